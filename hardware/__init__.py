@@ -1,0 +1,18 @@
+"""Device drivers behind small interfaces, one module per backend.
+
+Sub-packages:
+
+* :mod:`hardware.gpio`   -- the door's relay and input lines through gpiozero.
+* :mod:`hardware.nfc`    -- badge readers (nfcpy, keyboard wedge, simulator).
+* :mod:`hardware.camera` -- greyscale frame sources (picamera2, OpenCV/V4L2, replay).
+* :mod:`hardware.qr`     -- QR decoding of frames (zxing-cpp, pyzbar).
+* :mod:`hardware.selftest` -- installer checks over the configured backends.
+
+Nothing here touches a device at import time: backends import their driver
+libraries only when a device is opened, so ``import hardware`` is safe on any
+machine and a backend that cannot load says so with :class:`BackendUnavailable`.
+"""
+
+from hardware.errors import BackendUnavailable, DeviceError, HardwareError
+
+__all__ = ["BackendUnavailable", "DeviceError", "HardwareError"]
