@@ -1,0 +1,450 @@
+"""The door state machine: relay timing, door contact alarms, REX, fire release, modes.
+
+It sits on :class:`hardware.gpio.DoorIO` and decides nothing about *who* may
+enter (that is :mod:`edge_agent.policy`); it only carries out grants and
+watches the door. Time comes from an injectable :class:`Scheduler`, so tests
+advance a fake clock instead of sleeping.
+
+Modes:
+
+* ``normal`` -- locked; a grant or REX unlocks for the unlock time.
+* ``lockdown`` -- locked; grants are refused. REX still releases: egress is a
+  life-safety matter and never blocked by software.
+* ``free_access`` -- relay held energised (door unlocked) until back to normal.
+* ``emergency`` -- entered by the fire-alarm input, relay energised; left when
+  the fire input clears, back to the mode before. Fire egress never depends on
+  this software: fail-safe locks are released by the fire loop in hardware.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class DoorMode(StrEnum):
+    """Operating mode of a door."""
+
+    NORMAL = "normal"
+    LOCKDOWN = "lockdown"
+    FREE_ACCESS = "free_access"
+    EMERGENCY = "emergency"
+
+
+class Alarm(StrEnum):
+    """Door alarms a guard can acknowledge."""
+
+    FORCED_OPEN = "forced_open"
+    HELD_OPEN = "held_open"
+    TAMPER = "tamper"
+    FIRE = "fire"
+
+
+@dataclass(frozen=True)
+class DoorTimings:
+    """Times of one door, validated."""
+
+    unlock_s: float = 5.0
+    held_open_s: float = 30.0
+    #: A door opened this long after REX (or a grant ending) is not "forced".
+    rex_grace_s: float = 2.0
+    #: Whether REX energises the relay (strikes with no free-egress handle).
+    rex_unlocks: bool = True
+    #: Relock as soon as the door closes after being opened on a grant.
+    relock_on_close: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.5 <= self.unlock_s <= 300:
+            raise ValueError(f"unlock_s: {self.unlock_s!r} must be between 0.5 and 300 seconds")
+        if not 1 <= self.held_open_s <= 3600:
+            raise ValueError(f"held_open_s: {self.held_open_s!r} must be between 1 and 3600 s")
+        if not 0 <= self.rex_grace_s <= 60:
+            raise ValueError(f"rex_grace_s: {self.rex_grace_s!r} must be between 0 and 60 s")
+
+
+class Handle(Protocol):
+    """A scheduled call that can be cancelled."""
+
+    def cancel(self) -> None:
+        """Prevent the call if it has not run yet."""
+
+
+class Scheduler(Protocol):
+    """Time source and delayed calls."""
+
+    def monotonic(self) -> float:
+        """Seconds on a monotonic clock."""
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> Handle:
+        """Run ``fn`` after ``delay`` seconds (from another thread)."""
+
+
+class ThreadScheduler:
+    """Real time: ``threading.Timer`` per call."""
+
+    def monotonic(self) -> float:
+        """Return ``time.monotonic()``."""
+        return time.monotonic()
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> Handle:
+        """Start a daemon timer thread that calls ``fn``."""
+        timer = threading.Timer(delay, fn)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+
+class ManualScheduler:
+    """Time that moves only when :meth:`advance` is called (tests, simulations)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self._now = start
+        self._queue: list[tuple[float, int, _ManualHandle]] = []
+        self._counter = itertools.count()
+        self._lock = threading.RLock()
+
+    def monotonic(self) -> float:
+        """The manual clock's current time."""
+        return self._now
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> Handle:
+        """Queue ``fn`` to run when the clock passes ``now + delay``."""
+        handle = _ManualHandle(fn)
+        with self._lock:
+            heapq.heappush(self._queue, (self._now + delay, next(self._counter), handle))
+        return handle
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward, running due calls in time order."""
+        with self._lock:
+            target = self._now + seconds
+            while self._queue and self._queue[0][0] <= target:
+                when, _, handle = heapq.heappop(self._queue)
+                self._now = max(self._now, when)
+                if not handle.cancelled:
+                    handle.fn()
+            self._now = target
+
+
+class _ManualHandle:
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self.fn = fn
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+#: Called with (event type, payload). The agent journals these.
+EmitCallback = Callable[[str, dict[str, Any]], None]
+
+
+class GrantRefused(RuntimeError):
+    """A grant arrived while the door's mode forbids opening (lockdown)."""
+
+
+class DoorController:
+    """State machine over one door's lines.
+
+    ``io`` is a :class:`hardware.gpio.DoorIO` (or anything with the same
+    relay and input methods). Input changes must be fed to :meth:`on_input`;
+    :meth:`attach` wires that up. Every state change is reported through
+    ``emit`` (from the thread that caused it) while the controller's lock is
+    held, so events come out in the order they happened.
+    """
+
+    def __init__(
+        self,
+        io: Any,
+        timings: DoorTimings | None = None,
+        *,
+        scheduler: Scheduler | None = None,
+        emit: EmitCallback | None = None,
+        mode: DoorMode = DoorMode.NORMAL,
+    ) -> None:
+        self.io = io
+        self.timings = timings or DoorTimings()
+        self.scheduler = scheduler or ThreadScheduler()
+        self._emit_cb = emit
+        self._lock = threading.RLock()
+        self._mode = mode
+        self._mode_before_emergency = mode
+        self._relock_handle: Handle | None = None
+        self._held_handle: Handle | None = None
+        self._unlocked_until: float | None = None
+        self._authorised_until = float("-inf")
+        self._opened_on_grant = False
+        self._door_open = bool(io.door_open)
+        # alarm -> {"active": bool, "acknowledged": bool, "raised_at": float}
+        self._alarms: dict[Alarm, dict[str, Any]] = {}
+        io.lock()
+        if io.is_asserted("fire"):
+            self._enter_emergency()
+        elif mode is DoorMode.FREE_ACCESS:
+            io.unlock()
+        if io.is_asserted("tamper"):
+            self._raise(Alarm.TAMPER)
+
+    def attach(self) -> None:
+        """Route the DoorIO's input callbacks to this controller."""
+        self.io.on_input = self.on_input
+
+    # -- helpers (call with the lock held) ----------------------------------
+    def _emit(self, kind: str, **payload: Any) -> None:
+        if self._emit_cb is not None:
+            try:
+                self._emit_cb(kind, payload)
+            except Exception:
+                log.exception("door event handler failed for %s", kind)
+
+    def _cancel(self, attr: str) -> None:
+        handle = getattr(self, attr)
+        if handle is not None:
+            handle.cancel()
+            setattr(self, attr, None)
+
+    def _energise(self, seconds: float | None, by: str) -> None:
+        """Unlock now; relock after ``seconds`` (None: until told otherwise)."""
+        self._cancel("_relock_handle")
+        was = self.io.lock_relay_energised
+        self.io.unlock()
+        now = self.scheduler.monotonic()
+        if seconds is None:
+            self._unlocked_until = None
+        else:
+            self._unlocked_until = now + seconds
+            self._authorised_until = max(self._authorised_until, now + seconds)
+            self._relock_handle = self.scheduler.call_later(seconds, self._relock_timer)
+        if not was:
+            self._emit("door.unlocked", by=by, seconds=seconds)
+
+    def _relock(self, why: str) -> None:
+        self._cancel("_relock_handle")
+        self._unlocked_until = None
+        if self._mode in (DoorMode.FREE_ACCESS, DoorMode.EMERGENCY):
+            return
+        if self.io.lock_relay_energised:
+            self.io.lock()
+            self._authorised_until = self.scheduler.monotonic() + self.timings.rex_grace_s
+            self._emit("door.locked", why=why)
+
+    def _relock_timer(self) -> None:
+        with self._lock:
+            self._relock_handle = None
+            self._relock("unlock time over")
+
+    def _raise(self, alarm: Alarm, **details: Any) -> None:
+        state = self._alarms.get(alarm)
+        if state is not None and state["active"]:
+            return
+        self._alarms[alarm] = {
+            "active": True,
+            "acknowledged": False,
+            "raised_at": self.scheduler.monotonic(),
+        }
+        self._emit("alarm.raised", alarm=alarm.value, **details)
+
+    def _clear(self, alarm: Alarm) -> None:
+        state = self._alarms.get(alarm)
+        if state is None or not state["active"]:
+            return
+        state["active"] = False
+        self._emit("alarm.cleared", alarm=alarm.value)
+        if state["acknowledged"]:
+            del self._alarms[alarm]
+
+    def _enter_emergency(self) -> None:
+        if self._mode is not DoorMode.EMERGENCY:
+            self._mode_before_emergency = self._mode
+        self._mode = DoorMode.EMERGENCY
+        self._cancel("_held_handle")
+        self._energise(None, by="fire")
+        self._raise(Alarm.FIRE)
+        self._emit(
+            "mode.changed",
+            mode=self._mode.value,
+            previous=self._mode_before_emergency.value,
+            by="fire-input",
+            why="fire alarm",
+        )
+
+    def _leave_emergency(self) -> None:
+        if self._mode is not DoorMode.EMERGENCY:
+            return
+        self._mode = self._mode_before_emergency
+        self._clear(Alarm.FIRE)
+        if self._mode is not DoorMode.FREE_ACCESS:
+            self._relock("fire alarm cleared")
+        self._emit(
+            "mode.changed",
+            mode=self._mode.value,
+            previous=DoorMode.EMERGENCY.value,
+            by="fire-input",
+            why="fire alarm cleared",
+        )
+
+    def _held_timer(self) -> None:
+        with self._lock:
+            self._held_handle = None
+            if self._door_open and self._mode in (DoorMode.NORMAL, DoorMode.LOCKDOWN):
+                self._raise(Alarm.HELD_OPEN, after_s=self.timings.held_open_s)
+
+    # -- inputs ---------------------------------------------------------------
+    def on_input(self, name: str, asserted: bool, ts: float | None = None) -> None:
+        """Handle a debounced input change from the DoorIO."""
+        del ts  # the scheduler's clock is the one this machine reasons in
+        with self._lock:
+            if name == "door_contact":
+                self._door_changed(asserted)
+            elif name == "rex" and asserted:
+                self._emit("rex.pressed")
+                self._authorised_until = max(
+                    self._authorised_until, self.scheduler.monotonic() + self.timings.rex_grace_s
+                )
+                if self.timings.rex_unlocks and self._mode in (DoorMode.NORMAL, DoorMode.LOCKDOWN):
+                    self._energise(self.timings.unlock_s, by="rex")
+            elif name == "fire":
+                if asserted:
+                    self._enter_emergency()
+                else:
+                    self._leave_emergency()
+            elif name == "tamper":
+                if asserted:
+                    self._raise(Alarm.TAMPER)
+                else:
+                    self._clear(Alarm.TAMPER)
+
+    def _door_changed(self, is_open: bool) -> None:
+        if is_open == self._door_open:
+            return
+        self._door_open = is_open
+        now = self.scheduler.monotonic()
+        if is_open:
+            authorised = self.io.lock_relay_energised or now <= self._authorised_until
+            self._emit("door.opened", authorised=authorised)
+            if self._mode in (DoorMode.NORMAL, DoorMode.LOCKDOWN):
+                if not authorised:
+                    self._raise(Alarm.FORCED_OPEN)
+                self._opened_on_grant = authorised
+                self._cancel("_held_handle")
+                self._held_handle = self.scheduler.call_later(
+                    self.timings.held_open_s, self._held_timer
+                )
+        else:
+            self._emit("door.closed")
+            self._cancel("_held_handle")
+            self._clear(Alarm.HELD_OPEN)
+            self._clear(Alarm.FORCED_OPEN)
+            if (
+                self._opened_on_grant
+                and self.timings.relock_on_close
+                and self._mode is DoorMode.NORMAL
+                and self._unlocked_until is not None
+            ):
+                self._relock("door closed")
+            self._opened_on_grant = False
+
+    # -- commands -------------------------------------------------------------
+    def grant(self, seconds: float | None = None, by: str = "credential") -> None:
+        """Unlock for the unlock time (or ``seconds``) after an access decision.
+
+        Raises :class:`GrantRefused` in lockdown. In free access and emergency
+        the door is already unlocked and nothing changes.
+        """
+        with self._lock:
+            if self._mode is DoorMode.LOCKDOWN:
+                raise GrantRefused("door is in lockdown")
+            if self._mode is not DoorMode.NORMAL:
+                return
+            self._energise(seconds or self.timings.unlock_s, by=by)
+
+    def set_mode(self, mode: DoorMode | str, by: str, why: str) -> DoorMode:
+        """Switch to ``mode`` (a guard action). Returns the mode now in force.
+
+        While the fire input is asserted the door stays in emergency; the
+        requested mode is remembered and applied when the fire alarm clears.
+        Emergency cannot be entered by hand: it follows the fire input.
+        """
+        mode = DoorMode(mode)
+        if mode is DoorMode.EMERGENCY:
+            raise ValueError("emergency mode follows the fire-alarm input; it cannot be set")
+        with self._lock:
+            if self._mode is DoorMode.EMERGENCY:
+                self._mode_before_emergency = mode
+                self._emit("mode.deferred", mode=mode.value, by=by, why=why)
+                return self._mode
+            previous = self._mode
+            if mode is previous:
+                return mode
+            self._mode = mode
+            if mode is DoorMode.FREE_ACCESS:
+                self._cancel("_held_handle")
+                self._clear(Alarm.HELD_OPEN)
+                self._energise(None, by=by)
+            else:
+                self._relock(f"mode {mode.value}")
+            self._emit("mode.changed", mode=mode.value, previous=previous.value, by=by, why=why)
+            return mode
+
+    def acknowledge(self, alarm: Alarm | str, by: str, why: str = "") -> bool:
+        """Acknowledge an alarm. Returns False if no such alarm is pending.
+
+        An acknowledged alarm whose condition has cleared disappears; one
+        still active stays listed as acknowledged until it clears.
+        """
+        alarm = Alarm(alarm)
+        with self._lock:
+            state = self._alarms.get(alarm)
+            if state is None or state["acknowledged"]:
+                return False
+            state["acknowledged"] = True
+            self._emit("alarm.acknowledged", alarm=alarm.value, by=by, why=why)
+            if not state["active"]:
+                del self._alarms[alarm]
+            return True
+
+    def safe_state(self) -> None:
+        """Cancel timers and de-energise the relay (agent stopping)."""
+        with self._lock:
+            self._cancel("_relock_handle")
+            self._cancel("_held_handle")
+            self.io.lock()
+
+    # -- state ----------------------------------------------------------------
+    @property
+    def mode(self) -> DoorMode:
+        """The mode in force."""
+        return self._mode
+
+    def snapshot(self) -> dict[str, Any]:
+        """The door's state as a JSON-ready dict (for status and the kiosk)."""
+        with self._lock:
+            now = self.scheduler.monotonic()
+            return {
+                "mode": self._mode.value,
+                "unlocked": bool(self.io.lock_relay_energised),
+                "unlocked_for_s": (
+                    None
+                    if self._unlocked_until is None
+                    else round(max(0.0, self._unlocked_until - now), 1)
+                ),
+                "door_open": self._door_open,
+                "alarms": [
+                    {
+                        "alarm": a.value,
+                        "active": s["active"],
+                        "acknowledged": s["acknowledged"],
+                        "age_s": round(now - s["raised_at"], 1),
+                    }
+                    for a, s in sorted(self._alarms.items())
+                ],
+            }
