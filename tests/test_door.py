@@ -108,7 +108,7 @@ def test_opening_just_after_relock_is_not_forced(rig):
 
 
 def test_rex_releases_and_prevents_forced_alarm(rig):
-    door, io, sim, clock, events = rig
+    _, io, sim, clock, events = rig
     sim.set_input("rex", True)
     assert io.lock_relay_energised
     sim.set_input("rex", False)
