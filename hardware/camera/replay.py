@@ -219,8 +219,10 @@ class ReplaySource(FrameSource):
         self._pending = None
         timestamp = self._clock()
         if self.period:
-            # A late reader gets the next frame at once, then the pace resumes.
-            self._due = max(self._due + self.period, timestamp)
+            # A reader late by a period or more got this frame at once; the pace
+            # restarts from now rather than catching up with a burst of frames.
+            due = self._due + self.period
+            self._due = due if due > timestamp else timestamp + self.period
         frame = Frame(image=image, timestamp=timestamp, seq=self._seq, source=label)
         self._seq += 1
         return frame
