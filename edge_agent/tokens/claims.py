@@ -72,7 +72,7 @@ def _check_identifier(name: str, value: object) -> str:
     if not value or len(value) > MAX_ID_CHARS:
         raise ClaimsError(f"{name} must be 1 to {MAX_ID_CHARS} characters, got {len(value)}")
     if not value.isprintable():
-        raise ClaimsError(f"{name} must not contain control characters")
+        raise ClaimsError(f"{name} must hold printable characters only (str.isprintable)")
     return value
 
 
@@ -83,7 +83,7 @@ def _check_text(name: str, value: object, *, allow_empty: bool) -> str:
         low = 0 if allow_empty else 1
         raise ClaimsError(f"{name} must be {low} to {MAX_TEXT_CHARS} characters, got {len(value)}")
     if not value.isprintable():
-        raise ClaimsError(f"{name} must not contain control characters")
+        raise ClaimsError(f"{name} must hold printable characters only (str.isprintable)")
     return value
 
 
