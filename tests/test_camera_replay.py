@@ -376,3 +376,27 @@ def test_close_from_another_thread_ends_iteration(tmp_path: Path) -> None:
     assert errors == []
     assert seen == list(range(len(seen)))
     assert [t for t in threading.enumerate() if t.name.startswith("camera")] == []
+
+
+def test_close_cuts_a_slow_replay_wait_short(tmp_path: Path) -> None:
+    write_folder(tmp_path, ["0.png", "1.png"])
+    # One frame every 60 s: without the wake-up, the reader would sleep a minute.
+    settings = CameraSettings(backend="replay", replay_path=tmp_path, replay_rate=1 / 60)
+    source = open_camera(settings)
+    seen: list[int] = []
+    errors: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            seen.extend(frame.seq for frame in source)
+        except BaseException as exc:
+            errors.append(exc)
+
+    reader = threading.Thread(target=consume)
+    reader.start()
+    while not seen and reader.is_alive():
+        time.sleep(0.005)
+    source.close()
+    reader.join(20)
+    assert not reader.is_alive() and errors == []
+    assert seen == [0]

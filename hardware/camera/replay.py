@@ -59,8 +59,9 @@ class ReplaySource(FrameSource):
     """Frames from ``settings.replay_path``: a folder of images, one image or a video.
 
     ``clock`` (default :func:`time.monotonic`) stamps and paces frames; ``sleep``
-    (default :func:`time.sleep`) waits. Tests pass a fake clock whose ``sleep``
-    advances it.
+    waits (default: a wait that :meth:`close` cuts short, so closing from another
+    thread ends a slow replay's wait at once). Tests pass a fake clock whose
+    ``sleep`` advances it.
     """
 
     name = "replay"
@@ -70,14 +71,15 @@ class ReplaySource(FrameSource):
         settings: CameraSettings,
         *,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         super().__init__(settings)
         if settings.replay_path is None:
             raise ValueError("replay_path: required by the replay backend")
         self.path: Path = settings.replay_path
         self._clock = clock
-        self._sleep = sleep
+        self._closing = threading.Event()
+        self._sleep = sleep if sleep is not None else self._closing.wait
         rate = settings.fps if settings.replay_rate is None else settings.replay_rate
         self.period = 1.0 / rate if rate > 0 else 0.0
         self._cv2: Any = None
@@ -232,6 +234,7 @@ class ReplaySource(FrameSource):
         return max(self.settings.stall_timeout, 2 * self.period)
 
     def _close(self) -> None:
+        self._closing.set()
         with self._io_lock:
             video, self._video = self._video, None
             self._pending = None
