@@ -54,7 +54,8 @@ class GpioSettings:
     for strikes and, for maglocks, is released by the fire-alarm loop, never by us.
     """
 
-    backend: str = "mock"
+    #: Required: a door is never driven by the simulator unless the config says so.
+    backend: str
     lock_relay_pin: int = 17
     #: Many cheap relay boards switch on a LOW input: set False for those.
     lock_relay_active_high: bool = True

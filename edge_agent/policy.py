@@ -1,0 +1,384 @@
+"""The access decision: a pure function of credential, door, mode, time and cache.
+
+:func:`decide` reads the credential cache through the small
+:class:`CacheView` protocol and never writes: single-use invitations and
+NTAG 424 counters are *claimed* by the caller after a grant (see
+:attr:`Decision.claim`), atomically in the store, so two doors or two threads
+racing on one single-use invitation cannot both open.
+
+Checks run in a fixed order so that the journal always records the most
+telling reason: first whether the credential is genuine (format, signature,
+key, time, scope), then whether it still stands (revocation, replay), then
+whether this door may open now (mode, schedule, cache staleness). A forged
+invitation shown during a lockdown is journaled as forged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from edge_agent.door import DoorMode
+from edge_agent.ntag424 import SunError, SunVerifier
+from edge_agent.reasons import Reason
+from edge_agent.tokens import Keyring, Verified
+from edge_agent.tokens import verify as verify_token
+
+log = logging.getLogger(__name__)
+
+CredentialKind = Literal["qr", "badge"]
+
+
+@dataclass(frozen=True)
+class Credential:
+    """What was presented at the door.
+
+    ``qr``: ``text`` is the decoded QR payload. ``badge``: ``uid`` is the UID
+    read by the reader and ``sun_url`` the NDEF URL record of an NTAG 424 DNA
+    (its SUN message), when the badge carried one.
+    """
+
+    kind: CredentialKind
+    text: str = ""
+    uid: bytes = b""
+    sun_url: str | None = None
+
+    @classmethod
+    def qr(cls, text: str) -> Credential:
+        """A scanned QR code."""
+        return cls("qr", text=text)
+
+    @classmethod
+    def badge(cls, uid: bytes, sun_url: str | None = None) -> Credential:
+        """A badge read (UID, and the SUN URL of a cryptographic badge)."""
+        return cls("badge", uid=bytes(uid), sun_url=sun_url)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A weekly time window: ``days`` (0 = Monday) between ``start`` and ``end`` minutes."""
+
+    days: frozenset[int]
+    start_min: int
+    end_min: int
+
+    def contains(self, weekday: int, minute: int) -> bool:
+        """True if (weekday, minute of day) falls in the window."""
+        if self.start_min <= self.end_min:
+            return weekday in self.days and self.start_min <= minute < self.end_min
+        # Over midnight: the part after midnight belongs to the previous day's window.
+        return (weekday in self.days and minute >= self.start_min) or (
+            (weekday - 1) % 7 in self.days and minute < self.end_min
+        )
+
+
+_DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _parse_days(spec: str) -> frozenset[int]:
+    days: set[int] = set()
+    for part in spec.lower().replace(" ", "").split(","):
+        if "-" in part:
+            a, b = part.split("-", 1)
+            i, j = _DAY_NAMES.index(a), _DAY_NAMES.index(b)
+            days.update(range(i, j + 1) if i <= j else [*range(i, 7), *range(0, j + 1)])
+        else:
+            days.add(_DAY_NAMES.index(part))
+    return frozenset(days)
+
+
+def _parse_hhmm(text: str) -> int:
+    hours, minutes = text.split(":")
+    value = int(hours) * 60 + int(minutes)
+    if not 0 <= value <= 24 * 60:
+        raise ValueError(text)
+    return value
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Named weekly schedule in a time zone: access allowed inside any window."""
+
+    name: str
+    tz: str
+    windows: tuple[Window, ...]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Schedule:
+        """Build from ``{"name", "tz", "windows": [{"days": "mon-fri", "from": "07:00",
+        "to": "19:00"}]}``. Raises ValueError naming the bad part."""
+        try:
+            name = str(data["name"])
+            tz = str(data.get("tz", "UTC"))
+            ZoneInfo(tz)
+            windows = tuple(
+                Window(_parse_days(w["days"]), _parse_hhmm(w["from"]), _parse_hhmm(w["to"]))
+                for w in data["windows"]
+            )
+        except (KeyError, ValueError, TypeError, ZoneInfoNotFoundError) as exc:
+            raise ValueError(f"schedule {data.get('name', '?')!r}: invalid ({exc})") from exc
+        return cls(name, tz, windows)
+
+    def allows(self, now: float) -> bool:
+        """True if Unix time ``now`` falls in one of the windows (local time of ``tz``)."""
+        local = dt.datetime.fromtimestamp(now, ZoneInfo(self.tz))
+        minute = local.hour * 60 + local.minute
+        return any(w.contains(local.weekday(), minute) for w in self.windows)
+
+
+@dataclass(frozen=True)
+class BadgeRecord:
+    """A cached badge: who holds it and where it opens."""
+
+    uid: str  # upper-case hex
+    holder: str
+    kind: Literal["uid", "ntag424"] = "uid"
+    doors: tuple[str, ...] = ()
+    zones: tuple[str, ...] = ()
+    enabled: bool = True
+    valid_until: float | None = None
+    schedule: str | None = None
+
+    def allows(self, door: str, zones_of_door: Iterable[str]) -> bool:
+        """True if the badge names this door or one of its zones (``*`` = every door)."""
+        return "*" in self.doors or door in self.doors or bool(set(self.zones) & set(zones_of_door))
+
+
+class CacheView(Protocol):
+    """Read-only view of the credential cache the policy needs."""
+
+    def keyring(self) -> Keyring:
+        """Pinned invitation signing keys."""
+
+    def is_revoked(self, kind: str, ident: str) -> bool:
+        """True if invitation id / badge UID (hex) ``ident`` is revoked."""
+
+    def badge(self, uid_hex: str) -> BadgeRecord | None:
+        """The badge with this UID, or None."""
+
+    def invitation_used(self, invitation_id: str) -> bool:
+        """True if a single-use invitation was already used (here or elsewhere)."""
+
+    def last_counter(self, uid_hex: str) -> int | None:
+        """Last accepted NTAG 424 SUN counter for this UID, or None."""
+
+    def schedule(self, name: str) -> Schedule | None:
+        """The named schedule, or None when unknown."""
+
+    def staleness_s(self, now: float) -> float | None:
+        """Seconds since the cache was last brought up to date (None: never)."""
+
+
+@dataclass(frozen=True)
+class DoorPolicy:
+    """What a door accepts. Built from the agent's config (and central door settings)."""
+
+    site: str
+    door: str
+    zones: tuple[str, ...] = ()
+    accept_qr: bool = True
+    accept_ntag424: bool = True
+    #: UID-only badges can be cloned: accepted only where the config says so.
+    accept_uid: bool = False
+    #: Refuse offline decisions when the cache is older than this (None: never refuse).
+    max_offline_staleness_s: float | None = None
+    visitor_schedule: str | None = None
+    max_skew_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Outcome of :func:`decide`; JSON-ready through :meth:`to_dict`.
+
+    ``claim`` is what the caller must record atomically before opening:
+    ``("invitation", id, expires)`` for a single-use invitation or
+    ``("counter", uid_hex, counter)`` for an NTAG 424 tap. If the claim fails
+    (someone was quicker), the caller denies with :attr:`Reason.REPLAYED`.
+    """
+
+    granted: bool
+    reason: Reason
+    kind: CredentialKind
+    credential_id: str = ""
+    holder: str = ""
+    host: str = ""
+    detail: str = ""
+    claim: tuple[str, str, int] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (no claim: that is internal)."""
+        return {
+            "granted": self.granted,
+            "reason": self.reason.value,
+            "kind": self.kind,
+            "credential_id": self.credential_id,
+            "holder": self.holder,
+            "host": self.host,
+            "detail": self.detail,
+            **({"extra": dict(self.extra)} if self.extra else {}),
+        }
+
+
+def _deny(kind: CredentialKind, reason: Reason, detail: str, **kw: Any) -> Decision:
+    return Decision(False, reason, kind, detail=detail, **kw)
+
+
+def _mode_and_time_checks(
+    kind: CredentialKind,
+    policy: DoorPolicy,
+    mode: DoorMode,
+    now: float,
+    cache: CacheView,
+    schedule_name: str | None,
+    **who: Any,
+) -> Decision | None:
+    if mode is DoorMode.LOCKDOWN:
+        return _deny(kind, Reason.LOCKDOWN, "door in lockdown", **who)
+    if schedule_name and mode is DoorMode.NORMAL:
+        schedule = cache.schedule(schedule_name)
+        if schedule is None:
+            # An unknown schedule fails closed: a typo must not open a door all night.
+            return _deny(
+                kind, Reason.OUTSIDE_SCHEDULE, f"unknown schedule {schedule_name!r}", **who
+            )
+        if not schedule.allows(now):
+            return _deny(kind, Reason.OUTSIDE_SCHEDULE, f"outside schedule {schedule_name}", **who)
+    if policy.max_offline_staleness_s is not None:
+        stale = cache.staleness_s(now)
+        if stale is None or stale > policy.max_offline_staleness_s:
+            age = "never synced" if stale is None else f"{stale:.0f} s old"
+            return _deny(kind, Reason.CACHE_STALE, f"cache {age}", **who)
+    return None
+
+
+def decide(
+    credential: Credential,
+    policy: DoorPolicy,
+    mode: DoorMode,
+    now: float,
+    cache: CacheView,
+    sun_verifier: SunVerifier | None = None,
+) -> Decision:
+    """Decide whether ``credential`` opens ``policy.door`` at Unix time ``now``.
+
+    Never raises for anything in the credential: every failure is a deny with
+    a reason code. ``sun_verifier`` checks NTAG 424 SUN messages (None: this
+    agent has no SUN keys, so such badges are refused as unknown).
+    """
+    if credential.kind == "qr":
+        return _decide_qr(credential, policy, mode, now, cache)
+    if credential.kind == "badge":
+        return _decide_badge(credential, policy, mode, now, cache, sun_verifier)
+    return _deny("qr", Reason.MALFORMED, f"unknown credential kind {credential.kind!r}")
+
+
+def _decide_qr(
+    credential: Credential, policy: DoorPolicy, mode: DoorMode, now: float, cache: CacheView
+) -> Decision:
+    if not policy.accept_qr:
+        return _deny("qr", Reason.KIND_NOT_ACCEPTED, "this door takes no QR invitations")
+    result = verify_token(
+        credential.text,
+        cache.keyring(),
+        now=now,
+        site=policy.site,
+        door=policy.door,
+        zones_of_door=policy.zones,
+        max_skew_s=policy.max_skew_s,
+    )
+    if not isinstance(result, Verified):
+        who: dict[str, Any] = {}
+        if result.claims is not None:  # trustworthy only once the signature verified
+            who = {
+                "credential_id": result.claims.invitation_id,
+                "holder": result.claims.visitor,
+                "host": result.claims.host,
+            }
+        return _deny("qr", result.reason, result.detail, **who)
+    claims = result.claims
+    who = {"credential_id": claims.invitation_id, "holder": claims.visitor, "host": claims.host}
+    if cache.is_revoked("invitation", claims.invitation_id):
+        return _deny("qr", Reason.REVOKED, "invitation revoked", **who)
+    if claims.single_use and cache.invitation_used(claims.invitation_id):
+        return _deny("qr", Reason.REPLAYED, "single-use invitation already used", **who)
+    blocked = _mode_and_time_checks("qr", policy, mode, now, cache, policy.visitor_schedule, **who)
+    if blocked is not None:
+        return blocked
+    claim = ("invitation", claims.invitation_id, claims.expires) if claims.single_use else None
+    return Decision(
+        True,
+        Reason.GRANTED,
+        "qr",
+        claim=claim,
+        detail=f"kid {result.kid}",
+        extra=dict(claims.extra),
+        **who,
+    )
+
+
+def _decide_badge(
+    credential: Credential,
+    policy: DoorPolicy,
+    mode: DoorMode,
+    now: float,
+    cache: CacheView,
+    sun_verifier: SunVerifier | None,
+) -> Decision:
+    claim: tuple[str, str, int] | None = None
+    if credential.sun_url and policy.accept_ntag424:
+        if sun_verifier is None:
+            return _deny("badge", Reason.UNKNOWN_KEY, "no NTAG 424 keys configured on this door")
+        try:
+            tap = sun_verifier.verify(credential.sun_url)
+        except SunError as exc:
+            return _deny(
+                "badge", exc.reason, f"SUN: {exc}", credential_id=credential.uid.hex().upper()
+            )
+        uid_hex = tap.uid_hex.upper()
+        last = cache.last_counter(uid_hex)
+        if last is not None and tap.counter <= last:
+            return _deny(
+                "badge",
+                Reason.REPLAYED,
+                f"SUN counter {tap.counter} not above {last} (replayed or cloned message)",
+                credential_id=uid_hex,
+            )
+        claim = ("counter", uid_hex, tap.counter)
+        crypto = True
+    else:
+        uid_hex = credential.uid.hex().upper()
+        crypto = False
+        if not uid_hex:
+            return _deny("badge", Reason.MALFORMED, "empty UID")
+    record = cache.badge(uid_hex)
+    if record is None:
+        return _deny("badge", Reason.UNKNOWN_BADGE, "UID not in the cache", credential_id=uid_hex)
+    who = {"credential_id": uid_hex, "holder": record.holder}
+    if not crypto:
+        if record.kind == "ntag424":
+            # The genuine card always sends a SUN message: a bare UID is a copy.
+            return _deny(
+                "badge",
+                Reason.UID_NOT_ALLOWED,
+                "cryptographic badge presented without its SUN message (possible clone)",
+                **who,
+            )
+        if not policy.accept_uid:
+            return _deny("badge", Reason.UID_NOT_ALLOWED, "door refuses UID-only badges", **who)
+    if cache.is_revoked("badge", uid_hex) or not record.enabled:
+        return _deny("badge", Reason.REVOKED, "badge revoked or disabled", **who)
+    if record.valid_until is not None and now >= record.valid_until:
+        return _deny("badge", Reason.EXPIRED, "badge validity ended", **who)
+    if not record.allows(policy.door, policy.zones):
+        return _deny("badge", Reason.WRONG_DOOR, "badge not valid for this door", **who)
+    blocked = _mode_and_time_checks("badge", policy, mode, now, cache, record.schedule, **who)
+    if blocked is not None:
+        return blocked
+    return Decision(
+        True, Reason.GRANTED, "badge", claim=claim, detail="ntag424" if crypto else "uid", **who
+    )
