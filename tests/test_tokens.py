@@ -700,3 +700,48 @@ def test_unexpected_internal_errors_fail_closed(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(TrustedKey, "verify_signature", broken)
     result = check(mint(claims(), KEY))
     assert isinstance(result, Denied) and result.reason is Reason.MALFORMED
+
+
+# --- the strict CBOR reader ---------------------------------------------------------------
+
+
+def _sharing_bomb(levels: int) -> bytes:
+    """[28([1, 1]), 28([29(0), 29(0)]), 28([29(1), 29(1)]), ...]: 2**levels leaves."""
+    items = [b"\xd8\x1c\x82\x01\x01"]
+    for level in range(1, levels):
+        ref = b"\xd8\x1d" + cbor2.dumps(level - 1)
+        items.append(b"\xd8\x1c\x82" + ref + ref)
+    return bytes([0x98, levels]) + b"".join(items)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (_sharing_bomb(5), "more items than bytes"),
+        (b"\xd8\x1c\x81\xd8\x1d\x00", "more items than bytes"),  # a list that holds itself
+        (cbor2.dumps({7: cbor2.CBORTag(1, 0)}), "datetime"),  # cbor2 decodes tag 1 to a date
+        (cbor2.dumps(cbor2.CBORTag(18, [cbor2.CBORTag(18, [])])), "tag 18"),  # not at the root
+        (cbor2.dumps(cbor2.CBORTag(258, [1, 2])), "set"),  # tag 258
+        (cbor2.dumps(cbor2.CBORTag(55799, [1])), "deterministic"),  # cbor2 drops tag 55799
+        (cbor2.dumps([cbor2.undefined]), "UndefinedType"),
+        (cbor2.dumps(cbor2.CBORTag(30, [1, 3])), "Fraction"),  # tag 30
+        (cbor2.dumps([cbor2.CBORTag(98, b"")]), "tag 98"),  # an unknown tag
+        (b"\x9f\x01\xff", "not valid CBOR"),  # indefinite length
+        (b"\xa2\x01\x01\x01\x02", "not valid CBOR"),  # duplicate map key
+        (b"\x81" * 9 + b"\x00", "not valid CBOR"),  # deeper than MAX_CBOR_DEPTH
+        (b"\x19\x00\x01", "deterministic"),  # 1 spelled on three bytes
+        (b"\xa2\x02\x00\x01\x00", "deterministic"),  # map keys out of order
+    ],
+)
+def test_strict_cbor_reader_refuses(data: bytes, message: str) -> None:
+    from edge_agent.tokens.cose import COSE_SIGN1_TAG, CborError, loads_strict
+
+    with pytest.raises(CborError, match=message):
+        loads_strict(data, root_tag=COSE_SIGN1_TAG)
+    assert check(wrap(data)).reason is Reason.MALFORMED
+
+
+def test_a_bigger_sharing_bomb_is_refused_quickly() -> None:
+    """Without the item budget, re-encoding 2**60 leaves would never end."""
+    assert check(wrap(_sharing_bomb(60))).reason is Reason.MALFORMED

@@ -19,6 +19,7 @@ __all__ = ["ALPHABET", "Base45Error", "b45decode", "b45encode"]
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
 
 _VALUES = {char: value for value, char in enumerate(ALPHABET)}
+_TABLE = bytes(_VALUES.get(chr(code), 0xFF) for code in range(256))
 
 
 class Base45Error(ValueError):
@@ -56,17 +57,23 @@ def b45decode(text: str) -> bytes:
         raise TypeError(f"base45 text must be str, not {type(text).__name__}")
     if len(text) % 3 == 1:
         raise Base45Error(f"base45 length {len(text)} is 3n+1")
+    # bytes.translate maps every character to its value in one C call; anything
+    # outside the alphabet (or outside ASCII) becomes the 0xFF marker.
     try:
-        values = [_VALUES[char] for char in text]
-    except KeyError as exc:
-        raise Base45Error(f"character {exc.args[0]!r} is not in the base45 alphabet") from None
+        values = text.encode("ascii").translate(_TABLE)
+    except UnicodeEncodeError:
+        values = b"\xff"
+    if b"\xff" in values:
+        bad = next((char for char in text if char not in _VALUES), "?")
+        raise Base45Error(f"character {bad!r} is not in the base45 alphabet")
     out = bytearray()
     full = len(values) - len(values) % 3
     for i in range(0, full, 3):
         n = values[i] + values[i + 1] * 45 + values[i + 2] * 2025
         if n > 0xFFFF:
             raise Base45Error(f"base45 group at {i} overflows two bytes")
-        out += n.to_bytes(2, "big")
+        out.append(n >> 8)
+        out.append(n & 0xFF)
     if full != len(values):
         n = values[full] + values[full + 1] * 45
         if n > 0xFF:

@@ -59,13 +59,50 @@ def dumps(value: Any) -> bytes:
     return cbor2.dumps(value, canonical=True)
 
 
-def loads_strict(data: bytes) -> Any:
+_PLAIN = (int, float, str, bytes, type(None))  # bool is an int
+
+
+def _check_plain(value: Any, budget: int, root_tag: int | None) -> None:
+    """Refuse tags below the root and every type beyond CBOR's basic data model.
+
+    cbor2 decodes some tags into Python objects (dates, decimals, sets...) and
+    resolves value-sharing references (tags 28/29): a few hundred bytes can
+    then stand for an exponentially large, or cyclic, structure that would hang
+    the re-encoding. Without sharing, every data item takes at least one byte,
+    so more items than bytes means sharing: refused, counting stops there.
+    """
+    stack = [value]
+    count = 0
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > budget:
+            raise CborError("CBOR holds more items than bytes (shared or cyclic values)")
+        if isinstance(item, cbor2.CBORTag):
+            if item is not value or item.tag != root_tag:
+                raise CborError(f"CBOR tag {item.tag} is not allowed here")
+            stack.append(item.value)
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, Mapping):
+            for key, member in item.items():
+                stack += (key, member)
+        elif not isinstance(item, _PLAIN):
+            raise CborError(f"CBOR value of type {type(item).__name__} is not allowed")
+
+
+def loads_strict(data: bytes, *, root_tag: int | None = None) -> Any:
     """Return the one CBOR item that *data* holds in deterministic encoding.
+
+    Only CBOR's basic data model is accepted: integers, floats, text and byte
+    strings, booleans, null, arrays and maps, and one tag, *root_tag*, around
+    the whole item.
 
     Raises:
         CborError: not CBOR, truncated, trailing bytes, indefinite lengths,
-            duplicate map keys, nesting deeper than :data:`MAX_CBOR_DEPTH`, or an
-            encoding other than the deterministic one.
+            duplicate map keys, nesting deeper than :data:`MAX_CBOR_DEPTH`, any
+            other tag, shared values, or an encoding other than the
+            deterministic one.
     """
     try:
         value = cbor2.loads(
@@ -74,12 +111,16 @@ def loads_strict(data: bytes) -> Any:
             allow_indefinite=False,
             allow_duplicate_keys=False,
         )
-        canonical = dumps(value)
     # cbor2 raises its own errors for bad input, but also ValueError, TypeError,
     # OverflowError... from the semantic decoders of some tags (dates, decimals,
     # regular expressions): whatever it is, the bytes are not a valid token.
     except Exception as exc:
         raise CborError(f"not valid CBOR: {type(exc).__name__}") from exc
+    _check_plain(value, len(data), root_tag)
+    try:
+        canonical = dumps(value)
+    except Exception as exc:
+        raise CborError(f"CBOR cannot be re-encoded: {type(exc).__name__}") from exc
     if canonical != data:
         raise CborError("CBOR is not in deterministic encoding (or has trailing bytes)")
     return value

@@ -251,7 +251,7 @@ def _decode_outer(text: object) -> tuple[bytes, Mapping[Any, Any], bytes, bytes]
         raise _Deny(Reason.MALFORMED, f"token does not start with {PREFIX!r}")
     try:
         raw = b45decode(text[len(PREFIX) :])
-        message = loads_strict(raw)
+        message = loads_strict(raw, root_tag=COSE_SIGN1_TAG)
     except (Base45Error, CborError) as exc:
         raise _Deny(Reason.MALFORMED, str(exc)) from None
     if not isinstance(message, cbor2.CBORTag) or message.tag != COSE_SIGN1_TAG:
