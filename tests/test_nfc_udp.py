@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from hardware.nfc import Card, CardGone, NfcSettings, NotIsoDep, open_reader
-from hardware.nfc.emulator import SW_OK, Type3Card, Type4Card, UdpCardEmulator
+from hardware.nfc.emulator import SW_OK, Type2Card, Type3Card, Type4Card, UdpCardEmulator
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -294,3 +294,16 @@ def test_cli_reports_a_missing_reader():
     )
     assert result.returncode == 2
     assert "error:" in result.stderr
+
+
+@pytest.mark.parametrize("uid", ["53A1B2C3D4E5F6", "04A1B2C3D4E5F6"])
+def test_type2_read_uid_and_ndef(uid):
+    # 04 is NXP's prefix: nfcpy then probes NXP commands and re-selects the tag.
+    records = [ndef.UriRecord("https://portier.example/t2")]
+    with rig(Type2Card(uid, ndef=records), ("106A",)) as (reader, _):
+        badge = reader.read(timeout=10)
+    assert badge.uid_hex == uid
+    assert badge.technology == "ISO14443A"
+    assert badge.tag_type == "Type2Tag"
+    assert badge.ndef == tuple(records)
+    assert not badge.iso_dep

@@ -5,6 +5,8 @@ datagrams, so a reader (``ContactlessFrontend('udp:127.0.0.1:PORT')``, i.e.
 the ``nfcpy`` backend) and a card emulator (``listen`` on the same port) run
 the real nfcpy stack against each other over loopback.
 
+* :class:`Type2Card` -- an NFC Forum Type 2 tag (as NTAG21x / Ultralight
+  badges), answering READ from a memory image with an NDEF message.
 * :class:`Type3Card` -- a FeliCa NFC Forum Type 3 tag with an NDEF message,
   served by nfcpy's built-in ``Type3TagEmulation``.
 * :class:`Type4Card` -- an ISO 14443-4A (ISO-DEP) card. nfcpy has no Type 4
@@ -168,6 +170,67 @@ class Type3Card:
             response = tag.process_command(command)
 
 
+class Type2Card:
+    """An NFC Forum Type 2 tag (NTAG/Ultralight-like), read-only: 7-byte UID and NDEF.
+
+    Answers READ (30h) with 16 bytes from its memory image (pages 0-2 UID,
+    BCCs and lock bytes, page 3 the capability container, then the NDEF
+    message TLV) and NAKs everything else, as a read-only tag does. A UID
+    starting 04 (NXP) makes nfcpy probe NXP commands first (Ultralight C
+    AUTHENTICATE 1A, GET_VERSION 60); after each NAK it selects the tag
+    again, and then names a product from what it could read (``NXP NTAG203``
+    here). Those re-selections are why the listen socket is kept between
+    activations (see :func:`hardware.nfc.nfcpy.udp_device`).
+    """
+
+    technology = "106A"
+
+    def __init__(self, uid: bytes | str, ndef: Iterable[ndef.Record] = ()) -> None:
+        self.uid = bytes.fromhex(uid) if isinstance(uid, str) else bytes(uid)
+        if len(self.uid) != 7:
+            raise ValueError("a Type 2 card UID is 7 bytes")
+        message = _encode_ndef(ndef)
+        if len(message) > 254:
+            raise ValueError("NDEF message too long for this emulated Type 2 tag")
+        tlv = bytes([0x03, len(message)]) + message + b"\xfe"
+        data_size = max(48, -(-len(tlv) // 8) * 8)
+        uid = self.uid
+        memory = bytearray(
+            uid[0:3]
+            + bytes([0x88 ^ uid[0] ^ uid[1] ^ uid[2]])  # BCC0, cascade tag included
+            + uid[3:7]
+            + bytes([uid[3] ^ uid[4] ^ uid[5] ^ uid[6], 0x48, 0xFF, 0xFF])  # BCC1, locked
+            + bytes([0xE1, 0x10, data_size // 8, 0x0F])  # CC: mapping 1.0, read-only
+        )
+        memory += tlv + bytes(data_size - len(tlv))
+        self._memory = bytes(memory)
+
+    def local_target(self, nfc):
+        """The nfcpy ``LocalTarget`` to listen as (SEL_RES 00: Type 2)."""
+        return nfc.clf.LocalTarget(
+            "106A",
+            sens_res=bytearray(b"\x44\x00"),
+            sdd_res=bytearray(self.uid),
+            sel_res=bytearray(b"\x00"),
+        )
+
+    def serve(self, nfc, clf, target, session: _Session) -> None:
+        """Answer READ commands until the reader leaves, goes quiet or *session* ends."""
+        command = target.tt2_cmd
+        session.activated()
+        pages = len(self._memory) // 4
+        while command:
+            if command[0] == 0x30 and len(command) == 2 and command[1] < pages:
+                start = command[1] * 4
+                # READ rolls over to page 0 past the end of memory, as on NXP tags.
+                response = bytearray((self._memory + self._memory)[start : start + 16])
+            elif command[0] in (0x50, 0x26, 0x52, 0x93, 0x95):
+                return  # HLTA (the tag goes quiet) or a new poll: back to listening
+            else:
+                response = bytearray([0x00])  # NAK
+            command = session.exchange(clf, response)
+
+
 class Type4Card:
     """An ISO 14443-4A card: UID, ATS, an APDU responder, optional NDEF message.
 
@@ -317,7 +380,11 @@ class UdpCardEmulator:
     """
 
     def __init__(
-        self, card: Type3Card | Type4Card, port: int, host: str = "127.0.0.1", idle_timeout=2.0
+        self,
+        card: Type2Card | Type3Card | Type4Card,
+        port: int,
+        host: str = "127.0.0.1",
+        idle_timeout: float = 2.0,
     ) -> None:
         self.card = card
         self.host = host

@@ -83,7 +83,9 @@ def _udp_device_class() -> type:
 
         As a listener (card emulation) it also keeps its bound socket between
         activations: nfcpy closes and re-binds it on every listen, dropping the
-        datagrams a reader sent meanwhile, which costs that reader a 1 s timeout.
+        datagrams a reader sent meanwhile, which costs that reader a 1 s sense
+        timeout (measured: first Type 2 read 1.1 s, 2.1 s with an 04 UID whose
+        NXP probing re-selects the tag twice; 1.5 to 4 ms with the kept socket).
         """
 
         _listening = False
