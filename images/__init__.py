@@ -1,0 +1,1 @@
+"""Appliance images: build, per-device provisioning, verified flashing, first boot."""
