@@ -46,6 +46,9 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
+        candidates = [a for a in args if a is not type(None)]
+        if len(candidates) == 1:  # Optional[X]: X's own errors keep their precise key
+            return _convert(value, candidates[0], path)
         errors = []
         for arg in args:
             if arg is type(None):
@@ -122,6 +125,8 @@ def build(cls: type[T], table: dict[str, Any], path: str = "") -> T:
         message = str(exc)
         # Settings classes phrase their errors as "field: problem"; prefix our path.
         field_name, sep, problem = message.partition(": ")
+        # Some settings prefix their own section ("nfc.device: ..."): keep the leaf.
+        field_name = field_name.rsplit(".", 1)[-1].split(" ")[0]
         if sep and field_name in fields:
             raise ConfigError(_join(path, field_name), problem) from exc
         raise ConfigError(path, message) from exc

@@ -1,0 +1,247 @@
+"""The agent's configuration: one TOML file, typed and validated at start-up.
+
+``/etc/portier/agent.toml`` on a device; every command takes ``--config``.
+A bad file stops the agent with a message that names the key and what is wrong
+(``edge-agent check-config FILE``). Relative paths in the file are relative to
+the file's own folder. See ``docs/configuration.md`` for every key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_agent.door import DoorMode, DoorTimings
+from edge_agent.settings_loader import ConfigError, build
+from hardware.camera import CameraSettings
+from hardware.gpio import GpioSettings
+from hardware.nfc import NfcSettings
+from hardware.qr import QRSettings
+
+DEFAULT_PATH = Path("/etc/portier/agent.toml")
+_IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _ident(name: str, value: str) -> None:
+    if not _IDENT.match(value):
+        raise ValueError(
+            f"{name}: {value!r} must be 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+
+
+@dataclass(frozen=True)
+class DeviceSection:
+    """Who this appliance is."""
+
+    id: str
+    site: str
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        _ident("id", self.id)
+        _ident("site", self.site)
+
+
+@dataclass(frozen=True)
+class DoorSection:
+    """The door this agent controls and what it accepts."""
+
+    id: str
+    zones: tuple[str, ...] = ()
+    mode: str = "normal"
+    unlock_s: float = 5.0
+    held_open_s: float = 30.0
+    rex_unlocks: bool = True
+    relock_on_close: bool = True
+    accept_qr: bool = True
+    accept_ntag424: bool = True
+    #: UID-only badges can be cloned: off unless this door really needs them.
+    accept_uid: bool = False
+    #: Refuse offline decisions when the cache is older than this many seconds.
+    max_offline_staleness_s: float | None = None
+    visitor_schedule: str | None = None
+    max_clock_skew_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        _ident("id", self.id)
+        for zone in self.zones:
+            _ident("zones", zone)
+        if self.mode not in (DoorMode.NORMAL, DoorMode.LOCKDOWN, DoorMode.FREE_ACCESS):
+            raise ValueError(f"mode: {self.mode!r} must be normal, lockdown or free_access")
+        if self.max_offline_staleness_s is not None and self.max_offline_staleness_s <= 0:
+            raise ValueError("max_offline_staleness_s: must be a positive number of seconds")
+        if not 0 <= self.max_clock_skew_s <= 3600:
+            raise ValueError("max_clock_skew_s: must be between 0 and 3600 seconds")
+        self.timings()  # validates unlock_s and held_open_s, naming them
+
+    def timings(self) -> DoorTimings:
+        """The door state machine's timings."""
+        return DoorTimings(
+            unlock_s=self.unlock_s,
+            held_open_s=self.held_open_s,
+            rex_unlocks=self.rex_unlocks,
+            relock_on_close=self.relock_on_close,
+        )
+
+
+@dataclass(frozen=True)
+class PathsSection:
+    """Where state and the local API socket live."""
+
+    state_dir: Path = Path("/var/lib/portier")
+    socket: Path = Path("/run/portier/agent.sock")
+    #: File mode of the socket: decides who may call the local API (group = kiosk user).
+    socket_mode: int = 0o660
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.socket_mode <= 0o777:
+            raise ValueError(f"socket_mode: {self.socket_mode!r} is not a file mode")
+
+    @property
+    def database(self) -> Path:
+        """The SQLite journal and cache."""
+        return self.state_dir / "portier.db"
+
+
+@dataclass(frozen=True)
+class CentralSection:
+    """The central identity-and-access API (optional: a door works offline without it)."""
+
+    url: str | None = None
+    ca_file: Path | None = None
+    timeout_s: float = 10.0
+    batch_size: int = 500
+    sync_interval_s: float = 5.0
+    heartbeat_interval_s: float = 60.0
+    clock_drift_alarm_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        if self.url is not None and not re.match(r"^https?://[^/\s]+", self.url):
+            raise ValueError(f"url: {self.url!r} is not an http(s) URL")
+        if not 0.1 <= self.timeout_s <= 300:
+            raise ValueError("timeout_s: must be between 0.1 and 300 seconds")
+        if not 1 <= self.batch_size <= 10_000:
+            raise ValueError("batch_size: must be between 1 and 10000")
+
+
+@dataclass(frozen=True)
+class GuardSection:
+    """Guard console sessions."""
+
+    max_pin_failures: int = 5
+    lockout_s: float = 300.0
+    session_timeout_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_pin_failures <= 20:
+            raise ValueError("max_pin_failures: must be between 1 and 20")
+        if not 1 <= self.lockout_s <= 86_400:
+            raise ValueError("lockout_s: must be between 1 and 86400 seconds")
+
+
+@dataclass(frozen=True)
+class Ntag424Section:
+    """Keys for NTAG 424 DNA SUN messages (hex). Keep this file mode 0600."""
+
+    meta_read_key: str | None = None
+    file_read_key: str | None = None
+    #: Per-card file read keys diversified from this master key (AN10922), instead.
+    file_read_master_key: str | None = None
+    picc_param: str = "picc_data"
+    mac_param: str = "cmac"
+
+    def __post_init__(self) -> None:
+        for name in ("meta_read_key", "file_read_key", "file_read_master_key"):
+            value = getattr(self, name)
+            if value is not None and not re.fullmatch(r"[0-9A-Fa-f]{32}", value):
+                raise ValueError(f"{name}: must be 32 hex digits (an AES-128 key)")
+        if self.file_read_key and self.file_read_master_key:
+            raise ValueError("file_read_master_key: set either it or file_read_key, not both")
+
+    @property
+    def configured(self) -> bool:
+        """True when SUN messages can be verified."""
+        return bool(self.file_read_key or self.file_read_master_key)
+
+
+@dataclass(frozen=True)
+class HardwareSection:
+    """The devices this appliance has; a missing table means none of that kind."""
+
+    gpio: GpioSettings | None = None
+    nfc: NfcSettings | None = None
+    camera: CameraSettings | None = None
+    qr: QRSettings | None = None
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """The whole configuration file."""
+
+    device: DeviceSection
+    door: DoorSection
+    paths: PathsSection = field(default_factory=PathsSection)
+    central: CentralSection = field(default_factory=CentralSection)
+    guard: GuardSection = field(default_factory=GuardSection)
+    ntag424: Ntag424Section = field(default_factory=Ntag424Section)
+    hardware: HardwareSection = field(default_factory=HardwareSection)
+    #: The file it was read from (not a key in the file).
+    source: Path | None = field(default=None, compare=False)
+
+
+def _resolve(base: Path, value: Path | None) -> Path | None:
+    if value is None or value.is_absolute():
+        return value
+    return (base / value).resolve()
+
+
+def parse_config(data: dict[str, Any], base_dir: Path, source: Path | None = None) -> AgentConfig:
+    """Build an :class:`AgentConfig` from parsed TOML. Raises :class:`ConfigError`."""
+    fields = {f.name for f in dataclasses.fields(AgentConfig)} - {"source"}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ConfigError(unknown[0], f"unknown section (expected: {', '.join(sorted(fields))})")
+    cfg = build(AgentConfig, data)
+    paths = dataclasses.replace(
+        cfg.paths,
+        state_dir=_resolve(base_dir, cfg.paths.state_dir),
+        socket=_resolve(base_dir, cfg.paths.socket),
+    )
+    central = dataclasses.replace(cfg.central, ca_file=_resolve(base_dir, cfg.central.ca_file))
+    hardware = cfg.hardware
+    if hardware.camera is not None and hardware.camera.replay_path is not None:
+        camera = dataclasses.replace(
+            hardware.camera, replay_path=_resolve(base_dir, hardware.camera.replay_path)
+        )
+        hardware = dataclasses.replace(hardware, camera=camera)
+    return dataclasses.replace(cfg, paths=paths, central=central, hardware=hardware, source=source)
+
+
+def load_config(path: Path | str) -> AgentConfig:
+    """Read and validate the TOML file at ``path``.
+
+    Raises :class:`ConfigError` naming the key (or the file, for a syntax
+    error or an unreadable file).
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError("", f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"{path} is not UTF-8 text: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"{path} is not valid TOML: {exc}") from exc
+    return parse_config(data, path.parent.resolve(), source=path)
+
+
+def simulator_config_path() -> Path:
+    """The packaged configuration of an appliance on simulated hardware."""
+    return Path(__file__).parent / "data" / "simulator.toml"
