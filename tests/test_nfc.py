@@ -525,3 +525,100 @@ def test_wedge_reader_through_uinput():
                 keyboard.syn()
             badge = reader.read(timeout=5)
     assert badge is not None and badge.uid_hex == "0A0B0C0D" and badge.technology == "wedge"
+
+
+class PipeKeyboard:
+    """Stands in for the evdev InputDevice of a wedge reader (no /dev/input here).
+
+    Real ``evdev.InputEvent`` objects go through a real pipe, so the reader's
+    select/read loop runs as it would on the device's file descriptor.
+    """
+
+    name = "pipe keyboard"
+    path = "pipe"
+
+    def __init__(self):
+        self._read_fd, self._write_fd = os.pipe()
+        self._events: list[InputEvent] = []
+        self._lock = threading.Lock()
+        self.grabbed = False
+        self.closed = False
+
+    @property
+    def fd(self):
+        return self._read_fd
+
+    def type(self, text: str, **options) -> None:
+        with self._lock:
+            self._events.extend(typed(text, **options))
+        os.write(self._write_fd, b"x")
+
+    def read(self):
+        os.read(self._read_fd, 4096)
+        with self._lock:
+            events, self._events = self._events, []
+        if not events:
+            raise BlockingIOError
+        return iter(events)
+
+    def grab(self):
+        self.grabbed = True
+
+    def ungrab(self):
+        self.grabbed = False
+
+    def close(self):
+        self.closed = True
+        os.close(self._read_fd)
+        os.close(self._write_fd)
+
+
+def test_wedge_reader_reads_typed_badges():
+    keyboard = PipeKeyboard()
+    settings = NfcSettings(backend="wedge", wedge_name="pipe", wedge_byte_order="reversed")
+    reader = reader_class("wedge")(settings, device=keyboard)
+    with reader:
+        assert keyboard.grabbed
+        assert reader.read(timeout=0.05) is None
+        keyboard.type("D4C3B2A1\n")
+        badge = reader.read(timeout=5)
+        assert badge.uid_hex == "A1B2C3D4"
+        assert badge.technology == "wedge" and badge.reader == "wedge"
+        assert not badge.iso_dep and badge.tag_type is None
+        # Two badges in one burst of events: neither is lost.
+        keyboard.type("01020304\n05060708\n", start=200.0)
+        assert reader.read(timeout=5).uid_hex == "04030201"
+        assert reader.read(timeout=5).uid_hex == "08070605"
+        # The same badge again within the debounce window is not reported.
+        keyboard.type("05060708\n", start=200.5)
+        assert reader.read(timeout=0.2) is None
+    assert keyboard.closed and not keyboard.grabbed
+
+
+def test_wedge_reader_card_refuses_apdus():
+    keyboard = PipeKeyboard()
+    reader = reader_class("wedge")(NfcSettings(backend="wedge", wedge_name="pipe"), device=keyboard)
+    refused = []
+
+    def on_card(card):
+        with pytest.raises(NotIsoDep):
+            card.exchange_apdu(b"\x00\xa4\x04\x00")
+        refused.append(card.badge.uid_hex)
+
+    with reader:
+        keyboard.type("0A0B0C0D\n")
+        reader.read(timeout=5, on_card=on_card)
+    assert refused == ["0A0B0C0D"]
+
+
+def test_wedge_reader_close_from_another_thread():
+    keyboard = PipeKeyboard()
+    reader = reader_class("wedge")(NfcSettings(backend="wedge", wedge_name="pipe"), device=keyboard)
+    reader.open()
+    result = []
+    thread = threading.Thread(target=lambda: result.append(reader.read(timeout=30)))
+    thread.start()
+    reader.close()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert result == [None]

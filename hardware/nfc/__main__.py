@@ -72,9 +72,11 @@ def _read(args: argparse.Namespace) -> int:
 def _card(kind: str, uid: str, uri: str | None, responder=None):
     import ndef
 
-    from hardware.nfc.emulator import Type3Card, Type4Card
+    from hardware.nfc.emulator import Type2Card, Type3Card, Type4Card
 
     records = [ndef.UriRecord(uri)] if uri else []
+    if kind == "2":
+        return Type2Card(uid, ndef=records)
     if kind == "3":
         return Type3Card(uid, ndef=records)
     return Type4Card(uid, responder=responder, ndef=records)
@@ -109,11 +111,13 @@ def _bench(args: argparse.Namespace) -> int:
     from hardware.nfc.emulator import SW_OK, UdpCardEmulator
 
     cases = [
+        ("Type 2, UID + NDEF", "2", "53A1B2C3D4E5F6", "106A", False),
+        ("Type 2 (04 UID), UID + NDEF", "2", "04A1B2C3D4E5F6", "106A", False),
         ("Type 3, UID + NDEF", "3", "0123456789ABCDEF", "212F", False),
         ("Type 4, UID + NDEF", "4", "11223344556677", "106A", False),
         ("Type 4, UID + NDEF + 2 APDUs", "4", "11223344556677", "106A", True),
     ]
-    uri = "https://portier.example/sun?picc=EF963FF7828658A599F3041510671E88"
+    uri = "https://portier.example/sun?picc=EF963FF7828658A599F3041510671E88"  # 65 bytes
 
     def on_card(card: Card) -> None:
         card.exchange_apdu(b"\x00\xa4\x04\x00\x07\xf0PORTIER\x00")
@@ -164,8 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     emulate = commands.add_parser("emulate", help="serve an emulated card on nfcpy's udp driver")
     emulate.add_argument("--host", default="127.0.0.1")
     emulate.add_argument("--port", type=int, default=54321)
-    emulate.add_argument("--type", choices=("3", "4"), default="4")
-    emulate.add_argument("--uid", default="11223344556677", help="IDm (type 3) or UID (type 4)")
+    emulate.add_argument("--type", choices=("2", "3", "4"), default="4")
+    emulate.add_argument(
+        "--uid", default="11223344556677", help="UID (types 2 and 4, 7 bytes for 2) or IDm (3)"
+    )
     emulate.add_argument("--uri", help="NDEF URI record to serve")
     emulate.set_defaults(func=_emulate)
 

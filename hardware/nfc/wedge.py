@@ -182,39 +182,30 @@ def parse_events(
 class WedgeReader(Reader):
     """A keyboard-wedge reader opened through evdev.
 
-    Needs real hardware (or /dev/uinput) to run; this machine has neither, so
-    only the parsing is tested here.
+    *device* is an optional, already opened ``evdev.InputDevice`` (or an
+    object with its ``fd``, ``read()``, ``grab()``, ``ungrab()``, ``close()``
+    and ``name``) to use on the first :meth:`open` instead of opening
+    ``settings.wedge_device``; the reader takes it over and closes it. It is
+    the seam for callers that find the device themselves, and for tests: this
+    machine has no /dev/input and no /dev/uinput, so the tests feed real evdev
+    events through a pipe.
     """
 
     backend = "wedge"
 
-    def __init__(self, settings: NfcSettings) -> None:
+    def __init__(self, settings: NfcSettings, device=None) -> None:
         super().__init__(settings)
+        self._given = device
         self._device = None
         self._decoder: WedgeDecoder | None = None
         self._pending: deque[bytes] = deque()
 
     def _open(self) -> None:
-        try:
-            import evdev
-        except ImportError as error:
-            raise BackendUnavailable(
-                "nfc backend 'wedge' needs python-evdev: pip install evdev==2.0.0"
-            ) from error
         settings = self.settings
-        path = settings.wedge_device or self._find_by_name(evdev, settings.wedge_name or "")
-        try:
-            device = evdev.InputDevice(path)
-        except FileNotFoundError as error:
-            raise BackendUnavailable(
-                f"nfc backend 'wedge': no input device at {path}; is the reader plugged in? "
-                "(ls -l /dev/input/by-id/)"
-            ) from error
-        except PermissionError as error:
-            raise BackendUnavailable(
-                f"nfc backend 'wedge': no permission to read {path}; add the service user "
-                "to the 'input' group or install a udev rule for the reader"
-            ) from error
+        device, self._given = self._given, None
+        path = getattr(device, "path", settings.wedge_device)
+        if device is None:
+            device, path = self._open_device()
         if settings.wedge_grab:
             try:
                 device.grab()
@@ -234,6 +225,28 @@ class WedgeReader(Reader):
             settings.wedge_key_gap,
         )
         self._pending.clear()
+
+    def _open_device(self):
+        try:
+            import evdev
+        except ImportError as error:
+            raise BackendUnavailable(
+                "nfc backend 'wedge' needs python-evdev: pip install evdev==2.0.0"
+            ) from error
+        settings = self.settings
+        path = settings.wedge_device or self._find_by_name(evdev, settings.wedge_name or "")
+        try:
+            return evdev.InputDevice(path), path
+        except FileNotFoundError as error:
+            raise BackendUnavailable(
+                f"nfc backend 'wedge': no input device at {path}; is the reader plugged in? "
+                "(ls -l /dev/input/by-id/)"
+            ) from error
+        except PermissionError as error:
+            raise BackendUnavailable(
+                f"nfc backend 'wedge': no permission to read {path}; add the service user "
+                "to the 'input' group or install a udev rule for the reader"
+            ) from error
 
     @staticmethod
     def _find_by_name(evdev, name: str) -> str:
