@@ -160,6 +160,27 @@ def test_typical_token_size(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(compressed) > len(text)  # why the format does not compress
 
 
+@pytest.mark.parametrize("decoder", ["zxingcpp", "pyzbar"])
+def test_printed_qr_code_scans_back_and_verifies(decoder: str) -> None:
+    """segno draws the code, a real decoder reads the picture, the text verifies."""
+    import io
+
+    from PIL import Image
+
+    text = mint(claims(), KEY)
+    png = io.BytesIO()
+    segno.make(text, error="m", boost_error=False).save(png, kind="png", scale=3, border=4)
+    image = Image.open(io.BytesIO(png.getvalue())).convert("L")
+    if decoder == "zxingcpp":
+        zxingcpp = pytest.importorskip("zxingcpp")
+        scanned = [result.text for result in zxingcpp.read_barcodes(image)]
+    else:
+        pyzbar = pytest.importorskip("pyzbar.pyzbar")
+        scanned = [result.data.decode("ascii") for result in pyzbar.decode(image)]
+    assert scanned == [text]
+    assert check(scanned[0]).ok
+
+
 # --- every reason code, in a table ------------------------------------------------------
 
 
