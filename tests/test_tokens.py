@@ -493,6 +493,7 @@ def test_skew_outside_its_bounds_is_the_callers_error(skew: Any) -> None:
     [
         ({"now": float("inf")}, ValueError),
         ({"now": "now"}, ValueError),
+        ({"now": 10**400}, ValueError),
         ({"site": ""}, ValueError),
         ({"door": None}, ValueError),
         ({"zones_of_door": "floor-3"}, TypeError),

@@ -184,7 +184,11 @@ def _check_context(
 ) -> frozenset[str]:
     if not isinstance(keyring, Keyring):
         raise TypeError(f"keyring must be a Keyring, not {type(keyring).__name__}")
-    if isinstance(now, bool) or not isinstance(now, int | float) or not math.isfinite(now):
+    try:
+        finite = not isinstance(now, bool) and math.isfinite(now)  # type: ignore[arg-type]
+    except (TypeError, OverflowError):
+        finite = False
+    if not finite:
         raise ValueError(f"now must be finite Unix seconds, not {now!r}")
     if isinstance(skew, bool) or not isinstance(skew, int | float):
         raise ValueError(f"max_skew_s must be a number, not {skew!r}")
@@ -226,7 +230,8 @@ def verify(
     Raises:
         TypeError, ValueError: only for the caller's own mistakes (a keyring
             that is not a :class:`Keyring`, a non-finite *now*, an empty
-            *site* or *door*, a skew outside 0..:data:`MAX_SKEW_LIMIT_S`).
+            *site* or *door*, *zones_of_door* given as one str or holding
+            non-str items, a skew outside 0..:data:`MAX_SKEW_LIMIT_S`).
     """
     zones = _check_context(
         keyring, now=now, site=site, door=door, zones=zones_of_door, skew=max_skew_s
