@@ -1,0 +1,274 @@
+"""Canonical encodings shared by the agent and the central.
+
+Two things must be byte-for-byte reproducible by anyone who verifies a
+journal (the central, an auditor, ``edge-agent journal verify``):
+
+* the **payload**: canonical JSON text, see :func:`canonical_json`;
+* the **event hash**: SHA-256 over :func:`event_preimage`.
+
+Both are specified in ``docs/journal.md``; change them only together with a
+new version tag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Protocol
+
+from edge_agent.store.errors import InvalidEvent
+
+#: Largest integer a payload may hold: the largest one every JSON parser
+#: (JavaScript included) reads back exactly.
+MAX_SAFE_INT = 2**53 - 1
+
+#: Domain-separation tag that starts every hash preimage (version 1).
+HASH_TAG = b"PORTIER-JOURNAL-V1\x00"
+
+#: ``prev_hash`` of the first event of a device.
+GENESIS_HASH = bytes(32)
+
+_HEADER = struct.Struct(">32sQ16sqqI")
+_U32 = struct.Struct(">I")
+
+_TYPE_RE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*\Z")
+MAX_TYPE_LENGTH = 64
+
+_encode = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+).encode
+
+
+def _check_value(value: object, where: str) -> None:
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return
+    if kind is int:
+        if -MAX_SAFE_INT <= value <= MAX_SAFE_INT:  # type: ignore[operator]
+            return
+        raise InvalidEvent(f"{where}: integer {value} is outside +/-(2**53 - 1)")
+    if kind is dict:
+        for key, item in value.items():  # type: ignore[attr-defined]
+            if type(key) is not str:
+                raise InvalidEvent(f"{where}: key {key!r} is not a string")
+            _check_value(item, f"{where}.{key}")
+        return
+    if kind is list or kind is tuple:
+        for index, item in enumerate(value):  # type: ignore[arg-type]
+            _check_value(item, f"{where}[{index}]")
+        return
+    if kind is float:
+        raise InvalidEvent(
+            f"{where}: floats are not allowed (their text form is not canonical "
+            "across languages); use an integer in a smaller unit"
+        )
+    raise InvalidEvent(f"{where}: {kind.__name__} is not a JSON value")
+
+
+def canonical_json(payload: Mapping[str, object], max_bytes: int | None = None) -> str:
+    """Return the canonical JSON text of an event payload.
+
+    The payload is a JSON object whose values are strings, integers within
+    +/-(2**53 - 1), booleans, null, lists and objects with string keys. The
+    text has keys sorted by code point, no insignificant whitespace, non-ASCII
+    characters as themselves (UTF-8), and Python's escapes for ``"``, ``\\``
+    and control characters -- for these value types the same text as RFC 8785
+    (JCS) except that keys outside the Basic Multilingual Plane sort by code
+    point rather than by UTF-16 unit.
+
+    Raises :class:`InvalidEvent` for any other value type (floats included),
+    a non-string key, a lone surrogate, or a text over ``max_bytes`` UTF-8
+    bytes.
+    """
+    if type(payload) is not dict:
+        if not isinstance(payload, Mapping):
+            raise InvalidEvent(f"payload: must be a JSON object, got {type(payload).__name__}")
+        payload = dict(payload)
+    _check_value(payload, "payload")
+    text = _encode(payload)
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise InvalidEvent(f"payload: not valid Unicode text ({exc.reason})") from None
+    if max_bytes is not None and size > max_bytes:
+        raise InvalidEvent(f"payload: {size} bytes of JSON exceeds the {max_bytes}-byte limit")
+    return text
+
+
+_known_types: set[str] = set()
+
+
+def check_type(event_type: str) -> str:
+    """Return ``event_type`` if it is a valid event type, else raise.
+
+    A type is dotted lower-case words (``access.decision``,
+    ``door.forced_open``), at most 64 characters. Raises :class:`InvalidEvent`.
+    """
+    if event_type in _known_types:
+        return event_type
+    if (
+        not isinstance(event_type, str)
+        or len(event_type) > MAX_TYPE_LENGTH
+        or not _TYPE_RE.match(event_type)
+    ):
+        raise InvalidEvent(
+            f"type: {event_type!r} must be dotted lower-case words "
+            f"([a-z][a-z0-9_]*, at most {MAX_TYPE_LENGTH} characters)"
+        )
+    if len(_known_types) < 1024:
+        _known_types.add(event_type)
+    return event_type
+
+
+def event_preimage(
+    prev_hash: bytes,
+    seq: int,
+    event_id: bytes,
+    wall_ms: int,
+    mono_ns: int,
+    event_type: str,
+    payload_json: str,
+) -> bytes:
+    """Return the bytes hashed for one event (version 1).
+
+    ``HASH_TAG`` (19 bytes) || prev_hash (32) || seq (u64) || id (16, the
+    UUID's bytes) || wall_ms (i64) || mono_ns (i64) || len(type) (u32) ||
+    type (UTF-8) || len(payload) (u32) || payload (UTF-8). Integers are
+    big-endian. Raises :class:`struct.error` for out-of-range fields.
+    """
+    type_bytes = event_type.encode("utf-8")
+    payload_bytes = payload_json.encode("utf-8")
+    return b"".join(
+        (
+            HASH_TAG,
+            _HEADER.pack(prev_hash, seq, event_id, wall_ms, mono_ns, len(type_bytes)),
+            type_bytes,
+            _U32.pack(len(payload_bytes)),
+            payload_bytes,
+        )
+    )
+
+
+def event_hash(
+    prev_hash: bytes,
+    seq: int,
+    event_id: bytes,
+    wall_ms: int,
+    mono_ns: int,
+    event_type: str,
+    payload_json: str,
+) -> bytes:
+    """Return the 32-byte SHA-256 chain hash of one event."""
+    return hashlib.sha256(
+        event_preimage(prev_hash, seq, event_id, wall_ms, mono_ns, event_type, payload_json)
+    ).digest()
+
+
+class Clock(Protocol):
+    """Where the store reads time (injectable so tests advance it)."""
+
+    def wall_ms(self) -> int:
+        """Return UTC wall-clock time in milliseconds since the Unix epoch."""
+        ...
+
+    def mono_ns(self) -> int:
+        """Return a monotonic time in nanoseconds (since boot on Linux)."""
+        ...
+
+
+class SystemClock:
+    """The real clocks: :func:`time.time_ns` and :func:`time.monotonic_ns`."""
+
+    def wall_ms(self) -> int:
+        """Return UTC wall-clock time in milliseconds since the Unix epoch."""
+        return time.time_ns() // 1_000_000
+
+    def mono_ns(self) -> int:
+        """Return :func:`time.monotonic_ns`."""
+        return time.monotonic_ns()
+
+
+_RAND_BITS = 74
+_RAND_LIMIT = 1 << _RAND_BITS
+_RAND_B_MASK = (1 << 62) - 1
+
+
+def _random74() -> int:
+    # 73 random bits: the top bit is left clear so a run of increments
+    # within one millisecond practically never overflows the field.
+    return int.from_bytes(os.urandom(10), "big") >> 7
+
+
+class UUIDv7Generator:
+    """Time-ordered UUIDs (RFC 9562 version 7), strictly increasing.
+
+    48 bits of Unix milliseconds, then 74 bits that start random for each new
+    millisecond and are incremented by one for further ids in the same
+    millisecond (RFC 9562 section 6.2, method 2). When the clock goes back the
+    last timestamp is kept and the counter goes on, so ids never go back --
+    the journal relies on id order matching sequence order. Thread-safe.
+    """
+
+    def __init__(self, last: bytes | None = None) -> None:
+        self._lock = threading.Lock()
+        self._ts = -1
+        self._rand = 0
+        if last is not None:
+            self.advance_past(last)
+
+    def advance_past(self, last: bytes) -> None:
+        """Make every later id greater than the 16-byte UUID ``last``."""
+        value = int.from_bytes(last, "big")
+        ts = value >> 80
+        rand = (((value >> 64) & 0xFFF) << 62) | (value & _RAND_B_MASK)
+        with self._lock:
+            self._ts, self._rand = max((self._ts, self._rand), (ts, rand))
+
+    def next_bytes(self, unix_ms: int) -> bytes:
+        """Return the next id as 16 bytes, stamped ``unix_ms`` (or later)."""
+        with self._lock:
+            if unix_ms > self._ts:
+                self._ts = unix_ms
+                self._rand = _random74()
+            else:
+                self._rand += 1
+                if self._rand >= _RAND_LIMIT:
+                    self._ts += 1
+                    self._rand = _random74()
+            ts, rand = self._ts, self._rand
+        value = (
+            (ts << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62) | (rand & _RAND_B_MASK)
+        )
+        return value.to_bytes(16, "big")
+
+    def next(self, unix_ms: int | None = None) -> str:
+        """Return the next id in its canonical text form."""
+        if unix_ms is None:
+            unix_ms = time.time_ns() // 1_000_000
+        return str(uuid.UUID(bytes=self.next_bytes(unix_ms)))
+
+
+def id_to_bytes(event_id: str | bytes | uuid.UUID) -> bytes:
+    """Return the 16 bytes of an id given as text, bytes or :class:`uuid.UUID`.
+
+    Raises :class:`ValueError` for anything that is not a UUID.
+    """
+    if isinstance(event_id, uuid.UUID):
+        return event_id.bytes
+    if isinstance(event_id, bytes):
+        if len(event_id) != 16:
+            raise ValueError(f"id: {event_id!r} is not 16 bytes")
+        return event_id
+    return uuid.UUID(event_id).bytes
+
+
+def id_to_text(raw: bytes) -> str:
+    """Return the canonical text form of a 16-byte id."""
+    return str(uuid.UUID(bytes=raw))

@@ -1,0 +1,702 @@
+"""The append-only, hash-chained journal and its sync state.
+
+Every event gets, in one durable transaction: a per-device sequence number
+(gapless, from 1), a time-ordered UUIDv7 id, wall and monotonic time, its
+type and canonical JSON payload, and ``hash = SHA-256(preimage)`` where the
+preimage starts with the previous event's hash (see
+:func:`edge_agent.store.encoding.event_preimage`).
+
+Concurrent appends share commits (group commit, leader/follower): a caller
+that finds no commit in progress becomes the leader and writes everything
+queued so far in one transaction -- one fsync -- then wakes the callers whose
+events it wrote. A lone caller writes at once, with no thread hand-off, so a
+single append costs one commit and nothing more.
+
+Sync state per event, for the uplink::
+
+    READY --next_batch()--> IN_FLIGHT --mark_acked()--> ACKED --trim()--> (deleted)
+      ^                         |
+      +------requeue()----------+--mark_dead()--> DEAD --requeue_dead()--> READY
+
+Events still IN_FLIGHT when the process died are READY again at start-up.
+Only ACKED events are ever deleted, and only as a prefix of the chain, whose
+last hash is kept as the anchor that the next event's ``prev_hash`` links to.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from edge_agent.store.db import Database, rollback
+from edge_agent.store.encoding import (
+    GENESIS_HASH,
+    Clock,
+    UUIDv7Generator,
+    canonical_json,
+    check_type,
+    event_hash,
+    id_to_bytes,
+    id_to_text,
+)
+from edge_agent.store.errors import InvalidEvent, StoreError, StoreFull, translate
+
+log = logging.getLogger(__name__)
+
+#: Largest batch :meth:`Journal.next_batch` hands out.
+MAX_BATCH = 10_000
+
+_META_ANCHOR_SEQ = "journal.anchor_seq"
+_META_ANCHOR_HASH = "journal.anchor_hash"
+_META_ANCHOR_ID = "journal.anchor_id"
+
+_COLUMNS = (
+    "seq, id, wall_ms, mono_ns, type, payload, prev_hash, hash, status, attempts, dead_reason"
+)
+_INSERT = (
+    "INSERT INTO events (seq, id, wall_ms, mono_ns, type, payload, prev_hash, hash) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class SyncStatus(IntEnum):
+    """Where an event is on its way to the central."""
+
+    READY = 0
+    IN_FLIGHT = 1
+    ACKED = 2
+    DEAD = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One journaled event, as stored.
+
+    ``payload_json`` is the canonical JSON text that was hashed; send it to
+    the central verbatim. ``prev_hash`` and ``hash`` are 32 raw bytes.
+    """
+
+    seq: int
+    id: str
+    wall_ms: int
+    mono_ns: int
+    type: str
+    payload_json: str
+    prev_hash: bytes
+    hash: bytes
+    status: SyncStatus = SyncStatus.READY
+    attempts: int = 0
+    dead_reason: str | None = None
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """Return the payload parsed from :attr:`payload_json` (a new dict)."""
+        return json.loads(self.payload_json)
+
+    def to_wire(self) -> dict[str, Any]:
+        """Return the fields the central needs to store and re-hash the event
+        (hashes in lower-case hex, payload as the canonical JSON text)."""
+        return {
+            "seq": self.seq,
+            "id": self.id,
+            "wall_ms": self.wall_ms,
+            "mono_ns": self.mono_ns,
+            "type": self.type,
+            "payload_json": self.payload_json,
+            "prev_hash": self.prev_hash.hex(),
+            "hash": self.hash.hex(),
+        }
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    """The last event of the chain (or the trim anchor, or genesis)."""
+
+    seq: int
+    hash: bytes
+    id: str | None
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """What :meth:`Journal.verify_chain` found.
+
+    ``ok`` is False at the first broken link: ``broken_seq`` is the sequence
+    number where the chain stops verifying and ``reason`` says why.
+    ``checked`` counts the events that verified before it.
+    """
+
+    ok: bool
+    checked: int
+    first_seq: int | None
+    last_seq: int | None
+    head_hash: str
+    broken_seq: int | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class SyncCounts:
+    """Events per sync status, plus the trim anchor."""
+
+    ready: int
+    in_flight: int
+    acked: int
+    dead: int
+    trimmed_through: int
+
+    @property
+    def backlog(self) -> int:
+        """Events not yet acknowledged and not dead-lettered."""
+        return self.ready + self.in_flight
+
+
+class _Request:
+    __slots__ = ("done", "error", "events", "items")
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        self.items = items
+        self.events: list[Event] = []
+        self.error: BaseException | None = None
+        self.done = False
+
+
+def _event(row: Sequence[Any]) -> Event:
+    return Event(
+        row[0],
+        id_to_text(row[1]),
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        SyncStatus(row[8]),
+        row[9],
+        row[10],
+    )
+
+
+class Journal:
+    """Append-only event journal; see the module docstring.
+
+    Obtained as ``store.journal``; all methods are thread-safe. Write methods
+    raise :class:`StoreReadOnly` on a read-only store and
+    :class:`StoreClosed` after close.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        max_payload_bytes: int,
+        keep_acked: int,
+        trim_batch: int,
+        on_full: Callable[[sqlite3.Connection], bool] | None = None,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._max_payload = max_payload_bytes
+        self._keep_acked = keep_acked
+        self._trim_batch = trim_batch
+        self._on_full = on_full
+        self._on_commit = on_commit
+        self._ids = UUIDv7Generator()
+        self._cv = threading.Condition(threading.Lock())
+        self._pending: list[_Request] = []
+        self._leader_busy = False
+        # Writer-side state, guarded by db.write_lock and loaded by start().
+        self._head_seq = 0
+        self._head_hash = GENESIS_HASH
+        self._anchor_seq = 0
+        # Every event with seq < _low is ACKED (or trimmed): scans for work
+        # start here instead of at the beginning of the table.
+        self._low = 1
+
+    # -- start-up ------------------------------------------------------------
+
+    def start(self) -> int:
+        """Load the writer state and put IN_FLIGHT events back to READY.
+
+        Called once by the store when opened for writing; returns how many
+        events were resumed.
+        """
+        with self._db.transaction("journal start-up") as conn:
+            self._load_head(conn)
+            resumed = conn.execute(
+                "UPDATE events SET status = 0 WHERE status <> 0 AND status = 1"
+            ).rowcount
+            self._low = self._anchor_seq + 1
+            self._advance_low(conn)
+        if resumed:
+            log.info("journal: %d events in flight at the last stop are ready again", resumed)
+        return resumed
+
+    def _load_head(self, conn: sqlite3.Connection) -> None:
+        anchor_seq = int(Database.meta_get(conn, _META_ANCHOR_SEQ, 0))
+        anchor_hash = Database.meta_get(conn, _META_ANCHOR_HASH, GENESIS_HASH)
+        anchor_id = Database.meta_get(conn, _META_ANCHOR_ID)
+        row = conn.execute("SELECT seq, hash, id FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        self._anchor_seq = anchor_seq
+        if row is None:
+            self._head_seq, self._head_hash = anchor_seq, anchor_hash
+            last_id = anchor_id
+        else:
+            self._head_seq, self._head_hash, last_id = row
+        if last_id is not None:
+            # Ids must keep increasing with seq even if the clock went back
+            # across a restart.
+            self._ids.advance_past(last_id)
+
+    # -- appending -------------------------------------------------------------
+
+    def append(self, event_type: str, payload: Mapping[str, Any] | None = None) -> Event:
+        """Journal one event durably and return it.
+
+        When this returns, the event is committed with ``synchronous=FULL``
+        (survives a crash or power cut); only then may the door act on it.
+        Concurrent callers share commits.
+
+        Raises :class:`InvalidEvent` (bad type or payload: nothing written),
+        :class:`StoreFull` (no space even after evicting media and trimming
+        acknowledged events: nothing written), :class:`StoreIOError`,
+        :class:`StoreClosed`, :class:`StoreReadOnly`.
+        """
+        item = (
+            check_type(event_type),
+            canonical_json({} if payload is None else payload, self._max_payload),
+        )
+        return self._submit(_Request([item])).events[0]
+
+    def append_many(self, items: Iterable[tuple[str, Mapping[str, Any] | None]]) -> list[Event]:
+        """Journal several events in one transaction (one fsync); return them.
+
+        All or nothing: every item is validated first, and either all events
+        are committed, in order and with consecutive sequence numbers, or
+        none. Raises like :meth:`append`.
+        """
+        prepared = []
+        for index, (event_type, payload) in enumerate(items):
+            try:
+                prepared.append(
+                    (
+                        check_type(event_type),
+                        canonical_json({} if payload is None else payload, self._max_payload),
+                    )
+                )
+            except InvalidEvent as exc:
+                raise InvalidEvent(f"item {index}: {exc}") from None
+        if not prepared:
+            return []
+        return self._submit(_Request(prepared)).events
+
+    def _submit(self, request: _Request) -> _Request:
+        self._db.check_writable()
+        cv = self._cv
+        with cv:
+            self._pending.append(request)
+            while not request.done:
+                if not self._leader_busy:
+                    self._leader_busy = True
+                    break
+                cv.wait()
+            else:
+                if request.error is not None:
+                    raise request.error
+                return request
+        # Leader: our own request is still pending (nobody else could have
+        # taken it), and so is everything queued since the last commit.
+        batch: list[_Request] = []
+        try:
+            with self._db.write_lock:
+                with cv:
+                    batch, self._pending = self._pending, []
+                self._write(batch)
+        except BaseException as exc:
+            for req in batch:
+                if req.error is None and not req.events:
+                    req.error = exc
+            if not batch:
+                request.error = exc
+        finally:
+            with cv:
+                for req in batch:
+                    req.done = True
+                request.done = True
+                self._leader_busy = False
+                cv.notify_all()
+        if request.error is not None:
+            raise request.error
+        return request
+
+    def _write(self, batch: list[_Request]) -> None:
+        """Write ``batch`` in one transaction; caller holds the write lock."""
+        conn = self._db.check_writable()
+        clock = self._clock
+        next_id = self._ids.next_bytes
+        seq, prev = self._head_seq, self._head_hash
+        rows = []
+        for req in batch:
+            for event_type, payload_json in req.items:
+                seq += 1
+                wall_ms = clock.wall_ms()
+                mono_ns = clock.mono_ns()
+                raw_id = next_id(wall_ms)
+                digest = event_hash(prev, seq, raw_id, wall_ms, mono_ns, event_type, payload_json)
+                rows.append((seq, raw_id, wall_ms, mono_ns, event_type, payload_json, prev, digest))
+                prev = digest
+        for attempt in (1, 2):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                if len(rows) == 1:
+                    conn.execute(_INSERT, rows[0])
+                else:
+                    conn.executemany(_INSERT, rows)
+                conn.execute("COMMIT")
+                break
+            except sqlite3.Error as exc:
+                rollback(conn)
+                error = translate(exc, "journal append")
+                if isinstance(error, StoreFull) and attempt == 1 and self._relieve(conn):
+                    log.warning("journal: disk full, retrying the append after freeing space")
+                    continue
+                if not isinstance(error, StoreFull):
+                    # The commit may or may not have reached the disk (an
+                    # I/O error in fsync): trust only what the file says.
+                    self._reload_head(conn)
+                raise error from exc
+        self._head_seq, self._head_hash = seq, prev
+        position = 0
+        for req in batch:
+            count = len(req.items)
+            req.events = [
+                Event(*row, SyncStatus.READY, 0, None)
+                for row in self._as_event_rows(rows[position : position + count])
+            ]
+            position += count
+        if self._on_commit is not None:
+            self._on_commit(len(rows))
+
+    @staticmethod
+    def _as_event_rows(rows: list[tuple[Any, ...]]) -> Iterable[tuple[Any, ...]]:
+        for seq, raw_id, wall_ms, mono_ns, event_type, payload_json, prev, digest in rows:
+            yield (
+                seq,
+                id_to_text(raw_id),
+                wall_ms,
+                mono_ns,
+                event_type,
+                payload_json,
+                prev,
+                digest,
+            )
+
+    def _relieve(self, conn: sqlite3.Connection) -> bool:
+        freed = False
+        if self._on_full is not None:
+            try:
+                freed = self._on_full(conn)
+            except StoreError:
+                log.exception("journal: freeing space for the journal failed")
+        # Acknowledged events are at the central already: dropping them all
+        # (keeping the anchor) is the last space the journal can take back.
+        try:
+            with self._db.locked_transaction(conn, "journal emergency trim"):
+                trimmed = self._trim_locked(conn, 0)
+        except StoreError:
+            trimmed = 0
+        if trimmed:
+            log.warning("journal: disk full, trimmed %d acknowledged events", trimmed)
+        return freed or trimmed > 0
+
+    def _reload_head(self, conn: sqlite3.Connection) -> None:
+        try:
+            self._load_head(conn)
+        except sqlite3.Error:
+            log.exception("journal: could not re-read the chain head")
+
+    # -- reading --------------------------------------------------------------------
+
+    def head(self) -> ChainHead:
+        """Return the chain head as committed in the file."""
+        with self._db.snapshot() as conn:
+            return self._read_head(conn)
+
+    @staticmethod
+    def _read_head(conn: sqlite3.Connection) -> ChainHead:
+        row = conn.execute("SELECT seq, hash, id FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is not None:
+            return ChainHead(row[0], row[1], id_to_text(row[2]))
+        anchor_id = Database.meta_get(conn, _META_ANCHOR_ID)
+        return ChainHead(
+            int(Database.meta_get(conn, _META_ANCHOR_SEQ, 0)),
+            Database.meta_get(conn, _META_ANCHOR_HASH, GENESIS_HASH),
+            None if anchor_id is None else id_to_text(anchor_id),
+        )
+
+    def get(self, seq: int) -> Event | None:
+        """Return the event with sequence number ``seq``, or None (never
+        written, or trimmed)."""
+        with self._db.reader() as conn:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM events WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else _event(row)
+
+    def get_by_id(self, event_id: str) -> Event | None:
+        """Return the event with id ``event_id``, or None. Raises
+        :class:`ValueError` if ``event_id`` is not a UUID."""
+        raw = id_to_bytes(event_id)
+        with self._db.reader() as conn:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM events WHERE id = ?", (raw,)).fetchone()
+        return None if row is None else _event(row)
+
+    def events(self, from_seq: int = 1, limit: int = 1000) -> list[Event]:
+        """Return up to ``limit`` events with ``seq >= from_seq``, in order."""
+        with self._db.reader() as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE seq >= ? ORDER BY seq LIMIT ?",
+                (from_seq, limit),
+            ).fetchall()
+        return [_event(row) for row in rows]
+
+    def counts(self) -> SyncCounts:
+        """Return how many events are in each sync status."""
+        with self._db.snapshot() as conn:
+            by_status = dict(
+                conn.execute(
+                    "SELECT status, count(*) FROM events WHERE status <> 0 GROUP BY status"
+                ).fetchall()
+            )
+            head = self._read_head(conn)
+            anchor = int(Database.meta_get(conn, _META_ANCHOR_SEQ, 0))
+        in_flight = by_status.get(SyncStatus.IN_FLIGHT, 0)
+        acked = by_status.get(SyncStatus.ACKED, 0)
+        dead = by_status.get(SyncStatus.DEAD, 0)
+        # Rows are gapless from anchor + 1 to head, so READY needs no scan.
+        ready = head.seq - anchor - in_flight - acked - dead
+        return SyncCounts(ready, in_flight, acked, dead, anchor)
+
+    def backlog_count(self) -> int:
+        """Return the number of events not yet acknowledged by the central
+        (READY + IN_FLIGHT; dead-lettered events are counted by
+        :meth:`counts`)."""
+        return self.counts().backlog
+
+    def dead_letters(self, limit: int = 100) -> list[Event]:
+        """Return up to ``limit`` dead-lettered events, oldest first."""
+        with self._db.reader() as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE status <> 0 AND status = 3 "
+                "ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [_event(row) for row in rows]
+
+    # -- sync state ---------------------------------------------------------------------
+
+    def next_batch(self, limit: int = 500) -> list[Event]:
+        """Mark up to ``limit`` READY events IN_FLIGHT and return them, oldest
+        first, with ``attempts`` counting this hand-out.
+
+        Raises :class:`ValueError` if ``limit`` is not in 1..10000.
+        """
+        if not 1 <= limit <= MAX_BATCH:
+            raise ValueError(f"limit: {limit} must be between 1 and {MAX_BATCH}")
+        with self._db.transaction("journal next_batch") as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE seq >= ? AND status = 0 ORDER BY seq LIMIT ?",
+                (self._low, limit),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE events SET status = 1, attempts = attempts + 1 WHERE seq = ?",
+                [(row[0],) for row in rows],
+            )
+        return [_event((*row[:8], SyncStatus.IN_FLIGHT, row[9] + 1, None)) for row in rows]
+
+    def mark_acked(self, ids: Iterable[str]) -> int:
+        """Mark the events with these ids ACKED; return how many were not
+        ACKED before (ids already acknowledged, trimmed or unknown count 0).
+
+        Trims old acknowledged events when more than ``keep_acked +
+        trim_batch`` have piled up. Raises :class:`ValueError` for a malformed
+        id (nothing is marked).
+        """
+        raws = [(id_to_bytes(event_id),) for event_id in ids]
+        if not raws:
+            return 0
+        with self._db.transaction("journal mark_acked") as conn:
+            changed = conn.executemany(
+                "UPDATE events SET status = 2, dead_reason = NULL WHERE id = ? AND status <> 2",
+                raws,
+            ).rowcount
+            self._advance_low(conn)
+            if self._low - 1 - self._anchor_seq > self._keep_acked + self._trim_batch:
+                self._trim_locked(conn, self._keep_acked)
+        return changed
+
+    def requeue(self, ids: Iterable[str]) -> int:
+        """Put IN_FLIGHT events back to READY (their upload failed and will
+        be retried); return how many changed."""
+        raws = [(id_to_bytes(event_id),) for event_id in ids]
+        if not raws:
+            return 0
+        with self._db.transaction("journal requeue") as conn:
+            return conn.executemany(
+                "UPDATE events SET status = 0 WHERE id = ? AND status = 1", raws
+            ).rowcount
+
+    def mark_dead(self, event_id: str, reason: str) -> bool:
+        """Dead-letter one event the central refused for good, with the
+        reason; return False if it is unknown or already ACKED.
+
+        Dead events are never trimmed: they stay, with their reason, until
+        :meth:`requeue_dead` or an acknowledgement. Raises
+        :class:`ValueError` for an empty reason or a malformed id.
+        """
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError("reason: a dead-lettered event needs a reason")
+        raw = id_to_bytes(event_id)
+        with self._db.transaction("journal mark_dead") as conn:
+            return (
+                conn.execute(
+                    "UPDATE events SET status = 3, dead_reason = ? WHERE id = ? AND status <> 2",
+                    (reason, raw),
+                ).rowcount
+                == 1
+            )
+
+    def requeue_dead(self, ids: Iterable[str] | None = None) -> int:
+        """Put dead-lettered events (all, or these ids) back to READY; return
+        how many changed."""
+        with self._db.transaction("journal requeue_dead") as conn:
+            if ids is None:
+                return conn.execute(
+                    "UPDATE events SET status = 0, dead_reason = NULL "
+                    "WHERE status <> 0 AND status = 3"
+                ).rowcount
+            raws = [(id_to_bytes(event_id),) for event_id in ids]
+            return conn.executemany(
+                "UPDATE events SET status = 0, dead_reason = NULL WHERE id = ? AND status = 3",
+                raws,
+            ).rowcount
+
+    def trim(self, keep_acked: int | None = None) -> int:
+        """Delete acknowledged events beyond the newest ``keep_acked`` (the
+        setting by default); return how many were deleted.
+
+        Only a prefix of the chain goes, up to the first event that is not
+        ACKED; the last deleted event's seq, hash and id become the anchor.
+        """
+        keep = self._keep_acked if keep_acked is None else keep_acked
+        if keep < 0:
+            raise ValueError(f"keep_acked: {keep} must be >= 0")
+        with self._db.transaction("journal trim") as conn:
+            return self._trim_locked(conn, keep)
+
+    def _advance_low(self, conn: sqlite3.Connection) -> None:
+        row = conn.execute(
+            "SELECT seq FROM events WHERE seq >= ? AND status <> 2 ORDER BY seq LIMIT 1",
+            (self._low,),
+        ).fetchone()
+        if row is not None:
+            self._low = row[0]
+        else:
+            top = conn.execute("SELECT max(seq) FROM events").fetchone()[0]
+            self._low = max(self._low, (top or self._anchor_seq) + 1)
+
+    def _trim_locked(self, conn: sqlite3.Connection, keep: int) -> int:
+        self._advance_low(conn)
+        through = self._low - 1 - keep
+        if through <= self._anchor_seq:
+            return 0
+        row = conn.execute("SELECT hash, id FROM events WHERE seq = ?", (through,)).fetchone()
+        unacked = conn.execute(
+            "SELECT count(*) FROM events WHERE seq > ? AND seq <= ? AND status <> 2",
+            (self._anchor_seq, through),
+        ).fetchone()[0]
+        if row is None or unacked:
+            # Never expected: it would mean the low-water mark is wrong.
+            raise StoreError(f"journal trim through seq {through} refused: chain not all acked")
+        deleted = conn.execute(
+            "DELETE FROM events WHERE seq > ? AND seq <= ?", (self._anchor_seq, through)
+        ).rowcount
+        Database.meta_set(conn, _META_ANCHOR_SEQ, through)
+        Database.meta_set(conn, _META_ANCHOR_HASH, row[0])
+        Database.meta_set(conn, _META_ANCHOR_ID, row[1])
+        self._anchor_seq = through
+        return deleted
+
+    # -- verification -------------------------------------------------------------------
+
+    def verify_chain(self) -> VerifyResult:
+        """Re-hash every stored event and check the links; return the result.
+
+        Checks, in sequence order from the trim anchor: sequence numbers are
+        consecutive, each ``prev_hash`` equals the previous event's hash (or
+        the anchor's), each stored hash equals the hash recomputed from the
+        event's fields, and ids increase. Stops at the first broken link.
+        Deleting the *newest* events cannot be detected here (nothing
+        follows them); the central detects it against what it received.
+        """
+        with self._db.snapshot() as conn:
+            anchor_seq = int(Database.meta_get(conn, _META_ANCHOR_SEQ, 0))
+            prev_hash = Database.meta_get(conn, _META_ANCHOR_HASH, GENESIS_HASH)
+            prev_id = Database.meta_get(conn, _META_ANCHOR_ID)
+            expected = anchor_seq + 1
+            checked = 0
+            first_seq = None
+            cursor = conn.execute(
+                "SELECT seq, id, wall_ms, mono_ns, type, payload, prev_hash, hash "
+                "FROM events ORDER BY seq"
+            )
+
+            def broken(seq: int, why: str) -> VerifyResult:
+                return VerifyResult(
+                    False, checked, first_seq, expected - 1, prev_hash.hex(), seq, why
+                )
+
+            while rows := cursor.fetchmany(2048):
+                for seq, raw_id, wall_ms, mono_ns, event_type, payload, stored_prev, stored in rows:
+                    if first_seq is None:
+                        first_seq = seq
+                    if seq != expected:
+                        if seq > expected:
+                            return broken(
+                                seq, f"events {expected}..{seq - 1} are missing before seq {seq}"
+                            )
+                        return broken(seq, f"seq {seq} is out of order (expected {expected})")
+                    if stored_prev != prev_hash:
+                        return broken(
+                            seq,
+                            "prev_hash does not match the hash of "
+                            + (f"seq {seq - 1}" if seq > 1 else "genesis"),
+                        )
+                    if not isinstance(payload, str) or not isinstance(event_type, str):
+                        return broken(seq, "type or payload is not text")
+                    try:
+                        digest = event_hash(
+                            stored_prev, seq, raw_id, wall_ms, mono_ns, event_type, payload
+                        )
+                    except (TypeError, ValueError, OverflowError) as exc:
+                        return broken(seq, f"fields cannot be encoded: {exc}")
+                    if digest != stored:
+                        return broken(
+                            seq,
+                            "hash does not match the event's content "
+                            "(type, payload, time or id was altered)",
+                        )
+                    if prev_id is not None and raw_id <= prev_id:
+                        return broken(seq, "id is not greater than the previous event's id")
+                    prev_hash, prev_id = stored, raw_id
+                    expected += 1
+                    checked += 1
+        return VerifyResult(
+            True, checked, first_seq, expected - 1 if checked else None, prev_hash.hex()
+        )

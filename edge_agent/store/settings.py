@@ -1,0 +1,104 @@
+"""Typed, validated settings of the durable store (``[store]`` in agent.toml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+MIB = 1024 * 1024
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name}: {value!r} must be an integer >= {minimum}")
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Where the store lives and how it protects the journal.
+
+    Free-space thresholds are measured on the file system that holds ``path``
+    (and ``media_dir``, which should be on the same one):
+
+    * below ``warn_free_bytes`` the store reports :attr:`Pressure.LOW` (the
+      agent raises its disk alarm) and new photos are refused unless evicting
+      already-uploaded photos makes room;
+    * below ``critical_free_bytes`` it reports :attr:`Pressure.CRITICAL` and
+      :meth:`Store.relieve_pressure` evicts photos not uploaded yet as well.
+
+    ``reserve_bytes`` is a pre-allocated file next to the database, released
+    when SQLite reports the disk full, so that access events can still be
+    journaled for a while after something else filled the disk (0 disables it).
+    ``max_db_bytes`` caps the database file itself (SQLite ``max_page_count``);
+    None means only the disk limits it.
+    """
+
+    path: Path
+    #: Photos directory; default ``<path>.media`` next to the database.
+    media_dir: Path | None = None
+    busy_timeout_s: float = 5.0
+    #: Acknowledged events kept in the journal (for ``journal verify`` and
+    #: local inspection) before older ones are trimmed.
+    keep_acked: int = 10_000
+    #: Trim once this many acknowledged events beyond ``keep_acked`` exist, so
+    #: that trimming is a batch delete, not one per acknowledgement.
+    trim_batch: int = 1_000
+    warn_free_bytes: int = 256 * MIB
+    critical_free_bytes: int = 64 * MIB
+    reserve_bytes: int = 32 * MIB
+    media_max_bytes: int = 512 * MIB
+    max_db_bytes: int | None = None
+    #: Largest canonical JSON payload accepted by the journal; photos go to media.
+    max_payload_bytes: int = 64 * 1024
+    #: WAL pages after which the background checkpointer copies the WAL into
+    #: the database (the writer itself checkpoints only at 10x this, as a
+    #: backstop, so appends rarely pay for a checkpoint).
+    checkpoint_pages: int = 1_000
+
+    def __post_init__(self) -> None:
+        if isinstance(self.path, str):
+            object.__setattr__(self, "path", Path(self.path))
+        if not isinstance(self.path, Path) or not str(self.path) or self.path.is_dir():
+            raise ValueError(f"path: {self.path!r} must be the path of a database file")
+        if isinstance(self.media_dir, str):
+            object.__setattr__(self, "media_dir", Path(self.media_dir))
+        if self.media_dir is not None and not isinstance(self.media_dir, Path):
+            raise ValueError(f"media_dir: {self.media_dir!r} must be a directory path")
+        if (
+            not isinstance(self.busy_timeout_s, int | float)
+            or isinstance(self.busy_timeout_s, bool)
+            or not 0 < self.busy_timeout_s <= 600
+        ):
+            raise ValueError(f"busy_timeout_s: {self.busy_timeout_s!r} must be in (0, 600]")
+        _check_int("keep_acked", self.keep_acked, 0)
+        _check_int("trim_batch", self.trim_batch, 1)
+        _check_int("warn_free_bytes", self.warn_free_bytes, 0)
+        _check_int("critical_free_bytes", self.critical_free_bytes, 0)
+        if self.critical_free_bytes > self.warn_free_bytes:
+            raise ValueError(
+                f"critical_free_bytes: {self.critical_free_bytes} must not exceed "
+                f"warn_free_bytes ({self.warn_free_bytes})"
+            )
+        _check_int("reserve_bytes", self.reserve_bytes, 0)
+        _check_int("media_max_bytes", self.media_max_bytes, 0)
+        if self.max_db_bytes is not None:
+            _check_int("max_db_bytes", self.max_db_bytes, 64 * 1024)
+        _check_int("max_payload_bytes", self.max_payload_bytes, 256)
+        _check_int("checkpoint_pages", self.checkpoint_pages, 10)
+
+    @property
+    def resolved_media_dir(self) -> Path:
+        """The photos directory: ``media_dir`` or ``<path>.media``."""
+        if self.media_dir is not None:
+            return self.media_dir
+        return self.path.with_name(self.path.name + ".media")
+
+    @property
+    def reserve_path(self) -> Path:
+        """The pre-allocated reserve file released on a full disk."""
+        return self.path.with_name(self.path.name + ".reserve")
+
+    @property
+    def lock_path(self) -> Path:
+        """The lock file that keeps a second writer process out."""
+        return self.path.with_name(self.path.name + ".lock")

@@ -1,0 +1,274 @@
+"""The store: one SQLite file holding journal, cache and replay ledger."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from types import TracebackType
+
+from edge_agent.store.cache import CredentialCache
+from edge_agent.store.db import Database, require_version
+from edge_agent.store.disk import (
+    DiskPressure,
+    DiskUsage,
+    Pressure,
+    Reserve,
+    level_for,
+    statvfs_usage,
+)
+from edge_agent.store.encoding import Clock, SystemClock
+from edge_agent.store.errors import StoreError
+from edge_agent.store.journal import Journal
+from edge_agent.store.media import EvictResult, MediaStore
+from edge_agent.store.replay import ReplayLedger
+from edge_agent.store.schema import SCHEMA_VERSION, current_version, migrate
+from edge_agent.store.settings import StoreSettings
+
+log = logging.getLogger(__name__)
+
+#: The checkpointer runs after this many commits, or after this many
+#: seconds when commits are rare.
+_CHECKPOINT_COMMITS = 256
+_CHECKPOINT_IDLE_S = 5.0
+
+
+class Store:
+    """The agent's durable state. Open with :meth:`Store.open`.
+
+    Attributes: :attr:`journal` (:class:`Journal`), :attr:`cache`
+    (:class:`CredentialCache`), :attr:`replay` (:class:`ReplayLedger`),
+    :attr:`media` (:class:`MediaStore`). A context manager; :meth:`close` is
+    idempotent.
+    """
+
+    journal: Journal
+    cache: CredentialCache
+    replay: ReplayLedger
+    media: MediaStore
+
+    def __init__(
+        self,
+        settings: StoreSettings,
+        *,
+        read_only: bool,
+        clock: Clock,
+        disk_usage: DiskUsage,
+    ) -> None:
+        self.settings = settings
+        self.read_only = read_only
+        self._clock = clock
+        self._disk_usage = disk_usage
+        self._reserve = Reserve(settings.reserve_path, settings.reserve_bytes)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._commits = 0
+        self._checkpointer: threading.Thread | None = None
+        self._db = Database(settings, read_only=read_only)
+        try:
+            self._start()
+        except BaseException:
+            self._db.close()
+            raise
+
+    @classmethod
+    def open(
+        cls,
+        settings: StoreSettings | str | os.PathLike[str],
+        *,
+        read_only: bool = False,
+        clock: Clock | None = None,
+        disk_usage: DiskUsage | None = None,
+    ) -> Store:
+        """Open (creating and migrating as needed) the store; return it.
+
+        For writing (the agent), the calling process becomes the store's only
+        writer: IN_FLIGHT events go back to READY, photo files are reconciled,
+        the reserve file is created and a background checkpointer starts.
+        ``read_only=True`` opens an existing store for inspection from
+        another process (the CLI) without any of that.
+
+        ``clock`` and ``disk_usage`` are seams for tests (defaults: the real
+        clocks and ``os.statvfs``).
+
+        Raises :class:`StoreLocked` if another process writes the store,
+        :class:`SchemaError` if the file is newer than this code or a
+        migration fails, :class:`StoreCorrupt` for a damaged file, and
+        :class:`StoreError` for other failures.
+        """
+        if not isinstance(settings, StoreSettings):
+            settings = StoreSettings(path=Path(settings))
+        return cls(
+            settings,
+            read_only=read_only,
+            clock=clock or SystemClock(),
+            disk_usage=disk_usage or statvfs_usage,
+        )
+
+    def _start(self) -> None:
+        db = self._db
+        settings = self.settings
+        if self.read_only:
+            with db.reader() as conn:
+                require_version(conn, SCHEMA_VERSION)
+        else:
+            assert db.writer is not None
+            try:
+                migrate(db.writer)
+            except sqlite3.Error as exc:
+                raise StoreError(f"{settings.path}: cannot read the schema version: {exc}") from exc
+        self.journal = Journal(
+            db,
+            self._clock,
+            max_payload_bytes=settings.max_payload_bytes,
+            keep_acked=settings.keep_acked,
+            trim_batch=settings.trim_batch,
+            on_full=self._free_space_for_journal,
+            on_commit=self._after_commit,
+        )
+        self.cache = CredentialCache(db, self._clock)
+        self.replay = ReplayLedger(db, self._clock)
+        self.media = MediaStore(db, settings, self._clock, self._free_bytes)
+        if self.read_only:
+            return
+        self.journal.start()
+        self.media.start()
+        free = self._free_bytes()
+        if not self._reserve.ensure(free, settings.warn_free_bytes) and settings.reserve_bytes:
+            log.warning("store: no reserve file (%d bytes free)", free)
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="portier-store-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
+
+    # -- disk space -------------------------------------------------------------------
+
+    def _free_bytes(self) -> int:
+        return self._disk_usage(self.settings.path.parent)[0]
+
+    def disk_pressure(self) -> DiskPressure:
+        """Return free space, what the store uses and the pressure level.
+
+        No side effect: the agent polls this and raises its alarm when
+        ``alarm`` is true, then calls :meth:`relieve_pressure`.
+        """
+        free, total = self._disk_usage(self.settings.path.parent)
+        db_bytes, wal_bytes = self._db.file_sizes()
+        media = self.media.usage()
+        return DiskPressure(
+            level=level_for(free, self.settings.warn_free_bytes, self.settings.critical_free_bytes),
+            free_bytes=free,
+            total_bytes=total,
+            db_bytes=db_bytes,
+            wal_bytes=wal_bytes,
+            media_bytes=media.bytes,
+            media_count=media.count,
+            reserve_bytes=self._reserve.present(),
+            warn_free_bytes=self.settings.warn_free_bytes,
+            critical_free_bytes=self.settings.critical_free_bytes,
+        )
+
+    def relieve_pressure(self) -> EvictResult:
+        """Evict photos as the pressure level demands; return what went.
+
+        LOW: uploaded photos, oldest first, until free space is back above
+        ``warn_free_bytes``. CRITICAL: photos not uploaded yet as well. When
+        the level is OK again, a released reserve file is re-created.
+        Access events are never touched.
+        """
+        free = self._free_bytes()
+        level = level_for(free, self.settings.warn_free_bytes, self.settings.critical_free_bytes)
+        result = EvictResult()
+        if level is not Pressure.OK:
+            result = self.media.evict(
+                bytes_needed=self.settings.warn_free_bytes - free,
+                include_pending=level is Pressure.CRITICAL,
+                reason=f"disk pressure {level.name}",
+            )
+            free = self._free_bytes()
+        self._reserve.ensure(free, self.settings.warn_free_bytes)
+        return result
+
+    def _free_space_for_journal(self, conn: sqlite3.Connection) -> bool:
+        # Called by the journal, write lock held, after SQLite said "full".
+        freed = self._reserve.release() > 0
+        free = self._free_bytes()
+        if free < self.settings.warn_free_bytes:
+            result = self.media.evict_locked(
+                conn,
+                self.settings.warn_free_bytes - free,
+                include_pending=True,
+                reason="disk full: journal needs the space",
+            )
+            freed = freed or result.count > 0
+        return freed
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def _after_commit(self, events: int) -> None:
+        self._commits += 1
+        if self._commits >= _CHECKPOINT_COMMITS:
+            self._commits = 0
+            self._wake.set()
+
+    def _checkpoint_loop(self) -> None:
+        # Checkpoints here, beside the writer, so appends rarely pay for one
+        # (the writer's own auto-checkpoint is only a backstop).
+        while not self._stop.is_set():
+            self._wake.wait(_CHECKPOINT_IDLE_S)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self._db.checkpoint("PASSIVE")
+            except StoreError as exc:
+                log.warning("store: background checkpoint failed: %s", exc)
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """Copy the WAL into the database now (PASSIVE); return SQLite's
+        (busy, WAL pages, pages checkpointed)."""
+        return self._db.checkpoint("PASSIVE")
+
+    # -- misc ---------------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self.settings.path
+
+    def schema_version(self) -> int:
+        """Return the file's schema version."""
+        with self._db.reader() as conn:
+            return current_version(conn)
+
+    def close(self) -> None:
+        """Stop the checkpointer and close the database. Idempotent; a commit
+        in progress finishes first."""
+        self._stop.set()
+        self._wake.set()
+        if self._checkpointer is not None and self._checkpointer is not threading.current_thread():
+            self._checkpointer.join()
+            self._checkpointer = None
+        self._db.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._stop.is_set()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "read-only" if self.read_only else "writer"
+        return f"<Store {str(self.settings.path)!r} {mode}>"
