@@ -274,7 +274,7 @@ class BadgeRead:
 
 
 #: ``transceive(apdu, timeout) -> response`` supplied by a backend for ISO-DEP cards.
-Transceive = Callable[[bytes, "float | None"], bytes]
+Transceive = Callable[[bytes, float | None], bytes]
 
 
 class Card:

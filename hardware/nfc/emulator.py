@@ -281,7 +281,8 @@ class Type4Card:
         if not rats or rats[0] != 0xE0 or len(rats) < 2:
             return
         fsd = _FRAME_SIZES[min(rats[1] >> 4, 8)]
-        # TL T0(TA,TB,TC present; FSCI 8) TA(106 kbps only) TB(FWI, SFGI 0) TC(no CID, NAD)
+        # TL, T0 (TA TB TC present, FSCI 8), TA (106 kbps only), TB (FWI, SFGI 0),
+        # TC (no CID or NAD)
         ats = bytearray([5, 0x78, 0x00, self.fwi << 4, 0x00])
         app = self._application()
         session.activated()
