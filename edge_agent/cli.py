@@ -70,6 +70,85 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the agent daemon until SIGTERM."""
+    from edge_agent.service import run
+
+    return run(_load(args))
+
+
+def cmd_safe_state(args: argparse.Namespace) -> int:
+    """De-energise the relays."""
+    from edge_agent.service import safe_state
+
+    return safe_state(_load(args))
+
+
+def _client(args: argparse.Namespace):
+    from edge_agent.client import AgentClient
+
+    return AgentClient(_load(args).paths.socket, timeout=args.timeout)
+
+
+def cmd_present(args: argparse.Namespace) -> int:
+    """Send a credential through the running agent; print the decision as JSON."""
+    from edge_agent.client import AgentUnavailable, ApiError
+
+    client = _client(args)
+    try:
+        if args.qr is not None:
+            decision = client.present_qr(args.qr, source="cli")
+        else:
+            decision = client.present_badge(args.badge_uid, args.sun_url)
+    except AgentUnavailable as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except ApiError as exc:
+        print(f"edge-agent: the agent refused the request: {exc}", file=sys.stderr)
+        return EXIT_USAGE if exc.status == 400 else EXIT_FAILED
+    print(json.dumps(decision, sort_keys=True))
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the running agent's status."""
+    from edge_agent.client import AgentUnavailable
+
+    try:
+        status = _client(args).status()
+    except AgentUnavailable as exc:
+        if args.json:
+            print(json.dumps({"running": False, "error": str(exc)}))
+        else:
+            print(f"agent not running: {exc}")
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps({"running": True, **status}, sort_keys=True))
+    else:
+        door = status.get("door") or {}
+        print(
+            f"device {status['device']} door {status['door_id']}: mode {door.get('mode')}, "
+            f"{'online' if status['online'] else 'offline'}, "
+            f"{status['events_waiting']} events waiting, "
+            f"alarms: {[a['alarm'] for a in door.get('alarms', [])] or 'none'}"
+        )
+    return EXIT_OK
+
+
+def cmd_journal_verify(args: argparse.Namespace) -> int:
+    """Verify the journal's hash chain; report the first broken link."""
+    from edge_agent.store import Store, StoreSettings
+
+    cfg = _load(args)
+    with Store.open(StoreSettings(path=cfg.paths.database), read_only=True) as store:
+        result = store.journal.verify_chain()
+    if result.ok:
+        print(f"journal OK: {result.checked} events, chain intact")
+        return EXIT_OK
+    print(f"journal BROKEN at seq {result.broken_seq}: {result.reason}")
+    return EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``edge-agent`` command."""
     parser = argparse.ArgumentParser(
@@ -116,6 +195,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the QR test card (PNG) for the installer kit and exit",
     )
     p.set_defaults(func=cmd_selftest)
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", default=str(DEFAULT_PATH), help=f"default {DEFAULT_PATH}")
+
+    p = sub.add_parser("run", help="run the door controller daemon (systemd Type=notify)")
+    with_config(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("safe-state", help="de-energise the relays (for ExecStopPost=)")
+    with_config(p)
+    p.set_defaults(func=cmd_safe_state)
+
+    p = sub.add_parser(
+        "present",
+        help="present a credential to the running agent",
+        description="Send a QR text or a badge UID through the running agent's local API and "
+        "print the decision as one JSON object (granted, reason, ...). Exit 0 whatever the "
+        "decision; 1 if the agent cannot be reached.",
+    )
+    with_config(p)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--qr", metavar="TEXT", help="the QR code's text")
+    what.add_argument("--badge-uid", metavar="HEX", help="a badge UID in hex")
+    p.add_argument("--sun-url", metavar="URL", help="the badge's NTAG 424 SUN URL")
+    p.add_argument("--timeout", type=float, default=10.0, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_present)
+
+    p = sub.add_parser("status", help="show the running agent's status")
+    with_config(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--timeout", type=float, default=5.0, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("journal", help="journal tools")
+    jsub = p.add_subparsers(dest="journal_command", required=True, metavar="COMMAND")
+    p = jsub.add_parser("verify", help="check the hash chain; report the first broken link")
+    with_config(p)
+    p.set_defaults(func=cmd_journal_verify)
     return parser
 
 

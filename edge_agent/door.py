@@ -156,10 +156,12 @@ class DoorController:
     """State machine over one door's lines.
 
     ``io`` is a :class:`hardware.gpio.DoorIO` (or anything with the same
-    relay and input methods). Input changes must be fed to :meth:`on_input`;
-    :meth:`attach` wires that up. Every state change is reported through
-    ``emit`` (from the thread that caused it) while the controller's lock is
-    held, so events come out in the order they happened.
+    relay and input methods). Event payloads hold only JSON integers, strings
+    and booleans (durations in milliseconds), as the journal requires. Input
+    changes must be fed to :meth:`on_input`; :meth:`attach` wires that up.
+    Every state change is reported through ``emit`` (from the thread that
+    caused it) while the controller's lock is held, so events come out in the
+    order they happened.
     """
 
     def __init__(
@@ -225,7 +227,9 @@ class DoorController:
             self._authorised_until = max(self._authorised_until, now + seconds)
             self._relock_handle = self.scheduler.call_later(seconds, self._relock_timer)
         if not was:
-            self._emit("door.unlocked", by=by, seconds=seconds)
+            self._emit(
+                "door.unlocked", by=by, unlock_ms=None if seconds is None else round(seconds * 1000)
+            )
 
     def _relock(self, why: str) -> None:
         self._cancel("_relock_handle")
@@ -296,7 +300,7 @@ class DoorController:
         with self._lock:
             self._held_handle = None
             if self._door_open and self._mode in (DoorMode.NORMAL, DoorMode.LOCKDOWN):
-                self._raise(Alarm.HELD_OPEN, after_s=self.timings.held_open_s)
+                self._raise(Alarm.HELD_OPEN, after_ms=round(self.timings.held_open_s * 1000))
 
     # -- inputs ---------------------------------------------------------------
     def on_input(self, name: str, asserted: bool, ts: float | None = None) -> None:

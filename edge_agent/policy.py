@@ -140,6 +140,7 @@ class BadgeRecord:
     doors: tuple[str, ...] = ()
     zones: tuple[str, ...] = ()
     enabled: bool = True
+    valid_from: float | None = None
     valid_until: float | None = None
     schedule: str | None = None
 
@@ -372,6 +373,8 @@ def _decide_badge(
             return _deny("badge", Reason.UID_NOT_ALLOWED, "door refuses UID-only badges", **who)
     if cache.is_revoked("badge", uid_hex) or not record.enabled:
         return _deny("badge", Reason.REVOKED, "badge revoked or disabled", **who)
+    if record.valid_from is not None and now < record.valid_from:
+        return _deny("badge", Reason.NOT_YET_VALID, "badge not valid yet", **who)
     if record.valid_until is not None and now >= record.valid_until:
         return _deny("badge", Reason.EXPIRED, "badge validity ended", **who)
     if not record.allows(policy.door, policy.zones):

@@ -1,0 +1,287 @@
+"""The local API: HTTP + JSON on a Unix socket, served by aiohttp.
+
+Only the kiosk and the CLI on the same appliance call it; the socket's file
+mode (and its group) decides who may. There is no TCP port. The reference
+is ``docs/local-api.md``.
+
+Handlers only translate: every request becomes one call on
+:class:`edge_agent.agent.Agent`, run in a worker thread so that a slow disk
+never blocks the event loop (and the event stream keeps flowing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from edge_agent.agent import ActionError, Agent
+from edge_agent.guards import GuardDenied
+from edge_agent.policy import Credential
+from edge_agent.store import StoreError
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "v1"
+#: Photos are the largest bodies (a JPEG of a face, well under 2 MB).
+MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_QR_CHARS = 4096
+KEEPALIVE_S = 15.0
+
+_AGENT = web.AppKey("agent", Agent)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": code, "message": message, **extra}, status=status)
+
+
+async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, lambda: fn(*args, **kwargs))
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _BadRequest("body must be a JSON object") from exc
+    if not isinstance(body, dict):
+        raise _BadRequest("body must be a JSON object")
+    return body
+
+
+def _token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+class _BadRequest(Exception):
+    pass
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except _BadRequest as exc:
+        return _error(400, "bad_request", str(exc))
+    except ActionError as exc:
+        return _error(exc.status, exc.code, str(exc))
+    except GuardDenied as exc:
+        status = 423 if exc.code == "locked_out" else 401
+        extra = {"retry_after_s": round(exc.retry_after_s, 1)} if exc.retry_after_s else {}
+        return _error(status, exc.code, str(exc), **extra)
+    except StoreError as exc:
+        # The journal is the door's memory: without it nothing is decided.
+        log.exception("store failure while serving %s", request.path)
+        return _error(503, "journal_unavailable", f"the journal cannot be written: {exc}")
+
+
+async def status(request: web.Request) -> web.Response:
+    """GET /v1/status."""
+    return web.json_response(await _call(request.app[_AGENT].status))
+
+
+async def present(request: web.Request) -> web.Response:
+    """POST /v1/present: a QR text or a badge (uid hex, optional SUN URL) -> decision."""
+    body = await _json_body(request)
+    qr, uid = body.get("qr"), body.get("badge_uid")
+    if (qr is None) == (uid is None):
+        raise _BadRequest("give exactly one of 'qr' or 'badge_uid'")
+    if qr is not None:
+        if not isinstance(qr, str) or len(qr) > MAX_QR_CHARS:
+            raise _BadRequest(f"'qr' must be a string of at most {MAX_QR_CHARS} characters")
+        credential = Credential.qr(qr)
+    else:
+        sun_url = body.get("sun_url")
+        if not isinstance(uid, str) or (sun_url is not None and not isinstance(sun_url, str)):
+            raise _BadRequest("'badge_uid' must be hex and 'sun_url' a string")
+        try:
+            raw = bytes.fromhex(uid.replace(":", ""))
+        except ValueError as exc:
+            raise _BadRequest("'badge_uid' must be hex") from exc
+        if not 1 <= len(raw) <= 16:
+            raise _BadRequest("'badge_uid' must be 1 to 16 bytes")
+        credential = Credential.badge(raw, sun_url)
+    source = body.get("source", "api")
+    if source not in ("api", "kiosk-camera", "kiosk", "cli"):
+        source = "api"
+    return web.json_response(await _call(request.app[_AGENT].present, credential, source))
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """GET /v1/events: server-sent events, one JSON object per ``data:`` line."""
+    agent = request.app[_AGENT]
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=512)
+
+    def deliver(event: dict[str, Any]) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            inbox.put_nowait(event)
+
+    def from_thread(event: dict[str, Any]) -> None:
+        with contextlib.suppress(RuntimeError):  # loop closed while shutting down
+            loop.call_soon_threadsafe(deliver, event)
+
+    with agent.bus.subscribe_callback(from_thread):
+        await response.write(b": portier event stream\n\n")
+        while True:
+            try:
+                event = await asyncio.wait_for(inbox.get(), timeout=KEEPALIVE_S)
+            except TimeoutError:
+                await response.write(b": keepalive\n\n")
+                continue
+            data = json.dumps(event, separators=(",", ":"))
+            await response.write(f"event: {event['type']}\ndata: {data}\n\n".encode())
+
+
+async def guard_login(request: web.Request) -> web.Response:
+    """POST /v1/guard/login {badge_uid, pin} -> {token, name, expires_in_s}."""
+    body = await _json_body(request)
+    uid, pin = body.get("badge_uid"), body.get("pin")
+    if not isinstance(uid, str) or not isinstance(pin, str):
+        raise _BadRequest("'badge_uid' and 'pin' are required strings")
+    agent = request.app[_AGENT]
+    session = await _call(agent.guard_login, uid, pin)
+    return web.json_response(
+        {
+            "token": session.token,
+            "guard_id": session.guard_id,
+            "name": session.name,
+            "expires_in_s": agent.config.guard.session_timeout_s,
+        }
+    )
+
+
+async def guard_logout(request: web.Request) -> web.Response:
+    """POST /v1/guard/logout (bearer)."""
+    token = _token(request)
+    if token:
+        await _call(request.app[_AGENT].guard_logout, token)
+    return web.json_response({"ok": True})
+
+
+async def guard_action(request: web.Request) -> web.Response:
+    """POST /v1/guard/actions {action, reason, alarm?} (bearer) -> door state."""
+    body = await _json_body(request)
+    action, reason = body.get("action"), body.get("reason", "")
+    alarm = body.get("alarm")
+    if not isinstance(action, str) or not isinstance(reason, str):
+        raise _BadRequest("'action' and 'reason' must be strings")
+    door = await _call(
+        request.app[_AGENT].guard_action, _token(request) or "", action, reason, alarm
+    )
+    return web.json_response({"ok": True, "door": door})
+
+
+async def guard_recent(request: web.Request) -> web.Response:
+    """GET /v1/guard/recent?limit=N (bearer): the latest journal events, newest first."""
+    agent = request.app[_AGENT]
+    await _call(agent.guard_session, _token(request) or "")
+    try:
+        limit = max(1, min(200, int(request.query.get("limit", "50"))))
+    except ValueError as exc:
+        raise _BadRequest("limit must be an integer") from exc
+    return web.json_response({"events": await _call(agent.recent_events, limit)})
+
+
+async def visitors(request: web.Request) -> web.Response:
+    """GET /v1/visitors?q=NAME (bearer)."""
+    query = request.query.get("q", "").strip()
+    if not query:
+        raise _BadRequest("q is required")
+    found = await _call(request.app[_AGENT].visitor_lookup, _token(request) or "", query)
+    return web.json_response({"visitors": found})
+
+
+async def checkin(request: web.Request) -> web.Response:
+    """POST /v1/checkin {invitation_id, consent, photo_jpeg_b64?} (bearer for manual)."""
+    body = await _json_body(request)
+    invitation_id, consent = body.get("invitation_id"), body.get("consent", False)
+    if not isinstance(invitation_id, str) or not isinstance(consent, bool):
+        raise _BadRequest("'invitation_id' (string) and 'consent' (bool) are required")
+    photo = None
+    if body.get("photo_jpeg_b64") is not None:
+        try:
+            photo = base64.b64decode(body["photo_jpeg_b64"], validate=True)
+        except (binascii.Error, TypeError) as exc:
+            raise _BadRequest("'photo_jpeg_b64' is not base64") from exc
+    result = await _call(
+        request.app[_AGENT].checkin,
+        invitation_id,
+        consent=consent,
+        photo=photo,
+        token=_token(request),
+    )
+    return web.json_response(result)
+
+
+async def simulate(request: web.Request) -> web.Response:
+    """POST /v1/sim/{action}: drive the simulated hardware (demo only)."""
+    agent = request.app[_AGENT]
+    body = await _json_body(request) if request.can_read_body else {}
+    result = await _call(agent.simulate, request.match_info["action"], body)
+    return web.json_response(result)
+
+
+def make_app(agent: Agent) -> web.Application:
+    """Return the aiohttp application serving ``agent``."""
+    app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
+    app[_AGENT] = agent
+    prefix = f"/{API_VERSION}"
+    app.router.add_get(f"{prefix}/status", status)
+    app.router.add_post(f"{prefix}/present", present)
+    app.router.add_get(f"{prefix}/events", events)
+    app.router.add_post(f"{prefix}/guard/login", guard_login)
+    app.router.add_post(f"{prefix}/guard/logout", guard_logout)
+    app.router.add_post(f"{prefix}/guard/actions", guard_action)
+    app.router.add_get(f"{prefix}/guard/recent", guard_recent)
+    app.router.add_get(f"{prefix}/visitors", visitors)
+    app.router.add_post(f"{prefix}/checkin", checkin)
+    app.router.add_post(f"{prefix}/sim/{{action}}", simulate)
+    return app
+
+
+def _remove_stale_socket(path: Path) -> None:
+    """Delete a socket file left by a crashed agent; refuse if one is still serving."""
+    if not path.exists():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink()  # nobody listens: a leftover
+    else:
+        raise RuntimeError(f"another agent is serving on {path}")
+    finally:
+        probe.close()
+
+
+async def start_server(agent: Agent, path: Path, mode: int) -> web.AppRunner:
+    """Serve the local API on the Unix socket ``path`` with file mode ``mode``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_socket(path)
+    runner = web.AppRunner(make_app(agent), access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.UnixSite(runner, str(path))
+    await site.start()
+    os.chmod(path, mode)
+    log.info("local API on %s (mode %o)", path, mode)
+    return runner

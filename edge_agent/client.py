@@ -1,0 +1,155 @@
+"""A small synchronous client for the agent's local API (Unix socket).
+
+Used by the kiosk's worker threads and by ``edge-agent present|status``. It is
+built on :mod:`http.client` so that the kiosk needs no extra HTTP stack and
+every call has a timeout.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+class AgentUnavailable(ConnectionError):
+    """The agent's socket is missing, refuses, or the call timed out."""
+
+
+class ApiError(Exception):
+    """The agent answered with an error status; ``code`` is its machine-readable reason."""
+
+    def __init__(self, status: int, code: str, message: str, body: dict[str, Any]) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.body = body
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class AgentClient:
+    """Calls the local API at ``socket_path``; one connection per call (thread-safe)."""
+
+    def __init__(self, socket_path: str | Path, timeout: float = 5.0) -> None:
+        self.socket_path = str(socket_path)
+        self.timeout = timeout
+        self.token: str | None = None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Send one request; return the JSON answer.
+
+        Raises :class:`AgentUnavailable` when the agent cannot be reached and
+        :class:`ApiError` for an error status.
+        """
+        conn = _UnixConnection(self.socket_path, timeout or self.timeout)
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = None if body is None else json.dumps(body).encode()
+        try:
+            conn.request(method, path, body=data, headers=headers)
+            response = conn.getresponse()
+            raw = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise AgentUnavailable(f"agent at {self.socket_path} unreachable: {exc}") from exc
+        finally:
+            conn.close()
+        try:
+            answer = json.loads(raw) if raw else {}
+        except json.JSONDecodeError as exc:
+            raise ApiError(
+                response.status, "bad_response", raw[:200].decode(errors="replace"), {}
+            ) from exc
+        if response.status >= 400:
+            raise ApiError(
+                response.status, answer.get("error", "error"), answer.get("message", ""), answer
+            )
+        return answer
+
+    # -- convenience ------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """GET /v1/status."""
+        return self.request("GET", "/v1/status")
+
+    def present_qr(self, text: str, source: str = "api") -> dict[str, Any]:
+        """POST /v1/present with a QR payload."""
+        return self.request("POST", "/v1/present", {"qr": text, "source": source})
+
+    def present_badge(self, uid_hex: str, sun_url: str | None = None) -> dict[str, Any]:
+        """POST /v1/present with a badge UID (and SUN URL)."""
+        body: dict[str, Any] = {"badge_uid": uid_hex}
+        if sun_url:
+            body["sun_url"] = sun_url
+        return self.request("POST", "/v1/present", body)
+
+    def guard_login(self, badge_uid: str, pin: str) -> dict[str, Any]:
+        """Log a guard in; keeps the session token for later calls."""
+        answer = self.request("POST", "/v1/guard/login", {"badge_uid": badge_uid, "pin": pin})
+        self.token = answer["token"]
+        return answer
+
+    def guard_logout(self) -> None:
+        """Close the guard session."""
+        if self.token:
+            self.request("POST", "/v1/guard/logout", {})
+            self.token = None
+
+    def guard_action(self, action: str, reason: str, alarm: str | None = None) -> dict[str, Any]:
+        """POST /v1/guard/actions."""
+        body = {"action": action, "reason": reason}
+        if alarm:
+            body["alarm"] = alarm
+        return self.request("POST", "/v1/guard/actions", body)
+
+    def simulate(self, action: str, **body: Any) -> dict[str, Any]:
+        """POST /v1/sim/{action} (simulated hardware only)."""
+        return self.request("POST", f"/v1/sim/{action}", body)
+
+    def events(self, timeout: float = 30.0) -> Iterator[dict[str, Any]]:
+        """Yield pushed events from GET /v1/events until the connection ends.
+
+        ``timeout`` bounds the silence between two lines (the agent sends a
+        keepalive every 15 s). Raises :class:`AgentUnavailable` when the
+        stream cannot be opened or breaks.
+        """
+        conn = _UnixConnection(self.socket_path, timeout)
+        try:
+            conn.request("GET", "/v1/events", headers={"Accept": "text/event-stream"})
+            response = conn.getresponse()
+            if response.status != 200:
+                raise AgentUnavailable(f"event stream refused: {response.status}")
+            while True:
+                line = response.fp.readline()
+                if not line:
+                    return
+                if line.startswith(b"data: "):
+                    yield json.loads(line[6:])
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise AgentUnavailable(f"event stream broke: {exc}") from exc
+        finally:
+            conn.close()

@@ -1,0 +1,130 @@
+"""``edge-agent run``: the daemon's life cycle under systemd.
+
+Start-up order: config (already validated) -> store (journal, cache) ->
+devices (relay de-energised as the GPIO lines open) -> agent -> local API
+socket -> ``READY=1``. The watchdog is pinged only while the agent is healthy
+(event loop turning, reader thread alive, journal writable), so a wedged agent
+is killed and restarted by systemd, whose ``ExecStopPost=edge-agent
+safe-state`` then de-energises the relay. SIGTERM stops cleanly: reader
+stopped, relay de-energised, stop journaled, socket removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from edge_agent.agent import Agent
+from edge_agent.api import start_server
+from edge_agent.config import AgentConfig
+from edge_agent.devices import Devices, open_devices
+from edge_agent.store import Store, StoreSettings
+
+log = logging.getLogger(__name__)
+
+
+class Notifier:
+    """sd_notify through the sdnotify library; silent when not under systemd."""
+
+    def __init__(self) -> None:
+        import sdnotify
+
+        self._notifier = sdnotify.SystemdNotifier()
+        self.enabled = bool(os.environ.get("NOTIFY_SOCKET"))
+
+    def notify(self, state: str) -> None:
+        """Send ``state`` (e.g. ``READY=1``) to systemd if it listens."""
+        if self.enabled:
+            self._notifier.notify(state)
+
+
+def watchdog_interval_s() -> float | None:
+    """Half of systemd's WatchdogSec for this process, or None without a watchdog."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    try:
+        return max(0.5, int(usec) / 2_000_000)
+    except ValueError:
+        return None
+
+
+def open_agent(config: AgentConfig, devices: Devices | None = None) -> tuple[Agent, Store, Devices]:
+    """Open store and devices and build the agent (the caller closes all three)."""
+    config.paths.state_dir.mkdir(parents=True, exist_ok=True)
+    store = Store.open(StoreSettings(path=config.paths.database))
+    try:
+        devices = devices or open_devices(config.hardware, camera=False)
+        agent = Agent(config, store, devices)
+    except BaseException:
+        store.close()
+        raise
+    return agent, store, devices
+
+
+async def serve(
+    agent: Agent,
+    config: AgentConfig,
+    *,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[], None] | None = None,
+    extra_tasks: list[Callable[[], Any]] | None = None,
+) -> None:
+    """Serve the local API until ``stop`` is set (or SIGTERM/SIGINT arrives)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    notifier = Notifier()
+    runner = await start_server(agent, config.paths.socket, config.paths.socket_mode)
+    agent.start_reader()
+    for start in extra_tasks or ():
+        start()
+    notifier.notify("READY=1")
+    notifier.notify(f"STATUS=door {config.door.id} ready")
+    if on_ready is not None:
+        on_ready()
+    interval = watchdog_interval_s()
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval or 3600)
+            if interval and agent.healthy():
+                notifier.notify("WATCHDOG=1")
+    finally:
+        notifier.notify("STOPPING=1")
+        await runner.cleanup()
+        with contextlib.suppress(FileNotFoundError):
+            config.paths.socket.unlink()
+
+
+def run(config: AgentConfig) -> int:
+    """Run the agent until SIGTERM; return the process exit code."""
+    agent, store, devices = open_agent(config)
+    try:
+        asyncio.run(serve(agent, config))
+    finally:
+        agent.close()
+        devices.close()
+        store.close()
+    return 0
+
+
+def safe_state(config: AgentConfig) -> int:
+    """De-energise the relays (systemd ``ExecStopPost=``); works after any crash."""
+    if config.hardware.gpio is None:
+        return 0
+    from hardware.gpio import open_door_io
+
+    # Opening the lines de-energises both relays; closing keeps them so.
+    with open_door_io(config.hardware.gpio) as io:
+        io.safe_state()
+    log.warning("relays de-energised (safe state)")
+    return 0
