@@ -28,12 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from images import tools
-from images.disk import FatPartition, read_partition_table
+from images.disk import FatPartition, find_boot_partition, read_partition_table
 from images.errors import ImageError
 
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
+#: GPT type GUID of a Linux file system partition.
+LINUX_GPT_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 #: Partitions start on 4 MiB boundaries: SD cards erase in blocks of that order.
 ALIGN = 4 * MIB
 #: FAT32 needs at least ~65525 clusters; mtools refuses smaller FAT32 file systems.
@@ -209,3 +211,44 @@ def ext4_read(image: str | os.PathLike[str], offset: int, path: str) -> bytes:
     if "File not found" in err:
         raise FileNotFoundError(f"{path}: not in the ext4 file system at offset {offset}")
     return proc.stdout
+
+
+def extract_image(
+    image: str | os.PathLike[str],
+    *,
+    boot_dir: str | os.PathLike[str],
+    root_dir: str | os.PathLike[str],
+) -> None:
+    """Copy the boot (FAT) and root (first ext4) partitions of ``image`` into directories.
+
+    Used to layer Portier on an existing image (Raspberry Pi OS Lite) without
+    mounting it: ``mcopy -s`` for the FAT partition, ``debugfs rdump`` for ext4
+    (which keeps modes and, as root, owners).
+
+    Raises:
+        ImageError: no FAT or no ext4 partition.
+        ToolFailed: mcopy or debugfs failed.
+    """
+    image = os.fspath(image)
+    boot = find_boot_partition(image)
+    root = next(
+        (p for p in read_partition_table(image).partitions if p.type in ("83", LINUX_GPT_TYPE)),
+        None,
+    )
+    if root is None:
+        raise ImageError(f"{image}: no Linux (ext4) root partition")
+    Path(boot_dir).mkdir(parents=True, exist_ok=True)
+    Path(root_dir).mkdir(parents=True, exist_ok=True)
+    tools.run(
+        "mcopy", ["-s", "-n", "-m", "-i", f"{image}@@{boot.start}", "::/*", os.fspath(boot_dir)]
+    )
+    proc = tools.run(
+        "debugfs", ["-R", f"rdump / {os.fspath(root_dir)}", f"{image}?offset={root.start}"]
+    )
+    errors = [
+        line
+        for line in proc.stderr.decode(errors="replace").splitlines()
+        if line and not line.startswith("debugfs ")
+    ]
+    if errors:
+        raise ImageError(f"{image}: extracting the root file system failed: {errors[0]}")

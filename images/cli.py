@@ -10,6 +10,8 @@ Subcommands:
 * ``assemble --boot DIR --root DIR [--data DIR] OUTPUT``: build a partitioned image
   from directory trees (used by ``images/build.sh``), then check it and write its
   ``.bmap`` and ``.sha256``.
+* ``extract IMAGE --boot DIR --root DIR``: the reverse, to layer Portier on an
+  existing Raspberry Pi OS image.
 * ``firstboot``: present when the first-boot module (:mod:`images.firstboot`) is
   installed; it provides ``add_arguments(parser)`` and ``run(args) -> int``. It runs
   on the device (``portier-firstboot.service``), not on the installer's laptop.
@@ -161,6 +163,15 @@ def cmd_assemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_extract(args: argparse.Namespace) -> int:
+    """Copy an image's boot and root partitions into directories."""
+    from images import assemble
+
+    assemble.extract_image(args.image, boot_dir=args.boot, root_dir=args.root)
+    print(f"extracted {args.image}: boot -> {args.boot}, root -> {args.root}")
+    return 0
+
+
 def _firstboot_module():
     """Return :mod:`images.firstboot` if installed (it is developed separately)."""
     if importlib.util.find_spec("images.firstboot") is None:
@@ -240,6 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root-size", type=int, metavar="MIB", help="root size (from the tree)")
     p.add_argument("--data-size", type=int, metavar="MIB", help="data partition size (64)")
     p.set_defaults(func=cmd_assemble)
+
+    p = sub.add_parser(
+        "extract",
+        help="copy an image's boot and root partitions into directories (no mounting)",
+    )
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--boot", required=True, help="directory for the FAT boot partition")
+    p.add_argument("--root", required=True, help="directory for the ext4 root partition")
+    p.set_defaults(func=cmd_extract)
 
     firstboot = _firstboot_module()
     if firstboot is not None:

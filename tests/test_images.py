@@ -507,3 +507,22 @@ def test_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     for command in ("provision", "show", "flash", "assemble"):
         assert command in out
+
+
+def test_extract_then_reassemble_round_trip(base_image, tmp_path, capsys):
+    # The path used to layer Portier on an existing (Raspberry Pi OS) image.
+    boot, root = tmp_path / "boot", tmp_path / "root"
+    assert cli.main(["extract", str(base_image), "--boot", str(boot), "--root", str(root)]) == 0
+    assert (boot / "config.txt").read_text() == "dtparam=watchdog=on\n"
+    assert (boot / "overlays/README").read_text() == "overlays\n"
+    assert (root / "etc/hostname").read_text() == "portier\n"
+    (root / "etc/portier").mkdir()
+    out = tmp_path / "layered.img"
+    rc = cli.main(
+        ["assemble", str(out), "--boot", str(boot), "--root", str(root), "--boot-size", "16"]
+    )
+    assert rc == 0
+    assert "clean" in capsys.readouterr().out
+    assert flash.find_bmap(out) is not None and Path(str(out) + ".sha256").is_file()
+    assert len(disk.read_partition_table(out).partitions) == 2  # no --data: no data partition
+    assert mtype(out, "cmdline.txt").startswith(b"console=serial0")

@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# Build the Portier appliance image: a Debian bookworm arm64 root (Raspberry Pi
+# firmware and kernel from Debian's own packages) with Portier layered on top, a
+# read-only root, a persistent data partition, the hardened units enabled and the
+# hardware watchdog on. Written without loop devices or mounts (see
+# images/assemble.py), with a .bmap and .sha256 for `appliance flash`.
+#
+#   sudo images/build.sh [--out DIR] [--mirror URL] [--suite bookworm] [--keep-root]
+#   sudo images/build.sh --from-image raspios-bookworm-arm64-lite.img [--out DIR]
+#
+# Needs (Debian packages): debootstrap qemu-user-static binfmt-support mtools
+# dosfstools fdisk e2fsprogs bmap-tools systemd, and the project's .venv
+# (tools/dev sets it up). Runs as root: debootstrap and chroot need it.
+#
+# --from-image layers Portier on an existing Raspberry Pi OS Lite (arm64) image
+# instead of debootstrapping Debian: its partitions are extracted without mounting
+# (mcopy, debugfs rdump), Portier is added the same way, and the result is
+# reassembled. Raspberry Pi OS's archive (for python3-picamera2) must then be
+# reachable from the build machine.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="$here/build/image"
+mirror="http://deb.debian.org/debian"
+suite="bookworm"
+keep_root=0
+from_image=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --out) out="$2"; shift 2 ;;
+        --mirror) mirror="$2"; shift 2 ;;
+        --suite) suite="$2"; shift 2 ;;
+        --keep-root) keep_root=1; shift ;;
+        --from-image) from_image="$2"; shift 2 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        *) echo "build.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+
+log() { printf '\033[1m[build]\033[0m %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "run as root (debootstrap and chroot need it)"
+py="$here/.venv/bin/python"
+[ -x "$py" ] || die "no .venv: run ./tools/dev test once, or create it"
+for tool in debootstrap mcopy mkfs.vfat sfdisk mkfs.ext4 debugfs bmaptool systemd-analyze \
+            systemd-sysusers systemctl; do
+    command -v "$tool" >/dev/null || die "$tool missing (see the header for the Debian packages)"
+done
+
+mkdir -p "$out"
+work="$(mktemp -d "$out/work.XXXXXX")"
+root="$work/root"; boot="$work/boot"; data="$work/data"
+mkdir -p "$root" "$boot" "$data"
+cleanup() {
+    # Nothing is mounted, so removing the tree is all there is to undo.
+    [ "$keep_root" -eq 1 ] && { log "kept $work"; return; }
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+enable_arm64_emulation() {
+    [ "$(uname -m)" = aarch64 ] && return 0
+    command -v qemu-aarch64-static >/dev/null || die "qemu-user-static missing"
+    [ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+    [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64
+    # The F (fix binary) flag lets the kernel run the interpreter inside a chroot
+    # that does not contain it.
+    grep -q '^flags:.*F' /proc/sys/fs/binfmt_misc/qemu-aarch64 \
+        || die "qemu-aarch64 binfmt entry lacks the F flag"
+}
+
+in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 HOME=/root "$@"; }
+
+apt_in_root() {
+    in_root apt-get -y -q -o Dpkg::Options::=--force-confold -o Dpkg::Use-Pty=0 "$@"
+}
+
+# --- 1. the base operating system ------------------------------------------------------
+enable_arm64_emulation
+# Runtime packages: systemd with networkd/resolved/timesyncd, Wi-Fi, Python, the
+# libraries Portier's wheels load (zbar, GL/EGL and mtdev for Kivy, libusb for nfcpy).
+packages=(systemd-sysv udev dbus systemd-timesyncd systemd-resolved wpasupplicant iproute2
+          ca-certificates python3 python3-venv libzbar0 libusb-1.0-0 libgl1 libegl1 libgles2
+          libgl1-mesa-dri libmtdev1 kmod)
+if [ -z "$from_image" ]; then
+    log "debootstrap $suite arm64 from $mirror (first stage)"
+    debootstrap --arch=arm64 --foreign --variant=minbase \
+        --components=main,non-free-firmware "$suite" "$root" "$mirror" >&2
+    log "debootstrap second stage (under qemu-aarch64)"
+    chroot "$root" /debootstrap/debootstrap --second-stage >&2
+    printf 'deb %s %s main non-free-firmware\ndeb %s %s-updates main non-free-firmware\n' \
+        "$mirror" "$suite" "$mirror" "$suite" > "$root/etc/apt/sources.list"
+else
+    [ -f "$from_image" ] || die "$from_image: no such image"
+    log "extracting $from_image without mounting"
+    "$py" -m images.cli extract "$from_image" --boot "$boot" --root "$root"
+fi
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+cp -a "$here/images/overlay/." "$root/"
+mkdir -p "$root/boot/firmware" "$root/data" "$root/etc/portier"
+apt_in_root update >&2
+log "installing runtime packages"
+apt_in_root install --no-install-recommends "${packages[@]}" >&2
+if [ -z "$from_image" ]; then
+    # Debian's Raspberry Pi boot firmware and its generic arm64 kernel (Pi 3, 4, 400,
+    # CM4); the kernel hook writes config.txt, cmdline.txt, the kernel, initrd and DTBs
+    # into /boot/firmware.
+    log "installing kernel and Raspberry Pi firmware"
+    apt_in_root install --no-install-recommends raspi-firmware linux-image-arm64 \
+        firmware-brcm80211 >&2
+else
+    apt_in_root install --no-install-recommends python3-picamera2 >&2
+fi
+
+# --- 2. Portier ------------------------------------------------------------------------
+log "installing Portier into /opt/portier/venv"
+"$py" -m pip wheel -q --no-deps -w "$work/wheels" "$here" >&2
+cp "$here/pyproject.toml" "$work/wheels/"
+[ -f "$here/constraints.txt" ] && cp "$here/constraints.txt" "$work/wheels/"
+mkdir -p "$root/opt/portier"
+cp -a "$work/wheels" "$root/opt/portier/wheels"
+# evdev, sdnotify and pydes come as source only: build them, then drop the compiler.
+build_deps=(python3-dev gcc libc6-dev)
+apt_in_root install --no-install-recommends "${build_deps[@]}" >&2
+in_root python3 -m venv --system-site-packages /opt/portier/venv
+constraint=()
+[ -f "$root/opt/portier/wheels/constraints.txt" ] && constraint=(-c /opt/portier/wheels/constraints.txt)
+in_root /opt/portier/venv/bin/pip install -q --no-cache-dir "${constraint[@]}" \
+    /opt/portier/wheels/portier-*.whl >&2
+apt_in_root purge --auto-remove "${build_deps[@]}" >&2
+rm -rf "$root/opt/portier/wheels"
+mkdir -p "$root/opt/portier/docs"
+cp "$here/docs/installation.md" "$root/opt/portier/docs/" 2>/dev/null || true
+
+# --- 3. users, units, hardening --------------------------------------------------------
+log "users, units, read-only root"
+install -m 0644 "$here/systemd/portier.sysusers" "$root/usr/lib/sysusers.d/portier.conf"
+install -m 0644 "$here/systemd/portier.tmpfiles" "$root/usr/lib/tmpfiles.d/portier.conf"
+install -m 0644 "$here"/systemd/*.service "$root/usr/lib/systemd/system/"
+systemd-sysusers --root="$root" >&2
+systemctl --root="$root" enable edge-agent.service kiosk.service portier-firstboot.service \
+    systemd-networkd.service systemd-resolved.service systemd-timesyncd.service \
+    wpa_supplicant@wlan0.service >&2
+systemctl --root="$root" set-default graphical.target >&2
+systemctl --root="$root" mask getty@tty1.service >&2
+ln -sf /run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
+mkdir -p "$root/etc/wpa_supplicant"
+ln -sf /etc/portier/wifi/wpa_supplicant-wlan0.conf "$root/etc/wpa_supplicant/wpa_supplicant-wlan0.conf"
+# Empty machine-id: on the read-only root systemd generates one at each boot.
+: > "$root/etc/machine-id"
+rm -f "$root/var/lib/dbus/machine-id"
+# No password login for root at all (maintenance: serial console + SSH keys).
+sed -i 's/^root:[^:]*:/root:*:/' "$root/etc/shadow"
+
+# --- 4. check the units inside the real root -------------------------------------------
+log "systemd-analyze verify and security inside the image root"
+verify_err="$(systemd-analyze verify --root="$root" edge-agent.service kiosk.service \
+    portier-firstboot.service 2>&1 >/dev/null)" || die "verify failed: $verify_err"
+[ -z "$verify_err" ] || die "verify warned: $verify_err"
+for unit in edge-agent kiosk portier-firstboot; do
+    systemd-analyze security --offline=yes --root="$root" "$unit.service" | tail -1 >&2
+done
+
+# --- 5. Portier runs in the image (under emulation here) -------------------------------
+log "smoke test inside the image"
+in_root /opt/portier/venv/bin/python -c 'import hardware, edge_agent, kiosk, images, kivy, cv2, zxingcpp, pyzbar.pyzbar, nfc, gpiozero; print("imports ok")' >&2
+in_root /opt/portier/venv/bin/appliance --help >/dev/null
+if in_root /opt/portier/venv/bin/edge-agent selftest --help >/dev/null 2>&1; then
+    in_root /opt/portier/venv/bin/edge-agent selftest --simulator --json > "$out/selftest-simulator.json" \
+        || die "self-test on simulated hardware failed (see $out/selftest-simulator.json)"
+    log "self-test on simulated hardware: $out/selftest-simulator.json"
+else
+    log "edge-agent selftest is not available in this checkout: self-test not run"
+fi
+
+# --- 6. partitions ---------------------------------------------------------------------
+log "splitting boot, root and data trees"
+if [ -z "$from_image" ]; then
+    cp -a "$root/boot/firmware/." "$boot/"
+fi
+find "$root/boot/firmware" -mindepth 1 -delete
+cmdline="console=serial0,115200 console=tty3 root=LABEL=rootfs rootfstype=ext4 ro rootwait"
+cmdline+=" systemd.volatile=state fsck.repair=yes net.ifnames=0 quiet loglevel=3"
+cmdline+=" vt.global_cursor_default=0"
+echo "$cmdline" > "$boot/cmdline.txt"
+rm -f "$root/etc/resolv.conf.bak"
+uid() { awk -F: -v n="$1" '$1==n {print $3}' "$root/etc/passwd"; }
+gid() { awk -F: -v n="$1" '$1==n {print $3}' "$root/etc/group"; }
+install -d -m 0700 -o "$(uid portier)" -g "$(gid portier)" "$data/portier"
+install -d -m 0700 -o "$(uid portier-kiosk)" -g "$(gid portier-kiosk)" "$data/portier-kiosk"
+install -d -m 0700 "$data/portier-firstboot"
+install -d -m 2751 -o 0 -g "$(gid portier)" "$data/etc-portier"
+install -d -m 2755 -o 0 -g "$(gid systemd-journal)" "$data/journal"
+install -d -m 0755 -o "$(uid systemd-timesync)" -g "$(gid systemd-timesync)" "$data/timesync"
+# The clock of a Pi without RTC starts from this file's time: never before the build.
+touch "$data/timesync/clock"; chown "$(uid systemd-timesync)" "$data/timesync/clock"
+mkdir -p "$root/var/lib/portier" "$root/var/lib/portier-kiosk" "$root/var/lib/portier-firstboot" \
+    "$root/var/log/journal" "$root/var/lib/systemd/timesync"
+
+image="$out/portier-$suite-arm64.img"
+log "assembling $image"
+"$py" -m images.cli assemble "$image" --boot "$boot" --root "$root" --data "$data" \
+    --boot-size 256 --data-size 256 >&2
+log "done: $image (+ .bmap, .sha256)"
+echo "$image"
