@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 #: Largest batch :meth:`Journal.next_batch` hands out.
 MAX_BATCH = 10_000
 
+#: Attempts of one commit on a full disk (one relief step before each retry).
+_FULL_RETRIES = 6
+
 _META_ANCHOR_SEQ = "journal.anchor_seq"
 _META_ANCHOR_HASH = "journal.anchor_hash"
 _META_ANCHOR_ID = "journal.anchor_id"
@@ -353,7 +356,9 @@ class Journal:
                 digest = event_hash(prev, seq, raw_id, wall_ms, mono_ns, event_type, payload_json)
                 rows.append((seq, raw_id, wall_ms, mono_ns, event_type, payload_json, prev, digest))
                 prev = digest
-        for attempt in (1, 2):
+        # Each retry after "disk full" follows one more relief step (see
+        # _relieve); the loop ends when a step frees nothing.
+        for _attempt in range(_FULL_RETRIES):
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 if len(rows) == 1:
@@ -365,7 +370,7 @@ class Journal:
             except sqlite3.Error as exc:
                 rollback(conn)
                 error = translate(exc, "journal append")
-                if isinstance(error, StoreFull) and attempt == 1 and self._relieve(conn):
+                if isinstance(error, StoreFull) and self._relieve(conn):
                     log.warning("journal: disk full, retrying the append after freeing space")
                     continue
                 if not isinstance(error, StoreFull):
@@ -400,14 +405,18 @@ class Journal:
             )
 
     def _relieve(self, conn: sqlite3.Connection) -> bool:
-        freed = False
-        if self._on_full is not None:
-            try:
-                freed = self._on_full(conn)
-            except StoreError:
-                log.exception("journal: freeing space for the journal failed")
-        # Acknowledged events are at the central already: dropping them all
-        # (keeping the anchor) is the last space the journal can take back.
+        """Free space for the journal, losing as little as possible; return
+        True if this step freed something. Write lock held, no transaction.
+
+        1. checkpoint and truncate the WAL (nothing lost: each commit wrote
+           whole pages to the WAL, the database needs only the last copy);
+        2. trim every acknowledged event (the central has them);
+        3. ``on_full``: the store evicts photos, then releases its reserve.
+        """
+        wal_before = self._db.file_sizes()[1]
+        self._truncate_wal(conn)
+        if self._db.file_sizes()[1] < wal_before:
+            return True
         try:
             with self._db.locked_transaction(conn, "journal emergency trim"):
                 trimmed = self._trim_locked(conn, 0)
@@ -415,7 +424,23 @@ class Journal:
             trimmed = 0
         if trimmed:
             log.warning("journal: disk full, trimmed %d acknowledged events", trimmed)
-        return freed or trimmed > 0
+            return True
+        freed = False
+        if self._on_full is not None:
+            try:
+                freed = self._on_full(conn)
+            except StoreError:
+                log.exception("journal: freeing space for the journal failed")
+        if freed:
+            self._truncate_wal(conn)
+        return freed
+
+    @staticmethod
+    def _truncate_wal(conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:
+            log.warning("journal: WAL checkpoint on a full disk failed: %s", exc)
 
     def _reload_head(self, conn: sqlite3.Connection) -> None:
         try:

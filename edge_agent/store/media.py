@@ -28,7 +28,7 @@ from pathlib import Path
 
 from edge_agent.store.db import Database
 from edge_agent.store.encoding import Clock, UUIDv7Generator
-from edge_agent.store.errors import MediaRefused
+from edge_agent.store.errors import MediaRefused, StoreError
 from edge_agent.store.settings import StoreSettings
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,9 @@ class MediaStore:
         # Serialises quota decisions so two photos cannot both squeeze into
         # the last free slot.
         self._put_lock = threading.Lock()
+        # Photos whose files were deleted on a full disk before their rows
+        # could be marked EVICTED: id -> reason. Guarded by the write lock.
+        self._unrecorded: dict[str, str] = {}
 
     @property
     def directory(self) -> Path:
@@ -260,8 +263,17 @@ class MediaStore:
         bytes_needed: int | None,
         include_pending: bool,
         reason: str,
+        *,
+        files_first: bool = False,
     ) -> EvictResult:
-        """:meth:`evict` for a caller that already holds the write lock."""
+        """:meth:`evict` for a caller that already holds the write lock.
+
+        ``files_first`` is for a full disk: the files are deleted before the
+        rows are marked, because marking them needs the very space the files
+        hold. If marking still fails, the ids are recorded later (next media
+        call, or start-up, which finds the files missing).
+        """
+        self._record_unrecorded(conn)
         states = "(0, 1)" if include_pending else "(1)"
         rows = conn.execute(
             f"SELECT id, size FROM media WHERE state IN {states} "
@@ -270,24 +282,51 @@ class MediaStore:
         chosen: list[str] = []
         freed = 0
         for media_id, size in rows:
+            if media_id in self._unrecorded:
+                continue
             if bytes_needed is not None and freed >= bytes_needed:
                 break
             chosen.append(media_id)
             freed += size
         if not chosen:
             return EvictResult()
-        with self._db.locked_transaction(conn, "media evict"):
-            conn.executemany(
-                "UPDATE media SET state = 2, evicted_reason = ? WHERE id = ?",
-                [(reason, media_id) for media_id in chosen],
-            )
-        # Rows first, files second: a crash in between leaves files that
-        # start() removes, never a live row without its file.
-        for media_id in chosen:
-            with contextlib.suppress(FileNotFoundError):
-                self.path(media_id).unlink()
+        if files_first:
+            self._unlink(chosen)
+            self._unrecorded.update((media_id, reason) for media_id in chosen)
+            self._record_unrecorded(conn)
+        else:
+            with self._db.locked_transaction(conn, "media evict"):
+                conn.executemany(
+                    "UPDATE media SET state = 2, evicted_reason = ? WHERE id = ?",
+                    [(reason, media_id) for media_id in chosen],
+                )
+            # Rows first, files second: a crash in between leaves files that
+            # start() removes, never a live row without its file.
+            self._unlink(chosen)
         log.warning("media: evicted %d photos (%d bytes): %s", len(chosen), freed, reason)
         return EvictResult(len(chosen), freed, tuple(chosen))
+
+    def _unlink(self, media_ids: list[str]) -> None:
+        for media_id in media_ids:
+            with contextlib.suppress(FileNotFoundError):
+                self.path(media_id).unlink()
+
+    def _record_unrecorded(self, conn: sqlite3.Connection) -> None:
+        """Mark EVICTED the photos whose files went while the disk was full."""
+        if not self._unrecorded:
+            return
+        pending = dict(self._unrecorded)
+        try:
+            with self._db.locked_transaction(conn, "media record evictions"):
+                conn.executemany(
+                    "UPDATE media SET state = 2, evicted_reason = ? WHERE id = ?",
+                    [(reason, media_id) for media_id, reason in pending.items()],
+                )
+        except StoreError as exc:
+            log.warning("media: %d evictions not recorded yet: %s", len(pending), exc)
+            return
+        for media_id in pending:
+            self._unrecorded.pop(media_id, None)
 
     def prune(self, before_ms: int) -> int:
         """Forget uploaded and evicted photos created before ``before_ms``
@@ -329,13 +368,19 @@ class MediaStore:
                 f"SELECT {_ROW} FROM media WHERE state = 0 ORDER BY created_ms, id LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [_item(row) for row in rows]
+        return [_item(row) for row in rows if row[0] not in self._unrecorded]
 
     def usage(self) -> MediaUsage:
         """Return the photos on disk and their total size."""
         with self._db.reader() as conn:
-            count, total, pending = conn.execute(
-                "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(state = 0), 0) "
-                "FROM media WHERE state < 2"
-            ).fetchone()
-        return MediaUsage(count, total, pending)
+            if not self._unrecorded:
+                count, total, pending = conn.execute(
+                    "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(state = 0), 0) "
+                    "FROM media WHERE state < 2"
+                ).fetchone()
+                return MediaUsage(count, total, pending)
+            rows = conn.execute("SELECT id, size, state FROM media WHERE state < 2").fetchall()
+        rows = [row for row in rows if row[0] not in self._unrecorded]
+        return MediaUsage(
+            len(rows), sum(row[1] for row in rows), sum(1 for row in rows if row[2] == 0)
+        )

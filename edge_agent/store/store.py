@@ -193,7 +193,8 @@ class Store:
 
     def _free_space_for_journal(self, conn: sqlite3.Connection) -> bool:
         # Called by the journal, write lock held, after SQLite said "full".
-        freed = self._reserve.release() > 0
+        # Photos go first; the reserve file is the last resort, kept for
+        # when there is nothing else to give back.
         free = self._free_bytes()
         if free < self.settings.warn_free_bytes:
             result = self.media.evict_locked(
@@ -201,9 +202,11 @@ class Store:
                 self.settings.warn_free_bytes - free,
                 include_pending=True,
                 reason="disk full: journal needs the space",
+                files_first=True,
             )
-            freed = freed or result.count > 0
-        return freed
+            if result.count:
+                return True
+        return self._reserve.release() > 0
 
     # -- checkpoints ----------------------------------------------------------------------
 
