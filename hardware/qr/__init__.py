@@ -115,21 +115,25 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
 
     path = Path(path)
     with path.open("rb") as fh:
+        if path.is_file() and path.stat().st_size == 0:
+            raise NotAnImage(f"{path}: not an image (empty file)")
         try:
             with Image.open(fh) as img:
                 img.load()
-                if img.mode in ("RGBA", "LA", "PA") or (
-                    img.mode == "P" and "transparency" in img.info
-                ):
+                if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
                     rgba = img.convert("RGBA")
                     white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                     grey = Image.alpha_composite(white, rgba).convert("L")
                 else:
                     grey = img.convert("L")
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            # Pillow raises OSError for truncated files, SyntaxError/ValueError for some
+        except UnidentifiedImageError as exc:
+            raise NotAnImage(f"{path}: not an image (unknown or unsupported format)") from exc
+        except Image.DecompressionBombError as exc:
+            raise NotAnImage(f"{path}: image too large to decode ({exc})") from exc
+        except (OSError, ValueError, SyntaxError) as exc:
+            # Pillow raises OSError for truncated data, SyntaxError/ValueError for some
             # malformed headers.
-            raise NotAnImage(f"{path}: not a readable image ({exc})") from exc
+            raise NotAnImage(f"{path}: not a readable image (corrupt data: {exc})") from exc
     return np.ascontiguousarray(np.asarray(grey, dtype=np.uint8))
 
 

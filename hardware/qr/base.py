@@ -14,6 +14,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from hardware.errors import UnknownBackend
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -40,8 +42,9 @@ class QRCode:
             no escaping or GS1 formatting).
         raw: the payload bytes as the library hands them over (zxing-cpp: the exact bytes of
             the code; zbar: its text re-encoded as UTF-8).
-        polygon: the symbol's corners in frame pixel coordinates (x, y), starting at the
-            top-left finder pattern and going clockwise as the code is read; four points.
+        polygon: the symbol's corners in frame pixel coordinates (x, y). zxing-cpp gives four,
+            starting at the top-left finder pattern, clockwise as the code is read; zbar gives
+            its own location polygon (four points for a QR code, in ZBar's order).
     """
 
     text: str
@@ -123,6 +126,9 @@ def check_frame(frame: object) -> np.ndarray:
 class QRSettings:
     """How to decode QR codes.
 
+    Invalid values raise ``ValueError`` naming the field (:class:`UnknownBackend`, a
+    ``ValueError``, for an unknown backend name).
+
     Attributes:
         backend: raw decoder, one of :data:`BACKENDS`. zxing-cpp is the default: on the
             benchmark's hard set it decodes more codes than zbar in a fraction of the time.
@@ -153,7 +159,7 @@ class QRSettings:
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
-            raise ValueError(f"backend: unknown {self.backend!r}, expected one of {BACKENDS}")
+            raise UnknownBackend(f"backend: unknown {self.backend!r}, expected one of {BACKENDS}")
         if not isinstance(self.retries, tuple):
             raise ValueError(f"retries: expected a tuple of step names, got {self.retries!r}")
         for step in self.retries:
@@ -161,13 +167,12 @@ class QRSettings:
                 raise ValueError(f"retries: unknown step {step!r}, expected some of {RETRY_STEPS}")
         if len(set(self.retries)) != len(self.retries):
             raise ValueError(f"retries: a step is listed twice in {self.retries!r}")
-        if self.fallback is not None and (
-            self.fallback not in BACKENDS or self.fallback == self.backend
-        ):
-            raise ValueError(
-                f"fallback: expected None or a backend other than {self.backend!r} "
-                f"among {BACKENDS}, got {self.fallback!r}"
+        if self.fallback is not None and self.fallback not in BACKENDS:
+            raise UnknownBackend(
+                f"fallback: unknown {self.fallback!r}, expected None or one of {BACKENDS}"
             )
+        if self.fallback == self.backend:
+            raise ValueError(f"fallback: must differ from backend {self.backend!r}")
         if not isinstance(self.pipeline, bool):
             raise ValueError(f"pipeline: expected a bool, got {self.pipeline!r}")
         if not isinstance(self.exhaustive, bool):

@@ -91,6 +91,8 @@ class Pipeline(Decoder):
             ValueError: ``frame`` is not a 2-D ``uint8`` array.
         """
         frame = check_frame(frame)
+        if frame.size == 0:
+            return []
         found: list[QRCode] = []
         first = self.raw.scan(frame)
         misses = self._merge(found, first)

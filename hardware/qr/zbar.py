@@ -56,6 +56,8 @@ class ZBarDecoder(Decoder):
             ValueError: ``frame`` is not a 2-D ``uint8`` array.
         """
         frame = check_frame(frame)
+        if frame.size == 0:  # the libraries fail on an empty image; it holds no code
+            return ScanResult(codes=[])
         codes = []
         for symbol in self._pyzbar.decode(frame, symbols=self._symbols):
             data = bytes(symbol.data)

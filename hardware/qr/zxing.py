@@ -67,6 +67,8 @@ class ZXingDecoder(Decoder):
             ValueError: ``frame`` is not a 2-D ``uint8`` array.
         """
         frame = check_frame(frame)
+        if frame.size == 0:  # the libraries fail on an empty image; it holds no code
+            return ScanResult(codes=[])
         codes: list[QRCode] = []
         misses: list[tuple[tuple[float, float], ...]] = []
         for barcode in self._zx.read_barcodes(frame, **self._options):
