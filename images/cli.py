@@ -29,6 +29,8 @@ import logging
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
+from typing import TextIO
 
 from images.errors import ApplianceError, InvalidSetting
 
@@ -43,7 +45,7 @@ class ProgressPrinter:
     On a terminal the line is redrawn in place; otherwise one line per 10%.
     """
 
-    def __init__(self, stream=None) -> None:
+    def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._phase = ""
@@ -172,7 +174,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
-def _firstboot_module():
+def _firstboot_module() -> ModuleType | None:
     """Return :mod:`images.firstboot` if installed (it is developed separately)."""
     if importlib.util.find_spec("images.firstboot") is None:
         return None

@@ -526,3 +526,28 @@ def test_extract_then_reassemble_round_trip(base_image, tmp_path, capsys):
     assert flash.find_bmap(out) is not None and Path(str(out) + ".sha256").is_file()
     assert len(disk.read_partition_table(out).partitions) == 2  # no --data: no data partition
     assert mtype(out, "cmdline.txt").startswith(b"console=serial0")
+
+
+def test_firstboot_subcommand_is_wired_when_its_module_exists(monkeypatch):
+    import types
+
+    calls = []
+    module = types.SimpleNamespace(
+        add_arguments=lambda p: p.add_argument("--boot-dir"),
+        run=lambda args: calls.append(args.boot_dir) or 0,
+    )
+    monkeypatch.setattr(cli, "_firstboot_module", lambda: module)
+    assert cli.main(["firstboot", "--boot-dir", "/boot/firmware"]) == 0
+    assert calls == ["/boot/firmware"]
+
+
+def test_progress_printer_without_terminal():
+    import io
+
+    stream = io.StringIO()
+    printer = cli.ProgressPrinter(stream)
+    for done in range(0, 101, 5):
+        printer("write", done * MIB, 100 * MIB)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 11  # one line per 10 %
+    assert lines[-1].startswith("write   100%") and "100.0/100.0 MiB" in lines[-1]
