@@ -1,0 +1,190 @@
+"""A small HTTP client for the reference central's admin API (used by the CLI and tests).
+
+Every call has a timeout. Error answers raise the :mod:`central.errors` class
+named by the body's ``error`` code (a plain :class:`CentralError` with the
+status for codes it does not know).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from .errors import BY_CODE, CentralError
+
+__all__ = ["CentralAdmin", "CentralUnreachable"]
+
+log = logging.getLogger(__name__)
+
+
+class CentralUnreachable(ConnectionError):
+    """The central did not answer (refused, reset, timed out)."""
+
+
+class CentralAdmin:
+    """Admin calls against a running reference central at *url*.
+
+    Args:
+        url: base URL, e.g. ``http://127.0.0.1:8080``.
+        timeout: seconds for connect and for read, per call.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError(f"url: {url!r} must start with http:// or https://")
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._session = requests.Session()
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self._session.close()
+
+    def __enter__(self) -> CentralAdmin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        try:
+            response = self._session.request(
+                method, self.url + path, json=json, params=params, timeout=self.timeout
+            )
+        except requests.RequestException as exc:
+            raise CentralUnreachable(f"{method} {self.url}{path}: {exc}") from exc
+        if response.status_code == 204:
+            return None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code >= 400:
+            if isinstance(body, dict) and isinstance(body.get("error"), str):
+                cls = BY_CODE.get(body["error"], CentralError)
+                extra = {k: v for k, v in body.items() if k not in ("error", "detail")}
+                error = cls(str(body.get("detail", "")), **extra)
+            else:
+                error = CentralError(response.text[:200])
+            if type(error) is CentralError:
+                error.status = response.status_code  # type: ignore[misc]
+            raise error
+        return body
+
+    def info(self) -> dict[str, Any]:
+        """Return ``AdminInfo`` (site, active kid, head cursor, limits)."""
+        return self._call("GET", "/admin/info")
+
+    def create_enroll_token(
+        self, door: str, *, site: str | None = None, ttl_s: int | None = None
+    ) -> dict[str, Any]:
+        """Return a new ``EnrollToken`` for *door* (of *site*, default the central's)."""
+        body: dict[str, Any] = {"door": door}
+        if site is not None:
+            body["site"] = site
+        if ttl_s is not None:
+            body["ttl_s"] = ttl_s
+        return self._call("POST", "/admin/enroll-tokens", json=body)
+
+    def create_invitation(self, **fields: Any) -> dict[str, Any]:
+        """Mint an invitation (``InvitationCreate`` fields); return ``{"token", "invitation"}``."""
+        body = {key: value for key, value in fields.items() if value is not None}
+        return self._call("POST", "/admin/invitations", json=body)
+
+    def revoke_invitation(self, invitation_id: str) -> dict[str, Any]:
+        """Revoke an invitation; return the ``Revocation``."""
+        return self._call("POST", f"/admin/invitations/{quote(invitation_id, safe='')}/revoke")
+
+    def put_badge(self, **fields: Any) -> dict[str, Any]:
+        """Add or replace a badge (``BadgeCreate`` fields); return the ``Badge``."""
+        body = {key: value for key, value in fields.items() if value is not None}
+        return self._call("POST", "/admin/badges", json=body)
+
+    def revoke_badge(self, uid: str) -> dict[str, Any]:
+        """Revoke a badge; return the ``Revocation``."""
+        return self._call("POST", f"/admin/badges/{quote(uid, safe='')}/revoke")
+
+    def delete_badge(self, uid: str) -> None:
+        """Forget a badge."""
+        self._call("DELETE", f"/admin/badges/{quote(uid, safe='')}")
+
+    def keys(self) -> dict[str, Any]:
+        """Return ``{"active_kid", "keys"}``."""
+        return self._call("GET", "/admin/keys")
+
+    def rotate_key(self, *, retire_now: bool = False) -> dict[str, Any]:
+        """Rotate the signing key; return ``{"active", "previous"}``."""
+        return self._call("POST", "/admin/keys/rotate", json={"retire_now": retire_now})
+
+    def put_schedule(self, schedule_id: str, **fields: Any) -> dict[str, Any]:
+        """Set a schedule (``ScheduleInput`` fields); return the ``Schedule``."""
+        body = {key: value for key, value in fields.items() if value is not None}
+        return self._call("PUT", f"/admin/schedules/{quote(schedule_id, safe='')}", json=body)
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        """Remove a schedule."""
+        self._call("DELETE", f"/admin/schedules/{quote(schedule_id, safe='')}")
+
+    def put_door_settings(
+        self, door: str, settings: dict[str, Any], *, site: str | None = None
+    ) -> dict[str, Any]:
+        """Replace a door's settings; return the ``DoorSettings``."""
+        body: dict[str, Any] = {"settings": settings}
+        if site is not None:
+            body["site"] = site
+        return self._call("PUT", f"/admin/doors/{quote(door, safe='')}/settings", json=body)
+
+    def disable_device(self, device_id: str) -> dict[str, Any]:
+        """Disable a device; return its ``DeviceSummary``."""
+        return self._call("POST", f"/admin/devices/{quote(device_id, safe='')}/disable")
+
+    def received(self, *, verify: bool = False) -> dict[str, Any]:
+        """Return the ``ReceivedView`` (per-device counts, duplicates, chain state)."""
+        return self._call("GET", "/admin/events", params={"verify": "true" if verify else "false"})
+
+    def device_events(
+        self, device_id: str, *, after_seq: int = 0, limit: int = 1000
+    ) -> dict[str, Any]:
+        """Return one ``StoredEventsPage`` of *device_id*."""
+        return self._call(
+            "GET",
+            f"/admin/devices/{quote(device_id, safe='')}/events",
+            params={"after_seq": after_seq, "limit": limit},
+        )
+
+    def all_device_events(self, device_id: str, *, page: int = 5000) -> list[dict[str, Any]]:
+        """Return every stored event of *device_id*, by seq (pages through them)."""
+        events: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            result = self.device_events(device_id, after_seq=after, limit=page)
+            events.extend(result["events"])
+            after = result["next_after_seq"]
+            if not result["more"]:
+                return events
+
+    def faults(self) -> list[dict[str, Any]]:
+        """Return the faults that are on (and spent), with their counters."""
+        return self._call("GET", "/admin/faults")["faults"]
+
+    def set_fault(self, name: str, **fields: Any) -> list[dict[str, Any]]:
+        """Switch fault *name* on (``FaultSpec`` fields); return the fault list."""
+        body = {"name": name, **{k: v for k, v in fields.items() if v is not None}}
+        return self._call("POST", "/admin/faults", json=body)["faults"]
+
+    def clear_faults(
+        self, name: str | None = None, endpoint: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Switch faults off (all, or those of *name* / *endpoint*); return those left."""
+        params = {k: v for k, v in (("name", name), ("endpoint", endpoint)) if v is not None}
+        return self._call("DELETE", "/admin/faults", params=params)["faults"]

@@ -1,0 +1,418 @@
+"""``portier-central``: run the reference central and administer it (docs/central.md).
+
+Exit status: 0 done; 1 the central answered with an error (printed on stderr);
+2 bad usage; 3 the central could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .admin import CentralAdmin, CentralUnreachable
+from .errors import CentralError
+from .faults import ENDPOINTS, ERROR_STATUSES, FAULT_NAMES
+
+log = logging.getLogger(__name__)
+
+URL_ENV = "PORTIER_CENTRAL_URL"
+
+
+class UsageError(Exception):
+    """A command-line value is invalid (exit 2)."""
+
+
+def parse_time(text: str) -> int:
+    """Return Unix seconds for *text*: ISO 8601 (UTC when it has no offset), ``now``
+    or an integer of Unix seconds.
+
+    Raises:
+        UsageError: anything else.
+    """
+    text = text.strip()
+    if text == "now":
+        return int(dt.datetime.now(dt.UTC).timestamp())
+    if re.fullmatch(r"[0-9]{1,12}", text):
+        return int(text)
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{text!r} is not an ISO 8601 date-time (e.g. 2026-05-01T09:00)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp())
+
+
+def _url_option(parser: argparse.ArgumentParser, *, leaf: bool) -> None:
+    # On a command group and on its subcommands, so `faults --url U on x` and
+    # `faults on x --url U` both work; the leaf's value wins when both are given.
+    parser.add_argument(
+        "--url",
+        default=argparse.SUPPRESS if leaf else None,
+        help=f"base URL of the central (default: ${URL_ENV})",
+    )
+
+
+def _group(sub: Any, name: str, help_text: str) -> tuple[argparse.ArgumentParser, Any]:
+    parser = sub.add_parser(name, help=help_text, description=help_text)
+    _url_option(parser, leaf=False)
+    return parser, parser.add_subparsers(dest="action", metavar="ACTION")
+
+
+def _leaf(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_text, description=help_text)
+    _url_option(parser, leaf=True)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``portier-central``."""
+    parser = argparse.ArgumentParser(
+        prog="portier-central",
+        description="Portier reference central (demo and tests only; never on a device).",
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=("debug", "info", "warning", "error")
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = sub.add_parser("serve", help="run the reference central until SIGTERM/SIGINT")
+    serve.add_argument("--port", type=int, required=True, help="TCP port; 0 picks a free one")
+    serve.add_argument("--data", type=Path, required=True, help="data directory (SQLite)")
+    serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    serve.add_argument("--site", default="hq", help="the site it serves by default (hq)")
+
+    _, invite = _group(sub, "invite", "signed QR invitations")
+    create = _leaf(invite, "create", "mint an invitation; print its token (and write a QR PNG)")
+    create.add_argument("--visitor", required=True)
+    create.add_argument("--door", action="append", default=[], help="repeatable")
+    create.add_argument("--zone", action="append", default=[], help="repeatable")
+    create.add_argument("--host", dest="host_name", default=None, help="the person visited")
+    create.add_argument("--site", default=None, help="default: the central's site")
+    create.add_argument("--valid-from", default=None, help="ISO 8601, UTC if no offset (now)")
+    create.add_argument("--valid-until", default=None, help="ISO 8601 (valid-from + 8 h)")
+    create.add_argument("--single-use", action="store_true")
+    create.add_argument("--png", type=Path, default=None, help="write the QR code here")
+    create.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+    revoke = _leaf(invite, "revoke", "revoke an invitation")
+    revoke.add_argument("--id", required=True, dest="invitation_id")
+
+    _, badge = _group(sub, "badge", "badges")
+    add = _leaf(badge, "add", "add or replace a badge")
+    add.add_argument("--uid", required=True, help="hex, e.g. 04A1B2C3D4E5F6")
+    add.add_argument("--holder", required=True)
+    add.add_argument("--door", action="append", default=[], help="repeatable")
+    add.add_argument("--zone", action="append", default=[], help="repeatable")
+    add.add_argument("--kind", choices=("uid", "ntag424"), default="ntag424")
+    add.add_argument("--site", default=None)
+    add.add_argument("--disabled", action="store_true")
+    add.add_argument("--valid-from", default=None)
+    add.add_argument("--valid-until", default=None)
+    add.add_argument("--json", action="store_true")
+    for name, text in (("revoke", "revoke a badge"), ("delete", "forget a badge")):
+        leaf = _leaf(badge, name, text)
+        leaf.add_argument("--uid", required=True)
+
+    events = sub.add_parser("events", help="what the central received, per device")
+    _url_option(events, leaf=False)
+    events.add_argument("--json", action="store_true")
+    events.add_argument("--verify", action="store_true", help="walk each stored chain again")
+    events.add_argument("--device", default=None, help="also list this device's events")
+
+    faults, fault_sub = _group(sub, "faults", "fault injection (default action: list)")
+    faults.add_argument("--json", action="store_true")
+    on = _leaf(fault_sub, "on", "switch a fault on")
+    on.add_argument("name", choices=FAULT_NAMES)
+    on.add_argument("--endpoint", choices=ENDPOINTS, default="*")
+    on.add_argument("--delay", type=float, default=None, dest="delay_s", help="seconds")
+    on.add_argument("--status", type=int, choices=ERROR_STATUSES, default=None)
+    on.add_argument("--retry-after", type=int, default=None, dest="retry_after_s")
+    on.add_argument("--every", type=int, default=None, help="fire on every Nth request")
+    on.add_argument("--probability", type=float, default=None)
+    on.add_argument("--seed", type=int, default=None)
+    on.add_argument("--count", type=int, default=None, help="switch off after N times")
+    off = _leaf(fault_sub, "off", "switch faults off (all, or by name and/or endpoint)")
+    off.add_argument("name", nargs="?", choices=FAULT_NAMES, default=None)
+    off.add_argument("--endpoint", choices=ENDPOINTS, default=None)
+    listing = _leaf(fault_sub, "list", "list the faults with their counters")
+    listing.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+
+    _, keys = _group(sub, "keys", "invitation signing keys")
+    rotate = _leaf(keys, "rotate", "make a new signing key active")
+    rotate.add_argument("--retire-now", action="store_true", help="end the old key at once")
+    _leaf(keys, "list", "list the signing keys")
+
+    _, token = _group(sub, "enroll-token", "one-time enrollment tokens")
+    make = _leaf(token, "create", "create a token; print it")
+    make.add_argument("--door", required=True)
+    make.add_argument("--site", default=None)
+    make.add_argument("--ttl", type=int, default=None, dest="ttl_s", help="seconds (7 days)")
+    make.add_argument("--json", action="store_true")
+
+    _, schedule = _group(sub, "schedule", "door schedules")
+    put = _leaf(schedule, "set", "set a schedule")
+    put.add_argument("--id", required=True, dest="schedule_id")
+    put.add_argument("--door", required=True)
+    put.add_argument("--site", default=None)
+    put.add_argument("--timezone", default="UTC")
+    put.add_argument(
+        "--rule",
+        action="append",
+        default=[],
+        help='"mon,tue,wed 08:00-18:00" or "mon-fri 08:00-18:00" (repeatable)',
+    )
+    drop = _leaf(schedule, "delete", "remove a schedule")
+    drop.add_argument("--id", required=True, dest="schedule_id")
+
+    _, door = _group(sub, "door-settings", "door settings")
+    door_set = _leaf(door, "set", "replace a door's settings")
+    door_set.add_argument("--door", required=True)
+    door_set.add_argument("--site", default=None)
+    door_set.add_argument("--settings", required=True, help='JSON, e.g. {"mode": "lockdown"}')
+
+    _, device = _group(sub, "device", "enrolled devices")
+    disable = _leaf(device, "disable", "disable a device (its calls get 403)")
+    disable.add_argument("--device", required=True, dest="device_id")
+    return parser
+
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def parse_rule(text: str) -> dict[str, Any]:
+    """Return a schedule rule from ``"mon-fri 08:00-18:00"`` or ``"sat,sun 10:00-12:00"``.
+
+    Raises:
+        UsageError: another shape.
+    """
+    match = re.fullmatch(r"\s*([a-z,-]+)\s+(\d\d:\d\d)-(\d\d:\d\d)\s*", text.lower())
+    if not match:
+        raise UsageError(f"rule {text!r}: expected e.g. 'mon-fri 08:00-18:00'")
+    days: list[str] = []
+    for part in match.group(1).split(","):
+        first, _, last = part.partition("-")
+        if first not in _DAYS or (last and last not in _DAYS):
+            raise UsageError(f"rule {text!r}: days are {', '.join(_DAYS)}")
+        if last:
+            days.extend(_DAYS[_DAYS.index(first) : _DAYS.index(last) + 1])
+        else:
+            days.append(first)
+    return {"days": list(dict.fromkeys(days)), "start": match.group(2), "end": match.group(3)}
+
+
+def write_qr_png(token: str, path: Path) -> None:
+    """Write *token* as a QR code PNG (error correction M, 8 px modules, 4-module border)."""
+    import segno
+
+    segno.make(token, error="m", micro=False, boost_error=False).save(
+        str(path), kind="png", scale=8, border=4
+    )
+
+
+def _print_json(data: object) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server import serve
+    from .settings import CentralSettings
+
+    try:
+        settings = CentralSettings(
+            data_dir=args.data, host=args.host, port=args.port, site=args.site
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+    def ready(info: dict[str, Any]) -> None:
+        print(json.dumps(info), flush=True)
+
+    serve(settings, ready=ready)
+    return 0
+
+
+def _events(admin: CentralAdmin, args: argparse.Namespace) -> int:
+    view = admin.received(verify=args.verify)
+    if args.device is not None:
+        listed = admin.all_device_events(args.device)
+        for entry in view["devices"]:
+            if entry["device_id"] == args.device:
+                entry["events"] = listed
+    if args.json:
+        _print_json(view)
+        return 0
+    for d in view["devices"]:
+        chain = "ok" if d["chain_ok"] else f"BROKEN at seq {d['chain_broken_at']}"
+        if d["chain_verified"] is not None:
+            chain += ", re-verified" if d["chain_verified"] else ", re-verification FAILED"
+        print(
+            f"{d['device_id']} ({d['site']}/{d['door']}): {d['unique_events']} events, "
+            f"{d['duplicates_seen']} duplicates, {d['rejected']} rejected, "
+            f"next seq {d['next_seq']}, chain {chain}"
+        )
+        for event in d.get("events", []):
+            print(f"  {event['seq']} {event['id']} {event['type']} {event['status']}")
+    totals = view["totals"]
+    print(
+        f"total: {totals['devices']} devices, {totals['unique_events']} events, "
+        f"{totals['duplicates_seen']} duplicates, chains {'ok' if totals['chain_ok'] else 'BROKEN'}"
+    )
+    return 0
+
+
+def _faults(admin: CentralAdmin, args: argparse.Namespace) -> int:
+    action = args.action or "list"
+    if action == "on":
+        fields = {
+            key: getattr(args, key)
+            for key in (
+                "endpoint",
+                "delay_s",
+                "status",
+                "retry_after_s",
+                "every",
+                "probability",
+                "seed",
+                "count",
+            )
+        }
+        faults = admin.set_fault(args.name, **fields)
+    elif action == "off":
+        faults = admin.clear_faults(args.name, args.endpoint)
+    else:
+        faults = admin.faults()
+    if getattr(args, "json", False):
+        _print_json({"faults": faults})
+    elif not faults:
+        print("no faults")
+    else:
+        for fault in faults:
+            extra = ", ".join(f"{k}={v}" for k, v in fault.items() if k not in ("name", "endpoint"))
+            print(f"{fault['name']} on {fault['endpoint']}: {extra}")
+    return 0
+
+
+def _run(admin: CentralAdmin, args: argparse.Namespace) -> int:
+    command, action = args.command, getattr(args, "action", None)
+    if command == "events":
+        return _events(admin, args)
+    if command == "faults":
+        return _faults(admin, args)
+    if action is None:
+        raise UsageError(f"{command}: give an action (see portier-central {command} --help)")
+    if command == "invite" and action == "create":
+        if not args.door and not args.zone:
+            raise UsageError("invite create: give --door (or --zone)")
+        not_before = parse_time(args.valid_from) if args.valid_from else None
+        result = admin.create_invitation(
+            visitor=args.visitor,
+            doors=args.door or None,
+            zones=args.zone or None,
+            host=args.host_name,
+            site=args.site,
+            not_before=not_before,
+            expires=parse_time(args.valid_until) if args.valid_until else None,
+            single_use=args.single_use,
+        )
+        if args.png is not None:
+            write_qr_png(result["token"], args.png)
+        if args.json:
+            _print_json(result)
+        else:
+            print(result["token"])
+    elif command == "invite" and action == "revoke":
+        _print_json(admin.revoke_invitation(args.invitation_id))
+    elif command == "badge" and action == "add":
+        result = admin.put_badge(
+            uid=args.uid,
+            holder=args.holder,
+            doors=args.door,
+            zones=args.zone,
+            kind=args.kind,
+            site=args.site,
+            enabled=not args.disabled,
+            not_before=parse_time(args.valid_from) if args.valid_from else None,
+            not_after=parse_time(args.valid_until) if args.valid_until else None,
+        )
+        if args.json:
+            _print_json(result)
+        else:
+            print(f"badge {result['uid']} ({result['kind']}) for {result['holder']} stored")
+    elif command == "badge" and action == "revoke":
+        _print_json(admin.revoke_badge(args.uid))
+    elif command == "badge" and action == "delete":
+        admin.delete_badge(args.uid)
+        print(f"badge {args.uid} deleted")
+    elif command == "keys" and action == "rotate":
+        _print_json(admin.rotate_key(retire_now=args.retire_now))
+    elif command == "keys" and action == "list":
+        _print_json(admin.keys())
+    elif command == "enroll-token" and action == "create":
+        result = admin.create_enroll_token(args.door, site=args.site, ttl_s=args.ttl_s)
+        if args.json:
+            _print_json(result)
+        else:
+            print(result["enroll_token"])
+    elif command == "schedule" and action == "set":
+        rules = [parse_rule(rule) for rule in args.rule]
+        _print_json(
+            admin.put_schedule(
+                args.schedule_id,
+                door=args.door,
+                site=args.site,
+                timezone=args.timezone,
+                rules=rules,
+            )
+        )
+    elif command == "schedule" and action == "delete":
+        admin.delete_schedule(args.schedule_id)
+        print(f"schedule {args.schedule_id} deleted")
+    elif command == "door-settings" and action == "set":
+        try:
+            settings = json.loads(args.settings)
+        except ValueError as exc:
+            raise UsageError(f"--settings is not JSON: {exc}") from None
+        _print_json(admin.put_door_settings(args.door, settings, site=args.site))
+    elif command == "device" and action == "disable":
+        _print_json(admin.disable_device(args.device_id))
+    else:  # pragma: no cover - argparse only lets known actions through
+        raise UsageError(f"unknown command {command} {action}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``portier-central``; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        url = getattr(args, "url", None) or os.environ.get(URL_ENV)
+        if not url:
+            raise UsageError(f"give --url URL (or set ${URL_ENV})")
+        with CentralAdmin(url) as admin:
+            return _run(admin, args)
+    except UsageError as exc:
+        parser.exit(2, f"portier-central: {exc}\n")
+    except CentralError as exc:
+        print(f"portier-central: {exc.code} ({exc.status}): {exc.detail}", file=sys.stderr)
+        return 1
+    except CentralUnreachable as exc:
+        print(f"portier-central: central unreachable: {exc}", file=sys.stderr)
+        return 3
+    except ValueError as exc:
+        parser.exit(2, f"portier-central: {exc}\n")
+    return 0

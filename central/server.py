@@ -1,0 +1,479 @@
+"""The reference central's HTTP server (aiohttp), implementing docs/central-api.yaml.
+
+:class:`CentralServer` wires the routes to a :class:`~central.store.CentralStore`
+and a :class:`~central.faults.FaultInjector`. Every store call runs on one
+worker thread (``run_in_executor``): SQLite work stays off the event loop and
+is serialised, which is what the store expects. :func:`serve` runs a server
+until SIGTERM or SIGINT (the ``portier-central serve`` command).
+
+Plain HTTP only, on loopback by default: the reference central is for the
+demo and the tests. A deployment's central serves HTTPS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import ipaddress
+import json
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from .errors import (
+    BadRequest,
+    BatchTooLarge,
+    CentralError,
+    Forbidden,
+    Throttled,
+    Unauthorized,
+)
+from .faults import FaultInjector, FaultSpec
+from .settings import CentralSettings
+from .store import CentralStore
+
+__all__ = ["CentralServer", "serve"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_ERROR_CODES = {500: "internal", 502: "bad_gateway", 503: "unavailable", 504: "gateway_timeout"}
+_DEVICE_ENDPOINTS = {
+    "/v1/enroll": "enroll",
+    "/v1/events": "events",
+    "/v1/deltas": "deltas",
+    "/v1/heartbeat": "heartbeat",
+}
+#: What a body may exceed the batch limit by for the envelope ({"events": [...]}).
+_ENVELOPE_SLACK = 1024
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _json(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(data, status=status, headers=headers, dumps=_dumps)
+
+
+def _error_response(exc: CentralError) -> web.Response:
+    headers: dict[str, str] = {}
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, Throttled):
+        headers["Retry-After"] = str(exc.extra.get("retry_after_s", 1))
+    return _json(exc.to_body(), exc.status, headers)
+
+
+def _is_loopback(remote: str | None) -> bool:
+    if not remote:
+        return False
+    try:
+        address = ipaddress.ip_address(remote)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def _abort(request: web.Request) -> web.Response:
+    """Reset the connection; the returned response is never sent."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+    return web.Response(status=204)
+
+
+class CentralServer:
+    """The reference central: HTTP routes, store, faults.
+
+    Args:
+        settings: data directory, address and limits.
+        clock: Unix milliseconds, injectable for tests (default: the system clock).
+
+    Use :meth:`start` / :meth:`stop` inside a running event loop, or :func:`serve`.
+    """
+
+    def __init__(
+        self, settings: CentralSettings, *, clock: Callable[[], int] | None = None
+    ) -> None:
+        self.settings = settings
+        self.faults = FaultInjector()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="central-db")
+        kwargs = {} if clock is None else {"clock": clock}
+        self.store = CentralStore(settings, **kwargs)
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def make_app(self) -> web.Application:
+        """Return the aiohttp application with every route and middleware."""
+        app = web.Application(
+            middlewares=[self._errors_mw, self._admin_mw, self._faults_mw],
+            client_max_size=self.settings.max_batch_bytes + _ENVELOPE_SLACK,
+        )
+        r = app.router
+        r.add_post("/v1/enroll", self.enroll)
+        r.add_post("/v1/events", self.events)
+        r.add_get("/v1/deltas", self.deltas)
+        r.add_post("/v1/heartbeat", self.heartbeat)
+        r.add_get("/admin/info", self.admin_info)
+        r.add_post("/admin/enroll-tokens", self.admin_enroll_token)
+        r.add_post("/admin/invitations", self.admin_invitation)
+        r.add_post("/admin/invitations/{invitation_id}/revoke", self.admin_revoke_invitation)
+        r.add_post("/admin/badges", self.admin_badge)
+        r.add_delete("/admin/badges/{uid}", self.admin_delete_badge)
+        r.add_post("/admin/badges/{uid}/revoke", self.admin_revoke_badge)
+        r.add_get("/admin/keys", self.admin_keys)
+        r.add_post("/admin/keys/rotate", self.admin_rotate)
+        r.add_put("/admin/schedules/{schedule_id}", self.admin_schedule)
+        r.add_delete("/admin/schedules/{schedule_id}", self.admin_delete_schedule)
+        r.add_put("/admin/doors/{door}/settings", self.admin_door_settings)
+        r.add_post("/admin/devices/{device_id}/disable", self.admin_disable_device)
+        r.add_get("/admin/events", self.admin_events)
+        r.add_get("/admin/devices/{device_id}/events", self.admin_device_events)
+        r.add_get("/admin/faults", self.admin_faults)
+        r.add_post("/admin/faults", self.admin_set_fault)
+        r.add_delete("/admin/faults", self.admin_clear_faults)
+        return app
+
+    async def start(self) -> str:
+        """Listen on ``settings.host:settings.port``; return the base URL.
+
+        Raises:
+            OSError: the address is in use or not available.
+        """
+        self._runner = web.AppRunner(
+            self.make_app(),
+            shutdown_timeout=self.settings.shutdown_timeout_s,
+            access_log=None,
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        log.info("reference central listening on %s", self.url)
+        return self.url
+
+    @property
+    def url(self) -> str:
+        """The base URL (after :meth:`start`)."""
+        host = self.settings.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    async def stop(self) -> None:
+        """Stop listening, finish or cut requests in flight, close the database."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self._db(self.store.close)
+        self._executor.shutdown(wait=True)
+
+    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    # -- middlewares ------------------------------------------------------------
+
+    @web.middleware
+    async def _errors_mw(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except CentralError as exc:
+            return _error_response(exc)
+        except web.HTTPRequestEntityTooLarge:
+            return _error_response(self._too_large())
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code = "not_found" if exc.status == 404 else "bad_request"
+            return _json({"error": code, "detail": exc.reason}, exc.status)
+        except Exception:
+            log.exception("unexpected error on %s %s", request.method, request.path)
+            return _json({"error": "internal", "detail": "internal error"}, 500)
+
+    @web.middleware
+    async def _admin_mw(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith("/admin") and not _is_loopback(request.remote):
+            raise Forbidden("the admin API answers loopback clients only")
+        return await handler(request)
+
+    @web.middleware
+    async def _faults_mw(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        endpoint = _DEVICE_ENDPOINTS.get(request.path)
+        if endpoint is None:
+            return await handler(request)
+        latency, action = self.faults.pick(endpoint)
+        if latency is not None:
+            await asyncio.sleep(latency.effective_delay_s)
+        if action is None:
+            return await handler(request)
+        log.info("fault %s on %s", action.name, endpoint)
+        if action.name == "timeout":
+            await asyncio.sleep(action.effective_delay_s)
+            return await handler(request)
+        if action.name == "error":
+            status = action.effective_status
+            return _json(
+                {"error": _ERROR_CODES[status], "detail": "injected fault"},
+                status,
+            )
+        if action.name == "throttle":
+            retry = action.effective_retry_after_s
+            raise Throttled("injected fault: throttled", retry_after_s=retry)
+        if action.name == "drop_mid_body":
+            if request.body_exists:
+                await request.content.readany()
+            return _abort(request)
+        if action.name == "drop_before_response":
+            await request.read()
+            return _abort(request)
+        # lost_after_commit: the work is done and committed, the answer is lost.
+        with contextlib.suppress(CentralError):
+            await handler(request)
+        return _abort(request)
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _too_large(self) -> BatchTooLarge:
+        return BatchTooLarge(
+            "batch too large: halve it",
+            max_events=self.settings.max_batch_events,
+            max_bytes=self.settings.max_batch_bytes,
+        )
+
+    @staticmethod
+    async def _body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+        raw = await request.read()
+        if not raw.strip() and optional:
+            return {}
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"body is not JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise BadRequest("body: must be a JSON object")
+        return body
+
+    async def _device(self, request: web.Request) -> dict[str, Any]:
+        header = request.headers.get("Authorization", "")
+        scheme, _, credential = header.partition(" ")
+        if scheme.lower() != "bearer":
+            credential = ""
+        return await self._db(self.store.authenticate, credential.strip())
+
+    @staticmethod
+    def _int_query(request: web.Request, name: str, default: int) -> int:
+        text = request.query.get(name)
+        if text is None:
+            return default
+        try:
+            return int(text)
+        except ValueError:
+            raise BadRequest(f"{name}: {text!r} is not an integer") from None
+
+    # -- device API -------------------------------------------------------------
+
+    async def enroll(self, request: web.Request) -> web.Response:
+        """POST /v1/enroll."""
+        body = await self._body(request)
+        return _json(await self._db(self.store.enroll, body), 201)
+
+    async def events(self, request: web.Request) -> web.Response:
+        """POST /v1/events."""
+        device = await self._device(request)
+        length = request.content_length
+        if length is not None and length > self.settings.max_batch_bytes + _ENVELOPE_SLACK:
+            raise self._too_large()
+        body = await self._body(request)
+        events = body.get("events")
+        if not isinstance(events, list) or not events:
+            raise BadRequest("events: must be a non-empty list")
+        if len(events) > self.settings.max_batch_events:
+            raise self._too_large()
+        result = await self._db(self.store.upload_events, device["device_id"], events)
+        return _json(result)
+
+    async def deltas(self, request: web.Request) -> web.Response:
+        """GET /v1/deltas?cursor=C&limit=N."""
+        device = await self._device(request)
+        limit = self._int_query(request, "limit", min(500, self.settings.max_deltas_limit))
+        cursor = request.query.get("cursor")
+        return _json(await self._db(self.store.deltas, device["site"], cursor, limit))
+
+    async def heartbeat(self, request: web.Request) -> web.Response:
+        """POST /v1/heartbeat."""
+        received_at = self.store.now_ms()
+        device = await self._device(request)
+        body = await self._body(request)
+        return _json(await self._db(self.store.heartbeat, device["device_id"], body, received_at))
+
+    # -- admin API --------------------------------------------------------------
+
+    async def admin_info(self, request: web.Request) -> web.Response:
+        """GET /admin/info."""
+        return _json(await self._db(self.store.info))
+
+    async def admin_enroll_token(self, request: web.Request) -> web.Response:
+        """POST /admin/enroll-tokens."""
+        body = await self._body(request)
+        unknown = set(body) - {"site", "door", "ttl_s"}
+        if unknown:
+            raise BadRequest(f"enroll token: unknown fields {sorted(unknown)}")
+        result = await self._db(
+            self.store.create_enroll_token,
+            door=body.get("door"),
+            site=body.get("site"),
+            ttl_s=body.get("ttl_s"),
+        )
+        return _json(result, 201)
+
+    async def admin_invitation(self, request: web.Request) -> web.Response:
+        """POST /admin/invitations."""
+        body = await self._body(request)
+        return _json(await self._db(self.store.create_invitation, body), 201)
+
+    async def admin_revoke_invitation(self, request: web.Request) -> web.Response:
+        """POST /admin/invitations/{invitation_id}/revoke."""
+        invitation_id = request.match_info["invitation_id"]
+        return _json(await self._db(self.store.revoke_invitation, invitation_id))
+
+    async def admin_badge(self, request: web.Request) -> web.Response:
+        """POST /admin/badges."""
+        body = await self._body(request)
+        return _json(await self._db(self.store.put_badge, body))
+
+    async def admin_delete_badge(self, request: web.Request) -> web.Response:
+        """DELETE /admin/badges/{uid}."""
+        await self._db(self.store.delete_badge, request.match_info["uid"])
+        return web.Response(status=204)
+
+    async def admin_revoke_badge(self, request: web.Request) -> web.Response:
+        """POST /admin/badges/{uid}/revoke."""
+        return _json(await self._db(self.store.revoke_badge, request.match_info["uid"]))
+
+    async def admin_keys(self, request: web.Request) -> web.Response:
+        """GET /admin/keys."""
+        return _json(await self._db(self.store.list_keys))
+
+    async def admin_rotate(self, request: web.Request) -> web.Response:
+        """POST /admin/keys/rotate."""
+        body = await self._body(request, optional=True)
+        if set(body) - {"retire_now"}:
+            raise BadRequest(f"rotate: unknown fields {sorted(set(body) - {'retire_now'})}")
+        retire_now = body.get("retire_now", False)
+        if not isinstance(retire_now, bool):
+            raise BadRequest("retire_now: must be true or false")
+        return _json(await self._db(self.store.rotate_key, retire_now=retire_now))
+
+    async def admin_schedule(self, request: web.Request) -> web.Response:
+        """PUT /admin/schedules/{schedule_id}."""
+        body = await self._body(request)
+        schedule_id = request.match_info["schedule_id"]
+        return _json(await self._db(self.store.put_schedule, schedule_id, body))
+
+    async def admin_delete_schedule(self, request: web.Request) -> web.Response:
+        """DELETE /admin/schedules/{schedule_id}."""
+        await self._db(self.store.delete_schedule, request.match_info["schedule_id"])
+        return web.Response(status=204)
+
+    async def admin_door_settings(self, request: web.Request) -> web.Response:
+        """PUT /admin/doors/{door}/settings."""
+        body = await self._body(request)
+        door = request.match_info["door"]
+        return _json(await self._db(self.store.put_door_settings, door, body))
+
+    async def admin_disable_device(self, request: web.Request) -> web.Response:
+        """POST /admin/devices/{device_id}/disable."""
+        return _json(await self._db(self.store.disable_device, request.match_info["device_id"]))
+
+    async def admin_events(self, request: web.Request) -> web.Response:
+        """GET /admin/events?verify=true."""
+        verify = request.query.get("verify", "false").lower() in ("1", "true", "yes")
+        return _json(await self._db(self.store.received, verify=verify))
+
+    async def admin_device_events(self, request: web.Request) -> web.Response:
+        """GET /admin/devices/{device_id}/events?after_seq=&limit=."""
+        after_seq = self._int_query(request, "after_seq", 0)
+        limit = self._int_query(request, "limit", 1000)
+        device_id = request.match_info["device_id"]
+        return _json(await self._db(self.store.device_events, device_id, after_seq, limit))
+
+    async def admin_faults(self, request: web.Request) -> web.Response:
+        """GET /admin/faults."""
+        return _json({"faults": self.faults.list()})
+
+    async def admin_set_fault(self, request: web.Request) -> web.Response:
+        """POST /admin/faults."""
+        body = await self._body(request)
+        try:
+            spec = FaultSpec.from_dict(body)
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(str(exc)) from None
+        self.faults.set(spec)
+        log.info("fault on: %s", spec.to_dict())
+        return _json({"faults": self.faults.list()})
+
+    async def admin_clear_faults(self, request: web.Request) -> web.Response:
+        """DELETE /admin/faults?name=&endpoint=."""
+        name = request.query.get("name")
+        endpoint = request.query.get("endpoint")
+        cleared = self.faults.clear(name, endpoint)
+        log.info("faults off: %d (name=%s, endpoint=%s)", cleared, name, endpoint)
+        return _json({"faults": self.faults.list()})
+
+
+def serve(
+    settings: CentralSettings,
+    *,
+    ready: Callable[[dict[str, Any]], None] | None = None,
+) -> None:
+    """Run the reference central until SIGTERM or SIGINT, then stop cleanly.
+
+    *ready* is called once, when the server listens, with
+    ``{"ready": True, "url", "port", "pid", "site", "data"}``.
+
+    Raises:
+        OSError: the address cannot be bound.
+        sqlite3.Error: the database in ``settings.data_dir`` cannot be opened.
+    """
+
+    async def main() -> None:
+        server = CentralServer(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            url = await server.start()
+            if ready is not None:
+                ready(
+                    {
+                        "ready": True,
+                        "url": url,
+                        "port": server.port,
+                        "pid": os.getpid(),
+                        "site": settings.site,
+                        "data": str(settings.data_dir),
+                    }
+                )
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(signum)
+            await server.stop()
+
+    asyncio.run(main())

@@ -1,0 +1,96 @@
+"""Typed, validated settings of the reference central (``portier-central serve`` flags)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+MIB = 1024 * 1024
+
+#: Site, door, zone, device and schedule names (docs/central-api.yaml ``Name``).
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
+
+
+def check_name(field: str, value: object) -> str:
+    """Return *value* if it is a valid name, else raise ValueError naming *field*."""
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise ValueError(
+            f"{field}: {value!r} must be 1 to 64 characters of letters, digits and ._:- "
+            "(starting with a letter or digit)"
+        )
+    return value
+
+
+def _check_int(field: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{field}: {value!r} must be an integer from {low} to {high}")
+
+
+@dataclass(frozen=True)
+class CentralSettings:
+    """Where the reference central keeps its data, where it listens, and its limits.
+
+    ``host`` defaults to loopback: the reference central speaks plain HTTP and
+    its admin API trusts loopback callers, so it is not meant to face a network.
+
+    Raises:
+        ValueError: a field is out of range; the message names it.
+    """
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    #: 0 picks a free port (printed when ready).
+    port: int = 8080
+    #: The site enrollment tokens, invitations and badges belong to by default.
+    site: str = "hq"
+    max_batch_events: int = 1000
+    max_batch_bytes: int = 4 * MIB
+    max_payload_bytes: int = 256 * 1024
+    max_deltas_limit: int = 1000
+    #: How long the device that consumed an enrollment token may enroll again with it.
+    enroll_retry_window_s: int = 600
+    enroll_token_ttl_s: int = 7 * 24 * 3600
+    invitation_default_s: int = 8 * 3600
+    heartbeat_interval_s: int = 60
+    poll_interval_s: int = 30
+    #: Seconds a stop waits for requests in flight (a held "timeout" fault) before cutting them.
+    shutdown_timeout_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data_dir, str):
+            object.__setattr__(self, "data_dir", Path(self.data_dir))
+        if not isinstance(self.data_dir, Path) or not str(self.data_dir):
+            raise ValueError(f"data_dir: {self.data_dir!r} must be a directory path")
+        if not isinstance(self.host, str) or not self.host:
+            raise ValueError(f"host: {self.host!r} must be a host name or address")
+        _check_int("port", self.port, 0, 65535)
+        check_name("site", self.site)
+        _check_int("max_batch_events", self.max_batch_events, 1, 100_000)
+        _check_int("max_batch_bytes", self.max_batch_bytes, 1024, 1024 * MIB)
+        _check_int("max_payload_bytes", self.max_payload_bytes, 256, self.max_batch_bytes)
+        _check_int("max_deltas_limit", self.max_deltas_limit, 1, 100_000)
+        _check_int("enroll_retry_window_s", self.enroll_retry_window_s, 0, 86_400)
+        _check_int("enroll_token_ttl_s", self.enroll_token_ttl_s, 60, 366 * 86_400)
+        _check_int("invitation_default_s", self.invitation_default_s, 60, 366 * 86_400)
+        _check_int("heartbeat_interval_s", self.heartbeat_interval_s, 1, 86_400)
+        _check_int("poll_interval_s", self.poll_interval_s, 1, 86_400)
+        if (
+            isinstance(self.shutdown_timeout_s, bool)
+            or not isinstance(self.shutdown_timeout_s, int | float)
+            or not 0 <= self.shutdown_timeout_s <= 600
+        ):
+            raise ValueError(f"shutdown_timeout_s: {self.shutdown_timeout_s!r} must be 0..600")
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite database file inside ``data_dir``."""
+        return self.data_dir / "central.db"
+
+    def limits(self) -> dict[str, int]:
+        """Return the ``Limits`` object of the API (sent at enrollment and in /admin/info)."""
+        return {
+            "max_batch_events": self.max_batch_events,
+            "max_batch_bytes": self.max_batch_bytes,
+            "max_deltas_limit": self.max_deltas_limit,
+        }

@@ -1,0 +1,275 @@
+"""Helpers for tests that talk to the reference central (this repo's tests and the agent's).
+
+* :class:`CentralProcess`: ``python -m central serve`` in a subprocess on a free
+  loopback port, ready when its ready line was read; stopped with SIGTERM.
+* :class:`ChainBuilder`: well-formed journal events with a valid hash chain,
+  built with the journal's own :func:`edge_agent.store.encoding.event_hash`.
+* :class:`ContractChecker`: validates JSON bodies against docs/central-api.yaml
+  (needs ``pyyaml`` and ``jsonschema``, test-only dependencies imported lazily).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from edge_agent.store.encoding import GENESIS_HASH, UUIDv7Generator, canonical_json, event_hash
+
+from .admin import CentralAdmin
+
+__all__ = ["API_DOC", "CentralProcess", "ChainBuilder", "ContractChecker", "wait_for"]
+
+#: The contract, in a source checkout.
+API_DOC = Path(__file__).resolve().parents[1] / "docs" / "central-api.yaml"
+
+
+class CentralProcess:
+    """The reference central running in a child process.
+
+    Args:
+        data_dir: its data directory (kept after stop, so a restart reopens it).
+        port: 0 for a free port.
+        site: its default site.
+        log_path: where its stderr goes (default ``data_dir/../central.log`` next to it).
+        ready_timeout_s: how long :meth:`start` waits for the ready line.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | str,
+        *,
+        port: int = 0,
+        site: str = "hq",
+        log_path: Path | str | None = None,
+        ready_timeout_s: float = 30.0,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port
+        self.site = site
+        self.log_path = (
+            Path(log_path) if log_path else self.data_dir.with_name(self.data_dir.name + ".log")
+        )
+        self.ready_timeout_s = ready_timeout_s
+        self.process: subprocess.Popen[str] | None = None
+        self.url = ""
+        self.info: dict[str, Any] = {}
+
+    def start(self) -> str:
+        """Start the server; return its URL once it printed its ready line.
+
+        Raises:
+            RuntimeError: it exited or stayed silent past ``ready_timeout_s``
+                (its log is in the message).
+        """
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("a")
+        # Ask for a fixed port again on a restart, so clients keep their URL.
+        port = self.info.get("port", self.port)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "central",
+                "serve",
+                "--port",
+                str(port),
+                "--data",
+                str(self.data_dir),
+                "--site",
+                self.site,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+        line: list[str] = []
+        reader = threading.Thread(
+            target=lambda: line.append(self.process.stdout.readline()),  # type: ignore[union-attr]
+            daemon=True,
+        )
+        reader.start()
+        reader.join(self.ready_timeout_s)
+        if not line or not line[0].strip():
+            self.stop()
+            raise RuntimeError(f"central did not start: {self.log_path.read_text()[-2000:]}")
+        self.info = json.loads(line[0])
+        self.url = self.info["url"]
+        return self.url
+
+    def admin(self, timeout: float = 10.0) -> CentralAdmin:
+        """Return an admin client for this server."""
+        return CentralAdmin(self.url, timeout=timeout)
+
+    @property
+    def pid(self) -> int | None:
+        """The child's pid while it runs."""
+        return None if self.process is None else self.process.pid
+
+    def stop(self, timeout_s: float = 15.0) -> int | None:
+        """SIGTERM the server and wait for it; return its exit status (None if not started).
+
+        It is killed if it does not stop within *timeout_s*.
+        """
+        if self.process is None:
+            return None
+        process, self.process = self.process, None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+        return process.returncode
+
+    def __enter__(self) -> CentralProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ChainBuilder:
+    """Makes the events a device with a correct journal would upload.
+
+    Args:
+        next_seq: sequence number of the next event.
+        prev_hash: hash of the event before it (32 bytes).
+    """
+
+    def __init__(self, next_seq: int = 1, prev_hash: bytes = GENESIS_HASH) -> None:
+        self.next_seq = next_seq
+        self.prev_hash = prev_hash
+        self._ids = UUIDv7Generator()
+
+    def event(
+        self,
+        type_: str = "access.decision",
+        payload: Mapping[str, Any] | None = None,
+        *,
+        wall_ms: int | None = None,
+    ) -> dict[str, Any]:
+        """Return the next event as its upload JSON object and advance the chain."""
+        wall = time.time_ns() // 1_000_000 if wall_ms is None else wall_ms
+        mono = time.monotonic_ns()
+        body = dict(payload if payload is not None else {"granted": True, "n": self.next_seq})
+        text = canonical_json(body)
+        event_id = self._ids.next_bytes(wall)
+        digest = event_hash(self.prev_hash, self.next_seq, event_id, wall, mono, type_, text)
+        event = {
+            "id": str(uuid.UUID(bytes=event_id)),
+            "seq": self.next_seq,
+            "wall_ms": wall,
+            "mono_ns": mono,
+            "type": type_,
+            "payload": body,
+            "prev_hash": self.prev_hash.hex(),
+            "hash": digest.hex(),
+        }
+        self.next_seq += 1
+        self.prev_hash = digest
+        return event
+
+    def events(self, count: int, type_: str = "access.decision") -> list[dict[str, Any]]:
+        """Return the next *count* events."""
+        return [self.event(type_) for _ in range(count)]
+
+
+class ContractChecker:
+    """Validates bodies against the component schemas and responses of the OpenAPI document.
+
+    Raises (on construction):
+        ImportError: pyyaml or jsonschema is missing.
+        OSError: the document cannot be read.
+    """
+
+    def __init__(self, path: Path = API_DOC) -> None:
+        import yaml
+        from jsonschema import Draft202012Validator
+        from referencing import Registry, Resource
+        from referencing.jsonschema import DRAFT202012
+
+        self.doc: dict[str, Any] = yaml.safe_load(path.read_text())
+        self._base = "urn:portier:central-api"
+        resource = Resource.from_contents(self.doc, default_specification=DRAFT202012)
+        self._registry = Registry().with_resource(self._base, resource)
+        self._validator_cls = Draft202012Validator
+
+    def validate(self, instance: object, schema_name: str) -> None:
+        """Check *instance* against ``components/schemas/<schema_name>``.
+
+        Raises:
+            jsonschema.ValidationError: it does not match.
+            KeyError: no such schema.
+        """
+        if schema_name not in self.doc["components"]["schemas"]:
+            raise KeyError(schema_name)
+        self._check(instance, f"#/components/schemas/{schema_name}")
+
+    def response_schema_pointer(self, method: str, path: str, status: int) -> str:
+        """Return the JSON pointer of the response schema the document gives.
+
+        Raises:
+            KeyError: the document lists no such path, method or status.
+        """
+        operation = self.doc["paths"][path][method.lower()]
+        response = operation["responses"][str(status)]
+        if "$ref" in response:
+            name = response["$ref"].rsplit("/", 1)[1]
+            response = self.doc["components"]["responses"][name]
+        schema = response["content"]["application/json"]["schema"]
+        pointer = schema.get("$ref")
+        if pointer is None:
+            return (
+                f"#/paths/{path.replace('~', '~0').replace('/', '~1')}/{method.lower()}"
+                f"/responses/{status}/content/application~1json/schema"
+            )
+        return pointer
+
+    def check_response(self, method: str, path: str, status: int, body: object) -> None:
+        """Check that *status* is documented for *method path* and *body* matches it.
+
+        Raises:
+            KeyError: the status is not documented there.
+            jsonschema.ValidationError: the body does not match.
+        """
+        self._check(body, self.response_schema_pointer(method, path, status))
+
+    def _check(self, instance: object, pointer: str) -> None:
+        validator = self._validator_cls({"$ref": f"{self._base}{pointer}"}, registry=self._registry)
+        validator.validate(instance)
+
+    def documented(self) -> list[tuple[str, str, str]]:
+        """Return every documented (method, path, status)."""
+        found = []
+        for path, item in self.doc["paths"].items():
+            for method, operation in item.items():
+                for status in operation.get("responses", {}):
+                    found.append((method.upper(), path, status))
+        return found
+
+
+def wait_for(predicate: Any, timeout_s: float = 10.0, interval_s: float = 0.02) -> bool:
+    """Poll *predicate* until it returns true or *timeout_s* passes; return its last value."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return bool(value)
+        time.sleep(interval_s)
