@@ -22,11 +22,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from edge_agent.store.encoding import GENESIS_HASH, UUIDv7Generator, canonical_json, event_hash
 
 from .admin import CentralAdmin
 
-__all__ = ["API_DOC", "CentralProcess", "ChainBuilder", "ContractChecker", "wait_for"]
+__all__ = [
+    "API_DOC",
+    "CentralProcess",
+    "ChainBuilder",
+    "ContractChecker",
+    "enroll_device",
+    "wait_for",
+]
 
 #: The contract, in a source checkout.
 API_DOC = Path(__file__).resolve().parents[1] / "docs" / "central-api.yaml"
@@ -143,6 +152,34 @@ class CentralProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def enroll_device(
+    url: str,
+    *,
+    door: str = "lobby",
+    device_id: str | None = None,
+    site: str | None = None,
+    timeout: float = 10.0,
+) -> tuple[dict[str, Any], requests.Session]:
+    """Create an enrollment token, enroll with it, and return the ``EnrollResponse`` and
+    a :class:`requests.Session` that sends the device credential.
+
+    Raises:
+        CentralError: the central refused (as :class:`CentralAdmin` raises it).
+        requests.HTTPError: enrollment itself failed.
+    """
+    with CentralAdmin(url, timeout=timeout) as admin:
+        token = admin.create_enroll_token(door, site=site)["enroll_token"]
+    body: dict[str, Any] = {"enroll_token": token}
+    if device_id is not None:
+        body["device_id"] = device_id
+    response = requests.post(f"{url}/v1/enroll", json=body, timeout=timeout)
+    response.raise_for_status()
+    enrolled = response.json()
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {enrolled['device_token']}"
+    return enrolled, session
 
 
 class ChainBuilder:
