@@ -194,7 +194,10 @@ class StoreCacheView:
 
     def guard(self, uid_hex: str) -> Guard | None:
         """The guard holding this badge (badge data role = guard), or None."""
-        b = self._store.cache.badge(uid_hex)
+        try:
+            b = self._store.cache.badge(uid_hex)
+        except ValueError:  # not a UID at all: no guard holds it
+            return None
         if b is None or not b.data or b.data.get("role") != "guard":
             return None
         pin_hash = b.data.get("pin_hash")
@@ -246,6 +249,7 @@ class Agent:
         self._started_mono = mono_clock()
         self._journal_lock = threading.Lock()
         self._recent_grants: dict[str, float] = {}
+        self._grants_lock = threading.Lock()
         door_cfg = config.door
         self.policy = DoorPolicy(
             site=config.device.site,
@@ -279,6 +283,7 @@ class Agent:
         )
         self._reader_stop = threading.Event()
         self._reader_thread: threading.Thread | None = None
+        self._closed = False
         self.journal(
             "agent.started",
             {"device": config.device.id, "door": door_cfg.id, "mode": door_cfg.mode},
@@ -328,8 +333,19 @@ class Agent:
                 )
                 payload = {**payload, "granted": False, "reason": Reason.LOCKDOWN.value}
         if decision.granted and decision.kind == "qr":
-            self._recent_grants[decision.credential_id] = self._mono()
+            self._remember_grant(decision.credential_id)
         return {**payload, "seq": event.seq, "event_id": event.id}
+
+    def _remember_grant(self, invitation_id: str) -> None:
+        # Only grants still inside the check-in window matter; forget the rest
+        # so that a door open for months does not keep every invitation id.
+        now = self._mono()
+        with self._grants_lock:
+            if len(self._recent_grants) >= 1024:
+                self._recent_grants = {
+                    i: t for i, t in self._recent_grants.items() if now - t <= CHECKIN_WINDOW_S
+                }
+            self._recent_grants[invitation_id] = now
 
     def _claim(self, decision: Decision) -> Decision:
         assert decision.claim is not None
@@ -416,6 +432,8 @@ class Agent:
             raise ActionError("reason_required", "every guard action needs a reason")
         if self.door is None:
             raise ActionError("no_door", "this agent has no door", status=409)
+        if action == "acknowledge" and (alarm is None or alarm not in {a.value for a in Alarm}):
+            raise ActionError("unknown_alarm", f"alarm must be one of {[a.value for a in Alarm]}")
         who = f"guard:{session.guard_id}"
         self.journal(
             "guard.action",
@@ -433,9 +451,7 @@ class Agent:
             except GrantRefused as exc:
                 raise ActionError("lockdown", "lift the lockdown first", status=409) from exc
         elif action == "acknowledge":
-            if alarm is None or alarm not in {a.value for a in Alarm}:
-                names = [a.value for a in Alarm]
-                raise ActionError("unknown_alarm", f"alarm must be one of {names}")
+            assert alarm is not None
             if not self.door.acknowledge(alarm, by=who, why=reason):
                 raise ActionError("no_such_alarm", f"no unacknowledged {alarm} alarm", status=409)
         else:
@@ -566,6 +582,9 @@ class Agent:
     # -- life cycle -------------------------------------------------------------
     def close(self) -> None:
         """Stop the reader, lock the door, journal the stop. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         self._reader_stop.set()
         if self._reader_thread is not None:
             self._reader_thread.join(timeout=2)
