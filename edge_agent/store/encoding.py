@@ -41,9 +41,28 @@ _U32 = struct.Struct(">I")
 _TYPE_RE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*\Z")
 MAX_TYPE_LENGTH = 64
 
-_encode = json.JSONEncoder(
+_encoder = json.JSONEncoder(
     ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
-).encode
+)
+
+
+def _no_default(value: object) -> object:
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+if json.encoder.c_make_encoder is not None:
+    # The same C encoder JSONEncoder.encode builds on every call, built once
+    # (no cycle check: _check_value has walked the value already). Three
+    # times faster for a small payload; the output is identical.
+    _c_encode = json.encoder.c_make_encoder(
+        None, _no_default, json.encoder.encode_basestring, None, ":", ",", True, False, False
+    )
+
+    def _encode(value: object) -> str:
+        return "".join(_c_encode(value, 0))
+
+else:  # pragma: no cover - PyPy and builds without the _json accelerator
+    _encode = _encoder.encode
 
 
 def _check_value(value: object, where: str) -> None:
@@ -58,6 +77,13 @@ def _check_value(value: object, where: str) -> None:
         for key, item in value.items():  # type: ignore[attr-defined]
             if type(key) is not str:
                 raise InvalidEvent(f"{where}: key {key!r} is not a string")
+            # Inline fast path for the usual flat payload: no path string
+            # is built unless the value needs a closer look.
+            item_kind = type(item)
+            if item_kind is str or item_kind is bool or item is None:
+                continue
+            if item_kind is int and -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
+                continue
             _check_value(item, f"{where}.{key}")
         return
     if kind is list or kind is tuple:
@@ -91,7 +117,10 @@ def canonical_json(payload: Mapping[str, object], max_bytes: int | None = None) 
         if not isinstance(payload, Mapping):
             raise InvalidEvent(f"payload: must be a JSON object, got {type(payload).__name__}")
         payload = dict(payload)
-    _check_value(payload, "payload")
+    try:
+        _check_value(payload, "payload")
+    except RecursionError:
+        raise InvalidEvent("payload: nested too deeply (or contains itself)") from None
     text = _encode(payload)
     try:
         size = len(text.encode("utf-8"))
@@ -111,7 +140,7 @@ def check_type(event_type: str) -> str:
     A type is dotted lower-case words (``access.decision``,
     ``door.forced_open``), at most 64 characters. Raises :class:`InvalidEvent`.
     """
-    if event_type in _known_types:
+    if type(event_type) is str and event_type in _known_types:
         return event_type
     if (
         not isinstance(event_type, str)
@@ -252,7 +281,7 @@ class UUIDv7Generator:
         """Return the next id in its canonical text form."""
         if unix_ms is None:
             unix_ms = time.time_ns() // 1_000_000
-        return str(uuid.UUID(bytes=self.next_bytes(unix_ms)))
+        return id_to_text(self.next_bytes(unix_ms))
 
 
 def id_to_bytes(event_id: str | bytes | uuid.UUID) -> bytes:
@@ -270,5 +299,6 @@ def id_to_bytes(event_id: str | bytes | uuid.UUID) -> bytes:
 
 
 def id_to_text(raw: bytes) -> str:
-    """Return the canonical text form of a 16-byte id."""
-    return str(uuid.UUID(bytes=raw))
+    """Return the canonical text form of a 16-byte id (as ``str(UUID)``)."""
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
