@@ -141,7 +141,7 @@ class QRSettings:
         exhaustive: run every retry even after a step decoded everything it located. Finds a
             second code the raw decoder did not even locate (a frame with two codes, or a hard
             code beside an easy poster), at the cost of every retry on every frame.
-        try_invert: also look for light-on-dark codes (phones in dark mode).
+        try_invert: also look for light-on-dark codes (phones in dark mode) at step 1.
         upscale: enlargement factor of the ``upscale``, ``sharpen`` and ``denoise_sharpen``
             steps (1 < factor <= 4).
         max_upscaled_side: the upscaled frame's longer side is capped at this many pixels, so a
