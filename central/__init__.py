@@ -11,16 +11,13 @@ injected on demand (docs/central.md).
 * :class:`CentralAdmin`: a client for the admin API (CLI, tests, the demo);
 * :class:`FaultSpec` / :class:`FaultInjector`: fault injection.
 
-Importing this package starts nothing; aiohttp is imported by :mod:`central.server` only.
+Importing this package starts nothing and loads its modules on first use.
 """
 
 from __future__ import annotations
 
-from .admin import CentralAdmin, CentralUnreachable
-from .errors import CentralError
-from .faults import FaultInjector, FaultSpec
-from .settings import CentralSettings
-from .store import CentralStore
+import importlib
+from typing import Any
 
 __all__ = [
     "CentralAdmin",
@@ -34,11 +31,23 @@ __all__ = [
     "serve",
 ]
 
+# Loaded on first use, so `python -m central events ...` does not pay for
+# aiohttp, SQLite and the token code it does not need.
+_WHERE = {
+    "CentralAdmin": "admin",
+    "CentralUnreachable": "admin",
+    "CentralError": "errors",
+    "FaultInjector": "faults",
+    "FaultSpec": "faults",
+    "CentralSettings": "settings",
+    "CentralStore": "store",
+    "CentralServer": "server",
+    "serve": "server",
+}
 
-def __getattr__(name: str) -> object:
-    # The server pulls in aiohttp; load it only when asked for.
-    if name in ("CentralServer", "serve"):
-        from . import server
 
-        return getattr(server, name)
-    raise AttributeError(f"module 'central' has no attribute {name!r}")
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'central' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

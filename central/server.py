@@ -199,6 +199,10 @@ class CentralServer:
                 raise
             code = "not_found" if exc.status == 404 else "bad_request"
             return _json({"error": code, "detail": exc.reason}, exc.status)
+        except ConnectionResetError:
+            # The client went away while we read its request; nobody gets an answer.
+            log.info("client left during %s %s", request.method, request.path)
+            return web.Response(status=204)
         except Exception:
             log.exception("unexpected error on %s %s", request.method, request.path)
             return _json({"error": "internal", "detail": "internal error"}, 500)
@@ -215,6 +219,11 @@ class CentralServer:
         if endpoint is None:
             return await handler(request)
         latency, action = self.faults.pick(endpoint)
+        delayed = latency is not None or (action is not None and action.name == "timeout")
+        if delayed and request.body_exists:
+            # A slow server has the request before it is slow: read the body now
+            # (aiohttp caches it), or a client that gives up would take it along.
+            await request.read()
         if latency is not None:
             await asyncio.sleep(latency.effective_delay_s)
         if action is None:
