@@ -656,9 +656,9 @@ class CentralStore:
         """
         now = self.now_ms()
         acks: list[dict[str, Any] | None] = [None] * len(events)
-        placeable: list[tuple[int, int, str, Mapping[str, Any]]] = []
+        placeable: list[tuple[int, int, str, Mapping[str, Any], bytes]] = []
         for index, raw in enumerate(events):
-            event_id, seq, problem = self._identify(raw)
+            event_id, id_bytes, seq, problem = self._identify(raw)
             if problem is not None:
                 sent_id = raw.get("id") if isinstance(raw, Mapping) else None
                 acks[index] = {
@@ -669,7 +669,7 @@ class CentralStore:
                     "detail": problem,
                 }
                 continue
-            placeable.append((seq, index, event_id, raw))  # type: ignore[arg-type]
+            placeable.append((seq, index, event_id, raw, id_bytes))  # type: ignore[arg-type]
         placeable.sort(key=lambda item: (item[0], item[1]))
 
         with self._tx() as conn:
@@ -684,7 +684,8 @@ class CentralStore:
                 "gaps": 0,
                 "new": 0,
             }
-            for seq, index, event_id, raw in placeable:
+            rows: list[tuple[Any, ...]] = []
+            for seq, index, event_id, raw, id_bytes in placeable:
                 ack = {"id": event_id, "seq": seq}
                 acks[index] = ack
                 claimed = raw.get("hash")
@@ -720,7 +721,7 @@ class CentralStore:
                     )
                     counts["gaps"] += 1
                     continue
-                stored = self._place(conn, dev, state, seq, event_id, raw, now)
+                stored = self._place(conn, dev, state, seq, event_id, id_bytes, raw, now, rows)
                 known[event_id] = (seq, stored["hash"], stored["status"], stored["reason"])
                 if stored["status"] == "stored":
                     ack["status"] = "accepted"
@@ -728,6 +729,12 @@ class CentralStore:
                 else:
                     ack.update(status="rejected", reason="invalid", detail=stored["reason"])
                     counts["rejected"] += 1
+            conn.executemany(
+                "INSERT INTO events (device_id, seq, id, wall_ms, mono_ns, type, payload, "
+                "prev_hash, hash, received_at_ms, link_ok, status, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
             conn.execute(
                 "UPDATE devices SET next_seq = ?, last_hash = ?, chain_ok = ?, "
                 "chain_broken_at = ?, chain_break_reason = ?, unique_events = unique_events + ?, "
@@ -757,21 +764,21 @@ class CentralStore:
         }
 
     @staticmethod
-    def _identify(raw: object) -> tuple[str | None, int | None, str | None]:
-        """Return (canonical id, seq, problem): the minimum needed to place an event."""
+    def _identify(raw: object) -> tuple[str | None, bytes, int | None, str | None]:
+        """Return (canonical id, id bytes, seq, problem): what is needed to place an event."""
         if not isinstance(raw, Mapping):
-            return None, None, "event: must be a JSON object"
+            return None, b"", None, "event: must be a JSON object"
         seq = raw.get("seq")
         if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= _MAX_SEQ:
-            return None, None, f"seq: must be an integer >= 1, got {seq!r}"
+            return None, b"", None, f"seq: must be an integer >= 1, got {seq!r}"
         text = raw.get("id")
         try:
             if not isinstance(text, str):
                 raise ValueError
-            event_id = str(uuid.UUID(text))
+            parsed = uuid.UUID(text)
         except ValueError:
-            return None, seq, f"id: must be a UUID, got {text!r}"
-        return event_id, seq, None
+            return None, b"", seq, f"id: must be a UUID, got {text!r}"
+        return str(parsed), parsed.bytes, seq, None
 
     @staticmethod
     def _known_ids(
@@ -796,10 +803,13 @@ class CentralStore:
         state: _ChainState,
         seq: int,
         event_id: str,
+        id_bytes: bytes,
         raw: Mapping[str, Any],
         now: int,
+        rows: list[tuple[Any, ...]],
     ) -> dict[str, Any]:
-        """Store the event at ``state.next_seq`` (stored or rejected) and advance the chain."""
+        """Queue the event's row at ``state.next_seq`` (stored or rejected) in *rows*, and
+        advance the chain."""
         claimed = raw.get("hash") if isinstance(raw.get("hash"), str) else None
         prev_claimed = raw.get("prev_hash") if isinstance(raw.get("prev_hash"), str) else None
         values: dict[str, Any] = {}
@@ -821,7 +831,7 @@ class CentralStore:
             computed = event_hash(
                 bytes.fromhex(values["prev_hash"]),
                 seq,
-                uuid.UUID(event_id).bytes,
+                id_bytes,
                 values["wall_ms"],
                 values["mono_ns"],
                 values["type"],
@@ -843,10 +853,7 @@ class CentralStore:
                 why = f"seq {seq}: hash does not match the event's content"
             state.broke(seq, why)
         status = "stored" if reason is None else "rejected"
-        conn.execute(
-            "INSERT INTO events (device_id, seq, id, wall_ms, mono_ns, type, payload, prev_hash, "
-            "hash, received_at_ms, link_ok, status, reason) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows.append(
             (
                 dev["device_id"],
                 seq,
