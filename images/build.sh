@@ -73,7 +73,14 @@ enable_arm64_emulation() {
 in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
     DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 HOME=/root "$@"; }
 
+# The chroot resolves names with the build machine's resolver. Installing
+# systemd-resolved replaces /etc/resolv.conf with a link into /run, which is empty in
+# a chroot, so the copy is put back before every apt run (the link is restored at
+# the end).
+host_dns() { rm -f "$root/etc/resolv.conf"; cp /etc/resolv.conf "$root/etc/resolv.conf"; }
+
 apt_in_root() {
+    host_dns
     in_root apt-get -y -q -o Dpkg::Options::=--force-confold -o Dpkg::Use-Pty=0 "$@"
 }
 
@@ -97,7 +104,6 @@ else
     log "extracting $from_image without mounting"
     "$py" -m images.cli extract "$from_image" --boot "$boot" --root "$root"
 fi
-cp /etc/resolv.conf "$root/etc/resolv.conf"
 cp -a "$here/images/overlay/." "$root/"
 mkdir -p "$root/boot/firmware" "$root/data" "$root/etc/portier"
 apt_in_root update >&2
@@ -127,6 +133,7 @@ apt_in_root install --no-install-recommends "${build_deps[@]}" >&2
 in_root python3 -m venv --system-site-packages /opt/portier/venv
 constraint=()
 [ -f "$root/opt/portier/wheels/constraints.txt" ] && constraint=(-c /opt/portier/wheels/constraints.txt)
+host_dns
 in_root /opt/portier/venv/bin/pip install -q --no-cache-dir "${constraint[@]}" \
     /opt/portier/wheels/portier-*.whl >&2
 apt_in_root purge --auto-remove "${build_deps[@]}" >&2
@@ -145,7 +152,7 @@ systemctl --root="$root" enable edge-agent.service kiosk.service portier-firstbo
     wpa_supplicant@wlan0.service >&2
 systemctl --root="$root" set-default graphical.target >&2
 systemctl --root="$root" mask getty@tty1.service >&2
-ln -sf /run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
+ln -sfn /run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
 mkdir -p "$root/etc/wpa_supplicant"
 ln -sf /etc/portier/wifi/wpa_supplicant-wlan0.conf "$root/etc/wpa_supplicant/wpa_supplicant-wlan0.conf"
 # Empty machine-id: on the read-only root systemd generates one at each boot.
