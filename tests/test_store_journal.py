@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -280,6 +281,26 @@ def test_concurrent_threads_get_a_gapless_chain(store: Store) -> None:
     for k in range(threads):
         seqs = [e.seq for e in results[k]]
         assert seqs == sorted(seqs)
+
+
+def test_appends_waiting_for_a_commit_share_the_next_one(store: Store) -> None:
+    """Group commit: callers queued behind a commit are written together."""
+    commits: list[int] = []
+    store.journal._on_commit = commits.append  # events per commit
+    threads = [
+        threading.Thread(target=store.journal.append, args=("t.shared", {"i": i}))
+        for i in range(10)
+    ]
+    with store._db.write_lock:  # as if a commit were in progress
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while len(store.journal._pending) < 10 and time.monotonic() < deadline:
+            time.sleep(0.001)
+    for t in threads:
+        t.join()
+    assert commits == [10]
+    assert store.journal.verify_chain().checked == 10
 
 
 # -- tamper detection -----------------------------------------------------------------------

@@ -161,13 +161,23 @@ class SyncCounts:
 
 
 class _Request:
-    __slots__ = ("done", "error", "events", "items")
+    """Events submitted together, and how their submitter is woken.
+
+    ``wake`` is held from creation; releasing it wakes the submitter, either
+    because its events were written (``done``) or because it was chosen to
+    lead the next commit (``lead``).
+    """
+
+    __slots__ = ("done", "error", "events", "items", "lead", "wake")
 
     def __init__(self, items: list[tuple[str, str]]) -> None:
         self.items = items
         self.events: list[Event] = []
         self.error: BaseException | None = None
         self.done = False
+        self.lead = False
+        self.wake = threading.Lock()
+        self.wake.acquire()
 
 
 def _event(row: Sequence[Any]) -> Event:
@@ -213,7 +223,9 @@ class Journal:
         self._on_full = on_full
         self._on_commit = on_commit
         self._ids = UUIDv7Generator()
-        self._cv = threading.Condition(threading.Lock())
+        # Group commit state: requests waiting for the next commit, and
+        # whether some thread is leading (committing) right now.
+        self._mutex = threading.Lock()
         self._pending: list[_Request] = []
         self._leader_busy = False
         # Writer-side state, guarded by db.write_lock and loaded by start().
@@ -303,42 +315,71 @@ class Journal:
 
     def _submit(self, request: _Request) -> _Request:
         self._db.check_writable()
-        cv = self._cv
-        with cv:
+        with self._mutex:
             self._pending.append(request)
-            while not request.done:
-                if not self._leader_busy:
-                    self._leader_busy = True
-                    break
-                cv.wait()
-            else:
-                if request.error is not None:
-                    raise request.error
-                return request
-        # Leader: our own request is still pending (nobody else could have
-        # taken it), and so is everything queued since the last commit.
-        batch: list[_Request] = []
-        try:
-            with self._db.write_lock:
-                with cv:
-                    batch, self._pending = self._pending, []
-                self._write(batch)
-        except BaseException as exc:
-            for req in batch:
-                if req.error is None and not req.events:
-                    req.error = exc
-            if not batch:
-                request.error = exc
-        finally:
-            with cv:
-                for req in batch:
-                    req.done = True
-                request.done = True
-                self._leader_busy = False
-                cv.notify_all()
+            follow = self._leader_busy
+            if not follow:
+                self._leader_busy = request.lead = True
+        if follow:
+            try:
+                request.wake.acquire()
+            except BaseException:
+                self._abandon(request)
+                raise
+        if not request.done:
+            self._lead(request)
         if request.error is not None:
             raise request.error
         return request
+
+    def _lead(self, request: _Request) -> None:
+        """Commit everything pending -- ``request`` included -- in one
+        transaction, wake its submitters, hand leadership on."""
+        batch: list[_Request] = []
+        try:
+            with self._db.write_lock:
+                with self._mutex:
+                    batch, self._pending = self._pending, []
+                self._write(batch)
+        except BaseException as exc:
+            if not batch:  # interrupted before taking anything
+                with self._mutex:
+                    if request in self._pending:
+                        self._pending.remove(request)
+                batch = [request]
+            for req in batch:
+                req.error = exc
+        finally:
+            with self._mutex:
+                for req in batch:
+                    req.done = True
+                successor = self._pending[0] if self._pending else None
+                if successor is None:
+                    self._leader_busy = False
+                else:
+                    successor.lead = True
+            for req in batch:
+                if req is not request:
+                    req.wake.release()
+            if successor is not None:
+                successor.wake.release()
+
+    def _abandon(self, request: _Request) -> None:
+        # The submitter was interrupted (KeyboardInterrupt) while waiting.
+        with self._mutex:
+            if request.done or request not in self._pending:
+                return  # already written, or being written: nobody to tell
+            self._pending.remove(request)
+            if not request.lead:
+                return
+            # It had just been chosen to lead: pass that on, or nobody would.
+            successor = self._pending[0] if self._pending else None
+            if successor is None:
+                self._leader_busy = False
+            else:
+                successor.lead = True
+        if successor is not None:
+            successor.wake.release()
 
     def _write(self, batch: list[_Request]) -> None:
         """Write ``batch`` in one transaction; caller holds the write lock."""
