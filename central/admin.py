@@ -127,13 +127,14 @@ class CentralAdmin:
         return self._call("POST", "/admin/keys/rotate", json={"retire_now": retire_now})
 
     def put_schedule(self, schedule_id: str, **fields: Any) -> dict[str, Any]:
-        """Set a schedule (``ScheduleInput`` fields); return the ``Schedule``."""
+        """Set the schedule of door or zone *schedule_id* (``ScheduleInput`` fields)."""
         body = {key: value for key, value in fields.items() if value is not None}
         return self._call("PUT", f"/admin/schedules/{quote(schedule_id, safe='')}", json=body)
 
-    def delete_schedule(self, schedule_id: str) -> None:
-        """Remove a schedule."""
-        self._call("DELETE", f"/admin/schedules/{quote(schedule_id, safe='')}")
+    def delete_schedule(self, schedule_id: str, *, site: str | None = None) -> None:
+        """Remove the schedule of a door or zone (of *site*, default the central's)."""
+        params = {"site": site} if site is not None else None
+        self._call("DELETE", f"/admin/schedules/{quote(schedule_id, safe='')}", params=params)
 
     def put_door_settings(
         self, door: str, settings: dict[str, Any], *, site: str | None = None

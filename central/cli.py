@@ -157,10 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--ttl", type=int, default=None, dest="ttl_s", help="seconds (7 days)")
     make.add_argument("--json", action="store_true")
 
-    _, schedule = _group(sub, "schedule", "door schedules")
-    put = _leaf(schedule, "set", "set a schedule")
-    put.add_argument("--id", required=True, dest="schedule_id")
-    put.add_argument("--door", required=True)
+    _, schedule = _group(sub, "schedule", "door and zone schedules (one per door or zone)")
+    put = _leaf(schedule, "set", "set the schedule of a door or zone")
+    target = put.add_mutually_exclusive_group(required=True)
+    target.add_argument("--door", dest="schedule_id")
+    target.add_argument("--zone", dest="schedule_id")
     put.add_argument("--site", default=None)
     put.add_argument("--timezone", default="UTC")
     put.add_argument(
@@ -169,8 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help='"mon,tue,wed 08:00-18:00" or "mon-fri 08:00-18:00" (repeatable)',
     )
-    drop = _leaf(schedule, "delete", "remove a schedule")
-    drop.add_argument("--id", required=True, dest="schedule_id")
+    drop = _leaf(schedule, "delete", "remove the schedule of a door or zone")
+    target = drop.add_mutually_exclusive_group(required=True)
+    target.add_argument("--door", dest="schedule_id")
+    target.add_argument("--zone", dest="schedule_id")
+    drop.add_argument("--site", default=None)
 
     _, door = _group(sub, "door-settings", "door settings")
     door_set = _leaf(door, "set", "replace a door's settings")
@@ -366,14 +370,13 @@ def _run(admin: CentralAdmin, args: argparse.Namespace) -> int:
         _print_json(
             admin.put_schedule(
                 args.schedule_id,
-                door=args.door,
                 site=args.site,
                 timezone=args.timezone,
                 rules=rules,
             )
         )
     elif command == "schedule" and action == "delete":
-        admin.delete_schedule(args.schedule_id)
+        admin.delete_schedule(args.schedule_id, site=args.site)
         print(f"schedule {args.schedule_id} deleted")
     elif command == "door-settings" and action == "set":
         try:

@@ -393,8 +393,9 @@ class CentralServer:
         return _json(await self._db(self.store.put_schedule, schedule_id, body))
 
     async def admin_delete_schedule(self, request: web.Request) -> web.Response:
-        """DELETE /admin/schedules/{schedule_id}."""
-        await self._db(self.store.delete_schedule, request.match_info["schedule_id"])
+        """DELETE /admin/schedules/{schedule_id}?site=."""
+        schedule_id = request.match_info["schedule_id"]
+        await self._db(self.store.delete_schedule, schedule_id, request.query.get("site"))
         return web.Response(status=204)
 
     async def admin_door_settings(self, request: web.Request) -> web.Response:

@@ -139,7 +139,7 @@ _SCHEMA = (
     ) STRICT""",
     """CREATE TABLE badges (uid TEXT PRIMARY KEY, site TEXT NOT NULL, data TEXT NOT NULL) STRICT""",
     """CREATE TABLE schedules (
-        id TEXT PRIMARY KEY, site TEXT NOT NULL, data TEXT NOT NULL
+        site TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (site, id)
     ) STRICT""",
     """CREATE TABLE door_settings (
         site TEXT NOT NULL,
@@ -218,7 +218,8 @@ def _wall_ms() -> int:
 
 
 def normalize_uid(value: object) -> str:
-    """Return a badge UID as upper-case hex without separators.
+    """Return a badge UID as lower-case hex without separators (as the agent's cache
+    writes badge ids).
 
     Accepts hex in any case with ``:``, ``-`` or spaces between bytes.
 
@@ -227,8 +228,8 @@ def normalize_uid(value: object) -> str:
     """
     if not isinstance(value, str):
         raise BadRequest(f"uid: must be hex text, not {type(value).__name__}")
-    text = re.sub(r"[\s:-]", "", value).upper()
-    if not re.fullmatch(r"(?:[0-9A-F]{2}){4,10}", text):
+    text = re.sub(r"[\s:-]", "", value).lower()
+    if not re.fullmatch(r"(?:[0-9a-f]{2}){4,10}", text):
         raise BadRequest(f"uid: {value!r} must be 4 to 10 bytes of hex")
     return text
 
@@ -822,10 +823,7 @@ class CentralStore:
             if not isinstance(type_, str):
                 raise InvalidEvent(f"type: must be a string, got {type_!r}")
             values["type"] = check_type(type_)
-            payload = raw.get("payload")
-            if not isinstance(payload, dict):
-                raise InvalidEvent("payload: must be a JSON object")
-            values["payload"] = canonical_json(payload, self.settings.max_payload_bytes)
+            values["payload"], payload = self._payload(raw.get("payload_json"))
             values["prev_hash"] = _hash_field(raw, "prev_hash")
             values["hash"] = _hash_field(raw, "hash")
             computed = event_hash(
@@ -874,6 +872,34 @@ class CentralStore:
         # as one broken link, not as every link after it.
         state.advance(claimed if claimed is not None and _HASH_RE.match(claimed) else None)
         return {"status": status, "reason": reason, "hash": claimed}
+
+    def _payload(self, text: object) -> tuple[str, dict[str, Any]]:
+        """Return the payload text as sent (what the hash covers) and its parsed object.
+
+        Raises:
+            InvalidEvent: not text, too long, not a JSON object, or not the
+                canonical form the journal writes (docs/journal.md).
+        """
+        if not isinstance(text, str):
+            raise InvalidEvent("payload_json: must be the payload's canonical JSON text")
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidEvent("payload_json: not valid Unicode text") from None
+        if size > self.settings.max_payload_bytes:
+            raise InvalidEvent(
+                f"payload_json: {size} bytes exceeds {self.settings.max_payload_bytes}"
+            )
+        try:
+            payload = json.loads(text)
+        except ValueError as exc:
+            raise InvalidEvent(f"payload_json: not JSON ({exc})") from None
+        if not isinstance(payload, dict):
+            raise InvalidEvent("payload_json: must hold a JSON object")
+        # Same function the journal wrote it with: equal text for every allowed value.
+        if canonical_json(payload) != text:
+            raise InvalidEvent("payload_json: not in canonical form (docs/journal.md)")
+        return text, payload
 
     def _apply_side_effects(
         self,
@@ -1271,7 +1297,12 @@ class CentralStore:
     # -- schedules and door settings ---------------------------------------------
 
     def put_schedule(self, schedule_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Set schedule *schedule_id* (a ``ScheduleInput`` body); return the ``Schedule``.
+        """Set the schedule of the door or zone *schedule_id* (a ``ScheduleInput`` body).
+
+        One schedule per door or zone of a site, as the agent's cache keeps them.
+
+        Returns:
+            the ``Schedule``.
 
         Raises:
             BadRequest: a bad field (named).
@@ -1279,7 +1310,7 @@ class CentralStore:
         schedule_id = _name("schedule_id", schedule_id)
         if not isinstance(body, Mapping):
             raise BadRequest("body: must be a JSON object")
-        _only("schedule", body, ("door", "site", "timezone", "rules"))
+        _only("schedule", body, ("site", "timezone", "rules"))
         timezone = body.get("timezone", "UTC")
         if not isinstance(timezone, str) or not timezone or len(timezone) > 64:
             raise BadRequest("timezone: must be an IANA zone name")
@@ -1310,34 +1341,32 @@ class CentralStore:
         schedule = {
             "id": schedule_id,
             "site": _name("site", body.get("site", self.settings.site)),
-            "door": _name("door", body.get("door")),
             "timezone": timezone,
             "rules": clean,
         }
         with self._tx() as conn:
-            old = conn.execute("SELECT site FROM schedules WHERE id = ?", (schedule_id,)).fetchone()
-            if old is not None and old["site"] != schedule["site"]:
-                self._change(conn, old["site"], "schedule", schedule_id, None)
             conn.execute(
-                "INSERT INTO schedules (id, site, data) VALUES (?, ?, ?) ON CONFLICT (id) DO "
-                "UPDATE SET site = excluded.site, data = excluded.data",
-                (schedule_id, schedule["site"], _dumps(schedule)),
+                "INSERT INTO schedules (site, id, data) VALUES (?, ?, ?) ON CONFLICT (site, id) "
+                "DO UPDATE SET data = excluded.data",
+                (schedule["site"], schedule_id, _dumps(schedule)),
             )
             self._change(conn, schedule["site"], "schedule", schedule_id, schedule)
         return schedule
 
-    def delete_schedule(self, schedule_id: str) -> None:
-        """Remove a schedule (it goes out in ``removed.schedules``).
+    def delete_schedule(self, schedule_id: str, site: str | None = None) -> None:
+        """Remove the schedule of a door or zone (it goes out in ``removed.schedules``).
 
         Raises:
-            NotFound: no such schedule.
+            BadRequest: a bad site name. NotFound: no such schedule.
         """
+        site = _name("site", site if site is not None else self.settings.site)
         with self._tx() as conn:
-            row = conn.execute("SELECT site FROM schedules WHERE id = ?", (schedule_id,)).fetchone()
-            if row is None:
-                raise NotFound(f"no schedule {schedule_id!r}")
-            conn.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,))
-            self._change(conn, row["site"], "schedule", schedule_id, None)
+            cursor = conn.execute(
+                "DELETE FROM schedules WHERE site = ? AND id = ?", (site, schedule_id)
+            )
+            if cursor.rowcount == 0:
+                raise NotFound(f"no schedule {schedule_id!r} at site {site!r}")
+            self._change(conn, site, "schedule", schedule_id, None)
 
     def put_door_settings(self, door: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Replace the settings of *door* (a ``DoorSettingsInput`` body); return ``DoorSettings``.
@@ -1491,6 +1520,7 @@ class CentralStore:
                 "wall_ms": row["wall_ms"],
                 "mono_ns": row["mono_ns"],
                 "type": row["type"],
+                "payload_json": row["payload"],
                 "payload": None if row["payload"] is None else json.loads(row["payload"]),
                 "prev_hash": row["prev_hash"],
                 "hash": row["hash"],

@@ -183,7 +183,8 @@ def enroll_device(
 
 
 class ChainBuilder:
-    """Makes the events a device with a correct journal would upload.
+    """Makes the events a device with a correct journal would upload (the form of
+    ``edge_agent.store`` ``Event.to_wire()``).
 
     Args:
         next_seq: sequence number of the next event.
@@ -206,7 +207,7 @@ class ChainBuilder:
         wall = time.time_ns() // 1_000_000 if wall_ms is None else wall_ms
         mono = time.monotonic_ns()
         body = dict(payload if payload is not None else {"granted": True, "n": self.next_seq})
-        text = canonical_json(body)
+        text = canonical_json(body)  # what the journal stores and sends verbatim
         event_id = self._ids.next_bytes(wall)
         digest = event_hash(self.prev_hash, self.next_seq, event_id, wall, mono, type_, text)
         event = {
@@ -215,7 +216,7 @@ class ChainBuilder:
             "wall_ms": wall,
             "mono_ns": mono,
             "type": type_,
-            "payload": body,
+            "payload_json": text,
             "prev_hash": self.prev_hash.hex(),
             "hash": digest.hex(),
         }

@@ -215,11 +215,11 @@ def test_badge_add_revoke_delete(
         "--kind",
         "uid",
     )
-    assert "04A1B2C3D4E5F6" in out
+    assert "04a1b2c3d4e5f6" in out
     page = deltas_after(central, device[1], cursor)
     badge = page["badges"][0]
     assert (badge["uid"], badge["holder"], badge["kind"]) == (
-        "04A1B2C3D4E5F6",
+        "04a1b2c3d4e5f6",
         "Grace Hopper",
         "uid",
     )
@@ -228,10 +228,10 @@ def test_badge_add_revoke_delete(
     ok("badge", "revoke", "--url", central.url, "--uid", "04a1b2c3d4e5f6")
     page = deltas_after(central, device[1], cursor)
     assert page["badges"][0]["enabled"] is False
-    assert page["revocations"][0]["id"] == "04A1B2C3D4E5F6"
-    ok("badge", "delete", "--url", central.url, "--uid", "04A1B2C3D4E5F6")
+    assert page["revocations"][0]["id"] == "04a1b2c3d4e5f6"
+    ok("badge", "delete", "--url", central.url, "--uid", "04a1b2c3d4e5f6")
     assert deltas_after(central, device[1], page["cursor"])["removed"]["badges"] == [
-        "04A1B2C3D4E5F6"
+        "04a1b2c3d4e5f6"
     ]
 
 
@@ -334,8 +334,6 @@ def test_schedule_door_settings_and_device_disable(
             "set",
             "--url",
             central.url,
-            "--id",
-            "cli-office",
             "--door",
             "lobby",
             "--timezone",
@@ -361,7 +359,8 @@ def test_schedule_door_settings_and_device_disable(
     )
     page = deltas_after(central, device[1], cursor)
     assert page["schedules"] == [schedule] and page["door_settings"] == [settings]
-    ok("schedule", "delete", "--url", central.url, "--id", "cli-office")
+    ok("schedule", "delete", "--url", central.url, "--door", "lobby")
+    assert deltas_after(central, device[1], page["cursor"])["removed"]["schedules"] == ["lobby"]
     _, session = enroll_device(central.url, device_id="cli-disabled")
     ok("device", "disable", "--url", central.url, "--device", "cli-disabled")
     assert session.get(f"{central.url}/v1/deltas", timeout=TIMEOUT).status_code == 403

@@ -197,7 +197,7 @@ def test_gap_is_retry_later_until_filled(store: CentralStore) -> None:
 def test_altered_event_breaks_the_chain_where_it_was_altered(store: CentralStore) -> None:
     enroll(store)
     batch = ChainBuilder().events(6)
-    batch[3] = {**batch[3], "payload": {"granted": False, "n": 4}}  # hash left as it was
+    batch[3] = {**batch[3], "payload_json": '{"granted":false,"n":4}'}  # hash left as it was
     result = store.upload_events("dev-a", batch)
     assert statuses(result) == ["accepted"] * 6  # stored as evidence
     assert result["chain_ok"] is False
@@ -238,7 +238,7 @@ def test_id_and_seq_conflicts_are_rejected(store: CentralStore) -> None:
 def test_invalid_event_takes_its_place_and_is_dead_lettered(store: CentralStore) -> None:
     enroll(store)
     batch = ChainBuilder().events(3)
-    bad = {**batch[1], "payload": {"temperature": 21.5}}  # floats have no canonical form
+    bad = {**batch[1], "payload_json": '{"temperature":21.5}'}  # floats: no canonical form
     result = store.upload_events("dev-a", [batch[0], bad, batch[2]])
     assert statuses(result) == ["accepted", "rejected", "accepted"]
     assert result["acks"][1]["reason"] == "invalid"
@@ -272,7 +272,11 @@ def test_events_without_id_or_seq_cannot_be_placed(store: CentralStore) -> None:
         ("type", 7),
         ("wall_ms", "now"),
         ("mono_ns", 2**63),
-        ("payload", ["not", "an", "object"]),
+        ("payload_json", '["not","an","object"]'),
+        ("payload_json", {"door": "lobby"}),
+        ("payload_json", '{"b":1,"a":2}'),
+        ("payload_json", '{"a": 1}'),
+        ("payload_json", "{not json"),
         ("prev_hash", "AB" * 32),
         ("hash", "short"),
     ],
@@ -409,7 +413,7 @@ def test_badge_counters_only_go_up(store: CentralStore) -> None:
         event = chain.event("badge.counter", {"uid": "04a1b2c3d4e5f6", "counter": counter})
         store.upload_events("dev-a", [event])
     page = store.deltas("hq", start)
-    assert [(c["uid"], c["counter"]) for c in page["badge_counters"]] == [("04A1B2C3D4E5F6", 9)]
+    assert [(c["uid"], c["counter"]) for c in page["badge_counters"]] == [("04a1b2c3d4e5f6", 9)]
     bad = chain.event("badge.counter", {"uid": "04a1", "counter": 1})
     assert statuses(store.upload_events("dev-a", [bad])) == ["rejected"]
 
@@ -422,7 +426,7 @@ def test_deltas_page_by_cursor_and_collapse_to_latest_state(store: CentralStore)
     assert first["reset"] is True and first["more"] is False
     assert len(first["signing_keys"]) == 1
     cursor = first["cursor"]
-    store.put_badge({"uid": "04A1B2C3", "holder": "Bob", "doors": ["lobby"], "kind": "uid"})
+    store.put_badge({"uid": "04a1b2c3", "holder": "Bob", "doors": ["lobby"], "kind": "uid"})
     store.revoke_badge("04:a1:b2:c3")
     for i in range(5):
         store.put_badge({"uid": f"0102030{i}", "holder": f"H{i}", "zones": ["ground"]})
@@ -431,13 +435,13 @@ def test_deltas_page_by_cursor_and_collapse_to_latest_state(store: CentralStore)
     assert page["more"] is True and page["reset"] is False and page["from_cursor"] == cursor
     # The badge changed twice in this page: it appears once, in its latest state.
     assert [(b["uid"], b["enabled"]) for b in page["badges"]] == [
-        ("04A1B2C3", False),
+        ("04a1b2c3", False),
         ("01020300", True),
     ]
     assert page["revocations"] == [
         {
             "kind": "badge",
-            "id": "04A1B2C3",
+            "id": "04a1b2c3",
             "revoked_at": page["revocations"][0]["revoked_at"],
             "expires_at": None,
         }
@@ -453,9 +457,9 @@ def test_deltas_page_by_cursor_and_collapse_to_latest_state(store: CentralStore)
 
 def test_deltas_are_scoped_to_the_site(store: CentralStore) -> None:
     cursor = store.deltas("hq", None)["cursor"]
-    store.put_badge({"uid": "0A0B0C0D", "holder": "Far", "doors": ["gate"], "site": "annex"})
+    store.put_badge({"uid": "0a0b0c0d", "holder": "Far", "doors": ["gate"], "site": "annex"})
     store.put_badge({"uid": "01010101", "holder": "Near", "doors": ["lobby"]})
-    store.put_schedule("night", {"door": "gate", "site": "annex", "rules": []})
+    store.put_schedule("gate", {"site": "annex", "rules": []})
     page = store.deltas("hq", cursor)
     assert [b["holder"] for b in page["badges"]] == ["Near"]
     assert page["schedules"] == []
@@ -463,27 +467,27 @@ def test_deltas_are_scoped_to_the_site(store: CentralStore) -> None:
     assert [b["holder"] for b in store.deltas("annex", cursor)["badges"]] == ["Far"]
     # Moving the badge to hq: annex doors are told to forget it.
     annex_cursor = store.head_cursor()
-    store.put_badge({"uid": "0A0B0C0D", "holder": "Far", "doors": ["lobby"]})
-    assert store.deltas("annex", annex_cursor)["removed"]["badges"] == ["0A0B0C0D"]
+    store.put_badge({"uid": "0a0b0c0d", "holder": "Far", "doors": ["lobby"]})
+    assert store.deltas("annex", annex_cursor)["removed"]["badges"] == ["0a0b0c0d"]
 
 
 def test_removed_items_and_lifted_revocations(store: CentralStore) -> None:
     store.put_badge({"uid": "01020304", "holder": "Bob", "doors": ["lobby"]})
     store.revoke_badge("01020304")
-    store.put_schedule("office", {"door": "lobby", "rules": []})
+    store.put_schedule("lobby", {"rules": []})
     cursor = store.head_cursor()
     store.put_badge({"uid": "01020304", "holder": "Bob", "doors": ["lobby"]})  # found again
-    store.delete_schedule("office")
+    store.delete_schedule("lobby")
     page = store.deltas("hq", cursor)
     assert page["removed"]["revocations"] == [{"kind": "badge", "id": "01020304"}]
-    assert page["removed"]["schedules"] == ["office"]
+    assert page["removed"]["schedules"] == ["lobby"]
     assert page["badges"][0]["enabled"] is True
     store.delete_badge("01020304")
     assert store.deltas("hq", page["cursor"])["removed"]["badges"] == ["01020304"]
     with pytest.raises(NotFound):
         store.delete_badge("01020304")
     with pytest.raises(NotFound):
-        store.delete_schedule("office")
+        store.delete_schedule("lobby")
 
 
 def test_cursor_errors(store: CentralStore) -> None:
@@ -500,26 +504,26 @@ def test_cursor_errors(store: CentralStore) -> None:
 def test_schedules_and_door_settings_go_out_as_deltas(store: CentralStore) -> None:
     cursor = store.head_cursor()
     rule = {"days": ["mon", "tue"], "start": "08:00", "end": "18:00"}
-    schedule = store.put_schedule(
-        "office", {"door": "lobby", "timezone": "Europe/Paris", "rules": [rule]}
-    )
+    schedule = store.put_schedule("lobby", {"timezone": "Europe/Paris", "rules": [rule]})
+    zone = store.put_schedule("ground", {"rules": []})
+    assert zone == {"id": "ground", "site": "hq", "timezone": "UTC", "rules": []}
     store.put_door_settings("lobby", {"settings": {"mode": "normal", "unlock_s": 3}})
     settings_v2 = store.put_door_settings("lobby", {"settings": {"mode": "lockdown"}})
     assert settings_v2["version"] == 2
     page = store.deltas("hq", cursor)
-    assert page["schedules"] == [schedule]
+    assert page["schedules"] == [schedule, zone]
     assert page["door_settings"] == [settings_v2]
 
 
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"door": "lobby", "rules": [{"days": ["xyz"], "start": "08:00", "end": "09:00"}]}, "days"),
-        ({"door": "lobby", "rules": [{"days": ["mon"], "start": "8h", "end": "09:00"}]}, "start"),
-        ({"door": "lobby", "rules": [{"days": ["mon"], "start": "10:00", "end": "09:00"}]}, "end"),
-        ({"door": "lobby", "timezone": "Mars/Olympus", "rules": []}, "timezone"),
-        ({"rules": []}, "door"),
-        ({"door": "lobby", "rules": [], "colour": "red"}, "unknown"),
+        ({"rules": [{"days": ["xyz"], "start": "08:00", "end": "09:00"}]}, "days"),
+        ({"rules": [{"days": ["mon"], "start": "8h", "end": "09:00"}]}, "start"),
+        ({"rules": [{"days": ["mon"], "start": "10:00", "end": "09:00"}]}, "end"),
+        ({"timezone": "Mars/Olympus", "rules": []}, "timezone"),
+        ({}, "rules"),
+        ({"rules": [], "door": "lobby"}, "unknown"),
     ],
 )
 def test_bad_schedules_are_refused(store: CentralStore, body: dict, message: str) -> None:
@@ -563,8 +567,8 @@ def test_bad_badges_are_refused(store: CentralStore, body: dict, message: str) -
 
 
 def test_uid_normalisation() -> None:
-    assert normalize_uid("04:a1:b2:c3:d4:e5:f6") == "04A1B2C3D4E5F6"
-    assert normalize_uid("04-A1 B2-C3") == "04A1B2C3"
+    assert normalize_uid("04:A1:b2:c3:d4:e5:F6") == "04a1b2c3d4e5f6"
+    assert normalize_uid("04-A1 B2-C3") == "04a1b2c3"
     with pytest.raises(BadRequest):
         normalize_uid("04A1B")
 
@@ -696,3 +700,23 @@ def test_settings_name_the_bad_field(tmp_path: Path) -> None:
     for field, value in (("port", 70000), ("site", "a b"), ("max_batch_events", 0)):
         with pytest.raises(ValueError, match=field):
             CentralSettings(data_dir=tmp_path, **{field: value})
+
+
+def test_real_journal_events_are_accepted_as_sent(store: CentralStore, tmp_path: Path) -> None:
+    """Interop with the agent's own journal: ``Event.to_wire()`` is the contract's Event."""
+    from edge_agent.store import Store, StoreSettings
+
+    enroll(store)
+    settings = StoreSettings(path=tmp_path / "agent.sqlite", reserve_bytes=0)
+    with Store.open(settings) as journal_store:
+        journal = journal_store.journal
+        journal.append("access.decision", {"door": "lobby", "granted": True, "name": "Zoë"})
+        journal.append("door.forced_open", {"door": "lobby"})
+        journal.append("invitation.used", {"invitation_id": "i1", "door": "lobby", "expires": 9})
+        wire = [event.to_wire() for event in journal.next_batch(10)]
+        result = store.upload_events("dev-a", wire)
+        assert [ack["status"] for ack in result["acks"]] == ["accepted"] * 3
+        assert journal.mark_acked(ack["id"] for ack in result["acks"]) == 3
+    summary = store.received(verify=True)["devices"][0]
+    assert summary["chain_ok"] and summary["chain_verified"]
+    assert store.deltas("hq", None)["used_invitations"][0]["id"] == "i1"
