@@ -146,7 +146,7 @@ def test_security_rating_can_fail(tmp_path):
 
 @pytest.mark.parametrize("unit", UNITS)
 def test_common_policy(unit):
-    assert values(unit, "Restart") == ["on-failure"]
+    assert values(unit, "Restart") == ["always" if unit == "kiosk.service" else "on-failure"]
     assert values(unit, "StartLimitBurst") and values(unit, "StartLimitIntervalSec")
     assert values(unit, "SyslogIdentifier")
     (env,) = values(unit, "EnvironmentFile")
