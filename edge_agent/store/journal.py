@@ -399,7 +399,7 @@ class Journal:
                 prev = digest
         # Each retry after "disk full" follows one more relief step (see
         # _relieve); the loop ends when a step frees nothing.
-        for _attempt in range(_FULL_RETRIES):
+        for attempt in range(1, _FULL_RETRIES + 1):
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 if len(rows) == 1:
@@ -411,7 +411,7 @@ class Journal:
             except sqlite3.Error as exc:
                 rollback(conn)
                 error = translate(exc, "journal append")
-                if isinstance(error, StoreFull) and self._relieve(conn):
+                if isinstance(error, StoreFull) and attempt < _FULL_RETRIES and self._relieve(conn):
                     log.warning("journal: disk full, retrying the append after freeing space")
                     continue
                 if not isinstance(error, StoreFull):
@@ -420,30 +420,20 @@ class Journal:
                     self._reload_head(conn)
                 raise error from exc
         self._head_seq, self._head_hash = seq, prev
-        position = 0
-        for req in batch:
-            count = len(req.items)
-            req.events = [
-                Event(*row, SyncStatus.READY, 0, None)
-                for row in self._as_event_rows(rows[position : position + count])
-            ]
-            position += count
+        events = [
+            Event(row[0], id_to_text(row[1]), row[2], row[3], row[4], row[5], row[6], row[7])
+            for row in rows
+        ]
+        if len(batch) == 1:
+            batch[0].events = events
+        else:
+            position = 0
+            for req in batch:
+                count = len(req.items)
+                req.events = events[position : position + count]
+                position += count
         if self._on_commit is not None:
             self._on_commit(len(rows))
-
-    @staticmethod
-    def _as_event_rows(rows: list[tuple[Any, ...]]) -> Iterable[tuple[Any, ...]]:
-        for seq, raw_id, wall_ms, mono_ns, event_type, payload_json, prev, digest in rows:
-            yield (
-                seq,
-                id_to_text(raw_id),
-                wall_ms,
-                mono_ns,
-                event_type,
-                payload_json,
-                prev,
-                digest,
-            )
 
     def _relieve(self, conn: sqlite3.Connection) -> bool:
         """Free space for the journal, losing as little as possible; return
