@@ -573,6 +573,7 @@ class Agent:
             "disk": {"level": pressure.level.name.lower(), "alarm": pressure.alarm},
             "reader": self.devices.reader is not None,
             "hardware_errors": dict(self.devices.errors),
+            "event_streams": self.bus.subscriber_count,
         }
 
     def healthy(self) -> bool:
@@ -589,11 +590,14 @@ class Agent:
         if self._reader_thread is not None:
             self._reader_thread.join(timeout=2)
             self._reader_thread = None
+        stopped: dict[str, Any] = {"device": self.config.device.id}
         if self.door is not None:
             self.door.safe_state()
+            # Read back, so the journal shows the door was left locked.
+            stopped["relay_energised"] = bool(self.door.io.lock_relay_energised)
         if not self.store.closed:
             try:
-                self.journal("agent.stopped", {"device": self.config.device.id})
+                self.journal("agent.stopped", stopped)
             except StoreError:
                 log.exception("could not journal the stop")
 

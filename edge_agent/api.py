@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -36,15 +37,26 @@ API_VERSION = "v1"
 #: Photos are the largest bodies (a JPEG of a face, well under 2 MB).
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_QR_CHARS = 4096
+_JPEG_MAGIC = b"\xff\xd8\xff"
 KEEPALIVE_S = 15.0
 
 _AGENT = web.AppKey("agent", Agent)
+#: The inboxes of the open event streams, ended with a None at shutdown.
+_STREAMS = web.AppKey("streams", set)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": code, "message": message, **extra}, status=status)
+#: Error codes of the answers aiohttp itself gives.
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+def _error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> web.Response:
+    return web.json_response(
+        {"error": code, "message": message, **extra}, status=status, headers=headers
+    )
 
 
 async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -72,6 +84,17 @@ class _BadRequest(Exception):
     pass
 
 
+def _badge_bytes(uid: str) -> bytes:
+    """The UID of a hex string (``:`` separators allowed); raises _BadRequest."""
+    try:
+        raw = bytes.fromhex(uid.replace(":", ""))
+    except ValueError as exc:
+        raise _BadRequest("'badge_uid' must be hex") from exc
+    if not 1 <= len(raw) <= 16:
+        raise _BadRequest("'badge_uid' must be 1 to 16 bytes")
+    return raw
+
+
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -88,6 +111,21 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         # The journal is the door's memory: without it nothing is decided.
         log.exception("store failure while serving %s", request.path)
         return _error(503, "journal_unavailable", f"the journal cannot be written: {exc}")
+    except web.HTTPException as exc:
+        # aiohttp's own answers (no such route, wrong method, body too large)
+        # in the same JSON shape as ours, so a client parses every error alike.
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        message = f"body larger than {MAX_BODY_BYTES} bytes" if exc.status == 413 else exc.reason
+        allow = exc.headers.get("Allow")
+        return _error(exc.status, code, message, headers={"Allow": allow} if allow else None)
+    except ConnectionError:
+        raise  # the caller went away: nobody to answer
+    except Exception:
+        # A bug: logged with its traceback; the caller gets the usual JSON shape.
+        log.exception("unexpected error while serving %s %s", request.method, request.path)
+        return _error(500, "internal_error", "unexpected error in the agent (see its log)")
 
 
 async def status(request: web.Request) -> web.Response:
@@ -109,13 +147,7 @@ async def present(request: web.Request) -> web.Response:
         sun_url = body.get("sun_url")
         if not isinstance(uid, str) or (sun_url is not None and not isinstance(sun_url, str)):
             raise _BadRequest("'badge_uid' must be hex and 'sun_url' a string")
-        try:
-            raw = bytes.fromhex(uid.replace(":", ""))
-        except ValueError as exc:
-            raise _BadRequest("'badge_uid' must be hex") from exc
-        if not 1 <= len(raw) <= 16:
-            raise _BadRequest("'badge_uid' must be 1 to 16 bytes")
-        credential = Credential.badge(raw, sun_url)
+        credential = Credential.badge(_badge_bytes(uid), sun_url)
     source = body.get("source", "api")
     if source not in ("api", "kiosk-camera", "kiosk", "cli"):
         source = "api"
@@ -130,26 +162,48 @@ async def events(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     loop = asyncio.get_running_loop()
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=512)
+    inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=512)
 
     def deliver(event: dict[str, Any]) -> None:
-        with contextlib.suppress(asyncio.QueueFull):
+        try:
             inbox.put_nowait(event)
+        except asyncio.QueueFull:
+            # A reader that stopped reading loses the oldest events, and is told.
+            inbox.get_nowait()
+            inbox.put_nowait({"type": "stream.gap", "at": time.time()})
 
     def from_thread(event: dict[str, Any]) -> None:
         with contextlib.suppress(RuntimeError):  # loop closed while shutting down
             loop.call_soon_threadsafe(deliver, event)
 
-    with agent.bus.subscribe_callback(from_thread):
-        await response.write(b": portier event stream\n\n")
-        while True:
-            try:
-                event = await asyncio.wait_for(inbox.get(), timeout=KEEPALIVE_S)
-            except TimeoutError:
-                await response.write(b": keepalive\n\n")
-                continue
-            data = json.dumps(event, separators=(",", ":"))
-            await response.write(f"event: {event['type']}\ndata: {data}\n\n".encode())
+    streams: set[asyncio.Queue[dict[str, Any] | None]] = request.app[_STREAMS]
+    streams.add(inbox)
+    try:
+        with agent.bus.subscribe_callback(from_thread):
+            await response.write(b": portier event stream\n\n")
+            while True:
+                try:
+                    event = await asyncio.wait_for(inbox.get(), timeout=KEEPALIVE_S)
+                except TimeoutError:
+                    await response.write(b": keepalive\n\n")
+                    continue
+                if event is None:  # the agent is stopping: end the stream cleanly
+                    break
+                data = json.dumps(event, separators=(",", ":"))
+                await response.write(f"event: {event['type']}\ndata: {data}\n\n".encode())
+    except ConnectionError:
+        pass  # the kiosk closed the stream
+    finally:
+        streams.discard(inbox)
+    return response
+
+
+async def _end_streams(app: web.Application) -> None:
+    # Without this, shutdown would wait its whole timeout for every open stream.
+    for inbox in list(app[_STREAMS]):
+        if inbox.full():
+            inbox.get_nowait()
+        inbox.put_nowait(None)
 
 
 async def guard_login(request: web.Request) -> web.Response:
@@ -158,6 +212,7 @@ async def guard_login(request: web.Request) -> web.Response:
     uid, pin = body.get("badge_uid"), body.get("pin")
     if not isinstance(uid, str) or not isinstance(pin, str):
         raise _BadRequest("'badge_uid' and 'pin' are required strings")
+    _badge_bytes(uid)
     agent = request.app[_AGENT]
     session = await _call(agent.guard_login, uid, pin)
     return web.json_response(
@@ -185,6 +240,8 @@ async def guard_action(request: web.Request) -> web.Response:
     alarm = body.get("alarm")
     if not isinstance(action, str) or not isinstance(reason, str):
         raise _BadRequest("'action' and 'reason' must be strings")
+    if alarm is not None and not isinstance(alarm, str):
+        raise _BadRequest("'alarm' must be a string")
     door = await _call(
         request.app[_AGENT].guard_action, _token(request) or "", action, reason, alarm
     )
@@ -223,6 +280,8 @@ async def checkin(request: web.Request) -> web.Response:
             photo = base64.b64decode(body["photo_jpeg_b64"], validate=True)
         except (binascii.Error, TypeError) as exc:
             raise _BadRequest("'photo_jpeg_b64' is not base64") from exc
+        if photo and not photo.startswith(_JPEG_MAGIC):
+            raise _BadRequest("'photo_jpeg_b64' is not a JPEG image")
     result = await _call(
         request.app[_AGENT].checkin,
         invitation_id,
@@ -245,6 +304,8 @@ def make_app(agent: Agent) -> web.Application:
     """Return the aiohttp application serving ``agent``."""
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
     app[_AGENT] = agent
+    app[_STREAMS] = set()
+    app.on_shutdown.append(_end_streams)
     prefix = f"/{API_VERSION}"
     app.router.add_get(f"{prefix}/status", status)
     app.router.add_post(f"{prefix}/present", present)
@@ -259,8 +320,12 @@ def make_app(agent: Agent) -> web.Application:
     return app
 
 
+class SocketInUse(RuntimeError):
+    """Another agent is serving on the socket path (a second ``edge-agent run``)."""
+
+
 def _remove_stale_socket(path: Path) -> None:
-    """Delete a socket file left by a crashed agent; refuse if one is still serving."""
+    """Delete a socket file left by a crashed agent; raise SocketInUse if one still serves."""
     if not path.exists():
         return
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -269,13 +334,18 @@ def _remove_stale_socket(path: Path) -> None:
     except OSError:
         path.unlink()  # nobody listens: a leftover
     else:
-        raise RuntimeError(f"another agent is serving on {path}")
+        raise SocketInUse(f"another agent is serving on {path}")
     finally:
         probe.close()
 
 
 async def start_server(agent: Agent, path: Path, mode: int) -> web.AppRunner:
-    """Serve the local API on the Unix socket ``path`` with file mode ``mode``."""
+    """Serve the local API on the Unix socket ``path`` with file mode ``mode``.
+
+    Returns the started runner (``await runner.cleanup()`` stops it). Raises
+    :class:`SocketInUse` if another agent answers on ``path``; a socket file
+    left by a crashed agent is removed.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_socket(path)
     runner = web.AppRunner(make_app(agent), access_log=None, shutdown_timeout=2.0)

@@ -72,9 +72,18 @@ def cmd_selftest(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the agent daemon until SIGTERM."""
+    from edge_agent.api import SocketInUse
     from edge_agent.service import run
+    from edge_agent.store import StoreError
 
-    return run(_load(args))
+    cfg = _load(args)
+    try:
+        return run(cfg)
+    except (StoreError, SocketInUse) as exc:
+        # Another agent holds the journal or the socket, or the disk failed:
+        # say so in one line for journalctl rather than with a traceback.
+        print(f"edge-agent: cannot run: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def cmd_safe_state(args: argparse.Namespace) -> int:
@@ -99,9 +108,12 @@ def cmd_present(args: argparse.Namespace) -> int:
         if args.qr is not None:
             decision = client.present_qr(args.qr, source="cli")
         else:
-            decision = client.present_badge(args.badge_uid, args.sun_url)
+            decision = client.present_badge(args.badge_uid, args.sun_url, source="cli")
     except AgentUnavailable as exc:
-        print(f"edge-agent: {exc}", file=sys.stderr)
+        print(
+            f"edge-agent: no running agent answered ({exc}); is `edge-agent run` up?",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     except ApiError as exc:
         print(f"edge-agent: the agent refused the request: {exc}", file=sys.stderr)

@@ -7,12 +7,14 @@ every call has a timeout.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 
 class AgentUnavailable(ConnectionError):
@@ -100,9 +102,11 @@ class AgentClient:
         """POST /v1/present with a QR payload."""
         return self.request("POST", "/v1/present", {"qr": text, "source": source})
 
-    def present_badge(self, uid_hex: str, sun_url: str | None = None) -> dict[str, Any]:
+    def present_badge(
+        self, uid_hex: str, sun_url: str | None = None, source: str = "api"
+    ) -> dict[str, Any]:
         """POST /v1/present with a badge UID (and SUN URL)."""
-        body: dict[str, Any] = {"badge_uid": uid_hex}
+        body: dict[str, Any] = {"badge_uid": uid_hex, "source": source}
         if sun_url:
             body["sun_url"] = sun_url
         return self.request("POST", "/v1/present", body)
@@ -126,6 +130,23 @@ class AgentClient:
             body["alarm"] = alarm
         return self.request("POST", "/v1/guard/actions", body)
 
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        """GET /v1/guard/recent: the latest journal events, newest first (guard only)."""
+        return self.request("GET", f"/v1/guard/recent?limit={int(limit)}")["events"]
+
+    def visitors(self, query: str) -> list[dict[str, Any]]:
+        """GET /v1/visitors: invitations whose visitor name starts with ``query`` (guard only)."""
+        return self.request("GET", f"/v1/visitors?q={quote(query)}")["visitors"]
+
+    def checkin(
+        self, invitation_id: str, *, consent: bool, photo_jpeg: bytes | None = None
+    ) -> dict[str, Any]:
+        """POST /v1/checkin; the photo is sent only with the visitor's consent."""
+        body: dict[str, Any] = {"invitation_id": invitation_id, "consent": consent}
+        if photo_jpeg is not None:
+            body["photo_jpeg_b64"] = base64.b64encode(photo_jpeg).decode("ascii")
+        return self.request("POST", "/v1/checkin", body)
+
     def simulate(self, action: str, **body: Any) -> dict[str, Any]:
         """POST /v1/sim/{action} (simulated hardware only)."""
         return self.request("POST", f"/v1/sim/{action}", body)
@@ -144,7 +165,8 @@ class AgentClient:
             if response.status != 200:
                 raise AgentUnavailable(f"event stream refused: {response.status}")
             while True:
-                line = response.fp.readline()
+                # HTTPResponse.readline undoes the chunked transfer encoding.
+                line = response.readline()
                 if not line:
                     return
                 if line.startswith(b"data: "):

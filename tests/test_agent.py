@@ -13,7 +13,7 @@ import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -221,9 +221,12 @@ class Rig:
         return self.agent.guard_login(GUARD_UID, GUARD_PIN).token
 
 
-@pytest.fixture
-def make_rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
-    """Build a rig; ``delta`` replaces the base delta, other kwargs are config sections."""
+@contextmanager
+def rigs(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
+    """Build rigs under ``tmp_path``; all are closed when the block ends.
+
+    ``delta`` replaces the base delta, other keyword arguments are config sections.
+    """
     stacks: list[ExitStack] = []
     counter = iter(range(1000))
 
@@ -263,9 +266,18 @@ def make_rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
         stack.callback(agent.close)
         return Rig(agent, store, devices, scheduler, clock, config, stack)
 
-    yield build
-    for stack in reversed(stacks):
-        stack.close()
+    try:
+        yield build
+    finally:
+        for stack in reversed(stacks):
+            stack.close()
+
+
+@pytest.fixture
+def make_rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
+    """Build a rig (see :func:`rigs`)."""
+    with rigs(tmp_path) as build:
+        yield build
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = 5.0) -> Any:
@@ -909,6 +921,7 @@ def test_close_stops_the_reader_locks_and_journals(make_rig):
     assert not rig.relay
     assert [e.type for e in rig.events()][-1] == "agent.stopped"
     assert len(rig.events("agent.stopped")) == 1
+    assert rig.events("agent.stopped")[0].payload["relay_energised"] is False
 
 
 # -- key rotation without restart ----------------------------------------------------------
