@@ -124,7 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     events = sub.add_parser("events", help="what the central received, per device")
     _url_option(events, leaf=False)
     events.add_argument("--json", action="store_true")
-    events.add_argument("--verify", action="store_true", help="walk each stored chain again")
+    events.add_argument(
+        "--verify",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="walk each stored chain again from the database (default; --no-verify skips it)",
+    )
     events.add_argument("--device", default=None, help="also list this device's events")
 
     faults, fault_sub = _group(sub, "faults", "fault injection (default action: list)")
@@ -416,6 +421,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CentralUnreachable as exc:
         print(f"portier-central: central unreachable: {exc}", file=sys.stderr)
         return 3
+    except OSError as exc:
+        # serve: the address is taken or the data directory is not writable.
+        print(f"portier-central: {exc}", file=sys.stderr)
+        return 1
     except ValueError as exc:
         parser.exit(2, f"portier-central: {exc}\n")
     return 0

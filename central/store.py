@@ -27,7 +27,6 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from edge_agent.store.encoding import (
@@ -1613,8 +1612,3 @@ class _Transaction:
             self._conn.execute("COMMIT")
         else:
             self._conn.execute("ROLLBACK")
-
-
-def open_store(data_dir: Path | str, **settings: Any) -> CentralStore:
-    """Return a :class:`CentralStore` on *data_dir* (a convenience for tests and tools)."""
-    return CentralStore(CentralSettings(data_dir=Path(data_dir), **settings))

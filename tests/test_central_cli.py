@@ -265,7 +265,7 @@ def test_events_view(central: CentralProcess, tmp_path: Path) -> None:
     batch = ChainBuilder().events(7)
     for _ in range(2):
         session.post(f"{central.url}/v1/events", json={"events": batch}, timeout=TIMEOUT)
-    view = json.loads(ok("events", "--url", central.url, "--json", "--verify"))
+    view = json.loads(ok("events", "--url", central.url, "--json"))
     mine = next(d for d in view["devices"] if d["device_id"] == "cli-events")
     assert mine["unique_events"] == 7 and mine["duplicates_seen"] == 7
     assert mine["chain_ok"] is True and mine["chain_verified"] is True
@@ -275,6 +275,9 @@ def test_events_view(central: CentralProcess, tmp_path: Path) -> None:
     assert [e["id"] for e in mine["events"]] == [e["id"] for e in batch]
     text = ok("events", "--url", central.url)
     assert "cli-events (hq/lobby): 7 events, 7 duplicates, 0 rejected" in text
+    assert "chain ok, re-verified" in text
+    quick = json.loads(ok("events", "--url", central.url, "--json", "--no-verify"))
+    assert {d["chain_verified"] for d in quick["devices"]} == {None}
 
 
 def test_faults_on_list_off(central: CentralProcess) -> None:
@@ -364,6 +367,12 @@ def test_schedule_door_settings_and_device_disable(
     _, session = enroll_device(central.url, device_id="cli-disabled")
     ok("device", "disable", "--url", central.url, "--device", "cli-disabled")
     assert session.get(f"{central.url}/v1/deltas", timeout=TIMEOUT).status_code == 403
+
+
+def test_serve_on_a_busy_port_fails_cleanly(central: CentralProcess, tmp_path: Path) -> None:
+    result = cli("serve", "--port", str(central.info["port"]), "--data", str(tmp_path))
+    assert result.returncode == 1
+    assert "address" in result.stderr.lower() and "Traceback" not in result.stderr
 
 
 def test_url_from_the_environment(central: CentralProcess) -> None:

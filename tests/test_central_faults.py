@@ -163,6 +163,20 @@ def test_response_lost_after_commit_then_retry_is_duplicate(central: CentralProc
     assert device.stored() == 5
 
 
+def test_lost_enrollment_answer_is_recovered_by_the_same_device(central: CentralProcess) -> None:
+    with central.admin() as admin:
+        token = admin.create_enroll_token("lobby")["enroll_token"]
+    url = f"{central.url}/v1/enroll"
+    body = {"enroll_token": token, "device_id": "fault-enroll"}
+    fault(central, "lost_after_commit", endpoint="enroll", count=1)
+    with pytest.raises(requests.ConnectionError):
+        requests.post(url, json=body, timeout=TIMEOUT)
+    other = requests.post(url, json={**body, "device_id": "thief"}, timeout=TIMEOUT)
+    assert other.status_code == 409
+    again = requests.post(url, json=body, timeout=TIMEOUT)
+    assert again.status_code == 201 and again.json()["device_id"] == "fault-enroll"
+
+
 def test_every_nth_request(central: CentralProcess) -> None:
     device = Device(central)
     fault(central, "error", endpoint="events", every=2)
