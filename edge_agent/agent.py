@@ -284,6 +284,8 @@ class Agent:
         self._reader_stop = threading.Event()
         self._reader_thread: threading.Thread | None = None
         self._closed = False
+        #: The central link (edge_agent.sync.CentralLink) when one runs: status reads it.
+        self.link: Any = None
         self.journal(
             "agent.started",
             {"device": config.device.id, "door": door_cfg.id, "mode": door_cfg.mode},
@@ -297,6 +299,26 @@ class Agent:
         event = self.store.journal.append(kind, payload)
         self.bus.publish(kind, {"seq": event.seq, "event_id": event.id, **payload})
         return event
+
+    def _journal_many(self, items: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+        """Append several events in one durable commit and publish them live."""
+        events = self.store.journal.append_many(items)
+        for event, (kind, payload) in zip(events, items, strict=True):
+            self.bus.publish(kind, {"seq": event.seq, "event_id": event.id, **payload})
+        return events
+
+    def _shared_claim(self, decision: Decision) -> tuple[str, dict[str, Any]] | None:
+        """The event that tells the central about a claim (single use, SUN counter).
+
+        Only with a central to tell: these events exist for the sync protocol.
+        """
+        if not decision.granted or decision.claim is None or not self.config.central.url:
+            return None
+        what, ident, value = decision.claim
+        if what == "invitation":
+            payload = {"invitation_id": ident, "door": self.config.door.id, "expires": int(value)}
+            return ("invitation.used", payload)
+        return ("badge.counter", {"uid": ident.lower(), "counter": int(value)})
 
     def _door_event(self, kind: str, payload: dict[str, Any]) -> None:
         # Door events come from input/timer threads with the door's lock held:
@@ -321,7 +343,13 @@ class Agent:
         if decision.granted and decision.claim is not None:
             decision = self._claim(decision)
         payload = {"door": self.config.door.id, "source": source, **decision.to_dict()}
-        event = self.journal("access.decision", payload)
+        shared = self._shared_claim(decision)
+        if shared is None:
+            event = self.journal("access.decision", payload)
+        else:
+            # Journaled with the decision, in one commit, for the central to share
+            # with every door of the site (docs/central-api.yaml, /v1/events).
+            event = self._journal_many([("access.decision", payload), shared])[0]
         if decision.granted and self.door is not None:
             try:
                 self.door.grant(by=f"{decision.kind}:{decision.credential_id}")
@@ -563,7 +591,8 @@ class Agent:
             "site": self.config.device.site,
             "door": self.door.snapshot() if self.door is not None else None,
             "door_id": self.config.door.id,
-            "online": False,
+            "online": bool(self.link is not None and self.link.online),
+            "sync": self.link.status() if self.link is not None else None,
             "last_sync": self.store.cache.downlink().last_sync_ms,
             "cache_staleness_s": None if stale is None else round(stale, 1),
             "events_waiting": counts.backlog,

@@ -110,15 +110,31 @@ class PathsSection:
 
 @dataclass(frozen=True)
 class CentralSection:
-    """The central identity-and-access API (optional: a door works offline without it)."""
+    """The central identity-and-access API (optional: a door works offline without it).
+
+    How the agent uses each key is in ``docs/sync.md``.
+    """
 
     url: str | None = None
+    #: CA bundle that verifies the central's TLS certificate (None: the system's CAs).
     ca_file: Path | None = None
     timeout_s: float = 10.0
     batch_size: int = 500
     sync_interval_s: float = 5.0
     heartbeat_interval_s: float = 60.0
     clock_drift_alarm_s: float = 120.0
+    #: Where enrollment stores the device credential (default: state_dir/central-credential.json).
+    credential_file: Path | None = None
+    #: Retry delays: full jitter, uniform(0, min(cap, base * 2**attempt)).
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 60.0
+    #: Changes asked for per deltas page.
+    deltas_page: int = 500
+    #: The backlog alarm: events waiting, age of the oldest one, or the share of the
+    #: free disk space the backlog would take (whichever comes first).
+    backlog_alarm_events: int = 100_000
+    backlog_alarm_age_s: float = 86_400.0
+    backlog_alarm_disk_fraction: float = 0.25
 
     def __post_init__(self) -> None:
         if self.url is not None and not re.match(r"^https?://[^/\s]+", self.url):
@@ -127,6 +143,24 @@ class CentralSection:
             raise ValueError("timeout_s: must be between 0.1 and 300 seconds")
         if not 1 <= self.batch_size <= 10_000:
             raise ValueError("batch_size: must be between 1 and 10000")
+        for name, low, high in (
+            ("sync_interval_s", 0.05, 86_400),
+            ("heartbeat_interval_s", 0.1, 86_400),
+            ("clock_drift_alarm_s", 0.001, 86_400),
+            ("backoff_base_s", 0.001, 3600),
+            ("backoff_cap_s", 0.001, 86_400),
+            ("backlog_alarm_age_s", 1, 365 * 86_400),
+        ):
+            if not low <= getattr(self, name) <= high:
+                raise ValueError(f"{name}: must be between {low} and {high} seconds")
+        if self.backoff_cap_s < self.backoff_base_s:
+            raise ValueError("backoff_cap_s: must not be below backoff_base_s")
+        if not 1 <= self.deltas_page <= 1000:
+            raise ValueError("deltas_page: must be between 1 and 1000")
+        if self.backlog_alarm_events < 1:
+            raise ValueError("backlog_alarm_events: must be at least 1")
+        if not 0 < self.backlog_alarm_disk_fraction <= 1:
+            raise ValueError("backlog_alarm_disk_fraction: must be in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -212,7 +246,11 @@ def parse_config(data: dict[str, Any], base_dir: Path, source: Path | None = Non
         state_dir=_resolve(base_dir, cfg.paths.state_dir),
         socket=_resolve(base_dir, cfg.paths.socket),
     )
-    central = dataclasses.replace(cfg.central, ca_file=_resolve(base_dir, cfg.central.ca_file))
+    central = dataclasses.replace(
+        cfg.central,
+        ca_file=_resolve(base_dir, cfg.central.ca_file),
+        credential_file=_resolve(base_dir, cfg.central.credential_file),
+    )
     hardware = cfg.hardware
     if hardware.camera is not None and hardware.camera.replay_path is not None:
         camera = dataclasses.replace(

@@ -106,11 +106,24 @@ async def serve(
 
 
 def run(config: AgentConfig) -> int:
-    """Run the agent until SIGTERM; return the process exit code."""
+    """Run the agent until SIGTERM; return the process exit code.
+
+    With ``[central] url`` set, the central link (:mod:`edge_agent.sync`) runs
+    beside the local API: started once the socket is up, stopped before the
+    agent closes.
+    """
     agent, store, devices = open_agent(config)
+    link = None
     try:
-        asyncio.run(serve(agent, config))
+        if config.central.url:
+            from edge_agent.sync import CentralLink
+
+            link = CentralLink(agent, config)
+            agent.link = link
+        asyncio.run(serve(agent, config, extra_tasks=[link.start] if link else None))
     finally:
+        if link is not None:
+            link.stop()
         agent.close()
         devices.close()
         store.close()
