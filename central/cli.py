@@ -116,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--disabled", action="store_true")
     add.add_argument("--valid-from", default=None)
     add.add_argument("--valid-until", default=None)
+    add.add_argument("--role", choices=("guard",), default=None, help="a guard's badge")
+    add.add_argument(
+        "--pin", default=None, help="the guard's PIN (4-12 digits; only its salted hash is sent)"
+    )
+    add.add_argument("--guard-id", default=None, help="the guard's id (default: the UID)")
     add.add_argument("--json", action="store_true")
     for name, text in (("revoke", "revoke a badge"), ("delete", "forget a badge")):
         leaf = _leaf(badge, name, text)
@@ -340,7 +345,17 @@ def _run(admin: CentralAdmin, args: argparse.Namespace) -> int:
     elif command == "invite" and action == "revoke":
         _print_json(admin.revoke_invitation(args.invitation_id))
     elif command == "badge" and action == "add":
+        guard: dict[str, Any] = {}
+        if args.role is not None:
+            if args.pin is None:
+                raise UsageError("badge add --role guard: give --pin")
+            from edge_agent.guards import hash_pin
+
+            guard = {"role": args.role, "pin_hash": hash_pin(args.pin), "guard_id": args.guard_id}
+        elif args.pin is not None or args.guard_id is not None:
+            raise UsageError("badge add: --pin and --guard-id need --role guard")
         result = admin.put_badge(
+            **guard,
             uid=args.uid,
             holder=args.holder,
             doors=args.door,

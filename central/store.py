@@ -279,6 +279,34 @@ def _only(field: str, body: Mapping[str, Any], allowed: Iterable[str]) -> None:
         raise BadRequest(f"{field}: unknown fields {sorted(unknown)}")
 
 
+#: A guard's PIN hash as edge_agent.guards.hash_pin writes it: scrypt$N$r$p$salt$hash.
+_PIN_HASH_RE = re.compile(
+    r"scrypt\$[0-9]{4,8}\$[0-9]{1,2}\$[0-9]\$[A-Za-z0-9_-]{16,64}\$[A-Za-z0-9_-]{32,88}"
+)
+
+
+def _guard_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the optional guard fields of a badge (role, PIN hash, guard id), checked.
+
+    A guard's badge opens the guard console at a kiosk with the PIN whose salted
+    hash it carries; the PIN itself never reaches the central or a device.
+    """
+    fields: dict[str, Any] = {}
+    role = body.get("role")
+    if role is not None:
+        if role != "guard":
+            raise BadRequest("role: must be 'guard' (or absent for an ordinary badge)")
+        pin_hash = body.get("pin_hash")
+        if not isinstance(pin_hash, str) or not _PIN_HASH_RE.fullmatch(pin_hash):
+            raise BadRequest("pin_hash: a guard badge needs a scrypt PIN hash (hash_pin)")
+        fields.update(role=role, pin_hash=pin_hash)
+        if body.get("guard_id") is not None:
+            fields["guard_id"] = _name("guard_id", body["guard_id"])
+    elif body.get("pin_hash") is not None or body.get("guard_id") is not None:
+        raise BadRequest("role: pin_hash and guard_id are for role 'guard' only")
+    return fields
+
+
 def _int_field(event: Mapping[str, Any], field: str, low: int, high: int) -> int:
     value = event.get(field)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -1198,6 +1226,9 @@ class CentralStore:
                 "enabled",
                 "not_before",
                 "not_after",
+                "role",
+                "pin_hash",
+                "guard_id",
             ),
         )
         uid = normalize_uid(body.get("uid"))
@@ -1217,6 +1248,7 @@ class CentralStore:
         }
         if not badge["doors"] and not badge["zones"]:
             raise BadRequest("doors: a badge needs at least one door or zone")
+        badge.update(_guard_fields(body))
         if (
             badge["not_before"] is not None
             and badge["not_after"] is not None
