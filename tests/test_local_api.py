@@ -719,6 +719,16 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
     done = cli("journal", "verify", "--config", str(agent.config))
     assert done.returncode == 0 and f"{len(events)} events" in done.stdout
 
+    # Tamper with the agent's own file: the decision now says someone else came in.
+    with sqlite3.connect(agent.database) as db:
+        db.execute(
+            "UPDATE events SET payload = replace(payload, 'Ada Lovelace', 'Eve') WHERE seq = ?",
+            (decision["seq"],),
+        )
+    done = cli("journal", "verify", "--config", str(agent.config))
+    assert done.returncode == 1
+    assert f"BROKEN at seq {decision['seq']}" in done.stdout
+
 
 def test_second_agent_on_the_same_socket_refuses_to_start(served: Served, tmp_path: Path) -> None:
     config = write_config(tmp_path)
