@@ -147,6 +147,40 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_enroll(args: argparse.Namespace) -> int:
+    """Enroll with the central using a one-time token; store the device credential."""
+    from edge_agent.enroll import EnrollError, credential_path, enroll
+
+    cfg = _load(args)
+    token = sys.stdin.readline().strip() if args.token == "-" else args.token
+    try:
+        credential = enroll(
+            cfg,
+            token,
+            wait_s=args.wait,
+            progress=lambda line: print(f"edge-agent: {line}", file=sys.stderr, flush=True),
+        )
+    except EnrollError as exc:
+        print(f"edge-agent: enrollment failed ({exc.code}): {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(
+        f"enrolled: device {credential.device_id} at {credential.site}/{credential.door}, "
+        f"credential in {credential_path(cfg)}"
+    )
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the demo: reference central + agent on simulated hardware (+ kiosk)."""
+    from edge_agent.demo import DemoError, run_demo
+
+    try:
+        return run_demo(Path(args.dir), headless=args.headless)
+    except DemoError as exc:
+        print(f"edge-agent demo: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
 def cmd_journal_verify(args: argparse.Namespace) -> int:
     """Verify the journal's hash chain; report the first broken link."""
     from edge_agent.store import Store, StoreSettings
@@ -239,6 +273,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--timeout", type=float, default=5.0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "enroll",
+        help="enroll with the central using a one-time token",
+        description="Trade the installer's one-time token for this device's credential "
+        "(stored in the state directory, mode 0600). A running agent picks it up without a "
+        "restart. Exit 0 when enrolled, 1 when the central refused or could not be reached.",
+    )
+    with_config(p)
+    p.add_argument("--token", required=True, help="the one-time enrollment token ('-': stdin)")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="keep retrying this long while the central cannot be reached (default: one try)",
+    )
+    p.set_defaults(func=cmd_enroll)
+
+    p = sub.add_parser(
+        "demo",
+        help="run the demo: reference central and an agent on simulated hardware",
+        description="Start the reference central and an agent on simulated hardware, write "
+        "their configuration into DIR (DIR/agent.toml), enroll the agent, seed credentials, "
+        "print one JSON line {central_url, door, config, agent_pid, central_pid} once both "
+        "are ready, and run until SIGTERM. Without --headless the kiosk starts too.",
+    )
+    p.add_argument("--dir", required=True, help="the demo directory (created)")
+    p.add_argument("--headless", action="store_true", help="no kiosk: central and agent only")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("journal", help="journal tools")
     jsub = p.add_subparsers(dest="journal_command", required=True, metavar="COMMAND")

@@ -1,0 +1,504 @@
+"""``edge-agent demo``: a reference central and an agent on simulated hardware, wired up.
+
+``edge-agent demo --headless --dir DIR``:
+
+1. starts the reference central (``python -m central serve --port 0 --data DIR/central``)
+   and reads its ready line;
+2. seeds it: the active signing key, a staff badge, a guard badge (role guard, PIN
+   hash), a revoked badge, and invitations (valid, single-use, expired, not yet valid,
+   for another door, revoked; plus a forged one signed with a key the central never
+   had);
+3. writes ``DIR/agent.toml`` -- the packaged simulator configuration with absolute
+   paths, state and socket under ``DIR``, ``[central] url`` and a one-second sync
+   interval -- and enrolls the agent with a one-time token;
+4. starts the agent (``edge-agent run --config DIR/agent.toml``), waits until it has
+   synced, writes the kiosk's demo material (``DIR/demo/demo.json``, the format of
+   :mod:`kiosk.demo_material`), and prints ONE JSON line on stdout::
+
+       {"central_url": ..., "door": ..., "config": ..., "agent_pid": ..., "central_pid": ...}
+
+5. runs until SIGTERM or SIGINT, then stops its children (SIGTERM, then SIGKILL after
+   15 s) and exits 0. The children get ``PR_SET_PDEATHSIG`` (Linux ``prctl``), so
+   they receive SIGTERM even when the demo itself is killed with SIGKILL.
+
+Without ``--headless`` the kiosk (``kiosk --demo DIR``) is started as a third child
+once the agent is ready (:func:`kiosk_command`); it needs a display.
+
+Everything the demo prints besides the JSON line goes to stderr; the children's logs
+go to ``DIR/central.log`` and ``DIR/agent.log``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import secrets
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_agent.config import load_config, simulator_config_path
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DEMO_DEVICE",
+    "DEMO_DOOR",
+    "DemoError",
+    "DemoSeed",
+    "kiosk_command",
+    "run_demo",
+    "write_agent_config",
+]
+
+DEMO_DEVICE = "demo-gate-a"
+DEMO_DOOR = "gate-a"
+DEMO_ZONE = "perimeter"
+STAFF_UID = "04A1B2C3D4E5F6"
+GUARD_UID = "04C0FFEE000001"
+GUARD_PIN = "2468"
+REVOKED_UID = "04BADBAD000001"
+UNKNOWN_UID = "04DEADBEEF0001"
+
+#: How long the demo waits for each child to be ready, and for the first sync.
+READY_TIMEOUT_S = 60.0
+#: How long a child gets to stop after SIGTERM before it is killed.
+STOP_TIMEOUT_S = 15.0
+
+_PR_SET_PDEATHSIG = 1
+
+
+class DemoError(Exception):
+    """The demo could not start (a child failed, timed out, or the seeding was refused)."""
+
+
+@dataclass
+class DemoSeed:
+    """What the demo put into the central (for the demo material and the tests)."""
+
+    site: str
+    door: str
+    invitations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    badges: dict[str, str] = field(default_factory=dict)
+    guard_uid: str = GUARD_UID
+    guard_pin: str = GUARD_PIN
+
+
+# -- children ----------------------------------------------------------------------------
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking the kernel to SIGTERM the child when the demo dies
+    (``prctl(PR_SET_PDEATHSIG)``); None where there is no such call (not Linux)."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    except (OSError, AttributeError):
+        return None
+
+    def setup() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        # The parent may have died before prctl: then nobody would ever signal us.
+        if os.getppid() != parent_pid:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return setup
+
+
+def _python_command(module_main: str, *args: str) -> list[str]:
+    """Run ``module_main`` (``package.module:function``) with this interpreter."""
+    module, _, function = module_main.partition(":")
+    code = f"import sys; from {module} import {function}; sys.exit({function}())"
+    return [sys.executable, "-c", code, *args]
+
+
+def _script(name: str, module_main: str, *args: str) -> list[str]:
+    """The installed console script next to this interpreter, or the module's entry point."""
+    script = Path(sys.executable).with_name(name)
+    if script.exists():
+        return [str(script), *args]
+    return _python_command(module_main, *args)
+
+
+def kiosk_command(demo_dir: Path) -> list[str]:
+    """The command that starts the kiosk against the demo (``kiosk --demo DIR``).
+
+    This is the hook the non-headless demo uses; the kiosk finds the agent's
+    socket, the demo camera and the demo material through ``DIR``.
+    """
+    return _script("kiosk", "kiosk.cli:main", "--demo", str(demo_dir))
+
+
+class _Child:
+    def __init__(self, name: str, process: subprocess.Popen[Any]) -> None:
+        self.name = name
+        self.process = process
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> int | None:
+        process = self.process
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                log.warning(
+                    "demo: %s did not stop within %.0f s: killing it", self.name, STOP_TIMEOUT_S
+                )
+                process.kill()
+                process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+        return process.returncode
+
+
+def _spawn(name: str, command: list[str], log_path: Path, *, stdout_pipe: bool = False) -> _Child:
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if stdout_pipe else log_file,
+            stderr=log_file,
+            # Only a C call runs between fork and exec; the demo starts its
+            # children from its main thread.
+            preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    return _Child(name, process)
+
+
+def _read_line(child: _Child, timeout_s: float) -> str:
+    stream = child.process.stdout
+    assert stream is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        if not selector.select(timeout_s):
+            raise DemoError(f"{child.name} printed nothing within {timeout_s:.0f} s")
+    line = stream.readline()
+    if not line:
+        raise DemoError(f"{child.name} exited with status {child.process.wait()}")
+    return line.decode() if isinstance(line, bytes) else line
+
+
+# -- configuration -----------------------------------------------------------------------
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))  # a TOML basic string is a JSON string here
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def _toml(tables: Mapping[str, Mapping[str, Any]]) -> str:
+    lines = []
+    for name, table in tables.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in table.items())
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_agent_config(demo_dir: Path, central_url: str, site: str) -> Path:
+    """Write ``demo_dir/agent.toml``: the simulator configuration with absolute paths,
+    state and socket under ``demo_dir``, and the central at ``central_url``; return it."""
+    simulator = simulator_config_path()
+    base = tomllib.loads(simulator.read_text(encoding="utf-8"))
+    hardware = base.get("hardware", {})
+    camera = dict(hardware.get("camera", {}))
+    if "replay_path" in camera:
+        camera["replay_path"] = str((simulator.parent / camera["replay_path"]).resolve())
+    tables: dict[str, dict[str, Any]] = {
+        "device": {"id": DEMO_DEVICE, "site": site, "name": "Demo gate A"},
+        "door": {
+            "id": DEMO_DOOR,
+            "zones": [DEMO_ZONE],
+            "unlock_s": 5,
+            "held_open_s": 30,
+            # The simulated reader sends bare UIDs (no NTAG 424 keys in the demo).
+            "accept_uid": True,
+        },
+        "paths": {
+            "state_dir": str(demo_dir / "state"),
+            "socket": str(demo_dir / "agent.sock"),
+        },
+        "central": {
+            "url": central_url,
+            "timeout_s": 5.0,
+            "sync_interval_s": 1.0,
+            "heartbeat_interval_s": 5.0,
+            "backoff_base_s": 0.2,
+            "backoff_cap_s": 5.0,
+        },
+    }
+    for kind in ("gpio", "nfc"):
+        if kind in hardware:
+            tables[f"hardware.{kind}"] = dict(hardware[kind])
+    if camera:
+        tables["hardware.camera"] = camera
+    if "qr" in hardware:
+        tables["hardware.qr"] = dict(hardware["qr"])
+    path = demo_dir / "agent.toml"
+    header = (
+        "# Written by `edge-agent demo`: the simulator appliance wired to the demo central.\n\n"
+    )
+    path.write_text(header + _toml(tables), encoding="utf-8")
+    load_config(path)  # fail here, naming the key, rather than in the child
+    return path
+
+
+# -- seeding -----------------------------------------------------------------------------
+
+
+def seed_central(admin: Any, door: str = DEMO_DOOR) -> DemoSeed:
+    """Put the demo's credentials into the central through its admin API; return them."""
+    from edge_agent.guards import hash_pin
+    from edge_agent.tokens import InvitationClaims, SigningKey, mint
+
+    info = admin.info()
+    site = info["site"]
+    if not info.get("active_kid"):
+        admin.rotate_key()
+        info = admin.info()
+    seed = DemoSeed(site=site, door=door)
+    now = int(time.time())
+    admin.put_badge(uid=STAFF_UID, holder="Sam Staff", doors=[door], kind="uid")
+    admin.put_badge(
+        uid=GUARD_UID,
+        holder="Gail Guard",
+        doors=[door],
+        kind="uid",
+        role="guard",
+        pin_hash=hash_pin(GUARD_PIN),
+        guard_id="gail",
+    )
+    admin.put_badge(uid=REVOKED_UID, holder="Rex Revoked", doors=[door], kind="uid")
+    admin.revoke_badge(REVOKED_UID)
+    seed.badges = {"staff": STAFF_UID, "revoked": REVOKED_UID, "unknown": UNKNOWN_UID}
+
+    def invite(label: str, expect: str, **fields: Any) -> None:
+        fields.setdefault("visitor", "Ada Lovelace")
+        fields.setdefault("host", "Charles Babbage")
+        fields.setdefault("doors", [door])
+        created = admin.create_invitation(**fields)
+        seed.invitations[label] = {
+            "token": created["token"],
+            "id": created["invitation"]["id"],
+            "visitor": fields["visitor"],
+            "host": fields["host"],
+            "expect": expect,
+        }
+
+    invite("valid", "granted")
+    invite("single_use", "granted", visitor="Grace Hopper", single_use=True)
+    invite("expired", "expired", not_before=now - 2 * 86_400, expires=now - 86_400)
+    invite("not_yet_valid", "not_yet_valid", not_before=now + 86_400, expires=now + 2 * 86_400)
+    invite("wrong_door", "wrong_door", doors=["back-door"])
+    invite("revoked", "revoked", visitor="Mallory Revoked")
+    admin.revoke_invitation(seed.invitations["revoked"]["id"])
+    # Signed with a key the central never had, under the central's own key id.
+    forger = SigningKey.from_private_bytes(info["active_kid"], secrets.token_bytes(32))
+    claims = InvitationClaims(
+        invitation_id="i-forged-" + secrets.token_hex(4),
+        visitor="Mallory Forger",
+        site=site,
+        not_before=now - 60,
+        expires=now + 8 * 3600,
+        single_use=False,
+        doors=(door,),
+    )
+    seed.invitations["forged"] = {
+        "token": mint(claims, forger),
+        "id": claims.invitation_id,
+        "visitor": claims.visitor,
+        "host": "",
+        "expect": "bad_signature",
+    }
+    return seed
+
+
+def write_material(demo_dir: Path, seed: DemoSeed) -> Path:
+    """Write the kiosk's demo material into ``demo_dir/demo/``; return the file.
+
+    The format is the kiosk's (:mod:`kiosk.demo_material`, ``demo.json``); where the
+    kiosk package is not installed the same fields go to ``demo/material.json``.
+    """
+    labels = ("valid", "expired", "forged", "not_yet_valid", "wrong_door", "revoked")
+    try:
+        from kiosk import demo_material as dm
+    except ImportError:
+        data = {
+            "invitations": [{"label": k, **v} for k, v in seed.invitations.items()],
+            "badges": [{"label": k, "uid": v} for k, v in seed.badges.items()],
+            "guard": {"uid": seed.guard_uid, "pin": seed.guard_pin, "name": "Gail Guard"},
+        }
+        path = demo_dir / "demo" / "material.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        path.chmod(0o600)
+        return path
+    invitations = tuple(
+        dm.DemoInvitation(
+            label,
+            seed.invitations[label]["token"],
+            visitor=seed.invitations[label]["visitor"],
+            host=seed.invitations[label]["host"],
+            expect=seed.invitations[label]["expect"],
+        )
+        for label in labels
+        if label in dm.INVITATION_LABELS
+    )
+    holders = {"staff": "Sam Staff", "revoked": "Rex Revoked", "unknown": ""}
+    expects = {"staff": "granted", "revoked": "revoked", "unknown": "unknown_badge"}
+    badges = tuple(
+        dm.DemoBadge(label, uid, holder=holders[label], expect=expects[label])
+        for label, uid in seed.badges.items()
+        if label in dm.BADGE_LABELS
+    )
+    material = dm.DemoMaterial(
+        invitations=invitations,
+        badges=badges,
+        guard=dm.DemoGuard(seed.guard_uid, seed.guard_pin, name="Gail Guard"),
+        note="written by edge-agent demo; a single-use invitation: "
+        + seed.invitations["single_use"]["token"],
+    )
+    return dm.write(material, dm.material_path(demo_dir))
+
+
+# -- the orchestrator ------------------------------------------------------------------
+
+
+def _wait_synced(socket: Path, agent: _Child, stop: threading.Event, timeout_s: float) -> None:
+    from edge_agent.client import AgentClient, AgentUnavailable
+
+    client = AgentClient(socket, timeout=5.0)
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline and not stop.is_set():
+        if agent.process.poll() is not None:
+            raise DemoError(f"the agent exited with status {agent.process.returncode}")
+        try:
+            status = client.status()
+        except AgentUnavailable as exc:
+            last = str(exc)
+        else:
+            sync = status.get("sync") or {}
+            if status.get("online") and sync.get("last_sync_ms"):
+                return
+            last = f"online={status.get('online')}, sync={sync}"
+        stop.wait(0.1)
+    if not stop.is_set():
+        raise DemoError(f"the agent did not sync within {timeout_s:.0f} s ({last})")
+
+
+def run_demo(
+    demo_dir: Path,
+    *,
+    headless: bool = True,
+    stop: threading.Event | None = None,
+    out: Any = None,
+) -> int:
+    """Run the demo until ``stop`` is set (or SIGTERM/SIGINT when called from the main
+    thread); return the exit status (0 after a clean stop, 1 if a child died).
+
+    Raises :class:`DemoError` when it cannot start; children started so far are
+    stopped first.
+    """
+    from central.admin import CentralAdmin
+    from edge_agent.enroll import enroll
+
+    out = out or sys.stdout
+    stop = stop or threading.Event()
+    demo_dir = Path(demo_dir).resolve()
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, lambda *_: stop.set())
+    children: list[_Child] = []
+    try:
+        central = _spawn(
+            "central",
+            _python_command(
+                "central.cli:main", "serve", "--port", "0", "--data", str(demo_dir / "central")
+            ),
+            demo_dir / "central.log",
+            stdout_pipe=True,
+        )
+        children.append(central)
+        try:
+            ready = json.loads(_read_line(central, READY_TIMEOUT_S))
+        except ValueError as exc:
+            raise DemoError(f"central's ready line is not JSON: {exc}") from None
+        url = ready["url"]
+        with CentralAdmin(url) as admin:
+            seed = seed_central(admin)
+            enroll_token = admin.create_enroll_token(DEMO_DOOR)["enroll_token"]
+        config_path = write_agent_config(demo_dir, url, seed.site)
+        config = load_config(config_path)
+        enroll(config, enroll_token, wait_s=READY_TIMEOUT_S)
+        agent = _spawn(
+            "agent",
+            _script("edge-agent", "edge_agent.cli:main", "run", "--config", str(config_path)),
+            demo_dir / "agent.log",
+        )
+        children.append(agent)
+        _wait_synced(config.paths.socket, agent, stop, READY_TIMEOUT_S)
+        if stop.is_set():
+            return 0
+        material = write_material(demo_dir, seed)
+        log.info("demo material in %s", material)
+        if not headless:
+            children.append(_spawn("kiosk", kiosk_command(demo_dir), demo_dir / "kiosk.log"))
+        line = {
+            "central_url": url,
+            "door": DEMO_DOOR,
+            "config": str(config_path),
+            "agent_pid": agent.pid,
+            "central_pid": central.pid,
+        }
+        print(json.dumps(line), file=out, flush=True)
+        while not stop.wait(0.2):
+            for child in children:
+                if child.process.poll() is not None:
+                    if child.name == "kiosk":
+                        log.error(
+                            "demo: the kiosk exited (%s); see %s",
+                            child.process.returncode,
+                            demo_dir / "kiosk.log",
+                        )
+                        children.remove(child)
+                        break
+                    log.error(
+                        "demo: the %s exited with status %s", child.name, child.process.returncode
+                    )
+                    return 1
+        return 0
+    finally:
+        # The agent first (it syncs to the central as it stops), the central last.
+        for child in reversed(children):
+            child.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
