@@ -221,9 +221,23 @@ def _toml(tables: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_agent_config(demo_dir: Path, central_url: str, site: str) -> Path:
+def write_agent_config(
+    demo_dir: Path,
+    central_url: str | None,
+    site: str,
+    *,
+    device: str = DEMO_DEVICE,
+    door: str = DEMO_DOOR,
+    door_settings: Mapping[str, Any] | None = None,
+    central: Mapping[str, Any] | None = None,
+) -> Path:
     """Write ``demo_dir/agent.toml``: the simulator configuration with absolute paths,
-    state and socket under ``demo_dir``, and the central at ``central_url``; return it."""
+    state and socket under ``demo_dir``, and the central at ``central_url`` (None: no
+    ``[central]`` url); return it.
+
+    ``door_settings`` and ``central`` override keys of the ``[door]`` and ``[central]``
+    tables (the tests use them for short intervals and staleness limits).
+    """
     simulator = simulator_config_path()
     base = tomllib.loads(simulator.read_text(encoding="utf-8"))
     hardware = base.get("hardware", {})
@@ -231,28 +245,31 @@ def write_agent_config(demo_dir: Path, central_url: str, site: str) -> Path:
     if "replay_path" in camera:
         camera["replay_path"] = str((simulator.parent / camera["replay_path"]).resolve())
     tables: dict[str, dict[str, Any]] = {
-        "device": {"id": DEMO_DEVICE, "site": site, "name": "Demo gate A"},
+        "device": {"id": device, "site": site, "name": f"Demo {door}"},
         "door": {
-            "id": DEMO_DOOR,
+            "id": door,
             "zones": [DEMO_ZONE],
             "unlock_s": 5,
             "held_open_s": 30,
             # The simulated reader sends bare UIDs (no NTAG 424 keys in the demo).
             "accept_uid": True,
+            **(door_settings or {}),
         },
         "paths": {
             "state_dir": str(demo_dir / "state"),
             "socket": str(demo_dir / "agent.sock"),
         },
         "central": {
-            "url": central_url,
             "timeout_s": 5.0,
             "sync_interval_s": 1.0,
             "heartbeat_interval_s": 5.0,
             "backoff_base_s": 0.2,
             "backoff_cap_s": 5.0,
+            **(central or {}),
         },
     }
+    if central_url is not None:
+        tables["central"]["url"] = central_url
     for kind in ("gpio", "nfc"):
         if kind in hardware:
             tables[f"hardware.{kind}"] = dict(hardware[kind])
