@@ -37,6 +37,9 @@ GENESIS_HASH = bytes(32)
 
 _HEADER = struct.Struct(">32sQ16sqqI")
 _U32 = struct.Struct(">I")
+_pack_header = _HEADER.pack
+_pack_u32 = _U32.pack
+_sha256 = hashlib.sha256
 
 _TYPE_RE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*\Z")
 MAX_TYPE_LENGTH = 64
@@ -194,9 +197,20 @@ def event_hash(
     event_type: str,
     payload_json: str,
 ) -> bytes:
-    """Return the 32-byte SHA-256 chain hash of one event."""
-    return hashlib.sha256(
-        event_preimage(prev_hash, seq, event_id, wall_ms, mono_ns, event_type, payload_json)
+    """Return the 32-byte SHA-256 chain hash of one event: the digest of
+    :func:`event_preimage` (written out here because it runs per event)."""
+    type_bytes = event_type.encode("utf-8")
+    payload_bytes = payload_json.encode("utf-8")
+    return _sha256(
+        b"".join(
+            (
+                HASH_TAG,
+                _pack_header(prev_hash, seq, event_id, wall_ms, mono_ns, len(type_bytes)),
+                type_bytes,
+                _pack_u32(len(payload_bytes)),
+                payload_bytes,
+            )
+        )
     ).digest()
 
 

@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from edge_agent.store.db import Database, rollback
 from edge_agent.store.encoding import (
@@ -77,12 +77,13 @@ class SyncStatus(IntEnum):
     DEAD = 3
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One journaled event, as stored.
+class Event(NamedTuple):
+    """One journaled event, as stored (immutable).
 
     ``payload_json`` is the canonical JSON text that was hashed; send it to
     the central verbatim. ``prev_hash`` and ``hash`` are 32 raw bytes.
+    A named tuple rather than a dataclass: bursts create tens of thousands
+    per second and a tuple is built four times faster.
     """
 
     seq: int
@@ -384,18 +385,19 @@ class Journal:
     def _write(self, batch: list[_Request]) -> None:
         """Write ``batch`` in one transaction; caller holds the write lock."""
         conn = self._db.check_writable()
-        clock = self._clock
-        next_id = self._ids.next_bytes
+        wall_clock, mono_clock = self._clock.wall_ms, self._clock.mono_ns
+        next_id, hash_of = self._ids.next_bytes, event_hash
         seq, prev = self._head_seq, self._head_hash
         rows = []
+        add = rows.append
         for req in batch:
             for event_type, payload_json in req.items:
                 seq += 1
-                wall_ms = clock.wall_ms()
-                mono_ns = clock.mono_ns()
+                wall_ms = wall_clock()
+                mono_ns = mono_clock()
                 raw_id = next_id(wall_ms)
-                digest = event_hash(prev, seq, raw_id, wall_ms, mono_ns, event_type, payload_json)
-                rows.append((seq, raw_id, wall_ms, mono_ns, event_type, payload_json, prev, digest))
+                digest = hash_of(prev, seq, raw_id, wall_ms, mono_ns, event_type, payload_json)
+                add((seq, raw_id, wall_ms, mono_ns, event_type, payload_json, prev, digest))
                 prev = digest
         # Each retry after "disk full" follows one more relief step (see
         # _relieve); the loop ends when a step frees nothing.
