@@ -1,0 +1,334 @@
+"""The kiosk's configuration: one TOML file, typed and validated at start-up.
+
+``/etc/portier/kiosk.toml`` on a device (``kiosk --config FILE``). Sections map
+onto frozen dataclasses; camera and QR settings are the hardware packages' own
+:class:`~hardware.camera.CameraSettings` and :class:`~hardware.qr.QRSettings`.
+Unknown keys are refused, types are checked, and every error names the
+dotted key (``ui.idle_timeout_s: ...``). Relative paths are relative to the
+file's folder. ``docs/kiosk.md`` lists every key.
+
+``kiosk --demo DIR`` builds its configuration from the demo directory's
+``agent.toml`` instead (:func:`demo_config`): the agent's socket, and its
+simulated camera and QR settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+
+from hardware.camera import CameraSettings
+from hardware.qr import QRSettings
+
+DEFAULT_PATH = Path("/etc/portier/kiosk.toml")
+#: Languages with a catalogue; the first is the fallback.
+LANGUAGES: tuple[str, ...] = ("en", "fr")
+#: Kivy input set-ups :class:`InputSection` knows (see :func:`kiosk.app.configure_kivy`).
+INPUT_PROVIDERS: tuple[str, ...] = ("mouse", "mtdev", "hidinput")
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or invalid; ``key`` is its dotted path."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{key}: {problem}" if key else problem)
+
+
+def _positive(name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ValueError(f"{name}: {value!r} must be between {low:g} and {high:g}")
+
+
+@dataclass(frozen=True)
+class AgentSection:
+    """How to reach the edge agent's local API."""
+
+    socket: Path = Path("/run/portier/agent.sock")
+    #: Timeout of one call, in seconds.
+    timeout_s: float = 5.0
+    #: Status poll period while the agent answers (seconds).
+    status_interval_s: float = 5.0
+    #: Status poll period while it does not: how fast "out of service" clears.
+    retry_interval_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        _positive("timeout_s", self.timeout_s, 0.2, 60)
+        _positive("status_interval_s", self.status_interval_s, 0.2, 300)
+        _positive("retry_interval_s", self.retry_interval_s, 0.1, 60)
+
+
+@dataclass(frozen=True)
+class ScanSection:
+    """The camera scan loop."""
+
+    #: A code seen again within this many seconds of its last sighting is not presented
+    #: again: holding an invitation up for a while counts once.
+    debounce_s: float = 4.0
+    #: Viewfinder refresh rate (frames per second drawn on screen).
+    viewfinder_fps: float = 15.0
+
+    def __post_init__(self) -> None:
+        _positive("debounce_s", self.debounce_s, 0.5, 600)
+        _positive("viewfinder_fps", self.viewfinder_fps, 1, 60)
+
+
+@dataclass(frozen=True)
+class Directions:
+    """Site-specific directions after the gate, in every language (optional)."""
+
+    en: str
+    fr: str
+
+    def __post_init__(self) -> None:
+        for lang in LANGUAGES:
+            if not getattr(self, lang).strip():
+                raise ValueError(f"{lang}: directions must not be empty")
+
+
+@dataclass(frozen=True)
+class UISection:
+    """The screen."""
+
+    #: Language shown on the attract screen (and after every idle timeout).
+    language: str = "en"
+    #: Seconds without a touch before a visitor screen goes back to the attract screen.
+    idle_timeout_s: float = 45.0
+    #: Seconds an outcome (welcome, denied) stays on screen.
+    outcome_timeout_s: float = 15.0
+    #: Seconds without a touch before a guard is logged out.
+    guard_idle_timeout_s: float = 90.0
+    fullscreen: bool = True
+    #: Window size when not fullscreen (width, height).
+    size: tuple[int, int] = (800, 480)
+    #: Door name shown in the header (the agent's door id when empty).
+    door_name: str = ""
+    directions: Directions | None = None
+    #: Show the on-screen demo panel (also set by ``kiosk --demo``).
+    demo: bool = False
+
+    def __post_init__(self) -> None:
+        if self.language not in LANGUAGES:
+            raise ValueError(f"language: {self.language!r} must be one of {', '.join(LANGUAGES)}")
+        _positive("idle_timeout_s", self.idle_timeout_s, 5, 3600)
+        _positive("outcome_timeout_s", self.outcome_timeout_s, 3, 600)
+        _positive("guard_idle_timeout_s", self.guard_idle_timeout_s, 10, 3600)
+        width, height = self.size
+        if not (320 <= width <= 7680 and 240 <= height <= 4320):
+            raise ValueError(f"size: {self.size!r} must be at least 320x240 and at most 7680x4320")
+
+
+@dataclass(frozen=True)
+class InputSection:
+    """Touch input: exactly one Kivy input provider, so a touch counts once.
+
+    ``mouse`` for a desktop, the demo and the tests (SDL's mouse events, which
+    include touches SDL turns into mouse clicks); ``mtdev`` for a multitouch
+    panel read straight from the kernel (the official 7" display), ``hidinput``
+    for single-touch panels. With ``mtdev``/``hidinput`` the mouse provider is
+    removed, because SDL also turns the panel's touches into mouse events.
+    """
+
+    provider: str = "mouse"
+    #: ``/dev/input/eventN`` (or a by-path link); empty: probe sysfs for the panel.
+    device: str = ""
+
+    def __post_init__(self) -> None:
+        if self.provider not in INPUT_PROVIDERS:
+            raise ValueError(
+                f"provider: {self.provider!r} must be one of {', '.join(INPUT_PROVIDERS)}"
+            )
+        if self.device and not self.device.startswith("/dev/input/"):
+            raise ValueError(f"device: {self.device!r} must be a path under /dev/input/")
+        if self.device and self.provider == "mouse":
+            raise ValueError("device: only for the mtdev and hidinput providers")
+
+
+@dataclass(frozen=True)
+class KioskConfig:
+    """The whole kiosk configuration."""
+
+    camera: CameraSettings
+    agent: AgentSection = field(default_factory=AgentSection)
+    qr: QRSettings = field(default_factory=QRSettings)
+    scan: ScanSection = field(default_factory=ScanSection)
+    ui: UISection = field(default_factory=UISection)
+    input: InputSection = field(default_factory=InputSection)
+    #: The demo directory (``kiosk --demo DIR``); None on a real kiosk.
+    demo_dir: Path | None = None
+    #: The file it was read from (not a key in the file).
+    source: Path | None = field(default=None, compare=False)
+
+
+# -- a small typed TOML -> dataclass builder -------------------------------------------
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _convert(value: Any, tp: Any, path: str) -> Any:
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if value is None and len(args) < len(get_args(tp)):
+            return None
+        problems = []
+        for arg in args:
+            try:
+                return _convert(value, arg, path)
+            except ConfigError as exc:
+                problems.append(exc.problem)
+        raise ConfigError(path, "; ".join(problems))
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path)
+    if origin is tuple:
+        args = get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(path, f"expected a list, got {type(value).__name__}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(path, f"expected {len(args)} items, got {len(value)}")
+        return tuple(
+            _convert(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
+        )
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, f"expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(path, f"expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(path, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(path, f"expected a string, got {value!r}")
+        return value
+    if tp is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(path, f"expected a path, got {value!r}")
+        return Path(value)
+    raise ConfigError(path, f"unsupported type {tp!r}")  # a bug in a settings class
+
+
+def _build(cls: type[T], data: Any, path: str = "") -> T:
+    if not isinstance(data, dict):
+        raise ConfigError(path, f"expected a table, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(_join(path, unknown[0]), f"unknown key (expected: {', '.join(fields)})")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], _join(path, name))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(_join(path, name), "required key is missing")
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        # The settings classes name the field first ("idle_timeout_s: ..."): prefix the table.
+        message = str(exc)
+        key, sep, problem = message.partition(": ")
+        if sep and key in fields:
+            raise ConfigError(_join(path, key), problem) from exc
+        raise ConfigError(path, message) from exc
+
+
+def _resolve(base: Path, value: Path | None) -> Path | None:
+    if value is None or value.is_absolute():
+        return value
+    return (base / value).resolve()
+
+
+def parse_config(data: dict[str, Any], base_dir: Path, source: Path | None = None) -> KioskConfig:
+    """Build a :class:`KioskConfig` from parsed TOML. Raises :class:`ConfigError`."""
+    data = dict(data)
+    if "demo_dir" in data or "source" in data:
+        raise ConfigError("demo_dir" if "demo_dir" in data else "source", "unknown key")
+    cfg = _build(KioskConfig, data)
+    agent = dataclasses.replace(cfg.agent, socket=_resolve(base_dir, cfg.agent.socket))
+    camera = cfg.camera
+    if camera.replay_path is not None:
+        camera = dataclasses.replace(camera, replay_path=_resolve(base_dir, camera.replay_path))
+    return dataclasses.replace(cfg, agent=agent, camera=camera, source=source)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError("", f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"{path} is not UTF-8 text: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"{path} is not valid TOML: {exc}") from exc
+
+
+def load_config(path: str | Path) -> KioskConfig:
+    """Read and validate the kiosk TOML file at ``path``.
+
+    Raises :class:`ConfigError` naming the key (or the file, for a syntax error
+    or an unreadable file).
+    """
+    path = Path(path)
+    return parse_config(_read_toml(path), path.parent.resolve(), source=path)
+
+
+def demo_config(demo_dir: str | Path) -> KioskConfig:
+    """The configuration of ``kiosk --demo DIR``.
+
+    ``DIR/kiosk.toml`` when the orchestrator wrote one; otherwise built from
+    ``DIR/agent.toml``: its ``[paths] socket``, its simulated camera's size and
+    frame rate and its ``[hardware.qr]`` settings, windowed at 800x480 with the
+    demo panel. The demo camera (:mod:`kiosk.demo_camera`) replaces the camera
+    either way. Raises :class:`ConfigError` naming the file and key.
+    """
+    demo_dir = Path(demo_dir).resolve()
+    own = demo_dir / "kiosk.toml"
+    if own.exists():
+        cfg = load_config(own)
+        return dataclasses.replace(
+            cfg, ui=dataclasses.replace(cfg.ui, demo=True), demo_dir=demo_dir
+        )
+    agent_toml = demo_dir / "agent.toml"
+    data = _read_toml(agent_toml)
+    paths = data.get("paths", {})
+    socket = paths.get("socket", str(AgentSection.socket)) if isinstance(paths, dict) else None
+    if not isinstance(socket, str) or not socket:
+        raise ConfigError("paths.socket", f"missing or not a path in {agent_toml}")
+    hardware = data.get("hardware", {}) if isinstance(data.get("hardware"), dict) else {}
+    camera_raw = hardware.get("camera") or {}
+    camera = {
+        "backend": "replay",
+        "replay_path": str(camera_raw.get("replay_path", "sim-camera")),
+        "resolution": camera_raw.get("resolution", [640, 480]),
+        "fps": camera_raw.get("fps", 15.0),
+        "loop": True,
+    }
+    kiosk: dict[str, Any] = {
+        "agent": {"socket": socket},
+        "camera": camera,
+        "ui": {"fullscreen": False, "demo": True},
+    }
+    if isinstance(hardware.get("qr"), dict):
+        kiosk["qr"] = hardware["qr"]
+    try:
+        cfg = parse_config(kiosk, demo_dir, source=agent_toml)
+    except ConfigError as exc:
+        raise ConfigError(exc.key, f"{exc.problem} (derived from {agent_toml})") from exc
+    return dataclasses.replace(cfg, demo_dir=demo_dir)

@@ -1,0 +1,258 @@
+"""Save a screenshot of every kiosk screen, in English and French.
+
+Usage::
+
+    python -m kiosk.screenshots docs/screens --demo DIR [--size 800x480]
+
+``DIR`` is a running demo (``edge-agent demo --headless --dir DIR``, or
+``python tests/test_kiosk_rig.py DIR``): an agent on simulated hardware and
+its demo material. The script drives the real app in-process through real
+flows -- invitations shown to the demo camera, badges tapped on the simulated
+reader, the guard console with a real login -- and saves ``NAME-LANG.png``
+files. It changes the demo agent's state (check-ins, a guard lockout for
+``lockout_s``), so use a demo directory of its own. It needs a display
+(``DISPLAY``, e.g. Xvfb).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from kiosk.config import KioskConfig, demo_config
+
+log = logging.getLogger(__name__)
+
+LANGUAGES = ("en", "fr")
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, _, height = text.partition("x")
+    return int(width), int(height)
+
+
+class Shooter:
+    """Walks through every screen and saves screenshots into ``out``."""
+
+    def __init__(self, driver: Any, out: Path, suffix: str = "") -> None:
+        self.driver = driver
+        self.app = driver.app
+        self.out = out
+        self.suffix = suffix
+        self.saved: list[Path] = []
+
+    def shot(self, name: str) -> None:
+        """Save the window as ``NAME-LANG[-SUFFIX].png``."""
+        lang = self.app.tr.lang
+        path = self.out / f"{name}-{lang}{self.suffix}.png"
+        self.saved.append(self.driver.screenshot(path))
+        log.info("saved %s", path)
+
+    def t(self, msgid: str) -> str:
+        """``msgid`` in the current language (to find a button by its caption)."""
+        return self.app.tr.gettext(msgid)
+
+    def home(self, lang: str) -> None:
+        """The attract screen in ``lang``."""
+        self.app.go_home()
+        self.app.set_language(lang)
+        self.driver.wait_screen("attract")
+
+    def present(self, label: str, expect: str) -> Any:
+        """Show the demo invitation ``label`` to the camera from the scan screen."""
+        self.app.demo_invitation(label)
+        return self.driver.wait_screen(expect, timeout=20)
+
+    def visitor_screens(self, lang: str) -> None:
+        """Attract, scan, welcome, photo, denied, badge outcomes, out of service."""
+        d = self.driver
+        self.home(lang)
+        self.shot("attract")
+        d.tap_text(self.t("Scan my QR invitation"))
+        d.wait_screen("scan")
+        d.wait_for(lambda: self.app.screen.ids.viewfinder.texture is not None, 10, "no frame")
+        self.shot("scan")
+        self.present("valid", "welcome")
+        d.pump(0.6)
+        self.shot("welcome")
+        d.tap_text(self.t("Yes, take my photo"))
+        d.wait_screen("photo")
+        d.wait_for(lambda: self.app.screen.ids.viewfinder.texture is not None, 10, "no frame")
+        self.shot("photo")
+        d.tap_text(self.t("Take photo"))
+        d.wait_for(lambda: self.app.screen.state == "preview", 10, "no preview")
+        self.shot("photo-preview")
+        d.tap_text(self.t("Use this photo"))
+        d.wait_for(lambda: self.app.screen.state == "done", 10, "photo not sent")
+        self.shot("photo-saved")
+        for label, reason in (("expired", "expired"), ("forged", "forged")):
+            self.home(lang)
+            d.tap_text(self.t("Scan my QR invitation"))
+            d.wait_screen("scan")
+            self.present(label, "denied")
+            self.shot(f"denied-{reason}")
+        self.home(lang)
+        self.app.demo_badge("staff")
+        d.wait_screen("welcome")
+        self.shot("welcome-badge")
+        self.home(lang)
+        self.app.demo_badge("unknown")
+        d.wait_screen("denied")
+        self.shot("denied-unknown-badge")
+        self.app.go("out_of_service")  # the screen as shown while the agent is down
+        d.wait_screen("out_of_service")
+        self.shot("out-of-service")
+        self.home(lang)
+
+    def guard_screens(self, lang: str) -> None:
+        """Login (badge, PIN), console, reason, alarm, visitors, events."""
+        d, app = self.driver, self.app
+        material = app.material
+        self.home(lang)
+        d.tap_text(self.t("Staff"))
+        d.wait_screen("guard_login")
+        self.shot("guard-login")
+        app.demo_badge("guard")
+        d.wait_for(lambda: app.screen.step == "pin", 10, "guard badge not read")
+        d.press_keys(app.screen.ids.pinpad, list(material.guard.pin[:2]))
+        self.shot("guard-pin")
+        d.press_keys(app.screen.ids.pinpad, [*material.guard.pin[2:], "ok"])
+        d.wait_screen("guard_console")
+        d.wait_for(lambda: app.status.get("door"), 10, "no status")
+        self.shot("guard-console")
+        d.tap_text(self.t("Lockdown"))
+        d.wait_screen("guard_reason")
+        self.shot("guard-reason")
+        d.tap_text(self.t("Security incident"))
+        d.wait_screen("guard_console")
+        d.wait_for(lambda: app.status["door"]["mode"] == "lockdown", 10, "no lockdown")
+        self.shot("guard-console-lockdown")
+        d.tap_text(self.t("Back to normal"))
+        d.wait_screen("guard_reason")
+        d.tap_text(self.t("Drill or test"))
+        d.wait_screen("guard_console")
+        app.demo_sim("fire", on=True)
+        d.wait_for(lambda: app.screen.ids.alarms.children, 10, "no alarm row")
+        self.shot("guard-console-alarm")
+        app.demo_sim("fire", on=False)
+        d.wait_for(
+            lambda: not any(a["active"] for a in app.status["door"]["alarms"]), 10, "fire on"
+        )
+        d.wait_for(lambda: app.screen.ids.alarms.children, 10, "no alarm row")
+        d.tap_text(self.t("Acknowledge"))
+        d.wait_screen("guard_reason")
+        d.tap_text(self.t("False alarm"))
+        d.wait_screen("guard_console")
+        d.tap_text(self.t("Visitors"))
+        d.wait_screen("guard_visitors")
+        visitor = material.invitation("valid").visitor if material.invitation("valid") else "A"
+        d.press_keys(app.screen.ids.letters, list(visitor.split()[0][:3].upper()))
+        d.tap_text(self.t("Search"))
+        d.wait_for(lambda: app.screen.results, 10, "nobody found")
+        self.shot("guard-visitors")
+        d.tap_text(self.t("Back"))
+        d.wait_screen("guard_console")
+        d.tap_text(self.t("Recent events"))
+        d.wait_screen("guard_events")
+        d.wait_for(lambda: app.screen.ids.events.children, 10, "no events")
+        self.shot("guard-events")
+        d.tap_text(self.t("Back"))
+        d.wait_screen("guard_console")
+        d.tap_text(self.t("Log out"))
+        d.wait_screen("attract")
+
+    def lockout(self) -> None:
+        """Three wrong PINs lock the guard badge; shown in every language."""
+        d, app = self.driver, self.app
+        self.home(LANGUAGES[0])
+        d.tap_text(self.t("Staff"))
+        d.wait_screen("guard_login")
+        app.demo_badge("guard")
+        d.wait_for(lambda: app.screen.step == "pin", 10, "guard badge not read")
+        wrong = "0000" if app.material.guard.pin != "0000" else "1111"
+        for _ in range(6):
+            d.press_keys(app.screen.ids.pinpad, [*wrong, "ok"])
+            d.wait_for(lambda: app.screen.step == "pin", 10, "no answer")
+            if app.screen.locked_for:
+                break
+        for lang in LANGUAGES:
+            app.set_language(lang)
+            self.shot("guard-locked-out")
+
+    def demo_panel(self) -> None:
+        """The demo panel over the attract screen."""
+        app = self.app
+        app.demo = True
+        for lang in LANGUAGES:
+            self.home(lang)
+            app.toggle_demo_panel()
+            self.driver.frames(3)
+            self.shot("demo-panel")
+            app.demo_panel.dismiss()
+            self.driver.frames(2)
+        app.demo = False
+
+
+def shoot(config: KioskConfig, out: Path, *, suffix: str = "", full: bool = True) -> list[Path]:
+    """Run the app on ``config`` (a demo configuration) and save its screens into ``out``.
+
+    ``full`` False saves only the visitor screens. Returns the files saved.
+    Raises ``TimeoutError`` when a step does not happen (the agent is not
+    running, a code is not decoded...).
+    """
+    from kiosk import demo_material, i18n
+    from kiosk.app import configure_kivy
+
+    i18n.ensure_compiled()
+    material = demo_material.load(config.demo_dir) if config.demo_dir else None
+    if material is None or material.guard is None:
+        raise ValueError("the demo directory has no demo material with a guard")
+    configure_kivy(config)
+    from kiosk.ui.app import KioskApp
+    from kiosk.ui.driver import Driver
+
+    # The demo camera stays (config.demo_dir is set); the demo button and panel are hidden
+    # except on the demo panel's own screenshot.
+    shown = dataclasses.replace(config, ui=dataclasses.replace(config.ui, demo=False))
+    app = KioskApp(shown, material=material)
+    driver = Driver(app)
+    shooter = Shooter(driver, out, suffix)
+    driver.start()
+    try:
+        driver.wait_for(lambda: app.online, 20, "the demo agent does not answer")
+        for lang in LANGUAGES:
+            shooter.visitor_screens(lang)
+            if full:
+                shooter.guard_screens(lang)
+        if full:
+            shooter.demo_panel()
+            shooter.lockout()
+    finally:
+        driver.stop()
+    return shooter.saved
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m kiosk.screenshots OUT --demo DIR``."""
+    parser = argparse.ArgumentParser(prog="python -m kiosk.screenshots", description=__doc__)
+    parser.add_argument("out", type=Path, help="folder for the PNG files")
+    parser.add_argument("--demo", type=Path, required=True, metavar="DIR", help="a running demo")
+    parser.add_argument("--size", type=_size, default=(800, 480), help="window size (800x480)")
+    parser.add_argument("--suffix", default="", help="appended to every file name")
+    parser.add_argument("--visitor-only", action="store_true", help="skip the guard screens")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    config = demo_config(args.demo)
+    ui = dataclasses.replace(config.ui, fullscreen=False, size=args.size)
+    config = dataclasses.replace(config, ui=ui)
+    saved = shoot(config, args.out, suffix=args.suffix, full=not args.visitor_only)
+    log.info("saved %d screenshots in %s", len(saved), args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,410 @@
+"""The Kivy application: screens, navigation, the agent link, the scanner, idle timeouts.
+
+The app wires three worker-thread services to the screens and never waits on
+them:
+
+* :class:`~kiosk.agent_link.AgentLink` -- API calls, status polling and the
+  agent's event stream (badge taps, door state, alarms);
+* :class:`~kiosk.scanner.Scanner` -- camera frames and QR decoding;
+* the demo camera (:mod:`kiosk.demo_camera`) in demo mode.
+
+Their results come back on the UI thread through :meth:`KioskApp.deliver`
+(``Clock.schedule_once``). Navigation goes through :meth:`KioskApp.go`, which
+lets the target screen :meth:`~kiosk.ui.screens.base.KioskScreen.prepare`
+itself first.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kivy.app import App
+from kivy.clock import Clock
+from kivy.core.window import Window
+from kivy.lang import Builder
+from kivy.properties import (
+    BooleanProperty,
+    DictProperty,
+    NumericProperty,
+    ObjectProperty,
+    StringProperty,
+)
+from kivy.uix.screenmanager import NoTransition, ScreenManager
+
+from kiosk.agent_link import AgentLink
+from kiosk.config import KioskConfig
+from kiosk.demo_material import DemoMaterial
+from kiosk.photo import encode_jpeg, portrait_crop
+from kiosk.scanner import Scanner
+from kiosk.ui import theme, widgets  # noqa: F401 -- registers the kv widget classes
+from kiosk.ui.translator import Translator
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+#: Screen name -> "module:Class" under kiosk.ui.screens.
+SCREENS: dict[str, str] = {
+    "attract": "attract:AttractScreen",
+    "scan": "scan:ScanScreen",
+    "welcome": "welcome:WelcomeScreen",
+    "denied": "denied:DeniedScreen",
+    "photo": "photo:PhotoScreen",
+    "out_of_service": "out_of_service:OutOfServiceScreen",
+    "guard_login": "guard_login:GuardLoginScreen",
+    "guard_console": "guard_console:GuardConsoleScreen",
+    "guard_reason": "guard_reason:GuardReasonScreen",
+    "guard_visitors": "guard_visitors:GuardVisitorsScreen",
+    "guard_events": "guard_events:GuardEventsScreen",
+}
+KEY_ESCAPE = 27
+KEY_F12 = 293
+
+
+def _load_kv(path: Path) -> None:
+    if str(path) not in Builder.files:
+        Builder.load_file(str(path))
+
+
+class KioskApp(App):
+    """The kiosk. ``settings`` is the validated :class:`~kiosk.config.KioskConfig`.
+
+    ``open_camera`` (a callable returning an opened frame source) replaces
+    the configured camera; ``material`` is the demo panel's material.
+    """
+
+    title = "Portier"
+    tr = ObjectProperty(None)
+    #: Size unit: 1 on the 800x480 display, scaled with the window.
+    u = NumericProperty(1.0)
+    clock_text = StringProperty("")
+    online = BooleanProperty(False)
+    status = DictProperty({})
+    door_title = StringProperty("")
+    demo = BooleanProperty(False)
+    guard_name = StringProperty("")
+    #: Whole seconds until the door relocks (0: locked; -1: held open, no countdown).
+    door_remaining = NumericProperty(0)
+
+    def __init__(
+        self,
+        settings: KioskConfig,
+        *,
+        material: DemoMaterial | None = None,
+        open_camera: Callable[[], Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.material = material
+        self.demo = settings.ui.demo
+        self.tr = Translator(settings.ui.language)
+        self.link = AgentLink(
+            settings.agent.socket,
+            deliver=self.deliver,
+            timeout_s=settings.agent.timeout_s,
+            status_interval_s=settings.agent.status_interval_s,
+            retry_interval_s=settings.agent.retry_interval_s,
+        )
+        self.demo_camera: Any = None
+        self._open_camera = open_camera or self._default_camera
+        self.scanner: Scanner | None = None
+        self.sm: ScreenManager | None = None
+        self.demo_panel: Any = None
+        self._last_touch = time.monotonic()
+        self._door_relocks_at: float | None = 0.0
+        self._allow_close = False
+        self.guard_id = ""
+
+    # -- plumbing -----------------------------------------------------------------
+    def deliver(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the UI thread at the next frame (callable from any thread)."""
+        Clock.schedule_once(lambda _dt: fn(), 0)
+
+    def _default_camera(self) -> Any:
+        # A demo directory means the demo camera, whether or not the panel is shown.
+        if self.demo or self.settings.demo_dir is not None:
+            from kiosk.demo_camera import DemoCamera
+
+            self.demo_camera = DemoCamera(self.settings.camera).open()
+            return self.demo_camera
+        from hardware.camera import open_camera
+
+        return open_camera(self.settings.camera)
+
+    def build(self) -> ScreenManager:
+        """Load the kv files and build the screen manager with every screen."""
+        import importlib
+
+        _load_kv(HERE / "widgets.kv")
+        _load_kv(HERE / "demo_panel.kv")
+        self.sm = ScreenManager(transition=NoTransition())
+        for name, target in SCREENS.items():
+            module_name, class_name = target.split(":")
+            module = importlib.import_module(f"kiosk.ui.screens.{module_name}")
+            _load_kv(Path(module.__file__).with_suffix(".kv"))
+            self.sm.add_widget(getattr(module, class_name)(name=name))
+        Window.clearcolor = theme.BG
+        Window.bind(size=self._resized, on_keyboard=self._on_keyboard)
+        Window.bind(on_request_close=self._on_request_close, on_touch_down=self._touched)
+        self._resized(Window, Window.size)
+        return self.sm
+
+    def on_start(self) -> None:
+        """Start the agent link, the scanner and the UI clock."""
+        from hardware.qr import open_decoder
+
+        self.link.on_online(self._online_changed)
+        self.link.on_status(self._status)
+        self.link.on_event(self._event)
+        self.link.start()
+        self.scanner = Scanner(
+            self._open_camera,
+            open_decoder(self.settings.qr),
+            on_code=lambda text: self.deliver(lambda: self._code_read(text)),
+            on_error=lambda message: log.error("camera: %s", message),
+            debounce_s=self.settings.scan.debounce_s,
+        )
+        self.scanner.start(decode=False)
+        self._tick(0)
+        Clock.schedule_interval(self._tick, 0.25)
+        self.go("out_of_service" if self.link.online is False else "attract")
+
+    def on_stop(self) -> None:
+        """Stop the worker threads and close the camera."""
+        if self.guard_id:
+            self.guard_logout()
+        self.link.stop()
+        if self.scanner is not None:
+            self.scanner.stop()
+
+    def quit(self) -> None:
+        """Leave the app (demo panel only: on a kiosk, only SIGTERM stops it)."""
+        self._allow_close = True
+        self.stop()
+
+    # -- window ---------------------------------------------------------------------
+    def _resized(self, _window: object, size: tuple[int, int]) -> None:
+        width, height = size
+        self.u = max(0.5, min(width / theme.DESIGN_SIZE[0], height / theme.DESIGN_SIZE[1]))
+
+    def _on_keyboard(self, _window: object, key: int, *_args: object) -> bool:
+        # Escape (and Android's back) would close a Kivy app: swallow it.
+        if key == KEY_ESCAPE:
+            return True
+        if key == KEY_F12 and self.demo:
+            self.toggle_demo_panel()
+            return True
+        return False
+
+    def _on_request_close(self, *_args: object, **_kwargs: object) -> bool:
+        # Alt+F4, the window manager's close button: refused unless quit() was called.
+        return not self._allow_close
+
+    def _touched(self, *_args: object) -> None:
+        self._last_touch = time.monotonic()
+
+    def touch_activity(self) -> None:
+        """Count as a touch (screens call it on a key press of a physical keyboard)."""
+        self._last_touch = time.monotonic()
+
+    # -- navigation -----------------------------------------------------------------
+    @property
+    def screen(self) -> Any:
+        """The screen shown now."""
+        assert self.sm is not None
+        return self.sm.current_screen
+
+    def go(self, name: str, **kwargs: Any) -> None:
+        """Show screen ``name`` after calling its ``prepare(**kwargs)``."""
+        assert self.sm is not None
+        target = self.sm.get_screen(name)
+        target.prepare(**kwargs)
+        target.entered_at = time.monotonic()
+        self._last_touch = time.monotonic()
+        self.sm.current = name
+        if self.scanner is not None:
+            self.scanner.set_decoding(
+                bool(target.decodes) and self.link.online is not False, target.decode_interval_s
+            )
+        log.info("screen %s", name)
+
+    def go_home(self) -> None:
+        """Back to the attract screen in the default language (a new visitor)."""
+        self.tr.lang = self.settings.ui.language
+        self.go("attract" if self.link.online is not False else "out_of_service")
+
+    def set_language(self, lang: str) -> None:
+        """Switch every screen to ``lang`` (``en`` or ``fr``)."""
+        self.tr.lang = lang
+        self._last_touch = time.monotonic()
+
+    def _tick(self, _dt: float) -> None:
+        now = time.monotonic()
+        self.clock_text = time.strftime("%H:%M")
+        if self._door_relocks_at is None:
+            self.door_remaining = -1
+        else:
+            self.door_remaining = max(0, int(self._door_relocks_at - now + 0.999))
+        if self.sm is None:
+            return
+        screen = self.screen
+        timeout = screen.idle_timeout()
+        if timeout is not None and now - max(self._last_touch, screen.entered_at) > timeout:
+            screen.on_idle()
+        screen.tick()
+
+    # -- agent ----------------------------------------------------------------------
+    def _online_changed(self, online: bool) -> None:
+        self.online = online
+        if not online:
+            self.guard_id = ""
+            self.guard_name = ""
+            self.link.guard_client.token = None
+            self._door_relocks_at = 0.0
+            if self.sm is not None and self.sm.current != "out_of_service":
+                self.go("out_of_service")
+        elif self.sm is not None and self.sm.current == "out_of_service":
+            self.go_home()
+
+    def _status(self, status: dict[str, Any]) -> None:
+        self.status = status
+        self.door_title = self.settings.ui.door_name or str(status.get("door_id", ""))
+        door = status.get("door") or {}
+        if door.get("unlocked") and door.get("unlocked_for_s") is None:
+            self._door_relocks_at = None  # free access or emergency: no countdown
+        elif not door.get("unlocked"):
+            self._door_relocks_at = 0.0
+        if self.sm is not None:
+            self.screen.on_status(status)
+
+    def _event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type", "")
+        if kind == "door.unlocked":
+            unlock_ms = event.get("unlock_ms")
+            self._door_relocks_at = (
+                None if unlock_ms is None else time.monotonic() + unlock_ms / 1000.0
+            )
+        elif kind == "door.locked":
+            self._door_relocks_at = 0.0
+        elif kind == "access.decision" and event.get("source") == "nfc" and self.sm is not None:
+            self.screen.on_badge(event)
+        if kind.startswith(("alarm.", "mode.", "door.")):
+            self.link.check_now()
+        if self.sm is not None:
+            self.screen.on_agent_event(event)
+
+    def _code_read(self, text: str) -> None:
+        if self.sm is not None and self.screen.decodes and self.link.online is not False:
+            self.screen.on_code(text)
+
+    def show_outcome(self, decision: dict[str, Any]) -> None:
+        """Show a decision (QR or badge): the welcome or the denied screen."""
+        if self.demo_camera is not None and decision.get("kind") == "qr":
+            self.demo_camera.hide()  # the demo visitor lowers the invitation
+        self.go("welcome" if decision.get("granted") else "denied", decision=decision)
+
+    def present_qr(self, text: str, on_error: Callable[[Exception], None]) -> None:
+        """Present a decoded QR text to the agent; the outcome screen follows."""
+        client = self.link.client
+        self.link.submit(
+            lambda: client.present_qr(text, source="kiosk-camera"),
+            on_done=self.show_outcome,
+            on_error=on_error,
+        )
+
+    def checkin(
+        self,
+        invitation_id: str,
+        *,
+        photo: Any = None,
+        on_done: Callable[[dict[str, Any]], None] | None = None,
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
+        """Record the visitor's check-in; with ``photo`` (a greyscale frame) only after consent.
+
+        The photo is cropped and JPEG-encoded in the worker thread.
+        """
+        client = self.link.client
+
+        def call() -> dict[str, Any]:
+            body: dict[str, Any] = {"invitation_id": invitation_id, "consent": photo is not None}
+            if photo is not None:
+                jpeg = encode_jpeg(portrait_crop(photo))
+                body["photo_jpeg_b64"] = base64.b64encode(jpeg).decode("ascii")
+            return client.request("POST", "/v1/checkin", body)
+
+        self.link.submit(
+            call,
+            on_done=on_done,
+            on_error=on_error or (lambda exc: log.warning("check-in failed: %s", exc)),
+        )
+
+    # -- guard session ----------------------------------------------------------------
+    def guard_logged_in(self, answer: dict[str, Any]) -> None:
+        """Remember the guard of a successful login and open the console."""
+        self.guard_id = str(answer.get("guard_id", ""))
+        self.guard_name = str(answer.get("name", ""))
+        self.go("guard_console")
+
+    def guard_logout(self, *, go_home: bool = True) -> None:
+        """Close the guard session (the agent is told in the background)."""
+        client = self.link.guard_client
+        if client.token:
+            self.link.submit(client.guard_logout)
+        self.guard_id = ""
+        self.guard_name = ""
+        if go_home:
+            self.go_home()
+
+    def guard_session_lost(self) -> None:
+        """The agent says the session is gone (expired, agent restarted): log in again."""
+        self.link.guard_client.token = None
+        self.guard_id = ""
+        self.guard_name = ""
+        self.go("guard_login", message="not_logged_in")
+
+    # -- demo panel -------------------------------------------------------------------
+    def toggle_demo_panel(self) -> None:
+        """Open or close the demo panel (demo mode only)."""
+        if not self.demo:
+            return
+        if self.demo_panel is None:
+            from kiosk.ui.demo_panel import DemoPanel
+
+            self.demo_panel = DemoPanel()
+        if self.demo_panel.parent is None:
+            self.demo_panel.open()
+        else:
+            self.demo_panel.dismiss()
+
+    def demo_invitation(self, label: str) -> None:
+        """Hold the material's invitation ``label`` up to the demo camera."""
+        item = self.material.invitation(label) if self.material else None
+        if item is None or self.demo_camera is None:
+            log.warning("demo: no invitation %r or no demo camera", label)
+            return
+        if self.sm is not None and not self.screen.decodes:
+            self.go("scan")
+        self.demo_camera.show(item.token, "screen" if label == "forged" else "paper")
+
+    def demo_badge(self, label: str) -> None:
+        """Tap the material's badge ``label`` on the simulated reader."""
+        if label == "guard":
+            uid = self.material.guard.uid if self.material and self.material.guard else None
+        else:
+            item = self.material.badge(label) if self.material else None
+            uid = item.uid if item else None
+        if uid is None:
+            log.warning("demo: no badge %r", label)
+            return
+        self.demo_sim("badge", uid=uid)
+
+    def demo_sim(self, action: str, **body: Any) -> None:
+        """POST /v1/sim/{action} (door contact, fire alarm, badge)."""
+        client = self.link.client
+        self.link.submit(lambda: client.simulate(action, **body))

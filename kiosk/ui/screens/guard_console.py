@@ -1,0 +1,167 @@
+"""The guard console: door mode and actions, alarms to acknowledge, the appliance's status.
+
+Status comes from the app's periodic ``GET /v1/status`` (refreshed at once
+when an alarm or door event arrives). Every action goes through the reason
+screen: the agent journals who did what and why.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kivy.properties import BooleanProperty, NumericProperty, StringProperty
+from kivy.uix.boxlayout import BoxLayout
+
+from kiosk import wording
+from kiosk.ui.screens.base import KioskScreen
+
+Translate = Callable[[str], str]
+
+
+def duration(seconds: float | None, _: Translate) -> str:
+    """Return an age like "45 s", "12 min", "3 h" or "2 d", translated."""
+    if seconds is None:
+        return _("never synced")
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return _("{n} s").format(n=seconds)
+    if seconds < 7200:
+        return _("{n} min").format(n=seconds // 60)
+    if seconds < 172_800:
+        return _("{n} h").format(n=seconds // 3600)
+    return _("{n} d").format(n=seconds // 86_400)
+
+
+def clock_time(epoch_s: float | None, _: Translate) -> str:
+    """Return a wall-clock time as "14:05" today or "2026-05-09 14:05"."""
+    if epoch_s is None:
+        return _("never")
+    local = time.localtime(epoch_s)
+    if time.strftime("%Y-%m-%d", local) == time.strftime("%Y-%m-%d"):
+        return time.strftime("%H:%M:%S", local)
+    return time.strftime("%Y-%m-%d %H:%M", local)
+
+
+class AlarmRow(BoxLayout):
+    """One alarm of the door, with its acknowledge button."""
+
+    alarm = StringProperty("")
+    active = BooleanProperty(True)
+    acknowledged = BooleanProperty(False)
+    age_s = NumericProperty(0)
+
+    def alarm_msgid(self, alarm: str) -> str:
+        """Return the msgid naming ``alarm``."""
+        return wording.ALARMS.get(alarm, wording.EVENT_OTHER)
+
+    def state_text(self, active: bool, acknowledged: bool, age_s: float, _: Translate) -> str:
+        """Return "active, 2 min" / "cleared, not acknowledged" ..."""
+        state = _("active") if active else _("cleared")
+        if acknowledged:
+            state = _("{state}, acknowledged").format(state=state)
+        return _("{state} · {age} ago").format(state=state, age=duration(age_s, _))
+
+    def acknowledge(self) -> None:
+        """Ask for a reason, then acknowledge."""
+        from kivy.app import App
+
+        App.get_running_app().go("guard_reason", action="acknowledge", alarm=self.alarm)
+
+
+class GuardConsoleScreen(KioskScreen):
+    """The console's home."""
+
+    visitor = False
+    #: msgid of the last action's result ("" for none), and its argument.
+    message = StringProperty("")
+    message_arg = StringProperty("")
+    message_ok = BooleanProperty(True)
+
+    def prepare(self, message: str = "", arg: str = "", ok: bool = True, **_kwargs: Any) -> None:
+        """Show the console; ``message`` (a msgid) reports the last action."""
+        self.message = message
+        self.message_arg = arg
+        self.message_ok = ok
+
+    def on_pre_enter(self, *_args: Any) -> None:
+        """Fresh status and alarms on every visit."""
+        self.app.link.check_now()
+        self._alarms(self.app.status)
+
+    def on_agent_event(self, event: dict[str, Any]) -> None:
+        """Door and alarm events: the status poll the app triggers will redraw."""
+
+    def on_status(self, status: dict[str, Any]) -> None:
+        """Rebuild the alarm rows from a new status."""
+        self._alarms(status)
+
+    def _alarms(self, status: dict[str, Any]) -> None:
+        box = self.ids.alarms
+        alarms = (status.get("door") or {}).get("alarms") or []
+        pending = [a for a in alarms if not a.get("acknowledged") or a.get("active")]
+        box.clear_widgets()
+        for alarm in pending[:3]:
+            box.add_widget(
+                AlarmRow(
+                    alarm=str(alarm.get("alarm", "")),
+                    active=bool(alarm.get("active")),
+                    acknowledged=bool(alarm.get("acknowledged")),
+                    age_s=float(alarm.get("age_s") or 0),
+                )
+            )
+
+    def has_alarms(self, status: dict[str, Any]) -> bool:
+        """True when the door has alarms to show."""
+        return bool((status.get("door") or {}).get("alarms"))
+
+    def mode_msgid(self, status: dict[str, Any]) -> str:
+        """Return the msgid of the door's mode."""
+        mode = (status.get("door") or {}).get("mode", "")
+        return wording.DOOR_MODES.get(mode, wording.EVENT_OTHER)
+
+    def mode_role(self, status: dict[str, Any]) -> str:
+        """Colour of the mode badge: green normal, red lockdown, amber otherwise."""
+        mode = (status.get("door") or {}).get("mode", "")
+        return {"normal": "ok", "lockdown": "bad"}.get(mode, "warn")
+
+    def status_rows(self, status: dict[str, Any], online: bool, _: Translate) -> list[list[str]]:
+        """Return the status panel as ``[label, value]`` rows, translated (8 rows)."""
+        if not status:
+            waiting = _("Waiting for the door controller…")
+            return [[waiting, ""]] + [["", ""]] * 7
+        door = status.get("door") or {}
+        position = _("open") if door.get("door_open") else _("closed")
+        lock = _("unlocked") if door.get("unlocked") else _("locked")
+        last_sync = status.get("last_sync")
+        return [
+            [_("Door"), position],
+            [_("Lock"), lock],
+            [_("Controller"), _("reachable") if online else _("not reachable")],
+            [_("Central"), _("online") if status.get("online") else _("offline")],
+            [_("Last sync"), clock_time(None if last_sync is None else last_sync / 1000, _)],
+            [_("Events waiting"), str(status.get("events_waiting", 0))],
+            [_("Cache age"), duration(status.get("cache_staleness_s"), _)],
+            [_("Door clock"), clock_time(status.get("clock"), _)],
+        ]
+
+    def action(self, action: str) -> None:
+        """A door action: pick a reason first."""
+        self.app.go("guard_reason", action=action)
+
+    def message_text(self, message: str, arg: str, _: Translate) -> str:
+        """Return the result line."""
+        return _(message).format(action=_(arg)) if message else ""
+
+    def visitors(self) -> None:
+        """Visitor look-up and manual check-in."""
+        self.app.go("guard_visitors")
+
+    def events(self) -> None:
+        """Recent events."""
+        self.app.go("guard_events")
+
+    def logout(self) -> None:
+        """Log out and go back to the attract screen."""
+        self.app.guard_logout()

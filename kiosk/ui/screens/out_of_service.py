@@ -1,0 +1,18 @@
+"""Out of service: the agent cannot be reached. It clears by itself when it answers again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kiosk.ui.screens.base import KioskScreen
+
+
+class OutOfServiceScreen(KioskScreen):
+    """Shown while the agent's local API does not answer."""
+
+    def idle_timeout(self) -> float | None:
+        """Stays until the agent is back (the app leaves it then)."""
+        return None
+
+    def on_badge(self, decision: dict[str, Any]) -> None:
+        """A decision arrived: the agent is back; the app will leave this screen."""

@@ -1,0 +1,194 @@
+"""What the kiosk says, in plain words, for the agent's machine-readable codes.
+
+Every string here is an English msgid marked with :func:`~kiosk.i18n.N_`; the
+screens translate them when they show them. The tables are keyed by the
+codes' string values, so the kiosk needs nothing from the edge agent but its
+client: a test checks that every :class:`edge_agent.reasons.Reason` has its
+wording, and the unknown code of a newer agent falls back to
+:data:`UNKNOWN_REASON`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kiosk.i18n import N_
+
+
+@dataclass(frozen=True)
+class Wording:
+    """A headline and one or two sentences for a visitor."""
+
+    title: str
+    text: str
+
+
+#: Why a visitor (QR invitation or badge) may not go in: headline + what it means.
+DENIAL: dict[str, Wording] = {
+    "expired": Wording(
+        N_("Your invitation has expired"),
+        N_("The invitation or badge is no longer valid. Your host can send you a new one."),
+    ),
+    "not_yet_valid": Wording(
+        N_("Your invitation is not valid yet"),
+        N_("You are early: the invitation starts later. Check the date and time on it."),
+    ),
+    "wrong_door": Wording(
+        N_("Not valid at this entrance"),
+        N_("Your invitation or badge is for another entrance of this site."),
+    ),
+    "wrong_site": Wording(
+        N_("Not valid on this site"),
+        N_("Your invitation was issued for another site."),
+    ),
+    "revoked": Wording(
+        N_("This invitation was cancelled"),
+        N_("The invitation or badge has been withdrawn."),
+    ),
+    "replayed": Wording(
+        N_("This invitation was already used"),
+        N_("It could be used only once, and it has been used already."),
+    ),
+    "bad_signature": Wording(
+        N_("This code could not be verified"),
+        N_("The code is not a genuine invitation: it may have been altered or copied."),
+    ),
+    "unknown_key": Wording(
+        N_("This code could not be verified"),
+        N_("The invitation was signed by an issuer this entrance does not know."),
+    ),
+    "bad_algorithm": Wording(
+        N_("This code could not be verified"),
+        N_("The invitation uses a security method this entrance does not accept."),
+    ),
+    "malformed": Wording(
+        N_("This is not an invitation"),
+        N_("The code could be read, but it is not a visitor invitation for this site."),
+    ),
+    "lockdown": Wording(
+        N_("The entrance is closed"),
+        N_("The site is in lockdown: nobody can enter for now."),
+    ),
+    "outside_schedule": Wording(
+        N_("Not at this time"),
+        N_("Entry is not allowed at this time of day."),
+    ),
+    "cache_stale": Wording(
+        N_("Entry cannot be checked right now"),
+        N_("This entrance has lost contact with the security office for too long."),
+    ),
+    "uid_not_allowed": Wording(
+        N_("This badge is not accepted here"),
+        N_("This entrance accepts only secure badges."),
+    ),
+    "unknown_badge": Wording(
+        N_("This badge is not recognised"),
+        N_("The badge is not registered for this site."),
+    ),
+    "kind_not_accepted": Wording(
+        N_("Not accepted at this entrance"),
+        N_("This entrance does not accept this kind of invitation or badge."),
+    ),
+}
+
+#: A reason code this kiosk does not know yet (a newer agent).
+UNKNOWN_REASON = Wording(
+    N_("Entry refused"),
+    N_("Your invitation or badge was not accepted."),
+)
+#: The agent answered with an error instead of a decision (its journal failed, say).
+DECISION_FAILED = Wording(
+    N_("Your invitation cannot be checked right now"),
+    N_("Something went wrong on our side."),
+)
+
+
+def denial(reason: str) -> Wording:
+    """Return the wording of deny ``reason`` (:data:`UNKNOWN_REASON` for an unknown code)."""
+    return DENIAL.get(reason, UNKNOWN_REASON)
+
+
+#: Guard login and action errors from the local API (``error`` codes).
+GUARD_ERRORS: dict[str, str] = {
+    "unknown_guard": N_("Badge or PIN not recognised."),
+    "bad_pin": N_("Badge or PIN not recognised."),
+    "locked_out": N_("Too many wrong PINs: this badge is locked."),
+    "not_logged_in": N_("Your session has ended. Please log in again."),
+    "reason_required": N_("Choose a reason first."),
+    "lockdown": N_("The door is in lockdown: lift the lockdown first."),
+    "no_such_alarm": N_("This alarm was already acknowledged."),
+    "unknown_alarm": N_("Unknown alarm."),
+    "guard_required": N_("Your session has ended. Please log in again."),
+    "no_door": N_("This kiosk controls no door."),
+}
+GUARD_ERROR_OTHER = N_("The action failed. Try again or call the control room.")
+
+
+def guard_error(code: str) -> str:
+    """Return the msgid for guard API error ``code``."""
+    return GUARD_ERRORS.get(code, GUARD_ERROR_OTHER)
+
+
+#: Door modes, as the console shows them.
+DOOR_MODES: dict[str, str] = {
+    "normal": N_("Normal"),
+    "lockdown": N_("Lockdown"),
+    "free_access": N_("Free access"),
+    "emergency": N_("Emergency (fire)"),
+}
+
+#: Alarms, as the console shows them.
+ALARMS: dict[str, str] = {
+    "forced_open": N_("Door forced open"),
+    "held_open": N_("Door held open"),
+    "tamper": N_("Tamper"),
+    "fire": N_("Fire alarm"),
+}
+
+#: Guard actions (buttons and the reason screen's title).
+ACTIONS: dict[str, str] = {
+    "open_once": N_("Open once"),
+    "lockdown": N_("Lockdown"),
+    "free_access": N_("Free access"),
+    "normal": N_("Back to normal"),
+    "acknowledge": N_("Acknowledge alarm"),
+}
+
+#: Reasons a guard picks from; the English msgid is what the journal records.
+ACTION_REASONS: tuple[str, ...] = (
+    N_("Visitor assistance"),
+    N_("Delivery"),
+    N_("Maintenance"),
+    N_("Security incident"),
+    N_("Emergency services"),
+    N_("Drill or test"),
+    N_("False alarm"),
+)
+
+#: Journal event types, for the console's recent events.
+EVENT_TYPES: dict[str, str] = {
+    "access.decision": N_("Access"),
+    "access.aborted": N_("Access aborted"),
+    "door.unlocked": N_("Door unlocked"),
+    "door.locked": N_("Door locked"),
+    "door.opened": N_("Door opened"),
+    "door.closed": N_("Door closed"),
+    "rex.pressed": N_("Exit button"),
+    "alarm.raised": N_("Alarm"),
+    "alarm.cleared": N_("Alarm cleared"),
+    "alarm.acknowledged": N_("Alarm acknowledged"),
+    "mode.changed": N_("Mode changed"),
+    "mode.deferred": N_("Mode after the fire alarm"),
+    "guard.login": N_("Guard logged in"),
+    "guard.logout": N_("Guard logged out"),
+    "guard.login_failed": N_("Guard login refused"),
+    "guard.action": N_("Guard action"),
+    "visitor.checked_in": N_("Visitor checked in"),
+    "agent.started": N_("Door controller started"),
+    "agent.stopped": N_("Door controller stopped"),
+}
+EVENT_OTHER = N_("Other event")
+
+#: Outcome words of an access decision in the events list.
+GRANTED = N_("granted")
+DENIED = N_("denied")

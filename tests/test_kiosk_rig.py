@@ -1,0 +1,280 @@
+"""A real edge agent on simulated hardware for the kiosk's tests and screenshots.
+
+:class:`AgentRig` writes an agent configuration (from the packaged
+``simulator.toml``), fills the credential cache (a signing key, invitations, a
+staff badge, guard badges with PINs) BEFORE the agent starts (the store has
+one writer), mints QR tokens (valid, expired, forged) and writes the kiosk's
+demo material file, then runs ``edge-agent run`` as a subprocess.
+
+Run it by hand to get a demo directory for ``kiosk --demo DIR`` or
+``python -m kiosk.screenshots OUT --demo DIR`` until ``edge-agent demo``
+exists::
+
+    .venv/bin/python tests/test_kiosk_rig.py DIR     # Ctrl-C stops the agent
+
+The tests at the bottom check the rig itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from edge_agent.client import AgentClient, AgentUnavailable
+from kiosk import demo_material
+from kiosk.demo_material import DemoBadge, DemoGuard, DemoInvitation, DemoMaterial
+
+REPO = Path(__file__).resolve().parents[1]
+SIMULATOR_TOML = REPO / "edge_agent" / "data" / "simulator.toml"
+SIM_CAMERA = REPO / "edge_agent" / "data" / "sim-camera"
+EDGE_AGENT = Path(sys.executable).with_name("edge-agent")
+
+SITE, DOOR = "hq", "gate-a"
+KID = "demo-2026"
+#: Fixed seeds: the same tokens and keys in every run (reproducible screenshots).
+SIGNING_SEED = bytes(range(32))
+FORGER_SEED = bytes(range(32, 64))
+
+STAFF_UID = "04A1B2C3D4E5F6"
+UNKNOWN_UID = "04DEADBEEF0001"
+GUARD_UID = "04C0FFEE000001"
+#: A second guard, for the lockout test (a locked-out badge stays locked for lockout_s).
+LOCKOUT_GUARD_UID = "04C0FFEE000002"
+GUARD_PIN = "2468"
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """An invitation in the cache (for look-up) and its token."""
+
+    invitation_id: str
+    visitor: str
+    host: str
+    token: str
+
+
+def _edit_config(text: str, state_dir: Path, socket: Path) -> str:
+    """The simulator config with our paths, UID badges accepted and short guard timings."""
+    text = re.sub(r'(?m)^state_dir = ".*"$', f'state_dir = "{state_dir}"', text)
+    text = re.sub(r'(?m)^socket = ".*"$', f'socket = "{socket}"', text)
+    text = re.sub(r'(?m)^replay_path = ".*"$', f'replay_path = "{SIM_CAMERA}"', text)
+    text = text.replace("[door]\n", "[door]\naccept_uid = true\n", 1)
+    text += "\n[guard]\nmax_pin_failures = 3\nlockout_s = 60\nsession_timeout_s = 600\n"
+    return text
+
+
+class AgentRig:
+    """One agent process with its own state, socket and demo material under ``root``.
+
+    ``root`` must be short: the socket path has to fit AF_UNIX's 108 bytes.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.state_dir = self.root / "state"
+        self.socket = self.root / "agent.sock"
+        self.config_path = self.root / "agent.toml"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = self.root / "agent.log"
+        self.material: DemoMaterial | None = None
+        self.visitors: list[Visitor] = []
+
+    # -- setup --------------------------------------------------------------------
+    def prepare(self) -> DemoMaterial:
+        """Write config, cache and demo material (agent not running). Returns the material."""
+        from edge_agent.guards import hash_pin
+        from edge_agent.store import Badge, Delta, Invitation, SigningKey, Store, StoreSettings
+        from edge_agent.tokens import InvitationClaims, mint
+        from edge_agent.tokens import SigningKey as TokenKey
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(
+            _edit_config(SIMULATOR_TOML.read_text(), self.state_dir, self.socket)
+        )
+        key = TokenKey.from_private_bytes(KID, SIGNING_SEED)
+        forger = TokenKey.from_private_bytes(KID, FORGER_SEED)  # same kid, wrong key
+        now = int(time.time())
+
+        def claims(inv_id: str, visitor: str, host: str, nbf: int, exp: int, single: bool):
+            return InvitationClaims(
+                invitation_id=inv_id,
+                visitor=visitor,
+                site=SITE,
+                not_before=nbf,
+                expires=exp,
+                single_use=single,
+                doors=(DOOR,),
+                host=host,
+            )
+
+        day = 86_400
+        valid = claims("inv-ada", "Ada Lovelace", "Grace Hopper", now - 3600, now + day, False)
+        expired = claims("inv-bob", "Bob Martin", "Grace Hopper", now - 3 * day, now - day, False)
+        forged = claims("inv-eve", "Eve Mallory", "Grace Hopper", now - 3600, now + day, False)
+        single = claims("inv-chloe", "Chloé Dubois", "Jean Tremblay", now - 3600, now + day, True)
+        tokens = {
+            "valid": mint(valid, key),
+            "expired": mint(expired, key),
+            "forged": mint(forged, forger),
+            "single": mint(single, key),
+        }
+        self.visitors = [
+            Visitor("inv-ada", "Ada Lovelace", "Grace Hopper", tokens["valid"]),
+            Visitor("inv-chloe", "Chloé Dubois", "Jean Tremblay", tokens["single"]),
+            Visitor("inv-bob", "Bob Martin", "Grace Hopper", tokens["expired"]),
+        ]
+        guard_data = {"role": "guard", "guard_id": "g1", "pin_hash": hash_pin(GUARD_PIN)}
+        guard2 = {"role": "guard", "guard_id": "g2", "pin_hash": hash_pin(GUARD_PIN)}
+        delta = Delta(
+            cursor="1",
+            signing_keys=[SigningKey(KID, "EdDSA", key.public_bytes())],
+            badges=[
+                Badge(uid=bytes.fromhex(STAFF_UID), kind="uid", holder="Sam Okafor"),
+                Badge(
+                    uid=bytes.fromhex(GUARD_UID),
+                    kind="uid",
+                    holder="Gabrielle Roy",
+                    data=guard_data,
+                ),
+                Badge(
+                    uid=bytes.fromhex(LOCKOUT_GUARD_UID),
+                    kind="uid",
+                    holder="Marc Lebrun",
+                    data=guard2,
+                ),
+            ],
+            invitations=[
+                Invitation(
+                    id=c.invitation_id,
+                    visitor=c.visitor,
+                    host=c.host,
+                    doors=(DOOR,),
+                    not_before=c.not_before,
+                    not_after=c.expires,
+                    single_use=c.single_use,
+                )
+                for c in (valid, expired, single)
+            ],
+        )
+        with Store.open(StoreSettings(path=self.state_dir / "portier.db")) as store:
+            store.cache.apply_delta(delta, synced_at_ms=now * 1000)
+        self.material = DemoMaterial(
+            invitations=(
+                DemoInvitation("valid", tokens["valid"], "Ada Lovelace", "Grace Hopper", "granted"),
+                DemoInvitation(
+                    "expired", tokens["expired"], "Bob Martin", "Grace Hopper", "expired"
+                ),
+                DemoInvitation(
+                    "forged", tokens["forged"], "Eve Mallory", "Grace Hopper", "bad_signature"
+                ),
+            ),
+            badges=(
+                DemoBadge("staff", STAFF_UID, "Sam Okafor", "granted"),
+                DemoBadge("unknown", UNKNOWN_UID, "", "unknown_badge"),
+            ),
+            guard=DemoGuard(GUARD_UID, GUARD_PIN, "Gabrielle Roy"),
+            note="written by tests/test_kiosk_rig.py",
+        )
+        demo_material.write(self.material, demo_material.material_path(self.root))
+        return self.material
+
+    # -- process ------------------------------------------------------------------
+    def start(self, timeout: float = 20.0) -> None:
+        """Start ``edge-agent run`` and wait until its socket answers."""
+        if self.material is None:
+            self.prepare()
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [str(EDGE_AGENT), "run", "--config", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.root,
+        )
+        log.close()
+        client = AgentClient(self.socket, timeout=2.0)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"agent exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                client.status()
+                return
+            except AgentUnavailable:
+                time.sleep(0.05)
+        raise TimeoutError(f"agent did not answer within {timeout} s")
+
+    def stop(self) -> None:
+        """Stop the agent (SIGTERM, then SIGKILL). Idempotent."""
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+    def client(self) -> AgentClient:
+        """A fresh client of this agent."""
+        return AgentClient(self.socket, timeout=5.0)
+
+    def __enter__(self) -> AgentRig:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def short_tmpdir(prefix: str = "pk-") -> Path:
+    """A new short directory under /tmp (AF_UNIX socket paths are limited to 108 bytes)."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+# -- tests of the rig itself ---------------------------------------------------------
+@pytest.fixture
+def rig():
+    root = short_tmpdir()
+    agent = AgentRig(root)
+    try:
+        agent.start()
+        yield agent
+    finally:
+        agent.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_rig_material_round_trips_and_decisions_match_expectations(rig):
+    material = demo_material.load(rig.root)
+    assert material == rig.material
+    client = rig.client()
+    for invitation in material.invitations:
+        decision = client.present_qr(invitation.token)
+        assert decision["reason"] == invitation.expect, invitation.label
+    for badge in material.badges:
+        decision = client.present_badge(badge.uid)
+        assert decision["reason"] == badge.expect, badge.label
+    assert client.guard_login(material.guard.uid, material.guard.pin)["name"] == "Gabrielle Roy"
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else short_tmpdir("portier-demo-")
+    with AgentRig(target) as running:
+        print(f"agent running: {running.config_path} (demo material in {target / 'demo'})")
+        print(f"  kiosk --demo {target}")
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
+    os._exit(0)
