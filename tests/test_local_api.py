@@ -30,7 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
+import yaml
 from test_agent import (
     FILE_KEY,
     GUARD_PIN,
@@ -765,7 +767,6 @@ DOCS = Path(__file__).parent.parent / "docs"
 
 
 def _spec() -> dict[str, Any]:
-    yaml = pytest.importorskip("yaml")
     return yaml.safe_load((DOCS / "local-api.yaml").read_text())
 
 
@@ -780,7 +781,6 @@ def _resolve(node: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
 
 def conformance(value: Any, schema: dict[str, Any], spec: dict[str, Any]) -> list[str]:
     """What in ``value`` breaks ``schema`` (JSON Schema 2020-12, as OpenAPI 3.1 uses)."""
-    jsonschema = pytest.importorskip("jsonschema")
     # The schema's $refs point into the document: validate with its components as the root.
     root = {"components": spec["components"], **schema}
     validator = jsonschema.Draft202012Validator(root)
