@@ -431,7 +431,7 @@ class Agent:
         try:
             session = self.guards.login(badge_uid, pin)
         except GuardDenied as exc:
-            self.journal("guard.login_failed", {"badge_uid": badge_uid.upper(), "why": exc.code})
+            self.journal("guard.login_failed", {"badge_uid": badge_uid.upper(), "why": exc.detail})
             raise
         self.journal("guard.login", {"guard_id": session.guard_id, "name": session.name})
         return session

@@ -82,11 +82,21 @@ class Session:
 
 
 class GuardDenied(Exception):
-    """Login refused. ``code`` is ``unknown_guard``, ``bad_pin`` or ``locked_out``."""
+    """Login refused.
 
-    def __init__(self, code: str, message: str, retry_after_s: float | None = None) -> None:
+    ``code`` is what the caller is told: ``not_recognised`` or ``locked_out``.
+    A wrong PIN and a badge that is not a guard's look the same from outside,
+    so the API cannot be used to find out which badges belong to guards;
+    ``detail`` (``bad_pin`` / ``unknown_guard`` / ``locked_out``) is for the
+    journal only.
+    """
+
+    def __init__(
+        self, code: str, message: str, retry_after_s: float | None = None, detail: str = ""
+    ) -> None:
         super().__init__(message)
         self.code = code
+        self.detail = detail or code
         self.retry_after_s = retry_after_s
 
 
@@ -140,8 +150,8 @@ class GuardSessions:
                     raise GuardDenied(
                         "locked_out", "too many wrong PINs", retry_after_s=self.lockout_s
                     )
-                code = "bad_pin" if guard else "unknown_guard"
-                raise GuardDenied(code, "badge or PIN not recognised")
+                detail = "bad_pin" if guard else "unknown_guard"
+                raise GuardDenied("not_recognised", "badge or PIN not recognised", detail=detail)
             self._failures.pop(uid, None)
             assert guard is not None
             session = Session(

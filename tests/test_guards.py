@@ -64,7 +64,7 @@ def test_lockout_after_failures_then_recovery(sessions):
     for _ in range(2):
         with pytest.raises(GuardDenied) as info:
             s.login("A0B0C0D0", "0000")
-        assert info.value.code == "bad_pin"
+        assert (info.value.code, info.value.detail) == ("not_recognised", "bad_pin")
     with pytest.raises(GuardDenied) as info:
         s.login("A0B0C0D0", "0000")
     assert info.value.code == "locked_out" and info.value.retry_after_s == 60
@@ -80,7 +80,7 @@ def test_unknown_badge(sessions):
     s, _ = sessions
     with pytest.raises(GuardDenied) as info:
         s.login("FFFFFFFF", "4711")
-    assert info.value.code == "unknown_guard"
+    assert (info.value.code, info.value.detail) == ("not_recognised", "unknown_guard")
 
 
 def test_success_resets_failures(sessions):
@@ -92,4 +92,4 @@ def test_success_resets_failures(sessions):
     for _ in range(2):
         with pytest.raises(GuardDenied) as info:
             s.login("A0B0C0D0", "0000")
-        assert info.value.code == "bad_pin"
+        assert (info.value.code, info.value.detail) == ("not_recognised", "bad_pin")
