@@ -123,6 +123,7 @@ class Uplink:
         self._wall_ms = wall_ms or (lambda: time.time_ns() // 1_000_000)
         self._batch: list[Event] = []
         self._good_batches = 0
+        self._gap_seq: int | None = None
 
     # -- public ---------------------------------------------------------------------
 
@@ -272,6 +273,7 @@ class Uplink:
             self.stats.acked += len(done) - duplicates
             self.stats.duplicates += duplicates
             self.stats.last_upload_ms = self._wall_ms()
+            self.alarms.clear("gap_unrecoverable")
         if dead:
             self._dead(dead)
         handled = set(done) | {e.id for e, _ in dead}
@@ -284,7 +286,11 @@ class Uplink:
         next_seq = result.get("next_seq")
         if isinstance(next_seq, int) and not isinstance(next_seq, bool):
             if next_seq < remaining[0].seq:
+                again = self._gap_seq == next_seq and not handled
+                self._gap_seq = next_seq
                 self._batch = self._with_missing(next_seq, remaining)
+                if again:  # the same gap twice without progress: do not spin
+                    self._failed(f"the central still lacks seq {next_seq}")
                 return
             if next_seq > remaining[0].seq:
                 # The central is past these events without having acked them (a
@@ -293,6 +299,7 @@ class Uplink:
                 log.warning(
                     "sync: central expects seq %d, batch starts at %d", next_seq, remaining[0].seq
                 )
+        self._gap_seq = None
         self._batch = remaining
         if handled:
             self.backoff.reset()
@@ -303,12 +310,19 @@ class Uplink:
         """Prepend the events the central lacks (from ``next_seq``) to the batch."""
         count = min(remaining[0].seq - next_seq, self.batch_size)
         missing = self.journal.events(from_seq=next_seq, limit=count)
+        why = None
         if not missing or missing[0].seq != next_seq:
-            self.alarms.raise_(
-                "gap_unrecoverable",
-                f"the central expects seq {next_seq}, which this journal no longer holds",
-                next_seq=next_seq,
+            why = f"the central expects seq {next_seq}, which this journal no longer holds"
+        elif missing[0].status is SyncStatus.DEAD:
+            # Dead-lettered here without the central placing it (a 400 on that one
+            # event): events are stored in order, so the rest waits for an operator
+            # to fix the cause and requeue the dead letter (journal.requeue_dead).
+            why = (
+                f"the central expects seq {next_seq}, dead-lettered here "
+                f"({missing[0].dead_reason}); the events after it wait"
             )
+        if why is not None:
+            self.alarms.raise_("gap_unrecoverable", why, next_seq=next_seq)
             self.release()
             raise Paused("gap_unrecoverable", self.backoff.cap_s)
         self.stats.gap_repairs += 1
