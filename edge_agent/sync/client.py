@@ -180,7 +180,9 @@ class CentralClient:
         adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=2)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
-        self._session.verify = str(ca_file) if ca_file is not None else True
+        # Passed with every request: a session-level verify loses to $REQUESTS_CA_BUNDLE
+        # in requests' environment merge, and the configured CA must always win.
+        self._verify: str | bool = str(ca_file) if ca_file is not None else True
         self._session.headers["User-Agent"] = user_agent
         self._session.headers["Accept"] = "application/json"
         self.set_credential(credential)
@@ -248,6 +250,7 @@ class CentralClient:
                 params=params,
                 headers=headers,
                 timeout=(self.timeout_s, self.timeout_s),
+                verify=self._verify,
             )
         except requests.exceptions.SSLError as exc:
             raise CentralUnreachable(f"{method} {path}: TLS failure: {exc}", tls=True) from exc
