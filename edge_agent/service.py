@@ -109,8 +109,8 @@ def run(config: AgentConfig) -> int:
     """Run the agent until SIGTERM; return the process exit code.
 
     With ``[central] url`` set, the central link (:mod:`edge_agent.sync`) runs
-    beside the local API: started once the socket is up, stopped before the
-    agent closes.
+    beside the local API: started once the socket is up, stopped after the
+    agent closed (it gets a moment to upload the agent's stop event).
     """
     agent, store, devices = open_agent(config)
     link = None
@@ -122,9 +122,11 @@ def run(config: AgentConfig) -> int:
             agent.link = link
         asyncio.run(serve(agent, config, extra_tasks=[link.start] if link else None))
     finally:
+        # The agent first (door safe, its stop journaled), then the link, which
+        # gets a moment to upload that last event.
+        agent.close()
         if link is not None:
             link.stop()
-        agent.close()
         devices.close()
         store.close()
     return 0

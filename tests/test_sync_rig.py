@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from central.admin import CentralAdmin
-from central.testing import CentralProcess
 from edge_agent.client import AgentClient, AgentUnavailable
 from edge_agent.config import AgentConfig, load_config
 from edge_agent.demo import write_agent_config
@@ -215,13 +214,6 @@ def assert_exactly_once(admin: CentralAdmin, config: AgentConfig) -> dict[str, A
     assert summary["chain_ok"] is True and summary["chain_verified"] is True
     assert summary["rejected"] == 0
     return summary
-
-
-@pytest.fixture
-def central(tmp_path: Path) -> Iterator[CentralProcess]:
-    """A reference central in a child process, for one test."""
-    with CentralProcess(tmp_path / "central") as process:
-        yield process
 
 
 def test_rig_agent_without_central_runs_offline(tmp_path: Path) -> None:

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CentralLink", "clock_offset_ms"]
 
+_NOT_READ = object()
+
 #: The 403 answer (device disabled) is retried this rarely.
 _DISABLED_RETRY_S = 3600.0
 
@@ -81,7 +83,8 @@ class CentralLink:
         self.settings_file = DoorSettingsFile(config.paths.state_dir / "central-door-settings.json")
         self._credential_path: Path = enrollment.credential_path(config)
         self._credential: enrollment.DeviceCredential | None = None
-        self._credential_stamp: tuple[int, int] | None = None
+        # (mtime, size) of the file when last read; a fresh link has read nothing yet.
+        self._credential_stamp: object = _NOT_READ
         self._credential_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake_uplink = threading.Event()
@@ -113,9 +116,20 @@ class CentralLink:
             self._threads.append(thread)
             thread.start()
 
-    def stop(self, timeout_s: float = 10.0) -> None:
+    def stop(self, timeout_s: float = 10.0, flush_s: float = 2.0) -> None:
         """Stop both threads (a request in progress finishes or times out first) and put
-        the batch being sent back to READY. Idempotent."""
+        the batch being sent back to READY. Idempotent.
+
+        While online, the uplink first gets up to ``flush_s`` to upload what is waiting
+        (the agent's own stop event, journaled just before).
+        """
+        if self._threads and self.online and flush_s > 0:
+            self._wake_uplink.set()
+            deadline = time.monotonic() + flush_s
+            with contextlib.suppress(StoreError):
+                while self.store.journal.counts().backlog and time.monotonic() < deadline:
+                    if self._stop.wait(0.02):
+                        break
         self._stop.set()
         self._wake_uplink.set()
         self._wake_control.set()
