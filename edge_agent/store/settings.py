@@ -50,9 +50,8 @@ class StoreSettings:
     max_db_bytes: int | None = None
     #: Largest canonical JSON payload accepted by the journal; photos go to media.
     max_payload_bytes: int = 64 * 1024
-    #: WAL pages after which the background checkpointer copies the WAL into
-    #: the database (the writer itself checkpoints only at 10x this, as a
-    #: backstop, so appends rarely pay for a checkpoint).
+    #: WAL pages after which the committing writer copies the WAL back into
+    #: the database (SQLite's ``wal_autocheckpoint``).
     checkpoint_pages: int = 1_000
 
     def __post_init__(self) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import threading
 from pathlib import Path
 from types import TracebackType
 
@@ -28,11 +27,6 @@ from edge_agent.store.schema import SCHEMA_VERSION, current_version, migrate
 from edge_agent.store.settings import StoreSettings
 
 log = logging.getLogger(__name__)
-
-#: The checkpointer runs after this many commits, or after this many
-#: seconds when commits are rare.
-_CHECKPOINT_COMMITS = 256
-_CHECKPOINT_IDLE_S = 5.0
 
 
 class Store:
@@ -62,10 +56,7 @@ class Store:
         self._clock = clock
         self._disk_usage = disk_usage
         self._reserve = Reserve(settings.reserve_path, settings.reserve_bytes)
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._commits = 0
-        self._checkpointer: threading.Thread | None = None
+        self._closed = False
         self._db = Database(settings, read_only=read_only)
         try:
             self._start()
@@ -86,7 +77,7 @@ class Store:
 
         For writing (the agent), the calling process becomes the store's only
         writer: IN_FLIGHT events go back to READY, photo files are reconciled,
-        the reserve file is created and a background checkpointer starts.
+        and the reserve file is created.
         ``read_only=True`` opens an existing store for inspection from
         another process (the CLI) without any of that.
 
@@ -126,7 +117,6 @@ class Store:
             keep_acked=settings.keep_acked,
             trim_batch=settings.trim_batch,
             on_full=self._free_space_for_journal,
-            on_commit=self._after_commit,
         )
         self.cache = CredentialCache(db, self._clock)
         self.replay = ReplayLedger(db, self._clock)
@@ -138,10 +128,6 @@ class Store:
         free = self._free_bytes()
         if not self._reserve.ensure(free, settings.warn_free_bytes) and settings.reserve_bytes:
             log.warning("store: no reserve file (%d bytes free)", free)
-        self._checkpointer = threading.Thread(
-            target=self._checkpoint_loop, name="portier-store-checkpoint", daemon=True
-        )
-        self._checkpointer.start()
 
     # -- disk space -------------------------------------------------------------------
 
@@ -208,33 +194,12 @@ class Store:
                 return True
         return self._reserve.release() > 0
 
-    # -- checkpoints ----------------------------------------------------------------------
-
-    def _after_commit(self, events: int) -> None:
-        self._commits += 1
-        if self._commits >= _CHECKPOINT_COMMITS:
-            self._commits = 0
-            self._wake.set()
-
-    def _checkpoint_loop(self) -> None:
-        # Checkpoints here, beside the writer, so appends rarely pay for one
-        # (the writer's own auto-checkpoint is only a backstop).
-        while not self._stop.is_set():
-            self._wake.wait(_CHECKPOINT_IDLE_S)
-            self._wake.clear()
-            if self._stop.is_set():
-                break
-            try:
-                self._db.checkpoint("PASSIVE")
-            except StoreError as exc:
-                log.warning("store: background checkpoint failed: %s", exc)
+    # -- misc ---------------------------------------------------------------------------------
 
     def checkpoint(self) -> tuple[int, int, int]:
         """Copy the WAL into the database now (PASSIVE); return SQLite's
         (busy, WAL pages, pages checkpointed)."""
         return self._db.checkpoint("PASSIVE")
-
-    # -- misc ---------------------------------------------------------------------------------
 
     @property
     def path(self) -> Path:
@@ -247,19 +212,14 @@ class Store:
             return current_version(conn)
 
     def close(self) -> None:
-        """Stop the checkpointer and close the database. Idempotent; a commit
-        in progress finishes first."""
-        self._stop.set()
-        self._wake.set()
-        if self._checkpointer is not None and self._checkpointer is not threading.current_thread():
-            self._checkpointer.join()
-            self._checkpointer = None
+        """Close the database. Idempotent; a commit in progress finishes first."""
+        self._closed = True
         self._db.close()
 
     @property
     def closed(self) -> bool:
         """True once :meth:`close` was called."""
-        return self._stop.is_set()
+        return self._closed
 
     def __enter__(self) -> Store:
         return self
