@@ -75,6 +75,7 @@ class AgentLink:
         self._pool: ThreadPoolExecutor | None = None
         self._stop = threading.Event()
         self._poke = threading.Event()
+        self._stream_wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self._online_listeners: list[Callable[[bool], None]] = []
         self._status_listeners: list[Callable[[Status], None]] = []
@@ -116,6 +117,7 @@ class AgentLink:
         """
         self._stop.set()
         self._poke.set()
+        self._stream_wake.set()
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -172,6 +174,8 @@ class AgentLink:
             return
         self.online = online
         log.warning("agent %s", "reachable" if online else "NOT reachable")
+        if online:
+            self._stream_wake.set()  # reconnect the event stream now, not after its backoff
         for callback in list(self._online_listeners):
             self._deliver(lambda cb=callback: cb(online))
 
@@ -210,5 +214,6 @@ class AgentLink:
                 log.debug("event stream: %s", exc)
             self.stream_connected = False
             self.check_now()
-            self._stop.wait(backoff)
+            self._stream_wake.wait(backoff)
+            self._stream_wake.clear()
             backoff = min(backoff * 2, _BACKOFF_MAX_S)

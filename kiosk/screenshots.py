@@ -192,7 +192,7 @@ class Shooter:
             app.toggle_demo_panel()
             self.driver.frames(3)
             self.shot("demo-panel")
-            app.demo_panel.dismiss()
+            app.demo_panel.dismiss(animation=False)
             self.driver.frames(2)
         app.demo = False
 

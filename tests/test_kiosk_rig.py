@@ -227,6 +227,30 @@ class AgentRig:
             proc.kill()
             proc.wait(timeout=5)
 
+    def reset(self) -> None:
+        """A fresh agent: stopped, state deleted, cache and material rewritten, started."""
+        self.stop()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        self.material = None
+        self.prepare()
+        self.start()
+
+    def journal(self) -> list[dict]:
+        """Every journaled event as ``{"type": ..., **payload}`` (read-only, from the database)."""
+        from edge_agent.store import Store, StoreSettings
+
+        with Store.open(StoreSettings(path=self.state_dir / "portier.db"), read_only=True) as store:
+            head = store.journal.head().seq
+            events = store.journal.events(from_seq=1, limit=max(1, head))
+        return [{"type": e.type, "seq": e.seq, **e.payload} for e in events]
+
+    def photo(self, media_id: str) -> bytes:
+        """The bytes of a stored photo (read-only)."""
+        from edge_agent.store import Store, StoreSettings
+
+        with Store.open(StoreSettings(path=self.state_dir / "portier.db"), read_only=True) as store:
+            return store.media.get(media_id)
+
     def client(self) -> AgentClient:
         """A fresh client of this agent."""
         return AgentClient(self.socket, timeout=5.0)

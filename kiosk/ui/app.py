@@ -16,7 +16,6 @@ itself first.
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from collections.abc import Callable
@@ -74,7 +73,9 @@ class KioskApp(App):
     """The kiosk. ``settings`` is the validated :class:`~kiosk.config.KioskConfig`.
 
     ``open_camera`` (a callable returning an opened frame source) replaces
-    the configured camera; ``material`` is the demo panel's material.
+    the configured camera; ``material`` is the demo panel's material;
+    ``clock`` (default :func:`time.monotonic`) times the idle timeouts and
+    countdowns, so tests advance it instead of waiting.
     """
 
     title = "Portier"
@@ -96,9 +97,12 @@ class KioskApp(App):
         *,
         material: DemoMaterial | None = None,
         open_camera: Callable[[], Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        #: The UI's monotonic clock (idle timeouts, countdowns); tests pass a fake one.
+        self.now = clock
         self.settings = settings
         self.material = material
         self.demo = settings.ui.demo
@@ -115,7 +119,7 @@ class KioskApp(App):
         self.scanner: Scanner | None = None
         self.sm: ScreenManager | None = None
         self.demo_panel: Any = None
-        self._last_touch = time.monotonic()
+        self._last_touch = self.now()
         self._door_relocks_at: float | None = 0.0
         self._allow_close = False
         self.guard_id = ""
@@ -206,11 +210,11 @@ class KioskApp(App):
         return not self._allow_close
 
     def _touched(self, *_args: object) -> None:
-        self._last_touch = time.monotonic()
+        self._last_touch = self.now()
 
     def touch_activity(self) -> None:
         """Count as a touch (screens call it on a key press of a physical keyboard)."""
-        self._last_touch = time.monotonic()
+        self._last_touch = self.now()
 
     # -- navigation -----------------------------------------------------------------
     @property
@@ -220,12 +224,18 @@ class KioskApp(App):
         return self.sm.current_screen
 
     def go(self, name: str, **kwargs: Any) -> None:
-        """Show screen ``name`` after calling its ``prepare(**kwargs)``."""
+        """Show screen ``name`` after calling its ``prepare(**kwargs)``.
+
+        While the agent is unreachable every screen is the out-of-service one:
+        nothing a visitor or a guard can do works without it.
+        """
         assert self.sm is not None
+        if self.link.online is False and name != "out_of_service":
+            name, kwargs = "out_of_service", {}
         target = self.sm.get_screen(name)
         target.prepare(**kwargs)
-        target.entered_at = time.monotonic()
-        self._last_touch = time.monotonic()
+        target.entered_at = self.now()
+        self._last_touch = self.now()
         self.sm.current = name
         if self.scanner is not None:
             self.scanner.set_decoding(
@@ -241,10 +251,10 @@ class KioskApp(App):
     def set_language(self, lang: str) -> None:
         """Switch every screen to ``lang`` (``en`` or ``fr``)."""
         self.tr.lang = lang
-        self._last_touch = time.monotonic()
+        self._last_touch = self.now()
 
     def _tick(self, _dt: float) -> None:
-        now = time.monotonic()
+        now = self.now()
         self.clock_text = time.strftime("%H:%M")
         if self._door_relocks_at is None:
             self.door_remaining = -1
@@ -286,9 +296,7 @@ class KioskApp(App):
         kind = event.get("type", "")
         if kind == "door.unlocked":
             unlock_ms = event.get("unlock_ms")
-            self._door_relocks_at = (
-                None if unlock_ms is None else time.monotonic() + unlock_ms / 1000.0
-            )
+            self._door_relocks_at = None if unlock_ms is None else self.now() + unlock_ms / 1000.0
         elif kind == "door.locked":
             self._door_relocks_at = 0.0
         elif kind == "access.decision" and event.get("source") == "nfc" and self.sm is not None:
@@ -332,11 +340,8 @@ class KioskApp(App):
         client = self.link.client
 
         def call() -> dict[str, Any]:
-            body: dict[str, Any] = {"invitation_id": invitation_id, "consent": photo is not None}
-            if photo is not None:
-                jpeg = encode_jpeg(portrait_crop(photo))
-                body["photo_jpeg_b64"] = base64.b64encode(jpeg).decode("ascii")
-            return client.request("POST", "/v1/checkin", body)
+            jpeg = None if photo is None else encode_jpeg(portrait_crop(photo))
+            return client.checkin(invitation_id, consent=photo is not None, photo_jpeg=jpeg)
 
         self.link.submit(
             call,
@@ -377,10 +382,12 @@ class KioskApp(App):
             from kiosk.ui.demo_panel import DemoPanel
 
             self.demo_panel = DemoPanel()
+        # No animation: a button tapped mid-animation would miss, and a Pi has better uses
+        # for its GPU.
         if self.demo_panel.parent is None:
-            self.demo_panel.open()
+            self.demo_panel.open(animation=False)
         else:
-            self.demo_panel.dismiss()
+            self.demo_panel.dismiss(animation=False)
 
     def demo_invitation(self, label: str) -> None:
         """Hold the material's invitation ``label`` up to the demo camera."""

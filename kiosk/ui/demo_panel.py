@@ -31,17 +31,17 @@ class DemoPanel(ModalView):
 
     def invitation(self, label: str) -> None:
         """Show the material's ``label`` invitation to the camera."""
-        self.dismiss()
+        self.dismiss(animation=False)
         App.get_running_app().demo_invitation(label)
 
     def badge(self, label: str) -> None:
         """Tap the material's ``label`` badge on the simulated reader."""
-        self.dismiss()
+        self.dismiss(animation=False)
         App.get_running_app().demo_badge(label)
 
     def sim(self, action: str, on: bool = True) -> None:
         """Simulated door contact / fire alarm."""
-        self.dismiss()
+        self.dismiss(animation=False)
         App.get_running_app().demo_sim(action, on=on)
 
     def available(self, kind: str, label: str) -> bool:
@@ -57,5 +57,5 @@ class DemoPanel(ModalView):
 
     def quit(self) -> None:
         """Leave the demo."""
-        self.dismiss()
+        self.dismiss(animation=False)
         App.get_running_app().quit()

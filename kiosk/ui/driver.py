@@ -65,7 +65,12 @@ class Driver:
     # -- event loop -------------------------------------------------------------------
     def start(self, timeout: float = 20.0) -> None:
         """Build the app, open the window, dispatch ``on_start``; wait for the first screen."""
-        self.app._run_prepare()  # what App.run() does before its loop
+        from kivy.base import _runTouchApp_prepare
+
+        # What App.run() does before its loop: build, window, on_start; then create the
+        # input providers of Kivy's [input] config and start the event loop.
+        self.app._run_prepare()
+        _runTouchApp_prepare()
         self.wait_for(lambda: self.app.sm is not None, timeout, "the app did not build")
         self.frames(3)
 
@@ -113,11 +118,18 @@ class Driver:
 
     # -- finding and touching widgets ------------------------------------------------
     def walk(self, root: Widget | None = None) -> Iterator[Widget]:
-        """Yield the widgets under ``root`` (default: the current screen), visible ones only."""
+        """Yield the visible widgets under ``root`` (default: the current screen), in order.
+
+        A widget is visible when it and all its parents have an opacity above
+        zero and it has a size.
+        """
         root = root or self.app.sm.current_screen
-        for widget in root.walk(restrict=True):
-            if widget.opacity > 0 and widget.width > 0 and widget.height > 0:
-                yield widget
+        if root.opacity <= 0:
+            return
+        if root.width > 0 and root.height > 0:
+            yield root
+        for child in reversed(root.children):
+            yield from self.walk(child)
 
     def labels(self, root: Widget | None = None) -> list[Label]:
         """Return the visible labels (buttons included) with text under ``root``."""

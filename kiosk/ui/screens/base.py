@@ -23,7 +23,7 @@ class KioskScreen(Screen):
     decode_interval_s = 0.0
     #: A visitor screen (idle timeout: visitor's; badge taps show their outcome).
     visitor = True
-    #: ``time.monotonic()`` when the screen was last shown (set by ``app.go``).
+    #: ``app.now()`` when the screen was last shown (set by ``app.go``).
     entered_at = NumericProperty(0.0)
 
     @property

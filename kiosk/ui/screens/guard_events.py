@@ -34,8 +34,8 @@ class EventRow(BoxLayout):
         """Return the msgid naming the event type."""
         return wording.EVENT_TYPES.get(kind, wording.EVENT_OTHER)
 
-    def details(self, outcome: str, reason: str, subject: str, who: str, _: Any) -> str:
-        """Return the event's details, translated."""
+    def details(self, outcome: str, reason: str, subject: str, _: Any) -> str:
+        """Return the event's details (outcome, reason, mode or alarm), translated."""
         parts = []
         if outcome:
             parts.append(_(outcome))
@@ -43,8 +43,6 @@ class EventRow(BoxLayout):
             parts.append(_(wording.denial(reason).title))
         if subject:
             parts.append(_(subject))
-        if who:
-            parts.append(who)
         return " · ".join(parts)
 
 
@@ -88,16 +86,16 @@ class GuardEventsScreen(KioskScreen):
         self.message = ""
         client = self.app.link.guard_client
         self.app.link.submit(
-            lambda: client.request("GET", f"/v1/guard/recent?limit={LIMIT}"),
+            lambda: client.recent(LIMIT),
             on_done=self._loaded,
             on_error=self._failed,
         )
 
-    def _loaded(self, answer: dict[str, Any]) -> None:
+    def _loaded(self, events: list[dict[str, Any]]) -> None:
         self.busy = False
         box = self.ids.events
         box.clear_widgets()
-        for event in answer.get("events") or []:
+        for event in events:
             box.add_widget(event_row(event))
 
     def _failed(self, exc: Exception) -> None:

@@ -8,7 +8,6 @@ the lockout and counts it down.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from kivy.properties import NumericProperty, OptionProperty, StringProperty
@@ -127,7 +126,7 @@ class GuardLoginScreen(KioskScreen):
             self.message = wording.guard_error(exc.code)
             if exc.code == "locked_out":
                 retry = float(exc.body.get("retry_after_s") or 0)
-                self._locked_until = time.monotonic() + retry
+                self._locked_until = self.app.now() + retry
                 self.locked_for = int(retry + 0.999)
         elif isinstance(exc, AgentUnavailable):
             self.app.go("out_of_service")
@@ -135,7 +134,7 @@ class GuardLoginScreen(KioskScreen):
     def tick(self) -> None:
         """Count a lockout down."""
         if self.locked_for > 0:
-            self.locked_for = max(0, int(self._locked_until - time.monotonic() + 0.999))
+            self.locked_for = max(0, int(self._locked_until - self.app.now() + 0.999))
             if self.locked_for == 0:
                 self.message = ""
 

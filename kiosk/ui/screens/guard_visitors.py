@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import quote
 
 from kivy.properties import BooleanProperty, ListProperty, StringProperty
 from kivy.uix.boxlayout import BoxLayout
@@ -79,14 +78,14 @@ class GuardVisitorsScreen(KioskScreen):
         self.busy = True
         client = self.app.link.guard_client
         self.app.link.submit(
-            lambda: client.request("GET", f"/v1/visitors?q={quote(query)}"),
+            lambda: client.visitors(query),
             on_done=self._found,
             on_error=self._failed,
         )
 
-    def _found(self, answer: dict[str, Any]) -> None:
+    def _found(self, visitors: list[dict[str, Any]]) -> None:
         self.busy = False
-        self.results = list(answer.get("visitors") or [])
+        self.results = list(visitors)
         self.message = "" if self.results else N_("Nobody found.")
         box = self.ids.results
         box.clear_widgets()
@@ -107,7 +106,6 @@ class GuardVisitorsScreen(KioskScreen):
     def check_in(self, row: VisitorRow) -> None:
         """Manual check-in of ``row``'s invitation (no photo: the visitor is not at the camera)."""
         client = self.app.link.guard_client
-        body = {"invitation_id": row.invitation_id, "consent": False}
 
         def done(_answer: dict[str, Any]) -> None:
             row.checked_in = True
@@ -115,7 +113,9 @@ class GuardVisitorsScreen(KioskScreen):
             self.message_arg = row.visitor
 
         self.app.link.submit(
-            lambda: client.request("POST", "/v1/checkin", body), on_done=done, on_error=self._failed
+            lambda: client.checkin(row.invitation_id, consent=False),
+            on_done=done,
+            on_error=self._failed,
         )
 
     def _failed(self, exc: Exception) -> None:

@@ -4,7 +4,6 @@ live view, a 3-2-1 countdown, preview, retake, then the check-in with the photo.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from kivy.clock import Clock
@@ -73,7 +72,7 @@ class PhotoScreen(KioskScreen):
 
     def tick(self) -> None:
         """Run the countdown; close the screen a while after the photo is sent."""
-        now = time.monotonic()
+        now = self.app.now()
         if self.state == "countdown":
             left = self._countdown_ends - now
             if left <= 0:
@@ -96,7 +95,7 @@ class PhotoScreen(KioskScreen):
 
     def start(self) -> None:
         """Take photo: count down from 3 so the visitor can look at the camera."""
-        self._countdown_ends = time.monotonic() + COUNTDOWN_S
+        self._countdown_ends = self.app.now() + COUNTDOWN_S
         self.countdown = COUNTDOWN_S
         self.state = "countdown"
 
@@ -126,14 +125,14 @@ class PhotoScreen(KioskScreen):
 
     def _sent(self, _answer: dict[str, Any]) -> None:
         self.captured = None
-        self._finished_at = time.monotonic()
+        self._finished_at = self.app.now()
         self.state = "done"
 
     def _failed(self, _exc: Exception) -> None:
         # The check-in itself matters more than the photo: try once more without it.
         self.captured = None
         self.app.checkin(self.invitation_id)
-        self._finished_at = time.monotonic()
+        self._finished_at = self.app.now()
         self.state = "failed"
 
     def no_photo(self) -> None:

@@ -1,0 +1,574 @@
+"""UI tests: the real kiosk app in a real Kivy window under Xvfb, against a real agent.
+
+One Xvfb server, one agent (``edge-agent run`` on simulated hardware, see
+``test_kiosk_rig.py``) and one app for the session (Kivy has one window per
+process); every test starts from the attract screen with a clean agent.
+Flows are driven with touch events through the window (``kiosk.ui.driver``);
+QR codes are shown to the kiosk's demo camera, so the real decode path runs;
+badges are tapped on the agent's simulated reader. Waits are on conditions
+with timeouts; time-outs of the UI itself are tested by advancing the app's
+injected clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+from test_kiosk_rig import GUARD_PIN, LOCKOUT_GUARD_UID, AgentRig, short_tmpdir
+
+pytestmark = pytest.mark.ui
+
+XVFB = shutil.which("Xvfb")
+
+
+class FakeClock:
+    """Real monotonic time plus an offset that tests advance."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@pytest.fixture(scope="session")
+def xvfb():
+    """An Xvfb server on a free display (Xvfb picks it: -displayfd)."""
+    if XVFB is None:
+        pytest.skip("Xvfb is not installed (apt install xvfb)")
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(
+        [XVFB, "-displayfd", str(write_fd), "-screen", "0", "1920x1080x24", "-nolisten", "tcp"],
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        display = pipe.readline().strip()
+    if not display:
+        proc.kill()
+        pytest.fail("Xvfb did not report a display number")
+    old = os.environ.get("DISPLAY")
+    os.environ["DISPLAY"] = f":{display}"
+    yield f":{display}"
+    if old is None:
+        os.environ.pop("DISPLAY", None)
+    else:
+        os.environ["DISPLAY"] = old
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def rig():
+    root = short_tmpdir()
+    agent = AgentRig(root)
+    agent.start()
+    yield agent
+    agent.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def session_driver(xvfb, rig, tmp_path_factory):
+    """The app, started once: 800x480, windowed, demo panel enabled, fake clock."""
+    from kiosk.app import configure_kivy
+    from kiosk.config import demo_config
+
+    config = demo_config(rig.root)
+    ui = dataclasses.replace(config.ui, fullscreen=False, size=(800, 480), demo=True)
+    config = dataclasses.replace(config, ui=ui)
+    configure_kivy(config, kivy_home=tmp_path_factory.mktemp("kivy-home"))
+    from kiosk.ui.app import KioskApp
+    from kiosk.ui.driver import Driver
+
+    clock = FakeClock()
+    app = KioskApp(config, material=rig.material, clock=clock)
+    driver = Driver(app)
+    driver.clock = clock
+    driver.start()
+    driver.wait_for(lambda: app.online, 20, "the app never reached the agent")
+    yield driver
+    driver.stop()
+
+
+def _agent_clean(rig: AgentRig) -> bool:
+    if rig.process is None or rig.process.poll() is not None:
+        return False
+    status = rig.client().status()
+    door = status.get("door") or {}
+    return door.get("mode") == "normal" and not door.get("alarms")
+
+
+@pytest.fixture
+def kiosk(session_driver, rig):
+    """The driver, with the app on the attract screen in English and the agent clean."""
+    driver = session_driver
+    app = driver.app
+    if not _agent_clean(rig):
+        rig.reset()
+        app.material = rig.material
+    if app.demo_panel is not None and app.demo_panel.parent is not None:
+        app.demo_panel.dismiss(animation=False)
+    if app.demo_camera is not None:
+        app.demo_camera.hide()
+    if app.guard_id:
+        app.guard_logout(go_home=False)
+    driver.wait_for(lambda: app.online, 20, "agent not reachable")
+    driver.wait_for(
+        lambda: rig.client().status().get("event_streams", 0) >= 1, 10, "no event stream"
+    )
+    app.go_home()
+    driver.wait_screen("attract")
+    yield driver
+    # Leave no outcome pending for the next test (welcome screens check in on leave).
+    app.go_home()
+    driver.frames(2)
+
+
+def t(driver, msgid: str) -> str:
+    return driver.app.tr.gettext(msgid)
+
+
+def scan(driver, label: str, expect: str):
+    """Go to the scan screen and hold the demo invitation ``label`` up to the camera."""
+    driver.tap_text(t(driver, "Scan my QR invitation"))
+    driver.wait_screen("scan")
+    driver.app.demo_invitation(label)
+    return driver.wait_screen(expect, timeout=20)
+
+
+def wait_journal(rig, predicate, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        found = [e for e in rig.journal() if predicate(e)]
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError("event not journaled")
+
+
+# -- visitor flows -----------------------------------------------------------------------
+def test_valid_invitation_attract_scan_welcome_and_checkin_without_photo(kiosk, rig):
+    from kiosk.ui.widgets import Viewfinder
+
+    app = kiosk.app
+    kiosk.tap_text(t(kiosk, "Scan my QR invitation"))
+    kiosk.wait_screen("scan")
+    viewfinder = next(w for w in kiosk.walk() if isinstance(w, Viewfinder))
+    kiosk.wait_for(lambda: viewfinder.texture is not None, 10, "no camera frame in the viewfinder")
+    app.demo_invitation("valid")
+    screen = kiosk.wait_screen("welcome", timeout=20)
+    assert screen.visitor_name == "Ada Lovelace"
+    texts = kiosk.texts()
+    assert "Welcome, Ada Lovelace" in texts
+    assert "Your host, Grace Hopper, is being told you are here." in texts
+    kiosk.wait_for(lambda: app.door_remaining > 0, 5, "no door countdown")
+    assert any(x.startswith("The door is open: go through within") for x in kiosk.texts())
+    decision = wait_journal(rig, lambda e: e["type"] == "access.decision" and e.get("granted"))
+    assert decision[-1]["source"] == "kiosk-camera"
+    kiosk.tap_text(t(kiosk, "No, thank you"))
+    checkins = wait_journal(rig, lambda e: e["type"] == "visitor.checked_in")
+    assert checkins[-1]["invitation_id"] == "inv-ada"
+    assert checkins[-1]["consent"] is False and checkins[-1]["photo"] is None
+    kiosk.tap_text(t(kiosk, "Done"))
+    kiosk.wait_screen("attract")
+
+
+@pytest.mark.parametrize(("label", "reason"), [("expired", "expired"), ("forged", "bad_signature")])
+def test_refused_invitation_shows_reason_and_see_the_guard(kiosk, label, reason):
+    from kiosk import wording
+
+    screen = scan(kiosk, label, "denied")
+    assert screen.reason == reason
+    texts = kiosk.texts()
+    assert wording.DENIAL[reason].title in texts
+    assert wording.DENIAL[reason].text in texts
+    assert "Please see the guard at the gate." in texts
+    kiosk.tap_text(t(kiosk, "Scan again"))
+    kiosk.wait_screen("scan")
+
+
+def test_badge_tap_shows_its_outcome_from_any_visitor_screen(kiosk):
+    app = kiosk.app
+    app.demo_badge("staff")
+    screen = kiosk.wait_screen("welcome")
+    assert screen.kind == "badge" and screen.visitor_name == "Sam Okafor"
+    assert "Welcome, Sam Okafor" in kiosk.texts()
+    assert t(kiosk, "Yes, take my photo") not in kiosk.texts()  # no photo offer for a badge
+    app.go("scan")
+    kiosk.wait_screen("scan")
+    app.demo_badge("unknown")
+    screen = kiosk.wait_screen("denied")
+    assert screen.kind == "badge" and screen.reason == "unknown_badge"
+    assert "This badge is not recognised" in kiosk.texts()
+
+
+def test_photo_only_with_consent_capture_retake_and_send(kiosk, rig):
+    app = kiosk.app
+    scan(kiosk, "valid", "welcome")
+    kiosk.tap_text(t(kiosk, "Yes, take my photo"))
+    screen = kiosk.wait_screen("photo")
+    kiosk.wait_for(lambda: screen.ids.viewfinder.texture is not None, 10, "no live view")
+    kiosk.tap_text(t(kiosk, "Take photo"))
+    assert screen.state == "countdown"
+    kiosk.clock.advance(3.5)
+    kiosk.wait_for(lambda: screen.state == "preview", 5, "no preview after the countdown")
+    first = screen.captured
+    assert first is not None and first.ndim == 2
+    kiosk.tap_text(t(kiosk, "Retake"))
+    assert screen.state == "live" and screen.captured is None
+    kiosk.tap_text(t(kiosk, "Take photo"))
+    kiosk.clock.advance(3.5)
+    kiosk.wait_for(lambda: screen.state == "preview", 5, "no preview after the retake")
+    kiosk.tap_text(t(kiosk, "Use this photo"))
+    kiosk.wait_for(lambda: screen.state == "done", 10, "the photo was not sent")
+    checkin = wait_journal(rig, lambda e: e["type"] == "visitor.checked_in")[-1]
+    assert checkin["consent"] is True and checkin["photo"]
+    jpeg = rig.photo(checkin["photo"])
+    assert jpeg[:3] == b"\xff\xd8\xff"  # a JPEG
+    import cv2
+    import numpy as np
+
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert image.ndim == 2 and image.shape[0] * 3 == image.shape[1] * 4  # greyscale portrait
+    app.go_home()
+
+
+def test_idle_timeout_goes_back_to_attract_in_the_default_language(kiosk):
+    app = kiosk.app
+    app.set_language("fr")
+    kiosk.tap_text(t(kiosk, "Scan my QR invitation"))
+    kiosk.wait_screen("scan")
+    kiosk.clock.advance(app.settings.ui.idle_timeout_s - 5)
+    kiosk.pump(0.6)
+    assert app.sm.current == "scan"  # not yet
+    kiosk.clock.advance(6)
+    kiosk.wait_screen("attract", timeout=3)
+    assert app.tr.lang == "en"
+
+
+def test_agent_down_shows_out_of_service_and_recovers_by_itself(kiosk, rig):
+    app = kiosk.app
+    rig.stop()
+    kiosk.wait_screen("out_of_service", timeout=15)
+    assert "Out of service" in kiosk.texts()
+    assert "Please see the guard." in kiosk.texts()
+    app.demo_invitation("valid")  # nothing is presented while the agent is away
+    kiosk.pump(0.5)
+    assert app.sm.current == "out_of_service"
+    rig.start()
+    kiosk.wait_screen("attract", timeout=15)
+    # The event stream reconnects by itself too: a badge tap reaches the screen again.
+    kiosk.wait_for(lambda: rig.client().status()["event_streams"] >= 1, 10, "no event stream")
+    app.demo_badge("staff")
+    kiosk.wait_screen("welcome")
+
+
+# -- guard console ---------------------------------------------------------------------
+def login(driver, rig, uid: str | None = None, pin: str = GUARD_PIN):
+    app = driver.app
+    driver.tap_text(t(driver, "Staff"))
+    screen = driver.wait_screen("guard_login")
+    if uid is None:
+        app.demo_badge("guard")
+    else:
+        app.demo_sim("badge", uid=uid)
+    driver.wait_for(lambda: screen.step == "pin", 10, "the badge tap did not reach the login")
+    driver.press_keys(screen.ids.pinpad, [*pin, "ok"])
+    return screen
+
+
+def mode_shown(driver) -> str:
+    from kiosk.ui.widgets import Pill
+
+    return next(w.text for w in driver.walk() if isinstance(w, Pill))
+
+
+def guard_action(driver, button: str, reason: str) -> None:
+    driver.tap_text(t(driver, button))
+    driver.wait_screen("guard_reason")
+    driver.tap_text(t(driver, reason))
+    driver.wait_screen("guard_console")
+
+
+def test_guard_login_lockdown_normal_and_acknowledge_an_alarm(kiosk, rig):
+    app = kiosk.app
+    login(kiosk, rig)
+    kiosk.wait_screen("guard_console")
+    assert app.guard_name == "Gabrielle Roy"
+    guard_action(kiosk, "Lockdown", "Security incident")
+    assert rig.client().status()["door"]["mode"] == "lockdown"
+    kiosk.wait_for(lambda: mode_shown(kiosk) == t(kiosk, "Lockdown"), 10, "mode not shown")
+    action = wait_journal(rig, lambda e: e["type"] == "guard.action")[-1]
+    assert action["action"] == "lockdown" and action["why"] == "Security incident"
+    guard_action(kiosk, "Back to normal", "Drill or test")
+    assert rig.client().status()["door"]["mode"] == "normal"
+    kiosk.wait_for(lambda: mode_shown(kiosk) == t(kiosk, "Normal"), 10, "mode not shown")
+    rig.client().simulate("tamper", on=True)  # the reader's housing is opened
+    screen = app.screen
+    kiosk.wait_for(lambda: screen.ids.alarms.children, 10, "no alarm shown")
+    assert t(kiosk, "Tamper") in kiosk.texts()
+    rig.client().simulate("tamper", on=False)
+    kiosk.tap_text(t(kiosk, "Acknowledge"))
+    kiosk.wait_screen("guard_reason")
+    kiosk.tap_text(t(kiosk, "False alarm"))
+    kiosk.wait_screen("guard_console")
+    kiosk.wait_for(lambda: not rig.client().status()["door"]["alarms"], 10, "alarm still there")
+    kiosk.tap_text(t(kiosk, "Log out"))
+    kiosk.wait_screen("attract")
+    wait_journal(rig, lambda e: e["type"] == "guard.logout")
+
+
+def test_wrong_pin_locks_the_guard_out_and_the_screen_says_so(kiosk, rig):
+    screen = login(kiosk, rig, uid=LOCKOUT_GUARD_UID, pin="0000")
+    kiosk.wait_for(lambda: screen.step == "pin" and screen.message, 10, "no answer")
+    assert t(kiosk, "Badge or PIN not recognised.") in kiosk.texts()
+    for _ in range(3):
+        kiosk.press_keys(screen.ids.pinpad, ["0", "0", "0", "0", "ok"])
+        kiosk.wait_for(lambda: screen.step == "pin", 10, "no answer")
+        if screen.locked_for:
+            break
+    assert screen.locked_for > 0
+    assert any(x.startswith("Locked: try again in") for x in kiosk.texts())
+    assert screen.ids.pinpad.disabled
+    # The right PIN is refused too while locked out (the pad is disabled, the agent agrees).
+    from edge_agent.client import ApiError
+
+    with pytest.raises(ApiError) as refused:
+        rig.client().guard_login(LOCKOUT_GUARD_UID, GUARD_PIN)
+    assert refused.value.code == "locked_out"
+
+
+def test_guard_visitor_lookup_and_manual_checkin_then_auto_logout(kiosk, rig):
+    app = kiosk.app
+    login(kiosk, rig)
+    kiosk.wait_screen("guard_console")
+    kiosk.tap_text(t(kiosk, "Visitors"))
+    screen = kiosk.wait_screen("guard_visitors")
+    kiosk.press_keys(screen.ids.letters, list("CHL"))
+    kiosk.tap_text(t(kiosk, "Search"))
+    kiosk.wait_for(lambda: screen.results, 10, "nobody found")
+    assert "Chloé Dubois" in kiosk.texts()
+    kiosk.tap_text(t(kiosk, "Check in"))
+    checkin = wait_journal(rig, lambda e: e["type"] == "visitor.checked_in")[-1]
+    assert checkin["invitation_id"] == "inv-chloe" and checkin["by"] == "guard:g1"
+    kiosk.wait_for(lambda: "Checked in: Chloé Dubois." in kiosk.texts(), 5)
+    kiosk.clock.advance(app.settings.ui.guard_idle_timeout_s + 1)
+    kiosk.wait_screen("attract", timeout=5)
+    assert app.guard_id == ""
+    wait_journal(rig, lambda e: e["type"] == "guard.logout")
+
+
+def test_recent_events_list_the_journal(kiosk, rig):
+    login(kiosk, rig)
+    kiosk.wait_screen("guard_console")
+    kiosk.tap_text(t(kiosk, "Recent events"))
+    screen = kiosk.wait_screen("guard_events")
+    kiosk.wait_for(lambda: screen.ids.events.children, 10, "no events")
+    assert t(kiosk, "Guard logged in") in kiosk.texts()
+
+
+# -- language, keys, sizes ---------------------------------------------------------------
+def test_demo_panel_presents_through_the_camera_and_drives_the_door(kiosk, rig):
+    app = kiosk.app
+    assert kiosk.key(293)  # F12 opens the demo panel
+    kiosk.wait_for(lambda: app.demo_panel.parent is not None, 5)
+    kiosk.tap_text(t(kiosk, "Valid invitation"), root=app.demo_panel)
+    kiosk.wait_screen("welcome", timeout=20)
+    app.toggle_demo_panel()
+    kiosk.frames(2)
+    kiosk.tap_text(t(kiosk, "Fire alarm on"), root=app.demo_panel)
+    kiosk.wait_for(lambda: rig.client().status()["door"]["mode"] == "emergency", 10)
+    app.toggle_demo_panel()
+    kiosk.frames(2)
+    kiosk.tap_text(t(kiosk, "Fire alarm off"), root=app.demo_panel)
+    kiosk.wait_for(lambda: rig.client().status()["door"]["mode"] == "normal", 10)
+
+
+def test_escape_and_close_requests_cannot_leave_the_app(kiosk):
+    from kivy.core.window import Window
+
+    app = kiosk.app
+    assert kiosk.key(27) is True  # swallowed
+    assert Window.dispatch("on_request_close") is True  # refused
+    kiosk.frames(3)
+    assert app.sm.current == "attract" and app.root_window is not None
+
+
+def test_touch_input_comes_from_exactly_one_provider(kiosk):
+    from kivy.base import EventLoop
+    from kivy.config import Config
+
+    assert Config.options("input") == ["mouse"]
+    names = [type(p).__name__ for p in EventLoop.input_providers]
+    # The mouse provider, plus SDL's own, which passes fingers on only on iOS/Android.
+    assert names.count("MouseMotionEventProvider") == 1
+    assert not {"HIDInputMotionEventProvider", "MTDMotionEventProvider"} & set(names)
+
+
+# -- every screen: catalogue text only, re-labelled in French, nothing cut off -------------
+def _states(driver, rig):
+    """(label, screen name, prepare kwargs) for every screen and its main states."""
+    ada = {
+        "granted": True,
+        "kind": "qr",
+        "holder": "Ada Lovelace",
+        "host": "Grace Hopper",
+        "credential_id": "inv-ada",
+    }
+    staff = {"granted": True, "kind": "badge", "holder": "Sam Okafor", "credential_id": "04A1"}
+    states = [
+        ("attract", "attract", {}),
+        ("scan", "scan", {}),
+        ("welcome", "welcome", {"decision": ada}),
+        ("welcome-badge", "welcome", {"decision": staff}),
+        ("photo", "photo", {"invitation_id": "inv-ada", "visitor_name": "Ada Lovelace"}),
+        ("denied-error", "denied", {"decision": {"granted": False, "error": True}}),
+        ("out-of-service", "out_of_service", {}),
+        ("guard-login", "guard_login", {"message": "locked_out"}),
+        ("guard-console", "guard_console", {}),
+        ("guard-reason", "guard_reason", {"action": "acknowledge", "alarm": "forced_open"}),
+        ("guard-visitors", "guard_visitors", {}),
+        ("guard-events", "guard_events", {}),
+    ]
+    from kiosk import wording
+
+    for reason in wording.DENIAL:
+        kind = "badge" if "badge" in reason else "qr"
+        states.append(
+            (f"denied-{reason}", "denied", {"decision": {"reason": reason, "kind": kind}})
+        )
+    return states
+
+
+def _catalogue_patterns():
+    import re
+
+    from babel.messages.pofile import read_po
+
+    from kiosk import i18n
+
+    patterns = {}
+    for lang in i18n.LANGUAGES:
+        with i18n.po_path(lang).open("rb") as fh:
+            catalog = read_po(fh, locale=lang)
+        out = []
+        for message in catalog:
+            if not message.id:
+                continue
+            text = message.string or message.id
+            regex = re.escape(text)
+            regex = re.sub(r"\\\{[^}]*\\\}", ".+", regex)
+            out.append(re.compile(regex, re.DOTALL))
+        patterns[lang] = (out, {m.id: (m.string or m.id) for m in catalog if m.id})
+    return patterns
+
+
+def _is_key_caption(widget) -> bool:
+    return bool(getattr(widget, "key", "")) and widget.text == widget.key
+
+
+def _check_screen(driver, label: str, lang: str, patterns) -> list[str]:
+    """Problems on the current screen: non-catalogue text, leftovers, cut-off widgets."""
+    from kivy.core.window import Window
+
+    from kiosk.ui import theme
+    from kiosk.ui.widgets import DataLabel, KButton
+
+    app = driver.app
+    regexes, translations = patterns[lang]
+    english = patterns["en"][1]
+    untranslated = {msgid for msgid, fr in patterns["fr"][1].items() if fr != msgid}
+    problems = []
+    for widget in driver.labels():
+        text = widget.text
+        where = f"{label}/{lang}: {type(widget).__name__} {text!r}"
+        x, y = widget.to_window(widget.x, widget.y)
+        if (
+            x < -1
+            or y < -1
+            or x + widget.width > Window.width + 1
+            or y + widget.height > Window.height + 1
+        ):
+            problems.append(f"{where} is outside the window")
+        if isinstance(widget, KButton) and widget.height < theme.TOUCH * app.u - 1:
+            problems.append(f"{where} is a touch target of {widget.height:.0f} px")
+        if widget.shorten:
+            full_width = widget._label.get_extents(text)[0]
+            room = widget.text_size[0] or widget.width
+            if full_width > room + 2:
+                problems.append(f"{where} is shortened ({full_width} px in {room:.0f})")
+        else:
+            tw, th = widget.texture_size
+            if tw > widget.width + 2 or th > widget.height + 2:
+                problems.append(
+                    f"{where} is cut off ({tw}x{th} in {widget.width:.0f}x{widget.height:.0f})"
+                )
+        if isinstance(widget, DataLabel) or _is_key_caption(widget):
+            continue
+        parts = [p for chunk in text.split(" · ") for p in chunk.split(" — ")]
+        for part in parts:
+            if not any(r.fullmatch(part) for r in regexes):
+                problems.append(f"{where}: {part!r} is not from the {lang} catalogue")
+        if lang == "fr" and text in untranslated and text in english:
+            problems.append(f"{where} is still in English")
+    return problems
+
+
+def test_every_screen_is_relabelled_in_french_and_fits_at_800x480(kiosk, rig):
+    app = kiosk.app
+    patterns = _catalogue_patterns()
+    login(kiosk, rig)
+    kiosk.wait_screen("guard_console")
+    kiosk.wait_for(lambda: app.status.get("door"), 10)
+    problems = []
+    for label, name, kwargs in _states(kiosk, rig):
+        app.set_language("en")
+        app.go(name, **kwargs)
+        kiosk.wait_screen(name)
+        kiosk.frames(3)
+        english = {id(w): w.text for w in kiosk.labels()}
+        problems += _check_screen(kiosk, label, "en", patterns)
+        app.set_language("fr")
+        kiosk.frames(3)
+        problems += _check_screen(kiosk, label, "fr", patterns)
+        french = {id(w): w.text for w in kiosk.labels()}
+        changed = [k for k in english if k in french and english[k] != french[k]]
+        assert changed, f"{label}: nothing was re-labelled when switching to French"
+    app.set_language("en")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_screen_fits_at_1920x1080(kiosk, rig):
+    from kivy.core.window import Window
+
+    app = kiosk.app
+    patterns = _catalogue_patterns()
+    login(kiosk, rig)
+    kiosk.wait_screen("guard_console")
+    Window.size = (1920, 1080)
+    try:
+        kiosk.wait_for(lambda: abs(app.u - 2.25) < 0.01, 5, "the layout did not scale")
+        problems = []
+        for label, name, kwargs in _states(kiosk, rig)[:12]:
+            for lang in ("en", "fr"):
+                app.set_language(lang)
+                app.go(name, **kwargs)
+                kiosk.wait_screen(name)
+                kiosk.frames(3)
+                problems += _check_screen(kiosk, label, lang, patterns)
+        assert not problems, "\n".join(problems)
+    finally:
+        app.set_language("en")
+        Window.size = (800, 480)
+        kiosk.wait_for(lambda: abs(app.u - 1) < 0.01, 5)
