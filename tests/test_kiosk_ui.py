@@ -486,7 +486,7 @@ def _check_screen(driver, label: str, lang: str, patterns) -> list[str]:
     from kiosk.ui.widgets import DataLabel, KButton
 
     app = driver.app
-    regexes, translations = patterns[lang]
+    regexes = patterns[lang][0]
     english = patterns["en"][1]
     untranslated = {msgid for msgid, fr in patterns["fr"][1].items() if fr != msgid}
     problems = []
