@@ -91,6 +91,38 @@ DENIAL: dict[str, Wording] = {
     ),
 }
 
+#: Where a badge needs other words than an invitation (the rest are shared).
+BADGE_DENIAL: dict[str, Wording] = {
+    "expired": Wording(
+        N_("Your badge has expired"),
+        N_("The badge is no longer valid. The security office can renew it."),
+    ),
+    "not_yet_valid": Wording(
+        N_("Your badge is not valid yet"),
+        N_("The badge starts to work later."),
+    ),
+    "revoked": Wording(
+        N_("This badge was withdrawn"),
+        N_("The badge is no longer allowed on this site."),
+    ),
+    "replayed": Wording(
+        N_("This badge could not be verified"),
+        N_("The badge answered like a copy of a genuine one."),
+    ),
+    "bad_signature": Wording(
+        N_("This badge could not be verified"),
+        N_("The badge did not prove it is genuine."),
+    ),
+    "unknown_key": Wording(
+        N_("This badge could not be verified"),
+        N_("This entrance cannot check this kind of secure badge."),
+    ),
+    "malformed": Wording(
+        N_("This badge could not be read"),
+        N_("Tap it again and hold it still on the reader."),
+    ),
+}
+
 #: A reason code this kiosk does not know yet (a newer agent).
 UNKNOWN_REASON = Wording(
     N_("Entry refused"),
@@ -103,8 +135,13 @@ DECISION_FAILED = Wording(
 )
 
 
-def denial(reason: str) -> Wording:
-    """Return the wording of deny ``reason`` (:data:`UNKNOWN_REASON` for an unknown code)."""
+def denial(reason: str, kind: str = "qr") -> Wording:
+    """Return the wording of deny ``reason`` for a ``qr`` invitation or a ``badge``.
+
+    :data:`UNKNOWN_REASON` for a code this kiosk does not know.
+    """
+    if kind == "badge" and reason in BADGE_DENIAL:
+        return BADGE_DENIAL[reason]
     return DENIAL.get(reason, UNKNOWN_REASON)
 
 

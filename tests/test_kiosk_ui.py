@@ -448,6 +448,9 @@ def _states(driver, rig):
         states.append(
             (f"denied-{reason}", "denied", {"decision": {"reason": reason, "kind": kind}})
         )
+    for reason in wording.BADGE_DENIAL:
+        decision = {"reason": reason, "kind": "badge"}
+        states.append((f"denied-badge-{reason}", "denied", {"decision": decision}))
     return states
 
 

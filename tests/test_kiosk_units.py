@@ -108,6 +108,14 @@ def test_unknown_reason_falls_back_to_generic_wording():
     assert wording.denial("expired") is wording.DENIAL["expired"]
 
 
+def test_badges_get_badge_words():
+    assert set(wording.BADGE_DENIAL) <= set(wording.DENIAL)
+    assert wording.denial("expired", "badge").title == "Your badge has expired"
+    assert wording.denial("lockdown", "badge") is wording.DENIAL["lockdown"]
+    for words in wording.BADGE_DENIAL.values():
+        assert "invitation" not in (words.title + words.text).lower()
+
+
 # -- configuration --------------------------------------------------------------------------
 EXAMPLE = """
 [agent]
@@ -526,3 +534,10 @@ def test_config_dataclasses_are_frozen(tmp_path):
     config = load_config(path)
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.ui.language = "en"
+
+
+def test_packaged_device_configuration_is_valid():
+    config = load_config(KIOSK / "data" / "kiosk.toml")
+    assert config.camera.backend == "picamera2"
+    assert config.input.provider == "mtdev" and config.ui.fullscreen
+    assert config.agent.socket == Path("/run/portier/agent.sock")

@@ -146,6 +146,18 @@ class KeyPad(GridLayout):
         """Default handler: nothing (screens bind to it)."""
 
 
+class QRIcon(Widget):
+    """A drawn QR code symbol (three finder patterns and a few modules): "your invitation"."""
+
+    colour = ListProperty(list(theme.PRIMARY))
+
+
+class BadgeIcon(Widget):
+    """A drawn badge with contactless waves: "tap your badge"."""
+
+    colour = ListProperty(list(theme.PRIMARY))
+
+
 class Viewfinder(Widget):
     """Shows greyscale frames with a square framing guide in the middle.
 

@@ -26,7 +26,11 @@ class DeniedScreen(KioskScreen):
         decision = decision or {}
         self.kind = "badge" if decision.get("kind") == "badge" else "qr"
         self.reason = str(decision.get("reason") or "")
-        words = wording.DECISION_FAILED if decision.get("error") else wording.denial(self.reason)
+        words = (
+            wording.DECISION_FAILED
+            if decision.get("error")
+            else wording.denial(self.reason, self.kind)
+        )
         self.title_msgid = words.title
         self.text_msgid = words.text
         self.visitor_name = str(decision.get("holder") or "")

@@ -29,18 +29,20 @@ class EventRow(BoxLayout):
     #: A msgid naming a mode or alarm ("" for none).
     subject = StringProperty("")
     granted = BooleanProperty(False)
+    #: qr or badge, for access decisions.
+    credential_kind = StringProperty("qr")
 
     def kind_msgid(self, kind: str) -> str:
         """Return the msgid naming the event type."""
         return wording.EVENT_TYPES.get(kind, wording.EVENT_OTHER)
 
-    def details(self, outcome: str, reason: str, subject: str, _: Any) -> str:
+    def details(self, outcome: str, reason: str, kind: str, subject: str, _: Any) -> str:
         """Return the event's details (outcome, reason, mode or alarm), translated."""
         parts = []
         if outcome:
             parts.append(_(outcome))
         if reason and reason != "granted":
-            parts.append(_(wording.denial(reason).title))
+            parts.append(_(wording.denial(reason, kind).title))
         if subject:
             parts.append(_(subject))
         return " · ".join(parts)
@@ -54,6 +56,7 @@ def event_row(event: dict[str, Any]) -> EventRow:
         row.granted = bool(event.get("granted"))
         row.outcome = wording.GRANTED if row.granted else wording.DENIED
         row.reason = str(event.get("reason") or "")
+        row.credential_kind = "badge" if event.get("kind") == "badge" else "qr"
         row.who = str(event.get("holder") or event.get("credential_id") or "")
     elif kind in ("mode.changed", "mode.deferred"):
         row.subject = wording.DOOR_MODES.get(str(event.get("mode", "")), "")
