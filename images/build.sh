@@ -3,7 +3,8 @@
 # firmware and kernel from Debian's own packages) with Portier layered on top, a
 # read-only root, a persistent data partition, the hardened units enabled and the
 # hardware watchdog on. Written without loop devices or mounts (see
-# images/assemble.py), with a .bmap and .sha256 for `appliance flash`.
+# images/assemble.py; the only mount is /proc inside the chroot while packages
+# install), with a .bmap and .sha256 for `appliance flash`.
 #
 #   sudo images/build.sh [--out DIR] [--mirror URL] [--suite bookworm] [--keep-root]
 #   sudo images/build.sh --from-image raspios-bookworm-arm64-lite.img [--out DIR]
@@ -52,8 +53,11 @@ mkdir -p "$out"
 work="$(mktemp -d "$out/work.XXXXXX")"
 root="$work/root"; boot="$work/boot"; data="$work/data"
 mkdir -p "$root" "$boot" "$data"
+proc_mounted=0
 cleanup() {
-    # Nothing is mounted, so removing the tree is all there is to undo.
+    # /proc inside the chroot is the only mount the build makes; no file system of the
+    # image is ever mounted.
+    [ "$proc_mounted" -eq 1 ] && umount -l "$root/proc"
     [ "$keep_root" -eq 1 ] && { log "kept $work"; return; }
     rm -rf "$work"
 }
@@ -104,6 +108,9 @@ else
     log "extracting $from_image without mounting"
     "$py" -m images.cli extract "$from_image" --boot "$boot" --root "$root"
 fi
+# Package scripts need /proc: without it `ischroot` cannot tell it runs in a chroot and
+# raspi-firmware's kernel hook then insists on a mounted /boot/firmware.
+mount -t proc proc "$root/proc"; proc_mounted=1
 cp -a "$here/images/overlay/." "$root/"
 mkdir -p "$root/boot/firmware" "$root/data" "$root/etc/portier"
 apt_in_root update >&2
@@ -183,6 +190,7 @@ else
 fi
 
 # --- 6. partitions ---------------------------------------------------------------------
+umount "$root/proc"; proc_mounted=0
 log "splitting boot, root and data trees"
 if [ -z "$from_image" ]; then
     cp -a "$root/boot/firmware/." "$boot/"
