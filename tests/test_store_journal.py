@@ -113,6 +113,17 @@ def test_reopen_read_only_from_another_process_sees_committed_events(db_path: Pa
         assert out == ["True", "3", "3"]
 
 
+def test_page_size_applies_to_a_new_file(tmp_path: Path) -> None:
+    path = tmp_path / "small-pages.sqlite"
+    with Store.open(make_settings(path, page_size=1024)) as store:
+        store.journal.append("a.b", {})
+    assert raw(path).execute("PRAGMA page_size").fetchone()[0] == 1024
+    # An existing file keeps its page size.
+    with Store.open(make_settings(path, page_size=8192)) as store:
+        assert store.journal.append("a.b", {}).seq == 2
+    assert raw(path).execute("PRAGMA page_size").fetchone()[0] == 1024
+
+
 def test_second_writer_is_refused(db_path: Path) -> None:
     with Store.open(make_settings(db_path)):
         code = (

@@ -31,6 +31,7 @@ def test_defaults_and_derived_paths() -> None:
         ({"max_db_bytes": 1024}, "max_db_bytes"),
         ({"max_payload_bytes": 10}, "max_payload_bytes"),
         ({"checkpoint_pages": 1}, "checkpoint_pages"),
+        ({"page_size": 3000}, "page_size"),
     ],
 )
 def test_bad_values_name_the_field(kwargs: dict, field: str) -> None:

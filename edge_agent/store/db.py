@@ -108,6 +108,8 @@ class Database:
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
         try:
             conn = _connect(_uri(self.path, "rwc"), settings)
+            # Only takes effect on a new, empty file (before WAL mode is set).
+            conn.execute(f"PRAGMA page_size = {settings.page_size}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         except sqlite3.Error as exc:
             raise translate(exc, f"opening {self.path}") from exc
@@ -117,7 +119,6 @@ class Database:
         # FULL: the WAL is fsynced at every commit, so a returned append
         # survives power loss, not only a process crash (NORMAL would not).
         conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
         # Checkpoint inside the commit that crosses the threshold, so the WAL
         # is fully copied back before the next write and SQLite restarts it
         # from the beginning: later commits overwrite allocated blocks, and an

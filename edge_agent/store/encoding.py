@@ -125,16 +125,20 @@ def canonical_json(payload: Mapping[str, object], max_bytes: int | None = None) 
     except RecursionError:
         raise InvalidEvent("payload: nested too deeply (or contains itself)") from None
     text = _encode(payload)
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError as exc:
-        raise InvalidEvent(f"payload: not valid Unicode text ({exc.reason})") from None
+    if text.isascii():  # the usual case: no need to encode to count bytes
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            raise InvalidEvent(f"payload: not valid Unicode text ({exc.reason})") from None
     if max_bytes is not None and size > max_bytes:
         raise InvalidEvent(f"payload: {size} bytes of JSON exceeds the {max_bytes}-byte limit")
     return text
 
 
-_known_types: set[str] = set()
+#: Event types already validated (bounded), so a hot path skips the regex.
+_KNOWN_TYPES: set[str] = set()
 
 
 def check_type(event_type: str) -> str:
@@ -143,7 +147,7 @@ def check_type(event_type: str) -> str:
     A type is dotted lower-case words (``access.decision``,
     ``door.forced_open``), at most 64 characters. Raises :class:`InvalidEvent`.
     """
-    if type(event_type) is str and event_type in _known_types:
+    if type(event_type) is str and event_type in _KNOWN_TYPES:
         return event_type
     if (
         not isinstance(event_type, str)
@@ -154,8 +158,8 @@ def check_type(event_type: str) -> str:
             f"type: {event_type!r} must be dotted lower-case words "
             f"([a-z][a-z0-9_]*, at most {MAX_TYPE_LENGTH} characters)"
         )
-    if len(_known_types) < 1024:
-        _known_types.add(event_type)
+    if len(_KNOWN_TYPES) < 1024:
+        _KNOWN_TYPES.add(event_type)
     return event_type
 
 

@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 from edge_agent.store.db import Database, rollback
 from edge_agent.store.encoding import (
+    _KNOWN_TYPES,
     GENESIS_HASH,
     Clock,
     UUIDv7Generator,
@@ -164,9 +165,10 @@ class SyncCounts:
 class _Request:
     """Events submitted together, and how their submitter is woken.
 
-    ``wake`` is held from creation; releasing it wakes the submitter, either
-    because its events were written (``done``) or because it was chosen to
-    lead the next commit (``lead``).
+    A submitter that has to wait gets a held ``wake`` lock; releasing it
+    wakes the submitter, either because its events were written (``done``)
+    or because it was chosen to lead the next commit (``lead``). A submitter
+    that leads at once never needs one.
     """
 
     __slots__ = ("done", "error", "events", "items", "lead", "wake")
@@ -177,8 +179,7 @@ class _Request:
         self.error: BaseException | None = None
         self.done = False
         self.lead = False
-        self.wake = threading.Lock()
-        self.wake.acquire()
+        self.wake: threading.Lock | None = None
 
 
 def _event(row: Sequence[Any]) -> Event:
@@ -286,10 +287,9 @@ class Journal:
         acknowledged events: nothing written), :class:`StoreIOError`,
         :class:`StoreClosed`, :class:`StoreReadOnly`.
         """
-        item = (
-            check_type(event_type),
-            canonical_json({} if payload is None else payload, self._max_payload),
-        )
+        if type(event_type) is not str or event_type not in _KNOWN_TYPES:
+            check_type(event_type)
+        item = (event_type, canonical_json({} if payload is None else payload, self._max_payload))
         return self._submit(_Request([item])).events[0]
 
     def append_many(self, items: Iterable[tuple[str, Mapping[str, Any] | None]]) -> list[Event]:
@@ -315,15 +315,19 @@ class Journal:
         return self._submit(_Request(prepared)).events
 
     def _submit(self, request: _Request) -> _Request:
-        self._db.check_writable()
+        if self._db.writer is None:
+            self._db.check_writable()  # raises StoreClosed or StoreReadOnly
         with self._mutex:
             self._pending.append(request)
             follow = self._leader_busy
-            if not follow:
+            if follow:
+                request.wake = threading.Lock()
+                request.wake.acquire()
+            else:
                 self._leader_busy = request.lead = True
         if follow:
             try:
-                request.wake.acquire()
+                request.wake.acquire()  # type: ignore[union-attr]
             except BaseException:
                 self._abandon(request)
                 raise
@@ -360,10 +364,10 @@ class Journal:
                 else:
                     successor.lead = True
             for req in batch:
-                if req is not request:
+                if req.wake is not None and req is not request:
                     req.wake.release()
             if successor is not None:
-                successor.wake.release()
+                successor.wake.release()  # type: ignore[union-attr]
 
     def _abandon(self, request: _Request) -> None:
         # The submitter was interrupted (KeyboardInterrupt) while waiting.
@@ -380,11 +384,13 @@ class Journal:
             else:
                 successor.lead = True
         if successor is not None:
-            successor.wake.release()
+            successor.wake.release()  # type: ignore[union-attr]
 
     def _write(self, batch: list[_Request]) -> None:
         """Write ``batch`` in one transaction; caller holds the write lock."""
-        conn = self._db.check_writable()
+        conn = self._db.writer
+        if conn is None:
+            conn = self._db.check_writable()  # raises StoreClosed or StoreReadOnly
         wall_clock, mono_clock = self._clock.wall_ms, self._clock.mono_ns
         next_id, hash_of = self._ids.next_bytes, event_hash
         seq, prev = self._head_seq, self._head_hash
@@ -399,28 +405,10 @@ class Journal:
                 digest = hash_of(prev, seq, raw_id, wall_ms, mono_ns, event_type, payload_json)
                 add((seq, raw_id, wall_ms, mono_ns, event_type, payload_json, prev, digest))
                 prev = digest
-        # Each retry after "disk full" follows one more relief step (see
-        # _relieve); the loop ends when a step frees nothing.
-        for attempt in range(1, _FULL_RETRIES + 1):
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                if len(rows) == 1:
-                    conn.execute(_INSERT, rows[0])
-                else:
-                    conn.executemany(_INSERT, rows)
-                conn.execute("COMMIT")
-                break
-            except sqlite3.Error as exc:
-                rollback(conn)
-                error = translate(exc, "journal append")
-                if isinstance(error, StoreFull) and attempt < _FULL_RETRIES and self._relieve(conn):
-                    log.warning("journal: disk full, retrying the append after freeing space")
-                    continue
-                if not isinstance(error, StoreFull):
-                    # The commit may or may not have reached the disk (an
-                    # I/O error in fsync): trust only what the file says.
-                    self._reload_head(conn)
-                raise error from exc
+        try:
+            self._insert(conn, rows)
+        except sqlite3.Error as exc:
+            self._insert_after_error(conn, rows, exc)
         self._head_seq, self._head_hash = seq, prev
         events = [
             Event(row[0], id_to_text(row[1]), row[2], row[3], row[4], row[5], row[6], row[7])
@@ -436,6 +424,41 @@ class Journal:
                 position += count
         if self._on_commit is not None:
             self._on_commit(len(rows))
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if len(rows) == 1:
+                conn.execute(_INSERT, rows[0])
+            else:
+                conn.executemany(_INSERT, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            rollback(conn)
+            raise
+
+    def _insert_after_error(
+        self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], first: sqlite3.Error
+    ) -> None:
+        """Retry a failed commit after each relief step while the disk is
+        full; raise the typed error when no step helps or it is not "full"."""
+        exc = first
+        for attempt in range(1, _FULL_RETRIES + 1):
+            error = translate(exc, "journal append")
+            if not isinstance(error, StoreFull):
+                # The commit may or may not have reached the disk (an I/O
+                # error in fsync): trust only what the file says.
+                self._reload_head(conn)
+                raise error from exc
+            if attempt == _FULL_RETRIES or not self._relieve(conn):
+                raise error from exc
+            log.warning("journal: disk full, retrying the append after freeing space")
+            try:
+                self._insert(conn, rows)
+                return
+            except sqlite3.Error as again:
+                exc = again
 
     def _relieve(self, conn: sqlite3.Connection) -> bool:
         """Free space for the journal, losing as little as possible; return

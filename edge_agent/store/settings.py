@@ -53,6 +53,10 @@ class StoreSettings:
     #: WAL pages after which the committing writer copies the WAL back into
     #: the database (SQLite's ``wal_autocheckpoint``).
     checkpoint_pages: int = 1_000
+    #: SQLite page size for a new database file (an existing file keeps its
+    #: own). WAL commits write whole pages, so this is the unit every durable
+    #: append writes (twice: the events table and its id index).
+    page_size: int = 4096
 
     def __post_init__(self) -> None:
         if isinstance(self.path, str):
@@ -84,6 +88,8 @@ class StoreSettings:
             _check_int("max_db_bytes", self.max_db_bytes, 64 * 1024)
         _check_int("max_payload_bytes", self.max_payload_bytes, 256)
         _check_int("checkpoint_pages", self.checkpoint_pages, 10)
+        if self.page_size not in (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536):
+            raise ValueError(f"page_size: {self.page_size!r} must be a power of two, 512..65536")
 
     @property
     def resolved_media_dir(self) -> Path:
