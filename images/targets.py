@@ -4,7 +4,8 @@ An SD card reader shows up as a whole-disk block device (``/dev/sdb``,
 ``/dev/mmcblk0``). Writing the wrong one destroys the installer's own laptop, so a
 block device is refused when it (or any partition of it):
 
-* is mounted (``/proc/self/mounts``) or used as swap (``/proc/swaps``),
+* is mounted (``/proc/self/mounts``), used as swap (``/proc/swaps``) or held by
+  a device-mapper or RAID device (sysfs ``holders``),
 * holds the running system (the disks behind ``/``, ``/boot``, ``/usr``, ``/var``),
 * is a partition rather than a whole disk,
 * is not removable (sysfs ``removable`` flag) and sits on neither a USB nor an
@@ -76,6 +77,7 @@ class BlockDisk:
     removable: bool
     bus: str  # "usb", "mmc" or "" (anything else: SATA, NVMe, virtio...)
     partitions: tuple[str, ...]
+    holders: tuple[str, ...] = ()  # device-mapper / RAID devices built on it
 
 
 def _disk_of(sys_dir: Path) -> Path:
@@ -97,7 +99,17 @@ def read_disk(sys_dir: Path) -> BlockDisk:
     parts = tuple(
         sorted(p.name for p in sys_dir.iterdir() if p.is_dir() and (p / "partition").exists())
     )
-    return BlockDisk(name=name, size=size, removable=removable, bus=bus, partitions=parts)
+    holders = tuple(
+        sorted(
+            h.name
+            for d in (sys_dir, *(sys_dir / p for p in parts))
+            if (d / "holders").is_dir()
+            for h in (d / "holders").iterdir()
+        )
+    )
+    return BlockDisk(
+        name=name, size=size, removable=removable, bus=bus, partitions=parts, holders=holders
+    )
 
 
 def _disk_behind_mount_point(mount_point: str, sys_root: str | os.PathLike[str]) -> str | None:
@@ -148,6 +160,11 @@ def check_disk(
                 f"/dev/{disk.name} is in use: {source} is mounted at {mount_point}; "
                 "unmount it first (udisksctl unmount -b " + source + ")"
             )
+    if disk.holders:
+        raise TargetRefused(
+            f"/dev/{disk.name} is in use by {', '.join(disk.holders)} (LVM, LUKS or RAID): "
+            "close those first"
+        )
     for source in swaps:
         if Path(resolve(source)).name in names:
             raise TargetRefused(f"/dev/{disk.name} is in use as swap ({source})")

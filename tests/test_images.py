@@ -461,6 +461,16 @@ def test_disk_in_use_is_refused(tmp_path, mounts, swaps, system, message):
         targets.check_disk(sdz, mounts=mounts, swaps=swaps, system=system, resolve=identity)
 
 
+def test_disk_held_by_device_mapper_is_refused(tmp_path):
+    path = fake_disk(tmp_path, "sdx", removable=True, bus="usb")
+    (path / "sdx2" / "holders").mkdir()
+    (path / "sdx2" / "holders" / "dm-0").mkdir()
+    sdx = targets.read_disk(path)
+    assert sdx.holders == ("dm-0",)
+    with pytest.raises(TargetRefused, match="in use by dm-0"):
+        targets.check_disk(sdx, mounts=[], swaps=[], system=set(), resolve=identity)
+
+
 def test_fixed_disk_needs_explicit_permission(tmp_path):
     sdy = targets.read_disk(fake_disk(tmp_path, "sdy", removable=False, bus="sata"))
     kwargs = {"mounts": [("/dev/sda1", "/")], "swaps": [], "system": {"sda"}, "resolve": identity}
