@@ -9,6 +9,9 @@ order, with the chain verified on arrival and walked again.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from test_sync_rig import (
     AgentProcess,
     assert_exactly_once,
     enroll_with,
+    journal_events,
     make_config,
     running_agent,
     synced_up,
@@ -28,6 +32,8 @@ from test_sync_rig import (
 from central.admin import CentralAdmin
 from central.testing import CentralProcess
 from edge_agent.config import AgentConfig
+
+PORTIER_CENTRAL = str(Path(sys.executable).with_name("portier-central"))
 
 # name, fault options, whether the central stores what the agent never heard back about
 FAULTS: list[tuple[str, dict[str, Any], bool]] = [
@@ -112,3 +118,20 @@ def _duplicates(admin: CentralAdmin, device_id: str) -> int:
         if device["device_id"] == device_id:
             return device["duplicates_seen"]
     return 0
+
+
+def test_the_central_cli_reports_every_event_once_chain_verified(rig: Rig) -> None:
+    wait_until(lambda: synced_up(rig.admin, rig.config), what="upload")
+    done = subprocess.run(
+        [PORTIER_CENTRAL, "events", "--url", rig.central.url, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    view = json.loads(done.stdout)
+    device = next(d for d in view["devices"] if d["device_id"] == "faulty-gate")
+    journal = journal_events(rig.config)
+    assert device["unique_events"] == len(journal) and device["rejected"] == 0
+    assert device["chain_ok"] is True and device["chain_verified"] is True
+    assert view["totals"]["chain_ok"] is True
