@@ -176,6 +176,7 @@ def test_chaos_kill_9_under_load_and_network_faults(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_chaos_soak(tmp_path: Path) -> None:
     result = run_chaos(tmp_path, float(os.environ.get("CHAOS_SOAK_SECONDS", "600")))
     assert result["kills"] >= 300
