@@ -304,10 +304,14 @@ class CentralLink:
                     if self._stop.wait(self.central.backoff_cap_s):
                         break
                     continue
+                except Exception:
+                    # A bug must not end the sync for good: log it, wait, go on
+                    # (the batch stays in flight and is resent with its ids).
+                    log.exception("sync: unexpected error in the uplink")
+                    if self._stop.wait(self.central.backoff_cap_s):
+                        break
+                    continue
                 self._sleep(self._wake_uplink, self.central.sync_interval_s)
-        except Exception:
-            log.exception("sync: uplink thread failed")
-            raise
         finally:
             with contextlib.suppress(StoreError):
                 if self._uplink is not None:
@@ -382,13 +386,14 @@ class CentralLink:
                     except StoreError as exc:
                         log.error("sync: store error while applying deltas: %s", exc)
                         next_pull = time.monotonic() + backoff.next_delay()
+                    except Exception:
+                        log.exception("sync: unexpected error in heartbeat or deltas")
+                        next_pull = time.monotonic() + self.central.backoff_cap_s
+                        next_heartbeat = max(next_heartbeat, next_pull)
                 waits = [self.central.sync_interval_s]
                 if active:
                     waits += [next_heartbeat - time.monotonic(), next_pull - time.monotonic()]
                 self._sleep(self._wake_control, max(0.01, min(waits)))
-        except Exception:
-            log.exception("sync: control thread failed")
-            raise
         finally:
             client.close()
 
@@ -454,6 +459,8 @@ class CentralLink:
             self._check_backlog()
         except StoreError as exc:
             log.error("sync: local checks failed: %s", exc)
+        except Exception:
+            log.exception("sync: local checks failed")
 
     def _check_disk(self) -> None:
         pressure = self.store.disk_pressure()
