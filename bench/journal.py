@@ -363,8 +363,8 @@ def main() -> None:
         return
 
     quick = args.quick
-    single_repeats = 5 if quick else 7
-    single_n = 400 if quick else 1_000
+    single_repeats = 7 if quick else 15
+    single_n = 300 if quick else 500
     events = 200_000 if quick else 1_000_000
     badges = 200_000 if quick else 1_000_000
     revocations = 20_000 if quick else 100_000
