@@ -9,9 +9,10 @@ Usage::
 its demo material. The script drives the real app in-process through real
 flows -- invitations shown to the demo camera, badges tapped on the simulated
 reader, the guard console with a real login -- and saves ``NAME-LANG.png``
-files. It changes the demo agent's state (check-ins, a guard lockout for
-``lockout_s``), so use a demo directory of its own. It needs a display
-(``DISPLAY``, e.g. Xvfb).
+files. It changes the demo agent's state: check-ins, door modes and alarms
+(put back to normal), and the *unknown* badge locked out of the guard login
+for the agent's ``lockout_s`` (the demo's guard badge stays usable). It needs
+a display (``DISPLAY``, e.g. Xvfb).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class Shooter:
         d.wait_for(lambda: self.app.screen.ids.viewfinder.texture is not None, 10, "no frame")
         self.shot("scan")
         self.present("valid", "welcome")
-        d.pump(0.6)
+        d.wait_for(lambda: self.app.door_remaining > 0, 10, "no door countdown")
         self.shot("welcome")
         d.tap_text(self.t("Yes, take my photo"))
         d.wait_screen("photo")
@@ -98,6 +99,7 @@ class Shooter:
         self.home(lang)
         self.app.demo_badge("staff")
         d.wait_screen("welcome")
+        d.wait_for(lambda: self.app.door_remaining > 0, 10, "no door countdown")
         self.shot("welcome-badge")
         self.home(lang)
         self.app.demo_badge("unknown")
@@ -166,15 +168,19 @@ class Shooter:
         d.wait_screen("attract")
 
     def lockout(self) -> None:
-        """Three wrong PINs lock the guard badge; shown in every language."""
+        """Wrong PINs lock a badge out; shown in every language.
+
+        The unknown badge is used (the agent counts failures per badge, guard or not),
+        so the demo's guard can still log in afterwards.
+        """
         d, app = self.driver, self.app
         self.home(LANGUAGES[0])
         d.tap_text(self.t("Staff"))
         d.wait_screen("guard_login")
-        app.demo_badge("guard")
+        app.demo_badge("unknown")
         d.wait_for(lambda: app.screen.step == "pin", 10, "guard badge not read")
         wrong = "0000" if app.material.guard.pin != "0000" else "1111"
-        for _ in range(6):
+        for _ in range(25):  # the agent's guard.max_pin_failures is at most 20
             d.press_keys(app.screen.ids.pinpad, [*wrong, "ok"])
             d.wait_for(lambda: app.screen.step == "pin", 10, "no answer")
             if app.screen.locked_for:

@@ -263,6 +263,31 @@ class AgentRig:
         self.stop()
 
 
+@contextlib.contextmanager
+def xvfb_display(size: str = "1920x1080x24"):
+    """Run an Xvfb server on a free display (Xvfb picks it with -displayfd); yield ":N"."""
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        pytest.skip("Xvfb is not installed (apt install xvfb)")
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(
+        [xvfb, "-displayfd", str(write_fd), "-screen", "0", size, "-nolisten", "tcp"],
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        number = pipe.readline().strip()
+    try:
+        if not number:
+            raise RuntimeError("Xvfb did not report a display number")
+        yield f":{number}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def short_tmpdir(prefix: str = "pk-") -> Path:
     """A new short directory under /tmp (AF_UNIX socket paths are limited to 108 bytes)."""
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))

@@ -15,15 +15,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import subprocess
 import time
 
 import pytest
-from test_kiosk_rig import GUARD_PIN, LOCKOUT_GUARD_UID, AgentRig, short_tmpdir
+from test_kiosk_rig import GUARD_PIN, LOCKOUT_GUARD_UID, AgentRig, short_tmpdir, xvfb_display
 
 pytestmark = pytest.mark.ui
-
-XVFB = shutil.which("Xvfb")
 
 
 class FakeClock:
@@ -41,31 +38,15 @@ class FakeClock:
 
 @pytest.fixture(scope="session")
 def xvfb():
-    """An Xvfb server on a free display (Xvfb picks it: -displayfd)."""
-    if XVFB is None:
-        pytest.skip("Xvfb is not installed (apt install xvfb)")
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        [XVFB, "-displayfd", str(write_fd), "-screen", "0", "1920x1080x24", "-nolisten", "tcp"],
-        pass_fds=(write_fd,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    with os.fdopen(read_fd) as pipe:
-        display = pipe.readline().strip()
-    if not display:
-        proc.kill()
-        pytest.fail("Xvfb did not report a display number")
-    old = os.environ.get("DISPLAY")
-    os.environ["DISPLAY"] = f":{display}"
-    yield f":{display}"
-    if old is None:
-        os.environ.pop("DISPLAY", None)
-    else:
-        os.environ["DISPLAY"] = old
-    proc.terminate()
-    proc.wait(timeout=10)
+    """An Xvfb server on a free display, as DISPLAY for this process."""
+    with xvfb_display() as display:
+        old = os.environ.get("DISPLAY")
+        os.environ["DISPLAY"] = display
+        yield display
+        if old is None:
+            os.environ.pop("DISPLAY", None)
+        else:
+            os.environ["DISPLAY"] = old
 
 
 @pytest.fixture(scope="session")
@@ -205,6 +186,11 @@ def test_badge_tap_shows_its_outcome_from_any_visitor_screen(kiosk):
     assert screen.kind == "badge" and screen.visitor_name == "Sam Okafor"
     assert "Welcome, Sam Okafor" in kiosk.texts()
     assert t(kiosk, "Yes, take my photo") not in kiosk.texts()  # no photo offer for a badge
+    kiosk.wait_for(lambda: screen.door == "open" and app.door_remaining > 0, 5, "no countdown")
+    assert any(x.startswith("The door is open: go through within") for x in kiosk.texts())
+    # The agent relocks after its unlock time (5 s): the screen says so.
+    locked = "The door is locked again. If you did not get through, please see the guard."
+    kiosk.wait_for(lambda: locked in kiosk.texts(), 10, "the relock was not shown")
     app.go("scan")
     kiosk.wait_screen("scan")
     app.demo_badge("unknown")

@@ -122,6 +122,7 @@ class KioskApp(App):
         self._last_touch = self.now()
         self._door_relocks_at: float | None = 0.0
         self._allow_close = False
+        self._ticker: Any = None
         self.guard_id = ""
 
     # -- plumbing -----------------------------------------------------------------
@@ -175,11 +176,14 @@ class KioskApp(App):
         )
         self.scanner.start(decode=False)
         self._tick(0)
-        Clock.schedule_interval(self._tick, 0.25)
+        self._ticker = Clock.schedule_interval(self._tick, 0.25)
         self.go("out_of_service" if self.link.online is False else "attract")
 
     def on_stop(self) -> None:
         """Stop the worker threads and close the camera."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
         if self.guard_id:
             self.guard_logout()
         self.link.stop()
@@ -256,10 +260,7 @@ class KioskApp(App):
     def _tick(self, _dt: float) -> None:
         now = self.now()
         self.clock_text = time.strftime("%H:%M")
-        if self._door_relocks_at is None:
-            self.door_remaining = -1
-        else:
-            self.door_remaining = max(0, int(self._door_relocks_at - now + 0.999))
+        self._update_door_remaining()
         if self.sm is None:
             return
         screen = self.screen
@@ -267,6 +268,12 @@ class KioskApp(App):
         if timeout is not None and now - max(self._last_touch, screen.entered_at) > timeout:
             screen.on_idle()
         screen.tick()
+
+    def _update_door_remaining(self) -> None:
+        if self._door_relocks_at is None:
+            self.door_remaining = -1
+        else:
+            self.door_remaining = max(0, int(self._door_relocks_at - self.now() + 0.999))
 
     # -- agent ----------------------------------------------------------------------
     def _online_changed(self, online: bool) -> None:
@@ -285,10 +292,13 @@ class KioskApp(App):
         self.status = status
         self.door_title = self.settings.ui.door_name or str(status.get("door_id", ""))
         door = status.get("door") or {}
-        if door.get("unlocked") and door.get("unlocked_for_s") is None:
-            self._door_relocks_at = None  # free access or emergency: no countdown
-        elif not door.get("unlocked"):
+        if not door.get("unlocked"):
             self._door_relocks_at = 0.0
+        elif door.get("unlocked_for_s") is None:
+            self._door_relocks_at = None  # free access or emergency: no countdown
+        else:
+            self._door_relocks_at = self.now() + float(door["unlocked_for_s"])
+        self._update_door_remaining()
         if self.sm is not None:
             self.screen.on_status(status)
 
@@ -301,6 +311,7 @@ class KioskApp(App):
             self._door_relocks_at = 0.0
         elif kind == "access.decision" and event.get("source") == "nfc" and self.sm is not None:
             self.screen.on_badge(event)
+        self._update_door_remaining()
         if kind.startswith(("alarm.", "mode.", "door.")):
             self.link.check_now()
         if self.sm is not None:

@@ -24,11 +24,15 @@ class WelcomeScreen(KioskScreen):
     #: offer: photo buttons shown; declined: checked in without; none: badge (no offer).
     photo = OptionProperty("offer", options=("offer", "declined", "none"))
     checked_in = BooleanProperty(False)
+    #: opening: granted, the unlock not seen yet; open: counting down (or held open);
+    #: relocked: it was open and is locked again.
+    door = OptionProperty("opening", options=("opening", "open", "relocked"))
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.invitation_id = ""
         self._to_photo = False
+        self.app.bind(door_remaining=lambda *_args: self.tick())
 
     def prepare(self, decision: dict[str, Any] | None = None, **_kwargs: Any) -> None:
         """Show ``decision`` (a granted access decision)."""
@@ -41,6 +45,23 @@ class WelcomeScreen(KioskScreen):
         self.photo = "offer" if self.invitation_id else "none"
         self.checked_in = not self.invitation_id
         self._to_photo = False
+        self.door = "opening"
+        self.tick()
+
+    def tick(self) -> None:
+        """Follow the door: opening, then open with a countdown, then locked again."""
+        if self.app.door_remaining != 0:
+            self.door = "open"
+        elif self.door == "open":
+            self.door = "relocked"
+
+    def door_text(self, door: str, remaining: int, _: Any) -> str:
+        """Return what the screen says about the door, translated."""
+        if door == "relocked":
+            return _("The door is locked again. If you did not get through, please see the guard.")
+        if door == "open" and remaining > 0:
+            return _("The door is open: go through within {seconds} s.").format(seconds=remaining)
+        return _("The door is open.")
 
     def idle_timeout(self) -> float | None:
         """The outcome stays up for ``ui.outcome_timeout_s``."""
