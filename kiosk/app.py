@@ -97,9 +97,6 @@ def run(config: KioskConfig, **app_options: Any) -> int:
     ``app_options`` go to :class:`~kiosk.ui.app.KioskApp` (``material``,
     ``open_camera``). The demo material is loaded from ``config.demo_dir``.
     """
-    from kiosk import i18n
-
-    i18n.ensure_compiled()
     configure_kivy(config)
     if config.demo_dir is not None and "material" not in app_options:
         from kiosk import demo_material

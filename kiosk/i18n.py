@@ -16,6 +16,7 @@ changes.
 from __future__ import annotations
 
 import gettext
+import io
 import logging
 import os
 from pathlib import Path
@@ -78,14 +79,34 @@ def ensure_compiled(locale_dir: Path = LOCALE_DIR) -> list[Path]:
     return built
 
 
+def _compile_in_memory(language: str, locale_dir: Path) -> gettext.GNUTranslations:
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    with po_path(language, locale_dir).open("rb") as fh:
+        catalog = read_po(fh, locale=language, domain=DOMAIN)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog, use_fuzzy=False)
+    buffer.seek(0)
+    return gettext.GNUTranslations(buffer)
+
+
 def translations(language: str, locale_dir: Path = LOCALE_DIR) -> gettext.NullTranslations:
     """Return the gettext translations of ``language`` (compiling the catalogues if needed).
 
-    Raises ``ValueError`` for a language without a catalogue and ``OSError``
-    when the catalogue cannot be read or compiled.
+    When the ``.mo`` is missing or stale and the folder is read-only (an
+    installed package under ``ProtectSystem=strict``), the ``.po`` is compiled
+    in memory instead. Raises ``ValueError`` for a language without a
+    catalogue and ``OSError`` when the catalogue cannot be read.
     """
     if language not in LANGUAGES:
         raise ValueError(f"language: {language!r} must be one of {', '.join(LANGUAGES)}")
-    ensure_compiled(locale_dir)
+    try:
+        ensure_compiled(locale_dir)
+    except OSError as exc:
+        log.warning(
+            "cannot write the compiled catalogues (%s): compiling %s in memory", exc, language
+        )
+        return _compile_in_memory(language, locale_dir)
     with mo_path(language, locale_dir).open("rb") as fh:
         return gettext.GNUTranslations(fh)

@@ -127,6 +127,20 @@ def test_a_stale_mo_is_rebuilt(tmp_path):
     assert i18n.translations("fr", locale).gettext("Welcome") == "Soyez la bienvenue"
 
 
+def test_read_only_catalogues_are_compiled_in_memory(tmp_path, monkeypatch):
+    locale = tmp_path / "locale"
+    shutil.copytree(i18n.LOCALE_DIR, locale, ignore=shutil.ignore_patterns("*.mo"))
+
+    def read_only(language, locale_dir=i18n.LOCALE_DIR):
+        # What writing into an installed package under ProtectSystem=strict gives.
+        raise PermissionError(30, "Read-only file system", str(i18n.mo_path(language, locale_dir)))
+
+    monkeypatch.setattr(i18n, "compile_catalogue", read_only)
+    french = i18n.translations("fr", locale)
+    assert french.gettext("Welcome") == "Bienvenue"
+    assert not i18n.mo_path("fr", locale).exists()
+
+
 def test_unknown_language_is_refused():
     with pytest.raises(ValueError, match="language"):
         i18n.translations("de")
