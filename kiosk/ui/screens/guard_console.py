@@ -101,6 +101,8 @@ class GuardConsoleScreen(KioskScreen):
         box = self.ids.alarms
         alarms = (status.get("door") or {}).get("alarms") or []
         pending = [a for a in alarms if not a.get("acknowledged") or a.get("active")]
+        # Room for three rows at 800x480: the ones still to acknowledge come first.
+        pending.sort(key=lambda a: (bool(a.get("acknowledged")), -float(a.get("age_s") or 0)))
         box.clear_widgets()
         for alarm in pending[:3]:
             box.add_widget(
