@@ -319,11 +319,17 @@ def test_rig_material_round_trips_and_decisions_match_expectations(rig):
     assert client.guard_login(material.guard.uid, material.guard.pin)["name"] == "Gabrielle Roy"
 
 
-if __name__ == "__main__":
+def _main() -> None:
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else short_tmpdir("portier-demo-")
+    # Stop the agent on Ctrl-C and on SIGTERM (a shell's background job ignores SIGINT).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with AgentRig(target) as running:
         print(f"agent running: {running.config_path} (demo material in {target / 'demo'})")
-        print(f"  kiosk --demo {target}")
+        print(f"  kiosk --demo {target}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
-    os._exit(0)
+
+
+if __name__ == "__main__":
+    _main()
