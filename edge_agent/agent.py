@@ -340,16 +340,11 @@ class Agent:
         now = self._wall()
         mode = self.door.mode if self.door is not None else DoorMode(self.config.door.mode)
         decision = decide(credential, self.policy, mode, now, self.cache, self.sun)
-        if decision.granted and decision.claim is not None:
-            decision = self._claim(decision)
         payload = {"door": self.config.door.id, "source": source, **decision.to_dict()}
-        shared = self._shared_claim(decision)
-        if shared is None:
-            event = self.journal("access.decision", payload)
+        if decision.granted and decision.claim is not None:
+            decision, payload, event = self._journal_claimed(decision, payload)
         else:
-            # Journaled with the decision, in one commit, for the central to share
-            # with every door of the site (docs/central-api.yaml, /v1/events).
-            event = self._journal_many([("access.decision", payload), shared])[0]
+            event = self.journal("access.decision", payload)
         if decision.granted and self.door is not None:
             try:
                 self.door.grant(by=f"{decision.kind}:{decision.credential_id}")
@@ -375,22 +370,41 @@ class Agent:
                 }
             self._recent_grants[invitation_id] = now
 
-    def _claim(self, decision: Decision) -> Decision:
+    def _journal_claimed(
+        self, decision: Decision, payload: dict[str, Any]
+    ) -> tuple[Decision, dict[str, Any], Any]:
+        """Claim the single-use invitation / SUN counter and journal the outcome
+        in one commit: granted if the claim took effect, REPLAYED otherwise."""
         assert decision.claim is not None
         what, ident, value = decision.claim
+        replay = self.store.replay
         if what == "invitation":
-            first = self.store.replay.use_once(ident, int(value))
+            claim = replay.invitation_claim(ident, int(value))
         else:
-            first = self.store.replay.advance_counter(ident, int(value))
-        if first:
-            return decision
-        return replace(
+            claim = replay.counter_claim(ident, int(value))
+        lost = replace(
             decision,
             granted=False,
             reason=Reason.REPLAYED,
             detail="claimed concurrently by another presentation",
             claim=None,
         )
+        lost_payload = {**payload, **lost.to_dict()}
+        granted_items = [("access.decision", payload)]
+        shared = self._shared_claim(decision)
+        if shared is not None:
+            # Journaled with the decision, in the same commit, for the central to
+            # share with every door of the site (docs/central-api.yaml, /v1/events).
+            granted_items.append(shared)
+        events, claimed = self.store.journal.append_claimed(
+            claim, granted_items, [("access.decision", lost_payload)]
+        )
+        items = granted_items if claimed else [("access.decision", lost_payload)]
+        for event, (kind, body) in zip(events, items, strict=True):
+            self.bus.publish(kind, {"seq": event.seq, "event_id": event.id, **body})
+        if claimed:
+            return decision, payload, events[0]
+        return lost, lost_payload, events[0]
 
     # -- NFC reader loop --------------------------------------------------------
     def start_reader(self) -> None:

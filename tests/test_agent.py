@@ -897,13 +897,23 @@ def test_reader_loop_survives_a_store_error(make_rig, monkeypatch):
     fail = threading.Event()
     fail.set()
 
+    real_claimed = rig.store.journal.append_claimed
+
     def append(kind: str, payload: Any = None) -> Any:
         if kind == "access.decision" and fail.is_set():
             fail.clear()
             raise StoreIOError(5, "simulated")
         return real_append(kind, payload)
 
+    def append_claimed(claim: Any, granted: Any, refused: Any) -> Any:
+        # SUN taps claim their counter in the same commit as the decision
+        if fail.is_set():
+            fail.clear()
+            raise StoreIOError(5, "simulated")
+        return real_claimed(claim, granted, refused)
+
     monkeypatch.setattr(rig.store.journal, "append", append)
+    monkeypatch.setattr(rig.store.journal, "append_claimed", append_claimed)
     rig.agent.start_reader()
     rig.devices.reader.present(NTAG_UID, ndef=[ndef.UriRecord(sun_url(1))]).wait(5)
     wait_until(lambda: not fail.is_set())

@@ -171,10 +171,18 @@ class _Request:
     that leads at once never needs one.
     """
 
-    __slots__ = ("done", "error", "events", "items", "lead", "wake")
+    __slots__ = ("claim", "claimed", "done", "error", "events", "items", "lead", "refused", "wake")
 
-    def __init__(self, items: list[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        items: list[tuple[str, str]],
+        claim: Callable[[sqlite3.Connection], bool] | None = None,
+        refused: list[tuple[str, str]] | None = None,
+    ) -> None:
         self.items = items
+        self.claim = claim
+        self.refused = refused
+        self.claimed = claim is None
         self.events: list[Event] = []
         self.error: BaseException | None = None
         self.done = False
@@ -292,13 +300,30 @@ class Journal:
         item = (event_type, canonical_json({} if payload is None else payload, self._max_payload))
         return self._submit(_Request([item])).events[0]
 
-    def append_many(self, items: Iterable[tuple[str, Mapping[str, Any] | None]]) -> list[Event]:
-        """Journal several events in one transaction (one fsync); return them.
+    def append_claimed(
+        self,
+        claim: Callable[[sqlite3.Connection], bool],
+        granted: Iterable[tuple[str, Mapping[str, Any] | None]],
+        refused: Iterable[tuple[str, Mapping[str, Any] | None]],
+    ) -> tuple[list[Event], bool]:
+        """Run ``claim`` and journal its outcome in one transaction (one fsync).
 
-        All or nothing: every item is validated first, and either all events
-        are committed, in order and with consecutive sequence numbers, or
-        none. Raises like :meth:`append`.
+        ``claim`` is a replay-ledger change (``store.replay.invitation_claim``
+        or ``counter_claim``). If it takes effect, the ``granted`` events are
+        journaled, else the ``refused`` ones: the ledger and the journal can
+        never disagree (no invitation used up by a decision that was not
+        written), and a grant costs one commit, not two. Returns the events
+        written and whether the claim took effect. Raises like :meth:`append`.
         """
+        yes, no = self._prepare(granted), self._prepare(refused)
+        if not yes or not no:
+            raise InvalidEvent("append_claimed needs events for both outcomes")
+        request = self._submit(_Request(yes, claim=claim, refused=no))
+        return request.events, request.claimed
+
+    def _prepare(
+        self, items: Iterable[tuple[str, Mapping[str, Any] | None]]
+    ) -> list[tuple[str, str]]:
         prepared = []
         for index, (event_type, payload) in enumerate(items):
             try:
@@ -310,6 +335,16 @@ class Journal:
                 )
             except InvalidEvent as exc:
                 raise InvalidEvent(f"item {index}: {exc}") from None
+        return prepared
+
+    def append_many(self, items: Iterable[tuple[str, Mapping[str, Any] | None]]) -> list[Event]:
+        """Journal several events in one transaction (one fsync); return them.
+
+        All or nothing: every item is validated first, and either all events
+        are committed, in order and with consecutive sequence numbers, or
+        none. Raises like :meth:`append`.
+        """
+        prepared = self._prepare(items)
         if not prepared:
             return []
         return self._submit(_Request(prepared)).events
@@ -391,24 +426,14 @@ class Journal:
         conn = self._db.writer
         if conn is None:
             conn = self._db.check_writable()  # raises StoreClosed or StoreReadOnly
-        wall_clock, mono_clock = self._clock.wall_ms, self._clock.mono_ns
-        next_id, hash_of = self._ids.next_bytes, event_hash
-        seq, prev = self._head_seq, self._head_hash
-        rows = []
-        add = rows.append
-        for req in batch:
-            for event_type, payload_json in req.items:
-                seq += 1
-                wall_ms = wall_clock()
-                mono_ns = mono_clock()
-                raw_id = next_id(wall_ms)
-                digest = hash_of(prev, seq, raw_id, wall_ms, mono_ns, event_type, payload_json)
-                add((seq, raw_id, wall_ms, mono_ns, event_type, payload_json, prev, digest))
-                prev = digest
-        try:
-            self._insert(conn, rows)
-        except sqlite3.Error as exc:
-            self._insert_after_error(conn, rows, exc)
+        if any(req.claim is not None for req in batch):
+            rows, seq, prev = self._write_claimed(conn, batch)
+        else:
+            rows, seq, prev = self._rows(batch)
+            try:
+                self._insert(conn, rows)
+            except sqlite3.Error as exc:
+                self._insert_after_error(conn, rows, exc)
         self._head_seq, self._head_hash = seq, prev
         events = [
             Event(row[0], id_to_text(row[1]), row[2], row[3], row[4], row[5], row[6], row[7])
@@ -424,6 +449,55 @@ class Journal:
                 position += count
         if self._on_commit is not None:
             self._on_commit(len(rows))
+
+    def _rows(self, batch: list[_Request]) -> tuple[list[tuple[Any, ...]], int, bytes]:
+        """Number, time-stamp and chain the batch's events (not yet written)."""
+        wall_clock, mono_clock = self._clock.wall_ms, self._clock.mono_ns
+        next_id, hash_of = self._ids.next_bytes, event_hash
+        seq, prev = self._head_seq, self._head_hash
+        rows = []
+        add = rows.append
+        for req in batch:
+            for event_type, payload_json in req.items:
+                seq += 1
+                wall_ms = wall_clock()
+                mono_ns = mono_clock()
+                raw_id = next_id(wall_ms)
+                digest = hash_of(prev, seq, raw_id, wall_ms, mono_ns, event_type, payload_json)
+                add((seq, raw_id, wall_ms, mono_ns, event_type, payload_json, prev, digest))
+                prev = digest
+        return rows, seq, prev
+
+    def _write_claimed(
+        self, conn: sqlite3.Connection, batch: list[_Request]
+    ) -> tuple[list[tuple[Any, ...]], int, bytes]:
+        """Run the batch's claims and insert the events they choose, in one
+        transaction; retried whole after each relief step while the disk is full."""
+        chosen = {id(req): req.items for req in batch}
+        for attempt in range(1, _FULL_RETRIES + 1):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for req in batch:
+                    if req.claim is not None:
+                        req.claimed = bool(req.claim(conn))
+                        req.items = chosen[id(req)] if req.claimed else (req.refused or [])
+                rows, seq, prev = self._rows(batch)
+                conn.executemany(_INSERT, rows)
+                conn.execute("COMMIT")
+                return rows, seq, prev
+            except sqlite3.Error as exc:
+                rollback(conn)
+                error = translate(exc, "journal append")
+                if not isinstance(error, StoreFull):
+                    self._reload_head(conn)
+                    raise error from exc
+                if attempt == _FULL_RETRIES or not self._relieve(conn):
+                    raise error from exc
+                log.warning("journal: disk full, retrying the claimed append after freeing space")
+            except BaseException:
+                rollback(conn)
+                raise
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     @staticmethod
     def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:

@@ -10,12 +10,19 @@ so two concurrent attempts (threads or processes) cannot both succeed.
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
+
 from edge_agent.store.cache import normalize_uid
 from edge_agent.store.db import Database
 from edge_agent.store.encoding import Clock
 
 #: SUN read counters are 24-bit (NTAG 424 DNA data sheet, SDMReadCtr).
 MAX_COUNTER = 0xFFFFFF
+
+#: A ledger change run on an open write transaction; True if it took effect
+#: (first use of an invitation, counter above every earlier one).
+Claim = Callable[[sqlite3.Connection], bool]
 
 
 class ReplayLedger:
@@ -34,19 +41,33 @@ class ReplayLedger:
         invitation's expiry in epoch seconds. Raises :class:`ValueError` for
         an empty id or a non-integer expiry.
         """
+        claim = self.invitation_claim(invitation_id, expires_at)
+        with self._db.transaction("replay use_once") as conn:
+            return claim(conn)
+
+    def invitation_claim(self, invitation_id: str, expires_at: int) -> Claim:
+        """Return :meth:`use_once` as a claim to run inside another transaction.
+
+        :meth:`Journal.append_claimed` runs it in the same commit as the
+        decision it justifies, so the ledger and the journal never disagree.
+        """
         if not isinstance(invitation_id, str) or not invitation_id:
             raise ValueError(f"invitation_id: {invitation_id!r} must be a non-empty string")
         if not isinstance(expires_at, int) or isinstance(expires_at, bool):
             raise ValueError(f"expires_at: {expires_at!r} must be epoch seconds (int)")
-        with self._db.transaction("replay use_once") as conn:
+        now_ms = self._clock.wall_ms()
+
+        def claim(conn: sqlite3.Connection) -> bool:
             return (
                 conn.execute(
                     "INSERT INTO used_invitations (id, used_at_ms, expires_at) VALUES (?, ?, ?) "
                     "ON CONFLICT(id) DO NOTHING",
-                    (invitation_id, self._clock.wall_ms(), expires_at),
+                    (invitation_id, now_ms, expires_at),
                 ).rowcount
                 == 1
             )
+
+        return claim
 
     def is_used(self, invitation_id: str) -> bool:
         """Return True if the invitation id is in the ledger."""
@@ -64,22 +85,32 @@ class ReplayLedger:
         Raises :class:`ValueError` for a malformed UID or a counter outside
         0..2**24-1.
         """
+        claim = self.counter_claim(uid, counter)
+        with self._db.transaction("replay advance_counter") as conn:
+            return claim(conn)
+
+    def counter_claim(self, uid: bytes | str, counter: int) -> Claim:
+        """Return :meth:`advance_counter` as a claim to run inside another transaction."""
         raw = normalize_uid(uid)
         if not isinstance(counter, int) or isinstance(counter, bool):
             raise ValueError(f"counter: {counter!r} must be an integer")
         if not 0 <= counter <= MAX_COUNTER:
             raise ValueError(f"counter: {counter} is outside 0..{MAX_COUNTER}")
-        with self._db.transaction("replay advance_counter") as conn:
+        now_ms = self._clock.wall_ms()
+
+        def claim(conn: sqlite3.Connection) -> bool:
             return (
                 conn.execute(
                     "INSERT INTO badge_counters (uid, counter, updated_at_ms) VALUES (?, ?, ?) "
                     "ON CONFLICT(uid) DO UPDATE SET counter = excluded.counter, "
                     "updated_at_ms = excluded.updated_at_ms "
                     "WHERE excluded.counter > badge_counters.counter",
-                    (raw, counter, self._clock.wall_ms()),
+                    (raw, counter, now_ms),
                 ).rowcount
                 == 1
             )
+
+        return claim
 
     def last_counter(self, uid: bytes | str) -> int | None:
         """Return the last accepted counter for the badge, or None."""
