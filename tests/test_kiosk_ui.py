@@ -567,3 +567,18 @@ def test_every_screen_fits_at_1920x1080(kiosk, rig):
         app.set_language("en")
         Window.size = (800, 480)
         kiosk.wait_for(lambda: abs(app.u - 1) < 0.01, 5)
+
+
+def test_scan_screen_says_when_the_camera_fails(kiosk):
+    app = kiosk.app
+    kiosk.tap_text(t(kiosk, "Scan my QR invitation"))
+    kiosk.wait_screen("scan")
+    # What the scanner records while its camera cannot be (re)opened (tested in
+    # test_kiosk_units with a failing camera); the screen reads it on its next redraw.
+    app.scanner.error = "cannot open the camera: /dev/video0: no such device"
+    try:
+        message = "The camera is not working. Please see the guard, or tap your badge."
+        kiosk.wait_for(lambda: message in kiosk.texts(), 5, "no camera message")
+    finally:
+        app.scanner.error = None
+    kiosk.wait_for(lambda: app.screen.camera_ok, 5)

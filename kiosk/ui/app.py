@@ -123,12 +123,22 @@ class KioskApp(App):
         self._door_relocks_at: float | None = 0.0
         self._allow_close = False
         self._ticker: Any = None
+        self._stopping = False
         self.guard_id = ""
 
     # -- plumbing -----------------------------------------------------------------
     def deliver(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` on the UI thread at the next frame (callable from any thread)."""
-        Clock.schedule_once(lambda _dt: fn(), 0)
+        """Run ``fn`` on the UI thread at the next frame (callable from any thread).
+
+        Results that arrive once the app is stopping are dropped: the screens they
+        would update are going away.
+        """
+
+        def run(_dt: float) -> None:
+            if not self._stopping:
+                fn()
+
+        Clock.schedule_once(run, 0)
 
     def _default_camera(self) -> Any:
         # A demo directory means the demo camera, whether or not the panel is shown.
@@ -181,11 +191,12 @@ class KioskApp(App):
 
     def on_stop(self) -> None:
         """Stop the worker threads and close the camera."""
+        self._stopping = True
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
         if self.guard_id:
-            self.guard_logout()
+            self.guard_logout(go_home=False)
         self.link.stop()
         if self.scanner is not None:
             self.scanner.stop()

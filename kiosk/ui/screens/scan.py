@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kivy.clock import Clock
-from kivy.properties import OptionProperty
+from kivy.properties import BooleanProperty, OptionProperty
 
 from edge_agent.client import AgentUnavailable
 from kiosk.ui import theme
@@ -18,6 +18,8 @@ class ScanScreen(KioskScreen):
     decodes = True
     #: looking: waiting for a code; checking: the agent is deciding.
     state = OptionProperty("looking", options=("looking", "checking"))
+    #: False while the camera fails (unplugged, stalled); the scanner keeps reopening it.
+    camera_ok = BooleanProperty(True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -44,8 +46,19 @@ class ScanScreen(KioskScreen):
     def _draw(self, _dt: float) -> None:
         scanner = self.app.scanner
         frame = scanner.latest() if scanner is not None else None
+        self.camera_ok = scanner is not None and scanner.error is None
         if frame is not None:
             self.ids.viewfinder.show(frame.image, frame.seq)
+
+    def instructions(self, state: str, camera_ok: bool, _: Any) -> str:
+        """Return what to do now, translated."""
+        if not camera_ok:
+            return _("The camera is not working. Please see the guard, or tap your badge.")
+        if state == "checking":
+            return _("Checking your invitation…")
+        return _(
+            "Hold the QR code inside the yellow frame, about 20 cm from the camera. Keep it still."
+        )
 
     def guide_colour(self, state: str) -> list[float]:
         """The framing guide turns green while a code is checked."""
