@@ -22,7 +22,8 @@
    they receive SIGTERM even when the demo itself is killed with SIGKILL.
 
 Without ``--headless`` the kiosk (``kiosk --demo DIR``) is started as a third child
-once the agent is ready (:func:`kiosk_command`); it needs a display.
+once the agent is ready (:func:`kiosk_command`); it needs a display (``tools/dev demo``
+uses Xvfb when there is none). Closing the kiosk ends the demo.
 
 Everything the demo prints besides the JSON line goes to stderr; the children's logs
 go to ``DIR/central.log`` and ``DIR/agent.log``.
@@ -501,13 +502,13 @@ def run_demo(
             for child in children:
                 if child.process.poll() is not None:
                     if child.name == "kiosk":
-                        log.error(
-                            "demo: the kiosk exited (%s); see %s",
-                            child.process.returncode,
-                            demo_dir / "kiosk.log",
-                        )
-                        children.remove(child)
-                        break
+                        # Closing the kiosk's window ends the demo (its log says why
+                        # if it failed).
+                        status = child.process.returncode
+                        if status:
+                            log.error("demo: the kiosk exited with status %s; see %s",
+                                      status, demo_dir / "kiosk.log")  # fmt: skip
+                        return 0 if status == 0 else 1
                     log.error(
                         "demo: the %s exited with status %s", child.name, child.process.returncode
                     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,3 +125,38 @@ def test_children_do_not_outlive_a_killed_demo(demo: Demo) -> None:
     pids = demo.info["agent_pid"], demo.info["central_pid"]
     demo.stop(signal.SIGKILL)
     wait_until(lambda: all(gone(pid) for pid in pids), 30, "the children to stop")
+
+
+@pytest.mark.ui
+@pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="needs xvfb-run")
+def test_demo_with_the_kiosk_ends_when_the_kiosk_is_closed(tmp_path: Path) -> None:
+    where = tmp_path / "demo"
+    process = subprocess.Popen(
+        ["xvfb-run", "-a", "-s", "-screen 0 800x480x24", EDGE_AGENT, "demo", "--dir", str(where)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        info = json.loads(process.stdout.readline())
+        kiosk = wait_until(lambda: _kiosk_of(where), 60, "the kiosk process")
+        log = where / "kiosk.log"
+        wait_until(lambda: "agent reachable" in log.read_text(), 60, "the kiosk on the agent")
+        kiosk.terminate()  # the person closes the kiosk
+        assert process.wait(60) == 0
+        assert gone(info["agent_pid"]) and gone(info["central_pid"]) and gone(kiosk.pid)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def _kiosk_of(demo_dir: Path) -> psutil.Process | None:
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "--demo" in cmdline and str(demo_dir) in cmdline and any("kiosk" in a for a in cmdline):
+            return proc
+    return None
