@@ -174,6 +174,10 @@ class CentralAdmin:
             if not result["more"]:
                 return events
 
+    def device_selftest(self, device_id: str) -> dict[str, Any]:
+        """Return the ``StoredSelfTest`` of *device_id* (its latest self-test report)."""
+        return self._call("GET", f"/admin/devices/{quote(device_id, safe='')}/selftest")
+
     def faults(self) -> list[dict[str, Any]]:
         """Return the faults that are on (and spent), with their counters."""
         return self._call("GET", "/admin/faults")["faults"]

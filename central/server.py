@@ -126,6 +126,7 @@ class CentralServer:
         r.add_post("/v1/events", self.events)
         r.add_get("/v1/deltas", self.deltas)
         r.add_post("/v1/heartbeat", self.heartbeat)
+        r.add_post("/v1/selftest", self.selftest)
         r.add_get("/admin/info", self.admin_info)
         r.add_post("/admin/enroll-tokens", self.admin_enroll_token)
         r.add_post("/admin/invitations", self.admin_invitation)
@@ -141,6 +142,7 @@ class CentralServer:
         r.add_post("/admin/devices/{device_id}/disable", self.admin_disable_device)
         r.add_get("/admin/events", self.admin_events)
         r.add_get("/admin/devices/{device_id}/events", self.admin_device_events)
+        r.add_get("/admin/devices/{device_id}/selftest", self.admin_device_selftest)
         r.add_get("/admin/faults", self.admin_faults)
         r.add_post("/admin/faults", self.admin_set_fault)
         r.add_delete("/admin/faults", self.admin_clear_faults)
@@ -328,6 +330,15 @@ class CentralServer:
         body = await self._body(request)
         return _json(await self._db(self.store.heartbeat, device["device_id"], body, received_at))
 
+    async def selftest(self, request: web.Request) -> web.Response:
+        """POST /v1/selftest."""
+        received_at = self.store.now_ms()
+        device = await self._device(request)
+        body = await self._body(request)
+        return _json(
+            await self._db(self.store.put_selftest, device["device_id"], body, received_at)
+        )
+
     # -- admin API --------------------------------------------------------------
 
     async def admin_info(self, request: web.Request) -> web.Response:
@@ -419,6 +430,10 @@ class CentralServer:
         limit = self._int_query(request, "limit", 1000)
         device_id = request.match_info["device_id"]
         return _json(await self._db(self.store.device_events, device_id, after_seq, limit))
+
+    async def admin_device_selftest(self, request: web.Request) -> web.Response:
+        """GET /admin/devices/{device_id}/selftest."""
+        return _json(await self._db(self.store.selftest, request.match_info["device_id"]))
 
     async def admin_faults(self, request: web.Request) -> web.Response:
         """GET /admin/faults."""

@@ -56,7 +56,17 @@ __all__ = ["SCHEMA_VERSION", "CentralStore", "normalize_uid"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: Tables added by schema 2: the latest self-test report of each device (first boot).
+_SCHEMA_V2 = (
+    """CREATE TABLE selftest_reports (
+        device_id TEXT PRIMARY KEY REFERENCES devices(device_id),
+        received_at_ms INTEGER NOT NULL,
+        ok INTEGER NOT NULL,
+        report TEXT NOT NULL
+    ) STRICT""",
+)
 
 _SCHEMA = (
     """CREATE TABLE meta (key TEXT PRIMARY KEY, value ANY) STRICT""",
@@ -384,7 +394,8 @@ class CentralStore:
                 f"central database schema {version} is newer than this code ({SCHEMA_VERSION})"
             )
         with self._tx() as conn:
-            for statement in _SCHEMA:
+            # 0: a new database; 1: one written before self-test reports existed.
+            for statement in (_SCHEMA if version == 0 else ()) + _SCHEMA_V2:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -1042,6 +1053,62 @@ class CentralStore:
             "poll_interval_s": self.settings.poll_interval_s,
             # Last, as close to the answer leaving as possible (t2).
             "server_time_ms": self.now_ms(),
+        }
+
+    # -- self-test reports -------------------------------------------------------
+
+    def put_selftest(
+        self, device_id: str, body: Mapping[str, Any], received_at_ms: int
+    ) -> dict[str, Any]:
+        """Keep *body* (a ``SelfTestReport``) as the latest report of *device_id*.
+
+        Returns:
+            a ``SelfTestStored`` dict (``device_id``, ``received_at_ms``, ``ok``).
+
+        Raises:
+            BadRequest: *body* is not an object with a boolean ``ok`` and a list
+                ``results``. NotFound: no such device.
+        """
+        if not isinstance(body, Mapping):
+            raise BadRequest("body: must be a JSON object")
+        ok = body.get("ok")
+        if not isinstance(ok, bool):
+            raise BadRequest("ok: must be true or false")
+        results = body.get("results")
+        if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+            raise BadRequest("results: must be a list of objects")
+        with self._tx() as conn:
+            if (
+                conn.execute("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+                is None
+            ):
+                raise NotFound(f"no device {device_id!r}")
+            conn.execute(
+                "INSERT INTO selftest_reports (device_id, received_at_ms, ok, report) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET "
+                "received_at_ms = excluded.received_at_ms, ok = excluded.ok, "
+                "report = excluded.report",
+                (device_id, received_at_ms, int(ok), _dumps(dict(body))),
+            )
+        return {"device_id": device_id, "received_at_ms": received_at_ms, "ok": ok}
+
+    def selftest(self, device_id: str) -> dict[str, Any]:
+        """Return the ``StoredSelfTest`` of *device_id*: its latest report and when it came.
+
+        Raises:
+            NotFound: no such device, or it never sent a report.
+        """
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT * FROM selftest_reports WHERE device_id = ?", (device_id,)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"no self-test report from device {device_id!r}")
+        return {
+            "device_id": device_id,
+            "received_at_ms": row["received_at_ms"],
+            "ok": bool(row["ok"]),
+            "report": json.loads(row["report"]),
         }
 
     # -- deltas -----------------------------------------------------------------

@@ -1,0 +1,489 @@
+"""``appliance firstboot``: commission a provisioned device on its first boot.
+
+Run by ``portier-firstboot.service`` while the boot partition holds the
+provisioning file that ``appliance provision`` wrote. In order:
+
+1. read ``BOOT/portier-provision.toml`` with :func:`images.provision.parse_provisioning`
+   (a bad file: exit 2, nothing changed, the file left in place) and copy it to
+   ``ETC/provision.toml`` (0600, atomic write);
+2. write ``ETC/wifi/wpa_supplicant-wlan0.conf`` (0600) when Wi-Fi was provisioned and
+   ``ETC/hostname`` when a host name was;
+3. write ``ETC/agent.toml`` (0640): device, door, ``[central] url`` and
+   ``credential_file = ETC/central-credential.json``; the agent's state directory
+   keeps its default. The hardware tables come from an existing ``ETC/agent.toml``
+   (the image's or the installer's), else the documented Raspberry Pi defaults
+   (gpiozero ``rpigpio``, nfcpy on ``usb``); with ``--simulator``, from the packaged
+   simulator configuration, as ``edge-agent demo`` does;
+4. enroll with the central using the one-time token (:func:`edge_agent.enroll.enroll`),
+   retrying while it cannot be reached; the credential is made 0640 so that the agent
+   (group ``portier`` through the setgid ``/etc/portier``) can read it;
+5. run the hardware self-test without prompts, keep the JSON report in
+   ``STATE/selftest-report.json`` and upload it (``POST /v1/selftest``);
+6. rewrite ``ETC/provision.toml`` without ``enroll_token`` and delete the boot file.
+
+The boot file goes last on purpose: the unit runs only while it exists
+(``ConditionPathExists=``), so a device that lost power or could not reach the
+central before the end tries again on the next boot. A run that finds a stored
+credential for the same site, door and central does not enroll again (the token
+is spent by then). After success a new run says so and does nothing.
+
+Exit status: 0 done (or nothing to do), 2 bad provisioning file, 1 the central
+refused or could not be reached within ``--timeout``, or a file could not be written.
+A failing self-test does not fail commissioning: its report says what to fix.
+
+What cannot be checked here: applying the host name and Wi-Fi needs the image's
+units (they read the files under ``/etc/portier``); on an SD card, deleting or
+rewriting a file does not erase its old blocks, so the token is destroyed at
+the central (it is single-use) rather than physically on the card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from images.errors import ApplianceError, InvalidSetting
+from images.provision import BOOT_FILE_NAME, DEVICE_BOOT_DIR, Provisioning, parse_provisioning
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_ETC",
+    "DEFAULT_STATE",
+    "FirstBootError",
+    "add_arguments",
+    "agent_tables",
+    "commission",
+    "run",
+    "wpa_supplicant_conf",
+]
+
+DEFAULT_ETC = Path("/etc/portier")
+DEFAULT_STATE = Path("/var/lib/portier-firstboot")
+PROVISION_NAME = "provision.toml"
+AGENT_NAME = "agent.toml"
+CREDENTIAL_NAME = "central-credential.json"
+WIFI_PATH = Path("wifi") / "wpa_supplicant-wlan0.conf"
+REPORT_NAME = "selftest-report.json"
+
+#: The documented Raspberry Pi hardware (docs/configuration.md) when nothing else is given.
+PI_HARDWARE: dict[str, dict[str, Any]] = {
+    "hardware.gpio": {"backend": "rpigpio"},
+    "hardware.nfc": {"backend": "nfcpy", "device": "usb"},
+}
+
+
+class FirstBootError(ApplianceError):
+    """Commissioning could not finish (the central refused, was unreachable, or the
+    report could not be uploaded). The provisioning file is kept for the next try."""
+
+
+def _say(line: str, *, err: bool = False) -> None:
+    """Tell the installer (the unit's journal): stdout, or stderr for trouble."""
+    stream = sys.stderr if err else sys.stdout
+    stream.write(line + "\n")
+    stream.flush()
+
+
+# -- files ----------------------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` with ``mode``: temporary file created 0600, fsync,
+    rename, fsync of the directory. Raises :class:`OSError`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def _toml(header: str, tables: Mapping[str, Mapping[str, Any]]) -> str:
+    lines = [f"# {line}" for line in header.splitlines()] + [""]
+    top = {k: v for k, v in tables.get("", {}).items()}
+    lines += [f"{key} = {_toml_value(value)}" for key, value in top.items()]
+    if top:
+        lines.append("")
+    for name, table in tables.items():
+        if name:
+            lines.append(f"[{name}]")
+            lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
+            lines.append("")
+    text = "\n".join(lines)
+    tomllib.loads(text)  # never leave a file the agent cannot parse
+    return text
+
+
+def wpa_supplicant_conf(ssid: str, psk: str) -> str:
+    """Return a wpa_supplicant configuration for one WPA2/WPA3-Personal network.
+
+    The SSID is written in hex (any bytes, no quoting rules); a 64-hex-digit PSK raw,
+    a passphrase quoted (it is printable ASCII; wpa_supplicant takes the text up to
+    the last quote).
+    """
+    key = (
+        psk.lower()
+        if len(psk) == 64 and all(c in "0123456789abcdefABCDEF" for c in psk)
+        else (f'"{psk}"')
+    )
+    return (
+        "# Written by `appliance firstboot` from the provisioning file.\n"
+        "ctrl_interface=DIR=/run/wpa_supplicant GROUP=netdev\n"
+        "update_config=0\n"
+        "network={\n"
+        f"    ssid={ssid.encode('utf-8').hex()}\n"
+        f"    psk={key}\n"
+        # WPA2 and WPA3 (SAE) with protected management frames where the AP offers them.
+        "    key_mgmt=WPA-PSK WPA-PSK-SHA256 SAE\n"
+        "    ieee80211w=1\n"
+        "}\n"
+    )
+
+
+def device_id_for(settings: Provisioning) -> str:
+    """Return the device id: the provisioned host name, else ``SITE-DOOR``.
+
+    Raises:
+        InvalidSetting: ``SITE-DOOR`` is longer than 64 characters and no host name was
+            provisioned.
+    """
+    if settings.hostname:
+        return settings.hostname
+    device = f"{settings.site}-{settings.door}"
+    if len(device) > 64:
+        raise InvalidSetting(
+            "hostname", f"{device!r} is too long for a device id: provision a --hostname"
+        )
+    return device
+
+
+def agent_tables(
+    settings: Provisioning, etc: Path, *, simulator: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Return the tables of ``ETC/agent.toml`` for ``settings``.
+
+    Hardware tables: the simulator's with ``simulator``; else those of an existing
+    ``ETC/agent.toml``; else :data:`PI_HARDWARE`.
+
+    Raises:
+        InvalidSetting: an existing ``agent.toml`` is not TOML.
+    """
+    tables: dict[str, dict[str, Any]] = {
+        "device": {"id": device_id_for(settings), "site": settings.site},
+        "door": {"id": settings.door},
+        "central": {"url": settings.central_url, "credential_file": str(etc / CREDENTIAL_NAME)},
+    }
+    hardware: dict[str, dict[str, Any]] = {}
+    if simulator:
+        from edge_agent.config import simulator_config_path
+
+        source = simulator_config_path()
+        base = tomllib.loads(source.read_text(encoding="utf-8")).get("hardware", {})
+        for kind, values in base.items():
+            table = dict(values)
+            if "replay_path" in table:
+                table["replay_path"] = str((source.parent / table["replay_path"]).resolve())
+            hardware[f"hardware.{kind}"] = table
+        # The simulated reader sends bare UIDs (no NTAG 424 keys in the simulator).
+        tables["door"]["accept_uid"] = True
+    else:
+        existing = etc / AGENT_NAME
+        if existing.exists():
+            try:
+                base = tomllib.loads(existing.read_text(encoding="utf-8")).get("hardware", {})
+            except tomllib.TOMLDecodeError as exc:
+                raise InvalidSetting(str(existing), f"not valid TOML: {exc}") from None
+            hardware = {f"hardware.{kind}": dict(table) for kind, table in base.items()}
+        if not hardware:
+            hardware = {name: dict(table) for name, table in PI_HARDWARE.items()}
+    tables.update(hardware)
+    return tables
+
+
+def _provision_without_token(settings: Provisioning, device_id: str) -> str:
+    data = settings.to_dict()
+    data.pop("enroll_token")
+    wifi = data.pop("wifi", None)
+    data["commissioned_device"] = device_id
+    tables: dict[str, dict[str, Any]] = {"": data}
+    if wifi is not None:
+        tables["wifi"] = wifi
+    return _toml(
+        "Portier provisioning, as commissioned by `appliance firstboot`.\n"
+        "The one-time enrollment token was spent and removed.",
+        tables,
+    )
+
+
+# -- the steps ------------------------------------------------------------------------
+
+
+def _read_source(boot_file: Path, etc_file: Path) -> tuple[Provisioning | None, str]:
+    """Return the settings to commission with and where they came from, or None when
+    there is nothing to do (the reason in the second item)."""
+    if boot_file.exists():
+        return parse_provisioning(boot_file.read_bytes()), str(boot_file)
+    if etc_file.exists():
+        data = tomllib.loads(etc_file.read_text(encoding="utf-8"))
+        if "enroll_token" in data:  # a run stopped between copying and finishing
+            return parse_provisioning(etc_file.read_bytes()), str(etc_file)
+        return None, (
+            f"already commissioned as device {data.get('commissioned_device', '?')} "
+            f"({etc_file} holds no token)"
+        )
+    return None, f"not provisioned: no {boot_file}"
+
+
+def _enroll(config: Any, settings: Provisioning, deadline: float | None) -> Any:
+    from edge_agent.enroll import EnrollError, credential_path, enroll, load_credential
+
+    path = credential_path(config)
+    try:
+        stored = load_credential(path)
+    except ValueError as exc:
+        log.warning("ignoring the stored credential: %s", exc)
+        stored = None
+    if stored is not None and (stored.site, stored.door, stored.central_url) == (
+        settings.site,
+        settings.door,
+        settings.central_url,
+    ):
+        _say(f"already enrolled as device {stored.device_id}: not enrolling again")
+        return stored
+    wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+    try:
+        credential = enroll(
+            config,
+            settings.enroll_token,
+            wait_s=wait,
+            stop=threading.Event(),
+            progress=lambda line: _say(f"enrollment: {line}", err=True),
+        )
+    except EnrollError as exc:
+        raise FirstBootError(f"enrollment failed ({exc.code}): {exc}") from None
+    # save_credential writes 0600; the agent reads it through group portier.
+    os.chmod(path, 0o640)
+    _say(f"enrolled as device {credential.device_id} ({credential.site}/{credential.door})")
+    return credential
+
+
+def _selftest(config: Any) -> dict[str, Any]:
+    from edge_agent.devices import open_devices
+    from hardware.selftest import PromptOperator, SelfTest, SimulatedInstaller
+
+    with open_devices(config.hardware) as devices:
+        if devices.simulated:
+            operator: Any = SimulatedInstaller(devices.door_sim, devices.reader)
+        else:
+            operator = PromptOperator(lambda line: _say(line, err=True))
+        test = SelfTest(
+            operator=operator,
+            door_io=devices.door_io,
+            reader=devices.reader,
+            camera=devices.camera,
+            decoder=devices.decoder,
+            # Nobody is at the device during first boot: checks needing a person are skipped.
+            interactive=False,
+            unavailable=devices.errors,
+        )
+        report = test.run()
+    _say(report.to_text())
+    return report.to_dict()
+
+
+def _upload(config: Any, credential: Any, report: dict[str, Any], deadline: float | None) -> None:
+    from edge_agent.sync.client import Backoff, CentralClient, CentralRefused, CentralUnreachable
+
+    central = config.central
+    backoff = Backoff(min(1.0, central.backoff_cap_s), 60.0)
+    with CentralClient(
+        central.url,
+        credential=credential.device_token,
+        ca_file=central.ca_file,
+        timeout_s=central.timeout_s,
+    ) as client:
+        while True:
+            try:
+                client.request("POST", "/v1/selftest", json=report)
+                return
+            except CentralRefused as exc:
+                if not exc.transient:
+                    raise FirstBootError(
+                        f"the central refused the self-test report: {exc}"
+                    ) from None
+                failure, retry_after = f"central busy ({exc.status} {exc.code})", exc.retry_after_s
+            except CentralUnreachable as exc:
+                failure, retry_after = f"central unreachable: {exc}", None
+            delay = backoff.next_delay(retry_after)
+            if deadline is not None and time.monotonic() + delay > deadline:
+                raise FirstBootError(f"the self-test report was not uploaded: {failure}")
+            _say(f"report upload: {failure}; retrying in {delay:.0f} s", err=True)
+            time.sleep(delay)
+
+
+def commission(
+    boot: Path,
+    etc: Path,
+    state: Path,
+    *,
+    simulator: bool = False,
+    timeout_s: float | None = None,
+) -> bool:
+    """Commission the device from ``boot/portier-provision.toml`` (see the module doc).
+
+    ``timeout_s`` bounds the whole run's waiting for the central (None: wait forever,
+    as on a device). Returns True when it commissioned the device, False when there
+    was nothing to do.
+
+    Raises:
+        InvalidSetting: the provisioning file is invalid (nothing was changed).
+        FirstBootError: enrollment or the report upload failed (the boot file is kept).
+        OSError: a file could not be read or written.
+    """
+    from edge_agent.config import load_config
+
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    boot_file = boot / BOOT_FILE_NAME
+    etc_file = etc / PROVISION_NAME
+    settings, source = _read_source(boot_file, etc_file)
+    if settings is None:
+        _say(f"appliance firstboot: {source}: nothing to do")
+        return False
+    tables = agent_tables(settings, etc, simulator=simulator)  # validates before any write
+    device_id = tables["device"]["id"]
+    _say(f"commissioning {device_id} for {settings.site}/{settings.door} from {source}")
+
+    etc.mkdir(parents=True, exist_ok=True)
+    atomic_write(etc_file, settings.to_toml().encode("utf-8"), 0o600)
+    if settings.wifi is not None:
+        conf = wpa_supplicant_conf(settings.wifi.ssid, settings.wifi.psk)
+        atomic_write(etc / WIFI_PATH, conf.encode("utf-8"), 0o600)
+    if settings.hostname is not None:
+        atomic_write(etc / "hostname", f"{settings.hostname}\n".encode(), 0o644)
+    agent_file = etc / AGENT_NAME
+    header = (
+        "Written by `appliance firstboot` from the provisioning file"
+        + (" (simulator hardware)." if simulator else ".")
+        + "\nSee docs/configuration.md for every key."
+    )
+    atomic_write(agent_file, _toml(header, tables).encode("utf-8"), 0o640)
+    config = load_config(agent_file)
+
+    credential = _enroll(config, settings, deadline)
+    report = _selftest(config)
+    state.mkdir(parents=True, exist_ok=True)
+    atomic_write(state / REPORT_NAME, (json.dumps(report, indent=2) + "\n").encode("utf-8"), 0o600)
+    _upload(config, credential, report, deadline)
+    _say(f"self-test report kept in {state / REPORT_NAME} and uploaded to the central")
+
+    atomic_write(etc_file, _provision_without_token(settings, device_id).encode("utf-8"), 0o600)
+    if boot_file.exists():
+        boot_file.unlink()
+        _fsync_dir(boot)
+    _say(f"done: {device_id} commissioned; the enrollment token is destroyed")
+    if not report.get("ok", False):
+        _say("the self-test FAILED: see the report above", err=True)
+    return True
+
+
+# -- command line ---------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``firstboot`` options to ``parser``."""
+    parser.description = (
+        "On the device: take the provisioning file from the boot partition, write the "
+        "configuration, enroll with the central, run and upload the self-test, destroy "
+        "the token. A no-op once done."
+    )
+    parser.add_argument(
+        "--boot",
+        "--boot-dir",
+        dest="boot",
+        type=Path,
+        default=Path(DEVICE_BOOT_DIR),
+        help=f"mounted boot partition ({DEVICE_BOOT_DIR})",
+    )
+    parser.add_argument(
+        "--etc",
+        "--config-dir",
+        dest="etc",
+        type=Path,
+        default=DEFAULT_ETC,
+        help=f"configuration directory ({DEFAULT_ETC})",
+    )
+    parser.add_argument(
+        "--state",
+        type=Path,
+        default=DEFAULT_STATE,
+        help=f"where the self-test report is kept ({DEFAULT_STATE})",
+    )
+    parser.add_argument(
+        "--simulator",
+        action="store_true",
+        help="configure the simulated hardware (gpiozero MockFactory, simulated reader)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="give up after S seconds without the central (default: keep trying)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``appliance firstboot``; return the exit status (0 done or nothing to do,
+    1 failed; a bad provisioning file raises :class:`InvalidSetting`, exit 2)."""
+    if args.timeout is not None and args.timeout < 0:
+        raise InvalidSetting("--timeout", "must be 0 or more seconds")
+    try:
+        commission(
+            args.boot, args.etc, args.state, simulator=args.simulator, timeout_s=args.timeout
+        )
+    except FirstBootError as exc:
+        _say(f"appliance firstboot: error: {exc}", err=True)
+        _say("the provisioning file is kept: the next boot tries again", err=True)
+        return 1
+    return 0
