@@ -15,12 +15,9 @@ central never acknowledged sends where its unacknowledged events start
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import platform
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -29,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.config import AgentConfig
+from edge_agent.fsutil import atomic_write
 from edge_agent.store import Store, StoreError, StoreSettings, SyncStatus
 from edge_agent.sync.client import Backoff, CentralClient, CentralRefused, CentralUnreachable
 
@@ -145,25 +143,8 @@ def load_credential(path: Path) -> DeviceCredential | None:
 def save_credential(path: Path, credential: DeviceCredential) -> None:
     """Write the credential atomically with mode 0600 (never readable by others,
     not even for a moment: the temporary file is created 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = (json.dumps(credential.to_dict(), indent=2, sort_keys=True) + "\n").encode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write(path, data, 0o600)
 
 
 def software_versions() -> dict[str, str]:

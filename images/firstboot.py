@@ -40,12 +40,10 @@ the central (it is single-use) rather than physically on the card.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
 import sys
-import tempfile
 import threading
 import time
 import tomllib
@@ -53,6 +51,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from edge_agent.fsutil import atomic_write, fsync_dir
 from images.errors import ApplianceError, InvalidSetting
 from images.provision import BOOT_FILE_NAME, DEVICE_BOOT_DIR, Provisioning, parse_provisioning
 
@@ -97,33 +96,6 @@ def _say(line: str, *, err: bool = False) -> None:
 
 
 # -- files ----------------------------------------------------------------------------
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` with ``mode``: temporary file created 0600, fsync,
-    rename, fsync of the directory. Raises :class:`OSError`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 def _toml_value(value: Any) -> str:
@@ -421,7 +393,7 @@ def commission(
     atomic_write(etc_file, _provision_without_token(settings, device_id).encode("utf-8"), 0o600)
     if boot_file.exists():
         boot_file.unlink()
-        _fsync_dir(boot)
+        fsync_dir(boot)
     _say(f"done: {device_id} commissioned; the enrollment token is destroyed")
     if not report.get("ok", False):
         _say("the self-test FAILED: see the report above", err=True)

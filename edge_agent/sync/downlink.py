@@ -33,13 +33,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_agent.fsutil import atomic_write
 from edge_agent.store import (
     Badge,
     CursorMismatch,
@@ -303,33 +302,12 @@ class DoorSettingsFile:
     def save(self, version: int, settings: Mapping[str, Any]) -> None:
         """Store the settings atomically."""
         text = json.dumps({"version": version, "settings": dict(settings)}, sort_keys=True)
-        _atomic_write(self.path, text.encode("utf-8"), 0o600)
+        atomic_write(self.path, text.encode("utf-8"), 0o600)
 
     def remove(self) -> None:
         """Forget the override."""
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-
-
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 @dataclass(frozen=True)
