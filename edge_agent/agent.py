@@ -13,6 +13,7 @@ translates. The order of work for a credential is the design's promise:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -83,11 +84,10 @@ class EventBus:
             try:
                 q.put_nowait(event)
             except queue.Full:
-                try:
+                # A subscriber that stopped reading loses its oldest event, and is told.
+                with contextlib.suppress(queue.Empty, queue.Full):
                     q.get_nowait()
                     q.put_nowait({"type": "stream.gap", "at": time.time()})
-                except (queue.Empty, queue.Full):
-                    pass
 
     @contextmanager
     def subscribe(self) -> Iterator[queue.Queue[dict[str, Any]]]:

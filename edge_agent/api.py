@@ -81,7 +81,7 @@ def _token(request: web.Request) -> str | None:
 
 
 class _BadRequest(Exception):
-    pass
+    """The request body or query is malformed: answered 400 with the message."""
 
 
 def _badge_bytes(uid: str) -> bytes:
