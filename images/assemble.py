@@ -5,7 +5,7 @@ Layout (MBR, which every Raspberry Pi boot ROM reads):
 ====  =====================  ======================================================
  #    file system            content
 ====  =====================  ======================================================
- 1    FAT (label ``bootfs``)  firmware, kernel, ``config.txt``, ``cmdline.txt``;
+ 1    FAT (label ``BOOTFS``)  firmware, kernel, ``config.txt``, ``cmdline.txt``;
                               the provisioning file is added here later
  2    ext4 (``rootfs``)       the operating system, mounted read-only on the device
  3    ext4 (``portier-data``) persistent data: Portier's journal and state, the
@@ -38,8 +38,10 @@ MIB = 1024 * 1024
 LINUX_GPT_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 #: Partitions start on 4 MiB boundaries: SD cards erase in blocks of that order.
 ALIGN = 4 * MIB
-#: FAT32 needs at least ~65525 clusters; mtools refuses smaller FAT32 file systems.
-FAT32_MIN = 64 * MIB
+#: FAT32 needs more than 65525 clusters, and mkfs.vfat picks 4 KiB clusters for a few
+#: hundred MiB: at 256 MiB it makes a FAT32 with too few clusters, which mtools refuses
+#: ("No directory slots"). Smaller boot partitions are FAT16 (the Pi firmware reads both).
+FAT32_MIN = 512 * MIB
 #: Free room left in each ext4 file system beyond its content, as a fraction.
 EXT4_HEADROOM = 0.25
 
@@ -48,22 +50,31 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def tree_size(path: str | os.PathLike[str]) -> int:
-    """Return the bytes the files under ``path`` occupy, rounded up to 4 KiB blocks each."""
-    total = 0
+def tree_stats(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """Return (bytes allocated, number of entries) of the tree at ``path``.
+
+    Hard-linked files count once; each entry adds an inode's 256 bytes.
+    """
+    seen: set[tuple[int, int]] = set()
+    total = entries = 0
     for root, dirs, files in os.walk(path):
         for name in files + dirs:
             try:
                 st = os.lstat(os.path.join(root, name))
             except OSError:
                 continue
-            total += (st.st_size + 4095) // 4096 * 4096 + 4096  # + inode/dirent overhead
-    return total
+            entries += 1
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512 + 256
+    return total, entries
 
 
 def ext4_size_for(path: str | os.PathLike[str], minimum: int = 8 * MIB) -> int:
     """Return an ext4 partition size (aligned) large enough for the tree at ``path``."""
-    need = int(tree_size(path) * (1 + EXT4_HEADROOM)) + 16 * MIB  # journal, metadata
+    used, _ = tree_stats(path)
+    need = int(used * (1 + EXT4_HEADROOM)) + 32 * MIB  # journal, bitmaps, inode tables
     return _align(max(need, minimum))
 
 
@@ -71,7 +82,7 @@ def ext4_size_for(path: str | os.PathLike[str], minimum: int = 8 * MIB) -> int:
 class ImageLayout:
     """Sizes in bytes of the partitions; ``data_size`` 0 means no data partition."""
 
-    boot_size: int = 256 * MIB
+    boot_size: int = 512 * MIB
     root_size: int = 0
     data_size: int = 64 * MIB
 
@@ -88,7 +99,9 @@ class ImageLayout:
 def _mkfs_ext4(image: str, offset: int, size: int, label: str, tree: str | None) -> None:
     args = ["-q", "-F", "-L", label, "-E", f"offset={offset}"]
     if tree is not None:
-        args += ["-d", tree]
+        # Twice the entries the tree has, so that a small but busy tree still fits.
+        inodes = max(2 * tree_stats(tree)[1] + 4096, 8192)
+        args += ["-d", tree, "-N", str(inodes)]
     # No reserved blocks: nothing on these file systems runs as a user root must outlive.
     args += ["-m", "0", image, f"{size // 1024}k"]
     tools.run("mkfs.ext4", args)
@@ -104,7 +117,7 @@ def assemble_image(
 ) -> Path:
     """Write a partitioned image to ``output`` from the three directory trees.
 
-    ``layout`` defaults to a 256 MiB boot partition, a root partition sized from
+    ``layout`` defaults to a 512 MiB boot partition, a root partition sized from
     ``root_dir`` and a 64 MiB data partition (none when ``data_dir`` is None).
     Returns the image path.
 

@@ -8,6 +8,7 @@
 #
 #   sudo images/build.sh [--out DIR] [--mirror URL] [--suite bookworm] [--keep-root]
 #   sudo images/build.sh --from-image raspios-bookworm-arm64-lite.img [--out DIR]
+#   sudo images/build.sh --reuse-root DIR   # layer again on a root kept by --keep-root
 #
 # Needs (Debian packages): debootstrap qemu-user-static binfmt-support mtools
 # dosfstools fdisk e2fsprogs bmap-tools systemd, and the project's .venv
@@ -26,6 +27,7 @@ mirror="http://deb.debian.org/debian"
 suite="bookworm"
 keep_root=0
 from_image=""
+reuse_root=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --out) out="$2"; shift 2 ;;
@@ -33,6 +35,7 @@ while [ $# -gt 0 ]; do
         --suite) suite="$2"; shift 2 ;;
         --keep-root) keep_root=1; shift ;;
         --from-image) from_image="$2"; shift 2 ;;
+        --reuse-root) reuse_root="$2"; shift 2 ;;
         -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "build.sh: unknown option $1" >&2; exit 2 ;;
     esac
@@ -51,13 +54,17 @@ done
 
 mkdir -p "$out"
 work="$(mktemp -d "$out/work.XXXXXX")"
-root="$work/root"; boot="$work/boot"; data="$work/data"
+root="${reuse_root:-$work/root}"; boot="$work/boot"; data="$work/data"
 mkdir -p "$root" "$boot" "$data"
 proc_mounted=0
 cleanup() {
     # /proc inside the chroot is the only mount the build makes; no file system of the
     # image is ever mounted.
     [ "$proc_mounted" -eq 1 ] && umount -l "$root/proc"
+    # Boot files moved out of a kept root go back, even when the build failed.
+    if [ -d "$work/boot-kept" ]; then
+        find "$work/boot-kept" -mindepth 1 -maxdepth 1 -exec mv -t "$root/boot/firmware" {} +
+    fi
     [ "$keep_root" -eq 1 ] && { log "kept $work"; return; }
     rm -rf "$work"
 }
@@ -95,7 +102,10 @@ enable_arm64_emulation
 packages=(systemd-sysv udev dbus systemd-timesyncd systemd-resolved wpasupplicant iproute2
           ca-certificates python3 python3-venv libzbar0 libusb-1.0-0 libgl1 libegl1 libgles2
           libgl1-mesa-dri libmtdev1 kmod)
-if [ -z "$from_image" ]; then
+if [ -n "$reuse_root" ]; then
+    [ -x "$root/usr/bin/apt-get" ] || die "$reuse_root: not a root file system"
+    log "reusing the base system in $root"
+elif [ -z "$from_image" ]; then
     log "debootstrap $suite arm64 from $mirror (first stage)"
     debootstrap --arch=arm64 --foreign --variant=minbase \
         --components=main,non-free-firmware "$suite" "$root" "$mirror" >&2
@@ -133,6 +143,7 @@ log "installing Portier into /opt/portier/venv"
 cp "$here/pyproject.toml" "$work/wheels/"
 [ -f "$here/constraints.txt" ] && cp "$here/constraints.txt" "$work/wheels/"
 mkdir -p "$root/opt/portier"
+rm -rf "$root/opt/portier/wheels"
 cp -a "$work/wheels" "$root/opt/portier/wheels"
 # evdev, sdnotify and pydes come as source only: build them, then drop the compiler.
 build_deps=(python3-dev gcc libc6-dev)
@@ -140,10 +151,21 @@ apt_in_root install --no-install-recommends "${build_deps[@]}" >&2
 in_root python3 -m venv --system-site-packages /opt/portier/venv
 constraint=()
 [ -f "$root/opt/portier/wheels/constraints.txt" ] && constraint=(-c /opt/portier/wheels/constraints.txt)
+wheel="$(basename "$(ls "$work"/wheels/portier-*.whl)")"
+# pip inside the chroot trusts what the build machine trusts (a site's TLS-inspecting
+# proxy, for one): its CA bundle is copied in for this step only.
+for ca in "${PIP_CERT:-}" "${SSL_CERT_FILE:-}" /etc/ssl/certs/ca-certificates.crt; do
+    [ -n "$ca" ] && [ -f "$ca" ] && break
+done
+cp "$ca" "$root/opt/portier/wheels/build-ca.crt"
 host_dns
-in_root /opt/portier/venv/bin/pip install -q --no-cache-dir "${constraint[@]}" \
-    /opt/portier/wheels/portier-*.whl >&2
+in_root PIP_CERT=/opt/portier/wheels/build-ca.crt /opt/portier/venv/bin/pip install -q \
+    --no-cache-dir "${constraint[@]}" "/opt/portier/wheels/$wheel" >&2
 apt_in_root purge --auto-remove "${build_deps[@]}" >&2
+# /var is a tmpfs on the device (systemd.volatile=state): package caches in the image
+# would only take space.
+apt_in_root clean >&2
+rm -rf "$root/var/lib/apt/lists/"* "$root/root/.cache"
 rm -rf "$root/opt/portier/wheels"
 mkdir -p "$root/opt/portier/docs"
 cp "$here/docs/installation.md" "$root/opt/portier/docs/" 2>/dev/null || true
@@ -192,10 +214,13 @@ fi
 # --- 6. partitions ---------------------------------------------------------------------
 umount "$root/proc"; proc_mounted=0
 log "splitting boot, root and data trees"
+# The boot files leave the root tree (/boot/firmware is only a mount point in the image)
+# and come back after assembly, so that a kept root can be layered again.
 if [ -z "$from_image" ]; then
     cp -a "$root/boot/firmware/." "$boot/"
 fi
-find "$root/boot/firmware" -mindepth 1 -delete
+mkdir -p "$work/boot-kept"
+find "$root/boot/firmware" -mindepth 1 -maxdepth 1 -exec mv -t "$work/boot-kept" {} +
 cmdline="console=serial0,115200 console=tty3 root=LABEL=rootfs rootfstype=ext4 ro rootwait"
 cmdline+=" systemd.volatile=state fsck.repair=yes net.ifnames=0 quiet loglevel=3"
 cmdline+=" vt.global_cursor_default=0"
@@ -217,6 +242,7 @@ mkdir -p "$root/var/lib/portier" "$root/var/lib/portier-kiosk" "$root/var/lib/po
 image="$out/portier-$suite-arm64.img"
 log "assembling $image"
 "$py" -m images.cli assemble "$image" --boot "$boot" --root "$root" --data "$data" \
-    --boot-size 256 --data-size 256 >&2
+    --boot-size 512 --data-size 256 >&2
+rm -rf "$root/root/.kivy"
 log "done: $image (+ .bmap, .sha256)"
 echo "$image"

@@ -149,7 +149,7 @@ def cmd_assemble(args: argparse.Namespace) -> int:
     layout = None
     if args.root_size or args.boot_size or args.data_size is not None:
         layout = assemble.ImageLayout(
-            boot_size=(args.boot_size or 256) * MIB,
+            boot_size=(args.boot_size or 512) * MIB,
             root_size=(args.root_size * MIB)
             if args.root_size
             else assemble.ext4_size_for(args.root),
@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boot", required=True, help="tree copied into the FAT boot partition")
     p.add_argument("--root", required=True, help="tree copied into the ext4 root partition")
     p.add_argument("--data", help="tree copied into the ext4 data partition (none if omitted)")
-    p.add_argument("--boot-size", type=int, metavar="MIB", help="boot partition size (256)")
+    p.add_argument("--boot-size", type=int, metavar="MIB", help="boot partition size (512)")
     p.add_argument("--root-size", type=int, metavar="MIB", help="root size (from the tree)")
     p.add_argument("--data-size", type=int, metavar="MIB", help="data partition size (64)")
     p.set_defaults(func=cmd_assemble)

@@ -3,7 +3,8 @@
 Debootstraps Debian bookworm arm64 under qemu-user emulation, layers Portier on it
 and assembles the image; about 10-20 minutes on two cores. It runs only when asked
 for, with ``pytest -m slow`` (or ``PORTIER_SLOW=1``), so the default run stays quick;
-CI runs it in a step of its own.
+CI runs it in a step of its own. ``PORTIER_IMAGE=path/to.img`` checks an image built
+earlier instead of building one.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ def built_image(request, tmp_path_factory) -> Path:
     wanted = "slow" in (request.config.option.markexpr or "") or os.environ.get("PORTIER_SLOW")
     if not wanted:
         pytest.skip("slow image build: run with -m slow")
+    prebuilt = os.environ.get("PORTIER_IMAGE")
+    if prebuilt:  # check an image built earlier by images/build.sh instead of building
+        return Path(prebuilt)
     if os.geteuid() != 0:
         pytest.skip("the image build needs root (debootstrap, chroot)")
     for tool in ("debootstrap", "qemu-aarch64-static", "update-binfmts", "bmaptool"):
