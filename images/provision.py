@@ -252,6 +252,24 @@ def parse_provisioning(text: str | bytes) -> Provisioning:
     )
 
 
+#: The kernel command line in the boot partition (Raspberry Pi firmware).
+CMDLINE_FILE = "cmdline.txt"
+_HOSTNAME_ARG = "systemd.hostname="
+
+
+def set_cmdline_hostname(cmdline: str, hostname: str | None) -> str:
+    """Return ``cmdline`` with ``systemd.hostname=`` set to ``hostname`` (removed if None).
+
+    The root file system is read-only, so ``/etc/hostname`` cannot be written on the
+    device; PID 1 takes ``systemd.hostname=`` from the kernel command line instead, from
+    the very start of boot, before /etc/hostname.
+    """
+    words = [w for w in cmdline.split() if not w.startswith(_HOSTNAME_ARG)]
+    if hostname is not None:
+        words.append(_HOSTNAME_ARG + hostname)
+    return " ".join(words) + "\n"
+
+
 def _boot_partition_of(target: str | os.PathLike[str], *, allow_fixed: bool) -> FatPartition:
     checked = targets.inspect_target(target, allow_fixed=allow_fixed)
     if checked.size == 0:
@@ -276,6 +294,15 @@ def provision(
     """
     boot = _boot_partition_of(target, allow_fixed=allow_fixed)
     boot.write(BOOT_FILE_NAME, settings.to_toml().encode("utf-8"))
+    if boot.exists(CMDLINE_FILE):
+        old = boot.read(CMDLINE_FILE).decode("utf-8")
+        new = set_cmdline_hostname(old, settings.hostname)
+        if new != old:
+            boot.write(CMDLINE_FILE, new.encode("utf-8"))
+    elif settings.hostname is not None:
+        log.warning(
+            "%s has no %s: the host name is applied by first boot only", target, CMDLINE_FILE
+        )
     return boot
 
 

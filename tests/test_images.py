@@ -169,6 +169,16 @@ def test_provision_again_replaces_the_file(image):
     assert names.count(provision.BOOT_FILE_NAME) == 1
 
 
+def test_hostname_goes_on_the_kernel_command_line(image):
+    base = "console=serial0,115200 root=LABEL=rootfs ro"
+    assert cli.main(["provision", str(image), *GOOD, "--hostname", "gate-1"]) == 0
+    assert mtype(image, "cmdline.txt").decode() == base + " systemd.hostname=gate-1\n"
+    assert cli.main(["provision", str(image), *GOOD, "--hostname", "gate-2"]) == 0
+    assert mtype(image, "cmdline.txt").decode() == base + " systemd.hostname=gate-2\n"
+    assert cli.main(["provision", str(image), *GOOD]) == 0
+    assert mtype(image, "cmdline.txt").decode() == base + "\n"
+
+
 def test_show_masks_the_token(image, capsys):
     cli.main(["provision", str(image), *GOOD])
     capsys.readouterr()
