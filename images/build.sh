@@ -41,7 +41,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-log() { printf '\033[1m[build]\033[0m %s\n' "$*" >&2; }
+# Every line says how long the build has been running: the stage figures in
+# docs/installation.md come from these.
+log() { printf '\033[1m[build %3dm%02ds]\033[0m %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "run as root (debootstrap and chroot need it)"
@@ -123,31 +125,40 @@ fi
 mount -t proc proc "$root/proc"; proc_mounted=1
 cp -a "$here/images/overlay/." "$root/"
 mkdir -p "$root/boot/firmware" "$root/data" "$root/etc/portier"
-apt_in_root update >&2
-log "installing runtime packages"
-apt_in_root install --no-install-recommends "${packages[@]}" >&2
+# The initramfs is built once, at the end of this stage. Left to the packages, the
+# kernel, firmware and initramfs-tools hooks each rebuild it (three times), and under
+# emulation each build takes about ten minutes. dpkg-divert keeps the real
+# update-initramfs aside (also when it is installed later) and a no-op stands in.
+in_root dpkg-divert --local --rename --add /usr/sbin/update-initramfs >&2
+printf '#!/bin/sh\n# Portier image build: initramfs deferred (images/build.sh)\nexit 0\n' \
+    > "$root/usr/sbin/update-initramfs"
+chmod 0755 "$root/usr/sbin/update-initramfs"
+# evdev, sdnotify and pydes come as source only: built in stage 2, then the compiler goes.
+build_deps=(python3-dev gcc libc6-dev)
 if [ -z "$from_image" ]; then
     # Debian's Raspberry Pi boot firmware and its generic arm64 kernel (Pi 3, 4, 400,
-    # CM4); the kernel hook writes config.txt, cmdline.txt, the kernel, initrd and DTBs
-    # into /boot/firmware.
-    log "installing kernel and Raspberry Pi firmware"
-    apt_in_root install --no-install-recommends raspi-firmware linux-image-arm64 \
-        firmware-brcm80211 >&2
+    # CM4); the kernel hook writes config.txt, cmdline.txt, the kernel and DTBs into
+    # /boot/firmware, the initramfs hook the initrd.
+    packages+=(raspi-firmware linux-image-arm64 firmware-brcm80211)
 else
-    apt_in_root install --no-install-recommends python3-picamera2 >&2
+    packages+=(python3-picamera2)
 fi
+apt_in_root -o Acquire::Retries=5 update >&2
+log "installing runtime packages, kernel and firmware (one transaction)"
+apt_in_root -o Acquire::Retries=5 install --no-install-recommends "${packages[@]}" \
+    "${build_deps[@]}" >&2
 
 # --- 2. Portier ------------------------------------------------------------------------
 log "installing Portier into /opt/portier/venv"
+# The kiosk's gettext catalogues are compiled here, where Babel is (a dev
+# dependency), and ship in the wheel: the image has no Babel.
+"$py" -c 'from kiosk.i18n import ensure_compiled; ensure_compiled()' >&2
 "$py" -m pip wheel -q --no-deps -w "$work/wheels" "$here" >&2
 cp "$here/pyproject.toml" "$work/wheels/"
 [ -f "$here/constraints.txt" ] && cp "$here/constraints.txt" "$work/wheels/"
 mkdir -p "$root/opt/portier"
 rm -rf "$root/opt/portier/wheels"
 cp -a "$work/wheels" "$root/opt/portier/wheels"
-# evdev, sdnotify and pydes come as source only: build them, then drop the compiler.
-build_deps=(python3-dev gcc libc6-dev)
-apt_in_root install --no-install-recommends "${build_deps[@]}" >&2
 in_root python3 -m venv --system-site-packages /opt/portier/venv
 constraint=()
 [ -f "$root/opt/portier/wheels/constraints.txt" ] && constraint=(-c /opt/portier/wheels/constraints.txt)
@@ -162,6 +173,16 @@ host_dns
 in_root PIP_CERT=/opt/portier/wheels/build-ca.crt /opt/portier/venv/bin/pip install -q \
     --no-cache-dir "${constraint[@]}" "/opt/portier/wheels/$wheel" >&2
 apt_in_root purge --auto-remove "${build_deps[@]}" >&2
+# Now the one initramfs: the real update-initramfs comes back and runs for every
+# installed kernel; raspi-firmware's post-update hook copies it into /boot/firmware.
+rm -f "$root/usr/sbin/update-initramfs"
+in_root dpkg-divert --local --rename --remove /usr/sbin/update-initramfs >&2
+if [ -z "$from_image" ]; then
+    log "building the initramfs (once)"
+    in_root update-initramfs -c -k all >&2
+    ls "$root"/boot/firmware/initrd.img* >/dev/null 2>&1 \
+        || die "no initrd in /boot/firmware after update-initramfs"
+fi
 # /var is a tmpfs on the device (systemd.volatile=state): package caches in the image
 # would only take space.
 apt_in_root clean >&2
@@ -203,6 +224,8 @@ done
 log "smoke test inside the image"
 in_root /opt/portier/venv/bin/python -c 'import hardware, edge_agent, kiosk, images, kivy, cv2, zxingcpp, pyzbar.pyzbar, nfc, gpiozero; print("imports ok")' >&2
 in_root /opt/portier/venv/bin/appliance --help >/dev/null
+in_root /opt/portier/venv/bin/python -c 'from kiosk.i18n import translations as t; \
+assert t("fr").gettext("Welcome") == "Bienvenue"; print("French catalogue ok")' >&2
 if in_root /opt/portier/venv/bin/edge-agent selftest --help >/dev/null 2>&1; then
     in_root /opt/portier/venv/bin/edge-agent selftest --simulator --json > "$out/selftest-simulator.json" \
         || die "self-test on simulated hardware failed (see $out/selftest-simulator.json)"

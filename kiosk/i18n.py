@@ -96,17 +96,33 @@ def translations(language: str, locale_dir: Path = LOCALE_DIR) -> gettext.NullTr
 
     When the ``.mo`` is missing or stale and the folder is read-only (an
     installed package under ``ProtectSystem=strict``), the ``.po`` is compiled
-    in memory instead. Raises ``ValueError`` for a language without a
-    catalogue and ``OSError`` when the catalogue cannot be read.
+    in memory instead; where Babel is missing (the appliance image) the shipped
+    ``.mo`` is used as it is. Raises ``ValueError`` for a language without a
+    catalogue and ``OSError`` when the catalogue cannot be read, or is not
+    compiled and Babel is missing.
     """
     if language not in LANGUAGES:
         raise ValueError(f"language: {language!r} must be one of {', '.join(LANGUAGES)}")
+    mo = mo_path(language, locale_dir)
     try:
         ensure_compiled(locale_dir)
-    except OSError as exc:
-        log.warning(
-            "cannot write the compiled catalogues (%s): compiling %s in memory", exc, language
-        )
-        return _compile_in_memory(language, locale_dir)
-    with mo_path(language, locale_dir).open("rb") as fh:
+    except (OSError, ImportError) as exc:
+        if mo.exists():
+            # An installed package (the appliance image): its wheel carries the .mo
+            # compiled at build time, Babel is not installed, and the install gave .po
+            # and .mo their install time in no particular order, so "older than its
+            # .po" means nothing there.
+            log.info("using the shipped %s (not recompiled: %s)", mo, exc)
+        elif isinstance(exc, ImportError):
+            raise OSError(
+                f"{mo} is missing and Babel is not installed to compile "
+                f"{po_path(language, locale_dir)}: build the package with its catalogues "
+                "compiled (images/build.sh does) or install Babel"
+            ) from exc
+        else:
+            log.warning(
+                "cannot write the compiled catalogues (%s): compiling %s in memory", exc, language
+            )
+            return _compile_in_memory(language, locale_dir)
+    with mo.open("rb") as fh:
         return gettext.GNUTranslations(fh)

@@ -10,8 +10,10 @@ other half: every text shown on every screen is a catalogue entry.)
 from __future__ import annotations
 
 import gettext
+import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -144,3 +146,32 @@ def test_read_only_catalogues_are_compiled_in_memory(tmp_path, monkeypatch):
 def test_unknown_language_is_refused():
     with pytest.raises(ValueError, match="language"):
         i18n.translations("de")
+
+
+def _installed_without_babel(tmp_path, monkeypatch, *, with_mo: bool) -> Path:
+    """A locale folder as the appliance image has it: .mo shipped in the wheel (or not),
+    the .po installed after it (newer), and no Babel to import."""
+    locale = tmp_path / "locale"
+    shutil.copytree(i18n.LOCALE_DIR, locale, ignore=shutil.ignore_patterns("*.mo"))
+    if with_mo:
+        i18n.ensure_compiled(locale)
+        for language in i18n.LANGUAGES:
+            mo = i18n.mo_path(language, locale)
+            past = i18n.po_path(language, locale).stat().st_mtime - 1
+            os.utime(mo, (past, past))
+    # None in sys.modules makes `import babel...` raise ImportError, as where it is absent.
+    for name in ("babel", "babel.messages", "babel.messages.mofile", "babel.messages.pofile"):
+        monkeypatch.setitem(sys.modules, name, None)
+    return locale
+
+
+def test_installed_package_without_babel_uses_its_shipped_mo(tmp_path, monkeypatch):
+    locale = _installed_without_babel(tmp_path, monkeypatch, with_mo=True)
+    assert i18n.translations("fr", locale).gettext("Welcome") == "Bienvenue"
+    assert i18n.translations("en", locale).gettext("Welcome") == "Welcome"
+
+
+def test_no_mo_and_no_babel_is_a_clear_error(tmp_path, monkeypatch):
+    locale = _installed_without_babel(tmp_path, monkeypatch, with_mo=False)
+    with pytest.raises(OSError, match="Babel is not installed"):
+        i18n.translations("fr", locale)
