@@ -6,13 +6,19 @@
   built with the journal's own :func:`edge_agent.store.encoding.event_hash`.
 * :class:`ContractChecker`: validates JSON bodies against docs/central-api.yaml
   (needs ``pyyaml`` and ``jsonschema``, test-only dependencies imported lazily).
+* :class:`TlsCentral`, :func:`mint_ca`, :func:`mint_server_cert`: the central's
+  application behind HTTPS with a private CA minted with ``cryptography``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import ipaddress
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -23,17 +29,27 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from edge_agent.store.encoding import GENESIS_HASH, UUIDv7Generator, canonical_json, event_hash
 
 from .admin import CentralAdmin
+from .server import CentralServer
+from .settings import CentralSettings
 
 __all__ = [
     "API_DOC",
     "CentralProcess",
     "ChainBuilder",
     "ContractChecker",
+    "TlsCentral",
     "enroll_device",
+    "mint_ca",
+    "mint_server_cert",
     "wait_for",
 ]
 
@@ -311,3 +327,125 @@ def wait_for(predicate: Any, timeout_s: float = 10.0, interval_s: float = 0.02) 
         if value or time.monotonic() >= deadline:
             return bool(value)
         time.sleep(interval_s)
+
+
+# -- TLS with a private CA ----------------------------------------------------------
+
+
+def _name(common: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+
+def mint_ca(where: Path, label: str) -> tuple[Path, ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """Mint a one-day private CA; return its PEM path (``where/ca-LABEL.pem``), key and
+    certificate."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(f"Portier test CA {label}"))
+        .issuer_name(_name(f"Portier test CA {label}"))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .sign(key, hashes.SHA256())
+    )
+    path = where / f"ca-{label}.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path, key, cert
+
+
+def mint_server_cert(
+    where: Path,
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    *,
+    ip: str = "127.0.0.1",
+) -> tuple[Path, Path]:
+    """Mint a one-day server certificate for ``ip`` (and ``localhost``) signed by the
+    CA; return the paths of its PEM certificate and PKCS#8 key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(ip))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address(ip)), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_path, key_path = where / "server.pem", where / "server.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+class TlsCentral:
+    """The reference central's application behind HTTPS, on a thread's event loop."""
+
+    def __init__(self, data: Path, cert: Path, key: Path, *, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.server = CentralServer(CentralSettings(data_dir=data, port=0))
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(cert, key)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    def __enter__(self) -> TlsCentral:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(30)
+        return self
+
+    async def _start(self) -> None:
+        self.runner = web.AppRunner(self.server.make_app())
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.host, 0, ssl_context=self.context)
+        await site.start()
+        self.url = f"https://{self.host}:{self.runner.addresses[0][1]}"
+
+    def __exit__(self, *exc: object) -> None:
+        async def stop() -> None:
+            assert self.runner is not None
+            await self.runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(30)
+        self.server.store.close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)

@@ -6,30 +6,19 @@ CA and server certificate minted here with ``cryptography``).
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
-import ipaddress
 import json
 import logging
 import os
 import socket
-import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from test_sync_rig import EDGE_AGENT, device_summary, make_config
 
-from central.server import CentralServer
-from central.settings import CentralSettings
-from central.testing import CentralProcess
+from central.testing import CentralProcess, TlsCentral, mint_ca, mint_server_cert
 from edge_agent.enroll import (
     DeviceCredential,
     EnrollError,
@@ -178,120 +167,10 @@ def test_journal_head_anchors_a_device_with_history_at_a_new_central(central, tm
 # -- TLS ----------------------------------------------------------------------------------
 
 
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-def _mint_ca(where: Path, label: str) -> tuple[Path, ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(f"Portier test CA {label}"))
-        .issuer_name(_name(f"Portier test CA {label}"))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .sign(key, hashes.SHA256())
-    )
-    path = where / f"ca-{label}.pem"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return path, key, cert
-
-
-def _mint_server(
-    where: Path, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate
-) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("127.0.0.1"))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    cert_path, key_path = where / "server.pem", where / "server.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
-class TlsCentral:
-    """The reference central's application behind HTTPS, on a thread's event loop."""
-
-    def __init__(self, data: Path, cert: Path, key: Path) -> None:
-        self.server = CentralServer(CentralSettings(data_dir=data, port=0))
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.context.load_cert_chain(cert, key)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.runner: web.AppRunner | None = None
-        self.url = ""
-
-    def __enter__(self) -> TlsCentral:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(30)
-        return self
-
-    async def _start(self) -> None:
-        self.runner = web.AppRunner(self.server.make_app())
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=self.context)
-        await site.start()
-        self.url = f"https://127.0.0.1:{self.runner.addresses[0][1]}"
-
-    def __exit__(self, *exc: object) -> None:
-        async def stop() -> None:
-            assert self.runner is not None
-            await self.runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(30)
-        self.server.store.close()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-
 def test_tls_with_a_private_ca(tmp_path: Path) -> None:
-    ca_file, ca_key, ca_cert = _mint_ca(tmp_path, "good")
-    other_ca, _, _ = _mint_ca(tmp_path, "other")
-    cert, key = _mint_server(tmp_path, ca_key, ca_cert)
+    ca_file, ca_key, ca_cert = mint_ca(tmp_path, "good")
+    other_ca, _, _ = mint_ca(tmp_path, "other")
+    cert, key = mint_server_cert(tmp_path, ca_key, ca_cert)
     with TlsCentral(tmp_path / "central", cert, key) as central:
         token = central.server.store.create_enroll_token(door="gate-a")["enroll_token"]
         # Trusting another CA (or only the system's): the certificate does not verify.
