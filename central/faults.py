@@ -15,9 +15,17 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
 from typing import Any
 
-__all__ = ["ENDPOINTS", "FAULT_NAMES", "ActiveFault", "FaultInjector", "FaultSpec"]
+__all__ = [
+    "ENDPOINTS",
+    "ENDPOINT_PATHS",
+    "FAULT_NAMES",
+    "ActiveFault",
+    "FaultInjector",
+    "FaultSpec",
+]
 
 #: In the order they are tried: latency combines with any other; of the
 #: others, the first that fires wins.
@@ -30,7 +38,19 @@ FAULT_NAMES = (
     "drop_before_response",
     "lost_after_commit",
 )
-ENDPOINTS = ("*", "enroll", "events", "deltas", "heartbeat")
+#: The device endpoints a fault can target, by request path: the server asks the
+#: injector only about these, so a path missing here can never be faulted.
+ENDPOINT_PATHS: Mapping[str, str] = MappingProxyType(
+    {
+        "/v1/enroll": "enroll",
+        "/v1/events": "events",
+        "/v1/deltas": "deltas",
+        "/v1/heartbeat": "heartbeat",
+        "/v1/selftest": "selftest",
+    }
+)
+#: What ``FaultSpec.endpoint`` accepts: one of those, or ``"*"`` for all of them.
+ENDPOINTS = ("*", *ENDPOINT_PATHS.values())
 ERROR_STATUSES = (500, 502, 503, 504)
 
 _DEFAULT_DELAY_S = {"latency": 0.5, "timeout": 30.0}

@@ -34,7 +34,7 @@ from .errors import (
     Throttled,
     Unauthorized,
 )
-from .faults import FaultInjector, FaultSpec
+from .faults import ENDPOINT_PATHS, FaultInjector, FaultSpec
 from .settings import CentralSettings
 from .store import CentralStore
 
@@ -46,12 +46,6 @@ T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _ERROR_CODES = {500: "internal", 502: "bad_gateway", 503: "unavailable", 504: "gateway_timeout"}
-_DEVICE_ENDPOINTS = {
-    "/v1/enroll": "enroll",
-    "/v1/events": "events",
-    "/v1/deltas": "deltas",
-    "/v1/heartbeat": "heartbeat",
-}
 #: What a body may exceed the batch limit by for the envelope ({"events": [...]}).
 _ENVELOPE_SLACK = 1024
 
@@ -217,7 +211,7 @@ class CentralServer:
 
     @web.middleware
     async def _faults_mw(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        endpoint = _DEVICE_ENDPOINTS.get(request.path)
+        endpoint = ENDPOINT_PATHS.get(request.path)
         if endpoint is None:
             return await handler(request)
         latency, action = self.faults.pick(endpoint)

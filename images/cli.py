@@ -2,8 +2,9 @@
 
 Subcommands:
 
-* ``provision IMAGE_OR_CARD --site --door --central-url --enroll-token [--wifi]
-  [--hostname]``: write the per-device provisioning file into the boot partition.
+* ``provision IMAGE_OR_CARD --site --door --central-url --enroll-token [--role]
+  [--wifi] [--hostname]``: write the per-device provisioning file into the boot
+  partition.
 * ``show IMAGE_OR_CARD``: print the provisioning file stored there (token masked).
 * ``flash IMAGE DEVICE``: write an image to a card with bmaptool or a verified copy,
   then read it back.
@@ -72,6 +73,13 @@ class ProgressPrinter:
         self.stream.flush()
 
 
+#: How ``appliance show`` describes each role.
+_ROLE_WORDS = {
+    "door": "headless: NFC reader and relay, no screen",
+    "kiosk": "touch UI on a screen, with the door",
+}
+
+
 def _mask(token: str) -> str:
     return token[:4] + "…" + f" ({len(token)} characters)"
 
@@ -88,9 +96,12 @@ def cmd_provision(args: argparse.Namespace) -> int:
         enroll_token=args.enroll_token,
         wifi=wifi,
         hostname=args.hostname,
+        role=args.role,
     )
     boot = provision.provision(args.target, settings, allow_fixed=args.allow_fixed_disk)
-    print(f"provisioned {args.target}: site={settings.site} door={settings.door}")
+    print(
+        f"provisioned {args.target}: site={settings.site} door={settings.door} role={settings.role}"
+    )
     print(f"  central {settings.central_url}, token {_mask(settings.enroll_token)}")
     print(f"  written to {provision.BOOT_FILE_NAME} in the boot partition (offset {boot.offset})")
     image = Path(args.target)
@@ -111,6 +122,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     settings = provision.read_provisioning(args.target, allow_fixed=args.allow_fixed_disk)
     print(f"site         {settings.site}")
     print(f"door         {settings.door}")
+    print(f"role         {settings.role} ({_ROLE_WORDS[settings.role]})")
     print(f"central_url  {settings.central_url}")
     print(f"enroll_token {_mask(settings.enroll_token)}")
     print(f"hostname     {settings.hostname or '(default)'}")
@@ -183,6 +195,8 @@ def _firstboot_module() -> ModuleType | None:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``appliance`` command."""
+    from images.provision import DEFAULT_ROLE, ROLES
+
     parser = argparse.ArgumentParser(
         prog="appliance",
         description=(
@@ -216,6 +230,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--door", required=True, help="door identifier (a-z 0-9 - _)")
     p.add_argument("--central-url", required=True, help="https:// URL of the central API")
     p.add_argument("--enroll-token", required=True, help="one-time enrollment token")
+    p.add_argument(
+        "--role",
+        choices=ROLES,
+        default=DEFAULT_ROLE,
+        help="what the device is: 'door' (default), the headless appliance (NFC reader and "
+        "relay, no screen); 'kiosk', the same plus the touch UI, for a device with a "
+        "display and camera (first boot writes /etc/portier/kiosk.toml, which starts it). "
+        "The default is door because the kiosk on a device without a screen would fail "
+        "and restart over and over",
+    )
     p.add_argument("--wifi", metavar="SSID:PSK", help="Wi-Fi network (split at the first colon)")
     p.add_argument("--hostname", help="host name of the device (default: the image's)")
     p.set_defaults(func=cmd_provision)

@@ -14,6 +14,10 @@ provisioning file that ``appliance provision`` wrote. In order:
    (the image's or the installer's), else the documented Raspberry Pi defaults
    (gpiozero ``rpigpio``, nfcpy on ``usb``); with ``--simulator``, from the packaged
    simulator configuration, as ``edge-agent demo`` does;
+   for the role ``kiosk``, ``ETC/kiosk.toml`` (0644: no secret, and the kiosk runs as
+   ``portier-kiosk``) from :func:`kiosk_tables`, checked with the kiosk's own loader
+   first; for the role ``door``, a stale ``ETC/kiosk.toml`` is removed (the kiosk unit
+   runs only where that file exists);
 4. enroll with the central using the one-time token (:func:`edge_agent.enroll.enroll`),
    retrying while it cannot be reached; the credential is made 0640 so that the agent
    (group ``portier`` through the setgid ``/etc/portier``) can read it;
@@ -40,6 +44,7 @@ the central (it is single-use) rather than physically on the card.
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import json
 import logging
 import os
@@ -64,6 +69,7 @@ __all__ = [
     "add_arguments",
     "agent_tables",
     "commission",
+    "kiosk_tables",
     "run",
     "wpa_supplicant_conf",
 ]
@@ -72,6 +78,7 @@ DEFAULT_ETC = Path("/etc/portier")
 DEFAULT_STATE = Path("/var/lib/portier-firstboot")
 PROVISION_NAME = "provision.toml"
 AGENT_NAME = "agent.toml"
+KIOSK_NAME = "kiosk.toml"
 CREDENTIAL_NAME = "central-credential.json"
 WIFI_PATH = Path("wifi") / "wpa_supplicant-wlan0.conf"
 REPORT_NAME = "selftest-report.json"
@@ -171,6 +178,13 @@ def device_id_for(settings: Provisioning) -> str:
     return device
 
 
+def _read_tables(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidSetting(str(path), f"not valid TOML: {exc}") from None
+
+
 def agent_tables(
     settings: Provisioning, etc: Path, *, simulator: bool = False
 ) -> dict[str, dict[str, Any]]:
@@ -203,10 +217,7 @@ def agent_tables(
     else:
         existing = etc / AGENT_NAME
         if existing.exists():
-            try:
-                base = tomllib.loads(existing.read_text(encoding="utf-8")).get("hardware", {})
-            except tomllib.TOMLDecodeError as exc:
-                raise InvalidSetting(str(existing), f"not valid TOML: {exc}") from None
+            base = _read_tables(existing).get("hardware", {})
             hardware = {f"hardware.{kind}": dict(table) for kind, table in base.items()}
         if not hardware:
             hardware = {name: dict(table) for name, table in PI_HARDWARE.items()}
@@ -214,9 +225,69 @@ def agent_tables(
     return tables
 
 
+def kiosk_tables(
+    etc: Path, agent: Mapping[str, Mapping[str, Any]], *, simulator: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Return the tables of ``ETC/kiosk.toml`` for a kiosk whose agent has ``agent``'s tables.
+
+    The base is the packaged example for a Raspberry Pi kiosk (``kiosk/data/kiosk.toml``:
+    the official 7" display read with mtdev, the CSI camera through picamera2, the
+    zxing decoder, English first). An existing ``ETC/kiosk.toml`` (the image's, the
+    installer's or an earlier first boot's) replaces it table by table: nothing in it
+    comes from the provisioning file, and an installer's camera, touch panel and
+    directions must survive. ``agent.socket`` is always the socket of the agent that
+    first boot configures. With ``simulator``, the camera and QR decoder are the
+    simulated agent's (``agent["hardware.camera"]``, ``["hardware.qr"]``: a replayed
+    photo of the test card, as ``kiosk --demo`` takes them), in a window (800x480
+    unless ``ui.size`` says otherwise) with mouse input: a simulator has no touch panel.
+
+    Raises:
+        InvalidSetting: an existing ``kiosk.toml`` is not TOML.
+    """
+    from edge_agent.config import PathsSection
+
+    example = tomllib.loads(
+        importlib.resources.files("kiosk").joinpath("data", KIOSK_NAME).read_text("utf-8")
+    )
+    tables: dict[str, dict[str, Any]] = {name: dict(table) for name, table in example.items()}
+    existing = etc / KIOSK_NAME
+    if existing.exists():
+        for name, table in _read_tables(existing).items():
+            if isinstance(table, Mapping):
+                tables[name] = dict(table)
+            else:  # not a table: kept, for the kiosk's loader to name it
+                tables.setdefault("", {})[name] = table
+    agent_socket = agent.get("paths", {}).get("socket", str(PathsSection.socket))
+    tables["agent"] = {**tables.get("agent", {}), "socket": str(agent_socket)}
+    if simulator:
+        tables["camera"] = dict(agent.get("hardware.camera", {}))
+        tables["qr"] = dict(agent.get("hardware.qr", {}))
+        tables["input"] = {"provider": "mouse"}
+        tables["ui"] = {"size": [800, 480], **tables.get("ui", {}), "fullscreen": False}
+    return tables
+
+
+def _kiosk_toml(etc: Path, tables: Mapping[str, Mapping[str, Any]], simulator: bool) -> str:
+    """Return ``kiosk.toml``'s text, accepted by the kiosk's own loader (else InvalidSetting)."""
+    from kiosk.config import ConfigError, parse_config
+
+    header = (
+        "Written by `appliance firstboot` for a kiosk"
+        + (" (simulator camera)." if simulator else ".")
+        + "\nSee docs/kiosk.md for every key; `kiosk --config FILE --check` validates it."
+    )
+    text = _toml(header, tables)
+    try:
+        parse_config(tomllib.loads(text), etc.resolve(), source=etc / KIOSK_NAME)
+    except ConfigError as exc:
+        raise InvalidSetting(str(etc / KIOSK_NAME), str(exc)) from None
+    return text
+
+
 def _provision_without_token(settings: Provisioning, device_id: str) -> str:
     data = settings.to_dict()
     data.pop("enroll_token")
+    data["role"] = settings.role  # explicit here: only this image's first boot reads it
     wifi = data.pop("wifi", None)
     data["commissioned_device"] = device_id
     tables: dict[str, dict[str, Any]] = {"": data}
@@ -363,9 +434,16 @@ def commission(
     if settings is None:
         _say(f"appliance firstboot: {source}: nothing to do")
         return False
-    tables = agent_tables(settings, etc, simulator=simulator)  # validates before any write
+    # Everything is validated before the first write.
+    tables = agent_tables(settings, etc, simulator=simulator)
+    kiosk_text = None
+    if settings.role == "kiosk":
+        kiosk_text = _kiosk_toml(etc, kiosk_tables(etc, tables, simulator=simulator), simulator)
     device_id = tables["device"]["id"]
-    _say(f"commissioning {device_id} for {settings.site}/{settings.door} from {source}")
+    _say(
+        f"commissioning {device_id} ({settings.role}) for {settings.site}/{settings.door} "
+        f"from {source}"
+    )
 
     etc.mkdir(parents=True, exist_ok=True)
     atomic_write(etc_file, settings.to_toml().encode("utf-8"), 0o600)
@@ -381,6 +459,16 @@ def commission(
         + "\nSee docs/configuration.md for every key."
     )
     atomic_write(agent_file, _toml(header, tables).encode("utf-8"), 0o640)
+    kiosk_file = etc / KIOSK_NAME
+    if kiosk_text is not None:
+        # 0644: no secret in it, and the kiosk (user portier-kiosk) must read it.
+        atomic_write(kiosk_file, kiosk_text.encode("utf-8"), 0o644)
+        _say(f"kiosk: wrote {kiosk_file}")
+    elif kiosk_file.exists():
+        # A kiosk re-provisioned as a door must not start the UI (the unit's condition).
+        kiosk_file.unlink()
+        fsync_dir(etc)
+        _say(f"role door: removed {kiosk_file}, the kiosk will not start")
     config = load_config(agent_file)
 
     credential = _enroll(config, settings, deadline)

@@ -1,7 +1,8 @@
 """Per-device provisioning: the settings file ``appliance provision`` writes on a card.
 
 A field installer gives each SD card its site, door, central API URL, one-time
-enrollment token and, optionally, Wi-Fi and host name. They are validated here
+enrollment token, its role (:data:`ROLES`: a headless door appliance or a kiosk
+with a screen) and, optionally, Wi-Fi and host name. They are validated here
 (:class:`Provisioning`), serialised as a small TOML file and written into the
 card's FAT boot partition as :data:`BOOT_FILE_NAME` with mtools, without mounting.
 
@@ -46,6 +47,12 @@ ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 #: 256 characters, i.e. at least 128 bits when drawn at random. The central mints
 #: them; this only rejects what cannot be a token (typos, truncation, pasted quotes).
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{22,256}")
+#: What a device is, which decides what first boot configures. ``door``: the headless
+#: edge appliance (NFC reader and relay, no screen), the default, since a kiosk on a
+#: device without a screen would fail and restart over and over; ``kiosk``: the same
+#: with the touch UI (first boot writes ``/etc/portier/kiosk.toml``, which starts it).
+ROLES = ("door", "kiosk")
+DEFAULT_ROLE = "door"
 #: A host name label (RFC 1123), lower case.
 HOSTNAME_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -131,7 +138,7 @@ class Provisioning:
     """Everything one device needs to commission itself on first boot.
 
     ``central_url`` is normalised without a trailing slash. ``hostname`` and ``wifi``
-    are optional (wired network, default host name).
+    are optional (wired network, default host name); ``role`` is one of :data:`ROLES`.
     """
 
     site: str
@@ -140,6 +147,7 @@ class Provisioning:
     enroll_token: str
     wifi: WifiSettings | None = None
     hostname: str | None = None
+    role: str = DEFAULT_ROLE
 
     def __post_init__(self) -> None:
         """Validate every field; raises :class:`InvalidSetting` naming the option."""
@@ -168,9 +176,15 @@ class Provisioning:
                 f"{self.hostname!r} is not a host name: 1-63 lower-case letters, digits and "
                 "'-', not starting or ending with '-'",
             )
+        if self.role not in ROLES:
+            raise InvalidSetting("--role", _role_problem(self.role))
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the TOML-ready mapping (``format`` first, ``wifi`` as a table)."""
+        """Return the TOML-ready mapping (``format`` first, ``wifi`` as a table).
+
+        ``role`` is left out for the default (a door): such a file is still read by a
+        first-boot program older than the role, so a door card boots any image.
+        """
         out: dict[str, Any] = {
             "format": FORMAT_VERSION,
             "site": self.site,
@@ -178,6 +192,8 @@ class Provisioning:
             "central_url": self.central_url,
             "enroll_token": self.enroll_token,
         }
+        if self.role != DEFAULT_ROLE:
+            out["role"] = self.role
         if self.hostname is not None:
             out["hostname"] = self.hostname
         if self.wifi is not None:
@@ -210,8 +226,17 @@ class Provisioning:
         return text
 
 
+def _role_problem(role: object) -> str:
+    return (
+        f"{role!r} is not a role: door (headless appliance: NFC reader and relay, no "
+        "screen) or kiosk (the same with the touch UI on a screen)"
+    )
+
+
 def parse_provisioning(text: str | bytes) -> Provisioning:
     """Return the :class:`Provisioning` in a provisioning file's text.
+
+    A file without ``role`` (written before roles existed, or for a door) is a door.
 
     Raises:
         InvalidSetting: not TOML, unknown format version, a missing or unknown key,
@@ -228,7 +253,7 @@ def parse_provisioning(text: str | bytes) -> Provisioning:
         raise InvalidSetting(BOOT_FILE_NAME, f"not valid TOML: {exc}") from None
     if data.get("format") != FORMAT_VERSION:
         raise InvalidSetting("format", f"unknown format {data.get('format')!r}")
-    known = {"format", "site", "door", "central_url", "enroll_token", "hostname", "wifi"}
+    known = {"format", "site", "door", "central_url", "enroll_token", "role", "hostname", "wifi"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise InvalidSetting(unknown[0], "unknown key")
@@ -242,6 +267,9 @@ def parse_provisioning(text: str | bytes) -> Provisioning:
         if not all(isinstance(v, str) for v in wifi.values()):
             raise InvalidSetting("wifi", "ssid and psk must be strings")
         wifi = WifiSettings(ssid=wifi["ssid"], psk=wifi["psk"])
+    role = data.get("role", DEFAULT_ROLE)
+    if role not in ROLES:
+        raise InvalidSetting("role", _role_problem(role))
     return Provisioning(
         site=data["site"],
         door=data["door"],
@@ -249,6 +277,7 @@ def parse_provisioning(text: str | bytes) -> Provisioning:
         enroll_token=data["enroll_token"],
         wifi=wifi,
         hostname=data.get("hostname"),
+        role=role,
     )
 
 

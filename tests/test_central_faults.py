@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from central.faults import FaultInjector, FaultSpec
+from central.errors import NotFound
+from central.faults import ENDPOINT_PATHS, ENDPOINTS, FaultInjector, FaultSpec
 from central.testing import CentralProcess, ChainBuilder, ContractChecker, enroll_device, wait_for
 
 TIMEOUT = 10
@@ -222,6 +223,27 @@ def test_fault_applies_to_its_endpoint_only(central: CentralProcess) -> None:
     fault(central, "error", endpoint="deltas")
     assert device.post(device.chain.events(1)).status_code == 200
     assert device.session.get(f"{central.url}/v1/deltas", timeout=TIMEOUT).status_code == 500
+
+
+def test_selftest_upload_can_be_faulted(central: CentralProcess) -> None:
+    device = Device(central)
+    report = {"ok": True, "results": []}
+    url = f"{central.url}/v1/selftest"
+    fault(central, "error", endpoint="selftest", status=502, count=1)
+    assert device.session.post(url, json=report, timeout=TIMEOUT).status_code == 502
+    with central.admin() as admin, pytest.raises(NotFound):
+        admin.device_selftest(device.device_id)  # nothing stored
+    assert device.session.post(url, json=report, timeout=TIMEOUT).status_code == 200
+    assert device.post(device.chain.events(1)).status_code == 200  # other endpoints: no fault
+    assert fired(central, "error") == 1
+
+
+def test_every_fault_endpoint_is_documented(contract: ContractChecker) -> None:
+    documented = contract.doc["components"]["schemas"]["FaultEndpoint"]["enum"]
+    assert documented == list(ENDPOINTS)
+    # Each names a device path of the contract (which the server's middleware matches).
+    paths = contract.doc["paths"]
+    assert all(path in paths and path.startswith("/v1/") for path in ENDPOINT_PATHS)
 
 
 def test_enroll_fault_and_admin_is_never_faulted(central: CentralProcess) -> None:

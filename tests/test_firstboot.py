@@ -21,9 +21,13 @@ from central.testing import CentralProcess, ContractChecker
 from edge_agent.config import load_config
 from edge_agent.enroll import load_credential
 from images.cli import main
+from images.firstboot import agent_tables, kiosk_tables
 from images.provision import BOOT_FILE_NAME, Provisioning, WifiSettings
+from kiosk.config import load_config as load_kiosk_config
+from kiosk.config import parse_config as parse_kiosk_config
 
 SITE = "hq"
+KIOSK_EXAMPLE = Path(__file__).resolve().parents[1] / "kiosk" / "data" / "kiosk.toml"
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +194,176 @@ def test_central_database_of_schema_1_gains_the_report_table(tmp_path: Path) -> 
         assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
         with pytest.raises(NotFound):
             store.selftest("nobody")
+
+
+# -- the role: kiosk or headless door --------------------------------------------------
+
+
+def test_kiosk_role_writes_a_kiosk_toml_the_kiosk_accepts(
+    central: CentralProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = new_token(central, "lobby-k")
+    settings = Provisioning(
+        site=SITE, door="lobby-k", central_url=central.url, enroll_token=token, role="kiosk"
+    )
+    provision_boot(tmp_path, settings)
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    # The installer's own kiosk.toml in the image: its settings stay, but not its socket
+    # (the kiosk must reach the agent first boot configured) nor, on the simulator, its
+    # camera (the simulator's replayed test card, as for the agent).
+    (etc / "kiosk.toml").write_text(
+        '[agent]\nsocket = "/tmp/elsewhere.sock"\ntimeout_s = 3\n'
+        '[camera]\nbackend = "opencv"\ndevice = 2\n'
+        "[scan]\ndebounce_s = 6\n"
+        '[ui]\ndirections = { en = "Lift to floor 3.", fr = "Ascenseur, 3e étage." }\n',
+        encoding="utf-8",
+    )
+
+    assert firstboot(tmp_path) == 0
+    assert "kiosk: wrote" in capsys.readouterr().out
+    kiosk_file = etc / "kiosk.toml"
+    assert mode(kiosk_file) == 0o644
+    config = load_kiosk_config(kiosk_file)
+    assert config.agent.socket == Path("/run/portier/agent.sock")
+    assert config.agent.timeout_s == 3.0
+    assert config.camera.backend == "replay"
+    assert config.camera.replay_path is not None and config.camera.replay_path.is_dir()
+    assert (config.input.provider, config.ui.fullscreen) == ("mouse", False)
+    assert config.scan.debounce_s == 6.0
+    assert config.ui.directions is not None and config.ui.directions.fr == "Ascenseur, 3e étage."
+    # The agent and the kiosk were configured from the same run; the token is spent.
+    assert load_config(etc / "agent.toml").door.id == "lobby-k"
+    assert tomllib.loads((etc / "provision.toml").read_text())["role"] == "kiosk"
+    assert not (tmp_path / "boot" / BOOT_FILE_NAME).exists()
+
+
+def test_kiosk_tables_raspberry_pi_defaults_and_simulator(tmp_path: Path) -> None:
+    settings = Provisioning(
+        site=SITE, door="gate-p", central_url="https://c.example.org", enroll_token="t" * 32
+    )
+    for simulator in (False, True):
+        agent = agent_tables(settings, tmp_path, simulator=simulator)
+        tables = kiosk_tables(tmp_path, agent, simulator=simulator)
+        config = parse_kiosk_config(tables, tmp_path)
+        assert config.agent.socket == Path("/run/portier/agent.sock")
+        assert config.ui.language == "en"
+        if simulator:
+            # The simulated agent's replayed camera and decoder, in a window, with a mouse.
+            assert config.camera.backend == "replay" and config.camera.replay_path is not None
+            assert config.camera.replay_path == Path(agent["hardware.camera"]["replay_path"])
+            assert config.camera.replay_path.is_dir()
+            assert (config.input.provider, config.ui.fullscreen) == ("mouse", False)
+        else:
+            # The packaged example: the 7" display and the CSI camera.
+            assert config == load_kiosk_config(KIOSK_EXAMPLE)
+            assert config.camera.backend == "picamera2" and config.input.provider == "mtdev"
+
+    # An installer's kiosk.toml keeps its camera and touch panel on real hardware.
+    (tmp_path / "kiosk.toml").write_text(
+        '[camera]\nbackend = "opencv"\ndevice = 2\nrotation = 180\n'
+        '[input]\nprovider = "hidinput"\ndevice = "/dev/input/event3"\n'
+    )
+    agent = agent_tables(settings, tmp_path)
+    config = parse_kiosk_config(kiosk_tables(tmp_path, agent), tmp_path)
+    camera = config.camera
+    assert (camera.backend, camera.device, camera.rotation) == ("opencv", 2, 180)
+    assert (config.input.provider, config.input.device) == ("hidinput", "/dev/input/event3")
+    assert config.ui == load_kiosk_config(KIOSK_EXAMPLE).ui
+
+
+def test_kiosk_toml_the_kiosk_refuses_exits_2_and_changes_nothing(
+    central: CentralProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Provisioning(
+        site=SITE, door="gate-k", central_url=central.url, enroll_token="t" * 32, role="kiosk"
+    )
+    boot = provision_boot(tmp_path, settings)
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "kiosk.toml").write_text("[ui]\nidle_timeout_s = 1\n")
+    before = files_under(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        firstboot(tmp_path)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "kiosk.toml: ui.idle_timeout_s: 1.0 must be between 5 and 3600" in err
+    assert files_under(tmp_path) == before
+    assert (boot / BOOT_FILE_NAME).exists() and not (tmp_path / "state").exists()
+
+
+def test_door_role_writes_no_kiosk_toml_and_removes_a_stale_one(
+    central: CentralProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = new_token(central, "gate-d")
+    # A kiosk re-provisioned as a headless door: its old kiosk.toml must go, or the
+    # kiosk unit (ConditionPathExists=/etc/portier/kiosk.toml) would start the UI.
+    settings = Provisioning(site=SITE, door="gate-d", central_url=central.url, enroll_token=token)
+    provision_boot(tmp_path, settings)
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "kiosk.toml").write_text('[camera]\nbackend = "picamera2"\n')
+
+    assert firstboot(tmp_path) == 0
+    assert "role door: removed" in capsys.readouterr().out
+    assert not (etc / "kiosk.toml").exists()
+    assert tomllib.loads((etc / "provision.toml").read_text())["role"] == "door"
+    assert load_config(etc / "agent.toml").door.id == "gate-d"
+
+
+def test_bad_role_in_the_boot_file_exits_2_and_changes_nothing(
+    central: CentralProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = Provisioning(
+        site=SITE, door="gate-r", central_url=central.url, enroll_token="t" * 32, role="kiosk"
+    ).to_toml()
+    text = text.replace('role = "kiosk"', 'role = "screen"')
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    (boot / BOOT_FILE_NAME).write_text(text)
+    with pytest.raises(SystemExit) as exit_:
+        firstboot(tmp_path)
+    assert exit_.value.code == 2
+    assert "error: role: 'screen' is not a role" in capsys.readouterr().err
+    assert (boot / BOOT_FILE_NAME).read_text() == text
+    assert not (tmp_path / "etc").exists() and not (tmp_path / "state").exists()
+
+
+# -- the report upload against injected faults -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "fields"),
+    [
+        ("error", {"status": 503, "count": 2}),
+        ("drop_before_response", {"count": 1}),
+        ("lost_after_commit", {"count": 1}),
+    ],
+)
+def test_report_upload_retries_through_faults_on_selftest(
+    central: CentralProcess,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    fault: str,
+    fields: dict[str, int],
+) -> None:
+    door = f"gate-{fault.replace('_', '-')}"
+    token = new_token(central, door)
+    settings = Provisioning(site=SITE, door=door, central_url=central.url, enroll_token=token)
+    boot = provision_boot(tmp_path, settings)
+    with central.admin() as admin:
+        admin.clear_faults()  # also forgets the spent faults of the tests before
+        admin.set_fault(fault, endpoint="selftest", **fields)
+    try:
+        assert firstboot(tmp_path, timeout=60.0) == 0
+        with central.admin() as admin:
+            listed = admin.faults()
+    finally:
+        with central.admin() as admin:
+            admin.clear_faults()
+    # The fault really acted on the upload (and on nothing else), then it went through.
+    assert [(f["name"], f["fired"]) for f in listed] == [(fault, fields["count"])]
+    assert "report upload: " in capsys.readouterr().err
+    with central.admin() as admin:
+        assert admin.device_selftest(f"{SITE}-{door}")["device_id"] == f"{SITE}-{door}"
+    assert not (boot / BOOT_FILE_NAME).exists()
