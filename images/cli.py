@@ -6,8 +6,8 @@ Subcommands:
   [--wifi] [--hostname]``: write the per-device provisioning file into the boot
   partition.
 * ``show IMAGE_OR_CARD``: print the provisioning file stored there (token masked).
-* ``flash IMAGE DEVICE``: write an image to a card with bmaptool or a verified copy,
-  then read it back.
+* ``flash IMAGE DEVICE [--no-grow]``: write an image to a card with bmaptool or a
+  verified copy, read it back, then extend the data partition to the end of the card.
 * ``assemble --boot DIR --root DIR [--data DIR] OUTPUT``: build a partitioned image
   from directory trees (used by ``images/build.sh``), then check it and write its
   ``.bmap`` and ``.sha256``.
@@ -142,11 +142,16 @@ def cmd_flash(args: argparse.Namespace) -> int:
         allow_fixed=args.allow_fixed_disk,
         progress=None if args.quiet else ProgressPrinter(),
         show_tool_progress=not args.quiet,
+        grow=not args.no_grow,
     )
     print(
         f"wrote {result.image} to {result.target} ({result.method}); "
         f"{result.verified_bytes / MIB:.1f} MiB read back and verified"
     )
+    if result.data_partition is not None:
+        print(result.data_partition.message)
+    else:
+        print("partition table kept as in the image (--no-grow)")
     print(
         f"next: appliance provision {result.target} "
         "--site … --door … --central-url … --enroll-token …"
@@ -256,12 +261,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="write an image to a card and verify it by reading it back",
         description="Write IMAGE to DEVICE with bmaptool when IMAGE.bmap exists, else with a "
         "hashed copy (checked against IMAGE.sha256 when present); then read the card back "
-        "and compare. Mounted disks, system disks and partitions are refused.",
+        "and compare, and extend the data partition (the last one, ext4 portier-data) to "
+        "the end of the card. Mounted disks, system disks and partitions are refused.",
     )
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("device", metavar="DEVICE", help="whole card (/dev/sdX, /dev/mmcblkN)")
     p.add_argument("--bmap", help="bmap file (default: IMAGE.bmap next to the image)")
     p.add_argument("--no-bmap", action="store_true", help="ignore any bmap: verified copy")
+    p.add_argument(
+        "--no-grow",
+        action="store_true",
+        help="keep the image's partition table: do not extend the data partition to the "
+        "end of the card",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_flash)
 

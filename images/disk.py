@@ -34,7 +34,8 @@ FAT_GPT_TYPES = frozenset(
 class Partition:
     """One entry of a partition table.
 
-    ``number`` counts from 1 in table order; ``start`` and ``size`` are in bytes.
+    ``number`` is the partition's number (``3`` for ``/dev/sdb3``: for MBR, slots 1-4
+    are primary, 5 and up logical); ``start`` and ``size`` are in bytes.
     """
 
     number: int
@@ -50,11 +51,23 @@ class Partition:
 
 @dataclass(frozen=True)
 class PartitionTable:
-    """The partition table of an image or card: ``label`` is ``dos`` or ``gpt``."""
+    """The partition table of an image or card: ``label`` is ``dos`` or ``gpt``.
+
+    ``disk_id`` is the disk identifier as sfdisk prints it (``0x1234abcd`` for MBR,
+    a GUID for GPT): PARTUUIDs derive from it, so rewriting a table must keep it.
+    """
 
     label: str
     sector_size: int
     partitions: tuple[Partition, ...]
+    disk_id: str = ""
+
+
+def _partition_number(node: str, index: int) -> int:
+    """Return the partition number at the end of ``node`` (``/dev/sdb3``, ``card.img3``),
+    or ``index`` (its 1-based position in the table) when the name has none."""
+    digits = node[len(node.rstrip("0123456789")) :]
+    return int(digits) if digits else index
 
 
 def read_partition_table(target: str | os.PathLike[str]) -> PartitionTable:
@@ -73,14 +86,36 @@ def read_partition_table(target: str | os.PathLike[str]) -> PartitionTable:
     sector = int(table.get("sectorsize", 512))
     parts = tuple(
         Partition(
-            number=i,
+            number=_partition_number(p.get("node", ""), i),
             start=int(p["start"]) * sector,
             size=int(p["size"]) * sector,
             type=str(p["type"]).upper() if table["label"] == "gpt" else str(p["type"]).lower(),
         )
         for i, p in enumerate(table.get("partitions", []), start=1)
     )
-    return PartitionTable(label=table["label"], sector_size=sector, partitions=parts)
+    return PartitionTable(
+        label=table["label"], sector_size=sector, partitions=parts, disk_id=str(table.get("id", ""))
+    )
+
+
+#: ext4 superblock: 1024 bytes into the file system; magic at 0x38, volume name at 0x78.
+_EXT_SUPERBLOCK = 1024
+_EXT_MAGIC = b"\x53\xef"
+
+
+def ext4_label(target: str | os.PathLike[str], offset: int) -> str | None:
+    """Return the volume label of the ext2/3/4 file system at ``offset``, or None if
+    there is no such file system there.
+
+    Read straight from the superblock (magic and ``s_volume_name``): the label is
+    what tells Portier's data partition (``portier-data``) from any other ext4.
+    """
+    with open(target, "rb") as f:
+        f.seek(offset + _EXT_SUPERBLOCK)
+        sb = f.read(0x88)
+    if len(sb) < 0x88 or sb[0x38:0x3A] != _EXT_MAGIC:
+        return None
+    return sb[0x78:0x88].split(b"\0", 1)[0].decode(errors="replace")
 
 
 def _has_fat_boot_sector(target: str, offset: int) -> bool:

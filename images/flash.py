@@ -15,6 +15,13 @@ writes is caught. Before anything is written the target passes
 :func:`images.targets.inspect_target` (no mounted, system or fixed disk, no
 partition) and must be at least as large as the image; a block device is also
 opened with ``O_EXCL``, which the kernel refuses while anything on it is mounted.
+
+Once the card verified, the data partition (the last one, ext4 ``portier-data``) is
+extended to the end of the card (:func:`grow_data_partition`): the image carries a
+small one (256 MiB) so that it flashes fast, and the journal should have the whole
+card. Only its table entry changes, through ``sfdisk -N``; the file system inside
+is grown on the device at boot by ``systemd-growfs`` (``x-systemd.growfs`` in
+``/etc/fstab``).
 """
 
 from __future__ import annotations
@@ -29,12 +36,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from images import targets, tools
-from images.errors import FlashError, ImageError, TargetRefused
+from images import disk, targets, tools
+from images.errors import FlashError, ImageError, TargetRefused, ToolFailed, ToolMissing
 
 log = logging.getLogger(__name__)
 
-CHUNK = 4 * 1024 * 1024
+MIB = 1024 * 1024
+CHUNK = 4 * MIB
+#: The grown data partition ends on a multiple of this, as the image's partitions
+#: start on one (:data:`images.assemble.ALIGN`): SD cards erase in blocks of that order.
+DATA_END_ALIGN = 4 * MIB
+#: Label of the ext4 file system of the data partition (``images/overlay/etc/fstab``).
+DATA_LABEL = "portier-data"
+#: MBR entries hold 32-bit sector counts: a partition cannot reach past 2 TiB.
+_MBR_MAX_SECTORS = 2**32 - 1
+_MBR_ENTRY = 446  # offset of the first of the four 16-byte partition entries
 #: ``progress(phase, done, total)``: phase is "write" or "verify", sizes in bytes.
 Progress = Callable[[str, int, int], None]
 _BLKFLSBUF = 0x1261  # linux/fs.h: flush the buffer cache of a block device
@@ -137,9 +153,27 @@ def write_sidecars(image: str | os.PathLike[str]) -> tuple[Path, Path]:
 
 
 @dataclass(frozen=True)
+class GrowResult:
+    """What happened to the data partition after the image was written.
+
+    ``number`` is the data partition's number (None when the last partition is not
+    Portier's data partition); ``old_size`` / ``new_size`` are its sizes in bytes
+    before and after (equal when not grown); ``message`` says what was done or why
+    not, in words for the installer.
+    """
+
+    grown: bool
+    number: int | None
+    old_size: int
+    new_size: int
+    message: str
+
+
+@dataclass(frozen=True)
 class FlashResult:
     """What was written: ``method`` is "bmaptool" or "verified-copy"; ``verified_bytes``
-    is how much was read back from the target and matched."""
+    is how much was read back from the target and matched; ``data_partition`` is what
+    :func:`grow_data_partition` did (None when growing was not asked for)."""
 
     image: str
     target: str
@@ -147,6 +181,7 @@ class FlashResult:
     image_size: int
     verified_bytes: int
     sha256: str | None
+    data_partition: GrowResult | None = None
 
 
 def _open_target(target: targets.Target, flags: int) -> int:
@@ -269,6 +304,163 @@ def _verify_hash(
         )
 
 
+def format_size(n: int) -> str:
+    """Return ``n`` bytes in MiB, or in GiB from 1 GiB on, with one decimal."""
+    return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / MIB:.1f} MiB"
+
+
+def _read_mbr(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(512)
+
+
+def find_data_partition(table: disk.PartitionTable, path: str) -> tuple[disk.Partition | None, str]:
+    """Return ``(partition, "")`` when the last partition of ``table`` is Portier's data
+    partition, else ``(None, why not)``.
+
+    It must be a primary MBR partition of type 83, lie after every other partition
+    and hold the ext4 file system labelled ``portier-data``: only then may it take
+    the rest of the card without hiding anything else.
+    """
+    if table.label != "dos":
+        return None, f"the partition table is {table.label}, not the MBR of a Portier image"
+    if not table.partitions:
+        return None, "there is no partition"
+    last = table.partitions[-1]
+    if last.number > 4 or any(p.type in ("5", "f", "85") for p in table.partitions):
+        return None, "the table has an extended partition, which Portier images do not"
+    if any(p.end > last.start for p in table.partitions[:-1]):
+        return None, f"partition {last.number} is not the last one on the card"
+    if last.type != "83":
+        return None, f"the last partition (#{last.number}) has type {last.type}, not Linux (83)"
+    label = disk.ext4_label(path, last.start)
+    if label != DATA_LABEL:
+        found = "no ext4 file system" if label is None else f"the ext4 file system {label!r}"
+        return None, f"the last partition (#{last.number}) holds {found}, not {DATA_LABEL!r}"
+    return last, ""
+
+
+def _tell_kernel(path: str) -> None:
+    """Best effort: have the kernel pick up the changed table of block device ``path``.
+
+    sfdisk already told it about the resized partition (BLKPG); ``partx -u``, or else
+    ``blockdev --rereadpt``, makes sure. If neither works the card is still right:
+    the kernel only sees the new size once the card is inserted again.
+    """
+    for program, args in (("partx", ["-u", path]), ("blockdev", ["--rereadpt", path])):
+        try:
+            if tools.run(program, args, check=False).returncode == 0:
+                return
+        except ToolMissing:
+            continue
+    log.warning(
+        "the kernel still sees the old partition table of %s until the card is inserted "
+        "again; the card itself is right",
+        path,
+    )
+
+
+def grow_data_partition(device: str | os.PathLike[str], *, allow_fixed: bool = False) -> GrowResult:
+    """Extend the data partition of a freshly written card to the end of the card.
+
+    The partition keeps its start and ends on a :data:`DATA_END_ALIGN` boundary (and
+    within the 2 TiB an MBR can address). ``sfdisk -N`` rewrites that one table entry
+    and nothing else: the disk identifier (the base of every PARTUUID), the boot
+    code and the other entries stay as they were, which is checked by reading the
+    table back. The file system is not touched: it stays valid, smaller than its
+    partition, until ``systemd-growfs`` grows it at boot.
+
+    When the last partition is not Portier's data partition
+    (:func:`find_data_partition`), the card is as large as the image, or the card
+    became unsafe to write (mounted since), the table is left alone and the result
+    says why: the card is still good.
+
+    Raises:
+        FlashError: the table changed other than intended (or sfdisk failed after
+            writing); the message says to flash again with ``--no-grow``.
+        ImageError: the card has no partition table.
+    """
+    try:
+        target = targets.inspect_target(device, allow_fixed=allow_fixed)
+    except TargetRefused as exc:
+        return GrowResult(False, None, 0, 0, f"partition table left as written: {exc}")
+    path = target.path
+    table = disk.read_partition_table(path)
+    part, why = find_data_partition(table, path)
+    if part is None:
+        message = f"partition table left as written: {why}"
+        log.warning("%s: %s", path, message)
+        return GrowResult(False, None, 0, 0, message)
+    sector = table.sector_size
+    reach = min(target.size, _MBR_MAX_SECTORS * sector)
+    new_end = reach // DATA_END_ALIGN * DATA_END_ALIGN
+    if new_end <= part.end:
+        return GrowResult(
+            False,
+            part.number,
+            part.size,
+            part.size,
+            f"nothing to grow: data partition {part.number} ({format_size(part.size)}) "
+            f"already ends within {DATA_END_ALIGN // MIB} MiB of the end of the card",
+        )
+
+    before = _read_mbr(path)
+    args = ["--quiet", "--no-reread", "--wipe", "never", "--wipe-partitions", "never"]
+    if not target.is_block_device:
+        args.append("--no-tell-kernel")
+    script = f"start={part.start // sector}, size={(new_end - part.start) // sector}\n"
+    log.info("extending partition %d of %s to end at byte %d", part.number, path, new_end)
+    try:
+        tools.run("sfdisk", [*args, "-N", str(part.number), path], input=script.encode())
+    except ToolFailed as exc:
+        if _read_mbr(path) != before:
+            raise FlashError(
+                f"{path}: sfdisk failed after changing the partition table ({exc}); "
+                "flash the card again with --no-grow"
+            ) from None
+        message = f"data partition {part.number} left at {format_size(part.size)}: {exc}"
+        log.warning("%s: %s", path, message)
+        return GrowResult(False, part.number, part.size, part.size, message)
+    if target.is_block_device:
+        _tell_kernel(path)
+
+    after_table = disk.read_partition_table(path)
+    after = _read_mbr(path)
+    entry = _MBR_ENTRY + 16 * (part.number - 1)
+    if not after_table.partitions:
+        raise FlashError(
+            f"{path}: the partition table is empty after growing the data partition; "
+            "flash the card again with --no-grow"
+        )
+    grown = after_table.partitions[-1]
+    problems = []
+    if after_table.partitions[:-1] != table.partitions[:-1]:
+        problems.append("the other partitions moved")
+    if (grown.number, grown.start, grown.type, grown.end) != (
+        part.number,
+        part.start,
+        part.type,
+        new_end,
+    ):
+        problems.append(f"partition {part.number} is not where it should be ({grown})")
+    if after_table.disk_id != table.disk_id:
+        problems.append(f"the disk identifier changed ({table.disk_id} -> {after_table.disk_id})")
+    if before[:entry] + before[entry + 16 :] != after[:entry] + after[entry + 16 :]:
+        problems.append("bytes outside the data partition's entry changed")
+    if problems:
+        raise FlashError(
+            f"{path}: after growing the data partition the partition table is wrong: "
+            f"{'; '.join(problems)}. Flash the card again with --no-grow"
+        )
+    message = (
+        f"data partition {part.number} ({DATA_LABEL}) grown from {format_size(part.size)} "
+        f"to {format_size(grown.size)}; its file system grows to match at boot "
+        "(systemd-growfs)"
+    )
+    log.info("%s: %s", path, message)
+    return GrowResult(True, part.number, part.size, grown.size, message)
+
+
 def flash(
     image: str | os.PathLike[str],
     device: str | os.PathLike[str],
@@ -278,19 +470,23 @@ def flash(
     allow_fixed: bool = False,
     progress: Progress | None = None,
     show_tool_progress: bool = False,
+    grow: bool = True,
 ) -> FlashResult:
-    """Write ``image`` to ``device`` and verify it by reading it back.
+    """Write ``image`` to ``device``, verify it by reading it back, then (``grow``)
+    extend the data partition to the end of the card (:func:`grow_data_partition`).
 
     ``bmap`` defaults to the one next to the image (:func:`find_bmap`); with
     ``use_bmap`` false, or when there is none, the verified copy is used.
     ``device`` is a whole-disk block device or, for tests, a regular file at least
-    as large as the image. Returns a :class:`FlashResult`.
+    as large as the image; a file stands in for a card and keeps its size.
+    Returns a :class:`FlashResult`.
 
     Raises:
         TargetRefused: the target is unsafe (see :mod:`images.targets`) or too small.
         ImageError: the image is missing, or the bmap does not describe it.
         FlashError: writing failed, the image does not match its bmap or
-            ``IMAGE.sha256``, or the card read back differently.
+            ``IMAGE.sha256``, the card read back differently, or growing the data
+            partition left an unexpected table.
     """
     image = Path(image)
     if not image.is_file():
@@ -311,8 +507,20 @@ def flash(
     if parsed is not None and bmap_path is not None:
         log.info("writing %s to %s with bmaptool (%s)", image, target.path, bmap_path)
         _copy_with_bmaptool(image, bmap_path, target, show_tool_progress)
+        if not target.is_block_device and os.path.getsize(target.path) < target.size:
+            # bmaptool cuts a regular-file destination to the image's size; a file
+            # standing in for a card (tests, a VM's disk) keeps the card's size.
+            os.truncate(target.path, target.size)
         verified = _verify_ranges(target, parsed, progress)
-        return FlashResult(str(image), target.path, "bmaptool", size, verified, None)
+        return FlashResult(
+            str(image),
+            target.path,
+            "bmaptool",
+            size,
+            verified,
+            None,
+            data_partition=_grow(target, grow, allow_fixed),
+        )
 
     sha_file = image.with_name(image.name + ".sha256")
     expected = read_sha256_file(sha_file) if sha_file.is_file() else None
@@ -324,4 +532,22 @@ def flash(
             f"the card written from it must not be used"
         )
     _verify_hash(target, size, digest, progress)
-    return FlashResult(str(image), target.path, "verified-copy", size, size, digest)
+    return FlashResult(
+        str(image),
+        target.path,
+        "verified-copy",
+        size,
+        size,
+        digest,
+        data_partition=_grow(target, grow, allow_fixed),
+    )
+
+
+def _grow(target: targets.Target, grow: bool, allow_fixed: bool) -> GrowResult | None:
+    # Growing comes after the read-back on purpose: the card was verified against the
+    # image exactly as built, partition table included. Growing then rewrites one
+    # 16-byte table entry and grow_data_partition checks, by reading the table sector
+    # back, that nothing else changed; the partitions' contents are not touched.
+    if not grow:
+        return None
+    return grow_data_partition(target.path, allow_fixed=allow_fixed)
