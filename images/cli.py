@@ -3,9 +3,10 @@
 Subcommands:
 
 * ``provision IMAGE_OR_CARD --site --door --central-url --enroll-token [--role]
-  [--wifi] [--hostname]``: write the per-device provisioning file into the boot
-  partition.
-* ``show IMAGE_OR_CARD``: print the provisioning file stored there (token masked).
+  [--wifi] [--hostname] [--central-ca FILE]``: write the per-device provisioning file
+  into the boot partition, and a stable machine ID onto the kernel command line.
+* ``show IMAGE_OR_CARD``: print the provisioning file stored there (token masked, the
+  central's CA as fingerprints) and the machine ID.
 * ``flash IMAGE DEVICE [--no-grow]``: write an image to a card with bmaptool or a
   verified copy, read it back, then extend the data partition to the end of the card.
 * ``assemble --boot DIR --root DIR [--data DIR] OUTPUT``: build a partitioned image
@@ -89,6 +90,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     from images import flash, provision
 
     wifi = provision.WifiSettings.parse(args.wifi) if args.wifi is not None else None
+    central_ca = provision.read_central_ca(args.central_ca) if args.central_ca else None
     settings = provision.Provisioning(
         site=args.site,
         door=args.door,
@@ -97,13 +99,26 @@ def cmd_provision(args: argparse.Namespace) -> int:
         wifi=wifi,
         hostname=args.hostname,
         role=args.role,
+        central_ca=central_ca,
     )
-    boot = provision.provision(args.target, settings, allow_fixed=args.allow_fixed_disk)
+    done = provision.provision(args.target, settings, allow_fixed=args.allow_fixed_disk)
     print(
         f"provisioned {args.target}: site={settings.site} door={settings.door} role={settings.role}"
     )
     print(f"  central {settings.central_url}, token {_mask(settings.enroll_token)}")
-    print(f"  written to {provision.BOOT_FILE_NAME} in the boot partition (offset {boot.offset})")
+    if settings.central_ca is not None:
+        summary, *details = _ca_lines(settings.central_ca)
+        print(f"  central CA: {summary}")
+        for line in details:
+            print("  " + line)
+    print(
+        f"  written to {provision.BOOT_FILE_NAME} in the boot partition (offset {done.boot.offset})"
+    )
+    if done.machine_id is not None:
+        how = "kept from the card" if done.machine_id_kept else "new"
+        print(f"  machine ID {done.machine_id} ({how}; systemd.machine_id= in cmdline.txt)")
+    else:
+        print(f"  no {provision.CMDLINE_FILE}: the machine ID will change at every boot")
     image = Path(args.target)
     if image.is_file() and (
         flash.find_bmap(image) or image.with_name(image.name + ".sha256").exists()
@@ -113,6 +128,21 @@ def cmd_provision(args: argparse.Namespace) -> int:
         bmap, sha = flash.write_sidecars(image)
         print(f"  refreshed {bmap.name} and {sha.name}")
     return 0
+
+
+def _ca_lines(pem: str) -> list[str]:
+    """Describe the provisioned CA certificates: subject, SHA-256 fingerprint and expiry
+    of each (never the PEM: the fingerprint is what an installer compares)."""
+    from images import provision
+
+    certs = provision.describe_central_ca(pem)
+    plural = "s" if len(certs) > 1 else ""
+    lines = [f"{len(certs)} CA certificate{plural}, used instead of the system's CAs"]
+    for cert in certs:
+        lines.append(f"  subject {cert.subject}")
+        lines.append(f"    sha256  {cert.sha256}")
+        lines.append(f"    expires {cert.not_after:%Y-%m-%d %H:%M} UTC")
+    return lines
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -127,6 +157,19 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"enroll_token {_mask(settings.enroll_token)}")
     print(f"hostname     {settings.hostname or '(default)'}")
     print(f"wifi         {settings.wifi.ssid if settings.wifi else '(none: wired)'}")
+    if settings.central_ca is None:
+        print("central_ca   (none: the system's CAs verify the central)")
+    else:
+        summary, *details = _ca_lines(settings.central_ca)
+        print(f"central_ca   {summary}")
+        for line in details:
+            print(line)
+    try:
+        machine_id = provision.read_machine_id(args.target, allow_fixed=args.allow_fixed_disk)
+    except FileNotFoundError:
+        print(f"machine_id   (no {provision.CMDLINE_FILE}: a new one at every boot)")
+    else:
+        print(f"machine_id   {machine_id or '(not set: a new one at every boot)'}")
     return 0
 
 
@@ -247,6 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--wifi", metavar="SSID:PSK", help="Wi-Fi network (split at the first colon)")
     p.add_argument("--hostname", help="host name of the device (default: the image's)")
+    p.add_argument(
+        "--central-ca",
+        metavar="FILE",
+        help="PEM file of the CA certificate(s) that issued the central's TLS certificate, "
+        "for a central with a private CA (default: the system's CAs); only CA "
+        "certificates, currently valid, no private key",
+    )
     p.set_defaults(func=cmd_provision)
 
     p = sub.add_parser(

@@ -8,7 +8,10 @@ provisioning file that ``appliance provision`` wrote. In order:
    ``ETC/provision.toml`` (0600, atomic write);
 2. write ``ETC/wifi/wpa_supplicant-wlan0.conf`` (0600) when Wi-Fi was provisioned and
    ``ETC/hostname`` when a host name was;
-3. write ``ETC/agent.toml`` (0640): device, door, ``[central] url`` and
+3. write ``ETC/central-ca.pem`` (0644: certificates, no secret) when the central's CA
+   was provisioned, and remove a stale one otherwise; then ``ETC/agent.toml`` (0640):
+   device, door, ``[central] url``, ``ca_file = ETC/central-ca.pem`` with a provisioned
+   CA (without one, no ``ca_file``: the system's CAs) and
    ``credential_file = ETC/central-credential.json``; the agent's state directory
    keeps its default. The hardware tables come from an existing ``ETC/agent.toml``
    (the image's or the installer's), else the documented Raspberry Pi defaults
@@ -19,7 +22,8 @@ provisioning file that ``appliance provision`` wrote. In order:
    first; for the role ``door``, a stale ``ETC/kiosk.toml`` is removed (the kiosk unit
    runs only where that file exists);
 4. enroll with the central using the one-time token (:func:`edge_agent.enroll.enroll`),
-   retrying while it cannot be reached; the credential is made 0640 so that the agent
+   retrying while it cannot be reached (a certificate the CA does not verify counts as
+   unreachable: TLS failures are retried, and named); the credential is made 0640 so that the agent
    (group ``portier`` through the setgid ``/etc/portier``) can read it;
 5. run the hardware self-test without prompts, keep the JSON report in
    ``STATE/selftest-report.json`` and upload it (``POST /v1/selftest``);
@@ -58,7 +62,13 @@ from typing import Any
 
 from edge_agent.fsutil import atomic_write, fsync_dir
 from images.errors import ApplianceError, InvalidSetting
-from images.provision import BOOT_FILE_NAME, DEVICE_BOOT_DIR, Provisioning, parse_provisioning
+from images.provision import (
+    BOOT_FILE_NAME,
+    DEVICE_BOOT_DIR,
+    Provisioning,
+    parse_provisioning,
+    toml_multiline,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +90,7 @@ PROVISION_NAME = "provision.toml"
 AGENT_NAME = "agent.toml"
 KIOSK_NAME = "kiosk.toml"
 CREDENTIAL_NAME = "central-credential.json"
+CA_NAME = "central-ca.pem"
 WIFI_PATH = Path("wifi") / "wpa_supplicant-wlan0.conf"
 REPORT_NAME = "selftest-report.json"
 
@@ -119,16 +130,23 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
+def _toml_line(key: str, value: Any) -> str:
+    if isinstance(value, str) and "\n" in value:
+        # A multi-line string (the central's CA) reads as it does in its own file.
+        return f"{key} = {toml_multiline(value)}"
+    return f"{key} = {_toml_value(value)}"
+
+
 def _toml(header: str, tables: Mapping[str, Mapping[str, Any]]) -> str:
     lines = [f"# {line}" for line in header.splitlines()] + [""]
     top = {k: v for k, v in tables.get("", {}).items()}
-    lines += [f"{key} = {_toml_value(value)}" for key, value in top.items()]
+    lines += [_toml_line(key, value) for key, value in top.items()]
     if top:
         lines.append("")
     for name, table in tables.items():
         if name:
             lines.append(f"[{name}]")
-            lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
+            lines += [_toml_line(key, value) for key, value in table.items()]
             lines.append("")
     text = "\n".join(lines)
     tomllib.loads(text)  # never leave a file the agent cannot parse
@@ -191,7 +209,9 @@ def agent_tables(
     """Return the tables of ``ETC/agent.toml`` for ``settings``.
 
     Hardware tables: the simulator's with ``simulator``; else those of an existing
-    ``ETC/agent.toml``; else :data:`PI_HARDWARE`.
+    ``ETC/agent.toml``; else :data:`PI_HARDWARE`. ``central.ca_file`` is
+    ``ETC/central-ca.pem`` when the central's CA was provisioned, else left out (the
+    system's CAs).
 
     Raises:
         InvalidSetting: an existing ``agent.toml`` is not TOML.
@@ -201,6 +221,8 @@ def agent_tables(
         "door": {"id": settings.door},
         "central": {"url": settings.central_url, "credential_file": str(etc / CREDENTIAL_NAME)},
     }
+    if settings.central_ca is not None:
+        tables["central"]["ca_file"] = str(etc / CA_NAME)
     hardware: dict[str, dict[str, Any]] = {}
     if simulator:
         from edge_agent.config import simulator_config_path
@@ -452,6 +474,11 @@ def commission(
         atomic_write(etc / WIFI_PATH, conf.encode("utf-8"), 0o600)
     if settings.hostname is not None:
         atomic_write(etc / "hostname", f"{settings.hostname}\n".encode(), 0o644)
+    ca_file = etc / CA_NAME
+    if settings.central_ca is not None:
+        # 0644: certificates are public, and anything on the device may verify the central.
+        atomic_write(ca_file, settings.central_ca.encode("ascii"), 0o644)
+        _say(f"central CA: wrote {ca_file}")
     agent_file = etc / AGENT_NAME
     header = (
         "Written by `appliance firstboot` from the provisioning file"
@@ -459,6 +486,12 @@ def commission(
         + "\nSee docs/configuration.md for every key."
     )
     atomic_write(agent_file, _toml(header, tables).encode("utf-8"), 0o640)
+    if settings.central_ca is None and ca_file.exists():
+        # Removed after agent.toml stopped naming it: a CA of an earlier commissioning
+        # must not go on deciding whom the device trusts.
+        ca_file.unlink()
+        fsync_dir(etc)
+        _say(f"no central CA provisioned: removed {ca_file}, the system's CAs verify the central")
     kiosk_file = etc / KIOSK_NAME
     if kiosk_text is not None:
         # 0644: no secret in it, and the kiosk (user portier-kiosk) must read it.

@@ -2,9 +2,15 @@
 
 A field installer gives each SD card its site, door, central API URL, one-time
 enrollment token, its role (:data:`ROLES`: a headless door appliance or a kiosk
-with a screen) and, optionally, Wi-Fi and host name. They are validated here
-(:class:`Provisioning`), serialised as a small TOML file and written into the
-card's FAT boot partition as :data:`BOOT_FILE_NAME` with mtools, without mounting.
+with a screen) and, optionally, Wi-Fi, host name and the private CA that issued the
+central's TLS certificate. They are validated here (:class:`Provisioning`),
+serialised as a small TOML file and written into the card's FAT boot partition as
+:data:`BOOT_FILE_NAME` with mtools, without mounting.
+
+The same run gives the card a stable machine ID (``systemd.machine_id=`` in
+``cmdline.txt``, :func:`set_cmdline_machine_id`): the image's root is read-only with
+an empty ``/etc/machine-id``, so without it systemd would make up a new one at every
+boot.
 
 On the device's first boot, ``portier-firstboot.service`` runs only while that file
 exists (``ConditionPathExists=/boot/firmware/portier-provision.toml``); the
@@ -24,8 +30,13 @@ import os
 import re
 import tomllib
 import urllib.parse
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 from images import targets
 from images.disk import FatPartition
@@ -133,12 +144,224 @@ class WifiSettings:
         return cls(ssid=ssid, psk=psk)
 
 
+# -- the central's private CA -----------------------------------------------------------
+
+#: Largest ``--central-ca`` file accepted: a few CA certificates are a few KiB, and the
+#: whole provisioning file goes into the boot partition and the device's /etc.
+CENTRAL_CA_MAX_BYTES = 64 * 1024
+_CA_OPTION = "--central-ca"
+_PEM_LABEL = re.compile(r"-----BEGIN ([^\r\n]*?)-----")
+
+
+@dataclass(frozen=True)
+class CaCertificate:
+    """What ``appliance show`` says of one provisioned CA certificate (never its PEM).
+
+    ``sha256`` is the certificate's SHA-256 fingerprint as ``openssl x509 -noout
+    -fingerprint -sha256`` prints it, so an installer can compare it with the site's.
+    """
+
+    subject: str
+    sha256: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+
+
+def _describe(cert: x509.Certificate) -> CaCertificate:
+    digest = cert.fingerprint(hashes.SHA256()).hex().upper()
+    return CaCertificate(
+        subject=cert.subject.rfc4514_string() or "(empty subject)",
+        sha256=":".join(digest[i : i + 2] for i in range(0, len(digest), 2)),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+    )
+
+
+def _nth(index: int, count: int, cert: x509.Certificate) -> str:
+    subject = cert.subject.rfc4514_string() or "(empty subject)"
+    return f"certificate {index + 1} of {count} ({subject})"
+
+
+def _load_ca_certificates(pem: str) -> list[x509.Certificate]:
+    """Return the CA certificates in ``pem``, checked for everything but the dates.
+
+    Raises:
+        InvalidSetting: naming ``--central-ca``: empty, too large, private key
+            material, a PEM block that is not a certificate, a certificate that does
+            not parse, or one that is not a CA.
+    """
+    if not isinstance(pem, str):
+        raise InvalidSetting(_CA_OPTION, "must be the PEM text of the CA certificates")
+    if len(pem.encode("utf-8")) > CENTRAL_CA_MAX_BYTES:
+        raise InvalidSetting(
+            _CA_OPTION,
+            f"larger than {CENTRAL_CA_MAX_BYTES // 1024} KiB: give only the CA certificate(s) "
+            "that issued the central's certificate, not a whole system bundle",
+        )
+    if not pem.strip():
+        raise InvalidSetting(
+            _CA_OPTION, "the file is empty: give the PEM file of the central's CA certificate(s)"
+        )
+    labels = [label.strip() for label in _PEM_LABEL.findall(pem)]
+    for label in labels:
+        if "PRIVATE KEY" in label.upper():
+            # Loud on purpose: the installer grabbed a key file (the CA's or the
+            # server's) instead of the certificate, and it must never reach a card.
+            raise InvalidSetting(
+                _CA_OPTION,
+                f"REFUSED: the file holds a private key (-----BEGIN {label}-----). A private "
+                "key must never go onto a device; nothing was written. Give only the CA "
+                "certificate (-----BEGIN CERTIFICATE-----, e.g. from `openssl x509 -in FILE "
+                "-out ca.pem`), and tell whoever owns that key that it was handed around",
+            )
+    others = sorted({label for label in labels if label != "CERTIFICATE"})
+    if others:
+        raise InvalidSetting(
+            _CA_OPTION,
+            f"holds a {others[0]} block: only CA certificates (-----BEGIN CERTIFICATE-----) "
+            "belong in this file",
+        )
+    if not labels:
+        raise InvalidSetting(
+            _CA_OPTION,
+            "no PEM certificate in the file (no -----BEGIN CERTIFICATE----- line): give the "
+            "CA certificate in PEM form (a DER .cer/.crt file converts with `openssl x509 "
+            "-inform der -in FILE -out ca.pem`)",
+        )
+    try:
+        certs = x509.load_pem_x509_certificates(pem.encode("ascii", "replace"))
+    except ValueError as exc:
+        raise InvalidSetting(
+            _CA_OPTION,
+            f"a certificate in the file is damaged ({str(exc).split('. ')[-1]}): copy the "
+            "PEM file again, without editing it",
+        ) from None
+    count = len(certs)
+    for index, cert in enumerate(certs):
+        try:
+            basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        except x509.ExtensionNotFound:
+            basic = None
+        except ValueError as exc:
+            raise InvalidSetting(
+                _CA_OPTION, f"{_nth(index, count, cert)} has a damaged extension: {exc}"
+            ) from None
+        if basic is None or not basic.ca:
+            raise InvalidSetting(
+                _CA_OPTION,
+                f"{_nth(index, count, cert)} is not a CA certificate (no BasicConstraints "
+                f"CA:TRUE); it looks like a server's own certificate, issued by "
+                f"{cert.issuer.rfc4514_string()!r}: give that issuing CA's certificate",
+            )
+        try:
+            usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        except x509.ExtensionNotFound:
+            usage = None
+        if usage is not None and not usage.key_cert_sign:
+            raise InvalidSetting(
+                _CA_OPTION,
+                f"{_nth(index, count, cert)} may not sign certificates (KeyUsage without "
+                "keyCertSign), so it cannot have issued the central's: give the issuing CA",
+            )
+    return certs
+
+
+def _check_ca_dates(certs: list[x509.Certificate], now: dt.datetime) -> None:
+    for index, cert in enumerate(certs):
+        info = _describe(cert)
+        span = f"valid {info.not_before:%Y-%m-%d %H:%M} to {info.not_after:%Y-%m-%d %H:%M} UTC"
+        if now > info.not_after:
+            raise InvalidSetting(
+                _CA_OPTION,
+                f"{_nth(index, len(certs), cert)} has expired ({span}; now "
+                f"{now:%Y-%m-%d %H:%M} UTC): get the site's current CA certificate",
+            )
+        if now < info.not_before:
+            raise InvalidSetting(
+                _CA_OPTION,
+                f"{_nth(index, len(certs), cert)} is not valid yet ({span}; now "
+                f"{now:%Y-%m-%d %H:%M} UTC): check this computer's clock, or wait",
+            )
+
+
+def normalise_central_ca(pem: str) -> str:
+    """Return ``pem``'s CA certificates re-encoded as plain PEM, one after the other.
+
+    Text around the certificates (``Bag Attributes``, ``# Subject:`` comments) is
+    dropped, so the stored text holds nothing but base64 and the PEM markers.
+
+    Raises:
+        InvalidSetting: naming ``--central-ca`` (see :func:`read_central_ca`); dates
+            are not checked here.
+    """
+    certs = _load_ca_certificates(pem)
+    return "".join(c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in certs)
+
+
+def describe_central_ca(pem: str) -> list[CaCertificate]:
+    """Return subject, SHA-256 fingerprint and validity of each certificate in ``pem``."""
+    return [_describe(cert) for cert in _load_ca_certificates(pem)]
+
+
+def check_central_ca_dates(pem: str, now: dt.datetime | None = None) -> None:
+    """Refuse ``pem`` unless every certificate is valid at ``now`` (default: this
+    computer's clock).
+
+    Done when provisioning, on the installer's computer, and not on the device: a
+    Raspberry Pi has no battery-backed clock, so before its first time sync it may
+    believe it is still the day the image was built.
+
+    Raises:
+        InvalidSetting: naming ``--central-ca``, the certificate, its dates and now.
+    """
+    _check_ca_dates(_load_ca_certificates(pem), now or dt.datetime.now(dt.UTC))
+
+
+def read_central_ca(path: str | os.PathLike[str], *, now: dt.datetime | None = None) -> str:
+    """Return the normalised PEM of the CA file at ``path``, checked for provisioning.
+
+    The file must hold at least one certificate, every one a CA (BasicConstraints
+    CA:TRUE, allowed to sign certificates) and valid at ``now``; no private key, no
+    other PEM block; at most :data:`CENTRAL_CA_MAX_BYTES`.
+
+    Raises:
+        InvalidSetting: naming ``--central-ca`` and saying what to do.
+    """
+    file = Path(path)
+    try:
+        with file.open("rb") as fh:
+            raw = fh.read(CENTRAL_CA_MAX_BYTES + 1)
+    except OSError as exc:
+        raise InvalidSetting(_CA_OPTION, f"cannot read {file}: {exc.strerror or exc}") from None
+    if len(raw) > CENTRAL_CA_MAX_BYTES:
+        raise InvalidSetting(
+            _CA_OPTION,
+            f"{file} is larger than {CENTRAL_CA_MAX_BYTES // 1024} KiB: give only the CA "
+            "certificate(s) that issued the central's certificate, not a whole system bundle",
+        )
+    try:
+        text = raw.decode("utf-8")  # comments around the certificates may be UTF-8
+    except UnicodeDecodeError:
+        raise InvalidSetting(
+            _CA_OPTION,
+            f"{file} is not a PEM text file (binary data: a DER certificate converts with "
+            "`openssl x509 -inform der -in FILE -out ca.pem`)",
+        ) from None
+    pem = normalise_central_ca(text)
+    check_central_ca_dates(pem, now)
+    return pem
+
+
 @dataclass(frozen=True)
 class Provisioning:
     """Everything one device needs to commission itself on first boot.
 
     ``central_url`` is normalised without a trailing slash. ``hostname`` and ``wifi``
     are optional (wired network, default host name); ``role`` is one of :data:`ROLES`.
+    ``central_ca`` is the PEM text of the CA certificate(s) that verify the central's
+    TLS certificate (None: the system's CAs), normalised by
+    :func:`normalise_central_ca`; its dates are checked when a card is provisioned
+    (:func:`provision`), not here, since the device's clock may be wrong at first boot.
     """
 
     site: str
@@ -148,6 +371,7 @@ class Provisioning:
     wifi: WifiSettings | None = None
     hostname: str | None = None
     role: str = DEFAULT_ROLE
+    central_ca: str | None = None
 
     def __post_init__(self) -> None:
         """Validate every field; raises :class:`InvalidSetting` naming the option."""
@@ -178,6 +402,14 @@ class Provisioning:
             )
         if self.role not in ROLES:
             raise InvalidSetting("--role", _role_problem(self.role))
+        if self.central_ca is not None:
+            object.__setattr__(self, "central_ca", normalise_central_ca(self.central_ca))
+            if not self.central_url.startswith("https://"):
+                raise InvalidSetting(
+                    _CA_OPTION,
+                    f"verifies an https:// central, but --central-url is {self.central_url}: "
+                    "use https:// or leave --central-ca out",
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the TOML-ready mapping (``format`` first, ``wifi`` as a table).
@@ -196,6 +428,8 @@ class Provisioning:
             out["role"] = self.role
         if self.hostname is not None:
             out["hostname"] = self.hostname
+        if self.central_ca is not None:
+            out["central_ca"] = self.central_ca
         if self.wifi is not None:
             out["wifi"] = {"ssid": self.wifi.ssid, "psk": self.wifi.psk}
         return out
@@ -204,8 +438,10 @@ class Provisioning:
         """Return the provisioning file's text (TOML, UTF-8, with a header comment).
 
         Strings are written as TOML basic strings, whose escapes are a superset of
-        the ones :func:`json.dumps` produces; the result is parsed back before it is
-        returned, so a value that does not round-trip can never reach a card.
+        the ones :func:`json.dumps` produces, except ``central_ca``: a multi-line
+        literal string, so the PEM reads as it does in a ``.pem`` file (normalised, it
+        holds only base64, dashes, spaces and newlines). The result is parsed back
+        before it is returned, so a value that does not round-trip can never reach a card.
         """
         stamp = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0).isoformat()
         lines = [
@@ -215,8 +451,11 @@ class Provisioning:
         ]
         table = self.to_dict()
         wifi = table.pop("wifi", None)
+        central_ca = table.pop("central_ca", None)
         for key, value in table.items():
             lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+        if central_ca is not None:
+            lines.append(f"central_ca = {toml_multiline(central_ca)}")
         if wifi is not None:
             lines += ["", "[wifi]"]
             lines += [f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in wifi.items()]
@@ -224,6 +463,15 @@ class Provisioning:
         if parse_provisioning(text) != self:
             raise AssertionError("provisioning file does not round-trip")  # pragma: no cover
         return text
+
+
+def toml_multiline(text: str) -> str:
+    """Return ``text`` as a TOML multi-line literal string (``'''``, no escapes), or as a
+    basic string (:func:`json.dumps`) when it cannot be one (a quote, a control character)."""
+    if "'" in text or any((ord(c) < 32 and c not in "\t\n") or ord(c) == 127 for c in text):
+        return json.dumps(text, ensure_ascii=False)
+    # The newline right after the opening delimiter is not part of the string.
+    return "'''\n" + text + "'''"
 
 
 def _role_problem(role: object) -> str:
@@ -253,7 +501,17 @@ def parse_provisioning(text: str | bytes) -> Provisioning:
         raise InvalidSetting(BOOT_FILE_NAME, f"not valid TOML: {exc}") from None
     if data.get("format") != FORMAT_VERSION:
         raise InvalidSetting("format", f"unknown format {data.get('format')!r}")
-    known = {"format", "site", "door", "central_url", "enroll_token", "role", "hostname", "wifi"}
+    known = {
+        "format",
+        "site",
+        "door",
+        "central_url",
+        "enroll_token",
+        "role",
+        "hostname",
+        "wifi",
+        "central_ca",
+    }
     unknown = sorted(set(data) - known)
     if unknown:
         raise InvalidSetting(unknown[0], "unknown key")
@@ -270,6 +528,9 @@ def parse_provisioning(text: str | bytes) -> Provisioning:
     role = data.get("role", DEFAULT_ROLE)
     if role not in ROLES:
         raise InvalidSetting("role", _role_problem(role))
+    central_ca = data.get("central_ca")
+    if central_ca is not None and not isinstance(central_ca, str):
+        raise InvalidSetting("central_ca", "must be a string: the PEM text of the CA certificates")
     return Provisioning(
         site=data["site"],
         door=data["door"],
@@ -278,12 +539,38 @@ def parse_provisioning(text: str | bytes) -> Provisioning:
         wifi=wifi,
         hostname=data.get("hostname"),
         role=role,
+        central_ca=central_ca,
     )
 
 
 #: The kernel command line in the boot partition (Raspberry Pi firmware).
 CMDLINE_FILE = "cmdline.txt"
 _HOSTNAME_ARG = "systemd.hostname="
+_MACHINE_ID_ARG = "systemd.machine_id="
+#: A machine ID as written by provisioning: 32 lower-case hex digits (machine-id(5)).
+MACHINE_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+#: What systemd accepts in ``systemd.machine_id=`` (sd_id128_from_string): 32 hex
+#: digits in either case, or the same as a UUID with dashes.
+_ID128 = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+
+
+def _set_cmdline_word(cmdline: str, prefix: str, value: str | None) -> str:
+    """Return ``cmdline`` with the word ``prefix + value`` in the place of the first word
+    starting with ``prefix`` (appended when there is none), other such words removed;
+    with ``value`` None, all of them removed. The result is one line, words separated
+    by single spaces, as the Raspberry Pi firmware wants ``cmdline.txt``."""
+    words: list[str] = []
+    placed = False
+    for word in cmdline.split():
+        if word.startswith(prefix):
+            if value is not None and not placed:
+                words.append(prefix + value)
+                placed = True
+            continue
+        words.append(word)
+    if value is not None and not placed:
+        words.append(prefix + value)
+    return " ".join(words) + "\n"
 
 
 def set_cmdline_hostname(cmdline: str, hostname: str | None) -> str:
@@ -293,10 +580,47 @@ def set_cmdline_hostname(cmdline: str, hostname: str | None) -> str:
     device; PID 1 takes ``systemd.hostname=`` from the kernel command line instead, from
     the very start of boot, before /etc/hostname.
     """
-    words = [w for w in cmdline.split() if not w.startswith(_HOSTNAME_ARG)]
-    if hostname is not None:
-        words.append(_HOSTNAME_ARG + hostname)
-    return " ".join(words) + "\n"
+    return _set_cmdline_word(cmdline, _HOSTNAME_ARG, hostname)
+
+
+def cmdline_machine_id(cmdline: str) -> str | None:
+    """Return the machine ID that ``systemd.machine_id=`` gives in ``cmdline`` (32
+    lower-case hex digits), or None when there is no valid one.
+
+    Like PID 1, the last valid occurrence counts and an invalid or all-zero value is
+    ignored.
+    """
+    found = None
+    for word in cmdline.split():
+        if word.startswith(_MACHINE_ID_ARG):
+            value = word[len(_MACHINE_ID_ARG) :]
+            if _ID128.fullmatch(value):
+                value = value.replace("-", "").lower()
+                if value != "0" * 32:
+                    found = value
+    return found
+
+
+def new_machine_id() -> str:
+    """Return a new random machine ID (a version 4 UUID's 32 hex digits, as systemd's own)."""
+    return uuid.uuid4().hex
+
+
+def set_cmdline_machine_id(cmdline: str, machine_id: str) -> str:
+    """Return ``cmdline`` with ``systemd.machine_id=`` set to ``machine_id``.
+
+    The image's root is read-only and its ``/etc/machine-id`` empty (one image for every
+    device), so systemd would make up a new machine ID at every boot, and persistent
+    journald storage, kept per machine ID in ``/var/log/journal/ID/``, would start a new
+    directory each time. PID 1 takes ``systemd.machine_id=`` (systemd(1), 229 and later)
+    in preference to ``/etc/machine-id``.
+
+    Raises:
+        ValueError: ``machine_id`` is not 32 lower-case hex digits, or all zeros.
+    """
+    if not MACHINE_ID_PATTERN.fullmatch(machine_id) or machine_id == "0" * 32:
+        raise ValueError(f"not a machine ID (32 lower-case hex digits): {machine_id!r}")
+    return _set_cmdline_word(cmdline, _MACHINE_ID_ARG, machine_id)
 
 
 def _boot_partition_of(target: str | os.PathLike[str], *, allow_fixed: bool) -> FatPartition:
@@ -306,33 +630,72 @@ def _boot_partition_of(target: str | os.PathLike[str], *, allow_fixed: bool) -> 
     return FatPartition.boot_of(checked.path)
 
 
+@dataclass(frozen=True)
+class Provisioned:
+    """What :func:`provision` did: the boot partition written to and the device's
+    machine ID (None when the boot partition has no ``cmdline.txt``); ``machine_id_kept``
+    is True when the card already carried it (provisioned before)."""
+
+    boot: FatPartition
+    machine_id: str | None
+    machine_id_kept: bool
+
+
 def provision(
     target: str | os.PathLike[str], settings: Provisioning, *, allow_fixed: bool = False
-) -> FatPartition:
+) -> Provisioned:
     """Write ``settings`` as :data:`BOOT_FILE_NAME` into the boot partition of ``target``.
 
     ``target`` is an image file or a whole card (block device). A card is checked
     like a flash target first: a mounted card is refused, since writing under a
     mounted FAT file system corrupts it. The file is read back and compared.
-    Returns the boot partition written to.
+    A provisioned ``central_ca`` must be valid now, by this computer's clock.
+
+    The kernel command line (``cmdline.txt``) gets ``systemd.hostname=`` (see
+    :func:`set_cmdline_hostname`) and ``systemd.machine_id=``: the one already there,
+    so that provisioning a card again keeps the device's identity (its journal), else
+    a new random one (:func:`set_cmdline_machine_id`). The rest of the line is kept.
 
     Raises:
+        InvalidSetting: ``central_ca`` is expired or not yet valid (nothing written).
         TargetRefused: the card is mounted, a system disk...
         ImageError: no partition table or no FAT boot partition.
         ToolFailed: mtools failed (full or damaged file system).
     """
+    if settings.central_ca is not None:
+        check_central_ca_dates(settings.central_ca)
     boot = _boot_partition_of(target, allow_fixed=allow_fixed)
     boot.write(BOOT_FILE_NAME, settings.to_toml().encode("utf-8"))
-    if boot.exists(CMDLINE_FILE):
-        old = boot.read(CMDLINE_FILE).decode("utf-8")
-        new = set_cmdline_hostname(old, settings.hostname)
-        if new != old:
-            boot.write(CMDLINE_FILE, new.encode("utf-8"))
-    elif settings.hostname is not None:
+    if not boot.exists(CMDLINE_FILE):
         log.warning(
-            "%s has no %s: the host name is applied by first boot only", target, CMDLINE_FILE
+            "%s has no %s: no stable machine ID (systemd makes a new one at every boot)%s",
+            target,
+            CMDLINE_FILE,
+            ", and the host name is applied by first boot only" if settings.hostname else "",
         )
-    return boot
+        return Provisioned(boot, None, False)
+    old = boot.read(CMDLINE_FILE).decode("utf-8")
+    machine_id = cmdline_machine_id(old)
+    kept = machine_id is not None
+    if machine_id is None:
+        if _MACHINE_ID_ARG in old:
+            log.warning("%s: replacing an invalid %s in %s", target, _MACHINE_ID_ARG, CMDLINE_FILE)
+        machine_id = new_machine_id()
+    new = set_cmdline_machine_id(set_cmdline_hostname(old, settings.hostname), machine_id)
+    if new != old:
+        boot.write(CMDLINE_FILE, new.encode("utf-8"))
+    return Provisioned(boot, machine_id, kept)
+
+
+def read_machine_id(target: str | os.PathLike[str], *, allow_fixed: bool = False) -> str | None:
+    """Return the machine ID on the kernel command line of ``target`` (None: not set).
+
+    Raises:
+        FileNotFoundError: the boot partition has no ``cmdline.txt``.
+        TargetRefused, ImageError: as for :func:`provision`.
+    """
+    boot = _boot_partition_of(target, allow_fixed=allow_fixed)
+    return cmdline_machine_id(boot.read(CMDLINE_FILE).decode("utf-8"))
 
 
 def read_provisioning(target: str | os.PathLike[str], *, allow_fixed: bool = False) -> Provisioning:

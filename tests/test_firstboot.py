@@ -2,7 +2,9 @@
 
 A provisioned boot directory is commissioned on the simulator hardware: the device
 is enrolled, its self-test report is stored at the central, the configuration is
-written with the right modes and the one-time token is gone from every file.
+written with the right modes and the one-time token is gone from every file. A
+central behind TLS with a private CA (``central.testing.TlsCentral``) is reached only
+with the provisioned CA.
 """
 
 from __future__ import annotations
@@ -17,9 +19,16 @@ from pathlib import Path
 import pytest
 
 from central.errors import NotFound
-from central.testing import CentralProcess, ContractChecker
+from central.testing import (
+    CentralProcess,
+    ContractChecker,
+    TlsCentral,
+    mint_ca,
+    mint_server_cert,
+)
 from edge_agent.config import load_config
 from edge_agent.enroll import load_credential
+from edge_agent.sync import CentralClient
 from images.cli import main
 from images.firstboot import agent_tables, kiosk_tables
 from images.provision import BOOT_FILE_NAME, Provisioning, WifiSettings
@@ -367,3 +376,92 @@ def test_report_upload_retries_through_faults_on_selftest(
     with central.admin() as admin:
         assert admin.device_selftest(f"{SITE}-{door}")["device_id"] == f"{SITE}-{door}"
     assert not (boot / BOOT_FILE_NAME).exists()
+
+
+# -- a central behind TLS with a private CA --------------------------------------------
+
+
+@pytest.fixture
+def tls_central(tmp_path: Path) -> Iterator[tuple[TlsCentral, Path]]:
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    ca_file, ca_key, ca_cert = mint_ca(pki, "site")
+    cert, key = mint_server_cert(pki, ca_key, ca_cert)
+    with TlsCentral(tmp_path / "central", cert, key) as central:
+        yield central, ca_file
+
+
+def test_provisioned_ca_verifies_the_central_over_https(
+    tls_central: tuple[TlsCentral, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    central, ca_file = tls_central
+    assert central.url.startswith("https://127.0.0.1:")
+    token = central.server.store.create_enroll_token(door="gate-t")["enroll_token"]
+    pem = ca_file.read_text()
+
+    # Without the CA the device cannot trust the central: it keeps retrying, says why,
+    # gives up at --timeout and keeps the boot file for the next boot.
+    without = Provisioning(site=SITE, door="gate-t", central_url=central.url, enroll_token=token)
+    boot = provision_boot(tmp_path, without)
+    original = (boot / BOOT_FILE_NAME).read_bytes()
+    assert firstboot(tmp_path, timeout=3.0) == 1
+    err = capsys.readouterr().err
+    assert "enrollment: central unreachable: POST /v1/enroll: TLS failure" in err
+    assert "CERTIFICATE_VERIFY_FAILED" in err and "retrying in" in err
+    assert "next boot tries again" in err
+    assert (boot / BOOT_FILE_NAME).read_bytes() == original
+    etc = tmp_path / "etc"
+    assert not (etc / "central-credential.json").exists()
+    assert not (etc / "central-ca.pem").exists()
+    assert load_config(etc / "agent.toml").central.ca_file is None
+    with pytest.raises(NotFound):
+        central.server.store.selftest(f"{SITE}-gate-t")
+
+    # Provisioned again with the site's CA: enrolled and the report uploaded over https.
+    with_ca = Provisioning(
+        site=SITE, door="gate-t", central_url=central.url, enroll_token=token, central_ca=pem
+    )
+    (boot / BOOT_FILE_NAME).write_text(with_ca.to_toml(), encoding="utf-8")
+    assert firstboot(tmp_path) == 0
+    out = capsys.readouterr().out
+    assert f"central CA: wrote {etc / 'central-ca.pem'}" in out
+    assert (etc / "central-ca.pem").read_text() == pem
+    assert mode(etc / "central-ca.pem") == 0o644
+    config = load_config(etc / "agent.toml")
+    assert config.central.ca_file == etc / "central-ca.pem"
+    assert config.central.url == central.url
+    stored = central.server.store.selftest(f"{SITE}-gate-t")
+    assert stored["report"] == json.loads((tmp_path / "state" / "selftest-report.json").read_text())
+    assert not (boot / BOOT_FILE_NAME).exists()
+    # The CA stays in the commissioned provisioning record, the token does not.
+    kept = tomllib.loads((etc / "provision.toml").read_text(encoding="utf-8"))
+    assert kept["central_ca"] == pem and "enroll_token" not in kept
+    assert "central_ca = '''\n-----BEGIN CERTIFICATE-----\n" in (etc / "provision.toml").read_text()
+
+    # The agent's own client, configured by first boot, reaches the central with it.
+    credential = load_credential(etc / "central-credential.json")
+    assert credential is not None
+    with CentralClient(
+        config.central.url, credential=credential.device_token, ca_file=config.central.ca_file
+    ) as client:
+        assert client.heartbeat({"sent_at_ms": 1})["sent_at_ms"] == 1
+
+
+def test_no_provisioned_ca_removes_a_stale_one(
+    central: CentralProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A device commissioned before for a private-CA central, provisioned again for a
+    # central with a public certificate: the old CA must not go on deciding trust.
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "central-ca.pem").write_text(mint_ca(tmp_path, "old")[0].read_text())
+    token = new_token(central, "gate-s")
+    settings = Provisioning(site=SITE, door="gate-s", central_url=central.url, enroll_token=token)
+    provision_boot(tmp_path, settings)
+
+    assert firstboot(tmp_path) == 0
+    assert "removed" in capsys.readouterr().out
+    assert not (etc / "central-ca.pem").exists()
+    agent = tomllib.loads((etc / "agent.toml").read_text())
+    assert "ca_file" not in agent["central"]
+    assert "central_ca" not in tomllib.loads((etc / "provision.toml").read_text())

@@ -172,11 +172,15 @@ def test_provision_again_replaces_the_file(image):
 def test_hostname_goes_on_the_kernel_command_line(image):
     base = "console=serial0,115200 root=LABEL=rootfs ro"
     assert cli.main(["provision", str(image), *GOOD, "--hostname", "gate-1"]) == 0
-    assert mtype(image, "cmdline.txt").decode() == base + " systemd.hostname=gate-1\n"
+    # Provisioning also gives the card a machine ID (tests/test_provision.py), kept after.
+    machine_id = provision.read_machine_id(image)
+    assert machine_id is not None
+    mid = f" systemd.machine_id={machine_id}"
+    assert mtype(image, "cmdline.txt").decode() == base + " systemd.hostname=gate-1" + mid + "\n"
     assert cli.main(["provision", str(image), *GOOD, "--hostname", "gate-2"]) == 0
-    assert mtype(image, "cmdline.txt").decode() == base + " systemd.hostname=gate-2\n"
+    assert mtype(image, "cmdline.txt").decode() == base + " systemd.hostname=gate-2" + mid + "\n"
     assert cli.main(["provision", str(image), *GOOD]) == 0
-    assert mtype(image, "cmdline.txt").decode() == base + "\n"
+    assert mtype(image, "cmdline.txt").decode() == base + mid + "\n"
 
 
 def test_show_masks_the_token(image, capsys):
