@@ -177,7 +177,19 @@ apt_in_root purge --auto-remove "${build_deps[@]}" >&2
 # installed kernel; raspi-firmware's post-update hook copies it into /boot/firmware.
 rm -f "$root/usr/sbin/update-initramfs"
 in_root dpkg-divert --local --rename --remove /usr/sbin/update-initramfs >&2
-if [ -z "$from_image" ]; then
+initrd_current() {
+    # True when every installed kernel has its initrd already (a reused root whose
+    # kernel did not change): the ten minutes are not spent again.
+    local kernel
+    for kernel in "$root"/boot/vmlinuz-*; do
+        [ -e "$kernel" ] || return 1
+        [ -e "$root/boot/initrd.img-${kernel##*/vmlinuz-}" ] || return 1
+    done
+    ls "$root"/boot/firmware/initrd.img* >/dev/null 2>&1
+}
+if [ -n "$reuse_root" ] && initrd_current; then
+    log "the reused root's initramfs is current: not rebuilt"
+elif [ -z "$from_image" ]; then
     log "building the initramfs (once)"
     in_root update-initramfs -c -k all >&2
     ls "$root"/boot/firmware/initrd.img* >/dev/null 2>&1 \
@@ -205,7 +217,9 @@ systemctl --root="$root" mask getty@tty1.service >&2
 ln -sfn /run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
 mkdir -p "$root/etc/wpa_supplicant"
 ln -sf /etc/portier/wifi/wpa_supplicant-wlan0.conf "$root/etc/wpa_supplicant/wpa_supplicant-wlan0.conf"
-# Empty machine-id: on the read-only root systemd generates one at each boot.
+# Empty machine-id: each device gets its own. `appliance provision` puts a stable one
+# on the kernel command line (systemd.machine_id=); on a card never provisioned,
+# systemd makes up a new one at each boot (the root is read-only).
 : > "$root/etc/machine-id"
 rm -f "$root/var/lib/dbus/machine-id"
 # No password login for root at all (maintenance: serial console + SSH keys).

@@ -112,10 +112,18 @@ def test_data_partition_layout(built_image):
 
 def test_built_image_flashes_and_provisions(built_image, tmp_path):
     card = tmp_path / "card.bin"
+    extra = 1024 * 1024 * 1024  # a card 1 GiB larger than the image
     with open(card, "wb") as f:
-        f.truncate(built_image.stat().st_size)
+        f.truncate(built_image.stat().st_size + extra)
     result = flash.flash(built_image, card)
     assert result.method == "bmaptool"
+    # The data partition now reaches the end of the card; systemd-growfs grows its
+    # file system at boot (x-systemd.growfs in the image's fstab).
+    before = disk.read_partition_table(built_image).partitions[2]
+    after = disk.read_partition_table(card).partitions[2]
+    assert after.start == before.start
+    assert after.size >= before.size + extra - 4 * 1024 * 1024
+    assert after.end <= card.stat().st_size
     settings = provision.Provisioning("hq", "gate-1", "https://central.example.org", TOKEN)
     provision.provision(card, settings)
     assert provision.read_provisioning(card) == settings
@@ -137,3 +145,136 @@ def test_self_test_passed_inside_the_image(built_image):
         pytest.skip("a prebuilt image without its build's self-test report")
     result = json.loads(report.read_text())
     assert result["ok"] is True, result
+
+
+# -- the image boots: first boot, enrollment and the agent, in their real sandboxes ----
+
+GUEST_HOST = "10.0.2.2"  # the build machine's loopback, as QEMU's user network shows it
+
+
+def _mock_hardware_agent_toml() -> str:
+    """An installer's agent.toml with simulated hardware (QEMU's virt board has no
+    GPIO header or NFC reader); first boot keeps an existing file's hardware tables."""
+    return (
+        "# Pre-seeded by tests/test_images_build.py: simulated door hardware.\n"
+        "[hardware.gpio]\n"
+        'backend = "mock"\n'
+        "lock_relay_pin = 17\n"
+        'relay_feedback = { pin = 5, asserted_level = "high" }\n'
+        'door_contact = { pin = 27, asserted_level = "high" }\n'
+        'rex = { pin = 22, asserted_level = "low" }\n'
+        "\n[hardware.nfc]\n"
+        'backend = "sim"\n'
+    )
+
+
+def _debugfs_write(image: Path, offset: int, local: Path, path: str) -> None:
+    proc = subprocess.run(
+        ["debugfs", "-w", "-R", f"write {local} {path}", f"{image}?offset={offset}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "Allocated inode" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def _power_off(vm: subprocess.Popen, monitor: Path) -> None:
+    """Press the virtual power button (systemd-logind shuts down cleanly, so the data
+    partition's journal is clean for debugfs); pull the plug if that takes too long."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(monitor))
+            sock.sendall(b"system_powerdown\n")
+        vm.wait(300)
+    except (OSError, subprocess.TimeoutExpired):
+        vm.kill()
+        vm.wait(30)
+
+
+def test_image_boots_commissions_and_runs_the_agent(built_image, tmp_path):
+    """Boot a copy of the image on QEMU's arm64 virt board with its own kernel and
+    initrd, provisioned against a reference central behind TLS with a private CA:
+    the initramfs finds the root by label, the read-only root, volatile /var and the
+    data partition come up, `portier-firstboot.service` enrolls and uploads the
+    self-test report from inside its sandbox, and `edge-agent.service` starts in
+    its own and syncs its first events."""
+    from central.testing import TlsCentral, mint_ca, mint_server_cert, wait_for
+
+    qemu = shutil.which("qemu-system-aarch64")
+    if qemu is None:
+        pytest.skip("qemu-system-aarch64 missing (Debian: qemu-system-arm)")
+    image = tmp_path / "device.img"
+    subprocess.run(["cp", "--sparse=always", str(built_image), str(image)], check=True)
+    table = disk.read_partition_table(image)
+    boot_files = disk.FatPartition.boot_of(image)
+    names = boot_files.names()
+    kernel = tmp_path / "vmlinuz"
+    initrd = tmp_path / "initrd.img"
+    kernel.write_bytes(boot_files.read(next(n for n in names if n.startswith("vmlinuz"))))
+    initrd.write_bytes(boot_files.read(next(n for n in names if n.startswith("initrd.img"))))
+
+    seed = tmp_path / "agent.toml"
+    seed.write_text(_mock_hardware_agent_toml())
+    _debugfs_write(image, table.partitions[2].start, seed, "/etc-portier/agent.toml")
+
+    ca_file, ca_key, ca_cert = mint_ca(tmp_path, "site")
+    cert, key = mint_server_cert(tmp_path, ca_key, ca_cert, ip=GUEST_HOST)
+    with TlsCentral(tmp_path / "central", cert, key, host="127.0.0.1") as central:
+        port = central.url.rsplit(":", 1)[1]
+        token = central.server.store.create_enroll_token(door="gate-q")["enroll_token"]
+        settings = provision.Provisioning(
+            "hq",
+            "gate-q",
+            f"https://{GUEST_HOST}:{port}",
+            token,
+            central_ca=ca_file.read_text(),
+        )
+        machine_id = provision.provision(image, settings).machine_id
+        device_id = "hq-gate-q"
+        console = tmp_path / "console.log"
+        monitor = tmp_path / "monitor.sock"
+        # The card's own kernel command line (root by label, read-only, volatile /var,
+        # the provisioned machine ID), on QEMU's serial port instead of the Pi's and
+        # with the units' output on it; emulation is ~20x slower than a Pi 4, so start
+        # jobs get ten minutes instead of 90 s.
+        cmdline = disk.FatPartition.boot_of(image).read("cmdline.txt").decode().split()
+        cmdline = [a for a in cmdline if not a.startswith("console=") and a != "quiet"]
+        cmdline = " ".join(
+            ["console=ttyAMA0", *cmdline, "systemd.journald.forward_to_console=1",
+             "systemd.default_timeout_start_sec=600"]
+        )  # fmt: skip
+        vm = subprocess.Popen(
+            [qemu, "-M", "virt", "-cpu", "max", "-smp", "2", "-m", "1536",
+             "-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline,
+             "-drive", f"file={image},format=raw,if=virtio",
+             "-netdev", "user,id=net0", "-device", "virtio-net-device,netdev=net0",
+             "-display", "none", "-serial", f"file:{console}",
+             "-monitor", f"unix:{monitor},server,nowait"],
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+
+            def agent_synced() -> bool:
+                assert vm.poll() is None, console.read_text(errors="replace")[-4000:]
+                try:
+                    events = central.server.store.device_events(device_id, 0, 100)
+                except Exception:  # not enrolled yet
+                    return False
+                return any(e["type"] == "agent.started" for e in events["events"])
+
+            booted = wait_for(agent_synced, timeout_s=1500, interval_s=5)
+            log = console.read_text(errors="replace")
+            assert booted, log[-6000:]
+            report = central.server.store.selftest(device_id)
+        finally:
+            _power_off(vm, monitor)
+    assert report["report"]["results"], report
+    # The boot file is gone and the stored provisioning has no token left.
+    assert provision.BOOT_FILE_NAME not in disk.FatPartition.boot_of(image).names()
+    data = disk.read_partition_table(image).partitions[2].start
+    stored = debugfs(image, data, "cat /etc-portier/provision.toml")
+    assert token not in stored and "commissioned_device" in stored
+    # journald kept its files under the provisioned machine ID (stable across boots).
+    assert machine_id in debugfs(image, data, "ls /journal")
