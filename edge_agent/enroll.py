@@ -220,7 +220,10 @@ def enroll(
     }
     try:
         head = journal_head(config.paths.database)
-    except StoreError as exc:
+    except (StoreError, OSError) as exc:
+        # OSError: first boot runs as root without capabilities, so the agent's 0700
+        # state directory is closed to it (EACCES). On a freshly flashed card there is
+        # no journal yet; on a re-provisioned one the central then reports the gap.
         log.warning("enroll: journal not readable (%s); enrolling without journal_head", exc)
         head = None
     if head is not None:

@@ -172,6 +172,10 @@ cp "$ca" "$root/opt/portier/wheels/build-ca.crt"
 host_dns
 in_root PIP_CERT=/opt/portier/wheels/build-ca.crt /opt/portier/venv/bin/pip install -q \
     --no-cache-dir "${constraint[@]}" "/opt/portier/wheels/$wheel" >&2
+# A reused root already has a Portier of the same version, which pip would keep: this
+# checkout's wheel replaces it (its dependencies are those just checked).
+in_root /opt/portier/venv/bin/pip install -q --no-cache-dir --no-deps --force-reinstall \
+    "/opt/portier/wheels/$wheel" >&2
 apt_in_root purge --auto-remove "${build_deps[@]}" >&2
 # Now the one initramfs: the real update-initramfs comes back and runs for every
 # installed kernel; raspi-firmware's post-update hook copies it into /boot/firmware.
