@@ -91,49 +91,44 @@ def test_unknown_token_and_wrong_door_are_refused(central, tmp_path) -> None:
     assert not credential_path(config).exists()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
-def test_enroll_without_access_to_the_agents_journal(central) -> None:
-    """First boot runs as root without capabilities: the agent's 0700 state directory
-    (owned by the agent's user) is closed to it. Enrollment goes on without
-    journal_head instead of failing (seen when the image booted under QEMU)."""
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to run as root without capabilities")
+def test_enroll_without_access_to_the_agents_journal(central, tmp_path) -> None:
+    """First boot runs as root without capabilities (CapabilityBoundingSet= empty): the
+    agent's 0700 state directory, owned by the agent's user, is closed to it. Enrollment
+    goes on without journal_head instead of failing (seen when the image booted under
+    QEMU). The enrolling process here is root with an empty bounding set, the same."""
     import shutil
-    import tempfile
 
-    where = Path(tempfile.mkdtemp(prefix="portier-enroll-"))
-    try:
-        where.chmod(0o755)
-        config = make_config(
-            where / "conf",
-            central.url,
-            device="door-sandboxed",
-            central={"credential_file": str(where / "cred" / "central-credential.json")},
-        )
-        (where / "cred").mkdir()
-        shutil.chown(where / "cred", "nobody")
-        state = config.paths.state_dir
-        state.mkdir(parents=True, exist_ok=True)
-        with Store.open(StoreSettings(path=config.paths.database)):
-            pass  # a journal exists, in a directory the enrolling user cannot enter
-        state.chmod(0o700)
-        with central.admin() as admin:
-            token = admin.create_enroll_token("gate-a")["enroll_token"]
-        script = (
-            "import sys\n"
-            "from edge_agent.config import load_config\n"
-            "from edge_agent.enroll import enroll\n"
-            "credential = enroll(load_config(sys.argv[1]), sys.argv[2])\n"
-            "print(credential.device_id)\n"
-        )
-        done = subprocess.run(
-            ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-             sys.executable, "-c", script, str(config.source), token],
-            capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1],
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.strip() == "door-sandboxed"
-        assert "journal not readable" in done.stderr and "Permission denied" in done.stderr
-    finally:
-        shutil.rmtree(where)
+    config = make_config(
+        tmp_path / "conf",
+        central.url,
+        device="door-sandboxed",
+        central={"credential_file": str(tmp_path / "cred" / "central-credential.json")},
+    )
+    state = config.paths.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    with Store.open(StoreSettings(path=config.paths.database)):
+        pass  # a journal exists, in a directory the enrolling process cannot enter
+    for path in (state, *state.iterdir()):
+        shutil.chown(path, "nobody")
+    state.chmod(0o700)
+    with central.admin() as admin:
+        token = admin.create_enroll_token("gate-a")["enroll_token"]
+    script = (
+        "import sys\n"
+        "from edge_agent.config import load_config\n"
+        "from edge_agent.enroll import enroll\n"
+        "credential = enroll(load_config(sys.argv[1]), sys.argv[2])\n"
+        "print(credential.device_id)\n"
+    )
+    done = subprocess.run(
+        ["setpriv", "--bounding-set=-all", "--inh-caps=-all",
+         sys.executable, "-c", script, str(config.source), token],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "door-sandboxed"
+    assert "journal not readable" in done.stderr and "Permission denied" in done.stderr
 
 
 def test_cli_enroll(central, tmp_path) -> None:
