@@ -1,10 +1,11 @@
 """The full appliance image build (images/build.sh): slow, root only, network needed.
 
 Debootstraps Debian bookworm arm64 under qemu-user emulation, layers Portier on it
-and assembles the image; about 10-20 minutes on two cores. It runs only when asked
-for, with ``pytest -m slow`` (or ``PORTIER_SLOW=1``), so the default run stays quick;
-CI runs it in a step of its own. ``PORTIER_IMAGE=path/to.img`` checks an image built
-earlier instead of building one.
+and assembles the image (about 26 minutes on two cores, half of it the initramfs),
+checks it, then boots it on QEMU's arm64 board and commissions it (about 3 minutes).
+It runs only when asked for, with ``pytest -m slow`` (or ``PORTIER_SLOW=1``), so the
+default run stays quick; CI runs it in a step of its own (``tools/dev image-test``).
+``PORTIER_IMAGE=path/to.img`` checks an image built earlier instead of building one.
 """
 
 from __future__ import annotations
