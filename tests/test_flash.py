@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from image_kit import SEARCH_PATH, blank_card, private_copy, requires_tools
 
 from images import assemble, cli, disk, flash
 
@@ -33,15 +34,13 @@ TOOLS = (
     "debugfs",
     "bmaptool",
 )
-SBIN = os.environ["PATH"] + ":/usr/sbin:/sbin"
-missing = [t for t in TOOLS if shutil.which(t, path=SBIN) is None]
-pytestmark = pytest.mark.skipif(bool(missing), reason=f"missing tools: {missing}")
+pytestmark = requires_tools(*TOOLS)
 
 
 def tool(name: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run a disk tool with a C locale; return the completed process (not checked)."""
     return subprocess.run(
-        [shutil.which(name, path=SBIN) or name, *args],
+        [shutil.which(name, path=SEARCH_PATH) or name, *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -81,17 +80,7 @@ def base_image(tmp_path_factory) -> Path:
 @pytest.fixture
 def image(base_image, tmp_path) -> Path:
     """A private copy of the synthetic image with its .bmap and .sha256."""
-    out = tmp_path / "portier.img"
-    for suffix in ("", ".bmap", ".sha256"):
-        shutil.copyfile(str(base_image) + suffix, str(out) + suffix)
-    return out
-
-
-def card_file(tmp_path: Path, size: int) -> Path:
-    path = tmp_path / "card.bin"
-    with open(path, "wb") as f:
-        f.truncate(size)
-    return path
+    return private_copy(base_image, tmp_path)
 
 
 def mbr(path: Path) -> bytes:
@@ -140,7 +129,7 @@ def block_count(fs: Path) -> tuple[int, int]:
 )
 def test_flash_grows_the_data_partition_to_the_end_of_the_card(image, tmp_path, use_bmap, extra):
     size = image.stat().st_size
-    card = card_file(tmp_path, 3 * size + extra)
+    card = blank_card(tmp_path, 3 * size + extra)
     result = flash.flash(image, card, use_bmap=use_bmap)
     assert result.method == ("bmaptool" if use_bmap else "verified-copy")
     assert card.stat().st_size == 3 * size + extra  # a file stands in for a card
@@ -193,7 +182,7 @@ def test_flash_grows_the_data_partition_to_the_end_of_the_card(image, tmp_path, 
 
 
 def test_cli_prints_the_new_data_partition_size(image, tmp_path, capsys):
-    card = card_file(tmp_path, 3 * image.stat().st_size)
+    card = blank_card(tmp_path, 3 * image.stat().st_size)
     assert cli.main(["flash", "-q", str(image), str(card)]) == 0
     out = capsys.readouterr().out
     assert "data partition 3 (portier-data) grown from 8.0 MiB to 88.0 MiB" in out
@@ -201,7 +190,7 @@ def test_cli_prints_the_new_data_partition_size(image, tmp_path, capsys):
 
 
 def test_no_grow_keeps_the_image_table(image, tmp_path, capsys):
-    card = card_file(tmp_path, 3 * image.stat().st_size)
+    card = blank_card(tmp_path, 3 * image.stat().st_size)
     assert cli.main(["flash", "-q", "--no-grow", str(image), str(card)]) == 0
     assert "kept as in the image (--no-grow)" in capsys.readouterr().out
     assert mbr(card) == mbr(image)
@@ -213,7 +202,7 @@ def test_no_grow_keeps_the_image_table(image, tmp_path, capsys):
 
 @pytest.mark.parametrize("extra", [0, 4 * MIB - 512])
 def test_card_as_large_as_the_image_has_nothing_to_grow(image, tmp_path, capsys, extra):
-    card = card_file(tmp_path, image.stat().st_size + extra)
+    card = blank_card(tmp_path, image.stat().st_size + extra)
     assert cli.main(["flash", "-q", str(image), str(card)]) == 0
     assert "nothing to grow: data partition 3 (8.0 MiB) already ends" in capsys.readouterr().out
     assert mbr(card) == mbr(image)
@@ -242,7 +231,7 @@ def test_growing_is_limited_to_what_an_mbr_addresses(image, tmp_path):
 
 
 def test_a_card_sfdisk_cannot_write_keeps_its_table_without_error(image, tmp_path):
-    card = card_file(tmp_path, 3 * image.stat().st_size)
+    card = blank_card(tmp_path, 3 * image.stat().st_size)
     flash.flash(image, card, grow=False)
     # The immutable flag stands in for a write-protected card; it binds root too.
     if tool("chattr", "+i", str(card)).returncode != 0:
@@ -311,7 +300,7 @@ def test_a_table_whose_last_partition_is_not_the_data_partition_is_left_alone(
     image, tmp_path, capsys, alter, reason
 ):
     alter(tmp_path, image)
-    card = card_file(tmp_path, 3 * image.stat().st_size)
+    card = blank_card(tmp_path, 3 * image.stat().st_size)
     assert cli.main(["flash", "-q", str(image), str(card)]) == 0
     out = capsys.readouterr().out
     assert "read back and verified" in out

@@ -17,16 +17,14 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from image_kit import blank_card, private_copy, requires_tools
 
 from images import assemble, cli, disk, flash, provision, targets
 from images.errors import FlashError, ImageError, InvalidSetting, TargetRefused
 
 MIB = 1024 * 1024
 TOOLS = ("sfdisk", "mkfs.vfat", "fsck.vfat", "mcopy", "mtype", "mkfs.ext4", "e2fsck", "debugfs")
-missing = [
-    t for t in TOOLS if shutil.which(t, path=os.environ["PATH"] + ":/usr/sbin:/sbin") is None
-]
-pytestmark = pytest.mark.skipif(bool(missing), reason=f"missing tools: {missing}")
+pytestmark = requires_tools(*TOOLS)
 
 TOKEN = "tK3n_Abcdefghijklmnopqrstuvwxyz0123456789-"
 GOOD = [
@@ -65,17 +63,7 @@ def base_image(tmp_path_factory) -> Path:
 @pytest.fixture
 def image(base_image, tmp_path) -> Path:
     """A private copy of the synthetic image with its .bmap and .sha256."""
-    out = tmp_path / "portier.img"
-    for suffix in ("", ".bmap", ".sha256"):
-        shutil.copyfile(str(base_image) + suffix, str(out) + suffix)
-    return out
-
-
-def target_file(tmp_path: Path, size: int) -> Path:
-    path = tmp_path / "card.bin"
-    with open(path, "wb") as f:
-        f.truncate(size)
-    return path
+    return private_copy(base_image, tmp_path)
 
 
 def mtype(image: Path, name: str) -> bytes:
@@ -321,7 +309,7 @@ needs_bmaptool = pytest.mark.skipif(shutil.which("bmaptool") is None, reason="bm
 
 @needs_bmaptool
 def test_flash_with_bmap_then_provision_card(image, tmp_path, capsys):
-    card = target_file(tmp_path, 64 * MIB)
+    card = blank_card(tmp_path, 64 * MIB)
     assert cli.main(["flash", "-q", str(image), str(card)]) == 0
     out = capsys.readouterr().out
     assert "(bmaptool)" in out and "read back and verified" in out
@@ -335,7 +323,7 @@ def test_flash_with_bmap_then_provision_card(image, tmp_path, capsys):
 
 
 def test_flash_verified_copy_reports_progress(image, tmp_path):
-    card = target_file(tmp_path, image.stat().st_size)
+    card = blank_card(tmp_path, image.stat().st_size)
     seen: list[tuple[str, int, int]] = []
     result = flash.flash(image, card, use_bmap=False, progress=lambda *a: seen.append(a))
     assert result.method == "verified-copy"
@@ -353,7 +341,7 @@ def test_flash_refuses_tampered_image_with_bmap(image, tmp_path, capsys):
     with open(image, "r+b") as f:
         f.seek(boot.start + 600)  # inside the FAT boot sector area: a mapped block
         f.write(b"tampered")
-    card = target_file(tmp_path, 64 * MIB)
+    card = blank_card(tmp_path, 64 * MIB)
     with pytest.raises(SystemExit) as exc:
         cli.main(["flash", "-q", str(image), str(card)])
     assert exc.value.code == 1
@@ -365,20 +353,20 @@ def test_flash_refuses_tampered_image_with_sha256(image, tmp_path):
     with open(image, "r+b") as f:
         f.seek(5 * MIB)
         f.write(b"tampered")
-    card = target_file(tmp_path, 64 * MIB)
+    card = blank_card(tmp_path, 64 * MIB)
     with pytest.raises(FlashError, match=r"does not match portier\.img\.sha256"):
         flash.flash(image, card, use_bmap=False)
 
 
 def test_flash_refuses_short_target_without_writing(image, tmp_path):
-    card = target_file(tmp_path, image.stat().st_size - 4096)
+    card = blank_card(tmp_path, image.stat().st_size - 4096)
     with pytest.raises(TargetRefused, match="too small"):
         flash.flash(image, card)
     assert card.read_bytes().count(0) == card.stat().st_size
 
 
 def test_flash_detects_card_that_reads_back_differently(image, tmp_path, monkeypatch):
-    card = target_file(tmp_path, image.stat().st_size)
+    card = blank_card(tmp_path, image.stat().st_size)
     real_drop = flash._drop_cache
 
     def lossy_card(fd, is_block_device):
@@ -395,7 +383,7 @@ def test_flash_detects_card_that_reads_back_differently(image, tmp_path, monkeyp
 
 @needs_bmaptool
 def test_bmap_read_back_detects_lost_writes(image, tmp_path, monkeypatch):
-    card = target_file(tmp_path, image.stat().st_size)
+    card = blank_card(tmp_path, image.stat().st_size)
     real_copy = flash._copy_with_bmaptool
 
     def lossy(image_, bmap_, target, show):
@@ -412,7 +400,7 @@ def test_bmap_read_back_detects_lost_writes(image, tmp_path, monkeypatch):
 @needs_bmaptool
 def test_provisioning_an_image_file_refreshes_its_bmap(image, tmp_path):
     assert cli.main(["provision", str(image), *GOOD]) == 0
-    card = target_file(tmp_path, 64 * MIB)
+    card = blank_card(tmp_path, 64 * MIB)
     result = flash.flash(image, card)
     assert result.method == "bmaptool"
     assert provision.read_provisioning(card).door == "gate_1"
@@ -430,7 +418,7 @@ def test_bmap_parsing(base_image):
 def test_flash_refuses_bmap_of_another_image(image, tmp_path):
     with open(image, "ab") as f:
         f.truncate(image.stat().st_size + 4096)
-    card = target_file(tmp_path, 64 * MIB)
+    card = blank_card(tmp_path, 64 * MIB)
     with pytest.raises(ImageError, match="do not belong together"):
         flash.flash(image, card)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from image_kit import private_copy, requires_tools
 
 from central.testing import mint_ca, mint_server_cert
 from images import assemble, cli, disk, provision
@@ -30,10 +30,7 @@ from images.errors import InvalidSetting
 
 MIB = 1024 * 1024
 TOOLS = ("sfdisk", "mkfs.vfat", "mcopy", "mtype", "mkfs.ext4")
-missing = [
-    t for t in TOOLS if shutil.which(t, path=os.environ["PATH"] + ":/usr/sbin:/sbin") is None
-]
-pytestmark = pytest.mark.skipif(bool(missing), reason=f"missing tools: {missing}")
+pytestmark = requires_tools(*TOOLS)
 
 TOKEN = "tK3n_Abcdefghijklmnopqrstuvwxyz0123456789-"
 GOOD = [
@@ -57,9 +54,7 @@ def base_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def image(base_image: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "portier.img"
-    shutil.copyfile(base_image, out)
-    return out
+    return private_copy(base_image, tmp_path)
 
 
 def boot_file(image: Path) -> str:
