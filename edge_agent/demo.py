@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.config import load_config, simulator_config_path
+from edge_agent.tomlwrite import toml_value
 
 log = logging.getLogger(__name__)
 
@@ -199,25 +200,11 @@ def _read_line(child: _Child, timeout_s: float) -> str:
 # -- configuration -----------------------------------------------------------------------
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str | Path):
-        return json.dumps(str(value))  # a TOML basic string is a JSON string here
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
 def _toml(tables: Mapping[str, Mapping[str, Any]]) -> str:
     lines = []
     for name, table in tables.items():
         lines.append(f"[{name}]")
-        lines.extend(f"{key} = {_toml_value(value)}" for key, value in table.items())
+        lines.extend(f"{key} = {toml_value(value)}" for key, value in table.items())
         lines.append("")
     return "\n".join(lines)
 

@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.fsutil import atomic_write, fsync_dir
+from edge_agent.tomlwrite import toml_value
 from images.errors import ApplianceError, InvalidSetting
 from images.provision import (
     BOOT_FILE_NAME,
@@ -116,25 +117,11 @@ def _say(line: str, *, err: bool = False) -> None:
 # -- files ----------------------------------------------------------------------------
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str | Path):
-        return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
 def _toml_line(key: str, value: Any) -> str:
     if isinstance(value, str) and "\n" in value:
         # A multi-line string (the central's CA) reads as it does in its own file.
         return f"{key} = {toml_multiline(value)}"
-    return f"{key} = {_toml_value(value)}"
+    return f"{key} = {toml_value(value)}"
 
 
 def _toml(header: str, tables: Mapping[str, Mapping[str, Any]]) -> str:
