@@ -167,6 +167,9 @@ class CentralSection:
 class GuardSection:
     """Guard console sessions."""
 
+    #: This device has a guard console (a kiosk): only then does the central send it
+    #: guards' PIN hashes, and only then does the local API open guard sessions.
+    console: bool = False
     max_pin_failures: int = 5
     lockout_s: float = 300.0
     session_timeout_s: float = 120.0

@@ -30,6 +30,7 @@ class Reason(StrEnum):
     UID_NOT_ALLOWED = "uid_not_allowed"
     UNKNOWN_BADGE = "unknown_badge"
     KIND_NOT_ACCEPTED = "kind_not_accepted"
+    CLOCK_UNTRUSTED = "clock_untrusted"
 
 
 #: One line of plain English per code, for logs, docs and the CLI. The kiosk
@@ -52,4 +53,5 @@ DESCRIPTIONS: dict[Reason, str] = {
     Reason.UID_NOT_ALLOWED: "This door does not accept UID-only badges.",
     Reason.UNKNOWN_BADGE: "The badge is not known.",
     Reason.KIND_NOT_ACCEPTED: "This door does not accept this kind of credential.",
+    Reason.CLOCK_UNTRUSTED: "The door's clock is behind the latest time it trusted.",
 }
