@@ -535,8 +535,17 @@ class CentralLink:
     def _apply_door_settings(
         self, settings: Mapping[str, Any] | None, version: object = None
     ) -> None:
-        """Apply the central's settings for this door (None: back to the configuration)."""
+        """Apply the central's settings for this door (None: back to the configuration).
+
+        The ``mode`` goes through :meth:`Agent.apply_central_mode`: applied only when
+        it differs from the last mode the central set here, so re-sent or unrelated
+        settings never lift a guard's lockdown (docs/sync.md, "Door mode").
+        """
         agent = self.agent
+        if version is None:
+            # The downlink saves the settings file before calling: its version is this one.
+            stored = self.settings_file.load()
+            version = None if stored is None else stored.get("version")
         door_cfg = self.config.door
         settings = dict(settings or {})
         changes: dict[str, Any] = {
@@ -571,10 +580,18 @@ class CentralLink:
                 )
             except (TypeError, ValueError) as exc:
                 log.error("sync: door timings not applied: %s", exc)
-            mode = settings.get("mode")
-            if isinstance(mode, str) and mode != "emergency":
-                try:
-                    door.set_mode(mode, by="central", why=f"door settings version {version}")
-                except ValueError as exc:
-                    log.error("sync: door mode %r not applied: %s", mode, exc)
+        self._apply_central_mode(settings.get("mode"), version)
         log.info("sync: door settings applied: %s", settings or "configuration defaults")
+
+    def _apply_central_mode(self, mode: object, version: object) -> None:
+        """Hand the settings' ``mode`` (None when absent) to the agent's durable mode."""
+        if mode is not None and (not isinstance(mode, str) or mode == "emergency"):
+            log.error("sync: door mode %r not applied: not a mode the central can set", mode)
+            return
+        try:
+            self.agent.apply_central_mode(mode, version)
+        except ValueError as exc:
+            log.error("sync: door mode %r not applied: %s", mode, exc)
+        except StoreError as exc:
+            # Not persisted, so not applied: the next settings (or restart) try again.
+            log.error("sync: door mode %r not applied (store): %s", mode, exc)
