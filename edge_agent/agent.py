@@ -707,9 +707,7 @@ class Agent:
                             "this visit is checked in already; a guard can check in again",
                             status=409,
                         )
-                    raise ActionError(
-                        "guard_required", "manual check-in needs a guard", status=401
-                    )
+                    raise ActionError("guard_required", "manual check-in needs a guard", status=401)
                 by = f"guard:{self.guard_session(token).guard_id}"
             media_id = None
             if photo and consent:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
