@@ -772,11 +772,29 @@ class Agent:
         return {"ok": True, "action": action}
 
     # -- status -----------------------------------------------------------------
+    def cache_state(self, now: float | None = None) -> dict[str, Any]:
+        """How old the credential cache is against the door's bound (status, alarm).
+
+        ``stale``: the door refuses cached decisions now (``cache_stale``), also when
+        a bounded door never synced; ``warning``: past ``[door] stale_alarm_fraction``
+        of the bound (the ``stale_cache`` alarm).
+        """
+        stale = self.cache.staleness_s(self._wall() if now is None else now)
+        limit = self.policy.max_offline_staleness_s
+        alarm_at = None if limit is None else limit * self.config.door.stale_alarm_fraction
+        return {
+            "staleness_s": None if stale is None else round(stale, 1),
+            "max_staleness_s": limit,
+            "alarm_at_s": alarm_at,
+            "stale": limit is not None and (stale is None or stale > limit),
+            "warning": alarm_at is not None and stale is not None and stale >= alarm_at,
+        }
+
     def status(self) -> dict[str, Any]:
         """The appliance's state for the kiosk, the guard screen and the CLI."""
         now = self._wall()
         counts = self.store.journal.counts()
-        stale = self.cache.staleness_s(now)
+        cache = self.cache_state(now)
         pressure = self.store.disk_pressure()
         return {
             "device": self.config.device.id,
@@ -786,7 +804,8 @@ class Agent:
             "online": bool(self.link is not None and self.link.online),
             "sync": self.link.status() if self.link is not None else None,
             "last_sync": self.store.cache.downlink().last_sync_ms,
-            "cache_staleness_s": None if stale is None else round(stale, 1),
+            "cache_staleness_s": cache["staleness_s"],
+            "cache": cache,
             "events_waiting": counts.backlog,
             "dead_letters": getattr(counts, "dead", 0),
             "clock": now,

@@ -26,6 +26,7 @@ from test_agent import (
     GUARD_PIN,
     GUARD_UID,
     JPEG,
+    NOW,
     NTAG_UID,
     STAFF_UID,
     UID_DOOR,
@@ -321,6 +322,137 @@ def test_unrelated_central_settings_do_not_lift_a_guards_lockdown(tmp_path: Path
     ]
     restored = [e.payload for e in events if e.type == "door.mode_restored"]
     assert restored[-1]["mode"] == "lockdown" and restored[-1]["by"] == "guard:g-7"
+
+
+# -- 12: offline is bounded by default ----------------------------------------------------
+
+CENTRAL = {"central": {"url": "http://127.0.0.1:9"}}  # a central nobody answers at
+
+
+def test_a_door_with_a_central_refuses_a_day_old_cache_by_default(make_rig):
+    rig = make_rig(synced_at=NOW - 25 * 3600, **CENTRAL, **UID_DOOR)
+    assert rig.config.door.max_offline_staleness_s == 86_400
+    refused = _staff(rig)
+    assert (refused["granted"], refused["reason"]) == (False, "cache_stale")
+    assert rig.agent.status()["cache"] == {
+        "staleness_s": 25 * 3600.0,
+        "max_staleness_s": 86_400.0,
+        "alarm_at_s": 43_200.0,
+        "stale": True,
+        "warning": True,
+    }
+
+
+def test_a_fresh_cache_is_trusted_and_the_warning_comes_at_half_the_bound(make_rig):
+    rig = make_rig(synced_at=NOW - 600, **CENTRAL, **UID_DOOR)
+    assert _staff(rig)["granted"]
+    cache = rig.agent.status()["cache"]
+    assert (cache["stale"], cache["warning"]) == (False, False)
+    rig.clock.advance(12 * 3600)
+    cache = rig.agent.status()["cache"]
+    assert (cache["stale"], cache["warning"]) == (False, True)
+    assert _staff(rig)["granted"]  # warned, not yet refusing
+
+
+def test_a_standalone_door_keeps_no_bound(make_rig):
+    rig = make_rig(synced_at=NOW - 90 * 86_400, **UID_DOOR)
+    assert rig.config.door.max_offline_staleness_s is None
+    assert _staff(rig)["granted"]
+    assert rig.agent.status()["cache"]["max_staleness_s"] is None
+
+
+def test_unbounded_offline_must_be_said_explicitly(make_rig):
+    rig = make_rig(
+        synced_at=NOW - 90 * 86_400,
+        door={"accept_uid": True, "allow_unbounded_offline": True},
+        **CENTRAL,
+    )
+    assert rig.config.door.max_offline_staleness_s is None
+    assert _staff(rig)["granted"]
+
+
+@pytest.mark.parametrize(
+    ("door", "key"),
+    [
+        ({"max_offline_staleness_s": 0}, "door.max_offline_staleness_s"),
+        (
+            {"max_offline_staleness_s": 3600, "allow_unbounded_offline": True},
+            "door.allow_unbounded_offline",
+        ),
+        ({"stale_alarm_fraction": 0}, "door.stale_alarm_fraction"),
+        ({"stale_alarm_fraction": 1.5}, "door.stale_alarm_fraction"),
+    ],
+)
+def test_staleness_settings_are_validated(tmp_path, door, key):
+    from test_agent import make_config
+
+    from edge_agent.settings_loader import ConfigError
+
+    with pytest.raises(ConfigError) as bad:
+        make_config(tmp_path, door=door, **CENTRAL)
+    assert bad.value.key == key
+
+
+def test_the_central_cannot_unbound_a_door(make_rig):
+    from edge_agent.sync import CentralLink
+
+    rig = make_rig(synced_at=NOW - 25 * 3600, **CENTRAL, **UID_DOOR)
+    link = CentralLink(rig.agent, rig.config)
+    for value in (None, 0):
+        link._apply_door_settings({"max_offline_staleness_s": value, "unlock_s": 4}, version=2)
+        assert rig.agent.policy.max_offline_staleness_s == 86_400
+        assert _staff(rig)["reason"] == "cache_stale"
+    link._apply_door_settings({"max_offline_staleness_s": 30 * 3600}, version=3)
+    assert _staff(rig)["granted"]  # a positive value from the central is a bound
+
+
+def test_stale_cache_alarm_before_the_door_refuses(make_rig):
+    from edge_agent.sync import CentralLink
+
+    rig = make_rig(synced_at=NOW - 600, **CENTRAL)
+    link = CentralLink(rig.agent, rig.config, wall_clock=lambda: rig.clock.wall)
+    link._check_local()
+    assert not link.alarms.is_active("stale_cache")
+    rig.clock.advance(12 * 3600)
+    link._check_local()
+    link._check_local()  # raised once, not every round
+    assert link.alarms.is_active("stale_cache")
+    raised = [p for p in _payloads(rig, "sync.alarm") if p["alarm"] == "stale_cache"]
+    assert len(raised) == 1 and raised[0]["state"] == "raised"
+    assert raised[0]["max_staleness_s"] == 86_400
+    # A sync brings the cache back: cleared.
+    from edge_agent.store import Delta
+
+    rig.store.cache.apply_delta(Delta(cursor="c-9"), synced_at_ms=int(rig.clock.wall * 1000))
+    link._check_local()
+    assert not link.alarms.is_active("stale_cache")
+    states = [p["state"] for p in _payloads(rig, "sync.alarm") if p["alarm"] == "stale_cache"]
+    assert states == ["raised", "cleared"]
+
+
+def test_guard_console_shows_the_bound_and_the_refusal():
+    from kiosk.ui.screens.guard_console import cache_age
+
+    def _(text: str) -> str:
+        return text
+
+    fresh = {"cache_staleness_s": 3 * 3600, "cache": {"max_staleness_s": 86_400, "stale": False}}
+    assert cache_age(fresh, _) == "3 h (limit 24 h)"
+    stale = {"cache_staleness_s": 25 * 3600, "cache": {"max_staleness_s": 86_400, "stale": True}}
+    assert cache_age(stale, _) == "25 h: over the limit of 24 h, access refused"
+    never = {"cache_staleness_s": None, "cache": {"max_staleness_s": 86_400, "stale": True}}
+    assert cache_age(never, _) == "never synced: over the limit of 24 h, access refused"
+    assert cache_age({"cache_staleness_s": 60}, _) == "60 s"  # an agent without a bound
+
+
+def test_guard_console_stale_warning_in_french():
+    from kiosk import i18n
+    from kiosk.ui.screens.guard_console import cache_age
+
+    i18n.ensure_compiled()
+    _ = i18n.translations("fr").gettext
+    stale = {"cache_staleness_s": 25 * 3600, "cache": {"max_staleness_s": 86_400, "stale": True}}
+    assert cache_age(stale, _) == "25 h : au-delà de la limite de 24 h, accès refusé"
 
 
 # -- 13b: a refused NTAG 424 tap still spends its counter --------------------------------

@@ -457,10 +457,32 @@ class CentralLink:
         try:
             self._check_disk()
             self._check_backlog()
+            self._check_staleness()
         except StoreError as exc:
             log.error("sync: local checks failed: %s", exc)
         except Exception:
             log.exception("sync: local checks failed")
+
+    def _check_staleness(self) -> None:
+        """The ``stale_cache`` alarm: raised at ``[door] stale_alarm_fraction`` of the
+        door's maximum staleness (well before the door starts refusing), cleared when a
+        sync brings the cache back under it. A never-synced cache raises nothing here
+        (``not_enrolled`` and the other alarms say why; status shows it stale)."""
+        state = self.agent.cache_state()
+        staleness, limit = state["staleness_s"], state["max_staleness_s"]
+        if staleness is None or limit is None:
+            self.alarms.clear("stale_cache")
+            return
+        if state["warning"]:
+            refusing = "refusing access" if state["stale"] else "access still decided"
+            self.alarms.raise_(
+                "stale_cache",
+                f"credential cache {staleness:.0f} s old (limit {limit:.0f} s, {refusing})",
+                staleness_s=round(staleness),
+                max_staleness_s=round(limit),
+            )
+        else:
+            self.alarms.clear("stale_cache")
 
     def _check_disk(self) -> None:
         pressure = self.store.disk_pressure()
@@ -554,9 +576,11 @@ class CentralLink:
             "accept_uid": door_cfg.accept_uid,
             "accept_ntag424": door_cfg.accept_ntag424,
         }
-        if "max_offline_staleness_s" in settings:
-            value = settings["max_offline_staleness_s"]
-            changes["max_offline_staleness_s"] = None if value is None else float(value)
+        value = settings.get("max_offline_staleness_s")
+        if value:
+            # A positive value overrides the door's bound; null or 0 leave the door's own:
+            # only the door's configuration can make it trust its cache for ever.
+            changes["max_offline_staleness_s"] = float(value)
         if isinstance(settings.get("accept"), list):
             accept = set(settings["accept"])
             changes.update(

@@ -34,6 +34,25 @@ def duration(seconds: float | None, _: Translate) -> str:
     return _("{n} d").format(n=seconds // 86_400)
 
 
+def cache_age(status: dict[str, Any], _: Translate) -> str:
+    """Return the credential cache's age against the door's bound, translated.
+
+    "3 h (limit 24 h)"; past the limit the door refuses cached decisions and the
+    guard reads so: "25 h: over the limit of 24 h, access refused".
+    """
+    cache = status.get("cache") or {}
+    age = duration(status.get("cache_staleness_s"), _)
+    limit = cache.get("max_staleness_s")
+    if limit is None:
+        return age
+    limit_text = duration(limit, _)
+    if cache.get("stale"):
+        return _("{age}: over the limit of {limit}, access refused").format(
+            age=age, limit=limit_text
+        )
+    return _("{age} (limit {limit})").format(age=age, limit=limit_text)
+
+
 def clock_time(epoch_s: float | None, _: Translate) -> str:
     """Return a wall-clock time as "14:05" today or "2026-05-09 14:05"."""
     if epoch_s is None:
@@ -144,7 +163,7 @@ class GuardConsoleScreen(KioskScreen):
             [_("Central"), _("online") if status.get("online") else _("offline")],
             [_("Last sync"), clock_time(None if last_sync is None else last_sync / 1000, _)],
             [_("Events waiting"), str(status.get("events_waiting", 0))],
-            [_("Cache age"), duration(status.get("cache_staleness_s"), _)],
+            [_("Cache age"), cache_age(status, _)],
             [_("Door clock"), clock_time(status.get("clock"), _)],
         ]
 
