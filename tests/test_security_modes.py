@@ -431,28 +431,33 @@ def test_stale_cache_alarm_before_the_door_refuses(make_rig):
 
 
 def test_guard_console_shows_the_bound_and_the_refusal():
-    from kiosk.ui.screens.guard_console import cache_age
+    from kiosk.ui.screens.guard_console import cache_row
 
     def _(text: str) -> str:
         return text
 
-    fresh = {"cache_staleness_s": 3 * 3600, "cache": {"max_staleness_s": 86_400, "stale": False}}
-    assert cache_age(fresh, _) == "3 h (limit 24 h)"
-    stale = {"cache_staleness_s": 25 * 3600, "cache": {"max_staleness_s": 86_400, "stale": True}}
-    assert cache_age(stale, _) == "25 h: over the limit of 24 h, access refused"
-    never = {"cache_staleness_s": None, "cache": {"max_staleness_s": 86_400, "stale": True}}
-    assert cache_age(never, _) == "never synced: over the limit of 24 h, access refused"
-    assert cache_age({"cache_staleness_s": 60}, _) == "60 s"  # an agent without a bound
+    def status(age: float | None, stale: bool = False, warning: bool = False) -> dict:
+        cache = {"max_staleness_s": 86_400, "stale": stale, "warning": warning}
+        return {"cache_staleness_s": age, "cache": cache}
+
+    assert cache_row(status(3 * 3600), _) == ["Cache age", "3 h / 24 h"]
+    assert cache_row(status(13 * 3600, warning=True), _) == ["Cache ageing", "13 h / 24 h"]
+    stale = status(25 * 3600, stale=True, warning=True)
+    assert cache_row(stale, _) == ["Cache expired", "25 h / 24 h"]
+    assert cache_row(status(None, stale=True), _) == ["Cache expired", "never synced"]
+    assert cache_row({"cache_staleness_s": 60}, _) == ["Cache age", "60 s"]  # no bound
 
 
 def test_guard_console_stale_warning_in_french():
     from kiosk import i18n
-    from kiosk.ui.screens.guard_console import cache_age
+    from kiosk.ui.screens.guard_console import cache_row
 
     i18n.ensure_compiled()
     _ = i18n.translations("fr").gettext
     stale = {"cache_staleness_s": 25 * 3600, "cache": {"max_staleness_s": 86_400, "stale": True}}
-    assert cache_age(stale, _) == "25 h : au-delà de la limite de 24 h, accès refusé"
+    assert cache_row(stale, _) == ["Données expirées", "25 h / 24 h"]
+    ageing = {"cache_staleness_s": 13 * 3600, "cache": {"max_staleness_s": 86_400, "warning": True}}
+    assert cache_row(ageing, _)[0] == "Données anciennes"
 
 
 # -- 13b: a refused NTAG 424 tap still spends its counter --------------------------------

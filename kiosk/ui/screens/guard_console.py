@@ -34,23 +34,27 @@ def duration(seconds: float | None, _: Translate) -> str:
     return _("{n} d").format(n=seconds // 86_400)
 
 
-def cache_age(status: dict[str, Any], _: Translate) -> str:
-    """Return the credential cache's age against the door's bound, translated.
+def cache_row(status: dict[str, Any], _: Translate) -> list[str]:
+    """Return the status panel's cache row, ``[label, value]``, translated.
 
-    "3 h (limit 24 h)"; past the limit the door refuses cached decisions and the
-    guard reads so: "25 h: over the limit of 24 h, access refused".
+    The value is the cache's age, with the door's limit when it has one ("3 h / 24 h").
+    The label warns the guard: "Cache ageing" past the ``stale_cache`` alarm point,
+    "Cache expired" once the door refuses cached decisions (``cache_stale``).
     """
     cache = status.get("cache") or {}
     age = duration(status.get("cache_staleness_s"), _)
     limit = cache.get("max_staleness_s")
     if limit is None:
-        return age
-    limit_text = duration(limit, _)
+        return [_("Cache age"), age]
     if cache.get("stale"):
-        return _("{age}: over the limit of {limit}, access refused").format(
-            age=age, limit=limit_text
-        )
-    return _("{age} (limit {limit})").format(age=age, limit=limit_text)
+        label = _("Cache expired")
+    elif cache.get("warning"):
+        label = _("Cache ageing")
+    else:
+        label = _("Cache age")
+    if status.get("cache_staleness_s") is None:
+        return [label, age]
+    return [label, f"{age} / {duration(limit, _)}"]
 
 
 def clock_time(epoch_s: float | None, _: Translate) -> str:
@@ -163,7 +167,7 @@ class GuardConsoleScreen(KioskScreen):
             [_("Central"), _("online") if status.get("online") else _("offline")],
             [_("Last sync"), clock_time(None if last_sync is None else last_sync / 1000, _)],
             [_("Events waiting"), str(status.get("events_waiting", 0))],
-            [_("Cache age"), cache_age(status, _)],
+            cache_row(status, _),
             [_("Door clock"), clock_time(status.get("clock"), _)],
         ]
 
