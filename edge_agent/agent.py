@@ -352,29 +352,28 @@ class Agent:
         """The mode in force (emergency while the fire input is asserted)."""
         return self.door.mode if self.door is not None else self._mode
 
-    def set_mode(
-        self, mode: DoorMode | str, *, by: str, why: str, central_version: object = None
-    ) -> DoorMode:
+    def set_mode(self, mode: DoorMode | str, *, by: str, why: str) -> DoorMode:
         """Set the door's mode durably, then on the door; return the mode in force.
 
         The mode is committed to the store (``synchronous=FULL``) before the door
         acts, so a crash, ``kill -9``, watchdog restart or power cut at any point
         brings the door back in it (:meth:`_stored_mode`). ``by`` and ``why`` are
-        journaled with the change (``mode.changed``). The central's changes pass
-        ``central_version`` (its door-settings version), which records the mode as
-        the last one the central set (:meth:`apply_central_mode`). Raises
-        :class:`ValueError` for emergency or an unknown mode, :class:`StoreError`
-        if it cannot be persisted (then nothing changed).
+        journaled with the change (``mode.changed``). The central's changes go
+        through :meth:`apply_central_mode`. Raises :class:`ValueError` for emergency
+        or an unknown mode, :class:`StoreError` if it cannot be persisted (then
+        nothing changed).
         """
+        return self._set_mode(mode, by=by, why=why, also={})
+
+    def _set_mode(
+        self, mode: DoorMode | str, *, by: str, why: str, also: dict[str, Any]
+    ) -> DoorMode:
+        """:meth:`set_mode`, committing the ``also`` agent-state values with the mode."""
         mode = DoorMode(mode)
         if mode not in SETTABLE_MODES:
             raise ValueError("emergency mode follows the fire-alarm input; it cannot be set")
         record = {"mode": mode.value, "by": by, "why": why, "at_ms": int(self._wall() * 1000)}
-        values = {STATE_DOOR_MODE: json.dumps(record, sort_keys=True)}
-        if by == "central":
-            values[STATE_CENTRAL_MODE] = json.dumps(
-                {"mode": mode.value, "version": _json_safe(central_version)}, sort_keys=True
-            )
+        values = {STATE_DOOR_MODE: json.dumps(record, sort_keys=True), **also}
         with self._mode_lock:
             self.store.set_agent_state(values)  # durable first ...
             self._mode = mode
@@ -402,18 +401,14 @@ class Agent:
             if raw is not None and mode == last:
                 log.info("central door mode %s already applied (version %s)", mode, version)
                 return False
+            central = {"mode": mode, "version": _json_safe(version)}
+            state = {STATE_CENTRAL_MODE: json.dumps(central, sort_keys=True)}
             if mode is None:
-                self.store.set_agent_state(
-                    {
-                        STATE_CENTRAL_MODE: json.dumps(
-                            {"mode": None, "version": _json_safe(version)}, sort_keys=True
-                        )
-                    }
-                )
+                self.store.set_agent_state(state)
                 return False
-            self.set_mode(
-                mode, by="central", why=f"door settings version {version}", central_version=version
-            )
+            # The door's mode and the central's last mode in one commit.
+            why = f"door settings version {version}"
+            self._set_mode(mode, by="central", why=why, also=state)
             return True
 
     # -- journaling -----------------------------------------------------------------
