@@ -283,42 +283,55 @@ def test_unrelated_central_settings_do_not_lift_a_guards_lockdown(tmp_path: Path
             guard_id="g-7",
             pin_hash=hash_pin(GUARD_PIN, n=2**10),
         )
-        admin.put_door_settings("gate-a", {"mode": "normal", "unlock_s": 5})
+        admin.put_door_settings("gate-a", {"unlock_s": 5})
         enroll_with(admin, config)
+        stored = config.paths.state_dir / "central-door-settings.json"
 
-        def settings_version() -> int | None:
-            stored = config.paths.state_dir / "central-door-settings.json"
-            return json.loads(stored.read_text())["version"] if stored.exists() else None
+        def settings_applied(version: int) -> bool:
+            # The settings are applied right after the file is written: one more round.
+            if not stored.exists() or json.loads(stored.read_text())["version"] != version:
+                return False
+            time.sleep(0.3)
+            return True
+
+        def lockdown(agent: Any, why: str) -> None:
+            client = agent.client  # one client: it keeps the session's token
+            client.guard_login(GUARD_UID, GUARD_PIN)
+            client.guard_action("lockdown", why)
 
         with running_agent(config) as agent:
-            wait_until(lambda: settings_version() == 1, what="door settings")
+            wait_until(lambda: settings_applied(1), what="door settings")
             wait_until(lambda: agent.client.present_badge(STAFF_UID)["granted"], what="grant")
-            client = agent.client
-            client.guard_login(GUARD_UID, GUARD_PIN)
-            client.guard_action("lockdown", "hostage situation")
-            admin.put_door_settings("gate-a", {"mode": "normal", "unlock_s": 7})
-            wait_until(lambda: settings_version() == 2, what="unrelated settings")
-            time.sleep(0.5)  # the settings are applied right after the file is written
+            lockdown(agent, "hostage situation")
+            admin.put_door_settings("gate-a", {"unlock_s": 7})  # unrelated to the mode
+            wait_until(lambda: settings_applied(2), what="unrelated settings")
             assert agent.status()["door"]["mode"] == "lockdown"
-            assert client.present_badge(STAFF_UID)["reason"] == "lockdown"
+            assert agent.client.present_badge(STAFF_UID)["reason"] == "lockdown"
         # ... and neither does the restart, which re-applies the stored settings.
         with running_agent(config) as agent:
             assert agent.status()["door"]["mode"] == "lockdown"
-            time.sleep(1.0)  # a sync round or two
+            time.sleep(1.5)  # a sync round or two
             assert agent.status()["door"]["mode"] == "lockdown"
-            # The central means it: a different mode than the one it had set.
-            admin.put_door_settings("gate-a", {"mode": "free_access", "unlock_s": 7})
-            wait_until(lambda: agent.status()["door"]["mode"] == "free_access", what="free")
+            # The central means it: it sends a mode.
             admin.put_door_settings("gate-a", {"mode": "normal", "unlock_s": 7})
             wait_until(lambda: agent.status()["door"]["mode"] == "normal", what="normal")
             assert agent.client.present_badge(STAFF_UID)["granted"] is True
+            # A guard locks down again; the central re-sends its mode with another change.
+            lockdown(agent, "second alert")
+            admin.put_door_settings("gate-a", {"mode": "normal", "unlock_s": 8})
+            wait_until(lambda: settings_applied(4), what="re-sent mode")
+            assert agent.status()["door"]["mode"] == "lockdown"
+            # A different mode from the central applies at once.
+            admin.put_door_settings("gate-a", {"mode": "free_access", "unlock_s": 8})
+            wait_until(lambda: agent.status()["door"]["mode"] == "free_access", what="free")
     events = journal_events(config)
     changes = [(e.payload["mode"], e.payload["by"], e.payload["why"]) for e in events
                if e.type == "mode.changed"]  # fmt: skip
     assert changes == [
         ("lockdown", "guard:g-7", "hostage situation"),
-        ("free_access", "central", "door settings version 3"),
-        ("normal", "central", "door settings version 4"),
+        ("normal", "central", "door settings version 3"),
+        ("lockdown", "guard:g-7", "second alert"),
+        ("free_access", "central", "door settings version 5"),
     ]
     restored = [e.payload for e in events if e.type == "door.mode_restored"]
     assert restored[-1]["mode"] == "lockdown" and restored[-1]["by"] == "guard:g-7"
