@@ -4,11 +4,12 @@ Start-up order: config (already validated) -> store (journal, cache) ->
 devices (relay de-energised as the GPIO lines open) -> agent (the door's
 durable mode restored: a lockdown set before a crash or power cut is in force
 again) -> local API socket -> NFC reader -> ``READY=1``. Nothing can present a
-credential before the agent exists, so nothing is decided in the wrong mode. The watchdog is pinged only while the agent is healthy
-(event loop turning, reader thread alive, journal writable), so a wedged agent
-is killed and restarted by systemd, whose ``ExecStopPost=edge-agent
-safe-state`` then de-energises the relay. SIGTERM stops cleanly: reader
-stopped, relay de-energised, stop journaled, socket removed.
+credential before the agent exists, so nothing is decided in the wrong mode.
+The watchdog is pinged only while the agent is healthy (event loop turning,
+reader thread alive, journal writable), so a wedged agent is killed and
+restarted by systemd, whose ``ExecStopPost=edge-agent safe-state`` then
+de-energises the relay. SIGTERM stops cleanly: reader stopped, relay
+de-energised, stop journaled, socket removed.
 """
 
 from __future__ import annotations
