@@ -254,6 +254,12 @@ def test_central_mode_rule_unit(make_rig):
         ("lockdown", "guard:g-7", "suspicious parcel"),
         ("free_access", "central", "door settings version 4"),
     ]
+    # A mode the central set is as durable as a guard's.
+    again.store.close()
+    third = make_rig(state=_where(rig), **UID_DOOR)
+    assert third.agent.mode is DoorMode.FREE_ACCESS and third.relay
+    restored = _payloads(third, "door.mode_restored")[-1]
+    assert (restored["by"], restored["why"]) == ("central", "door settings version 6")
 
 
 def _add_guard_console(config: Any) -> Any:
