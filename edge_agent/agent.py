@@ -14,10 +14,12 @@ translates. The order of work for a credential is the design's promise:
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -44,6 +46,20 @@ _MODE_OF_ACTION = {
 }
 #: A visitor may self check-in (with a photo) this long after their QR was granted.
 CHECKIN_WINDOW_S = 300.0
+#: At most this many recent QR grants are remembered for self check-in (oldest forgotten).
+MAX_RECENT_GRANTS = 1024
+#: A check-in photo larger than this is refused (413 ``photo_too_large``): a kiosk photo
+#: is a few hundred KiB; this keeps one visitor from filling the media store.
+MAX_CHECKIN_PHOTO_BYTES = 1024 * 1024
+
+#: Durable agent state (store ``meta`` table, ``synchronous=FULL``): the door's mode as
+#: last set by a guard or the central, ``{"mode", "by", "why", "at_ms"}`` (JSON) ...
+STATE_DOOR_MODE = "agent.door_mode"
+#: ... and the last mode of the central's door settings this door applied,
+#: ``{"mode": str | None, "version"}`` (JSON): see :meth:`Agent.apply_central_mode`.
+STATE_CENTRAL_MODE = "agent.central_mode"
+#: The modes a guard or the central can set (emergency follows the fire input).
+SETTABLE_MODES = (DoorMode.NORMAL, DoorMode.LOCKDOWN, DoorMode.FREE_ACCESS)
 
 
 class ActionError(Exception):
@@ -248,9 +264,17 @@ class Agent:
         self._mono = mono_clock
         self._started_mono = mono_clock()
         self._journal_lock = threading.Lock()
-        self._recent_grants: dict[str, float] = {}
+        #: invitation id -> [monotonic time of its latest grant here, checked in since].
+        self._recent_grants: OrderedDict[str, list[Any]] = OrderedDict()
         self._grants_lock = threading.Lock()
+        #: Serialises mode changes: persisted and applied in the same order.
+        self._mode_lock = threading.RLock()
         door_cfg = config.door
+        # The durable mode comes back before anything can open the door: the door
+        # controller starts in it, and service.run starts the reader and the local
+        # API only once this constructor has returned.
+        restored, restore_note = self._stored_mode()
+        self._mode = restored or DoorMode(door_cfg.mode)
         self.policy = DoorPolicy(
             site=config.device.site,
             door=door_cfg.id,
@@ -276,7 +300,7 @@ class Agent:
                 door_cfg.timings(),
                 scheduler=scheduler,
                 emit=self._door_event,
-                mode=DoorMode(door_cfg.mode),
+                mode=self._mode,
             )
             if devices.door_io is not None
             else None
@@ -288,10 +312,104 @@ class Agent:
         self.link: Any = None
         self.journal(
             "agent.started",
-            {"device": config.device.id, "door": door_cfg.id, "mode": door_cfg.mode},
+            {"device": config.device.id, "door": door_cfg.id, "mode": self._mode.value},
         )
+        if restore_note is not None:
+            self.journal("door.mode_restored", {"door": door_cfg.id, **restore_note})
         if self.door is not None:
             self.door.attach()
+
+    # -- the door's durable mode --------------------------------------------------------
+    def _stored_mode(self) -> tuple[DoorMode | None, dict[str, Any] | None]:
+        """The persisted mode and what to journal about restoring it (None, None: nothing
+        persisted, the configuration's ``[door] mode`` applies)."""
+        raw = self.store.agent_state(STATE_DOOR_MODE)
+        if raw is None:
+            return None, None
+        try:
+            record = json.loads(raw)
+            mode = DoorMode(record["mode"])
+            if mode not in SETTABLE_MODES:
+                raise ValueError(f"{mode.value} is not a settable mode")
+        except (TypeError, ValueError, KeyError) as exc:
+            # Whether the door was locked down cannot be told: fail closed. A guard
+            # (or the central) lifts it, and the journal says why it happened.
+            log.error("persisted door mode %r unreadable (%s): starting in lockdown", raw, exc)
+            return DoorMode.LOCKDOWN, {
+                "mode": DoorMode.LOCKDOWN.value,
+                "by": "agent",
+                "why": f"persisted door mode unreadable ({exc}): failing closed",
+            }
+        return mode, {
+            "mode": mode.value,
+            "by": str(record.get("by", "")),
+            "why": str(record.get("why", "")),
+            "set_at_ms": record.get("at_ms"),
+        }
+
+    @property
+    def mode(self) -> DoorMode:
+        """The mode in force (emergency while the fire input is asserted)."""
+        return self.door.mode if self.door is not None else self._mode
+
+    def set_mode(self, mode: DoorMode | str, *, by: str, why: str) -> DoorMode:
+        """Set the door's mode durably, then on the door; return the mode in force.
+
+        The mode is committed to the store (``synchronous=FULL``) before the door
+        acts, so a crash, ``kill -9``, watchdog restart or power cut at any point
+        brings the door back in it (:meth:`_stored_mode`). ``by`` and ``why`` are
+        journaled with the change (``mode.changed``). The central's changes go
+        through :meth:`apply_central_mode`. Raises :class:`ValueError` for emergency
+        or an unknown mode, :class:`StoreError` if it cannot be persisted (then
+        nothing changed).
+        """
+        return self._set_mode(mode, by=by, why=why, also={})
+
+    def _set_mode(
+        self, mode: DoorMode | str, *, by: str, why: str, also: dict[str, Any]
+    ) -> DoorMode:
+        """:meth:`set_mode`, committing the ``also`` agent-state values with the mode."""
+        mode = DoorMode(mode)
+        if mode not in SETTABLE_MODES:
+            raise ValueError("emergency mode follows the fire-alarm input; it cannot be set")
+        record = {"mode": mode.value, "by": by, "why": why, "at_ms": int(self._wall() * 1000)}
+        values = {STATE_DOOR_MODE: json.dumps(record, sort_keys=True), **also}
+        with self._mode_lock:
+            self.store.set_agent_state(values)  # durable first ...
+            self._mode = mode
+            if self.door is None:
+                return mode
+            return self.door.set_mode(mode, by=by, why=why)  # ... then the door acts
+
+    def apply_central_mode(self, mode: str | None, version: object = None) -> bool:
+        """Apply the ``mode`` of the central's door settings if the central means it.
+
+        The latest deliberate command wins: the central's mode is applied only when
+        it differs from the last central mode this door applied (kept durably), so
+        settings re-sent at start-up or after a resync, or changed in something else
+        (``unlock_s``...), never undo a guard's lockdown; a guard's command stands
+        until the central sends a *different* mode. ``mode`` None (the settings have
+        no mode, or were removed) changes nothing on the door but is recorded, so the
+        central's next mode, whatever it is, applies. Returns True if applied.
+        """
+        with self._mode_lock:
+            raw = self.store.agent_state(STATE_CENTRAL_MODE)
+            try:
+                last = json.loads(raw).get("mode") if raw is not None else None
+            except (TypeError, ValueError, AttributeError):
+                last = None
+            if raw is not None and mode == last:
+                log.info("central door mode %s already applied (version %s)", mode, version)
+                return False
+            central = {"mode": mode, "version": _json_safe(version)}
+            state = {STATE_CENTRAL_MODE: json.dumps(central, sort_keys=True)}
+            if mode is None:
+                self.store.set_agent_state(state)
+                return False
+            # The door's mode and the central's last mode in one commit.
+            why = f"door settings version {version}"
+            self._set_mode(mode, by="central", why=why, also=state)
+            return True
 
     # -- journaling -----------------------------------------------------------------
     def journal(self, kind: str, payload: dict[str, Any]) -> Any:
@@ -312,9 +430,11 @@ class Agent:
 
         Only with a central to tell: these events exist for the sync protocol.
         """
-        if not decision.granted or decision.claim is None or not self.config.central.url:
+        # A deny that spends a verified counter is shared like a grant (Decision.consumes).
+        spent = decision.claim if decision.granted else decision.consumes
+        if spent is None or not self.config.central.url:
             return None
-        what, ident, value = decision.claim
+        what, ident, value = spent
         if what == "invitation":
             payload = {"invitation_id": ident, "door": self.config.door.id, "expires": int(value)}
             return ("invitation.used", payload)
@@ -338,11 +458,12 @@ class Agent:
         in that case the door did not open (durable first, then act).
         """
         now = self._wall()
-        mode = self.door.mode if self.door is not None else DoorMode(self.config.door.mode)
-        decision = decide(credential, self.policy, mode, now, self.cache, self.sun)
+        decision = decide(credential, self.policy, self.mode, now, self.cache, self.sun)
         payload = {"door": self.config.door.id, "source": source, **decision.to_dict()}
         if decision.granted and decision.claim is not None:
             decision, payload, event = self._journal_claimed(decision, payload)
+        elif decision.consumes is not None:
+            event = self._journal_consumed(decision, payload)
         else:
             event = self.journal("access.decision", payload)
         if decision.granted and self.door is not None:
@@ -360,15 +481,39 @@ class Agent:
         return {**payload, "seq": event.seq, "event_id": event.id}
 
     def _remember_grant(self, invitation_id: str) -> None:
-        # Only grants still inside the check-in window matter; forget the rest
-        # so that a door open for months does not keep every invitation id.
+        # Each grant allows one self check-in (a new grant of a multi-use invitation
+        # allows a new one). Only grants inside the check-in window matter, and at
+        # most MAX_RECENT_GRANTS of them: memory stays bounded whatever is presented.
         now = self._mono()
         with self._grants_lock:
-            if len(self._recent_grants) >= 1024:
-                self._recent_grants = {
-                    i: t for i, t in self._recent_grants.items() if now - t <= CHECKIN_WINDOW_S
-                }
-            self._recent_grants[invitation_id] = now
+            self._recent_grants.pop(invitation_id, None)
+            self._recent_grants[invitation_id] = [now, False]
+            while self._recent_grants:
+                oldest = next(iter(self._recent_grants.values()))
+                if len(self._recent_grants) <= MAX_RECENT_GRANTS and (
+                    now - oldest[0] <= CHECKIN_WINDOW_S
+                ):
+                    break
+                self._recent_grants.popitem(last=False)
+
+    def _journal_consumed(self, decision: Decision, payload: dict[str, Any]) -> Any:
+        """Journal a deny that spends a verified NTAG 424 counter, in one commit with the
+        counter's claim (see :attr:`Decision.consumes`). If a concurrent tap already
+        spent a counter as high, the deny is journaled all the same."""
+        assert decision.consumes is not None
+        _, ident, value = decision.consumes
+        claim = self.store.replay.counter_claim(ident, int(value))
+        items = [("access.decision", payload)]
+        shared = self._shared_claim(decision)
+        if shared is not None:
+            items.append(shared)  # the other doors of the site refuse it too
+        events, claimed = self.store.journal.append_claimed(
+            claim, items, [("access.decision", payload)]
+        )
+        published = items if claimed else [("access.decision", payload)]
+        for event, (kind, body) in zip(events, published, strict=True):
+            self.bus.publish(kind, {"seq": event.seq, "event_id": event.id, **body})
+        return events[0]
 
     def _journal_claimed(
         self, decision: Decision, payload: dict[str, Any]
@@ -497,7 +642,7 @@ class Agent:
             if not self.door.acknowledge(alarm, by=who, why=reason):
                 raise ActionError("no_such_alarm", f"no unacknowledged {alarm} alarm", status=409)
         else:
-            self.door.set_mode(_MODE_OF_ACTION[action], by=who, why=reason)
+            self.set_mode(_MODE_OF_ACTION[action], by=who, why=reason)
         return self.door.snapshot()
 
     # -- visitors ---------------------------------------------------------------
@@ -524,28 +669,56 @@ class Agent:
     ) -> dict[str, Any]:
         """Record a visitor's check-in, with a photo only if they consented.
 
-        A visitor may check in themselves within :data:`CHECKIN_WINDOW_S` of
-        their invitation being granted at this door; otherwise a guard
-        session (``token``) is required (manual check-in).
+        A visitor may check in themselves once per grant, within
+        :data:`CHECKIN_WINDOW_S` of their invitation being granted at this door
+        (a second try is refused with 409 ``already_checked_in``; a new grant of a
+        multi-use invitation allows a new check-in). Any other check-in is a manual
+        one and needs a guard session (``token``). A photo over
+        :data:`MAX_CHECKIN_PHOTO_BYTES` is refused (413 ``photo_too_large``).
         """
-        by = "visitor"
-        granted_at = self._recent_grants.get(invitation_id)
-        if granted_at is None or self._mono() - granted_at > CHECKIN_WINDOW_S:
-            if token is None:
-                raise ActionError("guard_required", "manual check-in needs a guard", status=401)
-            by = f"guard:{self.guard_session(token).guard_id}"
+        if photo and len(photo) > MAX_CHECKIN_PHOTO_BYTES:
+            raise ActionError(
+                "photo_too_large",
+                f"a check-in photo is at most {MAX_CHECKIN_PHOTO_BYTES} bytes",
+                status=413,
+            )
         if photo and not consent:
             raise ActionError("no_consent", "a photo is taken only with the visitor's consent")
-        media_id = None
-        if photo and consent:
-            try:
-                media_id = self.store.media.put(photo, content_type="image/jpeg").id
-            except StoreError as exc:
-                log.warning("photo not stored (%s); check-in goes on without it", exc)
-        event = self.journal(
-            "visitor.checked_in",
-            {"invitation_id": invitation_id, "by": by, "photo": media_id, "consent": consent},
-        )
+        with self._grants_lock:
+            grant = self._recent_grants.get(invitation_id)
+            in_window = grant is not None and self._mono() - grant[0] <= CHECKIN_WINDOW_S
+            self_service = in_window and grant is not None and not grant[1]
+            if self_service:
+                assert grant is not None
+                grant[1] = True  # taken now, so a concurrent second check-in is refused
+        by = "visitor"
+        try:
+            if not self_service:
+                if token is None:
+                    if in_window:
+                        # One grant, one check-in: not ten check-ins with ten photos.
+                        raise ActionError(
+                            "already_checked_in",
+                            "this visit is checked in already; a guard can check in again",
+                            status=409,
+                        )
+                    raise ActionError("guard_required", "manual check-in needs a guard", status=401)
+                by = f"guard:{self.guard_session(token).guard_id}"
+            media_id = None
+            if photo and consent:
+                try:
+                    media_id = self.store.media.put(photo, content_type="image/jpeg").id
+                except StoreError as exc:
+                    log.warning("photo not stored (%s); check-in goes on without it", exc)
+            event = self.journal(
+                "visitor.checked_in",
+                {"invitation_id": invitation_id, "by": by, "photo": media_id, "consent": consent},
+            )
+        except BaseException:
+            if self_service and grant is not None:
+                with self._grants_lock:
+                    grant[1] = False  # not checked in after all: the visitor may try again
+            raise
         return {"checked_in": True, "seq": event.seq, "photo": media_id}
 
     def recent_events(self, limit: int = 50) -> list[dict[str, Any]]:
@@ -594,11 +767,29 @@ class Agent:
         return {"ok": True, "action": action}
 
     # -- status -----------------------------------------------------------------
+    def cache_state(self, now: float | None = None) -> dict[str, Any]:
+        """How old the credential cache is against the door's bound (status, alarm).
+
+        ``stale``: the door refuses cached decisions now (``cache_stale``), also when
+        a bounded door never synced; ``warning``: past ``[door] stale_alarm_fraction``
+        of the bound (the ``stale_cache`` alarm).
+        """
+        stale = self.cache.staleness_s(self._wall() if now is None else now)
+        limit = self.policy.max_offline_staleness_s
+        alarm_at = None if limit is None else limit * self.config.door.stale_alarm_fraction
+        return {
+            "staleness_s": None if stale is None else round(stale, 1),
+            "max_staleness_s": limit,
+            "alarm_at_s": alarm_at,
+            "stale": limit is not None and (stale is None or stale > limit),
+            "warning": alarm_at is not None and stale is not None and stale >= alarm_at,
+        }
+
     def status(self) -> dict[str, Any]:
         """The appliance's state for the kiosk, the guard screen and the CLI."""
         now = self._wall()
         counts = self.store.journal.counts()
-        stale = self.cache.staleness_s(now)
+        cache = self.cache_state(now)
         pressure = self.store.disk_pressure()
         return {
             "device": self.config.device.id,
@@ -608,7 +799,8 @@ class Agent:
             "online": bool(self.link is not None and self.link.online),
             "sync": self.link.status() if self.link is not None else None,
             "last_sync": self.store.cache.downlink().last_sync_ms,
-            "cache_staleness_s": None if stale is None else round(stale, 1),
+            "cache_staleness_s": cache["staleness_s"],
+            "cache": cache,
             "events_waiting": counts.backlog,
             "dead_letters": getattr(counts, "dead", 0),
             "clock": now,
@@ -643,6 +835,11 @@ class Agent:
                 self.journal("agent.stopped", stopped)
             except StoreError:
                 log.exception("could not journal the stop")
+
+
+def _json_safe(value: object) -> object:
+    """``value`` if JSON can hold it as is, else its text (a door-settings version)."""
+    return value if value is None or isinstance(value, int | float | str) else str(value)
 
 
 def _sun_url(badge: Any) -> str | None:

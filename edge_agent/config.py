@@ -23,6 +23,9 @@ from hardware.nfc import NfcSettings
 from hardware.qr import QRSettings
 
 DEFAULT_PATH = Path("/etc/portier/agent.toml")
+#: ``[door] max_offline_staleness_s`` of a door with a central when the file sets none:
+#: a door cut off from its central stops trusting its cache after a day.
+DEFAULT_MAX_OFFLINE_STALENESS_S = 86_400.0
 _IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -53,6 +56,8 @@ class DoorSection:
 
     id: str
     zones: tuple[str, ...] = ()
+    #: The mode of a new device (nothing persisted yet). Once a guard or the central
+    #: set a mode, that mode is kept durably and wins over this one at every start.
     mode: str = "normal"
     unlock_s: float = 5.0
     held_open_s: float = 30.0
@@ -62,8 +67,14 @@ class DoorSection:
     accept_ntag424: bool = True
     #: UID-only badges can be cloned: off unless this door really needs them.
     accept_uid: bool = False
-    #: Refuse offline decisions when the cache is older than this many seconds.
+    #: Refuse offline decisions when the cache is older than this many seconds. Unset:
+    #: DEFAULT_MAX_OFFLINE_STALENESS_S with a central (``[central] url``), no bound
+    #: without one (a standalone door has nothing to sync from).
     max_offline_staleness_s: float | None = None
+    #: "Never refuse on age", said explicitly (a door with a central is bounded otherwise).
+    allow_unbounded_offline: bool = False
+    #: The ``stale_cache`` alarm is raised at this fraction of the maximum staleness.
+    stale_alarm_fraction: float = 0.5
     visitor_schedule: str | None = None
     max_clock_skew_s: float = 300.0
 
@@ -74,7 +85,16 @@ class DoorSection:
         if self.mode not in (DoorMode.NORMAL, DoorMode.LOCKDOWN, DoorMode.FREE_ACCESS):
             raise ValueError(f"mode: {self.mode!r} must be normal, lockdown or free_access")
         if self.max_offline_staleness_s is not None and self.max_offline_staleness_s <= 0:
-            raise ValueError("max_offline_staleness_s: must be a positive number of seconds")
+            raise ValueError(
+                "max_offline_staleness_s: must be a positive number of seconds "
+                "(for no bound at all, set allow_unbounded_offline = true instead)"
+            )
+        if self.allow_unbounded_offline and self.max_offline_staleness_s is not None:
+            raise ValueError(
+                "allow_unbounded_offline: cannot be true while max_offline_staleness_s is set"
+            )
+        if not 0 < self.stale_alarm_fraction <= 1:
+            raise ValueError("stale_alarm_fraction: must be in (0, 1]")
         if not 0 <= self.max_clock_skew_s <= 3600:
             raise ValueError("max_clock_skew_s: must be between 0 and 3600 seconds")
         self.timings()  # validates unlock_s and held_open_s, naming them
@@ -229,6 +249,20 @@ class AgentConfig:
     hardware: HardwareSection = field(default_factory=HardwareSection)
     #: The file it was read from (not a key in the file).
     source: Path | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        # Offline is bounded by default where there is a central to sync from: the
+        # door's effective bound is resolved here, once, for everything that reads it.
+        door = self.door
+        if (
+            self.central.url
+            and door.max_offline_staleness_s is None
+            and not door.allow_unbounded_offline
+        ):
+            bounded = dataclasses.replace(
+                door, max_offline_staleness_s=DEFAULT_MAX_OFFLINE_STALENESS_S
+            )
+            object.__setattr__(self, "door", bounded)
 
 
 def _resolve(base: Path, value: Path | None) -> Path | None:

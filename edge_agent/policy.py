@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -199,6 +199,14 @@ class Decision:
     ``("invitation", id, expires)`` for a single-use invitation or
     ``("counter", uid_hex, counter)`` for an NTAG 424 tap. If the claim fails
     (someone was quicker), the caller denies with :attr:`Reason.REPLAYED`.
+    ``claim`` is set on grants only.
+
+    ``consumes`` is set on *denials* only: the NTAG 424 counter of a SUN message
+    that verified (counter above the last) although the tap is refused (lockdown,
+    wrong door, schedule, stale cache, revoked...). The caller records it in the
+    replay ledger with the deny, so the same message cannot open the door once the
+    reason for refusing it is gone (a tap refused in lockdown is not replayable
+    after the lockdown lifts). Single-use invitations are never consumed by a deny.
     """
 
     granted: bool
@@ -210,9 +218,10 @@ class Decision:
     detail: str = ""
     claim: tuple[str, str, int] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    consumes: tuple[str, str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (no claim: that is internal)."""
+        """Return a JSON-ready dict (no claim or consumes: those are internal)."""
         return {
             "granted": self.granted,
             "reason": self.reason.value,
@@ -330,7 +339,6 @@ def _decide_badge(
     cache: CacheView,
     sun_verifier: SunVerifier | None,
 ) -> Decision:
-    claim: tuple[str, str, int] | None = None
     if credential.sun_url and policy.accept_ntag424:
         if sun_verifier is None:
             return _deny("badge", Reason.UNKNOWN_KEY, "no NTAG 424 keys configured on this door")
@@ -350,12 +358,25 @@ def _decide_badge(
                 credential_id=uid_hex,
             )
         claim = ("counter", uid_hex, tap.counter)
-        crypto = True
-    else:
-        uid_hex = credential.uid.hex().upper()
-        crypto = False
-        if not uid_hex:
-            return _deny("badge", Reason.MALFORMED, "empty UID")
+        decision = _badge_checks(uid_hex, True, claim, policy, mode, now, cache)
+        # A verified counter is spent even when the tap is refused (see Decision.consumes).
+        return decision if decision.granted else replace(decision, consumes=claim)
+    uid_hex = credential.uid.hex().upper()
+    if not uid_hex:
+        return _deny("badge", Reason.MALFORMED, "empty UID")
+    return _badge_checks(uid_hex, False, None, policy, mode, now, cache)
+
+
+def _badge_checks(
+    uid_hex: str,
+    crypto: bool,
+    claim: tuple[str, str, int] | None,
+    policy: DoorPolicy,
+    mode: DoorMode,
+    now: float,
+    cache: CacheView,
+) -> Decision:
+    """The checks of a badge once it is read (and its SUN message, if any, verified)."""
     record = cache.badge(uid_hex)
     if record is None:
         return _deny("badge", Reason.UNKNOWN_BADGE, "UID not in the cache", credential_id=uid_hex)

@@ -1,12 +1,15 @@
 """``edge-agent run``: the daemon's life cycle under systemd.
 
 Start-up order: config (already validated) -> store (journal, cache) ->
-devices (relay de-energised as the GPIO lines open) -> agent -> local API
-socket -> ``READY=1``. The watchdog is pinged only while the agent is healthy
-(event loop turning, reader thread alive, journal writable), so a wedged agent
-is killed and restarted by systemd, whose ``ExecStopPost=edge-agent
-safe-state`` then de-energises the relay. SIGTERM stops cleanly: reader
-stopped, relay de-energised, stop journaled, socket removed.
+devices (relay de-energised as the GPIO lines open) -> agent (the door's
+durable mode restored: a lockdown set before a crash or power cut is in force
+again) -> local API socket -> NFC reader -> ``READY=1``. Nothing can present a
+credential before the agent exists, so nothing is decided in the wrong mode.
+The watchdog is pinged only while the agent is healthy (event loop turning,
+reader thread alive, journal writable), so a wedged agent is killed and
+restarted by systemd, whose ``ExecStopPost=edge-agent safe-state`` then
+de-energises the relay. SIGTERM stops cleanly: reader stopped, relay
+de-energised, stop journaled, socket removed.
 """
 
 from __future__ import annotations
@@ -56,7 +59,11 @@ def watchdog_interval_s() -> float | None:
 
 
 def open_agent(config: AgentConfig, devices: Devices | None = None) -> tuple[Agent, Store, Devices]:
-    """Open store and devices and build the agent (the caller closes all three)."""
+    """Open store and devices and build the agent (the caller closes all three).
+
+    The agent restores the door's persisted mode in its constructor: keep building
+    it before :func:`serve` starts the local API and the reader.
+    """
     config.paths.state_dir.mkdir(parents=True, exist_ok=True)
     store = Store.open(StoreSettings(path=config.paths.database))
     try:

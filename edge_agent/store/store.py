@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from edge_agent.store.cache import CredentialCache
 from edge_agent.store.db import Database, require_version
@@ -193,6 +195,36 @@ class Store:
             if result.count:
                 return True
         return self._reserve.release() > 0
+
+    # -- agent state --------------------------------------------------------------------------
+
+    #: Keys of :meth:`agent_state` start with this, so they never clash with the store's own.
+    AGENT_STATE_PREFIX = "agent."
+
+    def agent_state(self, key: str) -> Any:
+        """Return a value the agent keeps durably (the ``meta`` table), or None if unset.
+
+        For small state that must survive a crash or power cut (the door's mode);
+        ``key`` starts with :attr:`AGENT_STATE_PREFIX`.
+        """
+        self._check_agent_key(key)
+        with self._db.reader() as conn:
+            return Database.meta_get(conn, key)
+
+    def set_agent_state(self, values: Mapping[str, Any]) -> None:
+        """Set agent-state values in one durable commit (``synchronous=FULL``).
+
+        Returns only once the values are on disk; raises :class:`StoreError` otherwise.
+        """
+        for key in values:
+            self._check_agent_key(key)
+        with self._db.transaction("agent state") as conn:
+            for key, value in values.items():
+                Database.meta_set(conn, key, value)
+
+    def _check_agent_key(self, key: str) -> None:
+        if not isinstance(key, str) or not key.startswith(self.AGENT_STATE_PREFIX):
+            raise ValueError(f"key: {key!r} must start with {self.AGENT_STATE_PREFIX!r}")
 
     # -- misc ---------------------------------------------------------------------------------
 

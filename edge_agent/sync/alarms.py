@@ -37,6 +37,7 @@ ALARM_CODES: dict[str, str] = {
     "clock_drift": "the local clock differs from the central's by more than the limit",
     "bad_delta": "the central sent a deltas page the agent cannot apply",
     "tls": "the central's TLS certificate does not verify against the CA file",
+    "stale_cache": "the credential cache nears (or passed) the door's maximum offline staleness",
 }
 
 

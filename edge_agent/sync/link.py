@@ -457,10 +457,32 @@ class CentralLink:
         try:
             self._check_disk()
             self._check_backlog()
+            self._check_staleness()
         except StoreError as exc:
             log.error("sync: local checks failed: %s", exc)
         except Exception:
             log.exception("sync: local checks failed")
+
+    def _check_staleness(self) -> None:
+        """The ``stale_cache`` alarm: raised at ``[door] stale_alarm_fraction`` of the
+        door's maximum staleness (well before the door starts refusing), cleared when a
+        sync brings the cache back under it. A never-synced cache raises nothing here
+        (``not_enrolled`` and the other alarms say why; status shows it stale)."""
+        state = self.agent.cache_state()
+        staleness, limit = state["staleness_s"], state["max_staleness_s"]
+        if staleness is None or limit is None:
+            self.alarms.clear("stale_cache")
+            return
+        if state["warning"]:
+            refusing = "refusing access" if state["stale"] else "access still decided"
+            self.alarms.raise_(
+                "stale_cache",
+                f"credential cache {staleness:.0f} s old (limit {limit:.0f} s, {refusing})",
+                staleness_s=round(staleness),
+                max_staleness_s=round(limit),
+            )
+        else:
+            self.alarms.clear("stale_cache")
 
     def _check_disk(self) -> None:
         pressure = self.store.disk_pressure()
@@ -535,8 +557,17 @@ class CentralLink:
     def _apply_door_settings(
         self, settings: Mapping[str, Any] | None, version: object = None
     ) -> None:
-        """Apply the central's settings for this door (None: back to the configuration)."""
+        """Apply the central's settings for this door (None: back to the configuration).
+
+        The ``mode`` goes through :meth:`Agent.apply_central_mode`: applied only when
+        it differs from the last mode the central set here, so re-sent or unrelated
+        settings never lift a guard's lockdown (docs/sync.md, "Door mode").
+        """
         agent = self.agent
+        if version is None:
+            # The downlink saves the settings file before calling: its version is this one.
+            stored = self.settings_file.load()
+            version = None if stored is None else stored.get("version")
         door_cfg = self.config.door
         settings = dict(settings or {})
         changes: dict[str, Any] = {
@@ -545,9 +576,11 @@ class CentralLink:
             "accept_uid": door_cfg.accept_uid,
             "accept_ntag424": door_cfg.accept_ntag424,
         }
-        if "max_offline_staleness_s" in settings:
-            value = settings["max_offline_staleness_s"]
-            changes["max_offline_staleness_s"] = None if value is None else float(value)
+        value = settings.get("max_offline_staleness_s")
+        if value:
+            # A positive value overrides the door's bound; null or 0 leave the door's own:
+            # only the door's configuration can make it trust its cache for ever.
+            changes["max_offline_staleness_s"] = float(value)
         if isinstance(settings.get("accept"), list):
             accept = set(settings["accept"])
             changes.update(
@@ -571,10 +604,18 @@ class CentralLink:
                 )
             except (TypeError, ValueError) as exc:
                 log.error("sync: door timings not applied: %s", exc)
-            mode = settings.get("mode")
-            if isinstance(mode, str) and mode != "emergency":
-                try:
-                    door.set_mode(mode, by="central", why=f"door settings version {version}")
-                except ValueError as exc:
-                    log.error("sync: door mode %r not applied: %s", mode, exc)
+        self._apply_central_mode(settings.get("mode"), version)
         log.info("sync: door settings applied: %s", settings or "configuration defaults")
+
+    def _apply_central_mode(self, mode: object, version: object) -> None:
+        """Hand the settings' ``mode`` (None when absent) to the agent's durable mode."""
+        if mode is not None and (not isinstance(mode, str) or mode == "emergency"):
+            log.error("sync: door mode %r not applied: not a mode the central can set", mode)
+            return
+        try:
+            self.agent.apply_central_mode(mode, version)
+        except ValueError as exc:
+            log.error("sync: door mode %r not applied: %s", mode, exc)
+        except StoreError as exc:
+            # Not persisted, so not applied: the next settings (or restart) try again.
+            log.error("sync: door mode %r not applied (store): %s", mode, exc)

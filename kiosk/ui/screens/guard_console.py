@@ -34,6 +34,29 @@ def duration(seconds: float | None, _: Translate) -> str:
     return _("{n} d").format(n=seconds // 86_400)
 
 
+def cache_row(status: dict[str, Any], _: Translate) -> list[str]:
+    """Return the status panel's cache row, ``[label, value]``, translated.
+
+    The value is the cache's age, with the door's limit when it has one ("3 h / 24 h").
+    The label warns the guard: "Cache ageing" past the ``stale_cache`` alarm point,
+    "Cache expired" once the door refuses cached decisions (``cache_stale``).
+    """
+    cache = status.get("cache") or {}
+    age = duration(status.get("cache_staleness_s"), _)
+    limit = cache.get("max_staleness_s")
+    if limit is None:
+        return [_("Cache age"), age]
+    if cache.get("stale"):
+        label = _("Cache expired")
+    elif cache.get("warning"):
+        label = _("Cache ageing")
+    else:
+        label = _("Cache age")
+    if status.get("cache_staleness_s") is None:
+        return [label, age]
+    return [label, f"{age} / {duration(limit, _)}"]
+
+
 def clock_time(epoch_s: float | None, _: Translate) -> str:
     """Return a wall-clock time as "14:05" today or "2026-05-09 14:05"."""
     if epoch_s is None:
@@ -144,7 +167,7 @@ class GuardConsoleScreen(KioskScreen):
             [_("Central"), _("online") if status.get("online") else _("offline")],
             [_("Last sync"), clock_time(None if last_sync is None else last_sync / 1000, _)],
             [_("Events waiting"), str(status.get("events_waiting", 0))],
-            [_("Cache age"), duration(status.get("cache_staleness_s"), _)],
+            cache_row(status, _),
             [_("Door clock"), clock_time(status.get("clock"), _)],
         ]
 
