@@ -67,7 +67,7 @@ SUN_BASE = "https://badge.example/s"
 STAFF_UID = "04A1B2C3D4E5F6"  # UID-only badge, every door
 NTAG_UID = "04DE5F1EACC040"  # NTAG 424 DNA badge
 GUARD_UID = "04C0FFEE000001"
-GUARD_PIN = "2468"
+GUARD_PIN = "246813"
 
 
 def sun_url(counter: int, uid: str = NTAG_UID, key: bytes = FILE_KEY) -> str:

@@ -15,6 +15,8 @@ Each test attacks one property and failed on the code before the fix:
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import sqlite3
 import subprocess
@@ -123,14 +125,15 @@ def test_revocation_during_a_session_ends_it(make_rig):
     assert ended[0].payload["why"] == "revoked"
 
 
-def test_sweep_ends_a_revoked_session_without_any_call(make_rig):
+def test_revocation_ends_an_idle_session_without_any_call(make_rig):
     rig = make_rig(guard=CONSOLE)
-    rig.login()
+    token = rig.login()
     rig.store.cache.apply_delta(
         Delta(cursor="c-2", badges=[Badge(GUARD_UID, "uid", "G", data=_guard_data(enabled=False))])
     )
-    assert rig.agent.sweep_guard_sessions() == 1
+    rig.agent.sweep_guard_sessions()  # what the agent's sweep thread does every 2 s
     assert [e.payload["why"] for e in rig.events("guard.session_ended")] == ["disabled"]
+    assert rig.agent.guards.check(token) is None
 
 
 def test_no_guard_console_no_guard_login(make_rig):
@@ -179,10 +182,17 @@ def test_lockout_survives_a_restart(make_rig, tmp_path):
 
 def test_failure_table_stays_bounded(make_rig):
     rig = make_rig(guard={**CONSOLE, "login_attempts_per_minute": 100_000, "login_burst": 1000})
-    for i in range(300):
+    rig.store.guard_lockouts.cap = 10  # the default is 256: the same rule, fewer scrypts
+    for i in range(25):
         with pytest.raises(GuardDenied):
             rig.agent.guard_login(f"04{i:012X}", "999999")
-    assert rig.store.guard_lockouts.count() <= rig.store.guard_lockouts.cap
+    assert rig.store.guard_lockouts.count() == 10
+    for i in range(3):  # the guard's own row is never evicted by unknown UIDs
+        with pytest.raises(GuardDenied):
+            rig.agent.guard_login(GUARD_UID, "999999")
+        with pytest.raises(GuardDenied):
+            rig.agent.guard_login(f"05{i:012X}", "999999")
+    assert rig.store.guard_lockouts.get("guard:g-7").failures == 3
 
 
 def test_device_rate_limit(make_rig):
@@ -214,7 +224,7 @@ def _journal(database: Path, kind: str) -> list[dict[str, Any]]:
 def test_api_padded_uid_is_journaled_never_5xx_and_no_pin_oracle(tmp_path):
     served = start_agent(tmp_path / "a", guard={**CONSOLE, "max_pin_failures": 3})
     try:
-        huge = GUARD_UID + "0" * 70_000
+        huge = GUARD_UID + " " * 70_000  # whitespace: fromhex ignored it, the journal did not
         answers = []
         for uid, pin in [(huge, GUARD_PIN), (huge, "000000"), ("x" * 70_000, GUARD_PIN)]:
             body = json.dumps({"badge_uid": uid, "pin": pin}).encode()
@@ -361,7 +371,13 @@ def test_pin_policy_and_cost():
     assert verify_pin("135790", encoded) and not verify_pin("135791", encoded)
     assert hash_pin("135790").startswith(f"scrypt${SCRYPT_N}$")
     # a legacy 4-digit hash (issued before the policy) still verifies
-    assert verify_pin(GUARD_PIN, _guard_data()["pin_hash"])
+    salt = b"legacy-salt-0001"
+    digest = hashlib.scrypt(b"2468", salt=salt, n=2**14, r=8, p=1, dklen=32)
+    b64 = lambda b: base64.urlsafe_b64encode(b).decode().rstrip("=")  # noqa: E731
+    legacy = f"scrypt$16384$8$1${b64(salt)}${b64(digest)}"
+    assert verify_pin("2468", legacy) and not verify_pin("2469", legacy)
+    # hashes too costly to check are refused unchecked (a poisoned cache is no DoS)
+    assert not verify_pin("2468", legacy.replace("$16384$", f"${2**18}$"))
 
 
 @pytest.mark.parametrize("text", SPELLINGS)
