@@ -49,7 +49,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 #: HTTP status of each guard login refusal (docs/local-api.md); others are 401.
-_GUARD_STATUS = {"locked_out": 423, "rate_limited": 429, "console_disabled": 403, "bad_request": 400}
+_GUARD_STATUS = {
+    "locked_out": 423,
+    "rate_limited": 429,
+    "console_disabled": 403,
+    "bad_request": 400,
+}
 
 #: Error codes of the answers aiohttp itself gives.
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
