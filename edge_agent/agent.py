@@ -538,6 +538,12 @@ class Agent:
             raise GuardDenied(
                 "bad_request", "'badge_uid' must be 4 to 10 bytes of hex", detail="bad_uid"
             ) from None
+        if not valid_pin_text(pin):
+            # The format of a PIN is no secret: a clear 400, journaled, not a guess.
+            self._journal_login_failed({"badge_uid": uid, "why": "bad_pin_format"})
+            raise GuardDenied(
+                "bad_request", "'pin' must be 4 to 12 digits", detail="bad_pin_format"
+            )
         if sun_url is not None and (not isinstance(sun_url, str) or len(sun_url) > MAX_SUN_CHARS):
             self._journal_login_failed({"badge_uid": uid, "why": "bad_tap"})
             raise GuardDenied(
@@ -571,7 +577,7 @@ class Agent:
         # The PIN is checked whatever else is wrong, so that timing does not tell a
         # guard's badge from any other.
         secret = guard.pin_hash if guard is not None and guard.pin_hash else dummy_hash()
-        pin_ok = valid_pin_text(pin) and verify_pin(str(pin), secret)
+        pin_ok = verify_pin(str(pin), secret)
         if why is None and not pin_ok:
             why = "bad_pin"
         if why is not None:

@@ -222,7 +222,7 @@ def _journal(database: Path, kind: str) -> list[dict[str, Any]]:
 
 
 def test_api_padded_uid_is_journaled_never_5xx_and_no_pin_oracle(tmp_path):
-    served = start_agent(tmp_path / "a", guard={**CONSOLE, "max_pin_failures": 3})
+    served = start_agent(tmp_path / "a", guard={**CONSOLE, "max_pin_failures": 3, "login_burst": 20})
     try:
         huge = GUARD_UID + " " * 70_000  # whitespace: fromhex ignored it, the journal did not
         answers = []
@@ -234,17 +234,19 @@ def test_api_padded_uid_is_journaled_never_5xx_and_no_pin_oracle(tmp_path):
         assert answers == [(400, "bad_request")] * 3
         body = json.dumps({"badge_uid": GUARD_UID, "pin": "1" * 50_000}).encode()
         status, answer, _ = raw(served, "POST", "/v1/guard/login", body)
+        assert (status, answer["error"]) == (400, "bad_request")
+        body = json.dumps({"badge_uid": GUARD_UID, "pin": "000000"}).encode()
+        status, answer, _ = raw(served, "POST", "/v1/guard/login", body)
         assert (status, answer["error"]) == (401, "not_recognised")
         status, answer, _ = raw(served, "POST", "/v1/guard/login", b'{"badge_uid": 7, "pin": 1}')
         assert status == 400
     finally:
         served.stop()
     failed = _journal(served.database, "guard.login_failed")
-    assert len(failed) == 5
+    assert [f["why"] for f in failed] == ["bad_uid"] * 3 + ["bad_pin_format", "bad_pin", "bad_uid"]
     assert all(len(json.dumps(f)) < 1024 for f in failed)
-    assert [f["why"] for f in failed[:3]] == ["bad_uid"] * 3
     assert failed[0]["truncated"] is True and failed[0]["badge_uid"].startswith(GUARD_UID)
-    assert failed[3]["why"] == "bad_pin" and failed[3]["guard_id"] == "g-7"
+    assert failed[4]["guard_id"] == "g-7" and failed[4]["failures"] == 1
 
 
 def _restart(served: Served) -> Served:
@@ -355,7 +357,7 @@ def test_ntag424_guard_tap_at_the_kiosk_reader_carries_to_the_login(make_rig):
 
 
 def test_uid_guard_login_only_where_configured(make_rig):
-    rig = make_rig(guard={"console": True})
+    rig = make_rig(guard={"console": True, "accept_uid_login": False})
     with pytest.raises(GuardDenied) as denied:
         rig.agent.guard_login(GUARD_UID, GUARD_PIN)
     assert denied.value.code == "not_recognised"
