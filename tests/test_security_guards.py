@@ -222,7 +222,9 @@ def _journal(database: Path, kind: str) -> list[dict[str, Any]]:
 
 
 def test_api_padded_uid_is_journaled_never_5xx_and_no_pin_oracle(tmp_path):
-    served = start_agent(tmp_path / "a", guard={**CONSOLE, "max_pin_failures": 3, "login_burst": 20})
+    served = start_agent(
+        tmp_path / "a", guard={**CONSOLE, "max_pin_failures": 3, "login_burst": 20}
+    )
     try:
         huge = GUARD_UID + " " * 70_000  # whitespace: fromhex ignored it, the journal did not
         answers = []
@@ -391,3 +393,30 @@ def test_one_uid_normaliser(text):
 def test_uid_normaliser_refuses(text):
     with pytest.raises(ValueError):
         guard_uid(text)
+
+
+@pytest.mark.parametrize("simulator", [False, True])
+def test_first_boot_gives_kiosks_and_only_kiosks_a_guard_console(tmp_path, simulator):
+    from images.firstboot import agent_tables
+    from images.provision import Provisioning
+
+    def tables(role: str) -> dict[str, Any]:
+        settings = Provisioning(
+            site="hq", door="gate-a", central_url="https://c.example.org", enroll_token="t" * 32,
+            role=role,
+        )  # fmt: skip
+        return agent_tables(settings, tmp_path, simulator=simulator)
+
+    assert tables("kiosk")["guard"] == {
+        "console": True,
+        **({"accept_uid_login": True} if simulator else {}),
+    }
+    assert "guard" not in tables("door")
+
+
+def test_demo_agent_has_a_guard_console(tmp_path):
+    from edge_agent.config import load_config
+    from edge_agent.demo import write_agent_config
+
+    config = load_config(write_agent_config(tmp_path, None, "hq"))
+    assert config.guard.console and config.guard.accept_uid_login
