@@ -70,10 +70,13 @@ class GuardLoginScreen(KioskScreen):
 
     def on_agent_event(self, event: dict[str, Any]) -> None:
         """The tap of an NTAG 424 guard badge: keep its SUN URL for the login."""
-        if event.get("type") == "guard.tap" and self.step != "checking":
-            if str(event.get("badge_uid") or "").upper() == self.uid:
-                sun_url = event.get("sun_url")
-                self._sun_url = sun_url if isinstance(sun_url, str) else None
+        if (
+            event.get("type") == "guard.tap"
+            and self.step != "checking"
+            and str(event.get("badge_uid") or "").upper() == self.uid
+        ):
+            sun_url = event.get("sun_url")
+            self._sun_url = sun_url if isinstance(sun_url, str) else None
 
     def _badge(self, uid: str) -> None:
         self.uid = uid.upper()
