@@ -31,6 +31,7 @@ from test_agent import (
     base_delta,
     rigs,
     sun_url,
+    wait_until,
 )
 from test_local_api import EDGE_AGENT, Served, raw, start_agent, wait_for
 
@@ -133,6 +134,16 @@ def test_revocation_ends_an_idle_session_without_any_call(make_rig):
     )
     rig.agent.sweep_guard_sessions()  # what the agent's sweep thread does every 2 s
     assert [e.payload["why"] for e in rig.events("guard.session_ended")] == ["disabled"]
+    assert rig.agent.guards.check(token) is None
+
+
+def test_the_agent_ends_a_revoked_session_by_itself(make_rig):
+    rig = make_rig(guard=CONSOLE)
+    token = rig.login()
+    rig.store.cache.apply_delta(
+        Delta(cursor="c-2", revocations=[Revocation("badge", GUARD_UID.lower())])
+    )
+    wait_until(lambda: rig.events("guard.session_ended"), timeout=10)  # the sweep thread
     assert rig.agent.guards.check(token) is None
 
 
@@ -289,6 +300,17 @@ def test_api_spelling_lockout_survives_an_agent_restart(tmp_path):
         assert answer["retry_after_s"] > 500
     finally:
         again.stop()
+
+
+def test_api_oversized_login_body_is_journaled(tmp_path):
+    served = start_agent(tmp_path / "a", guard=CONSOLE)
+    try:
+        body = json.dumps({"badge_uid": GUARD_UID, "pin": "1" * (5 * 1024 * 1024)}).encode()
+        status, answer, _ = raw(served, "POST", "/v1/guard/login", body)
+        assert (status, answer["error"]) == (413, "too_large")
+    finally:
+        served.stop()
+    assert [f["why"] for f in _journal(served.database, "guard.login_failed")] == ["too_large"]
 
 
 def test_api_rate_limit_answers_429(tmp_path):
