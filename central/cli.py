@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--valid-until", default=None)
     add.add_argument("--role", choices=("guard",), default=None, help="a guard's badge")
     add.add_argument(
-        "--pin", default=None, help="the guard's PIN (4-12 digits; only its salted hash is sent)"
+        "--pin", default=None, help="the guard's PIN (6-12 digits; only its salted hash is sent)"
     )
     add.add_argument("--guard-id", default=None, help="the guard's id (default: the UID)")
     add.add_argument("--json", action="store_true")
@@ -351,7 +351,11 @@ def _run(admin: CentralAdmin, args: argparse.Namespace) -> int:
                 raise UsageError("badge add --role guard: give --pin")
             from edge_agent.guards import hash_pin
 
-            guard = {"role": args.role, "pin_hash": hash_pin(args.pin), "guard_id": args.guard_id}
+            try:
+                pin_hash = hash_pin(args.pin)
+            except ValueError as exc:  # fewer than 6 digits: refused for new PINs
+                raise UsageError(f"badge add --{exc}") from None
+            guard = {"role": args.role, "pin_hash": pin_hash, "guard_id": args.guard_id}
         elif args.pin is not None or args.guard_id is not None:
             raise UsageError("badge add: --pin and --guard-id need --role guard")
         result = admin.put_badge(

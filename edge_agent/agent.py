@@ -14,6 +14,7 @@ translates. The order of work for a credential is the design's promise:
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import logging
 import queue
@@ -28,8 +29,18 @@ from typing import Any
 from edge_agent.config import AgentConfig
 from edge_agent.devices import Devices
 from edge_agent.door import Alarm, DoorController, DoorMode, GrantRefused, Scheduler
-from edge_agent.guards import Guard, GuardDenied, GuardSessions, Session
-from edge_agent.ntag424 import DiversifiedKeys, SunSettings, SunVerifier
+from edge_agent.guards import (
+    Guard,
+    GuardDenied,
+    GuardSessions,
+    Session,
+    TokenBucket,
+    dummy_hash,
+    guard_uid,
+    valid_pin_text,
+    verify_pin,
+)
+from edge_agent.ntag424 import DiversifiedKeys, SunError, SunSettings, SunVerifier
 from edge_agent.policy import BadgeRecord, Credential, Decision, DoorPolicy, Schedule, decide
 from edge_agent.reasons import Reason
 from edge_agent.store import Store, StoreError
@@ -60,6 +71,14 @@ STATE_DOOR_MODE = "agent.door_mode"
 STATE_CENTRAL_MODE = "agent.central_mode"
 #: The modes a guard or the central can set (emergency follows the fire input).
 SETTABLE_MODES = (DoorMode.NORMAL, DoorMode.LOCKDOWN, DoorMode.FREE_ACCESS)
+#: A guard's NTAG 424 tap at this device's own reader may open a login this long after.
+GUARD_TAP_WINDOW_S = 60.0
+#: How often open guard sessions are re-checked against the cache (revocations).
+GUARD_SWEEP_S = 2.0
+#: Longest text of a caller's value kept in a ``guard.login_failed`` event.
+JOURNAL_TEXT_MAX = 64
+#: Longest SUN URL a guard login accepts (an NTAG 424 URL is well under 256).
+MAX_SUN_CHARS = 1024
 
 
 class ActionError(Exception):
@@ -209,7 +228,11 @@ class StoreCacheView:
         return None if ms is None else ms / 1000.0
 
     def guard(self, uid_hex: str) -> Guard | None:
-        """The guard holding this badge (badge data role = guard), or None."""
+        """The guard holding this badge (badge data role = guard), or None.
+
+        The record says whether the badge may open the console now (revoked,
+        enabled, validity window); ``pin_hash`` is None where the cache keeps none.
+        """
         try:
             b = self._store.cache.badge(uid_hex)
         except ValueError:  # not a UID at all: no guard holds it
@@ -217,10 +240,16 @@ class StoreCacheView:
         if b is None or not b.data or b.data.get("role") != "guard":
             return None
         pin_hash = b.data.get("pin_hash")
-        if not isinstance(pin_hash, str):
-            return None
         return Guard(
-            str(b.data.get("guard_id", b.uid.hex())), b.holder, b.uid.hex().upper(), pin_hash
+            guard_id=str(b.data.get("guard_id", b.uid.hex())),
+            name=b.holder,
+            badge_uid=b.uid.hex().upper(),
+            pin_hash=pin_hash if isinstance(pin_hash, str) else None,
+            kind=b.kind,
+            enabled=bool(b.data.get("enabled", True)),
+            not_before=b.not_before,
+            not_after=b.not_after,
+            revoked=self._store.cache.is_revoked("badge", b.uid),
         )
 
 
@@ -287,13 +316,23 @@ class Agent:
             max_skew_s=door_cfg.max_clock_skew_s,
         )
         self.sun = _sun_verifier(config)
-        self.guards = GuardSessions(
-            self.cache.guard,
-            mono_clock,
-            max_failures=config.guard.max_pin_failures,
-            lockout_s=config.guard.lockout_s,
-            session_timeout_s=config.guard.session_timeout_s,
+        self.guards = GuardSessions(mono_clock, session_timeout_s=config.guard.session_timeout_s)
+        self.guard_bucket = TokenBucket(
+            config.guard.login_attempts_per_minute, config.guard.login_burst
         )
+        # One login at a time: the failure count read, the PIN check and the
+        # durable update cannot interleave (and scrypt never runs twice at once).
+        self._guard_login_lock = threading.Lock()
+        #: NTAG 424 guard taps at this device's reader: UID -> (SUN URL, monotonic time).
+        self._guard_taps: dict[str, tuple[str, float]] = {}
+        self._guard_watch: threading.Thread | None = None
+        self._guard_watch_stop = threading.Event()
+        if not config.guard.console:
+            # No console: keep no guard PIN hash to be searched offline on a stolen door.
+            store.cache.keep_guard_secrets = False
+            stripped = store.cache.strip_guard_secrets()
+            if stripped:
+                log.info("dropped %d guard PIN hashes: this device has no guard console", stripped)
         self.door = (
             DoorController(
                 devices.door_io,
@@ -574,9 +613,26 @@ class Agent:
             if badge is None:
                 continue
             try:
-                self.present(Credential.badge(badge.uid, _sun_url(badge)), source="nfc")
+                self.present_badge_tap(badge.uid, _sun_url(badge))
             except StoreError:
                 log.exception("badge decision could not be journaled; door stays shut")
+
+    def present_badge_tap(self, uid: bytes, sun_url: str | None) -> dict[str, Any]:
+        """A badge tapped on this device's own reader: decide, and on a guard console
+        keep an NTAG 424 guard's tap for the login that follows (see :meth:`guard_login`)."""
+        result = self.present(Credential.badge(uid, sun_url), source="nfc")
+        if sun_url and self.config.guard.console and len(sun_url) <= MAX_SUN_CHARS:
+            uid_hex = bytes(uid).hex().upper()
+            guard = self.cache.guard(uid_hex)
+            if guard is not None and guard.kind != "uid":
+                with self._grants_lock:
+                    if len(self._guard_taps) >= 16:  # bounded: one kiosk, a few guards
+                        oldest = min(self._guard_taps, key=lambda k: self._guard_taps[k][1])
+                        del self._guard_taps[oldest]
+                    self._guard_taps[uid_hex] = (sun_url, self._mono())
+                # Live only (not journaled): the kiosk carries the tap to the login.
+                self.bus.publish("guard.tap", {"badge_uid": uid_hex, "sun_url": sun_url})
+        return result
 
     @property
     def reader_alive(self) -> bool:
@@ -585,22 +641,223 @@ class Agent:
         return thread is None or thread.is_alive()
 
     # -- guards -----------------------------------------------------------------
-    def guard_login(self, badge_uid: str, pin: str) -> Session:
-        """Open a guard session; journals success and failure. Raises GuardDenied."""
+    def guard_login(self, badge_uid: object, pin: object, sun_url: object = None) -> Session:
+        """Open a guard session; every refusal is journaled. Raises :class:`GuardDenied`.
+
+        In order: the device's rate limit, ``[guard] console``, the UID (one
+        normaliser, :func:`~edge_agent.guards.guard_uid`), the lockout of the
+        normalised identity (the guard, whatever badge or spelling; else the
+        UID), then the badge (a guard's, not revoked, enabled, inside its
+        window; an NTAG 424 badge with a verified fresh tap ``sun_url``, a bare
+        UID only with ``[guard] accept_uid_login``) and the PIN. A failure is
+        counted durably in the same commit as its ``guard.login_failed`` event.
+        """
+        with self._guard_login_lock:
+            return self._guard_login(badge_uid, pin, sun_url)
+
+    def guard_login_refused(self, why: str) -> None:
+        """Journal a login refused before its body could be read (``too_large``)."""
+        self._journal_login_failed({"badge_uid": None, "why": why})
+
+    def _journal_login_failed(self, payload: dict[str, Any]) -> None:
+        self.journal("guard.login_failed", payload)
+
+    def _guard_login(self, badge_uid: object, pin: object, sun_url: object) -> Session:
+        cfg = self.config.guard
+        now = self._wall()
+        now_ms = int(now * 1000)
+        shown = _shown_uid(badge_uid)
+        wait = self.guard_bucket.take(self._mono())
+        if wait:
+            self._journal_login_failed({**shown, "why": "rate_limited"})
+            raise GuardDenied(
+                "rate_limited", "too many guard logins on this device", retry_after_s=wait
+            )
+        if not cfg.console:
+            self._journal_login_failed({**shown, "why": "console_disabled"})
+            raise GuardDenied("console_disabled", "this device has no guard console")
         try:
-            session = self.guards.login(badge_uid, pin)
-        except GuardDenied as exc:
-            self.journal("guard.login_failed", {"badge_uid": badge_uid.upper(), "why": exc.detail})
-            raise
-        self.journal("guard.login", {"guard_id": session.guard_id, "name": session.name})
+            uid = guard_uid(badge_uid)
+        except ValueError:
+            self._journal_login_failed({**shown, "why": "bad_uid"})
+            raise GuardDenied(
+                "bad_request", "'badge_uid' must be 4 to 10 bytes of hex", detail="bad_uid"
+            ) from None
+        if not valid_pin_text(pin):
+            # The format of a PIN is no secret: a clear 400, journaled, not a guess.
+            self._journal_login_failed({"badge_uid": uid, "why": "bad_pin_format"})
+            raise GuardDenied(
+                "bad_request", "'pin' must be 4 to 12 digits", detail="bad_pin_format"
+            )
+        if sun_url is not None and (not isinstance(sun_url, str) or len(sun_url) > MAX_SUN_CHARS):
+            self._journal_login_failed({"badge_uid": uid, "why": "bad_tap"})
+            raise GuardDenied(
+                "bad_request", f"'sun_url' must be a string of at most {MAX_SUN_CHARS} characters"
+            )
+        guard = self.cache.guard(uid)
+        shown = {"badge_uid": uid}
+        if guard is not None:
+            ident = f"guard:{guard.guard_id}"
+            shown["guard_id"] = guard.guard_id
+        else:
+            ident = f"uid:{uid}"
+        lockouts = self.store.guard_lockouts
+        state = lockouts.get(ident)
+        failures = 0
+        if state is not None:
+            if state.locked_until_ms is not None and now_ms < state.locked_until_ms:
+                left = (state.locked_until_ms - now_ms) / 1000.0
+                self._journal_login_failed({**shown, "why": "locked_out"})
+                raise GuardDenied("locked_out", "too many failed logins", retry_after_s=left)
+            if state.locked_until_ms is None and now_ms - state.updated_ms < cfg.lockout_s * 1000:
+                failures = state.failures  # failures older than lockout_s are forgotten
+        why: str | None = "unknown_guard"
+        counter_claim = None
+        if guard is not None:
+            why = guard.refusal(now)
+            if why is None and guard.kind != "uid":
+                why, counter_claim = self._guard_tap(uid, sun_url)
+            elif why is None and not cfg.accept_uid_login:
+                why = "uid_login_disabled"
+        # The PIN is checked whatever else is wrong, so that timing does not tell a
+        # guard's badge from any other.
+        secret = guard.pin_hash if guard is not None and guard.pin_hash else dummy_hash()
+        pin_ok = verify_pin(str(pin), secret)
+        if why is None and not pin_ok:
+            why = "bad_pin"
+        if why is not None:
+            failures += 1
+            locked = failures >= cfg.max_pin_failures
+            locked_until = now_ms + int(cfg.lockout_s * 1000) if locked else None
+            payload = {**shown, "why": why, "failures": failures}
+            if locked:
+                payload["locked_out_s"] = int(cfg.lockout_s)
+            item = [("guard.login_failed", payload)]
+            self._append_claimed(
+                lockouts.failure_claim(ident, 0 if locked else failures, locked_until, now_ms),
+                item,
+                item,
+            )
+            if locked:
+                raise GuardDenied(
+                    "locked_out", "too many failed logins", retry_after_s=cfg.lockout_s, detail=why
+                )
+            raise GuardDenied("not_recognised", "badge or PIN not recognised", detail=why)
+        assert guard is not None
+        reset = lockouts.reset_claim(ident)
+        claims = [counter_claim, reset] if counter_claim is not None else [reset]
+        _, ok = self._append_claimed(
+            lambda conn: all(claim(conn) for claim in claims),
+            [("guard.login", {"guard_id": guard.guard_id, "name": guard.name})],
+            [("guard.login_failed", {**shown, "why": "replayed", "failures": failures})],
+        )
+        if not ok:  # the same tap won a concurrent presentation
+            raise GuardDenied("not_recognised", "badge or PIN not recognised", detail="replayed")
+        session = self.guards.open(guard)
+        self._start_guard_watch()
         return session
 
+    def _guard_tap(self, uid: str, sun_url: object) -> tuple[str | None, Any]:
+        """Check an NTAG 424 guard's tap: (refusal code or None, counter claim or None).
+
+        A fresh counter is claimed with the login. The tap already counted by this
+        device's own reader (:meth:`present_badge_tap`) is accepted once, within
+        :data:`GUARD_TAP_WINDOW_S`, as exactly the SUN URL the reader read.
+        """
+        if not isinstance(sun_url, str):
+            return "tap_required", None
+        if self.sun is None:
+            return "tap_unverifiable", None
+        try:
+            tap = self.sun.verify(sun_url)
+        except (SunError, ValueError):
+            return "bad_tap", None
+        if tap.uid_hex != uid:
+            return "tap_mismatch", None
+        last = self.store.replay.last_counter(uid)
+        if last is None or tap.counter > last:
+            return None, self.store.replay.counter_claim(uid, tap.counter)
+        with self._grants_lock:
+            kept = self._guard_taps.pop(uid, None)
+        if (
+            kept is not None
+            and tap.counter == last
+            and hmac.compare_digest(kept[0].encode(), sun_url.encode())
+            and self._mono() - kept[1] <= GUARD_TAP_WINDOW_S
+        ):
+            return None, None
+        return "replayed", None
+
+    def _append_claimed(
+        self,
+        claim: Callable[[Any], bool],
+        granted: list[tuple[str, dict[str, Any]]],
+        refused: list[tuple[str, dict[str, Any]]],
+    ) -> tuple[list[Any], bool]:
+        """Run ``claim`` and journal ``granted`` or ``refused`` in one commit; publish them."""
+        events, ok = self.store.journal.append_claimed(claim, granted, refused)
+        for event, (kind, body) in zip(events, granted if ok else refused, strict=True):
+            self.bus.publish(kind, {"seq": event.seq, "event_id": event.id, **body})
+        return events, ok
+
     def guard_session(self, token: str) -> Session:
-        """The live session for ``token``. Raises :class:`ActionError` (401) otherwise."""
+        """The live session for ``token``, its badge checked again now.
+
+        Raises :class:`ActionError` (401) when there is none, or when its badge is
+        no longer a valid guard badge (revoked, disabled, expired...): then the
+        session is ended and ``guard.session_ended`` journaled with why.
+        """
         session = self.guards.check(token)
         if session is None:
             raise ActionError("not_logged_in", "guard session missing or expired", status=401)
+        why = self._session_refusal(session)
+        if why is not None:
+            self._end_session(session, why)
+            raise ActionError("not_logged_in", f"guard session ended ({why})", status=401)
         return session
+
+    def _session_refusal(self, session: Session) -> str | None:
+        if not self.config.guard.console:
+            return "console_disabled"
+        guard = self.cache.guard(session.badge_uid)
+        if guard is None or guard.guard_id != session.guard_id:
+            return "not_a_guard"
+        return guard.refusal(self._wall())
+
+    def _end_session(self, session: Session, why: str) -> None:
+        if self.guards.logout(session.token):
+            self.journal(
+                "guard.session_ended",
+                {"guard_id": session.guard_id, "name": session.name, "why": why},
+            )
+
+    def sweep_guard_sessions(self) -> int:
+        """End every open session whose badge stopped being valid; return how many."""
+        ended = 0
+        for session in self.guards.open_sessions():
+            why = self._session_refusal(session)
+            if why is not None:
+                self._end_session(session, why)
+                ended += 1
+        return ended
+
+    def _start_guard_watch(self) -> None:
+        # A revocation that arrives while a session is open ends it within
+        # GUARD_SWEEP_S, even if the kiosk makes no call meanwhile.
+        with self._grants_lock:
+            if self._guard_watch is not None or self._closed:
+                return
+            self._guard_watch = threading.Thread(
+                target=self._guard_watch_loop, name="guard-sessions", daemon=True
+            )
+        self._guard_watch.start()
+
+    def _guard_watch_loop(self) -> None:
+        while not self._guard_watch_stop.wait(GUARD_SWEEP_S):
+            try:
+                self.sweep_guard_sessions()
+            except Exception:
+                log.exception("guard session sweep failed; retrying")
 
     def guard_logout(self, token: str) -> None:
         """Close a guard session (journaled)."""
@@ -822,6 +1079,9 @@ class Agent:
             return
         self._closed = True
         self._reader_stop.set()
+        self._guard_watch_stop.set()
+        if self._guard_watch is not None:
+            self._guard_watch.join(timeout=2)
         if self._reader_thread is not None:
             self._reader_thread.join(timeout=2)
             self._reader_thread = None
@@ -840,6 +1100,19 @@ class Agent:
 def _json_safe(value: object) -> object:
     """``value`` if JSON can hold it as is, else its text (a door-settings version)."""
     return value if value is None or isinstance(value, int | float | str) else str(value)
+
+
+def _shown_uid(value: object) -> dict[str, Any]:
+    """A caller's ``badge_uid`` as a journal may keep it: printable ASCII, at most
+    :data:`JOURNAL_TEXT_MAX` characters, ``truncated`` when it was longer."""
+    if value is None:
+        return {"badge_uid": None}
+    if not isinstance(value, str):
+        return {"badge_uid": f"<{type(value).__name__}>"}
+    text = "".join(c if " " <= c <= "~" else "?" for c in value[:JOURNAL_TEXT_MAX])
+    if len(value) > JOURNAL_TEXT_MAX:
+        return {"badge_uid": text, "truncated": True, "length": len(value)}
+    return {"badge_uid": text}
 
 
 def _sun_url(badge: Any) -> str | None:

@@ -17,6 +17,7 @@ import binascii
 import contextlib
 import json
 import logging
+import math
 import os
 import socket
 import time
@@ -46,6 +47,14 @@ _STREAMS = web.AppKey("streams", set)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+
+#: HTTP status of each guard login refusal (docs/local-api.md); others are 401.
+_GUARD_STATUS = {
+    "locked_out": 423,
+    "rate_limited": 429,
+    "console_disabled": 403,
+    "bad_request": 400,
+}
 
 #: Error codes of the answers aiohttp itself gives.
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
@@ -104,9 +113,13 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except ActionError as exc:
         return _error(exc.status, exc.code, str(exc))
     except GuardDenied as exc:
-        status = 423 if exc.code == "locked_out" else 401
-        extra = {"retry_after_s": round(exc.retry_after_s, 1)} if exc.retry_after_s else {}
-        return _error(status, exc.code, str(exc), **extra)
+        status = _GUARD_STATUS.get(exc.code, 401)
+        extra: dict[str, Any] = {}
+        headers = None
+        if exc.retry_after_s:
+            extra["retry_after_s"] = round(exc.retry_after_s, 1)
+            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+        return _error(status, exc.code, str(exc), headers=headers, **extra)
     except StoreError as exc:
         # The journal is the door's memory: without it nothing is decided.
         log.exception("store failure while serving %s", request.path)
@@ -207,14 +220,22 @@ async def _end_streams(app: web.Application) -> None:
 
 
 async def guard_login(request: web.Request) -> web.Response:
-    """POST /v1/guard/login {badge_uid, pin} -> {token, name, expires_in_s}."""
-    body = await _json_body(request)
-    uid, pin = body.get("badge_uid"), body.get("pin")
-    if not isinstance(uid, str) or not isinstance(pin, str):
-        raise _BadRequest("'badge_uid' and 'pin' are required strings")
-    _badge_bytes(uid)
+    """POST /v1/guard/login {badge_uid, pin, sun_url?} -> {token, name, expires_in_s}.
+
+    The body's values go to the agent unchecked: it validates them and journals
+    every refusal, a malformed or oversized body included.
+    """
     agent = request.app[_AGENT]
-    session = await _call(agent.guard_login, uid, pin)
+    try:
+        body = await _json_body(request)
+    except _BadRequest:
+        body = {}
+    except web.HTTPRequestEntityTooLarge:
+        await _call(agent.guard_login_refused, "too_large")
+        raise
+    session = await _call(
+        agent.guard_login, body.get("badge_uid"), body.get("pin"), body.get("sun_url")
+    )
     return web.json_response(
         {
             "token": session.token,

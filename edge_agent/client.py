@@ -111,9 +111,15 @@ class AgentClient:
             body["sun_url"] = sun_url
         return self.request("POST", "/v1/present", body)
 
-    def guard_login(self, badge_uid: str, pin: str) -> dict[str, Any]:
-        """Log a guard in; keeps the session token for later calls."""
-        answer = self.request("POST", "/v1/guard/login", {"badge_uid": badge_uid, "pin": pin})
+    def guard_login(self, badge_uid: str, pin: str, sun_url: str | None = None) -> dict[str, Any]:
+        """Log a guard in; keeps the session token for later calls.
+
+        ``sun_url``: the SUN URL of the tap, required for an NTAG 424 guard badge.
+        """
+        body = {"badge_uid": badge_uid, "pin": pin}
+        if sun_url:
+            body["sun_url"] = sun_url
+        answer = self.request("POST", "/v1/guard/login", body)
         self.token = answer["token"]
         return answer
 

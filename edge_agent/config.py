@@ -185,20 +185,31 @@ class CentralSection:
 
 @dataclass(frozen=True)
 class GuardSection:
-    """Guard console sessions."""
+    """Guard console sessions (docs/configuration.md, ``[guard]``)."""
 
     #: This device has a guard console (a kiosk): only then does the central send it
     #: guards' PIN hashes, and only then does the local API open guard sessions.
     console: bool = False
+    #: Guards with a bare-UID badge (kind ``uid``: cloneable) may log in. NTAG 424
+    #: guards always need a verified tap; like ``[door] accept_uid``, off by default.
+    accept_uid_login: bool = False
     max_pin_failures: int = 5
     lockout_s: float = 300.0
     session_timeout_s: float = 120.0
+    #: Per-device rate limit on guard logins (a token bucket): this many attempts
+    #: a minute on average, ``login_burst`` at once.
+    login_attempts_per_minute: int = 10
+    login_burst: int = 5
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_pin_failures <= 20:
             raise ValueError("max_pin_failures: must be between 1 and 20")
         if not 1 <= self.lockout_s <= 86_400:
             raise ValueError("lockout_s: must be between 1 and 86400 seconds")
+        if not 1 <= self.login_attempts_per_minute <= 100_000:
+            raise ValueError("login_attempts_per_minute: must be between 1 and 100000")
+        if not 1 <= self.login_burst <= 1000:
+            raise ValueError("login_burst: must be between 1 and 1000")
 
 
 @dataclass(frozen=True)

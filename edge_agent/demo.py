@@ -69,7 +69,7 @@ DEMO_DOOR = "gate-a"
 DEMO_ZONE = "perimeter"
 STAFF_UID = "04A1B2C3D4E5F6"
 GUARD_UID = "04C0FFEE000001"
-GUARD_PIN = "2468"
+GUARD_PIN = "246813"
 REVOKED_UID = "04BADBAD000001"
 UNKNOWN_UID = "04DEADBEEF0001"
 
@@ -243,6 +243,9 @@ def write_agent_config(
             "accept_uid": True,
             **(door_settings or {}),
         },
+        # The demo's agent is the kiosk's: a guard console, and the demo guard's badge is a
+        # bare UID (the simulated reader sends no SUN message without NTAG 424 keys).
+        "guard": {"console": True, "accept_uid_login": True},
         "paths": {
             "state_dir": str(demo_dir / "state"),
             "socket": str(demo_dir / "agent.sock"),

@@ -1,10 +1,15 @@
-"""Guard sessions at the kiosk: badge + PIN, salted PIN hashes, lockout.
+"""Guard sessions at the kiosk: badge + PIN, salted PIN hashes, lockout, rate limit.
 
 PINs are short, so the hash alone cannot protect them against someone who
-copies the cache: what does is the lockout (a few failures lock the badge out
-for a while, journaled) and scrypt's cost per try. The hash format is
-``scrypt$N$r$p$salt$hash`` (base64 fields), computed by the central and shipped
-with the guard's badge record, so a PIN never exists on the device in clear.
+copies the cache: what does is that only devices with a guard console keep PIN
+hashes at all (``[guard] console``), PINs of at least :data:`MIN_PIN_DIGITS`
+digits, and scrypt's cost per try (the arithmetic is in docs/configuration.md,
+``[guard]``; ``bench/guard_pin.py`` measures it). Online guessing is bounded
+by the lockout (per guard, durable: ``store.guard_lockouts``) and a per-device
+rate limit (:class:`TokenBucket`). The hash format is
+``scrypt$N$r$p$salt$hash`` (base64 fields), computed by the central and
+shipped with the guard's badge record, so a PIN never exists on the device in
+clear.
 """
 
 from __future__ import annotations
@@ -17,13 +22,50 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from edge_agent.store.cache import normalize_uid
 
 log = logging.getLogger(__name__)
 
-_SCRYPT_N = 2**14
+#: scrypt cost of new hashes: 2**15 * 128 * r bytes = 32 MiB per check, twice the
+#: old 2**14; ``bench/guard_pin.py`` measures it (figures in docs/configuration.md).
+SCRYPT_N = 2**15
+_SCRYPT_N = SCRYPT_N  # the name older callers used
 _SCRYPT_R = 8
 _SCRYPT_P = 1
+#: verify_pin refuses hashes costlier than this (a poisoned cache must not cost
+#: a denial of service): 2**16 * 128 * 8 = 64 MiB, twice the default.
+MAX_SCRYPT_N = 2**16
+#: New PINs: 6 to 12 digits. Hashes of 4-5 digit PINs issued before this rule
+#: still verify (no guard is locked out), but the central should re-issue them.
+MIN_PIN_DIGITS = 6
+MAX_PIN_DIGITS = 12
+#: ISO/IEC 14443 UIDs are 4, 7 or 10 bytes: a guard badge UID outside 4..10 is no badge.
+MIN_UID_BYTES, MAX_UID_BYTES = 4, 10
+#: Longest text a UID may be given as (10 bytes, with a separator between each).
+MAX_UID_TEXT = 3 * MAX_UID_BYTES + 2
+
+
+def guard_uid(text: object) -> str:
+    """The one normal form of a guard badge UID: upper-case hex, no separators.
+
+    Accepts hex in any case with ``:``, ``-`` or space separators (the store's
+    :func:`~edge_agent.store.cache.normalize_uid`), 4 to 10 bytes. Raises
+    :class:`ValueError` for anything else, before looking at more than
+    :data:`MAX_UID_TEXT` characters.
+    """
+    if not isinstance(text, str) or len(text) > MAX_UID_TEXT:
+        raise ValueError("badge_uid: must be a hex string of at most 10 bytes")
+    raw = normalize_uid(text.strip())
+    if not MIN_UID_BYTES <= len(raw) <= MAX_UID_BYTES:
+        raise ValueError(f"badge_uid: {len(raw)} bytes is not a badge UID (4 to 10)")
+    return raw.hex().upper()
+
+
+def valid_pin_text(pin: object) -> bool:
+    """True if ``pin`` could be a PIN (old 4-5 digit ones included); cheap, no hashing."""
+    return isinstance(pin, str) and pin.isascii() and pin.isdigit() and 4 <= len(pin) <= 12
 
 
 def _b64(data: bytes) -> str:
@@ -34,61 +76,113 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def hash_pin(pin: str, salt: bytes | None = None, *, n: int = _SCRYPT_N) -> str:
-    """Return the salted scrypt hash of ``pin`` in Portier's text format."""
-    if not pin.isdigit() or not 4 <= len(pin) <= 12:
-        raise ValueError("pin: must be 4 to 12 digits")
+def _maxmem(n: int, r: int, p: int) -> int:
+    # OpenSSL's default limit is 32 MiB: room for N*r*128 bytes plus p*r*128, and slack.
+    return 128 * r * (n + p + 2) + 1024 * 1024
+
+
+def hash_pin(pin: str, salt: bytes | None = None, *, n: int = SCRYPT_N) -> str:
+    """Return the salted scrypt hash of ``pin`` (6 to 12 digits) in Portier's text format."""
+    if not valid_pin_text(pin) or len(pin) < MIN_PIN_DIGITS:
+        raise ValueError(f"pin: must be {MIN_PIN_DIGITS} to {MAX_PIN_DIGITS} digits")
     salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(pin.encode(), salt=salt, n=n, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32)
+    digest = hashlib.scrypt(
+        pin.encode(),
+        salt=salt,
+        n=n,
+        r=_SCRYPT_R,
+        p=_SCRYPT_P,
+        maxmem=_maxmem(n, _SCRYPT_R, _SCRYPT_P),
+        dklen=32,
+    )
     return f"scrypt${n}${_SCRYPT_R}${_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
 
 
 def verify_pin(pin: str, encoded: str) -> bool:
-    """True if ``pin`` matches ``encoded`` (constant-time). False for a malformed hash."""
+    """True if ``pin`` matches ``encoded`` (constant-time). False for a malformed hash.
+
+    Hashes costlier than :data:`MAX_SCRYPT_N` with ``r <= 8, p = 1`` are refused
+    unchecked, so one check costs at most 64 MiB and twice a default check.
+    """
     try:
         scheme, n, r, p, salt, digest = encoded.split("$")
         if scheme != "scrypt":
             return False
         n_i, r_i, p_i = int(n), int(r), int(p)
-        if not (2**10 <= n_i <= 2**20 and 1 <= r_i <= 32 and 1 <= p_i <= 4):
+        if not (2**10 <= n_i <= MAX_SCRYPT_N and 1 <= r_i <= 8 and p_i == 1):
             return False  # refuse hashes that would cost a denial of service to check
+        if n_i & (n_i - 1):
+            return False  # scrypt's N is a power of two
         expected = _unb64(digest)
+        if not 16 <= len(expected) <= 64:
+            return False
         actual = hashlib.scrypt(
-            pin.encode(), salt=_unb64(salt), n=n_i, r=r_i, p=p_i, dklen=len(expected)
+            pin.encode(),
+            salt=_unb64(salt),
+            n=n_i,
+            r=r_i,
+            p=p_i,
+            maxmem=_maxmem(n_i, r_i, p_i),
+            dklen=len(expected),
         )
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, MemoryError):
         return False
     return hmac.compare_digest(actual, expected)
 
 
 @dataclass(frozen=True)
 class Guard:
-    """A guard as the cache knows them: badge UID, name and PIN hash."""
+    """A guard as the cache knows them: the badge, its validity and the PIN hash.
+
+    ``pin_hash`` is None on a device without a guard console (the cache does not
+    keep it there). Times are epoch seconds, None for unbounded.
+    """
 
     guard_id: str
     name: str
     badge_uid: str
-    pin_hash: str
+    pin_hash: str | None
+    kind: str = "uid"
+    enabled: bool = True
+    not_before: int | None = None
+    not_after: int | None = None
+    revoked: bool = False
+
+    def refusal(self, now: float) -> str | None:
+        """Why this badge cannot open the console at ``now`` (a journal code), or None."""
+        if self.revoked:
+            return "revoked"
+        if not self.enabled:
+            return "disabled"
+        if self.not_before is not None and now < self.not_before:
+            return "not_yet_valid"
+        if self.not_after is not None and now >= self.not_after:
+            return "expired"
+        if self.pin_hash is None:
+            return "no_pin_hash"
+        return None
 
 
 @dataclass(frozen=True)
 class Session:
-    """An open guard session."""
+    """An open guard session, and the badge it was opened with (re-checked on every call)."""
 
     token: str
     guard_id: str
     name: str
     expires_at: float
+    badge_uid: str = ""
 
 
 class GuardDenied(Exception):
     """Login refused.
 
-    ``code`` is what the caller is told: ``not_recognised`` or ``locked_out``.
-    A wrong PIN and a badge that is not a guard's look the same from outside,
-    so the API cannot be used to find out which badges belong to guards;
-    ``detail`` (``bad_pin`` / ``unknown_guard`` / ``locked_out``) is for the
-    journal only.
+    ``code`` is what the caller is told: ``not_recognised``, ``locked_out``,
+    ``rate_limited``, ``console_disabled`` or ``bad_request``. A wrong PIN, a
+    badge that is not a guard's, a revoked one and a missing tap all look the
+    same from outside (``not_recognised``), so the API cannot be used to find
+    out which badges belong to guards; ``detail`` (``bad_pin``,
+    ``unknown_guard``, ``revoked``...) is for the journal only.
     """
 
     def __init__(
@@ -100,65 +194,75 @@ class GuardDenied(Exception):
         self.retry_after_s = retry_after_s
 
 
-class GuardSessions:
-    """Badge + PIN logins with lockout and idle expiry.
+class TokenBucket:
+    """A per-device rate limit: ``burst`` attempts at once, refilled at ``per_minute``.
 
-    ``lookup`` finds a :class:`Guard` by badge UID (hex); ``clock`` returns
-    monotonic seconds. Failure counts are per badge and reset on success.
-    Thread-safe.
+    ``take(now)`` returns 0 when an attempt may go ahead (and spends it), else
+    the seconds until one may. Constant memory whatever the callers send.
+    """
+
+    def __init__(self, per_minute: float, burst: int) -> None:
+        self.rate_s = per_minute / 60.0
+        self.burst = float(burst)
+        self._tokens = float(burst)
+        self._at: float | None = None
+        self._lock = threading.Lock()
+
+    def take(self, now: float) -> float:
+        """Spend one attempt at monotonic ``now``; 0.0 if allowed, else seconds to wait."""
+        with self._lock:
+            if self._at is not None:
+                self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate_s)
+            self._at = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return 0.0
+            return (1.0 - self._tokens) / self.rate_s
+
+
+class GuardSessions:
+    """Open guard sessions with idle expiry; thread-safe.
+
+    The login itself (badge checks, PIN, lockout, journal) is
+    :meth:`edge_agent.agent.Agent.guard_login`; this keeps what a login opens.
+    ``clock`` returns monotonic seconds. At most ``max_sessions`` are open: the
+    one idle longest is closed to make room (a kiosk has one guard at a time).
     """
 
     def __init__(
         self,
-        lookup: Callable[[str], Guard | None],
         clock: Callable[[], float],
         *,
-        max_failures: int = 5,
-        lockout_s: float = 300.0,
         session_timeout_s: float = 120.0,
+        max_sessions: int = 16,
     ) -> None:
-        self._lookup = lookup
         self._clock = clock
-        self.max_failures = max_failures
-        self.lockout_s = lockout_s
         self.session_timeout_s = session_timeout_s
-        self._failures: dict[str, int] = {}
-        self._locked_until: dict[str, float] = {}
+        self.max_sessions = max_sessions
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
 
-    def login(self, badge_uid: str, pin: str) -> Session:
-        """Open a session, or raise :class:`GuardDenied` saying why."""
-        uid = badge_uid.upper()
+    def open(self, guard: Guard) -> Session:
+        """Open a session for ``guard`` (already checked) and return it."""
         now = self._clock()
+        session = Session(
+            secrets.token_urlsafe(24),
+            guard.guard_id,
+            guard.name,
+            now + self.session_timeout_s,
+            guard.badge_uid,
+        )
         with self._lock:
-            until = self._locked_until.get(uid)
-            if until is not None and now < until:
-                raise GuardDenied("locked_out", "too many wrong PINs", retry_after_s=until - now)
-            if until is not None:
-                del self._locked_until[uid]
-                self._failures.pop(uid, None)
-        guard = self._lookup(uid)
-        # Check the PIN even for an unknown badge, so timing does not tell them apart.
-        ok = verify_pin(pin, guard.pin_hash if guard else _dummy_hash()) and guard is not None
-        with self._lock:
-            if not ok:
-                failures = self._failures.get(uid, 0) + 1
-                self._failures[uid] = failures
-                if failures >= self.max_failures:
-                    self._locked_until[uid] = now + self.lockout_s
-                    raise GuardDenied(
-                        "locked_out", "too many wrong PINs", retry_after_s=self.lockout_s
-                    )
-                detail = "bad_pin" if guard else "unknown_guard"
-                raise GuardDenied("not_recognised", "badge or PIN not recognised", detail=detail)
-            self._failures.pop(uid, None)
-            assert guard is not None
-            session = Session(
-                secrets.token_urlsafe(24), guard.guard_id, guard.name, now + self.session_timeout_s
-            )
+            self._expire(now)
+            while len(self._sessions) >= self.max_sessions:
+                oldest = min(self._sessions.values(), key=lambda s: s.expires_at)
+                del self._sessions[oldest.token]
             self._sessions[session.token] = session
-            return session
+        return session
+
+    def _expire(self, now: float) -> None:
+        for token in [t for t, s in self._sessions.items() if now >= s.expires_at]:
+            del self._sessions[token]
 
     def check(self, token: str, *, touch: bool = True) -> Session | None:
         """Return the live session for ``token`` (extending it when ``touch``), else None."""
@@ -171,25 +275,26 @@ class GuardSessions:
                 del self._sessions[token]
                 return None
             if touch:
-                session = Session(
-                    session.token, session.guard_id, session.name, now + self.session_timeout_s
-                )
+                session = replace(session, expires_at=now + self.session_timeout_s)
                 self._sessions[token] = session
             return session
+
+    def open_sessions(self) -> list[Session]:
+        """The sessions open now (for the sweep that ends revoked ones)."""
+        now = self._clock()
+        with self._lock:
+            self._expire(now)
+            return list(self._sessions.values())
 
     def logout(self, token: str) -> bool:
         """Close a session. Returns False if it was not open."""
         with self._lock:
             return self._sessions.pop(token, None) is not None
 
-    def locked_out(self, badge_uid: str) -> float | None:
-        """Seconds of lockout left for this badge, or None."""
-        until = self._locked_until.get(badge_uid.upper())
-        left = None if until is None else until - self._clock()
-        return left if left and left > 0 else None
-
 
 @functools.cache
-def _dummy_hash() -> str:
-    # Computed on first use, not at import: scrypt costs tens of milliseconds.
+def dummy_hash() -> str:
+    """A hash no PIN is checked against for real: a login for a badge that is not a
+    guard's costs the same scrypt as a real one, so timing does not tell them apart."""
+    # Computed on first use, not at import: scrypt costs a good fraction of a second.
     return hash_pin("000000", salt=b"portier-dummy-salt")

@@ -210,6 +210,9 @@ def agent_tables(
     }
     if settings.central_ca is not None:
         tables["central"]["ca_file"] = str(etc / CA_NAME)
+    if settings.role == "kiosk":
+        # The kiosk is the guard console: the central sends guards' PIN hashes to it only.
+        tables["guard"] = {"console": True}
     hardware: dict[str, dict[str, Any]] = {}
     if simulator:
         from edge_agent.config import simulator_config_path
@@ -223,6 +226,8 @@ def agent_tables(
             hardware[f"hardware.{kind}"] = table
         # The simulated reader sends bare UIDs (no NTAG 424 keys in the simulator).
         tables["door"]["accept_uid"] = True
+        if "guard" in tables:
+            tables["guard"]["accept_uid_login"] = True
     else:
         existing = etc / AGENT_NAME
         if existing.exists():

@@ -150,6 +150,7 @@ GUARD_ERRORS: dict[str, str] = {
     "unknown_guard": N_("Badge or PIN not recognised."),
     "bad_pin": N_("Badge or PIN not recognised."),
     "not_recognised": N_("Badge or PIN not recognised."),
+    "bad_request": N_("Badge or PIN not recognised."),  # a badge number or PIN of a wrong form
     "locked_out": N_("Too many wrong PINs: this badge is locked."),
     "not_logged_in": N_("Your session has ended. Please log in again."),
     "reason_required": N_("Choose a reason first."),

@@ -67,7 +67,7 @@ SUN_BASE = "https://badge.example/s"
 STAFF_UID = "04A1B2C3D4E5F6"  # UID-only badge, every door
 NTAG_UID = "04DE5F1EACC040"  # NTAG 424 DNA badge
 GUARD_UID = "04C0FFEE000001"
-GUARD_PIN = "2468"
+GUARD_PIN = "246813"
 
 
 def sun_url(counter: int, uid: str = NTAG_UID, key: bytes = FILE_KEY) -> str:
@@ -185,6 +185,8 @@ def make_config(tmp_path: Path, **sections: dict[str, Any]) -> AgentConfig:
     data["hardware"]["gpio"]["debounce_s"] = 0  # inputs act at once: no sleeping in tests
     data["hardware"]["nfc"]["debounce"] = 0
     data["ntag424"] = {"meta_read_key": META_KEY.hex(), "file_read_key": FILE_KEY.hex()}
+    # A kiosk's agent: a guard console, and the test guard's bare-UID badge may log in.
+    data["guard"] = {"console": True, "accept_uid_login": True}
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     return parse_config(data, tmp_path)
@@ -599,21 +601,25 @@ def test_guard_login_is_journaled(make_rig):
 
 
 @pytest.mark.parametrize(
-    ("badge", "pin", "code"),
+    ("badge", "pin", "code", "answer"),
     [
-        (GUARD_UID, "0000", "bad_pin"),
-        (STAFF_UID, GUARD_PIN, "unknown_guard"),  # a badge, but not a guard's
-        ("04999999999999", GUARD_PIN, "unknown_guard"),
-        ("not-hex", GUARD_PIN, "unknown_guard"),
+        (GUARD_UID, "0000", "bad_pin", "not_recognised"),
+        (STAFF_UID, GUARD_PIN, "unknown_guard", "not_recognised"),  # a badge, not a guard's
+        ("04999999999999", GUARD_PIN, "unknown_guard", "not_recognised"),
+        ("not-hex", GUARD_PIN, "bad_uid", "bad_request"),
     ],
 )
-def test_guard_login_failures_are_journaled(make_rig, badge, pin, code):
+def test_guard_login_failures_are_journaled(make_rig, badge, pin, code, answer):
     rig = make_rig()
     with pytest.raises(GuardDenied) as denied:
         rig.agent.guard_login(badge, pin)
     # outside, one answer for both (no guard enumeration); the journal keeps the detail
-    assert (denied.value.code, denied.value.detail) == ("not_recognised", code)
-    assert rig.events("guard.login_failed")[-1].payload == {"badge_uid": badge.upper(), "why": code}
+    assert (denied.value.code, denied.value.detail) == (answer, code)
+    failed = rig.events("guard.login_failed")[-1].payload
+    assert (failed["badge_uid"], failed["why"]) == (
+        badge.upper() if answer != "bad_request" else badge,
+        code,
+    )
 
 
 def test_guard_lockout_after_repeated_failures(make_rig):
@@ -627,12 +633,14 @@ def test_guard_lockout_after_repeated_failures(make_rig):
     with pytest.raises(GuardDenied) as denied:  # even the right PIN, while locked out
         rig.agent.guard_login(GUARD_UID, GUARD_PIN)
     assert denied.value.code == "locked_out" and 0 < denied.value.retry_after_s <= 60
-    assert [e.payload["why"] for e in rig.events("guard.login_failed")] == [
-        "bad_pin",
-        "bad_pin",
-        "locked_out",
-        "locked_out",
+    failed = [e.payload for e in rig.events("guard.login_failed")]
+    assert [(e["why"], e.get("failures")) for e in failed] == [
+        ("bad_pin", 1),
+        ("bad_pin", 2),
+        ("bad_pin", 3),  # the failure that locks the guard out says so
+        ("locked_out", None),
     ]
+    assert failed[2]["locked_out_s"] == 60
     rig.clock.advance(61)
     assert rig.agent.guard_login(GUARD_UID, GUARD_PIN).guard_id == "g-7"
 

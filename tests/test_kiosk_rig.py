@@ -51,7 +51,7 @@ UNKNOWN_UID = "04DEADBEEF0001"
 GUARD_UID = "04C0FFEE000001"
 #: A second guard, for the lockout test (a locked-out badge stays locked for lockout_s).
 LOCKOUT_GUARD_UID = "04C0FFEE000002"
-GUARD_PIN = "2468"
+GUARD_PIN = "246813"
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,12 @@ def _edit_config(text: str, state_dir: Path, socket: Path) -> str:
     text = re.sub(r'(?m)^socket = ".*"$', f'socket = "{socket}"', text)
     text = re.sub(r'(?m)^replay_path = ".*"$', f'replay_path = "{SIM_CAMERA}"', text)
     text = text.replace("[door]\n", "[door]\naccept_uid = true\n", 1)
-    text += "\n[guard]\nmax_pin_failures = 3\nlockout_s = 60\nsession_timeout_s = 600\n"
+    # The kiosk's agent: a guard console; the rig's guards have bare-UID badges.
+    text += (
+        "\n[guard]\nconsole = true\naccept_uid_login = true\n"
+        "max_pin_failures = 3\nlockout_s = 60\nsession_timeout_s = 600\n"
+        "login_attempts_per_minute = 6000\nlogin_burst = 1000\n"
+    )
     return text
 
 

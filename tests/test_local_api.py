@@ -117,7 +117,15 @@ def fill_cache(config_path: Path) -> None:
         store.cache.apply_delta(
             Delta(
                 cursor="c-2",
-                badges=[Badge(LOCKED_GUARD_UID, "uid", "Larry Locked", data=guard.data)],
+                # Another guard (one lockout per guard: locking Larry must not lock Gail).
+                badges=[
+                    Badge(
+                        LOCKED_GUARD_UID,
+                        "uid",
+                        "Larry Locked",
+                        data={**(guard.data or {}), "guard_id": "g-8"},
+                    )
+                ],
                 invitations=[Invitation("inv-api-once", "Carla Checkin")],
             )
         )
@@ -302,7 +310,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         tmp_path_factory.mktemp("served"),
         socket_mode=0o600,
         door={"unlock_s": 1},
-        guard={"max_pin_failures": 3, "lockout_s": 600},
+        # A kiosk's agent whose test guard has a bare-UID badge; many logins in a row.
+        guard={
+            "console": True,
+            "accept_uid_login": True,
+            "max_pin_failures": 3,
+            "lockout_s": 600,
+            "login_attempts_per_minute": 6000,
+            "login_burst": 1000,
+        },
     )
     yield agent
     agent.stop()

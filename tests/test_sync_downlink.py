@@ -93,7 +93,7 @@ def test_full_then_incremental_sync(admin, door) -> None:
         doors=[DOOR],
         kind="uid",
         role="guard",
-        pin_hash=_pin_hash("2468"),
+        pin_hash=_pin_hash("246813"),
         guard_id="gail",
     )
     admin.put_badge(uid="04ABABABABAB01", holder="Zed Zone", zones=["perimeter"])
@@ -122,7 +122,7 @@ def test_full_then_incremental_sync(admin, door) -> None:
     )
     guard = view.guard("04C0FFEE000001")
     assert guard is not None and guard.guard_id == "gail" and guard.name == "Gail Guard"
-    assert verify_pin("2468", guard.pin_hash) and not verify_pin("1357", guard.pin_hash)
+    assert verify_pin("246813", guard.pin_hash) and not verify_pin("135790", guard.pin_hash)
     assert view.guard("04A1B2C3D4E5F6") is None  # an ordinary badge opens no console
 
     invitation = cache.invitation(created["invitation"]["id"])

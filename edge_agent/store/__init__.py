@@ -16,7 +16,9 @@ process, with versioned migrations. Open it once::
 * :attr:`Store.replay` -- used single-use invitations and NTAG 424 counters
   (:class:`ReplayLedger`);
 * :attr:`Store.media` -- photos, evicted first when space runs out
-  (:class:`MediaStore`); :meth:`Store.disk_pressure` for the alarm.
+  (:class:`MediaStore`); :meth:`Store.disk_pressure` for the alarm;
+* :attr:`Store.guard_lockouts` -- guard login failures and lockouts per
+  normalised identity, durable (:class:`GuardLockouts`).
 
 The file format, hash encoding and guarantees are in ``docs/journal.md``.
 Importing this package has no side effects.
@@ -61,6 +63,7 @@ from edge_agent.store.errors import (
     StoreLocked,
     StoreReadOnly,
 )
+from edge_agent.store.guardlock import GuardLockouts, LockoutState
 from edge_agent.store.journal import (
     ChainHead,
     Event,
@@ -91,9 +94,11 @@ __all__ = [
     "DownlinkState",
     "Event",
     "EvictResult",
+    "GuardLockouts",
     "InvalidEvent",
     "Invitation",
     "Journal",
+    "LockoutState",
     "MediaItem",
     "MediaRefused",
     "MediaState",

@@ -356,6 +356,10 @@ class CredentialCache:
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
         self._clock = clock
+        #: False on a device without a guard console: guards' PIN hashes are
+        #: dropped from badges as deltas arrive (:meth:`strip_guard_secrets` for
+        #: those already cached), so a stolen door holds none to search offline.
+        self.keep_guard_secrets = True
 
     # -- look-ups ----------------------------------------------------------------
 
@@ -511,7 +515,15 @@ class CredentialCache:
             "INSERT OR REPLACE INTO badges (uid, kind, holder, doors, not_before, not_after, data) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
-                (b.uid, b.kind, b.holder, _dump(b.doors), b.not_before, b.not_after, _dump(b.data))
+                (
+                    b.uid,
+                    b.kind,
+                    b.holder,
+                    _dump(b.doors),
+                    b.not_before,
+                    b.not_after,
+                    _dump(self._badge_data(b.data)),
+                )
                 for b in delta.badges
             ),
         )
@@ -571,6 +583,20 @@ class CredentialCache:
             "ON CONFLICT(id) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)",
             ((ident, now_ms, expires_at) for ident, expires_at in delta.used_invitations),
         )
+
+    def _badge_data(self, data: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        if self.keep_guard_secrets or not data or "pin_hash" not in data:
+            return data
+        return {k: v for k, v in data.items() if k != "pin_hash"}
+
+    def strip_guard_secrets(self) -> int:
+        """Drop every cached guard PIN hash (a device without a guard console);
+        return how many badges had one."""
+        with self._db.transaction("cache strip guard secrets") as conn:
+            return conn.execute(
+                "UPDATE badges SET data = json_remove(data, '$.pin_hash') "
+                "WHERE data IS NOT NULL AND json_type(data, '$.pin_hash') IS NOT NULL"
+            ).rowcount
 
     def prune_expired(self, before: int) -> int:
         """Delete invitations that ended and revocations that expired before

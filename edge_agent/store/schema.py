@@ -137,6 +137,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX media_state ON media(state, created_ms)",
         ),
     ),
+    Migration(
+        4,
+        "guard login failures and lockouts, per normalised identity (durable lockout)",
+        (
+            """CREATE TABLE guard_lockouts (
+                ident TEXT PRIMARY KEY,
+                failures INTEGER NOT NULL,
+                locked_until_ms INTEGER,
+                updated_ms INTEGER NOT NULL
+            ) STRICT, WITHOUT ROWID""",
+            "CREATE INDEX guard_lockouts_age ON guard_lockouts(updated_ms)",
+        ),
+    ),
 )
 
 #: The schema version this code reads and writes.

@@ -22,6 +22,7 @@ from edge_agent.store.disk import (
 )
 from edge_agent.store.encoding import Clock, SystemClock
 from edge_agent.store.errors import StoreError
+from edge_agent.store.guardlock import GuardLockouts
 from edge_agent.store.journal import Journal
 from edge_agent.store.media import EvictResult, MediaStore
 from edge_agent.store.replay import ReplayLedger
@@ -36,7 +37,8 @@ class Store:
 
     Attributes: :attr:`journal` (:class:`Journal`), :attr:`cache`
     (:class:`CredentialCache`), :attr:`replay` (:class:`ReplayLedger`),
-    :attr:`media` (:class:`MediaStore`). A context manager; :meth:`close` is
+    :attr:`media` (:class:`MediaStore`), :attr:`guard_lockouts`
+    (:class:`GuardLockouts`). A context manager; :meth:`close` is
     idempotent.
     """
 
@@ -44,6 +46,7 @@ class Store:
     cache: CredentialCache
     replay: ReplayLedger
     media: MediaStore
+    guard_lockouts: GuardLockouts
 
     def __init__(
         self,
@@ -123,6 +126,7 @@ class Store:
         self.cache = CredentialCache(db, self._clock)
         self.replay = ReplayLedger(db, self._clock)
         self.media = MediaStore(db, settings, self._clock, self._free_bytes)
+        self.guard_lockouts = GuardLockouts(db)
         if self.read_only:
             return
         self.journal.start()

@@ -1,7 +1,10 @@
 """Guard login: the guard's badge (tapped on the reader), then the PIN pad.
 
 The badge UID comes from the agent's event stream (the tap's
-``access.decision``); in demo mode it can also be typed on a hex pad. Wrong
+``access.decision``); in demo mode it can also be typed on a hex pad. An
+NTAG 424 guard badge's tap also comes as a live ``guard.tap`` event with the
+SUN URL the reader read: it goes with the login (the agent accepts such a
+badge only with its verified tap). Wrong
 PINs lock the badge out for a while (the agent decides); the screen shows
 the lockout and counts it down.
 """
@@ -39,11 +42,14 @@ class GuardLoginScreen(KioskScreen):
         super().__init__(**kwargs)
         self._pin = ""
         self._locked_until = 0.0
+        #: The SUN URL of the badge's tap (NTAG 424), carried to the login.
+        self._sun_url: str | None = None
 
     def prepare(self, message: str | None = None, **_kwargs: Any) -> None:
         """Start at the badge step; ``message`` is an API error code to explain."""
         self.step = "badge"
         self.uid = ""
+        self._sun_url = None
         self._clear_pin()
         self.message = wording.guard_error(message) if message else ""
         self.locked_for = 0
@@ -62,8 +68,19 @@ class GuardLoginScreen(KioskScreen):
         if uid and self.step == "badge":
             self._badge(uid)
 
+    def on_agent_event(self, event: dict[str, Any]) -> None:
+        """The tap of an NTAG 424 guard badge: keep its SUN URL for the login."""
+        if (
+            event.get("type") == "guard.tap"
+            and self.step != "checking"
+            and str(event.get("badge_uid") or "").upper() == self.uid
+        ):
+            sun_url = event.get("sun_url")
+            self._sun_url = sun_url if isinstance(sun_url, str) else None
+
     def _badge(self, uid: str) -> None:
         self.uid = uid.upper()
+        self._sun_url = None
         self._clear_pin()
         self.message = ""
         self.step = "pin"
@@ -108,12 +125,15 @@ class GuardLoginScreen(KioskScreen):
         if not self._pin:
             self.message = N_("Enter your PIN.")
             return
-        uid, pin = self.uid, self._pin
+        uid, pin, sun_url = self.uid, self._pin, self._sun_url
         self._clear_pin()
+        self._sun_url = None  # a tap opens one login attempt: tap again after a refusal
         self.step = "checking"
         client = self.app.link.guard_client
         self.app.link.submit(
-            lambda: client.guard_login(uid, pin), on_done=self._logged_in, on_error=self._refused
+            lambda: client.guard_login(uid, pin, sun_url),
+            on_done=self._logged_in,
+            on_error=self._refused,
         )
 
     def _logged_in(self, answer: dict[str, Any]) -> None:
