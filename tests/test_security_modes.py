@@ -193,7 +193,7 @@ def test_kill_9_keeps_the_lockdown_of_a_real_agent(tmp_path: Path):
     from test_local_api import start_agent
 
     where = tmp_path / "agent"
-    sections = {"door": {"accept_uid": True}, "guard": {"console": True}}
+    sections = {"door": {"accept_uid": True}, "guard": {"console": True, "accept_uid_login": True}}
     served = start_agent(where, **sections)
     try:
         client = served.client
@@ -267,7 +267,9 @@ def _add_guard_console(config: Any) -> Any:
     from edge_agent.config import load_config
 
     path = config.source
-    path.write_text(path.read_text() + "\n[guard]\nconsole = true\n")
+    text = path.read_text()
+    if "[guard]" not in text:  # the demo's config writer may already give it one
+        path.write_text(text + "\n[guard]\nconsole = true\naccept_uid_login = true\n")
     return load_config(path)
 
 
