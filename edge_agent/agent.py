@@ -77,6 +77,10 @@ GUARD_TAP_WINDOW_S = 60.0
 GUARD_SWEEP_S = 2.0
 #: Longest text of a caller's value kept in a ``guard.login_failed`` event.
 JOURNAL_TEXT_MAX = 64
+#: Refusals of an NTAG 424 guard's login that come before any PIN could count.
+_TAP_REFUSALS = frozenset(
+    {"tap_required", "tap_unverifiable", "bad_tap", "tap_mismatch", "replayed"}
+)
 #: Longest SUN URL a guard login accepts (an NTAG 424 URL is well under 256).
 MAX_SUN_CHARS = 1024
 
@@ -725,6 +729,13 @@ class Agent:
         pin_ok = verify_pin(str(pin), secret)
         if why is None and not pin_ok:
             why = "bad_pin"
+        if why in _TAP_REFUSALS:
+            # Without a verified tap of the guard's own card no PIN was really tried
+            # (the answer does not depend on it): journaled, held by the device's rate
+            # limit, but not counted, or anyone who read a guard's UID off the badge
+            # could lock that guard out of the console.
+            self._journal_login_failed({**shown, "why": why, "failures": failures})
+            raise GuardDenied("not_recognised", "badge or PIN not recognised", detail=why)
         if why is not None:
             failures += 1
             locked = failures >= cfg.max_pin_failures

@@ -341,8 +341,8 @@ def test_no_console_no_pin_hashes_in_the_cache(make_rig):
     assert "pin_hash" not in (rig.store.cache.badge(GUARD_UID).data or {})
 
 
-def _ntag_guard_rig(make_rig: Any) -> Any:
-    rig = make_rig(guard=CONSOLE)
+def _ntag_guard_rig(make_rig: Any, **guard: Any) -> Any:
+    rig = make_rig(guard={**CONSOLE, **guard})
     data = _guard_data(guard_id="g-424")
     rig.store.cache.apply_delta(
         Delta(cursor="c-2", badges=[Badge(NTAG_GUARD_UID, "ntag424", "Nadia Ntag", data=data)])
@@ -368,6 +368,21 @@ def test_ntag424_guard_needs_a_verified_fresh_tap(make_rig):
     with pytest.raises(GuardDenied):  # a forged MAC
         rig.agent.guard_login(NTAG_GUARD_UID, GUARD_PIN, sun_url=tap[:-2] + "00")
     assert _failures(rig)[-1]["why"] in ("bad_tap", "replayed")
+
+
+def test_ntag424_guard_cannot_be_locked_out_without_the_card(make_rig):
+    """Someone who read a guard's UID off the badge tries wrong PINs without a tap:
+    journaled, but the guard is not locked out of the console."""
+    rig = _ntag_guard_rig(make_rig, login_burst=100)
+    for _ in range(rig.agent.config.guard.max_pin_failures + 2):
+        with pytest.raises(GuardDenied) as refused:
+            rig.agent.guard_login(NTAG_GUARD_UID, "000000")
+        assert refused.value.code == "not_recognised"
+    assert {f["why"] for f in _failures(rig)} == {"tap_required"}
+    session = rig.agent.guard_login(
+        NTAG_GUARD_UID, GUARD_PIN, sun_url=sun_url(50, uid=NTAG_GUARD_UID)
+    )
+    assert session.guard_id == "g-424"
 
 
 def test_ntag424_guard_tap_at_the_kiosk_reader_carries_to_the_login(make_rig):
