@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from edge_agent.ntag424 import SunError, SunVerifier
 from edge_agent.store.encoding import (
     GENESIS_HASH,
     canonical_json,
@@ -36,7 +37,6 @@ from edge_agent.store.encoding import (
     event_hash,
 )
 from edge_agent.store.errors import InvalidEvent
-from edge_agent.ntag424 import SunError, SunVerifier
 from edge_agent.sync.signing import DeltaKey, b64url, delta_message
 from edge_agent.tokens import InvitationClaims, SigningKey, TrustedKey, mint
 from edge_agent.tokens.claims import ClaimsError
@@ -420,9 +420,7 @@ class CentralStore:
         with self._tx() as conn:
             # 0: a new database; 1: one written before self-test reports existed;
             # 2: one written before issue 10 (device trust, signed deltas).
-            statements = (_SCHEMA if version == 0 else ()) + (
-                _SCHEMA_V2 if version < 2 else ()
-            )
+            statements = (_SCHEMA if version == 0 else ()) + (_SCHEMA_V2 if version < 2 else ())
             for statement in statements + _SCHEMA_V3:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -604,9 +602,7 @@ class CentralStore:
             "expires_at": expires_at,
         }
 
-    def enroll(
-        self, body: Mapping[str, Any], credential: str | None = None
-    ) -> dict[str, Any]:
+    def enroll(self, body: Mapping[str, Any], credential: str | None = None) -> dict[str, Any]:
         """Consume an enrollment token and issue the device's credential.
 
         *body* is an ``EnrollRequest``; *credential* the ``Authorization: Bearer``
@@ -798,8 +794,7 @@ class CentralStore:
         """
         with self._tx() as conn:
             cursor = conn.execute(
-                "UPDATE devices SET reset_allowed = 1, credential_hash = NULL "
-                "WHERE device_id = ?",
+                "UPDATE devices SET reset_allowed = 1, credential_hash = NULL WHERE device_id = ?",
                 (device_id,),
             )
             if cursor.rowcount == 0:

@@ -177,17 +177,22 @@ def enroll_device(
     device_id: str | None = None,
     site: str | None = None,
     timeout: float = 10.0,
+    guard_console: bool = False,
+    zones: list[str] | None = None,
 ) -> tuple[dict[str, Any], requests.Session]:
     """Create an enrollment token, enroll with it, and return the ``EnrollResponse`` and
     a :class:`requests.Session` that sends the device credential.
+
+    *guard_console*: the device has a guard console (it then gets guards' PIN hashes);
+    *zones*: the zones the door is in (declared on the token by the administrator).
 
     Raises:
         CentralError: the central refused (as :class:`CentralAdmin` raises it).
         requests.HTTPError: enrollment itself failed.
     """
     with CentralAdmin(url, timeout=timeout) as admin:
-        token = admin.create_enroll_token(door, site=site)["enroll_token"]
-    body: dict[str, Any] = {"enroll_token": token}
+        token = admin.create_enroll_token(door, site=site, zones=zones)["enroll_token"]
+    body: dict[str, Any] = {"enroll_token": token, "guard_console": guard_console}
     if device_id is not None:
         body["device_id"] = device_id
     response = requests.post(f"{url}/v1/enroll", json=body, timeout=timeout)

@@ -102,9 +102,7 @@ class DeltaKey:
             "public_key": base64.b64encode(self.public_key).decode("ascii"),
         }
 
-    def verify(
-        self, device_id: str, body: bytes, kid: str | None, signature: str | None
-    ) -> None:
+    def verify(self, device_id: str, body: bytes, kid: str | None, signature: str | None) -> None:
         """Check the headers' signature over *body* for *device_id*.
 
         Raises:
