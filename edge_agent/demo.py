@@ -243,6 +243,8 @@ def write_agent_config(
             "accept_uid": True,
             **(door_settings or {}),
         },
+        # The demo's agent serves the kiosk: it has the guard console (guard PIN hashes).
+        "guard": {"console": True},
         "paths": {
             "state_dir": str(demo_dir / "state"),
             "socket": str(demo_dir / "agent.sock"),
