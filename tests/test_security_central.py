@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import requests
 from aiohttp import ClientSession, web
-from test_sync_rig import make_config
+from test_sync_rig import make_config, running_agent, wait_until
 
 from central.admin import CentralAdmin
 from central.settings import CentralSettings, load_ntag424_keys
@@ -527,6 +527,36 @@ def test_a_man_in_the_middle_cannot_inject_keys_badges_or_free_access(central, a
             assert not door.alarms.is_active("bad_delta")
         finally:
             door.close()
+
+
+def _alarm_codes(agent: Any) -> set[str]:
+    return {a["code"] for a in (agent.status()["sync"] or {}).get("alarms", [])}
+
+
+def test_a_running_agent_behind_a_rewriting_proxy_keeps_its_door(central, admin, tmp_path):
+    """End to end: ``edge-agent run`` pulls through the man in the middle."""
+    with Proxy(central.url) as proxy:
+        config = make_config(tmp_path / "agent", proxy.url, device=_device_id("e2e"))
+        enroll(config, admin.create_enroll_token(DOOR)["enroll_token"])
+        with running_agent(config) as agent:
+            wait_until(
+                lambda: (
+                    (agent.status()["sync"] or {}).get("cursor") == admin.info()["deltas_cursor"]
+                ),
+                what="first sync",
+            )
+            proxy.rewrite = lambda page: _inject_free_access(
+                _inject_wildcard_badge(_inject_key(page))
+            )
+            admin.put_badge(uid="04A1B2C3D4E5F7", holder="Sam Staff", doors=[DOOR], kind="uid")
+            wait_until(lambda: "bad_delta" in _alarm_codes(agent), what="bad_delta alarm")
+            assert agent.status()["door"]["mode"] == "normal"
+            assert agent.client.present_badge("04BADBADBADBAD")["reason"] == "unknown_badge"
+            assert agent.client.present_badge("04A1B2C3D4E5F7")["granted"] is False
+            proxy.rewrite = None  # the path is honest again: the sync resumes
+            wait_until(lambda: "bad_delta" not in _alarm_codes(agent), what="alarm cleared")
+            assert agent.client.present_badge("04A1B2C3D4E5F7")["granted"] is True
+            assert agent.status()["door"]["mode"] == "normal"
 
 
 def test_a_device_without_a_pinned_key_refuses_every_page(central, tmp_path) -> None:
