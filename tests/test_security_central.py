@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import hashlib
 import json
 import subprocess
 import sys
@@ -37,7 +38,7 @@ from edge_agent.enroll import EnrollError, credential_path, enroll, load_credent
 from edge_agent.ntag424 import emulate_sun_url
 from edge_agent.policy import Credential, Decision
 from edge_agent.reasons import Reason
-from edge_agent.store import Store, StoreSettings
+from edge_agent.store import Badge, Delta, Store, StoreSettings
 from edge_agent.sync import Alarms, CentralClient, DeltaError, Downlink
 from edge_agent.sync.downlink import DeltaTrust, DoorSettingsFile
 from edge_agent.sync.signing import DeltaKey
@@ -675,3 +676,48 @@ def test_ntag424_key_files_are_checked_naming_the_key(tmp_path) -> None:
         CentralSettings(data_dir=tmp_path, ntag424=Ntag424Section())
     with pytest.raises(ValueError, match="counter_max_advance"):
         CentralSettings(data_dir=tmp_path, counter_max_advance=0)
+
+
+def _trust(credential: Any) -> DeltaTrust:
+    token_hash = hashlib.sha256(credential.device_token.encode()).hexdigest()[:32]
+    return DeltaTrust(credential.device_id, credential.delta_key, enrollment=token_hash)
+
+
+def test_a_new_enrollment_or_a_cache_from_before_pinning_resyncs_from_scratch(
+    central, admin, tmp_path
+) -> None:
+    from edge_agent.guards import hash_pin
+
+    guard_uid = "04C0FFEE0000B2"
+    admin.put_badge(
+        uid=guard_uid, holder="Gail", doors=[DOOR], kind="uid", role="guard",
+        pin_hash=hash_pin("2468"), guard_id="gail-b",
+    )  # fmt: skip
+    base = make_config(tmp_path / "k", central.url, device=_device_id("resync"))
+    kiosk = dataclasses.replace(base, guard=GuardSection(console=True))
+    credential = enroll(kiosk, admin.create_enroll_token(DOOR)["enroll_token"])
+    trust_file = tmp_path / "central-sync-trust.json"
+    with (
+        Store.open(StoreSettings(path=tmp_path / "resync.db")) as store,
+        CentralClient(central.url, credential=credential.device_token) as client,
+    ):
+        # A cache filled before keys were pinned (unverified pages, say a MITM's badge),
+        # already at the central's newest cursor: an incremental sync would keep it.
+        junk = Badge(uid="04BADBADBADBAD", kind="uid", holder="Mallory", doors=(DOOR,))
+        store.cache.apply_delta(Delta(cursor=admin.info()["deltas_cursor"], badges=[junk]))
+        downlink = Downlink(
+            store, client, Alarms(store.journal.append), door=DOOR, trust=_trust(credential),
+            trust_file=trust_file,
+        )  # fmt: skip
+        downlink.sync()
+        assert store.cache.badge("04BADBADBADBAD") is None
+        assert (store.cache.badge(guard_uid).data or {}).get("pin_hash")
+        assert trust_file.stat().st_mode & 0o777 == 0o600
+        # Enrolled again as a headless door (its stored credential proves it): the cache is
+        # rebuilt, so the PIN hash it held as a kiosk does not stay behind.
+        headless = dataclasses.replace(base, guard=GuardSection(console=False))
+        again = enroll(headless, admin.create_enroll_token(DOOR)["enroll_token"])
+        client.set_credential(again.device_token)
+        downlink.trust = _trust(again)
+        downlink.sync()
+        assert "pin_hash" not in (store.cache.badge(guard_uid).data or {})

@@ -89,6 +89,9 @@ class DeltaTrust:
 
     device_id: str
     key: DeltaKey | None
+    #: Names the enrollment (e.g. a hash of the device credential): a new enrollment
+    #: (another door, a guard console added or removed) resyncs the cache from scratch.
+    enrollment: str = ""
 
     def parse(self, signed: SignedPage) -> Mapping[str, Any]:
         """Verify *signed* and return its parsed body.
@@ -373,6 +376,11 @@ class Downlink:
         settings_file: where this door's central settings are kept (None: ignored).
         on_door_settings: called with the settings dict (or None when removed)
             after the page carrying them committed.
+        trust_file: where the key the cache was last synced under is noted (None: not
+            noted). When the pinned key or device id changes (a new enrollment), or a
+            cache synced before keys were pinned is found, the next sync starts from
+            scratch (``reset: true``): nothing that came unverified, or for another
+            enrollment, stays in the cache.
     """
 
     def __init__(
@@ -386,6 +394,7 @@ class Downlink:
         page_size: int = 500,
         settings_file: DoorSettingsFile | None = None,
         on_door_settings: Callable[[Mapping[str, Any] | None], None] | None = None,
+        trust_file: Path | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -395,6 +404,7 @@ class Downlink:
         self.page_size = page_size
         self.settings_file = settings_file
         self._on_door_settings = on_door_settings
+        self.trust_file = trust_file
         self.last_complete_ms: int | None = None
 
     def sync(self) -> DownlinkResult:
@@ -407,18 +417,20 @@ class Downlink:
         """
         pages = changes = 0
         cursor = self.store.cache.downlink().cursor
+        resync = self._trust_changed(cursor)
         while pages < MAX_PAGES_PER_SYNC:
             asked = cursor
+            query = None if resync else asked
             try:
-                fetched = self._fetch(asked)
+                fetched = self._fetch(query)
             except CentralRefused as exc:
-                if exc.status != 410 or asked is None:
+                if exc.status != 410 or query is None:
                     raise
                 log.warning("sync: the central does not know cursor %s: full resync", asked)
                 fetched = self._fetch(None)
                 asked_for: str | None = None
             else:
-                asked_for = asked
+                asked_for = query
             try:
                 raw = self._authentic(fetched)
                 page = convert_page(raw, self.door)
@@ -432,6 +444,9 @@ class Downlink:
                 )
                 raise DeltaError(f"from_cursor: {page.from_cursor!r} is not {asked_for!r}")
             self._apply(page, expected=asked)
+            if resync:
+                self._note_trust()
+                resync = False
             self.alarms.clear("bad_delta")
             pages += 1
             changes += len(page.delta) + len(page.badge_counters) + len(page.door_settings)
@@ -440,6 +455,41 @@ class Downlink:
                 self.last_complete_ms = self.store.cache.downlink().last_sync_ms
                 return DownlinkResult(pages, changes, cursor, True)
         return DownlinkResult(pages, changes, cursor, False)
+
+    def _trust_identity(self) -> dict[str, str] | None:
+        if self.trust is None or self.trust.key is None:
+            return None
+        return {
+            "device_id": self.trust.device_id,
+            "enrollment": self.trust.enrollment,
+            **self.trust.key.to_dict(),
+        }
+
+    def _trust_changed(self, cursor: str | None) -> bool:
+        """True when the cache was synced under another key or enrollment (or before keys
+        were pinned): the next page must then be a full resync."""
+        identity = self._trust_identity()
+        if identity is None or self.trust_file is None:
+            return False
+        try:
+            noted = json.loads(self.trust_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            noted = None
+        except (OSError, ValueError) as exc:
+            log.warning("sync: %s unreadable (%s): full resync", self.trust_file, exc)
+            noted = None
+        if noted == identity:
+            return False
+        if cursor is None:
+            return True  # a first sync starts from scratch anyway; note the key after it
+        log.warning("sync: the cache was synced under another delta key: full resync")
+        return True
+
+    def _note_trust(self) -> None:
+        identity = self._trust_identity()
+        if identity is not None and self.trust_file is not None:
+            text = json.dumps(identity, sort_keys=True) + "\n"
+            atomic_write(self.trust_file, text.encode("utf-8"), 0o600)
 
     def _fetch(self, cursor: str | None) -> SignedPage | Mapping[str, Any]:
         if self.trust is None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import os
 import threading
@@ -345,6 +346,7 @@ class CentralLink:
             page_size=self.central.deltas_page,
             settings_file=self.settings_file,
             on_door_settings=self._apply_door_settings,
+            trust_file=self.config.paths.state_dir / "central-sync-trust.json",
         )
         backoff = self._backoff()
         next_heartbeat = next_pull = 0.0
@@ -360,7 +362,13 @@ class CentralLink:
                     next_heartbeat = next_pull = now
                     if credential is not None:
                         client.set_credential(credential.device_token)
-                        downlink.trust = DeltaTrust(credential.device_id, credential.delta_key)
+                        downlink.trust = DeltaTrust(
+                            credential.device_id,
+                            credential.delta_key,
+                            enrollment=hashlib.sha256(
+                                credential.device_token.encode("utf-8")
+                            ).hexdigest()[:32],
+                        )
                 active = credential is not None and (
                     paused_until is not None and now >= paused_until
                 )
