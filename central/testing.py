@@ -66,6 +66,7 @@ class CentralProcess:
         site: its default site.
         log_path: where its stderr goes (default ``data_dir/../central.log`` next to it).
         ready_timeout_s: how long :meth:`start` waits for the ready line.
+        extra_args: more ``serve`` flags (``["--ntag424-keys", FILE]``...).
     """
 
     def __init__(
@@ -76,8 +77,10 @@ class CentralProcess:
         site: str = "hq",
         log_path: Path | str | None = None,
         ready_timeout_s: float = 30.0,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.extra_args = list(extra_args or [])
         self.port = port
         self.site = site
         self.log_path = (
@@ -111,6 +114,7 @@ class CentralProcess:
                 str(self.data_dir),
                 "--site",
                 self.site,
+                *self.extra_args,
             ],
             stdout=subprocess.PIPE,
             stderr=log,

@@ -721,3 +721,37 @@ def test_a_new_enrollment_or_a_cache_from_before_pinning_resyncs_from_scratch(
         downlink.trust = _trust(again)
         downlink.sync()
         assert "pin_hash" not in (store.cache.badge(guard_uid).data or {})
+
+
+def test_serve_with_the_sites_ntag424_keys_checks_sun_messages_over_http(tmp_path) -> None:
+    keys = tmp_path / "keys.toml"
+    keys.write_text(
+        f'[ntag424]\nmeta_read_key = "{META_KEY.hex()}"\nfile_read_key = "{FILE_KEY.hex()}"\n'
+    )
+    keys.chmod(0o600)
+    with CentralProcess(tmp_path / "c", extra_args=["--ntag424-keys", str(keys)]) as central:
+        with central.admin() as admin:
+            admin.put_badge(uid=NTAG_UID, holder="Sam", doors=[DOOR])
+            start = admin.info()["deltas_cursor"]
+        _, session = enroll_device(central.url, door=DOOR, device_id="keyed")
+        chain = ChainBuilder()
+        claims = [
+            _counter(NTAG_UID, 900, sun_url=_sun(12)),  # a real message, a forged counter
+            _counter(NTAG_UID, 12, sun_url=_sun(12)),
+        ]
+        events = [chain.event("badge.counter", claim) for claim in claims]
+        answer = session.post(f"{central.url}/v1/events", json={"events": events}, timeout=10)
+        assert [a["status"] for a in answer.json()["acks"]] == ["accepted", "accepted"]
+        page = session.get(f"{central.url}/v1/deltas", params={"cursor": start}, timeout=10)
+        session.close()
+        assert [(c["uid"], c["counter"]) for c in page.json()["badge_counters"]] == [
+            (NTAG_UID.lower(), 12)
+        ]
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[ntag424]\nfile_read_key = "00"\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "central", "serve", "--port", "0", "--data", str(tmp_path / "d"),
+         "--ntag424-keys", str(bad)],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1],
+    )  # fmt: skip
+    assert done.returncode == 2 and "file_read_key" in done.stderr
