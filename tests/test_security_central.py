@@ -755,3 +755,39 @@ def test_serve_with_the_sites_ntag424_keys_checks_sun_messages_over_http(tmp_pat
         capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1],
     )  # fmt: skip
     assert done.returncode == 2 and "file_read_key" in done.stderr
+
+
+def test_a_reflashed_card_commissions_again_only_after_an_admin_reset(
+    central, admin, tmp_path, capsys
+) -> None:
+    """First boot on a card flashed again with the same device id (its credential gone)."""
+    from images.cli import main
+    from images.provision import BOOT_FILE_NAME, Provisioning
+
+    hostname = _device_id("reflash")
+
+    def commission(where: Path) -> int:
+        token = admin.create_enroll_token(DOOR)["enroll_token"]
+        settings = Provisioning(
+            site="hq", door=DOOR, central_url=central.url, enroll_token=token, hostname=hostname
+        )
+        (where / "boot").mkdir(parents=True)
+        (where / "boot" / BOOT_FILE_NAME).write_text(settings.to_toml(), encoding="utf-8")
+        return main(
+            ["firstboot", "--boot", str(where / "boot"), "--etc", str(where / "etc"),
+             "--state", str(where / "state"), "--simulator", "--timeout", "20"]
+        )  # fmt: skip
+
+    assert commission(tmp_path / "first") == 0
+    capsys.readouterr()
+    second = tmp_path / "second"
+    assert commission(second) == 1
+    assert "device_enrolled" in capsys.readouterr().err
+    assert (second / "boot" / BOOT_FILE_NAME).exists()  # kept: the next boot tries again
+    admin.reset_device(hostname)
+    rerun = main(
+        ["firstboot", "--boot", str(second / "boot"), "--etc", str(second / "etc"),
+         "--state", str(second / "state"), "--simulator", "--timeout", "20"]
+    )  # fmt: skip
+    assert rerun == 0  # the same token: it was not spent by the refused attempt
+    assert not (second / "etc" / "central-credential.json.enroll-retry").exists()
