@@ -86,10 +86,18 @@ class CentralAdmin:
         return self._call("GET", "/admin/info")
 
     def create_enroll_token(
-        self, door: str, *, site: str | None = None, ttl_s: int | None = None
+        self,
+        door: str,
+        *,
+        site: str | None = None,
+        ttl_s: int | None = None,
+        zones: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Return a new ``EnrollToken`` for *door* (of *site*, default the central's)."""
+        """Return a new ``EnrollToken`` for *door* (of *site*, default the central's), in
+        *zones*."""
         body: dict[str, Any] = {"door": door}
+        if zones:
+            body["zones"] = list(zones)
         if site is not None:
             body["site"] = site
         if ttl_s is not None:
@@ -148,6 +156,10 @@ class CentralAdmin:
     def disable_device(self, device_id: str) -> dict[str, Any]:
         """Disable a device; return its ``DeviceSummary``."""
         return self._call("POST", f"/admin/devices/{quote(device_id, safe='')}/disable")
+
+    def reset_device(self, device_id: str) -> dict[str, Any]:
+        """Allow one re-enrollment of a device without its credential; return its summary."""
+        return self._call("POST", f"/admin/devices/{quote(device_id, safe='')}/reset")
 
     def received(self, *, verify: bool = False) -> dict[str, Any]:
         """Return the ``ReceivedView`` (per-device counts, duplicates, chain state)."""

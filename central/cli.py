@@ -89,6 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data", type=Path, required=True, help="data directory (SQLite)")
     serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     serve.add_argument("--site", default="hq", help="the site it serves by default (hq)")
+    serve.add_argument(
+        "--ntag424-keys",
+        type=Path,
+        default=None,
+        help="TOML file with the site's [ntag424] keys: badge.counter claims are then "
+        "shared only when their SUN message verifies",
+    )
+    serve.add_argument(
+        "--counter-max-advance",
+        type=int,
+        default=1000,
+        help="without NTAG 424 keys: how far above the last shared counter a claim may be",
+    )
 
     _, invite = _group(sub, "invite", "signed QR invitations")
     create = _leaf(invite, "create", "mint an invitation; print its token (and write a QR PNG)")
@@ -164,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     make = _leaf(token, "create", "create a token; print it")
     make.add_argument("--door", required=True)
     make.add_argument("--site", default=None)
+    make.add_argument(
+        "--zone", action="append", default=[], help="a zone the door is in (repeatable)"
+    )
     make.add_argument("--ttl", type=int, default=None, dest="ttl_s", help="seconds (7 days)")
     make.add_argument("--json", action="store_true")
 
@@ -195,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     _, device = _group(sub, "device", "enrolled devices")
     disable = _leaf(device, "disable", "disable a device (its calls get 403)")
     disable.add_argument("--device", required=True, dest="device_id")
+    reset = _leaf(
+        device,
+        "reset",
+        "allow one re-enrollment without the device's credential (a re-installed device); "
+        "its current credential stops working",
+    )
+    reset.add_argument("device_id", help="the device id")
     return parser
 
 
@@ -237,11 +260,17 @@ def _print_json(data: object) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from .server import serve
-    from .settings import CentralSettings
+    from .settings import CentralSettings, load_ntag424_keys
 
     try:
+        keys = None if args.ntag424_keys is None else load_ntag424_keys(args.ntag424_keys)
         settings = CentralSettings(
-            data_dir=args.data, host=args.host, port=args.port, site=args.site
+            data_dir=args.data,
+            host=args.host,
+            port=args.port,
+            site=args.site,
+            ntag424=keys,
+            counter_max_advance=args.counter_max_advance,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -384,7 +413,9 @@ def _run(admin: CentralAdmin, args: argparse.Namespace) -> int:
     elif command == "keys" and action == "list":
         _print_json(admin.keys())
     elif command == "enroll-token" and action == "create":
-        result = admin.create_enroll_token(args.door, site=args.site, ttl_s=args.ttl_s)
+        result = admin.create_enroll_token(
+            args.door, site=args.site, ttl_s=args.ttl_s, zones=args.zone or None
+        )
         if args.json:
             _print_json(result)
         else:
@@ -410,6 +441,8 @@ def _run(admin: CentralAdmin, args: argparse.Namespace) -> int:
         _print_json(admin.put_door_settings(args.door, settings, site=args.site))
     elif command == "device" and action == "disable":
         _print_json(admin.disable_device(args.device_id))
+    elif command == "device" and action == "reset":
+        _print_json(admin.reset_device(args.device_id))
     else:  # pragma: no cover - argparse only lets known actions through
         raise UsageError(f"unknown command {command} {action}")
     return 0

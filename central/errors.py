@@ -89,6 +89,14 @@ class TokenUsed(CentralError):
     code = "token_used"
 
 
+class DeviceEnrolled(CentralError):
+    """The device id is enrolled already (409): re-enrolling it needs its current
+    credential or an admin reset (``portier-central device reset``)."""
+
+    status = 409
+    code = "device_enrolled"
+
+
 class CursorUnknown(CentralError):
     """The deltas cursor is unknown here (410): resync without a cursor."""
 
@@ -123,6 +131,7 @@ BY_CODE: dict[str, type[CentralError]] = {
         TokenScope,
         NotFound,
         TokenUsed,
+        DeviceEnrolled,
         CursorUnknown,
         BatchTooLarge,
         Throttled,

@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from edge_agent.sync.signing import KID_HEADER, SIGNATURE_HEADER
+
 from .errors import (
     BadRequest,
     BatchTooLarge,
@@ -134,6 +136,7 @@ class CentralServer:
         r.add_delete("/admin/schedules/{schedule_id}", self.admin_delete_schedule)
         r.add_put("/admin/doors/{door}/settings", self.admin_door_settings)
         r.add_post("/admin/devices/{device_id}/disable", self.admin_disable_device)
+        r.add_post("/admin/devices/{device_id}/reset", self.admin_reset_device)
         r.add_get("/admin/events", self.admin_events)
         r.add_get("/admin/devices/{device_id}/events", self.admin_device_events)
         r.add_get("/admin/devices/{device_id}/selftest", self.admin_device_selftest)
@@ -271,12 +274,14 @@ class CentralServer:
             raise BadRequest("body: must be a JSON object")
         return body
 
-    async def _device(self, request: web.Request) -> dict[str, Any]:
+    @staticmethod
+    def _bearer(request: web.Request) -> str:
         header = request.headers.get("Authorization", "")
         scheme, _, credential = header.partition(" ")
-        if scheme.lower() != "bearer":
-            credential = ""
-        return await self._db(self.store.authenticate, credential.strip())
+        return credential.strip() if scheme.lower() == "bearer" else ""
+
+    async def _device(self, request: web.Request) -> dict[str, Any]:
+        return await self._db(self.store.authenticate, self._bearer(request))
 
     @staticmethod
     def _int_query(request: web.Request, name: str, default: int) -> int:
@@ -293,7 +298,9 @@ class CentralServer:
     async def enroll(self, request: web.Request) -> web.Response:
         """POST /v1/enroll."""
         body = await self._body(request)
-        return _json(await self._db(self.store.enroll, body), 201)
+        # The current credential, if sent, proves a re-enrolling device is itself.
+        credential = self._bearer(request) or None
+        return _json(await self._db(self.store.enroll, body, credential), 201)
 
     async def events(self, request: web.Request) -> web.Response:
         """POST /v1/events."""
@@ -315,7 +322,21 @@ class CentralServer:
         device = await self._device(request)
         limit = self._int_query(request, "limit", min(500, self.settings.max_deltas_limit))
         cursor = request.query.get("cursor")
-        return _json(await self._db(self.store.deltas, device["site"], cursor, limit))
+        page = await self._db(
+            self.store.deltas,
+            device["site"],
+            cursor,
+            limit,
+            guard_console=device["guard_console"],
+        )
+        # Signed over the exact bytes sent, bound to the device (edge_agent.sync.signing).
+        body = _dumps(page).encode("utf-8")
+        kid, signature = self.store.sign_deltas(device["device_id"], body)
+        return web.Response(
+            body=body,
+            content_type="application/json",
+            headers={KID_HEADER: kid, SIGNATURE_HEADER: signature},
+        )
 
     async def heartbeat(self, request: web.Request) -> web.Response:
         """POST /v1/heartbeat."""
@@ -342,7 +363,7 @@ class CentralServer:
     async def admin_enroll_token(self, request: web.Request) -> web.Response:
         """POST /admin/enroll-tokens."""
         body = await self._body(request)
-        unknown = set(body) - {"site", "door", "ttl_s"}
+        unknown = set(body) - {"site", "door", "ttl_s", "zones"}
         if unknown:
             raise BadRequest(f"enroll token: unknown fields {sorted(unknown)}")
         result = await self._db(
@@ -350,6 +371,7 @@ class CentralServer:
             door=body.get("door"),
             site=body.get("site"),
             ttl_s=body.get("ttl_s"),
+            zones=body.get("zones"),
         )
         return _json(result, 201)
 
@@ -412,6 +434,10 @@ class CentralServer:
     async def admin_disable_device(self, request: web.Request) -> web.Response:
         """POST /admin/devices/{device_id}/disable."""
         return _json(await self._db(self.store.disable_device, request.match_info["device_id"]))
+
+    async def admin_reset_device(self, request: web.Request) -> web.Response:
+        """POST /admin/devices/{device_id}/reset."""
+        return _json(await self._db(self.store.reset_device, request.match_info["device_id"]))
 
     async def admin_events(self, request: web.Request) -> web.Response:
         """GET /admin/events?verify=true."""

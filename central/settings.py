@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from edge_agent.config import Ntag424Section
+from edge_agent.ntag424 import DiversifiedKeys, SunSettings, SunVerifier
 
 MIB = 1024 * 1024
 
@@ -56,6 +61,11 @@ class CentralSettings:
     poll_interval_s: int = 30
     #: Seconds a stop waits for requests in flight (a held "timeout" fault) before cutting them.
     shutdown_timeout_s: float = 2.0
+    #: The site's NTAG 424 keys (the agent's ``[ntag424]`` table): with them the central
+    #: verifies the SUN message of every ``badge.counter`` claim before sharing it.
+    ntag424: Ntag424Section | None = None
+    #: Without keys: how far above the last shared counter a claimed one may be.
+    counter_max_advance: int = 1000
 
     def __post_init__(self) -> None:
         if isinstance(self.data_dir, str):
@@ -75,12 +85,31 @@ class CentralSettings:
         _check_int("invitation_default_s", self.invitation_default_s, 60, 366 * 86_400)
         _check_int("heartbeat_interval_s", self.heartbeat_interval_s, 1, 86_400)
         _check_int("poll_interval_s", self.poll_interval_s, 1, 86_400)
+        _check_int("counter_max_advance", self.counter_max_advance, 1, 2**24 - 1)
+        if self.ntag424 is not None and not isinstance(self.ntag424, Ntag424Section):
+            raise ValueError("ntag424: must be an Ntag424Section")
+        if self.ntag424 is not None and not self.ntag424.configured:
+            raise ValueError("ntag424: needs file_read_key or file_read_master_key")
         if (
             isinstance(self.shutdown_timeout_s, bool)
             or not isinstance(self.shutdown_timeout_s, int | float)
             or not 0 <= self.shutdown_timeout_s <= 600
         ):
             raise ValueError(f"shutdown_timeout_s: {self.shutdown_timeout_s!r} must be 0..600")
+
+    def sun_verifier(self) -> SunVerifier | None:
+        """Return the SUN verifier of the site's keys (None when none are configured)."""
+        keys = self.ntag424
+        if keys is None:
+            return None
+        file_key: Any
+        if keys.file_read_master_key:
+            file_key = DiversifiedKeys(bytes.fromhex(keys.file_read_master_key))
+        else:
+            file_key = bytes.fromhex(keys.file_read_key or "")
+        meta = bytes.fromhex(keys.meta_read_key) if keys.meta_read_key else None
+        layout = SunSettings(picc_param=keys.picc_param, mac_param=keys.mac_param)
+        return SunVerifier(file_read_key=file_key, meta_read_key=meta, settings=layout)
 
     @property
     def db_path(self) -> Path:
@@ -94,3 +123,27 @@ class CentralSettings:
             "max_batch_bytes": self.max_batch_bytes,
             "max_deltas_limit": self.max_deltas_limit,
         }
+
+
+def load_ntag424_keys(path: Path) -> Ntag424Section:
+    """Read the site's NTAG 424 keys from a TOML file with an ``[ntag424]`` table (the
+    agent's keys: meta_read_key, file_read_key or file_read_master_key, picc_param,
+    mac_param).
+
+    Raises:
+        ValueError: unreadable, not TOML, or a bad key (named).
+    """
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"ntag424 keys: cannot read {path}: {exc}") from None
+    table = data.get("ntag424")
+    if not isinstance(table, dict):
+        raise ValueError(f"ntag424 keys: {path} has no [ntag424] table")
+    unknown = set(table) - {f for f in Ntag424Section.__dataclass_fields__}
+    if unknown:
+        raise ValueError(f"ntag424.{sorted(unknown)[0]}: unknown key")
+    try:
+        return Ntag424Section(**table)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"ntag424.{exc}") from None

@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from edge_agent.ntag424 import SunError, SunVerifier
 from edge_agent.store.encoding import (
     GENESIS_HASH,
     canonical_json,
@@ -36,6 +37,7 @@ from edge_agent.store.encoding import (
     event_hash,
 )
 from edge_agent.store.errors import InvalidEvent
+from edge_agent.sync.signing import DeltaKey, b64url, delta_message
 from edge_agent.tokens import InvitationClaims, SigningKey, TrustedKey, mint
 from edge_agent.tokens.claims import ClaimsError
 
@@ -43,6 +45,7 @@ from .errors import (
     BadRequest,
     CursorUnknown,
     DeviceDisabled,
+    DeviceEnrolled,
     NotFound,
     TokenExpired,
     TokenInvalid,
@@ -56,7 +59,7 @@ __all__ = ["SCHEMA_VERSION", "CentralStore", "normalize_uid"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Tables added by schema 2: the latest self-test report of each device (first boot).
 _SCHEMA_V2 = (
@@ -65,6 +68,24 @@ _SCHEMA_V2 = (
         received_at_ms INTEGER NOT NULL,
         ok INTEGER NOT NULL,
         report TEXT NOT NULL
+    ) STRICT""",
+)
+
+#: Schema 3 (issue 10): which zones a device's door is in (admin-declared on its enroll
+#: token), whether it has a guard console, an admin reset that allows one re-enrollment,
+#: the enroll retry secret, and the central's own delta signing keys.
+_SCHEMA_V3 = (
+    "ALTER TABLE devices ADD COLUMN zones TEXT NOT NULL DEFAULT '[]'",
+    "ALTER TABLE devices ADD COLUMN guard_console INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE devices ADD COLUMN reset_allowed INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE enroll_tokens ADD COLUMN zones TEXT NOT NULL DEFAULT '[]'",
+    "ALTER TABLE enroll_tokens ADD COLUMN retry_hash BLOB",
+    """CREATE TABLE delta_keys (
+        kid TEXT PRIMARY KEY,
+        private_key BLOB NOT NULL,
+        public_key BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        active INTEGER NOT NULL DEFAULT 0
     ) STRICT""",
 )
 
@@ -357,6 +378,9 @@ class CentralStore:
         self._conn.execute("PRAGMA foreign_keys = ON")
         self._migrate()
         self._ensure_signing_key()
+        self._delta_key = self._ensure_delta_key()
+        #: Verifies SUN messages of badge.counter claims (None: no keys, plausibility rule).
+        self._sun: SunVerifier | None = settings.sun_verifier()
 
     # -- plumbing ---------------------------------------------------------------
 
@@ -394,8 +418,10 @@ class CentralStore:
                 f"central database schema {version} is newer than this code ({SCHEMA_VERSION})"
             )
         with self._tx() as conn:
-            # 0: a new database; 1: one written before self-test reports existed.
-            for statement in (_SCHEMA if version == 0 else ()) + _SCHEMA_V2:
+            # 0: a new database; 1: one written before self-test reports existed;
+            # 2: one written before issue 10 (device trust, signed deltas).
+            statements = (_SCHEMA if version == 0 else ()) + (_SCHEMA_V2 if version < 2 else ())
+            for statement in statements + _SCHEMA_V3:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -485,29 +511,76 @@ class CentralStore:
                 "UPDATE signing_keys SET not_after = ? WHERE kid = ?", (not_after, old["kid"])
             )
             old = conn.execute("SELECT * FROM signing_keys WHERE kid = ?", (old["kid"],)).fetchone()
-            self._change(conn, None, "signing_key", old["kid"], self._key_delta(old))
+            # Retired now: devices drop the key (removed.signing_keys) instead of keeping
+            # it until not_after, which their clock-skew allowance would stretch further.
+            self._change(
+                conn,
+                None,
+                "signing_key",
+                old["kid"],
+                None if retire_now else self._key_delta(old),
+            )
             new = self._new_key(conn, now_s)
         log.info(
             "signing key rotated: %s -> %s (old valid until %s)", old["kid"], new["kid"], not_after
         )
         return {"active": self._key_delta(new), "previous": self._key_delta(old)}
 
+    # -- delta signing key --------------------------------------------------------
+
+    def _ensure_delta_key(self) -> SigningKey:
+        """Load the active delta signing key, creating one on first start."""
+        with self._tx() as conn:
+            row = conn.execute("SELECT * FROM delta_keys WHERE active = 1").fetchone()
+            if row is None:
+                now_s = self.now_ms() // 1000
+                kid = time.strftime("dk%Y%m%d-", time.gmtime(now_s)) + secrets.token_hex(3)
+                key = SigningKey.generate(kid)
+                conn.execute(
+                    "INSERT INTO delta_keys (kid, private_key, public_key, created_at, active) "
+                    "VALUES (?, ?, ?, ?, 1)",
+                    (kid, key.private_bytes(), key.public_bytes(), now_s),
+                )
+                log.info("delta signing key %s created", kid)
+                return key
+        return SigningKey.from_private_bytes(row["kid"], row["private_key"])
+
+    def delta_key(self) -> dict[str, Any]:
+        """Return the public delta signing key (``DeltaKey``) devices pin at enrollment."""
+        return DeltaKey(self._delta_key.kid, self._delta_key.public_bytes()).to_dict()
+
+    def sign_deltas(self, device_id: str, body: bytes) -> tuple[str, str]:
+        """Return (kid, base64url signature) of the deltas *body* served to *device_id*
+        (edge_agent.sync.signing: the exact bytes, bound to the device id)."""
+        return self._delta_key.kid, b64url(self._delta_key.sign(delta_message(device_id, body)))
+
     # -- enrollment -------------------------------------------------------------
 
     def create_enroll_token(
-        self, *, door: str, site: str | None = None, ttl_s: int | None = None
+        self,
+        *,
+        door: str,
+        site: str | None = None,
+        ttl_s: int | None = None,
+        zones: object = None,
     ) -> dict[str, Any]:
         """Create a one-time enrollment token for *door* of *site*.
 
+        *zones* are the zones that door is in, as the administrator declares them:
+        the device enrolled with the token gets them, and the central accepts its
+        ``invitation.used`` / ``badge.counter`` claims for zone-wide credentials of
+        those zones only (what the device's own configuration says is not trusted).
+
         Returns:
-            ``{"enroll_token", "site", "door", "expires_at"}``; the token text is
-            not stored (only its hash), so this is the only time it is shown.
+            ``{"enroll_token", "site", "door", "zones", "expires_at"}``; the token
+            text is not stored (only its hash), so this is the only time it is shown.
 
         Raises:
             BadRequest: a bad name or ttl.
         """
         site = _name("site", site if site is not None else self.settings.site)
         door = _name("door", door)
+        zone_list = _names("zones", zones)
         if ttl_s is None:
             ttl_s = self.settings.enroll_token_ttl_s
         if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not 60 <= ttl_s <= 31_536_000:
@@ -517,24 +590,38 @@ class CentralStore:
         expires_at = now // 1000 + ttl_s
         with self._tx() as conn:
             conn.execute(
-                "INSERT INTO enroll_tokens (token_hash, site, door, created_ms, expires_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (_sha256(token), site, door, now, expires_at),
+                "INSERT INTO enroll_tokens (token_hash, site, door, created_ms, expires_at, "
+                "zones) VALUES (?, ?, ?, ?, ?, ?)",
+                (_sha256(token), site, door, now, expires_at, _dumps(zone_list)),
             )
-        return {"enroll_token": token, "site": site, "door": door, "expires_at": expires_at}
+        return {
+            "enroll_token": token,
+            "site": site,
+            "door": door,
+            "zones": zone_list,
+            "expires_at": expires_at,
+        }
 
-    def enroll(self, body: Mapping[str, Any]) -> dict[str, Any]:
+    def enroll(self, body: Mapping[str, Any], credential: str | None = None) -> dict[str, Any]:
         """Consume an enrollment token and issue the device's credential.
 
-        *body* is an ``EnrollRequest``. See docs/central-api.yaml for the
-        rules (one-time token, retry window for the same device id, re-enroll
-        keeping the history, ``journal_head``).
+        *body* is an ``EnrollRequest``; *credential* the ``Authorization: Bearer``
+        credential sent with it, if any. The rules (docs/central-api.yaml):
+
+        * the token is bound to its site and door and enrolls a **new** device id;
+        * an existing device id is enrolled again only with that device's current
+          credential (*credential*), or once after an admin reset
+          (:meth:`reset_device`); otherwise ``device_enrolled`` (409);
+        * a used token is accepted again only within the retry window, for the same
+          device id, and with the ``retry_secret`` sent with the first use (or the
+          device's current credential): an answer lost on the way can be asked for
+          again, by that device only.
 
         Returns:
-            an ``EnrollResponse`` dict.
+            an ``EnrollResponse`` dict (with the central's ``delta_key`` to pin).
 
         Raises:
-            BadRequest, TokenInvalid, TokenExpired, TokenScope, TokenUsed.
+            BadRequest, TokenInvalid, TokenExpired, TokenScope, TokenUsed, DeviceEnrolled.
         """
         if not isinstance(body, Mapping):
             raise BadRequest("body: must be a JSON object")
@@ -556,6 +643,15 @@ class CentralStore:
             raise BadRequest("hardware: must be an object")
         if not isinstance(versions, dict) or not all(isinstance(v, str) for v in versions.values()):
             raise BadRequest("versions: must be an object of strings")
+        guard_console = _bool("guard_console", body.get("guard_console", False))
+        retry_secret = body.get("retry_secret")
+        if retry_secret is not None and (
+            not isinstance(retry_secret, str)
+            or not 22 <= len(retry_secret) <= 128
+            or not retry_secret.isascii()
+            or not retry_secret.isprintable()
+        ):
+            raise BadRequest("retry_secret: must be 22 to 128 printable ASCII characters")
         head = body.get("journal_head")
         if head is not None:
             if not isinstance(head, dict):
@@ -578,18 +674,47 @@ class CentralStore:
                 raise TokenScope(
                     f"enrollment token is for site {row['site']!r} door {row['door']!r}"
                 )
+            device = None
+            if device_id is not None:
+                device = conn.execute(
+                    "SELECT * FROM devices WHERE device_id = ?", (device_id,)
+                ).fetchone()
+            # Proof that the caller is the device itself: its current credential.
+            holds_credential = (
+                device is not None
+                and bool(credential)
+                and device["credential_hash"] is not None
+                and secrets.compare_digest(device["credential_hash"], _sha256(credential or ""))
+            )
+            retry = False
             if row["used_by"] is not None:
                 window_ms = self.settings.enroll_retry_window_s * 1000
-                if device_id != row["used_by"] or now - row["used_at_ms"] > window_ms:
+                same_secret = (
+                    row["retry_hash"] is not None
+                    and retry_secret is not None
+                    and secrets.compare_digest(row["retry_hash"], _sha256(retry_secret))
+                )
+                if (
+                    device_id != row["used_by"]
+                    or now - row["used_at_ms"] > window_ms
+                    or not (same_secret or holds_credential)
+                ):
                     raise TokenUsed("enrollment token was already used")
+                retry = True
             elif now // 1000 >= row["expires_at"]:
                 raise TokenExpired("enrollment token has expired")
+            if device is not None and not retry:
+                if device["reset_allowed"]:
+                    log.info("device %s enrolls again after an admin reset", device_id)
+                elif not holds_credential or not device["enabled"]:
+                    raise DeviceEnrolled(
+                        f"device {device_id!r} is already enrolled: enroll it again with its "
+                        "current credential (Authorization: Bearer), or after "
+                        f"`portier-central device reset {device_id}`"
+                    )
             if device_id is None:
                 device_id = "dev-" + secrets.token_hex(6)
-            credential = "pd1_" + secrets.token_urlsafe(32)
-            device = conn.execute(
-                "SELECT * FROM devices WHERE device_id = ?", (device_id,)
-            ).fetchone()
+            issued = "pd1_" + secrets.token_urlsafe(32)
             if device is None:
                 next_seq, last_hash, anchor_seq, anchor_prev = 1, _GENESIS_HEX, None, None
                 if head is not None and head["next_seq"] != 1:
@@ -597,13 +722,13 @@ class CentralStore:
                     anchor_seq, anchor_prev = next_seq, last_hash
                 conn.execute(
                     "INSERT INTO devices (device_id, site, door, credential_hash, enrolled_at_ms, "
-                    "hardware, versions, next_seq, last_hash, anchor_seq, anchor_prev_hash) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "hardware, versions, next_seq, last_hash, anchor_seq, anchor_prev_hash, "
+                    "zones, guard_console) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         device_id,
                         row["site"],
                         row["door"],
-                        _sha256(credential),
+                        _sha256(issued),
                         now,
                         _dumps(hardware),
                         _dumps(versions),
@@ -611,26 +736,36 @@ class CentralStore:
                         last_hash,
                         anchor_seq,
                         anchor_prev,
+                        row["zones"],
+                        int(guard_console),
                     ),
                 )
             else:
                 # Re-enrollment keeps the event history and the chain state.
                 conn.execute(
                     "UPDATE devices SET site = ?, door = ?, credential_hash = ?, enabled = 1, "
-                    "hardware = ?, versions = ? WHERE device_id = ?",
+                    "hardware = ?, versions = ?, zones = ?, guard_console = ?, "
+                    "reset_allowed = 0 WHERE device_id = ?",
                     (
                         row["site"],
                         row["door"],
-                        _sha256(credential),
+                        _sha256(issued),
                         _dumps(hardware),
                         _dumps(versions),
+                        row["zones"],
+                        int(guard_console),
                         device_id,
                     ),
                 )
             conn.execute(
-                "UPDATE enroll_tokens SET used_by = ?, used_at_ms = coalesce(used_at_ms, ?) "
-                "WHERE token_hash = ?",
-                (device_id, now, _sha256(token)),
+                "UPDATE enroll_tokens SET used_by = ?, used_at_ms = coalesce(used_at_ms, ?), "
+                "retry_hash = coalesce(retry_hash, ?) WHERE token_hash = ?",
+                (
+                    device_id,
+                    now,
+                    None if retry_secret is None else _sha256(retry_secret),
+                    _sha256(token),
+                ),
             )
             next_seq = conn.execute(
                 "SELECT next_seq FROM devices WHERE device_id = ?", (device_id,)
@@ -638,17 +773,39 @@ class CentralStore:
         log.info("device %s enrolled for %s/%s", device_id, row["site"], row["door"])
         return {
             "device_id": device_id,
-            "device_token": credential,
+            "device_token": issued,
             "token_type": "Bearer",
             "site": row["site"],
             "door": row["door"],
+            "zones": json.loads(row["zones"]),
+            "guard_console": guard_console,
             "next_seq": next_seq,
             "server_time_ms": self.now_ms(),
             "limits": self.settings.limits(),
+            "delta_key": self.delta_key(),
         }
 
+    def reset_device(self, device_id: str) -> dict[str, Any]:
+        """Allow *device_id* one new enrollment without its credential (a re-installed
+        device); its current credential stops working at once.
+
+        Raises:
+            NotFound: no such device.
+        """
+        with self._tx() as conn:
+            cursor = conn.execute(
+                "UPDATE devices SET reset_allowed = 1, credential_hash = NULL WHERE device_id = ?",
+                (device_id,),
+            )
+            if cursor.rowcount == 0:
+                raise NotFound(f"no device {device_id!r}")
+            row = conn.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+        log.warning("device %s reset: it may enroll once more with a new token", device_id)
+        return self._summary(row, None)
+
     def authenticate(self, credential: str | None) -> dict[str, Any]:
-        """Return ``{"device_id", "site", "door"}`` of the device holding *credential*.
+        """Return ``{"device_id", "site", "door", "guard_console"}`` of the device holding
+        *credential*.
 
         Raises:
             Unauthorized: no credential, or an unknown one.
@@ -658,14 +815,20 @@ class CentralStore:
             raise Unauthorized("missing device credential (Authorization: Bearer ...)")
         with self._tx() as conn:
             row = conn.execute(
-                "SELECT device_id, site, door, enabled FROM devices WHERE credential_hash = ?",
+                "SELECT device_id, site, door, enabled, guard_console FROM devices "
+                "WHERE credential_hash = ?",
                 (_sha256(credential),),
             ).fetchone()
         if row is None:
             raise Unauthorized("unknown device credential: enroll again")
         if not row["enabled"]:
             raise DeviceDisabled(f"device {row['device_id']} is disabled")
-        return {"device_id": row["device_id"], "site": row["site"], "door": row["door"]}
+        return {
+            "device_id": row["device_id"],
+            "site": row["site"],
+            "door": row["door"],
+            "guard_console": bool(row["guard_console"]),
+        }
 
     def disable_device(self, device_id: str) -> dict[str, Any]:
         """Disable *device_id* (its calls then get 403); return its summary.
@@ -888,7 +1051,9 @@ class CentralStore:
             else:
                 why = f"seq {seq}: hash does not match the event's content"
             state.broke(seq, why)
-        status = "stored" if reason is None else "rejected"
+        # A claim the central does not believe is still the device's journal: stored,
+        # with the reason it was not shared.
+        status = "stored" if reason is None or reason.startswith("not_shared") else "rejected"
         rows.append(
             (
                 dev["device_id"],
@@ -946,65 +1111,147 @@ class CentralStore:
         values: Mapping[str, Any],
         payload: Mapping[str, Any],
     ) -> str | None:
-        """Share single-use invitation use and NTAG 424 counters; return a rejection reason."""
-        site = dev["site"]
+        """Share single-use invitation use and NTAG 424 counters with the site's doors.
+
+        Returns None (shared, or nothing to share), ``"invalid: ..."`` (the event is
+        rejected), or ``"not_shared: ..."``: the event is stored (it is the device's
+        journal) but the claim is not believed, so no other door hears of it. A claim
+        is believed only from a device whose door the credential is valid for, and a
+        counter only with evidence (a SUN message that verifies, or -- without keys --
+        a bounded advance).
+        """
         if values["type"] == EVENT_INVITATION_USED:
-            inv_id, door, expires = (
-                payload.get("invitation_id"),
-                payload.get("door"),
-                payload.get("expires"),
-            )
-            if not isinstance(inv_id, str) or not 1 <= len(inv_id) <= 64:
-                return "invalid: payload.invitation_id must be text of 1 to 64 characters"
-            if (
-                not isinstance(door, str)
-                or isinstance(expires, bool)
-                or not isinstance(expires, int)
-            ):
-                return "invalid: payload.door must be text and payload.expires Unix seconds"
-            if conn.execute("SELECT 1 FROM used_invitations WHERE id = ?", (inv_id,)).fetchone():
-                return None  # first use wins; later ones are in the journal anyway
-            data = {
-                "id": inv_id,
-                "used_at": values["wall_ms"] // 1000,
-                "expires_at": expires,
-                "door": door,
-                "device_id": dev["device_id"],
-            }
-            conn.execute(
-                "INSERT INTO used_invitations (id, site, data) VALUES (?, ?, ?)",
-                (inv_id, site, _dumps(data)),
-            )
-            self._change(conn, site, "used_invitation", inv_id, data)
-        elif values["type"] == EVENT_BADGE_COUNTER:
+            return self._share_invitation_use(conn, dev, values, payload)
+        if values["type"] == EVENT_BADGE_COUNTER:
+            return self._share_badge_counter(conn, dev, values, payload)
+        return None
+
+    @staticmethod
+    def _valid_here(dev: sqlite3.Row, doors: Sequence[str], zones: Sequence[str]) -> bool:
+        """True if a credential for *doors* / *zones* is valid at the device's door."""
+        device_zones = set(json.loads(dev["zones"] or "[]"))
+        return dev["door"] in doors or bool(device_zones & set(zones))
+
+    def _not_shared(self, dev: sqlite3.Row, what: str, why: str) -> str:
+        log.warning("device %s: %s not shared: %s", dev["device_id"], what, why)
+        return f"not_shared: {why}"
+
+    def _share_invitation_use(
+        self,
+        conn: sqlite3.Connection,
+        dev: sqlite3.Row,
+        values: Mapping[str, Any],
+        payload: Mapping[str, Any],
+    ) -> str | None:
+        site = dev["site"]
+        inv_id, door, expires = (
+            payload.get("invitation_id"),
+            payload.get("door"),
+            payload.get("expires"),
+        )
+        if not isinstance(inv_id, str) or not 1 <= len(inv_id) <= 64:
+            return "invalid: payload.invitation_id must be text of 1 to 64 characters"
+        if not isinstance(door, str) or isinstance(expires, bool) or not isinstance(expires, int):
+            return "invalid: payload.door must be text and payload.expires Unix seconds"
+        what = f"invitation.used {inv_id}"
+        if door != dev["door"]:
+            return self._not_shared(dev, what, f"door {door!r} is not the device's door")
+        row = conn.execute(
+            "SELECT data FROM invitations WHERE id = ? AND site = ?", (inv_id, site)
+        ).fetchone()
+        if row is None:
+            return self._not_shared(dev, what, "unknown invitation")
+        invitation = json.loads(row["data"])
+        if not invitation.get("single_use"):
+            return self._not_shared(dev, what, "the invitation is not single-use")
+        if not self._valid_here(dev, invitation["doors"], invitation["zones"]):
+            return self._not_shared(dev, what, f"the invitation is not valid at {dev['door']}")
+        if conn.execute("SELECT 1 FROM used_invitations WHERE id = ?", (inv_id,)).fetchone():
+            return None  # first use wins; later ones are in the journal anyway
+        data = {
+            "id": inv_id,
+            "used_at": values["wall_ms"] // 1000,
+            # The central's own record, not what the device says.
+            "expires_at": invitation["expires"],
+            "door": door,
+            "device_id": dev["device_id"],
+        }
+        conn.execute(
+            "INSERT INTO used_invitations (id, site, data) VALUES (?, ?, ?)",
+            (inv_id, site, _dumps(data)),
+        )
+        self._change(conn, site, "used_invitation", inv_id, data)
+        return None
+
+    def _share_badge_counter(
+        self,
+        conn: sqlite3.Connection,
+        dev: sqlite3.Row,
+        values: Mapping[str, Any],
+        payload: Mapping[str, Any],
+    ) -> str | None:
+        site = dev["site"]
+        try:
+            uid = normalize_uid(payload.get("uid"))
+        except BadRequest as exc:
+            return f"invalid: payload.{exc.detail}"
+        counter = payload.get("counter")
+        if isinstance(counter, bool) or not isinstance(counter, int):
+            return "invalid: payload.counter must be an integer"
+        if not 0 <= counter <= _MAX_COUNTER:
+            return "invalid: payload.counter must be 0 to 16777215"
+        what = f"badge.counter {uid}={counter}"
+        door, sun_url = payload.get("door"), payload.get("sun_url")
+        if door != dev["door"]:
+            return self._not_shared(dev, what, f"door {door!r} is not the device's door")
+        badge_row = conn.execute(
+            "SELECT data FROM badges WHERE uid = ? AND site = ?", (uid, site)
+        ).fetchone()
+        if badge_row is None:
+            return self._not_shared(dev, what, "unknown badge")
+        badge = json.loads(badge_row["data"])
+        if not self._valid_here(dev, badge["doors"], badge["zones"]):
+            return self._not_shared(dev, what, f"the badge is not valid at {dev['door']}")
+        row = conn.execute(
+            "SELECT counter FROM badge_counters WHERE site = ? AND uid = ?", (site, uid)
+        ).fetchone()
+        last = None if row is None else row["counter"]
+        if self._sun is not None:
+            if not isinstance(sun_url, str) or not sun_url:
+                return self._not_shared(dev, what, "no SUN message (payload.sun_url)")
             try:
-                uid = normalize_uid(payload.get("uid"))
-            except BadRequest as exc:
-                return f"invalid: payload.{exc.detail}"
-            counter = payload.get("counter")
-            if isinstance(counter, bool) or not isinstance(counter, int):
-                return "invalid: payload.counter must be an integer"
-            if not 0 <= counter <= _MAX_COUNTER:
-                return "invalid: payload.counter must be 0 to 16777215"
-            row = conn.execute(
-                "SELECT counter FROM badge_counters WHERE site = ? AND uid = ?", (site, uid)
-            ).fetchone()
-            if row is not None and row["counter"] >= counter:
-                return None
-            updated = values["wall_ms"] // 1000
-            conn.execute(
-                "INSERT INTO badge_counters (site, uid, counter, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (site, uid) DO UPDATE SET counter = excluded.counter, "
-                "updated_at = excluded.updated_at",
-                (site, uid, counter, updated),
-            )
-            self._change(
-                conn,
-                site,
-                "badge_counter",
-                uid,
-                {"uid": uid, "counter": counter, "updated_at": updated},
-            )
+                tap = self._sun.verify(sun_url)
+            except (SunError, ValueError) as exc:
+                return self._not_shared(dev, what, f"SUN message does not verify: {exc}")
+            if tap.uid_hex.lower() != uid or tap.counter != counter:
+                return self._not_shared(
+                    dev, what, f"SUN message is for {tap.uid_hex.lower()}={tap.counter}"
+                )
+        else:
+            ceiling = (last or 0) + self.settings.counter_max_advance
+            if counter > ceiling:
+                return self._not_shared(
+                    dev,
+                    what,
+                    f"counter {counter} is more than {self.settings.counter_max_advance} above "
+                    f"the last shared ({last or 0}) and no SUN keys verify it",
+                )
+        if last is not None and last >= counter:
+            return None
+        updated = values["wall_ms"] // 1000
+        conn.execute(
+            "INSERT INTO badge_counters (site, uid, counter, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (site, uid) DO UPDATE SET counter = excluded.counter, "
+            "updated_at = excluded.updated_at",
+            (site, uid, counter, updated),
+        )
+        self._change(
+            conn,
+            site,
+            "badge_counter",
+            uid,
+            {"uid": uid, "counter": counter, "updated_at": updated},
+        )
         return None
 
     # -- heartbeat --------------------------------------------------------------
@@ -1117,8 +1364,19 @@ class CentralStore:
     def _head(conn: sqlite3.Connection) -> int:
         return conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0]
 
-    def deltas(self, site: str, cursor: str | None, limit: int | None = None) -> dict[str, Any]:
+    def deltas(
+        self,
+        site: str,
+        cursor: str | None,
+        limit: int | None = None,
+        *,
+        guard_console: bool = False,
+    ) -> dict[str, Any]:
         """Return the ``DeltasResponse`` page for *site* after *cursor*.
+
+        Guards' PIN hashes go only to a device with a guard console
+        (*guard_console*): a headless door gets guard badges without ``pin_hash``,
+        so a stolen door holds nothing to search a guard's PIN from.
 
         Raises:
             BadRequest: a malformed cursor or limit.
@@ -1161,7 +1419,10 @@ class CentralStore:
             elif row["op"] == "delete":
                 removed[_REMOVABLE[row["kind"]]].append(row["key"])
             else:
-                page[_DELTA_LISTS[row["kind"]]].append(json.loads(row["data"]))
+                item = json.loads(row["data"])
+                if row["kind"] == "badge" and not guard_console:
+                    item.pop("pin_hash", None)
+                page[_DELTA_LISTS[row["kind"]]].append(item)
         return {
             "from_cursor": cursor or "",
             "cursor": str(rows[-1]["seq"] if more else head),
@@ -1505,6 +1766,8 @@ class CentralStore:
             "site": row["site"],
             "door": row["door"],
             "enabled": bool(row["enabled"]),
+            "guard_console": bool(row["guard_console"]),
+            "reset_pending": bool(row["reset_allowed"]),
             "unique_events": row["unique_events"],
             "duplicates_seen": row["duplicates"],
             "rejected": row["rejected"],

@@ -66,6 +66,7 @@ class CentralProcess:
         site: its default site.
         log_path: where its stderr goes (default ``data_dir/../central.log`` next to it).
         ready_timeout_s: how long :meth:`start` waits for the ready line.
+        extra_args: more ``serve`` flags (``["--ntag424-keys", FILE]``...).
     """
 
     def __init__(
@@ -76,8 +77,10 @@ class CentralProcess:
         site: str = "hq",
         log_path: Path | str | None = None,
         ready_timeout_s: float = 30.0,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.extra_args = list(extra_args or [])
         self.port = port
         self.site = site
         self.log_path = (
@@ -111,6 +114,7 @@ class CentralProcess:
                 str(self.data_dir),
                 "--site",
                 self.site,
+                *self.extra_args,
             ],
             stdout=subprocess.PIPE,
             stderr=log,
@@ -177,17 +181,22 @@ def enroll_device(
     device_id: str | None = None,
     site: str | None = None,
     timeout: float = 10.0,
+    guard_console: bool = False,
+    zones: list[str] | None = None,
 ) -> tuple[dict[str, Any], requests.Session]:
     """Create an enrollment token, enroll with it, and return the ``EnrollResponse`` and
     a :class:`requests.Session` that sends the device credential.
+
+    *guard_console*: the device has a guard console (it then gets guards' PIN hashes);
+    *zones*: the zones the door is in (declared on the token by the administrator).
 
     Raises:
         CentralError: the central refused (as :class:`CentralAdmin` raises it).
         requests.HTTPError: enrollment itself failed.
     """
     with CentralAdmin(url, timeout=timeout) as admin:
-        token = admin.create_enroll_token(door, site=site)["enroll_token"]
-    body: dict[str, Any] = {"enroll_token": token}
+        token = admin.create_enroll_token(door, site=site, zones=zones)["enroll_token"]
+    body: dict[str, Any] = {"enroll_token": token, "guard_console": guard_console}
     if device_id is not None:
         body["device_id"] = device_id
     response = requests.post(f"{url}/v1/enroll", json=body, timeout=timeout)

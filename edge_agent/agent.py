@@ -468,20 +468,33 @@ class Agent:
             self.bus.publish(kind, {"seq": event.seq, "event_id": event.id, **payload})
         return events
 
-    def _shared_claim(self, decision: Decision) -> tuple[str, dict[str, Any]] | None:
+    def _shared_claim(
+        self, decision: Decision, credential: Credential
+    ) -> tuple[str, dict[str, Any]] | None:
         """The event that tells the central about a claim (single use, SUN counter).
 
-        Only with a central to tell: these events exist for the sync protocol.
+        A pure builder from the decision's claim (the caller decides when the claim
+        took effect). Only with a central to tell: these events exist for the sync
+        protocol. ``badge.counter`` carries this door and the SUN message as read
+        (*credential*'s ``sun_url``): the central verifies it before it shares the
+        counter with the other doors of the site.
         """
         # A deny that spends a verified counter is shared like a grant (Decision.consumes).
         spent = decision.claim if decision.granted else decision.consumes
         if spent is None or not self.config.central.url:
             return None
         what, ident, value = spent
+        door = self.config.door.id
         if what == "invitation":
-            payload = {"invitation_id": ident, "door": self.config.door.id, "expires": int(value)}
+            payload = {"invitation_id": ident, "door": door, "expires": int(value)}
             return ("invitation.used", payload)
-        return ("badge.counter", {"uid": ident.lower(), "counter": int(value)})
+        payload = {
+            "uid": ident.lower(),
+            "counter": int(value),
+            "door": door,
+            "sun_url": credential.sun_url or "",
+        }
+        return ("badge.counter", payload)
 
     def _door_event(self, kind: str, payload: dict[str, Any]) -> None:
         # Door events come from input/timer threads with the door's lock held:
@@ -504,9 +517,9 @@ class Agent:
         decision = decide(credential, self.policy, self.mode, now, self.cache, self.sun)
         payload = {"door": self.config.door.id, "source": source, **decision.to_dict()}
         if decision.granted and decision.claim is not None:
-            decision, payload, event = self._journal_claimed(decision, payload)
+            decision, payload, event = self._journal_claimed(decision, payload, credential)
         elif decision.consumes is not None:
-            event = self._journal_consumed(decision, payload)
+            event = self._journal_consumed(decision, payload, credential)
         else:
             event = self.journal("access.decision", payload)
         if decision.granted and self.door is not None:
@@ -539,7 +552,9 @@ class Agent:
                     break
                 self._recent_grants.popitem(last=False)
 
-    def _journal_consumed(self, decision: Decision, payload: dict[str, Any]) -> Any:
+    def _journal_consumed(
+        self, decision: Decision, payload: dict[str, Any], credential: Credential
+    ) -> Any:
         """Journal a deny that spends a verified NTAG 424 counter, in one commit with the
         counter's claim (see :attr:`Decision.consumes`). If a concurrent tap already
         spent a counter as high, the deny is journaled all the same."""
@@ -547,7 +562,7 @@ class Agent:
         _, ident, value = decision.consumes
         claim = self.store.replay.counter_claim(ident, int(value))
         items = [("access.decision", payload)]
-        shared = self._shared_claim(decision)
+        shared = self._shared_claim(decision, credential)
         if shared is not None:
             items.append(shared)  # the other doors of the site refuse it too
         events, claimed = self.store.journal.append_claimed(
@@ -559,7 +574,7 @@ class Agent:
         return events[0]
 
     def _journal_claimed(
-        self, decision: Decision, payload: dict[str, Any]
+        self, decision: Decision, payload: dict[str, Any], credential: Credential
     ) -> tuple[Decision, dict[str, Any], Any]:
         """Claim the single-use invitation / SUN counter and journal the outcome
         in one commit: granted if the claim took effect, REPLAYED otherwise."""
@@ -579,7 +594,7 @@ class Agent:
         )
         lost_payload = {**payload, **lost.to_dict()}
         granted_items = [("access.decision", payload)]
-        shared = self._shared_claim(decision)
+        shared = self._shared_claim(decision, credential)
         if shared is not None:
             # Journaled with the decision, in the same commit, for the central to
             # share with every door of the site (docs/central-api.yaml, /v1/events).

@@ -9,8 +9,10 @@ the file's own folder. See ``docs/configuration.md`` for every key.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import tomllib
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,6 +130,36 @@ class PathsSection:
         return self.state_dir / "portier.db"
 
 
+def is_loopback_host(host: str | None) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if not host:
+        return False
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_central_url(url: str) -> str:
+    """Return *url* if the agent may talk to it, else raise ValueError saying why.
+
+    ``https://`` anywhere; plain ``http://`` only on loopback (the reference central
+    of the demo and the tests): elsewhere anybody on the path could read the device
+    credential and rewrite what the central says.
+    """
+    if not isinstance(url, str) or not re.match(r"^https?://[^/\s]+", url):
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError(
+            f"{url!r}: plain http:// is allowed on loopback only "
+            "(127.0.0.0/8, ::1, localhost); use https://"
+        )
+    return url
+
+
 @dataclass(frozen=True)
 class CentralSection:
     """The central identity-and-access API (optional: a door works offline without it).
@@ -157,8 +189,11 @@ class CentralSection:
     backlog_alarm_disk_fraction: float = 0.25
 
     def __post_init__(self) -> None:
-        if self.url is not None and not re.match(r"^https?://[^/\s]+", self.url):
-            raise ValueError(f"url: {self.url!r} is not an http(s) URL")
+        if self.url is not None:
+            try:
+                check_central_url(self.url)
+            except ValueError as exc:
+                raise ValueError(f"url: {exc}") from None
         if not 0.1 <= self.timeout_s <= 300:
             raise ValueError("timeout_s: must be between 0.1 and 300 seconds")
         if not 1 <= self.batch_size <= 10_000:

@@ -7,17 +7,30 @@ state directory with mode 0600, written atomically (temporary file, fsync,
 rename, fsync of the directory). The credential is never logged: its
 ``repr`` masks it and no message includes it.
 
+The token enrolls a **new** device id. A device already enrolled sends its
+current credential with the call (``Authorization: Bearer``), read from the
+credential file; one whose credential is lost (a re-installed card) needs an
+admin reset at the central first (``portier-central device reset DEVICE_ID``).
+
 A lost answer is safe: the same device id may use the same token again within
-the central's retry window. A device whose journal already holds events the
+the central's retry window, proving it is the same device with the random
+``retry_secret`` it sent with the first try. The secret is kept (0600) next to
+the credential file until the credential is saved, so a retry after a restart
+sends the same one. The answer also carries the central's delta signing key,
+which the credential file pins: every deltas page must be signed with it.
+
+A device whose journal already holds events the
 central never acknowledged sends where its unacknowledged events start
 (``journal_head``), so a rebuilt central expects the right sequence number.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import platform
+import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -25,10 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_agent.config import AgentConfig
+from edge_agent.config import AgentConfig, check_central_url
 from edge_agent.fsutil import atomic_write
 from edge_agent.store import Store, StoreError, StoreSettings, SyncStatus
 from edge_agent.sync.client import Backoff, CentralClient, CentralRefused, CentralUnreachable
+from edge_agent.sync.signing import DeltaKey
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +65,8 @@ _ENROLL_BACKOFF_CAP_S = 60.0
 class EnrollError(Exception):
     """Enrollment failed for good. ``code`` is the central's error code
     (``token_used``, ``token_invalid``, ``token_expired``, ``token_scope``,
-    ``bad_request``) or ``unreachable`` / ``no_url``."""
+    ``device_enrolled``, ``bad_request``) or ``unreachable`` / ``no_url`` /
+    ``insecure_url`` / ``bad_answer``."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -70,6 +85,9 @@ class DeviceCredential:
     enrolled_at_ms: int
     next_seq: int = 1
     limits: Mapping[str, int] = field(default_factory=dict)
+    #: The central's delta signing key, pinned at enrollment (None: a credential from
+    #: before signed deltas; such a device must enroll again to sync).
+    delta_key: DeltaKey | None = None
 
     def __post_init__(self) -> None:
         for name in ("device_id", "device_token", "site", "door", "central_url"):
@@ -90,6 +108,7 @@ class DeviceCredential:
             "enrolled_at_ms": self.enrolled_at_ms,
             "next_seq": self.next_seq,
             "limits": dict(self.limits),
+            "delta_key": None if self.delta_key is None else self.delta_key.to_dict(),
         }
 
     @classmethod
@@ -100,6 +119,8 @@ class DeviceCredential:
         limits = data.get("limits") or {}
         if not isinstance(limits, Mapping):
             raise ValueError("limits: must be an object")
+        raw_key = data.get("delta_key")
+        delta_key = None if raw_key is None else DeltaKey.from_dict(raw_key)
         try:
             return cls(
                 device_id=data["device_id"],
@@ -110,6 +131,7 @@ class DeviceCredential:
                 enrolled_at_ms=int(data.get("enrolled_at_ms", 0)),
                 next_seq=int(data.get("next_seq", 1)),
                 limits={k: int(v) for k, v in limits.items()},
+                delta_key=delta_key,
             )
         except KeyError as exc:
             raise ValueError(f"{exc.args[0]}: is required") from None
@@ -147,6 +169,31 @@ def save_credential(path: Path, credential: DeviceCredential) -> None:
     atomic_write(path, data, 0o600)
 
 
+def _retry_path(path: Path) -> Path:
+    return path.with_name(path.name + ".enroll-retry")
+
+
+def _retry_secret(path: Path, token: str) -> str:
+    """Return the retry secret for *token*: the one kept from an earlier try with the
+    same token, or a new one, written (0600, atomically) before it is sent."""
+    token_hash = hashlib.sha256(token.encode("utf-8")).hexdigest()
+    retry = _retry_path(path)
+    try:
+        kept = json.loads(retry.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        kept = None
+    if (
+        isinstance(kept, dict)
+        and kept.get("token_sha256") == token_hash
+        and isinstance(kept.get("retry_secret"), str)
+    ):
+        return kept["retry_secret"]
+    secret = secrets.token_urlsafe(32)
+    data = json.dumps({"token_sha256": token_hash, "retry_secret": secret}) + "\n"
+    atomic_write(retry, data.encode("utf-8"), 0o600)
+    return secret
+
+
 def software_versions() -> dict[str, str]:
     """Return the versions reported at enrollment and in heartbeats."""
     from importlib.metadata import PackageNotFoundError, version
@@ -182,6 +229,21 @@ def journal_head(database: Path) -> dict[str, Any] | None:
             seq = events[-1].seq + 1
 
 
+def _current_credential(path: Path, config: AgentConfig) -> DeviceCredential | None:
+    """The stored credential of this device id at this central, if any (sent to prove
+    a re-enrolling device is itself)."""
+    try:
+        stored = load_credential(path)
+    except (OSError, ValueError) as exc:
+        log.warning("enroll: ignoring the stored credential: %s", exc)
+        return None
+    if stored is None or stored.device_id != config.device.id:
+        return None
+    if stored.central_url.rstrip("/") != (config.central.url or "").rstrip("/"):
+        return None
+    return stored
+
+
 def enroll(
     config: AgentConfig,
     token: str,
@@ -203,13 +265,21 @@ def enroll(
     central = config.central
     if not central.url:
         raise EnrollError("no_url", "[central] url is not set in the configuration")
+    try:
+        check_central_url(central.url)
+    except ValueError as exc:
+        raise EnrollError("insecure_url", f"[central] url: {exc}") from None
     if not isinstance(token, str) or not token.strip():
         raise EnrollError("bad_request", "the enrollment token is empty")
+    path = credential_path(config)
+    current = _current_credential(path, config)
     body: dict[str, Any] = {
         "enroll_token": token.strip(),
         "device_id": config.device.id,
         "site": config.device.site,
         "door": config.door.id,
+        "guard_console": config.guard.console,
+        "retry_secret": _retry_secret(path, token.strip()),
         "versions": software_versions(),
         "hardware": {
             "machine": platform.machine(),
@@ -234,7 +304,9 @@ def enroll(
     with CentralClient(central.url, ca_file=central.ca_file, timeout_s=central.timeout_s) as client:
         while True:
             try:
-                answer = client.enroll(body)
+                answer = client.enroll(
+                    body, credential=None if current is None else current.device_token
+                )
                 break
             except CentralRefused as exc:
                 if not exc.transient:
@@ -259,13 +331,14 @@ def enroll(
             enrolled_at_ms=time.time_ns() // 1_000_000,
             next_seq=int(answer.get("next_seq", 1)),
             limits={k: int(v) for k, v in dict(answer.get("limits") or {}).items()},
+            delta_key=DeltaKey.from_dict(answer["delta_key"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise EnrollError(
             "bad_answer", f"the central's enrollment answer is incomplete: {exc}"
         ) from None
-    path = credential_path(config)
     save_credential(path, credential)
+    _retry_path(path).unlink(missing_ok=True)
     log.info(
         "enrolled as device %s for %s/%s (credential in %s)",
         credential.device_id,

@@ -168,12 +168,15 @@ def test_lost_enrollment_answer_is_recovered_by_the_same_device(central: Central
     with central.admin() as admin:
         token = admin.create_enroll_token("lobby")["enroll_token"]
     url = f"{central.url}/v1/enroll"
-    body = {"enroll_token": token, "device_id": "fault-enroll"}
+    # The retry secret (issue 10) is what proves the retry comes from the same device.
+    body = {"enroll_token": token, "device_id": "fault-enroll", "retry_secret": "r" * 32}
     fault(central, "lost_after_commit", endpoint="enroll", count=1)
     with pytest.raises(requests.ConnectionError):
         requests.post(url, json=body, timeout=TIMEOUT)
     other = requests.post(url, json={**body, "device_id": "thief"}, timeout=TIMEOUT)
     assert other.status_code == 409
+    no_secret = {"enroll_token": token, "device_id": "fault-enroll"}
+    assert requests.post(url, json=no_secret, timeout=TIMEOUT).status_code == 409
     again = requests.post(url, json=body, timeout=TIMEOUT)
     assert again.status_code == 201 and again.json()["device_id"] == "fault-enroll"
 

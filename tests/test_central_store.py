@@ -89,15 +89,18 @@ def test_same_device_may_retry_a_lost_enrollment_within_the_window(
     store: CentralStore, clock: Clock
 ) -> None:
     token = store.create_enroll_token(door="lobby")["enroll_token"]
-    lost = store.enroll({"enroll_token": token, "device_id": "dev-a"})
-    again = store.enroll({"enroll_token": token, "device_id": "dev-a"})
+    secret = {"retry_secret": "r" * 32}  # issue 10: the retry proves it is the same device
+    lost = store.enroll({"enroll_token": token, "device_id": "dev-a", **secret})
+    with pytest.raises(TokenUsed):  # the device id alone is public: not enough
+        store.enroll({"enroll_token": token, "device_id": "dev-a"})
+    again = store.enroll({"enroll_token": token, "device_id": "dev-a", **secret})
     assert again["device_token"] != lost["device_token"]
     assert store.authenticate(again["device_token"])["device_id"] == "dev-a"
     with pytest.raises(Unauthorized):
         store.authenticate(lost["device_token"])
     clock.advance(store.settings.enroll_retry_window_s + 1)
     with pytest.raises(TokenUsed):
-        store.enroll({"enroll_token": token, "device_id": "dev-a"})
+        store.enroll({"enroll_token": token, "device_id": "dev-a", **secret})
 
 
 def test_enrollment_token_errors(store: CentralStore, clock: Clock) -> None:
@@ -131,10 +134,14 @@ def test_unknown_and_disabled_credentials(store: CentralStore) -> None:
 
 
 def test_re_enrollment_keeps_the_history(store: CentralStore) -> None:
-    enroll(store)
+    first = enroll(store)
     chain = ChainBuilder()
     store.upload_events("dev-a", chain.events(3))
-    again = enroll(store, door="garage")
+    token = store.create_enroll_token(door="garage")["enroll_token"]
+    # An enrolled device id enrolls again with its current credential (issue 10).
+    again = store.enroll(
+        {"enroll_token": token, "device_id": "dev-a"}, credential=first["device_token"]
+    )
     assert again["next_seq"] == 4 and again["door"] == "garage"
     assert statuses(store.upload_events("dev-a", chain.events(1))) == ["accepted"]
     assert store.received()["devices"][0]["chain_ok"]
@@ -407,10 +414,12 @@ def test_malformed_invitation_used_is_dead_lettered_but_chain_holds(store: Centr
 
 def test_badge_counters_only_go_up(store: CentralStore) -> None:
     enroll(store)
+    store.put_badge({"uid": "04a1b2c3d4e5f6", "holder": "Sam", "doors": ["lobby"]})
     chain = ChainBuilder()
     start = store.deltas("hq", None)["cursor"]
     for counter in (5, 3, 9):
-        event = chain.event("badge.counter", {"uid": "04a1b2c3d4e5f6", "counter": counter})
+        claim = {"uid": "04a1b2c3d4e5f6", "counter": counter, "door": "lobby", "sun_url": ""}
+        event = chain.event("badge.counter", claim)
         store.upload_events("dev-a", [event])
     page = store.deltas("hq", start)
     assert [(c["uid"], c["counter"]) for c in page["badge_counters"]] == [("04a1b2c3d4e5f6", 9)]
@@ -707,16 +716,18 @@ def test_real_journal_events_are_accepted_as_sent(store: CentralStore, tmp_path:
     from edge_agent.store import Store, StoreSettings
 
     enroll(store)
+    invitation = store.create_invitation({"visitor": "Ada", "doors": ["lobby"], "single_use": True})
+    inv_id = invitation["invitation"]["id"]
     settings = StoreSettings(path=tmp_path / "agent.sqlite", reserve_bytes=0)
     with Store.open(settings) as journal_store:
         journal = journal_store.journal
         journal.append("access.decision", {"door": "lobby", "granted": True, "name": "Zoë"})
         journal.append("door.forced_open", {"door": "lobby"})
-        journal.append("invitation.used", {"invitation_id": "i1", "door": "lobby", "expires": 9})
+        journal.append("invitation.used", {"invitation_id": inv_id, "door": "lobby", "expires": 9})
         wire = [event.to_wire() for event in journal.next_batch(10)]
         result = store.upload_events("dev-a", wire)
         assert [ack["status"] for ack in result["acks"]] == ["accepted"] * 3
         assert journal.mark_acked(ack["id"] for ack in result["acks"]) == 3
     summary = store.received(verify=True)["devices"][0]
     assert summary["chain_ok"] and summary["chain_verified"]
-    assert store.deltas("hq", None)["used_invitations"][0]["id"] == "i1"
+    assert store.deltas("hq", None)["used_invitations"][0]["id"] == inv_id

@@ -198,11 +198,23 @@ def test_central_database_of_schema_1_gains_the_report_table(tmp_path: Path) -> 
     settings = CentralSettings(data_dir=tmp_path / "central", site=SITE)
     with CentralStore(settings) as store:
         store._conn.execute("DROP TABLE selftest_reports")
+        # Schema 3's additions (issue 10) go too: this is a database of schema 1.
+        store._conn.execute("DROP TABLE delta_keys")
+        for table, column in (
+            ("devices", "zones"),
+            ("devices", "guard_console"),
+            ("devices", "reset_allowed"),
+            ("enroll_tokens", "zones"),
+            ("enroll_tokens", "retry_hash"),
+        ):
+            store._conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         store._conn.execute("PRAGMA user_version = 1")
     with CentralStore(settings) as store:
-        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         with pytest.raises(NotFound):
             store.selftest("nobody")
+        token = store.create_enroll_token(door="lobby")["enroll_token"]
+        assert store.enroll({"enroll_token": token})["delta_key"]["alg"] == "EdDSA"
 
 
 # -- the role: kiosk or headless door --------------------------------------------------

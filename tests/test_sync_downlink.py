@@ -29,7 +29,8 @@ from edge_agent.guards import verify_pin
 from edge_agent.reasons import Reason
 from edge_agent.store import Badge, Delta, Store, StoreSettings
 from edge_agent.sync import Alarms, CentralClient, DeltaError, DoorSettingsFile, Downlink
-from edge_agent.sync.downlink import convert_page
+from edge_agent.sync.downlink import DeltaTrust, convert_page
+from edge_agent.sync.signing import DeltaKey
 from edge_agent.tokens import Verified, verify
 
 DOOR = "gate-a"
@@ -55,7 +56,10 @@ class Door:
 
     def __init__(self, central: CentralProcess, where: Path, door: str = DOOR) -> None:
         self.device_id = f"down-{next(_ids)}"
-        enrolled, session = enroll_device(central.url, door=door, device_id=self.device_id)
+        # A kiosk-like device: guards' PIN hashes reach it (guard console).
+        enrolled, session = enroll_device(
+            central.url, door=door, device_id=self.device_id, guard_console=True
+        )
         session.close()
         self.token = enrolled["device_token"]
         self.client = CentralClient(central.url, credential=self.token, timeout_s=5.0)
@@ -68,6 +72,7 @@ class Door:
             self.client,
             self.alarms,
             door=door,
+            trust=DeltaTrust(self.device_id, DeltaKey.from_dict(enrolled["delta_key"])),
             page_size=50,
             settings_file=self.settings_file,
             on_door_settings=self.settings.append,
@@ -170,22 +175,29 @@ def test_unknown_cursor_resyncs_from_scratch(admin, door) -> None:
 
 def test_single_use_and_counters_used_elsewhere_reach_the_replay_ledger(admin, door, central):
     _, session = enroll_device(central.url, door="gate-b", device_id=f"other-{next(_ids)}")
+    # The central shares claims for credentials it issued, valid at the claiming door.
+    created = admin.create_invitation(visitor="Ada", doors=["gate-b", DOOR], single_use=True)
+    inv_id = created["invitation"]["id"]
+    admin.put_badge(uid="04DE5F1EACC040", holder="Sam", doors=["gate-b", DOOR])
     chain = ChainBuilder()
-    expires = int(time.time()) + 3600
+    expires = created["invitation"]["expires"]
     events = [
         chain.event(
             "invitation.used",
-            {"invitation_id": "i-used-at-b", "door": "gate-b", "expires": expires},
+            {"invitation_id": inv_id, "door": "gate-b", "expires": expires},
         ),
-        chain.event("badge.counter", {"uid": "04de5f1eacc040", "counter": 41}),
+        chain.event(
+            "badge.counter",
+            {"uid": "04de5f1eacc040", "counter": 41, "door": "gate-b", "sun_url": ""},
+        ),
     ]
     answer = session.post(f"{central.url}/v1/events", json={"events": events}, timeout=5)
     assert [a["status"] for a in answer.json()["acks"]] == ["accepted", "accepted"]
     session.close()
     door.downlink.sync()
-    assert door.store.replay.is_used("i-used-at-b")
+    assert door.store.replay.is_used(inv_id)
     assert door.store.replay.last_counter("04DE5F1EACC040") == 41
-    assert StoreCacheView(door.store).invitation_used("i-used-at-b")
+    assert StoreCacheView(door.store).invitation_used(inv_id)
 
 
 def test_key_rotation_reaches_the_keyring_without_a_restart(admin, door) -> None:
@@ -268,7 +280,9 @@ class ScriptedClient:
 def _scripted(tmp_path: Path, pages: list[dict[str, Any]]) -> tuple[Store, Downlink]:
     store = Store.open(StoreSettings(path=tmp_path / "scripted.db"))
     client = ScriptedClient(pages)
-    return store, Downlink(store, client, Alarms(store.journal.append), door=DOOR)  # type: ignore[arg-type]
+    # Scripted pages test the conversion: unsigned (trust=None), as no central signs them.
+    downlink = Downlink(store, client, Alarms(store.journal.append), door=DOOR, trust=None)  # type: ignore[arg-type]
+    return store, downlink
 
 
 def test_a_page_that_cannot_be_converted_changes_nothing(tmp_path: Path) -> None:
@@ -353,7 +367,9 @@ _APPLIER = textwrap.dedent(
             return page
 
     store = Store.open(StoreSettings(path=Path(sys.argv[1])))
-    downlink = Downlink(store, Client(), Alarms(store.journal.append), door="gate-a")
+    downlink = Downlink(
+        store, Client(), Alarms(store.journal.append), door="gate-a", trust=None
+    )
     while True:
         print("applying", flush=True)
         downlink.sync()

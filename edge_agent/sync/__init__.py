@@ -9,7 +9,9 @@ and tools use on their own:
   (:class:`CentralRefused`, :class:`CentralUnreachable`);
 * :class:`Backoff` -- exponential backoff with full jitter, ``Retry-After`` as a floor;
 * :class:`Uplink` -- journal batches to ``/v1/events`` with per-event acks;
-* :class:`Downlink` -- ``/v1/deltas`` pages applied atomically to the cache;
+* :class:`Downlink` -- ``/v1/deltas`` pages, verified against the central's pinned
+  delta signing key (:class:`DeltaTrust`, :mod:`edge_agent.sync.signing`), applied
+  atomically to the cache;
 * :class:`Alarms` -- sync alarms journaled as ``sync.alarm`` events.
 
 Enrollment is :mod:`edge_agent.enroll`. The protocol as the device uses it,
@@ -24,6 +26,7 @@ from edge_agent.sync.client import Backoff, CentralClient, CentralRefused, Centr
 from edge_agent.sync.downlink import (
     DeltaError,
     DeltaPage,
+    DeltaTrust,
     DoorSettingsFile,
     Downlink,
     DownlinkResult,
@@ -44,6 +47,7 @@ __all__ = [
     "CentralUnreachable",
     "DeltaError",
     "DeltaPage",
+    "DeltaTrust",
     "DoorSettingsFile",
     "Downlink",
     "DownlinkResult",

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,12 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InvalidHeader
 from urllib3.util import Retry
 
+from edge_agent.config import check_central_url
+from edge_agent.sync.signing import KID_HEADER, SIGNATURE_HEADER
+
 log = logging.getLogger(__name__)
 
-__all__ = ["Backoff", "CentralClient", "CentralRefused", "CentralUnreachable"]
+__all__ = ["Backoff", "CentralClient", "CentralRefused", "CentralUnreachable", "SignedPage"]
 
 #: Never wait longer than this for a Retry-After, whatever the central says.
 MAX_RETRY_AFTER_S = 3600.0
@@ -54,6 +58,16 @@ class CentralUnreachable(ConnectionError):
     def __init__(self, message: str, *, tls: bool = False) -> None:
         super().__init__(message)
         self.tls = tls
+
+
+@dataclass(frozen=True)
+class SignedPage:
+    """A deltas answer as received: the exact body bytes and the signature headers
+    (checked with :class:`edge_agent.sync.signing.DeltaKey` before the body is parsed)."""
+
+    body: bytes
+    kid: str | None
+    signature: str | None
 
 
 class CentralRefused(Exception):
@@ -158,8 +172,10 @@ class CentralClient:
         timeout_s: float = 10.0,
         user_agent: str = "portier-edge-agent",
     ) -> None:
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ValueError(f"url: {url!r} must start with https:// (or http://)")
+        try:
+            check_central_url(url)
+        except ValueError as exc:
+            raise ValueError(f"url: {exc}") from None
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
         self._session = requests.Session()
@@ -206,9 +222,14 @@ class CentralClient:
 
     # -- the calls ----------------------------------------------------------------
 
-    def enroll(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """POST /v1/enroll; return the ``EnrollResponse``. Raises like :meth:`request`."""
-        return self.request("POST", "/v1/enroll", json=body, auth=False)
+    def enroll(self, body: Mapping[str, Any], credential: str | None = None) -> dict[str, Any]:
+        """POST /v1/enroll; return the ``EnrollResponse``. Raises like :meth:`request`.
+
+        *credential*: the device's current credential, sent as a bearer token when an
+        enrolled device enrolls again (the central requires it for a known device id).
+        """
+        headers = {"Authorization": f"Bearer {credential}"} if credential else None
+        return self.request("POST", "/v1/enroll", json=body, auth=False, headers=headers)
 
     def upload(self, events: list[dict[str, Any]]) -> dict[str, Any]:
         """POST /v1/events with ``events`` (``Event.to_wire()`` dicts); return the
@@ -223,6 +244,21 @@ class CentralClient:
             params["cursor"] = cursor
         return self.request("GET", "/v1/deltas", params=params)
 
+    def signed_deltas(self, cursor: str | None, limit: int) -> SignedPage:
+        """GET /v1/deltas after ``cursor``; return the body bytes and signature headers,
+        unparsed (verify first). Raises like :meth:`request`."""
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        response = self._send("GET", "/v1/deltas", params=params)
+        if response.status_code >= 400:
+            raise _refused(response, _json_or_none(response))
+        return SignedPage(
+            response.content,
+            response.headers.get(KID_HEADER),
+            response.headers.get(SIGNATURE_HEADER),
+        )
+
     def heartbeat(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST /v1/heartbeat; return the ``HeartbeatResponse``. Raises like :meth:`request`."""
         return self.request("POST", "/v1/heartbeat", json=body)
@@ -235,31 +271,16 @@ class CentralClient:
         json: Any = None,
         params: Mapping[str, Any] | None = None,
         auth: bool = True,
+        headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Make one call; return the JSON object the central answered with.
 
+        ``auth=False`` sends no device credential unless ``headers`` carries one.
         Raises :class:`CentralRefused` for an error status and
         :class:`CentralUnreachable` when no complete answer arrived.
         """
-        headers = None if auth else {"Authorization": None}
-        try:
-            response = self._session.request(
-                method,
-                self.url + path,
-                json=json,
-                params=params,
-                headers=headers,
-                timeout=(self.timeout_s, self.timeout_s),
-                verify=self._verify,
-            )
-        except requests.exceptions.SSLError as exc:
-            raise CentralUnreachable(f"{method} {path}: TLS failure: {exc}", tls=True) from exc
-        except requests.RequestException as exc:
-            raise CentralUnreachable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        response = self._send(method, path, json=json, params=params, auth=auth, headers=headers)
+        body = _json_or_none(response)
         if response.status_code >= 400:
             raise _refused(response, body)
         if not isinstance(body, dict):
@@ -269,6 +290,44 @@ class CentralClient:
                 f"{method} {path}: answer {response.status_code} without a JSON object body"
             )
         return body
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        auth: bool = True,
+        headers: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        sent: dict[str, str | None] | None = None
+        if not auth or headers:
+            sent = {} if auth else {"Authorization": None}
+            sent.update(headers or {})
+        try:
+            response = self._session.request(
+                method,
+                self.url + path,
+                json=json,
+                params=params,
+                headers=sent,
+                timeout=(self.timeout_s, self.timeout_s),
+                verify=self._verify,
+            )
+            response.content  # noqa: B018 - read the whole body here: a cut one is unreachable
+        except requests.exceptions.SSLError as exc:
+            raise CentralUnreachable(f"{method} {path}: TLS failure: {exc}", tls=True) from exc
+        except requests.RequestException as exc:
+            raise CentralUnreachable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+        return response
+
+
+def _json_or_none(response: requests.Response) -> object:
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def _refused(response: requests.Response, body: object) -> CentralRefused:

@@ -24,6 +24,13 @@ What the central sends and where it goes in the cache:
                        :class:`DoorSettingsFile`) and applied by the agent
 =====================  ==========================================================
 
+Every page is authenticated before anything of it is used: the central signs the
+exact bytes of the body with its delta signing key, bound to this device's id
+(:mod:`edge_agent.sync.signing`), and the device checks them against the key it
+pinned at enrollment (:class:`DeltaTrust`). A page that is unsigned, signed by
+another key or altered raises ``bad_delta`` and is discarded whole: a man in the
+middle or a proxy cannot inject a signing key, a badge or a door mode.
+
 Signing keys take effect when the page commits: the agent's keyring is rebuilt
 whenever the set of cached keys changes, without a restart.
 """
@@ -50,7 +57,8 @@ from edge_agent.store import (
     Store,
 )
 from edge_agent.sync.alarms import Alarms
-from edge_agent.sync.client import CentralClient, CentralRefused
+from edge_agent.sync.client import CentralClient, CentralRefused, SignedPage
+from edge_agent.sync.signing import DeltaKey, DeltaSignatureError
 from edge_agent.tokens import TrustedKey
 
 log = logging.getLogger(__name__)
@@ -58,6 +66,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "DeltaError",
     "DeltaPage",
+    "DeltaTrust",
     "DoorSettingsFile",
     "Downlink",
     "DownlinkResult",
@@ -70,6 +79,39 @@ MAX_PAGES_PER_SYNC = 1000
 
 class DeltaError(ValueError):
     """A deltas page that cannot be applied; the message names the field."""
+
+
+@dataclass(frozen=True)
+class DeltaTrust:
+    """Whose signature a device accepts on deltas pages: the central's delta signing
+    key pinned at enrollment (None for a credential from before signed deltas: every
+    page is then refused until the device enrolls again)."""
+
+    device_id: str
+    key: DeltaKey | None
+    #: Names the enrollment (e.g. a hash of the device credential): a new enrollment
+    #: (another door, a guard console added or removed) resyncs the cache from scratch.
+    enrollment: str = ""
+
+    def parse(self, signed: SignedPage) -> Mapping[str, Any]:
+        """Verify *signed* and return its parsed body.
+
+        Raises:
+            DeltaError: no pinned key, a bad signature, or a body that is not a JSON object.
+        """
+        if self.key is None:
+            raise DeltaError(
+                "no pinned delta signing key (enrolled before signed deltas): enroll again"
+            )
+        try:
+            self.key.verify(self.device_id, signed.body, signed.kid, signed.signature)
+        except DeltaSignatureError as exc:
+            raise DeltaError(f"signature: {exc}") from None
+        try:
+            page = json.loads(signed.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DeltaError(f"page: not JSON ({exc})") from None
+        return _obj(page, "page")
 
 
 @dataclass(frozen=True)
@@ -328,10 +370,17 @@ class Downlink:
         client: the central client (with the device credential).
         alarms: where ``bad_delta`` is raised.
         door: this agent's door id (door settings of other doors are ignored).
+        trust: the pinned key pages must be signed with (None: pages are taken
+            unverified -- only for tests that script pages; the agent always passes one).
         page_size: changes per page asked for.
         settings_file: where this door's central settings are kept (None: ignored).
         on_door_settings: called with the settings dict (or None when removed)
             after the page carrying them committed.
+        trust_file: where the key the cache was last synced under is noted (None: not
+            noted). When the pinned key or device id changes (a new enrollment), or a
+            cache synced before keys were pinned is found, the next sync starts from
+            scratch (``reset: true``): nothing that came unverified, or for another
+            enrollment, stays in the cache.
     """
 
     def __init__(
@@ -341,17 +390,21 @@ class Downlink:
         alarms: Alarms,
         *,
         door: str,
+        trust: DeltaTrust | None,
         page_size: int = 500,
         settings_file: DoorSettingsFile | None = None,
         on_door_settings: Callable[[Mapping[str, Any] | None], None] | None = None,
+        trust_file: Path | None = None,
     ) -> None:
         self.store = store
         self.client = client
         self.alarms = alarms
         self.door = door
+        self.trust = trust
         self.page_size = page_size
         self.settings_file = settings_file
         self._on_door_settings = on_door_settings
+        self.trust_file = trust_file
         self.last_complete_ms: int | None = None
 
     def sync(self) -> DownlinkResult:
@@ -364,19 +417,22 @@ class Downlink:
         """
         pages = changes = 0
         cursor = self.store.cache.downlink().cursor
+        resync = self._trust_changed(cursor)
         while pages < MAX_PAGES_PER_SYNC:
             asked = cursor
+            query = None if resync else asked
             try:
-                raw = self.client.deltas(asked, self.page_size)
+                fetched = self._fetch(query)
             except CentralRefused as exc:
-                if exc.status != 410 or asked is None:
+                if exc.status != 410 or query is None:
                     raise
                 log.warning("sync: the central does not know cursor %s: full resync", asked)
-                raw = self.client.deltas(None, self.page_size)
+                fetched = self._fetch(None)
                 asked_for: str | None = None
             else:
-                asked_for = asked
+                asked_for = query
             try:
+                raw = self._authentic(fetched)
                 page = convert_page(raw, self.door)
             except DeltaError as exc:
                 self.alarms.raise_("bad_delta", f"page after cursor {asked_for}: {exc}")
@@ -388,6 +444,9 @@ class Downlink:
                 )
                 raise DeltaError(f"from_cursor: {page.from_cursor!r} is not {asked_for!r}")
             self._apply(page, expected=asked)
+            if resync:
+                self._note_trust()
+                resync = False
             self.alarms.clear("bad_delta")
             pages += 1
             changes += len(page.delta) + len(page.badge_counters) + len(page.door_settings)
@@ -396,6 +455,54 @@ class Downlink:
                 self.last_complete_ms = self.store.cache.downlink().last_sync_ms
                 return DownlinkResult(pages, changes, cursor, True)
         return DownlinkResult(pages, changes, cursor, False)
+
+    def _trust_identity(self) -> dict[str, str] | None:
+        if self.trust is None or self.trust.key is None:
+            return None
+        return {
+            "device_id": self.trust.device_id,
+            "enrollment": self.trust.enrollment,
+            **self.trust.key.to_dict(),
+        }
+
+    def _trust_changed(self, cursor: str | None) -> bool:
+        """True when the cache was synced under another key or enrollment (or before keys
+        were pinned): the next page must then be a full resync."""
+        identity = self._trust_identity()
+        if identity is None or self.trust_file is None:
+            return False
+        try:
+            noted = json.loads(self.trust_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            noted = None
+        except (OSError, ValueError) as exc:
+            log.warning("sync: %s unreadable (%s): full resync", self.trust_file, exc)
+            noted = None
+        if noted == identity:
+            return False
+        if cursor is None:
+            return True  # a first sync starts from scratch anyway; note the key after it
+        log.warning("sync: the cache was synced under another delta key: full resync")
+        return True
+
+    def _note_trust(self) -> None:
+        identity = self._trust_identity()
+        if identity is not None and self.trust_file is not None:
+            text = json.dumps(identity, sort_keys=True) + "\n"
+            atomic_write(self.trust_file, text.encode("utf-8"), 0o600)
+
+    def _fetch(self, cursor: str | None) -> SignedPage | Mapping[str, Any]:
+        if self.trust is None:
+            return self.client.deltas(cursor, self.page_size)
+        return self.client.signed_deltas(cursor, self.page_size)
+
+    def _authentic(self, fetched: SignedPage | Mapping[str, Any]) -> Mapping[str, Any]:
+        """Return the page to convert: verified first when a key is pinned."""
+        if self.trust is None:
+            return fetched  # type: ignore[return-value]
+        if not isinstance(fetched, SignedPage):
+            raise DeltaError("page: expected the signed bytes of the answer")
+        return self.trust.parse(fetched)
 
     def _apply(self, page: DeltaPage, expected: str | None) -> None:
         # Counters first: raising one is idempotent, so a crash before the page

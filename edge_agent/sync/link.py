@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import os
 import threading
@@ -33,7 +34,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.store import StoreError, SyncStatus
 from edge_agent.sync.alarms import Alarms
 from edge_agent.sync.client import Backoff, CentralClient, CentralRefused, CentralUnreachable
-from edge_agent.sync.downlink import DeltaError, DoorSettingsFile, Downlink
+from edge_agent.sync.downlink import DeltaError, DeltaTrust, DoorSettingsFile, Downlink
 from edge_agent.sync.uplink import Paused, Stopped, Uplink
 
 log = logging.getLogger(__name__)
@@ -340,9 +341,12 @@ class CentralLink:
             client,
             self.alarms,
             door=self.config.door.id,
+            # Replaced by the credential's pinned key below; until then nothing is trusted.
+            trust=DeltaTrust("", None),
             page_size=self.central.deltas_page,
             settings_file=self.settings_file,
             on_door_settings=self._apply_door_settings,
+            trust_file=self.config.paths.state_dir / "central-sync-trust.json",
         )
         backoff = self._backoff()
         next_heartbeat = next_pull = 0.0
@@ -358,6 +362,13 @@ class CentralLink:
                     next_heartbeat = next_pull = now
                     if credential is not None:
                         client.set_credential(credential.device_token)
+                        downlink.trust = DeltaTrust(
+                            credential.device_id,
+                            credential.delta_key,
+                            enrollment=hashlib.sha256(
+                                credential.device_token.encode("utf-8")
+                            ).hexdigest()[:32],
+                        )
                 active = credential is not None and (
                     paused_until is not None and now >= paused_until
                 )
