@@ -354,27 +354,35 @@ def _closing(response: web.Response) -> web.Response:
     return response
 
 
+async def _answer_and_close(request: web.Request, response: web.Response) -> web.Response:
+    """Send ``response`` and close the connection at once, without draining the rest of
+    the body (aiohttp would otherwise read and discard it for ``lingering_time``)."""
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
+    return response
+
+
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     declared = request.content_length
     if declared is not None and declared > MAX_BODY_BYTES:
         # Refused on the declaration alone, before a byte of the body is read.
-        response = _closing(
-            _error(413, "too_large", f"body larger than {MAX_BODY_BYTES} bytes declared")
-        )
+        response = _error(413, "too_large", f"body larger than {MAX_BODY_BYTES} bytes declared")
         if declared > _DRAIN_MAX_BYTES:
-            # Not worth draining (a client like http.client sends its whole body before
-            # it reads the answer): answer, then close at once.
-            await response.prepare(request)
-            await response.write_eof()
-            request.protocol.force_close()
-        return response
+            # Not worth draining: answer, then close at once. (Up to it, the body is
+            # drained a moment, for a client like http.client that sends its whole body
+            # before it reads the answer.)
+            return await _answer_and_close(request, response)
+        return _closing(response)
     try:
         return await handler(request)
     except _BadRequest as exc:
         return _error(400, "bad_request", str(exc))
     except _BodyTimeout as exc:
-        return _closing(_error(408, "body_timeout", str(exc)))
+        # A client this slow is not waited for again (no lingering): closed at once.
+        return await _answer_and_close(request, _error(408, "body_timeout", str(exc)))
     except ActionError as exc:
         return _error(exc.status, exc.code, str(exc))
     except GuardDenied as exc:

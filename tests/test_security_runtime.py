@@ -14,9 +14,15 @@ run`` processes, the reference central as a process, raw Unix sockets.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import queue
 import resource
+import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -33,12 +39,13 @@ from test_agent import (
     invite,
     make_config,
 )
-from test_sync_rig import enroll_with, wait_until
+from test_sync_rig import EDGE_AGENT, enroll_with, wait_until
 from test_sync_rig import make_config as make_sync_config
 
 from central.testing import CentralProcess
 from edge_agent.agent import Agent
-from edge_agent.config import AgentConfig, parse_config
+from edge_agent.client import AgentClient, AgentUnavailable
+from edge_agent.config import AgentConfig, load_config, parse_config
 from edge_agent.devices import open_devices
 from edge_agent.policy import Credential, DoorPolicy
 from edge_agent.reasons import Reason
@@ -185,9 +192,7 @@ def test_a_pi_three_days_behind_after_a_power_cut_refuses_an_expired_invitation(
         assert floor["trusted"] is False and floor["source"] == "journal"
         assert 3 * DAY - 600 < floor["behind_s"] < 3 * DAY + 600
         assert d.clock_alarms() == ["raised"]
-        raised = next(
-            e for e in d.events("alarm.raised") if e["alarm"] == "clock_untrusted"
-        )
+        raised = next(e for e in d.events("alarm.raised") if e["alarm"] == "clock_untrusted")
         assert raised["floor_ms"] > raised["wall_ms"] + 3 * DAY * 1000 - 600_000
         # NTP comes up and steps the clock to the real time: trusted again, alarm cleared.
         clock.set(NOW + 3600)
@@ -317,12 +322,247 @@ def test_staleness_is_measured_from_the_floor(tmp_path: Path) -> None:
 
 def test_default_expiry_skew_is_what_ntp_clocks_need(tmp_path: Path) -> None:
     """60 s, not 300: an invitation that expired two minutes ago is refused."""
-    config = parse_config(
-        {"device": {"id": "d", "site": "hq"}, "door": {"id": "gate-a"}}, tmp_path
-    )
+    config = parse_config({"device": {"id": "d", "site": "hq"}, "door": {"id": "gate-a"}}, tmp_path)
     assert config.door.max_clock_skew_s == 60.0
     assert DoorPolicy(site="hq", door="gate-a").max_skew_s == 60.0
     clock = TestClock(NOW)
     with door(tmp_path, clock, delta=contractor_delta()) as d:
         late = invite(KEY, not_before=int(NOW - 3600), expires=int(NOW - 120))
         assert d.present_qr(late)["reason"] == "expired"
+
+
+# -- 11: the local API cannot be starved ---------------------------------------------------
+
+#: The agent's open-files limit in these tests: systemd's default soft limit, made hard
+#: so the agent cannot raise it: only the connection cap keeps descriptors free.
+AGENT_NOFILE = 1024
+ATTACK_CONNECTIONS = 1100
+
+
+@contextmanager
+def agent_process(config: AgentConfig, nofile: int = AGENT_NOFILE) -> Iterator[subprocess.Popen]:
+    """``edge-agent run`` with RLIMIT_NOFILE = ``nofile`` (soft and hard), ready to answer."""
+    assert config.source is not None
+    log_path = config.source.parent / "agent.log"
+
+    # The limit is set in the child right before it becomes the agent (no preexec_fn).
+    limit = (
+        "import os, resource, sys; n = int(sys.argv[1]); "
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)); os.execv(sys.argv[2], sys.argv[2:])"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))}
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                limit,
+                str(nofile),
+                EDGE_AGENT,
+                "-v",
+                "run",
+                "--config",
+                str(config.source),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+    try:
+        client = AgentClient(config.paths.socket, timeout=5)
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, log_path.read_text(errors="replace")
+            try:
+                client.status()
+                break
+            except AgentUnavailable:
+                assert time.monotonic() < deadline, "the agent did not start"
+                time.sleep(0.05)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def idle_connections(path: Path, count: int) -> list[socket.socket]:
+    """``count`` connections to the socket that never send a byte (the attacker)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < count + 512:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 1024), hard))
+    held: list[socket.socket] = []
+    deadline = time.monotonic() + 30
+    for _ in range(count):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        while True:
+            try:
+                sock.connect(str(path))
+                break
+            except BlockingIOError:  # the listen backlog is full: retry as it drains
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.001)
+        held.append(sock)
+    return held
+
+
+class Stream:
+    """The kiosk's event stream, read in a thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._thread = threading.Thread(target=self._read, args=(path,), daemon=True)
+        self._thread.start()
+
+    def _read(self, path: Path) -> None:
+        with contextlib.suppress(Exception):
+            for event in AgentClient(path).events(timeout=120):
+                self.events.put(event)
+
+    def wait_for(self, kind: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {kind} {match} on the event stream"
+            event = self.events.get(timeout=left)
+            if event["type"] == kind and all(event.get(k) == v for k, v in match.items()):
+                return event
+
+
+def test_1100_idle_connections_starve_neither_the_kiosk_nor_the_uplink(tmp_path: Path) -> None:
+    """The review's attack: 1,100 idle connections on the socket of an agent with the
+    default open-files limit. The kiosk's status and decisions still answer within a
+    second or two, its event stream keeps flowing, the agent's descriptors stay bounded
+    and the uplink still syncs: a badge revoked at the central is refused."""
+    with CentralProcess(tmp_path / "central") as central, central.admin() as admin:
+        admin.put_badge(uid=STAFF_UID, holder="Sam Staff", kind="uid", doors=["gate-a"])
+        config = make_sync_config(tmp_path / "a", central.url, device="flooded")
+        enroll_with(admin, config)
+        socket_path = config.paths.socket
+        with agent_process(config) as process:
+            kiosk = AgentClient(socket_path, timeout=2.0)
+            wait_until(lambda: kiosk.present_badge(STAFF_UID)["granted"], what="first sync")
+            stream = Stream(socket_path)
+            wait_until(lambda: kiosk.status()["event_streams"] >= 1, what="the event stream")
+            baseline = open_fds(process.pid)
+
+            held = idle_connections(socket_path, ATTACK_CONNECTIONS)
+            try:
+                assert len(held) >= 1000, "the attack could not even connect"
+                # (a) the kiosk is not locked out.
+                started = time.monotonic()
+                assert kiosk.status()["door_id"] == "gate-a"
+                granted = kiosk.present_badge(STAFF_UID)
+                assert granted["granted"] is True
+                assert time.monotonic() - started < 2.0
+                stream.wait_for("access.decision", seq=granted["seq"])
+                # (b) the agent holds a bounded number of descriptors.
+                assert open_fds(process.pid) <= baseline + 64 + 16
+                # (c) the uplink still syncs: a revocation arrives, the badge is refused.
+                admin.revoke_badge(STAFF_UID)
+                refused = wait_until(
+                    lambda: (d := kiosk.present_badge(STAFF_UID))["reason"] == "revoked" and d,
+                    timeout_s=30,
+                    what="the revocation",
+                )
+                assert refused["granted"] is False
+                # A second flood while the stream is open: the stream still delivers.
+                held += idle_connections(socket_path, 200)
+                again = kiosk.present_badge(STAFF_UID)
+                stream.wait_for("access.decision", seq=again["seq"])
+                assert open_fds(process.pid) <= baseline + 64 + 16
+            finally:
+                for sock in held:
+                    sock.close()
+
+
+def _raw_unix(path: Path, timeout: float = 5.0) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    sock.connect(str(path))
+    return sock
+
+
+def _read_until_closed(sock: socket.socket, timeout: float) -> tuple[bytes, float]:
+    """Everything the agent sends until it closes (or ``timeout``); and when it closed."""
+    sock.settimeout(timeout)
+    started = time.monotonic()
+    data = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data, time.monotonic() - started
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentConfig]:
+    """An agent (no central) with short [api] timeouts."""
+    where = tmp_path_factory.mktemp("limited")
+    config = make_sync_config(where, None, device="limited")
+    assert config.source is not None
+    with config.source.open("a") as fh:
+        fh.write("\n[api]\nheader_timeout_s = 1.0\nbody_timeout_s = 1.0\nidle_timeout_s = 2.0\n")
+    config = load_config(config.source)
+    with agent_process(config):
+        yield config
+
+
+def test_a_huge_declared_body_is_refused_at_once(limited: AgentConfig) -> None:
+    sock = _raw_unix(limited.paths.socket)
+    started = time.monotonic()
+    sock.sendall(
+        b"POST /v1/present HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(10**12).encode() + b"\r\n\r\n"
+    )
+    data, _ = _read_until_closed(sock, timeout=5.0)
+    elapsed = time.monotonic() - started
+    sock.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), data[:200]
+    assert json.loads(body)["error"] == "too_large"
+    assert elapsed < 1.0  # answered and closed at once, not after reading (or waiting)
+
+
+def test_a_request_head_sent_byte_by_byte_is_cut_off(limited: AgentConfig) -> None:
+    sock = _raw_unix(limited.paths.socket)
+    head = b"GET /v1/status HTTP/1.1\r\nHost: agent\r\n"
+    started = time.monotonic()
+    with contextlib.suppress(OSError):
+        for byte in head:
+            sock.sendall(bytes([byte]))
+            time.sleep(0.1)
+        sock.sendall(b"X-Slow: " + b"a" * 10)
+    data, _ = _read_until_closed(sock, timeout=5.0)
+    sock.close()
+    assert data == b""  # closed, never answered
+    assert time.monotonic() - started < 1.0 + 0.1 * len(head) + 1.0
+
+
+def test_a_body_that_never_ends_is_cut_off(limited: AgentConfig) -> None:
+    sock = _raw_unix(limited.paths.socket)
+    sock.sendall(
+        b"POST /v1/present HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 100\r\n\r\n{"qr": '
+    )
+    data, closed_after = _read_until_closed(sock, timeout=5.0)
+    sock.close()
+    assert data.startswith(b"HTTP/1.1 408"), data[:200]
+    assert closed_after < 3.0
+
+
+def test_an_idle_connection_is_closed(limited: AgentConfig) -> None:
+    sock = _raw_unix(limited.paths.socket)
+    _, closed_after = _read_until_closed(sock, timeout=6.0)
+    sock.close()
+    assert closed_after < 4.0  # idle_timeout_s = 2
