@@ -312,12 +312,21 @@ async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     limits = request.app.get(_LIMITS) or ApiSection()
+    gate = request.app.get(_GATE)
+    connection = gate.lookup(request.protocol) if gate is not None else None
+    if connection is not None:
+        # Waiting for a body is not work: such a connection may be closed to make room
+        # (64 slow bodies must not keep the kiosk out for body_timeout_s).
+        connection.state = _READING
     try:
         # A client sending its body a byte a minute must not hold a connection for ever.
         async with asyncio.timeout(limits.body_timeout_s):
             raw = await request.read()
     except TimeoutError as exc:
         raise _BodyTimeout(f"request body not complete within {limits.body_timeout_s:g} s") from exc
+    finally:
+        if connection is not None and connection.state == _READING:
+            connection.state = _BUSY
     try:
         body = json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

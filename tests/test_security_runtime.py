@@ -566,3 +566,39 @@ def test_an_idle_connection_is_closed(limited: AgentConfig) -> None:
     _, closed_after = _read_until_closed(sock, timeout=6.0)
     sock.close()
     assert closed_after < 4.0  # idle_timeout_s = 2
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentConfig]:
+    """An agent (no central) with room for 8 connections and a patient body timeout."""
+    where = tmp_path_factory.mktemp("small")
+    config = make_sync_config(where, None, device="small")
+    assert config.source is not None
+    with config.source.open("a") as fh:
+        fh.write("\n[api]\nmax_connections = 8\nbody_timeout_s = 60.0\n")
+    config = load_config(config.source)
+    with agent_process(config):
+        yield config
+
+
+def test_slow_bodies_do_not_keep_the_kiosk_out(small: AgentConfig) -> None:
+    """Connections whose request waits for a body that trickles in are not "busy": they
+    are closed to make room, so the kiosk's requests still get through."""
+    held = []
+    try:
+        for _ in range(20):
+            sock = _raw_unix(small.paths.socket)
+            sock.sendall(
+                b"POST /v1/present HTTP/1.1\r\nHost: agent\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+            )
+            held.append(sock)
+        time.sleep(0.3)  # every head parsed: 20 handlers waiting for their bodies
+        kiosk = AgentClient(small.paths.socket, timeout=2.0)
+        started = time.monotonic()
+        assert kiosk.status()["door_id"] == "gate-a"
+        assert kiosk.present_badge(STAFF_UID)["reason"] in ("granted", "unknown_badge")
+        assert time.monotonic() - started < 2.0
+    finally:
+        for sock in held:
+            sock.close()
