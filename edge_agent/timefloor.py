@@ -241,8 +241,8 @@ class TimeFloor:
     def observe(self, t: float, source: str) -> bool:
         """Raise the floor to ``t`` (Unix seconds) if it is ahead; return True if it was.
 
-        Written to the store when it moved by :data:`PERSIST_STEP_S` or more, or when
-        the source is not the wall clock itself (journal, central).
+        Written to the store when it moved by :data:`PERSIST_STEP_S` or more since the
+        last write, or at once for the journal's (read once, at start-up).
         """
         with self._lock:
             mono = self._mono()
@@ -250,8 +250,12 @@ class TimeFloor:
             if current is not None and t <= current:
                 return False
             self._base, self._base_mono, self._source = t, mono, source
+            # The journal's floor is written at once (it is read once, at start-up); the
+            # central's and NTP's, seen every heartbeat, when they moved far enough.
             persist = (
-                source != "ntp" or self._persisted is None or t - self._persisted >= PERSIST_STEP_S
+                source == "journal"
+                or self._persisted is None
+                or t - self._persisted >= PERSIST_STEP_S
             )
         if persist:
             self._persist(t, source)
