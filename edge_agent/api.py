@@ -100,7 +100,8 @@ class _Connection(asyncio.Protocol):
     that tells the gate when it opens, receives bytes and closes.
 
     Every protocol callback is passed on unchanged; the wrapper only keeps the state
-    the gate chooses by (idle, reading a request head, busy, event stream).
+    the gate chooses by (idle, reading a request head or waiting for its body, busy,
+    event stream).
     """
 
     def __init__(self, gate: ConnectionGate, handler: RequestHandler) -> None:

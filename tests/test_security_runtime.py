@@ -602,3 +602,16 @@ def test_slow_bodies_do_not_keep_the_kiosk_out(small: AgentConfig) -> None:
     finally:
         for sock in held:
             sock.close()
+
+
+def test_the_agent_raises_its_open_files_limit() -> None:
+    """systemd's default soft limit (1024) is raised to the hard limit at start-up."""
+    code = (
+        "import resource\n"
+        "from edge_agent.service import raise_fd_limit\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096))\n"
+        "print(raise_fd_limit(64), resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["4096", "4096"]
