@@ -239,6 +239,7 @@ EVENT_TYPES: dict[str, str] = {
     "visitor.checked_in": N_("Visitor checked in"),
     "agent.started": N_("Door controller started"),
     "agent.stopped": N_("Door controller stopped"),
+    "clock.floor_reset": N_("Clock confirmed by the central server"),
 }
 EVENT_OTHER = N_("Other event")
 
