@@ -44,6 +44,7 @@ from edge_agent.ntag424 import DiversifiedKeys, SunError, SunSettings, SunVerifi
 from edge_agent.policy import BadgeRecord, Credential, Decision, DoorPolicy, Schedule, decide
 from edge_agent.reasons import Reason
 from edge_agent.store import Store, StoreError
+from edge_agent.timefloor import ClockTrust, TimeFloor, os_clock_synchronised
 from edge_agent.tokens import Keyring, TrustedKey
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,11 @@ _TAP_REFUSALS = frozenset(
 )
 #: Longest SUN URL a guard login accepts (an NTAG 424 URL is well under 256).
 MAX_SUN_CHARS = 1024
+#: The alarm raised (``alarm.raised``) while the wall clock is below the time floor.
+CLOCK_ALARM = "clock_untrusted"
+#: The smallest tolerance below the time floor, whatever ``max_clock_skew_s`` says:
+#: the central's time in a heartbeat is only known to within its round trip.
+MIN_CLOCK_TOLERANCE_S = 1.0
 
 
 class ActionError(Exception):
@@ -287,6 +293,7 @@ class Agent:
         scheduler: Scheduler | None = None,
         wall_clock: Callable[[], float] = time.time,
         mono_clock: Callable[[], float] = time.monotonic,
+        ntp_synced: Callable[[], bool] | None = os_clock_synchronised,
     ) -> None:
         self.config = config
         self.store = store
@@ -319,6 +326,19 @@ class Agent:
             visitor_schedule=door_cfg.visitor_schedule,
             max_skew_s=door_cfg.max_clock_skew_s,
         )
+        #: The latest trusted time (journal, central, NTP): a clock set back below it
+        #: refuses time-bounded credentials (edge_agent.timefloor).
+        self.time_floor = TimeFloor(
+            store,
+            wall=wall_clock,
+            mono=mono_clock,
+            tolerance_s=max(MIN_CLOCK_TOLERANCE_S, door_cfg.max_clock_skew_s),
+            ntp_synced=ntp_synced,
+        )
+        # Before this start is journaled: the newest event is the previous run's.
+        self.time_floor.observe_journal()
+        self._clock_lock = threading.Lock()
+        self._clock_alarm = False
         self.sun = _sun_verifier(config)
         self.guards = GuardSessions(mono_clock, session_timeout_s=config.guard.session_timeout_s)
         self.guard_bucket = TokenBucket(
@@ -359,6 +379,7 @@ class Agent:
         )
         if restore_note is not None:
             self.journal("door.mode_restored", {"door": door_cfg.id, **restore_note})
+        self.check_clock()  # a clock behind the floor at boot raises the alarm now
         if self.door is not None:
             self.door.attach()
 
@@ -514,7 +535,16 @@ class Agent:
         in that case the door did not open (durable first, then act).
         """
         now = self._wall()
-        decision = decide(credential, self.policy, self.mode, now, self.cache, self.sun)
+        trust = self.check_clock(now)
+        decision = decide(
+            credential,
+            self.policy,
+            self.mode,
+            now,
+            self.cache,
+            self.sun,
+            clock_floor=None if trust.trusted else trust.floor,
+        )
         payload = {"door": self.config.door.id, "source": source, **decision.to_dict()}
         if decision.granted and decision.claim is not None:
             decision, payload, event = self._journal_claimed(decision, payload, credential)
@@ -535,6 +565,66 @@ class Agent:
         if decision.granted and decision.kind == "qr":
             self._remember_grant(decision.credential_id)
         return {**payload, "seq": event.seq, "event_id": event.id}
+
+    # -- clock trust --------------------------------------------------------------
+    def check_clock(self, now: float | None = None) -> ClockTrust:
+        """Assess the wall clock against the time floor; raise or clear the alarm.
+
+        ``alarm.raised {"alarm": "clock_untrusted"}`` is journaled when the clock falls
+        below the floor (minus the tolerance), ``alarm.cleared`` when it is trusted
+        again. A journal failure leaves the alarm state as it was, so the next check
+        tries again.
+        """
+        trust = self.time_floor.assess(now)
+        with self._clock_lock:
+            if trust.trusted != self._clock_alarm:
+                return trust  # no change
+            payload: dict[str, Any] = {
+                "door": self.config.door.id,
+                "alarm": CLOCK_ALARM,
+                "wall_ms": int(trust.wall * 1000),
+                "floor_ms": None if trust.floor is None else int(trust.floor * 1000),
+                "source": trust.source,
+            }
+            if trust.trusted:
+                kind = "alarm.cleared"
+            else:
+                kind = "alarm.raised"
+                payload["detail"] = (
+                    f"wall clock {trust.behind_s:.0f} s behind the latest trusted time "
+                    f"({trust.source}): time-bounded credentials refused"
+                )
+            try:
+                self.journal(kind, payload)
+            except StoreError:
+                log.exception("could not journal the clock alarm")
+                return trust
+            self._clock_alarm = not trust.trusted
+        if trust.trusted:
+            log.warning("clock trusted again (floor %s from %s)", trust.floor, trust.source)
+        else:
+            log.error("clock untrusted: %s", payload["detail"])
+        return trust
+
+    def note_central_time(self, server_time_ms: int, offset_ms: float) -> None:
+        """A central heartbeat answered at ``server_time_ms`` with our clock ``offset_ms``
+        off (the central's minus ours): a trusted time, and a vouch for our clock when
+        the offset is small (:meth:`TimeFloor.observe_central`)."""
+        old = self.time_floor.observe_central(server_time_ms / 1000.0, offset_ms / 1000.0)
+        if old is not None:
+            try:
+                self.journal(
+                    "clock.floor_reset",
+                    {
+                        "from_ms": int(old * 1000),
+                        "to_ms": int(server_time_ms),
+                        "offset_ms": round(offset_ms),
+                        "by": "central",
+                    },
+                )
+            except StoreError:
+                log.exception("could not journal the time floor reset")
+        self.check_clock()
 
     def _remember_grant(self, invitation_id: str) -> None:
         # Each grant allows one self check-in (a new grant of a multi-use invitation
@@ -1071,6 +1161,7 @@ class Agent:
     def status(self) -> dict[str, Any]:
         """The appliance's state for the kiosk, the guard screen and the CLI."""
         now = self._wall()
+        trust = self.check_clock(now)
         counts = self.store.journal.counts()
         cache = self.cache_state(now)
         pressure = self.store.disk_pressure()
@@ -1087,6 +1178,8 @@ class Agent:
             "events_waiting": counts.backlog,
             "dead_letters": getattr(counts, "dead", 0),
             "clock": now,
+            "clock_trusted": trust.trusted,
+            "time_floor": trust.to_dict(),
             "uptime_s": round(self._mono() - self._started_mono, 1),
             "disk": {"level": pressure.level.name.lower(), "alarm": pressure.alarm},
             "reader": self.devices.reader is not None,

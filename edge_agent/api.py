@@ -7,6 +7,14 @@ is ``docs/local-api.md``.
 Handlers only translate: every request becomes one call on
 :class:`edge_agent.agent.Agent`, run in a worker thread so that a slow disk
 never blocks the event loop (and the event stream keeps flowing).
+
+The socket is bounded (``[api]`` in the configuration, docs/local-api.md
+"Limits"): at most ``max_connections`` connections (:class:`ConnectionGate`
+closes the oldest idle one to make room, so a client holding idle connections
+can neither lock the kiosk out nor take the file descriptors the store and the
+uplink need), a time limit on the request head, on the body and on idle
+keep-alive, and a declared body over :data:`MAX_BODY_BYTES` refused with 413
+before a byte of it is read.
 """
 
 from __future__ import annotations
@@ -26,8 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from edge_agent.agent import ActionError, Agent
+from edge_agent.config import ApiSection
 from edge_agent.guards import GuardDenied
 from edge_agent.policy import Credential
 from edge_agent.store import StoreError
@@ -39,11 +49,17 @@ API_VERSION = "v1"
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_QR_CHARS = 4096
 _JPEG_MAGIC = b"\xff\xd8\xff"
+#: A body declared larger than this is answered 413 and the connection closed at once;
+#: up to it, a refused body is drained (for at most _LINGER_S) so that the client, still
+#: sending, reads the 413.
+_DRAIN_MAX_BYTES = 2 * MAX_BODY_BYTES
+_LINGER_S = 2.0
 KEEPALIVE_S = 15.0
 
 _AGENT = web.AppKey("agent", Agent)
 #: The inboxes of the open event streams, ended with a None at shutdown.
 _STREAMS = web.AppKey("streams", set)
+_LIMITS = web.AppKey("limits", ApiSection)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -60,6 +76,237 @@ _GUARD_STATUS = {
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 
 
+# -- connection limits -------------------------------------------------------------------
+
+#: What a connection is doing, in the order the gate closes them to make room.
+_IDLE, _READING, _STREAM, _BUSY = "idle", "reading", "stream", "busy"
+_EVICTION_ORDER = (_IDLE, _READING, _STREAM)
+
+_BUSY_BODY = json.dumps(
+    {"error": "too_many_connections", "message": "the agent is serving too many connections"}
+).encode()
+#: The answer of a connection the gate cannot make room for (every other one is busy).
+_BUSY_ANSWER = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"Connection: close\r\nRetry-After: 1\r\nContent-Length: "
+    + str(len(_BUSY_BODY)).encode()
+    + b"\r\n\r\n"
+    + _BUSY_BODY
+)
+
+
+class _Refused(asyncio.Protocol):
+    """A connection over the limit with nothing to close for it: 503, then closed."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(_BUSY_ANSWER)
+        transport.close()
+
+
+class _Connection(asyncio.Protocol):
+    """One accepted connection: aiohttp's :class:`RequestHandler` behind a thin wrapper
+    that tells the gate when it opens, receives bytes and closes.
+
+    Every protocol callback is passed on unchanged; the wrapper only keeps the state
+    the gate chooses by (idle, reading a request head or waiting for its body, busy,
+    event stream).
+    """
+
+    def __init__(self, gate: ConnectionGate, handler: RequestHandler) -> None:
+        self.gate = gate
+        self.handler = handler
+        self.transport: asyncio.BaseTransport | None = None
+        self.state = _IDLE
+        self.doomed = False
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    # asyncio.Protocol, passed on to aiohttp.
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.handler.connection_made(transport)
+        if self.doomed:  # evicted before it was even set up
+            transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        self.gate.forget(self)
+        self.handler.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.state == _IDLE:
+            # The first byte of a request head: the whole head must follow in time.
+            self.state = _READING
+            self._head_timer = asyncio.get_running_loop().call_later(
+                self.gate.limits.header_timeout_s, self._head_expired
+            )
+        self.handler.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.handler.eof_received()
+
+    def pause_writing(self) -> None:
+        self.handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.handler.resume_writing()
+
+    # The gate's view.
+    def begin(self) -> None:
+        """A request head is complete and its handler runs."""
+        self._cancel_head_timer()
+        self.state = _BUSY
+
+    def end(self) -> None:
+        """The handler is done: idle until the next request (or the idle timeout)."""
+        self.state = _IDLE
+
+    def close(self) -> None:
+        """Close the connection (at once, or as soon as it is set up)."""
+        self.doomed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if self.state == _READING:
+            log.warning(
+                "local API: request head not complete within %g s: connection closed",
+                self.gate.limits.header_timeout_s,
+            )
+            self.gate.timed_out += 1
+            self.close()
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+
+class ConnectionGate:
+    """The protocol factory of the local API's socket: at most ``max_connections``.
+
+    A new connection over the limit makes room by closing another one, in this order:
+    an idle connection (no request since it connected or since its last answer), then
+    one still sending a request head, then an event stream -- the least recently
+    active first in each group. Connections whose request is being handled are never
+    closed; when every connection is busy the newcomer gets 503 and is closed. So a
+    client holding many idle connections only ever holds ``max_connections`` file
+    descriptors of the agent, and the kiosk's requests (sent as soon as it connects)
+    still get through.
+    """
+
+    def __init__(self, limits: ApiSection) -> None:
+        self.limits = limits
+        self._server: web.Server | None = None
+        #: Open connections, least recently active first.
+        self._open: dict[_Connection, None] = {}
+        self._by_handler: dict[RequestHandler, _Connection] = {}
+        self.evicted = 0
+        self.refused = 0
+        self.timed_out = 0
+
+    def attach(self, server: web.Server) -> None:
+        """Build connections with aiohttp's ``server`` (the runner's, once set up)."""
+        self._server = server
+
+    def __call__(self) -> asyncio.Protocol:
+        """The protocol for a connection just accepted."""
+        assert self._server is not None, "attach() the aiohttp server first"
+        if len(self._open) >= self.limits.max_connections and not self._make_room():
+            self.refused += 1
+            log.warning("local API: %d connections, all busy: one refused", len(self._open))
+            return _Refused()
+        handler = self._server()
+        connection = _Connection(self, handler)
+        self._open[connection] = None
+        self._by_handler[handler] = connection
+        return connection
+
+    def _make_room(self) -> bool:
+        for state in _EVICTION_ORDER:
+            for connection in self._open:
+                if connection.state == state:
+                    self.forget(connection)
+                    connection.close()
+                    self.evicted += 1
+                    if self.evicted == 1 or self.evicted % 100 == 0:
+                        log.warning(
+                            "local API: connection limit %d reached: %s connection closed "
+                            "(%d so far)",
+                            self.limits.max_connections,
+                            state,
+                            self.evicted,
+                        )
+                    return True
+        return False
+
+    def forget(self, connection: _Connection) -> None:
+        """The connection closed (or is being closed): no longer counted."""
+        self._open.pop(connection, None)
+        if self._by_handler.get(connection.handler) is connection:
+            del self._by_handler[connection.handler]
+
+    def lookup(self, handler: RequestHandler) -> _Connection | None:
+        """The connection of aiohttp's ``handler`` (None: not through this gate)."""
+        return self._by_handler.get(handler)
+
+    def touch(self, connection: _Connection) -> None:
+        """The connection was active: it goes to the back of the eviction order."""
+        if connection in self._open:
+            self._open.pop(connection)
+            self._open[connection] = None
+
+    @property
+    def open_count(self) -> int:
+        """Connections open now."""
+        return len(self._open)
+
+
+_GATE = web.AppKey("gate", ConnectionGate)
+
+
+class _GatedUnixSite(web.BaseSite):
+    """aiohttp's UnixSite, with :class:`ConnectionGate` as the protocol factory."""
+
+    __slots__ = ("_gate", "_path")
+
+    def __init__(self, runner: web.AppRunner, path: str, gate: ConnectionGate) -> None:
+        super().__init__(runner)
+        self._path = path
+        self._gate = gate
+
+    @property
+    def name(self) -> str:
+        """The site's URL, as aiohttp names Unix sites."""
+        return f"http://unix:{self._path}:"
+
+    async def start(self) -> None:
+        """Listen on the socket (BaseSite.stop closes it)."""
+        await super().start()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_unix_server(self._gate, self._path, backlog=self._backlog)
+
+
+@web.middleware
+async def _track(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Mark the connection busy while its request is handled (never closed to make room)."""
+    gate = request.app.get(_GATE)
+    connection = gate.lookup(request.protocol) if gate is not None else None
+    if connection is None:
+        return await handler(request)
+    connection.begin()
+    try:
+        return await handler(request)
+    finally:
+        connection.end()
+        connection.gate.touch(connection)
+
+
+class _BodyTimeout(Exception):
+    """The request body did not arrive within ``[api] body_timeout_s``."""
+
+
 def _error(
     status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> web.Response:
@@ -74,8 +321,24 @@ async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
+    limits = request.app.get(_LIMITS) or ApiSection()
+    gate = request.app.get(_GATE)
+    connection = gate.lookup(request.protocol) if gate is not None else None
+    if connection is not None:
+        # Waiting for a body is not work: such a connection may be closed to make room
+        # (64 slow bodies must not keep the kiosk out for body_timeout_s).
+        connection.state = _READING
     try:
-        body = await request.json()
+        # A client sending its body a byte a minute must not hold a connection for ever.
+        async with asyncio.timeout(limits.body_timeout_s):
+            raw = await request.read()
+    except TimeoutError as exc:
+        raise _BodyTimeout(f"request body not complete within {limits.body_timeout_s:g} s") from exc
+    finally:
+        if connection is not None and connection.state == _READING:
+            connection.state = _BUSY
+    try:
+        body = json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _BadRequest("body must be a JSON object") from exc
     if not isinstance(body, dict):
@@ -104,12 +367,41 @@ def _badge_bytes(uid: str) -> bytes:
     return raw
 
 
+def _closing(response: web.Response) -> web.Response:
+    """``response`` with ``Connection: close``: the rest of the request is not read."""
+    response.force_close()
+    return response
+
+
+async def _answer_and_close(request: web.Request, response: web.Response) -> web.Response:
+    """Send ``response`` and close the connection at once, without draining the rest of
+    the body (aiohttp would otherwise read and discard it for ``lingering_time``)."""
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
+    return response
+
+
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    declared = request.content_length
+    if declared is not None and declared > MAX_BODY_BYTES:
+        # Refused on the declaration alone, before a byte of the body is read.
+        response = _error(413, "too_large", f"body larger than {MAX_BODY_BYTES} bytes declared")
+        if declared > _DRAIN_MAX_BYTES:
+            # Not worth draining: answer, then close at once. (Up to it, the body is
+            # drained a moment, for a client like http.client that sends its whole body
+            # before it reads the answer.)
+            return await _answer_and_close(request, response)
+        return _closing(response)
     try:
         return await handler(request)
     except _BadRequest as exc:
         return _error(400, "bad_request", str(exc))
+    except _BodyTimeout as exc:
+        # A client this slow is not waited for again (no lingering): closed at once.
+        return await _answer_and_close(request, _error(408, "body_timeout", str(exc)))
     except ActionError as exc:
         return _error(exc.status, exc.code, str(exc))
     except GuardDenied as exc:
@@ -191,6 +483,11 @@ async def events(request: web.Request) -> web.StreamResponse:
 
     streams: set[asyncio.Queue[dict[str, Any] | None]] = request.app[_STREAMS]
     streams.add(inbox)
+    gate = request.app.get(_GATE)
+    connection = gate.lookup(request.protocol) if gate is not None else None
+    if connection is not None:
+        # A stream lasts for ever: it may be closed to make room, after idle connections.
+        connection.state = _STREAM
     try:
         with agent.bus.subscribe_callback(from_thread):
             await response.write(b": portier event stream\n\n")
@@ -321,11 +618,17 @@ async def simulate(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
-def make_app(agent: Agent) -> web.Application:
-    """Return the aiohttp application serving ``agent``."""
-    app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
+def make_app(
+    agent: Agent, limits: ApiSection | None = None, gate: ConnectionGate | None = None
+) -> web.Application:
+    """Return the aiohttp application serving ``agent`` (``gate``: the socket's
+    :class:`ConnectionGate`, told which connections are busy)."""
+    app = web.Application(middlewares=[_track, _errors], client_max_size=MAX_BODY_BYTES)
     app[_AGENT] = agent
     app[_STREAMS] = set()
+    app[_LIMITS] = limits or ApiSection()
+    if gate is not None:
+        app[_GATE] = gate
     app.on_shutdown.append(_end_streams)
     prefix = f"/{API_VERSION}"
     app.router.add_get(f"{prefix}/status", status)
@@ -360,19 +663,37 @@ def _remove_stale_socket(path: Path) -> None:
         probe.close()
 
 
-async def start_server(agent: Agent, path: Path, mode: int) -> web.AppRunner:
-    """Serve the local API on the Unix socket ``path`` with file mode ``mode``.
+async def start_server(
+    agent: Agent, path: Path, mode: int, limits: ApiSection | None = None
+) -> web.AppRunner:
+    """Serve the local API on the Unix socket ``path`` with file mode ``mode``, within
+    ``limits`` (``[api]``; default: :class:`~edge_agent.config.ApiSection`'s).
 
     Returns the started runner (``await runner.cleanup()`` stops it). Raises
     :class:`SocketInUse` if another agent answers on ``path``; a socket file
     left by a crashed agent is removed.
     """
+    limits = limits or ApiSection()
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_socket(path)
-    runner = web.AppRunner(make_app(agent), access_log=None, shutdown_timeout=2.0)
+    gate = ConnectionGate(limits)
+    runner = web.AppRunner(
+        make_app(agent, limits, gate),
+        access_log=None,
+        shutdown_timeout=2.0,
+        # aiohttp closes a connection that has no complete request this long after it
+        # connected or after its last answer (idle keep-alive, silent clients).
+        keepalive_timeout=limits.idle_timeout_s,
+        # A body we did not read (413, early errors) is drained this long at most.
+        lingering_time=_LINGER_S,
+    )
     await runner.setup()
-    site = web.UnixSite(runner, str(path))
+    assert runner.server is not None
+    gate.attach(runner.server)
+    site = _GatedUnixSite(runner, str(path), gate)
     await site.start()
     os.chmod(path, mode)
-    log.info("local API on %s (mode %o)", path, mode)
+    log.info(
+        "local API on %s (mode %o, at most %d connections)", path, mode, limits.max_connections
+    )
     return runner

@@ -78,7 +78,10 @@ class DoorSection:
     #: The ``stale_cache`` alarm is raised at this fraction of the maximum staleness.
     stale_alarm_fraction: float = 0.5
     visitor_schedule: str | None = None
-    max_clock_skew_s: float = 300.0
+    #: Tolerance on every validity window, and how far the clock may be below the
+    #: time floor and still be trusted: NTP keeps clocks within a second, 60 s is
+    #: ample (docs/tokens.md, "Clock skew").
+    max_clock_skew_s: float = 60.0
 
     def __post_init__(self) -> None:
         _ident("id", self.id)
@@ -158,6 +161,33 @@ def check_central_url(url: str) -> str:
             "(127.0.0.0/8, ::1, localhost); use https://"
         )
     return url
+
+
+@dataclass(frozen=True)
+class ApiSection:
+    """Limits of the local API's Unix socket (docs/local-api.md, "Limits").
+
+    Only the kiosk and the CLI call it, so the bounds are small: a client that holds
+    connections open, or sends a request byte by byte, must not starve the door's
+    other work (the store, the uplink) of file descriptors nor lock the kiosk out.
+    """
+
+    #: Connections open at once; when full, the oldest idle one is closed first.
+    max_connections: int = 64
+    #: A request head must be complete this long after its first byte.
+    header_timeout_s: float = 5.0
+    #: A request body must be complete this long after its head.
+    body_timeout_s: float = 30.0
+    #: A connection with no request is closed after this long (after connecting or
+    #: after its last answer): idle keep-alive, and a client that never sends.
+    idle_timeout_s: float = 15.0
+
+    def __post_init__(self) -> None:
+        if not 4 <= self.max_connections <= 4096:
+            raise ValueError("max_connections: must be between 4 and 4096")
+        for name in ("header_timeout_s", "body_timeout_s", "idle_timeout_s"):
+            if not 0.1 <= getattr(self, name) <= 3600:
+                raise ValueError(f"{name}: must be between 0.1 and 3600 seconds")
 
 
 @dataclass(frozen=True)
@@ -289,6 +319,7 @@ class AgentConfig:
     device: DeviceSection
     door: DoorSection
     paths: PathsSection = field(default_factory=PathsSection)
+    api: ApiSection = field(default_factory=ApiSection)
     central: CentralSection = field(default_factory=CentralSection)
     guard: GuardSection = field(default_factory=GuardSection)
     ntag424: Ntag424Section = field(default_factory=Ntag424Section)

@@ -9,8 +9,16 @@ racing on one single-use invitation cannot both open.
 Checks run in a fixed order so that the journal always records the most
 telling reason: first whether the credential is genuine (format, signature,
 key, time, scope), then whether it still stands (revocation, replay), then
-whether this door may open now (mode, schedule, cache staleness). A forged
-invitation shown during a lockdown is journaled as forged.
+whether this door may open now (mode, clock, schedule, cache staleness). A
+forged invitation shown during a lockdown is journaled as forged.
+
+While the wall clock is below the agent's time floor (``clock_floor``, see
+:mod:`edge_agent.timefloor`) every time-bounded credential -- a QR invitation
+(it always has dates), a badge with a validity window or a schedule, a visitor
+schedule -- is refused with ``clock_untrusted``: its dates cannot be checked
+against a clock that was set back. Badges without time bounds (staff badges
+with no window and no schedule) are still decided, and cache staleness is
+measured against the floor rather than the (behind) wall clock.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from edge_agent.door import DoorMode
 from edge_agent.ntag424 import SunError, SunVerifier
 from edge_agent.reasons import Reason
-from edge_agent.tokens import Keyring, Verified
+from edge_agent.tokens import DEFAULT_MAX_SKEW_S, Keyring, Verified
 from edge_agent.tokens import verify as verify_token
 
 log = logging.getLogger(__name__)
@@ -188,7 +196,9 @@ class DoorPolicy:
     #: Refuse offline decisions when the cache is older than this (None: never refuse).
     max_offline_staleness_s: float | None = None
     visitor_schedule: str | None = None
-    max_skew_s: float = 300.0
+    #: Tolerance on every validity window: what NTP-synchronised clocks need (see
+    #: docs/tokens.md, "Clock skew"); the config's ``[door] max_clock_skew_s``.
+    max_skew_s: float = DEFAULT_MAX_SKEW_S
 
 
 @dataclass(frozen=True)
@@ -234,8 +244,22 @@ class Decision:
         }
 
 
+#: Verifier denials that depend on the clock.
+_TIME_REASONS = frozenset({Reason.EXPIRED, Reason.NOT_YET_VALID})
+
+
 def _deny(kind: CredentialKind, reason: Reason, detail: str, **kw: Any) -> Decision:
     return Decision(False, reason, kind, detail=detail, **kw)
+
+
+def _clock_untrusted(kind: CredentialKind, now: float, clock_floor: float, **who: Any) -> Decision:
+    behind = clock_floor - now
+    return _deny(
+        kind,
+        Reason.CLOCK_UNTRUSTED,
+        f"clock {behind:.0f} s behind the latest trusted time: dates cannot be checked",
+        **who,
+    )
 
 
 def _mode_and_time_checks(
@@ -245,10 +269,15 @@ def _mode_and_time_checks(
     now: float,
     cache: CacheView,
     schedule_name: str | None,
+    clock_floor: float | None = None,
+    *,
+    time_bounded: bool = False,
     **who: Any,
 ) -> Decision | None:
     if mode is DoorMode.LOCKDOWN:
         return _deny(kind, Reason.LOCKDOWN, "door in lockdown", **who)
+    if clock_floor is not None and (time_bounded or (schedule_name and mode is DoorMode.NORMAL)):
+        return _clock_untrusted(kind, now, clock_floor, **who)
     if schedule_name and mode is DoorMode.NORMAL:
         schedule = cache.schedule(schedule_name)
         if schedule is None:
@@ -259,7 +288,8 @@ def _mode_and_time_checks(
         if not schedule.allows(now):
             return _deny(kind, Reason.OUTSIDE_SCHEDULE, f"outside schedule {schedule_name}", **who)
     if policy.max_offline_staleness_s is not None:
-        stale = cache.staleness_s(now)
+        # A clock set back would make a stale cache look fresh: measure from the floor.
+        stale = cache.staleness_s(now if clock_floor is None else max(now, clock_floor))
         if stale is None or stale > policy.max_offline_staleness_s:
             age = "never synced" if stale is None else f"{stale:.0f} s old"
             return _deny(kind, Reason.CACHE_STALE, f"cache {age}", **who)
@@ -273,22 +303,32 @@ def decide(
     now: float,
     cache: CacheView,
     sun_verifier: SunVerifier | None = None,
+    *,
+    clock_floor: float | None = None,
 ) -> Decision:
     """Decide whether ``credential`` opens ``policy.door`` at Unix time ``now``.
 
     Never raises for anything in the credential: every failure is a deny with
     a reason code. ``sun_verifier`` checks NTAG 424 SUN messages (None: this
     agent has no SUN keys, so such badges are refused as unknown).
+    ``clock_floor``: None while the wall clock is trusted; otherwise the latest
+    trusted time (Unix seconds) the clock is behind, and time-bounded
+    credentials are refused with ``clock_untrusted`` (module docstring).
     """
     if credential.kind == "qr":
-        return _decide_qr(credential, policy, mode, now, cache)
+        return _decide_qr(credential, policy, mode, now, cache, clock_floor)
     if credential.kind == "badge":
-        return _decide_badge(credential, policy, mode, now, cache, sun_verifier)
+        return _decide_badge(credential, policy, mode, now, cache, sun_verifier, clock_floor)
     return _deny("qr", Reason.MALFORMED, f"unknown credential kind {credential.kind!r}")
 
 
 def _decide_qr(
-    credential: Credential, policy: DoorPolicy, mode: DoorMode, now: float, cache: CacheView
+    credential: Credential,
+    policy: DoorPolicy,
+    mode: DoorMode,
+    now: float,
+    cache: CacheView,
+    clock_floor: float | None,
 ) -> Decision:
     if not policy.accept_qr:
         return _deny("qr", Reason.KIND_NOT_ACCEPTED, "this door takes no QR invitations")
@@ -309,6 +349,9 @@ def _decide_qr(
                 "holder": result.claims.visitor,
                 "host": result.claims.host,
             }
+            if clock_floor is not None and result.reason in _TIME_REASONS:
+                # Genuine, but its dates were judged by a clock set back.
+                return _clock_untrusted("qr", now, clock_floor, **who)
         return _deny("qr", result.reason, result.detail, **who)
     claims = result.claims
     who = {"credential_id": claims.invitation_id, "holder": claims.visitor, "host": claims.host}
@@ -316,7 +359,18 @@ def _decide_qr(
         return _deny("qr", Reason.REVOKED, "invitation revoked", **who)
     if claims.single_use and cache.invitation_used(claims.invitation_id):
         return _deny("qr", Reason.REPLAYED, "single-use invitation already used", **who)
-    blocked = _mode_and_time_checks("qr", policy, mode, now, cache, policy.visitor_schedule, **who)
+    # An invitation always has dates (not_before, expires): it is time-bounded.
+    blocked = _mode_and_time_checks(
+        "qr",
+        policy,
+        mode,
+        now,
+        cache,
+        policy.visitor_schedule,
+        clock_floor,
+        time_bounded=True,
+        **who,
+    )
     if blocked is not None:
         return blocked
     claim = ("invitation", claims.invitation_id, claims.expires) if claims.single_use else None
@@ -338,6 +392,7 @@ def _decide_badge(
     now: float,
     cache: CacheView,
     sun_verifier: SunVerifier | None,
+    clock_floor: float | None = None,
 ) -> Decision:
     if credential.sun_url and policy.accept_ntag424:
         if sun_verifier is None:
@@ -358,13 +413,13 @@ def _decide_badge(
                 credential_id=uid_hex,
             )
         claim = ("counter", uid_hex, tap.counter)
-        decision = _badge_checks(uid_hex, True, claim, policy, mode, now, cache)
+        decision = _badge_checks(uid_hex, True, claim, policy, mode, now, cache, clock_floor)
         # A verified counter is spent even when the tap is refused (see Decision.consumes).
         return decision if decision.granted else replace(decision, consumes=claim)
     uid_hex = credential.uid.hex().upper()
     if not uid_hex:
         return _deny("badge", Reason.MALFORMED, "empty UID")
-    return _badge_checks(uid_hex, False, None, policy, mode, now, cache)
+    return _badge_checks(uid_hex, False, None, policy, mode, now, cache, clock_floor)
 
 
 def _badge_checks(
@@ -375,6 +430,7 @@ def _badge_checks(
     mode: DoorMode,
     now: float,
     cache: CacheView,
+    clock_floor: float | None = None,
 ) -> Decision:
     """The checks of a badge once it is read (and its SUN message, if any, verified)."""
     record = cache.badge(uid_hex)
@@ -394,13 +450,29 @@ def _badge_checks(
             return _deny("badge", Reason.UID_NOT_ALLOWED, "door refuses UID-only badges", **who)
     if cache.is_revoked("badge", uid_hex) or not record.enabled:
         return _deny("badge", Reason.REVOKED, "badge revoked or disabled", **who)
+    time_bounded = (
+        record.valid_from is not None or record.valid_until is not None or bool(record.schedule)
+    )
+    if clock_floor is not None and time_bounded and mode is not DoorMode.LOCKDOWN:
+        # Its window or schedule would be judged by a clock set back.
+        return _clock_untrusted("badge", now, clock_floor, **who)
     if record.valid_from is not None and now < record.valid_from:
         return _deny("badge", Reason.NOT_YET_VALID, "badge not valid yet", **who)
     if record.valid_until is not None and now >= record.valid_until:
         return _deny("badge", Reason.EXPIRED, "badge validity ended", **who)
     if not record.allows(policy.door, policy.zones):
         return _deny("badge", Reason.WRONG_DOOR, "badge not valid for this door", **who)
-    blocked = _mode_and_time_checks("badge", policy, mode, now, cache, record.schedule, **who)
+    blocked = _mode_and_time_checks(
+        "badge",
+        policy,
+        mode,
+        now,
+        cache,
+        record.schedule,
+        clock_floor,
+        time_bounded=time_bounded,
+        **who,
+    )
     if blocked is not None:
         return blocked
     return Decision(

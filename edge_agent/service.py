@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,39 @@ from edge_agent.devices import Devices, open_devices
 from edge_agent.store import Store, StoreSettings
 
 log = logging.getLogger(__name__)
+
+#: File descriptors kept for the store (database, WAL, lock, photos), the uplink's and
+#: downlink's HTTP sessions and the hardware, beyond the local API's connections.
+FD_RESERVE = 256
+#: How often the serve loop checks the wall clock against the time floor (seconds),
+#: so the clock_untrusted alarm is raised or cleared even when nobody presents.
+CLOCK_CHECK_S = 30.0
+
+
+def raise_fd_limit(api_connections: int) -> int:
+    """Raise ``RLIMIT_NOFILE``'s soft limit to the hard one; return the soft limit.
+
+    systemd's default soft limit is 1024. The local API holds at most
+    ``api_connections`` descriptors (``[api] max_connections``); a warning names the
+    shortfall if the limit leaves less than :data:`FD_RESERVE` for everything else.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 65_536)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-files limit from %d: %s", soft, exc)
+    if soft != resource.RLIM_INFINITY and soft < api_connections + FD_RESERVE:
+        log.warning(
+            "open-files limit %d leaves fewer than %d descriptors beside the local API's %d "
+            "connections: raise LimitNOFILE or lower [api] max_connections",
+            soft,
+            FD_RESERVE,
+            api_connections,
+        )
+    return soft
 
 
 class Notifier:
@@ -90,7 +124,9 @@ async def serve(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
     notifier = Notifier()
-    runner = await start_server(agent, config.paths.socket, config.paths.socket_mode)
+    runner = await start_server(
+        agent, config.paths.socket, config.paths.socket_mode, limits=config.api
+    )
     agent.start_reader()
     for start in extra_tasks or ():
         start()
@@ -99,12 +135,20 @@ async def serve(
     if on_ready is not None:
         on_ready()
     interval = watchdog_interval_s()
+    next_clock_check = loop.time() + CLOCK_CHECK_S
     try:
         while not stop.is_set():
+            wait_s = min(interval or CLOCK_CHECK_S, max(0.0, next_clock_check - loop.time()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval or 3600)
+                await asyncio.wait_for(stop.wait(), timeout=wait_s)
             if interval and agent.healthy():
                 notifier.notify("WATCHDOG=1")
+            if loop.time() >= next_clock_check and not stop.is_set():
+                next_clock_check = loop.time() + CLOCK_CHECK_S
+                try:
+                    await loop.run_in_executor(None, agent.check_clock)
+                except Exception:
+                    log.exception("clock check failed")
     finally:
         notifier.notify("STOPPING=1")
         await runner.cleanup()
@@ -119,6 +163,7 @@ def run(config: AgentConfig) -> int:
     beside the local API: started once the socket is up, stopped after the
     agent closed (it gets a moment to upload the agent's stop event).
     """
+    raise_fd_limit(config.api.max_connections)
     agent, store, devices = open_agent(config)
     link = None
     try:

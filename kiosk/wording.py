@@ -89,6 +89,13 @@ DENIAL: dict[str, Wording] = {
         N_("Not accepted at this entrance"),
         N_("This entrance does not accept this kind of invitation or badge."),
     ),
+    "clock_untrusted": Wording(
+        N_("Entry cannot be checked right now"),
+        N_(
+            "The clock of this entrance is not reliable at the moment, so the dates on your "
+            "invitation cannot be checked. Please ask at reception."
+        ),
+    ),
 }
 
 #: Where a badge needs other words than an invitation (the rest are shared).
@@ -120,6 +127,13 @@ BADGE_DENIAL: dict[str, Wording] = {
     "malformed": Wording(
         N_("This badge could not be read"),
         N_("Tap it again and hold it still on the reader."),
+    ),
+    "clock_untrusted": Wording(
+        N_("This badge cannot be checked right now"),
+        N_(
+            "The clock of this entrance is not reliable at the moment, so the validity of "
+            "your badge cannot be checked. The security office can let you in."
+        ),
     ),
 }
 
@@ -182,6 +196,7 @@ ALARMS: dict[str, str] = {
     "held_open": N_("Door held open"),
     "tamper": N_("Tamper"),
     "fire": N_("Fire alarm"),
+    "clock_untrusted": N_("Clock not reliable"),
 }
 
 #: Guard actions (buttons and the reason screen's title).
@@ -225,6 +240,7 @@ EVENT_TYPES: dict[str, str] = {
     "visitor.checked_in": N_("Visitor checked in"),
     "agent.started": N_("Door controller started"),
     "agent.stopped": N_("Door controller stopped"),
+    "clock.floor_reset": N_("Clock confirmed by the central server"),
 }
 EVENT_OTHER = N_("Other event")
 

@@ -40,6 +40,7 @@ from edge_agent.store import (
     StoreSettings,
 )
 from edge_agent.store import SigningKey as CachedKey
+from edge_agent.timefloor import record_floor
 from edge_agent.tokens import PREFIX, InvitationClaims, SigningKey, b45encode, mint
 from edge_agent.tokens.cose import (
     HEADER_ALG,
@@ -175,6 +176,14 @@ class Clock:
         self.wall += seconds
         self.mono += seconds
 
+    # The store's Clock protocol: the journal stamps events with the agent's time, as
+    # on a device (the time floor reads the journal head at start-up).
+    def wall_ms(self) -> int:
+        return int(self.wall * 1000)
+
+    def mono_ns(self) -> int:
+        return int(self.mono * 1e9)
+
 
 def make_config(tmp_path: Path, **sections: dict[str, Any]) -> AgentConfig:
     """The simulator configuration with paths under ``tmp_path`` and ``sections`` merged in."""
@@ -238,6 +247,7 @@ def rigs(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
         synced_at: float | None = NOW - 600,
         state: Path | None = None,
         clock: Clock | None = None,
+        time_floor: float | None = None,
         **sections: dict[str, Any],
     ) -> Rig:
         where = state or tmp_path / f"rig{next(counter)}"
@@ -246,9 +256,12 @@ def rigs(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
         stack = ExitStack()
         stacks.append(stack)
         config.paths.state_dir.mkdir(parents=True, exist_ok=True)
+        clock = clock or Clock()
         store = stack.enter_context(
-            Store.open(StoreSettings(path=config.paths.database, reserve_bytes=0))
+            Store.open(StoreSettings(path=config.paths.database, reserve_bytes=0), clock=clock)
         )
+        if time_floor is not None:  # a trusted time seen before (a previous run, the central)
+            record_floor(store, time_floor, "central")
         if state is None or delta is not None:
             store.cache.apply_delta(
                 delta or base_delta(),
@@ -256,7 +269,6 @@ def rigs(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
             )
         devices = stack.enter_context(open_devices(config.hardware, camera=False))
         scheduler = ManualScheduler()
-        clock = clock or Clock()
         agent = Agent(
             config,
             store,
@@ -362,6 +374,12 @@ CASES: list[tuple[str, dict[str, Any], Callable[[], Credential], Reason]] = [
         Reason.MALFORMED,
     ),
     ("qr in lockdown", {"door": {"mode": "lockdown"}}, qr(invite), Reason.LOCKDOWN),
+    (
+        "qr, clock behind the time floor",
+        {"time_floor": NOW + 3 * 86_400},
+        qr(invite),
+        Reason.CLOCK_UNTRUSTED,
+    ),
     ("ntag424 in lockdown", {"door": {"mode": "lockdown"}}, ntag(7), Reason.LOCKDOWN),
     ("badge outside its schedule", UID_DOOR, uid("04000000000014"), Reason.OUTSIDE_SCHEDULE),
     (

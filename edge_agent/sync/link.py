@@ -444,6 +444,11 @@ class CentralLink:
             log.warning("sync: heartbeat answer without the central's clock")
         else:
             self.clock_offset_ms, self.clock_rtt_ms = round(offset), round(rtt)
+            # The central's time is a trusted lower bound of the real time, and its
+            # word on our clock can clear the clock_untrusted alarm (edge_agent.timefloor).
+            note_central_time = getattr(self.agent, "note_central_time", None)
+            if note_central_time is not None:
+                note_central_time(int(answer["server_time_ms"]), offset)
             limit_ms = self.central.clock_drift_alarm_s * 1000
             if abs(offset) > limit_ms:
                 self.alarms.raise_(
