@@ -824,6 +824,10 @@ class Agent:
         counter_claim = None
         if guard is not None:
             why = guard.refusal(now)
+            bounded = guard.not_before is not None or guard.not_after is not None
+            if why is None and bounded and not self.check_clock(now).trusted:
+                # Its window would be judged by a clock set back (docs/threat-model.md).
+                why = "clock_untrusted"
             if why is None and guard.kind != "uid":
                 why, counter_claim = self._guard_tap(uid, sun_url)
             elif why is None and not cfg.accept_uid_login:

@@ -389,6 +389,9 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     if declared is not None and declared > MAX_BODY_BYTES:
         # Refused on the declaration alone, before a byte of the body is read.
         response = _error(413, "too_large", f"body larger than {MAX_BODY_BYTES} bytes declared")
+        if request.method == "POST" and request.path == f"/{API_VERSION}/guard/login":
+            # Every refused guard login is journaled, this one too.
+            await _call(request.app[_AGENT].guard_login_refused, "too_large")
         if declared > _DRAIN_MAX_BYTES:
             # Not worth draining: answer, then close at once. (Up to it, the body is
             # drained a moment, for a client like http.client that sends its whole body

@@ -27,6 +27,7 @@ import pytest
 from test_agent import (
     GUARD_PIN,
     GUARD_UID,
+    NOW,
     STAFF_UID,
     base_delta,
     rigs,
@@ -91,6 +92,24 @@ def test_invalid_guard_badge_with_right_pin_is_refused(make_rig, badge, why):
     assert denied.value.code == "not_recognised"  # the same answer as a wrong PIN
     assert _failures(rig)[-1]["why"] == why
     assert rig.events("guard.login") == []
+
+
+def test_a_clock_set_back_does_not_resurrect_an_expired_guard_badge(make_rig):
+    """A Pi without RTC, 3 days behind its time floor: a guard badge that ended a day
+    ago by the trusted time does not open the console; one without bounds still does."""
+    floor = NOW + 3 * 86_400
+    rig = make_rig(guard=CONSOLE, time_floor=floor)
+    expired = Badge(
+        GUARD_UID, "uid", "Gail Guard", data=_guard_data(), not_after=int(floor - 86_400)
+    )
+    rig.store.cache.apply_delta(Delta(cursor="c-2", badges=[expired]))
+    with pytest.raises(GuardDenied) as denied:
+        rig.agent.guard_login(GUARD_UID, GUARD_PIN)
+    assert denied.value.code == "not_recognised"
+    assert _failures(rig)[-1]["why"] == "clock_untrusted"
+    unbounded = Badge(GUARD_UID, "uid", "Gail Guard", data=_guard_data())
+    rig.store.cache.apply_delta(Delta(cursor="c-3", badges=[unbounded]))
+    assert rig.agent.guard_login(GUARD_UID, GUARD_PIN).guard_id
 
 
 def test_revoked_guard_badge_with_right_pin_cannot_set_free_access(make_rig):
