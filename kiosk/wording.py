@@ -98,7 +98,7 @@ DENIAL: dict[str, Wording] = {
     ),
     "emergency": Wording(
         N_("Fire alarm: do not enter"),
-        N_("Fire alarm: do not enter. Leave the building by the nearest exit."),
+        N_("Leave the building by the nearest exit."),
     ),
 }
 

@@ -228,3 +228,38 @@ def test_the_reader_loop_takes_a_guard_tap_as_a_login_step(make_rig):
     wait_until(lambda: rig.events("guard.badge_tap"))
     assert not rig.relay and rig.decisions() == []
     assert rig.agent.door.mode is DoorMode.NORMAL
+
+
+# -- kiosk: what the console offers and what a visitor is told --------------------------------
+
+
+def test_the_console_greys_out_open_once_where_the_agent_refuses_it():
+    from kiosk.ui.screens.guard_console import can_open_once
+
+    def status(mode: str) -> dict[str, Any]:
+        return {"door": {"mode": mode, "unlocked": mode != "normal", "alarms": []}}
+
+    assert can_open_once(status("normal")) and can_open_once(status("free_access"))
+    assert not can_open_once(status("lockdown"))
+    assert not can_open_once(status("emergency"))
+    assert not can_open_once({})  # no door state yet: nothing to offer
+
+
+def test_emergency_has_plain_words_for_visitors_and_guards_in_both_languages(tmp_path):
+    import gettext
+    import shutil
+
+    from kiosk import i18n, wording
+
+    for kind in ("qr", "badge"):
+        said = wording.denial("emergency", kind)
+        assert said is not wording.UNKNOWN_REASON
+        assert "nearest exit" in said.text
+    assert wording.guard_error("emergency") != wording.GUARD_ERROR_OTHER
+    locale = tmp_path / "locale"
+    shutil.copytree(i18n.LOCALE_DIR, locale, ignore=shutil.ignore_patterns("*.mo"))
+    i18n.ensure_compiled(locale)
+    fr = gettext.translation("kiosk", str(locale), languages=["fr"])
+    assert fr.gettext(wording.denial("emergency").title) == "Alarme incendie : n'entrez pas"
+    assert "sortie la plus proche" in fr.gettext(wording.denial("emergency").text)
+    assert fr.gettext(wording.EVENT_TYPES["guard.action_refused"]) != "Guard action refused"
