@@ -1130,9 +1130,7 @@ class Agent:
             if mode is DoorMode.EMERGENCY:
                 return "emergency", "the fire alarm holds the door released"
         elif action == "acknowledge":
-            pending = {
-                a["alarm"] for a in self.door.snapshot()["alarms"] if not a["acknowledged"]
-            }
+            pending = {a["alarm"] for a in self.door.snapshot()["alarms"] if not a["acknowledged"]}
             if alarm not in pending:
                 return "no_such_alarm", f"no unacknowledged {alarm} alarm"
         return None

@@ -708,8 +708,11 @@ def test_guard_modes_lockdown_free_access_normal(make_rig):
         ("free_access", "open day"),
         ("normal", "open day over"),
     ]
-    refused = [(e.payload["action"], e.payload["reason_code"]) for e in rig.events()
-               if e.type == "guard.action_refused"]
+    refused = [
+        (e.payload["action"], e.payload["reason_code"])
+        for e in rig.events()
+        if e.type == "guard.action_refused"
+    ]
     assert refused == [("open_once", "lockdown")]
     assert all(e.payload["guard_id"] == "g-7" for e in rig.events("guard.action"))
     changes = [
