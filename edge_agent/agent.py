@@ -798,8 +798,10 @@ class Agent:
 
     def _verify_guard_tap(self, uid_hex: str, sun_url: str | None) -> tuple[str | None, int | None]:
         """(refusal or None, fresh counter or None) of a guard's NTAG 424 tap at the reader."""
-        if not sun_url or len(sun_url) > MAX_SUN_CHARS:
+        if not sun_url:
             return "tap_required", None
+        if len(sun_url) > MAX_SUN_CHARS:
+            return "bad_tap", None
         if self.sun is None:
             return "tap_unverifiable", None
         try:
