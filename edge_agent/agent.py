@@ -509,13 +509,16 @@ class Agent:
         if what == "invitation":
             payload = {"invitation_id": ident, "door": door, "expires": int(value)}
             return ("invitation.used", payload)
-        payload = {
-            "uid": ident.lower(),
-            "counter": int(value),
-            "door": door,
-            "sun_url": credential.sun_url or "",
+        return ("badge.counter", self._counter_event(ident, int(value), credential.sun_url or ""))
+
+    def _counter_event(self, uid_hex: str, counter: int, sun_url: str) -> dict[str, Any]:
+        """The ``badge.counter`` payload: a spent NTAG 424 counter, for the central."""
+        return {
+            "uid": uid_hex.lower(),
+            "counter": int(counter),
+            "door": self.config.door.id,
+            "sun_url": sun_url,
         }
-        return ("badge.counter", payload)
 
     def _door_event(self, kind: str, payload: dict[str, Any]) -> None:
         # Door events come from input/timer threads with the door's lock held:
@@ -727,21 +730,90 @@ class Agent:
                 log.exception("badge decision could not be journaled; door stays shut")
 
     def present_badge_tap(self, uid: bytes, sun_url: str | None) -> dict[str, Any]:
-        """A badge tapped on this device's own reader: decide, and on a guard console
-        keep an NTAG 424 guard's tap for the login that follows (see :meth:`guard_login`)."""
-        result = self.present(Credential.badge(uid, sun_url), source="nfc")
-        if sun_url and self.config.guard.console and len(sun_url) <= MAX_SUN_CHARS:
-            uid_hex = bytes(uid).hex().upper()
+        """A badge tapped on this device's own reader: decide, or on a guard console
+        take a guard's tap as the first step of a login.
+
+        On a device with ``[guard] console = true`` a tap of a badge the cache holds
+        as a guard's (role guard) is authentication, not an access request: it never
+        reaches the policy and never unlocks the door (:meth:`_guard_badge_tap`). On
+        a door without a console a guard's badge is a staff badge like any other.
+        """
+        uid_hex = bytes(uid).hex().upper()
+        if self.config.guard.console and uid_hex:
             guard = self.cache.guard(uid_hex)
-            if guard is not None and guard.kind != "uid":
-                with self._grants_lock:
-                    if len(self._guard_taps) >= 16:  # bounded: one kiosk, a few guards
-                        oldest = min(self._guard_taps, key=lambda k: self._guard_taps[k][1])
-                        del self._guard_taps[oldest]
-                    self._guard_taps[uid_hex] = (sun_url, self._mono())
-                # Live only (not journaled): the kiosk carries the tap to the login.
-                self.bus.publish("guard.tap", {"badge_uid": uid_hex, "sun_url": sun_url})
-        return result
+            if guard is not None:
+                return self._guard_badge_tap(guard, uid_hex, sun_url)
+        return self.present(Credential.badge(uid, sun_url), source="nfc")
+
+    def _guard_badge_tap(self, guard: Guard, uid_hex: str, sun_url: str | None) -> dict[str, Any]:
+        """Journal a guard's tap at the console's reader as ``guard.badge_tap``; no decision.
+
+        An NTAG 424 guard badge's SUN message is verified and its counter spent in the
+        same commit as the event (shared with the central as ``badge.counter``, as a
+        decision's would be), then kept for the login that follows (see
+        :meth:`guard_login`); a tap that does not verify is journaled with
+        ``verified: false`` and why, and opens no login. The live ``guard.tap`` event
+        (not journaled: it holds the SUN message) carries the tap to the kiosk.
+        """
+        payload: dict[str, Any] = {
+            "door": self.config.door.id,
+            "source": "nfc",
+            "badge_uid": uid_hex,
+            "guard_id": guard.guard_id,
+            "name": guard.name,
+            "kind": guard.kind,
+        }
+        kept: str | None = None
+        if guard.kind == "uid":
+            event = self.journal("guard.badge_tap", {**payload, "verified": True})
+        else:
+            why, counter = self._verify_guard_tap(uid_hex, sun_url)
+            if why is not None or counter is None or sun_url is None:
+                event = self.journal(
+                    "guard.badge_tap", {**payload, "verified": False, "why": why or "bad_tap"}
+                )
+            else:
+                items = [("guard.badge_tap", {**payload, "verified": True, "counter": counter})]
+                if self.config.central.url:
+                    # The other doors of the site refuse this message too.
+                    items.append(("badge.counter", self._counter_event(uid_hex, counter, sun_url)))
+                events, claimed = self._append_claimed(
+                    self.store.replay.counter_claim(uid_hex, counter),
+                    items,
+                    [("guard.badge_tap", {**payload, "verified": False, "why": "replayed"})],
+                )
+                event = events[0]
+                if claimed:
+                    kept = sun_url
+                    with self._grants_lock:
+                        if len(self._guard_taps) >= 16:  # bounded: one kiosk, a few guards
+                            oldest = min(self._guard_taps, key=lambda k: self._guard_taps[k][1])
+                            del self._guard_taps[oldest]
+                        self._guard_taps[uid_hex] = (sun_url, self._mono())
+        verified = bool(event.payload.get("verified"))
+        if verified:
+            # Live only (not journaled): the kiosk carries the tap to the login.
+            self.bus.publish("guard.tap", {"badge_uid": uid_hex, "sun_url": kept})
+        return {**event.payload, "seq": event.seq, "event_id": event.id}
+
+    def _verify_guard_tap(self, uid_hex: str, sun_url: str | None) -> tuple[str | None, int | None]:
+        """(refusal or None, fresh counter or None) of a guard's NTAG 424 tap at the reader."""
+        if not sun_url:
+            return "tap_required", None
+        if len(sun_url) > MAX_SUN_CHARS:
+            return "bad_tap", None
+        if self.sun is None:
+            return "tap_unverifiable", None
+        try:
+            tap = self.sun.verify(sun_url)
+        except (SunError, ValueError):
+            return "bad_tap", None
+        if tap.uid_hex.upper() != uid_hex:
+            return "tap_mismatch", None
+        last = self.store.replay.last_counter(uid_hex)
+        if last is not None and tap.counter <= last:
+            return "replayed", None
+        return None, tap.counter
 
     @property
     def reader_alive(self) -> bool:
@@ -988,7 +1060,17 @@ class Agent:
     def guard_action(
         self, token: str, action: str, reason: str, alarm: str | None = None
     ) -> dict[str, Any]:
-        """Carry out a guard action with who and why journaled; return the door state."""
+        """Carry out a guard action with who and why journaled; return the door state.
+
+        The journal tells what happened, not what was asked: an action the door
+        cannot carry out now (open once in lockdown or during a fire alarm, an alarm
+        that is not pending) is journaled as ``guard.action_refused`` with its
+        ``reason_code`` and raises :class:`ActionError` (409) with that code; one it
+        can is journaled as ``guard.action`` *before* the door acts (durable first).
+        The check, the journal and the act run under the mode lock, so a guard's or
+        the central's mode change cannot slip between them. A malformed request
+        (unknown action or alarm, no reason: 400) is not an action and is not journaled.
+        """
         session = self.guard_session(token)
         if action not in GUARD_ACTIONS:
             raise ActionError("unknown_action", f"action must be one of {GUARD_ACTIONS}")
@@ -999,28 +1081,61 @@ class Agent:
         if action == "acknowledge" and (alarm is None or alarm not in {a.value for a in Alarm}):
             raise ActionError("unknown_alarm", f"alarm must be one of {[a.value for a in Alarm]}")
         who = f"guard:{session.guard_id}"
-        self.journal(
-            "guard.action",
-            {
-                "guard_id": session.guard_id,
-                "name": session.name,
-                "action": action,
-                "why": reason,
-                "alarm": alarm,
-            },
-        )
-        if action == "open_once":
-            try:
-                self.door.grant(by=who)
-            except GrantRefused as exc:
-                raise ActionError("lockdown", "lift the lockdown first", status=409) from exc
-        elif action == "acknowledge":
-            assert alarm is not None
-            if not self.door.acknowledge(alarm, by=who, why=reason):
-                raise ActionError("no_such_alarm", f"no unacknowledged {alarm} alarm", status=409)
-        else:
-            self.set_mode(_MODE_OF_ACTION[action], by=who, why=reason)
+        payload = {
+            "guard_id": session.guard_id,
+            "name": session.name,
+            "action": action,
+            "why": reason,
+            "alarm": alarm,
+        }
+        with self._mode_lock:
+            refusal = self._guard_action_refusal(action, alarm)
+            if refusal is not None:
+                code, message = refusal
+                self.journal("guard.action_refused", {**payload, "reason_code": code})
+                raise ActionError(code, message, status=409)
+            self.journal("guard.action", payload)
+            if action == "open_once":
+                try:
+                    self.door.grant(by=who)
+                except GrantRefused as exc:  # cannot happen under the mode lock; fail shut
+                    self.journal("guard.action_refused", {**payload, "reason_code": "lockdown"})
+                    raise ActionError("lockdown", "lift the lockdown first", status=409) from exc
+            elif action == "acknowledge":
+                assert alarm is not None
+                if not self.door.acknowledge(alarm, by=who, why=reason):  # pragma: no cover
+                    # Checked just before under the lock: only a bug gets here; say so.
+                    self.journal(
+                        "guard.action_refused", {**payload, "reason_code": "no_such_alarm"}
+                    )
+                    raise ActionError(
+                        "no_such_alarm", f"no unacknowledged {alarm} alarm", status=409
+                    )
+            else:
+                self.set_mode(_MODE_OF_ACTION[action], by=who, why=reason)
         return self.door.snapshot()
+
+    def _guard_action_refusal(self, action: str, alarm: str | None) -> tuple[str, str] | None:
+        """Why the door cannot carry out ``action`` now, as (code, message), or None.
+
+        Open once: refused in lockdown (lift it first) and in emergency (the fire
+        input already holds the door released: an "opening" would be journaled that
+        the guard did not cause). Acknowledge: refused when the alarm is not pending.
+        Mode changes are always carried out (deferred until the fire alarm clears
+        during an emergency, ``mode.deferred``).
+        """
+        assert self.door is not None
+        if action == "open_once":
+            mode = self.door.mode
+            if mode is DoorMode.LOCKDOWN:
+                return "lockdown", "lift the lockdown first"
+            if mode is DoorMode.EMERGENCY:
+                return "emergency", "the fire alarm holds the door released"
+        elif action == "acknowledge":
+            pending = {a["alarm"] for a in self.door.snapshot()["alarms"] if not a["acknowledged"]}
+            if alarm not in pending:
+                return "no_such_alarm", f"no unacknowledged {alarm} alarm"
+        return None
 
     # -- visitors ---------------------------------------------------------------
     def visitor_lookup(self, token: str, query: str, limit: int = 20) -> list[dict[str, Any]]:

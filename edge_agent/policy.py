@@ -10,7 +10,12 @@ Checks run in a fixed order so that the journal always records the most
 telling reason: first whether the credential is genuine (format, signature,
 key, time, scope), then whether it still stands (revocation, replay), then
 whether this door may open now (mode, clock, schedule, cache staleness). A
-forged invitation shown during a lockdown is journaled as forged.
+forged invitation shown during a lockdown or a fire alarm is journaled as forged.
+
+While the fire input holds the door in ``emergency`` every entry is refused
+with ``emergency`` (after the genuineness checks, like ``lockdown``): the door
+is released for people to get *out*; nobody is let *in* by a credential during
+an evacuation. Egress never depends on this module (door.py, hardware).
 
 While the wall clock is below the agent's time floor (``clock_floor``, see
 :mod:`edge_agent.timefloor`) every time-bounded credential -- a QR invitation
@@ -244,6 +249,9 @@ class Decision:
         }
 
 
+#: Modes that refuse every entry whatever the credential (their reason beats the clock's).
+_REFUSING_MODES = frozenset({DoorMode.LOCKDOWN, DoorMode.EMERGENCY})
+
 #: Verifier denials that depend on the clock.
 _TIME_REASONS = frozenset({Reason.EXPIRED, Reason.NOT_YET_VALID})
 
@@ -274,6 +282,10 @@ def _mode_and_time_checks(
     time_bounded: bool = False,
     **who: Any,
 ) -> Decision | None:
+    if mode is DoorMode.EMERGENCY:
+        # The relay is released by the fire input: a grant would say "come in" to a
+        # visitor during an evacuation. Refused whatever the credential.
+        return _deny(kind, Reason.EMERGENCY, "fire alarm: entry refused", **who)
     if mode is DoorMode.LOCKDOWN:
         return _deny(kind, Reason.LOCKDOWN, "door in lockdown", **who)
     if clock_floor is not None and (time_bounded or (schedule_name and mode is DoorMode.NORMAL)):
@@ -453,7 +465,7 @@ def _badge_checks(
     time_bounded = (
         record.valid_from is not None or record.valid_until is not None or bool(record.schedule)
     )
-    if clock_floor is not None and time_bounded and mode is not DoorMode.LOCKDOWN:
+    if clock_floor is not None and time_bounded and mode not in _REFUSING_MODES:
         # Its window or schedule would be judged by a clock set back.
         return _clock_untrusted("badge", now, clock_floor, **who)
     if record.valid_from is not None and now < record.valid_from:

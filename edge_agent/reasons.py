@@ -31,6 +31,7 @@ class Reason(StrEnum):
     UNKNOWN_BADGE = "unknown_badge"
     KIND_NOT_ACCEPTED = "kind_not_accepted"
     CLOCK_UNTRUSTED = "clock_untrusted"
+    EMERGENCY = "emergency"
 
 
 #: One line of plain English per code, for logs, docs and the CLI. The kiosk
@@ -54,4 +55,5 @@ DESCRIPTIONS: dict[Reason, str] = {
     Reason.UNKNOWN_BADGE: "The badge is not known.",
     Reason.KIND_NOT_ACCEPTED: "This door does not accept this kind of credential.",
     Reason.CLOCK_UNTRUSTED: "The door's clock is behind the latest time it trusted.",
+    Reason.EMERGENCY: "The fire alarm is on: entry is refused, exits stay free.",
 }

@@ -96,6 +96,10 @@ DENIAL: dict[str, Wording] = {
             "invitation cannot be checked. Please ask at reception."
         ),
     ),
+    "emergency": Wording(
+        N_("Fire alarm: do not enter"),
+        N_("Leave the building by the nearest exit."),
+    ),
 }
 
 #: Where a badge needs other words than an invitation (the rest are shared).
@@ -169,6 +173,7 @@ GUARD_ERRORS: dict[str, str] = {
     "not_logged_in": N_("Your session has ended. Please log in again."),
     "reason_required": N_("Choose a reason first."),
     "lockdown": N_("The door is in lockdown: lift the lockdown first."),
+    "emergency": N_("The fire alarm holds the door open: nothing to open."),
     "no_such_alarm": N_("This alarm was already acknowledged."),
     "unknown_alarm": N_("Unknown alarm."),
     "guard_required": N_("Your session has ended. Please log in again."),
@@ -237,6 +242,8 @@ EVENT_TYPES: dict[str, str] = {
     "guard.logout": N_("Guard logged out"),
     "guard.login_failed": N_("Guard login refused"),
     "guard.action": N_("Guard action"),
+    "guard.action_refused": N_("Guard action refused"),
+    "guard.badge_tap": N_("Guard badge tapped"),
     "visitor.checked_in": N_("Visitor checked in"),
     "agent.started": N_("Door controller started"),
     "agent.stopped": N_("Door controller stopped"),

@@ -381,6 +381,9 @@ CASES: list[tuple[str, dict[str, Any], Callable[[], Credential], Reason]] = [
         Reason.CLOCK_UNTRUSTED,
     ),
     ("ntag424 in lockdown", {"door": {"mode": "lockdown"}}, ntag(7), Reason.LOCKDOWN),
+    # "fire": the simulated fire input is asserted before the presentation.
+    ("qr during a fire alarm", {"fire": True}, qr(invite), Reason.EMERGENCY),
+    ("ntag424 during a fire alarm", {"fire": True}, ntag(7), Reason.EMERGENCY),
     ("badge outside its schedule", UID_DOOR, uid("04000000000014"), Reason.OUTSIDE_SCHEDULE),
     (
         "qr outside the visitor schedule",
@@ -412,13 +415,17 @@ CASES: list[tuple[str, dict[str, Any], Callable[[], Credential], Reason]] = [
     [pytest.param(s, c, r, id=name) for name, s, c, r in CASES],
 )
 def test_reason_end_to_end(make_rig, sections, credential, reason):
+    sections = dict(sections)
+    fire = bool(sections.pop("fire", False))
     rig = make_rig(**sections)
+    if fire:
+        rig.sim.fire_alarm(True)  # the relay is released by the fire input, not by a grant
     before = len(rig.events())
     result = rig.agent.present(credential())
 
     assert result["reason"] == reason.value
     assert result["granted"] is (reason is Reason.GRANTED)
-    assert rig.relay is (reason is Reason.GRANTED)
+    assert rig.relay is (reason is Reason.GRANTED or fire)
     journaled = rig.store.journal.get(result["seq"])
     assert journaled.type == "access.decision"
     assert journaled.payload["reason"] == reason.value
@@ -696,12 +703,17 @@ def test_guard_modes_lockdown_free_access_normal(make_rig):
     assert state["mode"] == "normal" and not rig.relay
 
     actions = [(e.payload["action"], e.payload["why"]) for e in rig.events("guard.action")]
-    assert actions == [
+    assert actions == [  # the refused open once is not an action done (issue #11)
         ("lockdown", "intruder reported"),
-        ("open_once", "let the cleaner in"),
         ("free_access", "open day"),
         ("normal", "open day over"),
     ]
+    refused = [
+        (e.payload["action"], e.payload["reason_code"])
+        for e in rig.events()
+        if e.type == "guard.action_refused"
+    ]
+    assert refused == [("open_once", "lockdown")]
     assert all(e.payload["guard_id"] == "g-7" for e in rig.events("guard.action"))
     changes = [
         (e.payload["mode"], e.payload["by"], e.payload["why"]) for e in rig.events("mode.changed")

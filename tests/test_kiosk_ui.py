@@ -321,6 +321,38 @@ def test_guard_login_lockdown_normal_and_acknowledge_an_alarm(kiosk, rig):
     wait_journal(rig, lambda e: e["type"] == "guard.logout")
 
 
+def test_a_guard_tap_is_a_login_not_an_entry_and_open_once_greys_out(kiosk, rig):
+    """Issue #11: a guard's badge tapped at the kiosk's reader (on the attract screen)
+    opens the login at the PIN step and never the door; the console greys out "Open
+    once" while the door is in lockdown (the agent would refuse it)."""
+    from kiosk.ui.widgets import KButton
+
+    app = kiosk.app
+    uid = app.material.guard.uid
+    app.demo_badge("guard")  # no "Staff" button pressed: the tap itself leads to the login
+    screen = kiosk.wait_screen("guard_login")
+    kiosk.wait_for(lambda: screen.step == "pin", 10, "the guard's tap did not reach the PIN")
+    assert screen.uid == uid.upper()
+    wait_journal(rig, lambda e: e["type"] == "guard.badge_tap" and e["badge_uid"] == uid.upper())
+    assert rig.client().status()["door"]["unlocked"] is False
+    assert not [
+        e
+        for e in rig.journal()
+        if e["type"] in ("access.decision", "door.unlocked")
+        and uid.upper() in (e.get("credential_id"), str(e.get("by", "")).split(":")[-1])
+    ]
+    kiosk.press_keys(screen.ids.pinpad, [*GUARD_PIN, "ok"])
+    kiosk.wait_screen("guard_console")
+    button = next(
+        w for w in kiosk.walk() if isinstance(w, KButton) and w.text == t(kiosk, "Open once")
+    )
+    kiosk.wait_for(lambda: not button.disabled, 10, "Open once greyed out in normal mode")
+    guard_action(kiosk, "Lockdown", "Security incident")
+    kiosk.wait_for(lambda: button.disabled, 10, "Open once still offered in lockdown")
+    guard_action(kiosk, "Back to normal", "Drill or test")
+    kiosk.wait_for(lambda: not button.disabled, 10, "Open once not offered back")
+
+
 def test_wrong_pin_locks_the_guard_out_and_the_screen_says_so(kiosk, rig):
     screen = login(kiosk, rig, uid=LOCKOUT_GUARD_UID, pin="0000")
     kiosk.wait_for(lambda: screen.step == "pin" and screen.message, 10, "no answer")

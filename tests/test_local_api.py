@@ -579,8 +579,10 @@ def test_guard_actions_with_bearer_token(served: Served, guard: AgentClient) -> 
 
     recent = guard.recent(limit=20)
     actions = [(e["action"], e["why"]) for e in recent if e["type"] == "guard.action"]
-    assert actions[:4] == [
-        ("acknowledge", "seen"),
+    # The refused acknowledge is journaled as refused, not as an action done.
+    refused = [e for e in recent if e["type"] == "guard.action_refused"]
+    assert [(e["action"], e["reason_code"]) for e in refused] == [("acknowledge", "no_such_alarm")]
+    assert actions[:3] == [
         ("open_once", "courier"),
         ("normal", "back to normal"),
         ("free_access", "open day"),

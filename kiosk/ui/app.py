@@ -322,6 +322,9 @@ class KioskApp(App):
             self._door_relocks_at = 0.0
         elif kind == "access.decision" and event.get("source") == "nfc" and self.sm is not None:
             self.screen.on_badge(event)
+        elif kind == "guard.tap" and self.sm is not None:
+            # A guard's badge at this console's reader: a login step, never an entry.
+            self.screen.on_guard_tap(event)
         self._update_door_remaining()
         if kind.startswith(("alarm.", "mode.", "door.")):
             self.link.check_now()

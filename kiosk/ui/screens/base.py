@@ -57,6 +57,15 @@ class KioskScreen(Screen):
         if self.visitor:
             self.app.show_outcome(decision)
 
+    def on_guard_tap(self, event: dict[str, Any]) -> None:
+        """A guard's badge tapped on the console's reader (the agent's live ``guard.tap``).
+
+        The agent took it as a login step (the door stayed locked): a visitor screen
+        hands it to the guard login, which opens at the PIN step.
+        """
+        if self.visitor:
+            self.app.go("guard_login", tap=event)
+
     def on_agent_event(self, event: dict[str, Any]) -> None:
         """Any event pushed by the agent (after the app handled it)."""
 

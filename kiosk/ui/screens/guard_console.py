@@ -67,6 +67,18 @@ def clock_time(epoch_s: float | None, _: Translate) -> str:
     return time.strftime("%Y-%m-%d %H:%M", local)
 
 
+#: Door modes in which the agent refuses "open once" (409): lockdown (lift it first) and
+#: emergency (the fire input already holds the door released).
+NO_OPEN_ONCE = frozenset({"lockdown", "emergency"})
+
+
+def can_open_once(status: dict[str, Any]) -> bool:
+    """False while the door cannot be opened once (:data:`NO_OPEN_ONCE`, or no door state
+    yet): the console greys the button out rather than offer an action the agent refuses."""
+    door = status.get("door") or {}
+    return bool(door) and door.get("mode") not in NO_OPEN_ONCE
+
+
 class AlarmRow(BoxLayout):
     """One alarm of the door, with its acknowledge button."""
 
@@ -145,6 +157,10 @@ class GuardConsoleScreen(KioskScreen):
         """Return the msgid of the door's mode."""
         mode = (status.get("door") or {}).get("mode", "")
         return wording.DOOR_MODES.get(mode, wording.EVENT_OTHER)
+
+    def can_open_once(self, status: dict[str, Any]) -> bool:
+        """Whether "Open once" is enabled (see :func:`can_open_once`)."""
+        return can_open_once(status)
 
     def mode_role(self, status: dict[str, Any]) -> str:
         """Colour of the mode badge: green normal, red lockdown, amber otherwise."""

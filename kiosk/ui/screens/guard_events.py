@@ -62,10 +62,10 @@ def event_row(event: dict[str, Any]) -> EventRow:
         row.subject = wording.DOOR_MODES.get(str(event.get("mode", "")), "")
     elif kind.startswith("alarm."):
         row.subject = wording.ALARMS.get(str(event.get("alarm", "")), "")
-    elif kind == "guard.action":
+    elif kind in ("guard.action", "guard.action_refused"):
         row.subject = wording.ACTIONS.get(str(event.get("action", "")), "")
         row.who = str(event.get("name") or event.get("guard_id") or "")
-    elif kind in ("guard.login", "guard.logout", "guard.login_failed"):
+    elif kind in ("guard.login", "guard.logout", "guard.login_failed", "guard.badge_tap"):
         row.who = str(event.get("name") or event.get("guard_id") or event.get("badge_uid") or "")
     elif kind == "visitor.checked_in":
         row.who = str(event.get("invitation_id") or "")

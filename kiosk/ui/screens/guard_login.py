@@ -1,10 +1,12 @@
 """Guard login: the guard's badge (tapped on the reader), then the PIN pad.
 
-The badge UID comes from the agent's event stream (the tap's
-``access.decision``); in demo mode it can also be typed on a hex pad. An
-NTAG 424 guard badge's tap also comes as a live ``guard.tap`` event with the
-SUN URL the reader read: it goes with the login (the agent accepts such a
-badge only with its verified tap). Wrong
+The badge comes from the agent's live ``guard.tap`` event: on a guard console
+the agent takes a guard's tap at its reader as a login step, never as an entry
+(the door stays locked, see docs/local-api.md). For an NTAG 424 guard badge the
+event carries the SUN URL the reader read: it goes with the login (the agent
+accepts such a badge only with its verified tap). A tap on a visitor screen
+opens this screen at the PIN step. In demo mode the UID can also be typed on
+a hex pad. Wrong
 PINs lock the badge out for a while (the agent decides); the screen shows
 the lockout and counts it down.
 """
@@ -45,14 +47,19 @@ class GuardLoginScreen(KioskScreen):
         #: The SUN URL of the badge's tap (NTAG 424), carried to the login.
         self._sun_url: str | None = None
 
-    def prepare(self, message: str | None = None, **_kwargs: Any) -> None:
-        """Start at the badge step; ``message`` is an API error code to explain."""
+    def prepare(
+        self, message: str | None = None, tap: dict[str, Any] | None = None, **_kwargs: Any
+    ) -> None:
+        """Start at the badge step (at the PIN step with ``tap``, a ``guard.tap`` event);
+        ``message`` is an API error code to explain."""
         self.step = "badge"
         self.uid = ""
         self._sun_url = None
         self._clear_pin()
         self.message = wording.guard_error(message) if message else ""
         self.locked_for = 0
+        if tap is not None:
+            self.on_guard_tap(tap)
 
     def idle_timeout(self) -> float | None:
         """Nobody logged in yet: the visitor timeout applies."""
@@ -68,15 +75,18 @@ class GuardLoginScreen(KioskScreen):
         if uid and self.step == "badge":
             self._badge(uid)
 
-    def on_agent_event(self, event: dict[str, Any]) -> None:
-        """The tap of an NTAG 424 guard badge: keep its SUN URL for the login."""
-        if (
-            event.get("type") == "guard.tap"
-            and self.step != "checking"
-            and str(event.get("badge_uid") or "").upper() == self.uid
-        ):
-            sun_url = event.get("sun_url")
-            self._sun_url = sun_url if isinstance(sun_url, str) else None
+    def on_guard_tap(self, event: dict[str, Any]) -> None:
+        """A guard's badge tapped on the reader: its UID, and for an NTAG 424 badge the
+        SUN URL kept for the login; then the PIN step."""
+        uid = str(event.get("badge_uid") or "").upper()
+        if not uid or self.step == "checking":
+            return
+        if uid != self.uid or self.step == "badge":
+            if uid != self.uid:
+                self.locked_for = 0  # a lockout is one guard's, not the console's
+            self._badge(uid)
+        sun_url = event.get("sun_url")
+        self._sun_url = sun_url if isinstance(sun_url, str) else None
 
     def _badge(self, uid: str) -> None:
         self.uid = uid.upper()

@@ -14,5 +14,8 @@ class OutOfServiceScreen(KioskScreen):
         """Stays until the agent is back (the app leaves it then)."""
         return None
 
+    def on_guard_tap(self, event: dict[str, Any]) -> None:
+        """The agent is back; the app leaves this screen by itself."""
+
     def on_badge(self, decision: dict[str, Any]) -> None:
         """A decision arrived: the agent is back; the app will leave this screen."""

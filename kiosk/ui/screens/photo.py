@@ -148,5 +148,8 @@ class PhotoScreen(KioskScreen):
         else:
             self.app.go_home()
 
+    def on_guard_tap(self, event: dict[str, Any]) -> None:
+        """A guard's tap does not interrupt a photo being taken either."""
+
     def on_badge(self, decision: dict[str, Any]) -> None:
         """A badge tap does not interrupt a photo being taken (the outcome is journaled)."""
