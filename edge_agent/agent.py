@@ -509,16 +509,8 @@ class Agent:
         if what == "invitation":
             payload = {"invitation_id": ident, "door": door, "expires": int(value)}
             return ("invitation.used", payload)
-        return ("badge.counter", self._counter_event(ident, int(value), credential.sun_url or ""))
-
-    def _counter_event(self, uid_hex: str, counter: int, sun_url: str) -> dict[str, Any]:
-        """The ``badge.counter`` payload: a spent NTAG 424 counter, for the central."""
-        return {
-            "uid": uid_hex.lower(),
-            "counter": int(counter),
-            "door": self.config.door.id,
-            "sun_url": sun_url,
-        }
+        counter = _counter_event(door, ident, int(value), credential.sun_url or "")
+        return ("badge.counter", counter)
 
     def _door_event(self, kind: str, payload: dict[str, Any]) -> None:
         # Door events come from input/timer threads with the door's lock held:
@@ -776,7 +768,8 @@ class Agent:
                 items = [("guard.badge_tap", {**payload, "verified": True, "counter": counter})]
                 if self.config.central.url:
                     # The other doors of the site refuse this message too.
-                    items.append(("badge.counter", self._counter_event(uid_hex, counter, sun_url)))
+                    spent = _counter_event(self.config.door.id, uid_hex, counter, sun_url)
+                    items.append(("badge.counter", spent))
                 events, claimed = self._append_claimed(
                     self.store.replay.counter_claim(uid_hex, counter),
                     items,
@@ -1333,6 +1326,12 @@ class Agent:
                 self.journal("agent.stopped", stopped)
             except StoreError:
                 log.exception("could not journal the stop")
+
+
+def _counter_event(door: str, uid_hex: str, counter: int, sun_url: str) -> dict[str, Any]:
+    """The ``badge.counter`` payload: a spent NTAG 424 counter, for the central to check
+    (the SUN message as read) and share with the other doors of the site."""
+    return {"uid": uid_hex.lower(), "counter": int(counter), "door": door, "sun_url": sun_url}
 
 
 def _json_safe(value: object) -> object:
