@@ -6,10 +6,9 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edge_agent.config import Ntag424Section
-from edge_agent.ntag424 import DiversifiedKeys, SunSettings, SunVerifier
+from edge_agent.ntag424 import SunVerifier
 
 MIB = 1024 * 1024
 
@@ -99,17 +98,7 @@ class CentralSettings:
 
     def sun_verifier(self) -> SunVerifier | None:
         """Return the SUN verifier of the site's keys (None when none are configured)."""
-        keys = self.ntag424
-        if keys is None:
-            return None
-        file_key: Any
-        if keys.file_read_master_key:
-            file_key = DiversifiedKeys(bytes.fromhex(keys.file_read_master_key))
-        else:
-            file_key = bytes.fromhex(keys.file_read_key or "")
-        meta = bytes.fromhex(keys.meta_read_key) if keys.meta_read_key else None
-        layout = SunSettings(picc_param=keys.picc_param, mac_param=keys.mac_param)
-        return SunVerifier(file_read_key=file_key, meta_read_key=meta, settings=layout)
+        return None if self.ntag424 is None else self.ntag424.verifier()
 
     @property
     def db_path(self) -> Path:

@@ -40,7 +40,7 @@ from edge_agent.guards import (
     valid_pin_text,
     verify_pin,
 )
-from edge_agent.ntag424 import DiversifiedKeys, SunError, SunSettings, SunVerifier
+from edge_agent.ntag424 import SunError
 from edge_agent.policy import BadgeRecord, Credential, Decision, DoorPolicy, Schedule, decide
 from edge_agent.reasons import Reason
 from edge_agent.store import Store, StoreError
@@ -263,20 +263,6 @@ class StoreCacheView:
         )
 
 
-def _sun_verifier(config: AgentConfig) -> SunVerifier | None:
-    keys = config.ntag424
-    if not keys.configured:
-        return None
-    file_key: Any
-    if keys.file_read_master_key:
-        file_key = DiversifiedKeys(bytes.fromhex(keys.file_read_master_key))
-    else:
-        file_key = bytes.fromhex(keys.file_read_key or "")
-    meta = bytes.fromhex(keys.meta_read_key) if keys.meta_read_key else None
-    settings = SunSettings(picc_param=keys.picc_param, mac_param=keys.mac_param)
-    return SunVerifier(file_read_key=file_key, meta_read_key=meta, settings=settings)
-
-
 class Agent:
     """The door controller. Thread-safe; create with an open store and devices.
 
@@ -339,7 +325,7 @@ class Agent:
         self.time_floor.observe_journal()
         self._clock_lock = threading.Lock()
         self._clock_alarm = False
-        self.sun = _sun_verifier(config)
+        self.sun = config.ntag424.verifier()
         self.guards = GuardSessions(mono_clock, session_timeout_s=config.guard.session_timeout_s)
         self.guard_bucket = TokenBucket(
             config.guard.login_attempts_per_minute, config.guard.login_burst

@@ -15,7 +15,7 @@ import tomllib
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.door import DoorMode, DoorTimings
 from edge_agent.settings_loader import ConfigError, build
@@ -23,6 +23,9 @@ from hardware.camera import CameraSettings
 from hardware.gpio import GpioSettings
 from hardware.nfc import NfcSettings
 from hardware.qr import QRSettings
+
+if TYPE_CHECKING:
+    from edge_agent.ntag424 import SunVerifier
 
 DEFAULT_PATH = Path("/etc/portier/agent.toml")
 #: ``[door] max_offline_staleness_s`` of a door with a central when the file sets none:
@@ -300,6 +303,22 @@ class Ntag424Section:
     def configured(self) -> bool:
         """True when SUN messages can be verified."""
         return bool(self.file_read_key or self.file_read_master_key)
+
+    def verifier(self) -> SunVerifier | None:
+        """The SUN verifier of these keys (None when none are configured): the one way
+        the agent and the central build it."""
+        from edge_agent.ntag424 import DiversifiedKeys, SunSettings, SunVerifier
+
+        if not self.configured:
+            return None
+        file_key: Any
+        if self.file_read_master_key:
+            file_key = DiversifiedKeys(bytes.fromhex(self.file_read_master_key))
+        else:
+            file_key = bytes.fromhex(self.file_read_key or "")
+        meta = bytes.fromhex(self.meta_read_key) if self.meta_read_key else None
+        layout = SunSettings(picc_param=self.picc_param, mac_param=self.mac_param)
+        return SunVerifier(file_read_key=file_key, meta_read_key=meta, settings=layout)
 
 
 @dataclass(frozen=True)
