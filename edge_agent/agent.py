@@ -776,7 +776,9 @@ class Agent:
         return {**event.payload, "seq": event.seq, "event_id": event.id}
 
     def _verify_guard_tap(self, uid_hex: str, sun_url: str | None) -> tuple[str | None, int | None]:
-        """(refusal or None, fresh counter or None) of a guard's NTAG 424 tap at the reader."""
+        """(refusal or None, the tap's counter) of a guard's NTAG 424 tap, at the reader or
+        carried to a login: the counter is known once the MAC verified (``replayed``
+        included), None otherwise."""
         if not sun_url:
             return "tap_required", None
         if len(sun_url) > MAX_SUN_CHARS:
@@ -791,7 +793,7 @@ class Agent:
             return "tap_mismatch", None
         last = self.store.replay.last_counter(uid_hex)
         if last is not None and tap.counter <= last:
-            return "replayed", None
+            return "replayed", tap.counter
         return None, tap.counter
 
     @property
@@ -937,22 +939,16 @@ class Agent:
         """
         if not isinstance(sun_url, str):
             return "tap_required", None
-        if self.sun is None:
-            return "tap_unverifiable", None
-        try:
-            tap = self.sun.verify(sun_url)
-        except (SunError, ValueError):
-            return "bad_tap", None
-        if tap.uid_hex != uid:
-            return "tap_mismatch", None
-        last = self.store.replay.last_counter(uid)
-        if last is None or tap.counter > last:
-            return None, self.store.replay.counter_claim(uid, tap.counter)
+        why, counter = self._verify_guard_tap(uid, sun_url)
+        if why is None and counter is not None:
+            return None, self.store.replay.counter_claim(uid, counter)
+        if why != "replayed":
+            return why, None
         with self._grants_lock:
             kept = self._guard_taps.pop(uid, None)
         if (
             kept is not None
-            and tap.counter == last
+            and counter == self.store.replay.last_counter(uid)
             and hmac.compare_digest(kept[0].encode(), sun_url.encode())
             and self._mono() - kept[1] <= GUARD_TAP_WINDOW_S
         ):
