@@ -75,6 +75,12 @@ def test_clock_offset_formula() -> None:
     assert (offset, rtt) == (500.0, 80.0)
 
 
+def _states(agent: Any, alarm: str, last: str) -> list[dict[str, Any]] | None:
+    """The journaled events of ``alarm`` once the newest is in state ``last``, else None."""
+    events = [e for e in _alarm_events(agent) if e["alarm"] == alarm]
+    return events if events and events[-1]["state"] == last else None
+
+
 def test_clock_drift_raises_and_clears_an_alarm(central, tmp_path: Path) -> None:
     skew = [-600.0]  # this agent's clock is ten minutes slow
     config = make_config(
@@ -96,7 +102,10 @@ def test_clock_drift_raises_and_clears_an_alarm(central, tmp_path: Path) -> None
             assert "clock_drift" in [a["code"] for a in beat]
             skew[0] = 0.0  # NTP fixed it
             wait_until(lambda: "clock_drift" not in _codes(agent), what="alarm cleared")
-            events = [e for e in _alarm_events(agent) if e["alarm"] == "clock_drift"]
+            # The alarm leaves memory just before its event is journaled: wait for that too.
+            events = wait_until(
+                lambda: _states(agent, "clock_drift", "cleared"), what="cleared journaled"
+            )
     assert [e["state"] for e in events] == ["raised", "cleared"]
     assert events[0]["offset_ms"] > 590_000
 
@@ -117,8 +126,10 @@ def test_disk_pressure_raises_an_alarm_and_evicts_photos(central, tmp_path: Path
             assert agent.present(Credential.badge(bytes.fromhex(STAFF_UID)))["seq"] > 0
             disk.free = 10_000 * MIB
             wait_until(lambda: "disk_low" not in _codes(agent), what="alarm cleared")
-            states = [e["state"] for e in _alarm_events(agent) if e["alarm"] == "disk_low"]
-    assert states == ["raised", "cleared"]
+            events = wait_until(
+                lambda: _states(agent, "disk_low", "cleared"), what="cleared journaled"
+            )
+    assert [e["state"] for e in events] == ["raised", "cleared"]
 
 
 def test_a_growing_backlog_raises_an_alarm_until_drained(central, tmp_path: Path) -> None:
