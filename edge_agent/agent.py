@@ -516,7 +516,9 @@ class Agent:
         in that case the door did not open (durable first, then act).
         """
         now = self._wall()
-        trust = self.check_clock(now)
+        # No store write or OS call on a decision's path: the service's clock check
+        # (every CLOCK_CHECK_S) and the heartbeats keep the floor written.
+        trust = self.check_clock(now, upkeep=False)
         decision = decide(
             credential,
             self.policy,
@@ -548,15 +550,18 @@ class Agent:
         return {**payload, "seq": event.seq, "event_id": event.id}
 
     # -- clock trust --------------------------------------------------------------
-    def check_clock(self, now: float | None = None) -> ClockTrust:
+    def check_clock(self, now: float | None = None, *, upkeep: bool = True) -> ClockTrust:
         """Assess the wall clock against the time floor; raise or clear the alarm.
+
+        ``upkeep=False`` (a decision's path) reads the floor from memory only: see
+        :meth:`edge_agent.timefloor.TimeFloor.assess`.
 
         ``alarm.raised {"alarm": "clock_untrusted"}`` is journaled when the clock falls
         below the floor (minus the tolerance), ``alarm.cleared`` when it is trusted
         again. A journal failure leaves the alarm state as it was, so the next check
         tries again.
         """
-        trust = self.time_floor.assess(now)
+        trust = self.time_floor.assess(now, upkeep=upkeep)
         with self._clock_lock:
             if trust.trusted != self._clock_alarm:
                 return trust  # no change

@@ -216,20 +216,25 @@ class TimeFloor:
         elapsed = max(0.0, mono - self._base_mono)
         return self._base + elapsed * (1.0 - DRIFT_ALLOWANCE)
 
-    def assess(self, now: float | None = None) -> ClockTrust:
+    def assess(self, now: float | None = None, *, upkeep: bool = True) -> ClockTrust:
         """Whether wall time ``now`` (default: the wall clock) can be trusted.
 
-        Asks the OS about NTP at most every :data:`NTP_CHECK_INTERVAL_S`, and writes the
-        extrapolated floor to the store when it moved :data:`PERSIST_STEP_S` since the
-        last write (so a restart keeps it even if nothing was journaled meanwhile).
+        With ``upkeep``, asks the OS about NTP at most every :data:`NTP_CHECK_INTERVAL_S`,
+        and writes the extrapolated floor to the store when it moved
+        :data:`PERSIST_STEP_S` since the last write (so a restart keeps it even if
+        nothing was journaled meanwhile). Without it, only memory is read: what a
+        decision's path uses (the periodic clock check does the upkeep).
         """
         wall = self._wall() if now is None else now
-        self._maybe_ntp(wall)
+        if upkeep:
+            self._maybe_ntp(wall)
         with self._lock:
             floor = self._floor_locked(self._mono())
             source = self._source
-            persist = floor is not None and (
-                self._persisted is None or floor - self._persisted >= PERSIST_STEP_S
+            persist = (
+                upkeep
+                and floor is not None
+                and (self._persisted is None or floor - self._persisted >= PERSIST_STEP_S)
             )
         if persist:
             assert floor is not None

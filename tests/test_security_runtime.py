@@ -287,7 +287,7 @@ def test_the_central_vouches_for_a_clock_below_a_floor_that_ran_ahead(tmp_path: 
     central, whose time agrees with our wall clock, resets the floor."""
     clock = TestClock(NOW + 30 * DAY)
     with door(tmp_path, clock, delta=contractor_delta()):
-        pass
+        pass  # one run with the clock a month ahead: its journal sets the floor there
     clock.set(NOW)
     with door(tmp_path, clock) as d:
         valid = invite(KEY, not_before=int(NOW - 60), expires=int(NOW + 3600))
