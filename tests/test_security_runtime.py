@@ -507,17 +507,25 @@ def _read_until_closed(sock: socket.socket, timeout: float) -> tuple[bytes, floa
     return data, time.monotonic() - started
 
 
-@pytest.fixture(scope="module")
-def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentConfig]:
-    """An agent (no central) with short [api] timeouts."""
-    where = tmp_path_factory.mktemp("limited")
-    config = make_sync_config(where, None, device="limited")
+def _api_agent(factory: pytest.TempPathFactory, name: str, api_toml: str) -> Iterator[AgentConfig]:
+    """``edge-agent run`` (no central) with these ``[api]`` keys, while the caller yields."""
+    config = make_sync_config(factory.mktemp(name), None, device=name)
     assert config.source is not None
     with config.source.open("a") as fh:
-        fh.write("\n[api]\nheader_timeout_s = 1.0\nbody_timeout_s = 1.0\nidle_timeout_s = 2.0\n")
+        fh.write(f"\n[api]\n{api_toml}\n")
     config = load_config(config.source)
     with agent_process(config):
         yield config
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentConfig]:
+    """An agent (no central) with short [api] timeouts."""
+    yield from _api_agent(
+        tmp_path_factory,
+        "limited",
+        "header_timeout_s = 1.0\nbody_timeout_s = 1.0\nidle_timeout_s = 2.0",
+    )
 
 
 def test_a_huge_declared_body_is_refused_at_once(limited: AgentConfig) -> None:
@@ -573,14 +581,7 @@ def test_an_idle_connection_is_closed(limited: AgentConfig) -> None:
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentConfig]:
     """An agent (no central) with room for 8 connections and a patient body timeout."""
-    where = tmp_path_factory.mktemp("small")
-    config = make_sync_config(where, None, device="small")
-    assert config.source is not None
-    with config.source.open("a") as fh:
-        fh.write("\n[api]\nmax_connections = 8\nbody_timeout_s = 60.0\n")
-    config = load_config(config.source)
-    with agent_process(config):
-        yield config
+    yield from _api_agent(tmp_path_factory, "small", "max_connections = 8\nbody_timeout_s = 60.0")
 
 
 def test_slow_bodies_do_not_keep_the_kiosk_out(small: AgentConfig) -> None:
