@@ -8,6 +8,13 @@ worker thread; the app hands it to the UI thread). A code held in front of the
 camera for a while is presented once: it is reported again only after it has
 been out of sight for ``debounce_s`` seconds (:class:`Debouncer`).
 
+Between two full decodes of a throttled screen (the attract screen runs the
+full pipeline a few times a second), every frame still gets a ``quick`` pass:
+the raw decoder alone, which reads a well-held code in about 1.6 ms and costs
+about as much on an empty frame, where the full pipeline's retries cost 20-28 ms
+(docs/qr.md). A visitor who holds the invitation up without pressing anything
+is then read at the camera's rate, not at the throttle's (bench/e2e_qr.py).
+
 A camera that fails (unplugged, stalled) is reported through ``on_error`` and
 reopened after a growing pause, so a loose cable does not need a restart.
 """
@@ -63,8 +70,10 @@ class Scanner:
 
     ``open_source`` returns an opened frame source (called in the worker, again
     after a failure); ``decoder`` is used only by the worker thread (decoders
-    are not thread-safe). ``on_code(text)`` and ``on_error(message)`` are
-    called from the worker thread.
+    are not thread-safe), and so is ``quick`` (a cheaper decoder run on the
+    frames a ``min_interval_s`` throttle skips; None: skipped frames are only
+    shown). ``on_code(text)`` and ``on_error(message)`` are called from the
+    worker thread.
     """
 
     def __init__(
@@ -76,9 +85,11 @@ class Scanner:
         on_error: Callable[[str], None] | None = None,
         debounce_s: float = 4.0,
         clock: Callable[[], float] = time.monotonic,
+        quick: Decoder | None = None,
     ) -> None:
         self._open_source = open_source
         self._decoder = decoder
+        self._quick = quick
         self._on_code = on_code
         self._on_error = on_error
         self.debouncer = Debouncer(debounce_s, clock)
@@ -195,10 +206,13 @@ class Scanner:
                 continue
             now = self._clock()
             if now - self._last_decode < self.min_interval_s:
-                continue
-            self._last_decode = now
-            codes = self._decoder.decode(frame.image)
-            self.frames_decoded += 1
+                if self._quick is None:
+                    continue
+                codes = self._quick.decode(frame.image)
+            else:
+                self._last_decode = now
+                codes = self._decoder.decode(frame.image)
+                self.frames_decoded += 1
             for code in codes:
                 text = code.text.strip()
                 if text and self._decoding.is_set() and self.debouncer.accept(text):

@@ -24,7 +24,7 @@ from test_kiosk_rig import AgentRig, short_tmpdir
 from edge_agent.reasons import Reason
 from hardware.camera import CameraSettings, open_camera
 from hardware.errors import DeviceError
-from hardware.qr import open_decoder
+from hardware.qr import QRSettings, open_decoder
 from hardware.qr.synth import render
 from kiosk import demo_material, wording
 from kiosk.config import ConfigError, demo_config, load_config, parse_config
@@ -366,6 +366,30 @@ def test_scanner_without_decoding_only_keeps_frames(tmp_path):
         assert wait(lambda: codes == [TOKEN])
     finally:
         scanner.stop()
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_a_throttled_scanner_reads_codes_between_full_decodes_with_its_quick_pass(tmp_path, quick):
+    # The attract screen runs the full pipeline at most every interval; the frames in
+    # between get the raw decoder, so a code held up is read at the camera's rate.
+    folder = _frames_dir(tmp_path, [None, None, TOKEN], repeat=1)
+    settings = CameraSettings(backend="replay", replay_path=folder, replay_rate=0, loop=True)
+    codes: list[str] = []
+    scanner = Scanner(
+        lambda: open_camera(settings),
+        open_decoder(),
+        on_code=codes.append,
+        quick=open_decoder(QRSettings(pipeline=False)) if quick else None,
+    )
+    scanner.start(min_interval_s=3600)  # one full decode (frame 1, empty), then throttled
+    try:
+        assert wait(lambda: scanner.frames_read > 30)
+        if quick:
+            assert wait(lambda: codes == [TOKEN])
+    finally:
+        scanner.stop()
+    assert scanner.frames_decoded == 1
+    assert codes == ([TOKEN] if quick else [])
 
 
 def test_scanner_reports_a_failing_camera_and_reopens_it(tmp_path):

@@ -16,6 +16,7 @@ itself first.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -173,16 +174,21 @@ class KioskApp(App):
         """Start the agent link, the scanner and the UI clock."""
         from hardware.qr import open_decoder
 
+        qr = self.settings.qr
+        # The quick pass between the attract screen's full decodes: the same raw
+        # decoder without the pipeline's retries (see kiosk.scanner).
+        quick = open_decoder(dataclasses.replace(qr, pipeline=False)) if qr.pipeline else None
         self.link.on_online(self._online_changed)
         self.link.on_status(self._status)
         self.link.on_event(self._event)
         self.link.start()
         self.scanner = Scanner(
             self._open_camera,
-            open_decoder(self.settings.qr),
+            open_decoder(qr),
             on_code=lambda text: self.deliver(lambda: self._code_read(text)),
             on_error=lambda message: log.error("camera: %s", message),
             debounce_s=self.settings.scan.debounce_s,
+            quick=quick,
         )
         self.scanner.start(decode=False)
         self._tick(0)
