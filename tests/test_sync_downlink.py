@@ -25,10 +25,13 @@ import pytest
 from central.admin import CentralAdmin
 from central.testing import CentralProcess, ChainBuilder, enroll_device
 from edge_agent.agent import StoreCacheView
+from edge_agent.door import DoorMode
 from edge_agent.guards import verify_pin
+from edge_agent.policy import Credential, DoorPolicy, decide
 from edge_agent.reasons import Reason
 from edge_agent.store import Badge, Delta, Store, StoreSettings
 from edge_agent.sync import Alarms, CentralClient, DeltaError, DoorSettingsFile, Downlink
+from edge_agent.sync.client import CentralUnreachable
 from edge_agent.sync.downlink import DeltaTrust, convert_page
 from edge_agent.sync.signing import DeltaKey
 from edge_agent.tokens import Verified, verify
@@ -160,6 +163,79 @@ def test_pages_follow_more_until_up_to_date(admin, door) -> None:
     result = door.downlink.sync()  # 50 changes per page
     assert result.complete and result.pages >= 3
     assert door.store.cache.badge("04EE0000000077") is not None
+
+
+class _DropsAfter:
+    """The door's client, with the network gone after ``pages`` delta pages."""
+
+    def __init__(self, client: CentralClient, pages: int) -> None:
+        self._client = client
+        self.left = pages
+
+    def _page(self, call: Any, cursor: str | None, limit: int) -> Any:
+        if self.left <= 0:
+            raise CentralUnreachable("network dropped between pages")
+        self.left -= 1
+        return call(cursor, limit)
+
+    def deltas(self, cursor: str | None, limit: int) -> Any:
+        return self._page(self._client.deltas, cursor, limit)
+
+    def signed_deltas(self, cursor: str | None, limit: int) -> Any:
+        return self._page(self._client.signed_deltas, cursor, limit)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_a_first_sync_stopped_between_pages_is_never_fresh(tmp_path: Path) -> None:
+    # Issue #18.2: badges in the first page, their revocation in a later one. A door whose
+    # first sync stops after page 1 must not call its cache fresh (it said 1 s old).
+    # A central of its own: the first page must hold exactly these badges.
+    with CentralProcess(tmp_path / "central") as central, central.admin() as admin:
+        _first_sync_stopped(admin, Door(central, tmp_path))
+
+
+def _first_sync_stopped(admin: CentralAdmin, door: Door) -> None:
+    holders = [f"04DD{n:010X}" for n in range(70)]
+    for n, uid in enumerate(holders):
+        admin.put_badge(uid=uid, holder=f"Holder {n}", doors=[DOOR], kind="uid")
+    admin.revoke_badge(holders[0])
+    real = door.downlink.client
+    door.downlink.client = _DropsAfter(real, pages=1)
+    with pytest.raises(CentralUnreachable):
+        door.downlink.sync()
+    cache = door.store.cache
+    assert cache.badge(holders[0]) is not None and not cache.is_revoked("badge", holders[0])
+    assert cache.downlink().cursor is not None  # the page was kept: the next sync resumes
+    assert cache.downlink().last_sync_ms is None  # ... but the cache never reached the head
+    view = StoreCacheView(door.store)
+    assert view.staleness_s(time.time()) is None
+    bounded = DoorPolicy(site="hq", door=DOOR, accept_uid=True, max_offline_staleness_s=3600)
+    badge = Credential.badge(bytes.fromhex(holders[0]))
+    decision = decide(badge, bounded, DoorMode.NORMAL, time.time(), view)
+    assert not decision.granted and decision.reason is Reason.CACHE_STALE
+
+    door.downlink.client = real
+    result = door.downlink.sync()  # resumes from the kept cursor and reaches the head
+    assert result.complete and cache.is_revoked("badge", holders[0])
+    assert cache.downlink().last_sync_ms is not None
+    assert view.staleness_s(time.time()) < 60
+    door.close()
+
+
+def test_a_later_sync_stopped_between_pages_keeps_the_last_complete_time(admin, door) -> None:
+    assert door.downlink.sync().complete
+    before = door.store.cache.downlink().last_sync_ms
+    for n in range(70):
+        admin.put_badge(uid=f"04DE{n:010X}", holder=f"Holder {n}", doors=[DOOR], kind="uid")
+    time.sleep(0.01)
+    real = door.downlink.client
+    door.downlink.client = _DropsAfter(real, pages=1)
+    with pytest.raises(CentralUnreachable):
+        door.downlink.sync()
+    assert door.store.cache.downlink().last_sync_ms == before
+    door.downlink.client = real
 
 
 def test_unknown_cursor_resyncs_from_scratch(admin, door) -> None:

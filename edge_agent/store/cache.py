@@ -320,8 +320,9 @@ class Delta:
 
 @dataclass(frozen=True)
 class DownlinkState:
-    """Where the downlink is: the cursor to ask the central from, and when
-    the last delta (possibly empty) was applied (epoch ms, None if never)."""
+    """Where the downlink is: the cursor to ask the central from, and when the
+    last sync that reached the central's head was applied (epoch ms, None if
+    never: a first sync stopped between pages leaves it None)."""
 
     cursor: str | None
     last_sync_ms: int | None
@@ -480,9 +481,17 @@ class CredentialCache:
         *,
         expected_cursor: str | None = _UNCHECKED,
         synced_at_ms: int | None = None,
+        at_head: bool = True,
     ) -> int:
         """Apply ``delta`` in one transaction: upserts, deletes, the cursor and
         the sync time, all or nothing. Returns ``len(delta)``.
+
+        ``at_head`` False (a page the central says is followed by more) moves
+        the cursor but not the sync time: the cache's staleness counts from the
+        last sync that reached the central's head, so a sync stopped between
+        pages (badges applied, their later revocations not) never makes the
+        cache look fresh, and a first sync that never completed leaves it
+        "never synced" (stale by definition: a bounded door refuses).
 
         ``expected_cursor`` (None meaning "never synced") makes the delta
         conditional on the cache's current cursor. Raises
@@ -502,7 +511,8 @@ class CredentialCache:
                 raise CursorMismatch(expected_cursor, current)
             self._apply(conn, delta)
             Database.meta_set(conn, _META_CURSOR, delta.cursor)
-            Database.meta_set(conn, _META_SYNCED, now_ms)
+            if at_head:
+                Database.meta_set(conn, _META_SYNCED, now_ms)
         return len(delta)
 
     def _apply(self, conn: sqlite3.Connection, delta: Delta) -> None:

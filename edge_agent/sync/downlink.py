@@ -520,7 +520,9 @@ class Downlink:
         elif page.door_settings_removed and self.settings_file is not None:
             self.settings_file.remove()
         try:
-            self.store.cache.apply_delta(page.delta, expected_cursor=expected)
+            self.store.cache.apply_delta(
+                page.delta, expected_cursor=expected, at_head=not page.more
+            )
         except CursorMismatch:
             # Someone else moved the cursor (never expected: one downlink per store).
             log.error("sync: the cache cursor moved while a page was fetched; asking again")
