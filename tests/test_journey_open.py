@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the UI fixtures are imported from test_kiosk_ui by name)
 """Issue #11, "the door opens when the visitor is ready" (agent and kiosk together).
 
 Each test failed on the code before the change:
@@ -27,13 +28,18 @@ process of :mod:`test_kiosk_rig`; the kiosk half reuses ``test_kiosk_ui``'s fixt
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from test_agent import invite, rigs
+from test_kiosk_rig import EDGE_AGENT, GUARD_UID
+from test_kiosk_ui import kiosk, rig, scan, session_driver, t, wait_journal, xvfb  # noqa: F401
 
 from edge_agent.agent import ActionError
+from edge_agent.client import ApiError
 from edge_agent.policy import Credential
 
 HOLD = {"door": {"grant_hold_s": 30, "visitor_unlock_s": 9}}
@@ -212,3 +218,229 @@ def test_open_again_within_the_bound_without_already_used(make_rig):
     assert last["extended"] is True and last["grant_ref"] == grant["ref"]
     rig.scheduler.advance(8.5)
     assert rig.relay
+
+
+# -- 5. the real agent process: old callers, a guard's tap, bad requests ----------------------
+
+
+def _relock(rig: Any) -> None:
+    """Walk through: open and close the simulated door, the agent relocks (relock on close)."""
+    client = rig.client()
+    client.simulate("door_open")
+    time.sleep(0.2)  # longer than the inputs' debounce
+    client.simulate("door_close")
+    end = time.monotonic() + 5
+    while client.status()["door"]["unlocked"]:
+        assert time.monotonic() < end, "the door did not relock on close"
+        time.sleep(0.05)
+
+
+def test_real_agent_old_present_callers_still_unlock_at_once(kiosk, rig):
+    head = _head(rig)
+    token = rig.visitors[0].token
+    answer = rig.client().present_qr(token, source="cli")
+    assert answer["granted"] and "grant" not in answer
+    assert rig.client().status()["door"]["unlocked"]  # at once, as before
+    _relock(rig)
+    cli = subprocess.run(
+        [str(EDGE_AGENT), "present", "--config", str(rig.config_path), "--qr", token],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert cli.returncode == 0, cli.stderr
+    unlocked = _since(rig, head, "door.unlocked")
+    assert len(unlocked) == 2 and all("grant_ref" not in e for e in unlocked)
+    _relock(rig)
+
+
+def test_real_agent_grant_api_answers_bad_requests_clearly(kiosk, rig):
+    client = rig.client()
+    with pytest.raises(ApiError) as err:
+        client.request("POST", "/v1/present", {"qr": "x", "open": "later"})
+    assert (err.value.status, err.value.code) == (400, "bad_request")
+    with pytest.raises(ApiError) as err:
+        client.open_grant("A" * 32)
+    assert (err.value.status, err.value.code) == (404, "grant_unknown")
+    with pytest.raises(ApiError) as err:
+        client.open_grant("short")
+    assert (err.value.status, err.value.code) == (400, "bad_request")
+    answer = client.present_qr(rig.visitors[0].token, open_mode="on_request")
+    assert not client.status()["door"]["unlocked"]
+    opened = client.open_grant(answer["grant"]["id"])
+    assert opened["opened"] and opened["door"]["unlocked"]
+    _relock(rig)
+
+
+def test_a_guard_tap_on_the_console_never_energises_the_relay(kiosk, rig):
+    client = rig.client()
+    head = _head(rig)
+    client.simulate("badge", uid=GUARD_UID)
+
+    def since() -> list[dict[str, Any]]:
+        return [e for e in rig.journal() if e["seq"] > head]
+
+    kiosk.wait_for(lambda: any(e["type"] == "guard.badge_tap" for e in since()), 5, "no tap")
+    kiosk.pump(0.5)
+    assert not client.status()["door"]["unlocked"]
+    assert [e for e in since() if e["type"] in ("door.unlocked", "access.decision")] == []
+
+
+# -- 4. the kiosk: the door opens when the visitor is ready ----------------------------------
+
+
+def _unlocked(rig: Any) -> bool:
+    return bool(rig.client().status()["door"]["unlocked"])
+
+
+@pytest.fixture
+def visitor(kiosk):
+    """The kiosk, for a new visitor: the previous test's invitation is not debounced."""
+    kiosk.app.scanner.debouncer.forget()
+    return kiosk
+
+
+def _head(rig: Any) -> int:
+    return max((e["seq"] for e in rig.journal()), default=0)
+
+
+def _since(rig: Any, head: int, kind: str) -> list[dict[str, Any]]:
+    return [e for e in rig.journal() if e["seq"] > head and e["type"] == kind]
+
+
+def _wait(rig: Any, head: int, kind: str) -> list[dict[str, Any]]:
+    return wait_journal(rig, lambda e: e["seq"] > head and e["type"] == kind)
+
+
+def _grant_ref(rig: Any, head: int) -> str:
+    decision = _wait(rig, head, "access.decision")
+    assert decision[-1]["granted"], decision[-1]
+    return decision[-1]["grant_ref"]
+
+
+def test_photo_yes_keeps_the_door_locked_while_posing_then_opens_it(visitor, rig):
+    kiosk = visitor
+    head = _head(rig)
+    app = kiosk.app
+    screen = scan(kiosk, "valid", "welcome")
+    ref = _grant_ref(rig, head)
+    assert screen.door == "waiting" and not _unlocked(rig)
+    assert t(kiosk, "The door will open in {seconds} s.").format(seconds=8) in kiosk.texts()
+    assert not any("Have a good visit" in x for x in kiosk.texts())
+    kiosk.tap_text(t(kiosk, "Yes, take my photo"))
+    photo = kiosk.wait_screen("photo")
+    kiosk.clock.advance(20)  # posing, well past the welcome screen's pause
+    kiosk.pump(0.6)
+    assert not _unlocked(rig)  # the relay stays off while the visitor poses
+    kiosk.wait_for(lambda: photo.ids.viewfinder.texture is not None, 10, "no live view")
+    kiosk.tap_text(t(kiosk, "Take photo"))
+    kiosk.clock.advance(3.5)
+    kiosk.wait_for(lambda: photo.state == "preview", 5, "no preview")
+    assert not _unlocked(rig)
+    kiosk.tap_text(t(kiosk, "Use this photo"))
+    kiosk.wait_screen("welcome", timeout=10)
+    kiosk.wait_for(lambda: _unlocked(rig), 5, "the door did not open after the photo step")
+    kiosk.wait_for(lambda: screen.door == "open" and app.door_remaining > 0, 5, "no countdown")
+    [unlocked] = _since(rig, head, "door.unlocked")
+    assert unlocked["grant_ref"] == ref
+    texts = kiosk.texts()
+    assert t(kiosk, "Your photo has been added to your pass.") in texts
+    assert any(x.startswith("The door is open: go through within") for x in texts)
+    checkin = _wait(rig, head, "visitor.checked_in")[-1]
+    assert checkin["consent"] is True and checkin["photo"]
+    _relock(rig)
+
+
+def test_doing_nothing_opens_the_door_after_the_pause(visitor, rig):
+    kiosk = visitor
+    head = _head(rig)
+    app = kiosk.app
+    screen = scan(kiosk, "valid", "welcome")
+    kiosk.clock.advance(app.settings.ui.open_after_s - 2)
+    kiosk.pump(0.6)
+    assert screen.door == "waiting" and not _unlocked(rig)
+    kiosk.clock.advance(3)
+    kiosk.wait_for(lambda: _unlocked(rig), 5, "the door did not open after the pause")
+    kiosk.wait_for(lambda: screen.door == "open", 5, "the screen did not follow the door")
+    checkin = _wait(rig, head, "visitor.checked_in")[-1]
+    assert checkin["consent"] is False and checkin["photo"] is None
+    assert t(kiosk, "You are checked in. Have a good visit.") in kiosk.texts()
+    _relock(rig)
+
+
+def test_countdown_starts_at_the_unlock_and_survives_a_language_switch(visitor, rig):
+    kiosk = visitor
+    app = kiosk.app
+    screen = scan(kiosk, "valid", "welcome")
+    kiosk.clock.advance(6)  # reading the welcome screen: the door is not counting yet
+    kiosk.pump(0.3)
+    kiosk.tap_text(t(kiosk, "No, thank you"))
+    kiosk.wait_for(lambda: app.door_remaining > 0, 5, "no countdown")
+    unlock_s = 10  # [door] visitor_unlock_s's default, not the badge's 5 s
+    assert app.door_remaining >= unlock_s - 1
+    kiosk.tap_text("Français")
+    kiosk.pump(1.0)
+    assert app.tr.lang == "fr" and app.sm.current == "welcome" and screen.door == "open"
+    assert app.door_remaining >= unlock_s - 3
+    assert any(x.startswith("La porte est ouverte : passez dans les") for x in kiosk.texts())
+    assert t(kiosk, "You are checked in. Have a good visit.") in kiosk.texts()
+    _relock(rig)
+    kiosk.wait_for(lambda: screen.door == "relocked", 5, "the relock was not shown")
+    texts = kiosk.texts()
+    assert "La porte est de nouveau verrouillée." in texts
+    assert not any("Bonne visite" in x for x in texts)  # only said while unlocked
+    assert t(kiosk, "Open the door again") in texts
+
+
+def test_open_again_after_the_relock_a_single_use_invitation_without_already_used(visitor, rig):
+    kiosk = visitor
+    head = _head(rig)
+    app = kiosk.app
+    chloe = next(v for v in rig.visitors if v.invitation_id == "inv-chloe")
+    kiosk.tap_text(t(kiosk, "Scan my QR invitation"))
+    kiosk.wait_screen("scan")
+    app.demo_camera.show(chloe.token, "paper")
+    screen = kiosk.wait_screen("welcome", timeout=20)
+    ref = _grant_ref(rig, head)
+    app.demo_camera.hide()
+    kiosk.tap_text(t(kiosk, "No, thank you"))
+    kiosk.wait_for(lambda: screen.door == "open", 5, "the door did not open")
+    _relock(rig)
+    kiosk.wait_for(lambda: screen.door == "relocked", 5, "the relock was not shown")
+    assert t(kiosk, "The door is locked again.") in kiosk.texts()
+    assert not any("Have a good visit" in x for x in kiosk.texts())
+    kiosk.tap_text(t(kiosk, "Open the door again"))
+    kiosk.wait_for(lambda: _unlocked(rig), 5, "the door did not open again")
+    kiosk.wait_for(lambda: screen.door == "open", 5, "the screen did not follow")
+    assert [e["grant_ref"] for e in _since(rig, head, "door.unlocked")] == [ref, ref]
+    decisions = _since(rig, head, "access.decision")
+    assert [(d["credential_id"], d["granted"]) for d in decisions] == [("inv-chloe", True)]
+    _relock(rig)
+
+
+def test_an_open_request_during_a_fire_alarm_is_refused_and_journaled(visitor, rig):
+    kiosk = visitor
+    head = _head(rig)
+    screen = scan(kiosk, "valid", "welcome")
+    ref = _grant_ref(rig, head)
+    rig.client().simulate("fire", on=True)
+    kiosk.wait_for(lambda: rig.client().status()["door"]["mode"] == "emergency", 5)
+    if kiosk.app.sm.current == "welcome":
+        screen.no_photo()  # the visitor answers while the alarm sounds
+    else:  # an evacuation screen took over: the welcome's open request is still refused
+        screen.open_door()
+    refused = _wait(rig, head, "access.open_refused")
+    assert refused[-1]["grant_ref"] == ref and refused[-1]["reason_code"] == "emergency"
+    kiosk.wait_for(lambda: screen.door == "refused", 5, "the refusal was not shown")
+    assert not [e for e in _since(rig, head, "door.unlocked") if e.get("grant_ref")]
+    rig.client().simulate("fire", on=False)
+    kiosk.wait_for(lambda: rig.client().status()["door"]["mode"] == "normal", 5)
+
+
+def test_staff_are_not_sent_to_reception(kiosk):
+    kiosk.app.demo_badge("staff")
+    screen = kiosk.wait_screen("welcome")
+    assert screen.kind == "badge"
+    kiosk.wait_for(lambda: screen.door == "open", 5, "no countdown")
+    assert not any("reception" in x for x in kiosk.texts())
+    assert t(kiosk, "Open the door again") not in [x for x in kiosk.texts() if x]
