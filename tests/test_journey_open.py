@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 from test_agent import invite, rigs
-from test_kiosk_rig import EDGE_AGENT, GUARD_UID
+from test_kiosk_rig import EDGE_AGENT, GUARD_PIN, GUARD_UID
 from test_kiosk_ui import kiosk, rig, scan, session_driver, t, wait_journal, xvfb  # noqa: F401
 
 from edge_agent.agent import ActionError
@@ -444,3 +444,20 @@ def test_staff_are_not_sent_to_reception(kiosk):
     kiosk.wait_for(lambda: screen.door == "open", 5, "no countdown")
     assert not any("reception" in x for x in kiosk.texts())
     assert t(kiosk, "Open the door again") not in [x for x in kiosk.texts() if x]
+
+
+def test_in_free_access_the_welcome_screen_still_times_out(visitor, rig):
+    kiosk = visitor
+    app = kiosk.app
+    guard = rig.client()
+    guard.guard_login(GUARD_UID, GUARD_PIN)
+    guard.guard_action("free_access", "event")
+    kiosk.wait_for(lambda: app.door_remaining == -1, 10, "free access not seen")
+    screen = scan(kiosk, "valid", "welcome")
+    kiosk.tap_text(t(kiosk, "No, thank you"))
+    kiosk.wait_for(lambda: screen.door == "open", 5, "the screen did not follow the door")
+    assert t(kiosk, "The door is open.") in kiosk.texts()  # held open: no countdown
+    kiosk.clock.advance(app.settings.ui.outcome_timeout_s + 1)
+    kiosk.wait_screen("attract", timeout=3)
+    guard.guard_action("normal", "event over")
+    guard.guard_logout()

@@ -160,8 +160,11 @@ class WelcomeScreen(KioskScreen):
     def idle_timeout(self) -> float | None:
         """The outcome stays up for ``ui.outcome_timeout_s`` once the door is settled;
         never while it is about to open or open (the visitor is still reading)."""
-        if self.door in ("waiting", "opening", "open"):
+        counting = self.door == "open" and self.app.door_remaining > 0
+        asked = self.door == "opening" and bool(self.grant_id)  # answered within the link's timeout
+        if self.door == "waiting" or counting or asked:
             return None
+        # Held open (free access: no countdown) or a door that never unlocked: time out.
         return self.app.settings.ui.outcome_timeout_s
 
     def on_idle(self) -> None:
