@@ -36,7 +36,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from edge_agent.agent import ActionError, Agent
+from edge_agent.agent import OPEN_MODES, ActionError, Agent
 from edge_agent.config import ApiSection
 from edge_agent.guards import GuardDenied
 from edge_agent.policy import Credential
@@ -459,7 +459,20 @@ async def present(request: web.Request) -> web.Response:
     source = body.get("source", "api")
     if source not in ("api", "kiosk-camera", "kiosk", "cli"):
         source = "api"
-    return web.json_response(await _call(request.app[_AGENT].present, credential, source))
+    open_mode = body.get("open", "now")
+    if open_mode not in OPEN_MODES:
+        raise _BadRequest(f"'open' must be one of {', '.join(OPEN_MODES)}")
+    return web.json_response(
+        await _call(request.app[_AGENT].present, credential, source, open_mode)
+    )
+
+
+async def open_grant(request: web.Request) -> web.Response:
+    """POST /v1/grants/{id}/open: open the door for a grant held since the scan."""
+    handle = request.match_info["grant_id"]
+    if not 16 <= len(handle) <= 64:
+        raise _BadRequest("the grant id is 16 to 64 characters")
+    return web.json_response(await _call(request.app[_AGENT].open_grant, handle))
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -636,6 +649,7 @@ def make_app(
     prefix = f"/{API_VERSION}"
     app.router.add_get(f"{prefix}/status", status)
     app.router.add_post(f"{prefix}/present", present)
+    app.router.add_post(f"{prefix}/grants/{{grant_id}}/open", open_grant)
     app.router.add_get(f"{prefix}/events", events)
     app.router.add_post(f"{prefix}/guard/login", guard_login)
     app.router.add_post(f"{prefix}/guard/logout", guard_logout)

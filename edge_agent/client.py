@@ -112,9 +112,23 @@ class AgentClient:
         """GET /v1/status."""
         return self.request("GET", "/v1/status")
 
-    def present_qr(self, text: str, source: str = "api") -> dict[str, Any]:
-        """POST /v1/present with a QR payload."""
-        return self.request("POST", "/v1/present", {"qr": text, "source": source})
+    def present_qr(
+        self, text: str, source: str = "api", open_mode: str | None = None
+    ) -> dict[str, Any]:
+        """POST /v1/present with a QR payload.
+
+        ``open_mode="on_request"``: decide now but open the door only on
+        :meth:`open_grant` with the answer's ``grant["id"]`` (the kiosk's welcome
+        step); None or ``"now"``: the door opens with the decision.
+        """
+        body = {"qr": text, "source": source}
+        if open_mode is not None:
+            body["open"] = open_mode
+        return self.request("POST", "/v1/present", body)
+
+    def open_grant(self, grant_id: str) -> dict[str, Any]:
+        """POST /v1/grants/{id}/open: open the door for a grant held since the scan."""
+        return self.request("POST", f"/v1/grants/{quote(grant_id, safe='')}/open", {})
 
     def present_badge(
         self, uid_hex: str, sun_url: str | None = None, source: str = "api"

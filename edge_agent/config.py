@@ -85,6 +85,13 @@ class DoorSection:
     #: time floor and still be trusted: NTP keeps clocks within a second, 60 s is
     #: ample (docs/tokens.md, "Clock skew").
     max_clock_skew_s: float = 60.0
+    #: How long the door stays unlocked when a visitor's grant is opened on request
+    #: (the kiosk's welcome step): long enough to read the screen and walk through.
+    visitor_unlock_s: float = 10.0
+    #: How long a grant decided at the scan may still open the door (``POST
+    #: /v1/grants/{id}/open``); one never opened in that time is journaled
+    #: ``access.grant_unused``.
+    grant_hold_s: float = 120.0
 
     def __post_init__(self) -> None:
         _ident("id", self.id)
@@ -105,6 +112,10 @@ class DoorSection:
             raise ValueError("stale_alarm_fraction: must be in (0, 1]")
         if not 0 <= self.max_clock_skew_s <= 3600:
             raise ValueError("max_clock_skew_s: must be between 0 and 3600 seconds")
+        if not 0.5 <= self.visitor_unlock_s <= 300:
+            raise ValueError("visitor_unlock_s: must be between 0.5 and 300 seconds")
+        if not 1 <= self.grant_hold_s <= 3600:
+            raise ValueError("grant_hold_s: must be between 1 and 3600 seconds")
         self.timings()  # validates unlock_s and held_open_s, naming them
 
     def timings(self) -> DoorTimings:

@@ -214,8 +214,13 @@ class DoorController:
             handle.cancel()
             setattr(self, attr, None)
 
-    def _energise(self, seconds: float | None, by: str) -> None:
-        """Unlock now; relock after ``seconds`` (None: until told otherwise)."""
+    def _energise(self, seconds: float | None, by: str, grant: str | None = None) -> None:
+        """Unlock now; relock after ``seconds`` (None: until told otherwise).
+
+        ``grant``: the reference of the visitor's grant this opening serves; its
+        ``door.unlocked`` is reported even when the door was unlocked already (the
+        window is extended), so every opening of a grant is in the journal.
+        """
         self._cancel("_relock_handle")
         was = self.io.lock_relay_energised
         self.io.unlock()
@@ -226,9 +231,13 @@ class DoorController:
             self._unlocked_until = now + seconds
             self._authorised_until = max(self._authorised_until, now + seconds)
             self._relock_handle = self.scheduler.call_later(seconds, self._relock_timer)
-        if not was:
+        if not was or grant is not None:
+            extra: dict[str, Any] = {} if grant is None else {"grant_ref": grant, "extended": was}
             self._emit(
-                "door.unlocked", by=by, unlock_ms=None if seconds is None else round(seconds * 1000)
+                "door.unlocked",
+                by=by,
+                unlock_ms=None if seconds is None else round(seconds * 1000),
+                **extra,
             )
 
     def _relock(self, why: str) -> None:
@@ -358,18 +367,21 @@ class DoorController:
             self._opened_on_grant = False
 
     # -- commands -------------------------------------------------------------
-    def grant(self, seconds: float | None = None, by: str = "credential") -> None:
+    def grant(
+        self, seconds: float | None = None, by: str = "credential", grant: str | None = None
+    ) -> None:
         """Unlock for the unlock time (or ``seconds``) after an access decision.
 
-        Raises :class:`GrantRefused` in lockdown. In free access and emergency
-        the door is already unlocked and nothing changes.
+        ``grant``: the reference of the visitor's grant opened on request (carried by
+        ``door.unlocked``). Raises :class:`GrantRefused` in lockdown. In free access
+        and emergency the door is already unlocked and nothing changes.
         """
         with self._lock:
             if self._mode is DoorMode.LOCKDOWN:
                 raise GrantRefused("door is in lockdown")
             if self._mode is not DoorMode.NORMAL:
                 return
-            self._energise(seconds or self.timings.unlock_s, by=by)
+            self._energise(seconds or self.timings.unlock_s, by=by, grant=grant)
 
     def set_mode(self, mode: DoorMode | str, by: str, why: str) -> DoorMode:
         """Switch to ``mode`` (a guard action). Returns the mode now in force.

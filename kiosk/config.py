@@ -104,6 +104,9 @@ class UISection:
     idle_timeout_s: float = 45.0
     #: Seconds an outcome (welcome, denied) stays on screen.
     outcome_timeout_s: float = 15.0
+    #: Seconds the welcome screen waits for the visitor's answer to the photo offer
+    #: before it asks the agent to open the door by itself.
+    open_after_s: float = 8.0
     #: Seconds without a touch before a guard is logged out.
     guard_idle_timeout_s: float = 90.0
     fullscreen: bool = True
@@ -121,6 +124,7 @@ class UISection:
         _positive("idle_timeout_s", self.idle_timeout_s, 5, 3600)
         _positive("outcome_timeout_s", self.outcome_timeout_s, 3, 600)
         _positive("guard_idle_timeout_s", self.guard_idle_timeout_s, 10, 3600)
+        _positive("open_after_s", self.open_after_s, 1, 120)
         width, height = self.size
         if not (320 <= width <= 7680 and 240 <= height <= 4320):
             raise ValueError(f"size: {self.size!r} must be at least 320x240 and at most 7680x4320")

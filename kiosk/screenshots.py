@@ -77,8 +77,8 @@ class Shooter:
         d.wait_screen("scan")
         d.wait_for(lambda: self.app.screen.ids.viewfinder.texture is not None, 10, "no frame")
         self.shot("scan")
-        self.present("valid", "welcome")
-        d.wait_for(lambda: self.app.door_remaining > 0, 10, "no door countdown")
+        welcome = self.present("valid", "welcome")
+        # The door waits for the visitor's answer to the photo offer (issue #11).
         self.shot("welcome")
         d.tap_text(self.t("Yes, take my photo"))
         d.wait_screen("photo")
@@ -90,6 +90,17 @@ class Shooter:
         d.tap_text(self.t("Use this photo"))
         d.wait_for(lambda: self.app.screen.state == "done", 10, "photo not sent")
         self.shot("photo-saved")
+        # Back on the welcome screen the door opens, counting down from the unlock ...
+        d.wait_screen("welcome")
+        d.wait_for(lambda: welcome.door == "open", 10, "the door did not open")
+        d.wait_for(lambda: self.app.door_remaining > 0, 10, "no door countdown")
+        self.shot("door-open")
+        # ... and once the visitor went through, it says so and offers to open again.
+        self.app.demo_sim("door_open")
+        d.pump(0.3)
+        self.app.demo_sim("door_close")
+        d.wait_for(lambda: welcome.door == "relocked", 10, "the relock was not shown")
+        self.shot("door-relocked")
         for label, reason in (("expired", "expired"), ("forged", "forged")):
             self.home(lang)
             d.tap_text(self.t("Scan my QR invitation"))

@@ -25,6 +25,8 @@ VISITOR = [
     "photo",
     "photo-preview",
     "photo-saved",
+    "door-open",
+    "door-relocked",
     "denied-expired",
     "denied-forged",
     "welcome-badge",

@@ -846,6 +846,11 @@ def test_answers_match_the_openapi_schemas(served: Served, guard: AgentClient) -
     post("/v1/present", {"qr": invite_now("inv-api-multi")})
     post("/v1/present", {"badge_uid": STAFF_UID})
     post("/v1/present", {"badge_uid": "zz"})
+    held = post("/v1/present", {"qr": invite_now("inv-api-multi"), "open": "on_request"})
+    route = "/v1/grants/{grant_id}/open"
+    post(f"/v1/grants/{held['grant']['id']}/open", {}, route)
+    post(f"/v1/grants/{'x' * 32}/open", {}, route)
+    post("/v1/grants/short/open", {}, route)
     post("/v1/guard/login", {"badge_uid": GUARD_UID, "pin": "0000"})
     post("/v1/guard/login", {"badge_uid": GUARD_UID, "pin": GUARD_PIN})
     post("/v1/guard/actions", {"action": "lockdown", "reason": "schema"}, token=token)

@@ -348,13 +348,41 @@ class KioskApp(App):
         self.go("welcome" if decision.get("granted") else "denied", decision=decision)
 
     def present_qr(self, text: str, on_error: Callable[[Exception], None]) -> None:
-        """Present a decoded QR text to the agent; the outcome screen follows."""
+        """Present a decoded QR text to the agent; the outcome screen follows.
+
+        The agent decides and journals now but opens the door only when the welcome
+        screen asks (:meth:`open_grant`): the visitor may pose for a photo first.
+        """
         client = self.link.client
         self.link.submit(
-            lambda: client.present_qr(text, source="kiosk-camera"),
+            lambda: client.present_qr(text, source="kiosk-camera", open_mode="on_request"),
             on_done=self.show_outcome,
             on_error=on_error,
         )
+
+    def open_grant(
+        self,
+        grant_id: str,
+        *,
+        on_done: Callable[[dict[str, Any]], None],
+        on_error: Callable[[Exception], None],
+    ) -> None:
+        """Ask the agent to open the door for the visitor's grant (held since the scan).
+
+        The countdown follows the agent's answer at once (the ``door.unlocked`` event
+        that follows says the same): it starts at the unlock, not at the scan.
+        """
+        client = self.link.client
+
+        def opened(answer: dict[str, Any]) -> None:
+            door = answer.get("door") or {}
+            if door.get("unlocked"):
+                left = door.get("unlocked_for_s")
+                self._door_relocks_at = None if left is None else self.now() + float(left)
+                self._update_door_remaining()
+            on_done(answer)
+
+        self.link.submit(lambda: client.open_grant(grant_id), on_done=opened, on_error=on_error)
 
     def checkin(
         self,

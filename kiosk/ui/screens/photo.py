@@ -1,5 +1,9 @@
 """The pass photo, taken only because the visitor said yes on the welcome screen:
 live view, a 3-2-1 countdown, preview, retake, then the check-in with the photo.
+
+The door stays locked while the visitor poses: whatever the outcome (photo saved,
+not saved, no photo after all, walked away), the screen goes back to the welcome
+screen, which asks the agent to open the door.
 """
 
 from __future__ import annotations
@@ -14,13 +18,15 @@ from kiosk.photo import portrait_crop
 from kiosk.ui.screens.base import KioskScreen
 
 COUNTDOWN_S = 3
+#: Seconds the outcome of the photo stays up before the welcome screen opens the door.
+OUTCOME_S = 1.5
 #: What the screen says in each state.
 STATUS = {
     "live": N_("Look at the camera, then press Take photo."),
     "countdown": N_("Look at the camera…"),
     "preview": N_("Is this photo all right?"),
     "sending": N_("Saving your photo…"),
-    "done": N_("Your photo has been added to your pass. Have a good visit."),
+    "done": N_("Your photo has been added to your pass."),
     "failed": N_("The photo could not be saved. You are checked in without it."),
 }
 
@@ -79,8 +85,12 @@ class PhotoScreen(KioskScreen):
                 self._capture()
             else:
                 self.countdown = int(left) + 1
-        elif self.state in ("done", "failed") and now - self._finished_at > 4:
-            self.app.go_home()
+        elif self.state in ("done", "failed") and now - self._finished_at > OUTCOME_S:
+            self._back("taken" if self.state == "done" else "failed")
+
+    def _back(self, photo: str) -> None:
+        """Back to the welcome screen, which opens the door (the photo step is over)."""
+        self.app.go("welcome", photo=photo)
 
     def status_msgid(self, state: str) -> str:
         """Return the msgid of what the screen says in ``state``."""
@@ -136,17 +146,17 @@ class PhotoScreen(KioskScreen):
         self.state = "failed"
 
     def no_photo(self) -> None:
-        """Changed their mind: check in without a photo."""
+        """Changed their mind: check in without a photo; the door opens."""
         self.captured = None
         self.app.checkin(self.invitation_id)
-        self.app.go_home()
+        self._back("declined")
 
     def on_idle(self) -> None:
-        """Walked away: check in without a photo (none is kept)."""
+        """Walked away: check in without a photo (none is kept); the door opens."""
         if self.state not in ("sending", "done", "failed"):
             self.no_photo()
-        else:
-            self.app.go_home()
+        elif self.state != "sending":
+            self._back("taken" if self.state == "done" else "failed")
 
     def on_guard_tap(self, event: dict[str, Any]) -> None:
         """A guard's tap does not interrupt a photo being taken either."""
