@@ -550,7 +550,12 @@ class Agent:
 
     # -- access decisions -------------------------------------------------------
     def present(
-        self, credential: Credential, source: str = "api", open_mode: str = "now"
+        self,
+        credential: Credential,
+        source: str = "api",
+        open_mode: str = "now",
+        *,
+        left_s: float | None = None,
     ) -> dict[str, Any]:
         """Decide on a credential, journal it durably, then act on the door.
 
@@ -562,15 +567,48 @@ class Agent:
         journaled now (a single-use invitation is spent now) but the door does not
         open; the answer's ``grant`` holds the handle that opens it later through
         :meth:`open_grant`, within ``[door] grant_hold_s``.
+
+        ``left_s``: seconds until the caller gives up (the local API's
+        ``Portier-Deadline-Ms``). A request whose caller has given up -- the agent
+        hung (stopped, swapping, a slow disk) while it waited -- is never acted on:
+        refused before the decision (``access.request_expired`` journaled, nothing
+        spent, :class:`ActionError` 408), and a grant whose caller gave up while it
+        was decided does not unlock (``access.aborted``, why ``request_expired``).
         """
         if open_mode not in OPEN_MODES:
             raise ActionError("bad_request", f"'open' must be one of {OPEN_MODES}")
+        deadline = None if left_s is None else self._mono() + left_s
+        self._refuse_expired(deadline, "present", {"source": source, "kind": credential.kind})
         if open_mode == "on_request" and self.door is not None:
             with self._open_lock:  # the grants' ledger changes one at a time
-                return self._present(credential, source, on_request=True)
-        return self._present(credential, source, on_request=False)
+                return self._present(credential, source, on_request=True, deadline=deadline)
+        return self._present(credential, source, on_request=False, deadline=deadline)
 
-    def _present(self, credential: Credential, source: str, *, on_request: bool) -> dict[str, Any]:
+    def _refuse_expired(self, deadline: float | None, request: str, about: dict[str, Any]) -> None:
+        """Journal ``access.request_expired`` and raise 408 when ``deadline`` has passed."""
+        if deadline is None:
+            return
+        late = self._mono() - deadline
+        if late < 0:
+            return
+        self.journal(
+            "access.request_expired",
+            {
+                "door": self.config.door.id,
+                "request": request,
+                "late_ms": round(late * 1000),
+                **about,
+            },
+        )
+        raise ActionError(
+            "request_expired",
+            f"the caller gave up {late:.1f} s ago: not acted on",
+            status=408,
+        )
+
+    def _present(
+        self, credential: Credential, source: str, *, on_request: bool, deadline: float | None
+    ) -> dict[str, Any]:
         """:meth:`present`; ``on_request``: hold the door for :meth:`open_grant`."""
         now = self._wall()
         # No store write or OS call on a decision's path: the service's clock check
@@ -607,6 +645,15 @@ class Agent:
             if decision.kind == "qr":
                 self._remember_grant(decision.credential_id)
             return {**payload, "seq": event.seq, "event_id": event.id, "grant": grant}
+        if decision.granted and deadline is not None and self._mono() >= deadline:
+            # Decided, but its caller gave up meanwhile: nobody stands at the door now.
+            self.journal(
+                "access.aborted",
+                {"door": self.config.door.id, "seq": event.seq, "why": "request_expired"},
+            )
+            raise ActionError(
+                "request_expired", "the caller gave up while it was decided: not opened", 408
+            )
         if decision.granted and self.door is not None:
             try:
                 self.door.grant(by=f"{decision.kind}:{decision.credential_id}")
@@ -685,7 +732,7 @@ class Agent:
             "unlock_s": self.config.door.visitor_unlock_s,
         }
 
-    def open_grant(self, handle: object) -> dict[str, Any]:
+    def open_grant(self, handle: object, *, left_s: float | None = None) -> dict[str, Any]:
         """Open the door for a grant decided at the scan (``POST /v1/grants/{id}/open``).
 
         The door's mode is checked again now: in lockdown or emergency the opening is
@@ -695,10 +742,13 @@ class Agent:
         opening journaled ``door.unlocked`` with its ``grant_ref``, the door unlocked
         for ``[door] visitor_unlock_s``); after it, 410 ``grant_expired``. A handle this
         agent does not hold (never issued, or issued before a restart: handles live
-        in memory only) is 404 ``grant_unknown``.
+        in memory only) is 404 ``grant_unknown``. ``left_s`` as for :meth:`present`:
+        an opening whose caller gave up is refused (408 ``request_expired``, journaled).
         """
         if self.door is None:
             raise ActionError("no_door", "this agent has no door", status=409)
+        deadline = None if left_s is None else self._mono() + left_s
+        self._refuse_expired(deadline, "open_grant", {})
         with self._open_lock:
             grant = self._pending.get(handle) if isinstance(handle, str) else None
             if grant is None:
@@ -736,6 +786,7 @@ class Agent:
                         else "a fire alarm is on: do not enter"
                     )
                     raise ActionError(mode.value, why, status=409)
+                self._refuse_expired(deadline, "open_grant", {"grant_ref": grant.ref})
                 if grant.openings == 0:
                     # Durable first: from now on this grant is not "unused".
                     self._ledger_drop(grant.ref)

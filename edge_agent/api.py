@@ -37,6 +37,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from edge_agent.agent import OPEN_MODES, ActionError, Agent
+from edge_agent.client import DEADLINE_HEADER
 from edge_agent.config import ApiSection
 from edge_agent.guards import GuardDenied
 from edge_agent.policy import Credential
@@ -441,8 +442,25 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(await _call(request.app[_AGENT].status))
 
 
+def _deadline(request: web.Request) -> float | None:
+    """The caller's deadline (``Portier-Deadline-Ms``) as seconds left now; None: none given.
+
+    The header is in milliseconds on the host's CLOCK_MONOTONIC, which every process
+    of the host shares (the local API is a Unix socket: the caller is on this host).
+    """
+    raw = request.headers.get(DEADLINE_HEADER)
+    if raw is None:
+        return None
+    try:
+        deadline_ms = int(raw)
+    except ValueError as exc:
+        raise _BadRequest(f"{DEADLINE_HEADER} must be an integer (ms, CLOCK_MONOTONIC)") from exc
+    return deadline_ms / 1000.0 - time.monotonic()
+
+
 async def present(request: web.Request) -> web.Response:
     """POST /v1/present: a QR text or a badge (uid hex, optional SUN URL) -> decision."""
+    left_s = _deadline(request)
     body = await _json_body(request)
     qr, uid = body.get("qr"), body.get("badge_uid")
     if (qr is None) == (uid is None):
@@ -463,16 +481,17 @@ async def present(request: web.Request) -> web.Response:
     if open_mode not in OPEN_MODES:
         raise _BadRequest(f"'open' must be one of {', '.join(OPEN_MODES)}")
     return web.json_response(
-        await _call(request.app[_AGENT].present, credential, source, open_mode)
+        await _call(request.app[_AGENT].present, credential, source, open_mode, left_s=left_s)
     )
 
 
 async def open_grant(request: web.Request) -> web.Response:
     """POST /v1/grants/{id}/open: open the door for a grant held since the scan."""
     handle = request.match_info["grant_id"]
+    left_s = _deadline(request)
     if not 16 <= len(handle) <= 64:
         raise _BadRequest("the grant id is 16 to 64 characters")
-    return web.json_response(await _call(request.app[_AGENT].open_grant, handle))
+    return web.json_response(await _call(request.app[_AGENT].open_grant, handle, left_s=left_s))
 
 
 async def events(request: web.Request) -> web.StreamResponse:

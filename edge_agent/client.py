@@ -61,6 +61,10 @@ class _UnixConnection(http.client.HTTPConnection):
             return
 
 
+#: Request header: when the caller gives up, in ms on the host's CLOCK_MONOTONIC.
+DEADLINE_HEADER = "Portier-Deadline-Ms"
+
+
 class AgentClient:
     """Calls the local API at ``socket_path``; one connection per call (thread-safe)."""
 
@@ -76,19 +80,25 @@ class AgentClient:
         body: dict[str, Any] | None = None,
         *,
         timeout: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Send one request; return the JSON answer.
+        """Send one request; return the JSON answer (``headers``: extra, or overriding).
 
         Raises :class:`AgentUnavailable` when the agent cannot be reached and
         :class:`ApiError` for an error status.
         """
         conn = _UnixConnection(self.socket_path, timeout or self.timeout)
-        headers = {"Content-Type": "application/json"}
+        # When this call gives up, on the host's monotonic clock (the agent is on the
+        # same host: a Unix socket): an agent that hung meanwhile must not act on a
+        # request nobody waits for any more (docs/local-api.md, "Deadlines").
+        deadline_ms = int((time.monotonic() + (timeout or self.timeout)) * 1000)
+        sent = {"Content-Type": "application/json", DEADLINE_HEADER: str(deadline_ms)}
         if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+            sent["Authorization"] = f"Bearer {self.token}"
+        sent.update(headers or {})
         data = None if body is None else json.dumps(body).encode()
         try:
-            conn.request(method, path, body=data, headers=headers)
+            conn.request(method, path, body=data, headers=sent)
             response = conn.getresponse()
             raw = response.read()
         except (OSError, http.client.HTTPException) as exc:
