@@ -90,12 +90,23 @@ class Shooter:
         d.tap_text(self.t("Use this photo"))
         d.wait_for(lambda: self.app.screen.state == "done", 10, "photo not sent")
         self.shot("photo-saved")
-        for label, reason in (("expired", "expired"), ("forged", "forged")):
+        for label, name in (
+            ("expired", "expired"),  # says since when
+            ("forged", "forged"),
+            ("wrong_door", "wrong-door"),  # says which entrance to use
+            ("replayed", "replayed"),
+        ):
+            if self.app.material.invitation(label) is None:
+                continue  # older demo material
             self.home(lang)
             d.tap_text(self.t("Scan my QR invitation"))
             d.wait_screen("scan")
             self.present(label, "denied")
-            self.shot(f"denied-{reason}")
+            self.shot(f"denied-{name}")
+        # The agent's answer to an invitation during a fire alarm: no "see the guard".
+        self.app.go("denied", decision={"granted": False, "reason": "emergency", "kind": "qr"})
+        d.wait_screen("denied")
+        self.shot("denied-emergency")
         self.home(lang)
         self.app.demo_badge("staff")
         d.wait_screen("welcome")
@@ -189,6 +200,9 @@ class Shooter:
             app.set_language(lang)
             self.shot("guard-locked-out")
 
+    def extra(self) -> None:
+        """More states after the catalogue (none here; the legibility test adds some)."""
+
     def demo_panel(self) -> None:
         """The demo panel over the attract screen."""
         app = self.app
@@ -203,10 +217,19 @@ class Shooter:
         app.demo = False
 
 
-def shoot(config: KioskConfig, out: Path, *, suffix: str = "", full: bool = True) -> list[Path]:
+def shoot(
+    config: KioskConfig,
+    out: Path,
+    *,
+    suffix: str = "",
+    full: bool = True,
+    shooter_class: type[Shooter] = Shooter,
+) -> list[Path]:
     """Run the app on ``config`` (a demo configuration) and save its screens into ``out``.
 
     ``full`` False saves only the visitor screens. Returns the files saved.
+    ``shooter_class``: a :class:`Shooter` subclass (the legibility test checks every
+    screen of the catalogue in its ``shot``).
     Raises ``TimeoutError`` when a step does not happen (the agent is not
     running, a code is not decoded...).
     """
@@ -226,7 +249,7 @@ def shoot(config: KioskConfig, out: Path, *, suffix: str = "", full: bool = True
     shown = dataclasses.replace(config, ui=dataclasses.replace(config.ui, demo=False))
     app = KioskApp(shown, material=material)
     driver = Driver(app)
-    shooter = Shooter(driver, out, suffix)
+    shooter = shooter_class(driver, out, suffix)
     driver.start()
     try:
         driver.wait_for(lambda: app.online, 20, "the demo agent does not answer")
@@ -237,6 +260,7 @@ def shoot(config: KioskConfig, out: Path, *, suffix: str = "", full: bool = True
         if full:
             shooter.demo_panel()
             shooter.lockout()
+            shooter.extra()
     finally:
         driver.stop()
     return shooter.saved
