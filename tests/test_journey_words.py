@@ -199,7 +199,7 @@ def _walk(demo_dir: Path, report_path: Path) -> None:
 
     from edge_agent.client import AgentClient
     from kiosk import screenshots
-    from kiosk.config import demo_config
+    from kiosk.config import Entrance, demo_config
 
     class Checker(screenshots.Shooter):
         """Checks each screen of the catalogue (``shot``) instead of saving it."""
@@ -267,7 +267,11 @@ def _walk(demo_dir: Path, report_path: Path) -> None:
                     self.both(f"screen-{name}")
 
     config = demo_config(demo_dir)
-    ui = dataclasses.replace(config.ui, fullscreen=False, size=(800, 480))
+    # A named entrance (the rig's other door, gate-b, stays unnamed: its id is shown).
+    bay = Entrance(
+        "loading-bay-north", "Loading bay, Rue Royale 12", "Quai de chargement, rue Royale 12"
+    )
+    ui = dataclasses.replace(config.ui, fullscreen=False, size=(800, 480), entrances=(bay,))
     config = dataclasses.replace(config, ui=ui)
     checkers: list[Checker] = []
 
@@ -386,6 +390,23 @@ def test_a_qr_refusal_says_invitation_and_a_badge_refusal_says_badge(lang):
     assert not problems, "\n".join(problems)
 
 
+def test_entrances_are_named_in_the_configuration_and_errors_name_the_key(tmp_path):
+    from kiosk.config import ConfigError, parse_config
+
+    camera = {"backend": "replay", "replay_path": "frames"}
+    north = {"id": "gate-b", "en": "North gate", "fr": "Entrée nord"}
+    config = parse_config({"camera": camera, "ui": {"entrances": [north]}}, tmp_path)
+    assert config.ui.entrances[0].fr == "Entrée nord"
+    for entrances, key in (
+        ([north, north], "ui.entrances"),
+        ([{**north, "fr": " "}], "ui.entrances[0].fr"),
+        ([{"id": "gate-b", "en": "North gate"}], "ui.entrances[0].fr"),
+    ):
+        with pytest.raises(ConfigError) as error:
+            parse_config({"camera": camera, "ui": {"entrances": entrances}}, tmp_path)
+        assert error.value.key == key, str(error.value)
+
+
 def test_dates_are_in_the_visitors_language():
     import datetime as dt
 
@@ -419,6 +440,12 @@ def test_wrong_door_says_which_entrance_to_use(report):
     assert f"Entrance to use: {OTHER_DOOR}." in texts["denied-wrong-door-en"]
     assert f"Entrée à utiliser : {OTHER_DOOR}." in texts["denied-wrong-door-fr"]
     assert "Your invitation is for another entrance of this site." in texts["denied-wrong-door-en"]
+    # Named by ui.entrances where the configuration names them (and then only those).
+    assert "Entrance to use: Loading bay, Rue Royale 12." in texts["denied-qr-wrong_door-en"]
+    assert (
+        "Entrée à utiliser : Quai de chargement, rue Royale 12." in texts["denied-qr-wrong_door-fr"]
+    )
+    assert "Your badge is for another entrance of this site." in texts["denied-badge-wrong_door-en"]
 
 
 @pytest.mark.ui
