@@ -473,6 +473,7 @@ def test_a_fire_alarm_refusal_never_says_see_the_guard(report):
             said = report["texts"][key]
             assert leave in said, key
             assert not [t for t in said if "guard" in t or "sécurité" in t], said
+            assert not {"Scan again", "Scanner à nouveau"} & set(said), said
 
 
 @pytest.mark.ui
