@@ -6,14 +6,16 @@
    and reads its ready line;
 2. seeds it: the active signing key, a staff badge, a guard badge (role guard, PIN
    hash), a revoked badge, and invitations (valid, single-use, expired, not yet valid,
-   for another door, revoked; plus a forged one signed with a key the central never
-   had);
+   for another door, revoked, a single-use one to be replayed; plus a forged one
+   signed with a key the central never had);
 3. writes ``DIR/agent.toml`` -- the packaged simulator configuration with absolute
    paths, state and socket under ``DIR``, ``[central] url`` and a one-second sync
    interval -- and enrolls the agent with a one-time token;
 4. starts the agent (``edge-agent run --config DIR/agent.toml``), waits until it has
-   synced, writes the kiosk's demo material (``DIR/demo/demo.json``, the format of
-   :mod:`kiosk.demo_material`), and prints ONE JSON line on stdout::
+   synced, uses the single-use "replayed" invitation once (so the demo panel's
+   "already used" answers ``replayed``), writes the kiosk's demo material
+   (``DIR/demo/demo.json``, the format of :mod:`kiosk.demo_material`), and prints ONE
+   JSON line on stdout::
 
        {"central_url": ..., "door": ..., "config": ..., "agent_pid": ..., "central_pid": ...}
 
@@ -23,7 +25,10 @@
 
 Without ``--headless`` the kiosk (``kiosk --demo DIR``) is started as a third child
 once the agent is ready (:func:`kiosk_command`); it needs a display (``tools/dev demo``
-uses Xvfb when there is none). Closing the kiosk ends the demo.
+uses Xvfb when there is none). Closing the kiosk ends the demo. When the kiosk's
+display is a virtual one (Xvfb: nothing shows on any monitor), the demo prints on
+stderr how to look at it (:func:`viewing_hints`: a VNC server on that display, a
+screenshot, the screenshot script); ``--headless`` prints how to start the kiosk.
 
 Everything the demo prints besides the JSON line goes to stderr; the children's logs
 go to ``DIR/central.log`` and ``DIR/agent.log``.
@@ -61,6 +66,7 @@ __all__ = [
     "DemoSeed",
     "kiosk_command",
     "run_demo",
+    "viewing_hints",
     "write_agent_config",
 ]
 
@@ -326,6 +332,8 @@ def seed_central(admin: Any, door: str = DEMO_DOOR) -> DemoSeed:
     invite("wrong_door", "wrong_door", doors=["back-door"])
     invite("revoked", "revoked", visitor="Mallory Revoked")
     admin.revoke_invitation(seed.invitations["revoked"]["id"])
+    # Used once by the demo as it starts (use_replayed): presenting it again is a replay.
+    invite("replayed", "replayed", visitor="Rita Replay", single_use=True)
     # Signed with a key the central never had, under the central's own key id.
     forger = SigningKey.from_private_bytes(info["active_kid"], secrets.token_bytes(32))
     claims = InvitationClaims(
@@ -353,7 +361,7 @@ def write_material(demo_dir: Path, seed: DemoSeed) -> Path:
     The format is the kiosk's (:mod:`kiosk.demo_material`, ``demo.json``); where the
     kiosk package is not installed the same fields go to ``demo/material.json``.
     """
-    labels = ("valid", "expired", "forged", "not_yet_valid", "wrong_door", "revoked")
+    labels = ("valid", "expired", "forged", "not_yet_valid", "wrong_door", "revoked", "replayed")
     try:
         from kiosk import demo_material as dm
     except ImportError:
@@ -393,6 +401,109 @@ def write_material(demo_dir: Path, seed: DemoSeed) -> Path:
         + seed.invitations["single_use"]["token"],
     )
     return dm.write(material, dm.material_path(demo_dir))
+
+
+def use_replayed(socket: Path, seed: DemoSeed) -> None:
+    """Present the single-use "replayed" invitation once, through the agent, so that it
+    is used up (journaled like any entry; the simulated door opens once at start-up)."""
+    from edge_agent.client import AgentClient
+
+    replayed = seed.invitations.get("replayed")
+    if replayed is None:
+        return
+    answer = AgentClient(socket, timeout=5.0).present_qr(replayed["token"], source="api")
+    if not answer.get("granted"):
+        log.warning("demo: the single-use invitation was not used up: %s", answer.get("reason"))
+
+
+# -- seeing a kiosk on a virtual screen --------------------------------------------------
+
+
+def _x_server(display: str) -> str:
+    """The program name of the X server of ``display`` (``:99`` -> ``Xvfb``), or ""."""
+    number = display.partition(":")[2].split(".")[0]
+    if not display.startswith(":") or not number.isdigit():
+        return ""  # a remote display (host:N): nothing to read here
+    try:
+        pid = int(Path(f"/tmp/.X{number}-lock").read_text(encoding="ascii").strip())
+        return Path(f"/proc/{pid}/comm").read_text(encoding="utf-8").strip()
+    except (OSError, ValueError):
+        pass
+    # No lock file (``Xvfb -displayfd`` writes none): the process listening on the
+    # display's socket, found through /proc (Linux; our own processes at least).
+    socket = f"/tmp/.X11-unix/X{number}"
+    try:
+        lines = Path("/proc/net/unix").read_text(encoding="ascii").splitlines()[1:]
+    except OSError:
+        return ""
+    inodes = {f"socket:[{p[6]}]" for p in (line.split() for line in lines)
+              if len(p) >= 8 and p[7].lstrip("@") == socket}  # fmt: skip
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        return (proc / "comm").read_text(encoding="utf-8").strip()
+    return ""
+
+
+def viewing_hints(
+    demo_dir: Path,
+    *,
+    headless: bool,
+    environ: Mapping[str, str] | None = None,
+    which: Callable[[str], str | None] | None = None,
+) -> list[str]:
+    """Lines telling a person how to see the kiosk; empty when it is on a real screen.
+
+    ``--headless``: how to start the kiosk or save its screens. Otherwise, when
+    ``DISPLAY`` is an Xvfb server (``tools/dev demo`` without a display, or
+    ``xvfb-run``): how to watch it with a VNC viewer (x11vnc on that display, when
+    installed), take a screenshot, or save every screen with the screenshot script.
+    """
+    import shutil
+
+    env = os.environ if environ is None else environ
+    which = which or shutil.which
+    shots = (
+        f'xvfb-run -a -s "-screen 0 800x480x24" {sys.executable} -m kiosk.screenshots '
+        f"OUT --demo {demo_dir}"
+    )
+    if headless:
+        return [
+            "demo: headless, no kiosk window. To see the kiosk:",
+            f"  on a machine with a screen:  kiosk --demo {demo_dir}",
+            f"  every screen as PNG files:   {shots}",
+        ]
+    display = env.get("DISPLAY", "")
+    if not display or env.get("WAYLAND_DISPLAY") or _x_server(display) != "Xvfb":
+        return []
+    auth = env.get("XAUTHORITY", "")
+    auth_arg = f" -auth {auth}" if auth else ""
+    lines = [
+        f"demo: the kiosk runs on a virtual screen (Xvfb, DISPLAY={display}): no window "
+        "appears on your monitor. To see it:",
+    ]
+    if which("x11vnc"):
+        lines.append(
+            f"  watch and touch it:  x11vnc -display {display}{auth_arg} -localhost -nopw "
+            "-forever &   then a VNC viewer on localhost:5900 (from another machine: "
+            "ssh -L 5900:localhost:5900 THIS-HOST)"
+        )
+    else:
+        lines.append(
+            "  watch and touch it:  install x11vnc (apt-get install x11vnc), run it on "
+            f"DISPLAY={display}, then a VNC viewer on localhost:5900"
+        )
+    if which("import"):
+        lines.append(
+            f"  a screenshot now:    DISPLAY={display} XAUTHORITY={auth or '~/.Xauthority'} "
+            "import -window root kiosk.png"
+        )
+    elif which("xwd"):
+        lines.append(f"  a screenshot now:    xwd -root -display {display} -out kiosk.xwd")
+    lines.append(f"  every screen as PNG files (with --headless instead):  {shots}")
+    return lines
 
 
 # -- the orchestrator ------------------------------------------------------------------
@@ -476,10 +587,13 @@ def run_demo(
         _wait_synced(config.paths.socket, agent, stop, READY_TIMEOUT_S)
         if stop.is_set():
             return 0
+        use_replayed(config.paths.socket, seed)
         material = write_material(demo_dir, seed)
         log.info("demo material in %s", material)
         if not headless:
             children.append(_spawn("kiosk", kiosk_command(demo_dir), demo_dir / "kiosk.log"))
+        for hint in viewing_hints(demo_dir, headless=headless):
+            print(hint, file=sys.stderr, flush=True)  # noqa: T201 (for the person, not a log)
         line = {
             "central_url": url,
             "door": DEMO_DOOR,

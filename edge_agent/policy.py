@@ -234,9 +234,29 @@ class Decision:
     claim: tuple[str, str, int] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     consumes: tuple[str, str, int] | None = None
+    #: What a refused visitor needs to be told (known once the credential is genuine):
+    #: its validity window (Unix seconds) and where it does open (door ids, zone names).
+    valid_from: float | None = None
+    valid_until: float | None = None
+    doors: tuple[str, ...] = ()
+    zones: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (no claim or consumes: those are internal)."""
+        """Return a JSON-ready dict (no claim or consumes: those are internal).
+
+        ``valid_from``/``valid_until`` (whole Unix seconds) and ``doors``/``zones``
+        appear only when known, so the kiosk can say since when an invitation
+        expired or which entrance to use.
+        """
+        scope: dict[str, Any] = {}
+        if self.valid_from is not None:
+            scope["valid_from"] = int(self.valid_from)
+        if self.valid_until is not None:
+            scope["valid_until"] = int(self.valid_until)
+        if self.doors:
+            scope["doors"] = list(self.doors)
+        if self.zones:
+            scope["zones"] = list(self.zones)
         return {
             "granted": self.granted,
             "reason": self.reason.value,
@@ -246,6 +266,7 @@ class Decision:
             "host": self.host,
             "detail": self.detail,
             **({"extra": dict(self.extra)} if self.extra else {}),
+            **scope,
         }
 
 
@@ -334,6 +355,31 @@ def decide(
     return _deny("qr", Reason.MALFORMED, f"unknown credential kind {credential.kind!r}")
 
 
+def _invitation_who(claims: Any) -> dict[str, Any]:
+    """Who an invitation is for and where and when it opens (once genuine)."""
+    return {
+        "credential_id": claims.invitation_id,
+        "holder": claims.visitor,
+        "host": claims.host,
+        "valid_from": claims.not_before,
+        "valid_until": claims.expires,
+        "doors": tuple(claims.doors),
+        "zones": tuple(claims.zones),
+    }
+
+
+def _badge_who(uid_hex: str, record: BadgeRecord) -> dict[str, Any]:
+    """Who holds a known badge and where and when it opens."""
+    return {
+        "credential_id": uid_hex,
+        "holder": record.holder,
+        "valid_from": record.valid_from,
+        "valid_until": record.valid_until,
+        "doors": tuple(record.doors),
+        "zones": tuple(record.zones),
+    }
+
+
 def _decide_qr(
     credential: Credential,
     policy: DoorPolicy,
@@ -356,17 +402,13 @@ def _decide_qr(
     if not isinstance(result, Verified):
         who: dict[str, Any] = {}
         if result.claims is not None:  # trustworthy only once the signature verified
-            who = {
-                "credential_id": result.claims.invitation_id,
-                "holder": result.claims.visitor,
-                "host": result.claims.host,
-            }
+            who = _invitation_who(result.claims)
             if clock_floor is not None and result.reason in _TIME_REASONS:
                 # Genuine, but its dates were judged by a clock set back.
                 return _clock_untrusted("qr", now, clock_floor, **who)
         return _deny("qr", result.reason, result.detail, **who)
     claims = result.claims
-    who = {"credential_id": claims.invitation_id, "holder": claims.visitor, "host": claims.host}
+    who = _invitation_who(claims)
     if cache.is_revoked("invitation", claims.invitation_id):
         return _deny("qr", Reason.REVOKED, "invitation revoked", **who)
     if claims.single_use and cache.invitation_used(claims.invitation_id):
@@ -448,7 +490,7 @@ def _badge_checks(
     record = cache.badge(uid_hex)
     if record is None:
         return _deny("badge", Reason.UNKNOWN_BADGE, "UID not in the cache", credential_id=uid_hex)
-    who = {"credential_id": uid_hex, "holder": record.holder}
+    who = _badge_who(uid_hex, record)
     if not crypto:
         if record.kind == "ntag424":
             # The genuine card always sends a SUN message: a bare UID is a copy.

@@ -95,6 +95,26 @@ class Directions:
 
 
 @dataclass(frozen=True)
+class Entrance:
+    """A door's or a zone's name for visitors, in every language (``[[ui.entrances]]``).
+
+    A visitor refused at the wrong door is told which entrance to use: the agent
+    answers the door ids and zones the credential opens; this names them.
+    """
+
+    id: str
+    en: str
+    fr: str
+
+    def __post_init__(self) -> None:
+        if not self.id.strip():
+            raise ValueError("id: must not be empty")
+        for lang in LANGUAGES:
+            if not getattr(self, lang).strip():
+                raise ValueError(f"{lang}: the name of entrance {self.id!r} must not be empty")
+
+
+@dataclass(frozen=True)
 class UISection:
     """The screen."""
 
@@ -115,6 +135,8 @@ class UISection:
     #: Door name shown in the header (the agent's door id when empty).
     door_name: str = ""
     directions: Directions | None = None
+    #: Names of the site's doors and zones, for "Entrance to use: ..." (ids shown otherwise).
+    entrances: tuple[Entrance, ...] = ()
     #: Show the on-screen demo panel (also set by ``kiosk --demo``).
     demo: bool = False
 
@@ -125,6 +147,9 @@ class UISection:
         _positive("outcome_timeout_s", self.outcome_timeout_s, 3, 600)
         _positive("guard_idle_timeout_s", self.guard_idle_timeout_s, 10, 3600)
         _positive("open_after_s", self.open_after_s, 1, 120)
+        ids = [e.id for e in self.entrances]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"entrances: an id appears twice ({', '.join(ids)})")
         width, height = self.size
         if not (320 <= width <= 7680 and 240 <= height <= 4320):
             raise ValueError(f"size: {self.size!r} must be at least 320x240 and at most 7680x4320")

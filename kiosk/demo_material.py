@@ -40,6 +40,7 @@ INVITATION_LABELS: tuple[str, ...] = (
     "not_yet_valid",
     "wrong_door",
     "revoked",
+    "replayed",
 )
 #: Badge labels the demo panel knows.
 BADGE_LABELS: tuple[str, ...] = ("staff", "unknown", "revoked")

@@ -101,12 +101,23 @@ class Shooter:
         self.app.demo_sim("door_close")
         d.wait_for(lambda: welcome.door == "relocked", 10, "the relock was not shown")
         self.shot("door-relocked")
-        for label, reason in (("expired", "expired"), ("forged", "forged")):
+        for label, name in (
+            ("expired", "expired"),  # says since when
+            ("forged", "forged"),
+            ("wrong_door", "wrong-door"),  # says which entrance to use
+            ("replayed", "replayed"),
+        ):
+            if self.app.material.invitation(label) is None:
+                continue  # older demo material
             self.home(lang)
             d.tap_text(self.t("Scan my QR invitation"))
             d.wait_screen("scan")
             self.present(label, "denied")
-            self.shot(f"denied-{reason}")
+            self.shot(f"denied-{name}")
+        # The agent's answer to an invitation during a fire alarm: no "see the guard".
+        self.app.go("denied", decision={"granted": False, "reason": "emergency", "kind": "qr"})
+        d.wait_screen("denied")
+        self.shot("denied-emergency")
         self.home(lang)
         self.app.demo_badge("staff")
         d.wait_screen("welcome")
@@ -200,6 +211,9 @@ class Shooter:
             app.set_language(lang)
             self.shot("guard-locked-out")
 
+    def extra(self) -> None:
+        """More states after the catalogue (none here; the legibility test adds some)."""
+
     def demo_panel(self) -> None:
         """The demo panel over the attract screen."""
         app = self.app
@@ -214,10 +228,19 @@ class Shooter:
         app.demo = False
 
 
-def shoot(config: KioskConfig, out: Path, *, suffix: str = "", full: bool = True) -> list[Path]:
+def shoot(
+    config: KioskConfig,
+    out: Path,
+    *,
+    suffix: str = "",
+    full: bool = True,
+    shooter_class: type[Shooter] = Shooter,
+) -> list[Path]:
     """Run the app on ``config`` (a demo configuration) and save its screens into ``out``.
 
     ``full`` False saves only the visitor screens. Returns the files saved.
+    ``shooter_class``: a :class:`Shooter` subclass (the legibility test checks every
+    screen of the catalogue in its ``shot``).
     Raises ``TimeoutError`` when a step does not happen (the agent is not
     running, a code is not decoded...).
     """
@@ -237,7 +260,7 @@ def shoot(config: KioskConfig, out: Path, *, suffix: str = "", full: bool = True
     shown = dataclasses.replace(config, ui=dataclasses.replace(config.ui, demo=False))
     app = KioskApp(shown, material=material)
     driver = Driver(app)
-    shooter = Shooter(driver, out, suffix)
+    shooter = shooter_class(driver, out, suffix)
     driver.start()
     try:
         driver.wait_for(lambda: app.online, 20, "the demo agent does not answer")
@@ -248,6 +271,7 @@ def shoot(config: KioskConfig, out: Path, *, suffix: str = "", full: bool = True
         if full:
             shooter.demo_panel()
             shooter.lockout()
+            shooter.extra()
     finally:
         driver.stop()
     return shooter.saved

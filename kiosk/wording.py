@@ -27,7 +27,7 @@ class Wording:
 DENIAL: dict[str, Wording] = {
     "expired": Wording(
         N_("Your invitation has expired"),
-        N_("The invitation or badge is no longer valid. Your host can send you a new one."),
+        N_("The invitation is no longer valid. Your host can send you a new one."),
     ),
     "not_yet_valid": Wording(
         N_("Your invitation is not valid yet"),
@@ -35,7 +35,7 @@ DENIAL: dict[str, Wording] = {
     ),
     "wrong_door": Wording(
         N_("Not valid at this entrance"),
-        N_("Your invitation or badge is for another entrance of this site."),
+        N_("Your invitation is for another entrance of this site."),
     ),
     "wrong_site": Wording(
         N_("Not valid on this site"),
@@ -43,7 +43,7 @@ DENIAL: dict[str, Wording] = {
     ),
     "revoked": Wording(
         N_("This invitation was cancelled"),
-        N_("The invitation or badge has been withdrawn."),
+        N_("The invitation has been withdrawn. Your host can send you a new one."),
     ),
     "replayed": Wording(
         N_("This invitation was already used"),
@@ -87,7 +87,7 @@ DENIAL: dict[str, Wording] = {
     ),
     "kind_not_accepted": Wording(
         N_("Not accepted at this entrance"),
-        N_("This entrance does not accept this kind of invitation or badge."),
+        N_("This entrance does not accept QR invitations."),
     ),
     "clock_untrusted": Wording(
         N_("Entry cannot be checked right now"),
@@ -102,8 +102,25 @@ DENIAL: dict[str, Wording] = {
     ),
 }
 
-#: Where a badge needs other words than an invitation (the rest are shared).
+#: Where a badge needs other words than an invitation (the rest are shared): a badge
+#: refusal never says "invitation", an invitation refusal never says "badge".
 BADGE_DENIAL: dict[str, Wording] = {
+    "wrong_door": Wording(
+        N_("Not valid at this entrance"),
+        N_("Your badge is for another entrance of this site."),
+    ),
+    "wrong_site": Wording(
+        N_("Not valid on this site"),
+        N_("Your badge was issued for another site."),
+    ),
+    "bad_algorithm": Wording(
+        N_("This badge could not be verified"),
+        N_("The badge uses a security method this entrance does not accept."),
+    ),
+    "kind_not_accepted": Wording(
+        N_("Not accepted at this entrance"),
+        N_("This entrance does not accept this kind of badge."),
+    ),
     "expired": Wording(
         N_("Your badge has expired"),
         N_("The badge is no longer valid. The security office can renew it."),
@@ -144,7 +161,12 @@ BADGE_DENIAL: dict[str, Wording] = {
 #: A reason code this kiosk does not know yet (a newer agent).
 UNKNOWN_REASON = Wording(
     N_("Entry refused"),
-    N_("Your invitation or badge was not accepted."),
+    N_("Your invitation was not accepted."),
+)
+#: The same for a badge.
+UNKNOWN_BADGE_REASON = Wording(
+    N_("Entry refused"),
+    N_("Your badge was not accepted."),
 )
 #: The agent answered with an error instead of a decision (its journal failed, say).
 DECISION_FAILED = Wording(
@@ -158,9 +180,23 @@ def denial(reason: str, kind: str = "qr") -> Wording:
 
     :data:`UNKNOWN_REASON` for a code this kiosk does not know.
     """
-    if kind == "badge" and reason in BADGE_DENIAL:
-        return BADGE_DENIAL[reason]
+    if kind == "badge":
+        return BADGE_DENIAL.get(reason) or DENIAL.get(reason, UNKNOWN_BADGE_REASON)
     return DENIAL.get(reason, UNKNOWN_REASON)
+
+
+#: What a refused visitor does next (the denied screen's last line), by default.
+DENIAL_ADVICE = N_("Please see the guard at the gate.")
+#: Reasons whose text already says what to do: no "see the guard" (a fire alarm: the
+#: guard is evacuating too, and nobody must wait at the door).
+NO_ADVICE: frozenset[str] = frozenset({"emergency"})
+#: Free access: the door is unlocked anyway, so a refused badge is not sent to a guard.
+FREE_ACCESS_ADVICE = N_("The door is open: to check in as a visitor, show your QR invitation.")
+#: Since when / from when (``{date}`` and ``{time}`` in the visitor's language), and
+#: which entrance to use instead (``{entrances}``: names from ``ui.entrances``).
+VALID_UNTIL = N_("Valid until {date} at {time}.")
+VALID_FROM = N_("Valid from {date} at {time}.")
+USE_ENTRANCE = N_("Entrance to use: {entrances}.")
 
 
 #: Guard login and action errors from the local API (``error`` codes).

@@ -48,6 +48,9 @@ FORGER_SEED = bytes(range(32, 64))
 
 STAFF_UID = "04A1B2C3D4E5F6"
 UNKNOWN_UID = "04DEADBEEF0001"
+REVOKED_UID = "04BADBAD000001"
+#: The door a "wrong door" invitation is for.
+OTHER_DOOR = "gate-b"
 GUARD_UID = "04C0FFEE000001"
 #: A second guard, for the lockout test (a locked-out badge stays locked for lockout_s).
 LOCKOUT_GUARD_UID = "04C0FFEE000002"
@@ -99,7 +102,16 @@ class AgentRig:
     def prepare(self) -> DemoMaterial:
         """Write config, cache and demo material (agent not running). Returns the material."""
         from edge_agent.guards import hash_pin
-        from edge_agent.store import Badge, Delta, Invitation, SigningKey, Store, StoreSettings
+        from edge_agent.store import (
+            Badge,
+            Delta,
+            Invitation,
+            Revocation,
+            RevocationKind,
+            SigningKey,
+            Store,
+            StoreSettings,
+        )
         from edge_agent.tokens import InvitationClaims, mint
         from edge_agent.tokens import SigningKey as TokenKey
 
@@ -112,7 +124,15 @@ class AgentRig:
         forger = TokenKey.from_private_bytes(KID, FORGER_SEED)  # same kid, wrong key
         now = int(time.time())
 
-        def claims(inv_id: str, visitor: str, host: str, nbf: int, exp: int, single: bool):
+        def claims(
+            inv_id: str,
+            visitor: str,
+            host: str,
+            nbf: int,
+            exp: int,
+            single: bool,
+            doors: tuple[str, ...] = (DOOR,),
+        ):
             return InvitationClaims(
                 invitation_id=inv_id,
                 visitor=visitor,
@@ -120,7 +140,7 @@ class AgentRig:
                 not_before=nbf,
                 expires=exp,
                 single_use=single,
-                doors=(DOOR,),
+                doors=doors,
                 host=host,
             )
 
@@ -129,11 +149,22 @@ class AgentRig:
         expired = claims("inv-bob", "Bob Martin", "Grace Hopper", now - 3 * day, now - day, False)
         forged = claims("inv-eve", "Eve Mallory", "Grace Hopper", now - 3600, now + day, False)
         single = claims("inv-chloe", "Chloé Dubois", "Jean Tremblay", now - 3600, now + day, True)
+        # The rest of the demo panel's invitations, each refused for its own reason.
+        early = claims("inv-noor", "Noor Haddad", "Grace Hopper", now + day, now + 2 * day, False)
+        elsewhere = claims(
+            "inv-ines", "Inès Lambert", "Grace Hopper", now - 3600, now + day, False, (OTHER_DOOR,)
+        )
+        cancelled = claims("inv-rex", "Rex Carter", "Grace Hopper", now - 3600, now + day, False)
+        used = claims("inv-uma", "Uma Peeters", "Grace Hopper", now - 3600, now + day, True)
         tokens = {
             "valid": mint(valid, key),
             "expired": mint(expired, key),
             "forged": mint(forged, forger),
             "single": mint(single, key),
+            "not_yet_valid": mint(early, key),
+            "wrong_door": mint(elsewhere, key),
+            "revoked": mint(cancelled, key),
+            "replayed": mint(used, key),
         }
         self.visitors = [
             Visitor("inv-ada", "Ada Lovelace", "Grace Hopper", tokens["valid"]),
@@ -153,6 +184,7 @@ class AgentRig:
                     holder="Gabrielle Roy",
                     data=guard_data,
                 ),
+                Badge(uid=bytes.fromhex(REVOKED_UID), kind="uid", holder="Rex Carter"),
                 Badge(
                     uid=bytes.fromhex(LOCKOUT_GUARD_UID),
                     kind="uid",
@@ -172,6 +204,12 @@ class AgentRig:
                 )
                 for c in (valid, expired, single)
             ],
+            revocations=[
+                Revocation(RevocationKind.INVITATION, "inv-rex"),
+                Revocation(RevocationKind.BADGE, REVOKED_UID.lower()),
+            ],
+            # Used once already (at this door or another): presenting it is a replay.
+            used_invitations=[("inv-uma", used.expires)],
         )
         with Store.open(StoreSettings(path=self.state_dir / "portier.db")) as store:
             store.cache.apply_delta(delta, synced_at_ms=now * 1000)
@@ -184,10 +222,29 @@ class AgentRig:
                 DemoInvitation(
                     "forged", tokens["forged"], "Eve Mallory", "Grace Hopper", "bad_signature"
                 ),
+                DemoInvitation(
+                    "not_yet_valid",
+                    tokens["not_yet_valid"],
+                    early.visitor,
+                    early.host,
+                    "not_yet_valid",
+                ),
+                DemoInvitation(
+                    "wrong_door",
+                    tokens["wrong_door"],
+                    elsewhere.visitor,
+                    elsewhere.host,
+                    "wrong_door",
+                ),
+                DemoInvitation(
+                    "revoked", tokens["revoked"], cancelled.visitor, cancelled.host, "revoked"
+                ),
+                DemoInvitation("replayed", tokens["replayed"], used.visitor, used.host, "replayed"),
             ),
             badges=(
                 DemoBadge("staff", STAFF_UID, "Sam Okafor", "granted"),
                 DemoBadge("unknown", UNKNOWN_UID, "", "unknown_badge"),
+                DemoBadge("revoked", REVOKED_UID, "Rex Carter", "revoked"),
             ),
             guard=DemoGuard(GUARD_UID, GUARD_PIN, "Gabrielle Roy"),
             note="written by tests/test_kiosk_rig.py",

@@ -476,6 +476,7 @@ def test_text_colours_have_high_contrast():
         "ink on WARN": (theme.INK, theme.WARN, 9.8),
         "muted on BG": (theme.MUTED, theme.BG, 10.5),
         "muted on PANEL": (theme.MUTED, theme.PANEL, 8.3),
+        "disabled": (theme.DISABLED_INK, theme.DISABLED_BG, 6.0),
     }
     for name, (text, background, documented) in pairs.items():
         ratio = _contrast(text, background)

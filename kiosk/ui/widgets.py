@@ -57,7 +57,7 @@ def role_colours(role: str, pressed: bool = False, disabled: bool = False) -> tu
         "ghost": (theme.BG, theme.WHITE),
     }[role]
     if disabled:
-        return [0.2, 0.24, 0.3, 1], [0.6, 0.64, 0.7, 1]
+        return list(theme.DISABLED_BG), list(theme.DISABLED_INK)
     if pressed:
         return list(theme.PRESSED), list(theme.INK)
     return list(background), list(ink)

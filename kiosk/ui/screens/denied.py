@@ -1,13 +1,40 @@
-"""The denied screen: the reason in plain words, and "please see the guard"."""
+"""The denied screen: the reason in plain words, what it means for this visitor, what to do.
+
+A QR refusal speaks of the invitation, a badge refusal of the badge
+(:func:`kiosk.wording.denial`). Where the agent's answer says more, the screen
+says it too: since when an expired invitation stopped working (its
+``valid_until``, in the visitor's language), from when one shown early starts
+(``valid_from``), and which entrance to use instead of this one (``doors`` and
+``zones``, named by ``ui.entrances``). The last line is "please see the guard",
+except during a fire alarm (the text says to leave by the nearest exit) and for
+a badge in free access (the door is unlocked anyway: visitors check in with their
+invitation).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from kivy.properties import OptionProperty, StringProperty
+from kivy.properties import DictProperty, OptionProperty, StringProperty
 
 from kiosk import wording
 from kiosk.ui.screens.base import KioskScreen
+
+#: Babel locales of the kiosk's languages for dates (Brussels: Belgian French; British
+#: English writes the day first, as Belgium does).
+DATE_LOCALES = {"en": "en_GB", "fr": "fr_BE"}
+
+
+def format_when(unix_s: float, lang: str) -> tuple[str, str]:
+    """Return ``(date, time)`` of Unix time ``unix_s`` in the kiosk's local time, in
+    ``lang``: ``("3 December 2026", "14:30")``, ``("3 décembre 2026", "14:30")``."""
+    from babel.dates import format_date, format_time
+
+    when = dt.datetime.fromtimestamp(unix_s).astimezone()
+    locale = DATE_LOCALES.get(lang, "en_GB")
+    return format_date(when, "d MMMM y", locale=locale), format_time(when, "HH:mm", locale=locale)
 
 
 class DeniedScreen(KioskScreen):
@@ -19,6 +46,12 @@ class DeniedScreen(KioskScreen):
     #: Catalogue msgids of the headline and the explanation.
     title_msgid = StringProperty("")
     text_msgid = StringProperty("")
+    #: A sentence with placeholders (since when, which entrance; "" for none) and what
+    #: fills them: ``{"at": unix_s}`` or ``{"entrances": [id, ...]}``.
+    detail_msgid = StringProperty("")
+    detail_values = DictProperty({})
+    #: What to do next ("" for nothing more to say).
+    advice_msgid = StringProperty(wording.DENIAL_ADVICE)
     visitor_name = StringProperty("")
 
     def prepare(self, decision: dict[str, Any] | None = None, **_kwargs: Any) -> None:
@@ -34,6 +67,58 @@ class DeniedScreen(KioskScreen):
         self.title_msgid = words.title
         self.text_msgid = words.text
         self.visitor_name = str(decision.get("holder") or "")
+        msgid, values = self._detail(decision)
+        # The kv rule reads both: never a sentence with the other one's values.
+        self.detail_msgid = ""
+        self.detail_values = values
+        self.detail_msgid = msgid
+        self.advice_msgid = self._advice()
+
+    def _detail(self, decision: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The sentence that makes the reason concrete, from the agent's answer."""
+        if decision.get("error"):
+            return "", {}
+        until, start = decision.get("valid_until"), decision.get("valid_from")
+        if self.reason == "expired" and isinstance(until, int | float):
+            return wording.VALID_UNTIL, {"at": until}
+        if self.reason == "not_yet_valid" and isinstance(start, int | float):
+            return wording.VALID_FROM, {"at": start}
+        if self.reason == "wrong_door":
+            ids = self._entrances(decision)
+            if ids:
+                return wording.USE_ENTRANCE, {"entrances": ids}
+        return "", {}
+
+    def _entrances(self, decision: Mapping[str, Any]) -> list[str]:
+        """Door ids and zones the credential opens, other than this door: the named
+        ones (``ui.entrances``) first; the bare door ids when none is named."""
+        here = str(decision.get("door") or self.app.status.get("door_id") or "")
+        doors = [str(d) for d in decision.get("doors") or () if str(d) != here]
+        zones = [str(z) for z in decision.get("zones") or ()]
+        named = {e.id for e in self.app.settings.ui.entrances}
+        known = [i for i in (*doors, *zones) if i in named]
+        return known or doors
+
+    def _advice(self) -> str:
+        if self.reason in wording.NO_ADVICE:
+            return ""
+        mode = (self.app.status.get("door") or {}).get("mode")
+        if self.kind == "badge" and mode == "free_access":
+            return wording.FREE_ACCESS_ADVICE
+        return wording.DENIAL_ADVICE
+
+    def detail_text(
+        self, gettext: Callable[[str], str], lang: str, msgid: str, values: Mapping[str, Any]
+    ) -> str:
+        """The detail sentence in ``lang`` (kv calls it again on a language switch)."""
+        if not msgid:
+            return ""
+        if msgid != wording.USE_ENTRANCE:
+            date, time = format_when(float(values["at"]), lang)
+            return gettext(msgid).format(date=date, time=time)
+        names = {e.id: getattr(e, lang, e.en) for e in self.app.settings.ui.entrances}
+        entrances = ", ".join(names.get(i, i) for i in values.get("entrances", ()))
+        return gettext(msgid).format(entrances=entrances)
 
     def idle_timeout(self) -> float | None:
         """The outcome stays up for ``ui.outcome_timeout_s``."""
