@@ -1,3 +1,4 @@
+# ruff: noqa: F811 -- the UI tests take test_kiosk_ui's fixtures (imported) as arguments
 """Issue #11, door states the visitor sees, and the visitor shell (kiosk and agent).
 
 Each test failed on the code before the fix:
@@ -101,3 +102,237 @@ def test_help_alarm_s_is_validated_naming_the_key(tmp_path):
     with pytest.raises(ValueError, match="help_alarm_s"):
         make_config(tmp_path, door={"help_alarm_s": 0})
     assert Alarm("help_requested") is Alarm.HELP_REQUESTED
+
+
+# -- the kiosk, under Xvfb against a real agent ------------------------------------------------
+from test_kiosk_ui import (  # noqa: E402 -- the UI half shares test_kiosk_ui's session
+    kiosk,  # noqa: F401 -- fixture
+    rig,  # noqa: F401 -- fixture
+    scan,
+    session_driver,  # noqa: F401 -- fixture
+    t,
+    wait_journal,
+    xvfb,  # noqa: F401 -- fixture
+)
+
+#: Less than the status poll (5 s): a screen that follows within it followed the pushed event.
+AT_ONCE_S = 2.5
+EVACUATION_TEXTS = {
+    "Fire alarm: do not enter",
+    "Alarme incendie : n'entrez pas",
+    "Leave the building by the nearest exit.",
+    "Quittez le bâtiment par la sortie la plus proche.",
+    "Assembly point: Car park B, by the flagpole",
+    "Point de rassemblement : Parking B, près du mât",
+}
+
+
+def _fire(rig, on: bool) -> None:
+    rig.client().simulate("fire", on=on)
+
+
+def _guard_mode(rig, mode: str) -> None:
+    client = rig.client()
+    client.guard_login(rig.material.guard.uid, rig.material.guard.pin)
+    try:
+        client.guard_action(mode, "test")
+    finally:
+        client.guard_logout()
+
+
+def _acknowledge_all(rig) -> None:
+    """Leave the agent without alarms (the next test starts clean without a reset)."""
+    client = rig.client()
+    client.guard_login(rig.material.guard.uid, rig.material.guard.pin)
+    try:
+        for alarm in client.status()["door"]["alarms"]:
+            if not alarm["acknowledged"]:
+                client.guard_action("acknowledge", "test", alarm["alarm"])
+    finally:
+        client.guard_logout()
+
+
+@pytest.mark.ui
+@pytest.mark.parametrize("where", ["welcome", "scan"])
+def test_a_fire_alarm_replaces_the_visitor_screen_at_once_and_clears_to_attract(kiosk, rig, where):
+    app = kiosk.app
+    if where == "welcome":
+        scan(kiosk, "valid", "welcome")
+    else:
+        kiosk.tap_text(t(kiosk, "Scan my QR invitation"))
+        kiosk.wait_screen("scan")
+    app.set_language("fr")  # whatever the language, both are shown
+    try:
+        _fire(rig, True)
+        kiosk.wait_screen("evacuation", timeout=AT_ONCE_S)
+        assert set(kiosk.texts()) >= EVACUATION_TEXTS
+        assert not app.scanner._decoding.is_set()  # no QR decoding during the evacuation
+        app.go("scan")  # any visitor navigation lands here again
+        assert app.sm.current == "evacuation"
+        _fire(rig, False)
+        kiosk.wait_screen("attract", timeout=AT_ONCE_S)
+        assert app.tr.lang == "en"  # whoever comes next is a new visitor
+    finally:
+        _fire(rig, False)
+        _acknowledge_all(rig)
+
+
+@pytest.mark.ui
+def test_a_guard_still_logs_in_during_a_fire_and_is_not_forced_away(kiosk, rig):
+    app = kiosk.app
+    try:
+        _fire(rig, True)
+        kiosk.wait_screen("evacuation", timeout=AT_ONCE_S)
+        kiosk.tap_text(t(kiosk, "Staff"))
+        kiosk.wait_screen("guard_login")
+        app.go_home()
+        assert app.sm.current == "evacuation"
+        app.demo_badge("guard")  # a guard's badge tap: the login at its PIN step
+        screen = kiosk.wait_screen("guard_login")
+        kiosk.wait_for(lambda: screen.step == "pin", 10, "the tap did not reach the login")
+        kiosk.pump(1.0)
+        assert app.sm.current == "guard_login"  # a status poll does not take it away
+    finally:
+        _fire(rig, False)
+        _acknowledge_all(rig)
+
+
+@pytest.mark.ui
+def test_lockdown_attract_says_closed_before_anyone_scans(kiosk, rig):
+    app = kiosk.app
+    try:
+        _guard_mode(rig, "lockdown")
+        kiosk.wait_for(lambda: app.door_mode == "lockdown", AT_ONCE_S, "lockdown not followed")
+        kiosk.frames(3)
+        texts = kiosk.texts()
+        assert "Entrance closed" in texts
+        assert "This entrance is closed for now. Please see the guard." in texts
+        with pytest.raises(LookupError):
+            kiosk.button(t(kiosk, "Scan my QR invitation"))
+        kiosk.button(t(kiosk, "Staff"))  # the guard still gets in
+    finally:
+        _guard_mode(rig, "normal")
+    kiosk.wait_for(lambda: "Welcome" in kiosk.texts(), AT_ONCE_S, "not back to normal")
+
+
+@pytest.mark.ui
+def test_free_access_attract_says_open_and_still_check_in(kiosk, rig):
+    app = kiosk.app
+    try:
+        _guard_mode(rig, "free_access")
+        kiosk.wait_for(lambda: app.door_mode == "free_access", AT_ONCE_S, "not followed")
+        kiosk.frames(3)
+        texts = kiosk.texts()
+        assert "The door is open" in texts
+        assert "Visitors: please still check in with your QR invitation or badge." in texts
+        kiosk.button(t(kiosk, "Scan my QR invitation"))
+    finally:
+        _guard_mode(rig, "normal")
+
+
+@pytest.mark.ui
+def test_a_door_held_open_asks_the_visitor_to_close_it(kiosk, rig):
+    client = rig.client()
+    kiosk.pump(2.5)  # past the grace after a relock (a previous test's mode change)
+    try:
+        client.simulate("door_open")  # opened without a grant: forced, then held open
+        kiosk.wait_for(
+            lambda: "Please close the door." in kiosk.texts(), 8, "no close-the-door notice"
+        )
+        client.simulate("door_close")
+        kiosk.wait_for(lambda: "Please close the door." not in kiosk.texts(), 8, "stayed")
+    finally:
+        client.simulate("door_close")
+        _acknowledge_all(rig)
+
+
+# -- Help ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.ui
+def test_help_on_a_visitor_screen_calls_a_guard_once_and_confirms(kiosk, rig):
+    app = kiosk.app
+    kiosk.tap_text(t(kiosk, "Scan my QR invitation"))
+    kiosk.wait_screen("scan")
+    app.set_language("fr")
+    try:
+        for _ in range(5):  # pressed again and again
+            app.dismiss_help()
+            kiosk.tap_text("Aide")
+            kiosk.wait_for(
+                lambda: "Un agent de sécurité a été appelé" in kiosk.texts(app._help_view),
+                5,
+                "no confirmation",
+            )
+        helps = wait_journal(rig, lambda e: e["type"] == "visitor.help")
+        assert [(e["screen"], e["lang"]) for e in helps] == [("scan", "fr")]
+        alarms = rig.client().status()["door"]["alarms"]
+        assert [a["alarm"] for a in alarms if a["active"]] == ["help_requested"]
+        # Guard screens have no Help button.
+        app.dismiss_help()
+        app.go("guard_login")
+        kiosk.wait_screen("guard_login")
+        with pytest.raises(LookupError):
+            kiosk.button("Aide")
+    finally:
+        app.dismiss_help()
+        _acknowledge_all(rig)
+
+
+# -- the language stays for the visitor's session ------------------------------------------------
+
+
+@pytest.mark.ui
+def test_the_language_stays_until_the_idle_return(kiosk):
+    app = kiosk.app
+    kiosk.tap_text("Français")
+    kiosk.tap_text(t(kiosk, "Scan my QR invitation"))
+    kiosk.wait_screen("scan")
+    app.demo_invitation("expired")
+    kiosk.wait_screen("denied", timeout=20)
+    assert app.tr.lang == "fr"
+    kiosk.tap_text("Terminé" if t(kiosk, "Done") == "Terminé" else t(kiosk, "Done"))
+    kiosk.wait_screen("attract")
+    assert app.tr.lang == "fr"  # Done is the same visitor: still French
+    kiosk.tap_text(t(kiosk, "Scan my QR invitation"))
+    kiosk.wait_screen("scan")
+    app.screen.cancel()
+    kiosk.wait_screen("attract")
+    assert app.tr.lang == "fr"
+    kiosk.clock.advance(app.settings.ui.idle_timeout_s + 1)  # nobody for a while
+    kiosk.wait_for(lambda: app.tr.lang == "en", 5, "the language was not reset when idle")
+    assert app.sm.current == "attract"
+
+
+# -- a double tap does not fall through ----------------------------------------------------------
+
+
+@pytest.mark.ui
+def test_a_double_tap_on_done_does_not_open_the_next_screens_button(kiosk):
+    from kivy.base import EventLoop
+
+    from kiosk.ui.driver import _Touch
+
+    app = kiosk.app
+    app.go("denied", decision={"granted": False, "reason": "expired", "kind": "qr"})
+    kiosk.wait_screen("denied")
+    done = kiosk.button(t(kiosk, "Done"))
+    staff = app.sm.get_screen("attract")
+    staff_button = next(w for w in kiosk.walk(staff) if getattr(w, "text", "") == t(kiosk, "Staff"))
+    # Where Done (on the outcome) and Staff (on the attract screen) overlap: the trap.
+    x = staff_button.to_window(staff_button.center_x, 0)[0]
+    y = done.to_window(0, done.center_y)[1]
+    assert done.collide_point(*done.to_widget(x, y))
+    assert staff_button.collide_point(*staff_button.to_widget(x, y))
+    kiosk.wait_for(app.accepts_touches, 5)
+    for _ in range(2):  # two real touches through the window, a finger's double tap apart
+        touch = _Touch(x, y)
+        EventLoop.post_dispatch_input("begin", touch)
+        kiosk.frames(1)
+        EventLoop.post_dispatch_input("end", touch)
+        kiosk.frames(1)
+    kiosk.frames(3)
+    assert app.sm.current == "attract"
+    kiosk.wait_for(app.accepts_touches, 5)  # after the guard time, the same tap works
+    kiosk.tap(staff_button)
+    kiosk.wait_screen("guard_login")
