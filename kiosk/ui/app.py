@@ -40,7 +40,7 @@ from kiosk.config import KioskConfig
 from kiosk.demo_material import DemoMaterial
 from kiosk.photo import encode_jpeg, portrait_crop
 from kiosk.scanner import Scanner
-from kiosk.ui import theme, widgets  # noqa: F401 -- registers the kv widget classes
+from kiosk.ui import theme, widgets  # (importing widgets registers the kv widget classes)
 from kiosk.ui.translator import Translator
 
 log = logging.getLogger(__name__)
@@ -380,18 +380,17 @@ class KioskApp(App):
 
     def _follow_mode(self, mode: str) -> None:
         """Show the evacuation screen as soon as the mode is ``emergency``; leave it after."""
-        was, self.door_mode = self.door_mode, mode
+        self.door_mode = mode
         if self.sm is None or self.link.online is False:
             return
         current = self.sm.current
-        if mode == "emergency" and current != "evacuation" and self.screen.visitor:
-            if current not in _NOT_EVACUATED:
+        if mode == "emergency":
+            if self.screen.visitor and current not in _NOT_EVACUATED:
                 log.warning("fire alarm: evacuation screen")
                 self.go("evacuation")
-        elif mode != "emergency" and (was == "emergency" or current == "evacuation"):
-            if current == "evacuation":
-                log.warning("fire alarm over: attract screen")
-                self.go_home(new_visitor=True)
+        elif current == "evacuation":
+            log.warning("fire alarm over: attract screen")
+            self.go_home(new_visitor=True)
 
     def _event(self, event: dict[str, Any]) -> None:
         kind = event.get("type", "")
@@ -473,7 +472,7 @@ class KioskApp(App):
         self.link.submit(
             lambda: client.call_help(screen, lang),
             on_done=lambda _answer: self.show_help("called"),
-            on_error=lambda exc: self._help_failed(exc),
+            on_error=self._help_failed,
         )
 
     def _help_failed(self, exc: Exception) -> None:
