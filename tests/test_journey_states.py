@@ -1,4 +1,3 @@
-# ruff: noqa: F811 -- the UI tests take test_kiosk_ui's fixtures (imported) as arguments
 """Issue #11, door states the visitor sees, and the visitor shell (kiosk and agent).
 
 Each test failed on the code before the fix:
@@ -15,7 +14,8 @@ Each test failed on the code before the fix:
 5. a double tap never falls through to the next screen.
 
 The agent half runs on :func:`test_agent.rigs` (manual scheduler); the UI half
-reuses ``test_kiosk_ui``'s fixtures (one Xvfb, one real agent, one app).
+runs in the UI session of ``kiosk_ui_fixtures.py`` (one Xvfb, one real agent,
+one app) with ``test_kiosk_ui``'s helpers.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from test_agent import rigs
+from test_kiosk_ui import scan, t, wait_journal
 
 from edge_agent.agent import ActionError
 from edge_agent.door import Alarm
@@ -104,16 +105,51 @@ def test_help_alarm_s_is_validated_naming_the_key(tmp_path):
     assert Alarm("help_requested") is Alarm.HELP_REQUESTED
 
 
-# -- the kiosk, under Xvfb against a real agent ------------------------------------------------
-from test_kiosk_ui import (  # noqa: E402 -- the UI half shares test_kiosk_ui's session
-    kiosk,  # noqa: F401 -- fixture
-    rig,  # noqa: F401 -- fixture
-    scan,
-    session_driver,  # noqa: F401 -- fixture
-    t,
-    wait_journal,
-    xvfb,  # noqa: F401 -- fixture
+# -- the kiosk's configuration -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ui", "key"),
+    [
+        ({"assembly_point": {"en": "Car park B"}}, "ui.assembly_point"),
+        ({"assembly_point": {"en": "Car park B", "fr": " "}}, "ui.assembly_point"),
+        ({"assembly_point": {"en": "x" * 81, "fr": "x"}}, "ui.assembly_point"),
+        ({"assembly_point": "Car park B"}, "ui.assembly_point"),
+        ({"touch_guard_s": 3}, "ui.touch_guard_s"),
+    ],
 )
+def test_kiosk_config_errors_name_the_new_keys(tmp_path, ui, key):
+    from kiosk.config import ConfigError, parse_config
+
+    data = {"camera": {"backend": "replay", "replay_path": "frames"}, "ui": ui}
+    with pytest.raises(ConfigError) as error:
+        parse_config(data, tmp_path)
+    assert str(error.value).startswith(key), str(error.value)
+
+
+def test_the_packaged_kiosk_toml_and_the_demo_have_an_assembly_point_setting(tmp_path):
+    import shutil
+
+    from kiosk.config import DEMO_ASSEMBLY_POINT, demo_config, load_config
+
+    repo = Path(__file__).resolve().parent.parent
+    packaged = load_config(repo / "kiosk" / "data" / "kiosk.toml")
+    assert packaged.ui.touch_guard_s == 0.5
+    assert "assembly_point" in (repo / "kiosk" / "data" / "kiosk.toml").read_text()
+    shutil.copy(repo / "edge_agent" / "data" / "simulator.toml", tmp_path / "agent.toml")
+    demo = demo_config(tmp_path).ui.assembly_point
+    assert demo is not None and (demo.en, demo.fr) == tuple(DEMO_ASSEMBLY_POINT.values())
+
+
+def test_help_through_the_local_api_answers_a_clear_400(rig):
+    from edge_agent.client import ApiError
+
+    with pytest.raises(ApiError) as caught:
+        rig.client().call_help("not a screen", "en")
+    assert (caught.value.status, caught.value.code) == (400, "bad_request")
+
+
+# -- the kiosk, under Xvfb against a real agent ------------------------------------------------
 
 #: Less than the status poll (5 s): a screen that follows within it followed the pushed event.
 AT_ONCE_S = 2.5
