@@ -275,6 +275,9 @@ def test_a_door_held_open_asks_the_visitor_to_close_it(kiosk, rig):
         kiosk.wait_for(
             lambda: "Please close the door." in kiosk.texts(), 8, "no close-the-door notice"
         )
+        kiosk.tap_text(t(kiosk, "Scan my QR invitation"))
+        kiosk.wait_screen("scan")
+        assert "Please close the door." in kiosk.texts()  # in the header of every visitor screen
         client.simulate("door_close")
         kiosk.wait_for(lambda: "Please close the door." not in kiosk.texts(), 8, "stayed")
     finally:

@@ -97,6 +97,11 @@ class Header(BoxLayout):
     show_languages = BooleanProperty(True)
     #: Set by the app on visitor screens: the Help button that calls a guard.
     show_help = BooleanProperty(False)
+    #: False where the screen says "close the door" itself (the attract screen's banner).
+    show_notice = BooleanProperty(True)
+    #: True while "Please close the door." replaces the title (visitor screens, door
+    #: held or forced open: ``app.door_notice``).
+    notice = BooleanProperty(False)
 
 
 class HelpView(ModalView):
