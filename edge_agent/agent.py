@@ -377,6 +377,8 @@ class Agent:
         self._guard_taps: dict[str, tuple[str, float]] = {}
         self._guard_watch: threading.Thread | None = None
         self._guard_watch_stop = threading.Event()
+        #: One visitor Help call at a time: the "already raised" check and the raise.
+        self._help_lock = threading.Lock()
         if not config.guard.console:
             # No console: keep no guard PIN hash to be searched offline on a stolen door.
             store.cache.keep_guard_secrets = False
@@ -1578,6 +1580,37 @@ class Agent:
             {"seq": e.seq, "event_id": e.id, "at": e.wall_ms / 1000.0, "type": e.type, **e.payload}
             for e in reversed(events)
         ]
+
+    # -- a visitor's call for help ------------------------------------------------------
+    def call_help(self, screen: str, lang: str) -> dict[str, Any]:
+        """A visitor pressed Help on the kiosk: journal ``visitor.help``, raise ``help_requested``.
+
+        One call per alarm: while ``help_requested`` is active, further presses (a
+        child pressing a hundred times) journal and raise nothing and answer
+        ``already: true``. The alarm clears after ``[door] help_alarm_s`` or when a
+        guard acknowledges it. Raises :class:`ActionError` (400) for a bad screen or
+        language, (409) on an agent without a door.
+        """
+        if not isinstance(screen, str) or not screen.isidentifier() or len(screen) > 40:
+            raise ActionError("bad_request", "'screen' must be a screen name (identifier)")
+        if not isinstance(lang, str) or not lang.isalpha() or not 2 <= len(lang) <= 8:
+            raise ActionError("bad_request", "'lang' must be a language code such as 'en'")
+        door = self.door
+        if door is None:
+            raise ActionError("no_door", "this agent controls no door", status=409)
+        with self._help_lock:
+            if door.alarm_raised_at(Alarm.HELP_REQUESTED) is not None:
+                return {"called": True, "already": True, "alarm": Alarm.HELP_REQUESTED.value}
+            payload = {"door": self.config.door.id, "screen": screen, "lang": lang.lower()}
+            self.journal("visitor.help", payload)
+            door.raise_alarm(Alarm.HELP_REQUESTED, screen=screen, lang=lang.lower())
+            raised_at = door.alarm_raised_at(Alarm.HELP_REQUESTED)
+        log.warning("visitor help requested at %s (%s)", screen, lang)
+        door.scheduler.call_later(
+            self.config.door.help_alarm_s,
+            lambda: door.clear_alarm(Alarm.HELP_REQUESTED, since=raised_at),
+        )
+        return {"called": True, "already": False, "alarm": Alarm.HELP_REQUESTED.value}
 
     # -- simulator ----------------------------------------------------------------
     def simulate(self, action: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -645,6 +645,15 @@ async def checkin(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
+async def call_help(request: web.Request) -> web.Response:
+    """POST /v1/help {screen, lang}: a visitor calls a guard (one alarm however often)."""
+    body = await _json_body(request)
+    result = await _call(
+        request.app[_AGENT].call_help, body.get("screen", ""), body.get("lang", "")
+    )
+    return web.json_response(result)
+
+
 async def simulate(request: web.Request) -> web.Response:
     """POST /v1/sim/{action}: drive the simulated hardware (demo only)."""
     agent = request.app[_AGENT]
@@ -677,6 +686,7 @@ def make_app(
     app.router.add_get(f"{prefix}/visitors", visitors)
     app.router.add_post(f"{prefix}/checkin", checkin)
     app.router.add_post(f"{prefix}/sim/{{action}}", simulate)
+    app.router.add_post(f"{prefix}/help", call_help)
     return app
 
 

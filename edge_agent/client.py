@@ -191,6 +191,10 @@ class AgentClient:
             body["photo_jpeg_b64"] = base64.b64encode(photo_jpeg).decode("ascii")
         return self.request("POST", "/v1/checkin", body)
 
+    def call_help(self, screen: str, lang: str) -> dict[str, Any]:
+        """POST /v1/help: a visitor on ``screen`` (in ``lang``) calls a guard."""
+        return self.request("POST", "/v1/help", {"screen": screen, "lang": lang})
+
     def simulate(self, action: str, **body: Any) -> dict[str, Any]:
         """POST /v1/sim/{action} (simulated hardware only)."""
         return self.request("POST", f"/v1/sim/{action}", body)

@@ -80,6 +80,9 @@ class DoorSection:
     allow_unbounded_offline: bool = False
     #: The ``stale_cache`` alarm is raised at this fraction of the maximum staleness.
     stale_alarm_fraction: float = 0.5
+    #: A visitor's Help call (``help_requested``) clears by itself after this many
+    #: seconds if no guard acknowledged it; presses meanwhile raise nothing more.
+    help_alarm_s: float = 300.0
     visitor_schedule: str | None = None
     #: Tolerance on every validity window, and how far the clock may be below the
     #: time floor and still be trusted: NTP keeps clocks within a second, 60 s is
@@ -110,6 +113,8 @@ class DoorSection:
             )
         if not 0 < self.stale_alarm_fraction <= 1:
             raise ValueError("stale_alarm_fraction: must be in (0, 1]")
+        if not 10 <= self.help_alarm_s <= 86400:
+            raise ValueError("help_alarm_s: must be between 10 and 86400 seconds")
         if not 0 <= self.max_clock_skew_s <= 3600:
             raise ValueError("max_clock_skew_s: must be between 0 and 3600 seconds")
         if not 0.5 <= self.visitor_unlock_s <= 300:

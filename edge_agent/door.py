@@ -47,6 +47,12 @@ class Alarm(StrEnum):
     HELD_OPEN = "held_open"
     TAMPER = "tamper"
     FIRE = "fire"
+    #: A visitor pressed Help on the kiosk (raised by the agent, not by the door's inputs).
+    HELP_REQUESTED = "help_requested"
+
+
+#: Alarms whose condition ends when a guard acknowledges them (the guard came).
+CLEARED_BY_ACK = frozenset({Alarm.HELP_REQUESTED})
 
 
 @dataclass(frozen=True)
@@ -424,9 +430,46 @@ class DoorController:
                 return False
             state["acknowledged"] = True
             self._emit("alarm.acknowledged", alarm=alarm.value, by=by, why=why)
+            if alarm in CLEARED_BY_ACK:
+                self._clear(alarm)
             if not state["active"]:
-                del self._alarms[alarm]
+                self._alarms.pop(alarm, None)
             return True
+
+    def raise_alarm(self, alarm: Alarm | str, **details: Any) -> bool:
+        """Raise an alarm that does not come from the door's inputs (a visitor's call).
+
+        Returns False when it is already active (raised once, however often asked).
+        """
+        alarm = Alarm(alarm)
+        with self._lock:
+            state = self._alarms.get(alarm)
+            if state is not None and state["active"]:
+                return False
+            self._raise(alarm, **details)
+            return True
+
+    def clear_alarm(self, alarm: Alarm | str, since: float | None = None) -> bool:
+        """Clear an alarm raised by :meth:`raise_alarm`; False if it was not active.
+
+        ``since``: only the alarm raised at that monotonic time (``alarm_raised_at``),
+        so a timer of an earlier raise never clears a newer one.
+        """
+        alarm = Alarm(alarm)
+        with self._lock:
+            state = self._alarms.get(alarm)
+            if state is None or not state["active"]:
+                return False
+            if since is not None and state["raised_at"] != since:
+                return False
+            self._clear(alarm)
+            return True
+
+    def alarm_raised_at(self, alarm: Alarm | str) -> float | None:
+        """The monotonic time ``alarm`` was raised, None when it is not active."""
+        with self._lock:
+            state = self._alarms.get(Alarm(alarm))
+            return state["raised_at"] if state is not None and state["active"] else None
 
     def safe_state(self) -> None:
         """Cancel timers and de-energise the relay (agent stopping)."""

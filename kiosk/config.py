@@ -32,6 +32,8 @@ LANGUAGES: tuple[str, ...] = ("en", "fr")
 INPUT_PROVIDERS: tuple[str, ...] = ("mouse", "mtdev", "hidinput")
 
 T = TypeVar("T")
+#: The demo site's fire assembly point (``ui.assembly_point``).
+DEMO_ASSEMBLY_POINT = {"en": "Car park B, by the flagpole", "fr": "Parking B, près du mât"}
 
 
 class ConfigError(ValueError):
@@ -115,6 +117,25 @@ class Entrance:
 
 
 @dataclass(frozen=True)
+class AssemblyPoint:
+    """Where people gather after leaving the building, in every language (fire evacuation).
+
+    Both are shown together on the evacuation screen, whatever the language chosen.
+    """
+
+    en: str
+    fr: str
+
+    def __post_init__(self) -> None:
+        for lang in LANGUAGES:
+            text = getattr(self, lang)
+            if not text.strip():
+                raise ValueError(f"{lang}: the assembly point must not be empty")
+            if len(text) > 80:
+                raise ValueError(f"{lang}: at most 80 characters (it is shown in large type)")
+
+
+@dataclass(frozen=True)
 class UISection:
     """The screen."""
 
@@ -137,6 +158,11 @@ class UISection:
     directions: Directions | None = None
     #: Names of the site's doors and zones, for "Entrance to use: ..." (ids shown otherwise).
     entrances: tuple[Entrance, ...] = ()
+    #: The fire assembly point on the evacuation screen (unset: "follow the signs").
+    assembly_point: AssemblyPoint | None = None
+    #: Seconds a screen ignores touches after it is shown: the second tap of a
+    #: double tap on one screen's button never lands on the next screen's.
+    touch_guard_s: float = 0.5
     #: Show the on-screen demo panel (also set by ``kiosk --demo``).
     demo: bool = False
 
@@ -150,6 +176,7 @@ class UISection:
         ids = [e.id for e in self.entrances]
         if len(ids) != len(set(ids)):
             raise ValueError(f"entrances: an id appears twice ({', '.join(ids)})")
+        _positive("touch_guard_s", self.touch_guard_s, 0, 2)
         width, height = self.size
         if not (320 <= width <= 7680 and 240 <= height <= 4320):
             raise ValueError(f"size: {self.size!r} must be at least 320x240 and at most 7680x4320")
@@ -352,7 +379,7 @@ def demo_config(demo_dir: str | Path) -> KioskConfig:
     kiosk: dict[str, Any] = {
         "agent": {"socket": socket},
         "camera": camera,
-        "ui": {"fullscreen": False, "demo": True},
+        "ui": {"fullscreen": False, "demo": True, "assembly_point": dict(DEMO_ASSEMBLY_POINT)},
     }
     if isinstance(hardware.get("qr"), dict):
         kiosk["qr"] = hardware["qr"]

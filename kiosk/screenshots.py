@@ -69,7 +69,9 @@ class Shooter:
         return self.driver.wait_screen(expect, timeout=20)
 
     def visitor_screens(self, lang: str) -> None:
-        """Attract, scan, welcome, photo, denied, badge outcomes, out of service."""
+        """Attract, scan, welcome, photo, denied, badge outcomes, out of service.
+
+        (The door states follow in :meth:`door_states`.)"""
         d = self.driver
         self.home(lang)
         self.shot("attract")
@@ -130,6 +132,53 @@ class Shooter:
         self.app.go("out_of_service")  # the screen as shown while the agent is down
         d.wait_screen("out_of_service")
         self.shot("out-of-service")
+        self.home(lang)
+
+    def door_states(self, lang: str) -> None:
+        """What a visitor sees in each door state: fire, lockdown, free access, held open,
+        and after pressing Help. Mode changes go through a guard session of the demo's
+        guard (journaled like any guard's); every state is put back to normal."""
+        from edge_agent.client import AgentClient
+
+        d, app = self.driver, self.app
+        self.home(lang)
+        d.tap_text(self.t("Scan my QR invitation"))
+        d.wait_screen("scan")
+        app.demo_sim("fire", on=True)
+        d.wait_screen("evacuation")
+        self.shot("evacuation")
+        app.demo_sim("fire", on=False)
+        d.wait_screen("attract")
+        guard = app.material.guard
+        client = AgentClient(app.link.socket_path, timeout=app.link.timeout_s)
+        client.guard_login(guard.uid, guard.pin)
+        try:
+            for mode, name in (("lockdown", "lockdown"), ("free_access", "free-access")):
+                client.guard_action(mode, "Drill or test")
+                self.home(lang)
+                d.wait_for(lambda m=mode: app.door_mode == m, 10, f"no {mode}")
+                self.shot(name)
+            client.guard_action("normal", "Drill or test")
+            d.wait_for(lambda: app.door_mode == "normal", 10, "not back to normal")
+            d.pump(2.5)  # past the door's grace after relocking: an opening is now forced
+            app.demo_sim("door_open")  # opened without a grant: the door must be closed
+            d.wait_for(lambda: app.door_notice, 10, "no close-the-door notice")
+            self.shot("held-open")
+            app.demo_sim("door_close")
+            d.wait_for(lambda: not app.door_notice, 10, "the notice stayed")
+            self.home(lang)
+            d.tap_text(self.t("Help"))
+            d.wait_for(
+                lambda: app._help_view is not None and app._help_view.state == "called",
+                10,
+                "no help confirmation",
+            )
+            self.shot("help-called")
+            app.dismiss_help()
+            # The guard came: the help_requested alarm ends (the console shots start clean).
+            client.guard_action("acknowledge", "Drill or test", "help_requested")
+        finally:
+            client.guard_logout()
         self.home(lang)
 
     def guard_screens(self, lang: str) -> None:
@@ -266,6 +315,7 @@ def shoot(
         driver.wait_for(lambda: app.online, 20, "the demo agent does not answer")
         for lang in LANGUAGES:
             shooter.visitor_screens(lang)
+            shooter.door_states(lang)
             if full:
                 shooter.guard_screens(lang)
         if full:

@@ -238,6 +238,7 @@ ALARMS: dict[str, str] = {
     "tamper": N_("Tamper"),
     "fire": N_("Fire alarm"),
     "clock_untrusted": N_("Clock not reliable"),
+    "help_requested": N_("A visitor asks for help"),
 }
 
 #: Guard actions (buttons and the reason screen's title).
@@ -281,6 +282,7 @@ EVENT_TYPES: dict[str, str] = {
     "guard.action_refused": N_("Guard action refused"),
     "guard.badge_tap": N_("Guard badge tapped"),
     "visitor.checked_in": N_("Visitor checked in"),
+    "visitor.help": N_("Visitor pressed Help"),
     "agent.started": N_("Door controller started"),
     "agent.stopped": N_("Door controller stopped"),
     "clock.floor_reset": N_("Clock confirmed by the central server"),

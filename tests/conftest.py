@@ -1,4 +1,4 @@
-"""Suite-wide pytest set-up: slow tests run only when asked for.
+"""Suite-wide pytest set-up: slow tests run only when asked for; the UI session fixtures.
 
 ``@pytest.mark.slow`` tests (the arm64 image build under emulation, the
 ten-minute chaos soak) are skipped unless the run selects them with
@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 
 import pytest
+
+#: The UI tests' session fixtures (one Kivy app per process, shared by every UI module).
+pytest_plugins = ["kiosk_ui_fixtures"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

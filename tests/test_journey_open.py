@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (the UI fixtures are imported from test_kiosk_ui by name)
+
 """Issue #11, "the door opens when the visitor is ready" (agent and kiosk together).
 
 Each test failed on the code before the change:
@@ -36,7 +36,7 @@ from typing import Any
 import pytest
 from test_agent import invite, rigs
 from test_kiosk_rig import EDGE_AGENT, GUARD_PIN, GUARD_UID
-from test_kiosk_ui import kiosk, rig, scan, session_driver, t, wait_journal, xvfb  # noqa: F401
+from test_kiosk_ui import scan, t, wait_journal
 
 from edge_agent.agent import ActionError
 from edge_agent.client import ApiError

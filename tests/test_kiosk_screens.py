@@ -35,6 +35,11 @@ VISITOR = [
     "welcome-badge",
     "denied-unknown-badge",
     "out-of-service",
+    "evacuation",
+    "lockdown",
+    "free-access",
+    "held-open",
+    "help-called",
 ]
 GUARD = [
     "guard-login",

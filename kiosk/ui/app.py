@@ -41,7 +41,7 @@ from kiosk.config import KioskConfig
 from kiosk.demo_material import DemoMaterial
 from kiosk.photo import encode_jpeg, portrait_crop
 from kiosk.scanner import Scanner
-from kiosk.ui import theme, widgets  # noqa: F401 -- registers the kv widget classes
+from kiosk.ui import theme, widgets  # (importing widgets registers the kv widget classes)
 from kiosk.ui.translator import Translator
 
 log = logging.getLogger(__name__)
@@ -55,12 +55,17 @@ SCREENS: dict[str, str] = {
     "denied": "denied:DeniedScreen",
     "photo": "photo:PhotoScreen",
     "out_of_service": "out_of_service:OutOfServiceScreen",
+    "evacuation": "evacuation:EvacuationScreen",
     "guard_login": "guard_login:GuardLoginScreen",
     "guard_console": "guard_console:GuardConsoleScreen",
     "guard_reason": "guard_reason:GuardReasonScreen",
     "guard_visitors": "guard_visitors:GuardVisitorsScreen",
     "guard_events": "guard_events:GuardEventsScreen",
 }
+#: Visitor screens a fire alarm does not replace with the evacuation screen.
+_NOT_EVACUATED = frozenset({"evacuation", "out_of_service"})
+#: Seconds the "a guard has been called" confirmation stays up (a tap closes it sooner).
+HELP_SHOWN_S = 10.0
 KEY_ESCAPE = 27
 KEY_F12 = 293
 
@@ -91,6 +96,10 @@ class KioskApp(App):
     guard_name = StringProperty("")
     #: Whole seconds until the door relocks (0: locked; -1: held open, no countdown).
     door_remaining = NumericProperty(0)
+    #: The door's mode as the agent last said (status poll or pushed ``mode.changed``).
+    door_mode = StringProperty("normal")
+    #: "close": the door is held or forced open now (visitors are asked to close it).
+    door_notice = StringProperty("")
 
     def __init__(
         self,
@@ -121,6 +130,9 @@ class KioskApp(App):
         self.sm: ScreenManager | None = None
         self.demo_panel: Any = None
         self._last_touch = self.now()
+        #: ``app.now()`` until which touches are ignored (a new screen, a pop-up).
+        self._touch_guard_until = 0.0
+        self._help_view: Any = None
         self._door_relocks_at: float | None = 0.0
         self._allow_close = False
         self._ticker: Any = None
@@ -163,7 +175,12 @@ class KioskApp(App):
             module_name, class_name = target.split(":")
             module = importlib.import_module(f"kiosk.ui.screens.{module_name}")
             _load_kv(Path(module.__file__).with_suffix(".kv"))
-            self.sm.add_widget(getattr(module, class_name)(name=name))
+            screen = getattr(module, class_name)(name=name)
+            self.sm.add_widget(screen)
+            # Help is on visitor screens only (a guard is the one who answers it).
+            for header in screen.walk():
+                if isinstance(header, widgets.Header):
+                    header.show_help = bool(screen.visitor and screen.offers_help)
         Window.clearcolor = theme.BG
         Window.bind(size=self._resized, on_keyboard=self._on_keyboard)
         Window.bind(on_request_close=self._on_request_close, on_touch_down=self._touched)
@@ -230,8 +247,27 @@ class KioskApp(App):
         # Alt+F4, the window manager's close button: refused unless quit() was called.
         return not self._allow_close
 
-    def _touched(self, *_args: object) -> None:
-        self._last_touch = self.now()
+    def _touched(self, *_args: object) -> bool:
+        """Every touch on the window, before any widget: counts as activity.
+
+        For ``ui.touch_guard_s`` after a screen (or a pop-up) is shown, touches are
+        swallowed here, in one place for every button: the second tap of a double
+        tap on "Done" never lands on the next screen's "Staff" button.
+        """
+        now = self.now()
+        self._last_touch = now
+        panel = self.demo_panel
+        if panel is not None and panel.parent is not None:
+            return False  # the demo panel is a presenter's tool, not a visitor's screen
+        return now < self._touch_guard_until
+
+    def accepts_touches(self) -> bool:
+        """True once the touch guard of the screen shown last is over."""
+        return self.now() >= self._touch_guard_until
+
+    def guard_touches(self) -> None:
+        """Ignore touches for ``ui.touch_guard_s`` from now (something new is shown)."""
+        self._touch_guard_until = self.now() + self.settings.ui.touch_guard_s
 
     def touch_activity(self) -> None:
         """Count as a touch (screens call it on a key press of a physical keyboard)."""
@@ -249,14 +285,22 @@ class KioskApp(App):
 
         While the agent is unreachable every screen is the out-of-service one:
         nothing a visitor or a guard can do works without it.
+        A fire alarm (``emergency``) turns every visitor screen into the evacuation
+        screen; guard screens (the login included) are left alone.
         """
         assert self.sm is not None
         if self.link.online is False and name != "out_of_service":
             name, kwargs = "out_of_service", {}
         target = self.sm.get_screen(name)
+        if self.door_mode == "emergency" and target.visitor and name not in _NOT_EVACUATED:
+            name, kwargs = "evacuation", {}
+            target = self.sm.get_screen(name)
         target.prepare(**kwargs)
         target.entered_at = self.now()
         self._last_touch = self.now()
+        if self.sm.current != name:
+            self.guard_touches()
+            self.dismiss_help()
         self.sm.current = name
         if self.scanner is not None:
             self.scanner.set_decoding(
@@ -264,13 +308,23 @@ class KioskApp(App):
             )
         log.info("screen %s", name)
 
-    def go_home(self) -> None:
-        """Back to the attract screen in the default language (a new visitor)."""
-        self.tr.lang = self.settings.ui.language
+    def go_home(self, *, new_visitor: bool = False) -> None:
+        """Back to the attract screen.
+
+        The visitor's language stays (Done, Cancel, Scan again are the same visitor);
+        ``new_visitor`` (the idle return, a guard leaving, the end of an evacuation)
+        puts the default language back. That is the only rule, kept here.
+        """
+        if new_visitor:
+            self.new_visitor()
         self.go("attract" if self.link.online is not False else "out_of_service")
 
+    def new_visitor(self) -> None:
+        """Forget the previous visitor's choices: the default language."""
+        self.tr.lang = self.settings.ui.language
+
     def set_language(self, lang: str) -> None:
-        """Switch every screen to ``lang`` (``en`` or ``fr``)."""
+        """Switch every screen to ``lang`` (``en`` or ``fr``) until the next visitor."""
         self.tr.lang = lang
         self._last_touch = self.now()
 
@@ -283,8 +337,15 @@ class KioskApp(App):
         screen = self.screen
         timeout = screen.idle_timeout()
         if timeout is not None and now - max(self._last_touch, screen.entered_at) > timeout:
+            if screen.visitor:
+                # Nobody at the kiosk for a while: whoever comes next is a new visitor.
+                self.new_visitor()
+                self.dismiss_help()
             screen.on_idle()
         screen.tick()
+        view = self._help_view
+        if view is not None and view.parent is not None and now - view.opened_at > HELP_SHOWN_S:
+            self.dismiss_help()
 
     def _update_door_remaining(self) -> None:
         if self._door_relocks_at is None:
@@ -316,8 +377,26 @@ class KioskApp(App):
         else:
             self._door_relocks_at = self.now() + float(door["unlocked_for_s"])
         self._update_door_remaining()
+        alarms = door.get("alarms") or []
+        opened = {a.get("alarm") for a in alarms if a.get("active")}
+        self.door_notice = "close" if opened & {"held_open", "forced_open"} else ""
+        self._follow_mode(str(door.get("mode") or "normal"))
         if self.sm is not None:
             self.screen.on_status(status)
+
+    def _follow_mode(self, mode: str) -> None:
+        """Show the evacuation screen as soon as the mode is ``emergency``; leave it after."""
+        self.door_mode = mode
+        if self.sm is None or self.link.online is False:
+            return
+        current = self.sm.current
+        if mode == "emergency":
+            if self.screen.visitor and current not in _NOT_EVACUATED:
+                log.warning("fire alarm: evacuation screen")
+                self.go("evacuation")
+        elif current == "evacuation":
+            log.warning("fire alarm over: attract screen")
+            self.go_home(new_visitor=True)
 
     def _event(self, event: dict[str, Any]) -> None:
         kind = event.get("type", "")
@@ -328,6 +407,11 @@ class KioskApp(App):
             self._door_relocks_at = 0.0
         elif kind == "access.decision" and event.get("source") == "nfc" and self.sm is not None:
             self.screen.on_badge(event)
+        elif kind == "mode.changed" and event.get("mode"):
+            # Pushed at once: the evacuation screen does not wait for the next poll.
+            self._follow_mode(str(event["mode"]))
+        elif kind == "alarm.raised" and event.get("alarm") == "fire":
+            self._follow_mode("emergency")
         elif kind == "guard.tap" and self.sm is not None:
             # A guard's badge at this console's reader: a login step, never an entry.
             self.screen.on_guard_tap(event)
@@ -408,6 +492,46 @@ class KioskApp(App):
             on_error=on_error or (lambda exc: log.warning("check-in failed: %s", exc)),
         )
 
+    # -- a visitor's call for help -------------------------------------------------------
+    def call_help(self) -> None:
+        """The visitor pressed Help: ask the agent to call a guard; confirm on screen.
+
+        The agent raises one ``help_requested`` alarm however often it is pressed;
+        the visitor sees the same confirmation every time.
+        """
+        client = self.link.client
+        screen = self.sm.current if self.sm is not None else "attract"
+        lang = self.tr.lang
+        self.show_help("calling")
+        self.link.submit(
+            lambda: client.call_help(screen, lang),
+            on_done=lambda _answer: self.show_help("called"),
+            on_error=self._help_failed,
+        )
+
+    def _help_failed(self, exc: Exception) -> None:
+        log.warning("help call failed: %s", exc)
+        self.show_help("failed")
+
+    def show_help(self, state: str) -> None:
+        """Show the Help pop-up in ``state`` (calling, called, failed)."""
+        from kiosk.ui.widgets import HelpView
+
+        if self._help_view is None:
+            self._help_view = HelpView()
+        view = self._help_view
+        view.state = state
+        view.opened_at = self.now()
+        if view.parent is None:
+            view.open(animation=False)
+            self.guard_touches()
+
+    def dismiss_help(self) -> None:
+        """Close the Help pop-up if it is open."""
+        view = self._help_view
+        if view is not None and view.parent is not None:
+            view.dismiss(animation=False)
+
     # -- guard session ----------------------------------------------------------------
     def guard_logged_in(self, answer: dict[str, Any]) -> None:
         """Remember the guard of a successful login and open the console."""
@@ -423,7 +547,7 @@ class KioskApp(App):
         self.guard_id = ""
         self.guard_name = ""
         if go_home:
-            self.go_home()
+            self.go_home(new_visitor=True)
 
     def guard_session_lost(self) -> None:
         """The agent says the session is gone (expired, agent restarted): log in again."""

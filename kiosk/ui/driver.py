@@ -150,8 +150,17 @@ class Driver:
                 return candidate
         raise LookupError(f"no enabled button {text!r}; there are {[b.text for b in buttons]}")
 
-    def tap(self, widget: Widget) -> None:
-        """Touch the middle of ``widget`` and lift the finger, through the window."""
+    def tap(self, widget: Widget, *, wait_ready: bool = True) -> None:
+        """Touch the middle of ``widget`` and lift the finger, through the window.
+
+        Like a person, it first waits for the screen shown last to take touches
+        (the app ignores them for a moment after a screen change, see
+        :meth:`~kiosk.ui.app.KioskApp.accepts_touches`); ``wait_ready=False``
+        taps at once (a double tap).
+        """
+        ready = getattr(self.app, "accepts_touches", None)
+        if wait_ready and ready is not None:
+            self.wait_for(ready, 5.0, "the screen never took touches")
         x, y = widget.to_window(widget.center_x, widget.center_y)
         touch = _Touch(x, y)
         EventLoop.post_dispatch_input("begin", touch)

@@ -51,6 +51,11 @@ class Translator(EventDispatcher):
         """Swap the translating function (re-labels every bound kv rule)."""
         self._ = self._function(lang)
 
+    def in_lang(self, lang: str, message: str) -> str:
+        """Return ``message`` in ``lang`` whatever the current language (the
+        evacuation screen shows every language at once)."""
+        return self._function(lang)(message)
+
     def gettext(self, message: str) -> str:
         """Return ``message`` translated into the current language."""
         return self._(message)

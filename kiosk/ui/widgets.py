@@ -1,7 +1,8 @@
 """Widgets shared by the screens (their look is in ``widgets.kv``).
 
 * :class:`KButton` -- a large, high-contrast button with a role colour;
-* :class:`Header` -- door name, clock and the English/French switch;
+* :class:`Header` -- door name, clock, the English/French switch, Help (visitor screens);
+* :class:`HelpView` -- the confirmation that a guard was called;
 * :class:`KeyPad` -- a grid of keys (PIN pad, hex pad, letter pad);
 * :class:`Viewfinder` -- the camera's live image with a framing guide;
 * :class:`DataLabel` -- text that is data (a name, a time), not a catalogue string.
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 from kivy.graphics.texture import Texture
@@ -25,6 +27,7 @@ from kivy.uix.behaviors import ButtonBehavior
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
 from kivy.uix.label import Label
+from kivy.uix.modalview import ModalView
 from kivy.uix.widget import Widget
 
 from kiosk.ui import theme
@@ -88,10 +91,39 @@ class KButton(ButtonBehavior, Label):
 
 
 class Header(BoxLayout):
-    """Top bar: a title, the clock and the language switch."""
+    """Top bar: a title, the clock, the language switch and (visitor screens) Help."""
 
     title = StringProperty("")
     show_languages = BooleanProperty(True)
+    #: Set by the app on visitor screens: the Help button that calls a guard.
+    show_help = BooleanProperty(False)
+    #: False where the screen says "close the door" itself (the attract screen's banner).
+    show_notice = BooleanProperty(True)
+    #: True while "Please close the door." replaces the title (visitor screens, door
+    #: held or forced open: ``app.door_notice``).
+    notice = BooleanProperty(False)
+
+
+class HelpView(ModalView):
+    """The visitor's confirmation after Help: calling, called, or it did not work.
+
+    A tap anywhere closes it; the app closes it after a while and on any screen change.
+    """
+
+    state = OptionProperty("calling", options=("calling", "called", "failed"))
+    #: ``app.now()`` when it was (re)shown.
+    opened_at = NumericProperty(0.0)
+
+    def message(self, state: str, _: Any) -> tuple[str, str]:
+        """Return (title, text) of ``state``, translated with ``_``."""
+        if state == "failed":
+            return (
+                _("Help could not be called"),
+                _("Please see the guard at the gate."),
+            )
+        if state == "calling":
+            return _("Calling a guard…"), ""
+        return _("A guard has been called"), _("Please wait here: someone is on the way.")
 
 
 class KeyPad(GridLayout):

@@ -2,9 +2,16 @@
 
 QR codes are decoded here too: a visitor who holds the invitation up
 without pressing anything goes straight to the check.
+
+It follows the door's mode before anyone scans: in ``lockdown`` the entrance
+is closed (see the guard, no invitation to scan), in ``free_access`` the door
+is open and visitors still check in; while the door is held (or forced) open
+it asks to close it. (``emergency`` replaces it with the evacuation screen.)
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from kiosk.ui.screens.base import KioskScreen
 
@@ -18,8 +25,27 @@ class AttractScreen(KioskScreen):
     decode_interval_s = 0.25
 
     def idle_timeout(self) -> float | None:
-        """Never times out: it is where every timeout leads."""
-        return None
+        """The visitor's idle time: then the app forgets their language (a new visitor)."""
+        return self.app.settings.ui.idle_timeout_s
+
+    def on_idle(self) -> None:
+        """Nothing to leave: this is where every timeout leads (the app reset the language)."""
+
+    def headline(self, mode: str, _: Any) -> str:
+        """Return the screen's title for the door's ``mode``, translated."""
+        if mode == "lockdown":
+            return _("Entrance closed")
+        if mode == "free_access":
+            return _("The door is open")
+        return _("Welcome")
+
+    def subline(self, mode: str, _: Any) -> str:
+        """Return what to do in the door's ``mode``, translated."""
+        if mode == "lockdown":
+            return _("This entrance is closed for now. Please see the guard.")
+        if mode == "free_access":
+            return _("Visitors: please still check in with your QR invitation or badge.")
+        return _("Show your QR invitation to the camera, or tap your badge on the reader.")
 
     def on_code(self, text: str) -> None:
         """A code held up to the camera: check it on the scan screen."""

@@ -23,6 +23,8 @@ class KioskScreen(Screen):
     decode_interval_s = 0.0
     #: A visitor screen (idle timeout: visitor's; badge taps show their outcome).
     visitor = True
+    #: A visitor screen with the header's Help button (not when the agent is away).
+    offers_help = True
     #: ``app.now()`` when the screen was last shown (set by ``app.go``).
     entered_at = NumericProperty(0.0)
 
@@ -42,7 +44,7 @@ class KioskScreen(Screen):
     def on_idle(self) -> None:
         """Nobody touched the screen for :meth:`idle_timeout` seconds: start over."""
         if self.visitor:
-            self.app.go_home()
+            self.app.go_home(new_visitor=True)
         else:
             self.app.guard_logout()
 

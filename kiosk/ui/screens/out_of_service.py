@@ -10,6 +10,8 @@ from kiosk.ui.screens.base import KioskScreen
 class OutOfServiceScreen(KioskScreen):
     """Shown while the agent's local API does not answer."""
 
+    offers_help = False  # the call would go through the agent that does not answer
+
     def idle_timeout(self) -> float | None:
         """Stays until the agent is back (the app leaves it then)."""
         return None

@@ -1,0 +1,56 @@
+"""The evacuation screen: a fire alarm (the door's ``emergency`` mode) is on.
+
+The app shows it at once in place of every visitor screen (the pushed
+``mode.changed`` event, not only the next status poll) and goes back to the
+attract screen when the mode returns. It says the same thing in every language
+at once, whatever the visitor chose: do not enter, leave by the nearest exit,
+where the assembly point is (``ui.assembly_point``). No QR code is decoded here;
+a guard can still log in (the Staff button, or a guard's badge tap).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kiosk.i18n import LANGUAGES, N_
+from kiosk.ui.screens.base import KioskScreen
+
+#: What the screen says, as msgids (shown in every language).
+TITLE = N_("Fire alarm: do not enter")
+LEAVE = N_("Leave the building by the nearest exit.")
+ASSEMBLY = N_("Assembly point: {place}")
+ASSEMBLY_UNKNOWN = N_("Go to the assembly point shown on the evacuation signs.")
+
+
+class EvacuationScreen(KioskScreen):
+    """Shown in every language while the door is in ``emergency``."""
+
+    decodes = False
+    offers_help = False  # the guards are evacuating the building too
+
+    def idle_timeout(self) -> float | None:
+        """Stays until the fire alarm clears (the app leaves it then)."""
+        return None
+
+    def on_badge(self, decision: dict[str, Any]) -> None:
+        """A badge refused with ``emergency``: this screen already says why."""
+
+    def languages(self, chosen: str) -> tuple[str, ...]:
+        """The languages shown side by side, the visitor's (``chosen``) first."""
+        return (chosen, *[lang for lang in LANGUAGES if lang != chosen])
+
+    def text(self, lang: str, what: str) -> str:
+        """Return the screen's ``what`` (title, leave, assembly) in ``lang``."""
+        tr = self.app.tr
+        if what == "title":
+            return tr.in_lang(lang, TITLE)
+        if what == "leave":
+            return tr.in_lang(lang, LEAVE)
+        place = self.app.settings.ui.assembly_point
+        if place is None:
+            return tr.in_lang(lang, ASSEMBLY_UNKNOWN)
+        return tr.in_lang(lang, ASSEMBLY).format(place=getattr(place, lang))
+
+    def staff(self) -> None:
+        """A guard logs in (the console is never taken away during a fire)."""
+        self.app.go("guard_login")
