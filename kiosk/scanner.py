@@ -50,19 +50,23 @@ class Debouncer:
         self.window_s = window_s
         self._clock = clock
         self._last_seen: dict[str, float] = {}
+        # accept() runs in the scanner's worker, forget() on the UI thread.
+        self._lock = threading.Lock()
 
     def accept(self, text: str) -> bool:
         """Record a sighting of ``text``; return True if it should be presented."""
         now = self._clock()
-        for old in [t for t, seen in self._last_seen.items() if now - seen > self.window_s]:
-            del self._last_seen[old]
-        fresh = text not in self._last_seen
-        self._last_seen[text] = now
+        with self._lock:
+            for old in [t for t, seen in self._last_seen.items() if now - seen > self.window_s]:
+                del self._last_seen[old]
+            fresh = text not in self._last_seen
+            self._last_seen[text] = now
         return fresh
 
     def forget(self) -> None:
-        """Forget every code (a new scanning session starts)."""
-        self._last_seen.clear()
+        """Forget every code (a new scanning session starts). Thread-safe."""
+        with self._lock:
+            self._last_seen.clear()
 
 
 class Scanner:

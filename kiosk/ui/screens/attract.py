@@ -52,7 +52,14 @@ class AttractScreen(KioskScreen):
         self.app.go("scan", code=text)
 
     def scan(self) -> None:
-        """The visitor pressed the scan button."""
+        """The visitor pressed the scan button: a new scanning session.
+
+        A code seen a moment ago may be presented again at once (the debounce
+        is for a code still held up when an outcome screen gives way, not for a
+        visitor who asks to scan).
+        """
+        if self.app.scanner is not None:
+            self.app.scanner.debouncer.forget()
         self.app.go("scan")
 
     def staff(self) -> None:
