@@ -227,6 +227,11 @@ class KioskApp(App):
     def _touched(self, *_args: object) -> None:
         self._last_touch = self.now()
 
+    @property
+    def last_touch(self) -> float:
+        """``now()`` of the last touch (or screen change): idle timeouts count from it."""
+        return self._last_touch
+
     def touch_activity(self) -> None:
         """Count as a touch (screens call it on a key press of a physical keyboard)."""
         self._last_touch = self.now()
