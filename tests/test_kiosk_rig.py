@@ -94,16 +94,14 @@ def _guard_journey_cache(now: int) -> tuple[list, list]:
     from edge_agent.store import Invitation, Revocation
 
     hour, day = 3600, 86_400
-    today = time.localtime(now)
-    noon = int(time.mktime((*today[:3], 12, 0, 0, 0, 0, -1)))
     invitations = [
         Invitation(
             id="inv-ada2",
             visitor="Ada Lovelace",
             host="Alan Turing",
             doors=(DOOR,),
-            not_before=noon + 2 * hour,
-            not_after=noon + 4 * hour,
+            not_before=now - 2 * hour,
+            not_after=now + 2 * hour,
             single_use=True,
         ),
         Invitation(
