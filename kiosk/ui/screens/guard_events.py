@@ -150,16 +150,26 @@ def event_row(event: dict[str, Any], names: dict[str, str] | None = None) -> Eve
         if isinstance(override, dict):
             row.warn = True
             refused = str(override.get("refused_reason") or "")
-            row.reason = refused
-            row.note = _("anyway, by {guard}: {why}").format(
-                guard=override.get("name") or by, why=_(str(override.get("reason") or ""))
+            row.note = " ".join(
+                (
+                    _(wording.CHECKIN_REFUSALS.get(refused, wording.CHECKIN_REFUSED_OTHER)),
+                    _("anyway, by {guard}: {why}").format(
+                        guard=override.get("name") or by,
+                        why=_(str(override.get("reason") or "")),
+                    ),
+                )
             )
         elif by:
             row.note = _("by {who}").format(who=by)
     elif kind == "visitor.checkin_refused":
         row.warn = True
-        row.reason = str(event.get("reason_code") or "")
-        row.note = _("by {who}").format(who=event.get("name") or guard)
+        refused = str(event.get("reason_code") or "")
+        row.note = " ".join(
+            (
+                _(wording.CHECKIN_REFUSALS.get(refused, wording.CHECKIN_REFUSED_OTHER)),
+                _("by {who}").format(who=event.get("name") or guard),
+            )
+        )
         who = str(event.get("visitor") or "")
     elif kind == "door.unlocked":
         who = _person(event.get("by"), names, _)

@@ -176,13 +176,6 @@ class GuardLoginScreen(KioskScreen):
             if self.locked_for == 0:
                 self.message = ""
 
-    def message_text(self, message: str, attempts_left: int, _: Any) -> str:
-        """The refusal, and after a wrong PIN how many attempts are left before the lock."""
-        text = _(message)
-        if attempts_left >= 0 and message:
-            text += "\n" + _("Attempts left before the lock: {n}").format(n=int(attempts_left))
-        return text
-
     def lock_text(self, seconds: int) -> tuple[int, int]:
         """Return a lockout as (minutes, seconds) for the countdown."""
         return divmod(int(seconds), 60)

@@ -180,6 +180,7 @@ class GuardVisitorsScreen(GuardScreen):
     def search_mode(self) -> None:
         """Show the letter pad to look a visitor up by name."""
         self.mode = "search"
+        self.query = ""
         self.message = ""
         self.ids.results.clear_widgets()
         self.count = 0
