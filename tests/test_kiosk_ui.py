@@ -517,9 +517,11 @@ def _check_screen(driver, label: str, lang: str, patterns) -> list[str]:
     def scrolled_out(widget) -> bool:
         # A row of a scrolling list outside its list's view is meant to be off-screen.
         parent = widget.parent
-        while parent is not None and not isinstance(parent, ScrollView):
+        for _ in range(64):  # up to the window (whose parent is itself)
+            if parent is None or isinstance(parent, ScrollView) or parent is parent.parent:
+                break
             parent = parent.parent
-        if parent is None:
+        if not isinstance(parent, ScrollView):
             return False
         _, wy = widget.to_window(widget.x, widget.y)
         _, sy = parent.to_window(parent.x, parent.y)
