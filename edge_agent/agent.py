@@ -43,7 +43,16 @@ from edge_agent.guards import (
     verify_pin,
 )
 from edge_agent.ntag424 import SunError
-from edge_agent.policy import BadgeRecord, Credential, Decision, DoorPolicy, Schedule, decide
+from edge_agent.policy import (
+    BadgeRecord,
+    CachedInvitation,
+    Credential,
+    Decision,
+    DoorPolicy,
+    Schedule,
+    decide,
+    judge_invitation,
+)
 from edge_agent.reasons import Reason
 from edge_agent.store import Store, StoreError
 from edge_agent.store.db import Database
@@ -105,6 +114,15 @@ OPEN_MODES = ("now", "on_request")
 #: The smallest tolerance below the time floor, whatever ``max_clock_skew_s`` says:
 #: the central's time in a heartbeat is only known to within its round trip.
 MIN_CLOCK_TOLERANCE_S = 1.0
+#: Longest reason a guard may give to override a refused manual check-in.
+OVERRIDE_REASON_MAX = 200
+#: The guard console's "expected today" list: at most this many invitations per answer.
+EXPECTED_MAX = 200
+#: Journal events read back (newest first) to find today's check-ins: a bound on the
+#: work of one "expected today" answer, whatever the journal's size.
+CHECKIN_SCAN_MAX = 20_000
+#: Manual check-in refusals answered 403 (the invitation is not for here); the others 409.
+_NOT_FOR_HERE = frozenset({Reason.WRONG_SITE, Reason.WRONG_DOOR})
 
 
 @dataclass
@@ -129,10 +147,14 @@ class PendingGrant:
 class ActionError(Exception):
     """A guard action or check-in that cannot be done; ``code`` says why."""
 
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    def __init__(
+        self, code: str, message: str, status: int = 400, extra: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
+        #: More fields of the error answer (a refused check-in's ``reason``...).
+        self.extra = extra or {}
 
 
 class EventBus:
@@ -1281,7 +1303,12 @@ class Agent:
             # limit, but not counted, or anyone who read a guard's UID off the badge
             # could lock that guard out of the console.
             self._journal_login_failed({**shown, "why": why, "failures": failures})
-            raise GuardDenied("not_recognised", "badge or PIN not recognised", detail=why)
+            raise GuardDenied(
+                "not_recognised",
+                "badge or PIN not recognised",
+                detail=why,
+                attempts_left=max(0, cfg.max_pin_failures - failures),
+            )
         if why is not None:
             failures += 1
             locked = failures >= cfg.max_pin_failures
@@ -1299,7 +1326,12 @@ class Agent:
                 raise GuardDenied(
                     "locked_out", "too many failed logins", retry_after_s=cfg.lockout_s, detail=why
                 )
-            raise GuardDenied("not_recognised", "badge or PIN not recognised", detail=why)
+            raise GuardDenied(
+                "not_recognised",
+                "badge or PIN not recognised",
+                detail=why,
+                attempts_left=cfg.max_pin_failures - failures,
+            )
         assert guard is not None
         reset = lockouts.reset_claim(ident)
         claims = [counter_claim, reset] if counter_claim is not None else [reset]
@@ -1414,7 +1446,7 @@ class Agent:
         """Close a guard session (journaled)."""
         session = self.guards.check(token, touch=False)
         if self.guards.logout(token) and session is not None:
-            self.journal("guard.logout", {"guard_id": session.guard_id})
+            self.journal("guard.logout", {"guard_id": session.guard_id, "name": session.name})
 
     def guard_action(
         self, token: str, action: str, reason: str, alarm: str | None = None
@@ -1516,7 +1548,13 @@ class Agent:
         ]
 
     def checkin(
-        self, invitation_id: str, *, consent: bool, photo: bytes | None, token: str | None = None
+        self,
+        invitation_id: str,
+        *,
+        consent: bool,
+        photo: bytes | None,
+        token: str | None = None,
+        override_reason: str | None = None,
     ) -> dict[str, Any]:
         """Record a visitor's check-in, with a photo only if they consented.
 
@@ -1526,7 +1564,25 @@ class Agent:
         multi-use invitation allows a new check-in). Any other check-in is a manual
         one and needs a guard session (``token``). A photo over
         :data:`MAX_CHECKIN_PHOTO_BYTES` is refused (413 ``photo_too_large``).
+
+        A manual check-in runs the scan's rules on the cached invitation
+        (:func:`~edge_agent.policy.judge_invitation`): one that is unknown here is
+        refused (404 ``unknown_invitation``); one the policy refuses (expired, not yet
+        valid, revoked, wrong site or door, clock not trusted) is journaled as
+        ``visitor.checkin_refused`` and answered 409 (403 for wrong site or door)
+        ``checkin_refused`` with its ``reason`` -- unless the guard gives an
+        ``override_reason``: then it is checked in, and the ``visitor.checked_in``
+        event carries ``override {guard_id, name, reason, refused_reason}``.
         """
+        if override_reason is not None and (
+            not isinstance(override_reason, str)
+            or not override_reason.strip()
+            or len(override_reason) > OVERRIDE_REASON_MAX
+        ):
+            raise ActionError(
+                "bad_request",
+                f"'override_reason' must be 1 to {OVERRIDE_REASON_MAX} characters of text",
+            )
         if photo and len(photo) > MAX_CHECKIN_PHOTO_BYTES:
             raise ActionError(
                 "photo_too_large",
@@ -1543,6 +1599,7 @@ class Agent:
                 assert grant is not None
                 grant[1] = True  # taken now, so a concurrent second check-in is refused
         by = "visitor"
+        extra: dict[str, Any] = {}
         try:
             if not self_service:
                 if token is None:
@@ -1554,7 +1611,14 @@ class Agent:
                             status=409,
                         )
                     raise ActionError("guard_required", "manual check-in needs a guard", status=401)
-                by = f"guard:{self.guard_session(token).guard_id}"
+                session = self.guard_session(token)
+                by = f"guard:{session.guard_id}"
+                extra = self._judge_manual_checkin(session, invitation_id, override_reason)
+            else:
+                # The guard console's events name the visitor, not an invitation id.
+                cached = self.store.cache.invitation(invitation_id)
+                if cached is not None:
+                    extra = {"visitor": cached.visitor}
             media_id = None
             if photo and consent:
                 try:
@@ -1563,14 +1627,157 @@ class Agent:
                     log.warning("photo not stored (%s); check-in goes on without it", exc)
             event = self.journal(
                 "visitor.checked_in",
-                {"invitation_id": invitation_id, "by": by, "photo": media_id, "consent": consent},
+                {
+                    "invitation_id": invitation_id,
+                    "by": by,
+                    "photo": media_id,
+                    "consent": consent,
+                    **extra,
+                },
             )
         except BaseException:
             if self_service and grant is not None:
                 with self._grants_lock:
                     grant[1] = False  # not checked in after all: the visitor may try again
             raise
-        return {"checked_in": True, "seq": event.seq, "photo": media_id}
+        answer = {"checked_in": True, "seq": event.seq, "photo": media_id}
+        if "override" in extra:
+            answer["override"] = extra["override"]
+        return answer
+
+    def _judge_manual_checkin(
+        self, session: Session, invitation_id: str, override_reason: str | None
+    ) -> dict[str, Any]:
+        """The policy's word on a guard's check-in of ``invitation_id``: the fields the
+        ``visitor.checked_in`` event adds (the visitor's name, an override), or
+        :class:`ActionError` for a refusal (journaled ``visitor.checkin_refused``)."""
+        cached = self.store.cache.invitation(invitation_id)
+        if cached is None:
+            raise ActionError(
+                "unknown_invitation", "no such invitation in this door's cache", status=404
+            )
+        data = cached.data or {}
+        site = data.get("site")
+        zones = tuple(str(z) for z in data.get("zones") or ())
+        invitation = CachedInvitation(
+            invitation_id=cached.id,
+            visitor=cached.visitor,
+            host=cached.host or "",
+            site=site if isinstance(site, str) else None,
+            # A cache entry that names neither doors nor zones says nothing of its scope.
+            doors=None if cached.doors is None and not zones else tuple(cached.doors or ()),
+            zones=zones,
+            not_before=cached.not_before,
+            not_after=cached.not_after,
+        )
+        now = self._wall()
+        trust = self.check_clock(now, upkeep=False)
+        decision = judge_invitation(
+            invitation,
+            self.policy,
+            now,
+            self.cache,
+            clock_floor=None if trust.trusted else trust.floor,
+        )
+        fields: dict[str, Any] = {"visitor": cached.visitor}
+        if decision.granted:
+            return fields
+        code = decision.reason.value
+        if override_reason is None:
+            self.journal(
+                "visitor.checkin_refused",
+                {
+                    "invitation_id": invitation_id,
+                    "visitor": cached.visitor,
+                    "guard_id": session.guard_id,
+                    "name": session.name,
+                    "reason_code": code,
+                    "detail": decision.detail,
+                },
+            )
+            raise ActionError(
+                "checkin_refused",
+                f"{decision.detail}: a guard may check in anyway with a reason",
+                status=403 if decision.reason in _NOT_FOR_HERE else 409,
+                extra={
+                    "reason": code,
+                    "detail": decision.detail,
+                    "visitor": cached.visitor,
+                    "not_before": cached.not_before,
+                    "not_after": cached.not_after,
+                },
+            )
+        fields["override"] = {
+            "guard_id": session.guard_id,
+            "name": session.name,
+            "reason": override_reason.strip(),
+            "refused_reason": code,
+        }
+        return fields
+
+    def expected_today(self, token: str, limit: int = 100) -> dict[str, Any]:
+        """The invitations valid today (the agent's local day), for the guard console.
+
+        At most ``limit`` (bounded by :data:`EXPECTED_MAX`; ``truncated`` says there
+        were more), by start of validity then name, each with its doors and zones, whether
+        it was checked in today (``checked_in_at``) and whether a single-use one was used.
+        """
+        self.guard_session(token)
+        limit = max(1, min(EXPECTED_MAX, limit))
+        now = self._wall()
+        local = time.localtime(now)
+        start = int(time.mktime((*local[:3], 0, 0, 0, 0, 0, -1)))
+        end = int(time.mktime((*local[:2], local[2] + 1, 0, 0, 0, 0, 0, -1)))
+        found = self.store.cache.invitations_valid_between(start, end, limit + 1)
+        checked = self._checkins_since(start * 1000)
+        items = []
+        for inv in found[:limit]:
+            data = inv.data or {}
+            items.append(
+                {
+                    "invitation_id": inv.id,
+                    "visitor": inv.visitor,
+                    "host": inv.host,
+                    "doors": list(inv.doors) if inv.doors is not None else None,
+                    "zones": [str(z) for z in data.get("zones") or ()],
+                    "not_before": inv.not_before,
+                    "not_after": inv.not_after,
+                    "single_use": inv.single_use,
+                    "used": self.store.replay.is_used(inv.id),
+                    "revoked": self.cache.is_revoked("invitation", inv.id),
+                    "checked_in_at": checked.get(inv.id),
+                }
+            )
+        return {
+            "day_start": start,
+            "day_end": end,
+            "invitations": items,
+            "truncated": len(found) > limit,
+        }
+
+    def _checkins_since(self, since_ms: int) -> dict[str, float]:
+        """Invitation id -> time of its latest ``visitor.checked_in`` at or after
+        ``since_ms``, reading the journal back from its head (at most
+        :data:`CHECKIN_SCAN_MAX` events)."""
+        found: dict[str, float] = {}
+        seq = self.store.journal.head().seq
+        read = 0
+        page = 500
+        while seq >= 1 and read < CHECKIN_SCAN_MAX:
+            first = max(1, seq - page + 1)
+            events = self.store.journal.events(from_seq=first, limit=seq - first + 1)
+            if not events:
+                break
+            for event in reversed(events):
+                if event.wall_ms < since_ms:
+                    return found
+                if event.type == "visitor.checked_in":
+                    ident = event.payload.get("invitation_id")
+                    if isinstance(ident, str) and ident not in found:
+                        found[ident] = event.wall_ms / 1000.0
+            read += len(events)
+            seq = first - 1
+        return found
 
     def recent_events(self, limit: int = 50) -> list[dict[str, Any]]:
         """The latest journal events, newest first (the guard console's list)."""

@@ -407,7 +407,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         # A client this slow is not waited for again (no lingering): closed at once.
         return await _answer_and_close(request, _error(408, "body_timeout", str(exc)))
     except ActionError as exc:
-        return _error(exc.status, exc.code, str(exc))
+        return _error(exc.status, exc.code, str(exc), **exc.extra)
     except GuardDenied as exc:
         status = _GUARD_STATUS.get(exc.code, 401)
         extra: dict[str, Any] = {}
@@ -415,6 +415,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.retry_after_s:
             extra["retry_after_s"] = round(exc.retry_after_s, 1)
             headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+        if exc.attempts_left is not None:
+            extra["attempts_left"] = exc.attempts_left
         return _error(status, exc.code, str(exc), headers=headers, **extra)
     except StoreError as exc:
         # The journal is the door's memory: without it nothing is decided.
@@ -621,8 +623,20 @@ async def visitors(request: web.Request) -> web.Response:
     return web.json_response({"visitors": found})
 
 
+async def expected(request: web.Request) -> web.Response:
+    """GET /v1/guard/expected?limit=N (bearer): the invitations valid today."""
+    try:
+        limit = int(request.query.get("limit", "100"))
+    except ValueError as exc:
+        raise _BadRequest("limit must be an integer") from exc
+    return web.json_response(
+        await _call(request.app[_AGENT].expected_today, _token(request) or "", limit)
+    )
+
+
 async def checkin(request: web.Request) -> web.Response:
-    """POST /v1/checkin {invitation_id, consent, photo_jpeg_b64?} (bearer for manual)."""
+    """POST /v1/checkin {invitation_id, consent, photo_jpeg_b64?, override_reason?}
+    (bearer for manual)."""
     body = await _json_body(request)
     invitation_id, consent = body.get("invitation_id"), body.get("consent", False)
     if not isinstance(invitation_id, str) or not isinstance(consent, bool):
@@ -635,12 +649,16 @@ async def checkin(request: web.Request) -> web.Response:
             raise _BadRequest("'photo_jpeg_b64' is not base64") from exc
         if photo and not photo.startswith(_JPEG_MAGIC):
             raise _BadRequest("'photo_jpeg_b64' is not a JPEG image")
+    override = body.get("override_reason")
+    if override is not None and not isinstance(override, str):
+        raise _BadRequest("'override_reason' must be a string")
     result = await _call(
         request.app[_AGENT].checkin,
         invitation_id,
         consent=consent,
         photo=photo,
         token=_token(request),
+        override_reason=override,
     )
     return web.json_response(result)
 
@@ -683,6 +701,7 @@ def make_app(
     app.router.add_post(f"{prefix}/guard/logout", guard_logout)
     app.router.add_post(f"{prefix}/guard/actions", guard_action)
     app.router.add_get(f"{prefix}/guard/recent", guard_recent)
+    app.router.add_get(f"{prefix}/guard/expected", expected)
     app.router.add_get(f"{prefix}/visitors", visitors)
     app.router.add_post(f"{prefix}/checkin", checkin)
     app.router.add_post(f"{prefix}/sim/{{action}}", simulate)

@@ -182,11 +182,25 @@ class AgentClient:
         """GET /v1/visitors: invitations whose visitor name starts with ``query`` (guard only)."""
         return self.request("GET", f"/v1/visitors?q={quote(query)}")["visitors"]
 
+    def expected(self, limit: int = 100) -> dict[str, Any]:
+        """GET /v1/guard/expected: the invitations valid today (guard only)."""
+        return self.request("GET", f"/v1/guard/expected?limit={int(limit)}")
+
     def checkin(
-        self, invitation_id: str, *, consent: bool, photo_jpeg: bytes | None = None
+        self,
+        invitation_id: str,
+        *,
+        consent: bool,
+        photo_jpeg: bytes | None = None,
+        override_reason: str | None = None,
     ) -> dict[str, Any]:
-        """POST /v1/checkin; the photo is sent only with the visitor's consent."""
+        """POST /v1/checkin; the photo is sent only with the visitor's consent.
+
+        ``override_reason``: a guard checks in an invitation the policy refused.
+        """
         body: dict[str, Any] = {"invitation_id": invitation_id, "consent": consent}
+        if override_reason is not None:
+            body["override_reason"] = override_reason
         if photo_jpeg is not None:
             body["photo_jpeg_b64"] = base64.b64encode(photo_jpeg).decode("ascii")
         return self.request("POST", "/v1/checkin", body)

@@ -277,6 +277,7 @@ class DoorController:
         if state is None or not state["active"]:
             return
         state["active"] = False
+        state["cleared_at"] = self.scheduler.monotonic()
         self._emit("alarm.cleared", alarm=alarm.value)
         if state["acknowledged"]:
             del self._alarms[alarm]
@@ -503,6 +504,10 @@ class DoorController:
                         "active": s["active"],
                         "acknowledged": s["acknowledged"],
                         "age_s": round(now - s["raised_at"], 1),
+                        # Since the condition ended ("cleared 73 s ago"); None while active.
+                        "cleared_s": (
+                            None if s.get("cleared_at") is None else round(now - s["cleared_at"], 1)
+                        ),
                     }
                     for a, s in sorted(self._alarms.items())
                 ],

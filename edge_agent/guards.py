@@ -186,12 +186,21 @@ class GuardDenied(Exception):
     """
 
     def __init__(
-        self, code: str, message: str, retry_after_s: float | None = None, detail: str = ""
+        self,
+        code: str,
+        message: str,
+        retry_after_s: float | None = None,
+        detail: str = "",
+        attempts_left: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.detail = detail or code
         self.retry_after_s = retry_after_s
+        #: ``not_recognised`` only: failures the identity may still make before its
+        #: lockout -- counted alike for a guard's badge and any other UID, so the
+        #: number tells nobody which badges are guards' (docs/threat-model.md).
+        self.attempts_left = attempts_left
 
 
 class TokenBucket:

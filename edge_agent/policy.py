@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from edge_agent.door import DoorMode
 from edge_agent.ntag424 import SunError, SunVerifier
 from edge_agent.reasons import Reason
-from edge_agent.tokens import DEFAULT_MAX_SKEW_S, Keyring, Verified
+from edge_agent.tokens import DEFAULT_MAX_SKEW_S, Keyring, Verified, window_and_scope
 from edge_agent.tokens import verify as verify_token
 
 log = logging.getLogger(__name__)
@@ -532,3 +532,66 @@ def _badge_checks(
     return Decision(
         True, Reason.GRANTED, "badge", claim=claim, detail="ntag424" if crypto else "uid", **who
     )
+
+
+@dataclass(frozen=True)
+class CachedInvitation:
+    """What the credential cache knows of an invitation: what a guard checks in by hand."""
+
+    invitation_id: str
+    visitor: str
+    host: str = ""
+    site: str | None = None
+    #: None: the cache does not say where it is valid (not refused for it).
+    doors: tuple[str, ...] | None = ()
+    zones: tuple[str, ...] = ()
+    not_before: float | None = None
+    not_after: float | None = None
+
+
+def judge_invitation(
+    invitation: CachedInvitation,
+    policy: DoorPolicy,
+    now: float,
+    cache: CacheView,
+    *,
+    clock_floor: float | None = None,
+) -> Decision:
+    """Whether a guard may check ``invitation`` in by hand at ``policy.door``, as a scan would.
+
+    The same rules as a scanned invitation's (:func:`_decide_qr`), through the same
+    code: time window with the door's skew, site, door or zones
+    (:func:`edge_agent.tokens.window_and_scope`), revocation, and a clock below the
+    time floor (``clock_untrusted``). What only the door's opening depends on is not
+    asked: the signature (the cache holds what the central signed), the mode, the
+    schedule, the cache's age, and single use (a manual check-in opens nothing, so
+    it does not spend the invitation). A guard may still override a refusal, with a
+    reason (the agent journals it).
+    """
+    who = {
+        "credential_id": invitation.invitation_id,
+        "holder": invitation.visitor,
+        "host": invitation.host,
+    }
+    refused = window_and_scope(
+        invitation.not_before,
+        invitation.not_after,
+        invitation.site,
+        invitation.doors,
+        invitation.zones,
+        now=now,
+        skew=policy.max_skew_s,
+        site=policy.site,
+        door=policy.door,
+        zones_of_door=policy.zones,
+    )
+    if refused is not None:
+        reason, detail = refused
+        if clock_floor is not None and reason in _TIME_REASONS:
+            return _clock_untrusted("qr", now, clock_floor, **who)
+        return _deny("qr", reason, detail, **who)
+    if cache.is_revoked("invitation", invitation.invitation_id):
+        return _deny("qr", Reason.REVOKED, "invitation revoked", **who)
+    if clock_floor is not None:
+        return _clock_untrusted("qr", now, clock_floor, **who)
+    return Decision(True, Reason.GRANTED, "qr", detail="manual check-in", **who)

@@ -13,6 +13,8 @@ files. It changes the demo agent's state: check-ins, door modes and alarms
 (put back to normal), and the *unknown* badge locked out of the guard login
 for the agent's ``lockout_s`` (the demo's guard badge stays usable). It needs
 a display (``DISPLAY``, e.g. Xvfb).
+
+The guard's idle warning is shown by moving the app's clock forward (no wait).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import argparse
 import dataclasses
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +39,24 @@ def _size(text: str) -> tuple[int, int]:
     return int(width), int(height)
 
 
+class ShiftedClock:
+    """The monotonic clock plus an offset: the idle warning without waiting for it."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset
+
+
 class Shooter:
     """Walks through every screen and saves screenshots into ``out``."""
 
-    def __init__(self, driver: Any, out: Path, suffix: str = "") -> None:
+    def __init__(
+        self, driver: Any, out: Path, suffix: str = "", clock: ShiftedClock | None = None
+    ) -> None:
         self.driver = driver
+        self.clock = clock
         self.app = driver.app
         self.out = out
         self.suffix = suffix
@@ -220,12 +236,18 @@ class Shooter:
         d.wait_screen("guard_reason")
         d.tap_text(self.t("False alarm"))
         d.wait_screen("guard_console")
+        self.forced_door()
+        self.idle_warning()
         d.tap_text(self.t("Visitors"))
         d.wait_screen("guard_visitors")
+        d.wait_for(lambda: app.screen.count and not app.screen.busy, 10, "nobody expected")
+        self.shot("guard-expected-today")
+        self.refused_checkin()
+        d.tap_text(self.t("Search by name"))
         visitor = material.invitation("valid").visitor if material.invitation("valid") else "A"
         d.press_keys(app.screen.ids.letters, list(visitor.split()[0][:3].upper()))
         d.tap_text(self.t("Search"))
-        d.wait_for(lambda: app.screen.results, 10, "nobody found")
+        d.wait_for(lambda: app.screen.count and not app.screen.busy, 10, "nobody found")
         self.shot("guard-visitors")
         d.tap_text(self.t("Back"))
         d.wait_screen("guard_console")
@@ -237,6 +259,71 @@ class Shooter:
         d.wait_screen("guard_console")
         d.tap_text(self.t("Log out"))
         d.wait_screen("attract")
+
+    def forced_door(self) -> None:
+        """The console with a door forced open (red banner), then acknowledged."""
+        d, app = self.driver, self.app
+        d.wait_for(lambda: not app.status["door"]["unlocked"], 15, "door still unlocked")
+        time.sleep(2.5)  # past the door's rex grace: the opening counts as forced
+        app.demo_sim("door_open")
+        d.wait_for(lambda: app.screen.ids.door_alarm_banner.text, 10, "no forced-door banner")
+        d.frames(3)
+        self.shot("guard-console-forced")
+        app.demo_sim("door_close")
+        d.wait_for(lambda: not app.status["door"]["door_open"], 10, "door still open")
+        d.tap_text(self.t("Acknowledge"))
+        d.wait_screen("guard_reason")
+        d.tap_text(self.t("Security incident"))
+        d.wait_screen("guard_console")
+
+    def idle_warning(self) -> None:
+        """The banner of the last seconds before the idle log-out (then a touch)."""
+        d, app = self.driver, self.app
+        if self.clock is None:
+            return
+        app.touch_activity()
+        self.clock.offset += app.settings.ui.guard_idle_timeout_s - 12
+        d.wait_for(lambda: 0 < app.screen.idle_left <= 12, 5, "no idle warning")
+        self.shot("guard-idle-warning")
+        app.touch_activity()
+        d.wait_for(lambda: app.screen.idle_left == -1, 5, "idle warning stayed")
+
+    def refused_checkin(self) -> None:
+        """A manual check-in the agent refuses (an expired, early, cancelled or wrong-door
+        invitation of the demo material, the first one the door's cache holds)."""
+        d, app = self.driver, self.app
+        from kiosk.ui.screens.guard_visitors import VisitorRow
+
+        screen = app.screen
+        for label in ("expired", "not_yet_valid", "revoked", "wrong_door"):
+            item = app.material.invitation(label)
+            if item is None or not item.visitor:
+                continue
+            d.tap_text(self.t("Search by name"))
+            d.press_keys(screen.ids.letters, list(item.visitor.split()[0][:3].upper()))
+            d.tap_text(self.t("Search"))
+            d.wait_for(lambda: not screen.busy, 10, "no answer")
+            d.frames(2)
+            rows = [w for w in d.walk() if isinstance(w, VisitorRow)]
+            row = next((r for r in rows if r.visitor == item.visitor), None)
+            if row is not None and not row.checked_in:
+                d.tap(d.button(self.t("Check in"), root=row))
+                d.wait_for(lambda: row.refused or row.checked_in, 10, "no answer")  # noqa: B023
+                if row.refused:
+                    self.shot("guard-checkin-refused")
+                    d.tap(d.button(self.t("Check in anyway"), root=row))
+                    d.wait_screen("guard_reason")
+                    self.shot("guard-checkin-override")
+                    d.tap_text(self.t("Cancel"))
+                    d.wait_screen("guard_visitors")
+                    break
+            d.tap_text(self.t("Expected today"))
+            d.wait_for(lambda: not screen.busy, 10, "no answer")
+        else:
+            log.warning("no demo invitation the door refuses: no guard-checkin-refused shot")
+        if screen.mode == "search":
+            d.tap_text(self.t("Expected today"))
+            d.wait_for(lambda: not screen.busy, 10, "no answer")
 
     def lockout(self) -> None:
         """Wrong PINs lock a badge out; shown in every language.
@@ -251,11 +338,16 @@ class Shooter:
         app.demo_badge("unknown")
         d.wait_for(lambda: app.screen.step == "pin", 10, "guard badge not read")
         wrong = "0000" if app.material.guard.pin != "0000" else "1111"
-        for _ in range(25):  # the agent's guard.max_pin_failures is at most 20
+        for attempt in range(25):  # the agent's guard.max_pin_failures is at most 20
             d.press_keys(app.screen.ids.pinpad, [*wrong, "ok"])
             d.wait_for(lambda: app.screen.step == "pin", 10, "no answer")
             if app.screen.locked_for:
                 break
+            if attempt == 0:
+                for lang in LANGUAGES:
+                    app.set_language(lang)
+                    self.shot("guard-attempts-left")
+                app.set_language(LANGUAGES[0])
         for lang in LANGUAGES:
             app.set_language(lang)
             self.shot("guard-locked-out")
@@ -307,9 +399,10 @@ def shoot(
     # The demo camera stays (config.demo_dir is set); the demo button and panel are hidden
     # except on the demo panel's own screenshot.
     shown = dataclasses.replace(config, ui=dataclasses.replace(config.ui, demo=False))
-    app = KioskApp(shown, material=material)
+    clock = ShiftedClock()
+    app = KioskApp(shown, material=material, clock=clock)
     driver = Driver(app)
-    shooter = shooter_class(driver, out, suffix)
+    shooter = shooter_class(driver, out, suffix, clock)
     driver.start()
     try:
         driver.wait_for(lambda: app.online, 20, "the demo agent does not answer")

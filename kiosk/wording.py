@@ -214,6 +214,8 @@ GUARD_ERRORS: dict[str, str] = {
     "unknown_alarm": N_("Unknown alarm."),
     "guard_required": N_("Your session has ended. Please log in again."),
     "no_door": N_("This kiosk controls no door."),
+    "unknown_invitation": N_("This invitation is not known at this door."),
+    "checkin_refused": N_("The invitation is not valid here."),
 }
 GUARD_ERROR_OTHER = N_("The action failed. Try again or call the control room.")
 
@@ -248,6 +250,13 @@ ACTIONS: dict[str, str] = {
     "free_access": N_("Free access"),
     "normal": N_("Back to normal"),
     "acknowledge": N_("Acknowledge alarm"),
+    "checkin": N_("Check in anyway"),
+}
+
+#: The console's banner while the door is forced or held open (most urgent first).
+DOOR_ALARM_BANNERS: dict[str, str] = {
+    "forced_open": N_("Door forced open: check the door now."),
+    "held_open": N_("Door held open: have it closed."),
 }
 
 #: Reasons a guard picks from; the English msgid is what the journal records.
@@ -261,14 +270,19 @@ ACTION_REASONS: tuple[str, ...] = (
     N_("False alarm"),
 )
 
-#: Journal event types, for the console's recent events.
+#: Journal event types, for the console's recent events: every type the agent journals
+#: (docs/local-api.md, "Events"; tests/test_kiosk_ui.py checks none is missing).
 EVENT_TYPES: dict[str, str] = {
     "access.decision": N_("Access"),
-    "access.aborted": N_("Access aborted"),
+    "access.aborted": N_("Entry cancelled"),
+    "access.grant_unused": N_("Entry not used"),
+    "invitation.used": N_("Single-use invitation spent"),
+    "badge.counter": N_("Secure badge read"),
     "door.unlocked": N_("Door unlocked"),
     "door.locked": N_("Door locked"),
     "door.opened": N_("Door opened"),
     "door.closed": N_("Door closed"),
+    "door.mode_restored": N_("Mode restored after a restart"),
     "rex.pressed": N_("Exit button"),
     "alarm.raised": N_("Alarm"),
     "alarm.cleared": N_("Alarm cleared"),
@@ -278,16 +292,81 @@ EVENT_TYPES: dict[str, str] = {
     "guard.login": N_("Guard logged in"),
     "guard.logout": N_("Guard logged out"),
     "guard.login_failed": N_("Guard login refused"),
+    "guard.session_ended": N_("Guard session ended"),
     "guard.action": N_("Guard action"),
     "guard.action_refused": N_("Guard action refused"),
     "guard.badge_tap": N_("Guard badge tapped"),
     "visitor.checked_in": N_("Visitor checked in"),
-    "visitor.help": N_("Visitor pressed Help"),
+    "visitor.checkin_refused": N_("Check-in refused"),
+    "visitor.help": N_("Visitor asked for help"),
     "agent.started": N_("Door controller started"),
     "agent.stopped": N_("Door controller stopped"),
     "clock.floor_reset": N_("Clock confirmed by the central server"),
+    "sync.alarm": N_("Connection to the central server"),
 }
+#: A type this kiosk does not know (a newer agent): never shown for a known type.
 EVENT_OTHER = N_("Other event")
+
+#: Who did it, when the journal says it with a word rather than a person (``by``).
+BY_WORDS: dict[str, str] = {
+    "central": N_("security office"),
+    "fire-input": N_("fire alarm"),
+    "fire": N_("fire alarm"),
+    "rex": N_("exit button"),
+    "visitor": N_("the visitor"),
+}
+#: A badge or code the journal could not tie to a person.
+UNKNOWN_BADGE_HOLDER = N_("unknown badge")
+UNVERIFIED_CODE = N_("unverified code")
+
+#: Why a guard's login was refused (``guard.login_failed`` ``why``).
+LOGIN_FAILURES: dict[str, str] = {
+    "bad_pin": N_("wrong PIN"),
+    "unknown_guard": N_("not a guard's badge"),
+    "locked_out": N_("locked out"),
+    "rate_limited": N_("too many attempts"),
+    "revoked": N_("badge withdrawn"),
+    "disabled": N_("badge withdrawn"),
+    "expired": N_("badge expired"),
+    "not_yet_valid": N_("badge not valid yet"),
+}
+LOGIN_FAILED_OTHER = N_("badge or PIN not accepted")
+
+#: Why an open guard session was ended (``guard.session_ended`` ``why``).
+SESSION_ENDS: dict[str, str] = {
+    "revoked": N_("badge withdrawn"),
+    "disabled": N_("badge withdrawn"),
+    "expired": N_("badge expired"),
+    "not_yet_valid": N_("badge not valid yet"),
+    "no_pin_hash": N_("no PIN set"),
+    "not_a_guard": N_("no longer a guard"),
+    "console_disabled": N_("console turned off"),
+}
+
+#: The two states of a ``sync.alarm``.
+SYNC_STATES: dict[str, str] = {"raised": N_("problem"), "cleared": N_("back to normal")}
+
+#: A manual check-in the agent refused, as the guard reads it (``reason`` of a 409/403).
+CHECKIN_REFUSALS: dict[str, str] = {
+    "expired": N_("The invitation has expired."),
+    "not_yet_valid": N_("The invitation is not valid yet."),
+    "revoked": N_("The invitation was cancelled."),
+    "wrong_door": N_("The invitation is for another entrance."),
+    "wrong_site": N_("The invitation is for another site."),
+    "clock_untrusted": N_("The door's clock is not reliable: dates cannot be checked."),
+}
+CHECKIN_REFUSED_OTHER = N_("The invitation is not valid here.")
+
+#: Reasons a guard picks to check a visitor in anyway; the English msgid is journaled.
+OVERRIDE_REASONS: tuple[str, ...] = (
+    N_("Host confirmed in person"),
+    N_("Host confirmed by phone"),
+    N_("Identity document checked"),
+    N_("Security office approved"),
+    N_("New invitation on its way"),
+    N_("Emergency services"),
+    N_("Contractor on duty list"),
+)
 
 #: Outcome words of an access decision in the events list.
 GRANTED = N_("granted")

@@ -619,7 +619,7 @@ def test_guard_login_is_journaled(make_rig):
     assert (session.guard_id, session.name) == ("g-7", "Gail Guard")
     assert rig.events("guard.login")[-1].payload == {"guard_id": "g-7", "name": "Gail Guard"}
     rig.agent.guard_logout(session.token)
-    assert rig.events("guard.logout")[-1].payload == {"guard_id": "g-7"}
+    assert rig.events("guard.logout")[-1].payload == {"guard_id": "g-7", "name": "Gail Guard"}
     with pytest.raises(ActionError) as denied:
         rig.agent.guard_session(session.token)
     assert denied.value.status == 401
@@ -772,7 +772,13 @@ def test_forced_open_alarm_acknowledged_with_who_and_why(make_rig):
     token = rig.login()
     state = rig.agent.guard_action(token, "acknowledge", "checked: wind", "forced_open")
     assert state["alarms"] == [
-        {"alarm": "forced_open", "active": True, "acknowledged": True, "age_s": 0.0}
+        {
+            "alarm": "forced_open",
+            "active": True,
+            "acknowledged": True,
+            "age_s": 0.0,
+            "cleared_s": None,
+        }
     ]
     ack = rig.events("alarm.acknowledged")[-1].payload
     assert (ack["alarm"], ack["by"], ack["why"]) == ("forced_open", "guard:g-7", "checked: wind")
@@ -859,6 +865,7 @@ def test_self_checkin_with_consented_photo(make_rig):
         "by": "visitor",
         "photo": result["photo"],
         "consent": True,
+        "visitor": "Ada Lovelace",  # named for the guard console's events
     }
 
 

@@ -88,7 +88,13 @@ def test_forced_open_alarm_and_acknowledge(rig):
     assert door.snapshot()["alarms"][0]["alarm"] == "forced_open"
     assert door.acknowledge(Alarm.FORCED_OPEN, by="guard-7", why="checked, contractor")
     assert door.snapshot()["alarms"] == [
-        {"alarm": "forced_open", "active": True, "acknowledged": True, "age_s": 0.0}
+        {
+            "alarm": "forced_open",
+            "active": True,
+            "acknowledged": True,
+            "age_s": 0.0,
+            "cleared_s": None,
+        }
     ]
     sim.close_door()
     assert door.snapshot()["alarms"] == []

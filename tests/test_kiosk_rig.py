@@ -55,6 +55,14 @@ GUARD_UID = "04C0FFEE000001"
 #: A second guard, for the lockout test (a locked-out badge stays locked for lockout_s).
 LOCKOUT_GUARD_UID = "04C0FFEE000002"
 GUARD_PIN = "246813"
+#: Cached invitations a guard's manual check-in must refuse (issue #11), by reason.
+REFUSED_CHECKINS = {
+    "expired": "inv-bob",
+    "not_yet_valid": "inv-nina",
+    "revoked": "inv-rita",
+    "wrong_door": "inv-walt",
+    "wrong_site": "inv-sofia",
+}
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,60 @@ def _edit_config(text: str, state_dir: Path, socket: Path) -> str:
         "login_attempts_per_minute = 6000\nlogin_burst = 1000\n"
     )
     return text
+
+
+def _guard_journey_cache(now: int) -> tuple[list, list]:
+    """Cached invitations for the guard console (issue #11): a second Ada Lovelace
+    today (another host and time: duplicates must be told apart), and invitations
+    a manual check-in refuses (not yet valid, revoked, another door, another site)."""
+    from edge_agent.store import Invitation, Revocation
+
+    hour, day = 3600, 86_400
+    invitations = [
+        Invitation(
+            id="inv-ada2",
+            visitor="Ada Lovelace",
+            host="Alan Turing",
+            doors=(DOOR,),
+            not_before=now - 2 * hour,
+            not_after=now + 2 * hour,
+            single_use=True,
+        ),
+        Invitation(
+            id="inv-nina",
+            visitor="Nina Early",
+            host="Grace Hopper",
+            doors=(DOOR,),
+            not_before=now + 2 * day,
+            not_after=now + 3 * day,
+        ),
+        Invitation(
+            id="inv-rita",
+            visitor="Rita Revoked",
+            host="Grace Hopper",
+            doors=(DOOR,),
+            not_before=now - hour,
+            not_after=now + day,
+        ),
+        Invitation(
+            id="inv-walt",
+            visitor="Walt Wrongdoor",
+            host="Grace Hopper",
+            doors=("gate-b",),
+            not_before=now - hour,
+            not_after=now + day,
+        ),
+        Invitation(
+            id="inv-sofia",
+            visitor="Sofia Elsewhere",
+            host="Grace Hopper",
+            doors=(DOOR,),
+            not_before=now - hour,
+            not_after=now + day,
+            data={"site": "branch", "zones": []},
+        ),
+    ]
+    return invitations, [Revocation("invitation", "inv-rita", revoked_at=now - 60)]
 
 
 class AgentRig:
@@ -171,6 +233,7 @@ class AgentRig:
             Visitor("inv-chloe", "Chloé Dubois", "Jean Tremblay", tokens["single"]),
             Visitor("inv-bob", "Bob Martin", "Grace Hopper", tokens["expired"]),
         ]
+        extra_invitations, revocations = _guard_journey_cache(now)
         guard_data = {"role": "guard", "guard_id": "g1", "pin_hash": hash_pin(GUARD_PIN)}
         guard2 = {"role": "guard", "guard_id": "g2", "pin_hash": hash_pin(GUARD_PIN)}
         delta = Delta(
@@ -203,10 +266,12 @@ class AgentRig:
                     single_use=c.single_use,
                 )
                 for c in (valid, expired, single)
-            ],
+            ]
+            + extra_invitations,
             revocations=[
                 Revocation(RevocationKind.INVITATION, "inv-rex"),
                 Revocation(RevocationKind.BADGE, REVOKED_UID.lower()),
+                *revocations,
             ],
             # Used once already (at this door or another): presenting it is a replay.
             used_invitations=[("inv-uma", used.expires)],

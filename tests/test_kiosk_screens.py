@@ -48,10 +48,16 @@ GUARD = [
     "guard-reason",
     "guard-console-lockdown",
     "guard-console-alarm",
+    "guard-console-forced",
+    "guard-idle-warning",
+    "guard-expected-today",
+    "guard-checkin-refused",
+    "guard-checkin-override",
     "guard-visitors",
     "guard-events",
     "demo-panel",
     "guard-locked-out",
+    "guard-attempts-left",
 ]
 
 

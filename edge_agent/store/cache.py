@@ -409,6 +409,23 @@ class CredentialCache:
             ).fetchall()
         return [self._invitation(row) for row in rows]
 
+    def invitations_valid_between(self, start: int, end: int, limit: int = 100) -> list[Invitation]:
+        """Return up to ``limit`` invitations whose validity overlaps ``[start, end)`` (Unix
+        seconds; an open bound overlaps everything), by start of validity then name.
+
+        The guard console's "expected today" list: one indexed-free scan of the
+        invitations table, which holds only invitations not yet ended (pruned).
+        """
+        with self._db.reader() as conn:
+            rows = conn.execute(
+                "SELECT id, visitor, host, doors, not_before, not_after, single_use, data "
+                "FROM invitations WHERE (not_before IS NULL OR not_before < ?) "
+                "AND (not_after IS NULL OR not_after > ?) "
+                "ORDER BY coalesce(not_before, 0), search_name, id LIMIT ?",
+                (end, start, limit),
+            ).fetchall()
+        return [self._invitation(row) for row in rows]
+
     def is_revoked(self, kind: RevocationKind | str, credential_id: str | bytes) -> bool:
         """Return True if the credential is revoked. Badge UIDs may be given
         as bytes or hex in any form."""

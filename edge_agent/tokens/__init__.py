@@ -28,6 +28,7 @@ from .invitation import (
     Verified,
     mint,
     verify,
+    window_and_scope,
 )
 from .keys import Keyring, KeyringError, SigningKey, TrustedKey
 
@@ -49,4 +50,5 @@ __all__ = [
     "b45encode",
     "mint",
     "verify",
+    "window_and_scope",
 ]

@@ -334,12 +334,49 @@ def _verify(
     except (CborError, ClaimsError) as exc:
         raise _Deny(Reason.MALFORMED, f"signed claims are invalid: {exc}", kid=kid) from None
 
-    if now < claims.not_before - skew:
-        raise _Deny(Reason.NOT_YET_VALID, "before not_before", claims, kid)
-    if now >= claims.expires + skew:
-        raise _Deny(Reason.EXPIRED, "at or after expires", claims, kid)
-    if claims.site != site:
-        raise _Deny(Reason.WRONG_SITE, f"issued for site {claims.site!r}", claims, kid)
-    if not claims.allows(door, zones):
-        raise _Deny(Reason.WRONG_DOOR, f"door {door!r} and its zones are not named", claims, kid)
+    refused = window_and_scope(
+        claims.not_before,
+        claims.expires,
+        claims.site,
+        claims.doors,
+        claims.zones,
+        now=now,
+        skew=skew,
+        site=site,
+        door=door,
+        zones_of_door=zones,
+    )
+    if refused is not None:
+        raise _Deny(refused[0], refused[1], claims, kid)
     return Verified(claims, kid)
+
+
+def window_and_scope(
+    not_before: float | None,
+    expires: float | None,
+    issued_for_site: str | None,
+    doors: Iterable[str] | None,
+    zones: Iterable[str],
+    *,
+    now: float,
+    skew: float,
+    site: str,
+    door: str,
+    zones_of_door: Iterable[str],
+) -> tuple[Reason, str] | None:
+    """Steps 7 to 9 of :func:`verify`: time window, site, door -- as (reason, detail) or None.
+
+    The one place these rules live: a scanned token's claims and a cached invitation
+    checked in by hand by a guard (:func:`edge_agent.policy.judge_invitation`) go
+    through it. ``None`` bounds, site and doors are unknown, not refused (a cached
+    invitation may lack them); a scope naming no door and no zone opens nothing.
+    """
+    if not_before is not None and now < not_before - skew:
+        return Reason.NOT_YET_VALID, "before not_before"
+    if expires is not None and now >= expires + skew:
+        return Reason.EXPIRED, "at or after expires"
+    if issued_for_site is not None and issued_for_site != site:
+        return Reason.WRONG_SITE, f"issued for site {issued_for_site!r}"
+    if doors is not None and door not in tuple(doors) and set(zones).isdisjoint(zones_of_door):
+        return Reason.WRONG_DOOR, f"door {door!r} and its zones are not named"
+    return None

@@ -269,6 +269,11 @@ class KioskApp(App):
         """Ignore touches for ``ui.touch_guard_s`` from now (something new is shown)."""
         self._touch_guard_until = self.now() + self.settings.ui.touch_guard_s
 
+    @property
+    def last_touch(self) -> float:
+        """``now()`` of the last touch (or screen change): idle timeouts count from it."""
+        return self._last_touch
+
     def touch_activity(self) -> None:
         """Count as a touch (screens call it on a key press of a physical keyboard)."""
         self._last_touch = self.now()

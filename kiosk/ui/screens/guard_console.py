@@ -3,6 +3,11 @@
 Status comes from the app's periodic ``GET /v1/status`` (refreshed at once
 when an alarm or door event arrives). Every action goes through the reason
 screen: the agent journals who did what and why.
+
+The alarm area has a fixed height (two rows, scrolling beyond), so no button moves
+when alarms come and go; a door forced or held open also shows as a red banner over
+the header. A cleared alarm says how long ago it cleared (``cleared_s``), not how long
+ago it was raised.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from kivy.properties import BooleanProperty, NumericProperty, StringProperty
 from kivy.uix.boxlayout import BoxLayout
 
 from kiosk import wording
-from kiosk.ui.screens.base import KioskScreen
+from kiosk.ui.screens.guard_base import GuardScreen
 
 Translate = Callable[[str], str]
 
@@ -85,18 +90,24 @@ class AlarmRow(BoxLayout):
     alarm = StringProperty("")
     active = BooleanProperty(True)
     acknowledged = BooleanProperty(False)
+    #: Seconds since it was raised.
     age_s = NumericProperty(0)
+    #: Seconds since its condition cleared (-1: still active, or an older agent).
+    cleared_s = NumericProperty(-1)
 
     def alarm_msgid(self, alarm: str) -> str:
         """Return the msgid naming ``alarm``."""
         return wording.ALARMS.get(alarm, wording.EVENT_OTHER)
 
-    def state_text(self, active: bool, acknowledged: bool, age_s: float, _: Translate) -> str:
-        """Return "active, 2 min" / "cleared, not acknowledged" ..."""
+    def state_text(
+        self, active: bool, acknowledged: bool, age_s: float, cleared_s: float, _: Translate
+    ) -> str:
+        """Return "active · 2 min ago" / "cleared · 73 s ago" (since the clearing) ..."""
         state = _("active") if active else _("cleared")
         if acknowledged:
             state = _("{state}, acknowledged").format(state=state)
-        return _("{state} · {age} ago").format(state=state, age=duration(age_s, _))
+        since = age_s if active or cleared_s < 0 else cleared_s
+        return _("{state} · {age} ago").format(state=state, age=duration(since, _))
 
     def acknowledge(self) -> None:
         """Ask for a reason, then acknowledge."""
@@ -105,10 +116,16 @@ class AlarmRow(BoxLayout):
         App.get_running_app().go("guard_reason", action="acknowledge", alarm=self.alarm)
 
 
-class GuardConsoleScreen(KioskScreen):
+def door_alarm(status: dict[str, Any]) -> str:
+    """The active door alarm the console shows as a banner (forced before held), or ""."""
+    alarms = (status.get("door") or {}).get("alarms") or []
+    active = {str(a.get("alarm")) for a in alarms if a.get("active")}
+    return next((name for name in wording.DOOR_ALARM_BANNERS if name in active), "")
+
+
+class GuardConsoleScreen(GuardScreen):
     """The console's home."""
 
-    visitor = False
     #: msgid of the last action's result ("" for none), and its argument.
     message = StringProperty("")
     message_arg = StringProperty("")
@@ -136,22 +153,41 @@ class GuardConsoleScreen(KioskScreen):
         box = self.ids.alarms
         alarms = (status.get("door") or {}).get("alarms") or []
         pending = [a for a in alarms if not a.get("acknowledged") or a.get("active")]
-        # Room for three rows at 800x480: the ones still to acknowledge come first.
-        pending.sort(key=lambda a: (bool(a.get("acknowledged")), -float(a.get("age_s") or 0)))
+        # The ones still to acknowledge first, door alarms before the others; the area
+        # scrolls past two rows (its height never changes: the buttons stay put).
+        pending.sort(
+            key=lambda a: (
+                bool(a.get("acknowledged")),
+                a.get("alarm") not in wording.DOOR_ALARM_BANNERS,
+                -float(a.get("age_s") or 0),
+            )
+        )
         box.clear_widgets()
-        for alarm in pending[:3]:
+        for alarm in pending:
+            cleared = alarm.get("cleared_s")
             box.add_widget(
                 AlarmRow(
                     alarm=str(alarm.get("alarm", "")),
                     active=bool(alarm.get("active")),
                     acknowledged=bool(alarm.get("acknowledged")),
                     age_s=float(alarm.get("age_s") or 0),
+                    cleared_s=-1 if cleared is None else float(cleared),
                 )
             )
 
     def has_alarms(self, status: dict[str, Any]) -> bool:
         """True when the door has alarms to show."""
         return bool((status.get("door") or {}).get("alarms"))
+
+    def alarms_title(self, status: dict[str, Any], _: Translate) -> str:
+        """Return "No alarms" or "Alarms: 3"."""
+        alarms = (status.get("door") or {}).get("alarms") or []
+        return _("Alarms: {n}").format(n=len(alarms)) if alarms else _("No alarms")
+
+    def door_alarm_text(self, status: dict[str, Any], _: Translate) -> str:
+        """The banner of a door forced or held open, translated ("" for none)."""
+        alarm = door_alarm(status)
+        return _(wording.DOOR_ALARM_BANNERS[alarm]) if alarm else ""
 
     def mode_msgid(self, status: dict[str, Any]) -> str:
         """Return the msgid of the door's mode."""

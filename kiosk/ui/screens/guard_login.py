@@ -7,8 +7,10 @@ event carries the SUN URL the reader read: it goes with the login (the agent
 accepts such a badge only with its verified tap). A tap on a visitor screen
 opens this screen at the PIN step. In demo mode the UID can also be typed on
 a hex pad. Wrong
-PINs lock the badge out for a while (the agent decides); the screen shows
-the lockout and counts it down.
+PINs lock the badge out for a while (the agent decides); after a wrong PIN the
+screen says how many attempts are left before the lock (the agent's
+``attempts_left``, given alike for every badge), then shows the lockout and
+counts it down.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class GuardLoginScreen(KioskScreen):
     message = StringProperty("")
     #: Seconds left of a lockout (0: not locked out).
     locked_for = NumericProperty(0)
+    #: Wrong PINs the badge may still take before its lockout (-1: not known).
+    attempts_left = NumericProperty(-1)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -58,6 +62,7 @@ class GuardLoginScreen(KioskScreen):
         self._clear_pin()
         self.message = wording.guard_error(message) if message else ""
         self.locked_for = 0
+        self.attempts_left = -1
         if tap is not None:
             self.on_guard_tap(tap)
 
@@ -93,6 +98,7 @@ class GuardLoginScreen(KioskScreen):
         self._sun_url = None
         self._clear_pin()
         self.message = ""
+        self.attempts_left = -1
         self.step = "pin"
 
     def _clear_pin(self) -> None:
@@ -154,6 +160,8 @@ class GuardLoginScreen(KioskScreen):
         self.step = "pin"
         if isinstance(exc, ApiError):
             self.message = wording.guard_error(exc.code)
+            left = exc.body.get("attempts_left")
+            self.attempts_left = left if isinstance(left, int) and left >= 0 else -1
             if exc.code == "locked_out":
                 retry = float(exc.body.get("retry_after_s") or 0)
                 self._locked_until = self.app.now() + retry
