@@ -46,7 +46,7 @@ from edge_agent.store.encoding import (
     id_to_bytes,
     id_to_text,
 )
-from edge_agent.store.errors import InvalidEvent, StoreError, StoreFull, translate
+from edge_agent.store.errors import InvalidEvent, StoreError, StoreFull, StoreIOError, translate
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +245,11 @@ class Journal:
         # Every event with seq < _low is ACKED (or trimmed): scans for work
         # start here instead of at the beginning of the table.
         self._low = 1
+        #: Why the latest append (or start-up write) failed for lack of space or
+        #: an I/O error; None once one succeeds. The agent's status reports it.
+        self.unavailable: str | None = None
+        #: True until :meth:`resume` wrote the start-up state (a full disk at start).
+        self.start_pending = False
 
     # -- start-up ------------------------------------------------------------
 
@@ -252,15 +257,33 @@ class Journal:
         """Load the writer state and put IN_FLIGHT events back to READY.
 
         Called once by the store when opened for writing; returns how many
-        events were resumed.
+        events were resumed. Loading the chain head only reads, so appends
+        number correctly even when the second step, a write, fails on a full
+        disk: then :class:`StoreFull` is raised, :attr:`start_pending` stays
+        True and :meth:`resume` is to be called again once there is room.
         """
-        with self._db.transaction("journal start-up") as conn:
-            self._load_head(conn)
-            resumed = conn.execute(
-                "UPDATE events SET status = 0 WHERE status <> 0 AND status = 1"
-            ).rowcount
-            self._low = self._anchor_seq + 1
-            self._advance_low(conn)
+        with self._db.write_lock:
+            conn = self._db.check_writable()
+            try:
+                self._load_head(conn)
+                self._low = self._anchor_seq + 1
+                self._advance_low(conn)
+            except sqlite3.Error as exc:
+                raise translate(exc, "journal start-up") from exc
+        self.start_pending = True
+        return self.resume()
+
+    def resume(self) -> int:
+        """The writing half of :meth:`start`: IN_FLIGHT events back to READY."""
+        try:
+            with self._db.transaction("journal start-up") as conn:
+                resumed = conn.execute(
+                    "UPDATE events SET status = 0 WHERE status <> 0 AND status = 1"
+                ).rowcount
+        except (StoreFull, StoreIOError) as exc:
+            self.unavailable = str(exc)
+            raise
+        self.start_pending = False
         if resumed:
             log.info("journal: %d events in flight at the last stop are ready again", resumed)
         return resumed
@@ -382,6 +405,8 @@ class Journal:
                     batch, self._pending = self._pending, []
                 self._write(batch)
         except BaseException as exc:
+            if isinstance(exc, StoreFull | StoreIOError):
+                self.unavailable = str(exc)
             if not batch:  # interrupted before taking anything
                 with self._mutex:
                     if request in self._pending:
@@ -435,6 +460,7 @@ class Journal:
             except sqlite3.Error as exc:
                 self._insert_after_error(conn, rows, exc)
         self._head_seq, self._head_hash = seq, prev
+        self.unavailable = None
         events = [
             Event(row[0], id_to_text(row[1]), row[2], row[3], row[4], row[5], row[6], row[7])
             for row in rows
@@ -491,7 +517,7 @@ class Journal:
                 if not isinstance(error, StoreFull):
                     self._reload_head(conn)
                     raise error from exc
-                if attempt == _FULL_RETRIES or not self._relieve(conn):
+                if attempt == _FULL_RETRIES or not self._relieve(conn, attempt):
                     raise error from exc
                 log.warning("journal: disk full, retrying the claimed append after freeing space")
             except BaseException:
@@ -525,7 +551,7 @@ class Journal:
                 # error in fsync): trust only what the file says.
                 self._reload_head(conn)
                 raise error from exc
-            if attempt == _FULL_RETRIES or not self._relieve(conn):
+            if attempt == _FULL_RETRIES or not self._relieve(conn, attempt):
                 raise error from exc
             log.warning("journal: disk full, retrying the append after freeing space")
             try:
@@ -534,7 +560,7 @@ class Journal:
             except sqlite3.Error as again:
                 exc = again
 
-    def _relieve(self, conn: sqlite3.Connection) -> bool:
+    def _relieve(self, conn: sqlite3.Connection, attempt: int = 1) -> bool:
         """Free space for the journal, losing as little as possible; return
         True if this step freed something. Write lock held, no transaction.
 
@@ -542,10 +568,15 @@ class Journal:
            whole pages to the WAL, the database needs only the last copy);
         2. trim every acknowledged event (the central has them);
         3. ``on_full``: the store evicts photos, then releases its reserve.
+
+        Step 1 counts as progress on the first ``attempt`` only: on a disk
+        that something else keeps full, the truncated WAL always gives back a
+        few pages that the retried commit then needs again, and the reserve
+        would never be reached.
         """
         wal_before = self._db.file_sizes()[1]
         self._truncate_wal(conn)
-        if self._db.file_sizes()[1] < wal_before:
+        if attempt == 1 and self._db.file_sizes()[1] < wal_before:
             return True
         try:
             with self._db.locked_transaction(conn, "journal emergency trim"):
