@@ -1332,6 +1332,7 @@ class Agent:
             "reason": reason,
             "heap_mode": self.store.heap_mode,
             "deferred_events": len(self._deferred),
+            "damage": list(self.store.journal.damage),
         }
 
     def healthy(self) -> bool:

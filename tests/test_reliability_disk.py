@@ -242,6 +242,7 @@ def test_agent_stopped_on_a_full_disk_starts_degraded_and_recovers(
             "reason": None,
             "heap_mode": False,
             "deferred_events": 0,
+            "damage": [],
         }:
             assert time.monotonic() < deadline
             time.sleep(0.2)
@@ -350,6 +351,7 @@ def test_store_opens_on_a_full_disk_and_recovers(
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["files_after_close"] == [
         "agent.sqlite",
+        "agent.sqlite.hwm",
         "agent.sqlite.lock",
         "agent.sqlite.media",
         *(["agent.sqlite.reserve"] if reserve_kib else []),

@@ -47,6 +47,7 @@ from edge_agent.store.encoding import (
     id_to_text,
 )
 from edge_agent.store.errors import InvalidEvent, StoreError, StoreFull, StoreIOError, translate
+from edge_agent.store.highwater import HighWater
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,12 @@ _FULL_RETRIES = 6
 _META_ANCHOR_SEQ = "journal.anchor_seq"
 _META_ANCHOR_HASH = "journal.anchor_hash"
 _META_ANCHOR_ID = "journal.anchor_id"
+#: The chain head at the last start-up check: later events are re-hashed at the next.
+_META_CHECKED_SEQ = "journal.checked_seq"
+#: Seqs whose damage was already journaled (journal.damaged), so it is reported once.
+_META_REPORTED = "journal.reported_damage"
+_MAX_FINDINGS = 20
+_MAX_REPORTED = 1000
 
 _COLUMNS = (
     "seq, id, wall_ms, mono_ns, type, payload, prev_hash, hash, status, attempts, dead_reason"
@@ -144,6 +151,9 @@ class VerifyResult:
     head_hash: str
     broken_seq: int | None = None
     reason: str | None = None
+    #: Ranges of events the journal lost, each declared by a ``journal.gap`` event
+    #: (the chain goes on across them: the links still verify).
+    gaps: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -224,8 +234,16 @@ class Journal:
         trim_batch: int,
         on_full: Callable[[sqlite3.Connection], bool] | None = None,
         on_commit: Callable[[int], None] | None = None,
+        high_water: HighWater | None = None,
     ) -> None:
         self._db = db
+        self._high_water = high_water
+        #: Events the start-up checks journal before anything else (journal.gap,
+        #: journal.damaged): written by resume(), or by the first append.
+        self._start_items: list[tuple[str, str]] = []
+        #: What the start-up checks found (one line each); the agent's status shows
+        #: it and the central link raises the ``journal_damaged`` alarm.
+        self.damage: list[str] = []
         self._clock = clock
         self._max_payload = max_payload_bytes
         self._keep_acked = keep_acked
@@ -250,6 +268,9 @@ class Journal:
         self.unavailable: str | None = None
         #: True until :meth:`resume` wrote the start-up state (a full disk at start).
         self.start_pending = False
+        self._reported: list[int] = []
+        #: Numbering never goes below this (the high-water mark of a damaged journal).
+        self._seq_floor = 0
 
     # -- start-up ------------------------------------------------------------
 
@@ -268,10 +289,74 @@ class Journal:
                 self._load_head(conn)
                 self._low = self._anchor_seq + 1
                 self._advance_low(conn)
+                self._check_high_water()
+                self._check_chain(conn)
             except sqlite3.Error as exc:
                 raise translate(exc, "journal start-up") from exc
         self.start_pending = True
+        if self._high_water is not None:
+            self._high_water.open()
         return self.resume()
+
+    def _check_high_water(self) -> None:
+        """Compare the chain head with the high-water mark kept apart from the WAL.
+
+        A head below the mark means committed events were lost (the WAL rolled
+        back): numbering goes on above the mark -- no sequence number is ever
+        used twice -- and a ``journal.gap`` event, chained to the last event
+        kept, records what was lost.
+        """
+        if self._high_water is None:
+            return
+        mark = HighWater.read(self._high_water.path)
+        if mark is None or mark.seq <= self._head_seq:
+            return
+        first, last = self._head_seq + 1, mark.seq
+        line = (
+            f"seq {first}..{last} lost: the journal ends at seq {self._head_seq}, "
+            f"below its high-water mark {last}"
+        )
+        log.error("journal: %s", line)
+        self.damage.append(line)
+        payload = {
+            "from_seq": first,
+            "to_seq": last,
+            "lost": last - first + 1,
+            "detected_by": "high_water_mark",
+            "last_lost_hash": mark.hash.hex(),
+            "last_lost_id": id_to_text(mark.id),
+            "kept_head_seq": self._head_seq,
+        }
+        self._start_items.append(("journal.gap", canonical_json(payload)))
+        # The gap event is last + 1, chained to the kept head.
+        self._seq_floor = self._head_seq = last
+        self._ids.advance_past(mark.id)
+
+    def _check_chain(self, conn: sqlite3.Connection) -> None:
+        """The start-up chain check: cheap, and where it matters.
+
+        Links (``prev_hash``, consecutive seq or a declared ``journal.gap``) are
+        checked for every kept event; hashes are recomputed for acknowledged
+        events (the central has them: a bit flip there is found nowhere else)
+        and for events after the last point checked at a previous start
+        (``journal.checked_seq`` in meta). Unacknowledged events checked before
+        are re-hashed by the central when they are uploaded. A finding is
+        journaled once (``journal.damaged``), never again at later starts.
+        """
+        checked = int(Database.meta_get(conn, _META_CHECKED_SEQ, 0))
+        reported = set(json.loads(Database.meta_get(conn, _META_REPORTED, "[]")))
+        findings = [
+            (seq, why)
+            for seq, why in _chain_problems(conn, hash_after=checked)
+            if seq not in reported
+        ]
+        for seq, why in findings[:_MAX_FINDINGS]:
+            line = f"seq {seq}: {why}"
+            log.error("journal: start-up check: %s", line)
+            self.damage.append(line)
+            payload = {"seq": seq, "reason": why, "detected_by": "start_up_check"}
+            self._start_items.append(("journal.damaged", canonical_json(payload)))
+        self._reported = sorted(reported | {seq for seq, _ in findings})[-_MAX_REPORTED:]
 
     def resume(self) -> int:
         """The writing half of :meth:`start`: IN_FLIGHT events back to READY."""
@@ -280,6 +365,10 @@ class Journal:
                 resumed = conn.execute(
                     "UPDATE events SET status = 0 WHERE status <> 0 AND status = 1"
                 ).rowcount
+                Database.meta_set(conn, _META_CHECKED_SEQ, self._head_seq)
+                Database.meta_set(conn, _META_REPORTED, json.dumps(self._reported))
+            if self._start_items:
+                self._submit(_Request([]))  # _write puts the start-up items first
         except (StoreFull, StoreIOError) as exc:
             self.unavailable = str(exc)
             raise
@@ -299,6 +388,8 @@ class Journal:
             last_id = anchor_id
         else:
             self._head_seq, self._head_hash, last_id = row
+        # Lost events' numbers stay lost (the journal.gap event takes the next one).
+        self._head_seq = max(self._head_seq, self._seq_floor)
         if last_id is not None:
             # Ids must keep increasing with seq even if the clock went back
             # across a restart.
@@ -451,6 +542,10 @@ class Journal:
         conn = self._db.writer
         if conn is None:
             conn = self._db.check_writable()  # raises StoreClosed or StoreReadOnly
+        start_items = self._start_items
+        if start_items:
+            # What the start-up checks found goes first, right after the kept head.
+            batch = [_Request(list(start_items)), *batch]
         if any(req.claim is not None for req in batch):
             rows, seq, prev = self._write_claimed(conn, batch)
         else:
@@ -461,6 +556,10 @@ class Journal:
                 self._insert_after_error(conn, rows, exc)
         self._head_seq, self._head_hash = seq, prev
         self.unavailable = None
+        if start_items:
+            self._start_items = []
+        if self._high_water is not None and rows:
+            self._high_water.record(seq, prev, rows[-1][1])
         events = [
             Event(row[0], id_to_text(row[1]), row[2], row[3], row[4], row[5], row[6], row[7])
             for row in rows
@@ -838,6 +937,7 @@ class Journal:
             expected = anchor_seq + 1
             checked = 0
             first_seq = None
+            gaps: list[tuple[int, int]] = []
             cursor = conn.execute(
                 "SELECT seq, id, wall_ms, mono_ns, type, payload, prev_hash, hash "
                 "FROM events ORDER BY seq"
@@ -845,13 +945,16 @@ class Journal:
 
             def broken(seq: int, why: str) -> VerifyResult:
                 return VerifyResult(
-                    False, checked, first_seq, expected - 1, prev_hash.hex(), seq, why
+                    False, checked, first_seq, expected - 1, prev_hash.hex(), seq, why, tuple(gaps)
                 )
 
             while rows := cursor.fetchmany(2048):
                 for seq, raw_id, wall_ms, mono_ns, event_type, payload, stored_prev, stored in rows:
                     if first_seq is None:
                         first_seq = seq
+                    if seq > expected and _declares_gap(event_type, payload, expected, seq):
+                        gaps.append((expected, seq - 1))
+                        expected = seq
                     if seq != expected:
                         if seq > expected:
                             return broken(
@@ -884,5 +987,57 @@ class Journal:
                     expected += 1
                     checked += 1
         return VerifyResult(
-            True, checked, first_seq, expected - 1 if checked else None, prev_hash.hex()
+            True,
+            checked,
+            first_seq,
+            expected - 1 if checked else None,
+            prev_hash.hex(),
+            gaps=tuple(gaps),
         )
+
+
+def _declares_gap(event_type: str, payload: object, first: int, seq: int) -> bool:
+    """True if the event at ``seq`` is a ``journal.gap`` for exactly ``first..seq - 1``."""
+    if event_type != "journal.gap" or not isinstance(payload, str):
+        return False
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return False
+    return (
+        isinstance(data, dict) and data.get("from_seq") == first and data.get("to_seq") == seq - 1
+    )
+
+
+def _chain_problems(conn: sqlite3.Connection, *, hash_after: int) -> Iterable[tuple[int, str]]:
+    """Yield (seq, why) for every broken link of the kept chain, in order.
+
+    Links are checked for every event; hashes are recomputed only for
+    acknowledged events and events after ``hash_after``. Like the central, the
+    chain goes on from each event's stored hash, so one altered event is one
+    finding, not one per later event.
+    """
+    expected = int(Database.meta_get(conn, _META_ANCHOR_SEQ, 0)) + 1
+    prev_hash = Database.meta_get(conn, _META_ANCHOR_HASH, GENESIS_HASH)
+    cursor = conn.execute(
+        "SELECT seq, id, wall_ms, mono_ns, type, payload, prev_hash, hash, status "
+        "FROM events ORDER BY seq"
+    )
+    acked = int(SyncStatus.ACKED)
+    while rows := cursor.fetchmany(2048):
+        for seq, raw_id, wall_ms, mono_ns, event_type, payload, stored_prev, stored, status in rows:
+            if seq != expected and not _declares_gap(event_type, payload, expected, seq):
+                yield seq, f"seq {seq} follows seq {expected - 1} with no journal.gap event"
+            elif stored_prev != prev_hash:
+                yield seq, "prev_hash does not match the previous event's hash"
+            elif status == acked or seq > hash_after:
+                try:
+                    digest = event_hash(
+                        stored_prev, seq, raw_id, wall_ms, mono_ns, event_type, payload
+                    )
+                except (TypeError, ValueError, OverflowError, AttributeError) as exc:
+                    yield seq, f"fields cannot be encoded: {exc}"
+                else:
+                    if digest != stored:
+                        yield seq, "hash does not match the event's content"
+            prev_hash, expected = stored, seq + 1

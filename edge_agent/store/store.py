@@ -23,6 +23,7 @@ from edge_agent.store.disk import (
 from edge_agent.store.encoding import Clock, SystemClock
 from edge_agent.store.errors import StoreError, StoreFull, translate
 from edge_agent.store.guardlock import GuardLockouts
+from edge_agent.store.highwater import HighWater
 from edge_agent.store.journal import Journal
 from edge_agent.store.media import EvictResult, MediaStore
 from edge_agent.store.replay import ReplayLedger
@@ -69,6 +70,7 @@ class Store:
         self._closed = False
         #: The photo reconciliation of start-up could not be written (full disk).
         self._media_pending = False
+        self._high_water = None if read_only else HighWater(settings.high_water_path)
         if not read_only:
             self._make_room_to_open()
         self._db = Database(settings, read_only=read_only)
@@ -135,6 +137,7 @@ class Store:
             keep_acked=settings.keep_acked,
             trim_batch=settings.trim_batch,
             on_full=self._free_space_for_journal,
+            high_water=self._high_water,
         )
         self.cache = CredentialCache(db, self._clock)
         self.replay = ReplayLedger(db, self._clock)
@@ -329,6 +332,22 @@ class Store:
         if not isinstance(key, str) or not key.startswith(self.AGENT_STATE_PREFIX):
             raise ValueError(f"key: {key!r} must start with {self.AGENT_STATE_PREFIX!r}")
 
+    # -- journal damage ------------------------------------------------------------------------
+
+    def unrecorded_loss(self) -> tuple[int, int] | None:
+        """Return (first, last) seq of committed events missing from the journal and not
+        yet recorded by a ``journal.gap`` event (the chain head is below the high-water
+        mark: the WAL was damaged since the last start), or None.
+
+        For inspection (``edge-agent journal verify``); the writer records the gap itself
+        when it opens the store.
+        """
+        mark = HighWater.read(self.settings.high_water_path)
+        if mark is None:
+            return None
+        head = self.journal.head().seq
+        return (head + 1, mark.seq) if mark.seq > head else None
+
     # -- misc ---------------------------------------------------------------------------------
 
     def checkpoint(self) -> tuple[int, int, int]:
@@ -350,6 +369,8 @@ class Store:
         """Close the database. Idempotent; a commit in progress finishes first."""
         self._closed = True
         self._db.close()
+        if self._high_water is not None:
+            self._high_water.close()
 
     @property
     def closed(self) -> bool:
