@@ -128,6 +128,13 @@ def test_lost_wal_events_are_a_journaled_gap_never_reused(tmp_path: Path, how: s
         result = store.journal.verify_chain()
         assert result.ok and result.last_seq == EVENTS + 2
         assert result.gaps == ((kept + 1, EVENTS),)
+        counts = store.journal.counts()
+        assert counts.ready + counts.acked == kept + 2  # the lost seqs are not a backlog
+        # Trimming through the lost range stops at the last event kept before it.
+        store.journal.mark_acked([e.id for e in store.journal.events(limit=EVENTS + 2)])
+        assert store.journal.trim(keep_acked=EVENTS + 1 - kept) == kept
+        assert store.journal.counts() == type(counts)(0, 0, 2, 0, kept)
+        assert store.journal.verify_chain().gaps == ((kept + 1, EVENTS),)
     # Reopening does not report the same gap twice.
     with Store.open(settings(db)) as store:
         assert store.journal.damage == []
@@ -205,3 +212,61 @@ def test_central_accepts_the_gap_event_and_the_chain_goes_on(tmp_path: Path, upl
         assert [a["status"] for a in result["acks"]] == ["accepted", "accepted"], result
         assert result["chain_ok"] is True and result["next_seq"] == EVENTS + 3
         assert central.verify_chain("dev-a") == (True, None)  # walked again from its database
+
+
+# -- end to end: a real agent, a real central ---------------------------------------------------
+
+
+def test_damaged_agent_journals_the_gap_alarms_and_the_central_chain_goes_on(
+    tmp_path: Path,
+) -> None:
+    """``edge-agent run`` with the reference central: events uploaded, the agent killed,
+    its WAL deleted (it held the newest events), the agent started again: the gap event
+    reaches the central, whose chain still verifies, and the alarm is up."""
+    from test_sync_rig import (
+        AgentProcess,
+        device_summary,
+        enroll_with,
+        make_config,
+        synced_up,
+        wait_until,
+    )
+
+    from central.testing import CentralProcess
+
+    with CentralProcess(tmp_path / "central") as central, central.admin() as admin:
+        config = make_config(tmp_path / "a", central.url, device="damaged-door")
+        enroll_with(admin, config)
+        agent = AgentProcess(config, tmp_path / "a" / "agent.log").start()
+        try:
+            wait_until(lambda: synced_up(admin, config), what="first upload")
+            # Everything so far into the database file; what follows stays in the WAL.
+            conn = sqlite3.connect(config.paths.database)
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            conn.close()
+            for n in range(5):
+                agent.client.present_badge(f"04AB{n:010X}")  # unknown badges: journaled denies
+            wait_until(lambda: synced_up(admin, config), what="upload of the decisions")
+            with Store.open(StoreSettings(path=config.paths.database), read_only=True) as ro:
+                lost_head = ro.journal.head().seq
+        finally:
+            agent.kill()
+        db = config.paths.database
+        db.with_name(db.name + "-wal").unlink()
+        db.with_name(db.name + "-shm").unlink(missing_ok=True)
+
+        agent = AgentProcess(config, tmp_path / "a" / "agent2.log").start()
+        try:
+            status = agent.status()
+            assert status["journal"]["damage"] and "lost" in status["journal"]["damage"][0]
+            wait_until(
+                lambda: "journal_damaged" in [a["code"] for a in agent.status()["sync"]["alarms"]],
+                what="journal_damaged alarm",
+            )
+            wait_until(lambda: synced_up(admin, config), what="upload after the damage")
+            summary = device_summary(admin, "damaged-door", verify=True)
+            assert summary["chain_ok"] is True and summary["chain_verified"] is True, summary
+            gap = [e for e in admin.all_device_events("damaged-door") if e["type"] == "journal.gap"]
+        finally:
+            agent.stop()
+    assert len(gap) == 1 and gap[0]["seq"] == lost_head + 1

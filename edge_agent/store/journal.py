@@ -1,7 +1,9 @@
 """The append-only, hash-chained journal and its sync state.
 
 Every event gets, in one durable transaction: a per-device sequence number
-(gapless, from 1), a time-ordered UUIDv7 id, wall and monotonic time, its
+(gapless, from 1, but for events lost with a damaged WAL: see
+:meth:`Journal.start` and ``edge_agent/store/highwater.py``; a number is never
+used twice), a time-ordered UUIDv7 id, wall and monotonic time, its
 type and canonical JSON payload, and ``hash = SHA-256(preimage)`` where the
 preimage starts with the previous event's hash (see
 :func:`edge_agent.store.encoding.event_preimage`).
@@ -64,6 +66,8 @@ _META_ANCHOR_ID = "journal.anchor_id"
 _META_CHECKED_SEQ = "journal.checked_seq"
 #: Seqs whose damage was already journaled (journal.damaged), so it is reported once.
 _META_REPORTED = "journal.reported_damage"
+#: Seq ranges lost with a damaged WAL, each recorded by a journal.gap event (JSON).
+_META_GAPS = "journal.gaps"
 _MAX_FINDINGS = 20
 _MAX_REPORTED = 1000
 
@@ -244,6 +248,8 @@ class Journal:
         #: What the start-up checks found (one line each); the agent's status shows
         #: it and the central link raises the ``journal_damaged`` alarm.
         self.damage: list[str] = []
+        #: The lost range the pending journal.gap event records ([first, last]).
+        self._gap: list[int] | None = None
         self._clock = clock
         self._max_payload = max_payload_bytes
         self._keep_acked = keep_acked
@@ -328,6 +334,7 @@ class Journal:
             "kept_head_seq": self._head_seq,
         }
         self._start_items.append(("journal.gap", canonical_json(payload)))
+        self._gap = [first, last]
         # The gap event is last + 1, chained to the kept head.
         self._seq_floor = self._head_seq = last
         self._ids.advance_past(mark.id)
@@ -361,14 +368,27 @@ class Journal:
     def resume(self) -> int:
         """The writing half of :meth:`start`: IN_FLIGHT events back to READY."""
         try:
-            with self._db.transaction("journal start-up") as conn:
+            with self._db.write_lock, self._db.transaction("journal start-up") as conn:
                 resumed = conn.execute(
                     "UPDATE events SET status = 0 WHERE status <> 0 AND status = 1"
                 ).rowcount
-                Database.meta_set(conn, _META_CHECKED_SEQ, self._head_seq)
+                rows: list[tuple[Any, ...]] = []
+                seq, prev = self._head_seq, self._head_hash
+                if self._start_items:
+                    # What the start-up checks found, first, in the same commit as the
+                    # record of the gap (counts() relies on it).
+                    rows, seq, prev = self._rows([_Request(list(self._start_items))])
+                    conn.executemany(_INSERT, rows)
+                    if self._gap is not None:
+                        gaps = json.loads(Database.meta_get(conn, _META_GAPS, "[]"))
+                        Database.meta_set(conn, _META_GAPS, json.dumps([*gaps, self._gap]))
+                Database.meta_set(conn, _META_CHECKED_SEQ, seq)
                 Database.meta_set(conn, _META_REPORTED, json.dumps(self._reported))
-            if self._start_items:
-                self._submit(_Request([]))  # _write puts the start-up items first
+            if rows:
+                self._head_seq, self._head_hash = seq, prev
+                self._start_items, self._gap = [], None
+                if self._high_water is not None:
+                    self._high_water.record(seq, prev, rows[-1][1])
         except (StoreFull, StoreIOError) as exc:
             self.unavailable = str(exc)
             raise
@@ -542,10 +562,12 @@ class Journal:
         conn = self._db.writer
         if conn is None:
             conn = self._db.check_writable()  # raises StoreClosed or StoreReadOnly
-        start_items = self._start_items
-        if start_items:
-            # What the start-up checks found goes first, right after the kept head.
-            batch = [_Request(list(start_items)), *batch]
+        if self._start_items:
+            # Nothing is numbered before the start-up findings are journaled (resume()).
+            raise StoreFull(
+                "journal append: the journal's start-up findings are not written yet "
+                "(disk full at start)"
+            )
         if any(req.claim is not None for req in batch):
             rows, seq, prev = self._write_claimed(conn, batch)
         else:
@@ -556,8 +578,6 @@ class Journal:
                 self._insert_after_error(conn, rows, exc)
         self._head_seq, self._head_hash = seq, prev
         self.unavailable = None
-        if start_items:
-            self._start_items = []
         if self._high_water is not None and rows:
             self._high_water.record(seq, prev, rows[-1][1])
         events = [
@@ -761,11 +781,14 @@ class Journal:
             )
             head = self._read_head(conn)
             anchor = int(Database.meta_get(conn, _META_ANCHOR_SEQ, 0))
+            gaps = json.loads(Database.meta_get(conn, _META_GAPS, "[]"))
         in_flight = by_status.get(SyncStatus.IN_FLIGHT, 0)
         acked = by_status.get(SyncStatus.ACKED, 0)
         dead = by_status.get(SyncStatus.DEAD, 0)
-        # Rows are gapless from anchor + 1 to head, so READY needs no scan.
-        ready = head.seq - anchor - in_flight - acked - dead
+        # Rows are gapless from anchor + 1 to head but for the seqs lost with a damaged
+        # WAL (journal.gap, recorded in meta), so READY needs no scan.
+        lost = sum(last - first + 1 for first, last in gaps if first > anchor)
+        ready = head.seq - anchor - lost - in_flight - acked - dead
         return SyncCounts(ready, in_flight, acked, dead, anchor)
 
     def backlog_count(self) -> int:
@@ -901,7 +924,14 @@ class Journal:
         through = self._low - 1 - keep
         if through <= self._anchor_seq:
             return 0
-        row = conn.execute("SELECT hash, id FROM events WHERE seq = ?", (through,)).fetchone()
+        # The last event at or below ``through``: never a seq lost in a journal gap.
+        last = conn.execute(
+            "SELECT seq, hash, id FROM events WHERE seq <= ? ORDER BY seq DESC LIMIT 1",
+            (through,),
+        ).fetchone()
+        if last is not None and last[0] <= self._anchor_seq:
+            return 0
+        through, row = (through, None) if last is None else (last[0], last[1:])
         unacked = conn.execute(
             "SELECT count(*) FROM events WHERE seq > ? AND seq <= ? AND status <> 2",
             (self._anchor_seq, through),
