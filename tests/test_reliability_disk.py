@@ -261,6 +261,79 @@ def test_agent_stopped_on_a_full_disk_starts_degraded_and_recovers(
     assert types[-1] == "agent.stopped"
 
 
+def test_with_a_central_the_full_disk_start_alarms_and_keeps_heartbeats(
+    tmp_path: Path, disk: SmallDisk
+) -> None:
+    """The same start on a full disk, enrolled with the reference central: the central
+    hears heartbeats from the degraded door, with its ``disk_low`` alarm."""
+    from test_sync_rig import FAST_CENTRAL, device_summary, wait_until
+
+    from central.testing import CentralProcess
+
+    with CentralProcess(tmp_path / "central") as central, central.admin() as admin:
+        admin.put_badge(uid=STAFF_UID, holder="Sam Staff", doors=["gate-a"], kind="uid")
+        config = write_config(
+            tmp_path / "agent",
+            paths={"state_dir": str(disk.mount / "state")},
+            door={"accept_uid": True},
+            device={"id": "full-door"},
+            central={"url": central.url, **FAST_CENTRAL},
+        )
+        token = admin.create_enroll_token("gate-a")["enroll_token"]
+        enrolled = subprocess.run(
+            disk.inside(EDGE_AGENT, "enroll", "--config", str(config), "--token", token),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert enrolled.returncode == 0, enrolled.stderr
+        served = _start(config, disk, "first.log")
+        try:
+            wait_until(lambda: _present(served)["granted"], what="a grant after the first sync")
+            for _ in range(200):
+                disk.fill()
+                try:
+                    _present(served)
+                except ApiError:
+                    break
+        finally:
+            served.stop(signal.SIGKILL)
+        disk.fill()
+        restarted_ms = time.time_ns() // 1_000_000
+        served = _start(config, disk, "second.log")
+        try:
+            assert served.client.status()["journal"]["writable"] is False
+
+            def beat_with_alarm() -> dict | None:
+                beat = device_summary(admin, "full-door").get("last_heartbeat") or {}
+                codes = [a["code"] for a in beat.get("alarms", [])]
+                return (
+                    beat
+                    if beat.get("sent_at_ms", 0) > restarted_ms and "disk_low" in codes
+                    else None
+                )
+
+            beat = wait_until(beat_with_alarm, what="a heartbeat with disk_low after the restart")
+            assert beat["disk"]["free_bytes"] < 64 * 1024
+            with pytest.raises(ApiError) as info:
+                _present(served)
+            assert info.value.code == "journal_unavailable"
+            disk.release()
+            wait_until(
+                lambda: _granted_or_none(served), what="a grant once space returned", timeout_s=15
+            )
+        finally:
+            assert served.stop() == 0
+
+
+def _granted_or_none(served: Served) -> bool:
+    try:
+        return bool(_present(served)["granted"])
+    except ApiError as exc:
+        assert exc.code == "journal_unavailable"
+        return False
+
+
 # -- the store alone: what SQLite needs to open on a full disk ------------------------------
 
 STORE_CHILD = r"""
