@@ -77,6 +77,8 @@ class HighWater:
         except OSError as exc:
             log.warning("journal: high-water mark %s unreadable: %s", path, exc)
             return None
+        if not data:
+            return None  # created, never written: no commit since this feature came
         if len(data) < _RECORD.size:
             log.warning("journal: high-water mark %s is short (%d bytes)", path, len(data))
             return None

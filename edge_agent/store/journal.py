@@ -277,6 +277,7 @@ class Journal:
         self._reported: list[int] = []
         #: Numbering never goes below this (the high-water mark of a damaged journal).
         self._seq_floor = 0
+        self._head_id: bytes | None = None
 
     # -- start-up ------------------------------------------------------------
 
@@ -302,6 +303,10 @@ class Journal:
         self.start_pending = True
         if self._high_water is not None:
             self._high_water.open()
+            if self._head_id is not None and not self._start_items:
+                # The mark follows the head from now on (a store older than the
+                # mark, or a mark the last power cut kept from the disk).
+                self._high_water.record(self._head_seq, self._head_hash, self._head_id)
         return self.resume()
 
     def _check_high_water(self) -> None:
@@ -410,6 +415,7 @@ class Journal:
             self._head_seq, self._head_hash, last_id = row
         # Lost events' numbers stay lost (the journal.gap event takes the next one).
         self._head_seq = max(self._head_seq, self._seq_floor)
+        self._head_id = last_id
         if last_id is not None:
             # Ids must keep increasing with seq even if the clock went back
             # across a restart.
