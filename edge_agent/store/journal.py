@@ -243,7 +243,7 @@ class Journal:
         self._db = db
         self._high_water = high_water
         #: Events the start-up checks journal before anything else (journal.gap,
-        #: journal.damaged): written by resume(), or by the first append.
+        #: journal.damaged): written by resume(); appends are refused until then.
         self._start_items: list[tuple[str, str]] = []
         #: What the start-up checks found (one line each); the agent's status shows
         #: it and the central link raises the ``journal_damaged`` alarm.
