@@ -907,6 +907,8 @@ class CentralStore:
                         )
                         counts["rejected"] += 1
                     continue
+                if raw.get("type") == "journal.gap" and seq >= state.next_seq:
+                    self._skip_declared_gap(conn, device_id, state, seq, raw, rows)
                 if seq < state.next_seq:
                     ack.update(
                         status="rejected",
@@ -997,6 +999,61 @@ class CentralStore:
             ):
                 known[row["id"]] = (row["seq"], row["hash"], row["status"], row["reason"])
         return known
+
+    @staticmethod
+    def _skip_declared_gap(
+        conn: sqlite3.Connection,
+        device_id: str,
+        state: _ChainState,
+        seq: int,
+        raw: Mapping[str, Any],
+        rows: list[tuple[Any, ...]],
+    ) -> None:
+        """Let a device's ``journal.gap`` event continue its chain past events it lost.
+
+        The device lost events ``from_seq..to_seq`` (its WAL was damaged) and journaled
+        the gap at ``to_seq + 1``, chained to its last surviving event (``from_seq - 1``).
+        Accepted when ``from_seq <= next_seq <= seq``: the central moves its cursor to
+        the gap event and checks its ``prev_hash`` against the hash it holds for
+        ``from_seq - 1`` -- the lost events it already received stay as they are, and
+        the ones it never received are gone for good (the gap event says how many).
+        Anything else is left to the usual checks (``gap``, ``seq_conflict``).
+        """
+        try:
+            payload = json.loads(raw.get("payload_json") or "")
+            first, last = payload["from_seq"], payload["to_seq"]
+        except (TypeError, ValueError, KeyError):
+            return
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (first, last)):
+            return
+        if last != seq - 1 or not 1 <= first <= state.next_seq <= seq:
+            return
+        if first < state.next_seq:
+            anchor = first - 1
+            pending = [row[8] for row in rows if row[1] == anchor]
+            dev = conn.execute(
+                "SELECT anchor_seq, anchor_prev_hash FROM devices WHERE device_id = ?",
+                (device_id,),
+            ).fetchone()
+            if pending:
+                state.last_hash = pending[-1]
+            elif anchor == 0:
+                state.last_hash = _GENESIS_HEX
+            elif dev is not None and dev["anchor_seq"] == anchor + 1:
+                state.last_hash = dev["anchor_prev_hash"]
+            else:
+                row = conn.execute(
+                    "SELECT hash FROM events WHERE device_id = ? AND seq = ?", (device_id, anchor)
+                ).fetchone()
+                state.last_hash = row["hash"] if row is not None else None
+        log.warning(
+            "device %s lost journal events %d..%d (%d never received here)",
+            device_id,
+            first,
+            last,
+            seq - state.next_seq,
+        )
+        state.next_seq = seq
 
     def _place(
         self,
@@ -1828,11 +1885,25 @@ class CentralStore:
                 raise NotFound(f"no device {device_id!r}")
             expected_seq = dev["anchor_seq"] or 1
             prev = dev["anchor_prev_hash"] or _GENESIS_HEX
+            anchor_seq = dev["anchor_seq"] or 1
+            anchor_prev = dev["anchor_prev_hash"] or _GENESIS_HEX
             for row in conn.execute(
                 "SELECT seq, id, wall_ms, mono_ns, type, payload, prev_hash, hash FROM events "
                 "WHERE device_id = ? ORDER BY seq",
                 (device_id,),
-            ):
+            ).fetchall():
+                first = _declared_gap_start(row, expected_seq)
+                if first is not None:
+                    # The device lost first..seq-1; its chain goes on from first - 1.
+                    expected_seq = row["seq"]
+                    if first == anchor_seq:
+                        prev = anchor_prev
+                    else:
+                        kept = conn.execute(
+                            "SELECT hash FROM events WHERE device_id = ? AND seq = ?",
+                            (device_id, first - 1),
+                        ).fetchone()
+                        prev = kept["hash"] if kept is not None else ""
                 if row["seq"] != expected_seq or row["prev_hash"] != prev or row["payload"] is None:
                     return False, row["seq"]
                 computed = event_hash(
@@ -1935,6 +2006,21 @@ def _check_door_settings(settings: Mapping[str, Any]) -> None:
             isinstance(value, bool) or not isinstance(value, int) or value < 0
         ):
             raise BadRequest("settings.max_offline_staleness_s: must be an integer >= 0 or null")
+
+
+def _declared_gap_start(row: sqlite3.Row, expected_seq: int) -> int | None:
+    """``from_seq`` of a stored ``journal.gap`` event that covers ``expected_seq``
+    (the device lost ``from_seq..seq - 1``), else None."""
+    if row["type"] != "journal.gap" or row["payload"] is None:
+        return None
+    try:
+        payload = json.loads(row["payload"])
+        first, last = payload["from_seq"], payload["to_seq"]
+    except (TypeError, ValueError, KeyError):
+        return None
+    if not isinstance(first, int) or isinstance(first, bool) or last != row["seq"] - 1:
+        return None
+    return first if 1 <= first <= expected_seq <= row["seq"] else None
 
 
 class _ChainState:

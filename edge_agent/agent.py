@@ -54,7 +54,7 @@ from edge_agent.policy import (
     judge_invitation,
 )
 from edge_agent.reasons import Reason
-from edge_agent.store import Store, StoreError
+from edge_agent.store import Store, StoreError, StoreFull
 from edge_agent.store.db import Database
 from edge_agent.timefloor import ClockTrust, TimeFloor, os_clock_synchronised
 from edge_agent.tokens import Keyring, TrustedKey
@@ -423,12 +423,14 @@ class Agent:
         self._closed = False
         #: The central link (edge_agent.sync.CentralLink) when one runs: status reads it.
         self.link: Any = None
-        self.journal(
+        #: Start-up events a full disk kept out of the journal (flush_deferred).
+        self._deferred: list[tuple[str, dict[str, Any]]] = []
+        self._journal_at_start(
             "agent.started",
             {"device": config.device.id, "door": door_cfg.id, "mode": self._mode.value},
         )
         if restore_note is not None:
-            self.journal("door.mode_restored", {"door": door_cfg.id, **restore_note})
+            self._journal_at_start("door.mode_restored", {"door": door_cfg.id, **restore_note})
         self._end_grants_of_previous_run()
         self.check_clock()  # a clock behind the floor at boot raises the alarm now
         if self.door is not None:
@@ -532,6 +534,41 @@ class Agent:
         event = self.store.journal.append(kind, payload)
         self.bus.publish(kind, {"seq": event.seq, "event_id": event.id, **payload})
         return event
+
+    def _journal_at_start(self, kind: str, payload: dict[str, Any]) -> None:
+        """Journal a start-up event, or keep it for :meth:`flush_deferred` on a full disk.
+
+        A door stopped on a full disk must still start: it then refuses every
+        decision (503 ``journal_unavailable``, nothing can be journaled) until
+        there is room, and its start is journaled late, in order, at that moment.
+        """
+        if self._deferred:
+            self._deferred.append((kind, payload))
+            return
+        try:
+            self.journal(kind, payload)
+        except StoreFull as exc:
+            log.error("%s not journaled yet (disk full): %s", kind, exc)
+            self._deferred.append((kind, payload))
+
+    def flush_deferred(self) -> int:
+        """Journal the start-up events a full disk held back; return how many were
+        written (0 when none wait or there is still no room)."""
+        if not self._deferred:
+            return 0
+        items = [(kind, {**payload, "journaled_late": True}) for kind, payload in self._deferred]
+        try:
+            self._journal_many(items)
+        except StoreError as exc:
+            log.warning("start-up events still not journaled: %s", exc)
+            return 0
+        self._deferred.clear()
+        return len(items)
+
+    @property
+    def deferred_events(self) -> int:
+        """Start-up events waiting for room in the journal."""
+        return len(self._deferred)
 
     def _journal_many(self, items: list[tuple[str, dict[str, Any]]]) -> list[Any]:
         """Append several events in one durable commit and publish them live."""
@@ -1898,9 +1935,21 @@ class Agent:
             "time_floor": trust.to_dict(),
             "uptime_s": round(self._mono() - self._started_mono, 1),
             "disk": {"level": pressure.level.name.lower(), "alarm": pressure.alarm},
+            "journal": self._journal_state(),
             "reader": self.devices.reader is not None,
             "hardware_errors": dict(self.devices.errors),
             "event_streams": self.bus.subscriber_count,
+        }
+
+    def _journal_state(self) -> dict[str, Any]:
+        """Status ``journal``: whether decisions can be journaled (else they are refused)."""
+        reason = self.store.journal_unavailable()
+        return {
+            "writable": reason is None,
+            "reason": reason,
+            "heap_mode": self.store.heap_mode,
+            "deferred_events": len(self._deferred),
+            "damage": list(self.store.journal.damage),
         }
 
     def healthy(self) -> bool:
@@ -1928,6 +1977,7 @@ class Agent:
             # Read back, so the journal shows the door was left locked.
             stopped["relay_energised"] = bool(self.door.io.lock_relay_energised)
         if not self.store.closed:
+            self.flush_deferred()  # a start journaled late still comes before its stop
             try:
                 self.journal("agent.stopped", stopped)
             except StoreError:

@@ -183,16 +183,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_journal_verify(args: argparse.Namespace) -> int:
     """Verify the journal's hash chain; report the first broken link."""
-    from edge_agent.store import Store, StoreSettings
+    import sqlite3
+
+    from edge_agent.store import Store, StoreError, StoreSettings
 
     cfg = _load(args)
-    with Store.open(StoreSettings(path=cfg.paths.database), read_only=True) as store:
-        result = store.journal.verify_chain()
-    if result.ok:
-        print(f"journal OK: {result.checked} events, chain intact")
-        return EXIT_OK
-    print(f"journal BROKEN at seq {result.broken_seq}: {result.reason}")
-    return EXIT_FAILED
+    try:
+        with Store.open(StoreSettings(path=cfg.paths.database), read_only=True) as store:
+            result = store.journal.verify_chain()
+            unrecorded = store.unrecorded_loss()
+    except (StoreError, sqlite3.DatabaseError) as exc:
+        # A structurally damaged (or locked) file: one line, no traceback.
+        print(f"journal UNREADABLE: {cfg.paths.database}: {exc}")
+        return EXIT_FAILED
+    if not result.ok:
+        print(f"journal BROKEN at seq {result.broken_seq}: {result.reason}")
+        return EXIT_FAILED
+    lost = [f"seq {a}..{b} lost (journal.gap at seq {b + 1})" for a, b in result.gaps]
+    if unrecorded is not None:
+        a, b = unrecorded
+        lost.append(
+            f"seq {a}..{b} lost: the journal ends at seq {a - 1}, below its high-water "
+            "mark (the agent journals the gap when it starts)"
+        )
+    if lost:
+        print(f"journal DAMAGED: {result.checked} events, chain intact; " + "; ".join(lost))
+        return EXIT_FAILED
+    print(f"journal OK: {result.checked} events, chain intact")
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:

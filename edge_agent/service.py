@@ -37,6 +37,9 @@ FD_RESERVE = 256
 #: How often the serve loop checks the wall clock against the time floor (seconds),
 #: so the clock_untrusted alarm is raised or cleared even when nobody presents.
 CLOCK_CHECK_S = 30.0
+#: How often a door that started on a full disk (or whose journal cannot be written)
+#: checks whether there is room again, to finish its start-up without a restart.
+RECOVERY_POLL_S = 1.0
 
 
 def raise_fd_limit(api_connections: int) -> int:
@@ -109,6 +112,24 @@ def open_agent(config: AgentConfig, devices: Devices | None = None) -> tuple[Age
     return agent, store, devices
 
 
+def needs_recovery(agent: Agent) -> bool:
+    """True while a start on a full disk left something to finish (or appends fail)."""
+    store = agent.store
+    return bool(
+        not store.closed
+        and (store.heap_mode or store.journal_unavailable() is not None or agent.deferred_events)
+    )
+
+
+def recover_store(agent: Agent) -> None:
+    """Once there is room again: finish the store's start-up, journal the held-back
+    start-up events. Cheap (one ``statvfs``) while the disk is still full."""
+    if agent.store.recover():
+        written = agent.flush_deferred()
+        if written:
+            log.warning("disk space is back: %d start-up events journaled late", written)
+
+
 async def serve(
     agent: Agent,
     config: AgentConfig,
@@ -139,10 +160,17 @@ async def serve(
     try:
         while not stop.is_set():
             wait_s = min(interval or CLOCK_CHECK_S, max(0.0, next_clock_check - loop.time()))
+            if needs_recovery(agent):
+                wait_s = min(wait_s, RECOVERY_POLL_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=wait_s)
             if interval and agent.healthy():
                 notifier.notify("WATCHDOG=1")
+            if needs_recovery(agent) and not stop.is_set():
+                try:
+                    await loop.run_in_executor(None, recover_store, agent)
+                except Exception:
+                    log.exception("recovery from a full disk failed")
             if loop.time() >= next_clock_check and not stop.is_set():
                 next_clock_check = loop.time() + CLOCK_CHECK_S
                 try:

@@ -1,4 +1,3 @@
-
 """Issue #11, "the door opens when the visitor is ready" (agent and kiosk together).
 
 Each test failed on the code before the change:

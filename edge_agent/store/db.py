@@ -6,6 +6,16 @@ Python lock so that threads queue on that lock -- which wakes them at once --
 rather than on SQLite's busy handler, which polls with sleeps. Reads use a
 small pool of read-only connections, so lookups never wait for a write
 (WAL readers see the last committed state).
+
+On a full disk SQLite cannot open a WAL database the usual way: the first
+connection truncates and re-grows the shared-memory wal-index (``-shm``,
+32 KiB per 4096 WAL frames), which fails with ``SQLITE_IOERR_SHMSIZE``. The
+writer then opens in *heap mode* instead (``locking_mode=EXCLUSIVE`` set
+before WAL mode: the wal-index lives in the process's memory, no ``-shm``
+is needed, see https://sqlite.org/wal.html#noshm), reads go through the
+writer connection, and :meth:`Database.reopen_shared` returns to the normal
+mode once there is room again. While in heap mode no other process can read
+the file (``edge-agent journal verify`` says the store is busy).
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from edge_agent.store.errors import (
     StoreError,
     StoreLocked,
     StoreReadOnly,
+    primary_code,
     translate,
 )
 from edge_agent.store.settings import StoreSettings
@@ -50,6 +61,18 @@ def _connect(uri: str, settings: StoreSettings) -> sqlite3.Connection:
     return conn
 
 
+#: SQLite errors that opening the writer meets on a full disk (the wal-index or
+#: the WAL cannot grow): the cue to open it in heap mode.
+_NO_ROOM_NAMES = frozenset({"SQLITE_FULL", "SQLITE_IOERR_SHMSIZE", "SQLITE_IOERR_SHMOPEN"})
+_SQLITE_FULL = 13
+
+
+def _no_room(exc: sqlite3.Error) -> bool:
+    """True if ``exc`` says the disk had no room for SQLite's files."""
+    name = getattr(exc, "sqlite_errorname", None)
+    return name in _NO_ROOM_NAMES or primary_code(exc) == _SQLITE_FULL
+
+
 def _uri(path: Path, mode: str) -> str:
     quoted = str(path.resolve()).replace("?", "%3f").replace("#", "%23")
     return f"file:{quoted}?mode={mode}"
@@ -70,7 +93,11 @@ class Database:
         self.settings = settings
         self.read_only = read_only
         self.path = settings.path
-        self.write_lock = threading.Lock()
+        # Re-entrant: in heap mode a read made while the write lock is held (by
+        # the same thread) goes through the writer connection too.
+        self.write_lock = threading.RLock()
+        #: True while the writer runs in heap mode (see the module docstring).
+        self.heap_mode = False
         self._pool_lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []
         self._all: list[sqlite3.Connection] = []
@@ -107,13 +134,42 @@ class Database:
             # gives its -wal and -shm files the same mode.
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
         try:
-            conn = _connect(_uri(self.path, "rwc"), settings)
+            self._connect_writer(heap=False)
+        except sqlite3.Error as exc:
+            if not _no_room(exc):
+                raise translate(exc, f"opening {self.path}") from exc
+            log.warning(
+                "store: no room to open %s with its shared wal-index (%s): "
+                "opening in heap mode, readers go through the writer",
+                self.path,
+                getattr(exc, "sqlite_errorname", exc),
+            )
+            try:
+                self._connect_writer(heap=True)
+            except sqlite3.Error as again:
+                raise translate(again, f"opening {self.path}") from again
+
+    def _connect_writer(self, *, heap: bool) -> None:
+        """Open and configure the writer connection (``heap``: wal-index in memory)."""
+        settings = self.settings
+        conn = _connect(_uri(self.path, "rwc"), settings)
+        try:
+            if heap:
+                # Before the first access in WAL mode: the wal-index then lives on
+                # the heap and SQLite never touches the -shm file.
+                conn.execute("PRAGMA locking_mode = EXCLUSIVE")
             # Only takes effect on a new, empty file (before WAL mode is set).
             conn.execute(f"PRAGMA page_size = {settings.page_size}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        except sqlite3.Error as exc:
-            raise translate(exc, f"opening {self.path}") from exc
+            if heap:
+                # Take the lock (and build the wal-index) now, not at the first read.
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+            raise
         self.writer = conn
+        self.heap_mode = heap
         if str(mode).lower() != "wal":
             raise StoreError(f"{self.path}: could not switch to WAL mode (got {mode!r})")
         # FULL: the WAL is fsynced at every commit, so a returned append
@@ -171,6 +227,10 @@ class Database:
         """Yield an idle read-only connection (autocommit) for a few queries."""
         if self._closed:
             raise StoreClosed(f"{self.path}: the store is closed")
+        if self.heap_mode:
+            with self._heap_reader() as conn:
+                yield conn
+            return
         with self._pool_lock:
             conn = self._idle.pop() if self._idle else None
         if conn is None:
@@ -183,10 +243,29 @@ class Database:
             self._release(conn)
 
     @contextlib.contextmanager
+    def _heap_reader(self) -> Iterator[sqlite3.Connection]:
+        """In heap mode, the writer connection serves reads, under the write lock.
+
+        A read inside the same thread's write transaction sees that transaction
+        (and is not rolled back here); otherwise a read transaction it opened ends.
+        """
+        with self.write_lock:
+            conn = self.check_writable()
+            outer = conn.in_transaction
+            try:
+                yield conn
+            finally:
+                if not outer and conn.in_transaction:
+                    rollback(conn)
+
+    @contextlib.contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
         """Yield a read connection inside one read transaction (a consistent
         view across several queries)."""
         with self.reader() as conn:
+            if conn.in_transaction:  # heap mode, inside this thread's write
+                yield conn
+                return
             conn.execute("BEGIN")
             try:
                 yield conn
@@ -202,9 +281,10 @@ class Database:
         exception. SQLite errors are re-raised as typed store errors naming
         ``what`` (:class:`StoreFull`, :class:`StoreIOError`...).
         """
-        conn = self.check_writable()
+        self.check_writable()
         with self.write_lock:
-            self.check_open()
+            # Read under the lock: reopen_shared may have replaced the writer.
+            conn = self.check_writable()
             with self.locked_transaction(conn, what):
                 yield conn
 
@@ -251,6 +331,14 @@ class Database:
             raise ValueError(f"mode: {mode!r} is not a checkpoint mode")
         if self.read_only:
             raise StoreReadOnly(f"{self.path}: the store was opened read-only")
+        if self.heap_mode:
+            with self.write_lock:
+                writer = self.check_writable()
+                try:
+                    row = writer.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+                except sqlite3.Error as exc:
+                    raise translate(exc, "checkpoint") from exc
+            return int(row[0]), int(row[1]), int(row[2])
         with self._pool_lock:
             conn = self._idle.pop() if self._idle else None
         if conn is None:
@@ -267,6 +355,34 @@ class Database:
         finally:
             self._release(conn)
         return int(row[0]), int(row[1]), int(row[2])
+
+    def reopen_shared(self) -> bool:
+        """Leave heap mode: reopen the writer with its shared wal-index.
+
+        Called once there is room again (the ``-shm`` file and a WAL recovery
+        need some). Returns True if the store now runs in the normal mode; on
+        failure the writer stays (or is back) in heap mode.
+        """
+        if not self.heap_mode:
+            return True
+        with self.write_lock:
+            self.check_open()
+            old = self.writer
+            assert old is not None
+            with contextlib.suppress(sqlite3.Error):
+                old.close()  # checkpoints, and gives up the exclusive lock
+            self.writer = None
+            try:
+                self._connect_writer(heap=False)
+            except sqlite3.Error as exc:
+                log.warning("store: still no room for the shared wal-index: %s", exc)
+                try:
+                    self._connect_writer(heap=True)
+                except sqlite3.Error as again:
+                    raise translate(again, f"reopening {self.path}") from again
+                return False
+        log.warning("store: %s back in the normal WAL mode (shared wal-index)", self.path)
+        return True
 
     def file_sizes(self) -> tuple[int, int]:
         """Return (database bytes, WAL bytes) on disk."""

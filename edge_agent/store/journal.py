@@ -1,7 +1,9 @@
 """The append-only, hash-chained journal and its sync state.
 
 Every event gets, in one durable transaction: a per-device sequence number
-(gapless, from 1), a time-ordered UUIDv7 id, wall and monotonic time, its
+(gapless, from 1, but for events lost with a damaged WAL: see
+:meth:`Journal.start` and ``edge_agent/store/highwater.py``; a number is never
+used twice), a time-ordered UUIDv7 id, wall and monotonic time, its
 type and canonical JSON payload, and ``hash = SHA-256(preimage)`` where the
 preimage starts with the previous event's hash (see
 :func:`edge_agent.store.encoding.event_preimage`).
@@ -46,7 +48,8 @@ from edge_agent.store.encoding import (
     id_to_bytes,
     id_to_text,
 )
-from edge_agent.store.errors import InvalidEvent, StoreError, StoreFull, translate
+from edge_agent.store.errors import InvalidEvent, StoreError, StoreFull, StoreIOError, translate
+from edge_agent.store.highwater import HighWater
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,14 @@ _FULL_RETRIES = 6
 _META_ANCHOR_SEQ = "journal.anchor_seq"
 _META_ANCHOR_HASH = "journal.anchor_hash"
 _META_ANCHOR_ID = "journal.anchor_id"
+#: The chain head at the last start-up check: later events are re-hashed at the next.
+_META_CHECKED_SEQ = "journal.checked_seq"
+#: Seqs whose damage was already journaled (journal.damaged), so it is reported once.
+_META_REPORTED = "journal.reported_damage"
+#: Seq ranges lost with a damaged WAL, each recorded by a journal.gap event (JSON).
+_META_GAPS = "journal.gaps"
+_MAX_FINDINGS = 20
+_MAX_REPORTED = 1000
 
 _COLUMNS = (
     "seq, id, wall_ms, mono_ns, type, payload, prev_hash, hash, status, attempts, dead_reason"
@@ -144,6 +155,9 @@ class VerifyResult:
     head_hash: str
     broken_seq: int | None = None
     reason: str | None = None
+    #: Ranges of events the journal lost, each declared by a ``journal.gap`` event
+    #: (the chain goes on across them: the links still verify).
+    gaps: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -224,8 +238,18 @@ class Journal:
         trim_batch: int,
         on_full: Callable[[sqlite3.Connection], bool] | None = None,
         on_commit: Callable[[int], None] | None = None,
+        high_water: HighWater | None = None,
     ) -> None:
         self._db = db
+        self._high_water = high_water
+        #: Events the start-up checks journal before anything else (journal.gap,
+        #: journal.damaged): written by resume(); appends are refused until then.
+        self._start_items: list[tuple[str, str]] = []
+        #: What the start-up checks found (one line each); the agent's status shows
+        #: it and the central link raises the ``journal_damaged`` alarm.
+        self.damage: list[str] = []
+        #: The lost range the pending journal.gap event records ([first, last]).
+        self._gap: list[int] | None = None
         self._clock = clock
         self._max_payload = max_payload_bytes
         self._keep_acked = keep_acked
@@ -245,6 +269,15 @@ class Journal:
         # Every event with seq < _low is ACKED (or trimmed): scans for work
         # start here instead of at the beginning of the table.
         self._low = 1
+        #: Why the latest append (or start-up write) failed for lack of space or
+        #: an I/O error; None once one succeeds. The agent's status reports it.
+        self.unavailable: str | None = None
+        #: True until :meth:`resume` wrote the start-up state (a full disk at start).
+        self.start_pending = False
+        self._reported: list[int] = []
+        #: Numbering never goes below this (the high-water mark of a damaged journal).
+        self._seq_floor = 0
+        self._head_id: bytes | None = None
 
     # -- start-up ------------------------------------------------------------
 
@@ -252,15 +285,119 @@ class Journal:
         """Load the writer state and put IN_FLIGHT events back to READY.
 
         Called once by the store when opened for writing; returns how many
-        events were resumed.
+        events were resumed. Loading the chain head only reads, so appends
+        number correctly even when the second step, a write, fails on a full
+        disk: then :class:`StoreFull` is raised, :attr:`start_pending` stays
+        True and :meth:`resume` is to be called again once there is room.
         """
-        with self._db.transaction("journal start-up") as conn:
-            self._load_head(conn)
-            resumed = conn.execute(
-                "UPDATE events SET status = 0 WHERE status <> 0 AND status = 1"
-            ).rowcount
-            self._low = self._anchor_seq + 1
-            self._advance_low(conn)
+        with self._db.write_lock:
+            conn = self._db.check_writable()
+            try:
+                self._load_head(conn)
+                self._low = self._anchor_seq + 1
+                self._advance_low(conn)
+                self._check_high_water()
+                self._check_chain(conn)
+            except sqlite3.Error as exc:
+                raise translate(exc, "journal start-up") from exc
+        self.start_pending = True
+        if self._high_water is not None:
+            self._high_water.open()
+            if self._head_id is not None and not self._start_items:
+                # The mark follows the head from now on (a store older than the
+                # mark, or a mark the last power cut kept from the disk).
+                self._high_water.record(self._head_seq, self._head_hash, self._head_id)
+        return self.resume()
+
+    def _check_high_water(self) -> None:
+        """Compare the chain head with the high-water mark kept apart from the WAL.
+
+        A head below the mark means committed events were lost (the WAL rolled
+        back): numbering goes on above the mark -- no sequence number is ever
+        used twice -- and a ``journal.gap`` event, chained to the last event
+        kept, records what was lost.
+        """
+        if self._high_water is None:
+            return
+        mark = HighWater.read(self._high_water.path)
+        if mark is None or mark.seq <= self._head_seq:
+            return
+        first, last = self._head_seq + 1, mark.seq
+        line = (
+            f"seq {first}..{last} lost: the journal ends at seq {self._head_seq}, "
+            f"below its high-water mark {last}"
+        )
+        log.error("journal: %s", line)
+        self.damage.append(line)
+        payload = {
+            "from_seq": first,
+            "to_seq": last,
+            "lost": last - first + 1,
+            "detected_by": "high_water_mark",
+            "last_lost_hash": mark.hash.hex(),
+            "last_lost_id": id_to_text(mark.id),
+            "kept_head_seq": self._head_seq,
+        }
+        self._start_items.append(("journal.gap", canonical_json(payload)))
+        self._gap = [first, last]
+        # The gap event is last + 1, chained to the kept head.
+        self._seq_floor = self._head_seq = last
+        self._ids.advance_past(mark.id)
+
+    def _check_chain(self, conn: sqlite3.Connection) -> None:
+        """The start-up chain check: cheap, and where it matters.
+
+        Links (``prev_hash``, consecutive seq or a declared ``journal.gap``) are
+        checked for every kept event; hashes are recomputed for acknowledged
+        events (the central has them: a bit flip there is found nowhere else)
+        and for events after the last point checked at a previous start
+        (``journal.checked_seq`` in meta). Unacknowledged events checked before
+        are re-hashed by the central when they are uploaded. A finding is
+        journaled once (``journal.damaged``), never again at later starts.
+        """
+        checked = int(Database.meta_get(conn, _META_CHECKED_SEQ, 0))
+        reported = set(json.loads(Database.meta_get(conn, _META_REPORTED, "[]")))
+        findings = [
+            (seq, why)
+            for seq, why in _chain_problems(conn, hash_after=checked)
+            if seq not in reported
+        ]
+        for seq, why in findings[:_MAX_FINDINGS]:
+            line = f"seq {seq}: {why}"
+            log.error("journal: start-up check: %s", line)
+            self.damage.append(line)
+            payload = {"seq": seq, "reason": why, "detected_by": "start_up_check"}
+            self._start_items.append(("journal.damaged", canonical_json(payload)))
+        self._reported = sorted(reported | {seq for seq, _ in findings})[-_MAX_REPORTED:]
+
+    def resume(self) -> int:
+        """The writing half of :meth:`start`: IN_FLIGHT events back to READY."""
+        try:
+            with self._db.write_lock, self._db.transaction("journal start-up") as conn:
+                resumed = conn.execute(
+                    "UPDATE events SET status = 0 WHERE status <> 0 AND status = 1"
+                ).rowcount
+                rows: list[tuple[Any, ...]] = []
+                seq, prev = self._head_seq, self._head_hash
+                if self._start_items:
+                    # What the start-up checks found, first, in the same commit as the
+                    # record of the gap (counts() relies on it).
+                    rows, seq, prev = self._rows([_Request(list(self._start_items))])
+                    conn.executemany(_INSERT, rows)
+                    if self._gap is not None:
+                        gaps = json.loads(Database.meta_get(conn, _META_GAPS, "[]"))
+                        Database.meta_set(conn, _META_GAPS, json.dumps([*gaps, self._gap]))
+                Database.meta_set(conn, _META_CHECKED_SEQ, seq)
+                Database.meta_set(conn, _META_REPORTED, json.dumps(self._reported))
+            if rows:
+                self._head_seq, self._head_hash = seq, prev
+                self._start_items, self._gap = [], None
+                if self._high_water is not None:
+                    self._high_water.record(seq, prev, rows[-1][1])
+        except (StoreFull, StoreIOError) as exc:
+            self.unavailable = str(exc)
+            raise
+        self.start_pending = False
         if resumed:
             log.info("journal: %d events in flight at the last stop are ready again", resumed)
         return resumed
@@ -276,6 +413,9 @@ class Journal:
             last_id = anchor_id
         else:
             self._head_seq, self._head_hash, last_id = row
+        # Lost events' numbers stay lost (the journal.gap event takes the next one).
+        self._head_seq = max(self._head_seq, self._seq_floor)
+        self._head_id = last_id
         if last_id is not None:
             # Ids must keep increasing with seq even if the clock went back
             # across a restart.
@@ -382,6 +522,8 @@ class Journal:
                     batch, self._pending = self._pending, []
                 self._write(batch)
         except BaseException as exc:
+            if isinstance(exc, StoreFull | StoreIOError):
+                self.unavailable = str(exc)
             if not batch:  # interrupted before taking anything
                 with self._mutex:
                     if request in self._pending:
@@ -426,6 +568,12 @@ class Journal:
         conn = self._db.writer
         if conn is None:
             conn = self._db.check_writable()  # raises StoreClosed or StoreReadOnly
+        if self._start_items:
+            # Nothing is numbered before the start-up findings are journaled (resume()).
+            raise StoreFull(
+                "journal append: the journal's start-up findings are not written yet "
+                "(disk full at start)"
+            )
         if any(req.claim is not None for req in batch):
             rows, seq, prev = self._write_claimed(conn, batch)
         else:
@@ -435,6 +583,9 @@ class Journal:
             except sqlite3.Error as exc:
                 self._insert_after_error(conn, rows, exc)
         self._head_seq, self._head_hash = seq, prev
+        self.unavailable = None
+        if self._high_water is not None and rows:
+            self._high_water.record(seq, prev, rows[-1][1])
         events = [
             Event(row[0], id_to_text(row[1]), row[2], row[3], row[4], row[5], row[6], row[7])
             for row in rows
@@ -491,7 +642,7 @@ class Journal:
                 if not isinstance(error, StoreFull):
                     self._reload_head(conn)
                     raise error from exc
-                if attempt == _FULL_RETRIES or not self._relieve(conn):
+                if attempt == _FULL_RETRIES or not self._relieve(conn, attempt):
                     raise error from exc
                 log.warning("journal: disk full, retrying the claimed append after freeing space")
             except BaseException:
@@ -525,7 +676,7 @@ class Journal:
                 # error in fsync): trust only what the file says.
                 self._reload_head(conn)
                 raise error from exc
-            if attempt == _FULL_RETRIES or not self._relieve(conn):
+            if attempt == _FULL_RETRIES or not self._relieve(conn, attempt):
                 raise error from exc
             log.warning("journal: disk full, retrying the append after freeing space")
             try:
@@ -534,7 +685,7 @@ class Journal:
             except sqlite3.Error as again:
                 exc = again
 
-    def _relieve(self, conn: sqlite3.Connection) -> bool:
+    def _relieve(self, conn: sqlite3.Connection, attempt: int = 1) -> bool:
         """Free space for the journal, losing as little as possible; return
         True if this step freed something. Write lock held, no transaction.
 
@@ -542,10 +693,15 @@ class Journal:
            whole pages to the WAL, the database needs only the last copy);
         2. trim every acknowledged event (the central has them);
         3. ``on_full``: the store evicts photos, then releases its reserve.
+
+        Step 1 counts as progress on the first ``attempt`` only: on a disk
+        that something else keeps full, the truncated WAL always gives back a
+        few pages that the retried commit then needs again, and the reserve
+        would never be reached.
         """
         wal_before = self._db.file_sizes()[1]
         self._truncate_wal(conn)
-        if self._db.file_sizes()[1] < wal_before:
+        if attempt == 1 and self._db.file_sizes()[1] < wal_before:
             return True
         try:
             with self._db.locked_transaction(conn, "journal emergency trim"):
@@ -631,11 +787,14 @@ class Journal:
             )
             head = self._read_head(conn)
             anchor = int(Database.meta_get(conn, _META_ANCHOR_SEQ, 0))
+            gaps = json.loads(Database.meta_get(conn, _META_GAPS, "[]"))
         in_flight = by_status.get(SyncStatus.IN_FLIGHT, 0)
         acked = by_status.get(SyncStatus.ACKED, 0)
         dead = by_status.get(SyncStatus.DEAD, 0)
-        # Rows are gapless from anchor + 1 to head, so READY needs no scan.
-        ready = head.seq - anchor - in_flight - acked - dead
+        # Rows are gapless from anchor + 1 to head but for the seqs lost with a damaged
+        # WAL (journal.gap, recorded in meta), so READY needs no scan.
+        lost = sum(last - first + 1 for first, last in gaps if first > anchor)
+        ready = head.seq - anchor - lost - in_flight - acked - dead
         return SyncCounts(ready, in_flight, acked, dead, anchor)
 
     def backlog_count(self) -> int:
@@ -771,7 +930,14 @@ class Journal:
         through = self._low - 1 - keep
         if through <= self._anchor_seq:
             return 0
-        row = conn.execute("SELECT hash, id FROM events WHERE seq = ?", (through,)).fetchone()
+        # The last event at or below ``through``: never a seq lost in a journal gap.
+        last = conn.execute(
+            "SELECT seq, hash, id FROM events WHERE seq <= ? ORDER BY seq DESC LIMIT 1",
+            (through,),
+        ).fetchone()
+        if last is not None and last[0] <= self._anchor_seq:
+            return 0
+        through, row = (through, None) if last is None else (last[0], last[1:])
         unacked = conn.execute(
             "SELECT count(*) FROM events WHERE seq > ? AND seq <= ? AND status <> 2",
             (self._anchor_seq, through),
@@ -807,6 +973,7 @@ class Journal:
             expected = anchor_seq + 1
             checked = 0
             first_seq = None
+            gaps: list[tuple[int, int]] = []
             cursor = conn.execute(
                 "SELECT seq, id, wall_ms, mono_ns, type, payload, prev_hash, hash "
                 "FROM events ORDER BY seq"
@@ -814,13 +981,16 @@ class Journal:
 
             def broken(seq: int, why: str) -> VerifyResult:
                 return VerifyResult(
-                    False, checked, first_seq, expected - 1, prev_hash.hex(), seq, why
+                    False, checked, first_seq, expected - 1, prev_hash.hex(), seq, why, tuple(gaps)
                 )
 
             while rows := cursor.fetchmany(2048):
                 for seq, raw_id, wall_ms, mono_ns, event_type, payload, stored_prev, stored in rows:
                     if first_seq is None:
                         first_seq = seq
+                    if seq > expected and _declares_gap(event_type, payload, expected, seq):
+                        gaps.append((expected, seq - 1))
+                        expected = seq
                     if seq != expected:
                         if seq > expected:
                             return broken(
@@ -853,5 +1023,57 @@ class Journal:
                     expected += 1
                     checked += 1
         return VerifyResult(
-            True, checked, first_seq, expected - 1 if checked else None, prev_hash.hex()
+            True,
+            checked,
+            first_seq,
+            expected - 1 if checked else None,
+            prev_hash.hex(),
+            gaps=tuple(gaps),
         )
+
+
+def _declares_gap(event_type: str, payload: object, first: int, seq: int) -> bool:
+    """True if the event at ``seq`` is a ``journal.gap`` for exactly ``first..seq - 1``."""
+    if event_type != "journal.gap" or not isinstance(payload, str):
+        return False
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return False
+    return (
+        isinstance(data, dict) and data.get("from_seq") == first and data.get("to_seq") == seq - 1
+    )
+
+
+def _chain_problems(conn: sqlite3.Connection, *, hash_after: int) -> Iterable[tuple[int, str]]:
+    """Yield (seq, why) for every broken link of the kept chain, in order.
+
+    Links are checked for every event; hashes are recomputed only for
+    acknowledged events and events after ``hash_after``. Like the central, the
+    chain goes on from each event's stored hash, so one altered event is one
+    finding, not one per later event.
+    """
+    expected = int(Database.meta_get(conn, _META_ANCHOR_SEQ, 0)) + 1
+    prev_hash = Database.meta_get(conn, _META_ANCHOR_HASH, GENESIS_HASH)
+    cursor = conn.execute(
+        "SELECT seq, id, wall_ms, mono_ns, type, payload, prev_hash, hash, status "
+        "FROM events ORDER BY seq"
+    )
+    acked = int(SyncStatus.ACKED)
+    while rows := cursor.fetchmany(2048):
+        for seq, raw_id, wall_ms, mono_ns, event_type, payload, stored_prev, stored, status in rows:
+            if seq != expected and not _declares_gap(event_type, payload, expected, seq):
+                yield seq, f"seq {seq} follows seq {expected - 1} with no journal.gap event"
+            elif stored_prev != prev_hash:
+                yield seq, "prev_hash does not match the previous event's hash"
+            elif status == acked or seq > hash_after:
+                try:
+                    digest = event_hash(
+                        stored_prev, seq, raw_id, wall_ms, mono_ns, event_type, payload
+                    )
+                except (TypeError, ValueError, OverflowError, AttributeError) as exc:
+                    yield seq, f"fields cannot be encoded: {exc}"
+                else:
+                    if digest != stored:
+                        yield seq, "hash does not match the event's content"
+            prev_hash, expected = stored, seq + 1

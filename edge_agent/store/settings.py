@@ -104,6 +104,11 @@ class StoreSettings:
         return self.path.with_name(self.path.name + ".reserve")
 
     @property
+    def high_water_path(self) -> Path:
+        """The journal's high-water mark, kept apart from the WAL (store/highwater.py)."""
+        return self.path.with_name(self.path.name + ".hwm")
+
+    @property
     def lock_path(self) -> Path:
         """The lock file that keeps a second writer process out."""
         return self.path.with_name(self.path.name + ".lock")

@@ -21,8 +21,9 @@ from edge_agent.store.disk import (
     statvfs_usage,
 )
 from edge_agent.store.encoding import Clock, SystemClock
-from edge_agent.store.errors import StoreError
+from edge_agent.store.errors import StoreError, StoreFull, translate
 from edge_agent.store.guardlock import GuardLockouts
+from edge_agent.store.highwater import HighWater
 from edge_agent.store.journal import Journal
 from edge_agent.store.media import EvictResult, MediaStore
 from edge_agent.store.replay import ReplayLedger
@@ -30,6 +31,11 @@ from edge_agent.store.schema import SCHEMA_VERSION, current_version, migrate
 from edge_agent.store.settings import StoreSettings
 
 log = logging.getLogger(__name__)
+
+#: One region of SQLite's shared wal-index (the ``-shm`` file): 4096 WAL frames.
+SHM_REGION_BYTES = 32 * 1024
+#: Room for the WAL pages of the start-up commits, beyond the wal-index.
+OPEN_HEADROOM_BYTES = 256 * 1024
 
 
 class Store:
@@ -62,6 +68,11 @@ class Store:
         self._disk_usage = disk_usage
         self._reserve = Reserve(settings.reserve_path, settings.reserve_bytes)
         self._closed = False
+        #: The photo reconciliation of start-up could not be written (full disk).
+        self._media_pending = False
+        self._high_water = None if read_only else HighWater(settings.high_water_path)
+        if not read_only:
+            self._make_room_to_open()
         self._db = Database(settings, read_only=read_only)
         try:
             self._start()
@@ -107,8 +118,12 @@ class Store:
         db = self._db
         settings = self.settings
         if self.read_only:
-            with db.reader() as conn:
-                require_version(conn, SCHEMA_VERSION)
+            try:
+                with db.reader() as conn:
+                    require_version(conn, SCHEMA_VERSION)
+            except sqlite3.Error as exc:
+                # Locked by a writer in heap mode, or not a database: one line, no traceback.
+                raise translate(exc, f"reading {settings.path}") from exc
         else:
             assert db.writer is not None
             try:
@@ -122,6 +137,7 @@ class Store:
             keep_acked=settings.keep_acked,
             trim_batch=settings.trim_batch,
             on_full=self._free_space_for_journal,
+            high_water=self._high_water,
         )
         self.cache = CredentialCache(db, self._clock)
         self.replay = ReplayLedger(db, self._clock)
@@ -129,13 +145,99 @@ class Store:
         self.guard_lockouts = GuardLockouts(db)
         if self.read_only:
             return
-        self.journal.start()
-        self.media.start()
+        try:
+            self.journal.start()
+        except StoreFull as exc:
+            # Up, but every append will be refused until there is room: the
+            # agent reports it (status ``journal``) and recover() finishes this.
+            log.error("store: started on a full disk, journal read-only for now: %s", exc)
+        try:
+            self.media.start()
+        except StoreFull as exc:
+            self._media_pending = True
+            log.error("store: photo reconciliation postponed (disk full): %s", exc)
         free = self._free_bytes()
         if not self._reserve.ensure(free, settings.warn_free_bytes) and settings.reserve_bytes:
             log.warning("store: no reserve file (%d bytes free)", free)
 
     # -- disk space -------------------------------------------------------------------
+
+    def open_need_bytes(self) -> int:
+        """Free bytes that opening the store for writing needs, as SQLite opens it.
+
+        The first connection truncates and re-grows the wal-index (``-shm``:
+        32 KiB per 4096 frames of the WAL left behind, at least one region),
+        WAL recovery reads but does not write, and the start-up commits
+        (journal state, ``agent.started``) each append a few pages to the WAL:
+        :data:`OPEN_HEADROOM_BYTES` covers them.
+        """
+        wal = self.settings.path.with_name(self.settings.path.name + "-wal")
+        try:
+            frames = wal.stat().st_size // (self.settings.page_size + 24)
+        except FileNotFoundError:
+            frames = 0
+        regions = max(1, -(-frames // 4096))
+        return regions * SHM_REGION_BYTES + OPEN_HEADROOM_BYTES
+
+    def _make_room_to_open(self) -> None:
+        """Release the reserve file before opening if free space is below
+        :meth:`open_need_bytes` (what the reserve is kept for)."""
+        try:
+            free = self._free_bytes()
+        except OSError:
+            return  # no directory yet: a new store, opening creates it
+        need = self.open_need_bytes()
+        if free < need and self._reserve.present():
+            log.warning(
+                "store: %d bytes free, opening needs about %d: releasing the reserve", free, need
+            )
+            self._reserve.release()
+
+    def journal_unavailable(self) -> str | None:
+        """Why the journal cannot be written now (None: it can, as far as known).
+
+        Set by a failed append or start-up write (full disk, I/O error) and
+        cleared by the next successful append; see :meth:`recover`.
+        """
+        if self.journal.unavailable is not None:
+            return self.journal.unavailable
+        if self.journal.start_pending:
+            return "journal start-up: database or disk is full"
+        return None
+
+    def recover(self) -> bool:
+        """Finish what a start on a full disk left undone, if there is room now.
+
+        Leaves heap mode (:meth:`Database.reopen_shared`) once free space is
+        back above :meth:`open_need_bytes`, writes the journal's and photos'
+        start-up state, and re-creates the reserve when the level is OK.
+        Cheap when there is nothing to do; the service calls it every second
+        while :meth:`journal_unavailable` or :attr:`heap_mode` says so.
+        Returns True if the store is fully back (normal mode, start-up done).
+        """
+        if self.read_only or self._closed:
+            return False
+        free = self._free_bytes()
+        if free < self.open_need_bytes():
+            return False
+        try:
+            if self._db.heap_mode and not self._db.reopen_shared():
+                return False
+            if self.journal.start_pending:
+                self.journal.resume()
+            if self._media_pending:
+                self.media.start()
+                self._media_pending = False
+        except StoreError as exc:
+            log.warning("store: recovery from a full disk not finished yet: %s", exc)
+            return False
+        self._reserve.ensure(self._free_bytes(), self.settings.warn_free_bytes)
+        return True
+
+    @property
+    def heap_mode(self) -> bool:
+        """True while the writer runs without a shared wal-index (opened on a full disk)."""
+        return self._db.heap_mode
 
     def _free_bytes(self) -> int:
         return self._disk_usage(self.settings.path.parent)[0]
@@ -230,6 +332,22 @@ class Store:
         if not isinstance(key, str) or not key.startswith(self.AGENT_STATE_PREFIX):
             raise ValueError(f"key: {key!r} must start with {self.AGENT_STATE_PREFIX!r}")
 
+    # -- journal damage ------------------------------------------------------------------------
+
+    def unrecorded_loss(self) -> tuple[int, int] | None:
+        """Return (first, last) seq of committed events missing from the journal and not
+        yet recorded by a ``journal.gap`` event (the chain head is below the high-water
+        mark: the WAL was damaged since the last start), or None.
+
+        For inspection (``edge-agent journal verify``); the writer records the gap itself
+        when it opens the store.
+        """
+        mark = HighWater.read(self.settings.high_water_path)
+        if mark is None:
+            return None
+        head = self.journal.head().seq
+        return (head + 1, mark.seq) if mark.seq > head else None
+
     # -- misc ---------------------------------------------------------------------------------
 
     def checkpoint(self) -> tuple[int, int, int]:
@@ -251,6 +369,8 @@ class Store:
         """Close the database. Idempotent; a commit in progress finishes first."""
         self._closed = True
         self._db.close()
+        if self._high_water is not None:
+            self._high_water.close()
 
     @property
     def closed(self) -> bool:

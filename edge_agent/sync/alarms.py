@@ -34,6 +34,7 @@ ALARM_CODES: dict[str, str] = {
     "chain_broken": "the central reports this device's hash chain broken",
     "backlog": "events waiting for upload passed a configured threshold",
     "disk_low": "free disk space is below the store's warning threshold",
+    "journal_damaged": "the start-up checks found journal events lost or altered on this device",
     "clock_drift": "the local clock differs from the central's by more than the limit",
     "bad_delta": "the central sent a deltas page the agent cannot apply",
     "tls": "the central's TLS certificate does not verify against the CA file",

@@ -472,6 +472,7 @@ class CentralLink:
     def _check_local(self) -> None:
         try:
             self._check_disk()
+            self._check_journal()
             self._check_backlog()
             self._check_staleness()
         except StoreError as exc:
@@ -513,6 +514,16 @@ class CentralLink:
                 log.warning("sync: disk pressure: %d photos evicted", evicted.count)
         elif self.alarms.clear("disk_low"):
             self.store.relieve_pressure()  # re-creates the reserve file
+
+    def _check_journal(self) -> None:
+        """The ``journal_damaged`` alarm: what the store's start-up checks found (a
+        ``journal.gap`` or ``journal.damaged`` event says the details). It stays up
+        until the agent restarts: the loss is for a person to look at."""
+        damage = self.store.journal.damage
+        if damage:
+            self.alarms.raise_(
+                "journal_damaged", "; ".join(damage[:3]) + (" ..." if len(damage) > 3 else "")
+            )
 
     def _check_backlog(self) -> None:
         counts = self.store.journal.counts()
