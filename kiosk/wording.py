@@ -275,6 +275,10 @@ ACTION_REASONS: tuple[str, ...] = (
 EVENT_TYPES: dict[str, str] = {
     "access.decision": N_("Access"),
     "access.aborted": N_("Entry cancelled"),
+    "access.open_refused": N_("Door opening refused"),
+    "access.request_expired": N_("Request too late: not carried out"),
+    "journal.gap": N_("Journal events lost (damaged storage)"),
+    "journal.damaged": N_("Journal damage found"),
     "access.grant_unused": N_("Entry not used"),
     "invitation.used": N_("Single-use invitation spent"),
     "badge.counter": N_("Secure badge read"),
