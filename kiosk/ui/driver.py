@@ -161,6 +161,10 @@ class Driver:
         ready = getattr(self.app, "accepts_touches", None)
         if wait_ready and ready is not None:
             self.wait_for(ready, 5.0, "the screen never took touches")
+        if widget.get_root_window() is None:
+            # Rebuilt meanwhile (a list re-rendered by a status update): its old
+            # position would land the finger on whatever is there now.
+            raise LookupError(f"{widget!r} is no longer on screen")
         x, y = widget.to_window(widget.center_x, widget.center_y)
         touch = _Touch(x, y)
         EventLoop.post_dispatch_input("begin", touch)
@@ -169,8 +173,24 @@ class Driver:
         self.frames(2)
 
     def tap_text(self, text: str, root: Widget | None = None) -> None:
-        """Tap the button showing ``text`` (translated text, as shown)."""
-        self.tap(self.button(text, root))
+        """Tap the button showing ``text`` (translated text, as shown).
+
+        The button is looked up once the screen takes touches, and again if a
+        status update rebuilt it in between (alarm rows, visitor lists).
+        """
+        ready = getattr(self.app, "accepts_touches", None)
+        end = time.monotonic() + 5.0
+        while True:
+            if ready is not None:
+                self.wait_for(ready, 5.0, "the screen never took touches")
+            button = self.button(text, root)
+            try:
+                self.tap(button, wait_ready=False)
+                return
+            except LookupError:
+                if time.monotonic() > end:
+                    raise
+                self.frames(1)
 
     def press_keys(self, keypad: Widget, keys: str | list[str]) -> None:
         """Tap the keys of a :class:`~kiosk.ui.widgets.KeyPad` one by one."""

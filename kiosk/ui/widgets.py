@@ -84,6 +84,9 @@ class KButton(ButtonBehavior, Label):
     key = StringProperty("")
     #: Caption size in units (rules may set ``font_size`` directly instead).
     font_units = NumericProperty(22)
+    #: Room kept free left and right of the caption, in units (a key pad's
+    #: one-letter keys need little: their letters, not the margin, must fit).
+    margin_units = NumericProperty(16)
 
     def role_colours(self, role: str, pressed: bool, disabled: bool) -> tuple[list, list]:
         """Return ``(background, text colour)`` for a role and state."""
@@ -151,6 +154,7 @@ class KeyPad(GridLayout):
             if self.fill:
                 button.size_hint_y = 1
             button.font_units = self.key_font
+            button.margin_units = 4
             button.bind(on_release=self._pressed)
             self.add_widget(button)
         self._relabel()
