@@ -34,6 +34,15 @@ INPUT_PROVIDERS: tuple[str, ...] = ("mouse", "mtdev", "hidinput")
 T = TypeVar("T")
 #: The demo site's fire assembly point (``ui.assembly_point``).
 DEMO_ASSEMBLY_POINT = {"en": "Car park B, by the flagpole", "fr": "Parking B, près du mât"}
+#: The demo site's other entrances, named for a visitor refused at the wrong one.
+DEMO_ENTRANCES = (
+    {
+        "id": "back-door",
+        "en": "Back door, Rue de la Loi 16",
+        "fr": "Porte arrière, rue de la Loi 16",
+    },
+    {"id": "gate-b", "en": "North gate, Rue Belliard", "fr": "Entrée nord, rue Belliard"},
+)
 
 
 class ConfigError(ValueError):
@@ -379,7 +388,12 @@ def demo_config(demo_dir: str | Path) -> KioskConfig:
     kiosk: dict[str, Any] = {
         "agent": {"socket": socket},
         "camera": camera,
-        "ui": {"fullscreen": False, "demo": True, "assembly_point": dict(DEMO_ASSEMBLY_POINT)},
+        "ui": {
+            "fullscreen": False,
+            "demo": True,
+            "assembly_point": dict(DEMO_ASSEMBLY_POINT),
+            "entrances": [dict(e) for e in DEMO_ENTRANCES],
+        },
     }
     if isinstance(hardware.get("qr"), dict):
         kiosk["qr"] = hardware["qr"]
