@@ -1486,7 +1486,13 @@ class Agent:
             self.journal("guard.logout", {"guard_id": session.guard_id, "name": session.name})
 
     def guard_action(
-        self, token: str, action: str, reason: str, alarm: str | None = None
+        self,
+        token: str,
+        action: str,
+        reason: str,
+        alarm: str | None = None,
+        *,
+        left_s: float | None = None,
     ) -> dict[str, Any]:
         """Carry out a guard action with who and why journaled; return the door state.
 
@@ -1498,7 +1504,10 @@ class Agent:
         The check, the journal and the act run under the mode lock, so a guard's or
         the central's mode change cannot slip between them. A malformed request
         (unknown action or alarm, no reason: 400) is not an action and is not journaled.
+        ``left_s`` as for :meth:`present`: an action read after the guard's console
+        gave up (it told the guard it failed) is refused, 408 ``request_expired``.
         """
+        deadline = None if left_s is None else self._mono() + left_s
         session = self.guard_session(token)
         if action not in GUARD_ACTIONS:
             raise ActionError("unknown_action", f"action must be one of {GUARD_ACTIONS}")
@@ -1517,6 +1526,9 @@ class Agent:
             "alarm": alarm,
         }
         with self._mode_lock:
+            self._refuse_expired(
+                deadline, "guard_action", {"action": action, "guard_id": session.guard_id}
+            )
             refusal = self._guard_action_refusal(action, alarm)
             if refusal is not None:
                 code, message = refusal

@@ -590,6 +590,7 @@ async def guard_logout(request: web.Request) -> web.Response:
 
 async def guard_action(request: web.Request) -> web.Response:
     """POST /v1/guard/actions {action, reason, alarm?} (bearer) -> door state."""
+    left_s = _deadline(request)
     body = await _json_body(request)
     action, reason = body.get("action"), body.get("reason", "")
     alarm = body.get("alarm")
@@ -598,7 +599,12 @@ async def guard_action(request: web.Request) -> web.Response:
     if alarm is not None and not isinstance(alarm, str):
         raise _BadRequest("'alarm' must be a string")
     door = await _call(
-        request.app[_AGENT].guard_action, _token(request) or "", action, reason, alarm
+        request.app[_AGENT].guard_action,
+        _token(request) or "",
+        action,
+        reason,
+        alarm,
+        left_s=left_s,
     )
     return web.json_response({"ok": True, "door": door})
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_local_api import invite_now, start_agent
+from test_local_api import GUARD_PIN, GUARD_UID, invite_now, start_agent
 
 from edge_agent.client import DEADLINE_HEADER, AgentClient, AgentUnavailable, ApiError
 from edge_agent.store import Store, StoreSettings
@@ -111,5 +111,24 @@ def test_a_request_past_its_deadline_gets_408_and_a_bad_deadline_400(tmp_path: P
         assert bad.value.status == 400
         kinds = [e.type for e in _journal(agent.database)]
         assert kinds.count("access.request_expired") == 1 and "access.decision" not in kinds
+    finally:
+        agent.stop()
+
+
+def test_a_guard_action_abandoned_during_a_hang_is_refused(tmp_path: Path) -> None:
+    # The console told the guard "open once" failed: it must not open 8 s later.
+    agent = start_agent(tmp_path / "d", guard={"console": True, "accept_uid_login": True})
+    try:
+        guard = AgentClient(agent.socket, timeout=1.0)
+        guard.guard_login(GUARD_UID, GUARD_PIN)
+        _present_while_stopped(agent, lambda: guard.guard_action("open_once", "Delivery"))
+        time.sleep(1.5)
+        assert agent.client.status()["door"]["unlocked"] is False
+        events = _journal(agent.database)
+        kinds = [e.type for e in events]
+        assert "door.unlocked" not in kinds and "guard.action" not in kinds
+        expired = [e for e in events if e.type == "access.request_expired"]
+        assert [e.payload["request"] for e in expired] == ["guard_action"]
+        assert expired[0].payload["action"] == "open_once"
     finally:
         agent.stop()
