@@ -53,7 +53,6 @@ import random
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -140,25 +139,14 @@ def display() -> Any:
     if os.environ.get("DISPLAY"):
         yield os.environ["DISPLAY"]
         return
-    xvfb = shutil.which("Xvfb")
-    if xvfb is None:
-        raise SystemExit("no DISPLAY and no Xvfb (apt install xvfb)")
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        [xvfb, "-displayfd", str(write_fd), "-screen", "0", "800x480x24", "-nolisten", "tcp"],
-        pass_fds=(write_fd,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    with os.fdopen(read_fd) as pipe:
-        number = pipe.readline().strip()
-    os.environ["DISPLAY"] = f":{number}"
+    from kiosk.virtual_display import NoXvfb, virtual_display
+
     try:
-        yield os.environ["DISPLAY"]
-    finally:
-        proc.terminate()
-        proc.wait(10)
+        with virtual_display("800x480x24") as name:
+            os.environ["DISPLAY"] = name
+            yield name
+    except NoXvfb as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 # -- instrumented parts ------------------------------------------------------------------------

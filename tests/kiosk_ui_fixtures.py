@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import time
 
 import pytest
-from test_kiosk_rig import AgentRig, short_tmpdir, xvfb_display
+from test_kiosk_rig import AgentRig, running_rig, xvfb_display
 
 
 class FakeClock:
@@ -50,12 +49,8 @@ def xvfb():
 
 @pytest.fixture(scope="session")
 def rig():
-    root = short_tmpdir()
-    agent = AgentRig(root)
-    agent.start()
-    yield agent
-    agent.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    with running_rig() as agent:
+        yield agent
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,7 @@ from test_kiosk_rig import (
     REFUSED_CHECKINS,
     UNKNOWN_UID,
     AgentRig,
+    running_rig,
     short_tmpdir,
 )
 
@@ -37,12 +38,8 @@ from edge_agent.reasons import Reason
 
 @pytest.fixture(scope="module")
 def rig():
-    root = short_tmpdir()
-    agent = AgentRig(root)
-    agent.start()
-    yield agent
-    agent.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    with running_rig() as agent:
+        yield agent
 
 
 @pytest.fixture

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_kiosk_rig import OTHER_DOOR, AgentRig, short_tmpdir, xvfb_display
+from test_kiosk_rig import OTHER_DOOR, AgentRig, running_rig, short_tmpdir, xvfb_display
 
 MIN_VISITOR_UNITS = 22
 MIN_GUARD_UNITS = 18
@@ -333,12 +333,8 @@ def report(tmp_path_factory) -> dict[str, Any]:
 # -- the agent's answer -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def rig():
-    root = short_tmpdir()
-    agent = AgentRig(root)
-    agent.start()
-    yield agent
-    agent.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    with running_rig() as agent:
+        yield agent
 
 
 def test_every_panel_invitation_gets_its_reason_from_the_real_agent(rig):

@@ -18,7 +18,6 @@ The tests at the bottom check the rig itself.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import signal
@@ -26,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -392,27 +392,14 @@ class AgentRig:
 
 @contextlib.contextmanager
 def xvfb_display(size: str = "1920x1080x24"):
-    """Run an Xvfb server on a free display (Xvfb picks it with -displayfd); yield ":N"."""
-    xvfb = shutil.which("Xvfb")
-    if xvfb is None:
+    """An Xvfb server on a free display (:func:`kiosk.virtual_display.virtual_display`);
+    yield ":N". Skips the test where Xvfb is not installed."""
+    from kiosk.virtual_display import virtual_display
+
+    if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed (apt install xvfb)")
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        [xvfb, "-displayfd", str(write_fd), "-screen", "0", size, "-nolisten", "tcp"],
-        pass_fds=(write_fd,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    with os.fdopen(read_fd) as pipe:
-        number = pipe.readline().strip()
-    try:
-        if not number:
-            raise RuntimeError("Xvfb did not report a display number")
-        yield f":{number}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with virtual_display(size) as name:
+        yield name
 
 
 def short_tmpdir(prefix: str = "pk-") -> Path:
@@ -420,9 +407,9 @@ def short_tmpdir(prefix: str = "pk-") -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
 
 
-# -- tests of the rig itself ---------------------------------------------------------
-@pytest.fixture
-def rig():
+@contextlib.contextmanager
+def running_rig() -> Iterator[AgentRig]:
+    """A started :class:`AgentRig` in a new short directory; stopped and removed after."""
     root = short_tmpdir()
     agent = AgentRig(root)
     try:
@@ -431,6 +418,13 @@ def rig():
     finally:
         agent.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+# -- tests of the rig itself ---------------------------------------------------------
+@pytest.fixture
+def rig():
+    with running_rig() as agent:
+        yield agent
 
 
 def test_rig_material_round_trips_and_decisions_match_expectations(rig):

@@ -7,14 +7,13 @@ in its own process (a Kivy window per process) on its own Xvfb display.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 from PIL import Image
-from test_kiosk_rig import AgentRig, short_tmpdir, xvfb_display
+from test_kiosk_rig import running_rig, xvfb_display
 
 pytestmark = pytest.mark.ui
 
@@ -63,12 +62,8 @@ GUARD = [
 
 @pytest.fixture
 def demo(tmp_path):
-    root = short_tmpdir()
-    agent = AgentRig(root)
-    agent.start()
-    yield agent
-    agent.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    with running_rig() as agent:
+        yield agent
 
 
 def test_screenshot_script_saves_every_screen_in_both_languages(demo, tmp_path):

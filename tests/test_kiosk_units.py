@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_kiosk_rig import AgentRig, short_tmpdir
+from test_kiosk_rig import running_rig
 
 from edge_agent.reasons import Reason
 from hardware.camera import CameraSettings, open_camera
@@ -487,12 +487,8 @@ def test_text_colours_have_high_contrast():
 # -- the agent link against a real agent ----------------------------------------------------------
 @pytest.fixture
 def rig():
-    root = short_tmpdir()
-    agent = AgentRig(root)
-    agent.start()
-    yield agent
-    agent.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    with running_rig() as agent:
+        yield agent
 
 
 def test_agent_link_reports_status_events_and_outages(rig):

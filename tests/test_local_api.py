@@ -163,13 +163,24 @@ def start_agent(where: Path, env: dict[str, str] | None = None, **sections: Any)
     """Start ``edge-agent run`` on a fresh, filled store; return once it answers."""
     config = write_config(where, **sections)
     fill_cache(config)
+    return run_agent(config, where / "agent.log", env=env)
+
+
+def run_agent(
+    config: Path,
+    log: Path,
+    *,
+    env: dict[str, str] | None = None,
+    wrap: Callable[[list[str]], list[str]] = lambda argv: argv,
+) -> Served:
+    """Run ``edge-agent run --config CONFIG`` (its command line passed through ``wrap``,
+    e.g. into a mount namespace), output to ``log``; return once it answers."""
     cfg = load_config(config)
-    log = where / "agent.log"
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))}
     child_env.update(env or {})
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [EDGE_AGENT, "run", "--config", str(config)],
+            wrap([EDGE_AGENT, "run", "--config", str(config)]),
             stdout=out,
             stderr=subprocess.STDOUT,
             env=child_env,

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import pytest
 from test_agent import STAFF_UID
-from test_local_api import EDGE_AGENT, START_TIMEOUT_S, Served, write_config
+from test_local_api import EDGE_AGENT, Served, run_agent, write_config
 
-from edge_agent.client import AgentUnavailable, ApiError
-from edge_agent.config import load_config
+from edge_agent.client import ApiError
 
 MIB = 1024 * 1024
 #: Big enough for the store's default 32 MiB reserve file above its 256 MiB warning
@@ -132,28 +131,7 @@ def _config(tmp_path: Path, disk: SmallDisk) -> Path:
 
 
 def _start(config: Path, disk: SmallDisk, log_name: str) -> Served:
-    cfg = load_config(config)
-    log = config.parent / log_name
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            disk.inside(EDGE_AGENT, "run", "--config", str(config)),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    served = Served(config, cfg.paths.socket, cfg.paths.database, process, log)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"edge-agent run exited with {process.returncode}:\n{served.output()}")
-        try:
-            served.client.status()
-            return served
-        except AgentUnavailable:
-            time.sleep(0.05)
-    served.stop(signal.SIGKILL)
-    pytest.fail(f"edge-agent run did not answer within {START_TIMEOUT_S} s:\n{served.output()}")
+    return run_agent(config, config.parent / log_name, wrap=lambda argv: disk.inside(*argv))
 
 
 def _present(served: Served) -> dict:
