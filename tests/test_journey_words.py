@@ -518,7 +518,7 @@ def test_the_demo_panel_shows_every_invitation(report):
 
 # -- the demo ------------------------------------------------------------------------------------
 def test_the_demo_tells_how_to_see_a_kiosk_on_a_virtual_screen(tmp_path):
-    from edge_agent.demo import viewing_hints
+    from portier_demo.demo import viewing_hints
 
     with xvfb_display("800x480x24") as display:
         env = {"DISPLAY": display, "XAUTHORITY": "/tmp/xauth-demo"}

@@ -472,7 +472,7 @@ def test_first_boot_gives_kiosks_and_only_kiosks_a_guard_console(tmp_path, simul
 
 def test_demo_agent_has_a_guard_console(tmp_path):
     from edge_agent.config import load_config
-    from edge_agent.demo import write_agent_config
+    from portier_demo.demo import write_agent_config
 
     config = load_config(write_agent_config(tmp_path, None, "hq"))
     assert config.guard.console and config.guard.accept_uid_login
