@@ -381,8 +381,8 @@ def test_the_answer_says_where_and_until_when_the_credential_opens(rig):
 # -- wording -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("lang", ["en", "fr"])
 def test_a_qr_refusal_says_invitation_and_a_badge_refusal_says_badge(lang):
-    from edge_agent.reasons import Reason
     from kiosk import i18n, wording
+    from portier_common.reasons import Reason
 
     i18n.ensure_compiled()
     _ = i18n.translations(lang).gettext

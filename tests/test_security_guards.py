@@ -38,15 +38,9 @@ from test_local_api import EDGE_AGENT, Served, raw, start_agent, wait_for
 
 from edge_agent.agent import ActionError
 from edge_agent.client import AgentUnavailable
-from edge_agent.guards import (
-    MIN_PIN_DIGITS,
-    SCRYPT_N,
-    GuardDenied,
-    guard_uid,
-    hash_pin,
-    verify_pin,
-)
+from edge_agent.guards import GuardDenied, guard_uid
 from edge_agent.store import Badge, Delta, Revocation
+from portier_common.pins import MIN_PIN_DIGITS, SCRYPT_N, hash_pin, verify_pin
 
 NTAG_GUARD_UID = "04AA0424000001"
 #: Guard logins on: a console that accepts bare-UID guard badges (the test guard's kind).
