@@ -52,11 +52,11 @@ from edge_agent.client import AgentClient, AgentUnavailable
 from edge_agent.config import AgentConfig, load_config, simulator_config_path
 from edge_agent.devices import open_devices
 from edge_agent.door import ManualScheduler
-from edge_agent.ntag424 import emulate_sun_url
 from edge_agent.policy import Credential
 from edge_agent.store import Badge, Delta, Revocation, Store, StoreSettings
 from edge_agent.store import SigningKey as CachedKey
-from edge_agent.tokens import InvitationClaims, SigningKey, mint
+from portier_common.ntag424 import emulate_sun_url
+from portier_common.tokens import InvitationClaims, SigningKey, mint
 
 META_KEY = bytes(range(16, 32))
 FILE_KEY = bytes(range(16))

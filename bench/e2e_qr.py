@@ -68,9 +68,9 @@ from decision import KEY, start_agent, stop_agent, store_settings, write_config
 from edge_agent.config import load_config
 from edge_agent.store import Delta, Store
 from edge_agent.store import SigningKey as CachedKey
-from edge_agent.tokens import InvitationClaims, mint
 from hardware.camera import CameraSettings, Frame, FrameSource
 from hardware.camera.replay import ReplaySource
+from portier_common.tokens import InvitationClaims, mint
 
 FPS = 30
 SIZE = (640, 480)

@@ -4,7 +4,7 @@
     .venv/bin/python bench/guard_pin.py --n 16384 --runs 9
 
 Prints the median milliseconds of one ``verify_pin`` (scrypt at ``--n``, r = 8,
-p = 1, the parameters of :func:`edge_agent.guards.hash_pin`) on this machine, and
+p = 1, the parameters of :func:`portier_common.pins.hash_pin`) on this machine, and
 the time to try 10**4, 10**6 and 10**8 PINs against one stolen hash with
 ``--cores`` cores (default 2) at that speed: the figures quoted in
 docs/configuration.md (``[guard]``). Run it on the device (a Pi 3 or 4) to check
@@ -18,7 +18,7 @@ import argparse
 import statistics
 import time
 
-from edge_agent.guards import SCRYPT_N, hash_pin, verify_pin
+from portier_common.pins import SCRYPT_N, hash_pin, verify_pin
 
 
 def _duration(seconds: float) -> str:

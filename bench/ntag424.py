@@ -1,4 +1,4 @@
-"""Micro-benchmark of NTAG 424 DNA SUN verification (edge_agent.ntag424).
+"""Micro-benchmark of NTAG 424 DNA SUN verification (portier_common.ntag424).
 
 Prints the median and p99 of one ``SunVerifier.verify()`` call, in
 microseconds, for the message layouts a door meets: encrypted PICCData with an
@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import cryptography
 
-from edge_agent.ntag424 import (
+from portier_common.ntag424 import (
     DiversifiedKeys,
     SunError,
     SunSettings,
@@ -90,7 +90,7 @@ def main() -> None:
         ("forged MAC (refused)", refused(zero, AN_PICC_URL[:-1] + "7")),
     ]
     print(
-        f"edge_agent.ntag424 verify(), {rounds} calls per case; Python "
+        f"portier_common.ntag424 verify(), {rounds} calls per case; Python "
         f"{platform.python_version()}, cryptography {cryptography.__version__}, "
         f"{platform.machine()}"
     )

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import segno
 
-from edge_agent.tokens import (
+from portier_common.tokens import (
     PREFIX,
     InvitationClaims,
     Keyring,

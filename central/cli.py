@@ -378,7 +378,7 @@ def _run(admin: CentralAdmin, args: argparse.Namespace) -> int:
         if args.role is not None:
             if args.pin is None:
                 raise UsageError("badge add --role guard: give --pin")
-            from edge_agent.guards import hash_pin
+            from portier_common.pins import hash_pin
 
             try:
                 pin_hash = hash_pin(args.pin)

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from edge_agent.sync.signing import KID_HEADER, SIGNATURE_HEADER
+from portier_common.signing import KID_HEADER, SIGNATURE_HEADER
 
 from .errors import (
     BadRequest,
@@ -329,7 +329,7 @@ class CentralServer:
             limit,
             guard_console=device["guard_console"],
         )
-        # Signed over the exact bytes sent, bound to the device (edge_agent.sync.signing).
+        # Signed over the exact bytes sent, bound to the device (portier_common.signing).
         body = _dumps(page).encode("utf-8")
         kid, signature = self.store.sign_deltas(device["device_id"], body)
         return web.Response(

@@ -7,8 +7,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.config import Ntag424Section
-from edge_agent.ntag424 import SunVerifier
+from portier_common.ntag424 import Ntag424Section, SunVerifier
 
 MIB = 1024 * 1024
 

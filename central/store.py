@@ -8,7 +8,7 @@ transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``), committed with
 never ahead of what is on disk.
 
 Event hashes are checked with the journal's own functions
-(:mod:`edge_agent.store.encoding`: ``canonical_json`` and ``event_hash``), so
+(:mod:`portier_common.encoding`: ``canonical_json`` and ``event_hash``), so
 the device and the central can never disagree on the encoding.
 
 Every change to credentials and configuration is appended to the ``changes``
@@ -29,17 +29,17 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from edge_agent.ntag424 import SunError, SunVerifier
-from edge_agent.store.encoding import (
+from portier_common.encoding import (
     GENESIS_HASH,
     canonical_json,
     check_type,
     event_hash,
 )
-from edge_agent.store.errors import InvalidEvent
-from edge_agent.sync.signing import DeltaKey, b64url, delta_message
-from edge_agent.tokens import InvitationClaims, SigningKey, TrustedKey, mint
-from edge_agent.tokens.claims import ClaimsError
+from portier_common.errors import InvalidEvent
+from portier_common.ntag424 import SunError, SunVerifier
+from portier_common.signing import DeltaKey, b64url, delta_message
+from portier_common.tokens import InvitationClaims, SigningKey, TrustedKey, mint
+from portier_common.tokens.claims import ClaimsError
 
 from .errors import (
     BadRequest,
@@ -310,7 +310,7 @@ def _only(field: str, body: Mapping[str, Any], allowed: Iterable[str]) -> None:
         raise BadRequest(f"{field}: unknown fields {sorted(unknown)}")
 
 
-#: A guard's PIN hash as edge_agent.guards.hash_pin writes it: scrypt$N$r$p$salt$hash.
+#: A guard's PIN hash as portier_common.pins.hash_pin writes it: scrypt$N$r$p$salt$hash.
 _PIN_HASH_RE = re.compile(
     r"scrypt\$[0-9]{4,8}\$[0-9]{1,2}\$[0-9]\$[A-Za-z0-9_-]{16,64}\$[A-Za-z0-9_-]{32,88}"
 )
@@ -551,7 +551,7 @@ class CentralStore:
 
     def sign_deltas(self, device_id: str, body: bytes) -> tuple[str, str]:
         """Return (kid, base64url signature) of the deltas *body* served to *device_id*
-        (edge_agent.sync.signing: the exact bytes, bound to the device id)."""
+        (portier_common.signing: the exact bytes, bound to the device id)."""
         return self._delta_key.kid, b64url(self._delta_key.sign(delta_message(device_id, body)))
 
     # -- enrollment -------------------------------------------------------------

@@ -3,7 +3,7 @@
 * :class:`CentralProcess`: ``python -m central serve`` in a subprocess on a free
   loopback port, ready when its ready line was read; stopped with SIGTERM.
 * :class:`ChainBuilder`: well-formed journal events with a valid hash chain,
-  built with the journal's own :func:`edge_agent.store.encoding.event_hash`.
+  built with the journal's own :func:`portier_common.encoding.event_hash`.
 * :class:`ContractChecker`: validates JSON bodies against docs/central-api.yaml
   (needs ``pyyaml`` and ``jsonschema``, test-only dependencies imported lazily).
 * :class:`TlsCentral`, :func:`mint_ca`, :func:`mint_server_cert`: the central's
@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from edge_agent.store.encoding import GENESIS_HASH, UUIDv7Generator, canonical_json, event_hash
+from portier_common.encoding import GENESIS_HASH, UUIDv7Generator, canonical_json, event_hash
 
 from .admin import CentralAdmin
 from .server import CentralServer

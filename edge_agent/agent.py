@@ -39,10 +39,7 @@ from edge_agent.guards import (
     TokenBucket,
     dummy_hash,
     guard_uid,
-    valid_pin_text,
-    verify_pin,
 )
-from edge_agent.ntag424 import SunError
 from edge_agent.policy import (
     BadgeRecord,
     CachedInvitation,
@@ -53,11 +50,13 @@ from edge_agent.policy import (
     decide,
     judge_invitation,
 )
-from edge_agent.reasons import Reason
 from edge_agent.store import Store, StoreError, StoreFull
 from edge_agent.store.db import Database
 from edge_agent.timefloor import ClockTrust, TimeFloor, os_clock_synchronised
-from edge_agent.tokens import Keyring, TrustedKey
+from portier_common.ntag424 import SunError
+from portier_common.pins import valid_pin_text, verify_pin
+from portier_common.reasons import Reason
+from portier_common.tokens import Keyring, TrustedKey
 
 log = logging.getLogger(__name__)
 

@@ -171,14 +171,16 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Run the demo: reference central + agent on simulated hardware (+ kiosk)."""
-    from edge_agent.demo import DemoError, run_demo
+    """Run the demo: reference central + agent on simulated hardware (+ kiosk).
 
-    try:
-        return run_demo(Path(args.dir), headless=args.headless)
-    except DemoError as exc:
-        print(f"edge-agent demo: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    The demo wires the central, the agent and the kiosk, so it lives above them in
+    ``portier_demo``; this subcommand is its thin launcher, kept because ``edge-agent demo``
+    is the documented command. The import is lazy: the one edge_agent -> portier_demo
+    import the layer contracts allow (pyproject.toml, docs/architecture.md).
+    """
+    from portier_demo.cli import run
+
+    return run(args.dir, headless=args.headless, prog="edge-agent demo")
 
 
 def cmd_journal_verify(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import tomllib
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edge_agent.door import DoorMode, DoorTimings
 from edge_agent.settings_loader import ConfigError, build
@@ -23,9 +23,7 @@ from hardware.camera import CameraSettings
 from hardware.gpio import GpioSettings
 from hardware.nfc import NfcSettings
 from hardware.qr import QRSettings
-
-if TYPE_CHECKING:
-    from edge_agent.ntag424 import SunVerifier
+from portier_common.ntag424 import Ntag424Section
 
 DEFAULT_PATH = Path("/etc/portier/agent.toml")
 #: ``[door] max_offline_staleness_s`` of a door with a central when the file sets none:
@@ -294,47 +292,6 @@ class GuardSection:
             raise ValueError("login_attempts_per_minute: must be between 1 and 100000")
         if not 1 <= self.login_burst <= 1000:
             raise ValueError("login_burst: must be between 1 and 1000")
-
-
-@dataclass(frozen=True)
-class Ntag424Section:
-    """Keys for NTAG 424 DNA SUN messages (hex). Keep this file mode 0600."""
-
-    meta_read_key: str | None = None
-    file_read_key: str | None = None
-    #: Per-card file read keys diversified from this master key (AN10922), instead.
-    file_read_master_key: str | None = None
-    picc_param: str = "picc_data"
-    mac_param: str = "cmac"
-
-    def __post_init__(self) -> None:
-        for name in ("meta_read_key", "file_read_key", "file_read_master_key"):
-            value = getattr(self, name)
-            if value is not None and not re.fullmatch(r"[0-9A-Fa-f]{32}", value):
-                raise ValueError(f"{name}: must be 32 hex digits (an AES-128 key)")
-        if self.file_read_key and self.file_read_master_key:
-            raise ValueError("file_read_master_key: set either it or file_read_key, not both")
-
-    @property
-    def configured(self) -> bool:
-        """True when SUN messages can be verified."""
-        return bool(self.file_read_key or self.file_read_master_key)
-
-    def verifier(self) -> SunVerifier | None:
-        """The SUN verifier of these keys (None when none are configured): the one way
-        the agent and the central build it."""
-        from edge_agent.ntag424 import DiversifiedKeys, SunSettings, SunVerifier
-
-        if not self.configured:
-            return None
-        file_key: Any
-        if self.file_read_master_key:
-            file_key = DiversifiedKeys(bytes.fromhex(self.file_read_master_key))
-        else:
-            file_key = bytes.fromhex(self.file_read_key or "")
-        meta = bytes.fromhex(self.meta_read_key) if self.meta_read_key else None
-        layout = SunSettings(picc_param=self.picc_param, mac_param=self.mac_param)
-        return SunVerifier(file_read_key=file_key, meta_read_key=meta, settings=layout)
 
 
 @dataclass(frozen=True)

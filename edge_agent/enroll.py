@@ -42,7 +42,7 @@ from edge_agent.config import AgentConfig, check_central_url
 from edge_agent.fsutil import atomic_write
 from edge_agent.store import Store, StoreError, StoreSettings, SyncStatus
 from edge_agent.sync.client import Backoff, CentralClient, CentralRefused, CentralUnreachable
-from edge_agent.sync.signing import DeltaKey
+from portier_common.signing import DeltaKey
 
 log = logging.getLogger(__name__)
 

@@ -2,11 +2,11 @@
 
 PINs are short, so the hash alone cannot protect them against someone who
 copies the cache: what does is that only devices with a guard console keep PIN
-hashes at all (``[guard] console``), PINs of at least :data:`MIN_PIN_DIGITS`
-digits, and scrypt's cost per try (the arithmetic is in docs/configuration.md,
-``[guard]``; ``bench/guard_pin.py`` measures it). Online guessing is bounded
-by the lockout (per guard, durable: ``store.guard_lockouts``) and a per-device
-rate limit (:class:`TokenBucket`). The hash format is
+hashes at all (``[guard] console``), PINs of at least
+:data:`~portier_common.pins.MIN_PIN_DIGITS` digits, and scrypt's cost per try (the
+arithmetic is in docs/configuration.md, ``[guard]``; ``bench/guard_pin.py`` measures it).
+Online guessing is bounded by the lockout (per guard, durable: ``store.guard_lockouts``)
+and a per-device rate limit (:class:`TokenBucket`). The hash format (:mod:`portier_common.pins`) is
 ``scrypt$N$r$p$salt$hash`` (base64 fields), computed by the central and
 shipped with the guard's badge record, so a PIN never exists on the device in
 clear.
@@ -14,10 +14,7 @@ clear.
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
-import hmac
 import logging
 import secrets
 import threading
@@ -25,22 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from edge_agent.store.cache import normalize_uid
+from portier_common.pins import hash_pin
 
 log = logging.getLogger(__name__)
 
-#: scrypt cost of new hashes: 2**15 * 128 * r bytes = 32 MiB per check, twice the
-#: old 2**14; ``bench/guard_pin.py`` measures it (figures in docs/configuration.md).
-SCRYPT_N = 2**15
-_SCRYPT_N = SCRYPT_N  # the name older callers used
-_SCRYPT_R = 8
-_SCRYPT_P = 1
-#: verify_pin refuses hashes costlier than this (a poisoned cache must not cost
-#: a denial of service): 2**16 * 128 * 8 = 64 MiB, twice the default.
-MAX_SCRYPT_N = 2**16
-#: New PINs: 6 to 12 digits. Hashes of 4-5 digit PINs issued before this rule
-#: still verify (no guard is locked out), but the central should re-issue them.
-MIN_PIN_DIGITS = 6
-MAX_PIN_DIGITS = 12
 #: ISO/IEC 14443 UIDs are 4, 7 or 10 bytes: a guard badge UID outside 4..10 is no badge.
 MIN_UID_BYTES, MAX_UID_BYTES = 4, 10
 #: Longest text a UID may be given as (10 bytes, with a separator between each).
@@ -61,73 +46,6 @@ def guard_uid(text: object) -> str:
     if not MIN_UID_BYTES <= len(raw) <= MAX_UID_BYTES:
         raise ValueError(f"badge_uid: {len(raw)} bytes is not a badge UID (4 to 10)")
     return raw.hex().upper()
-
-
-def valid_pin_text(pin: object) -> bool:
-    """True if ``pin`` could be a PIN (old 4-5 digit ones included); cheap, no hashing."""
-    return isinstance(pin, str) and pin.isascii() and pin.isdigit() and 4 <= len(pin) <= 12
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _maxmem(n: int, r: int, p: int) -> int:
-    # OpenSSL's default limit is 32 MiB: room for N*r*128 bytes plus p*r*128, and slack.
-    return 128 * r * (n + p + 2) + 1024 * 1024
-
-
-def hash_pin(pin: str, salt: bytes | None = None, *, n: int = SCRYPT_N) -> str:
-    """Return the salted scrypt hash of ``pin`` (6 to 12 digits) in Portier's text format."""
-    if not valid_pin_text(pin) or len(pin) < MIN_PIN_DIGITS:
-        raise ValueError(f"pin: must be {MIN_PIN_DIGITS} to {MAX_PIN_DIGITS} digits")
-    salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(
-        pin.encode(),
-        salt=salt,
-        n=n,
-        r=_SCRYPT_R,
-        p=_SCRYPT_P,
-        maxmem=_maxmem(n, _SCRYPT_R, _SCRYPT_P),
-        dklen=32,
-    )
-    return f"scrypt${n}${_SCRYPT_R}${_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
-
-
-def verify_pin(pin: str, encoded: str) -> bool:
-    """True if ``pin`` matches ``encoded`` (constant-time). False for a malformed hash.
-
-    Hashes costlier than :data:`MAX_SCRYPT_N` with ``r <= 8, p = 1`` are refused
-    unchecked, so one check costs at most 64 MiB and twice a default check.
-    """
-    try:
-        scheme, n, r, p, salt, digest = encoded.split("$")
-        if scheme != "scrypt":
-            return False
-        n_i, r_i, p_i = int(n), int(r), int(p)
-        if not (2**10 <= n_i <= MAX_SCRYPT_N and 1 <= r_i <= 8 and p_i == 1):
-            return False  # refuse hashes that would cost a denial of service to check
-        if n_i & (n_i - 1):
-            return False  # scrypt's N is a power of two
-        expected = _unb64(digest)
-        if not 16 <= len(expected) <= 64:
-            return False
-        actual = hashlib.scrypt(
-            pin.encode(),
-            salt=_unb64(salt),
-            n=n_i,
-            r=r_i,
-            p=p_i,
-            maxmem=_maxmem(n_i, r_i, p_i),
-            dklen=len(expected),
-        )
-    except (ValueError, TypeError, MemoryError):
-        return False
-    return hmac.compare_digest(actual, expected)
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,10 @@ from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edge_agent.door import DoorMode
-from edge_agent.ntag424 import SunError, SunVerifier
-from edge_agent.reasons import Reason
-from edge_agent.tokens import DEFAULT_MAX_SKEW_S, Keyring, Verified, window_and_scope
-from edge_agent.tokens import verify as verify_token
+from portier_common.ntag424 import SunError, SunVerifier
+from portier_common.reasons import Reason
+from portier_common.tokens import DEFAULT_MAX_SKEW_S, Keyring, Verified, window_and_scope
+from portier_common.tokens import verify as verify_token
 
 log = logging.getLogger(__name__)
 
@@ -561,7 +561,7 @@ def judge_invitation(
 
     The same rules as a scanned invitation's (:func:`_decide_qr`), through the same
     code: time window with the door's skew, site, door or zones
-    (:func:`edge_agent.tokens.window_and_scope`), revocation, and a clock below the
+    (:func:`portier_common.tokens.window_and_scope`), revocation, and a clock below the
     time floor (``clock_untrusted``). What only the door's opening depends on is not
     asked: the signature (the cache holds what the central signed), the mode, the
     schedule, the cache's age, and single use (a manual check-in opens nothing, so

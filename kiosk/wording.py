@@ -3,7 +3,7 @@
 Every string here is an English msgid marked with :func:`~kiosk.i18n.N_`; the
 screens translate them when they show them. The tables are keyed by the
 codes' string values, so the kiosk needs nothing from the edge agent but its
-client: a test checks that every :class:`edge_agent.reasons.Reason` has its
+client: a test checks that every :class:`portier_common.reasons.Reason` has its
 wording, and the unknown code of a newer agent falls back to
 :data:`UNKNOWN_REASON`.
 """

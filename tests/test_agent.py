@@ -25,10 +25,8 @@ from edge_agent.agent import CHECKIN_WINDOW_S, ActionError, Agent, EventBus
 from edge_agent.config import AgentConfig, parse_config, simulator_config_path
 from edge_agent.devices import Devices, open_devices
 from edge_agent.door import DoorMode, ManualScheduler
-from edge_agent.guards import GuardDenied, hash_pin
-from edge_agent.ntag424 import emulate_sun_url
+from edge_agent.guards import GuardDenied
 from edge_agent.policy import Credential
-from edge_agent.reasons import Reason
 from edge_agent.store import (
     Badge,
     Delta,
@@ -41,15 +39,18 @@ from edge_agent.store import (
 )
 from edge_agent.store import SigningKey as CachedKey
 from edge_agent.timefloor import record_floor
-from edge_agent.tokens import PREFIX, InvitationClaims, SigningKey, b45encode, mint
-from edge_agent.tokens.cose import (
+from portier_common.ntag424 import emulate_sun_url
+from portier_common.pins import hash_pin
+from portier_common.reasons import Reason
+from portier_common.tokens import PREFIX, InvitationClaims, SigningKey, b45encode, mint
+from portier_common.tokens.cose import (
     HEADER_ALG,
     HEADER_KID,
     encode_protected,
     encode_sign1,
     sig_structure,
 )
-from edge_agent.tokens.cose import dumps as cbor_dumps
+from portier_common.tokens.cose import dumps as cbor_dumps
 
 # Wednesday 2026-11-18 10:00 UTC: inside the "office" schedule, outside "weekend".
 NOW = int(dt.datetime(2026, 11, 18, 10, 0, tzinfo=dt.UTC).timestamp())

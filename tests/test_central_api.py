@@ -16,8 +16,8 @@ import requests
 
 from central.server import _is_loopback
 from central.testing import CentralProcess, ChainBuilder, ContractChecker, enroll_device
-from edge_agent.reasons import Reason
-from edge_agent.tokens import Keyring, TrustedKey, verify
+from portier_common.reasons import Reason
+from portier_common.tokens import Keyring, TrustedKey, verify
 
 TIMEOUT = 10
 

@@ -20,7 +20,7 @@ from pyzbar import pyzbar
 
 from central.cli import UsageError, parse_rule, parse_time
 from central.testing import CentralProcess, ChainBuilder, enroll_device
-from edge_agent.tokens import Keyring, TrustedKey, verify
+from portier_common.tokens import Keyring, TrustedKey, verify
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 10

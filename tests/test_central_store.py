@@ -27,9 +27,9 @@ from central.errors import (
 from central.settings import CentralSettings
 from central.store import CentralStore, normalize_uid
 from central.testing import ChainBuilder
-from edge_agent.reasons import Reason
-from edge_agent.store.encoding import event_hash
-from edge_agent.tokens import Keyring, TrustedKey, verify
+from portier_common.encoding import event_hash
+from portier_common.reasons import Reason
+from portier_common.tokens import Keyring, TrustedKey, verify
 
 
 class Clock:
@@ -314,7 +314,7 @@ def test_stored_chain_walk_catches_later_tampering(store: CentralStore, tmp_path
 
 
 def test_hash_is_the_journal_function(store: CentralStore) -> None:
-    """The central checks with edge_agent.store.encoding.event_hash, nothing else."""
+    """The central checks with portier_common.encoding.event_hash, nothing else."""
     enroll(store)
     event = ChainBuilder().event("door.forced_open", {"door": "lobby", "ms": 12})
     expected = event_hash(

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.guards import Guard, GuardSessions, TokenBucket, hash_pin, verify_pin
+from edge_agent.guards import Guard, GuardSessions, TokenBucket
+from portier_common.pins import hash_pin, verify_pin
 
 GUARD = Guard("g-7", "Sergeant Pepper", "A0B0C0D0", hash_pin("471100", n=2**10))
 

@@ -33,7 +33,7 @@ from test_kiosk_rig import (
 
 from edge_agent.client import AgentClient, ApiError
 from edge_agent.policy import CachedInvitation, DoorPolicy, judge_invitation
-from edge_agent.reasons import Reason
+from portier_common.reasons import Reason
 
 
 @pytest.fixture(scope="module")

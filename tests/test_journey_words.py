@@ -377,8 +377,8 @@ def test_the_answer_says_where_and_until_when_the_credential_opens(rig):
 # -- wording -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("lang", ["en", "fr"])
 def test_a_qr_refusal_says_invitation_and_a_badge_refusal_says_badge(lang):
-    from edge_agent.reasons import Reason
     from kiosk import i18n, wording
+    from portier_common.reasons import Reason
 
     i18n.ensure_compiled()
     _ = i18n.translations(lang).gettext
@@ -514,7 +514,7 @@ def test_the_demo_panel_shows_every_invitation(report):
 
 # -- the demo ------------------------------------------------------------------------------------
 def test_the_demo_tells_how_to_see_a_kiosk_on_a_virtual_screen(tmp_path):
-    from edge_agent.demo import viewing_hints
+    from portier_demo.demo import viewing_hints
 
     with xvfb_display("800x480x24") as display:
         env = {"DISPLAY": display, "XAUTHORITY": "/tmp/xauth-demo"}

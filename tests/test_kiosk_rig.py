@@ -163,7 +163,6 @@ class AgentRig:
     # -- setup --------------------------------------------------------------------
     def prepare(self) -> DemoMaterial:
         """Write config, cache and demo material (agent not running). Returns the material."""
-        from edge_agent.guards import hash_pin
         from edge_agent.store import (
             Badge,
             Delta,
@@ -174,8 +173,9 @@ class AgentRig:
             Store,
             StoreSettings,
         )
-        from edge_agent.tokens import InvitationClaims, mint
-        from edge_agent.tokens import SigningKey as TokenKey
+        from portier_common.pins import hash_pin
+        from portier_common.tokens import InvitationClaims, mint
+        from portier_common.tokens import SigningKey as TokenKey
 
         self.root.mkdir(parents=True, exist_ok=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -42,3 +43,30 @@ def test_ruff_format_is_clean():
         timeout=120,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def test_import_layers_hold():
+    """The layer contracts of pyproject.toml ([tool.importlinter], docs/architecture.md)."""
+    exe = Path(sys.executable).with_name("lint-imports")
+    found = str(exe) if exe.exists() else shutil.which("lint-imports")
+    if found is None:
+        pytest.fail("lint-imports is not installed: import-linter is a pinned dev dependency")
+    # This checkout's packages first on the path, whatever the virtualenv was installed from.
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.run(
+        [found, "--no-cache"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, (
+        "an import breaks the layers (docs/architecture.md says what may import what; "
+        "an exception goes in pyproject.toml's [tool.importlinter] with a comment saying why):\n"
+        + proc.stdout[-6000:]
+        + proc.stderr[-2000:]
+    )

@@ -50,7 +50,7 @@ from edge_agent.api import make_app
 from edge_agent.client import AgentClient, AgentUnavailable, ApiError
 from edge_agent.config import load_config, simulator_config_path
 from edge_agent.store import Badge, Delta, Invitation, Store, StoreSettings
-from edge_agent.tokens import InvitationClaims, mint
+from portier_common.tokens import InvitationClaims, mint
 
 EDGE_AGENT = str(Path(sys.executable).with_name("edge-agent"))
 LOCKED_GUARD_UID = "04C0FFEE000002"  # the lockout test's own guard, so others can log in
@@ -833,7 +833,7 @@ def test_openapi_lists_exactly_the_servers_routes() -> None:
 
 
 def test_openapi_reason_codes_are_the_agents() -> None:
-    from edge_agent.reasons import Reason
+    from portier_common.reasons import Reason
 
     assert _spec()["components"]["schemas"]["Reason"]["enum"] == [r.value for r in Reason]
 

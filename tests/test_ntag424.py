@@ -19,8 +19,8 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.cmac import CMAC
 
-from edge_agent import ntag424
-from edge_agent.ntag424 import (
+from portier_common import ntag424
+from portier_common.ntag424 import (
     BadSunMac,
     DiversifiedKeys,
     MalformedSun,
@@ -41,7 +41,7 @@ from edge_agent.ntag424 import (
     session_keys,
     truncate_mac,
 )
-from edge_agent.reasons import Reason
+from portier_common.reasons import Reason
 
 ZERO_KEY = bytes(16)
 H = bytes.fromhex

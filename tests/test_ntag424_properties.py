@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from edge_agent.ntag424 import (
+from portier_common.ntag424 import (
     BadSunMac,
     MalformedSun,
     ReplayGuard,
@@ -16,7 +16,7 @@ from edge_agent.ntag424 import (
     counter_verdict,
     emulate_sun_url,
 )
-from edge_agent.reasons import Reason
+from portier_common.reasons import Reason
 
 ZERO_KEY = bytes(16)
 ENC_SETTINGS = SunSettings(mac_input_from="enc")

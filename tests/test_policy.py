@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 import pytest
 
 from edge_agent.door import DoorMode
-from edge_agent.ntag424 import SunVerifier, emulate_sun_url
 from edge_agent.policy import (
     BadgeRecord,
     Credential,
@@ -16,8 +15,9 @@ from edge_agent.policy import (
     Schedule,
     decide,
 )
-from edge_agent.reasons import Reason
-from edge_agent.tokens import InvitationClaims, Keyring, SigningKey, mint
+from portier_common.ntag424 import SunVerifier, emulate_sun_url
+from portier_common.reasons import Reason
+from portier_common.tokens import InvitationClaims, Keyring, SigningKey, mint
 
 # Wednesday 2026-11-18 10:00 UTC
 NOW = dt.datetime(2026, 11, 18, 10, 0, tzinfo=dt.UTC).timestamp()

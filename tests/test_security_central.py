@@ -33,16 +33,16 @@ from central.settings import CentralSettings, load_ntag424_keys
 from central.store import CentralStore
 from central.testing import CentralProcess, ChainBuilder, enroll_device
 from edge_agent.agent import Agent, StoreCacheView
-from edge_agent.config import ConfigError, GuardSection, Ntag424Section, load_config
+from edge_agent.config import ConfigError, GuardSection, load_config
 from edge_agent.enroll import EnrollError, credential_path, enroll, load_credential
-from edge_agent.ntag424 import emulate_sun_url
 from edge_agent.policy import Credential, Decision
-from edge_agent.reasons import Reason
 from edge_agent.store import Badge, Delta, Store, StoreSettings
 from edge_agent.sync import Alarms, CentralClient, DeltaError, Downlink
 from edge_agent.sync.downlink import DeltaTrust, DoorSettingsFile
-from edge_agent.sync.signing import DeltaKey
-from edge_agent.tokens import SigningKey, Verified, verify
+from portier_common.ntag424 import Ntag424Section, emulate_sun_url
+from portier_common.reasons import Reason
+from portier_common.signing import DeltaKey
+from portier_common.tokens import SigningKey, Verified, verify
 
 DOOR = "gate-a"
 META_KEY = bytes(range(16, 32))
@@ -634,7 +634,7 @@ def test_retire_now_makes_devices_refuse_the_old_key_at_once(central, admin, tmp
 
 
 def test_pin_hashes_reach_only_devices_with_a_guard_console(central, admin, tmp_path) -> None:
-    from edge_agent.guards import hash_pin
+    from portier_common.pins import hash_pin
 
     admin.put_badge(
         uid="04C0FFEE0000A1",
@@ -687,7 +687,7 @@ def _trust(credential: Any) -> DeltaTrust:
 def test_a_new_enrollment_or_a_cache_from_before_pinning_resyncs_from_scratch(
     central, admin, tmp_path
 ) -> None:
-    from edge_agent.guards import hash_pin
+    from portier_common.pins import hash_pin
 
     guard_uid = "04C0FFEE0000B2"
     admin.put_badge(

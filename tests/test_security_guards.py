@@ -38,15 +38,9 @@ from test_local_api import EDGE_AGENT, Served, raw, start_agent, wait_for
 
 from edge_agent.agent import ActionError
 from edge_agent.client import AgentUnavailable
-from edge_agent.guards import (
-    MIN_PIN_DIGITS,
-    SCRYPT_N,
-    GuardDenied,
-    guard_uid,
-    hash_pin,
-    verify_pin,
-)
+from edge_agent.guards import GuardDenied, guard_uid
 from edge_agent.store import Badge, Delta, Revocation
+from portier_common.pins import MIN_PIN_DIGITS, SCRYPT_N, hash_pin, verify_pin
 
 NTAG_GUARD_UID = "04AA0424000001"
 #: Guard logins on: a console that accepts bare-UID guard badges (the test guard's kind).
@@ -472,7 +466,7 @@ def test_first_boot_gives_kiosks_and_only_kiosks_a_guard_console(tmp_path, simul
 
 def test_demo_agent_has_a_guard_console(tmp_path):
     from edge_agent.config import load_config
-    from edge_agent.demo import write_agent_config
+    from portier_demo.demo import write_agent_config
 
     config = load_config(write_agent_config(tmp_path, None, "hq"))
     assert config.guard.console and config.guard.accept_uid_login

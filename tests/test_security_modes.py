@@ -45,8 +45,8 @@ from edge_agent.agent import (
 from edge_agent.client import ApiError
 from edge_agent.door import DoorMode
 from edge_agent.policy import Credential
-from edge_agent.reasons import Reason
 from edge_agent.store import Store, StoreIOError, StoreSettings
+from portier_common.reasons import Reason
 
 
 @pytest.fixture
@@ -277,7 +277,7 @@ def test_unrelated_central_settings_do_not_lift_a_guards_lockdown(tmp_path: Path
     from test_sync_rig import enroll_with, journal_events, make_config, running_agent, wait_until
 
     from central.testing import CentralProcess
-    from edge_agent.guards import hash_pin
+    from portier_common.pins import hash_pin
 
     with CentralProcess(tmp_path / "central") as central, central.admin() as admin:
         config = _add_guard_console(make_config(tmp_path / "a", central.url, device="held-door"))

@@ -48,9 +48,9 @@ from edge_agent.client import AgentClient, AgentUnavailable
 from edge_agent.config import AgentConfig, load_config, parse_config
 from edge_agent.devices import open_devices
 from edge_agent.policy import Credential, DoorPolicy
-from edge_agent.reasons import Reason
 from edge_agent.store import Badge, Delta, Store, StoreSettings
 from edge_agent.sync import CentralLink
+from portier_common.reasons import Reason
 
 DAY = 86_400.0
 UID_DOOR = {"door": {"accept_uid": True}}

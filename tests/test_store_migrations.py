@@ -43,7 +43,7 @@ def test_version_1_file_with_events_is_upgraded_and_keeps_its_chain(tmp_path: Pa
     assert "badges" not in tables(path)
     conn.close()
     # Events written by version-1 code (same journal tables).
-    from edge_agent.store.encoding import GENESIS_HASH, UUIDv7Generator, event_hash
+    from portier_common.encoding import GENESIS_HASH, UUIDv7Generator, event_hash
 
     conn = sqlite3.connect(path, isolation_level=None)
     prev, gen = GENESIS_HASH, UUIDv7Generator()

@@ -26,15 +26,15 @@ from central.admin import CentralAdmin
 from central.testing import CentralProcess, ChainBuilder, enroll_device
 from edge_agent.agent import StoreCacheView
 from edge_agent.door import DoorMode
-from edge_agent.guards import verify_pin
 from edge_agent.policy import Credential, DoorPolicy, decide
-from edge_agent.reasons import Reason
 from edge_agent.store import Badge, Delta, Store, StoreSettings
 from edge_agent.sync import Alarms, CentralClient, DeltaError, DoorSettingsFile, Downlink
 from edge_agent.sync.client import CentralUnreachable
 from edge_agent.sync.downlink import DeltaTrust, convert_page
-from edge_agent.sync.signing import DeltaKey
-from edge_agent.tokens import Verified, verify
+from portier_common.pins import verify_pin
+from portier_common.reasons import Reason
+from portier_common.signing import DeltaKey
+from portier_common.tokens import Verified, verify
 
 DOOR = "gate-a"
 
@@ -478,6 +478,6 @@ def test_sigkill_while_a_page_applies_leaves_the_old_or_the_new_cursor(tmp_path:
 
 
 def _pin_hash(pin: str) -> str:
-    from edge_agent.guards import hash_pin
+    from portier_common.pins import hash_pin
 
     return hash_pin(pin)

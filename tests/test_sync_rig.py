@@ -22,9 +22,9 @@ import pytest
 from central.admin import CentralAdmin
 from edge_agent.client import AgentClient, AgentUnavailable
 from edge_agent.config import AgentConfig, load_config
-from edge_agent.demo import write_agent_config
 from edge_agent.enroll import DeviceCredential, enroll
 from edge_agent.store import Event, Store, StoreSettings
+from portier_demo.demo import write_agent_config
 
 EDGE_AGENT = str(Path(sys.executable).with_name("edge-agent"))
 START_TIMEOUT_S = 30.0

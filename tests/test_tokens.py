@@ -13,8 +13,8 @@ import cbor2
 import pytest
 import segno
 
-from edge_agent.reasons import Reason
-from edge_agent.tokens import (
+from portier_common.reasons import Reason
+from portier_common.tokens import (
     MAX_SKEW_LIMIT_S,
     MAX_TOKEN_CHARS,
     PREFIX,
@@ -31,7 +31,7 @@ from edge_agent.tokens import (
     mint,
     verify,
 )
-from edge_agent.tokens.cose import (
+from portier_common.tokens.cose import (
     ALG_EDDSA,
     HEADER_ALG,
     HEADER_KID,
@@ -757,7 +757,7 @@ def _sharing_bomb(levels: int) -> bytes:
     ],
 )
 def test_strict_cbor_reader_refuses(data: bytes, message: str) -> None:
-    from edge_agent.tokens.cose import COSE_SIGN1_TAG, CborError, loads_strict
+    from portier_common.tokens.cose import COSE_SIGN1_TAG, CborError, loads_strict
 
     with pytest.raises(CborError, match=message):
         loads_strict(data, root_tag=COSE_SIGN1_TAG)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.tokens.base45 import ALPHABET, Base45Error, b45decode, b45encode
+from portier_common.tokens.base45 import ALPHABET, Base45Error, b45decode, b45encode
 
 # RFC 9285 §4.3 and §4.4.
 RFC_VECTORS = [

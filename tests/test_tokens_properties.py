@@ -14,8 +14,8 @@ import cbor2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_agent.reasons import Reason
-from edge_agent.tokens import (
+from portier_common.reasons import Reason
+from portier_common.tokens import (
     PREFIX,
     Denied,
     InvitationClaims,
@@ -27,8 +27,8 @@ from edge_agent.tokens import (
     mint,
     verify,
 )
-from edge_agent.tokens.base45 import ALPHABET
-from edge_agent.tokens.cose import (
+from portier_common.tokens.base45 import ALPHABET
+from portier_common.tokens.cose import (
     ALG_EDDSA,
     HEADER_ALG,
     HEADER_KID,

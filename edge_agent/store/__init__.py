@@ -41,15 +41,6 @@ from edge_agent.store.cache import (
     normalize_uid,
 )
 from edge_agent.store.disk import DiskPressure, DiskUsage, Pressure, statvfs_usage
-from edge_agent.store.encoding import (
-    GENESIS_HASH,
-    Clock,
-    SystemClock,
-    UUIDv7Generator,
-    canonical_json,
-    event_hash,
-    event_preimage,
-)
 from edge_agent.store.errors import (
     CursorMismatch,
     InvalidEvent,
@@ -77,6 +68,15 @@ from edge_agent.store.replay import ReplayLedger
 from edge_agent.store.schema import SCHEMA_VERSION
 from edge_agent.store.settings import StoreSettings
 from edge_agent.store.store import Store
+from portier_common.encoding import (
+    GENESIS_HASH,
+    Clock,
+    SystemClock,
+    UUIDv7Generator,
+    canonical_json,
+    event_hash,
+    event_preimage,
+)
 
 __all__ = [
     "BADGE_KINDS",

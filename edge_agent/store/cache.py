@@ -19,8 +19,8 @@ from enum import StrEnum
 from typing import Any
 
 from edge_agent.store.db import Database
-from edge_agent.store.encoding import Clock
 from edge_agent.store.errors import CursorMismatch
+from portier_common.encoding import Clock
 
 _META_CURSOR = "downlink.cursor"
 _META_SYNCED = "downlink.last_sync_ms"

@@ -10,9 +10,9 @@ from __future__ import annotations
 import errno
 import sqlite3
 
-
-class StoreError(Exception):
-    """Base class of every error raised by the store."""
+# The base class and the bad-event error are shared with the central (the encoding raises
+# InvalidEvent): they live in portier_common and are the same classes here, re-exported.
+from portier_common.errors import InvalidEvent, StoreError  # noqa: F401
 
 
 class StoreClosed(StoreError, RuntimeError):
@@ -70,11 +70,6 @@ class SchemaError(StoreError):
     """The schema version is newer than this code, or a migration failed
     (the failed migration was rolled back; the file is at its previous
     version)."""
-
-
-class InvalidEvent(StoreError, ValueError):
-    """An event type or payload does not follow the journal's rules
-    (see ``docs/journal.md``: type grammar, JSON value types, size)."""
 
 
 class CursorMismatch(StoreError):

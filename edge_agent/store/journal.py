@@ -6,7 +6,7 @@ Every event gets, in one durable transaction: a per-device sequence number
 used twice), a time-ordered UUIDv7 id, wall and monotonic time, its
 type and canonical JSON payload, and ``hash = SHA-256(preimage)`` where the
 preimage starts with the previous event's hash (see
-:func:`edge_agent.store.encoding.event_preimage`).
+:func:`portier_common.encoding.event_preimage`).
 
 Concurrent appends share commits (group commit, leader/follower): a caller
 that finds no commit in progress becomes the leader and writes everything
@@ -37,7 +37,9 @@ from enum import IntEnum
 from typing import Any, NamedTuple
 
 from edge_agent.store.db import Database, rollback
-from edge_agent.store.encoding import (
+from edge_agent.store.errors import InvalidEvent, StoreError, StoreFull, StoreIOError, translate
+from edge_agent.store.highwater import HighWater
+from portier_common.encoding import (
     _KNOWN_TYPES,
     GENESIS_HASH,
     Clock,
@@ -48,8 +50,6 @@ from edge_agent.store.encoding import (
     id_to_bytes,
     id_to_text,
 )
-from edge_agent.store.errors import InvalidEvent, StoreError, StoreFull, StoreIOError, translate
-from edge_agent.store.highwater import HighWater
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from enum import IntEnum
 from pathlib import Path
 
 from edge_agent.store.db import Database
-from edge_agent.store.encoding import Clock, UUIDv7Generator
 from edge_agent.store.errors import MediaRefused, StoreError
 from edge_agent.store.settings import StoreSettings
+from portier_common.encoding import Clock, UUIDv7Generator
 
 log = logging.getLogger(__name__)
 

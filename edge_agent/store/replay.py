@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from edge_agent.store.cache import normalize_uid
 from edge_agent.store.db import Database
-from edge_agent.store.encoding import Clock
+from portier_common.encoding import Clock
 
 #: SUN read counters are 24-bit (NTAG 424 DNA data sheet, SDMReadCtr).
 MAX_COUNTER = 0xFFFFFF

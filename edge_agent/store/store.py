@@ -20,7 +20,6 @@ from edge_agent.store.disk import (
     level_for,
     statvfs_usage,
 )
-from edge_agent.store.encoding import Clock, SystemClock
 from edge_agent.store.errors import StoreError, StoreFull, translate
 from edge_agent.store.guardlock import GuardLockouts
 from edge_agent.store.highwater import HighWater
@@ -29,6 +28,7 @@ from edge_agent.store.media import EvictResult, MediaStore
 from edge_agent.store.replay import ReplayLedger
 from edge_agent.store.schema import SCHEMA_VERSION, current_version, migrate
 from edge_agent.store.settings import StoreSettings
+from portier_common.encoding import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ and tools use on their own:
 * :class:`Backoff` -- exponential backoff with full jitter, ``Retry-After`` as a floor;
 * :class:`Uplink` -- journal batches to ``/v1/events`` with per-event acks;
 * :class:`Downlink` -- ``/v1/deltas`` pages, verified against the central's pinned
-  delta signing key (:class:`DeltaTrust`, :mod:`edge_agent.sync.signing`), applied
+  delta signing key (:class:`DeltaTrust`, :mod:`portier_common.signing`), applied
   atomically to the cache;
 * :class:`Alarms` -- sync alarms journaled as ``sync.alarm`` events.
 

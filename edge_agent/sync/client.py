@@ -37,7 +37,7 @@ from urllib3.exceptions import InvalidHeader
 from urllib3.util import Retry
 
 from edge_agent.config import check_central_url
-from edge_agent.sync.signing import KID_HEADER, SIGNATURE_HEADER
+from portier_common.signing import KID_HEADER, SIGNATURE_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class CentralUnreachable(ConnectionError):
 @dataclass(frozen=True)
 class SignedPage:
     """A deltas answer as received: the exact body bytes and the signature headers
-    (checked with :class:`edge_agent.sync.signing.DeltaKey` before the body is parsed)."""
+    (checked with :class:`portier_common.signing.DeltaKey` before the body is parsed)."""
 
     body: bytes
     kid: str | None

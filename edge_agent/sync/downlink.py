@@ -26,7 +26,7 @@ What the central sends and where it goes in the cache:
 
 Every page is authenticated before anything of it is used: the central signs the
 exact bytes of the body with its delta signing key, bound to this device's id
-(:mod:`edge_agent.sync.signing`), and the device checks them against the key it
+(:mod:`portier_common.signing`), and the device checks them against the key it
 pinned at enrollment (:class:`DeltaTrust`). A page that is unsigned, signed by
 another key or altered raises ``bad_delta`` and is discarded whole: a man in the
 middle or a proxy cannot inject a signing key, a badge or a door mode.
@@ -58,8 +58,8 @@ from edge_agent.store import (
 )
 from edge_agent.sync.alarms import Alarms
 from edge_agent.sync.client import CentralClient, CentralRefused, SignedPage
-from edge_agent.sync.signing import DeltaKey, DeltaSignatureError
-from edge_agent.tokens import TrustedKey
+from portier_common.signing import DeltaKey, DeltaSignatureError
+from portier_common.tokens import TrustedKey
 
 log = logging.getLogger(__name__)
 

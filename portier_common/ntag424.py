@@ -25,7 +25,7 @@ Dynamic Messaging):
 
 :class:`SunVerifier` is the one entry point doing all of this; it returns a
 :class:`SunTap` (UID, counter, file data) or raises a :class:`SunError` whose
-``reason`` is an :class:`edge_agent.reasons.Reason`. Replay protection is a
+``reason`` is an :class:`portier_common.reasons.Reason`. Replay protection is a
 separate, pure decision (:func:`counter_verdict`, :class:`ReplayGuard`): the
 last accepted counter per UID is stored by whoever owns durable storage and
 injected here.
@@ -55,7 +55,7 @@ from typing import ClassVar
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
 
-from edge_agent.reasons import Reason
+from portier_common.reasons import Reason
 
 log = logging.getLogger(__name__)
 
@@ -936,3 +936,43 @@ def emulate_sun_url(
         mac_input = url[found[settings.mac_input_from][0] :].encode("ascii")
     mac = truncate_mac(_cmac(_session_mac_key(key, uid, counter), mac_input))
     return url + mac.hex().upper()
+
+
+# -- the keys, as the agent's [ntag424] table and the central's keys file give them ------
+@dataclass(frozen=True)
+class Ntag424Section:
+    """Keys for NTAG 424 DNA SUN messages (hex). Keep this file mode 0600."""
+
+    meta_read_key: str | None = None
+    file_read_key: str | None = None
+    #: Per-card file read keys diversified from this master key (AN10922), instead.
+    file_read_master_key: str | None = None
+    picc_param: str = "picc_data"
+    mac_param: str = "cmac"
+
+    def __post_init__(self) -> None:
+        for name in ("meta_read_key", "file_read_key", "file_read_master_key"):
+            value = getattr(self, name)
+            if value is not None and not re.fullmatch(r"[0-9A-Fa-f]{32}", value):
+                raise ValueError(f"{name}: must be 32 hex digits (an AES-128 key)")
+        if self.file_read_key and self.file_read_master_key:
+            raise ValueError("file_read_master_key: set either it or file_read_key, not both")
+
+    @property
+    def configured(self) -> bool:
+        """True when SUN messages can be verified."""
+        return bool(self.file_read_key or self.file_read_master_key)
+
+    def verifier(self) -> SunVerifier | None:
+        """The SUN verifier of these keys (None when none are configured): the one way
+        the agent and the central build it."""
+        if not self.configured:
+            return None
+        file_key: bytes | DiversifiedKeys
+        if self.file_read_master_key:
+            file_key = DiversifiedKeys(bytes.fromhex(self.file_read_master_key))
+        else:
+            file_key = bytes.fromhex(self.file_read_key or "")
+        meta = bytes.fromhex(self.meta_read_key) if self.meta_read_key else None
+        layout = SunSettings(picc_param=self.picc_param, mac_param=self.mac_param)
+        return SunVerifier(file_read_key=file_key, meta_read_key=meta, settings=layout)

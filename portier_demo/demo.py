@@ -288,8 +288,8 @@ def write_agent_config(
 
 def seed_central(admin: Any, door: str = DEMO_DOOR) -> DemoSeed:
     """Put the demo's credentials into the central through its admin API; return them."""
-    from edge_agent.guards import hash_pin
-    from edge_agent.tokens import InvitationClaims, SigningKey, mint
+    from portier_common.pins import hash_pin
+    from portier_common.tokens import InvitationClaims, SigningKey, mint
 
     info = admin.info()
     site = info["site"]

@@ -1,7 +1,7 @@
 """COSE_Sign1 (RFC 9052) structures, built with cbor2, and the strict CBOR reader.
 
-Low-level helpers: :func:`edge_agent.tokens.mint` and
-:func:`edge_agent.tokens.verify` are what callers want. These are public so that
+Low-level helpers: :func:`portier_common.tokens.mint` and
+:func:`portier_common.tokens.verify` are what callers want. These are public so that
 tests and tools can build tokens that the minter never would (swapped
 algorithms, headers in the wrong bucket, odd encodings).
 

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Protocol
 
-from edge_agent.store.errors import InvalidEvent
+from portier_common.errors import InvalidEvent
 
 #: Largest integer a payload may hold: the largest one every JSON parser
 #: (JavaScript included) reads back exactly.

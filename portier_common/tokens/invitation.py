@@ -41,7 +41,7 @@ from typing import Any
 
 import cbor2
 
-from edge_agent.reasons import Reason
+from portier_common.reasons import Reason
 
 from .base45 import Base45Error, b45decode, b45encode
 from .claims import ClaimsError, InvitationClaims
