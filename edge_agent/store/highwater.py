@@ -115,7 +115,11 @@ class HighWater:
             log.warning("journal: high-water mark not written: %s", exc)
             return
         self.seq = seq
-        self._dirty.set()
+        # Set only when clear (the sync thread clears it before it syncs, so a
+        # set flag already covers this write): Event.set takes a lock and
+        # notifies waiters at every commit otherwise.
+        if not self._dirty.is_set():
+            self._dirty.set()
 
     def _sync_loop(self) -> None:
         while not self._stop.is_set():

@@ -42,8 +42,12 @@ from edge_agent.store.highwater import HighWater
 from portier_common.encoding import (
     _KNOWN_TYPES,
     GENESIS_HASH,
+    HASH_TAG,
     Clock,
     UUIDv7Generator,
+    _pack_header,
+    _pack_u32,
+    _sha256,
     canonical_json,
     check_type,
     event_hash,
@@ -70,6 +74,10 @@ _META_REPORTED = "journal.reported_damage"
 _META_GAPS = "journal.gaps"
 _MAX_FINDINGS = 20
 _MAX_REPORTED = 1000
+
+_START_PENDING = (
+    "journal append: the journal's start-up findings are not written yet (disk full at start)"
+)
 
 _COLUMNS = (
     "seq, id, wall_ms, mono_ns, type, payload, prev_hash, hash, status, attempts, dead_reason"
@@ -128,6 +136,10 @@ class Event(NamedTuple):
             "prev_hash": self.prev_hash.hex(),
             "hash": self.hash.hex(),
         }
+
+
+#: The sync fields of a new event (status, attempts, dead_reason).
+_READY_TAIL = (SyncStatus.READY, 0, None)
 
 
 @dataclass(frozen=True)
@@ -437,8 +449,86 @@ class Journal:
         """
         if type(event_type) is not str or event_type not in _KNOWN_TYPES:
             check_type(event_type)
-        item = (event_type, canonical_json({} if payload is None else payload, self._max_payload))
-        return self._submit(_Request([item])).events[0]
+        payload_json = canonical_json({} if payload is None else payload, self._max_payload)
+        mutex = self._mutex
+        with mutex:
+            lone = not self._leader_busy
+            if lone:
+                # Nobody is committing, so nobody is queued: lead at once.
+                self._leader_busy = True
+        if not lone:
+            return self._submit(_Request([(event_type, payload_json)])).events[0]
+        # The lone caller's path: _submit, _lead and _write for one event
+        # without a _Request, a batch or a list -- the same commit, less Python.
+        request = None
+        try:
+            with self._db.write_lock:
+                if not self._pending:
+                    return self._write_one(event_type, payload_json)
+                # Callers queued while this one waited for the write lock (another
+                # transaction held it): they share this commit, as _lead does.
+                request = _Request([(event_type, payload_json)])
+                request.lead = True
+                with mutex:
+                    self._pending.insert(0, request)
+                self._lead(request)  # the lock is re-entrant; _lead hands on
+        except BaseException as exc:
+            if request is None and isinstance(exc, StoreFull | StoreIOError):
+                self.unavailable = str(exc)
+            raise
+        finally:
+            if request is None or not request.done:
+                if request is not None:
+                    with mutex:
+                        if request in self._pending:
+                            self._pending.remove(request)
+                self._hand_on()
+        assert request is not None  # the lock-free branch returned above
+        if request.error is not None:
+            raise request.error
+        return request.events[0]
+
+    def _hand_on(self) -> None:
+        """Pass leadership to the first caller queued, or give it up."""
+        with self._mutex:
+            successor = self._pending[0] if self._pending else None
+            if successor is None:
+                self._leader_busy = False
+            else:
+                successor.lead = True
+        if successor is not None:
+            successor.wake.release()  # type: ignore[union-attr]
+
+    def _write_one(self, event_type: str, payload_json: str) -> Event:
+        """:meth:`_write` for one event of a lone caller; write lock held."""
+        conn = self._db.writer
+        if conn is None:
+            conn = self._db.check_writable()  # raises StoreClosed or StoreReadOnly
+        if self._start_items:
+            raise StoreFull(_START_PENDING)
+        clock = self._clock
+        seq, prev = self._head_seq + 1, self._head_hash
+        wall_ms = clock.wall_ms()
+        mono_ns = clock.mono_ns()
+        raw_id = self._ids.next_bytes(wall_ms)
+        digest = event_hash(prev, seq, raw_id, wall_ms, mono_ns, event_type, payload_json)
+        row = (seq, raw_id, wall_ms, mono_ns, event_type, payload_json, prev, digest)
+        try:
+            # One statement in autocommit mode is its own transaction: the same
+            # commit (and fsync: synchronous=FULL) as BEGIN IMMEDIATE / COMMIT
+            # around it, two statements fewer; on error SQLite rolls it back.
+            conn.execute(_INSERT, row)
+        except sqlite3.Error as exc:
+            self._insert_after_error(conn, [row], exc)
+        self._head_seq, self._head_hash = seq, digest
+        self.unavailable = None
+        if self._high_water is not None:
+            self._high_water.record(seq, digest, raw_id)
+        if self._on_commit is not None:
+            self._on_commit(1)
+        # tuple.__new__ straight away: the named tuple's own __new__ is a
+        # Python function.
+        return tuple.__new__(Event, (seq, id_to_text(raw_id), *row[2:], *_READY_TAIL))
 
     def append_claimed(
         self,
@@ -570,10 +660,7 @@ class Journal:
             conn = self._db.check_writable()  # raises StoreClosed or StoreReadOnly
         if self._start_items:
             # Nothing is numbered before the start-up findings are journaled (resume()).
-            raise StoreFull(
-                "journal append: the journal's start-up findings are not written yet "
-                "(disk full at start)"
-            )
+            raise StoreFull(_START_PENDING)
         if any(req.claim is not None for req in batch):
             rows, seq, prev = self._write_claimed(conn, batch)
         else:
@@ -586,10 +673,8 @@ class Journal:
         self.unavailable = None
         if self._high_water is not None and rows:
             self._high_water.record(seq, prev, rows[-1][1])
-        events = [
-            Event(row[0], id_to_text(row[1]), row[2], row[3], row[4], row[5], row[6], row[7])
-            for row in rows
-        ]
+        new, text, ready = tuple.__new__, id_to_text, _READY_TAIL
+        events = [new(Event, (row[0], text(row[1]), *row[2:], *ready)) for row in rows]
         if len(batch) == 1:
             batch[0].events = events
         else:
@@ -602,11 +687,19 @@ class Journal:
             self._on_commit(len(rows))
 
     def _rows(self, batch: list[_Request]) -> tuple[list[tuple[Any, ...]], int, bytes]:
-        """Number, time-stamp and chain the batch's events (not yet written)."""
+        """Number, time-stamp and chain the batch's events (not yet written).
+
+        :func:`edge_agent.store.encoding.event_hash` written out in the loop
+        (the same preimage: it runs per event), with each type's bytes and
+        length encoded once per batch.
+        """
         wall_clock, mono_clock = self._clock.wall_ms, self._clock.mono_ns
-        next_id, hash_of = self._ids.next_bytes, event_hash
+        next_id = self._ids.next_bytes
+        pack_header, pack_u32, sha256, tag = _pack_header, _pack_u32, _sha256, HASH_TAG
+        join = b"".join
+        types: dict[str, tuple[bytes, int]] = {}
         seq, prev = self._head_seq, self._head_hash
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         add = rows.append
         for req in batch:
             for event_type, payload_json in req.items:
@@ -614,7 +707,22 @@ class Journal:
                 wall_ms = wall_clock()
                 mono_ns = mono_clock()
                 raw_id = next_id(wall_ms)
-                digest = hash_of(prev, seq, raw_id, wall_ms, mono_ns, event_type, payload_json)
+                encoded = types.get(event_type)
+                if encoded is None:
+                    type_bytes = event_type.encode("utf-8")
+                    encoded = types[event_type] = (type_bytes, len(type_bytes))
+                payload_bytes = payload_json.encode("utf-8")
+                digest = sha256(
+                    join(
+                        (
+                            tag,
+                            pack_header(prev, seq, raw_id, wall_ms, mono_ns, encoded[1]),
+                            encoded[0],
+                            pack_u32(len(payload_bytes)),
+                            payload_bytes,
+                        )
+                    )
+                ).digest()
                 add((seq, raw_id, wall_ms, mono_ns, event_type, payload_json, prev, digest))
                 prev = digest
         return rows, seq, prev
@@ -652,12 +760,15 @@ class Journal:
 
     @staticmethod
     def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        if len(rows) == 1:
+            # One statement in autocommit mode is its own transaction: the same
+            # commit (and fsync, synchronous=FULL) as BEGIN IMMEDIATE / COMMIT
+            # around it, two statements fewer; on error SQLite rolls it back.
+            conn.execute(_INSERT, rows[0])
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if len(rows) == 1:
-                conn.execute(_INSERT, rows[0])
-            else:
-                conn.executemany(_INSERT, rows)
+            conn.executemany(_INSERT, rows)
             conn.execute("COMMIT")
         except BaseException:
             rollback(conn)
