@@ -689,7 +689,7 @@ class Journal:
     def _rows(self, batch: list[_Request]) -> tuple[list[tuple[Any, ...]], int, bytes]:
         """Number, time-stamp and chain the batch's events (not yet written).
 
-        :func:`edge_agent.store.encoding.event_hash` written out in the loop
+        :func:`portier_common.encoding.event_hash` written out in the loop
         (the same preimage: it runs per event), with each type's bytes and
         length encoded once per batch.
         """
