@@ -606,7 +606,7 @@ class Journal:
         wall_clock, mono_clock = self._clock.wall_ms, self._clock.mono_ns
         next_id, hash_of = self._ids.next_bytes, event_hash
         seq, prev = self._head_seq, self._head_hash
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         add = rows.append
         for req in batch:
             for event_type, payload_json in req.items:
