@@ -186,8 +186,8 @@ def _badge(item: Mapping[str, Any], where: str) -> Badge:
 def _invitation(item: Mapping[str, Any], where: str) -> Invitation:
     host = item.get("host")
     return Invitation(
-        id=item.get("id"),  # type: ignore[arg-type]
-        visitor=item.get("visitor"),  # type: ignore[arg-type]
+        id=_raw(item, "id"),
+        visitor=_raw(item, "visitor"),
         host=host or None,
         doors=_names(item, "doors", where),
         not_before=_opt_int(item, "not_before", where),
@@ -230,7 +230,7 @@ def _schedule(item: Mapping[str, Any], where: str) -> Schedule:
     data = {"tz": timezone, "windows": windows, "timezone": timezone, "rules": rules}
     if isinstance(item.get("site"), str):
         data["site"] = item["site"]
-    return Schedule(item.get("id"), data)  # type: ignore[arg-type]
+    return Schedule(_raw(item, "id"), data)
 
 
 def convert_page(page: Mapping[str, Any], door: str) -> DeltaPage:
@@ -507,7 +507,7 @@ class Downlink:
     def _authentic(self, fetched: SignedPage | Mapping[str, Any]) -> Mapping[str, Any]:
         """Return the page to convert: verified first when a key is pinned."""
         if self.trust is None:
-            return fetched  # type: ignore[return-value]
+            return fetched  # type: ignore[return-value]  # _fetch's plain page, without a key
         if not isinstance(fetched, SignedPage):
             raise DeltaError("page: expected the signed bytes of the answer")
         return self.trust.parse(fetched)
