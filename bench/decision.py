@@ -53,7 +53,7 @@ from edge_agent.config import AgentConfig, load_config, simulator_config_path
 from edge_agent.devices import open_devices
 from edge_agent.door import ManualScheduler
 from edge_agent.policy import Credential
-from edge_agent.store import Badge, Delta, Revocation, Store, StoreSettings
+from edge_agent.store import Badge, Delta, Revocation, RevocationKind, Store, StoreSettings
 from edge_agent.store import SigningKey as CachedKey
 from portier_common.ntag424 import emulate_sun_url
 from portier_common.tokens import InvitationClaims, SigningKey, mint
@@ -135,7 +135,7 @@ def fill_cache(cfg: AgentConfig, badges: int) -> dict[str, float]:
         )
         for first in range(0, badges, PAGE):
             span = range(first, min(first + PAGE, badges))
-            revs = [Revocation("badge", uid_of(i).hex()) for i in span if revoked(i)]
+            revs = [Revocation(RevocationKind.BADGE, uid_of(i).hex()) for i in span if revoked(i)]
             revocations += len(revs)
             store.cache.apply_delta(
                 Delta(
@@ -291,6 +291,8 @@ def bench_in_process(cfg: AgentConfig, creds: Credentials, samples: int) -> dict
     store = Store.open(store_settings(cfg))
     devices = open_devices(cfg.hardware, camera=False, nfc=False)
     agent = Agent(cfg, store, devices, scheduler=ManualScheduler())
+    door = agent.door
+    assert door is not None  # the simulator's config has a door
     io = devices.door_io
     energised_at: list[float] = []
     real_unlock = io.unlock
@@ -307,7 +309,7 @@ def bench_in_process(cfg: AgentConfig, creds: Credentials, samples: int) -> dict
         random.Random(3).shuffle(order)
         for _ in range(50):  # warm up the page cache and the code paths
             agent.present(creds.sun_tap())
-            agent.door.safe_state()
+            door.safe_state()
         for name, maker, expect in order:
             credential = getattr(creds, maker)()
             energised_at.clear()
@@ -317,7 +319,7 @@ def bench_in_process(cfg: AgentConfig, creds: Credentials, samples: int) -> dict
             wrong += decision["granted"] is not expect
             if decision["granted"]:
                 results[name].append(energised_at[0] - start)
-                agent.door.safe_state()  # relock, so the next grant is a real unlock
+                door.safe_state()  # relock, so the next grant is a real unlock
             else:
                 results[name].append(done - start)
         appends = bench_appends(agent, 300 if samples < 2000 else 1000)

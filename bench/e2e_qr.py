@@ -253,7 +253,7 @@ class Bench:
                 self._open_if_deferred(sample, answer)
             return answer
 
-        client.present_qr = present_qr  # type: ignore[method-assign]
+        client.present_qr = present_qr
         self.app.sm.bind(current=self._screen_changed)
 
     def _open_if_deferred(self, sample: Sample, answer: dict[str, Any]) -> None:
@@ -434,7 +434,8 @@ def run_kiosk(
         driver.wait_for(lambda: app.online, 20, "the agent does not answer")
         driver.wait_for(lambda: app.scanner is not None and app.scanner.frames_read > 5, 20)
         bench = Bench(driver, camera, held, codes)
-        scanner = app.scanner
+        # The bench swaps the scanner's private decoders for timing wrappers.
+        scanner: Any = app.scanner
         scanner._decoder = TimedDecoder(scanner._decoder, bench)
         if scanner._quick is not None:
             scanner._quick = TimedDecoder(scanner._quick, bench)

@@ -40,6 +40,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -47,6 +48,7 @@ from edge_agent.store import (
     Badge,
     Delta,
     Revocation,
+    RevocationKind,
     Store,
     StoreSettings,
 )
@@ -63,7 +65,7 @@ PAYLOAD = {
 }
 
 
-def settings(path: Path, **kw: object) -> StoreSettings:
+def settings(path: Path, **kw: Any) -> StoreSettings:
     # Benches write far more than a device would: no reserve file, no disk
     # floor, so the figures do not depend on how full the shared disk is.
     return StoreSettings(path=path, reserve_bytes=0, warn_free_bytes=0, critical_free_bytes=0, **kw)
@@ -349,7 +351,9 @@ def fill_cache(path: Path, badges: int, revocations: int) -> dict[str, float]:
                 Delta(
                     cursor=f"c{cursor}",
                     revocations=[
-                        Revocation("badge", uid_of(i * 7).hex(), revoked_at=1_700_000_000)
+                        Revocation(
+                            RevocationKind.BADGE, uid_of(i * 7).hex(), revoked_at=1_700_000_000
+                        )
                         for i in range(first, min(first + page, revocations))
                     ],
                 )
@@ -365,7 +369,7 @@ def fill_cache(path: Path, badges: int, revocations: int) -> dict[str, float]:
                     Badge(uid_of(badges + k * 5_000 + i), "uid", f"n-{i}") for i in range(4_000)
                 ],
                 revocations=[
-                    Revocation("badge", uid_of(badges + 10**6 + k * 1000 + i).hex())
+                    Revocation(RevocationKind.BADGE, uid_of(badges + 10**6 + k * 1000 + i).hex())
                     for i in range(1_000)
                 ],
             )

@@ -29,15 +29,19 @@ import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hardware.qr import Decoder
 
 REAL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "qr-real"
 
 
-def variants() -> dict[str, object]:
+def variants() -> dict[str, Decoder]:
     """Decoders to compare, by label (raw decoders, then pipeline variants)."""
     from hardware.qr import QRSettings, open_decoder
 
-    def pipe(**kw: object) -> object:
+    def pipe(**kw: Any) -> Decoder:
         return open_decoder(QRSettings(**kw))
 
     return {

@@ -70,13 +70,19 @@ def main() -> None:
             client = CentralClient(central.url, credential=enrolled["device_token"], timeout_s=30)
             with Store.open(StoreSettings(path=db)) as store:
                 waits: list[float] = []
+
+                def wait(seconds: float) -> bool:
+                    waits.append(seconds)
+                    time.sleep(seconds)
+                    return False
+
                 uplink = Uplink(
                     store.journal,
                     client,
                     Alarms(store.journal.append),
                     batch_size=batch,
                     backoff=Backoff(0.05, 1.0),
-                    wait=lambda s: bool(waits.append(s)) or time.sleep(s) or False,
+                    wait=wait,
                     max_batch_bytes=limits["max_batch_bytes"],
                 )
                 start = time.perf_counter()

@@ -17,6 +17,7 @@ import statistics
 import time
 import zlib
 from collections.abc import Callable
+from typing import Any
 
 import segno
 
@@ -36,7 +37,7 @@ NOW = NBF + 3_600
 
 
 def _claims() -> dict[str, InvitationClaims]:
-    base = {"site": "hq", "not_before": NBF, "expires": NBF + 86_400}
+    base: dict[str, Any] = {"site": "hq", "not_before": NBF, "expires": NBF + 86_400}
     return {
         "minimal": InvitationClaims(
             invitation_id="7Q2K9XW4", visitor="M. Dupont", doors=("lobby",), single_use=True, **base

@@ -894,6 +894,7 @@ class CentralStore:
                 if event_id in known:
                     stored_seq, stored_hash, status, reason = known[event_id]
                     if status == "rejected":
+                        assert reason is not None  # a rejection always has its reason
                         ack.update(status="rejected", reason=reason.split(":", 1)[0], detail=reason)
                         counts["rejected"] += 1
                     elif stored_hash == claimed and stored_seq == seq:
@@ -1531,7 +1532,7 @@ class CentralStore:
                 single_use=_bool("single_use", body.get("single_use", False)),
                 doors=tuple(_names("doors", body.get("doors"))),
                 zones=tuple(_names("zones", body.get("zones"))),
-                host=body.get("host", ""),  # type: ignore[arg-type]
+                host=body.get("host", ""),
             )
         except ClaimsError as exc:
             raise BadRequest(str(exc)) from None
@@ -1754,7 +1755,7 @@ class CentralStore:
             if end <= start:
                 raise BadRequest(f"rules[{i}].end: must be after start")
             clean.append({"days": list(dict.fromkeys(days)), "start": start, "end": end})
-        schedule = {
+        schedule: dict[str, Any] = {
             "id": schedule_id,
             "site": _name("site", body.get("site", self.settings.site)),
             "timezone": timezone,

@@ -1861,10 +1861,11 @@ class Agent:
             door.raise_alarm(Alarm.HELP_REQUESTED, screen=screen, lang=lang.lower())
             raised_at = door.alarm_raised_at(Alarm.HELP_REQUESTED)
         log.warning("visitor help requested at %s (%s)", screen, lang)
-        door.scheduler.call_later(
-            self.config.door.help_alarm_s,
-            lambda: door.clear_alarm(Alarm.HELP_REQUESTED, since=raised_at),
-        )
+
+        def clear_help() -> None:
+            door.clear_alarm(Alarm.HELP_REQUESTED, since=raised_at)
+
+        door.scheduler.call_later(self.config.door.help_alarm_s, clear_help)
         return {"called": True, "already": False, "alarm": Alarm.HELP_REQUESTED.value}
 
     # -- simulator ----------------------------------------------------------------

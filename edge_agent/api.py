@@ -59,7 +59,7 @@ KEEPALIVE_S = 15.0
 
 _AGENT = web.AppKey("agent", Agent)
 #: The inboxes of the open event streams, ended with a None at shutdown.
-_STREAMS = web.AppKey("streams", set)
+_STREAMS: web.AppKey[set[asyncio.Queue[dict[str, Any] | None]]] = web.AppKey("streams", set)
 _LIMITS = web.AppKey("limits", ApiSection)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -144,7 +144,8 @@ class _Connection(asyncio.Protocol):
         self.handler.data_received(data)
 
     def eof_received(self) -> bool | None:
-        return self.handler.eof_received()
+        self.handler.eof_received()  # aiohttp's returns None: the transport closes
+        return None
 
     def pause_writing(self) -> None:
         self.handler.pause_writing()
@@ -547,7 +548,8 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 async def _end_streams(app: web.Application) -> None:
     # Without this, shutdown would wait its whole timeout for every open stream.
-    for inbox in list(app[_STREAMS]):
+    streams = app[_STREAMS]
+    for inbox in list(streams):
         if inbox.full():
             inbox.get_nowait()
         inbox.put_nowait(None)

@@ -38,7 +38,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_selftest(args: argparse.Namespace) -> int:
     """Run the installer self-test against the configured backends."""
     from edge_agent.devices import open_devices
-    from hardware.selftest import PromptOperator, SelfTest, SimulatedInstaller, write_test_card
+    from hardware.selftest import (
+        Operator,
+        PromptOperator,
+        SelfTest,
+        SimulatedInstaller,
+        write_test_card,
+    )
 
     if args.print_card:
         write_test_card(args.print_card)
@@ -46,6 +52,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
         return EXIT_OK
     cfg = _load(args)
     with open_devices(cfg.hardware) as devices:
+        operator: Operator
         if devices.simulated:
             operator = SimulatedInstaller(devices.door_sim, devices.reader)
         else:

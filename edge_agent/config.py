@@ -15,7 +15,7 @@ import tomllib
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from edge_agent.door import DoorMode, DoorTimings
 from edge_agent.settings_loader import ConfigError, build
@@ -334,6 +334,10 @@ class AgentConfig:
             object.__setattr__(self, "door", bounded)
 
 
+@overload
+def _resolve(base: Path, value: Path) -> Path: ...
+@overload
+def _resolve(base: Path, value: None) -> None: ...
 def _resolve(base: Path, value: Path | None) -> Path | None:
     if value is None or value.is_absolute():
         return value

@@ -568,7 +568,7 @@ def judge_invitation(
     it does not spend the invitation). A guard may still override a refusal, with a
     reason (the agent journals it).
     """
-    who = {
+    who: dict[str, Any] = {
         "credential_id": invitation.invitation_id,
         "holder": invitation.visitor,
         "host": invitation.host,

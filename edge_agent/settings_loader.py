@@ -14,9 +14,12 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_origin, get_type_hints
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 class ConfigError(ValueError):
@@ -58,7 +61,7 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             except ConfigError as exc:
                 errors.append(exc.problem)
         raise ConfigError(path, "; ".join(errors))
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(path, f"expected a table, got {type(value).__name__}")
         return build(tp, value, path)
@@ -100,7 +103,7 @@ def build(cls: type[T], table: dict[str, Any], path: str = "") -> T:
     if not isinstance(table, dict):
         raise ConfigError(path, f"expected a table, got {type(table).__name__}")
     hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(table) - set(fields))
     if unknown:
         raise ConfigError(

@@ -499,9 +499,9 @@ class SelfTest:
                 "Configure [hardware.camera] on a kiosk.",
             )
             return
-        from hardware.camera import exposure_stats, is_sane_exposure
+        from hardware.camera import Frame, exposure_stats, is_sane_exposure
 
-        frames = []
+        frames: list[Frame] = []
         t0 = time.monotonic()
         deadline = t0 + 5.0
         while len(frames) < 10 and time.monotonic() < deadline:
@@ -609,5 +609,5 @@ def write_test_card(path: str | Path, scale: int = 12) -> Path:
     import segno
 
     path = Path(path)
-    segno.make(TEST_CARD_PAYLOAD, error="h", micro=False).save(path, scale=scale, border=4)
+    segno.make(TEST_CARD_PAYLOAD, error="h", micro=False).save(str(path), scale=scale, border=4)
     return path

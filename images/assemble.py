@@ -168,7 +168,7 @@ def assemble_image(
     )
     FatPartition(out, boot_start).write_tree(boot_dir)
     _mkfs_ext4(str(out), root_start, layout.root_size, "rootfs", os.fspath(root_dir))
-    if layout.data_size:
+    if layout.data_size and data_dir is not None:  # a data size implies a data_dir (above)
         _mkfs_ext4(str(out), data_start, layout.data_size, "portier-data", os.fspath(data_dir))
     log.info("assembled %s (%d MiB)", out, total // MIB)
     return out

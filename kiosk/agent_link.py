@@ -17,6 +17,7 @@ Only :mod:`edge_agent.client` is used from the edge agent; a test enforces it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -157,10 +158,10 @@ class AgentLink:
                 elif not isinstance(exc, ApiError):
                     log.exception("agent call failed")
                 if on_error is not None:
-                    self._deliver(lambda error=exc: on_error(error))
+                    self._deliver(functools.partial(on_error, exc))
                 raise
             if on_done is not None:
-                self._deliver(lambda value=result: on_done(value))
+                self._deliver(functools.partial(on_done, result))
             return result
 
         try:
@@ -177,7 +178,7 @@ class AgentLink:
         if online:
             self._stream_wake.set()  # reconnect the event stream now, not after its backoff
         for callback in list(self._online_listeners):
-            self._deliver(lambda cb=callback: cb(online))
+            self._deliver(functools.partial(callback, online))
 
     def _health_loop(self) -> None:
         status_client = AgentClient(self.socket_path, timeout=self.timeout_s)
@@ -193,7 +194,7 @@ class AgentLink:
                 self.last_status = status
                 self._set_online(True)
                 for callback in list(self._status_listeners):
-                    self._deliver(lambda cb=callback, s=status: cb(s))
+                    self._deliver(functools.partial(callback, status))
             interval = self.status_interval_s if self.online else self.retry_interval_s
             self._poke.wait(interval)
 
@@ -209,7 +210,7 @@ class AgentLink:
                         self.stream_connected = True
                     backoff = _BACKOFF_FIRST_S
                     for callback in list(self._event_listeners):
-                        self._deliver(lambda cb=callback, e=event: cb(e))
+                        self._deliver(functools.partial(callback, event))
             except AgentUnavailable as exc:
                 log.debug("event stream: %s", exc)
             self.stream_connected = False

@@ -20,7 +20,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_origin, get_type_hints, overload
 
 from hardware.camera import CameraSettings
 from hardware.qr import QRSettings
@@ -31,7 +31,10 @@ LANGUAGES: tuple[str, ...] = ("en", "fr")
 #: Kivy input set-ups :class:`InputSection` knows (see :func:`kiosk.app.configure_kivy`).
 INPUT_PROVIDERS: tuple[str, ...] = ("mouse", "mtdev", "hidinput")
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 #: The demo site's fire assembly point (``ui.assembly_point``).
 DEMO_ASSEMBLY_POINT = {"en": "Car park B, by the flagpole", "fr": "Parking B, près du mât"}
 #: The demo site's other entrances, named for a visitor refused at the wrong one.
@@ -251,18 +254,19 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             except ConfigError as exc:
                 problems.append(exc.problem)
         raise ConfigError(path, "; ".join(problems))
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, path)
     if origin is tuple:
-        args = get_args(tp)
+        item_types = get_args(tp)
         if not isinstance(value, list | tuple):
             raise ConfigError(path, f"expected a list, got {type(value).__name__}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ConfigError(path, f"expected {len(args)} items, got {len(value)}")
+        if len(item_types) == 2 and item_types[1] is Ellipsis:
+            return tuple(_convert(v, item_types[0], f"{path}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(item_types):
+            raise ConfigError(path, f"expected {len(item_types)} items, got {len(value)}")
         return tuple(
-            _convert(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
+            _convert(v, a, f"{path}[{i}]")
+            for i, (v, a) in enumerate(zip(value, item_types, strict=True))
         )
     if tp is bool:
         if not isinstance(value, bool):
@@ -312,6 +316,10 @@ def _build(cls: type[T], data: Any, path: str = "") -> T:
         raise ConfigError(path, message) from exc
 
 
+@overload
+def _resolve(base: Path, value: Path) -> Path: ...
+@overload
+def _resolve(base: Path, value: None) -> None: ...
 def _resolve(base: Path, value: Path | None) -> Path | None:
     if value is None or value.is_absolute():
         return value

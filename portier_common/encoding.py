@@ -53,11 +53,14 @@ def _no_default(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-if json.encoder.c_make_encoder is not None:
+# Undocumented (typeshed does not list it), None without the _json accelerator.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+
+if _c_make_encoder is not None:
     # The same C encoder JSONEncoder.encode builds on every call, built once
     # (no cycle check: _check_value has walked the value already). Three
     # times faster for a small payload; the output is identical.
-    _c_encode = json.encoder.c_make_encoder(
+    _c_encode = _c_make_encoder(
         None, _no_default, json.encoder.encode_basestring, None, ":", ",", True, False, False
     )
 
@@ -65,7 +68,9 @@ if json.encoder.c_make_encoder is not None:
         return "".join(_c_encode(value, 0))
 
 else:  # pragma: no cover - PyPy and builds without the _json accelerator
-    _encode = _encoder.encode
+
+    def _encode(value: object) -> str:
+        return _encoder.encode(value)
 
 
 def _check_value(value: object, where: str) -> None:

@@ -552,7 +552,7 @@ def run_demo(
     stop = stop or threading.Event()
     demo_dir = Path(demo_dir).resolve()
     demo_dir.mkdir(parents=True, exist_ok=True)
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, lambda *_: stop.set())

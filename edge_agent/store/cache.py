@@ -270,6 +270,9 @@ class Delta:
         setter(self, "revocations", _tuple("revocations", self.revocations, Revocation))
         deleted_revocations = []
         for pair in self.deleted_revocations:
+            # The wire's strings: Revocation checks them and converts the kind.
+            kind: Any
+            ident: Any
             kind, ident = pair
             key = Revocation(kind, ident)
             deleted_revocations.append((key.kind.value, key.id))
@@ -282,9 +285,9 @@ class Delta:
         )
         setter(self, "schedules", _tuple("schedules", self.schedules, Schedule))
         setter(self, "deleted_schedules", _tuple("deleted_schedules", self.deleted_schedules, str))
-        used = []
-        for pair in self.used_invitations:
-            ident, expires_at = pair
+        used: list[tuple[str, int]] = []
+        for entry in self.used_invitations:
+            ident, expires_at = entry
             _check_text("used_invitations", ident)
             if not isinstance(expires_at, int) or isinstance(expires_at, bool):
                 raise ValueError(f"used_invitations: expiry {expires_at!r} must be epoch seconds")
@@ -457,7 +460,11 @@ class CredentialCache:
                 "FROM signing_keys WHERE kid = ?",
                 (kid,),
             ).fetchone()
-        return None if row is None else SigningKey(*row[:5], _load(row[5]))
+        return (
+            None
+            if row is None
+            else SigningKey(row[0], row[1], row[2], row[3], row[4], _load(row[5]))
+        )
 
     def signing_keys(self) -> list[SigningKey]:
         """Return every cached signing key, by key id."""
@@ -466,7 +473,7 @@ class CredentialCache:
                 "SELECT kid, alg, public_key, not_before, not_after, data "
                 "FROM signing_keys ORDER BY kid"
             ).fetchall()
-        return [SigningKey(*row[:5], _load(row[5])) for row in rows]
+        return [SigningKey(row[0], row[1], row[2], row[3], row[4], _load(row[5])) for row in rows]
 
     def schedule(self, schedule_id: str) -> Schedule | None:
         """Return the schedule of this door or zone, or None."""

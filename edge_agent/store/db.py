@@ -228,8 +228,8 @@ class Database:
         if self._closed:
             raise StoreClosed(f"{self.path}: the store is closed")
         if self.heap_mode:
-            with self._heap_reader() as conn:
-                yield conn
+            with self._heap_reader() as heap_conn:
+                yield heap_conn
             return
         with self._pool_lock:
             conn = self._idle.pop() if self._idle else None

@@ -311,7 +311,9 @@ class CentralClient:
                 self.url + path,
                 json=json,
                 params=params,
-                headers=sent,
+                # requests drops a header set to None (its documented way to leave out a
+                # session header); its annotation leaves None out.
+                headers=sent,  # type: ignore[arg-type]
                 timeout=(self.timeout_s, self.timeout_s),
                 verify=self._verify,
             )

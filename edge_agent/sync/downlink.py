@@ -137,6 +137,11 @@ def _list(page: Mapping[str, Any], name: str) -> list[Any]:
     return value
 
 
+def _raw(item: Mapping[str, Any], name: str) -> Any:
+    """``item[name]`` as the wire gave it (None when absent), for a constructor that checks it."""
+    return item.get(name)
+
+
 def _obj(value: object, where: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise DeltaError(f"{where}: expected an object")
@@ -168,9 +173,9 @@ def _badge(item: Mapping[str, Any], where: str) -> Badge:
         if item.get(key) is not None:
             data[key] = item[key]
     return Badge(
-        uid=item.get("uid"),  # type: ignore[arg-type]
-        kind=item.get("kind", "ntag424"),  # type: ignore[arg-type]
-        holder=item.get("holder"),  # type: ignore[arg-type]
+        uid=_raw(item, "uid"),
+        kind=item.get("kind", "ntag424"),
+        holder=_raw(item, "holder"),
         doors=_names(item, "doors", where),
         not_before=_opt_int(item, "not_before", where),
         not_after=_opt_int(item, "not_after", where),
@@ -181,8 +186,8 @@ def _badge(item: Mapping[str, Any], where: str) -> Badge:
 def _invitation(item: Mapping[str, Any], where: str) -> Invitation:
     host = item.get("host")
     return Invitation(
-        id=item.get("id"),  # type: ignore[arg-type]
-        visitor=item.get("visitor"),  # type: ignore[arg-type]
+        id=_raw(item, "id"),
+        visitor=_raw(item, "visitor"),
         host=host or None,
         doors=_names(item, "doors", where),
         not_before=_opt_int(item, "not_before", where),
@@ -225,7 +230,7 @@ def _schedule(item: Mapping[str, Any], where: str) -> Schedule:
     data = {"tz": timezone, "windows": windows, "timezone": timezone, "rules": rules}
     if isinstance(item.get("site"), str):
         data["site"] = item["site"]
-    return Schedule(item.get("id"), data)  # type: ignore[arg-type]
+    return Schedule(_raw(item, "id"), data)
 
 
 def convert_page(page: Mapping[str, Any], door: str) -> DeltaPage:
@@ -256,7 +261,10 @@ def convert_page(page: Mapping[str, Any], door: str) -> DeltaPage:
             ]
         revocations = [
             Revocation(
-                item.get("kind"), item.get("id"), item.get("revoked_at"), item.get("expires_at")
+                _raw(item, "kind"),
+                _raw(item, "id"),
+                _raw(item, "revoked_at"),
+                _raw(item, "expires_at"),
             )
             for item in (_obj(i, "revocations[]") for i in _list(page, "revocations"))
         ]
@@ -264,7 +272,7 @@ def convert_page(page: Mapping[str, Any], door: str) -> DeltaPage:
         used = []
         for n, raw in enumerate(_list(page, "used_invitations")):
             item = _obj(raw, f"used_invitations[{n}]")
-            used.append((item.get("id"), item.get("expires_at")))
+            used.append((_raw(item, "id"), _raw(item, "expires_at")))
         counters = []
         for n, raw in enumerate(_list(page, "badge_counters")):
             item = _obj(raw, f"badge_counters[{n}]")
@@ -284,7 +292,7 @@ def convert_page(page: Mapping[str, Any], door: str) -> DeltaPage:
                     raise DeltaError(f"door_settings[{n}].settings: expected an object")
                 door_settings.append(item)
         deleted_revocations = [
-            (item.get("kind"), item.get("id"))
+            (_raw(item, "kind"), _raw(item, "id"))
             for item in (_obj(i, "removed.revocations[]") for i in _list(removed, "revocations"))
         ]
         delta = Delta(
@@ -499,7 +507,7 @@ class Downlink:
     def _authentic(self, fetched: SignedPage | Mapping[str, Any]) -> Mapping[str, Any]:
         """Return the page to convert: verified first when a key is pinned."""
         if self.trust is None:
-            return fetched  # type: ignore[return-value]
+            return fetched  # type: ignore[return-value]  # _fetch's plain page, without a key
         if not isinstance(fetched, SignedPage):
             raise DeltaError("page: expected the signed bytes of the answer")
         return self.trust.parse(fetched)

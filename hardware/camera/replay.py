@@ -223,6 +223,7 @@ class ReplaySource(FrameSource):
         if self.period:
             # A reader late by a period or more got this frame at once; the pace
             # restarts from now rather than catching up with a burst of frames.
+            assert self._due is not None  # set above, with a period
             due = self._due + self.period
             self._due = due if due > timestamp else timestamp + self.period
         frame = Frame(image=image, timestamp=timestamp, seq=self._seq, source=label)

@@ -34,6 +34,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 from hardware.errors import BackendUnavailable, DeviceError
 from hardware.nfc.base import (
@@ -78,7 +79,9 @@ def _import_nfc():
 def _udp_device_class() -> type:
     nfc = _import_nfc()
 
-    class HostBoundUdpDevice(nfc.clf.udp.Device):
+    device: Any = nfc.clf.udp.Device  # nfcpy has no type information
+
+    class HostBoundUdpDevice(device):
         """nfcpy's udp driver with its sockets bound to the configured host.
 
         As a listener (card emulation) it also keeps its bound socket between
@@ -89,13 +92,15 @@ def _udp_device_class() -> type:
         """
 
         _listening = False
+        socket: Any  # nfcpy's: None until created
 
         def _create_socket(self) -> None:
             if self.socket is None:
                 super()._create_socket()
                 # As initiator nfcpy never binds; the kernel would pick 0.0.0.0.
                 if ipaddress.ip_address(self.addr[0]).is_loopback:
-                    self.socket.bind((self.addr[0], 0))
+                    # super() set it; mypy still sees the None tested above.
+                    self.socket.bind((self.addr[0], 0))  # type: ignore[attr-defined]
 
         def _bind_socket(self, time_to_return: float | None = None) -> bool:
             if self._listening:

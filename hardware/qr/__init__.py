@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 
     import numpy as np
 
+    from hardware.qr.zbar import ZBarDecoder
+    from hardware.qr.zxing import ZXingDecoder
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -59,7 +62,7 @@ __all__ = [
 ]
 
 
-def open_raw_decoder(backend: str, *, try_invert: bool = True) -> Decoder:
+def open_raw_decoder(backend: str, *, try_invert: bool = True) -> ZXingDecoder | ZBarDecoder:
     """Return the raw decoder called ``backend`` (no pipeline).
 
     Raises:

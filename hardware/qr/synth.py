@@ -297,7 +297,7 @@ def _place_code(
         cy0 = cx0 = margin
         obj[cy0 : cy0 + side, cx0 : cx0 + side] = np.where(code > 0, ink, white)
         # Ink spread and paper grain.
-        obj = cv2.GaussianBlur(obj, (0, 0), 0.07 * k) + rng.normal(0, 4, obj.shape).astype(
+        obj = cv2.GaussianBlur(obj, (0, 0), 0.07 * k) + rng.normal(0, 4, (obj_h, obj_w)).astype(
             np.float32
         )
         mask = np.ones_like(obj)
@@ -390,7 +390,7 @@ def _degrade(
     import cv2
 
     h, w = frame.shape
-    img = frame.astype(np.float32)
+    img: np.ndarray = frame.astype(np.float32)
 
     # Optics: defocus radius and motion length in pixels. The blur kind scales them to the
     # module size, up to a defocus disk 1.2 modules wide plus 0.8 module of motion: past about
@@ -444,12 +444,13 @@ def _degrade(
     img += rng.standard_normal(img.shape).astype(np.float32) * (
         shot * np.sqrt(np.clip(img, 0, None)) + read
     )
-    out = np.clip(img + 0.5, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
     # USB cameras stream MJPEG.
     if rng.random() < 0.5:
         quality = int(rng.integers(50, 92))
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        if ok:
-            out = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+        decoded = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE) if ok else None
+        if decoded is not None:  # never None for the JPEG it has just encoded
+            out = decoded
     return out

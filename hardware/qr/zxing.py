@@ -8,7 +8,7 @@ the pipeline uses to retry on just those regions.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hardware.errors import BackendUnavailable
 from hardware.qr.base import Decoder, QRCode, ScanResult, check_frame, sort_codes
@@ -41,7 +41,7 @@ class ZXingDecoder(Decoder):
                 "QR backend 'zxing' needs the zxing-cpp package: pip install zxing-cpp==3.1.1"
             ) from exc
         self._zx = zxingcpp
-        self._options = {
+        self._options: dict[str, Any] = {
             "formats": zxingcpp.BarcodeFormat.QRCode,
             # Plain: the payload's own text, without the HRI escaping of control characters
             # or the brackets zxing-cpp adds around GS1 application identifiers.

@@ -17,6 +17,7 @@ itself first.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -174,7 +175,7 @@ class KioskApp(App):
         for name, target in SCREENS.items():
             module_name, class_name = target.split(":")
             module = importlib.import_module(f"kiosk.ui.screens.{module_name}")
-            _load_kv(Path(module.__file__).with_suffix(".kv"))
+            _load_kv(Path(inspect.getfile(module)).with_suffix(".kv"))
             screen = getattr(module, class_name)(name=name)
             self.sm.add_widget(screen)
             # Help is on visitor screens only (a guard is the one who answers it).
