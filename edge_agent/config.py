@@ -15,7 +15,7 @@ import tomllib
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
 from edge_agent.door import DoorMode, DoorTimings
 from edge_agent.settings_loader import ConfigError, build
