@@ -149,7 +149,7 @@ def test_image_carries_this_checkouts_code(built_image, tmp_path):
     found = debugfs(built_image, root, "ls -p /opt/portier/venv/lib")
     python = next(name for name in found.split("/") if name.startswith("python3"))
     site = f"/opt/portier/venv/lib/{python}/site-packages"
-    for package in ("hardware", "edge_agent", "kiosk", "images"):
+    for package in ("hardware", "edge_agent", "kiosk", "images", "portier_common"):
         subprocess.run(
             ["debugfs", "-R", f"rdump {site}/{package} {tmp_path}", f"{built_image}?offset={root}"],
             capture_output=True,
