@@ -488,14 +488,20 @@ class Journal:
             raise request.error
         return request.events[0]
 
+    def _choose_leader(self) -> _Request | None:
+        """Make the first caller queued the leader, or give leadership up; return the
+        caller to wake (call with the mutex held, wake it after releasing it)."""
+        successor = self._pending[0] if self._pending else None
+        if successor is None:
+            self._leader_busy = False
+        else:
+            successor.lead = True
+        return successor
+
     def _hand_on(self) -> None:
         """Pass leadership to the first caller queued, or give it up."""
         with self._mutex:
-            successor = self._pending[0] if self._pending else None
-            if successor is None:
-                self._leader_busy = False
-            else:
-                successor.lead = True
+            successor = self._choose_leader()
         if successor is not None:
             successor.wake.release()  # type: ignore[union-attr]
 
@@ -625,11 +631,7 @@ class Journal:
             with self._mutex:
                 for req in batch:
                     req.done = True
-                successor = self._pending[0] if self._pending else None
-                if successor is None:
-                    self._leader_busy = False
-                else:
-                    successor.lead = True
+                successor = self._choose_leader()
             for req in batch:
                 if req.wake is not None and req is not request:
                     req.wake.release()
@@ -645,11 +647,7 @@ class Journal:
             if not request.lead:
                 return
             # It had just been chosen to lead: pass that on, or nobody would.
-            successor = self._pending[0] if self._pending else None
-            if successor is None:
-                self._leader_busy = False
-            else:
-                successor.lead = True
+            successor = self._choose_leader()
         if successor is not None:
             successor.wake.release()  # type: ignore[union-attr]
 
