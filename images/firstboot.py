@@ -61,14 +61,13 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.fsutil import atomic_write, fsync_dir
-from edge_agent.tomlwrite import toml_value
+from edge_agent.tomlwrite import dumps
 from images.errors import ApplianceError, InvalidSetting
 from images.provision import (
     BOOT_FILE_NAME,
     DEVICE_BOOT_DIR,
     Provisioning,
     parse_provisioning,
-    toml_multiline,
 )
 
 log = logging.getLogger(__name__)
@@ -117,27 +116,16 @@ def _say(line: str, *, err: bool = False) -> None:
 # -- files ----------------------------------------------------------------------------
 
 
-def _toml_line(key: str, value: Any) -> str:
-    if isinstance(value, str) and "\n" in value:
-        # A multi-line string (the central's CA) reads as it does in its own file.
-        return f"{key} = {toml_multiline(value)}"
-    return f"{key} = {toml_value(value)}"
-
-
 def _toml(header: str, tables: Mapping[str, Mapping[str, Any]]) -> str:
-    lines = [f"# {line}" for line in header.splitlines()] + [""]
-    top = {k: v for k, v in tables.get("", {}).items()}
-    lines += [_toml_line(key, value) for key, value in top.items()]
-    if top:
-        lines.append("")
+    """Return the text of a file with ``tables``: the table named ``""`` holds the
+    top-level keys, ``hardware.<kind>`` is the table ``[hardware.<kind>]``."""
+    document: dict[str, Any] = dict(tables.get("", {}))
     for name, table in tables.items():
-        if name:
-            lines.append(f"[{name}]")
-            lines += [_toml_line(key, value) for key, value in table.items()]
-            lines.append("")
-    text = "\n".join(lines)
-    tomllib.loads(text)  # never leave a file the agent cannot parse
-    return text
+        if name.startswith("hardware."):
+            document.setdefault("hardware", {})[name.removeprefix("hardware.")] = table
+        elif name:
+            document[name] = table
+    return dumps(document, header=header)
 
 
 def wpa_supplicant_conf(ssid: str, psk: str) -> str:
