@@ -379,33 +379,29 @@ def _selftest(config: Any) -> dict[str, Any]:
 
 
 def _upload(config: Any, credential: Any, report: dict[str, Any], deadline: float | None) -> None:
-    from edge_agent.sync.client import Backoff, CentralClient, CentralRefused, CentralUnreachable
+    from edge_agent.retry import Backoff, GaveUp, retry_until
+    from edge_agent.sync.client import CentralClient, CentralRefused, central_transient
 
     central = config.central
-    backoff = Backoff(min(1.0, central.backoff_cap_s), 60.0)
     with CentralClient(
         central.url,
         credential=credential.device_token,
         ca_file=central.ca_file,
         timeout_s=central.timeout_s,
     ) as client:
-        while True:
-            try:
-                client.request("POST", "/v1/selftest", json=report)
-                return
-            except CentralRefused as exc:
-                if not exc.transient:
-                    raise FirstBootError(
-                        f"the central refused the self-test report: {exc}"
-                    ) from None
-                failure, retry_after = f"central busy ({exc.status} {exc.code})", exc.retry_after_s
-            except CentralUnreachable as exc:
-                failure, retry_after = f"central unreachable: {exc}", None
-            delay = backoff.next_delay(retry_after)
-            if deadline is not None and time.monotonic() + delay > deadline:
-                raise FirstBootError(f"the self-test report was not uploaded: {failure}")
-            _say(f"report upload: {failure}; retrying in {delay:.0f} s", err=True)
-            time.sleep(delay)
+        try:
+            retry_until(
+                lambda: client.request("POST", "/v1/selftest", json=report),
+                transient=central_transient,
+                backoff=Backoff(min(1.0, central.backoff_cap_s), 60.0),
+                deadline=deadline,
+                what="self-test report upload",
+                progress=lambda line: _say(f"report upload: {line}", err=True),
+            )
+        except CentralRefused as exc:  # not transient
+            raise FirstBootError(f"the central refused the self-test report: {exc}") from None
+        except GaveUp as exc:
+            raise FirstBootError(f"the self-test report was not uploaded: {exc.reason}") from None
 
 
 def commission(
