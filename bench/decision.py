@@ -30,7 +30,6 @@ The machine is shared: run it twice and read the medians and p99 together.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
@@ -41,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ from edge_agent.door import ManualScheduler
 from edge_agent.policy import Credential
 from edge_agent.store import Badge, Delta, Revocation, RevocationKind, Store, StoreSettings
 from edge_agent.store import SigningKey as CachedKey
+from edge_agent.tomlwrite import dumps
 from portier_common.ntag424 import emulate_sun_url
 from portier_common.tokens import InvitationClaims, SigningKey, mint
 
@@ -86,33 +87,14 @@ def revoked(i: int) -> bool:
 
 def write_config(work: Path) -> Path:
     """The simulator configuration with paths under ``work`` and the bench's keys."""
-    tables: dict[str, list[str]] = {"": []}
-    current = ""
-    for line in simulator_config_path().read_text().splitlines():
-        if line.startswith("["):
-            current = line.strip()[1:-1]
-            tables[current] = []
-        else:
-            tables[current].append(line)
-    for dropped in ("hardware.camera", "hardware.qr"):  # the agent never opens them
-        tables.pop(dropped, None)
-    tables["paths"] = [
-        f"state_dir = {json.dumps(str(work / 'state'))}",
-        f"socket = {json.dumps(str(work / 'agent.sock'))}",
-    ]
-    tables["door"] = [line for line in tables["door"] if not line.startswith("accept_uid")]
-    tables["door"].append("accept_uid = true")  # the bench measures UID badges too
-    tables["ntag424"] = [
-        f"meta_read_key = {json.dumps(META_KEY.hex())}",
-        f"file_read_key = {json.dumps(FILE_KEY.hex())}",
-    ]
+    tables = tomllib.loads(simulator_config_path().read_text(encoding="utf-8"))
+    for dropped in ("camera", "qr"):  # the agent never opens them
+        tables["hardware"].pop(dropped, None)
+    tables["paths"] = {"state_dir": str(work / "state"), "socket": str(work / "agent.sock")}
+    tables["door"]["accept_uid"] = True  # the bench measures UID badges too
+    tables["ntag424"] = {"meta_read_key": META_KEY.hex(), "file_read_key": FILE_KEY.hex()}
     path = work / "agent.toml"
-    path.write_text(
-        "\n".join(
-            "\n".join(([f"[{name}]"] if name else []) + lines) for name, lines in tables.items()
-        )
-        + "\n"
-    )
+    path.write_text(dumps(tables), encoding="utf-8")
     return path
 
 

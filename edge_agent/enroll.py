@@ -40,8 +40,9 @@ from typing import Any
 
 from edge_agent.config import AgentConfig, check_central_url
 from edge_agent.fsutil import atomic_write
+from edge_agent.retry import Backoff, GaveUp, retry_until
 from edge_agent.store import Store, StoreError, StoreSettings, SyncStatus
-from edge_agent.sync.client import Backoff, CentralClient, CentralRefused, CentralUnreachable
+from edge_agent.sync.client import CentralClient, CentralRefused, central_transient
 from portier_common.signing import DeltaKey
 
 log = logging.getLogger(__name__)
@@ -302,25 +303,24 @@ def enroll(
     backoff = Backoff(min(1.0, central.backoff_cap_s), _ENROLL_BACKOFF_CAP_S)
     stop = stop or threading.Event()
     with CentralClient(central.url, ca_file=central.ca_file, timeout_s=central.timeout_s) as client:
-        while True:
-            try:
-                answer = client.enroll(
+        try:
+            answer = retry_until(
+                lambda: client.enroll(
                     body, credential=None if current is None else current.device_token
-                )
-                break
-            except CentralRefused as exc:
-                if not exc.transient:
-                    raise EnrollError(exc.code, f"the central refused enrollment: {exc}") from None
-                failure, retry_after = f"central busy ({exc.status} {exc.code})", exc.retry_after_s
-            except CentralUnreachable as exc:
-                failure, retry_after = f"central unreachable: {exc}", None
-            delay = backoff.next_delay(retry_after)
-            if deadline is not None and time.monotonic() + delay > deadline:
-                raise EnrollError("unreachable", f"enrollment did not succeed: {failure}")
-            if progress is not None:
-                progress(f"{failure}; retrying in {delay:.0f} s")
-            if stop.wait(delay):
-                raise EnrollError("unreachable", "enrollment stopped before it succeeded")
+                ),
+                transient=central_transient,
+                backoff=backoff,
+                deadline=deadline,
+                what="enroll",
+                progress=progress,
+                wait=stop.wait,
+            )
+        except CentralRefused as exc:  # not transient: central_transient said so
+            raise EnrollError(exc.code, f"the central refused enrollment: {exc}") from None
+        except GaveUp as exc:
+            if exc.stopped:
+                raise EnrollError("unreachable", "enrollment stopped before it succeeded") from None
+            raise EnrollError("unreachable", f"enrollment did not succeed: {exc.reason}") from None
     try:
         credential = DeviceCredential(
             device_id=answer["device_id"],

@@ -11,6 +11,10 @@ Sub-packages:
 Nothing here touches a device at import time: backends import their driver
 libraries only when a device is opened, so ``import hardware`` is safe on any
 machine and a backend that cannot load says so with :class:`BackendUnavailable`.
+
+Every family chooses its backend the same way: its ``BACKENDS`` is a
+:class:`hardware.registry.BackendRegistry` (configuration name -> ``"module:attribute"``,
+imported only when chosen, an unknown name refused with the valid ones, no fallback).
 """
 
 from hardware.errors import BackendUnavailable, DeviceError, HardwareError

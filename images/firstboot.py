@@ -61,14 +61,13 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.fsutil import atomic_write, fsync_dir
-from edge_agent.tomlwrite import toml_value
+from edge_agent.tomlwrite import dumps
 from images.errors import ApplianceError, InvalidSetting
 from images.provision import (
     BOOT_FILE_NAME,
     DEVICE_BOOT_DIR,
     Provisioning,
     parse_provisioning,
-    toml_multiline,
 )
 
 log = logging.getLogger(__name__)
@@ -117,27 +116,16 @@ def _say(line: str, *, err: bool = False) -> None:
 # -- files ----------------------------------------------------------------------------
 
 
-def _toml_line(key: str, value: Any) -> str:
-    if isinstance(value, str) and "\n" in value:
-        # A multi-line string (the central's CA) reads as it does in its own file.
-        return f"{key} = {toml_multiline(value)}"
-    return f"{key} = {toml_value(value)}"
-
-
 def _toml(header: str, tables: Mapping[str, Mapping[str, Any]]) -> str:
-    lines = [f"# {line}" for line in header.splitlines()] + [""]
-    top = {k: v for k, v in tables.get("", {}).items()}
-    lines += [_toml_line(key, value) for key, value in top.items()]
-    if top:
-        lines.append("")
+    """Return the text of a file with ``tables``: the table named ``""`` holds the
+    top-level keys, ``hardware.<kind>`` is the table ``[hardware.<kind>]``."""
+    document: dict[str, Any] = dict(tables.get("", {}))
     for name, table in tables.items():
-        if name:
-            lines.append(f"[{name}]")
-            lines += [_toml_line(key, value) for key, value in table.items()]
-            lines.append("")
-    text = "\n".join(lines)
-    tomllib.loads(text)  # never leave a file the agent cannot parse
-    return text
+        if name.startswith("hardware."):
+            document.setdefault("hardware", {})[name.removeprefix("hardware.")] = table
+        elif name:
+            document[name] = table
+    return dumps(document, header=header)
 
 
 def wpa_supplicant_conf(ssid: str, psk: str) -> str:
@@ -391,33 +379,29 @@ def _selftest(config: Any) -> dict[str, Any]:
 
 
 def _upload(config: Any, credential: Any, report: dict[str, Any], deadline: float | None) -> None:
-    from edge_agent.sync.client import Backoff, CentralClient, CentralRefused, CentralUnreachable
+    from edge_agent.retry import Backoff, GaveUp, retry_until
+    from edge_agent.sync.client import CentralClient, CentralRefused, central_transient
 
     central = config.central
-    backoff = Backoff(min(1.0, central.backoff_cap_s), 60.0)
     with CentralClient(
         central.url,
         credential=credential.device_token,
         ca_file=central.ca_file,
         timeout_s=central.timeout_s,
     ) as client:
-        while True:
-            try:
-                client.request("POST", "/v1/selftest", json=report)
-                return
-            except CentralRefused as exc:
-                if not exc.transient:
-                    raise FirstBootError(
-                        f"the central refused the self-test report: {exc}"
-                    ) from None
-                failure, retry_after = f"central busy ({exc.status} {exc.code})", exc.retry_after_s
-            except CentralUnreachable as exc:
-                failure, retry_after = f"central unreachable: {exc}", None
-            delay = backoff.next_delay(retry_after)
-            if deadline is not None and time.monotonic() + delay > deadline:
-                raise FirstBootError(f"the self-test report was not uploaded: {failure}")
-            _say(f"report upload: {failure}; retrying in {delay:.0f} s", err=True)
-            time.sleep(delay)
+        try:
+            retry_until(
+                lambda: client.request("POST", "/v1/selftest", json=report),
+                transient=central_transient,
+                backoff=Backoff(min(1.0, central.backoff_cap_s), 60.0),
+                deadline=deadline,
+                what="self-test report upload",
+                progress=lambda line: _say(f"report upload: {line}", err=True),
+            )
+        except CentralRefused as exc:  # not transient
+            raise FirstBootError(f"the central refused the self-test report: {exc}") from None
+        except GaveUp as exc:
+            raise FirstBootError(f"the self-test report was not uploaded: {exc.reason}") from None
 
 
 def commission(

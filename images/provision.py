@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import json
 import logging
 import os
 import re
@@ -38,6 +37,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from edge_agent.tomlwrite import dumps
 from images import targets
 from images.disk import FatPartition
 from images.errors import ImageError, InvalidSetting
@@ -437,41 +437,23 @@ class Provisioning:
     def to_toml(self, *, now: dt.datetime | None = None) -> str:
         """Return the provisioning file's text (TOML, UTF-8, with a header comment).
 
-        Strings are written as TOML basic strings, whose escapes are a superset of
-        the ones :func:`json.dumps` produces, except ``central_ca``: a multi-line
-        literal string, so the PEM reads as it does in a ``.pem`` file (normalised, it
-        holds only base64, dashes, spaces and newlines). The result is parsed back
-        before it is returned, so a value that does not round-trip can never reach a card.
+        Written by :func:`edge_agent.tomlwrite.dumps` (``central_ca`` as a multi-line
+        string, so the PEM reads as it does in a ``.pem`` file). The result is parsed
+        back before it is returned, so a value that does not round-trip can never
+        reach a card.
         """
         stamp = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0).isoformat()
-        lines = [
-            "# Portier provisioning file, written by `appliance provision` at " + stamp + ".",
-            "# Read and deleted on first boot by portier-firstboot.service. It holds a",
-            "# one-time enrollment token: keep the card safe until then.",
-        ]
-        table = self.to_dict()
-        wifi = table.pop("wifi", None)
-        central_ca = table.pop("central_ca", None)
-        for key, value in table.items():
-            lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
-        if central_ca is not None:
-            lines.append(f"central_ca = {toml_multiline(central_ca)}")
-        if wifi is not None:
-            lines += ["", "[wifi]"]
-            lines += [f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in wifi.items()]
-        text = "\n".join(lines) + "\n"
+        text = dumps(
+            self.to_dict(),
+            header=(
+                f"Portier provisioning file, written by `appliance provision` at {stamp}.\n"
+                "Read and deleted on first boot by portier-firstboot.service. It holds a\n"
+                "one-time enrollment token: keep the card safe until then."
+            ),
+        )
         if parse_provisioning(text) != self:
             raise AssertionError("provisioning file does not round-trip")  # pragma: no cover
         return text
-
-
-def toml_multiline(text: str) -> str:
-    """Return ``text`` as a TOML multi-line literal string (``'''``, no escapes), or as a
-    basic string (:func:`json.dumps`) when it cannot be one (a quote, a control character)."""
-    if "'" in text or any((ord(c) < 32 and c not in "\t\n") or ord(c) == 127 for c in text):
-        return json.dumps(text, ensure_ascii=False)
-    # The newline right after the opening delimiter is not part of the string.
-    return "'''\n" + text + "'''"
 
 
 def _role_problem(role: object) -> str:

@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.config import load_config, simulator_config_path
-from edge_agent.tomlwrite import toml_value
+from edge_agent.tomlwrite import dumps
 
 log = logging.getLogger(__name__)
 
@@ -206,15 +206,6 @@ def _read_line(child: _Child, timeout_s: float) -> str:
 # -- configuration -----------------------------------------------------------------------
 
 
-def _toml(tables: Mapping[str, Mapping[str, Any]]) -> str:
-    lines = []
-    for name, table in tables.items():
-        lines.append(f"[{name}]")
-        lines.extend(f"{key} = {toml_value(value)}" for key, value in table.items())
-        lines.append("")
-    return "\n".join(lines)
-
-
 def write_agent_config(
     demo_dir: Path,
     central_url: str | None,
@@ -238,7 +229,7 @@ def write_agent_config(
     camera = dict(hardware.get("camera", {}))
     if "replay_path" in camera:
         camera["replay_path"] = str((simulator.parent / camera["replay_path"]).resolve())
-    tables: dict[str, dict[str, Any]] = {
+    tables: dict[str, Any] = {
         "device": {"id": device, "site": site, "name": f"Demo {door}"},
         "door": {
             "id": door,
@@ -267,18 +258,16 @@ def write_agent_config(
     }
     if central_url is not None:
         tables["central"]["url"] = central_url
-    for kind in ("gpio", "nfc"):
-        if kind in hardware:
-            tables[f"hardware.{kind}"] = dict(hardware[kind])
+    devices: dict[str, Any] = {k: dict(hardware[k]) for k in ("gpio", "nfc") if k in hardware}
     if camera:
-        tables["hardware.camera"] = camera
+        devices["camera"] = camera
     if "qr" in hardware:
-        tables["hardware.qr"] = dict(hardware["qr"])
+        devices["qr"] = dict(hardware["qr"])
+    if devices:
+        tables["hardware"] = devices
     path = demo_dir / "agent.toml"
-    header = (
-        "# Written by `edge-agent demo`: the simulator appliance wired to the demo central.\n\n"
-    )
-    path.write_text(header + _toml(tables), encoding="utf-8")
+    header = "Written by `edge-agent demo`: the simulator appliance wired to the demo central."
+    path.write_text(dumps(tables, header=header), encoding="utf-8")
     load_config(path)  # fail here, naming the key, rather than in the child
     return path
 

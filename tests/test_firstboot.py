@@ -448,7 +448,7 @@ def test_provisioned_ca_verifies_the_central_over_https(
     # The CA stays in the commissioned provisioning record, the token does not.
     kept = tomllib.loads((etc / "provision.toml").read_text(encoding="utf-8"))
     assert kept["central_ca"] == pem and "enroll_token" not in kept
-    assert "central_ca = '''\n-----BEGIN CERTIFICATE-----\n" in (etc / "provision.toml").read_text()
+    assert 'central_ca = """\n-----BEGIN CERTIFICATE-----\n' in (etc / "provision.toml").read_text()
 
     # The agent's own client, configured by first boot, reaches the central with it.
     credential = load_credential(etc / "central-credential.json")

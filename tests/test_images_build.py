@@ -142,6 +142,16 @@ def test_kiosk_catalogues_ship_compiled(built_image):
         assert mo[:4] in (b"\xde\x12\x04\x95", b"\x95\x04\x12\xde")  # gettext magic
 
 
+def test_image_has_the_toml_writer(built_image):
+    """First boot writes agent.toml with tomli-w (edge_agent.tomlwrite): a runtime
+    dependency of the wheel, installed from constraints.txt."""
+    root = disk.read_partition_table(built_image).partitions[1].start
+    found = debugfs(built_image, root, "ls -p /opt/portier/venv/lib")
+    python = next(name for name in found.split("/") if name.startswith("python3"))
+    site = debugfs(built_image, root, f"ls -p /opt/portier/venv/lib/{python}/site-packages")
+    assert "/tomli_w/" in site
+
+
 def test_image_carries_this_checkouts_code(built_image, tmp_path):
     """Every Python file of Portier's packages in the image is this checkout's (a
     reused root once kept an older Portier of the same version)."""

@@ -208,7 +208,7 @@ def test_central_ca_round_trip_and_show(
     # Stored as the two certificates only, readable as PEM in the file.
     expected = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in (root, second))
     text = boot_file(image)
-    assert "central_ca = '''\n" + expected + "'''\n" in text
+    assert 'central_ca = """\n' + expected + '"""\n' in text
     assert "Bag Attributes" not in text and "Subject:" not in text
     settings = provision.read_provisioning(image)
     assert settings.central_ca == expected

@@ -18,15 +18,15 @@ Answers are classified once, here:
   not JSON): :class:`CentralUnreachable` -- the outcome is unknown, the central
   may have committed the request.
 
-:class:`Backoff` is the retry schedule: exponential with *full* jitter, with a
-``Retry-After`` delay as a floor.
+:class:`Backoff` (from :mod:`edge_agent.retry`) is the retry schedule: exponential
+with *full* jitter, with a ``Retry-After`` delay as a floor; :func:`central_transient`
+tells :func:`edge_agent.retry.retry_until` which of these errors are worth a retry.
 """
 
 from __future__ import annotations
 
 import logging
-import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,11 +37,19 @@ from urllib3.exceptions import InvalidHeader
 from urllib3.util import Retry
 
 from edge_agent.config import check_central_url
+from edge_agent.retry import Backoff, Transient
 from portier_common.signing import KID_HEADER, SIGNATURE_HEADER
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Backoff", "CentralClient", "CentralRefused", "CentralUnreachable", "SignedPage"]
+__all__ = [
+    "Backoff",
+    "CentralClient",
+    "CentralRefused",
+    "CentralUnreachable",
+    "SignedPage",
+    "central_transient",
+]
 
 #: Never wait longer than this for a Retry-After, whatever the central says.
 MAX_RETRY_AFTER_S = 3600.0
@@ -113,37 +121,15 @@ def parse_retry_after(value: str | None) -> float | None:
     return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
 
 
-class Backoff:
-    """Exponential backoff with full jitter.
-
-    The n-th consecutive failure waits ``uniform(0, min(cap, base * 2**n))``; a
-    ``Retry-After`` from the central is a floor (plus up to ``base`` of jitter so
-    that many devices told the same delay do not come back in step). :meth:`reset`
-    after a success.
-    """
-
-    def __init__(
-        self, base_s: float, cap_s: float, rng: Callable[[float, float], float] | None = None
-    ) -> None:
-        if base_s <= 0 or cap_s < base_s:
-            raise ValueError(f"backoff: need 0 < base_s <= cap_s, got {base_s}, {cap_s}")
-        self.base_s = base_s
-        self.cap_s = cap_s
-        self.attempt = 0
-        self._uniform = rng or random.uniform
-
-    def next_delay(self, retry_after_s: float | None = None) -> float:
-        """Return how long to wait before the next attempt, and count this failure."""
-        ceiling = min(self.cap_s, self.base_s * 2 ** min(self.attempt, 62))
-        delay = self._uniform(0.0, ceiling)
-        self.attempt += 1
-        if retry_after_s is not None:
-            delay = max(delay, retry_after_s + self._uniform(0.0, self.base_s))
-        return delay
-
-    def reset(self) -> None:
-        """Forget the failures (after a success)."""
-        self.attempt = 0
+def central_transient(exc: Exception) -> Transient | None:
+    """The central's failures worth another try: no answer, or a transient refusal
+    (429, 5xx: its ``Retry-After`` kept). Anything else (a refusal that will not change,
+    another error) is None: for :func:`edge_agent.retry.retry_until`, raised at once."""
+    if isinstance(exc, CentralUnreachable):
+        return Transient(f"central unreachable: {exc}")
+    if isinstance(exc, CentralRefused) and exc.transient:
+        return Transient(f"central busy ({exc.status} {exc.code})", exc.retry_after_s)
+    return None
 
 
 class CentralClient:

@@ -15,7 +15,6 @@ itself. See ``docs/camera.md``.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from hardware.camera.base import (
@@ -27,7 +26,6 @@ from hardware.camera.base import (
     SourceClosed,
 )
 from hardware.camera.exposure import exposure_problem, exposure_stats, is_sane_exposure
-from hardware.errors import UnknownBackend
 
 __all__ = [
     "BACKENDS",
@@ -43,13 +41,6 @@ __all__ = [
     "open_camera",
 ]
 
-# Backend name -> (module, class); modules are imported on first use only.
-_BACKEND_CLASSES = {
-    "picamera2": ("hardware.camera.picamera2", "Picamera2Source"),
-    "opencv": ("hardware.camera.opencv", "OpenCVSource"),
-    "replay": ("hardware.camera.replay", "ReplaySource"),
-}
-
 
 def backend_class(name: str) -> type[FrameSource]:
     """Return the :class:`FrameSource` subclass of backend ``name``.
@@ -57,13 +48,8 @@ def backend_class(name: str) -> type[FrameSource]:
     Raises :class:`~hardware.errors.UnknownBackend` for a name not in :data:`BACKENDS`.
     Importing the module never imports the driver library.
     """
-    try:
-        module_name, class_name = _BACKEND_CLASSES[name]
-    except (KeyError, TypeError):
-        raise UnknownBackend(
-            f"unknown camera backend {name!r}; use one of {', '.join(BACKENDS)}"
-        ) from None
-    return getattr(importlib.import_module(module_name), class_name)
+    cls: type[FrameSource] = BACKENDS.load(name)
+    return cls
 
 
 def open_camera(settings: CameraSettings, **backend_options: Any) -> FrameSource:

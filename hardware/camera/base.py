@@ -20,12 +20,20 @@ from typing import TypeGuard
 
 import numpy as np
 
-from hardware.errors import DeviceError, HardwareError, UnknownBackend
+from hardware.errors import DeviceError, HardwareError
+from hardware.registry import BackendRegistry
 
 log = logging.getLogger(__name__)
 
-#: Backend names accepted in :attr:`CameraSettings.backend`.
-BACKENDS = ("picamera2", "opencv", "replay")
+#: Backends accepted in :attr:`CameraSettings.backend`, and their :class:`FrameSource` classes.
+BACKENDS = BackendRegistry(
+    "camera",
+    {
+        "picamera2": "hardware.camera.picamera2:Picamera2Source",
+        "opencv": "hardware.camera.opencv:OpenCVSource",
+        "replay": "hardware.camera.replay:ReplaySource",
+    },
+)
 
 ROTATIONS = (0, 90, 180, 270)
 
@@ -127,11 +135,7 @@ class CameraSettings:
     stall_timeout: float = 5.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.backend, str) or self.backend not in BACKENDS:
-            raise UnknownBackend(
-                f"backend: {self.backend!r} is not a camera backend; "
-                f"use one of {', '.join(BACKENDS)}"
-            )
+        BACKENDS.check(self.backend)
         if _is_int(self.device):
             if self.device < 0:
                 raise ValueError(f"device: {self.device!r} must be a camera number >= 0")

@@ -13,10 +13,8 @@ nothing falls back to the simulator by itself.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from hardware.errors import UnknownBackend
 from hardware.gpio.door_io import DoorIO, InputCallback
 from hardware.gpio.mock import DoorSimulator
 from hardware.gpio.settings import BACKENDS, INPUT_NAMES, GpioSettings, InputSettings
@@ -41,10 +39,7 @@ def create_pin_factory(settings: GpioSettings) -> Any:
     :data:`BACKENDS` and :class:`~hardware.errors.BackendUnavailable` when the
     backend's library or chip is missing.
     """
-    if settings.backend not in BACKENDS:
-        raise UnknownBackend(f"unknown gpio backend {settings.backend!r}; use one of {BACKENDS}")
-    module = importlib.import_module(f"hardware.gpio.{settings.backend}")
-    return module.create_factory(settings)
+    return BACKENDS.load(settings.backend)(settings)
 
 
 def open_door_io(settings: GpioSettings, pin_factory: Any = None) -> DoorIO:

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-#: Backends, in the order gpiozero itself prefers on a Pi. ``mock`` is the
-#: simulator; it is used only when the configuration says so.
-BACKENDS = ("rpigpio", "lgpio", "mock")
+from hardware.registry import BackendRegistry
+
+#: Backends (pin factories), in the order gpiozero itself prefers on a Pi. ``mock`` is
+#: the simulator; it is used only when the configuration says so.
+BACKENDS = BackendRegistry(
+    "gpio",
+    {
+        "rpigpio": "hardware.gpio.rpigpio:create_factory",
+        "lgpio": "hardware.gpio.lgpio:create_factory",
+        "mock": "hardware.gpio.mock:create_factory",
+    },
+)
 
 #: The logical inputs a door can have, with what "asserted" means for each.
 INPUT_NAMES = ("door_contact", "rex", "fire", "tamper")
@@ -78,8 +87,7 @@ class GpioSettings:
     lgpio_chip: int = 0
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        BACKENDS.check(self.backend)
         for name in ("lock_relay_pin", "aux_relay_pin"):
             value = getattr(self, name)
             if value is None and name == "aux_relay_pin":

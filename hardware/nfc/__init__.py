@@ -25,8 +25,6 @@ See docs/nfc.md.
 
 from __future__ import annotations
 
-import importlib
-
 from hardware.errors import BackendUnavailable, UnknownBackend
 from hardware.nfc.base import (
     BACKENDS,
@@ -51,13 +49,8 @@ def reader_class(backend: str) -> type[Reader]:
     Raises :class:`~hardware.errors.UnknownBackend` for a name not in
     :data:`~hardware.nfc.base.BACKENDS`.
     """
-    try:
-        module_name, class_name = BACKENDS[backend]
-    except KeyError:
-        raise UnknownBackend(
-            f"unknown NFC backend {backend!r}; choose one of {', '.join(sorted(BACKENDS))}"
-        ) from None
-    return getattr(importlib.import_module(module_name), class_name)
+    cls: type[Reader] = BACKENDS.load(backend)
+    return cls
 
 
 def open_reader(settings: NfcSettings) -> Reader:

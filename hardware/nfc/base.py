@@ -29,7 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
-from hardware.errors import DeviceError, HardwareError, UnknownBackend
+from hardware.errors import DeviceError, HardwareError
+from hardware.registry import BackendRegistry
 
 if TYPE_CHECKING:
     import ndef
@@ -43,13 +44,17 @@ FELICA = "FeliCa"
 WEDGE = "wedge"
 TECHNOLOGIES = (ISO14443A, ISO14443B, FELICA, WEDGE)
 
-#: Backend names accepted in :attr:`NfcSettings.backend`, mapped to the module
-#: and class that implement them (imported only by :func:`hardware.nfc.open_reader`).
-BACKENDS: dict[str, tuple[str, str]] = {
-    "nfcpy": ("hardware.nfc.nfcpy", "NfcpyReader"),
-    "wedge": ("hardware.nfc.wedge", "WedgeReader"),
-    "sim": ("hardware.nfc.sim", "SimReader"),
-}
+#: Backends accepted in :attr:`NfcSettings.backend`, and their :class:`Reader` classes
+#: (imported only by :func:`hardware.nfc.open_reader`).
+BACKENDS = BackendRegistry(
+    "nfc",
+    {
+        "nfcpy": "hardware.nfc.nfcpy:NfcpyReader",
+        "wedge": "hardware.nfc.wedge:WedgeReader",
+        "sim": "hardware.nfc.sim:SimReader",
+    },
+    key="nfc.backend",
+)
 
 #: nfcpy bitrate/technology strings a reader may poll for.
 NFCPY_TARGETS = ("106A", "106B", "212F", "424F")
@@ -177,11 +182,7 @@ class NfcSettings:
     wedge_key_gap: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise UnknownBackend(
-                f"nfc.backend: unknown backend {self.backend!r}; "
-                f"choose one of {', '.join(sorted(BACKENDS))}"
-            )
+        BACKENDS.check(self.backend)
         if not isinstance(self.device, str) or not self.device:
             raise ValueError("nfc.device must be a non-empty nfcpy device path")
         try:

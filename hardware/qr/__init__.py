@@ -26,7 +26,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hardware.errors import NotAnImage, UnknownBackend
+from hardware.errors import NotAnImage
 from hardware.qr.base import (
     BACKENDS,
     DEFAULT_RETRIES,
@@ -69,15 +69,8 @@ def open_raw_decoder(backend: str, *, try_invert: bool = True) -> ZXingDecoder |
         UnknownBackend: ``backend`` is not one of :data:`BACKENDS`.
         BackendUnavailable: its library is not installed on this machine.
     """
-    if backend == "zxing":
-        from hardware.qr.zxing import ZXingDecoder
-
-        return ZXingDecoder(try_invert=try_invert)
-    if backend == "zbar":
-        from hardware.qr.zbar import ZBarDecoder
-
-        return ZBarDecoder()
-    raise UnknownBackend(f"unknown QR backend {backend!r}, expected one of {', '.join(BACKENDS)}")
+    decoder: ZXingDecoder | ZBarDecoder = BACKENDS.load(backend)(try_invert=try_invert)
+    return decoder
 
 
 def open_decoder(settings: QRSettings | None = None) -> Decoder:

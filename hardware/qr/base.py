@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from hardware.errors import UnknownBackend
+from hardware.registry import BackendRegistry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -23,8 +23,12 @@ log = logging.getLogger(__name__)
 
 Point = tuple[float, float]
 
-#: Raw decoder backends, by the name :class:`QRSettings` takes.
-BACKENDS: tuple[str, ...] = ("zxing", "zbar")
+#: Raw decoder backends, by the name :class:`QRSettings` takes, and their :class:`Decoder`
+#: classes (each opened as ``cls(try_invert=...)``).
+BACKENDS = BackendRegistry(
+    "QR",
+    {"zxing": "hardware.qr.zxing:ZXingDecoder", "zbar": "hardware.qr.zbar:ZBarDecoder"},
+)
 
 #: Retry steps the pipeline knows, in the order they are tried (see :mod:`hardware.qr.pipeline`).
 RETRY_STEPS: tuple[str, ...] = ("candidates", "upscale", "sharpen", "denoise_sharpen")
@@ -158,8 +162,7 @@ class QRSettings:
     max_upscaled_side: int = 1600
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise UnknownBackend(f"backend: unknown {self.backend!r}, expected one of {BACKENDS}")
+        BACKENDS.check(self.backend)
         if not isinstance(self.retries, tuple):
             raise ValueError(f"retries: expected a tuple of step names, got {self.retries!r}")
         for step in self.retries:
@@ -167,10 +170,8 @@ class QRSettings:
                 raise ValueError(f"retries: unknown step {step!r}, expected some of {RETRY_STEPS}")
         if len(set(self.retries)) != len(self.retries):
             raise ValueError(f"retries: a step is listed twice in {self.retries!r}")
-        if self.fallback is not None and self.fallback not in BACKENDS:
-            raise UnknownBackend(
-                f"fallback: unknown {self.fallback!r}, expected None or one of {BACKENDS}"
-            )
+        if self.fallback is not None:
+            BACKENDS.check(self.fallback, key="fallback")
         if self.fallback == self.backend:
             raise ValueError(f"fallback: must differ from backend {self.backend!r}")
         if not isinstance(self.pipeline, bool):

@@ -30,7 +30,10 @@ class ZBarDecoder(Decoder):
 
     name = "zbar"
 
-    def __init__(self) -> None:
+    def __init__(self, *, try_invert: bool = True) -> None:
+        # ``try_invert`` is there so that every raw decoder opens the same way
+        # (hardware.qr.BACKENDS); ZBar has no light-on-dark pass to turn off.
+        del try_invert
         try:
             from pyzbar import pyzbar
         except ImportError as exc:  # pyzbar raises ImportError when libzbar is missing too
