@@ -41,7 +41,7 @@ from portier_common.signing import DeltaKey, b64url, delta_message
 from portier_common.tokens import InvitationClaims, SigningKey, TrustedKey, mint
 from portier_common.tokens.claims import ClaimsError
 
-from .errors import (
+from ..errors import (
     BadRequest,
     CursorUnknown,
     DeviceDisabled,
@@ -53,7 +53,7 @@ from .errors import (
     TokenUsed,
     Unauthorized,
 )
-from .settings import CentralSettings, check_name
+from ..settings import CentralSettings, check_name
 
 __all__ = ["SCHEMA_VERSION", "CentralStore", "normalize_uid"]
 
