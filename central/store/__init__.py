@@ -1,9 +1,13 @@
 """The reference central's state: its database and every rule of the contract.
 
-``from central.store import CentralStore`` is the one way in; the package's modules are
-described in docs/central-store.md.
+``from central.store import CentralStore`` is the way in. The package is one module per
+domain (``devices``, ``events``, ``claims``, ``credentials``, ``keys``, ``deltas``,
+``audit``), composed in ``store``; the database engine is behind the seam in ``db``
+(SQLite: ``sqlite``; the schema steps: ``schema``). docs/central-store.md describes them.
 """
 
-from .store import SCHEMA_VERSION, CentralStore, normalize_uid
+from .schema import SCHEMA_VERSION
+from .store import CentralStore
+from .validate import normalize_uid
 
 __all__ = ["SCHEMA_VERSION", "CentralStore", "normalize_uid"]
