@@ -3,7 +3,8 @@
 ``from central.store import CentralStore`` is the way in. The package is one module per
 domain (``devices``, ``events``, ``claims``, ``credentials``, ``keys``, ``deltas``,
 ``audit``), composed in ``store``; the database engine is behind the seam in ``db``
-(SQLite: ``sqlite``; the schema steps: ``schema``). docs/central-store.md describes them.
+(SQLite: ``sqlite``; PostgreSQL, a first cut: ``postgres``; the schema steps: ``schema``).
+docs/central-store.md describes them.
 """
 
 from .schema import SCHEMA_VERSION

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 from .db import Database
 
-__all__ = ["SCHEMA_VERSION", "SQLITE_STEPS", "migrate"]
+__all__ = ["POSTGRES_STEPS", "SCHEMA_VERSION", "SQLITE_STEPS", "migrate"]
 
 SCHEMA_VERSION = 3
 
@@ -162,6 +162,137 @@ _SCHEMA_V3 = (
 
 #: SQLite's steps (a database of schema 1 or 2 is migrated on open).
 SQLITE_STEPS: Mapping[int, Sequence[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+
+
+#: PostgreSQL's steps: a PostgreSQL database starts at schema 3 (one step, the whole schema).
+#: The same tables as SQLite's: ``BIGINT`` for integers, ``BYTEA`` for blobs, an identity
+#: column for the deltas cursor; booleans stay 0/1 integers (one code path for both).
+POSTGRES_STEPS: Mapping[int, Sequence[str]] = {
+    3: (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
+        """CREATE TABLE enroll_tokens (
+            token_hash BYTEA PRIMARY KEY,
+            site TEXT NOT NULL,
+            door TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            used_by TEXT,
+            used_at_ms BIGINT,
+            zones TEXT NOT NULL DEFAULT '[]',
+            retry_hash BYTEA
+        )""",
+        """CREATE TABLE devices (
+            device_id TEXT PRIMARY KEY,
+            site TEXT NOT NULL,
+            door TEXT NOT NULL,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            credential_hash BYTEA UNIQUE,
+            enrolled_at_ms BIGINT NOT NULL,
+            hardware TEXT NOT NULL DEFAULT '{}',
+            versions TEXT NOT NULL DEFAULT '{}',
+            next_seq BIGINT NOT NULL DEFAULT 1,
+            last_hash TEXT,
+            anchor_seq BIGINT,
+            anchor_prev_hash TEXT,
+            chain_ok INTEGER NOT NULL DEFAULT 1,
+            chain_broken_at BIGINT,
+            chain_break_reason TEXT,
+            unique_events BIGINT NOT NULL DEFAULT 0,
+            duplicates BIGINT NOT NULL DEFAULT 0,
+            rejected BIGINT NOT NULL DEFAULT 0,
+            gaps BIGINT NOT NULL DEFAULT 0,
+            last_event_at_ms BIGINT,
+            last_heartbeat_at_ms BIGINT,
+            last_heartbeat TEXT,
+            zones TEXT NOT NULL DEFAULT '[]',
+            guard_console INTEGER NOT NULL DEFAULT 0,
+            reset_allowed INTEGER NOT NULL DEFAULT 0
+        )""",
+        """CREATE TABLE events (
+            device_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            id TEXT NOT NULL,
+            wall_ms BIGINT,
+            mono_ns BIGINT,
+            type TEXT,
+            payload TEXT,
+            prev_hash TEXT,
+            hash TEXT,
+            received_at_ms BIGINT NOT NULL,
+            link_ok INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            reason TEXT,
+            PRIMARY KEY (device_id, seq)
+        )""",
+        "CREATE UNIQUE INDEX events_id ON events(device_id, id)",
+        """CREATE TABLE signing_keys (
+            kid TEXT PRIMARY KEY,
+            private_key BYTEA NOT NULL,
+            public_key BYTEA NOT NULL,
+            created_at BIGINT NOT NULL,
+            not_before BIGINT,
+            not_after BIGINT,
+            active INTEGER NOT NULL DEFAULT 0
+        )""",
+        """CREATE TABLE invitations (
+            id TEXT PRIMARY KEY,
+            site TEXT NOT NULL,
+            kid TEXT NOT NULL,
+            expires BIGINT NOT NULL,
+            revoked_at BIGINT,
+            data TEXT NOT NULL
+        )""",
+        """CREATE TABLE revocations (
+            kind TEXT NOT NULL,
+            id TEXT NOT NULL,
+            site TEXT NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (kind, id)
+        )""",
+        "CREATE TABLE badges (uid TEXT PRIMARY KEY, site TEXT NOT NULL, data TEXT NOT NULL)",
+        """CREATE TABLE schedules (
+            site TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (site, id)
+        )""",
+        """CREATE TABLE door_settings (
+            site TEXT NOT NULL,
+            door TEXT NOT NULL,
+            version BIGINT NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (site, door)
+        )""",
+        """CREATE TABLE used_invitations (
+            id TEXT PRIMARY KEY, site TEXT NOT NULL, data TEXT NOT NULL
+        )""",
+        """CREATE TABLE badge_counters (
+            site TEXT NOT NULL,
+            uid TEXT NOT NULL,
+            counter BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            PRIMARY KEY (site, uid)
+        )""",
+        """CREATE TABLE changes (
+            seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            site TEXT,
+            kind TEXT NOT NULL,
+            key TEXT NOT NULL,
+            op TEXT NOT NULL CHECK (op IN ('upsert', 'delete')),
+            data TEXT
+        )""",
+        """CREATE TABLE selftest_reports (
+            device_id TEXT PRIMARY KEY REFERENCES devices(device_id),
+            received_at_ms BIGINT NOT NULL,
+            ok INTEGER NOT NULL,
+            report TEXT NOT NULL
+        )""",
+        """CREATE TABLE delta_keys (
+            kid TEXT PRIMARY KEY,
+            private_key BYTEA NOT NULL,
+            public_key BYTEA NOT NULL,
+            created_at BIGINT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 0
+        )""",
+    )
+}
 
 
 def migrate(db: Database) -> None:

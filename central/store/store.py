@@ -54,15 +54,23 @@ class CentralStore(DevicesMixin, EventsMixin, CredentialsMixin, KeysMixin, Delta
     Args:
         settings: where the database lives (``settings.db_path``) and the limits.
         clock: returns Unix milliseconds; injectable so tests can move time.
+        database: an open database to use instead of :func:`open_database` (a
+            :class:`~central.store.postgres.PostgresDatabase`); the store closes it.
 
     Raises:
         sqlite3.Error: the database cannot be opened or created.
     """
 
-    def __init__(self, settings: CentralSettings, *, clock: Callable[[], int] = wall_ms) -> None:
+    def __init__(
+        self,
+        settings: CentralSettings,
+        *,
+        clock: Callable[[], int] = wall_ms,
+        database: Database | None = None,
+    ) -> None:
         self.settings = settings
         self._clock = clock
-        self._db = open_database(settings)
+        self._db = open_database(settings) if database is None else database
         migrate(self._db)
         self._ensure_signing_key()
         self._delta_key = self._ensure_delta_key()
