@@ -104,8 +104,9 @@ class CentralServer:
         self.settings = settings
         self.faults = FaultInjector()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="central-db")
-        kwargs = {} if clock is None else {"clock": clock}
-        self.store = CentralStore(settings, **kwargs)
+        self.store = (
+            CentralStore(settings) if clock is None else CentralStore(settings, clock=clock)
+        )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 

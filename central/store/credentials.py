@@ -1,0 +1,368 @@
+"""Credentials and door configuration: invitations, badges and their revocations,
+schedules, door settings.
+
+Each change is one transaction that also appends it to the deltas log
+(:func:`central.store.deltas.record_change`), so devices learn it on their next poll;
+a revocation is published as its own item (``revocations``) as well as in the
+credential's new state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from portier_common.tokens import InvitationClaims, mint
+from portier_common.tokens.claims import ClaimsError
+
+from ..errors import BadRequest, NotFound
+from .base import StoreBase, dumps
+from .db import Connection
+from .deltas import record_change
+from .keys import active_key
+from .validate import (
+    check_door_settings,
+    checked_bool,
+    checked_name,
+    checked_names,
+    checked_seconds,
+    checked_text,
+    guard_fields,
+    normalize_uid,
+    only_fields,
+)
+
+__all__ = ["CredentialsMixin"]
+
+log = logging.getLogger(__name__)
+
+_TIME_RE = re.compile(r"(?:[01][0-9]|2[0-3]):[0-5][0-9]\Z")
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_BADGE_KINDS = ("uid", "ntag424")
+
+
+class CredentialsMixin(StoreBase):
+    """Invitations, badges, revocations, schedules and door settings (the admin API)."""
+
+    # -- invitations ------------------------------------------------------------
+
+    def create_invitation(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Mint a signed invitation (an ``InvitationCreate`` body) with the active key.
+
+        Returns:
+            ``{"token": "PT1:...", "invitation": InvitationDelta}``.
+
+        Raises:
+            BadRequest: a bad field (named), or claims the token format refuses.
+        """
+        if not isinstance(body, Mapping):
+            raise BadRequest("body: must be a JSON object")
+        only_fields(
+            "invitation",
+            body,
+            ("visitor", "host", "site", "doors", "zones", "not_before", "expires", "single_use"),
+        )
+        now_s = self.now_ms() // 1000
+        site = checked_name("site", body.get("site", self.settings.site))
+        not_before = checked_seconds("not_before", body.get("not_before"))
+        not_before = now_s if not_before is None else not_before
+        expires = checked_seconds("expires", body.get("expires"))
+        if expires is None:
+            expires = not_before + self.settings.invitation_default_s
+        invitation_id = "i" + secrets.token_urlsafe(9)
+        try:
+            claims = InvitationClaims(
+                invitation_id=invitation_id,
+                visitor=body.get("visitor"),  # type: ignore[arg-type]
+                site=site,
+                not_before=not_before,
+                expires=expires,
+                single_use=checked_bool("single_use", body.get("single_use", False)),
+                doors=tuple(checked_names("doors", body.get("doors"))),
+                zones=tuple(checked_names("zones", body.get("zones"))),
+                host=body.get("host", ""),
+            )
+        except ClaimsError as exc:
+            raise BadRequest(str(exc)) from None
+        with self._tx() as conn:
+            row, key = active_key(conn)
+            try:
+                token = mint(claims, key)
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from None
+            data = {
+                "id": invitation_id,
+                "site": site,
+                "visitor": claims.visitor,
+                "host": claims.host,
+                "doors": list(claims.doors),
+                "zones": list(claims.zones),
+                "not_before": claims.not_before,
+                "expires": claims.expires,
+                "single_use": claims.single_use,
+                "kid": row["kid"],
+            }
+            conn.execute(
+                "INSERT INTO invitations (id, site, kid, expires, data) VALUES (?, ?, ?, ?, ?)",
+                (invitation_id, site, row["kid"], expires, dumps(data)),
+            )
+            record_change(conn, site, "invitation", invitation_id, data)
+        log.info("invitation %s minted for %s", invitation_id, claims.visitor)
+        return {"token": token, "invitation": data}
+
+    def revoke_invitation(self, invitation_id: str) -> dict[str, Any]:
+        """Revoke an invitation; idempotent. Return the ``Revocation``.
+
+        Raises:
+            NotFound: no such invitation.
+        """
+        now_s = self.now_ms() // 1000
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT site, expires, revoked_at FROM invitations WHERE id = ?", (invitation_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no invitation {invitation_id!r}")
+            revoked_at = row["revoked_at"] if row["revoked_at"] is not None else now_s
+            data = {
+                "kind": "invitation",
+                "id": invitation_id,
+                "revoked_at": revoked_at,
+                "expires_at": row["expires"],
+            }
+            if row["revoked_at"] is None:
+                conn.execute(
+                    "UPDATE invitations SET revoked_at = ? WHERE id = ?", (now_s, invitation_id)
+                )
+                self._revoke(conn, row["site"], data)
+        return data
+
+    # -- badges -----------------------------------------------------------------
+
+    def put_badge(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Add or replace a badge (a ``BadgeCreate`` body); return the ``Badge``.
+
+        Raises:
+            BadRequest: a bad field (named), or no door and no zone.
+        """
+        if not isinstance(body, Mapping):
+            raise BadRequest("body: must be a JSON object")
+        only_fields(
+            "badge",
+            body,
+            (
+                "uid",
+                "site",
+                "kind",
+                "holder",
+                "doors",
+                "zones",
+                "enabled",
+                "not_before",
+                "not_after",
+                "role",
+                "pin_hash",
+                "guard_id",
+            ),
+        )
+        uid = normalize_uid(body.get("uid"))
+        kind = body.get("kind", "ntag424")
+        if kind not in _BADGE_KINDS:
+            raise BadRequest(f"kind: must be one of {list(_BADGE_KINDS)}")
+        badge = {
+            "uid": uid,
+            "site": checked_name("site", body.get("site", self.settings.site)),
+            "kind": kind,
+            "holder": checked_text("holder", body.get("holder")),
+            "doors": checked_names("doors", body.get("doors")),
+            "zones": checked_names("zones", body.get("zones")),
+            "enabled": checked_bool("enabled", body.get("enabled", True)),
+            "not_before": checked_seconds("not_before", body.get("not_before")),
+            "not_after": checked_seconds("not_after", body.get("not_after")),
+        }
+        if not badge["doors"] and not badge["zones"]:
+            raise BadRequest("doors: a badge needs at least one door or zone")
+        badge.update(guard_fields(body))
+        if (
+            badge["not_before"] is not None
+            and badge["not_after"] is not None
+            and badge["not_after"] < badge["not_before"]
+        ):
+            raise BadRequest("not_after: must not be before not_before")
+        with self._tx() as conn:
+            old = conn.execute("SELECT site FROM badges WHERE uid = ?", (uid,)).fetchone()
+            if old is not None and old["site"] != badge["site"]:
+                # Moving a badge to another site: the old site's doors forget it.
+                record_change(conn, old["site"], "badge", uid, None)
+            if badge["enabled"]:
+                # Adding a revoked badge again (found again) lifts its revocation.
+                self._unrevoke(conn, "badge", uid)
+            conn.execute(
+                "INSERT INTO badges (uid, site, data) VALUES (?, ?, ?) ON CONFLICT (uid) DO "
+                "UPDATE SET site = excluded.site, data = excluded.data",
+                (uid, badge["site"], dumps(badge)),
+            )
+            record_change(conn, badge["site"], "badge", uid, badge)
+        return badge
+
+    def revoke_badge(self, uid: str) -> dict[str, Any]:
+        """Disable a badge and publish its revocation; idempotent. Return the ``Revocation``.
+
+        Raises:
+            BadRequest: a malformed UID. NotFound: no such badge.
+        """
+        uid = normalize_uid(uid)
+        now_s = self.now_ms() // 1000
+        with self._tx() as conn:
+            row = conn.execute("SELECT site, data FROM badges WHERE uid = ?", (uid,)).fetchone()
+            if row is None:
+                raise NotFound(f"no badge {uid}")
+            previous = conn.execute(
+                "SELECT data FROM revocations WHERE kind = 'badge' AND id = ?", (uid,)
+            ).fetchone()
+            if previous is not None:
+                return json.loads(previous["data"])
+            badge = json.loads(row["data"])
+            badge["enabled"] = False
+            conn.execute("UPDATE badges SET data = ? WHERE uid = ?", (dumps(badge), uid))
+            record_change(conn, row["site"], "badge", uid, badge)
+            data = {"kind": "badge", "id": uid, "revoked_at": now_s, "expires_at": None}
+            self._revoke(conn, row["site"], data)
+        return data
+
+    def _revoke(self, conn: Connection, site: str, data: Mapping[str, Any]) -> None:
+        conn.execute(
+            "INSERT INTO revocations (kind, id, site, data) VALUES (?, ?, ?, ?)",
+            (data["kind"], data["id"], site, dumps(data)),
+        )
+        record_change(conn, site, "revocation", f"{data['kind']}:{data['id']}", data)
+
+    def _unrevoke(self, conn: Connection, kind: str, item: str) -> None:
+        row = conn.execute(
+            "DELETE FROM revocations WHERE kind = ? AND id = ? RETURNING site", (kind, item)
+        ).fetchone()
+        if row is not None:
+            record_change(conn, row["site"], "revocation", f"{kind}:{item}", None)
+
+    def delete_badge(self, uid: str) -> None:
+        """Forget a badge (it goes out in ``removed.badges``).
+
+        Raises:
+            BadRequest: a malformed UID. NotFound: no such badge.
+        """
+        uid = normalize_uid(uid)
+        with self._tx() as conn:
+            row = conn.execute("SELECT site FROM badges WHERE uid = ?", (uid,)).fetchone()
+            if row is None:
+                raise NotFound(f"no badge {uid}")
+            conn.execute("DELETE FROM badges WHERE uid = ?", (uid,))
+            record_change(conn, row["site"], "badge", uid, None)
+            self._unrevoke(conn, "badge", uid)
+
+    # -- schedules and door settings ---------------------------------------------
+
+    def put_schedule(self, schedule_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Set the schedule of the door or zone *schedule_id* (a ``ScheduleInput`` body).
+
+        One schedule per door or zone of a site, as the agent's cache keeps them.
+
+        Returns:
+            the ``Schedule``.
+
+        Raises:
+            BadRequest: a bad field (named).
+        """
+        schedule_id = checked_name("schedule_id", schedule_id)
+        if not isinstance(body, Mapping):
+            raise BadRequest("body: must be a JSON object")
+        only_fields("schedule", body, ("site", "timezone", "rules"))
+        timezone = body.get("timezone", "UTC")
+        if not isinstance(timezone, str) or not timezone or len(timezone) > 64:
+            raise BadRequest("timezone: must be an IANA zone name")
+        try:
+            import zoneinfo
+
+            zoneinfo.ZoneInfo(timezone)
+        except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+            raise BadRequest(f"timezone: {timezone!r} is not a known IANA zone") from None
+        rules = body.get("rules")
+        if not isinstance(rules, list):
+            raise BadRequest("rules: must be a list")
+        clean = []
+        for i, rule in enumerate(rules):
+            if not isinstance(rule, Mapping) or set(rule) != {"days", "start", "end"}:
+                raise BadRequest(f"rules[{i}]: must be an object with days, start and end")
+            days = rule["days"]
+            if not isinstance(days, list) or not days or not all(d in _DAYS for d in days):
+                raise BadRequest(f"rules[{i}].days: must be a non-empty list of {list(_DAYS)}")
+            start, end = rule["start"], rule["end"]
+            if not isinstance(start, str) or not _TIME_RE.match(start):
+                raise BadRequest(f"rules[{i}].start: must be HH:MM")
+            if not isinstance(end, str) or not (_TIME_RE.match(end) or end == "24:00"):
+                raise BadRequest(f"rules[{i}].end: must be HH:MM or 24:00")
+            if end <= start:
+                raise BadRequest(f"rules[{i}].end: must be after start")
+            clean.append({"days": list(dict.fromkeys(days)), "start": start, "end": end})
+        schedule: dict[str, Any] = {
+            "id": schedule_id,
+            "site": checked_name("site", body.get("site", self.settings.site)),
+            "timezone": timezone,
+            "rules": clean,
+        }
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO schedules (site, id, data) VALUES (?, ?, ?) ON CONFLICT (site, id) "
+                "DO UPDATE SET data = excluded.data",
+                (schedule["site"], schedule_id, dumps(schedule)),
+            )
+            record_change(conn, schedule["site"], "schedule", schedule_id, schedule)
+        return schedule
+
+    def delete_schedule(self, schedule_id: str, site: str | None = None) -> None:
+        """Remove the schedule of a door or zone (it goes out in ``removed.schedules``).
+
+        Raises:
+            BadRequest: a bad site name. NotFound: no such schedule.
+        """
+        site = checked_name("site", site if site is not None else self.settings.site)
+        with self._tx() as conn:
+            cursor = conn.execute(
+                "DELETE FROM schedules WHERE site = ? AND id = ?", (site, schedule_id)
+            )
+            if cursor.rowcount == 0:
+                raise NotFound(f"no schedule {schedule_id!r} at site {site!r}")
+            record_change(conn, site, "schedule", schedule_id, None)
+
+    def put_door_settings(self, door: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace the settings of *door* (a ``DoorSettingsInput`` body); return ``DoorSettings``.
+
+        Raises:
+            BadRequest: a bad field (named).
+        """
+        door = checked_name("door", door)
+        if not isinstance(body, Mapping):
+            raise BadRequest("body: must be a JSON object")
+        only_fields("door settings", body, ("site", "settings"))
+        site = checked_name("site", body.get("site", self.settings.site))
+        settings = body.get("settings")
+        if not isinstance(settings, dict):
+            raise BadRequest("settings: must be an object")
+        check_door_settings(settings)
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT version FROM door_settings WHERE site = ? AND door = ?", (site, door)
+            ).fetchone()
+            version = 1 if row is None else row["version"] + 1
+            data = {"door": door, "site": site, "version": version, "settings": settings}
+            conn.execute(
+                "INSERT INTO door_settings (site, door, version, data) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (site, door) DO UPDATE SET version = excluded.version, "
+                "data = excluded.data",
+                (site, door, version, dumps(data)),
+            )
+            record_change(conn, site, "door_settings", door, data)
+        return data

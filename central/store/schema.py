@@ -1,0 +1,318 @@
+"""The central's schema, as numbered steps, and the one function that applies them.
+
+``SCHEMA_VERSION`` is the version this code writes. Each backend has its steps:
+``version -> statements`` that bring a database of the version before to this one, run in
+one transaction with the new version recorded (:meth:`Database.set_schema_version`). A
+new database (version 0) runs every step; a database of version 1 or 2 the steps after it.
+
+A schema change is a new step for **each** backend, and ``SCHEMA_VERSION`` + 1. The
+SQLite DDL below is SQLite's own (``STRICT`` tables, ``BLOB``, ``ANY``,
+``AUTOINCREMENT``): docs/central-store.md lists what a PostgreSQL schema writes instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from .db import Database
+
+__all__ = ["POSTGRES_STEPS", "SCHEMA_VERSION", "SQLITE_STEPS", "migrate"]
+
+SCHEMA_VERSION = 3
+
+#: Schema 1: the tables of the first central.
+_SCHEMA_V1 = (
+    """CREATE TABLE meta (key TEXT PRIMARY KEY, value ANY) STRICT""",
+    """CREATE TABLE enroll_tokens (
+        token_hash BLOB PRIMARY KEY,
+        site TEXT NOT NULL,
+        door TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_by TEXT,
+        used_at_ms INTEGER
+    ) STRICT""",
+    """CREATE TABLE devices (
+        device_id TEXT PRIMARY KEY,
+        site TEXT NOT NULL,
+        door TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        credential_hash BLOB UNIQUE,
+        enrolled_at_ms INTEGER NOT NULL,
+        hardware TEXT NOT NULL DEFAULT '{}',
+        versions TEXT NOT NULL DEFAULT '{}',
+        next_seq INTEGER NOT NULL DEFAULT 1,
+        last_hash TEXT,
+        anchor_seq INTEGER,
+        anchor_prev_hash TEXT,
+        chain_ok INTEGER NOT NULL DEFAULT 1,
+        chain_broken_at INTEGER,
+        chain_break_reason TEXT,
+        unique_events INTEGER NOT NULL DEFAULT 0,
+        duplicates INTEGER NOT NULL DEFAULT 0,
+        rejected INTEGER NOT NULL DEFAULT 0,
+        gaps INTEGER NOT NULL DEFAULT 0,
+        last_event_at_ms INTEGER,
+        last_heartbeat_at_ms INTEGER,
+        last_heartbeat TEXT
+    ) STRICT""",
+    # status 'stored' or 'rejected': a rejected event that arrived at next_seq
+    # still holds its place in the sequence (see upload_events).
+    """CREATE TABLE events (
+        device_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        wall_ms INTEGER,
+        mono_ns INTEGER,
+        type TEXT,
+        payload TEXT,
+        prev_hash TEXT,
+        hash TEXT,
+        received_at_ms INTEGER NOT NULL,
+        link_ok INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        PRIMARY KEY (device_id, seq)
+    ) STRICT""",
+    "CREATE UNIQUE INDEX events_id ON events(device_id, id)",
+    """CREATE TABLE signing_keys (
+        kid TEXT PRIMARY KEY,
+        private_key BLOB NOT NULL,
+        public_key BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        not_before INTEGER,
+        not_after INTEGER,
+        active INTEGER NOT NULL DEFAULT 0
+    ) STRICT""",
+    """CREATE TABLE invitations (
+        id TEXT PRIMARY KEY,
+        site TEXT NOT NULL,
+        kid TEXT NOT NULL,
+        expires INTEGER NOT NULL,
+        revoked_at INTEGER,
+        data TEXT NOT NULL
+    ) STRICT""",
+    """CREATE TABLE revocations (
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        site TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (kind, id)
+    ) STRICT""",
+    """CREATE TABLE badges (uid TEXT PRIMARY KEY, site TEXT NOT NULL, data TEXT NOT NULL) STRICT""",
+    """CREATE TABLE schedules (
+        site TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (site, id)
+    ) STRICT""",
+    """CREATE TABLE door_settings (
+        site TEXT NOT NULL,
+        door TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (site, door)
+    ) STRICT""",
+    """CREATE TABLE used_invitations (
+        id TEXT PRIMARY KEY, site TEXT NOT NULL, data TEXT NOT NULL
+    ) STRICT""",
+    """CREATE TABLE badge_counters (
+        site TEXT NOT NULL,
+        uid TEXT NOT NULL,
+        counter INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (site, uid)
+    ) STRICT""",
+    # The deltas log. site NULL: for every site (signing keys).
+    """CREATE TABLE changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        site TEXT,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        op TEXT NOT NULL CHECK (op IN ('upsert', 'delete')),
+        data TEXT
+    ) STRICT""",
+)
+
+#: Tables added by schema 2: the latest self-test report of each device (first boot).
+_SCHEMA_V2 = (
+    """CREATE TABLE selftest_reports (
+        device_id TEXT PRIMARY KEY REFERENCES devices(device_id),
+        received_at_ms INTEGER NOT NULL,
+        ok INTEGER NOT NULL,
+        report TEXT NOT NULL
+    ) STRICT""",
+)
+
+#: Schema 3 (issue 10): which zones a device's door is in (admin-declared on its enroll
+#: token), whether it has a guard console, an admin reset that allows one re-enrollment,
+#: the enroll retry secret, and the central's own delta signing keys.
+_SCHEMA_V3 = (
+    "ALTER TABLE devices ADD COLUMN zones TEXT NOT NULL DEFAULT '[]'",
+    "ALTER TABLE devices ADD COLUMN guard_console INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE devices ADD COLUMN reset_allowed INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE enroll_tokens ADD COLUMN zones TEXT NOT NULL DEFAULT '[]'",
+    "ALTER TABLE enroll_tokens ADD COLUMN retry_hash BLOB",
+    """CREATE TABLE delta_keys (
+        kid TEXT PRIMARY KEY,
+        private_key BLOB NOT NULL,
+        public_key BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        active INTEGER NOT NULL DEFAULT 0
+    ) STRICT""",
+)
+
+
+#: SQLite's steps (a database of schema 1 or 2 is migrated on open).
+SQLITE_STEPS: Mapping[int, Sequence[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+
+
+#: PostgreSQL's steps: a PostgreSQL database starts at schema 3 (one step, the whole schema).
+#: The same tables as SQLite's: ``BIGINT`` for integers, ``BYTEA`` for blobs, an identity
+#: column for the deltas cursor; booleans stay 0/1 integers (one code path for both).
+POSTGRES_STEPS: Mapping[int, Sequence[str]] = {
+    3: (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
+        """CREATE TABLE enroll_tokens (
+            token_hash BYTEA PRIMARY KEY,
+            site TEXT NOT NULL,
+            door TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            used_by TEXT,
+            used_at_ms BIGINT,
+            zones TEXT NOT NULL DEFAULT '[]',
+            retry_hash BYTEA
+        )""",
+        """CREATE TABLE devices (
+            device_id TEXT PRIMARY KEY,
+            site TEXT NOT NULL,
+            door TEXT NOT NULL,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            credential_hash BYTEA UNIQUE,
+            enrolled_at_ms BIGINT NOT NULL,
+            hardware TEXT NOT NULL DEFAULT '{}',
+            versions TEXT NOT NULL DEFAULT '{}',
+            next_seq BIGINT NOT NULL DEFAULT 1,
+            last_hash TEXT,
+            anchor_seq BIGINT,
+            anchor_prev_hash TEXT,
+            chain_ok INTEGER NOT NULL DEFAULT 1,
+            chain_broken_at BIGINT,
+            chain_break_reason TEXT,
+            unique_events BIGINT NOT NULL DEFAULT 0,
+            duplicates BIGINT NOT NULL DEFAULT 0,
+            rejected BIGINT NOT NULL DEFAULT 0,
+            gaps BIGINT NOT NULL DEFAULT 0,
+            last_event_at_ms BIGINT,
+            last_heartbeat_at_ms BIGINT,
+            last_heartbeat TEXT,
+            zones TEXT NOT NULL DEFAULT '[]',
+            guard_console INTEGER NOT NULL DEFAULT 0,
+            reset_allowed INTEGER NOT NULL DEFAULT 0
+        )""",
+        """CREATE TABLE events (
+            device_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            id TEXT NOT NULL,
+            wall_ms BIGINT,
+            mono_ns BIGINT,
+            type TEXT,
+            payload TEXT,
+            prev_hash TEXT,
+            hash TEXT,
+            received_at_ms BIGINT NOT NULL,
+            link_ok INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            reason TEXT,
+            PRIMARY KEY (device_id, seq)
+        )""",
+        "CREATE UNIQUE INDEX events_id ON events(device_id, id)",
+        """CREATE TABLE signing_keys (
+            kid TEXT PRIMARY KEY,
+            private_key BYTEA NOT NULL,
+            public_key BYTEA NOT NULL,
+            created_at BIGINT NOT NULL,
+            not_before BIGINT,
+            not_after BIGINT,
+            active INTEGER NOT NULL DEFAULT 0
+        )""",
+        """CREATE TABLE invitations (
+            id TEXT PRIMARY KEY,
+            site TEXT NOT NULL,
+            kid TEXT NOT NULL,
+            expires BIGINT NOT NULL,
+            revoked_at BIGINT,
+            data TEXT NOT NULL
+        )""",
+        """CREATE TABLE revocations (
+            kind TEXT NOT NULL,
+            id TEXT NOT NULL,
+            site TEXT NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (kind, id)
+        )""",
+        "CREATE TABLE badges (uid TEXT PRIMARY KEY, site TEXT NOT NULL, data TEXT NOT NULL)",
+        """CREATE TABLE schedules (
+            site TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (site, id)
+        )""",
+        """CREATE TABLE door_settings (
+            site TEXT NOT NULL,
+            door TEXT NOT NULL,
+            version BIGINT NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (site, door)
+        )""",
+        """CREATE TABLE used_invitations (
+            id TEXT PRIMARY KEY, site TEXT NOT NULL, data TEXT NOT NULL
+        )""",
+        """CREATE TABLE badge_counters (
+            site TEXT NOT NULL,
+            uid TEXT NOT NULL,
+            counter BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            PRIMARY KEY (site, uid)
+        )""",
+        """CREATE TABLE changes (
+            seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            site TEXT,
+            kind TEXT NOT NULL,
+            key TEXT NOT NULL,
+            op TEXT NOT NULL CHECK (op IN ('upsert', 'delete')),
+            data TEXT
+        )""",
+        """CREATE TABLE selftest_reports (
+            device_id TEXT PRIMARY KEY REFERENCES devices(device_id),
+            received_at_ms BIGINT NOT NULL,
+            ok INTEGER NOT NULL,
+            report TEXT NOT NULL
+        )""",
+        """CREATE TABLE delta_keys (
+            kid TEXT PRIMARY KEY,
+            private_key BYTEA NOT NULL,
+            public_key BYTEA NOT NULL,
+            created_at BIGINT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 0
+        )""",
+    )
+}
+
+
+def migrate(db: Database) -> None:
+    """Bring *db* to ``SCHEMA_VERSION`` with its steps, in one transaction.
+
+    Raises:
+        RuntimeError: the database was written by newer code.
+    """
+    version = db.schema_version()
+    if version == SCHEMA_VERSION:
+        return
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"central database schema {version} is newer than this code ({SCHEMA_VERSION})"
+        )
+    with db.transaction() as conn:
+        # 0: a new database; 1: one written before self-test reports existed;
+        # 2: one written before issue 10 (device trust, signed deltas).
+        for step, statements in sorted(db.migrations.items()):
+            if version < step <= SCHEMA_VERSION:
+                for statement in statements:
+                    conn.execute(statement)
+        db.set_schema_version(conn, SCHEMA_VERSION)

@@ -1,0 +1,93 @@
+""":class:`CentralStore`: the reference central's database and every rule of the contract.
+
+It is the domain mixins of this package over one :class:`~central.store.db.Database`:
+
+=================  ================================================================
+``devices``        enroll tokens, enrollment, credentials, heartbeats, self-tests
+``events``         event upload, placement at each device's cursor, the hash chain
+``claims``         claims events carry, shared with the site's doors
+``credentials``    invitations, badges, revocations, schedules, door settings
+``keys``           invitation signing keys (rotation), the delta signing key
+``deltas``         the ``changes`` log and ``GET /v1/deltas``
+``audit``          the received view, stored events, chain re-walks, admin info
+=================  ================================================================
+
+It is synchronous and not thread-safe by design: the server runs all of its calls on
+one worker thread (so they are serialised and off the event loop), and tests may call
+it directly. Each public method is one transaction, committed before the method
+returns, so an ack the server sends is never ahead of what is on disk.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from ..settings import CentralSettings
+from .audit import AuditMixin
+from .base import wall_ms
+from .credentials import CredentialsMixin
+from .db import Database
+from .deltas import DeltasMixin
+from .devices import DevicesMixin
+from .events import EventsMixin
+from .keys import KeysMixin
+from .schema import migrate
+from .sqlite import SqliteDatabase
+
+__all__ = ["CentralStore", "open_database"]
+
+
+def open_database(settings: CentralSettings) -> Database:
+    """Open (creating if needed) the central's database: SQLite at ``settings.db_path``.
+
+    Raises:
+        sqlite3.Error: the database cannot be opened or created.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return SqliteDatabase(settings.db_path)
+
+
+class CentralStore(DevicesMixin, EventsMixin, CredentialsMixin, KeysMixin, DeltasMixin, AuditMixin):
+    """The reference central's database and rules.
+
+    Args:
+        settings: where the database lives (``settings.db_path``) and the limits.
+        clock: returns Unix milliseconds; injectable so tests can move time.
+        database: an open database to use instead of :func:`open_database` (a
+            :class:`~central.store.postgres.PostgresDatabase`); the store closes it.
+
+    Raises:
+        sqlite3.Error: the database cannot be opened or created.
+    """
+
+    def __init__(
+        self,
+        settings: CentralSettings,
+        *,
+        clock: Callable[[], int] = wall_ms,
+        database: Database | None = None,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._db = open_database(settings) if database is None else database
+        migrate(self._db)
+        self._ensure_signing_key()
+        self._delta_key = self._ensure_delta_key()
+        self._sun = settings.sun_verifier()
+
+    def close(self) -> None:
+        """Flush and close the database; idempotent."""
+        self._db.close()
+
+    def __enter__(self) -> CentralStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        """The raw SQLite connection (tests that rewrite the schema use it)."""
+        assert isinstance(self._db, SqliteDatabase) and self._db.conn is not None
+        return self._db.conn
