@@ -71,7 +71,7 @@ _MODE_OF_ACTION = {
 CHECKIN_WINDOW_S = 300.0
 #: At most this many recent QR grants are remembered for self check-in (oldest forgotten).
 MAX_RECENT_GRANTS = 1024
-#: A check-in photo larger than this is refused (413 ``photo_too_large``): a kiosk photo
+#: A check-in photo larger than this is refused (``photo_too_large``): a kiosk photo
 #: is a few hundred KiB; this keeps one visitor from filling the media store.
 MAX_CHECKIN_PHOTO_BYTES = 1024 * 1024
 
@@ -120,8 +120,6 @@ EXPECTED_MAX = 200
 #: Journal events read back (newest first) to find today's check-ins: a bound on the
 #: work of one "expected today" answer, whatever the journal's size.
 CHECKIN_SCAN_MAX = 20_000
-#: Manual check-in refusals answered 403 (the invitation is not for here); the others 409.
-_NOT_FOR_HERE = frozenset({Reason.WRONG_SITE, Reason.WRONG_DOOR})
 
 
 @dataclass
@@ -144,14 +142,15 @@ class PendingGrant:
 
 
 class ActionError(Exception):
-    """A guard action or check-in that cannot be done; ``code`` says why."""
+    """A request the agent refuses; ``code`` says why (a stable reason code).
 
-    def __init__(
-        self, code: str, message: str, status: int = 400, extra: dict[str, Any] | None = None
-    ) -> None:
+    A domain error: it carries no HTTP status. The local API chooses the status of
+    each code, in one table (:data:`edge_agent.api.ACTION_STATUS`).
+    """
+
+    def __init__(self, code: str, message: str, extra: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code = code
-        self.status = status
         #: More fields of the error answer (a refused check-in's ``reason``...).
         self.extra = extra or {}
 
@@ -538,7 +537,7 @@ class Agent:
         """Journal a start-up event, or keep it for :meth:`flush_deferred` on a full disk.
 
         A door stopped on a full disk must still start: it then refuses every
-        decision (503 ``journal_unavailable``, nothing can be journaled) until
+        decision (the local API answers ``journal_unavailable``: nothing can be journaled) until
         there is room, and its start is journaled late, in order, at that moment.
         """
         if self._deferred:
@@ -632,7 +631,7 @@ class Agent:
         ``Portier-Deadline-Ms``). A request whose caller has given up -- the agent
         hung (stopped, swapping, a slow disk) while it waited -- is never acted on:
         refused before the decision (``access.request_expired`` journaled, nothing
-        spent, :class:`ActionError` 408), and a grant whose caller gave up while it
+        spent, :class:`ActionError` ``request_expired``), and a grant whose caller gave up while it
         was decided does not unlock (``access.aborted``, why ``request_expired``).
         """
         if open_mode not in OPEN_MODES:
@@ -645,7 +644,8 @@ class Agent:
         return self._present(credential, source, on_request=False, deadline=deadline)
 
     def _refuse_expired(self, deadline: float | None, request: str, about: dict[str, Any]) -> None:
-        """Journal ``access.request_expired`` and raise 408 when ``deadline`` has passed."""
+        """Journal ``access.request_expired`` and raise ``request_expired`` when ``deadline``
+        has passed."""
         if deadline is None:
             return
         late = self._mono() - deadline
@@ -663,7 +663,6 @@ class Agent:
         raise ActionError(
             "request_expired",
             f"the caller gave up {late:.1f} s ago: not acted on",
-            status=408,
         )
 
     def _present(
@@ -712,7 +711,7 @@ class Agent:
                 {"door": self.config.door.id, "seq": event.seq, "why": "request_expired"},
             )
             raise ActionError(
-                "request_expired", "the caller gave up while it was decided: not opened", 408
+                "request_expired", "the caller gave up while it was decided: not opened"
             )
         if decision.granted and self.door is not None:
             try:
@@ -796,30 +795,27 @@ class Agent:
         """Open the door for a grant decided at the scan (``POST /v1/grants/{id}/open``).
 
         The door's mode is checked again now: in lockdown or emergency the opening is
-        refused with that reason code (409) and journaled ``access.open_refused``, so
+        refused with that reason code and journaled ``access.open_refused``, so
         a fire alarm or a lockdown that came after the scan is obeyed. Within ``[door]
         grant_hold_s`` of the scan a grant opens the door as often as asked (each
         opening journaled ``door.unlocked`` with its ``grant_ref``, the door unlocked
-        for ``[door] visitor_unlock_s``); after it, 410 ``grant_expired``. A handle this
+        for ``[door] visitor_unlock_s``); after it, ``grant_expired``. A handle this
         agent does not hold (never issued, or issued before a restart: handles live
-        in memory only) is 404 ``grant_unknown``. ``left_s`` as for :meth:`present`:
-        an opening whose caller gave up is refused (408 ``request_expired``, journaled).
+        in memory only) is ``grant_unknown``. ``left_s`` as for :meth:`present`:
+        an opening whose caller gave up is refused (``request_expired``, journaled).
         """
         if self.door is None:
-            raise ActionError("no_door", "this agent has no door", status=409)
+            raise ActionError("no_door", "this agent has no door")
         deadline = None if left_s is None else self._mono() + left_s
         self._refuse_expired(deadline, "open_grant", {})
         with self._open_lock:
             grant = self._pending.get(handle) if isinstance(handle, str) else None
             if grant is None:
                 if isinstance(handle, str) and handle in self._ended_grants:
-                    raise ActionError(
-                        "grant_expired", "this grant can no longer open the door", status=410
-                    )
+                    raise ActionError("grant_expired", "this grant can no longer open the door")
                 raise ActionError(
                     "grant_unknown",
                     "no such grant here (a restart of the agent ends every grant)",
-                    status=404,
                 )
             if self._mono() >= grant.expires_mono:
                 self._end_grant(grant, "not_opened")
@@ -827,7 +823,6 @@ class Agent:
                     "grant_expired",
                     f"a grant opens the door within {self.config.door.grant_hold_s:g} s "
                     "of the scan",
-                    status=410,
                 )
             about = {
                 "door": self.config.door.id,
@@ -845,7 +840,7 @@ class Agent:
                         if mode is DoorMode.LOCKDOWN
                         else "a fire alarm is on: do not enter"
                     )
-                    raise ActionError(mode.value, why, status=409)
+                    raise ActionError(mode.value, why)
                 self._refuse_expired(deadline, "open_grant", {"grant_ref": grant.ref})
                 if grant.openings == 0:
                     # Durable first: from now on this grant is not "unused".
@@ -859,7 +854,7 @@ class Agent:
                     )
                 except GrantRefused as exc:  # cannot happen under the mode lock; fail shut
                     self.journal("access.open_refused", {**about, "reason_code": "lockdown"})
-                    raise ActionError("lockdown", "the door is locked down", status=409) from exc
+                    raise ActionError("lockdown", "the door is locked down") from exc
             left = max(0.0, grant.expires_mono - self._mono())
             return {
                 "opened": True,
@@ -1422,17 +1417,17 @@ class Agent:
     def guard_session(self, token: str) -> Session:
         """The live session for ``token``, its badge checked again now.
 
-        Raises :class:`ActionError` (401) when there is none, or when its badge is
+        Raises :class:`ActionError` ``not_logged_in`` when there is none, or when its badge is
         no longer a valid guard badge (revoked, disabled, expired...): then the
         session is ended and ``guard.session_ended`` journaled with why.
         """
         session = self.guards.check(token)
         if session is None:
-            raise ActionError("not_logged_in", "guard session missing or expired", status=401)
+            raise ActionError("not_logged_in", "guard session missing or expired")
         why = self._session_refusal(session)
         if why is not None:
             self._end_session(session, why)
-            raise ActionError("not_logged_in", f"guard session ended ({why})", status=401)
+            raise ActionError("not_logged_in", f"guard session ended ({why})")
         return session
 
     def _session_refusal(self, session: Session) -> str | None:
@@ -1498,13 +1493,13 @@ class Agent:
         The journal tells what happened, not what was asked: an action the door
         cannot carry out now (open once in lockdown or during a fire alarm, an alarm
         that is not pending) is journaled as ``guard.action_refused`` with its
-        ``reason_code`` and raises :class:`ActionError` (409) with that code; one it
+        ``reason_code`` and raises :class:`ActionError` with that code; one it
         can is journaled as ``guard.action`` *before* the door acts (durable first).
         The check, the journal and the act run under the mode lock, so a guard's or
         the central's mode change cannot slip between them. A malformed request
-        (unknown action or alarm, no reason: 400) is not an action and is not journaled.
+        (unknown action or alarm, no reason) is not an action and is not journaled.
         ``left_s`` as for :meth:`present`: an action read after the guard's console
-        gave up (it told the guard it failed) is refused, 408 ``request_expired``.
+        gave up (it told the guard it failed) is refused, ``request_expired``.
         """
         deadline = None if left_s is None else self._mono() + left_s
         session = self.guard_session(token)
@@ -1513,7 +1508,7 @@ class Agent:
         if not reason or not reason.strip():
             raise ActionError("reason_required", "every guard action needs a reason")
         if self.door is None:
-            raise ActionError("no_door", "this agent has no door", status=409)
+            raise ActionError("no_door", "this agent has no door")
         if action == "acknowledge" and (alarm is None or alarm not in {a.value for a in Alarm}):
             raise ActionError("unknown_alarm", f"alarm must be one of {[a.value for a in Alarm]}")
         who = f"guard:{session.guard_id}"
@@ -1532,14 +1527,14 @@ class Agent:
             if refusal is not None:
                 code, message = refusal
                 self.journal("guard.action_refused", {**payload, "reason_code": code})
-                raise ActionError(code, message, status=409)
+                raise ActionError(code, message)
             self.journal("guard.action", payload)
             if action == "open_once":
                 try:
                     self.door.grant(by=who)
                 except GrantRefused as exc:  # cannot happen under the mode lock; fail shut
                     self.journal("guard.action_refused", {**payload, "reason_code": "lockdown"})
-                    raise ActionError("lockdown", "lift the lockdown first", status=409) from exc
+                    raise ActionError("lockdown", "lift the lockdown first") from exc
             elif action == "acknowledge":
                 assert alarm is not None
                 if not self.door.acknowledge(alarm, by=who, why=reason):  # pragma: no cover
@@ -1547,9 +1542,7 @@ class Agent:
                     self.journal(
                         "guard.action_refused", {**payload, "reason_code": "no_such_alarm"}
                     )
-                    raise ActionError(
-                        "no_such_alarm", f"no unacknowledged {alarm} alarm", status=409
-                    )
+                    raise ActionError("no_such_alarm", f"no unacknowledged {alarm} alarm")
             else:
                 self.set_mode(_MODE_OF_ACTION[action], by=who, why=reason)
         return self.door.snapshot()
@@ -1608,19 +1601,18 @@ class Agent:
 
         A visitor may check in themselves once per grant, within
         :data:`CHECKIN_WINDOW_S` of their invitation being granted at this door
-        (a second try is refused with 409 ``already_checked_in``; a new grant of a
+        (a second try is refused with ``already_checked_in``; a new grant of a
         multi-use invitation allows a new check-in). Any other check-in is a manual
         one and needs a guard session (``token``). A photo over
-        :data:`MAX_CHECKIN_PHOTO_BYTES` is refused (413 ``photo_too_large``).
+        :data:`MAX_CHECKIN_PHOTO_BYTES` is refused (``photo_too_large``).
 
         A manual check-in runs the scan's rules on the cached invitation
         (:func:`~edge_agent.policy.judge_invitation`): one that is unknown here is
-        refused (404 ``unknown_invitation``); one the policy refuses (expired, not yet
+        refused (``unknown_invitation``); one the policy refuses (expired, not yet
         valid, revoked, wrong site or door, clock not trusted) is journaled as
-        ``visitor.checkin_refused`` and answered 409 (403 for wrong site or door)
-        ``checkin_refused`` with its ``reason`` -- unless the guard gives an
-        ``override_reason``: then it is checked in, and the ``visitor.checked_in``
-        event carries ``override {guard_id, name, reason, refused_reason}``.
+        ``visitor.checkin_refused`` and refused ``checkin_refused`` with its ``reason``
+        -- unless the guard gives an ``override_reason``: then it is checked in, and the
+        ``visitor.checked_in`` event carries ``override {guard_id, name, reason, refused_reason}``.
         """
         if override_reason is not None and (
             not isinstance(override_reason, str)
@@ -1635,7 +1627,6 @@ class Agent:
             raise ActionError(
                 "photo_too_large",
                 f"a check-in photo is at most {MAX_CHECKIN_PHOTO_BYTES} bytes",
-                status=413,
             )
         if photo and not consent:
             raise ActionError("no_consent", "a photo is taken only with the visitor's consent")
@@ -1656,9 +1647,8 @@ class Agent:
                         raise ActionError(
                             "already_checked_in",
                             "this visit is checked in already; a guard can check in again",
-                            status=409,
                         )
-                    raise ActionError("guard_required", "manual check-in needs a guard", status=401)
+                    raise ActionError("guard_required", "manual check-in needs a guard")
                 session = self.guard_session(token)
                 by = f"guard:{session.guard_id}"
                 extra = self._judge_manual_checkin(session, invitation_id, override_reason)
@@ -1701,9 +1691,7 @@ class Agent:
         :class:`ActionError` for a refusal (journaled ``visitor.checkin_refused``)."""
         cached = self.store.cache.invitation(invitation_id)
         if cached is None:
-            raise ActionError(
-                "unknown_invitation", "no such invitation in this door's cache", status=404
-            )
+            raise ActionError("unknown_invitation", "no such invitation in this door's cache")
         data = cached.data or {}
         site = data.get("site")
         zones = tuple(str(z) for z in data.get("zones") or ())
@@ -1746,7 +1734,6 @@ class Agent:
             raise ActionError(
                 "checkin_refused",
                 f"{decision.detail}: a guard may check in anyway with a reason",
-                status=403 if decision.reason in _NOT_FOR_HERE else 409,
                 extra={
                     "reason": code,
                     "detail": decision.detail,
@@ -1843,8 +1830,8 @@ class Agent:
         One call per alarm: while ``help_requested`` is active, further presses (a
         child pressing a hundred times) journal and raise nothing and answer
         ``already: true``. The alarm clears after ``[door] help_alarm_s`` or when a
-        guard acknowledges it. Raises :class:`ActionError` (400) for a bad screen or
-        language, (409) on an agent without a door.
+        guard acknowledges it. Raises :class:`ActionError` ``bad_request`` for a bad
+        screen or language, ``no_door`` on an agent without a door.
         """
         if not isinstance(screen, str) or not screen.isidentifier() or len(screen) > 40:
             raise ActionError("bad_request", "'screen' must be a screen name (identifier)")
@@ -1852,7 +1839,7 @@ class Agent:
             raise ActionError("bad_request", "'lang' must be a language code such as 'en'")
         door = self.door
         if door is None:
-            raise ActionError("no_door", "this agent controls no door", status=409)
+            raise ActionError("no_door", "this agent controls no door")
         with self._help_lock:
             if door.alarm_raised_at(Alarm.HELP_REQUESTED) is not None:
                 return {"called": True, "already": True, "alarm": Alarm.HELP_REQUESTED.value}
@@ -1874,7 +1861,7 @@ class Agent:
         sim = self.devices.door_sim
         reader = self.devices.reader
         if not self.devices.simulated:
-            raise ActionError("not_simulated", "this agent runs on real hardware", status=403)
+            raise ActionError("not_simulated", "this agent runs on real hardware")
         on = bool(body.get("on", True))
         door_actions: dict[str, Callable[[], None]] = {}
         if sim is not None:
@@ -1901,7 +1888,7 @@ class Agent:
             except ValueError as exc:
                 raise ActionError("bad_request", str(exc)) from exc
         else:
-            raise ActionError("unknown_action", f"no simulated action {action!r}", status=404)
+            raise ActionError("unknown_action", f"no simulated action {action!r}")
         return {"ok": True, "action": action}
 
     # -- status -----------------------------------------------------------------
