@@ -30,7 +30,14 @@ from typing import Any
 
 from edge_agent.config import AgentConfig
 from edge_agent.devices import Devices
-from edge_agent.door import Alarm, DoorController, DoorMode, GrantRefused, Scheduler
+from edge_agent.door import (
+    Alarm,
+    DoorController,
+    DoorMode,
+    DoorSettings,
+    GrantRefused,
+    Scheduler,
+)
 from edge_agent.guards import (
     Guard,
     GuardDenied,
@@ -525,6 +532,47 @@ class Agent:
             why = f"door settings version {version}"
             self._set_mode(mode, by="central", why=why, also=state)
             return True
+
+    # -- the central's door settings ----------------------------------------------------
+    def apply_door_settings(self, settings: DoorSettings, version: object = None) -> bool:
+        """Apply a door's settings (the central's over the configuration's,
+        :meth:`DoorSettings.with_central`): the only way they change the door.
+
+        The access rules go to the policy (if they cannot, nothing is applied), the
+        times to the door (:meth:`DoorController.apply_settings`; invalid ones are
+        logged and the door keeps its own), the ``mode`` to the durable mode through
+        :meth:`apply_central_mode`: applied only when it differs from the last mode the
+        central set here, so re-sent or unrelated settings never lift a guard's lockdown
+        (docs/sync.md, "Door mode"). Returns False if nothing was applied.
+        """
+        try:
+            self.policy = replace(
+                self.policy,
+                max_offline_staleness_s=settings.max_offline_staleness_s,
+                accept_qr=settings.accept_qr,
+                accept_uid=settings.accept_uid,
+                accept_ntag424=settings.accept_ntag424,
+            )
+        except (TypeError, ValueError) as exc:
+            log.error("sync: door settings not applied: %s", exc)
+            return False
+        if self.door is not None:
+            try:
+                self.door.apply_settings(settings)
+            except (TypeError, ValueError) as exc:
+                log.error("sync: door timings not applied: %s", exc)
+        mode = settings.mode
+        if mode is not None and (not isinstance(mode, str) or mode == "emergency"):
+            log.error("sync: door mode %r not applied: not a mode the central can set", mode)
+            return True
+        try:
+            self.apply_central_mode(mode, version)
+        except ValueError as exc:
+            log.error("sync: door mode %r not applied: %s", mode, exc)
+        except StoreError as exc:
+            # Not persisted, so not applied: the next settings (or restart) try again.
+            log.error("sync: door mode %r not applied (store): %s", mode, exc)
+        return True
 
     # -- journaling -----------------------------------------------------------------
     def journal(self, kind: str, payload: dict[str, Any]) -> Any:
