@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from edge_agent.config import AgentConfig
 from edge_agent.devices import Devices
@@ -325,11 +325,29 @@ class StoreCacheView:
         )
 
 
+class Link(Protocol):
+    """The agent's link to the central (:class:`edge_agent.sync.CentralLink`) as the
+    agent sees it: its status is part of the agent's."""
+
+    @property
+    def online(self) -> bool:
+        """True while the central answers."""
+
+    def status(self) -> dict[str, Any]:
+        """The link's state (JSON-ready)."""
+
+
 class Agent:
     """The door controller. Thread-safe; create with an open store and devices.
 
     ``devices.door_io`` may be None only for tools that never open the door
     (tests of the decision path); the real service always has one.
+
+    ``link``: how to build the link to the central, given the agent (it uses the
+    agent's store, journal and event bus), or None for a door without a central.
+    The caller chooses it (:func:`edge_agent.service.run`: a
+    :class:`~edge_agent.sync.CentralLink` when ``[central] url`` is set), and starts
+    and stops it; the agent only reads its status.
     """
 
     def __init__(
@@ -342,6 +360,7 @@ class Agent:
         wall_clock: Callable[[], float] = time.time,
         mono_clock: Callable[[], float] = time.monotonic,
         ntp_synced: Callable[[], bool] | None = os_clock_synchronised,
+        link: Callable[[Agent], Link] | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -426,8 +445,8 @@ class Agent:
         self._reader_stop = threading.Event()
         self._reader_thread: threading.Thread | None = None
         self._closed = False
-        #: The central link (edge_agent.sync.CentralLink) when one runs: status reads it.
-        self.link: Any = None
+        # Built before anything is journaled: a link that cannot be built stops the start.
+        self._link = link(self) if link is not None else None
         #: Start-up events a full disk kept out of the journal (flush_deferred).
         self._deferred: list[tuple[str, dict[str, Any]]] = []
         self._journal_at_start(
@@ -468,6 +487,11 @@ class Agent:
             "why": str(record.get("why", "")),
             "set_at_ms": record.get("at_ms"),
         }
+
+    @property
+    def link(self) -> Link | None:
+        """The link to the central given at construction, or None."""
+        return self._link
 
     @property
     def mode(self) -> DoorMode:
