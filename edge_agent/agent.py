@@ -13,21 +13,19 @@ translates. The order of work for a credential is the design's promise:
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
 import logging
-import queue
 import secrets
 import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from edge_agent.cacheview import StoreCacheView
 from edge_agent.config import AgentConfig
 from edge_agent.devices import Devices
 from edge_agent.door import (
@@ -38,6 +36,7 @@ from edge_agent.door import (
     GrantRefused,
     Scheduler,
 )
+from edge_agent.events import EventBus
 from edge_agent.guards import (
     Guard,
     GuardDenied,
@@ -48,12 +47,10 @@ from edge_agent.guards import (
     guard_uid,
 )
 from edge_agent.policy import (
-    BadgeRecord,
     CachedInvitation,
     Credential,
     Decision,
     DoorPolicy,
-    Schedule,
     decide,
     judge_invitation,
 )
@@ -63,7 +60,6 @@ from edge_agent.timefloor import ClockTrust, TimeFloor, os_clock_synchronised
 from portier_common.ntag424 import SunError
 from portier_common.pins import valid_pin_text, verify_pin
 from portier_common.reasons import Reason
-from portier_common.tokens import Keyring, TrustedKey
 
 log = logging.getLogger(__name__)
 
@@ -160,169 +156,6 @@ class ActionError(Exception):
         self.code = code
         #: More fields of the error answer (a refused check-in's ``reason``...).
         self.extra = extra or {}
-
-
-class EventBus:
-    """Fan-out of live events to subscribers (the kiosk's event stream).
-
-    Each subscriber has a bounded queue; a subscriber that stops reading loses
-    the oldest events (and is told with a ``stream.gap`` event) rather than
-    slowing the door down.
-    """
-
-    def __init__(self, maxsize: int = 256) -> None:
-        self._subscribers: set[queue.Queue[dict[str, Any]]] = set()
-        self._callbacks: set[Callable[[dict[str, Any]], None]] = set()
-        self._lock = threading.Lock()
-        self._maxsize = maxsize
-
-    def publish(self, kind: str, data: dict[str, Any]) -> None:
-        """Send one event to every subscriber."""
-        event = {"type": kind, "at": time.time(), **data}
-        with self._lock:
-            subscribers = list(self._subscribers)
-            callbacks = list(self._callbacks)
-        for callback in callbacks:
-            try:
-                callback(event)
-            except Exception:
-                log.exception("event subscriber failed")
-        for q in subscribers:
-            try:
-                q.put_nowait(event)
-            except queue.Full:
-                # A subscriber that stopped reading loses its oldest event, and is told.
-                with contextlib.suppress(queue.Empty, queue.Full):
-                    q.get_nowait()
-                    q.put_nowait({"type": "stream.gap", "at": time.time()})
-
-    @contextmanager
-    def subscribe(self) -> Iterator[queue.Queue[dict[str, Any]]]:
-        """A queue receiving events while the ``with`` block lasts."""
-        q: queue.Queue[dict[str, Any]] = queue.Queue(self._maxsize)
-        with self._lock:
-            self._subscribers.add(q)
-        try:
-            yield q
-        finally:
-            with self._lock:
-                self._subscribers.discard(q)
-
-    @contextmanager
-    def subscribe_callback(self, callback: Callable[[dict[str, Any]], None]) -> Iterator[None]:
-        """Call ``callback(event)`` from the publishing thread while the block lasts.
-
-        For consumers with their own queue (the API's asyncio loop); the
-        callback must be quick and must not raise.
-        """
-        with self._lock:
-            self._callbacks.add(callback)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._callbacks.discard(callback)
-
-    @property
-    def subscriber_count(self) -> int:
-        """How many streams are open."""
-        with self._lock:
-            return len(self._subscribers) + len(self._callbacks)
-
-
-class StoreCacheView:
-    """The policy's :class:`~edge_agent.policy.CacheView` over the SQLite store."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._keyring_lock = threading.Lock()
-        self._keyring: tuple[object, Keyring] | None = None
-
-    def keyring(self) -> Keyring:
-        """Pinned keys, rebuilt only when the set of keys changes (rotation, no restart)."""
-        keys = self._store.cache.signing_keys()
-        fingerprint = tuple((k.kid, k.public_key, k.not_before, k.not_after) for k in keys)
-        with self._keyring_lock:
-            if self._keyring is None or self._keyring[0] != fingerprint:
-                trusted = []
-                for k in keys:
-                    if k.alg not in ("EdDSA", "Ed25519"):
-                        log.warning("signing key %s: algorithm %s not supported", k.kid, k.alg)
-                        continue
-                    trusted.append(TrustedKey(k.kid, k.public_key, k.not_before, k.not_after))
-                self._keyring = (fingerprint, Keyring(trusted))
-            return self._keyring[1]
-
-    def is_revoked(self, kind: str, ident: str) -> bool:
-        """True if the invitation id or badge UID is revoked."""
-        return self._store.cache.is_revoked(kind, ident.lower() if kind == "badge" else ident)
-
-    def badge(self, uid_hex: str) -> BadgeRecord | None:
-        """The cached badge as the policy sees it."""
-        b = self._store.cache.badge(uid_hex)
-        if b is None:
-            return None
-        data = dict(b.data or {})
-        return BadgeRecord(
-            uid=b.uid.hex().upper(),
-            holder=b.holder,
-            kind="ntag424" if b.kind == "ntag424" else "uid",
-            doors=("*",) if b.doors is None else tuple(b.doors),
-            zones=tuple(data.get("zones", ())),
-            enabled=bool(data.get("enabled", True)),
-            valid_from=b.not_before,
-            valid_until=b.not_after,
-            schedule=data.get("schedule"),
-        )
-
-    def invitation_used(self, invitation_id: str) -> bool:
-        """True if the single-use invitation was used here or (synced) elsewhere."""
-        return self._store.replay.is_used(invitation_id)
-
-    def last_counter(self, uid_hex: str) -> int | None:
-        """Last accepted SUN counter of the badge."""
-        return self._store.replay.last_counter(uid_hex)
-
-    def schedule(self, name: str) -> Schedule | None:
-        """The named schedule from the cache."""
-        s = self._store.cache.schedule(name)
-        if s is None:
-            return None
-        try:
-            return Schedule.from_dict({"name": name, **dict(s.data)})
-        except ValueError:
-            log.error("schedule %s in the cache is invalid: refusing by it", name)
-            return None
-
-    def staleness_s(self, now: float) -> float | None:
-        """Seconds since the last applied delta, or None if never synced."""
-        ms = self._store.cache.downlink().staleness_ms(int(now * 1000))
-        return None if ms is None else ms / 1000.0
-
-    def guard(self, uid_hex: str) -> Guard | None:
-        """The guard holding this badge (badge data role = guard), or None.
-
-        The record says whether the badge may open the console now (revoked,
-        enabled, validity window); ``pin_hash`` is None where the cache keeps none.
-        """
-        try:
-            b = self._store.cache.badge(uid_hex)
-        except ValueError:  # not a UID at all: no guard holds it
-            return None
-        if b is None or not b.data or b.data.get("role") != "guard":
-            return None
-        pin_hash = b.data.get("pin_hash")
-        return Guard(
-            guard_id=str(b.data.get("guard_id", b.uid.hex())),
-            name=b.holder,
-            badge_uid=b.uid.hex().upper(),
-            pin_hash=pin_hash if isinstance(pin_hash, str) else None,
-            kind=b.kind,
-            enabled=bool(b.data.get("enabled", True)),
-            not_before=b.not_before,
-            not_after=b.not_after,
-            revoked=self._store.cache.is_revoked("badge", b.uid),
-        )
 
 
 class Link(Protocol):

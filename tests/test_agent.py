@@ -21,11 +21,12 @@ from typing import Any
 import ndef
 import pytest
 
-from edge_agent.agent import CHECKIN_WINDOW_S, ActionError, Agent, EventBus
+from edge_agent.agent import CHECKIN_WINDOW_S, ActionError, Agent
 from edge_agent.api import action_status
 from edge_agent.config import AgentConfig, parse_config, simulator_config_path
 from edge_agent.devices import Devices, open_devices
 from edge_agent.door import DoorMode, ManualScheduler
+from edge_agent.events import EventBus
 from edge_agent.guards import GuardDenied
 from edge_agent.policy import Credential
 from edge_agent.store import (
