@@ -22,7 +22,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 from edge_agent.cacheview import StoreCacheView
@@ -37,6 +37,7 @@ from edge_agent.door import (
     Scheduler,
 )
 from edge_agent.events import EventBus
+from edge_agent.grants import OpenGrants
 from edge_agent.guards import (
     Guard,
     GuardDenied,
@@ -55,7 +56,6 @@ from edge_agent.policy import (
     judge_invitation,
 )
 from edge_agent.store import Store, StoreError, StoreFull
-from edge_agent.store.db import Database
 from edge_agent.timefloor import ClockTrust, TimeFloor, os_clock_synchronised
 from portier_common.ntag424 import SunError
 from portier_common.pins import valid_pin_text, verify_pin
@@ -100,17 +100,6 @@ _TAP_REFUSALS = frozenset(
 MAX_SUN_CHARS = 1024
 #: The alarm raised (``alarm.raised``) while the wall clock is below the time floor.
 CLOCK_ALARM = "clock_untrusted"
-#: Durable ledger of the grants decided at the scan and not opened yet (store ``meta``,
-#: JSON ``{grant_ref: {...}}``): what a restart journals as ``access.grant_unused``.
-#: The grant handles themselves live in memory only, so no grant opens the door after
-#: a restart (see :meth:`Agent.open_grant`).
-STATE_OPEN_GRANTS = "agent.open_grants"
-#: How often grants past ``[door] grant_hold_s`` are looked for.
-GRANT_SWEEP_S = 0.5
-#: At most this many grants wait to be opened (a flood of scans cannot grow memory).
-MAX_PENDING_GRANTS = 256
-#: Handles of grants past their bound remembered, to answer ``grant_expired``.
-MAX_ENDED_GRANTS = 256
 #: The values ``POST /v1/present`` accepts for ``open``.
 OPEN_MODES = ("now", "on_request")
 #: The smallest tolerance below the time floor, whatever ``max_clock_skew_s`` says:
@@ -123,25 +112,6 @@ EXPECTED_MAX = 200
 #: Journal events read back (newest first) to find today's check-ins: a bound on the
 #: work of one "expected today" answer, whatever the journal's size.
 CHECKIN_SCAN_MAX = 20_000
-
-
-@dataclass
-class PendingGrant:
-    """A grant decided at the scan whose door opens on request (in memory only).
-
-    ``handle`` is the caller's capability (unguessable, never journaled); ``ref``
-    is the public reference journaled with the decision, each opening and the end.
-    """
-
-    handle: str
-    ref: str
-    kind: str
-    credential_id: str
-    decision_seq: int
-    decision_event_id: str
-    issued_mono: float
-    expires_mono: float
-    openings: int = 0
 
 
 class ActionError(Exception):
@@ -207,11 +177,14 @@ class Agent:
         #: invitation id -> [monotonic time of its latest grant here, checked in since].
         self._recent_grants: OrderedDict[str, list[Any]] = OrderedDict()
         self._grants_lock = threading.Lock()
-        #: Grants opened on request: handle -> PendingGrant; ended handles -> why.
-        self._pending: dict[str, PendingGrant] = {}
-        self._ended_grants: OrderedDict[str, str] = OrderedDict()
-        self._open_lock = threading.RLock()
-        self._grant_sweep: threading.Thread | None = None
+        #: Grants opened on request (the kiosk's welcome step).
+        self.grants = OpenGrants(
+            store,
+            config.door,
+            append_claimed=self._append_claimed,
+            wall=wall_clock,
+            mono=mono_clock,
+        )
         #: Serialises mode changes: persisted and applied in the same order.
         self._mode_lock = threading.RLock()
         door_cfg = config.door
@@ -288,7 +261,7 @@ class Agent:
         )
         if restore_note is not None:
             self._journal_at_start("door.mode_restored", {"door": door_cfg.id, **restore_note})
-        self._end_grants_of_previous_run()
+        self.grants.end_previous_run()
         self.check_clock()  # a clock behind the floor at boot raises the alarm now
         if self.door is not None:
             self.door.attach()
@@ -544,7 +517,7 @@ class Agent:
         deadline = None if left_s is None else self._mono() + left_s
         self._refuse_expired(deadline, "present", {"source": source, "kind": credential.kind})
         if open_mode == "on_request" and self.door is not None:
-            with self._open_lock:  # the grants' ledger changes one at a time
+            with self.grants.lock:  # the grants' ledger changes one at a time
                 return self._present(credential, source, on_request=True, deadline=deadline)
         return self._present(credential, source, on_request=False, deadline=deadline)
 
@@ -594,7 +567,7 @@ class Agent:
             # a restart after it journals the grant as unused, exactly once.
             ref = secrets.token_hex(8)
             payload = {**payload, "open": "on_request", "grant_ref": ref}
-            held = self._ledger_change(add=(ref, self._ledger_entry(decision)))
+            held = self.grants.ledger_claim(ref, decision)
         if decision.granted and decision.claim is not None:
             decision, payload, event = self._journal_claimed(decision, payload, credential, held)
         elif decision.consumes is not None:
@@ -605,7 +578,7 @@ class Agent:
         else:
             event = self.journal("access.decision", payload)
         if decision.granted and held is not None:
-            grant = self._hold_grant(payload["grant_ref"], decision, event)
+            grant = self.grants.hold(payload["grant_ref"], decision, event)
             if decision.kind == "qr":
                 self._remember_grant(decision.credential_id)
             return {**payload, "seq": event.seq, "event_id": event.id, "grant": grant}
@@ -633,69 +606,6 @@ class Agent:
         return {**payload, "seq": event.seq, "event_id": event.id}
 
     # -- grants opened on request (the kiosk's welcome step) ---------------------------
-    def _ledger_entry(self, decision: Decision) -> dict[str, Any]:
-        return {
-            "kind": decision.kind,
-            "credential_id": decision.credential_id,
-            "issued_ms": int(self._wall() * 1000),
-            "hold_ms": round(self.config.door.grant_hold_s * 1000),
-        }
-
-    @staticmethod
-    def _read_ledger(raw: object) -> dict[str, Any]:
-        try:
-            ledger = json.loads(raw) if isinstance(raw, str | bytes) else {}
-        except ValueError:
-            log.error("ledger of open grants unreadable (%r): starting it afresh", raw)
-            return {}
-        return ledger if isinstance(ledger, dict) else {}
-
-    def _ledger_change(
-        self, *, add: tuple[str, dict[str, Any]] | None = None, remove: str | None = None
-    ) -> Callable[[sqlite3.Connection], bool]:
-        """A claim (run inside a journal commit) adding or removing one ledger entry;
-        a removal of an entry that is not there does not take effect."""
-
-        def claim(conn: sqlite3.Connection) -> bool:
-            ledger = self._read_ledger(Database.meta_get(conn, STATE_OPEN_GRANTS))
-            if remove is not None:
-                if remove not in ledger:
-                    return False
-                del ledger[remove]
-            if add is not None:
-                ledger[add[0]] = add[1]
-            Database.meta_set(conn, STATE_OPEN_GRANTS, json.dumps(ledger, sort_keys=True))
-            return True
-
-        return claim
-
-    def _hold_grant(self, ref: str, decision: Decision, event: Any) -> dict[str, Any]:
-        """Keep a grant just journaled for :meth:`open_grant`; its wire form."""
-        now = self._mono()
-        hold = self.config.door.grant_hold_s
-        grant = PendingGrant(
-            handle=secrets.token_urlsafe(24),
-            ref=ref,
-            kind=decision.kind,
-            credential_id=decision.credential_id or "",
-            decision_seq=event.seq,
-            decision_event_id=event.id,
-            issued_mono=now,
-            expires_mono=now + hold,
-        )
-        with self._open_lock:
-            while len(self._pending) >= MAX_PENDING_GRANTS:
-                oldest = min(self._pending.values(), key=lambda g: g.issued_mono)
-                self._end_grant(oldest, "too_many_waiting")
-            self._pending[grant.handle] = grant
-        self._start_grant_sweep()
-        return {
-            "id": grant.handle,
-            "ref": ref,
-            "hold_s": hold,
-            "unlock_s": self.config.door.visitor_unlock_s,
-        }
-
     def open_grant(self, handle: object, *, left_s: float | None = None) -> dict[str, Any]:
         """Open the door for a grant decided at the scan (``POST /v1/grants/{id}/open``).
 
@@ -713,17 +623,17 @@ class Agent:
             raise ActionError("no_door", "this agent has no door")
         deadline = None if left_s is None else self._mono() + left_s
         self._refuse_expired(deadline, "open_grant", {})
-        with self._open_lock:
-            grant = self._pending.get(handle) if isinstance(handle, str) else None
+        with self.grants.lock:
+            grant = self.grants.pending(handle)
             if grant is None:
-                if isinstance(handle, str) and handle in self._ended_grants:
+                if self.grants.ended(handle):
                     raise ActionError("grant_expired", "this grant can no longer open the door")
                 raise ActionError(
                     "grant_unknown",
                     "no such grant here (a restart of the agent ends every grant)",
                 )
             if self._mono() >= grant.expires_mono:
-                self._end_grant(grant, "not_opened")
+                self.grants.end(grant, "not_opened")
                 raise ActionError(
                     "grant_expired",
                     f"a grant opens the door within {self.config.door.grant_hold_s:g} s "
@@ -749,7 +659,7 @@ class Agent:
                 self._refuse_expired(deadline, "open_grant", {"grant_ref": grant.ref})
                 if grant.openings == 0:
                     # Durable first: from now on this grant is not "unused".
-                    self._ledger_drop(grant.ref)
+                    self.grants.drop_from_ledger(grant.ref)
                 grant.openings += 1
                 try:
                     self.door.grant(
@@ -770,108 +680,9 @@ class Agent:
                 "door": self.door.snapshot(),
             }
 
-    def _ledger_drop(self, ref: str) -> None:
-        """Remove ``ref`` from the ledger of grants not opened (call with the open lock)."""
-        ledger = self._read_ledger(self.store.agent_state(STATE_OPEN_GRANTS))
-        if ledger.pop(ref, None) is not None:
-            self.store.set_agent_state({STATE_OPEN_GRANTS: json.dumps(ledger, sort_keys=True)})
-
-    def _end_grant(self, grant: PendingGrant, why: str) -> None:
-        """Forget a grant (call with the open lock); never opened: ``access.grant_unused``.
-
-        The event and the ledger entry's removal share one commit. If the journal
-        cannot be written the grant stays (expired: it opens nothing) for the next try.
-        """
-        if grant.openings == 0:
-            item = [
-                (
-                    "access.grant_unused",
-                    {
-                        "door": self.config.door.id,
-                        "grant_ref": grant.ref,
-                        "kind": grant.kind,
-                        "credential_id": grant.credential_id,
-                        "decision_seq": grant.decision_seq,
-                        "decision_event_id": grant.decision_event_id,
-                        "hold_ms": round(self.config.door.grant_hold_s * 1000),
-                        "why": why,
-                    },
-                )
-            ]
-            self._append_claimed(self._ledger_change(remove=grant.ref), item, item)
-        self._pending.pop(grant.handle, None)
-        self._ended_grants[grant.handle] = why
-        while len(self._ended_grants) > MAX_ENDED_GRANTS:
-            self._ended_grants.popitem(last=False)
-
     def sweep_grants(self) -> int:
         """End every grant past ``[door] grant_hold_s``; return how many ended."""
-        now = self._mono()
-        ended = 0
-        with self._open_lock:
-            for grant in [g for g in self._pending.values() if now >= g.expires_mono]:
-                self._end_grant(grant, "not_opened")
-                ended += 1
-        return ended
-
-    def _start_grant_sweep(self) -> None:
-        # Grants that nobody opens are journaled within GRANT_SWEEP_S of their bound,
-        # even if the kiosk makes no call meanwhile.
-        with self._open_lock:
-            if self._grant_sweep is not None or self._closed:
-                return
-            self._grant_sweep = threading.Thread(
-                target=self._grant_sweep_loop, name="grant-sweep", daemon=True
-            )
-        self._grant_sweep.start()
-
-    def _grant_sweep_loop(self) -> None:
-        while not self._guard_watch_stop.wait(GRANT_SWEEP_S):
-            try:
-                self.sweep_grants()
-            except Exception:
-                log.exception("grant sweep failed; retrying")
-
-    def _end_grants_of_previous_run(self) -> None:
-        """Journal the grants a previous run decided and never opened (start-up).
-
-        Their handles died with that run, so none of them can open the door any more;
-        each is journaled ``access.grant_unused`` (``why: agent_restarted``) in one
-        commit with the ledger emptied: exactly once, whatever crash comes next.
-        """
-        try:
-            ledger = self._read_ledger(self.store.agent_state(STATE_OPEN_GRANTS))
-            if not ledger:
-                return
-            items = [
-                (
-                    "access.grant_unused",
-                    {
-                        "door": self.config.door.id,
-                        "grant_ref": str(ref),
-                        "kind": str(entry.get("kind", "")) if isinstance(entry, dict) else "",
-                        "credential_id": (
-                            str(entry.get("credential_id", "")) if isinstance(entry, dict) else ""
-                        ),
-                        "issued_ms": _int_or_none(entry.get("issued_ms"))
-                        if isinstance(entry, dict)
-                        else None,
-                        "hold_ms": _int_or_none(entry.get("hold_ms"))
-                        if isinstance(entry, dict)
-                        else None,
-                        "why": "agent_restarted",
-                    },
-                )
-                for ref, entry in sorted(ledger.items())
-            ]
-
-            def empty(conn: sqlite3.Connection) -> bool:
-                Database.meta_set(conn, STATE_OPEN_GRANTS, "{}")
-                return True
-
-            self._append_claimed(empty, items, items)
-        except StoreError:
-            log.exception("grants of the previous run not journaled; next start tries again")
+        return self.grants.sweep()
 
     # -- clock trust --------------------------------------------------------------
     def check_clock(self, now: float | None = None, *, upkeep: bool = True) -> ClockTrust:
@@ -1870,8 +1681,7 @@ class Agent:
         self._guard_watch_stop.set()
         if self._guard_watch is not None:
             self._guard_watch.join(timeout=2)
-        if self._grant_sweep is not None:
-            self._grant_sweep.join(timeout=2)
+        self.grants.close()
         if self._reader_thread is not None:
             self._reader_thread.join(timeout=2)
             self._reader_thread = None
@@ -1892,11 +1702,6 @@ def _counter_event(door: str, uid_hex: str, counter: int, sun_url: str) -> dict[
     """The ``badge.counter`` payload: a spent NTAG 424 counter, for the central to check
     (the SUN message as read) and share with the other doors of the site."""
     return {"uid": uid_hex.lower(), "counter": int(counter), "door": door, "sun_url": sun_url}
-
-
-def _int_or_none(value: object) -> int | None:
-    """``value`` if it is an integer (not a bool), else None: ledger values, journaled."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _json_safe(value: object) -> object:
