@@ -9,6 +9,12 @@ translates. The order of work for a credential is the design's promise:
 3. journal the decision durably (``synchronous=FULL``),
 4. only then command the door, and
 5. publish the outcome to the kiosk's event stream.
+
+The jobs beside that are classes it composes: :class:`~edge_agent.events.EventBus`,
+:class:`~edge_agent.cacheview.StoreCacheView`, :class:`~edge_agent.grants.OpenGrants`,
+:class:`~edge_agent.door.DoorController`. The link to the central is given at
+construction (``link``); refusals are :class:`ActionError` with a reason code, whose
+HTTP status :mod:`edge_agent.api` chooses (docs/architecture.md, "Inside the agent").
 """
 
 from __future__ import annotations
