@@ -9,28 +9,41 @@ translates. The order of work for a credential is the design's promise:
 3. journal the decision durably (``synchronous=FULL``),
 4. only then command the door, and
 5. publish the outcome to the kiosk's event stream.
+
+The jobs beside that are classes it composes: :class:`~edge_agent.events.EventBus`,
+:class:`~edge_agent.cacheview.StoreCacheView`, :class:`~edge_agent.grants.OpenGrants`,
+:class:`~edge_agent.door.DoorController`. The link to the central is given at
+construction (``link``); refusals are :class:`ActionError` with a reason code, whose
+HTTP status :mod:`edge_agent.api` chooses (docs/architecture.md, "Inside the agent").
 """
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
 import logging
-import queue
 import secrets
 import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, Protocol
 
+from edge_agent.cacheview import StoreCacheView
 from edge_agent.config import AgentConfig
 from edge_agent.devices import Devices
-from edge_agent.door import Alarm, DoorController, DoorMode, GrantRefused, Scheduler
+from edge_agent.door import (
+    Alarm,
+    DoorController,
+    DoorMode,
+    DoorSettings,
+    GrantRefused,
+    Scheduler,
+)
+from edge_agent.events import EventBus
+from edge_agent.grants import OpenGrants
 from edge_agent.guards import (
     Guard,
     GuardDenied,
@@ -41,22 +54,18 @@ from edge_agent.guards import (
     guard_uid,
 )
 from edge_agent.policy import (
-    BadgeRecord,
     CachedInvitation,
     Credential,
     Decision,
     DoorPolicy,
-    Schedule,
     decide,
     judge_invitation,
 )
 from edge_agent.store import Store, StoreError, StoreFull
-from edge_agent.store.db import Database
 from edge_agent.timefloor import ClockTrust, TimeFloor, os_clock_synchronised
 from portier_common.ntag424 import SunError
 from portier_common.pins import valid_pin_text, verify_pin
 from portier_common.reasons import Reason
-from portier_common.tokens import Keyring, TrustedKey
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +80,7 @@ _MODE_OF_ACTION = {
 CHECKIN_WINDOW_S = 300.0
 #: At most this many recent QR grants are remembered for self check-in (oldest forgotten).
 MAX_RECENT_GRANTS = 1024
-#: A check-in photo larger than this is refused (413 ``photo_too_large``): a kiosk photo
+#: A check-in photo larger than this is refused (``photo_too_large``): a kiosk photo
 #: is a few hundred KiB; this keeps one visitor from filling the media store.
 MAX_CHECKIN_PHOTO_BYTES = 1024 * 1024
 
@@ -97,17 +106,6 @@ _TAP_REFUSALS = frozenset(
 MAX_SUN_CHARS = 1024
 #: The alarm raised (``alarm.raised``) while the wall clock is below the time floor.
 CLOCK_ALARM = "clock_untrusted"
-#: Durable ledger of the grants decided at the scan and not opened yet (store ``meta``,
-#: JSON ``{grant_ref: {...}}``): what a restart journals as ``access.grant_unused``.
-#: The grant handles themselves live in memory only, so no grant opens the door after
-#: a restart (see :meth:`Agent.open_grant`).
-STATE_OPEN_GRANTS = "agent.open_grants"
-#: How often grants past ``[door] grant_hold_s`` are looked for.
-GRANT_SWEEP_S = 0.5
-#: At most this many grants wait to be opened (a flood of scans cannot grow memory).
-MAX_PENDING_GRANTS = 256
-#: Handles of grants past their bound remembered, to answer ``grant_expired``.
-MAX_ENDED_GRANTS = 256
 #: The values ``POST /v1/present`` accepts for ``open``.
 OPEN_MODES = ("now", "on_request")
 #: The smallest tolerance below the time floor, whatever ``max_clock_skew_s`` says:
@@ -120,203 +118,32 @@ EXPECTED_MAX = 200
 #: Journal events read back (newest first) to find today's check-ins: a bound on the
 #: work of one "expected today" answer, whatever the journal's size.
 CHECKIN_SCAN_MAX = 20_000
-#: Manual check-in refusals answered 403 (the invitation is not for here); the others 409.
-_NOT_FOR_HERE = frozenset({Reason.WRONG_SITE, Reason.WRONG_DOOR})
-
-
-@dataclass
-class PendingGrant:
-    """A grant decided at the scan whose door opens on request (in memory only).
-
-    ``handle`` is the caller's capability (unguessable, never journaled); ``ref``
-    is the public reference journaled with the decision, each opening and the end.
-    """
-
-    handle: str
-    ref: str
-    kind: str
-    credential_id: str
-    decision_seq: int
-    decision_event_id: str
-    issued_mono: float
-    expires_mono: float
-    openings: int = 0
 
 
 class ActionError(Exception):
-    """A guard action or check-in that cannot be done; ``code`` says why."""
+    """A request the agent refuses; ``code`` says why (a stable reason code).
 
-    def __init__(
-        self, code: str, message: str, status: int = 400, extra: dict[str, Any] | None = None
-    ) -> None:
+    A domain error: it carries no HTTP status. The local API chooses the status of
+    each code, in one table (:data:`edge_agent.api.ACTION_STATUS`).
+    """
+
+    def __init__(self, code: str, message: str, extra: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code = code
-        self.status = status
         #: More fields of the error answer (a refused check-in's ``reason``...).
         self.extra = extra or {}
 
 
-class EventBus:
-    """Fan-out of live events to subscribers (the kiosk's event stream).
-
-    Each subscriber has a bounded queue; a subscriber that stops reading loses
-    the oldest events (and is told with a ``stream.gap`` event) rather than
-    slowing the door down.
-    """
-
-    def __init__(self, maxsize: int = 256) -> None:
-        self._subscribers: set[queue.Queue[dict[str, Any]]] = set()
-        self._callbacks: set[Callable[[dict[str, Any]], None]] = set()
-        self._lock = threading.Lock()
-        self._maxsize = maxsize
-
-    def publish(self, kind: str, data: dict[str, Any]) -> None:
-        """Send one event to every subscriber."""
-        event = {"type": kind, "at": time.time(), **data}
-        with self._lock:
-            subscribers = list(self._subscribers)
-            callbacks = list(self._callbacks)
-        for callback in callbacks:
-            try:
-                callback(event)
-            except Exception:
-                log.exception("event subscriber failed")
-        for q in subscribers:
-            try:
-                q.put_nowait(event)
-            except queue.Full:
-                # A subscriber that stopped reading loses its oldest event, and is told.
-                with contextlib.suppress(queue.Empty, queue.Full):
-                    q.get_nowait()
-                    q.put_nowait({"type": "stream.gap", "at": time.time()})
-
-    @contextmanager
-    def subscribe(self) -> Iterator[queue.Queue[dict[str, Any]]]:
-        """A queue receiving events while the ``with`` block lasts."""
-        q: queue.Queue[dict[str, Any]] = queue.Queue(self._maxsize)
-        with self._lock:
-            self._subscribers.add(q)
-        try:
-            yield q
-        finally:
-            with self._lock:
-                self._subscribers.discard(q)
-
-    @contextmanager
-    def subscribe_callback(self, callback: Callable[[dict[str, Any]], None]) -> Iterator[None]:
-        """Call ``callback(event)`` from the publishing thread while the block lasts.
-
-        For consumers with their own queue (the API's asyncio loop); the
-        callback must be quick and must not raise.
-        """
-        with self._lock:
-            self._callbacks.add(callback)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._callbacks.discard(callback)
+class Link(Protocol):
+    """The agent's link to the central (:class:`edge_agent.sync.CentralLink`) as the
+    agent sees it: its status is part of the agent's."""
 
     @property
-    def subscriber_count(self) -> int:
-        """How many streams are open."""
-        with self._lock:
-            return len(self._subscribers) + len(self._callbacks)
+    def online(self) -> bool:
+        """True while the central answers."""
 
-
-class StoreCacheView:
-    """The policy's :class:`~edge_agent.policy.CacheView` over the SQLite store."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._keyring_lock = threading.Lock()
-        self._keyring: tuple[object, Keyring] | None = None
-
-    def keyring(self) -> Keyring:
-        """Pinned keys, rebuilt only when the set of keys changes (rotation, no restart)."""
-        keys = self._store.cache.signing_keys()
-        fingerprint = tuple((k.kid, k.public_key, k.not_before, k.not_after) for k in keys)
-        with self._keyring_lock:
-            if self._keyring is None or self._keyring[0] != fingerprint:
-                trusted = []
-                for k in keys:
-                    if k.alg not in ("EdDSA", "Ed25519"):
-                        log.warning("signing key %s: algorithm %s not supported", k.kid, k.alg)
-                        continue
-                    trusted.append(TrustedKey(k.kid, k.public_key, k.not_before, k.not_after))
-                self._keyring = (fingerprint, Keyring(trusted))
-            return self._keyring[1]
-
-    def is_revoked(self, kind: str, ident: str) -> bool:
-        """True if the invitation id or badge UID is revoked."""
-        return self._store.cache.is_revoked(kind, ident.lower() if kind == "badge" else ident)
-
-    def badge(self, uid_hex: str) -> BadgeRecord | None:
-        """The cached badge as the policy sees it."""
-        b = self._store.cache.badge(uid_hex)
-        if b is None:
-            return None
-        data = dict(b.data or {})
-        return BadgeRecord(
-            uid=b.uid.hex().upper(),
-            holder=b.holder,
-            kind="ntag424" if b.kind == "ntag424" else "uid",
-            doors=("*",) if b.doors is None else tuple(b.doors),
-            zones=tuple(data.get("zones", ())),
-            enabled=bool(data.get("enabled", True)),
-            valid_from=b.not_before,
-            valid_until=b.not_after,
-            schedule=data.get("schedule"),
-        )
-
-    def invitation_used(self, invitation_id: str) -> bool:
-        """True if the single-use invitation was used here or (synced) elsewhere."""
-        return self._store.replay.is_used(invitation_id)
-
-    def last_counter(self, uid_hex: str) -> int | None:
-        """Last accepted SUN counter of the badge."""
-        return self._store.replay.last_counter(uid_hex)
-
-    def schedule(self, name: str) -> Schedule | None:
-        """The named schedule from the cache."""
-        s = self._store.cache.schedule(name)
-        if s is None:
-            return None
-        try:
-            return Schedule.from_dict({"name": name, **dict(s.data)})
-        except ValueError:
-            log.error("schedule %s in the cache is invalid: refusing by it", name)
-            return None
-
-    def staleness_s(self, now: float) -> float | None:
-        """Seconds since the last applied delta, or None if never synced."""
-        ms = self._store.cache.downlink().staleness_ms(int(now * 1000))
-        return None if ms is None else ms / 1000.0
-
-    def guard(self, uid_hex: str) -> Guard | None:
-        """The guard holding this badge (badge data role = guard), or None.
-
-        The record says whether the badge may open the console now (revoked,
-        enabled, validity window); ``pin_hash`` is None where the cache keeps none.
-        """
-        try:
-            b = self._store.cache.badge(uid_hex)
-        except ValueError:  # not a UID at all: no guard holds it
-            return None
-        if b is None or not b.data or b.data.get("role") != "guard":
-            return None
-        pin_hash = b.data.get("pin_hash")
-        return Guard(
-            guard_id=str(b.data.get("guard_id", b.uid.hex())),
-            name=b.holder,
-            badge_uid=b.uid.hex().upper(),
-            pin_hash=pin_hash if isinstance(pin_hash, str) else None,
-            kind=b.kind,
-            enabled=bool(b.data.get("enabled", True)),
-            not_before=b.not_before,
-            not_after=b.not_after,
-            revoked=self._store.cache.is_revoked("badge", b.uid),
-        )
+    def status(self) -> dict[str, Any]:
+        """The link's state (JSON-ready)."""
 
 
 class Agent:
@@ -324,6 +151,12 @@ class Agent:
 
     ``devices.door_io`` may be None only for tools that never open the door
     (tests of the decision path); the real service always has one.
+
+    ``link``: how to build the link to the central, given the agent (it uses the
+    agent's store, journal and event bus), or None for a door without a central.
+    The caller chooses it (:func:`edge_agent.service.run`: a
+    :class:`~edge_agent.sync.CentralLink` when ``[central] url`` is set), and starts
+    and stops it; the agent only reads its status.
     """
 
     def __init__(
@@ -336,6 +169,7 @@ class Agent:
         wall_clock: Callable[[], float] = time.time,
         mono_clock: Callable[[], float] = time.monotonic,
         ntp_synced: Callable[[], bool] | None = os_clock_synchronised,
+        link: Callable[[Agent], Link] | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -349,11 +183,14 @@ class Agent:
         #: invitation id -> [monotonic time of its latest grant here, checked in since].
         self._recent_grants: OrderedDict[str, list[Any]] = OrderedDict()
         self._grants_lock = threading.Lock()
-        #: Grants opened on request: handle -> PendingGrant; ended handles -> why.
-        self._pending: dict[str, PendingGrant] = {}
-        self._ended_grants: OrderedDict[str, str] = OrderedDict()
-        self._open_lock = threading.RLock()
-        self._grant_sweep: threading.Thread | None = None
+        #: Grants opened on request (the kiosk's welcome step).
+        self.grants = OpenGrants(
+            store,
+            config.door,
+            append_claimed=self._append_claimed,
+            wall=wall_clock,
+            mono=mono_clock,
+        )
         #: Serialises mode changes: persisted and applied in the same order.
         self._mode_lock = threading.RLock()
         door_cfg = config.door
@@ -420,8 +257,8 @@ class Agent:
         self._reader_stop = threading.Event()
         self._reader_thread: threading.Thread | None = None
         self._closed = False
-        #: The central link (edge_agent.sync.CentralLink) when one runs: status reads it.
-        self.link: Any = None
+        # Built before anything is journaled: a link that cannot be built stops the start.
+        self._link = link(self) if link is not None else None
         #: Start-up events a full disk kept out of the journal (flush_deferred).
         self._deferred: list[tuple[str, dict[str, Any]]] = []
         self._journal_at_start(
@@ -430,7 +267,7 @@ class Agent:
         )
         if restore_note is not None:
             self._journal_at_start("door.mode_restored", {"door": door_cfg.id, **restore_note})
-        self._end_grants_of_previous_run()
+        self.grants.end_previous_run()
         self.check_clock()  # a clock behind the floor at boot raises the alarm now
         if self.door is not None:
             self.door.attach()
@@ -462,6 +299,11 @@ class Agent:
             "why": str(record.get("why", "")),
             "set_at_ms": record.get("at_ms"),
         }
+
+    @property
+    def link(self) -> Link | None:
+        """The link to the central given at construction, or None."""
+        return self._link
 
     @property
     def mode(self) -> DoorMode:
@@ -527,6 +369,47 @@ class Agent:
             self._set_mode(mode, by="central", why=why, also=state)
             return True
 
+    # -- the central's door settings ----------------------------------------------------
+    def apply_door_settings(self, settings: DoorSettings, version: object = None) -> bool:
+        """Apply a door's settings (the central's over the configuration's,
+        :meth:`DoorSettings.with_central`): the only way they change the door.
+
+        The access rules go to the policy (if they cannot, nothing is applied), the
+        times to the door (:meth:`DoorController.apply_settings`; invalid ones are
+        logged and the door keeps its own), the ``mode`` to the durable mode through
+        :meth:`apply_central_mode`: applied only when it differs from the last mode the
+        central set here, so re-sent or unrelated settings never lift a guard's lockdown
+        (docs/sync.md, "Door mode"). Returns False if nothing was applied.
+        """
+        try:
+            self.policy = replace(
+                self.policy,
+                max_offline_staleness_s=settings.max_offline_staleness_s,
+                accept_qr=settings.accept_qr,
+                accept_uid=settings.accept_uid,
+                accept_ntag424=settings.accept_ntag424,
+            )
+        except (TypeError, ValueError) as exc:
+            log.error("sync: door settings not applied: %s", exc)
+            return False
+        if self.door is not None:
+            try:
+                self.door.apply_settings(settings)
+            except (TypeError, ValueError) as exc:
+                log.error("sync: door timings not applied: %s", exc)
+        mode = settings.mode
+        if mode is not None and (not isinstance(mode, str) or mode == "emergency"):
+            log.error("sync: door mode %r not applied: not a mode the central can set", mode)
+            return True
+        try:
+            self.apply_central_mode(mode, version)
+        except ValueError as exc:
+            log.error("sync: door mode %r not applied: %s", mode, exc)
+        except StoreError as exc:
+            # Not persisted, so not applied: the next settings (or restart) try again.
+            log.error("sync: door mode %r not applied (store): %s", mode, exc)
+        return True
+
     # -- journaling -----------------------------------------------------------------
     def journal(self, kind: str, payload: dict[str, Any]) -> Any:
         """Append one event durably (returns the store's Event) and publish it live."""
@@ -538,7 +421,7 @@ class Agent:
         """Journal a start-up event, or keep it for :meth:`flush_deferred` on a full disk.
 
         A door stopped on a full disk must still start: it then refuses every
-        decision (503 ``journal_unavailable``, nothing can be journaled) until
+        decision (the local API answers ``journal_unavailable``: nothing can be journaled) until
         there is room, and its start is journaled late, in order, at that moment.
         """
         if self._deferred:
@@ -632,7 +515,7 @@ class Agent:
         ``Portier-Deadline-Ms``). A request whose caller has given up -- the agent
         hung (stopped, swapping, a slow disk) while it waited -- is never acted on:
         refused before the decision (``access.request_expired`` journaled, nothing
-        spent, :class:`ActionError` 408), and a grant whose caller gave up while it
+        spent, :class:`ActionError` ``request_expired``), and a grant whose caller gave up while it
         was decided does not unlock (``access.aborted``, why ``request_expired``).
         """
         if open_mode not in OPEN_MODES:
@@ -640,12 +523,13 @@ class Agent:
         deadline = None if left_s is None else self._mono() + left_s
         self._refuse_expired(deadline, "present", {"source": source, "kind": credential.kind})
         if open_mode == "on_request" and self.door is not None:
-            with self._open_lock:  # the grants' ledger changes one at a time
+            with self.grants.lock:  # the grants' ledger changes one at a time
                 return self._present(credential, source, on_request=True, deadline=deadline)
         return self._present(credential, source, on_request=False, deadline=deadline)
 
     def _refuse_expired(self, deadline: float | None, request: str, about: dict[str, Any]) -> None:
-        """Journal ``access.request_expired`` and raise 408 when ``deadline`` has passed."""
+        """Journal ``access.request_expired`` and raise ``request_expired`` when ``deadline``
+        has passed."""
         if deadline is None:
             return
         late = self._mono() - deadline
@@ -663,7 +547,6 @@ class Agent:
         raise ActionError(
             "request_expired",
             f"the caller gave up {late:.1f} s ago: not acted on",
-            status=408,
         )
 
     def _present(
@@ -690,7 +573,7 @@ class Agent:
             # a restart after it journals the grant as unused, exactly once.
             ref = secrets.token_hex(8)
             payload = {**payload, "open": "on_request", "grant_ref": ref}
-            held = self._ledger_change(add=(ref, self._ledger_entry(decision)))
+            held = self.grants.ledger_claim(ref, decision)
         if decision.granted and decision.claim is not None:
             decision, payload, event = self._journal_claimed(decision, payload, credential, held)
         elif decision.consumes is not None:
@@ -701,7 +584,7 @@ class Agent:
         else:
             event = self.journal("access.decision", payload)
         if decision.granted and held is not None:
-            grant = self._hold_grant(payload["grant_ref"], decision, event)
+            grant = self.grants.hold(payload["grant_ref"], decision, event)
             if decision.kind == "qr":
                 self._remember_grant(decision.credential_id)
             return {**payload, "seq": event.seq, "event_id": event.id, "grant": grant}
@@ -712,7 +595,7 @@ class Agent:
                 {"door": self.config.door.id, "seq": event.seq, "why": "request_expired"},
             )
             raise ActionError(
-                "request_expired", "the caller gave up while it was decided: not opened", 408
+                "request_expired", "the caller gave up while it was decided: not opened"
             )
         if decision.granted and self.door is not None:
             try:
@@ -729,105 +612,38 @@ class Agent:
         return {**payload, "seq": event.seq, "event_id": event.id}
 
     # -- grants opened on request (the kiosk's welcome step) ---------------------------
-    def _ledger_entry(self, decision: Decision) -> dict[str, Any]:
-        return {
-            "kind": decision.kind,
-            "credential_id": decision.credential_id,
-            "issued_ms": int(self._wall() * 1000),
-            "hold_ms": round(self.config.door.grant_hold_s * 1000),
-        }
-
-    @staticmethod
-    def _read_ledger(raw: object) -> dict[str, Any]:
-        try:
-            ledger = json.loads(raw) if isinstance(raw, str | bytes) else {}
-        except ValueError:
-            log.error("ledger of open grants unreadable (%r): starting it afresh", raw)
-            return {}
-        return ledger if isinstance(ledger, dict) else {}
-
-    def _ledger_change(
-        self, *, add: tuple[str, dict[str, Any]] | None = None, remove: str | None = None
-    ) -> Callable[[sqlite3.Connection], bool]:
-        """A claim (run inside a journal commit) adding or removing one ledger entry;
-        a removal of an entry that is not there does not take effect."""
-
-        def claim(conn: sqlite3.Connection) -> bool:
-            ledger = self._read_ledger(Database.meta_get(conn, STATE_OPEN_GRANTS))
-            if remove is not None:
-                if remove not in ledger:
-                    return False
-                del ledger[remove]
-            if add is not None:
-                ledger[add[0]] = add[1]
-            Database.meta_set(conn, STATE_OPEN_GRANTS, json.dumps(ledger, sort_keys=True))
-            return True
-
-        return claim
-
-    def _hold_grant(self, ref: str, decision: Decision, event: Any) -> dict[str, Any]:
-        """Keep a grant just journaled for :meth:`open_grant`; its wire form."""
-        now = self._mono()
-        hold = self.config.door.grant_hold_s
-        grant = PendingGrant(
-            handle=secrets.token_urlsafe(24),
-            ref=ref,
-            kind=decision.kind,
-            credential_id=decision.credential_id or "",
-            decision_seq=event.seq,
-            decision_event_id=event.id,
-            issued_mono=now,
-            expires_mono=now + hold,
-        )
-        with self._open_lock:
-            while len(self._pending) >= MAX_PENDING_GRANTS:
-                oldest = min(self._pending.values(), key=lambda g: g.issued_mono)
-                self._end_grant(oldest, "too_many_waiting")
-            self._pending[grant.handle] = grant
-        self._start_grant_sweep()
-        return {
-            "id": grant.handle,
-            "ref": ref,
-            "hold_s": hold,
-            "unlock_s": self.config.door.visitor_unlock_s,
-        }
-
     def open_grant(self, handle: object, *, left_s: float | None = None) -> dict[str, Any]:
         """Open the door for a grant decided at the scan (``POST /v1/grants/{id}/open``).
 
         The door's mode is checked again now: in lockdown or emergency the opening is
-        refused with that reason code (409) and journaled ``access.open_refused``, so
+        refused with that reason code and journaled ``access.open_refused``, so
         a fire alarm or a lockdown that came after the scan is obeyed. Within ``[door]
         grant_hold_s`` of the scan a grant opens the door as often as asked (each
         opening journaled ``door.unlocked`` with its ``grant_ref``, the door unlocked
-        for ``[door] visitor_unlock_s``); after it, 410 ``grant_expired``. A handle this
+        for ``[door] visitor_unlock_s``); after it, ``grant_expired``. A handle this
         agent does not hold (never issued, or issued before a restart: handles live
-        in memory only) is 404 ``grant_unknown``. ``left_s`` as for :meth:`present`:
-        an opening whose caller gave up is refused (408 ``request_expired``, journaled).
+        in memory only) is ``grant_unknown``. ``left_s`` as for :meth:`present`:
+        an opening whose caller gave up is refused (``request_expired``, journaled).
         """
         if self.door is None:
-            raise ActionError("no_door", "this agent has no door", status=409)
+            raise ActionError("no_door", "this agent has no door")
         deadline = None if left_s is None else self._mono() + left_s
         self._refuse_expired(deadline, "open_grant", {})
-        with self._open_lock:
-            grant = self._pending.get(handle) if isinstance(handle, str) else None
+        with self.grants.lock:
+            grant = self.grants.pending(handle)
             if grant is None:
-                if isinstance(handle, str) and handle in self._ended_grants:
-                    raise ActionError(
-                        "grant_expired", "this grant can no longer open the door", status=410
-                    )
+                if self.grants.ended(handle):
+                    raise ActionError("grant_expired", "this grant can no longer open the door")
                 raise ActionError(
                     "grant_unknown",
                     "no such grant here (a restart of the agent ends every grant)",
-                    status=404,
                 )
             if self._mono() >= grant.expires_mono:
-                self._end_grant(grant, "not_opened")
+                self.grants.end(grant, "not_opened")
                 raise ActionError(
                     "grant_expired",
                     f"a grant opens the door within {self.config.door.grant_hold_s:g} s "
                     "of the scan",
-                    status=410,
                 )
             about = {
                 "door": self.config.door.id,
@@ -845,11 +661,11 @@ class Agent:
                         if mode is DoorMode.LOCKDOWN
                         else "a fire alarm is on: do not enter"
                     )
-                    raise ActionError(mode.value, why, status=409)
+                    raise ActionError(mode.value, why)
                 self._refuse_expired(deadline, "open_grant", {"grant_ref": grant.ref})
                 if grant.openings == 0:
                     # Durable first: from now on this grant is not "unused".
-                    self._ledger_drop(grant.ref)
+                    self.grants.drop_from_ledger(grant.ref)
                 grant.openings += 1
                 try:
                     self.door.grant(
@@ -859,7 +675,7 @@ class Agent:
                     )
                 except GrantRefused as exc:  # cannot happen under the mode lock; fail shut
                     self.journal("access.open_refused", {**about, "reason_code": "lockdown"})
-                    raise ActionError("lockdown", "the door is locked down", status=409) from exc
+                    raise ActionError("lockdown", "the door is locked down") from exc
             left = max(0.0, grant.expires_mono - self._mono())
             return {
                 "opened": True,
@@ -870,108 +686,9 @@ class Agent:
                 "door": self.door.snapshot(),
             }
 
-    def _ledger_drop(self, ref: str) -> None:
-        """Remove ``ref`` from the ledger of grants not opened (call with the open lock)."""
-        ledger = self._read_ledger(self.store.agent_state(STATE_OPEN_GRANTS))
-        if ledger.pop(ref, None) is not None:
-            self.store.set_agent_state({STATE_OPEN_GRANTS: json.dumps(ledger, sort_keys=True)})
-
-    def _end_grant(self, grant: PendingGrant, why: str) -> None:
-        """Forget a grant (call with the open lock); never opened: ``access.grant_unused``.
-
-        The event and the ledger entry's removal share one commit. If the journal
-        cannot be written the grant stays (expired: it opens nothing) for the next try.
-        """
-        if grant.openings == 0:
-            item = [
-                (
-                    "access.grant_unused",
-                    {
-                        "door": self.config.door.id,
-                        "grant_ref": grant.ref,
-                        "kind": grant.kind,
-                        "credential_id": grant.credential_id,
-                        "decision_seq": grant.decision_seq,
-                        "decision_event_id": grant.decision_event_id,
-                        "hold_ms": round(self.config.door.grant_hold_s * 1000),
-                        "why": why,
-                    },
-                )
-            ]
-            self._append_claimed(self._ledger_change(remove=grant.ref), item, item)
-        self._pending.pop(grant.handle, None)
-        self._ended_grants[grant.handle] = why
-        while len(self._ended_grants) > MAX_ENDED_GRANTS:
-            self._ended_grants.popitem(last=False)
-
     def sweep_grants(self) -> int:
         """End every grant past ``[door] grant_hold_s``; return how many ended."""
-        now = self._mono()
-        ended = 0
-        with self._open_lock:
-            for grant in [g for g in self._pending.values() if now >= g.expires_mono]:
-                self._end_grant(grant, "not_opened")
-                ended += 1
-        return ended
-
-    def _start_grant_sweep(self) -> None:
-        # Grants that nobody opens are journaled within GRANT_SWEEP_S of their bound,
-        # even if the kiosk makes no call meanwhile.
-        with self._open_lock:
-            if self._grant_sweep is not None or self._closed:
-                return
-            self._grant_sweep = threading.Thread(
-                target=self._grant_sweep_loop, name="grant-sweep", daemon=True
-            )
-        self._grant_sweep.start()
-
-    def _grant_sweep_loop(self) -> None:
-        while not self._guard_watch_stop.wait(GRANT_SWEEP_S):
-            try:
-                self.sweep_grants()
-            except Exception:
-                log.exception("grant sweep failed; retrying")
-
-    def _end_grants_of_previous_run(self) -> None:
-        """Journal the grants a previous run decided and never opened (start-up).
-
-        Their handles died with that run, so none of them can open the door any more;
-        each is journaled ``access.grant_unused`` (``why: agent_restarted``) in one
-        commit with the ledger emptied: exactly once, whatever crash comes next.
-        """
-        try:
-            ledger = self._read_ledger(self.store.agent_state(STATE_OPEN_GRANTS))
-            if not ledger:
-                return
-            items = [
-                (
-                    "access.grant_unused",
-                    {
-                        "door": self.config.door.id,
-                        "grant_ref": str(ref),
-                        "kind": str(entry.get("kind", "")) if isinstance(entry, dict) else "",
-                        "credential_id": (
-                            str(entry.get("credential_id", "")) if isinstance(entry, dict) else ""
-                        ),
-                        "issued_ms": _int_or_none(entry.get("issued_ms"))
-                        if isinstance(entry, dict)
-                        else None,
-                        "hold_ms": _int_or_none(entry.get("hold_ms"))
-                        if isinstance(entry, dict)
-                        else None,
-                        "why": "agent_restarted",
-                    },
-                )
-                for ref, entry in sorted(ledger.items())
-            ]
-
-            def empty(conn: sqlite3.Connection) -> bool:
-                Database.meta_set(conn, STATE_OPEN_GRANTS, "{}")
-                return True
-
-            self._append_claimed(empty, items, items)
-        except StoreError:
-            log.exception("grants of the previous run not journaled; next start tries again")
+        return self.grants.sweep()
 
     # -- clock trust --------------------------------------------------------------
     def check_clock(self, now: float | None = None, *, upkeep: bool = True) -> ClockTrust:
@@ -1422,17 +1139,17 @@ class Agent:
     def guard_session(self, token: str) -> Session:
         """The live session for ``token``, its badge checked again now.
 
-        Raises :class:`ActionError` (401) when there is none, or when its badge is
+        Raises :class:`ActionError` ``not_logged_in`` when there is none, or when its badge is
         no longer a valid guard badge (revoked, disabled, expired...): then the
         session is ended and ``guard.session_ended`` journaled with why.
         """
         session = self.guards.check(token)
         if session is None:
-            raise ActionError("not_logged_in", "guard session missing or expired", status=401)
+            raise ActionError("not_logged_in", "guard session missing or expired")
         why = self._session_refusal(session)
         if why is not None:
             self._end_session(session, why)
-            raise ActionError("not_logged_in", f"guard session ended ({why})", status=401)
+            raise ActionError("not_logged_in", f"guard session ended ({why})")
         return session
 
     def _session_refusal(self, session: Session) -> str | None:
@@ -1498,13 +1215,13 @@ class Agent:
         The journal tells what happened, not what was asked: an action the door
         cannot carry out now (open once in lockdown or during a fire alarm, an alarm
         that is not pending) is journaled as ``guard.action_refused`` with its
-        ``reason_code`` and raises :class:`ActionError` (409) with that code; one it
+        ``reason_code`` and raises :class:`ActionError` with that code; one it
         can is journaled as ``guard.action`` *before* the door acts (durable first).
         The check, the journal and the act run under the mode lock, so a guard's or
         the central's mode change cannot slip between them. A malformed request
-        (unknown action or alarm, no reason: 400) is not an action and is not journaled.
+        (unknown action or alarm, no reason) is not an action and is not journaled.
         ``left_s`` as for :meth:`present`: an action read after the guard's console
-        gave up (it told the guard it failed) is refused, 408 ``request_expired``.
+        gave up (it told the guard it failed) is refused, ``request_expired``.
         """
         deadline = None if left_s is None else self._mono() + left_s
         session = self.guard_session(token)
@@ -1513,7 +1230,7 @@ class Agent:
         if not reason or not reason.strip():
             raise ActionError("reason_required", "every guard action needs a reason")
         if self.door is None:
-            raise ActionError("no_door", "this agent has no door", status=409)
+            raise ActionError("no_door", "this agent has no door")
         if action == "acknowledge" and (alarm is None or alarm not in {a.value for a in Alarm}):
             raise ActionError("unknown_alarm", f"alarm must be one of {[a.value for a in Alarm]}")
         who = f"guard:{session.guard_id}"
@@ -1532,14 +1249,14 @@ class Agent:
             if refusal is not None:
                 code, message = refusal
                 self.journal("guard.action_refused", {**payload, "reason_code": code})
-                raise ActionError(code, message, status=409)
+                raise ActionError(code, message)
             self.journal("guard.action", payload)
             if action == "open_once":
                 try:
                     self.door.grant(by=who)
                 except GrantRefused as exc:  # cannot happen under the mode lock; fail shut
                     self.journal("guard.action_refused", {**payload, "reason_code": "lockdown"})
-                    raise ActionError("lockdown", "lift the lockdown first", status=409) from exc
+                    raise ActionError("lockdown", "lift the lockdown first") from exc
             elif action == "acknowledge":
                 assert alarm is not None
                 if not self.door.acknowledge(alarm, by=who, why=reason):  # pragma: no cover
@@ -1547,9 +1264,7 @@ class Agent:
                     self.journal(
                         "guard.action_refused", {**payload, "reason_code": "no_such_alarm"}
                     )
-                    raise ActionError(
-                        "no_such_alarm", f"no unacknowledged {alarm} alarm", status=409
-                    )
+                    raise ActionError("no_such_alarm", f"no unacknowledged {alarm} alarm")
             else:
                 self.set_mode(_MODE_OF_ACTION[action], by=who, why=reason)
         return self.door.snapshot()
@@ -1608,19 +1323,18 @@ class Agent:
 
         A visitor may check in themselves once per grant, within
         :data:`CHECKIN_WINDOW_S` of their invitation being granted at this door
-        (a second try is refused with 409 ``already_checked_in``; a new grant of a
+        (a second try is refused with ``already_checked_in``; a new grant of a
         multi-use invitation allows a new check-in). Any other check-in is a manual
         one and needs a guard session (``token``). A photo over
-        :data:`MAX_CHECKIN_PHOTO_BYTES` is refused (413 ``photo_too_large``).
+        :data:`MAX_CHECKIN_PHOTO_BYTES` is refused (``photo_too_large``).
 
         A manual check-in runs the scan's rules on the cached invitation
         (:func:`~edge_agent.policy.judge_invitation`): one that is unknown here is
-        refused (404 ``unknown_invitation``); one the policy refuses (expired, not yet
+        refused (``unknown_invitation``); one the policy refuses (expired, not yet
         valid, revoked, wrong site or door, clock not trusted) is journaled as
-        ``visitor.checkin_refused`` and answered 409 (403 for wrong site or door)
-        ``checkin_refused`` with its ``reason`` -- unless the guard gives an
-        ``override_reason``: then it is checked in, and the ``visitor.checked_in``
-        event carries ``override {guard_id, name, reason, refused_reason}``.
+        ``visitor.checkin_refused`` and refused ``checkin_refused`` with its ``reason``
+        -- unless the guard gives an ``override_reason``: then it is checked in, and the
+        ``visitor.checked_in`` event carries ``override {guard_id, name, reason, refused_reason}``.
         """
         if override_reason is not None and (
             not isinstance(override_reason, str)
@@ -1635,7 +1349,6 @@ class Agent:
             raise ActionError(
                 "photo_too_large",
                 f"a check-in photo is at most {MAX_CHECKIN_PHOTO_BYTES} bytes",
-                status=413,
             )
         if photo and not consent:
             raise ActionError("no_consent", "a photo is taken only with the visitor's consent")
@@ -1656,9 +1369,8 @@ class Agent:
                         raise ActionError(
                             "already_checked_in",
                             "this visit is checked in already; a guard can check in again",
-                            status=409,
                         )
-                    raise ActionError("guard_required", "manual check-in needs a guard", status=401)
+                    raise ActionError("guard_required", "manual check-in needs a guard")
                 session = self.guard_session(token)
                 by = f"guard:{session.guard_id}"
                 extra = self._judge_manual_checkin(session, invitation_id, override_reason)
@@ -1701,9 +1413,7 @@ class Agent:
         :class:`ActionError` for a refusal (journaled ``visitor.checkin_refused``)."""
         cached = self.store.cache.invitation(invitation_id)
         if cached is None:
-            raise ActionError(
-                "unknown_invitation", "no such invitation in this door's cache", status=404
-            )
+            raise ActionError("unknown_invitation", "no such invitation in this door's cache")
         data = cached.data or {}
         site = data.get("site")
         zones = tuple(str(z) for z in data.get("zones") or ())
@@ -1746,7 +1456,6 @@ class Agent:
             raise ActionError(
                 "checkin_refused",
                 f"{decision.detail}: a guard may check in anyway with a reason",
-                status=403 if decision.reason in _NOT_FOR_HERE else 409,
                 extra={
                     "reason": code,
                     "detail": decision.detail,
@@ -1843,8 +1552,8 @@ class Agent:
         One call per alarm: while ``help_requested`` is active, further presses (a
         child pressing a hundred times) journal and raise nothing and answer
         ``already: true``. The alarm clears after ``[door] help_alarm_s`` or when a
-        guard acknowledges it. Raises :class:`ActionError` (400) for a bad screen or
-        language, (409) on an agent without a door.
+        guard acknowledges it. Raises :class:`ActionError` ``bad_request`` for a bad
+        screen or language, ``no_door`` on an agent without a door.
         """
         if not isinstance(screen, str) or not screen.isidentifier() or len(screen) > 40:
             raise ActionError("bad_request", "'screen' must be a screen name (identifier)")
@@ -1852,7 +1561,7 @@ class Agent:
             raise ActionError("bad_request", "'lang' must be a language code such as 'en'")
         door = self.door
         if door is None:
-            raise ActionError("no_door", "this agent controls no door", status=409)
+            raise ActionError("no_door", "this agent controls no door")
         with self._help_lock:
             if door.alarm_raised_at(Alarm.HELP_REQUESTED) is not None:
                 return {"called": True, "already": True, "alarm": Alarm.HELP_REQUESTED.value}
@@ -1874,7 +1583,7 @@ class Agent:
         sim = self.devices.door_sim
         reader = self.devices.reader
         if not self.devices.simulated:
-            raise ActionError("not_simulated", "this agent runs on real hardware", status=403)
+            raise ActionError("not_simulated", "this agent runs on real hardware")
         on = bool(body.get("on", True))
         door_actions: dict[str, Callable[[], None]] = {}
         if sim is not None:
@@ -1901,7 +1610,7 @@ class Agent:
             except ValueError as exc:
                 raise ActionError("bad_request", str(exc)) from exc
         else:
-            raise ActionError("unknown_action", f"no simulated action {action!r}", status=404)
+            raise ActionError("unknown_action", f"no simulated action {action!r}")
         return {"ok": True, "action": action}
 
     # -- status -----------------------------------------------------------------
@@ -1978,8 +1687,7 @@ class Agent:
         self._guard_watch_stop.set()
         if self._guard_watch is not None:
             self._guard_watch.join(timeout=2)
-        if self._grant_sweep is not None:
-            self._grant_sweep.join(timeout=2)
+        self.grants.close()
         if self._reader_thread is not None:
             self._reader_thread.join(timeout=2)
             self._reader_thread = None
@@ -2000,11 +1708,6 @@ def _counter_event(door: str, uid_hex: str, counter: int, sun_url: str) -> dict[
     """The ``badge.counter`` payload: a spent NTAG 424 counter, for the central to check
     (the SUN message as read) and share with the other doors of the site."""
     return {"uid": uid_hex.lower(), "counter": int(counter), "door": door, "sun_url": sun_url}
-
-
-def _int_or_none(value: object) -> int | None:
-    """``value`` if it is an integer (not a bool), else None: ledger values, journaled."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _json_safe(value: object) -> object:

@@ -42,6 +42,7 @@ from edge_agent.config import ApiSection
 from edge_agent.guards import GuardDenied
 from edge_agent.policy import Credential
 from edge_agent.store import StoreError
+from portier_common.reasons import Reason
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,39 @@ _GUARD_STATUS = {
     "console_disabled": 403,
     "bad_request": 400,
 }
+
+#: HTTP status of each :class:`~edge_agent.agent.ActionError` code (docs/local-api.md);
+#: the agent's refusals carry a code only, their status is chosen here. Others are 400.
+ACTION_STATUS = {
+    # The caller's deadline passed (Portier-Deadline-Ms): nothing was done.
+    "request_expired": 408,
+    # Not now, in this door's state.
+    "no_door": 409,
+    "lockdown": 409,
+    "emergency": 409,
+    "no_such_alarm": 409,
+    "already_checked_in": 409,
+    "checkin_refused": 409,
+    # Who asks.
+    "not_logged_in": 401,
+    "guard_required": 401,
+    "not_simulated": 403,
+    # What is asked about.
+    "grant_unknown": 404,
+    "unknown_invitation": 404,
+    "grant_expired": 410,
+    "photo_too_large": 413,
+}
+#: A refused manual check-in whose invitation is not for here: 403 rather than 409.
+_NOT_FOR_HERE = frozenset({Reason.WRONG_SITE.value, Reason.WRONG_DOOR.value})
+
+
+def action_status(exc: ActionError) -> int:
+    """The HTTP status answering the agent's refusal ``exc`` (by its code)."""
+    if exc.code == "checkin_refused" and exc.extra.get("reason") in _NOT_FOR_HERE:
+        return 403
+    return ACTION_STATUS.get(exc.code, 400)
+
 
 #: Error codes of the answers aiohttp itself gives.
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
@@ -408,7 +442,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         # A client this slow is not waited for again (no lingering): closed at once.
         return await _answer_and_close(request, _error(408, "body_timeout", str(exc)))
     except ActionError as exc:
-        return _error(exc.status, exc.code, str(exc), **exc.extra)
+        return _error(action_status(exc), exc.code, str(exc), **exc.extra)
     except GuardDenied as exc:
         status = _GUARD_STATUS.get(exc.code, 401)
         extra: dict[str, Any] = {}
@@ -684,7 +718,12 @@ async def simulate(request: web.Request) -> web.Response:
     """POST /v1/sim/{action}: drive the simulated hardware (demo only)."""
     agent = request.app[_AGENT]
     body = await _json_body(request) if request.can_read_body else {}
-    result = await _call(agent.simulate, request.match_info["action"], body)
+    try:
+        result = await _call(agent.simulate, request.match_info["action"], body)
+    except ActionError as exc:
+        if exc.code == "unknown_action":  # the path names no simulated action: no such resource
+            return _error(404, exc.code, str(exc))
+        raise
     return web.json_response(result)
 
 

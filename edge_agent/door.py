@@ -23,10 +23,13 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # config imports this module: the type only
+    from edge_agent.config import DoorSection
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,67 @@ class DoorTimings:
             raise ValueError(f"held_open_s: {self.held_open_s!r} must be between 1 and 3600 s")
         if not 0 <= self.rex_grace_s <= 60:
             raise ValueError(f"rex_grace_s: {self.rex_grace_s!r} must be between 0 and 60 s")
+
+
+@dataclass(frozen=True)
+class DoorSettings:
+    """What the central may set on one door (its ``door_settings``), whole.
+
+    :meth:`with_central` lays the central's settings over the configuration's
+    ``[door]`` values; :meth:`edge_agent.agent.Agent.apply_door_settings` applies them
+    in one place: the access rules to the policy, the times to the door
+    (:meth:`DoorController.apply_settings`), the mode to the agent's durable mode.
+    """
+
+    accept_qr: bool
+    accept_uid: bool
+    accept_ntag424: bool
+    max_offline_staleness_s: float | None
+    #: None: the central's value is not a number (the door keeps the times it has).
+    unlock_s: float | None
+    held_open_s: float | None
+    #: The central's ``mode`` as sent (None: none), checked when applied.
+    mode: object = None
+
+    @classmethod
+    def configured(cls, door: DoorSection) -> DoorSettings:
+        """The settings as the configuration's ``[door]`` has them (no central's)."""
+        return cls(
+            accept_qr=door.accept_qr,
+            accept_uid=door.accept_uid,
+            accept_ntag424=door.accept_ntag424,
+            max_offline_staleness_s=door.max_offline_staleness_s,
+            unlock_s=door.unlock_s,
+            held_open_s=door.held_open_s,
+        )
+
+    def with_central(self, settings: Mapping[str, Any] | None) -> DoorSettings:
+        """These settings (the configuration's) with the central's ``settings`` over them
+        (None: the central has none for this door, the configuration's apply).
+
+        ``max_offline_staleness_s``: a positive value overrides the door's bound; null or 0
+        leave the door's own: only the door's configuration can make it trust its cache
+        for ever. ``accept``: a list of the credential kinds accepted.
+        """
+        settings = dict(settings or {})
+        changes: dict[str, Any] = {"mode": settings.get("mode")}
+        value = settings.get("max_offline_staleness_s")
+        if value:
+            changes["max_offline_staleness_s"] = float(value)
+        if isinstance(settings.get("accept"), list):
+            accept = set(settings["accept"])
+            changes.update(
+                accept_qr="qr" in accept,
+                accept_uid="uid" in accept,
+                accept_ntag424="ntag424" in accept,
+            )
+        for name in ("unlock_s", "held_open_s"):
+            if name in settings:
+                try:
+                    changes[name] = float(settings[name])
+                except (TypeError, ValueError):
+                    changes[name] = None
+        return replace(self, **changes)
 
 
 class Handle(Protocol):
@@ -389,6 +453,18 @@ class DoorController:
             if self._mode is not DoorMode.NORMAL:
                 return
             self._energise(seconds or self.timings.unlock_s, by=by, grant=grant)
+
+    def apply_settings(self, settings: DoorSettings) -> None:
+        """Take the times of ``settings`` (the central's ``unlock_s``, ``held_open_s``)
+        for the next openings; raises :class:`ValueError` (nothing changed) when they
+        are not valid times (:class:`DoorTimings`)."""
+        if settings.unlock_s is None or settings.held_open_s is None:
+            raise ValueError("unlock_s and held_open_s must be numbers")
+        timings = replace(
+            self.timings, unlock_s=settings.unlock_s, held_open_s=settings.held_open_s
+        )
+        with self._lock:
+            self.timings = timings
 
     def set_mode(self, mode: DoorMode | str, by: str, why: str) -> DoorMode:
         """Switch to ``mode`` (a guard action). Returns the mode now in force.

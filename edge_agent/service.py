@@ -21,13 +21,16 @@ import os
 import resource
 import signal
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edge_agent.agent import Agent
+from edge_agent.agent import Agent, Link
 from edge_agent.api import start_server
 from edge_agent.config import AgentConfig
 from edge_agent.devices import Devices, open_devices
 from edge_agent.store import Store, StoreSettings
+
+if TYPE_CHECKING:  # imported when a central is configured (run)
+    from edge_agent.sync import CentralLink
 
 log = logging.getLogger(__name__)
 
@@ -95,17 +98,23 @@ def watchdog_interval_s() -> float | None:
         return None
 
 
-def open_agent(config: AgentConfig, devices: Devices | None = None) -> tuple[Agent, Store, Devices]:
+def open_agent(
+    config: AgentConfig,
+    devices: Devices | None = None,
+    *,
+    link: Callable[[Agent], Link] | None = None,
+) -> tuple[Agent, Store, Devices]:
     """Open store and devices and build the agent (the caller closes all three).
 
-    The agent restores the door's persisted mode in its constructor: keep building
-    it before :func:`serve` starts the local API and the reader.
+    ``link`` builds the agent's link to the central (see :class:`Agent`). The agent
+    restores the door's persisted mode in its constructor: keep building it before
+    :func:`serve` starts the local API and the reader.
     """
     config.paths.state_dir.mkdir(parents=True, exist_ok=True)
     store = Store.open(StoreSettings(path=config.paths.database))
     try:
         devices = devices or open_devices(config.hardware, camera=False)
-        agent = Agent(config, store, devices)
+        agent = Agent(config, store, devices, link=link)
     except BaseException:
         store.close()
         raise
@@ -192,14 +201,17 @@ def run(config: AgentConfig) -> int:
     agent closed (it gets a moment to upload the agent's stop event).
     """
     raise_fd_limit(config.api.max_connections)
-    agent, store, devices = open_agent(config)
-    link = None
-    try:
-        if config.central.url:
-            from edge_agent.sync import CentralLink
+    links: list[CentralLink] = []
 
-            link = CentralLink(agent, config)
-            agent.link = link
+    def central_link(agent: Agent) -> CentralLink:
+        from edge_agent.sync import CentralLink
+
+        links.append(CentralLink(agent, config))
+        return links[-1]
+
+    agent, store, devices = open_agent(config, link=central_link if config.central.url else None)
+    link = links[0] if links else None
+    try:
         asyncio.run(serve(agent, config, extra_tasks=[link.start] if link else None))
     finally:
         # The agent first (door safe, its stop journaled), then the link, which

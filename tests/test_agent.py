@@ -21,10 +21,12 @@ from typing import Any
 import ndef
 import pytest
 
-from edge_agent.agent import CHECKIN_WINDOW_S, ActionError, Agent, EventBus
+from edge_agent.agent import CHECKIN_WINDOW_S, ActionError, Agent
+from edge_agent.api import action_status
 from edge_agent.config import AgentConfig, parse_config, simulator_config_path
 from edge_agent.devices import Devices, open_devices
 from edge_agent.door import DoorMode, ManualScheduler
+from edge_agent.events import EventBus
 from edge_agent.guards import GuardDenied
 from edge_agent.policy import Credential
 from edge_agent.store import (
@@ -623,7 +625,7 @@ def test_guard_login_is_journaled(make_rig):
     assert rig.events("guard.logout")[-1].payload == {"guard_id": "g-7", "name": "Gail Guard"}
     with pytest.raises(ActionError) as denied:
         rig.agent.guard_session(session.token)
-    assert denied.value.status == 401
+    assert action_status(denied.value) == 401
 
 
 @pytest.mark.parametrize(
@@ -681,7 +683,7 @@ def test_guard_session_expires_when_idle(make_rig):
     rig.clock.advance(121)
     with pytest.raises(ActionError) as denied:
         rig.agent.guard_action(token, "lockdown", "too late")
-    assert (denied.value.code, denied.value.status) == ("not_logged_in", 401)
+    assert (denied.value.code, action_status(denied.value)) == ("not_logged_in", 401)
 
 
 def test_guard_modes_lockdown_free_access_normal(make_rig):
@@ -693,7 +695,7 @@ def test_guard_modes_lockdown_free_access_normal(make_rig):
     assert rig.agent.present(Credential.qr(invite()))["reason"] == "lockdown"
     with pytest.raises(ActionError) as refused:
         rig.agent.guard_action(token, "open_once", "let the cleaner in")
-    assert (refused.value.code, refused.value.status) == ("lockdown", 409)
+    assert (refused.value.code, action_status(refused.value)) == ("lockdown", 409)
 
     state = rig.agent.guard_action(token, "free_access", "open day")
     assert state["mode"] == "free_access" and state["unlocked"] and rig.relay
@@ -750,7 +752,7 @@ def test_guard_action_refusals_are_not_journaled(make_rig, action, reason, alarm
     token = rig.login()
     with pytest.raises(ActionError) as refused:
         rig.agent.guard_action(token, action, reason, alarm)
-    assert (refused.value.code, refused.value.status) == (code, 400)
+    assert (refused.value.code, action_status(refused.value)) == (code, 400)
     assert rig.events("guard.action") == []
 
 
@@ -758,7 +760,7 @@ def test_guard_action_without_session(make_rig):
     rig = make_rig()
     with pytest.raises(ActionError) as refused:
         rig.agent.guard_action("no-such-token", "lockdown", "why not")
-    assert refused.value.status == 401
+    assert action_status(refused.value) == 401
     assert rig.agent.door.mode is DoorMode.NORMAL
 
 
@@ -785,7 +787,7 @@ def test_forced_open_alarm_acknowledged_with_who_and_why(make_rig):
     assert (ack["alarm"], ack["by"], ack["why"]) == ("forced_open", "guard:g-7", "checked: wind")
     with pytest.raises(ActionError) as again:
         rig.agent.guard_action(token, "acknowledge", "again", "forced_open")
-    assert (again.value.code, again.value.status) == ("no_such_alarm", 409)
+    assert (again.value.code, action_status(again.value)) == ("no_such_alarm", 409)
     rig.sim.close_door()
     assert rig.agent.status()["door"]["alarms"] == []
 
@@ -842,7 +844,7 @@ def test_visitor_lookup_needs_a_guard(make_rig):
     rig = make_rig()
     with pytest.raises(ActionError) as refused:
         rig.agent.visitor_lookup("bad-token", "ada")
-    assert refused.value.status == 401
+    assert action_status(refused.value) == 401
     token = rig.login()
     rig.agent.present(Credential.qr(invite(invitation_id="inv-once", single_use=True)))
     found = rig.agent.visitor_lookup(token, "  ADA ")
@@ -888,7 +890,7 @@ def test_manual_checkin_needs_a_guard(make_rig):
     rig = make_rig()
     with pytest.raises(ActionError) as refused:
         rig.agent.checkin("inv-bob", consent=False, photo=None)
-    assert (refused.value.code, refused.value.status) == ("guard_required", 401)
+    assert (refused.value.code, action_status(refused.value)) == ("guard_required", 401)
     with pytest.raises(ActionError):
         rig.agent.checkin("inv-bob", consent=False, photo=None, token="stale-token")
     token = rig.login()
@@ -1085,7 +1087,7 @@ def test_simulate_is_refused_on_real_hardware(make_rig):
     rig.agent.devices = Devices(door_io=rig.devices.door_io)  # as if GPIO were real
     with pytest.raises(ActionError) as refused:
         rig.agent.simulate("door_open", {})
-    assert refused.value.status == 403
+    assert action_status(refused.value) == 403
 
 
 def test_simulate_drives_the_simulated_door_and_reader(make_rig):
@@ -1098,7 +1100,7 @@ def test_simulate_drives_the_simulated_door_and_reader(make_rig):
     assert wait_until(rig.decisions)[-1]["granted"]
     with pytest.raises(ActionError) as bad:
         rig.agent.simulate("badge", {"uid": "xyz"})
-    assert bad.value.status == 400
+    assert action_status(bad.value) == 400
     with pytest.raises(ActionError) as unknown:
         rig.agent.simulate("teleport", {})
-    assert unknown.value.status == 404
+    assert unknown.value.code == "unknown_action"  # the local API answers it 404

@@ -8,6 +8,7 @@ from edge_agent.door import (
     Alarm,
     DoorController,
     DoorMode,
+    DoorSettings,
     DoorTimings,
     GrantRefused,
     ManualScheduler,
@@ -229,3 +230,40 @@ def test_snapshot(rig):
 def test_timings_validation(kwargs, key):
     with pytest.raises(ValueError, match=f"^{key}:"):
         DoorTimings(**kwargs)
+
+
+CONFIGURED = DoorSettings(
+    accept_qr=True,
+    accept_uid=False,
+    accept_ntag424=True,
+    max_offline_staleness_s=86_400.0,
+    unlock_s=5.0,
+    held_open_s=30.0,
+)
+
+
+def test_door_settings_are_the_centrals_over_the_configuration():
+    assert CONFIGURED.with_central(None) == CONFIGURED
+    central = {"accept": ["uid"], "max_offline_staleness_s": 0, "unlock_s": 4, "mode": "lockdown"}
+    settings = CONFIGURED.with_central(central)
+    assert (settings.accept_qr, settings.accept_uid, settings.accept_ntag424) == (
+        False,
+        True,
+        False,
+    )
+    assert settings.max_offline_staleness_s == 86_400.0  # 0 cannot unbound the door
+    assert (settings.unlock_s, settings.held_open_s, settings.mode) == (4.0, 30.0, "lockdown")
+    assert CONFIGURED.with_central({"unlock_s": "soon"}).unlock_s is None
+
+
+def test_door_applies_the_times_of_its_settings(rig):
+    door, io, _, clock, _ = rig
+    door.apply_settings(CONFIGURED.with_central({"unlock_s": 2, "held_open_s": 9}))
+    assert (door.timings.unlock_s, door.timings.held_open_s) == (2.0, 9.0)
+    for bad in ({"unlock_s": 0.1}, {"held_open_s": "long"}):
+        with pytest.raises(ValueError):
+            door.apply_settings(CONFIGURED.with_central(bad))
+    assert (door.timings.unlock_s, door.timings.held_open_s) == (2.0, 9.0)  # kept
+    door.grant()
+    clock.advance(2.1)
+    assert not io.lock_relay_energised

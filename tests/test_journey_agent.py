@@ -30,6 +30,7 @@ from test_agent import (
 )
 
 from edge_agent.agent import ActionError
+from edge_agent.api import action_status
 from edge_agent.door import DoorMode
 from edge_agent.policy import Credential
 from edge_agent.store import Badge, Delta
@@ -108,7 +109,7 @@ def test_open_once_refused_in_lockdown_is_journaled_as_refused(make_rig):
     rig.agent.guard_action(token, "lockdown", "intruder")
     with pytest.raises(ActionError) as refused:
         rig.agent.guard_action(token, "open_once", "courier")
-    assert (refused.value.code, refused.value.status) == ("lockdown", 409)
+    assert (refused.value.code, action_status(refused.value)) == ("lockdown", 409)
     # The security office must not read an opening that never happened.
     assert [p["action"] for p in _payloads(rig, "guard.action")] == ["lockdown"]
     [journaled] = _payloads(rig, "guard.action_refused")
@@ -124,7 +125,7 @@ def test_open_once_in_emergency_is_refused_with_its_own_code(make_rig):
     before = len(rig.events("door.unlocked"))
     with pytest.raises(ActionError) as refused:
         rig.agent.guard_action(token, "open_once", "firefighters")
-    assert (refused.value.code, refused.value.status) == ("emergency", 409)
+    assert (refused.value.code, action_status(refused.value)) == ("emergency", 409)
     assert rig.events("guard.action") == []
     assert _payloads(rig, "guard.action_refused")[-1]["reason_code"] == "emergency"
     assert len(rig.events("door.unlocked")) == before and rig.relay  # fire release untouched
@@ -135,7 +136,7 @@ def test_acknowledging_no_pending_alarm_is_journaled_as_refused(make_rig):
     token = rig.login()
     with pytest.raises(ActionError) as refused:
         rig.agent.guard_action(token, "acknowledge", "seen", "held_open")
-    assert (refused.value.code, refused.value.status) == ("no_such_alarm", 409)
+    assert (refused.value.code, action_status(refused.value)) == ("no_such_alarm", 409)
     assert rig.events("guard.action") == []
     assert _payloads(rig, "guard.action_refused")[-1]["reason_code"] == "no_such_alarm"
 

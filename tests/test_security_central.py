@@ -32,7 +32,8 @@ from central.admin import CentralAdmin
 from central.settings import CentralSettings, load_ntag424_keys
 from central.store import CentralStore
 from central.testing import CentralProcess, ChainBuilder, enroll_device
-from edge_agent.agent import Agent, StoreCacheView
+from edge_agent.agent import Agent
+from edge_agent.cacheview import StoreCacheView
 from edge_agent.config import ConfigError, GuardSection, load_config
 from edge_agent.enroll import EnrollError, credential_path, enroll, load_credential
 from edge_agent.policy import Credential, Decision

@@ -37,6 +37,7 @@ from test_agent import (
 from test_local_api import EDGE_AGENT, Served, raw, start_agent, wait_for
 
 from edge_agent.agent import ActionError
+from edge_agent.api import action_status
 from edge_agent.client import AgentUnavailable
 from edge_agent.guards import GuardDenied, guard_uid
 from edge_agent.store import Badge, Delta, Revocation
@@ -132,7 +133,7 @@ def test_revocation_during_a_session_ends_it(make_rig):
     ):
         with pytest.raises(ActionError) as denied:
             call()
-        assert denied.value.status == 401
+        assert action_status(denied.value) == 401
     assert rig.agent.door.snapshot()["mode"] == "lockdown"
     ended = rig.events("guard.session_ended")
     assert len(ended) == 1 and ended[0].payload["guard_id"] == "g-7"

@@ -260,9 +260,16 @@ def test_a_heartbeat_from_the_real_central_sets_the_floor(tmp_path: Path) -> Non
         clock = TestClock(real_now - 3 * DAY)
         store = Store.open(StoreSettings(path=config.paths.database), clock=clock)
         devices = open_devices(config.hardware, camera=False)
-        agent = Agent(config, store, devices, wall_clock=clock.now, ntp_synced=lambda: False)
-        link = CentralLink(agent, config, wall_clock=clock.now)
-        agent.link = link
+        agent = Agent(
+            config,
+            store,
+            devices,
+            wall_clock=clock.now,
+            ntp_synced=lambda: False,
+            link=lambda agent: CentralLink(agent, config, wall_clock=clock.now),
+        )
+        link = agent.link
+        assert isinstance(link, CentralLink)
         link.start()
         try:
             wait_until(lambda: agent.status()["sync"]["cursor"] is not None, what="sync")

@@ -24,7 +24,7 @@ import pytest
 
 from central.admin import CentralAdmin
 from central.testing import CentralProcess, ChainBuilder, enroll_device
-from edge_agent.agent import StoreCacheView
+from edge_agent.cacheview import StoreCacheView
 from edge_agent.door import DoorMode
 from edge_agent.policy import Credential, DoorPolicy, decide
 from edge_agent.store import Badge, Delta, Store, StoreSettings

@@ -47,10 +47,15 @@ def linked_agent(
     config.paths.state_dir.mkdir(parents=True, exist_ok=True)
     store = Store.open(StoreSettings(path=config.paths.database), disk_usage=disk)
     devices = open_devices(config.hardware, camera=False)
-    agent = Agent(config, store, devices)
     skew = skew_s if skew_s is not None else [0.0]
-    link = CentralLink(agent, config, wall_clock=lambda: time.time() + skew[0])
-    agent.link = link
+    agent = Agent(
+        config,
+        store,
+        devices,
+        link=lambda agent: CentralLink(agent, config, wall_clock=lambda: time.time() + skew[0]),
+    )
+    link = agent.link
+    assert isinstance(link, CentralLink)
     link.start()
     try:
         yield agent, link

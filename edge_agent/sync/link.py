@@ -19,7 +19,6 @@ agent runs takes effect without a restart.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import logging
 import os
@@ -31,6 +30,7 @@ from typing import Any
 
 import edge_agent.enroll as enrollment
 from edge_agent.config import AgentConfig
+from edge_agent.door import DoorSettings
 from edge_agent.store import StoreError, SyncStatus
 from edge_agent.sync.alarms import Alarms
 from edge_agent.sync.client import Backoff, CentralClient, CentralRefused, CentralUnreachable
@@ -584,65 +584,15 @@ class CentralLink:
     def _apply_door_settings(
         self, settings: Mapping[str, Any] | None, version: object = None
     ) -> None:
-        """Apply the central's settings for this door (None: back to the configuration).
-
-        The ``mode`` goes through :meth:`Agent.apply_central_mode`: applied only when
-        it differs from the last mode the central set here, so re-sent or unrelated
-        settings never lift a guard's lockdown (docs/sync.md, "Door mode").
-        """
-        agent = self.agent
+        """Apply the central's settings for this door (None: back to the configuration)
+        through :meth:`Agent.apply_door_settings`."""
         if version is None:
             # The downlink saves the settings file before calling: its version is this one.
             stored = self.settings_file.load()
             version = None if stored is None else stored.get("version")
-        door_cfg = self.config.door
-        settings = dict(settings or {})
-        changes: dict[str, Any] = {
-            "max_offline_staleness_s": door_cfg.max_offline_staleness_s,
-            "accept_qr": door_cfg.accept_qr,
-            "accept_uid": door_cfg.accept_uid,
-            "accept_ntag424": door_cfg.accept_ntag424,
-        }
-        value = settings.get("max_offline_staleness_s")
-        if value:
-            # A positive value overrides the door's bound; null or 0 leave the door's own:
-            # only the door's configuration can make it trust its cache for ever.
-            changes["max_offline_staleness_s"] = float(value)
-        if isinstance(settings.get("accept"), list):
-            accept = set(settings["accept"])
-            changes.update(
-                accept_qr="qr" in accept,
-                accept_uid="uid" in accept,
-                accept_ntag424="ntag424" in accept,
-            )
-        try:
-            agent.policy = dataclasses.replace(agent.policy, **changes)
-        except (TypeError, ValueError) as exc:
-            log.error("sync: door settings not applied: %s", exc)
+        door_settings = DoorSettings.configured(self.config.door).with_central(settings)
+        if not self.agent.apply_door_settings(door_settings, version):
             return
-        door = getattr(agent, "door", None)
-        if door is not None:
-            timings = door.timings
-            try:
-                door.timings = dataclasses.replace(
-                    timings,
-                    unlock_s=float(settings.get("unlock_s", door_cfg.unlock_s)),
-                    held_open_s=float(settings.get("held_open_s", door_cfg.held_open_s)),
-                )
-            except (TypeError, ValueError) as exc:
-                log.error("sync: door timings not applied: %s", exc)
-        self._apply_central_mode(settings.get("mode"), version)
-        log.info("sync: door settings applied: %s", settings or "configuration defaults")
-
-    def _apply_central_mode(self, mode: object, version: object) -> None:
-        """Hand the settings' ``mode`` (None when absent) to the agent's durable mode."""
-        if mode is not None and (not isinstance(mode, str) or mode == "emergency"):
-            log.error("sync: door mode %r not applied: not a mode the central can set", mode)
-            return
-        try:
-            self.agent.apply_central_mode(mode, version)
-        except ValueError as exc:
-            log.error("sync: door mode %r not applied: %s", mode, exc)
-        except StoreError as exc:
-            # Not persisted, so not applied: the next settings (or restart) try again.
-            log.error("sync: door mode %r not applied (store): %s", mode, exc)
+        log.info(
+            "sync: door settings applied: %s", dict(settings or {}) or "configuration defaults"
+        )
