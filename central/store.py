@@ -40,6 +40,7 @@ from portier_common.ntag424 import SunError, SunVerifier
 from portier_common.signing import DeltaKey, b64url, delta_message
 from portier_common.tokens import InvitationClaims, SigningKey, TrustedKey, mint
 from portier_common.tokens.claims import ClaimsError
+from portier_common.uid import BadgeUid
 
 from .errors import (
     BadRequest,
@@ -55,7 +56,7 @@ from .errors import (
 )
 from .settings import CentralSettings, check_name
 
-__all__ = ["SCHEMA_VERSION", "CentralStore", "normalize_uid"]
+__all__ = ["SCHEMA_VERSION", "CentralStore"]
 
 log = logging.getLogger(__name__)
 
@@ -247,21 +248,16 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def normalize_uid(value: object) -> str:
-    """Return a badge UID as lower-case hex without separators (as the agent's cache
-    writes badge ids).
-
-    Accepts hex in any case with ``:``, ``-`` or spaces between bytes.
+def _uid(value: object) -> str:
+    """A badge UID in the central's form (lower-case hex, :meth:`BadgeUid.hex`).
 
     Raises:
-        BadRequest: not hex, or not 4 to 10 bytes.
+        BadRequest: not a badge UID (:class:`~portier_common.uid.BadgeUid`), naming the value.
     """
-    if not isinstance(value, str):
-        raise BadRequest(f"uid: must be hex text, not {type(value).__name__}")
-    text = re.sub(r"[\s:-]", "", value).lower()
-    if not re.fullmatch(r"(?:[0-9a-f]{2}){4,10}", text):
-        raise BadRequest(f"uid: {value!r} must be 4 to 10 bytes of hex")
-    return text
+    try:
+        return BadgeUid.parse(value).hex()
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def _name(field: str, value: object) -> str:
@@ -1250,7 +1246,7 @@ class CentralStore:
     ) -> str | None:
         site = dev["site"]
         try:
-            uid = normalize_uid(payload.get("uid"))
+            uid = _uid(payload.get("uid"))
         except BadRequest as exc:
             return f"invalid: payload.{exc.detail}"
         counter = payload.get("counter")
@@ -1617,7 +1613,7 @@ class CentralStore:
                 "guard_id",
             ),
         )
-        uid = normalize_uid(body.get("uid"))
+        uid = _uid(body.get("uid"))
         kind = body.get("kind", "ntag424")
         if kind not in _BADGE_KINDS:
             raise BadRequest(f"kind: must be one of {list(_BADGE_KINDS)}")
@@ -1663,7 +1659,7 @@ class CentralStore:
         Raises:
             BadRequest: a malformed UID. NotFound: no such badge.
         """
-        uid = normalize_uid(uid)
+        uid = _uid(uid)
         now_s = self.now_ms() // 1000
         with self._tx() as conn:
             row = conn.execute("SELECT site, data FROM badges WHERE uid = ?", (uid,)).fetchone()
@@ -1702,7 +1698,7 @@ class CentralStore:
         Raises:
             BadRequest: a malformed UID. NotFound: no such badge.
         """
-        uid = normalize_uid(uid)
+        uid = _uid(uid)
         with self._tx() as conn:
             row = conn.execute("SELECT site FROM badges WHERE uid = ?", (uid,)).fetchone()
             if row is None:

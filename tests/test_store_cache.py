@@ -20,8 +20,8 @@ from edge_agent.store import (
     StoreError,
     StoreFull,
     StoreSettings,
-    normalize_uid,
 )
+from portier_common.uid import BadgeUid
 
 
 class Clock:
@@ -220,17 +220,17 @@ def test_delta_value_that_is_not_json_rolls_back(store: Store) -> None:
     ("factory", "match"),
     [
         (lambda: Badge("zz", "uid", "h"), "uid"),
-        (lambda: Badge("0102", "magstripe", "h"), "kind"),
-        (lambda: Badge("0102", "uid", ""), "holder"),
-        (lambda: Badge("0102", "uid", "h", not_after="soon"), "not_after"),
-        (lambda: Badge("0102", "uid", "h", doors="front"), "doors"),
+        (lambda: Badge("01020304", "magstripe", "h"), "kind"),
+        (lambda: Badge("01020304", "uid", ""), "holder"),
+        (lambda: Badge("01020304", "uid", "h", not_after="soon"), "not_after"),
+        (lambda: Badge("01020304", "uid", "h", doors="front"), "doors"),
         (lambda: Invitation("", "v"), "id"),
         (lambda: Invitation("i", "v", single_use=1), "single_use"),
         (lambda: Revocation("person", "x"), "kind"),
         (lambda: SigningKey("k", "EdDSA", b""), "public_key"),
         (lambda: Schedule("front", "always"), "data"),
         (lambda: Delta(cursor=""), "cursor"),
-        (lambda: Delta(cursor="c", badges=["0102"]), "badges"),
+        (lambda: Delta(cursor="c", badges=["01020304"]), "badges"),
         (lambda: Delta(cursor="c", used_invitations=[("i", None)]), "used_invitations"),
     ],
 )
@@ -252,11 +252,11 @@ def test_prune_expired(store: Store) -> None:
 
 
 def test_uid_normalisation() -> None:
-    assert normalize_uid("04:a1-B2 c3") == b"\x04\xa1\xb2\xc3"
+    assert BadgeUid.parse("04:a1-B2 c3").raw == b"\x04\xa1\xb2\xc3"
     with pytest.raises(ValueError):
-        normalize_uid("")
+        BadgeUid.parse("")
     with pytest.raises(ValueError):
-        normalize_uid(1234)  # type: ignore[arg-type]
+        BadgeUid.parse(1234)
 
 
 def test_cache_survives_reopen(tmp_path: Path) -> None:

@@ -38,7 +38,6 @@ from edge_agent.store.cache import (
     RevocationKind,
     Schedule,
     SigningKey,
-    normalize_uid,
 )
 from edge_agent.store.disk import DiskPressure, DiskUsage, Pressure, statvfs_usage
 from edge_agent.store.errors import (
@@ -128,6 +127,5 @@ __all__ = [
     "canonical_json",
     "event_hash",
     "event_preimage",
-    "normalize_uid",
     "statvfs_usage",
 ]

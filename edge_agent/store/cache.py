@@ -21,6 +21,7 @@ from typing import Any
 from edge_agent.store.db import Database
 from edge_agent.store.errors import CursorMismatch
 from portier_common.encoding import Clock
+from portier_common.uid import BadgeUid
 
 _META_CURSOR = "downlink.cursor"
 _META_SYNCED = "downlink.last_sync_ms"
@@ -37,28 +38,6 @@ class RevocationKind(StrEnum):
     BADGE = "badge"
     HOLDER = "holder"
     KEY = "key"
-
-
-def normalize_uid(uid: bytes | bytearray | str) -> bytes:
-    """Return a badge UID as bytes.
-
-    Accepts bytes or hex text in any case, with optional ``:``, ``-`` or
-    space separators (``"04:A2:2B:..."``). Raises :class:`ValueError` for
-    anything else or a UID outside 1..32 bytes.
-    """
-    if isinstance(uid, bytes | bytearray):
-        raw = bytes(uid)
-    elif isinstance(uid, str):
-        text = uid.replace(":", "").replace("-", "").replace(" ", "")
-        try:
-            raw = bytes.fromhex(text)
-        except ValueError:
-            raise ValueError(f"uid: {uid!r} is not hexadecimal") from None
-    else:
-        raise ValueError(f"uid: {uid!r} must be bytes or hex text")
-    if not 1 <= len(raw) <= 32:
-        raise ValueError(f"uid: {len(raw)} bytes is not a badge UID length")
-    return raw
 
 
 def _check_time(name: str, value: object) -> None:
@@ -124,7 +103,7 @@ class Badge:
     data: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "uid", normalize_uid(self.uid))
+        object.__setattr__(self, "uid", BadgeUid.parse(self.uid).raw)
         if self.kind not in BADGE_KINDS:
             raise ValueError(f"kind: {self.kind!r} must be one of {BADGE_KINDS}")
         _check_text("holder", self.holder)
@@ -179,7 +158,7 @@ class Revocation:
             ) from None
         _check_text("id", self.id)
         if self.kind is RevocationKind.BADGE:
-            object.__setattr__(self, "id", normalize_uid(self.id).hex())
+            object.__setattr__(self, "id", BadgeUid.parse(self.id).hex())
         _check_time("revoked_at", self.revoked_at)
         _check_time("expires_at", self.expires_at)
 
@@ -259,7 +238,7 @@ class Delta:
         setter(
             self,
             "deleted_badges",
-            tuple(normalize_uid(uid) for uid in self.deleted_badges),
+            tuple(BadgeUid.parse(uid).raw for uid in self.deleted_badges),
         )
         setter(self, "invitations", _tuple("invitations", self.invitations, Invitation))
         setter(
@@ -369,8 +348,9 @@ class CredentialCache:
 
     def badge(self, uid: bytes | str) -> Badge | None:
         """Return the cached badge with this UID, or None. Raises
-        :class:`ValueError` for a malformed UID."""
-        raw = normalize_uid(uid)
+        :class:`~portier_common.uid.BadgeUidError` (a :class:`ValueError`) for
+        anything that is not a badge UID (:class:`~portier_common.uid.BadgeUid`)."""
+        raw = BadgeUid.parse(uid).raw
         with self._db.reader() as conn:
             row = conn.execute(
                 "SELECT uid, kind, holder, doors, not_before, not_after, data "
@@ -440,7 +420,7 @@ class CredentialCache:
         """Return the revocation entry for the credential, or None."""
         kind = RevocationKind(kind)
         if kind is RevocationKind.BADGE:
-            ident = normalize_uid(credential_id).hex()
+            ident = BadgeUid.parse(credential_id).hex()
         elif isinstance(credential_id, str):
             ident = credential_id
         else:
@@ -659,5 +639,4 @@ __all__ = [
     "RevocationKind",
     "Schedule",
     "SigningKey",
-    "normalize_uid",
 ]
