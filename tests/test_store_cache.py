@@ -9,13 +9,13 @@ import pytest
 
 from edge_agent.store import (
     Badge,
+    CachedSchedule,
+    CachedSigningKey,
     CursorMismatch,
     Delta,
     Invitation,
     Revocation,
     RevocationKind,
-    Schedule,
-    SigningKey,
     Store,
     StoreError,
     StoreFull,
@@ -74,8 +74,8 @@ def full_delta(cursor: str = "c1") -> Delta:
             Revocation(RevocationKind.INVITATION, "inv-3", revoked_at=1_700_000_000),
             Revocation("badge", "01-02-03-04"),
         ],
-        signing_keys=[SigningKey("k1", "EdDSA", b"\x11" * 32, not_before=1_700_000_000)],
-        schedules=[Schedule("front", {"mon": [["08:00", "18:00"]]})],
+        signing_keys=[CachedSigningKey("k1", "EdDSA", b"\x11" * 32, not_before=1_700_000_000)],
+        schedules=[CachedSchedule("front", {"mon": [["08:00", "18:00"]]})],
     )
 
 
@@ -227,8 +227,8 @@ def test_delta_value_that_is_not_json_rolls_back(store: Store) -> None:
         (lambda: Invitation("", "v"), "id"),
         (lambda: Invitation("i", "v", single_use=1), "single_use"),
         (lambda: Revocation("person", "x"), "kind"),
-        (lambda: SigningKey("k", "EdDSA", b""), "public_key"),
-        (lambda: Schedule("front", "always"), "data"),
+        (lambda: CachedSigningKey("k", "EdDSA", b""), "public_key"),
+        (lambda: CachedSchedule("front", "always"), "data"),
         (lambda: Delta(cursor=""), "cursor"),
         (lambda: Delta(cursor="c", badges=["01020304"]), "badges"),
         (lambda: Delta(cursor="c", used_invitations=[("i", None)]), "used_invitations"),

@@ -164,8 +164,9 @@ class Revocation:
 
 
 @dataclass(frozen=True, slots=True)
-class SigningKey:
-    """A public key that signs invitations, by key id."""
+class CachedSigningKey:
+    """A public key that signs invitations, by key id, as the cache keeps it (the key that
+    signs is :class:`portier_common.tokens.SigningKey`, on the central)."""
 
     kid: str
     alg: str
@@ -185,9 +186,10 @@ class SigningKey:
 
 
 @dataclass(frozen=True, slots=True)
-class Schedule:
+class CachedSchedule:
     """When a door (or zone) may be opened; ``id`` is the door or zone id the
-    door configuration refers to, ``data`` the schedule as the policy reads it."""
+    door configuration refers to, ``data`` the schedule as the policy reads it (into an
+    :class:`edge_agent.policy.Schedule`)."""
 
     id: str
     data: Mapping[str, Any]
@@ -223,9 +225,9 @@ class Delta:
     deleted_invitations: Sequence[str] = ()
     revocations: Sequence[Revocation] = ()
     deleted_revocations: Sequence[tuple[str, str]] = ()
-    signing_keys: Sequence[SigningKey] = ()
+    signing_keys: Sequence[CachedSigningKey] = ()
     deleted_signing_keys: Sequence[str] = ()
-    schedules: Sequence[Schedule] = ()
+    schedules: Sequence[CachedSchedule] = ()
     deleted_schedules: Sequence[str] = ()
     used_invitations: Sequence[tuple[str, int]] = ()
     reset: bool = False
@@ -256,13 +258,13 @@ class Delta:
             key = Revocation(kind, ident)
             deleted_revocations.append((key.kind.value, key.id))
         setter(self, "deleted_revocations", tuple(deleted_revocations))
-        setter(self, "signing_keys", _tuple("signing_keys", self.signing_keys, SigningKey))
+        setter(self, "signing_keys", _tuple("signing_keys", self.signing_keys, CachedSigningKey))
         setter(
             self,
             "deleted_signing_keys",
             _tuple("deleted_signing_keys", self.deleted_signing_keys, str),
         )
-        setter(self, "schedules", _tuple("schedules", self.schedules, Schedule))
+        setter(self, "schedules", _tuple("schedules", self.schedules, CachedSchedule))
         setter(self, "deleted_schedules", _tuple("deleted_schedules", self.deleted_schedules, str))
         used: list[tuple[str, int]] = []
         for entry in self.used_invitations:
@@ -432,7 +434,7 @@ class CredentialCache:
             ).fetchone()
         return None if row is None else Revocation(kind, ident, row[0], row[1])
 
-    def signing_key(self, kid: str) -> SigningKey | None:
+    def signing_key(self, kid: str) -> CachedSigningKey | None:
         """Return the signing key with this key id, or None."""
         with self._db.reader() as conn:
             row = conn.execute(
@@ -443,25 +445,27 @@ class CredentialCache:
         return (
             None
             if row is None
-            else SigningKey(row[0], row[1], row[2], row[3], row[4], _load(row[5]))
+            else CachedSigningKey(row[0], row[1], row[2], row[3], row[4], _load(row[5]))
         )
 
-    def signing_keys(self) -> list[SigningKey]:
+    def signing_keys(self) -> list[CachedSigningKey]:
         """Return every cached signing key, by key id."""
         with self._db.reader() as conn:
             rows = conn.execute(
                 "SELECT kid, alg, public_key, not_before, not_after, data "
                 "FROM signing_keys ORDER BY kid"
             ).fetchall()
-        return [SigningKey(row[0], row[1], row[2], row[3], row[4], _load(row[5])) for row in rows]
+        return [
+            CachedSigningKey(row[0], row[1], row[2], row[3], row[4], _load(row[5])) for row in rows
+        ]
 
-    def schedule(self, schedule_id: str) -> Schedule | None:
+    def schedule(self, schedule_id: str) -> CachedSchedule | None:
         """Return the schedule of this door or zone, or None."""
         with self._db.reader() as conn:
             row = conn.execute(
                 "SELECT id, data FROM schedules WHERE id = ?", (schedule_id,)
             ).fetchone()
-        return None if row is None else Schedule(row[0], json.loads(row[1]))
+        return None if row is None else CachedSchedule(row[0], json.loads(row[1]))
 
     def downlink(self) -> DownlinkState:
         """Return the downlink cursor and the time of the last applied delta."""
@@ -631,12 +635,12 @@ __all__ = [
     "BADGE_KINDS",
     "Badge",
     "CacheCounts",
+    "CachedSchedule",
+    "CachedSigningKey",
     "CredentialCache",
     "Delta",
     "DownlinkState",
     "Invitation",
     "Revocation",
     "RevocationKind",
-    "Schedule",
-    "SigningKey",
 ]
