@@ -13,7 +13,7 @@ Each keeps its own spelling on the wire and on disk, unchanged: the central and 
 revocation ids use lower-case hex (:meth:`BadgeUid.hex`), the cache's badge table the bytes
 (:attr:`BadgeUid.raw`), journals and guards upper-case hex (:meth:`BadgeUid.hex_upper`).
 
-A reader may read other lengths (an 8-byte FeliCa IDm, a 4-byte random UID): such a read is
+A reader may read other lengths (an 8-byte FeliCa IDm or ISO 15693 UID): such a read is
 no badge the cache can hold, so a look-up of it finds nothing (:func:`hex_bytes` parses the
 text of a raw read without the length rule).
 """

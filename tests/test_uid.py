@@ -24,7 +24,10 @@ from central.errors import BadRequest
 from central.settings import CentralSettings
 from central.store import CentralStore
 from edge_agent.guards import GuardDenied
+from edge_agent.policy import Credential
 from edge_agent.store import Badge, Delta
+from edge_agent.sync.downlink import convert_page
+from portier_common.pins import hash_pin
 from portier_common.uid import UID_LENGTHS, BadgeUid, BadgeUidError, hex_bytes
 
 #: Spellings of GUARD_UID (04C0FFEE000001) that are the badge.
@@ -104,6 +107,27 @@ def test_one_answer_everywhere(central, rig, text) -> None:
     assert answers == dict.fromkeys(answers, expected)
 
 
+def test_registered_at_the_central_in_one_spelling_matched_at_the_door_in_others(rig) -> None:
+    """The whole way: the central registers a guard badge written with colons, the door's
+    cache gets it through a delta, matches it written with dashes, and the guard logs in
+    with it written in lower case with spaces."""
+    with CentralStore(CentralSettings(data_dir=rig.config.paths.state_dir / "central")) as c:
+        c.put_badge(
+            {
+                **BODY,
+                "uid": "04:C0:FF:EE:00:00:B2",
+                "doors": [rig.config.door.id],
+                "role": "guard",
+                "guard_id": "gail-b",
+                "pin_hash": hash_pin(GUARD_PIN, n=2**10),
+            }
+        )
+        page = convert_page(c.deltas(c.settings.site, None, guard_console=True), rig.config.door.id)
+    rig.store.cache.apply_delta(page.delta)
+    assert rig.store.cache.badge("04-c0-ff-ee-00-00-b2").holder == "Gail Guard"
+    assert rig.agent.guard_login("04 c0 ff ee 00 00 b2", GUARD_PIN).guard_id == "gail-b"
+
+
 @pytest.mark.parametrize("text", NOT_A_UID)
 def test_refusals_name_the_value(text) -> None:
     with pytest.raises(BadgeUidError) as refused:
@@ -123,8 +147,6 @@ def test_the_cache_stores_no_badge_the_central_refuses(central) -> None:
 
 def test_a_read_of_another_length_is_an_unknown_badge(rig) -> None:
     """A reader may read 8 bytes (a FeliCa IDm): no badge, refused as unknown, no error."""
-    from edge_agent.policy import Credential
-
     decision = rig.agent.present(Credential.badge(bytes.fromhex("0123456789ABCDEF")))
     assert decision["granted"] is False and decision["reason"] == "unknown_badge"
 
