@@ -53,8 +53,15 @@ from edge_agent.config import AgentConfig, load_config, simulator_config_path
 from edge_agent.devices import open_devices
 from edge_agent.door import ManualScheduler
 from edge_agent.policy import Credential
-from edge_agent.store import Badge, Delta, Revocation, RevocationKind, Store, StoreSettings
-from edge_agent.store import SigningKey as CachedKey
+from edge_agent.store import (
+    Badge,
+    CachedSigningKey,
+    Delta,
+    Revocation,
+    RevocationKind,
+    Store,
+    StoreSettings,
+)
 from edge_agent.tomlwrite import dumps
 from portier_common.ntag424 import emulate_sun_url
 from portier_common.tokens import InvitationClaims, SigningKey, mint
@@ -113,7 +120,9 @@ def fill_cache(cfg: AgentConfig, badges: int) -> dict[str, float]:
     revocations = 0
     with Store.open(store_settings(cfg)) as store:
         store.cache.apply_delta(
-            Delta(cursor="keys", signing_keys=[CachedKey(KEY.kid, "EdDSA", KEY.public_bytes())])
+            Delta(
+                cursor="keys", signing_keys=[CachedSigningKey(KEY.kid, "EdDSA", KEY.public_bytes())]
+            )
         )
         for first in range(0, badges, PAGE):
             span = range(first, min(first + PAGE, badges))

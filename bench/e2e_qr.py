@@ -66,8 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decision import KEY, start_agent, stop_agent, store_settings, write_config
 
 from edge_agent.config import load_config
-from edge_agent.store import Delta, Store
-from edge_agent.store import SigningKey as CachedKey
+from edge_agent.store import CachedSigningKey, Delta, Store
 from hardware.camera import CameraSettings, Frame, FrameSource
 from hardware.camera.replay import ReplaySource
 from portier_common.tokens import InvitationClaims, mint
@@ -90,7 +89,9 @@ def agent_config(work: Path) -> Path:
     cfg.paths.state_dir.mkdir(parents=True, exist_ok=True)
     with Store.open(store_settings(cfg)) as store:
         store.cache.apply_delta(
-            Delta(cursor="keys", signing_keys=[CachedKey(KEY.kid, "EdDSA", KEY.public_bytes())])
+            Delta(
+                cursor="keys", signing_keys=[CachedSigningKey(KEY.kid, "EdDSA", KEY.public_bytes())]
+            )
         )
     return path
 

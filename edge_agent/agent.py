@@ -51,7 +51,6 @@ from edge_agent.guards import (
     Session,
     TokenBucket,
     dummy_hash,
-    guard_uid,
 )
 from edge_agent.policy import (
     CachedInvitation,
@@ -66,6 +65,7 @@ from edge_agent.timefloor import ClockTrust, TimeFloor, os_clock_synchronised
 from portier_common.ntag424 import SunError
 from portier_common.pins import valid_pin_text, verify_pin
 from portier_common.reasons import Reason
+from portier_common.uid import BadgeUid
 
 log = logging.getLogger(__name__)
 
@@ -966,7 +966,7 @@ class Agent:
         """Open a guard session; every refusal is journaled. Raises :class:`GuardDenied`.
 
         In order: the device's rate limit, ``[guard] console``, the UID (one
-        normaliser, :func:`~edge_agent.guards.guard_uid`), the lockout of the
+        type, :class:`~portier_common.uid.BadgeUid`), the lockout of the
         normalised identity (the guard, whatever badge or spelling; else the
         UID), then the badge (a guard's, not revoked, enabled, inside its
         window; an NTAG 424 badge with a verified fresh tap ``sun_url``, a bare
@@ -998,11 +998,11 @@ class Agent:
             self._journal_login_failed({**shown, "why": "console_disabled"})
             raise GuardDenied("console_disabled", "this device has no guard console")
         try:
-            uid = guard_uid(badge_uid)
+            uid = BadgeUid.parse(badge_uid).hex_upper()
         except ValueError:
             self._journal_login_failed({**shown, "why": "bad_uid"})
             raise GuardDenied(
-                "bad_request", "'badge_uid' must be 4 to 10 bytes of hex", detail="bad_uid"
+                "bad_request", "'badge_uid' must be 4, 7 or 10 bytes of hex", detail="bad_uid"
             ) from None
         if not valid_pin_text(pin):
             # The format of a PIN is no secret: a clear 400, journaled, not a guess.

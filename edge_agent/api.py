@@ -43,6 +43,7 @@ from edge_agent.guards import GuardDenied
 from edge_agent.policy import Credential
 from edge_agent.store import StoreError
 from portier_common.reasons import Reason
+from portier_common.uid import hex_bytes
 
 log = logging.getLogger(__name__)
 
@@ -393,11 +394,13 @@ class _BadRequest(Exception):
 
 
 def _badge_bytes(uid: str) -> bytes:
-    """The UID of a hex string (``:`` separators allowed); raises _BadRequest."""
+    """The bytes a reader read, as hex text (the badge-UID text of :mod:`portier_common.uid`,
+    any length from 1 to 16 bytes: a read that is no badge UID is an unknown badge);
+    raises _BadRequest."""
     try:
-        raw = bytes.fromhex(uid.replace(":", ""))
+        raw = hex_bytes(uid)
     except ValueError as exc:
-        raise _BadRequest("'badge_uid' must be hex") from exc
+        raise _BadRequest(f"'badge_uid' must be hex ({exc})") from exc
     if not 1 <= len(raw) <= 16:
         raise _BadRequest("'badge_uid' must be 1 to 16 bytes")
     return raw

@@ -46,8 +46,11 @@ class StoreCacheView:
         return self._store.cache.is_revoked(kind, ident.lower() if kind == "badge" else ident)
 
     def badge(self, uid_hex: str) -> BadgeRecord | None:
-        """The cached badge as the policy sees it."""
-        b = self._store.cache.badge(uid_hex)
+        """The cached badge as the policy sees it (None for a read that is no badge UID)."""
+        try:
+            b = self._store.cache.badge(uid_hex)
+        except ValueError:  # not 4, 7 or 10 bytes: no badge in the cache has it
+            return None
         if b is None:
             return None
         data = dict(b.data or {})

@@ -21,31 +21,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from edge_agent.store.cache import normalize_uid
 from portier_common.pins import hash_pin
 
 log = logging.getLogger(__name__)
-
-#: ISO/IEC 14443 UIDs are 4, 7 or 10 bytes: a guard badge UID outside 4..10 is no badge.
-MIN_UID_BYTES, MAX_UID_BYTES = 4, 10
-#: Longest text a UID may be given as (10 bytes, with a separator between each).
-MAX_UID_TEXT = 3 * MAX_UID_BYTES + 2
-
-
-def guard_uid(text: object) -> str:
-    """The one normal form of a guard badge UID: upper-case hex, no separators.
-
-    Accepts hex in any case with ``:``, ``-`` or space separators (the store's
-    :func:`~edge_agent.store.cache.normalize_uid`), 4 to 10 bytes. Raises
-    :class:`ValueError` for anything else, before looking at more than
-    :data:`MAX_UID_TEXT` characters.
-    """
-    if not isinstance(text, str) or len(text) > MAX_UID_TEXT:
-        raise ValueError("badge_uid: must be a hex string of at most 10 bytes")
-    raw = normalize_uid(text.strip())
-    if not MIN_UID_BYTES <= len(raw) <= MAX_UID_BYTES:
-        raise ValueError(f"badge_uid: {len(raw)} bytes is not a badge UID (4 to 10)")
-    return raw.hex().upper()
 
 
 @dataclass(frozen=True)

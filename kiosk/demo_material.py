@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from portier_common.uid import BadgeUid
+
 #: ``format`` value of the current file layout; readers refuse other values.
 FORMAT = "portier-kiosk-demo/1"
 #: Where the file sits inside a demo directory.
@@ -115,7 +117,11 @@ class DemoBadge:
 
 @dataclass(frozen=True)
 class DemoGuard:
-    """A guard's badge UID and PIN, for the guard console's demo login."""
+    """A guard's badge UID and PIN, for the guard console's demo login.
+
+    ``uid`` is hex without separators and a badge UID (4, 7 or 10 bytes,
+    :class:`~portier_common.uid.BadgeUid`): the agent refuses any other at login.
+    """
 
     uid: str
     pin: str
@@ -123,7 +129,13 @@ class DemoGuard:
 
     def __post_init__(self) -> None:
         if not isinstance(self.uid, str) or not _HEX.match(self.uid):
-            raise MaterialError(f"guard.uid: {self.uid!r} must be 1 to 16 bytes of hex")
+            raise MaterialError(f"guard.uid: {self.uid!r} must be 4, 7 or 10 bytes of hex")
+        try:
+            BadgeUid.parse(self.uid)
+        except ValueError:
+            raise MaterialError(
+                f"guard.uid: {self.uid!r} must be 4, 7 or 10 bytes of hex"
+            ) from None
         if not isinstance(self.pin, str) or not _PIN.match(self.pin):
             raise MaterialError("guard.pin: must be 4 to 12 digits")
         _text("guard.name", self.name)

@@ -31,15 +31,15 @@ from edge_agent.guards import GuardDenied
 from edge_agent.policy import Credential
 from edge_agent.store import (
     Badge,
+    CachedSchedule,
+    CachedSigningKey,
     Delta,
     Invitation,
     Revocation,
-    Schedule,
     Store,
     StoreIOError,
     StoreSettings,
 )
-from edge_agent.store import SigningKey as CachedKey
 from edge_agent.timefloor import record_floor
 from portier_common.ntag424 import emulate_sun_url
 from portier_common.pins import hash_pin
@@ -118,8 +118,8 @@ def alg_swapped() -> str:
     return PREFIX + b45encode(encode_sign1(protected, {}, payload, signature))
 
 
-def cached_key(key: SigningKey, **kw: Any) -> CachedKey:
-    return CachedKey(key.kid, "EdDSA", key.public_bytes(), **kw)
+def cached_key(key: SigningKey, **kw: Any) -> CachedSigningKey:
+    return CachedSigningKey(key.kid, "EdDSA", key.public_bytes(), **kw)
 
 
 def base_delta() -> Delta:
@@ -155,11 +155,11 @@ def base_delta() -> Delta:
             Invitation("inv-bob", "Bob Builder"),
         ],
         schedules=[
-            Schedule(
+            CachedSchedule(
                 "office",
                 {"tz": "UTC", "windows": [{"days": "mon-fri", "from": "07:00", "to": "19:00"}]},
             ),
-            Schedule(
+            CachedSchedule(
                 "weekend",
                 {"tz": "UTC", "windows": [{"days": "sat-sun", "from": "00:00", "to": "24:00"}]},
             ),

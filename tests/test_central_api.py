@@ -392,7 +392,7 @@ def test_admin_error_answers(central: CentralProcess, contract: ContractChecker)
             None,
             404,
         ),
-        ("POST", "/admin/badges/0102030405/revoke", "/admin/badges/{uid}/revoke", None, 404),
+        ("POST", "/admin/badges/01020304/revoke", "/admin/badges/{uid}/revoke", None, 404),
         ("DELETE", "/admin/schedules/nope", "/admin/schedules/{schedule_id}", None, 404),
         ("POST", "/admin/devices/nope/disable", "/admin/devices/{device_id}/disable", None, 404),
         ("GET", "/admin/devices/nope/events", "/admin/devices/{device_id}/events", None, 404),

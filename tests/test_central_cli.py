@@ -385,7 +385,7 @@ def test_exit_statuses(central: CentralProcess) -> None:
     assert refused.returncode == 3 and "unreachable" in refused.stderr
     bad = cli("badge", "add", "--url", central.url, "--uid", "xyz", "--holder", "A", "--door", "d")
     assert bad.returncode == 1 and "bad_request" in bad.stderr and "uid" in bad.stderr
-    missing = cli("badge", "revoke", "--url", central.url, "--uid", "0102030405")
+    missing = cli("badge", "revoke", "--url", central.url, "--uid", "01020304")
     assert missing.returncode == 1 and "not_found" in missing.stderr
     no_url = cli("events", env={"PORTIER_CENTRAL_URL": ""})
     assert no_url.returncode == 2 and "--url" in no_url.stderr

@@ -25,7 +25,7 @@ from central.errors import (
     Unauthorized,
 )
 from central.settings import CentralSettings
-from central.store import CentralStore, normalize_uid
+from central.store import CentralStore
 from central.testing import ChainBuilder
 from portier_common.encoding import event_hash
 from portier_common.reasons import Reason
@@ -575,11 +575,12 @@ def test_bad_badges_are_refused(store: CentralStore, body: dict, message: str) -
         store.put_badge(body)
 
 
-def test_uid_normalisation() -> None:
-    assert normalize_uid("04:A1:b2:c3:d4:e5:F6") == "04a1b2c3d4e5f6"
-    assert normalize_uid("04-A1 B2-C3") == "04a1b2c3"
+def test_uid_normalisation(store: CentralStore) -> None:
+    body = {"holder": "Ana", "doors": ["lobby"]}
+    assert store.put_badge({**body, "uid": "04:A1:b2:c3:d4:e5:F6"})["uid"] == "04a1b2c3d4e5f6"
+    assert store.put_badge({**body, "uid": "04-A1 B2-C3"})["uid"] == "04a1b2c3"
     with pytest.raises(BadRequest):
-        normalize_uid("04A1B")
+        store.put_badge({**body, "uid": "04A1B"})
 
 
 # -- invitations and keys -------------------------------------------------------

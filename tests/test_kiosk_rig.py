@@ -165,11 +165,11 @@ class AgentRig:
         """Write config, cache and demo material (agent not running). Returns the material."""
         from edge_agent.store import (
             Badge,
+            CachedSigningKey,
             Delta,
             Invitation,
             Revocation,
             RevocationKind,
-            SigningKey,
             Store,
             StoreSettings,
         )
@@ -238,7 +238,7 @@ class AgentRig:
         guard2 = {"role": "guard", "guard_id": "g2", "pin_hash": hash_pin(GUARD_PIN)}
         delta = Delta(
             cursor="1",
-            signing_keys=[SigningKey(KID, "EdDSA", key.public_bytes())],
+            signing_keys=[CachedSigningKey(KID, "EdDSA", key.public_bytes())],
             badges=[
                 Badge(uid=bytes.fromhex(STAFF_UID), kind="uid", holder="Sam Okafor"),
                 Badge(

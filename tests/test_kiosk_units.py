@@ -284,7 +284,7 @@ def test_demo_material_round_trips_through_the_file(tmp_path):
             {"format": demo_material.FORMAT, "badges": [{"label": "staff", "uid": "zz"}]},
             "badges.uid",
         ),
-        ({"format": demo_material.FORMAT, "guard": {"uid": "04", "pin": "12"}}, "guard.pin"),
+        ({"format": demo_material.FORMAT, "guard": {"uid": "04C0FFEE", "pin": "12"}}, "guard.pin"),
         (
             {"format": demo_material.FORMAT, "badges": [{"label": "staff", "uid": "04", "x": 1}]},
             "badges[0]",

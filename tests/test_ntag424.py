@@ -24,8 +24,6 @@ from portier_common.ntag424 import (
     BadSunMac,
     DiversifiedKeys,
     MalformedSun,
-    ReplayedSun,
-    ReplayGuard,
     SunError,
     SunSettings,
     SunTap,
@@ -257,7 +255,7 @@ def test_an10922_aes128_diversification() -> None:
 
 def test_an10922_cmac_subkeys() -> None:
     # AN10922 §2.2.1 steps 3 and 4 (K1, K2 of the master key).
-    k1, k2 = ntag424._cmac_subkeys(H("00112233445566778899AABBCCDDEEFF"))
+    k1, k2 = ntag424.diversify._cmac_subkeys(H("00112233445566778899AABBCCDDEEFF"))
     assert k1 == H("FBC9F75C9413C041DFEE452D3F0706D1")
     assert k2 == H("F793EEB928278083BFDC8A5A7E0E0D25")
 
@@ -520,12 +518,12 @@ def test_picc_data_without_uid_and_counter_is_refused() -> None:
     # A tag byte without UID and counter mirroring cannot identify a badge.
     for tag in (0x00, 0x40, 0x87):
         plain = bytes([tag]) + bytes(15)
-        picc = ntag424._aes_ecb_encrypt(ZERO_KEY, plain)
+        picc = ntag424.crypto._aes_ecb_encrypt(ZERO_KEY, plain)
         url = replace_param(AN_PICC_URL, "picc_data", picc.hex().upper())
         with pytest.raises(BadSunMac, match="UID and counter"):
             SunVerifier(file_read_key=ZERO_KEY, meta_read_key=ZERO_KEY).verify(url)
     for tag in (0xC4, 0xF7, 0xD7):  # wrong UID length, RFU bits set
-        picc = ntag424._aes_ecb_encrypt(ZERO_KEY, bytes([tag]) + bytes(15))
+        picc = ntag424.crypto._aes_ecb_encrypt(ZERO_KEY, bytes([tag]) + bytes(15))
         with pytest.raises(BadSunMac, match="PICCDataTag"):
             decrypt_picc_data(ZERO_KEY, picc)
 
@@ -577,66 +575,6 @@ def test_lookup_returning_a_bad_key_is_a_configuration_error() -> None:
 )
 def test_counter_verdict(last: int | None, counter: int, verdict: Reason | None) -> None:
     assert counter_verdict(last, counter) is verdict
-
-
-def test_replay_guard_with_a_mapping(zero_verifier: SunVerifier) -> None:
-    store: dict[bytes, int] = {}
-
-    def record(uid: bytes, counter: int) -> None:
-        store[uid] = counter
-
-    guard = ReplayGuard(store, record)
-    tap = zero_verifier.verify(AN_PICC_URL)
-    assert guard.check_and_record(tap) is None
-    assert store == {H("04DE5F1EACC040"): 61}
-    # The very same URL presented again is a replay.
-    assert guard.check_and_record(zero_verifier.verify(AN_PICC_URL)) is Reason.REPLAYED
-    with pytest.raises(ReplayedSun) as caught:
-        guard.require_fresh(tap)
-    assert caught.value.reason is Reason.REPLAYED
-    # Another badge is independent; an older counter of this one is refused.
-    assert guard.check(H("041E3C8A2D6B80"), 6) is None
-    assert guard.check(tap.uid, 60) is Reason.REPLAYED
-    assert guard.check(tap.uid, 62) is None
-
-
-def test_replay_guard_sequence_of_emulated_taps() -> None:
-    uid = H("04A1B2C3D4E5F6")
-    verifier = SunVerifier(file_read_key=ZERO_KEY, meta_read_key=ZERO_KEY)
-    store: dict[bytes, int] = {}
-    guard = ReplayGuard(store, store.__setitem__)
-    verdicts = []
-    for counter in (1, 2, 2, 1, 5, 3, 6):
-        url = emulate_sun_url(
-            "https://b.example/",
-            uid=uid,
-            counter=counter,
-            file_read_key=ZERO_KEY,
-            meta_read_key=ZERO_KEY,
-        )
-        verdicts.append(guard.check_and_record(verifier.verify(url)))
-    replayed = Reason.REPLAYED
-    assert verdicts == [None, None, replayed, replayed, None, replayed, None]
-    assert store[uid] == 6
-
-
-def test_replay_guard_compare_and_set_loss_is_a_replay() -> None:
-    tap = SunTap(uid=H("04A1B2C3D4E5F6"), counter=7)
-    calls: list[tuple[bytes, int]] = []
-
-    def lost_race(uid: bytes, counter: int) -> bool:
-        calls.append((uid, counter))
-        return False
-
-    guard = ReplayGuard(lambda _uid: 3, lost_race)
-    assert guard.check_and_record(tap) is Reason.REPLAYED
-    assert calls == [(tap.uid, 7)]
-    # A read-only guard (no record) only decides.
-    assert ReplayGuard(lambda _uid: 3).check_and_record(tap) is None
-    with pytest.raises(ValueError, match="last_accepted"):
-        ReplayGuard(42)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="record"):
-        ReplayGuard({}, record=42)  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------- emulator

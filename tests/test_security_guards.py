@@ -39,9 +39,10 @@ from test_local_api import EDGE_AGENT, Served, raw, start_agent, wait_for
 from edge_agent.agent import ActionError
 from edge_agent.api import action_status
 from edge_agent.client import AgentUnavailable
-from edge_agent.guards import GuardDenied, guard_uid
+from edge_agent.guards import GuardDenied
 from edge_agent.store import Badge, Delta, Revocation
 from portier_common.pins import MIN_PIN_DIGITS, SCRYPT_N, hash_pin, verify_pin
+from portier_common.uid import BadgeUid
 
 NTAG_GUARD_UID = "04AA0424000001"
 #: Guard logins on: a console that accepts bare-UID guard badges (the test guard's kind).
@@ -437,13 +438,13 @@ def test_pin_policy_and_cost():
 
 @pytest.mark.parametrize("text", SPELLINGS)
 def test_one_uid_normaliser(text):
-    assert guard_uid(text) == GUARD_UID
+    assert BadgeUid.parse(text).hex_upper() == GUARD_UID
 
 
 @pytest.mark.parametrize("text", ["", "0", "04C0", "zz" * 5, "04" * 11, "0" * 100_000, "04:C0:"])
 def test_uid_normaliser_refuses(text):
     with pytest.raises(ValueError):
-        guard_uid(text)
+        BadgeUid.parse(text)
 
 
 @pytest.mark.parametrize("simulator", [False, True])

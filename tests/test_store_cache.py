@@ -9,19 +9,19 @@ import pytest
 
 from edge_agent.store import (
     Badge,
+    CachedSchedule,
+    CachedSigningKey,
     CursorMismatch,
     Delta,
     Invitation,
     Revocation,
     RevocationKind,
-    Schedule,
-    SigningKey,
     Store,
     StoreError,
     StoreFull,
     StoreSettings,
-    normalize_uid,
 )
+from portier_common.uid import BadgeUid
 
 
 class Clock:
@@ -74,8 +74,8 @@ def full_delta(cursor: str = "c1") -> Delta:
             Revocation(RevocationKind.INVITATION, "inv-3", revoked_at=1_700_000_000),
             Revocation("badge", "01-02-03-04"),
         ],
-        signing_keys=[SigningKey("k1", "EdDSA", b"\x11" * 32, not_before=1_700_000_000)],
-        schedules=[Schedule("front", {"mon": [["08:00", "18:00"]]})],
+        signing_keys=[CachedSigningKey("k1", "EdDSA", b"\x11" * 32, not_before=1_700_000_000)],
+        schedules=[CachedSchedule("front", {"mon": [["08:00", "18:00"]]})],
     )
 
 
@@ -220,17 +220,17 @@ def test_delta_value_that_is_not_json_rolls_back(store: Store) -> None:
     ("factory", "match"),
     [
         (lambda: Badge("zz", "uid", "h"), "uid"),
-        (lambda: Badge("0102", "magstripe", "h"), "kind"),
-        (lambda: Badge("0102", "uid", ""), "holder"),
-        (lambda: Badge("0102", "uid", "h", not_after="soon"), "not_after"),
-        (lambda: Badge("0102", "uid", "h", doors="front"), "doors"),
+        (lambda: Badge("01020304", "magstripe", "h"), "kind"),
+        (lambda: Badge("01020304", "uid", ""), "holder"),
+        (lambda: Badge("01020304", "uid", "h", not_after="soon"), "not_after"),
+        (lambda: Badge("01020304", "uid", "h", doors="front"), "doors"),
         (lambda: Invitation("", "v"), "id"),
         (lambda: Invitation("i", "v", single_use=1), "single_use"),
         (lambda: Revocation("person", "x"), "kind"),
-        (lambda: SigningKey("k", "EdDSA", b""), "public_key"),
-        (lambda: Schedule("front", "always"), "data"),
+        (lambda: CachedSigningKey("k", "EdDSA", b""), "public_key"),
+        (lambda: CachedSchedule("front", "always"), "data"),
         (lambda: Delta(cursor=""), "cursor"),
-        (lambda: Delta(cursor="c", badges=["0102"]), "badges"),
+        (lambda: Delta(cursor="c", badges=["01020304"]), "badges"),
         (lambda: Delta(cursor="c", used_invitations=[("i", None)]), "used_invitations"),
     ],
 )
@@ -252,11 +252,11 @@ def test_prune_expired(store: Store) -> None:
 
 
 def test_uid_normalisation() -> None:
-    assert normalize_uid("04:a1-B2 c3") == b"\x04\xa1\xb2\xc3"
+    assert BadgeUid.parse("04:a1-B2 c3").raw == b"\x04\xa1\xb2\xc3"
     with pytest.raises(ValueError):
-        normalize_uid("")
+        BadgeUid.parse("")
     with pytest.raises(ValueError):
-        normalize_uid(1234)  # type: ignore[arg-type]
+        BadgeUid.parse(1234)
 
 
 def test_cache_survives_reopen(tmp_path: Path) -> None:

@@ -436,7 +436,7 @@ _APPLIER = textwrap.dedent(
                     "schedules": [], "door_settings": [], "used_invitations": [],
                     "badge_counters": []}
             page["badges"] = [
-                {"uid": f"04{int(cursor or 0):02X}{n:08X}", "kind": "uid", "holder": "H",
+                {"uid": f"04{int(cursor or 0):02X}{n:010X}", "kind": "uid", "holder": "H",
                  "doors": ["gate-a"], "zones": []}
                 for n in range(badges)
             ]

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from portier_common.errors import InvalidEvent
+from portier_common.uid import BadgeUid
 
 from ..errors import BadRequest
 from ..settings import check_name
@@ -39,20 +40,15 @@ _ACCEPT = ("qr", "uid", "ntag424")
 
 
 def normalize_uid(value: object) -> str:
-    """Return a badge UID as lower-case hex without separators (as the agent's cache
-    writes badge ids).
-
-    Accepts hex in any case with ``:``, ``-`` or spaces between bytes.
+    """A badge UID in the central's form (lower-case hex, :meth:`BadgeUid.hex`).
 
     Raises:
-        BadRequest: not hex, or not 4 to 10 bytes.
+        BadRequest: not a badge UID (:class:`~portier_common.uid.BadgeUid`), naming the value.
     """
-    if not isinstance(value, str):
-        raise BadRequest(f"uid: must be hex text, not {type(value).__name__}")
-    text = re.sub(r"[\s:-]", "", value).lower()
-    if not re.fullmatch(r"(?:[0-9a-f]{2}){4,10}", text):
-        raise BadRequest(f"uid: {value!r} must be 4 to 10 bytes of hex")
-    return text
+    try:
+        return BadgeUid.parse(value).hex()
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def checked_name(field: str, value: object) -> str:

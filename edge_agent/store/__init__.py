@@ -30,15 +30,14 @@ from edge_agent.store.cache import (
     BADGE_KINDS,
     Badge,
     CacheCounts,
+    CachedSchedule,
+    CachedSigningKey,
     CredentialCache,
     Delta,
     DownlinkState,
     Invitation,
     Revocation,
     RevocationKind,
-    Schedule,
-    SigningKey,
-    normalize_uid,
 )
 from edge_agent.store.disk import DiskPressure, DiskUsage, Pressure, statvfs_usage
 from edge_agent.store.errors import (
@@ -84,6 +83,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "Badge",
     "CacheCounts",
+    "CachedSchedule",
+    "CachedSigningKey",
     "ChainHead",
     "Clock",
     "CredentialCache",
@@ -108,9 +109,7 @@ __all__ = [
     "ReplayLedger",
     "Revocation",
     "RevocationKind",
-    "Schedule",
     "SchemaError",
-    "SigningKey",
     "Store",
     "StoreClosed",
     "StoreCorrupt",
@@ -128,6 +127,5 @@ __all__ = [
     "canonical_json",
     "event_hash",
     "event_preimage",
-    "normalize_uid",
     "statvfs_usage",
 ]

@@ -21,6 +21,7 @@ from typing import Any
 from edge_agent.store.db import Database
 from edge_agent.store.errors import CursorMismatch
 from portier_common.encoding import Clock
+from portier_common.uid import BadgeUid
 
 _META_CURSOR = "downlink.cursor"
 _META_SYNCED = "downlink.last_sync_ms"
@@ -37,28 +38,6 @@ class RevocationKind(StrEnum):
     BADGE = "badge"
     HOLDER = "holder"
     KEY = "key"
-
-
-def normalize_uid(uid: bytes | bytearray | str) -> bytes:
-    """Return a badge UID as bytes.
-
-    Accepts bytes or hex text in any case, with optional ``:``, ``-`` or
-    space separators (``"04:A2:2B:..."``). Raises :class:`ValueError` for
-    anything else or a UID outside 1..32 bytes.
-    """
-    if isinstance(uid, bytes | bytearray):
-        raw = bytes(uid)
-    elif isinstance(uid, str):
-        text = uid.replace(":", "").replace("-", "").replace(" ", "")
-        try:
-            raw = bytes.fromhex(text)
-        except ValueError:
-            raise ValueError(f"uid: {uid!r} is not hexadecimal") from None
-    else:
-        raise ValueError(f"uid: {uid!r} must be bytes or hex text")
-    if not 1 <= len(raw) <= 32:
-        raise ValueError(f"uid: {len(raw)} bytes is not a badge UID length")
-    return raw
 
 
 def _check_time(name: str, value: object) -> None:
@@ -124,7 +103,7 @@ class Badge:
     data: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "uid", normalize_uid(self.uid))
+        object.__setattr__(self, "uid", BadgeUid.parse(self.uid).raw)
         if self.kind not in BADGE_KINDS:
             raise ValueError(f"kind: {self.kind!r} must be one of {BADGE_KINDS}")
         _check_text("holder", self.holder)
@@ -179,14 +158,15 @@ class Revocation:
             ) from None
         _check_text("id", self.id)
         if self.kind is RevocationKind.BADGE:
-            object.__setattr__(self, "id", normalize_uid(self.id).hex())
+            object.__setattr__(self, "id", BadgeUid.parse(self.id).hex())
         _check_time("revoked_at", self.revoked_at)
         _check_time("expires_at", self.expires_at)
 
 
 @dataclass(frozen=True, slots=True)
-class SigningKey:
-    """A public key that signs invitations, by key id."""
+class CachedSigningKey:
+    """A public key that signs invitations, by key id, as the cache keeps it (the key that
+    signs is :class:`portier_common.tokens.SigningKey`, on the central)."""
 
     kid: str
     alg: str
@@ -206,9 +186,10 @@ class SigningKey:
 
 
 @dataclass(frozen=True, slots=True)
-class Schedule:
+class CachedSchedule:
     """When a door (or zone) may be opened; ``id`` is the door or zone id the
-    door configuration refers to, ``data`` the schedule as the policy reads it."""
+    door configuration refers to, ``data`` the schedule as the policy reads it (into an
+    :class:`edge_agent.policy.Schedule`)."""
 
     id: str
     data: Mapping[str, Any]
@@ -244,9 +225,9 @@ class Delta:
     deleted_invitations: Sequence[str] = ()
     revocations: Sequence[Revocation] = ()
     deleted_revocations: Sequence[tuple[str, str]] = ()
-    signing_keys: Sequence[SigningKey] = ()
+    signing_keys: Sequence[CachedSigningKey] = ()
     deleted_signing_keys: Sequence[str] = ()
-    schedules: Sequence[Schedule] = ()
+    schedules: Sequence[CachedSchedule] = ()
     deleted_schedules: Sequence[str] = ()
     used_invitations: Sequence[tuple[str, int]] = ()
     reset: bool = False
@@ -259,7 +240,7 @@ class Delta:
         setter(
             self,
             "deleted_badges",
-            tuple(normalize_uid(uid) for uid in self.deleted_badges),
+            tuple(BadgeUid.parse(uid).raw for uid in self.deleted_badges),
         )
         setter(self, "invitations", _tuple("invitations", self.invitations, Invitation))
         setter(
@@ -277,13 +258,13 @@ class Delta:
             key = Revocation(kind, ident)
             deleted_revocations.append((key.kind.value, key.id))
         setter(self, "deleted_revocations", tuple(deleted_revocations))
-        setter(self, "signing_keys", _tuple("signing_keys", self.signing_keys, SigningKey))
+        setter(self, "signing_keys", _tuple("signing_keys", self.signing_keys, CachedSigningKey))
         setter(
             self,
             "deleted_signing_keys",
             _tuple("deleted_signing_keys", self.deleted_signing_keys, str),
         )
-        setter(self, "schedules", _tuple("schedules", self.schedules, Schedule))
+        setter(self, "schedules", _tuple("schedules", self.schedules, CachedSchedule))
         setter(self, "deleted_schedules", _tuple("deleted_schedules", self.deleted_schedules, str))
         used: list[tuple[str, int]] = []
         for entry in self.used_invitations:
@@ -369,8 +350,9 @@ class CredentialCache:
 
     def badge(self, uid: bytes | str) -> Badge | None:
         """Return the cached badge with this UID, or None. Raises
-        :class:`ValueError` for a malformed UID."""
-        raw = normalize_uid(uid)
+        :class:`~portier_common.uid.BadgeUidError` (a :class:`ValueError`) for
+        anything that is not a badge UID (:class:`~portier_common.uid.BadgeUid`)."""
+        raw = BadgeUid.parse(uid).raw
         with self._db.reader() as conn:
             row = conn.execute(
                 "SELECT uid, kind, holder, doors, not_before, not_after, data "
@@ -440,7 +422,7 @@ class CredentialCache:
         """Return the revocation entry for the credential, or None."""
         kind = RevocationKind(kind)
         if kind is RevocationKind.BADGE:
-            ident = normalize_uid(credential_id).hex()
+            ident = BadgeUid.parse(credential_id).hex()
         elif isinstance(credential_id, str):
             ident = credential_id
         else:
@@ -452,7 +434,7 @@ class CredentialCache:
             ).fetchone()
         return None if row is None else Revocation(kind, ident, row[0], row[1])
 
-    def signing_key(self, kid: str) -> SigningKey | None:
+    def signing_key(self, kid: str) -> CachedSigningKey | None:
         """Return the signing key with this key id, or None."""
         with self._db.reader() as conn:
             row = conn.execute(
@@ -463,25 +445,27 @@ class CredentialCache:
         return (
             None
             if row is None
-            else SigningKey(row[0], row[1], row[2], row[3], row[4], _load(row[5]))
+            else CachedSigningKey(row[0], row[1], row[2], row[3], row[4], _load(row[5]))
         )
 
-    def signing_keys(self) -> list[SigningKey]:
+    def signing_keys(self) -> list[CachedSigningKey]:
         """Return every cached signing key, by key id."""
         with self._db.reader() as conn:
             rows = conn.execute(
                 "SELECT kid, alg, public_key, not_before, not_after, data "
                 "FROM signing_keys ORDER BY kid"
             ).fetchall()
-        return [SigningKey(row[0], row[1], row[2], row[3], row[4], _load(row[5])) for row in rows]
+        return [
+            CachedSigningKey(row[0], row[1], row[2], row[3], row[4], _load(row[5])) for row in rows
+        ]
 
-    def schedule(self, schedule_id: str) -> Schedule | None:
+    def schedule(self, schedule_id: str) -> CachedSchedule | None:
         """Return the schedule of this door or zone, or None."""
         with self._db.reader() as conn:
             row = conn.execute(
                 "SELECT id, data FROM schedules WHERE id = ?", (schedule_id,)
             ).fetchone()
-        return None if row is None else Schedule(row[0], json.loads(row[1]))
+        return None if row is None else CachedSchedule(row[0], json.loads(row[1]))
 
     def downlink(self) -> DownlinkState:
         """Return the downlink cursor and the time of the last applied delta."""
@@ -651,13 +635,12 @@ __all__ = [
     "BADGE_KINDS",
     "Badge",
     "CacheCounts",
+    "CachedSchedule",
+    "CachedSigningKey",
     "CredentialCache",
     "Delta",
     "DownlinkState",
     "Invitation",
     "Revocation",
     "RevocationKind",
-    "Schedule",
-    "SigningKey",
-    "normalize_uid",
 ]

@@ -13,9 +13,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from edge_agent.store.cache import normalize_uid
 from edge_agent.store.db import Database
 from portier_common.encoding import Clock
+from portier_common.uid import BadgeUid
 
 #: SUN read counters are 24-bit (NTAG 424 DNA data sheet, SDMReadCtr).
 MAX_COUNTER = 0xFFFFFF
@@ -91,7 +91,7 @@ class ReplayLedger:
 
     def counter_claim(self, uid: bytes | str, counter: int) -> Claim:
         """Return :meth:`advance_counter` as a claim to run inside another transaction."""
-        raw = normalize_uid(uid)
+        raw = BadgeUid.parse(uid).raw
         if not isinstance(counter, int) or isinstance(counter, bool):
             raise ValueError(f"counter: {counter!r} must be an integer")
         if not 0 <= counter <= MAX_COUNTER:
@@ -114,7 +114,7 @@ class ReplayLedger:
 
     def last_counter(self, uid: bytes | str) -> int | None:
         """Return the last accepted counter for the badge, or None."""
-        raw = normalize_uid(uid)
+        raw = BadgeUid.parse(uid).raw
         with self._db.reader() as conn:
             row = conn.execute(
                 "SELECT counter FROM badge_counters WHERE uid = ?", (raw,)

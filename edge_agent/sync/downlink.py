@@ -15,8 +15,8 @@ What the central sends and where it goes in the cache:
 ``badges``             ``Badge`` (zones, enabled, role, PIN hash in ``data``)
 ``invitations``        ``Invitation`` (``expires`` -> ``not_after``)
 ``revocations``        ``Revocation``
-``signing_keys``       ``SigningKey`` (raw Ed25519 bytes, checked by ``TrustedKey``)
-``schedules``          ``Schedule`` with ``tz``/``windows`` as the policy reads them
+``signing_keys``       ``CachedSigningKey`` (raw Ed25519 bytes, checked by ``TrustedKey``)
+``schedules``          ``CachedSchedule`` with ``tz``/``windows`` as the policy reads them
 ``used_invitations``   the replay ledger (single use shared between doors)
 ``badge_counters``     the replay ledger's NTAG 424 counters (before the page commits;
                        raising a counter is idempotent)
@@ -48,12 +48,12 @@ from typing import Any
 from edge_agent.fsutil import atomic_write
 from edge_agent.store import (
     Badge,
+    CachedSchedule,
+    CachedSigningKey,
     CursorMismatch,
     Delta,
     Invitation,
     Revocation,
-    Schedule,
-    SigningKey,
     Store,
 )
 from edge_agent.sync.alarms import Alarms
@@ -201,11 +201,11 @@ def _invitation(item: Mapping[str, Any], where: str) -> Invitation:
     )
 
 
-def _signing_key(item: Mapping[str, Any]) -> SigningKey:
+def _signing_key(item: Mapping[str, Any]) -> CachedSigningKey:
     # TrustedKey checks the key the way the verifier will use it (32 raw bytes of
     # an Ed25519 point, a sane window): a bad key is refused here, not at the door.
     trusted = TrustedKey.from_dict(item)
-    return SigningKey(
+    return CachedSigningKey(
         trusted.kid,
         str(item.get("alg", "EdDSA")),
         trusted.public_key,
@@ -214,7 +214,7 @@ def _signing_key(item: Mapping[str, Any]) -> SigningKey:
     )
 
 
-def _schedule(item: Mapping[str, Any], where: str) -> Schedule:
+def _schedule(item: Mapping[str, Any], where: str) -> CachedSchedule:
     timezone = item.get("timezone", "UTC")
     rules = item.get("rules")
     if not isinstance(timezone, str) or not isinstance(rules, list):
@@ -230,7 +230,7 @@ def _schedule(item: Mapping[str, Any], where: str) -> Schedule:
     data = {"tz": timezone, "windows": windows, "timezone": timezone, "rules": rules}
     if isinstance(item.get("site"), str):
         data["site"] = item["site"]
-    return Schedule(_raw(item, "id"), data)
+    return CachedSchedule(_raw(item, "id"), data)
 
 
 def convert_page(page: Mapping[str, Any], door: str) -> DeltaPage:
