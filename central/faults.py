@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from portier_common.settings import integer, number
+
 __all__ = [
     "ENDPOINTS",
     "ENDPOINT_PATHS",
@@ -56,22 +58,6 @@ ERROR_STATUSES = (500, 502, 503, 504)
 _DEFAULT_DELAY_S = {"latency": 0.5, "timeout": 30.0}
 
 
-def _number(name: str, value: object, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise ValueError(f"{name}: {value!r} must be a number from {low} to {high}")
-
-
-def _integer(name: str, value: object, low: int, high: int | None = None) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < low
-        or (high is not None and value > high)
-    ):
-        bound = f"from {low} to {high}" if high is not None else f">= {low}"
-        raise ValueError(f"{name}: {value!r} must be an integer {bound}")
-
-
 @dataclass(frozen=True)
 class FaultSpec:
     """One fault to switch on.
@@ -104,23 +90,23 @@ class FaultSpec:
         if self.endpoint not in ENDPOINTS:
             raise ValueError(f"endpoint: {self.endpoint!r} is not one of {list(ENDPOINTS)}")
         if self.delay_s is not None:
-            _number("delay_s", self.delay_s, 0, 600)
+            number("delay_s", self.delay_s, 0, 600)
         if self.status is not None and self.status not in ERROR_STATUSES:
             raise ValueError(f"status: {self.status!r} is not one of {list(ERROR_STATUSES)}")
         if self.retry_after_s is not None:
-            _integer("retry_after_s", self.retry_after_s, 0, 3600)
+            integer("retry_after_s", self.retry_after_s, 0, 3600)
         if self.every is not None:
-            _integer("every", self.every, 1)
+            integer("every", self.every, 1)
         if self.probability is not None:
-            _number("probability", self.probability, 0, 1)
+            number("probability", self.probability, 0, 1)
             if self.probability == 0:
                 raise ValueError("probability: must be above 0 (switch the fault off instead)")
         if self.every is not None and self.probability is not None:
             raise ValueError("every: give either every or probability, not both")
         if self.seed is not None:
-            _integer("seed", self.seed, -(2**63))
+            integer("seed", self.seed, -(2**63))
         if self.count is not None:
-            _integer("count", self.count, 1)
+            integer("count", self.count, 1)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FaultSpec:

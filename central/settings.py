@@ -3,31 +3,23 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from portier_common.ntag424 import Ntag424Section, SunVerifier
+from portier_common.settings import ConfigError, build, integer, load, matches, number
 
 MIB = 1024 * 1024
 
 #: Site, door, zone, device and schedule names (docs/central-api.yaml ``Name``).
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
+_NAME_RULE = "1 to 64 characters of letters, digits and ._:- (starting with a letter or digit)"
 
 
 def check_name(field: str, value: object) -> str:
-    """Return *value* if it is a valid name, else raise ValueError naming *field*."""
-    if not isinstance(value, str) or not NAME_RE.match(value):
-        raise ValueError(
-            f"{field}: {value!r} must be 1 to 64 characters of letters, digits and ._:- "
-            "(starting with a letter or digit)"
-        )
-    return value
-
-
-def _check_int(field: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{field}: {value!r} must be an integer from {low} to {high}")
+    """Return *value* if it is a valid name, else raise ConfigError naming *field*."""
+    return matches(field, value, NAME_RE, _NAME_RULE)
 
 
 @dataclass(frozen=True)
@@ -69,31 +61,26 @@ class CentralSettings:
         if isinstance(self.data_dir, str):
             object.__setattr__(self, "data_dir", Path(self.data_dir))
         if not isinstance(self.data_dir, Path) or not str(self.data_dir):
-            raise ValueError(f"data_dir: {self.data_dir!r} must be a directory path")
+            raise ConfigError("data_dir", f"{self.data_dir!r} must be a directory path")
         if not isinstance(self.host, str) or not self.host:
-            raise ValueError(f"host: {self.host!r} must be a host name or address")
-        _check_int("port", self.port, 0, 65535)
+            raise ConfigError("host", f"{self.host!r} must be a host name or address")
+        integer("port", self.port, 0, 65535)
         check_name("site", self.site)
-        _check_int("max_batch_events", self.max_batch_events, 1, 100_000)
-        _check_int("max_batch_bytes", self.max_batch_bytes, 1024, 1024 * MIB)
-        _check_int("max_payload_bytes", self.max_payload_bytes, 256, self.max_batch_bytes)
-        _check_int("max_deltas_limit", self.max_deltas_limit, 1, 100_000)
-        _check_int("enroll_retry_window_s", self.enroll_retry_window_s, 0, 86_400)
-        _check_int("enroll_token_ttl_s", self.enroll_token_ttl_s, 60, 366 * 86_400)
-        _check_int("invitation_default_s", self.invitation_default_s, 60, 366 * 86_400)
-        _check_int("heartbeat_interval_s", self.heartbeat_interval_s, 1, 86_400)
-        _check_int("poll_interval_s", self.poll_interval_s, 1, 86_400)
-        _check_int("counter_max_advance", self.counter_max_advance, 1, 2**24 - 1)
+        integer("max_batch_events", self.max_batch_events, 1, 100_000)
+        integer("max_batch_bytes", self.max_batch_bytes, 1024, 1024 * MIB)
+        integer("max_payload_bytes", self.max_payload_bytes, 256, self.max_batch_bytes)
+        integer("max_deltas_limit", self.max_deltas_limit, 1, 100_000)
+        integer("enroll_retry_window_s", self.enroll_retry_window_s, 0, 86_400)
+        integer("enroll_token_ttl_s", self.enroll_token_ttl_s, 60, 366 * 86_400)
+        integer("invitation_default_s", self.invitation_default_s, 60, 366 * 86_400)
+        integer("heartbeat_interval_s", self.heartbeat_interval_s, 1, 86_400)
+        integer("poll_interval_s", self.poll_interval_s, 1, 86_400)
+        integer("counter_max_advance", self.counter_max_advance, 1, 2**24 - 1)
         if self.ntag424 is not None and not isinstance(self.ntag424, Ntag424Section):
-            raise ValueError("ntag424: must be an Ntag424Section")
+            raise ConfigError("ntag424", "must be an Ntag424Section")
         if self.ntag424 is not None and not self.ntag424.configured:
-            raise ValueError("ntag424: needs file_read_key or file_read_master_key")
-        if (
-            isinstance(self.shutdown_timeout_s, bool)
-            or not isinstance(self.shutdown_timeout_s, int | float)
-            or not 0 <= self.shutdown_timeout_s <= 600
-        ):
-            raise ValueError(f"shutdown_timeout_s: {self.shutdown_timeout_s!r} must be 0..600")
+            raise ConfigError("ntag424", "needs file_read_key or file_read_master_key")
+        number("shutdown_timeout_s", self.shutdown_timeout_s, 0, 600, unit=" seconds")
 
     def sun_verifier(self) -> SunVerifier | None:
         """Return the SUN verifier of the site's keys (None when none are configured)."""
@@ -119,19 +106,12 @@ def load_ntag424_keys(path: Path) -> Ntag424Section:
     mac_param).
 
     Raises:
-        ValueError: unreadable, not TOML, or a bad key (named).
+        ConfigError: unreadable, not TOML, or a bad key (named, with the file).
     """
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"ntag424 keys: cannot read {path}: {exc}") from None
-    table = data.get("ntag424")
-    if not isinstance(table, dict):
-        raise ValueError(f"ntag424 keys: {path} has no [ntag424] table")
-    unknown = set(table) - {f for f in Ntag424Section.__dataclass_fields__}
-    if unknown:
-        raise ValueError(f"ntag424.{sorted(unknown)[0]}: unknown key")
-    try:
-        return Ntag424Section(**table)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"ntag424.{exc}") from None
+
+    def parse(data: dict[str, Any]) -> Ntag424Section:
+        if not isinstance(data.get("ntag424"), dict):
+            raise ConfigError("ntag424", "the keys file has no [ntag424] table")
+        return build(Ntag424Section, data["ntag424"], "ntag424")
+
+    return load(path, parse)

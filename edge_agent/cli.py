@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from edge_agent.config import DEFAULT_PATH, AgentConfig, load_config, simulator_config_path
-from edge_agent.settings_loader import ConfigError
+from portier_common.settings import ConfigError
 
 log = logging.getLogger(__name__)
 

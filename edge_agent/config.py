@@ -11,33 +11,29 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
-import tomllib
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 from edge_agent.door import DoorMode, DoorTimings
-from edge_agent.settings_loader import ConfigError, build
 from hardware.camera import CameraSettings
 from hardware.gpio import GpioSettings
 from hardware.nfc import NfcSettings
 from hardware.qr import QRSettings
+from portier_common import settings
 from portier_common.ntag424 import Ntag424Section
+from portier_common.settings import NOT_A_KEY, ConfigError, build, keys_of, resolve_path
 
 DEFAULT_PATH = Path("/etc/portier/agent.toml")
 #: ``[door] max_offline_staleness_s`` of a door with a central when the file sets none:
 #: a door cut off from its central stops trusting its cache after a day.
 DEFAULT_MAX_OFFLINE_STALENESS_S = 86_400.0
-_IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_IDENT_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
-def _ident(name: str, value: str) -> None:
-    if not _IDENT.match(value):
-        raise ValueError(
-            f"{name}: {value!r} must be 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
+def _ident(key: str, value: str) -> None:
+    settings.matches(key, value, _IDENT, _IDENT_RULE)
 
 
 @dataclass(frozen=True)
@@ -96,29 +92,25 @@ class DoorSection:
 
     def __post_init__(self) -> None:
         _ident("id", self.id)
-        for zone in self.zones:
-            _ident("zones", zone)
-        if self.mode not in (DoorMode.NORMAL, DoorMode.LOCKDOWN, DoorMode.FREE_ACCESS):
-            raise ValueError(f"mode: {self.mode!r} must be normal, lockdown or free_access")
+        settings.each("zones", self.zones, _ident)
+        settings.choice(
+            "mode", self.mode, (DoorMode.NORMAL, DoorMode.LOCKDOWN, DoorMode.FREE_ACCESS)
+        )
         if self.max_offline_staleness_s is not None and self.max_offline_staleness_s <= 0:
-            raise ValueError(
-                "max_offline_staleness_s: must be a positive number of seconds "
-                "(for no bound at all, set allow_unbounded_offline = true instead)"
+            raise ConfigError(
+                "max_offline_staleness_s",
+                "must be a positive number of seconds "
+                "(for no bound at all, set allow_unbounded_offline = true instead)",
             )
         if self.allow_unbounded_offline and self.max_offline_staleness_s is not None:
-            raise ValueError(
-                "allow_unbounded_offline: cannot be true while max_offline_staleness_s is set"
+            raise ConfigError(
+                "allow_unbounded_offline", "cannot be true while max_offline_staleness_s is set"
             )
-        if not 0 < self.stale_alarm_fraction <= 1:
-            raise ValueError("stale_alarm_fraction: must be in (0, 1]")
-        if not 10 <= self.help_alarm_s <= 86400:
-            raise ValueError("help_alarm_s: must be between 10 and 86400 seconds")
-        if not 0 <= self.max_clock_skew_s <= 3600:
-            raise ValueError("max_clock_skew_s: must be between 0 and 3600 seconds")
-        if not 0.5 <= self.visitor_unlock_s <= 300:
-            raise ValueError("visitor_unlock_s: must be between 0.5 and 300 seconds")
-        if not 1 <= self.grant_hold_s <= 3600:
-            raise ValueError("grant_hold_s: must be between 1 and 3600 seconds")
+        settings.number("stale_alarm_fraction", self.stale_alarm_fraction, above=0, high=1)
+        settings.seconds("help_alarm_s", self.help_alarm_s, 10, 86400)
+        settings.seconds("max_clock_skew_s", self.max_clock_skew_s, 0, 3600)
+        settings.seconds("visitor_unlock_s", self.visitor_unlock_s, 0.5, 300)
+        settings.seconds("grant_hold_s", self.grant_hold_s, 1, 3600)
         self.timings()  # validates unlock_s and held_open_s, naming them
 
     def timings(self) -> DoorTimings:
@@ -142,7 +134,7 @@ class PathsSection:
 
     def __post_init__(self) -> None:
         if not 0 <= self.socket_mode <= 0o777:
-            raise ValueError(f"socket_mode: {self.socket_mode!r} is not a file mode")
+            raise ConfigError("socket_mode", f"{self.socket_mode!r} is not a file mode")
 
     @property
     def database(self) -> Path:
@@ -169,9 +161,7 @@ def check_central_url(url: str) -> str:
     of the demo and the tests): elsewhere anybody on the path could read the device
     credential and rewrite what the central says.
     """
-    if not isinstance(url, str) or not re.match(r"^https?://[^/\s]+", url):
-        raise ValueError(f"{url!r} is not an http(s) URL")
-    parts = urllib.parse.urlsplit(url)
+    parts = settings.url("", url, schemes=("http", "https"))  # callers name the key
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ValueError(
             f"{url!r}: plain http:// is allowed on loopback only "
@@ -200,11 +190,9 @@ class ApiSection:
     idle_timeout_s: float = 15.0
 
     def __post_init__(self) -> None:
-        if not 4 <= self.max_connections <= 4096:
-            raise ValueError("max_connections: must be between 4 and 4096")
+        settings.integer("max_connections", self.max_connections, 4, 4096)
         for name in ("header_timeout_s", "body_timeout_s", "idle_timeout_s"):
-            if not 0.1 <= getattr(self, name) <= 3600:
-                raise ValueError(f"{name}: must be between 0.1 and 3600 seconds")
+            settings.seconds(name, getattr(self, name), 0.1, 3600)
 
 
 @dataclass(frozen=True)
@@ -240,11 +228,9 @@ class CentralSection:
             try:
                 check_central_url(self.url)
             except ValueError as exc:
-                raise ValueError(f"url: {exc}") from None
-        if not 0.1 <= self.timeout_s <= 300:
-            raise ValueError("timeout_s: must be between 0.1 and 300 seconds")
-        if not 1 <= self.batch_size <= 10_000:
-            raise ValueError("batch_size: must be between 1 and 10000")
+                raise ConfigError("url", str(exc)) from None
+        settings.seconds("timeout_s", self.timeout_s, 0.1, 300)
+        settings.integer("batch_size", self.batch_size, 1, 10_000)
         for name, low, high in (
             ("sync_interval_s", 0.05, 86_400),
             ("heartbeat_interval_s", 0.1, 86_400),
@@ -253,16 +239,14 @@ class CentralSection:
             ("backoff_cap_s", 0.001, 86_400),
             ("backlog_alarm_age_s", 1, 365 * 86_400),
         ):
-            if not low <= getattr(self, name) <= high:
-                raise ValueError(f"{name}: must be between {low} and {high} seconds")
+            settings.seconds(name, getattr(self, name), low, high)
         if self.backoff_cap_s < self.backoff_base_s:
-            raise ValueError("backoff_cap_s: must not be below backoff_base_s")
-        if not 1 <= self.deltas_page <= 1000:
-            raise ValueError("deltas_page: must be between 1 and 1000")
-        if self.backlog_alarm_events < 1:
-            raise ValueError("backlog_alarm_events: must be at least 1")
-        if not 0 < self.backlog_alarm_disk_fraction <= 1:
-            raise ValueError("backlog_alarm_disk_fraction: must be in (0, 1]")
+            raise ConfigError("backoff_cap_s", "must not be below backoff_base_s")
+        settings.integer("deltas_page", self.deltas_page, 1, 1000)
+        settings.integer("backlog_alarm_events", self.backlog_alarm_events, 1)
+        settings.number(
+            "backlog_alarm_disk_fraction", self.backlog_alarm_disk_fraction, above=0, high=1
+        )
 
 
 @dataclass(frozen=True)
@@ -284,14 +268,10 @@ class GuardSection:
     login_burst: int = 5
 
     def __post_init__(self) -> None:
-        if not 1 <= self.max_pin_failures <= 20:
-            raise ValueError("max_pin_failures: must be between 1 and 20")
-        if not 1 <= self.lockout_s <= 86_400:
-            raise ValueError("lockout_s: must be between 1 and 86400 seconds")
-        if not 1 <= self.login_attempts_per_minute <= 100_000:
-            raise ValueError("login_attempts_per_minute: must be between 1 and 100000")
-        if not 1 <= self.login_burst <= 1000:
-            raise ValueError("login_burst: must be between 1 and 1000")
+        settings.integer("max_pin_failures", self.max_pin_failures, 1, 20)
+        settings.seconds("lockout_s", self.lockout_s, 1, 86_400)
+        settings.integer("login_attempts_per_minute", self.login_attempts_per_minute, 1, 100_000)
+        settings.integer("login_burst", self.login_burst, 1, 1000)
 
 
 @dataclass(frozen=True)
@@ -317,7 +297,7 @@ class AgentConfig:
     ntag424: Ntag424Section = field(default_factory=Ntag424Section)
     hardware: HardwareSection = field(default_factory=HardwareSection)
     #: The file it was read from (not a key in the file).
-    source: Path | None = field(default=None, compare=False)
+    source: Path | None = field(default=None, compare=False, metadata=NOT_A_KEY)
 
     def __post_init__(self) -> None:
         # Offline is bounded by default where there is a central to sync from: the
@@ -334,37 +314,24 @@ class AgentConfig:
             object.__setattr__(self, "door", bounded)
 
 
-@overload
-def _resolve(base: Path, value: Path) -> Path: ...
-@overload
-def _resolve(base: Path, value: None) -> None: ...
-def _resolve(base: Path, value: Path | None) -> Path | None:
-    if value is None or value.is_absolute():
-        return value
-    return (base / value).resolve()
-
-
 def parse_config(data: dict[str, Any], base_dir: Path, source: Path | None = None) -> AgentConfig:
     """Build an :class:`AgentConfig` from parsed TOML. Raises :class:`ConfigError`."""
-    fields = {f.name for f in dataclasses.fields(AgentConfig)} - {"source"}
-    unknown = sorted(set(data) - fields)
-    if unknown:
-        raise ConfigError(unknown[0], f"unknown section (expected: {', '.join(sorted(fields))})")
+    settings.refuse_unknown(data, keys_of(AgentConfig), what="section")
     cfg = build(AgentConfig, data)
     paths = dataclasses.replace(
         cfg.paths,
-        state_dir=_resolve(base_dir, cfg.paths.state_dir),
-        socket=_resolve(base_dir, cfg.paths.socket),
+        state_dir=resolve_path(base_dir, cfg.paths.state_dir),
+        socket=resolve_path(base_dir, cfg.paths.socket),
     )
     central = dataclasses.replace(
         cfg.central,
-        ca_file=_resolve(base_dir, cfg.central.ca_file),
-        credential_file=_resolve(base_dir, cfg.central.credential_file),
+        ca_file=resolve_path(base_dir, cfg.central.ca_file),
+        credential_file=resolve_path(base_dir, cfg.central.credential_file),
     )
     hardware = cfg.hardware
     if hardware.camera is not None and hardware.camera.replay_path is not None:
         camera = dataclasses.replace(
-            hardware.camera, replay_path=_resolve(base_dir, hardware.camera.replay_path)
+            hardware.camera, replay_path=resolve_path(base_dir, hardware.camera.replay_path)
         )
         hardware = dataclasses.replace(hardware, camera=camera)
     return dataclasses.replace(cfg, paths=paths, central=central, hardware=hardware, source=source)
@@ -377,17 +344,7 @@ def load_config(path: Path | str) -> AgentConfig:
     error or an unreadable file).
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError("", f"cannot read {path}: {exc.strerror or exc}") from exc
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError("", f"{path} is not UTF-8 text: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("", f"{path} is not valid TOML: {exc}") from exc
-    return parse_config(data, path.parent.resolve(), source=path)
+    return settings.load(path, lambda data: parse_config(data, path.parent.resolve(), path))
 
 
 def simulator_config_path() -> Path:

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:  # config imports this module: the type only
     from edge_agent.config import DoorSection
 
+from portier_common.settings import seconds
+
 log = logging.getLogger(__name__)
 
 
@@ -72,12 +74,9 @@ class DoorTimings:
     relock_on_close: bool = True
 
     def __post_init__(self) -> None:
-        if not 0.5 <= self.unlock_s <= 300:
-            raise ValueError(f"unlock_s: {self.unlock_s!r} must be between 0.5 and 300 seconds")
-        if not 1 <= self.held_open_s <= 3600:
-            raise ValueError(f"held_open_s: {self.held_open_s!r} must be between 1 and 3600 s")
-        if not 0 <= self.rex_grace_s <= 60:
-            raise ValueError(f"rex_grace_s: {self.rex_grace_s!r} must be between 0 and 60 s")
+        seconds("unlock_s", self.unlock_s, 0.5, 300)
+        seconds("held_open_s", self.held_open_s, 1, 3600)
+        seconds("rex_grace_s", self.rex_grace_s, 0, 60)
 
 
 @dataclass(frozen=True)

@@ -15,26 +15,20 @@ simulated camera and QR settings.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_origin, get_type_hints, overload
+from typing import Any
 
 from hardware.camera import CameraSettings
 from hardware.qr import QRSettings
+from portier_common import settings
+from portier_common.settings import NOT_A_KEY, ConfigError, build, read_toml, resolve_path
 
 DEFAULT_PATH = Path("/etc/portier/kiosk.toml")
 #: Languages with a catalogue; the first is the fallback.
 LANGUAGES: tuple[str, ...] = ("en", "fr")
 #: Kivy input set-ups :class:`InputSection` knows (see :func:`kiosk.app.configure_kivy`).
 INPUT_PROVIDERS: tuple[str, ...] = ("mouse", "mtdev", "hidinput")
-
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
-
-T = TypeVar("T", bound="DataclassInstance")
 #: The demo site's fire assembly point (``ui.assembly_point``).
 DEMO_ASSEMBLY_POINT = {"en": "Car park B, by the flagpole", "fr": "Parking B, près du mât"}
 #: The demo site's other entrances, named for a visitor refused at the wrong one.
@@ -46,20 +40,6 @@ DEMO_ENTRANCES = (
     },
     {"id": "gate-b", "en": "North gate, Rue Belliard", "fr": "Entrée nord, rue Belliard"},
 )
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or invalid; ``key`` is its dotted path."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        self.key = key
-        self.problem = problem
-        super().__init__(f"{key}: {problem}" if key else problem)
-
-
-def _positive(name: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        raise ValueError(f"{name}: {value!r} must be between {low:g} and {high:g}")
 
 
 @dataclass(frozen=True)
@@ -75,9 +55,9 @@ class AgentSection:
     retry_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
-        _positive("timeout_s", self.timeout_s, 0.2, 60)
-        _positive("status_interval_s", self.status_interval_s, 0.2, 300)
-        _positive("retry_interval_s", self.retry_interval_s, 0.1, 60)
+        settings.number("timeout_s", self.timeout_s, 0.2, 60)
+        settings.number("status_interval_s", self.status_interval_s, 0.2, 300)
+        settings.number("retry_interval_s", self.retry_interval_s, 0.1, 60)
 
 
 @dataclass(frozen=True)
@@ -91,8 +71,8 @@ class ScanSection:
     viewfinder_fps: float = 15.0
 
     def __post_init__(self) -> None:
-        _positive("debounce_s", self.debounce_s, 0.5, 600)
-        _positive("viewfinder_fps", self.viewfinder_fps, 1, 60)
+        settings.number("debounce_s", self.debounce_s, 0.5, 600)
+        settings.number("viewfinder_fps", self.viewfinder_fps, 1, 60)
 
 
 @dataclass(frozen=True)
@@ -104,8 +84,7 @@ class Directions:
 
     def __post_init__(self) -> None:
         for lang in LANGUAGES:
-            if not getattr(self, lang).strip():
-                raise ValueError(f"{lang}: directions must not be empty")
+            settings.text(lang, getattr(self, lang), what="directions")
 
 
 @dataclass(frozen=True)
@@ -121,11 +100,9 @@ class Entrance:
     fr: str
 
     def __post_init__(self) -> None:
-        if not self.id.strip():
-            raise ValueError("id: must not be empty")
+        settings.text("id", self.id)
         for lang in LANGUAGES:
-            if not getattr(self, lang).strip():
-                raise ValueError(f"{lang}: the name of entrance {self.id!r} must not be empty")
+            settings.text(lang, getattr(self, lang), what=f"the name of entrance {self.id!r}")
 
 
 @dataclass(frozen=True)
@@ -140,11 +117,8 @@ class AssemblyPoint:
 
     def __post_init__(self) -> None:
         for lang in LANGUAGES:
-            text = getattr(self, lang)
-            if not text.strip():
-                raise ValueError(f"{lang}: the assembly point must not be empty")
-            if len(text) > 80:
-                raise ValueError(f"{lang}: at most 80 characters (it is shown in large type)")
+            # At most 80 characters: it is shown in large type.
+            settings.text(lang, getattr(self, lang), max_chars=80, what="the assembly point")
 
 
 @dataclass(frozen=True)
@@ -179,19 +153,20 @@ class UISection:
     demo: bool = False
 
     def __post_init__(self) -> None:
-        if self.language not in LANGUAGES:
-            raise ValueError(f"language: {self.language!r} must be one of {', '.join(LANGUAGES)}")
-        _positive("idle_timeout_s", self.idle_timeout_s, 5, 3600)
-        _positive("outcome_timeout_s", self.outcome_timeout_s, 3, 600)
-        _positive("guard_idle_timeout_s", self.guard_idle_timeout_s, 10, 3600)
-        _positive("open_after_s", self.open_after_s, 1, 120)
+        settings.choice("language", self.language, LANGUAGES)
+        settings.number("idle_timeout_s", self.idle_timeout_s, 5, 3600)
+        settings.number("outcome_timeout_s", self.outcome_timeout_s, 3, 600)
+        settings.number("guard_idle_timeout_s", self.guard_idle_timeout_s, 10, 3600)
+        settings.number("open_after_s", self.open_after_s, 1, 120)
         ids = [e.id for e in self.entrances]
         if len(ids) != len(set(ids)):
-            raise ValueError(f"entrances: an id appears twice ({', '.join(ids)})")
-        _positive("touch_guard_s", self.touch_guard_s, 0, 2)
+            raise ConfigError("entrances", f"an id appears twice ({', '.join(ids)})")
+        settings.number("touch_guard_s", self.touch_guard_s, 0, 2)
         width, height = self.size
         if not (320 <= width <= 7680 and 240 <= height <= 4320):
-            raise ValueError(f"size: {self.size!r} must be at least 320x240 and at most 7680x4320")
+            raise ConfigError(
+                "size", f"{self.size!r} must be at least 320x240 and at most 7680x4320"
+            )
 
 
 @dataclass(frozen=True)
@@ -210,14 +185,11 @@ class InputSection:
     device: str = ""
 
     def __post_init__(self) -> None:
-        if self.provider not in INPUT_PROVIDERS:
-            raise ValueError(
-                f"provider: {self.provider!r} must be one of {', '.join(INPUT_PROVIDERS)}"
-            )
+        settings.choice("provider", self.provider, INPUT_PROVIDERS)
         if self.device and not self.device.startswith("/dev/input/"):
-            raise ValueError(f"device: {self.device!r} must be a path under /dev/input/")
+            raise ConfigError("device", f"{self.device!r} must be a path under /dev/input/")
         if self.device and self.provider == "mouse":
-            raise ValueError("device: only for the mtdev and hidinput providers")
+            raise ConfigError("device", "only for the mtdev and hidinput providers")
 
 
 @dataclass(frozen=True)
@@ -231,125 +203,19 @@ class KioskConfig:
     ui: UISection = field(default_factory=UISection)
     input: InputSection = field(default_factory=InputSection)
     #: The demo directory (``kiosk --demo DIR``); None on a real kiosk.
-    demo_dir: Path | None = None
+    demo_dir: Path | None = field(default=None, metadata=NOT_A_KEY)
     #: The file it was read from (not a key in the file).
-    source: Path | None = field(default=None, compare=False)
-
-
-# -- a small typed TOML -> dataclass builder -------------------------------------------
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _convert(value: Any, tp: Any, path: str) -> Any:
-    origin = get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in get_args(tp) if a is not type(None)]
-        if value is None and len(args) < len(get_args(tp)):
-            return None
-        problems = []
-        for arg in args:
-            try:
-                return _convert(value, arg, path)
-            except ConfigError as exc:
-                problems.append(exc.problem)
-        raise ConfigError(path, "; ".join(problems))
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return _build(tp, value, path)
-    if origin is tuple:
-        item_types = get_args(tp)
-        if not isinstance(value, list | tuple):
-            raise ConfigError(path, f"expected a list, got {type(value).__name__}")
-        if len(item_types) == 2 and item_types[1] is Ellipsis:
-            return tuple(_convert(v, item_types[0], f"{path}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(item_types):
-            raise ConfigError(path, f"expected {len(item_types)} items, got {len(value)}")
-        return tuple(
-            _convert(v, a, f"{path}[{i}]")
-            for i, (v, a) in enumerate(zip(value, item_types, strict=True))
-        )
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(path, f"expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(path, f"expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(path, f"expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(path, f"expected a string, got {value!r}")
-        return value
-    if tp is Path:
-        if not isinstance(value, str) or not value:
-            raise ConfigError(path, f"expected a path, got {value!r}")
-        return Path(value)
-    raise ConfigError(path, f"unsupported type {tp!r}")  # a bug in a settings class
-
-
-def _build(cls: type[T], data: Any, path: str = "") -> T:
-    if not isinstance(data, dict):
-        raise ConfigError(path, f"expected a table, got {type(data).__name__}")
-    hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(_join(path, unknown[0]), f"unknown key (expected: {', '.join(fields)})")
-    kwargs = {}
-    for name, f in fields.items():
-        if name in data:
-            kwargs[name] = _convert(data[name], hints[name], _join(path, name))
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(_join(path, name), "required key is missing")
-    try:
-        return cls(**kwargs)
-    except ValueError as exc:
-        # The settings classes name the field first ("idle_timeout_s: ..."): prefix the table.
-        message = str(exc)
-        key, sep, problem = message.partition(": ")
-        if sep and key in fields:
-            raise ConfigError(_join(path, key), problem) from exc
-        raise ConfigError(path, message) from exc
-
-
-@overload
-def _resolve(base: Path, value: Path) -> Path: ...
-@overload
-def _resolve(base: Path, value: None) -> None: ...
-def _resolve(base: Path, value: Path | None) -> Path | None:
-    if value is None or value.is_absolute():
-        return value
-    return (base / value).resolve()
+    source: Path | None = field(default=None, compare=False, metadata=NOT_A_KEY)
 
 
 def parse_config(data: dict[str, Any], base_dir: Path, source: Path | None = None) -> KioskConfig:
     """Build a :class:`KioskConfig` from parsed TOML. Raises :class:`ConfigError`."""
-    data = dict(data)
-    if "demo_dir" in data or "source" in data:
-        raise ConfigError("demo_dir" if "demo_dir" in data else "source", "unknown key")
-    cfg = _build(KioskConfig, data)
-    agent = dataclasses.replace(cfg.agent, socket=_resolve(base_dir, cfg.agent.socket))
+    cfg = build(KioskConfig, data)
+    agent = dataclasses.replace(cfg.agent, socket=resolve_path(base_dir, cfg.agent.socket))
     camera = cfg.camera
     if camera.replay_path is not None:
-        camera = dataclasses.replace(camera, replay_path=_resolve(base_dir, camera.replay_path))
+        camera = dataclasses.replace(camera, replay_path=resolve_path(base_dir, camera.replay_path))
     return dataclasses.replace(cfg, agent=agent, camera=camera, source=source)
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError("", f"cannot read {path}: {exc.strerror or exc}") from exc
-    try:
-        return tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError("", f"{path} is not UTF-8 text: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("", f"{path} is not valid TOML: {exc}") from exc
 
 
 def load_config(path: str | Path) -> KioskConfig:
@@ -359,7 +225,7 @@ def load_config(path: str | Path) -> KioskConfig:
     or an unreadable file).
     """
     path = Path(path)
-    return parse_config(_read_toml(path), path.parent.resolve(), source=path)
+    return settings.load(path, lambda data: parse_config(data, path.parent.resolve(), path))
 
 
 def demo_config(demo_dir: str | Path) -> KioskConfig:
@@ -379,7 +245,7 @@ def demo_config(demo_dir: str | Path) -> KioskConfig:
             cfg, ui=dataclasses.replace(cfg.ui, demo=True), demo_dir=demo_dir
         )
     agent_toml = demo_dir / "agent.toml"
-    data = _read_toml(agent_toml)
+    data = read_toml(agent_toml)
     paths = data.get("paths", {})
     socket = paths.get("socket", str(AgentSection.socket)) if isinstance(paths, dict) else None
     if not isinstance(socket, str) or not socket:

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import load_config, simulator_config_path
-from edge_agent.settings_loader import ConfigError
+from edge_agent.config import ConfigError, load_config, simulator_config_path
 
 EDGE_AGENT = [sys.executable, "-c", "import sys; from edge_agent.cli import main; sys.exit(main())"]
 
@@ -79,7 +78,7 @@ def test_errors_name_the_key(tmp_path, extra, key):
 
 
 def test_missing_required_section(tmp_path):
-    with pytest.raises(ConfigError, match=r"^door: is required"):
+    with pytest.raises(ConfigError, match=r"^door: required key is missing"):
         load_config(write(tmp_path, '[device]\nid = "a"\nsite = "hq"\n'))
 
 

@@ -408,7 +408,7 @@ def test_unbounded_offline_must_be_said_explicitly(make_rig):
 def test_staleness_settings_are_validated(tmp_path, door, key):
     from test_agent import make_config
 
-    from edge_agent.settings_loader import ConfigError
+    from edge_agent.config import ConfigError
 
     with pytest.raises(ConfigError) as bad:
         make_config(tmp_path, door=door, **CENTRAL)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.settings_loader import ConfigError, build
 from edge_agent.store import StoreSettings
+from portier_common.settings import ConfigError, build
 
 
 def test_defaults_and_derived_paths() -> None:

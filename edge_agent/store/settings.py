@@ -5,12 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from portier_common.settings import ConfigError, integer, number
+
 MIB = 1024 * 1024
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name}: {value!r} must be an integer >= {minimum}")
 
 
 @dataclass(frozen=True)
@@ -62,34 +59,30 @@ class StoreSettings:
         if isinstance(self.path, str):
             object.__setattr__(self, "path", Path(self.path))
         if not isinstance(self.path, Path) or not str(self.path) or self.path.is_dir():
-            raise ValueError(f"path: {self.path!r} must be the path of a database file")
+            raise ConfigError("path", f"{self.path!r} must be the path of a database file")
         if isinstance(self.media_dir, str):
             object.__setattr__(self, "media_dir", Path(self.media_dir))
         if self.media_dir is not None and not isinstance(self.media_dir, Path):
-            raise ValueError(f"media_dir: {self.media_dir!r} must be a directory path")
-        if (
-            not isinstance(self.busy_timeout_s, int | float)
-            or isinstance(self.busy_timeout_s, bool)
-            or not 0 < self.busy_timeout_s <= 600
-        ):
-            raise ValueError(f"busy_timeout_s: {self.busy_timeout_s!r} must be in (0, 600]")
-        _check_int("keep_acked", self.keep_acked, 0)
-        _check_int("trim_batch", self.trim_batch, 1)
-        _check_int("warn_free_bytes", self.warn_free_bytes, 0)
-        _check_int("critical_free_bytes", self.critical_free_bytes, 0)
+            raise ConfigError("media_dir", f"{self.media_dir!r} must be a directory path")
+        number("busy_timeout_s", self.busy_timeout_s, above=0, high=600, unit=" seconds")
+        integer("keep_acked", self.keep_acked, 0)
+        integer("trim_batch", self.trim_batch, 1)
+        integer("warn_free_bytes", self.warn_free_bytes, 0)
+        integer("critical_free_bytes", self.critical_free_bytes, 0)
         if self.critical_free_bytes > self.warn_free_bytes:
-            raise ValueError(
-                f"critical_free_bytes: {self.critical_free_bytes} must not exceed "
-                f"warn_free_bytes ({self.warn_free_bytes})"
+            raise ConfigError(
+                "critical_free_bytes",
+                f"{self.critical_free_bytes} must not exceed "
+                f"warn_free_bytes ({self.warn_free_bytes})",
             )
-        _check_int("reserve_bytes", self.reserve_bytes, 0)
-        _check_int("media_max_bytes", self.media_max_bytes, 0)
+        integer("reserve_bytes", self.reserve_bytes, 0)
+        integer("media_max_bytes", self.media_max_bytes, 0)
         if self.max_db_bytes is not None:
-            _check_int("max_db_bytes", self.max_db_bytes, 64 * 1024)
-        _check_int("max_payload_bytes", self.max_payload_bytes, 256)
-        _check_int("checkpoint_pages", self.checkpoint_pages, 10)
+            integer("max_db_bytes", self.max_db_bytes, 64 * 1024)
+        integer("max_payload_bytes", self.max_payload_bytes, 256)
+        integer("checkpoint_pages", self.checkpoint_pages, 10)
         if self.page_size not in (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536):
-            raise ValueError(f"page_size: {self.page_size!r} must be a power of two, 512..65536")
+            raise ConfigError("page_size", f"{self.page_size!r} must be a power of two, 512..65536")
 
     @property
     def resolved_media_dir(self) -> Path:
