@@ -155,7 +155,9 @@ log "installing Portier into /opt/portier/venv"
 "$py" -c 'from kiosk.i18n import ensure_compiled; ensure_compiled()' >&2
 # The device's own distribution, portier-device (images/devicewheel.py): the device
 # packages and commands only. The reference central and the demo never reach the image.
-wheel="$(basename "$("$py" -m images.devicewheel "$work/wheels")")"
+# (Two steps: a failure inside a nested $(...) would not stop the build.)
+wheel="$("$py" -m images.devicewheel "$work/wheels")"
+wheel="${wheel##*/}"
 cp "$here/pyproject.toml" "$work/wheels/"
 [ -f "$here/constraints.txt" ] && cp "$here/constraints.txt" "$work/wheels/"
 mkdir -p "$root/opt/portier"
