@@ -183,10 +183,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     The demo wires the central, the agent and the kiosk, so it lives above them in
     ``portier_demo``; this subcommand is its thin launcher, kept because ``edge-agent demo``
     is the documented command. The import is lazy: the one edge_agent -> portier_demo
-    import the layer contracts allow (pyproject.toml, docs/architecture.md).
+    import the layer contracts allow (pyproject.toml, docs/architecture.md). A device's
+    wheel (``portier-device``, images/devicewheel.py) has no demo: one line says so.
     """
-    from portier_demo.cli import run
-
+    try:
+        from portier_demo.cli import run
+    except ModuleNotFoundError as exc:
+        if exc.name != "portier_demo":
+            raise
+        print(
+            "edge-agent demo: the demo is not installed here (a device's portier-device "
+            "wheel has none); run it from a checkout: ./tools/dev demo",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     return run(args.dir, headless=args.headless, prog="edge-agent demo")
 
 

@@ -153,7 +153,11 @@ log "installing Portier into /opt/portier/venv"
 # The kiosk's gettext catalogues are compiled here, where Babel is (a dev
 # dependency), and ship in the wheel: the image has no Babel.
 "$py" -c 'from kiosk.i18n import ensure_compiled; ensure_compiled()' >&2
-"$py" -m pip wheel -q --no-deps -w "$work/wheels" "$here" >&2
+# The device's own distribution, portier-device (images/devicewheel.py): the device
+# packages and commands only. The reference central and the demo never reach the image.
+# (Two steps: a failure inside a nested $(...) would not stop the build.)
+wheel="$("$py" -m images.devicewheel "$work/wheels")"
+wheel="${wheel##*/}"
 cp "$here/pyproject.toml" "$work/wheels/"
 [ -f "$here/constraints.txt" ] && cp "$here/constraints.txt" "$work/wheels/"
 mkdir -p "$root/opt/portier"
@@ -162,7 +166,6 @@ cp -a "$work/wheels" "$root/opt/portier/wheels"
 in_root python3 -m venv --system-site-packages /opt/portier/venv
 constraint=()
 [ -f "$root/opt/portier/wheels/constraints.txt" ] && constraint=(-c /opt/portier/wheels/constraints.txt)
-wheel="$(basename "$(ls "$work"/wheels/portier-*.whl)")"
 # pip inside the chroot trusts what the build machine trusts (a site's TLS-inspecting
 # proxy, for one): its CA bundle is copied in for this step only.
 for ca in "${PIP_CERT:-}" "${SSL_CERT_FILE:-}" /etc/ssl/certs/ca-certificates.crt; do
@@ -170,6 +173,9 @@ for ca in "${PIP_CERT:-}" "${SSL_CERT_FILE:-}" /etc/ssl/certs/ca-certificates.cr
 done
 cp "$ca" "$root/opt/portier/wheels/build-ca.crt"
 host_dns
+# A reused root may hold the developers' distribution (`portier`, central and demo
+# included) from an older build: it goes first (pip only warns when it is absent).
+in_root /opt/portier/venv/bin/pip uninstall -q -y portier >&2
 in_root PIP_CERT=/opt/portier/wheels/build-ca.crt /opt/portier/venv/bin/pip install -q \
     --no-cache-dir "${constraint[@]}" "/opt/portier/wheels/$wheel" >&2
 # A reused root already has a Portier of the same version, which pip would keep: this
@@ -242,6 +248,16 @@ done
 log "smoke test inside the image"
 in_root /opt/portier/venv/bin/python -c 'import hardware, edge_agent, kiosk, images, kivy, cv2, zxingcpp, pyzbar.pyzbar, nfc, gpiozero; print("imports ok")' >&2
 in_root /opt/portier/venv/bin/appliance --help >/dev/null
+in_root /opt/portier/venv/bin/python -c 'import importlib.util as u; \
+assert not [m for m in ("central", "portier_demo") if u.find_spec(m)]; print("no central, no demo")' >&2
+# `edge-agent demo` stays a command, and says in one line that the demo is not here.
+if demo_out="$(in_root /opt/portier/venv/bin/edge-agent demo --dir /tmp/demo 2>&1)"; then
+    die "edge-agent demo ran inside the image"
+fi
+case "$demo_out" in
+    *"the demo is not installed here"*) ;;
+    *) die "edge-agent demo in the image: $demo_out" ;;
+esac
 in_root /opt/portier/venv/bin/python -c 'from kiosk.i18n import translations as t; \
 assert t("fr").gettext("Welcome") == "Bienvenue"; print("French catalogue ok")' >&2
 if in_root /opt/portier/venv/bin/edge-agent selftest --help >/dev/null 2>&1; then

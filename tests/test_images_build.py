@@ -172,6 +172,34 @@ def test_image_carries_this_checkouts_code(built_image, tmp_path):
             assert (tmp_path / path).read_bytes() == (REPO / path).read_bytes(), path
 
 
+def _names(image: Path, offset: int, directory: str) -> set[str]:
+    """The entry names of ``directory`` (debugfs ``ls -p``: /inode/mode/uid/gid/name/size/)."""
+    listing = debugfs(image, offset, f"ls -p {directory}")
+    return {line.split("/")[5] for line in listing.splitlines() if line.count("/") >= 6}
+
+
+def test_image_has_the_device_distribution_only(built_image):
+    """The image installs portier-device (images/devicewheel.py): the reference central
+    and the demo, and their commands, never reach a device."""
+    root = disk.read_partition_table(built_image).partitions[1].start
+    found = debugfs(built_image, root, "ls -p /opt/portier/venv/lib")
+    python = next(name for name in found.split("/") if name.startswith("python3"))
+    site = f"/opt/portier/venv/lib/{python}/site-packages"
+    installed = _names(built_image, root, site)
+    for package in ("hardware", "edge_agent", "kiosk", "images", "portier_common"):
+        assert package in installed, sorted(installed)
+    assert "central" not in installed and "portier_demo" not in installed, sorted(installed)
+    dists = {n for n in installed if n.endswith(".dist-info") and n.startswith("portier")}
+    assert dists == {"portier_device-0.1.0.dist-info"}, dists
+    entry_points = assemble.ext4_read(
+        built_image, root, f"{site}/portier_device-0.1.0.dist-info/entry_points.txt"
+    ).decode()
+    assert "central" not in entry_points and "portier_demo" not in entry_points, entry_points
+    commands = _names(built_image, root, "/opt/portier/venv/bin")
+    assert {"edge-agent", "kiosk", "appliance"} <= commands, sorted(commands)
+    assert not {"portier-central", "portier-demo"} & commands, sorted(commands)
+
+
 def test_self_test_passed_inside_the_image(built_image):
     report = built_image.parent / "selftest-simulator.json"
     if not report.exists():
