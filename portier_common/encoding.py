@@ -250,12 +250,24 @@ class SystemClock:
 _RAND_BITS = 74
 _RAND_LIMIT = 1 << _RAND_BITS
 _RAND_B_MASK = (1 << 62) - 1
+#: The id's two big-endian halves: ms << 16 | version 7 | rand_a, variant | rand_b.
+_ID = struct.Struct(">QQ")
+_VERSION_7 = 0x7 << 12
+_VARIANT = 0b10 << 62
+#: Random bytes drawn from os.urandom at a time: 64 ids' worth (one syscall, not 64).
+_POOL_BYTES = 640
+
+#: Bumped in a forked child, so that it never hands out the random bytes its
+#: parent drew (two processes would make ids that share their random bits).
+_fork_epoch = [0]
 
 
-def _random74() -> int:
-    # 73 random bits: the top bit is left clear so a run of increments
-    # within one millisecond practically never overflows the field.
-    return int.from_bytes(os.urandom(10), "big") >> 7
+def _after_fork() -> None:
+    _fork_epoch[0] += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 class UUIDv7Generator:
@@ -266,12 +278,19 @@ class UUIDv7Generator:
     millisecond (RFC 9562 section 6.2, method 2). When the clock goes back the
     last timestamp is kept and the counter goes on, so ids never go back --
     the journal relies on id order matching sequence order. Thread-safe.
+
+    The random bits come from :func:`os.urandom`, drawn 64 ids' worth at a
+    time (an id per durable append: one system call fewer on that path), and
+    drawn afresh in a forked child.
     """
 
     def __init__(self, last: bytes | None = None) -> None:
         self._lock = threading.Lock()
         self._ts = -1
         self._rand = 0
+        self._pool = b""
+        self._pos = _POOL_BYTES
+        self._epoch = _fork_epoch[0]
         if last is not None:
             self.advance_past(last)
 
@@ -283,22 +302,31 @@ class UUIDv7Generator:
         with self._lock:
             self._ts, self._rand = max((self._ts, self._rand), (ts, rand))
 
+    def _fresh74(self) -> int:
+        """73 random bits from the pool; lock held.
+
+        The top bit of the 74 is left clear so a run of increments within one
+        millisecond practically never overflows the field.
+        """
+        pos = self._pos
+        if pos >= _POOL_BYTES or self._epoch != _fork_epoch[0]:
+            self._pool, self._epoch, pos = os.urandom(_POOL_BYTES), _fork_epoch[0], 0
+        self._pos = pos + 10
+        return int.from_bytes(self._pool[pos : pos + 10], "big") >> 7
+
     def next_bytes(self, unix_ms: int) -> bytes:
         """Return the next id as 16 bytes, stamped ``unix_ms`` (or later)."""
         with self._lock:
             if unix_ms > self._ts:
                 self._ts = unix_ms
-                self._rand = _random74()
+                self._rand = rand = self._fresh74()
             else:
-                self._rand += 1
-                if self._rand >= _RAND_LIMIT:
+                self._rand = rand = self._rand + 1
+                if rand >= _RAND_LIMIT:
                     self._ts += 1
-                    self._rand = _random74()
-            ts, rand = self._ts, self._rand
-        value = (
-            (ts << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62) | (rand & _RAND_B_MASK)
-        )
-        return value.to_bytes(16, "big")
+                    self._rand = rand = self._fresh74()
+            ts = self._ts
+        return _ID.pack((ts << 16) | _VERSION_7 | (rand >> 62), _VARIANT | (rand & _RAND_B_MASK))
 
     def next(self, unix_ms: int | None = None) -> str:
         """Return the next id in its canonical text form."""

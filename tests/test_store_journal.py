@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import struct
 import subprocess
@@ -28,6 +29,7 @@ from edge_agent.store import (
     canonical_json,
     event_hash,
 )
+from edge_agent.store.highwater import HighWater
 
 
 class FakeClock:
@@ -258,6 +260,43 @@ def test_uuid7_generator_is_strictly_increasing_within_a_millisecond() -> None:
     assert int.from_bytes(ids[0][:6], "big") == 1_000
     later = gen.next_bytes(2_000)
     assert int.from_bytes(later[:6], "big") == 2_000 and later > ids[-1]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_uuid7_random_bits_are_not_shared_with_a_forked_child() -> None:
+    """Random bits are drawn from os.urandom 64 ids at a time: a forked child must
+    draw its own, or parent and child would make ids with the same random bits."""
+    gen = UUIDv7Generator()
+    gen.next_bytes(1_000)  # the pool is filled
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write_end, gen.next_bytes(2_000))
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read_end, 16)
+    os.close(read_end)
+    os.close(write_end)
+    parent = gen.next_bytes(2_000)
+    assert child[:6] == parent[:6] and child[6:] != parent[6:]
+
+
+def test_high_water_mark_follows_every_commit(db_path: Path) -> None:
+    """The mark (written through a shared mapping after the first write) reads back
+    as the newest committed event while the store is open, and after close."""
+    with Store.open(make_settings(db_path)) as store:
+        for i in range(3):
+            event = store.journal.append("a.b", {"i": i})
+            mark = HighWater.read(db_path.with_name(db_path.name + ".hwm"))
+            assert mark is not None
+            assert (mark.seq, mark.hash, mark.id) == (
+                event.seq,
+                event.hash,
+                uuid.UUID(event.id).bytes,
+            )
+        last = store.journal.append_many([("a.b", {"j": j}) for j in range(4)])[-1]
+    mark = HighWater.read(db_path.with_name(db_path.name + ".hwm"))
+    assert mark is not None and (mark.seq, mark.hash) == (last.seq, last.hash)
 
 
 # -- concurrency ----------------------------------------------------------------------------
