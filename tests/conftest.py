@@ -12,7 +12,7 @@ import os
 import pytest
 
 #: The UI tests' session fixtures (one Kivy app per process, shared by every UI module).
-pytest_plugins = ["kiosk_ui_fixtures"]
+pytest_plugins = ["tests.support.kiosk_ui_fixtures"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -22,7 +22,7 @@ from central.cli import UsageError, parse_rule, parse_time
 from central.testing import CentralProcess, ChainBuilder, enroll_device
 from portier_common.tokens import Keyring, TrustedKey, verify
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 10
 
 

@@ -19,7 +19,7 @@ import pytest
 from edge_agent.config import AgentConfig, HardwareSection
 from hardware.gpio import InputSettings
 
-DOC = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+DOC = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
 
 
 def sections() -> dict[str, type]:

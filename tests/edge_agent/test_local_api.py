@@ -33,7 +33,13 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from test_agent import (
+
+from edge_agent.api import make_app
+from edge_agent.client import AgentClient, AgentUnavailable, ApiError
+from edge_agent.config import load_config, simulator_config_path
+from edge_agent.store import Badge, Delta, Invitation, Store, StoreSettings
+from portier_common.tokens import InvitationClaims, mint
+from tests.edge_agent.test_agent import (
     FILE_KEY,
     GUARD_PIN,
     GUARD_UID,
@@ -45,12 +51,6 @@ from test_agent import (
     base_delta,
     sun_url,
 )
-
-from edge_agent.api import make_app
-from edge_agent.client import AgentClient, AgentUnavailable, ApiError
-from edge_agent.config import load_config, simulator_config_path
-from edge_agent.store import Badge, Delta, Invitation, Store, StoreSettings
-from portier_common.tokens import InvitationClaims, mint
 
 EDGE_AGENT = str(Path(sys.executable).with_name("edge-agent"))
 LOCKED_GUARD_UID = "04C0FFEE000002"  # the lockout test's own guard, so others can log in
@@ -783,7 +783,7 @@ def test_second_agent_on_the_same_journal_refuses_to_start(served: Served) -> No
 
 
 def test_every_route_is_documented() -> None:
-    doc = (Path(__file__).parent.parent / "docs" / "local-api.md").read_text()
+    doc = (Path(__file__).parents[2] / "docs" / "local-api.md").read_text()
     app = make_app(agent=None)  # type: ignore[arg-type]  # routes only, nothing served
     routes = [r for r in app.router.routes() if r.method != "HEAD"]
     assert len(routes) >= 10
@@ -793,7 +793,7 @@ def test_every_route_is_documented() -> None:
 
 # -- the OpenAPI document is true to the server -------------------------------------------
 
-DOCS = Path(__file__).parent.parent / "docs"
+DOCS = Path(__file__).parents[2] / "docs"
 
 
 def _spec() -> dict[str, Any]:

@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_agent import rigs
-from test_local_api import start_agent
 
 from edge_agent.api import SocketInUse, start_server
 from edge_agent.client import AgentClient
 from edge_agent.service import serve, watchdog_interval_s
+from tests.edge_agent.test_agent import rigs
+from tests.edge_agent.test_local_api import start_agent
 
 
 class NotifySocket:

@@ -30,7 +30,7 @@ from hardware.qr import (
 )
 from hardware.qr.pipeline import Pipeline
 
-REAL_DIR = Path(__file__).parents[1].parent / "shared/data/qr-real"
+REAL_DIR = Path(__file__).parents[2].parent / "shared/data/qr-real"
 SEEDS = range(8)
 #: Real photos holding a second, legitimate code beside the one their manifest names
 #: (a "double QR": a small code printed inside a large one).

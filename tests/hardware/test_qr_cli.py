@@ -13,7 +13,7 @@ from PIL import Image
 
 from hardware.qr import synth
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 
 
 def run(*args: str | Path, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:

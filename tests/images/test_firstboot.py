@@ -36,7 +36,7 @@ from kiosk.config import load_config as load_kiosk_config
 from kiosk.config import parse_config as parse_kiosk_config
 
 SITE = "hq"
-KIOSK_EXAMPLE = Path(__file__).resolve().parents[1] / "kiosk" / "data" / "kiosk.toml"
+KIOSK_EXAMPLE = Path(__file__).resolve().parents[2] / "kiosk" / "data" / "kiosk.toml"
 
 
 @pytest.fixture(scope="module")

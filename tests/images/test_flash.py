@@ -18,9 +18,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from image_kit import SEARCH_PATH, blank_card, private_copy, requires_tools
 
 from images import assemble, cli, disk, flash
+from tests.support.image_kit import SEARCH_PATH, blank_card, private_copy, requires_tools
 
 MIB = 1024 * 1024
 TOOLS = (

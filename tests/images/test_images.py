@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from image_kit import blank_card, private_copy, requires_tools
 
 from images import assemble, cli, disk, flash, provision, targets
 from images.errors import FlashError, ImageError, InvalidSetting, TargetRefused
+from tests.support.image_kit import blank_card, private_copy, requires_tools
 
 MIB = 1024 * 1024
 TOOLS = ("sfdisk", "mkfs.vfat", "fsck.vfat", "mcopy", "mtype", "mkfs.ext4", "e2fsck", "debugfs")

@@ -20,7 +20,7 @@ import pytest
 
 from images import assemble, disk, flash, provision
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TOKEN = "Zx9_-" + "k" * 40
 
 

@@ -22,11 +22,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from image_kit import private_copy, requires_tools
 
 from central.testing import mint_ca, mint_server_cert
 from images import assemble, cli, disk, provision
 from images.errors import InvalidSetting
+from tests.support.image_kit import private_copy, requires_tools
 
 MIB = 1024 * 1024
 TOOLS = ("sfdisk", "mkfs.vfat", "mcopy", "mtype", "mkfs.ext4")

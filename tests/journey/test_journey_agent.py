@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_agent import (
+
+from edge_agent.agent import ActionError
+from edge_agent.door import DoorMode
+from edge_agent.policy import Credential
+from edge_agent.store import Badge, Delta
+from tests.edge_agent.test_agent import (
     GUARD_PIN,
     GUARD_UID,
     NTAG_UID,
@@ -28,11 +33,6 @@ from test_agent import (
     rigs,
     sun_url,
 )
-
-from edge_agent.agent import ActionError
-from edge_agent.door import DoorMode
-from edge_agent.policy import Credential
-from edge_agent.store import Badge, Delta
 
 NTAG_GUARD_UID = "04AA0424000002"
 
@@ -66,7 +66,7 @@ def test_a_valid_invitation_during_a_fire_is_refused_not_welcomed(make_rig):
 
 
 def test_a_forged_invitation_during_a_fire_is_journaled_as_forged(make_rig):
-    from test_agent import FORGER
+    from tests.edge_agent.test_agent import FORGER
 
     rig = make_rig()
     rig.sim.fire_alarm(True)
@@ -220,7 +220,7 @@ def test_a_guard_tap_on_a_door_without_console_is_a_staff_badge(make_rig):
 
 
 def test_the_reader_loop_takes_a_guard_tap_as_a_login_step(make_rig):
-    from test_agent import wait_until
+    from tests.edge_agent.test_agent import wait_until
 
     rig = make_rig(**UID_DOOR)
     rig.agent.start_reader()

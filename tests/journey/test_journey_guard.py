@@ -21,7 +21,11 @@ import time
 from typing import Any
 
 import pytest
-from test_kiosk_rig import (
+
+from edge_agent.client import AgentClient, ApiError
+from edge_agent.policy import CachedInvitation, DoorPolicy, judge_invitation
+from portier_common.reasons import Reason
+from tests.kiosk.test_kiosk_rig import (
     GUARD_PIN,
     GUARD_UID,
     REFUSED_CHECKINS,
@@ -30,10 +34,6 @@ from test_kiosk_rig import (
     running_rig,
     short_tmpdir,
 )
-
-from edge_agent.client import AgentClient, ApiError
-from edge_agent.policy import CachedInvitation, DoorPolicy, judge_invitation
-from portier_common.reasons import Reason
 
 
 @pytest.fixture(scope="module")

@@ -33,13 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_agent import invite, rigs
-from test_kiosk_rig import EDGE_AGENT, GUARD_PIN, GUARD_UID
-from test_kiosk_ui import scan, t, wait_journal
 
 from edge_agent.agent import ActionError
 from edge_agent.client import ApiError
 from edge_agent.policy import Credential
+from tests.edge_agent.test_agent import invite, rigs
+from tests.kiosk.test_kiosk_rig import EDGE_AGENT, GUARD_PIN, GUARD_UID
+from tests.kiosk.test_kiosk_ui import scan, t, wait_journal
 
 HOLD = {"door": {"grant_hold_s": 30, "visitor_unlock_s": 9}}
 

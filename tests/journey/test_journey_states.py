@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_agent import rigs
-from test_kiosk_ui import scan, t, wait_journal
 
 from edge_agent.agent import ActionError
 from edge_agent.door import Alarm
+from tests.edge_agent.test_agent import rigs
+from tests.kiosk.test_kiosk_ui import scan, t, wait_journal
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def test_help_with_bad_input_is_a_clear_400(make_rig, screen, lang):
 
 
 def test_help_alarm_s_is_validated_naming_the_key(tmp_path):
-    from test_agent import make_config
+    from tests.edge_agent.test_agent import make_config
 
     with pytest.raises(ValueError, match="help_alarm_s"):
         make_config(tmp_path, door={"help_alarm_s": 0})
@@ -132,7 +132,7 @@ def test_the_packaged_kiosk_toml_and_the_demo_have_an_assembly_point_setting(tmp
 
     from kiosk.config import DEMO_ASSEMBLY_POINT, demo_config, load_config
 
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     packaged = load_config(repo / "kiosk" / "data" / "kiosk.toml")
     assert packaged.ui.touch_guard_s == 0.5
     assert "assembly_point" in (repo / "kiosk" / "data" / "kiosk.toml").read_text()

@@ -47,7 +47,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_kiosk_rig import OTHER_DOOR, AgentRig, running_rig, short_tmpdir, xvfb_display
+
+from tests.kiosk.test_kiosk_rig import OTHER_DOOR, AgentRig, running_rig, short_tmpdir, xvfb_display
 
 MIN_VISITOR_UNITS = 22
 MIN_GUARD_UNITS = 18
@@ -313,7 +314,7 @@ def report(tmp_path_factory) -> dict[str, Any]:
                 "DISPLAY": display,
                 "KIVY_HOME": str(out.parent / "kivy"),
                 "PYTHONPATH": os.pathsep.join(
-                    [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
+                    [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
                 ),
             }
             result = subprocess.run(
@@ -535,11 +536,10 @@ def test_the_demo_tells_how_to_see_a_kiosk_on_a_virtual_screen(tmp_path):
 
 
 def test_edge_agent_demo_material_has_every_invitation_and_says_how_to_see_it(tmp_path):
-    from test_demo import Demo
-
     from edge_agent.client import AgentClient
     from edge_agent.config import load_config
     from kiosk import demo_material
+    from tests.portier_demo.test_demo import Demo
 
     demo = Demo(tmp_path / "demo")
     try:

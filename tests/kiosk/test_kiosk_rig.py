@@ -35,7 +35,7 @@ from edge_agent.client import AgentClient, AgentUnavailable
 from kiosk import demo_material
 from kiosk.demo_material import DemoBadge, DemoGuard, DemoInvitation, DemoMaterial
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SIMULATOR_TOML = REPO / "edge_agent" / "data" / "simulator.toml"
 SIM_CAMERA = REPO / "edge_agent" / "data" / "sim-camera"
 EDGE_AGENT = Path(sys.executable).with_name("edge-agent")

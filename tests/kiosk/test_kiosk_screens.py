@@ -13,7 +13,8 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-from test_kiosk_rig import running_rig, xvfb_display
+
+from tests.kiosk.test_kiosk_rig import running_rig, xvfb_display
 
 pytestmark = pytest.mark.ui
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from test_kiosk_rig import GUARD_PIN, LOCKOUT_GUARD_UID
+
+from tests.kiosk.test_kiosk_rig import GUARD_PIN, LOCKOUT_GUARD_UID
 
 pytestmark = pytest.mark.ui
 
@@ -620,7 +621,7 @@ def test_every_journaled_event_type_has_plain_words():
 
     from kiosk import wording
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     source = "\n".join(p.read_text() for p in (repo / "edge_agent").rglob("*.py"))
     journaled = set(
         re.findall(

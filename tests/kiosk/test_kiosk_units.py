@@ -19,7 +19,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_kiosk_rig import running_rig
 
 from hardware.camera import CameraSettings, open_camera
 from hardware.errors import DeviceError
@@ -32,6 +31,7 @@ from kiosk.demo_material import DemoBadge, DemoGuard, DemoInvitation, DemoMateri
 from kiosk.photo import encode_jpeg, portrait_crop
 from kiosk.scanner import Debouncer, Scanner
 from portier_common.reasons import Reason
+from tests.kiosk.test_kiosk_rig import running_rig
 
 KIOSK = Path(wording.__file__).resolve().parent
 REPO = KIOSK.parent

@@ -31,7 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_sync_rig import (
+
+from central.admin import CentralAdmin
+from central.testing import CentralProcess
+from edge_agent.client import AgentClient, AgentUnavailable, ApiError
+from edge_agent.store import Store, StoreSettings
+from tests.edge_agent.sync.test_sync_rig import (
     STAFF_UID,
     AgentProcess,
     assert_exactly_once,
@@ -40,11 +45,6 @@ from test_sync_rig import (
     synced_up,
     wait_until,
 )
-
-from central.admin import CentralAdmin
-from central.testing import CentralProcess
-from edge_agent.client import AgentClient, AgentUnavailable, ApiError
-from edge_agent.store import Store, StoreSettings
 
 SEED = int(os.environ.get("CHAOS_SEED", "20261122"))
 

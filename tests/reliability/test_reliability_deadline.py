@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-from test_local_api import GUARD_PIN, GUARD_UID, invite_now, start_agent
 
 from edge_agent.client import DEADLINE_HEADER, AgentClient, AgentUnavailable, ApiError
 from edge_agent.store import Store, StoreSettings
+from tests.edge_agent.test_local_api import GUARD_PIN, GUARD_UID, invite_now, start_agent
 
 
 def _journal(database: Path) -> list:

@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_agent import STAFF_UID
-from test_local_api import EDGE_AGENT, Served, run_agent, write_config
 
 from edge_agent.client import ApiError
+from tests.edge_agent.test_agent import STAFF_UID
+from tests.edge_agent.test_local_api import EDGE_AGENT, Served, run_agent, write_config
 
 MIB = 1024 * 1024
 #: Big enough for the store's default 32 MiB reserve file above its 256 MiB warning
@@ -120,12 +120,12 @@ def _config(tmp_path: Path, disk: SmallDisk) -> Path:
     # The cache is filled inside the namespace, where the state directory is.
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); "
-        "from test_local_api import fill_cache; from pathlib import Path; "
+        "from tests.edge_agent.test_local_api import fill_cache; from pathlib import Path; "
         "fill_cache(Path(sys.argv[2]))"
     )
-    tests = str(Path(__file__).parent)
+    repo = str(Path(__file__).resolve().parents[2])
     subprocess.run(
-        disk.inside(sys.executable, "-c", code, tests, str(config)), check=True, timeout=60
+        disk.inside(sys.executable, "-c", code, repo, str(config)), check=True, timeout=60
     )
     return config
 
@@ -254,9 +254,8 @@ def test_with_a_central_the_full_disk_start_alarms_and_keeps_heartbeats(
 ) -> None:
     """The same start on a full disk, enrolled with the reference central: the central
     hears heartbeats from the degraded door, with its ``disk_low`` alarm."""
-    from test_sync_rig import FAST_CENTRAL, device_summary, wait_until
-
     from central.testing import CentralProcess
+    from tests.edge_agent.sync.test_sync_rig import FAST_CENTRAL, device_summary, wait_until
 
     with CentralProcess(tmp_path / "central") as central, central.admin() as admin:
         admin.put_badge(uid=STAFF_UID, holder="Sam Staff", doors=["gate-a"], kind="uid")

@@ -223,7 +223,8 @@ def test_damaged_agent_journals_the_gap_alarms_and_the_central_chain_goes_on(
     """``edge-agent run`` with the reference central: events uploaded, the agent killed,
     its WAL deleted (it held the newest events), the agent started again: the gap event
     reaches the central, whose chain still verifies, and the alarm is up."""
-    from test_sync_rig import (
+    from central.testing import CentralProcess
+    from tests.edge_agent.sync.test_sync_rig import (
         AgentProcess,
         device_summary,
         enroll_with,
@@ -231,8 +232,6 @@ def test_damaged_agent_journals_the_gap_alarms_and_the_central_chain_goes_on(
         synced_up,
         wait_until,
     )
-
-    from central.testing import CentralProcess
 
     with CentralProcess(tmp_path / "central") as central, central.admin() as admin:
         config = make_config(tmp_path / "a", central.url, device="damaged-door")

@@ -26,7 +26,6 @@ from typing import Any
 import pytest
 import requests
 from aiohttp import ClientSession, web
-from test_sync_rig import make_config, running_agent, wait_until
 
 from central.admin import CentralAdmin
 from central.settings import CentralSettings, load_ntag424_keys
@@ -43,6 +42,7 @@ from portier_common.ntag424 import Ntag424Section, emulate_sun_url
 from portier_common.reasons import Reason
 from portier_common.signing import DeltaKey
 from portier_common.tokens import SigningKey, Verified, verify
+from tests.edge_agent.sync.test_sync_rig import make_config, running_agent, wait_until
 
 DOOR = "gate-a"
 META_KEY = bytes(range(16, 32))
@@ -154,7 +154,7 @@ def test_reinstall_needs_an_admin_reset_which_allows_one_enrollment(central, adm
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=Path(__file__).parents[1],
+        cwd=Path(__file__).parents[2],
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["reset_pending"] is True
@@ -614,7 +614,7 @@ def test_retire_now_makes_devices_refuse_the_old_key_at_once(central, admin, tmp
         done = subprocess.run(
             [sys.executable, "-m", "central", "keys", "rotate", "--retire-now", "--url",
              central.url],
-            capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1],
+            capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2],
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         downlink.sync()
@@ -753,7 +753,7 @@ def test_serve_with_the_sites_ntag424_keys_checks_sun_messages_over_http(tmp_pat
     done = subprocess.run(
         [sys.executable, "-m", "central", "serve", "--port", "0", "--data", str(tmp_path / "d"),
          "--ntag424-keys", str(bad)],
-        capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2],
     )  # fmt: skip
     assert done.returncode == 2 and "file_read_key" in done.stderr
 

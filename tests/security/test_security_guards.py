@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_agent import (
+
+from edge_agent.agent import ActionError
+from edge_agent.client import AgentUnavailable
+from edge_agent.guards import GuardDenied, guard_uid
+from edge_agent.store import Badge, Delta, Revocation
+from portier_common.pins import MIN_PIN_DIGITS, SCRYPT_N, hash_pin, verify_pin
+from tests.edge_agent.test_agent import (
     GUARD_PIN,
     GUARD_UID,
     NOW,
@@ -34,13 +40,7 @@ from test_agent import (
     sun_url,
     wait_until,
 )
-from test_local_api import EDGE_AGENT, Served, raw, start_agent, wait_for
-
-from edge_agent.agent import ActionError
-from edge_agent.client import AgentUnavailable
-from edge_agent.guards import GuardDenied, guard_uid
-from edge_agent.store import Badge, Delta, Revocation
-from portier_common.pins import MIN_PIN_DIGITS, SCRYPT_N, hash_pin, verify_pin
+from tests.edge_agent.test_local_api import EDGE_AGENT, Served, raw, start_agent, wait_for
 
 NTAG_GUARD_UID = "04AA0424000001"
 #: Guard logins on: a console that accepts bare-UID guard badges (the test guard's kind).

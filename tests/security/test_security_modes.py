@@ -22,18 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_agent import (
-    GUARD_PIN,
-    GUARD_UID,
-    JPEG,
-    NOW,
-    NTAG_UID,
-    STAFF_UID,
-    UID_DOOR,
-    invite,
-    rigs,
-    sun_url,
-)
 
 from edge_agent.agent import (
     CHECKIN_WINDOW_S,
@@ -47,6 +35,18 @@ from edge_agent.door import DoorMode
 from edge_agent.policy import Credential
 from edge_agent.store import Store, StoreIOError, StoreSettings
 from portier_common.reasons import Reason
+from tests.edge_agent.test_agent import (
+    GUARD_PIN,
+    GUARD_UID,
+    JPEG,
+    NOW,
+    NTAG_UID,
+    STAFF_UID,
+    UID_DOOR,
+    invite,
+    rigs,
+    sun_url,
+)
 
 
 @pytest.fixture
@@ -178,7 +178,7 @@ def test_agent_state_keys_cannot_touch_the_stores_own_meta(make_rig):
 
 
 def _restart(served: Any, where: Path, **sections: Any) -> Any:
-    from test_local_api import start_agent
+    from tests.edge_agent.test_local_api import start_agent
 
     served.stop(signal.SIGKILL)
     return start_agent(where, **sections)
@@ -190,7 +190,7 @@ def _process_events(database: Path) -> list[Any]:
 
 
 def test_kill_9_keeps_the_lockdown_of_a_real_agent(tmp_path: Path):
-    from test_local_api import start_agent
+    from tests.edge_agent.test_local_api import start_agent
 
     where = tmp_path / "agent"
     sections = {"door": {"accept_uid": True}, "guard": {"console": True, "accept_uid_login": True}}
@@ -274,10 +274,15 @@ def _add_guard_console(config: Any) -> Any:
 
 
 def test_unrelated_central_settings_do_not_lift_a_guards_lockdown(tmp_path: Path):
-    from test_sync_rig import enroll_with, journal_events, make_config, running_agent, wait_until
-
     from central.testing import CentralProcess
     from portier_common.pins import hash_pin
+    from tests.edge_agent.sync.test_sync_rig import (
+        enroll_with,
+        journal_events,
+        make_config,
+        running_agent,
+        wait_until,
+    )
 
     with CentralProcess(tmp_path / "central") as central, central.admin() as admin:
         config = _add_guard_console(make_config(tmp_path / "a", central.url, device="held-door"))
@@ -405,9 +410,8 @@ def test_unbounded_offline_must_be_said_explicitly(make_rig):
     ],
 )
 def test_staleness_settings_are_validated(tmp_path, door, key):
-    from test_agent import make_config
-
     from edge_agent.settings_loader import ConfigError
+    from tests.edge_agent.test_agent import make_config
 
     with pytest.raises(ConfigError) as bad:
         make_config(tmp_path, door=door, **CENTRAL)
@@ -603,7 +607,7 @@ def test_recent_grants_stay_bounded(make_rig):
 
 
 def test_checkin_twice_over_the_local_api(tmp_path: Path):
-    from test_local_api import invite_now, start_agent
+    from tests.edge_agent.test_local_api import invite_now, start_agent
 
     served = start_agent(tmp_path / "agent")
     try:

@@ -31,16 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_agent import (
-    KEY,
-    NOW,
-    STAFF_UID,
-    base_delta,
-    invite,
-    make_config,
-)
-from test_sync_rig import EDGE_AGENT, enroll_with, wait_until
-from test_sync_rig import make_config as make_sync_config
 
 from central.testing import CentralProcess
 from edge_agent.agent import Agent
@@ -51,6 +41,16 @@ from edge_agent.policy import Credential, DoorPolicy
 from edge_agent.store import Badge, Delta, Store, StoreSettings
 from edge_agent.sync import CentralLink
 from portier_common.reasons import Reason
+from tests.edge_agent.sync.test_sync_rig import EDGE_AGENT, enroll_with, wait_until
+from tests.edge_agent.sync.test_sync_rig import make_config as make_sync_config
+from tests.edge_agent.test_agent import (
+    KEY,
+    NOW,
+    STAFF_UID,
+    base_delta,
+    invite,
+    make_config,
+)
 
 DAY = 86_400.0
 UID_DOOR = {"door": {"accept_uid": True}}

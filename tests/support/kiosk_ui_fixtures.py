@@ -18,7 +18,8 @@ import os
 import time
 
 import pytest
-from test_kiosk_rig import AgentRig, running_rig, xvfb_display
+
+from tests.kiosk.test_kiosk_rig import AgentRig, running_rig, xvfb_display
 
 
 class FakeClock:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 UNIT_DIR = REPO / "systemd"
 UNITS = sorted(p.name for p in UNIT_DIR.glob("*.service"))
 MAX_EXPOSURE = 2.0

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_sync_rig import (
+
+from central.admin import CentralAdmin
+from central.testing import CentralProcess
+from tests.edge_agent.sync.test_sync_rig import (
     EDGE_AGENT,
     STAFF_UID,
     assert_exactly_once,
@@ -25,9 +28,6 @@ from test_sync_rig import (
     synced_up,
     wait_until,
 )
-
-from central.admin import CentralAdmin
-from central.testing import CentralProcess
 
 
 @pytest.fixture
@@ -199,6 +199,6 @@ def test_door_settings_from_the_central(central: CentralProcess, tmp_path: Path)
 
 
 def _events(config: Any, kind: str) -> list[Any]:
-    from test_sync_rig import journal_events
+    from tests.edge_agent.sync.test_sync_rig import journal_events
 
     return [e for e in journal_events(config) if e.type == kind]

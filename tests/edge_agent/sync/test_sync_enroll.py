@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_sync_rig import EDGE_AGENT, device_summary, make_config
 
 from central.testing import CentralProcess, TlsCentral, mint_ca, mint_server_cert
 from edge_agent.enroll import (
@@ -29,6 +28,7 @@ from edge_agent.enroll import (
 )
 from edge_agent.store import Store, StoreSettings
 from edge_agent.sync import Alarms, Backoff, CentralClient, CentralRefused, Uplink
+from tests.edge_agent.sync.test_sync_rig import EDGE_AGENT, device_summary, make_config
 
 
 @pytest.fixture
@@ -124,7 +124,7 @@ def test_enroll_without_access_to_the_agents_journal(central, tmp_path) -> None:
     done = subprocess.run(
         ["setpriv", "--bounding-set=-all", "--inh-caps=-all",
          sys.executable, "-c", script, str(config.source), token],
-        capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[3],
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "door-sandboxed"

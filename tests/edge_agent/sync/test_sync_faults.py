@@ -17,7 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_sync_rig import (
+
+from central.admin import CentralAdmin
+from central.testing import CentralProcess
+from edge_agent.config import AgentConfig
+from tests.edge_agent.sync.test_sync_rig import (
     STAFF_UID,
     AgentProcess,
     assert_exactly_once,
@@ -28,10 +32,6 @@ from test_sync_rig import (
     synced_up,
     wait_until,
 )
-
-from central.admin import CentralAdmin
-from central.testing import CentralProcess
-from edge_agent.config import AgentConfig
 
 PORTIER_CENTRAL = str(Path(sys.executable).with_name("portier-central"))
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_sync_rig import STAFF_UID, device_summary, enroll_with, make_config, wait_until
 
 from central.testing import CentralProcess
 from edge_agent.agent import Agent
@@ -20,6 +19,13 @@ from edge_agent.devices import open_devices
 from edge_agent.policy import Credential
 from edge_agent.store import Store, StoreSettings
 from edge_agent.sync import CentralLink, clock_offset_ms
+from tests.edge_agent.sync.test_sync_rig import (
+    STAFF_UID,
+    device_summary,
+    enroll_with,
+    make_config,
+    wait_until,
+)
 
 MIB = 1024 * 1024
 
