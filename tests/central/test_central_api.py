@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,6 @@ TIMEOUT = 10
 @pytest.fixture(scope="module")
 def contract() -> ContractChecker:
     return ContractChecker()
-
-
-@pytest.fixture(scope="module")
-def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CentralProcess]:
-    with CentralProcess(tmp_path_factory.mktemp("central") / "data") as process:
-        yield process
 
 
 def call(

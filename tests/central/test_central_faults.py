@@ -19,12 +19,6 @@ TIMEOUT = 10
 
 
 @pytest.fixture(scope="module")
-def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CentralProcess]:
-    with CentralProcess(tmp_path_factory.mktemp("faults") / "data") as process:
-        yield process
-
-
-@pytest.fixture(scope="module")
 def contract() -> ContractChecker:
     return ContractChecker()
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from images import assemble, cli, disk, flash
-from tests.support.image_kit import SEARCH_PATH, blank_card, private_copy, requires_tools
+from tests.support.image_kit import SEARCH_PATH, blank_card, requires_tools
 
 MIB = 1024 * 1024
 TOOLS = (
@@ -75,12 +75,6 @@ def build(tmp: Path, *, data: bool = True) -> Path:
 @pytest.fixture(scope="module")
 def base_image(tmp_path_factory) -> Path:
     return build(tmp_path_factory.mktemp("grow"))
-
-
-@pytest.fixture
-def image(base_image, tmp_path) -> Path:
-    """A private copy of the synthetic image with its .bmap and .sha256."""
-    return private_copy(base_image, tmp_path)
 
 
 def mbr(path: Path) -> bytes:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from images import assemble, cli, disk, flash, provision, targets
 from images.errors import FlashError, ImageError, InvalidSetting, TargetRefused
-from tests.support.image_kit import blank_card, private_copy, requires_tools
+from tests.support.image_kit import blank_card, requires_tools
 
 MIB = 1024 * 1024
 TOOLS = ("sfdisk", "mkfs.vfat", "fsck.vfat", "mcopy", "mtype", "mkfs.ext4", "e2fsck", "debugfs")
@@ -58,12 +58,6 @@ def base_image(tmp_path_factory) -> Path:
     )
     flash.write_sidecars(image)
     return image
-
-
-@pytest.fixture
-def image(base_image, tmp_path) -> Path:
-    """A private copy of the synthetic image with its .bmap and .sha256."""
-    return private_copy(base_image, tmp_path)
 
 
 def mtype(image: Path, name: str) -> bytes:

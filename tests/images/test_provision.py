@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 from central.testing import mint_ca, mint_server_cert
 from images import assemble, cli, disk, provision
 from images.errors import InvalidSetting
-from tests.support.image_kit import private_copy, requires_tools
+from tests.support.image_kit import requires_tools
 
 MIB = 1024 * 1024
 TOOLS = ("sfdisk", "mkfs.vfat", "mcopy", "mtype", "mkfs.ext4")
@@ -50,11 +50,6 @@ def base_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "etc").mkdir(parents=True)
     layout = assemble.ImageLayout(boot_size=16 * MIB, root_size=8 * MIB, data_size=0)
     return assemble.assemble_image(tmp / "portier.img", boot_dir=boot, root_dir=root, layout=layout)
-
-
-@pytest.fixture
-def image(base_image: Path, tmp_path: Path) -> Path:
-    return private_copy(base_image, tmp_path)
 
 
 def boot_file(image: Path) -> str:

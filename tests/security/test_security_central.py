@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -27,7 +27,6 @@ import pytest
 import requests
 from aiohttp import ClientSession, web
 
-from central.admin import CentralAdmin
 from central.settings import CentralSettings, load_ntag424_keys
 from central.store import CentralStore
 from central.testing import CentralProcess, ChainBuilder, enroll_device
@@ -48,18 +47,6 @@ DOOR = "gate-a"
 META_KEY = bytes(range(16, 32))
 FILE_KEY = bytes(range(16))
 NTAG_UID = "04DE5F1EACC040"
-
-
-@pytest.fixture(scope="module")
-def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CentralProcess]:
-    with CentralProcess(tmp_path_factory.mktemp("security") / "central") as process:
-        yield process
-
-
-@pytest.fixture
-def admin(central: CentralProcess) -> Iterator[CentralAdmin]:
-    with central.admin() as client:
-        yield client
 
 
 _ids = iter(range(1, 100_000))

@@ -9,7 +9,6 @@ pushed by the central.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +30,9 @@ from tests.edge_agent.sync.test_sync_rig import (
 
 
 @pytest.fixture
-def central(tmp_path: Path) -> Iterator[CentralProcess]:
-    with CentralProcess(tmp_path / "central") as process:
-        yield process
+def central(central_per_test: CentralProcess) -> CentralProcess:
+    """Each test enrolls into a central of its own (conftest's ``central`` is one per module)."""
+    return central_per_test
 
 
 def _caught_up(agent: Any, admin: CentralAdmin) -> bool:

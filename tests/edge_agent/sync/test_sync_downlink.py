@@ -39,18 +39,6 @@ from portier_common.tokens import Verified, verify
 DOOR = "gate-a"
 
 
-@pytest.fixture(scope="module")
-def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CentralProcess]:
-    with CentralProcess(tmp_path_factory.mktemp("downlink") / "central") as process:
-        yield process
-
-
-@pytest.fixture
-def admin(central: CentralProcess) -> Iterator[CentralAdmin]:
-    with central.admin() as client:
-        yield client
-
-
 _ids = iter(range(1, 10_000))
 
 

@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,9 +31,9 @@ from tests.edge_agent.sync.test_sync_rig import EDGE_AGENT, device_summary, make
 
 
 @pytest.fixture
-def central(tmp_path: Path) -> Iterator[CentralProcess]:
-    with CentralProcess(tmp_path / "central") as process:
-        yield process
+def central(central_per_test: CentralProcess) -> CentralProcess:
+    """Each test enrolls into a central of its own (conftest's ``central`` is one per module)."""
+    return central_per_test
 
 
 def test_enroll_stores_the_credential_0600_and_never_logs_it(central, tmp_path, caplog):

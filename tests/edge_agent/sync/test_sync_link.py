@@ -10,9 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from central.testing import CentralProcess
 from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig
 from edge_agent.devices import open_devices
@@ -28,12 +25,6 @@ from tests.edge_agent.sync.test_sync_rig import (
 )
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CentralProcess]:
-    with CentralProcess(tmp_path_factory.mktemp("link") / "central") as process:
-        yield process
 
 
 class Disk:

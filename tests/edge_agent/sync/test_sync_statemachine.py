@@ -46,11 +46,10 @@ _devices = itertools.count(1)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CentralProcess]:
-    with CentralProcess(tmp_path_factory.mktemp("statemachine") / "central") as process:
-        _running["central"] = process
-        yield process
-        del _running["central"]
+def _machine_central(central: CentralProcess) -> Iterator[CentralProcess]:
+    _running["central"] = central
+    yield central
+    del _running["central"]
 
 
 class UplinkMachine(RuleBasedStateMachine):

@@ -35,20 +35,6 @@ from edge_agent.sync import (
 )
 from edge_agent.sync.client import parse_retry_after
 
-
-@pytest.fixture(scope="module")
-def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CentralProcess]:
-    with CentralProcess(tmp_path_factory.mktemp("uplink") / "central") as process:
-        yield process
-
-
-@pytest.fixture
-def admin(central: CentralProcess) -> Iterator[CentralAdmin]:
-    with central.admin() as client:
-        yield client
-        client.clear_faults()
-
-
 _devices = iter(range(1, 10_000))
 
 
