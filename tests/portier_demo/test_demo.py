@@ -25,7 +25,7 @@ from central.admin import CentralAdmin
 from edge_agent.client import AgentClient
 from edge_agent.config import load_config
 from kiosk import demo_material
-from tests.edge_agent.sync.test_sync_rig import EDGE_AGENT, wait_until
+from tests.support.sync_rig import EDGE_AGENT, wait_until
 
 PORTIER_CENTRAL = str(Path(sys.executable).with_name("portier-central"))
 

@@ -36,7 +36,7 @@ from central.admin import CentralAdmin
 from central.testing import CentralProcess
 from edge_agent.client import AgentClient, AgentUnavailable, ApiError
 from edge_agent.store import Store, StoreSettings
-from tests.edge_agent.sync.test_sync_rig import (
+from tests.support.sync_rig import (
     STAFF_UID,
     AgentProcess,
     assert_exactly_once,

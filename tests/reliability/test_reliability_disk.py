@@ -255,7 +255,7 @@ def test_with_a_central_the_full_disk_start_alarms_and_keeps_heartbeats(
     """The same start on a full disk, enrolled with the reference central: the central
     hears heartbeats from the degraded door, with its ``disk_low`` alarm."""
     from central.testing import CentralProcess
-    from tests.edge_agent.sync.test_sync_rig import FAST_CENTRAL, device_summary, wait_until
+    from tests.support.sync_rig import FAST_CENTRAL, device_summary, wait_until
 
     with CentralProcess(tmp_path / "central") as central, central.admin() as admin:
         admin.put_badge(uid=STAFF_UID, holder="Sam Staff", doors=["gate-a"], kind="uid")

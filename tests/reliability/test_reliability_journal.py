@@ -224,7 +224,7 @@ def test_damaged_agent_journals_the_gap_alarms_and_the_central_chain_goes_on(
     its WAL deleted (it held the newest events), the agent started again: the gap event
     reaches the central, whose chain still verifies, and the alarm is up."""
     from central.testing import CentralProcess
-    from tests.edge_agent.sync.test_sync_rig import (
+    from tests.support.sync_rig import (
         AgentProcess,
         device_summary,
         enroll_with,

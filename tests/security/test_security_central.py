@@ -41,7 +41,7 @@ from portier_common.ntag424 import Ntag424Section, emulate_sun_url
 from portier_common.reasons import Reason
 from portier_common.signing import DeltaKey
 from portier_common.tokens import SigningKey, Verified, verify
-from tests.edge_agent.sync.test_sync_rig import make_config, running_agent, wait_until
+from tests.support.sync_rig import make_config, running_agent, wait_until
 
 DOOR = "gate-a"
 META_KEY = bytes(range(16, 32))

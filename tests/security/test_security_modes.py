@@ -276,7 +276,7 @@ def _add_guard_console(config: Any) -> Any:
 def test_unrelated_central_settings_do_not_lift_a_guards_lockdown(tmp_path: Path):
     from central.testing import CentralProcess
     from portier_common.pins import hash_pin
-    from tests.edge_agent.sync.test_sync_rig import (
+    from tests.support.sync_rig import (
         enroll_with,
         journal_events,
         make_config,

@@ -41,8 +41,6 @@ from edge_agent.policy import Credential, DoorPolicy
 from edge_agent.store import Badge, Delta, Store, StoreSettings
 from edge_agent.sync import CentralLink
 from portier_common.reasons import Reason
-from tests.edge_agent.sync.test_sync_rig import EDGE_AGENT, enroll_with, wait_until
-from tests.edge_agent.sync.test_sync_rig import make_config as make_sync_config
 from tests.edge_agent.test_agent import (
     KEY,
     NOW,
@@ -51,6 +49,8 @@ from tests.edge_agent.test_agent import (
     invite,
     make_config,
 )
+from tests.support.sync_rig import EDGE_AGENT, enroll_with, wait_until
+from tests.support.sync_rig import make_config as make_sync_config
 
 DAY = 86_400.0
 UID_DOOR = {"door": {"accept_uid": True}}

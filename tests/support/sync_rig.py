@@ -1,7 +1,6 @@
 """Shared rig of the sync tests: a reference central and agents in real processes.
 
-Imported by the ``test_sync*``, ``test_chaos*`` and ``test_demo*`` modules; its own
-tests check the rig (a test that fails here points at the rig, not at the sync).
+Imported by the sync, chaos, demo, reliability and security tests.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import pytest
 
 from central.admin import CentralAdmin
 from central.testing import CentralProcess
-from tests.edge_agent.sync.test_sync_rig import (
+from tests.support.sync_rig import (
     EDGE_AGENT,
     STAFF_UID,
     assert_exactly_once,
@@ -198,6 +198,6 @@ def test_door_settings_from_the_central(central: CentralProcess, tmp_path: Path)
 
 
 def _events(config: Any, kind: str) -> list[Any]:
-    from tests.edge_agent.sync.test_sync_rig import journal_events
+    from tests.support.sync_rig import journal_events
 
     return [e for e in journal_events(config) if e.type == kind]

@@ -27,7 +27,7 @@ from edge_agent.enroll import (
 )
 from edge_agent.store import Store, StoreSettings
 from edge_agent.sync import Alarms, Backoff, CentralClient, CentralRefused, Uplink
-from tests.edge_agent.sync.test_sync_rig import EDGE_AGENT, device_summary, make_config
+from tests.support.sync_rig import EDGE_AGENT, device_summary, make_config
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pytest
 from central.admin import CentralAdmin
 from central.testing import CentralProcess
 from edge_agent.config import AgentConfig
-from tests.edge_agent.sync.test_sync_rig import (
+from tests.support.sync_rig import (
     STAFF_UID,
     AgentProcess,
     assert_exactly_once,

@@ -16,7 +16,7 @@ from edge_agent.devices import open_devices
 from edge_agent.policy import Credential
 from edge_agent.store import Store, StoreSettings
 from edge_agent.sync import CentralLink, clock_offset_ms
-from tests.edge_agent.sync.test_sync_rig import (
+from tests.support.sync_rig import (
     STAFF_UID,
     device_summary,
     enroll_with,
