@@ -1,7 +1,7 @@
 """Guard PIN hashes, sessions, the device rate limit, with a manual clock.
 
 The login itself (badge checks, lockout, journal) is the agent's: see
-tests/test_agent.py and tests/test_security_guards.py.
+tests/edge_agent/test_agent.py and tests/security/test_security_guards.py.
 """
 
 from __future__ import annotations

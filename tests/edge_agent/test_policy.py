@@ -506,7 +506,7 @@ def test_clock_behind_the_floor_table(name, cred, mode, cache_, expected):
 
 def test_every_deny_reason_is_covered_by_the_table():
     covered = {c[5] for c in CASES} | {c[4] for c in CLOCK_CASES}
-    # BAD_ALGORITHM needs a hand-built token: tests/test_tokens covers it at the
+    # BAD_ALGORITHM needs a hand-built token: tests/portier_common/test_tokens covers it at the
     # verifier; here we only check the policy passes reasons through.
     missing = set(Reason) - covered - {Reason.BAD_ALGORITHM}
     assert not missing, f"no policy table case for {sorted(missing)}"

@@ -6,7 +6,7 @@ files larger than the image, written with the real bmaptool or the verified copy
 grown by the real sfdisk. That the grown partition works is shown as systemd-growfs
 would at boot: the partition's extent is copied out, ``resize2fs`` grows the file
 system to it, ``e2fsck -fn`` finds it clean and ``dumpe2fs -h`` counts more blocks.
-The rest of the flash tests (verification, refusals) are in ``tests/test_images.py``.
+The rest of the flash tests (verification, refusals) are in ``tests/images/test_images.py``.
 """
 
 from __future__ import annotations

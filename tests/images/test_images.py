@@ -154,7 +154,7 @@ def test_provision_again_replaces_the_file(image):
 def test_hostname_goes_on_the_kernel_command_line(image):
     base = "console=serial0,115200 root=LABEL=rootfs ro"
     assert cli.main(["provision", str(image), *GOOD, "--hostname", "gate-1"]) == 0
-    # Provisioning also gives the card a machine ID (tests/test_provision.py), kept after.
+    # Provisioning also gives the card a machine ID (tests/images/test_provision.py), kept after.
     machine_id = provision.read_machine_id(image)
     assert machine_id is not None
     mid = f" systemd.machine_id={machine_id}"
@@ -309,7 +309,7 @@ def test_flash_with_bmap_then_provision_card(image, tmp_path, capsys):
     assert "(bmaptool)" in out and "read back and verified" in out
     size = image.stat().st_size
     with open(image, "rb") as a, open(card, "rb") as b:
-        # Past the table sector, whose data partition entry grew (tests/test_flash.py).
+        # Past the table sector, whose data partition entry grew (tests/images/test_flash.py).
         assert a.read()[512:] == b.read(size)[512:]
     assert assemble.check_image(card)
     assert cli.main(["provision", str(card), *GOOD]) == 0

@@ -179,7 +179,7 @@ def _mock_hardware_agent_toml() -> str:
     """An installer's agent.toml with simulated hardware (QEMU's virt board has no
     GPIO header or NFC reader); first boot keeps an existing file's hardware tables."""
     return (
-        "# Pre-seeded by tests/test_images_build.py: simulated door hardware.\n"
+        "# Pre-seeded by tests/images/test_images_build.py: simulated door hardware.\n"
         "[hardware.gpio]\n"
         'backend = "mock"\n'
         "lock_relay_pin = 17\n"

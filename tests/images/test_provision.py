@@ -4,8 +4,8 @@
 small synthetic image (sfdisk, mkfs.vfat, mtools, mkfs.ext4), ``appliance show`` prints
 them, and the file is read back with the same validation as on the device; the machine
 ID goes onto the kernel command line (``cmdline.txt``). The rest of provisioning is
-tested in tests/test_images.py; first boot's use of the role and the CA in
-tests/test_firstboot.py.
+tested in tests/images/test_images.py; first boot's use of the role and the CA in
+tests/images/test_firstboot.py.
 """
 
 from __future__ import annotations

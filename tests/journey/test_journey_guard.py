@@ -10,7 +10,7 @@ Each test failed on the code before the fix:
 3. a wrong PIN tells how many attempts are left, the same way for an unknown badge;
 4. a cleared alarm says since when it is cleared, not since when it was raised.
 
-The kiosk's side of the same points is in tests/test_kiosk_ui.py (one Kivy window
+The kiosk's side of the same points is in tests/kiosk/test_kiosk_ui.py (one Kivy window
 per process: the UI tests share that module's app).
 """
 

@@ -24,9 +24,10 @@
     against that width.
 
   The app runs in its own process (Kivy has one window per process) on its own Xvfb
-  display, against the kiosk rig's real agent: ``python tests/test_journey_words.py
-  DEMO_DIR REPORT.json`` walks the screens with a :class:`~kiosk.screenshots.Shooter`
-  that checks instead of saving, and writes what it found; the tests read the report.
+  display, against the kiosk rig's real agent: ``python -m tests.journey.test_journey_words
+  DEMO_DIR REPORT.json`` (from the checkout) walks the screens with a
+  :class:`~kiosk.screenshots.Shooter` that checks instead of saving, and writes what it
+  found; the tests read the report.
 * The demo panel shows every demo invitation (valid, expired, forged, not yet valid,
   for another door, revoked, already used), each answered with its own reason code by
   the real agent (the rig's and ``edge-agent demo``'s); the demo tells a person how to

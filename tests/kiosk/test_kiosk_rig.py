@@ -10,7 +10,7 @@ Run it by hand to get a demo directory for ``kiosk --demo DIR`` or
 ``python -m kiosk.screenshots OUT --demo DIR`` until ``edge-agent demo``
 exists::
 
-    .venv/bin/python tests/test_kiosk_rig.py DIR     # Ctrl-C stops the agent
+    .venv/bin/python tests/kiosk/test_kiosk_rig.py DIR     # Ctrl-C stops the agent
 
 The tests at the bottom check the rig itself.
 """
@@ -312,7 +312,7 @@ class AgentRig:
                 DemoBadge("revoked", REVOKED_UID, "Rex Carter", "revoked"),
             ),
             guard=DemoGuard(GUARD_UID, GUARD_PIN, "Gabrielle Roy"),
-            note="written by tests/test_kiosk_rig.py",
+            note="written by tests/kiosk/test_kiosk_rig.py",
         )
         demo_material.write(self.material, demo_material.material_path(self.root))
         return self.material
