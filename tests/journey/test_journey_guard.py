@@ -25,7 +25,7 @@ import pytest
 from edge_agent.client import AgentClient, ApiError
 from edge_agent.policy import CachedInvitation, DoorPolicy, judge_invitation
 from portier_common.reasons import Reason
-from tests.kiosk.test_kiosk_rig import (
+from tests.support.kiosk_rig import (
     GUARD_PIN,
     GUARD_UID,
     REFUSED_CHECKINS,

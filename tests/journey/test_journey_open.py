@@ -21,7 +21,7 @@ Each test failed on the code before the change:
 6. staff are not sent to reception.
 
 The agent half runs on :func:`test_agent.rigs` (manual clocks) and on the real agent
-process of :mod:`test_kiosk_rig`; the kiosk half reuses ``test_kiosk_ui``'s fixtures
+process of :mod:`tests.support.kiosk_rig`; the kiosk half reuses ``test_kiosk_ui``'s fixtures
 (one Xvfb, one real agent, one app).
 """
 
@@ -38,8 +38,8 @@ from edge_agent.agent import ActionError
 from edge_agent.client import ApiError
 from edge_agent.policy import Credential
 from tests.edge_agent.test_agent import invite, rigs
-from tests.kiosk.test_kiosk_rig import EDGE_AGENT, GUARD_PIN, GUARD_UID
 from tests.kiosk.test_kiosk_ui import scan, t, wait_journal
+from tests.support.kiosk_rig import EDGE_AGENT, GUARD_PIN, GUARD_UID
 
 HOLD = {"door": {"grant_hold_s": 30, "visitor_unlock_s": 9}}
 

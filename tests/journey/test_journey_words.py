@@ -49,7 +49,7 @@ from typing import Any
 
 import pytest
 
-from tests.kiosk.test_kiosk_rig import OTHER_DOOR, AgentRig, running_rig, short_tmpdir, xvfb_display
+from tests.support.kiosk_rig import OTHER_DOOR, AgentRig, running_rig, short_tmpdir, xvfb_display
 
 MIN_VISITOR_UNITS = 22
 MIN_GUARD_UNITS = 18

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.kiosk.test_kiosk_rig import running_rig, xvfb_display
+from tests.support.kiosk_rig import running_rig, xvfb_display
 
 pytestmark = pytest.mark.ui
 

@@ -1,8 +1,8 @@
 """UI tests: the real kiosk app in a real Kivy window under Xvfb, against a real agent.
 
 One Xvfb server, one agent (``edge-agent run`` on simulated hardware, see
-``test_kiosk_rig.py``) and one app for the session (Kivy has one window per
-process: the fixtures are in ``kiosk_ui_fixtures.py``, shared by every UI test
+``tests/support/kiosk_rig.py``) and one app for the session (Kivy has one window per
+process: the fixtures are in ``tests/support/kiosk_ui_fixtures.py``, shared by every UI test
 module); every test starts from the attract screen with a clean agent.
 Flows are driven with touch events through the window (``kiosk.ui.driver``);
 QR codes are shown to the kiosk's demo camera, so the real decode path runs;
@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.kiosk.test_kiosk_rig import GUARD_PIN, LOCKOUT_GUARD_UID
+from tests.support.kiosk_rig import GUARD_PIN, LOCKOUT_GUARD_UID
 
 pytestmark = pytest.mark.ui
 

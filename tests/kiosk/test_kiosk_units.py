@@ -31,7 +31,7 @@ from kiosk.demo_material import DemoBadge, DemoGuard, DemoInvitation, DemoMateri
 from kiosk.photo import encode_jpeg, portrait_crop
 from kiosk.scanner import Debouncer, Scanner
 from portier_common.reasons import Reason
-from tests.kiosk.test_kiosk_rig import running_rig
+from tests.support.kiosk_rig import running_rig
 
 KIOSK = Path(wording.__file__).resolve().parent
 REPO = KIOSK.parent

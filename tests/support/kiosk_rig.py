@@ -10,9 +10,9 @@ Run it by hand to get a demo directory for ``kiosk --demo DIR`` or
 ``python -m kiosk.screenshots OUT --demo DIR`` until ``edge-agent demo``
 exists::
 
-    .venv/bin/python tests/kiosk/test_kiosk_rig.py DIR     # Ctrl-C stops the agent
+    .venv/bin/python tests/support/kiosk_rig.py DIR     # Ctrl-C stops the agent
 
-The tests at the bottom check the rig itself.
+tests/kiosk/test_kiosk_rig.py checks the rig itself.
 """
 
 from __future__ import annotations
@@ -312,7 +312,7 @@ class AgentRig:
                 DemoBadge("revoked", REVOKED_UID, "Rex Carter", "revoked"),
             ),
             guard=DemoGuard(GUARD_UID, GUARD_PIN, "Gabrielle Roy"),
-            note="written by tests/kiosk/test_kiosk_rig.py",
+            note="written by tests/support/kiosk_rig.py",
         )
         demo_material.write(self.material, demo_material.material_path(self.root))
         return self.material
@@ -418,26 +418,6 @@ def running_rig() -> Iterator[AgentRig]:
     finally:
         agent.stop()
         shutil.rmtree(root, ignore_errors=True)
-
-
-# -- tests of the rig itself ---------------------------------------------------------
-@pytest.fixture
-def rig():
-    with running_rig() as agent:
-        yield agent
-
-
-def test_rig_material_round_trips_and_decisions_match_expectations(rig):
-    material = demo_material.load(rig.root)
-    assert material == rig.material
-    client = rig.client()
-    for invitation in material.invitations:
-        decision = client.present_qr(invitation.token)
-        assert decision["reason"] == invitation.expect, invitation.label
-    for badge in material.badges:
-        decision = client.present_badge(badge.uid)
-        assert decision["reason"] == badge.expect, badge.label
-    assert client.guard_login(material.guard.uid, material.guard.pin)["name"] == "Gabrielle Roy"
 
 
 def _main() -> None:

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from tests.kiosk.test_kiosk_rig import AgentRig, running_rig, xvfb_display
+from tests.support.kiosk_rig import AgentRig, running_rig, xvfb_display
 
 
 class FakeClock:
