@@ -18,6 +18,8 @@ from central.testing import CentralProcess, ChainBuilder, ContractChecker, enrol
 from portier_common.reasons import Reason
 from portier_common.tokens import Keyring, TrustedKey, verify
 
+pytestmark = pytest.mark.processes
+
 TIMEOUT = 10
 
 

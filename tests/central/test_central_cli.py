@@ -21,6 +21,8 @@ from central.cli import UsageError, parse_rule, parse_time
 from central.testing import CentralProcess, ChainBuilder, enroll_device
 from portier_common.tokens import Keyring, TrustedKey, verify
 
+pytestmark = pytest.mark.processes
+
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 10
 

@@ -15,6 +15,8 @@ from central.errors import NotFound
 from central.faults import ENDPOINT_PATHS, ENDPOINTS, FaultInjector, FaultSpec
 from central.testing import CentralProcess, ChainBuilder, ContractChecker, enroll_device, wait_for
 
+pytestmark = pytest.mark.processes
+
 TIMEOUT = 10
 
 

@@ -91,6 +91,7 @@ def test_corrupt_file_is_a_clear_error(tmp_path, content):
         load_config(path)
 
 
+@pytest.mark.processes
 def test_check_config_cli(tmp_path):
     good = write(tmp_path, MINIMAL)
     proc = subprocess.run(

@@ -52,6 +52,8 @@ from tests.edge_agent.test_agent import (
     sun_url,
 )
 
+pytestmark = pytest.mark.processes
+
 EDGE_AGENT = str(Path(sys.executable).with_name("edge-agent"))
 LOCKED_GUARD_UID = "04C0FFEE000002"  # the lockout test's own guard, so others can log in
 START_TIMEOUT_S = 30.0

@@ -75,6 +75,7 @@ def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
     ns.close()
 
 
+@pytest.mark.processes
 def test_ready_then_watchdog_pings_then_stopping(tmp_path: Path, notify_socket) -> None:
     agent = start_agent(
         tmp_path / "agent",

@@ -97,6 +97,7 @@ def test_every_backend_has_a_class() -> None:
         assert cls.name == name
 
 
+@pytest.mark.processes
 def test_import_has_no_side_effects() -> None:
     code = (
         "import sys, threading\n"

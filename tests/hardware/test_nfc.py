@@ -139,6 +139,7 @@ def test_unknown_backend():
     assert issubclass(UnknownBackend, ValueError)
 
 
+@pytest.mark.processes
 def test_import_has_no_driver_side_effects():
     code = (
         "import sys, hardware.nfc, hardware.nfc.nfcpy, hardware.nfc.wedge, hardware.nfc.sim, "

@@ -227,6 +227,7 @@ def test_close_from_another_thread_stops_a_pending_read():
     assert result == [None]
 
 
+@pytest.mark.processes
 def test_cli_reader_and_emulator_in_two_processes():
     port = free_udp_port()
     emulator = subprocess.Popen(
@@ -284,6 +285,7 @@ def test_cli_reader_and_emulator_in_two_processes():
     assert emulator.returncode == 0
 
 
+@pytest.mark.processes
 def test_cli_reports_a_missing_reader():
     result = subprocess.run(
         [sys.executable, "-m", "hardware.nfc", "read", "--device", "usb:ffff:fffe"],

@@ -13,6 +13,8 @@ from PIL import Image
 
 from hardware.qr import synth
 
+pytestmark = pytest.mark.processes
+
 REPO = Path(__file__).parents[2]
 
 

@@ -53,6 +53,7 @@ def run(devices, **kw):
     ).run()
 
 
+@pytest.mark.processes
 def test_cli_passes_end_to_end_on_the_simulator(tmp_path):
     report_file = tmp_path / "report.json"
     proc = subprocess.run(
@@ -81,6 +82,7 @@ def test_cli_passes_end_to_end_on_the_simulator(tmp_path):
     }
 
 
+@pytest.mark.processes
 def test_cli_text_report_and_exit_code(tmp_path):
     proc = subprocess.run(
         [*EDGE_AGENT, "selftest", "--simulator", "--no-prompts"],
@@ -143,6 +145,7 @@ def test_wrong_card_is_reported(tmp_path, sim_devices):
     assert result.status is Status.FAIL and "SOMETHING-ELSE" in result.detail
 
 
+@pytest.mark.processes
 def test_device_that_cannot_open_fails_not_skips(tmp_path):
     cfg_text = (
         simulator_config_path().read_text().replace('backend = "mock"', 'backend = "rpigpio"')

@@ -35,6 +35,8 @@ from images.provision import BOOT_FILE_NAME, Provisioning, WifiSettings
 from kiosk.config import load_config as load_kiosk_config
 from kiosk.config import parse_config as parse_kiosk_config
 
+pytestmark = pytest.mark.processes
+
 SITE = "hq"
 KIOSK_EXAMPLE = Path(__file__).resolve().parents[2] / "kiosk" / "data" / "kiosk.toml"
 

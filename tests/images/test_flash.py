@@ -34,7 +34,7 @@ TOOLS = (
     "debugfs",
     "bmaptool",
 )
-pytestmark = requires_tools(*TOOLS)
+pytestmark = [requires_tools(*TOOLS), pytest.mark.processes]
 
 
 def tool(name: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -73,6 +73,7 @@ def mtype(image: Path, name: str) -> bytes:
 # --- assembly --------------------------------------------------------------------------
 
 
+@pytest.mark.processes
 def test_assembled_image_layout_and_contents(base_image):
     table = disk.read_partition_table(base_image)
     assert table.label == "dos"
@@ -94,6 +95,7 @@ def test_assembled_image_layout_and_contents(base_image):
     assert base_image.stat().st_blocks * 512 < base_image.stat().st_size // 2
 
 
+@pytest.mark.processes
 def test_check_image_detects_damage(image):
     root = disk.read_partition_table(image).partitions[1]
     with open(image, "r+b") as f:
@@ -113,6 +115,7 @@ def test_layout_is_validated():
 # --- provisioning ----------------------------------------------------------------------
 
 
+@pytest.mark.processes
 def test_provision_writes_validated_file_into_boot_partition(image, capsys):
     rc = cli.main(
         ["provision", str(image), *GOOD, "--wifi", "Gate Net:s3cret:pass", "--hostname", "gate-1"]
@@ -141,6 +144,7 @@ def test_provision_writes_validated_file_into_boot_partition(image, capsys):
     assert mtype(image, "config.txt") == b"dtparam=watchdog=on\n"
 
 
+@pytest.mark.processes
 def test_provision_again_replaces_the_file(image):
     assert cli.main(["provision", str(image), *GOOD]) == 0
     args = [*GOOD]
@@ -151,6 +155,7 @@ def test_provision_again_replaces_the_file(image):
     assert names.count(provision.BOOT_FILE_NAME) == 1
 
 
+@pytest.mark.processes
 def test_hostname_goes_on_the_kernel_command_line(image):
     base = "console=serial0,115200 root=LABEL=rootfs ro"
     assert cli.main(["provision", str(image), *GOOD, "--hostname", "gate-1"]) == 0
@@ -165,6 +170,7 @@ def test_hostname_goes_on_the_kernel_command_line(image):
     assert mtype(image, "cmdline.txt").decode() == base + mid + "\n"
 
 
+@pytest.mark.processes
 def test_show_masks_the_token(image, capsys):
     cli.main(["provision", str(image), *GOOD])
     capsys.readouterr()
@@ -174,6 +180,7 @@ def test_show_masks_the_token(image, capsys):
     assert TOKEN not in out and TOKEN[:4] in out
 
 
+@pytest.mark.processes
 def test_show_unprovisioned_image_fails(image, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["show", str(image)])
@@ -181,6 +188,7 @@ def test_show_unprovisioned_image_fails(image, capsys):
     assert "not in the boot partition" in capsys.readouterr().err
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
@@ -225,6 +233,7 @@ def test_loopback_http_central_is_accepted():
         assert provision.validate_central_url(url) == url
 
 
+@pytest.mark.processes
 def test_provision_refuses_image_without_fat_partition(tmp_path, capsys):
     root = tmp_path / "root"
     root.mkdir()
@@ -245,6 +254,7 @@ def test_provision_refuses_image_without_fat_partition(tmp_path, capsys):
     assert "no FAT boot partition" in capsys.readouterr().err
 
 
+@pytest.mark.processes
 def test_provision_refuses_fat_type_without_fat_file_system(tmp_path):
     img = tmp_path / "fake.img"
     with open(img, "wb") as f:
@@ -256,6 +266,7 @@ def test_provision_refuses_fat_type_without_fat_file_system(tmp_path):
         provision.provision(img, provision.Provisioning("hq", "d1", "https://c.example", TOKEN))
 
 
+@pytest.mark.processes
 def test_provision_refuses_file_without_partition_table(tmp_path):
     img = tmp_path / "blank.img"
     img.write_bytes(b"\0" * MIB)
@@ -301,6 +312,7 @@ def test_toml_round_trip_with_any_wifi_text(ssid, psk):
 needs_bmaptool = pytest.mark.skipif(shutil.which("bmaptool") is None, reason="bmap-tools missing")
 
 
+@pytest.mark.processes
 @needs_bmaptool
 def test_flash_with_bmap_then_provision_card(image, tmp_path, capsys):
     card = blank_card(tmp_path, 64 * MIB)
@@ -316,6 +328,7 @@ def test_flash_with_bmap_then_provision_card(image, tmp_path, capsys):
     assert provision.read_provisioning(card).site == "hq-paris"
 
 
+@pytest.mark.processes
 def test_flash_verified_copy_reports_progress(image, tmp_path):
     card = blank_card(tmp_path, image.stat().st_size)
     seen: list[tuple[str, int, int]] = []
@@ -329,6 +342,7 @@ def test_flash_verified_copy_reports_progress(image, tmp_path):
     assert seen[-1] == ("verify", result.image_size, result.image_size)
 
 
+@pytest.mark.processes
 @needs_bmaptool
 def test_flash_refuses_tampered_image_with_bmap(image, tmp_path, capsys):
     boot = disk.find_boot_partition(image)
@@ -343,6 +357,7 @@ def test_flash_refuses_tampered_image_with_bmap(image, tmp_path, capsys):
     assert "checksum mismatch" in err and "do not use this card" in err
 
 
+@pytest.mark.processes
 def test_flash_refuses_tampered_image_with_sha256(image, tmp_path):
     with open(image, "r+b") as f:
         f.seek(5 * MIB)
@@ -352,6 +367,7 @@ def test_flash_refuses_tampered_image_with_sha256(image, tmp_path):
         flash.flash(image, card, use_bmap=False)
 
 
+@pytest.mark.processes
 def test_flash_refuses_short_target_without_writing(image, tmp_path):
     card = blank_card(tmp_path, image.stat().st_size - 4096)
     with pytest.raises(TargetRefused, match="too small"):
@@ -359,6 +375,7 @@ def test_flash_refuses_short_target_without_writing(image, tmp_path):
     assert card.read_bytes().count(0) == card.stat().st_size
 
 
+@pytest.mark.processes
 def test_flash_detects_card_that_reads_back_differently(image, tmp_path, monkeypatch):
     card = blank_card(tmp_path, image.stat().st_size)
     real_drop = flash._drop_cache
@@ -375,6 +392,7 @@ def test_flash_detects_card_that_reads_back_differently(image, tmp_path, monkeyp
         flash.flash(image, card, use_bmap=False)
 
 
+@pytest.mark.processes
 @needs_bmaptool
 def test_bmap_read_back_detects_lost_writes(image, tmp_path, monkeypatch):
     card = blank_card(tmp_path, image.stat().st_size)
@@ -391,6 +409,7 @@ def test_bmap_read_back_detects_lost_writes(image, tmp_path, monkeypatch):
         flash.flash(image, card)
 
 
+@pytest.mark.processes
 @needs_bmaptool
 def test_provisioning_an_image_file_refreshes_its_bmap(image, tmp_path):
     assert cli.main(["provision", str(image), *GOOD]) == 0
@@ -400,6 +419,7 @@ def test_provisioning_an_image_file_refreshes_its_bmap(image, tmp_path):
     assert provision.read_provisioning(card).door == "gate_1"
 
 
+@pytest.mark.processes
 def test_bmap_parsing(base_image):
     if shutil.which("bmaptool") is None:
         pytest.skip("bmap-tools missing")
@@ -409,6 +429,7 @@ def test_bmap_parsing(base_image):
     assert 0 < bmap.mapped_bytes < bmap.image_size
 
 
+@pytest.mark.processes
 def test_flash_refuses_bmap_of_another_image(image, tmp_path):
     with open(image, "ab") as f:
         f.truncate(image.stat().st_size + 4096)
@@ -516,6 +537,7 @@ def test_help_lists_every_command(capsys):
         assert command in out
 
 
+@pytest.mark.processes
 def test_extract_then_reassemble_round_trip(base_image, tmp_path, capsys):
     # The path used to layer Portier on an existing (Raspberry Pi OS) image.
     boot, root = tmp_path / "boot", tmp_path / "root"

@@ -58,7 +58,7 @@ def built_image(request, tmp_path_factory) -> Path:
 
 # The first test includes the build (fixture), the boot test a QEMU boot: the default
 # per-test limit (300 s, pyproject) does not fit.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(4800)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(4800), pytest.mark.processes]
 
 
 def debugfs(image: Path, offset: int, request: str) -> str:

@@ -62,6 +62,7 @@ def boot_file(image: Path) -> str:
     ).stdout.decode("utf-8")
 
 
+@pytest.mark.processes
 def test_kiosk_role_round_trip_and_show(image: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["provision", str(image), *GOOD, "--role", "kiosk"]) == 0
     assert "role=kiosk" in capsys.readouterr().out
@@ -80,6 +81,7 @@ def test_kiosk_role_round_trip_and_show(image: Path, capsys: pytest.CaptureFixtu
     assert "role         door (headless" in capsys.readouterr().out
 
 
+@pytest.mark.processes
 def test_unknown_role_option_exits_2_and_writes_nothing(
     image: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -182,6 +184,7 @@ def cmdline(image: Path) -> str:
 BASE_CMDLINE = "console=serial0,115200 root=LABEL=rootfs ro"
 
 
+@pytest.mark.processes
 def test_central_ca_round_trip_and_show(
     image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -290,6 +293,7 @@ def _csr(tmp: Path) -> Path:
     return path
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize(
     ("make", "expected"),
     [
@@ -348,6 +352,7 @@ def test_central_ca_needs_an_https_central(tmp_path: Path) -> None:
         assert provision.parse_provisioning(settings.to_toml()) == settings
 
 
+@pytest.mark.processes
 def test_central_ca_dates_are_checked_when_provisioning_not_on_the_device(
     image: Path, tmp_path: Path
 ) -> None:
@@ -378,6 +383,7 @@ def test_central_ca_in_the_file_is_validated() -> None:
 # -- the machine ID on the kernel command line -----------------------------------------
 
 
+@pytest.mark.processes
 def test_machine_id_written_once_kept_and_shown(
     image: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -406,6 +412,7 @@ def test_machine_id_written_once_kept_and_shown(
     assert f"machine_id   {machine_id}\n" in capsys.readouterr().out
 
 
+@pytest.mark.processes
 def test_machine_id_from_a_card_provisioned_by_hand(image: Path) -> None:
     boot = disk.FatPartition.boot_of(image)
     uuid_form = "0F7762D5-C5BD-4EF7-BDEB-1D293C0A99DB"

@@ -35,6 +35,8 @@ from tests.support.kiosk_rig import (
     short_tmpdir,
 )
 
+pytestmark = pytest.mark.processes
+
 
 @pytest.fixture(scope="module")
 def rig():

@@ -234,6 +234,7 @@ def _relock(rig: Any) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.processes
 def test_real_agent_old_present_callers_still_unlock_at_once(kiosk, rig):
     head = _head(rig)
     token = rig.visitors[0].token
@@ -253,6 +254,7 @@ def test_real_agent_old_present_callers_still_unlock_at_once(kiosk, rig):
     _relock(rig)
 
 
+@pytest.mark.processes
 def test_real_agent_grant_api_answers_bad_requests_clearly(kiosk, rig):
     client = rig.client()
     with pytest.raises(ApiError) as err:
@@ -271,6 +273,7 @@ def test_real_agent_grant_api_answers_bad_requests_clearly(kiosk, rig):
     _relock(rig)
 
 
+@pytest.mark.processes
 def test_a_guard_tap_on_the_console_never_energises_the_relay(kiosk, rig):
     client = rig.client()
     head = _head(rig)
@@ -317,6 +320,7 @@ def _grant_ref(rig: Any, head: int) -> str:
     return decision[-1]["grant_ref"]
 
 
+@pytest.mark.processes
 def test_photo_yes_keeps_the_door_locked_while_posing_then_opens_it(visitor, rig):
     kiosk = visitor
     head = _head(rig)
@@ -350,6 +354,7 @@ def test_photo_yes_keeps_the_door_locked_while_posing_then_opens_it(visitor, rig
     _relock(rig)
 
 
+@pytest.mark.processes
 def test_doing_nothing_opens_the_door_after_the_pause(visitor, rig):
     kiosk = visitor
     head = _head(rig)
@@ -367,6 +372,7 @@ def test_doing_nothing_opens_the_door_after_the_pause(visitor, rig):
     _relock(rig)
 
 
+@pytest.mark.processes
 def test_countdown_starts_at_the_unlock_and_survives_a_language_switch(visitor, rig):
     kiosk = visitor
     app = kiosk.app
@@ -391,6 +397,7 @@ def test_countdown_starts_at_the_unlock_and_survives_a_language_switch(visitor, 
     assert t(kiosk, "Open the door again") in texts
 
 
+@pytest.mark.processes
 def test_open_again_after_the_relock_a_single_use_invitation_without_already_used(visitor, rig):
     kiosk = visitor
     head = _head(rig)
@@ -417,6 +424,7 @@ def test_open_again_after_the_relock_a_single_use_invitation_without_already_use
     _relock(rig)
 
 
+@pytest.mark.processes
 def test_an_open_request_during_a_fire_alarm_is_refused_and_journaled(visitor, rig):
     kiosk = visitor
     head = _head(rig)
@@ -436,6 +444,7 @@ def test_an_open_request_during_a_fire_alarm_is_refused_and_journaled(visitor, r
     kiosk.wait_for(lambda: rig.client().status()["door"]["mode"] == "normal", 5)
 
 
+@pytest.mark.processes
 def test_staff_are_not_sent_to_reception(kiosk):
     kiosk.app.demo_badge("staff")
     screen = kiosk.wait_screen("welcome")
@@ -445,6 +454,7 @@ def test_staff_are_not_sent_to_reception(kiosk):
     assert t(kiosk, "Open the door again") not in [x for x in kiosk.texts() if x]
 
 
+@pytest.mark.processes
 def test_in_free_access_the_welcome_screen_still_times_out(visitor, rig):
     kiosk = visitor
     app = kiosk.app

@@ -141,6 +141,7 @@ def test_the_packaged_kiosk_toml_and_the_demo_have_an_assembly_point_setting(tmp
     assert demo is not None and (demo.en, demo.fr) == tuple(DEMO_ASSEMBLY_POINT.values())
 
 
+@pytest.mark.processes
 def test_help_through_the_local_api_answers_a_clear_400(rig):
     from edge_agent.client import ApiError
 
@@ -188,6 +189,7 @@ def _acknowledge_all(rig) -> None:
         client.guard_logout()
 
 
+@pytest.mark.processes
 @pytest.mark.ui
 @pytest.mark.parametrize("where", ["welcome", "scan"])
 def test_a_fire_alarm_replaces_the_visitor_screen_at_once_and_clears_to_attract(kiosk, rig, where):
@@ -213,6 +215,7 @@ def test_a_fire_alarm_replaces_the_visitor_screen_at_once_and_clears_to_attract(
         _acknowledge_all(rig)
 
 
+@pytest.mark.processes
 @pytest.mark.ui
 def test_a_guard_still_logs_in_during_a_fire_and_is_not_forced_away(kiosk, rig):
     app = kiosk.app
@@ -233,6 +236,7 @@ def test_a_guard_still_logs_in_during_a_fire_and_is_not_forced_away(kiosk, rig):
         _acknowledge_all(rig)
 
 
+@pytest.mark.processes
 @pytest.mark.ui
 def test_lockdown_attract_says_closed_before_anyone_scans(kiosk, rig):
     app = kiosk.app
@@ -251,6 +255,7 @@ def test_lockdown_attract_says_closed_before_anyone_scans(kiosk, rig):
     kiosk.wait_for(lambda: "Welcome" in kiosk.texts(), AT_ONCE_S, "not back to normal")
 
 
+@pytest.mark.processes
 @pytest.mark.ui
 def test_free_access_attract_says_open_and_still_check_in(kiosk, rig):
     app = kiosk.app
@@ -266,6 +271,7 @@ def test_free_access_attract_says_open_and_still_check_in(kiosk, rig):
         _guard_mode(rig, "normal")
 
 
+@pytest.mark.processes
 @pytest.mark.ui
 def test_a_door_held_open_asks_the_visitor_to_close_it(kiosk, rig):
     client = rig.client()
@@ -288,6 +294,7 @@ def test_a_door_held_open_asks_the_visitor_to_close_it(kiosk, rig):
 # -- Help ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.processes
 @pytest.mark.ui
 def test_help_on_a_visitor_screen_calls_a_guard_once_and_confirms(kiosk, rig):
     app = kiosk.app
@@ -321,6 +328,7 @@ def test_help_on_a_visitor_screen_calls_a_guard_once_and_confirms(kiosk, rig):
 # -- the language stays for the visitor's session ------------------------------------------------
 
 
+@pytest.mark.processes
 @pytest.mark.ui
 def test_the_language_stays_until_the_idle_return(kiosk):
     app = kiosk.app
@@ -346,6 +354,7 @@ def test_the_language_stays_until_the_idle_return(kiosk):
 # -- a double tap does not fall through ----------------------------------------------------------
 
 
+@pytest.mark.processes
 @pytest.mark.ui
 def test_a_double_tap_on_done_does_not_open_the_next_screens_button(kiosk):
     from kivy.base import EventLoop

@@ -51,6 +51,8 @@ import pytest
 
 from tests.support.kiosk_rig import OTHER_DOOR, AgentRig, running_rig, short_tmpdir, xvfb_display
 
+pytestmark = pytest.mark.processes
+
 MIN_VISITOR_UNITS = 22
 MIN_GUARD_UNITS = 18
 MIN_CONTRAST = 4.5

@@ -7,6 +7,8 @@ import pytest
 from kiosk import demo_material
 from tests.support.kiosk_rig import running_rig
 
+pytestmark = pytest.mark.processes
+
 
 @pytest.fixture
 def rig():

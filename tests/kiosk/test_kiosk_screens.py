@@ -16,7 +16,7 @@ from PIL import Image
 
 from tests.support.kiosk_rig import running_rig, xvfb_display
 
-pytestmark = pytest.mark.ui
+pytestmark = [pytest.mark.ui, pytest.mark.processes]
 
 VISITOR = [
     "attract",

@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.kiosk_rig import GUARD_PIN, LOCKOUT_GUARD_UID
 
-pytestmark = pytest.mark.ui
+pytestmark = [pytest.mark.ui, pytest.mark.processes]
 
 
 def t(driver, msgid: str) -> str:

@@ -83,6 +83,7 @@ def test_kiosk_imports_nothing_from_the_edge_agent_but_its_client(tmp_path):
     assert "edge_agent.store" in _imports(lazy)
 
 
+@pytest.mark.processes
 def test_kiosk_modules_import_without_kivy_or_side_effects(tmp_path):
     code = (
         "import sys\n"
@@ -494,6 +495,7 @@ def rig():
         yield agent
 
 
+@pytest.mark.processes
 def test_agent_link_reports_status_events_and_outages(rig):
     from edge_agent.client import AgentUnavailable, ApiError
     from kiosk.agent_link import AgentLink

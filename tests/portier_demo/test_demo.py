@@ -27,6 +27,8 @@ from edge_agent.config import load_config
 from kiosk import demo_material
 from tests.support.sync_rig import EDGE_AGENT, wait_until
 
+pytestmark = pytest.mark.processes
+
 PORTIER_CENTRAL = str(Path(sys.executable).with_name("portier-central"))
 
 

@@ -46,6 +46,8 @@ from tests.support.sync_rig import (
     wait_until,
 )
 
+pytestmark = pytest.mark.processes
+
 SEED = int(os.environ.get("CHAOS_SEED", "20261122"))
 
 #: Faults on every device endpoint, each firing at random (seeded).

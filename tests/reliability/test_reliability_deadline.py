@@ -20,6 +20,8 @@ from edge_agent.client import DEADLINE_HEADER, AgentClient, AgentUnavailable, Ap
 from edge_agent.store import Store, StoreSettings
 from tests.edge_agent.test_local_api import GUARD_PIN, GUARD_UID, invite_now, start_agent
 
+pytestmark = pytest.mark.processes
+
 
 def _journal(database: Path) -> list:
     with Store.open(StoreSettings(path=database), read_only=True) as store:

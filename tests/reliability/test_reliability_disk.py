@@ -41,9 +41,12 @@ def _can_unshare() -> bool:
     return probe.returncode == 0
 
 
-pytestmark = pytest.mark.skipif(
-    not _can_unshare(), reason="needs root, unshare and nsenter to mount a small tmpfs"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not _can_unshare(), reason="needs root, unshare and nsenter to mount a small tmpfs"
+    ),
+    pytest.mark.processes,
+]
 
 
 class SmallDisk:

@@ -93,6 +93,7 @@ def verify_cli(db: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("how", ["wal-truncated", "wal-deleted", "wal-bit-flip"])
 def test_lost_wal_events_are_a_journaled_gap_never_reused(tmp_path: Path, how: str) -> None:
     db = stopped_agent_files(tmp_path)
@@ -146,6 +147,7 @@ def test_lost_wal_events_are_a_journaled_gap_never_reused(tmp_path: Path, how: s
     assert "chain intact" in after_cli.stdout
 
 
+@pytest.mark.processes
 def test_verify_reports_a_structurally_damaged_file_in_one_line(tmp_path: Path) -> None:
     db = stopped_agent_files(tmp_path)
     with db.open("r+b") as f:  # the database header and first pages
@@ -217,6 +219,7 @@ def test_central_accepts_the_gap_event_and_the_chain_goes_on(tmp_path: Path, upl
 # -- end to end: a real agent, a real central ---------------------------------------------------
 
 
+@pytest.mark.processes
 def test_damaged_agent_journals_the_gap_alarms_and_the_central_chain_goes_on(
     tmp_path: Path,
 ) -> None:

@@ -74,6 +74,7 @@ def _heartbeat_status(url: str, token: str) -> int:
 # -- property 7: an enrollment token cannot take over a device --------------------------
 
 
+@pytest.mark.processes
 def test_a_token_for_another_door_cannot_take_over_an_enrolled_device(central, admin, tmp_path):
     victim = make_config(tmp_path / "victim", central.url, device=_device_id("victim"))
     credential = enroll(victim, admin.create_enroll_token(DOOR)["enroll_token"])
@@ -89,6 +90,7 @@ def test_a_token_for_another_door_cannot_take_over_an_enrolled_device(central, a
     assert summary["door"] == DOOR
 
 
+@pytest.mark.processes
 def test_the_retry_window_serves_the_first_device_only(central, admin, tmp_path) -> None:
     device = _device_id("retry")
     token = admin.create_enroll_token(DOOR)["enroll_token"]
@@ -111,6 +113,7 @@ def test_the_retry_window_serves_the_first_device_only(central, admin, tmp_path)
     assert _heartbeat_status(central.url, first.json()["device_token"]) == 401
 
 
+@pytest.mark.processes
 def test_a_lost_answer_is_retried_with_the_kept_secret(central, admin, tmp_path) -> None:
     """The agent keeps its retry secret next to the credential until it saved the answer."""
     config = make_config(tmp_path / "a", central.url, device=_device_id("lost"))
@@ -128,6 +131,7 @@ def test_a_lost_answer_is_retried_with_the_kept_secret(central, admin, tmp_path)
     assert _heartbeat_status(central.url, first.device_token) == 200
 
 
+@pytest.mark.processes
 def test_reinstall_needs_an_admin_reset_which_allows_one_enrollment(central, admin, tmp_path):
     device = _device_id("reinstall")
     old = make_config(tmp_path / "old", central.url, device=device)
@@ -158,6 +162,7 @@ def test_reinstall_needs_an_admin_reset_which_allows_one_enrollment(central, adm
     assert enroll(moved, admin.create_enroll_token("gate-b")["enroll_token"]).door == "gate-b"
 
 
+@pytest.mark.processes
 def test_a_disabled_device_cannot_re_enable_itself_with_its_credential(central, admin, tmp_path):
     config = make_config(tmp_path / "d", central.url, device=_device_id("disabled"))
     enroll(config, admin.create_enroll_token(DOOR)["enroll_token"])
@@ -476,6 +481,7 @@ class ProxiedDoor:
         self.store.close()
 
 
+@pytest.mark.processes
 def test_a_man_in_the_middle_cannot_inject_keys_badges_or_free_access(central, admin, tmp_path):
     with Proxy(central.url) as proxy:
         door = ProxiedDoor(proxy, central, tmp_path / "door")
@@ -521,6 +527,7 @@ def _alarm_codes(agent: Any) -> set[str]:
     return {a["code"] for a in (agent.status()["sync"] or {}).get("alarms", [])}
 
 
+@pytest.mark.processes
 def test_a_running_agent_behind_a_rewriting_proxy_keeps_its_door(central, admin, tmp_path):
     """End to end: ``edge-agent run`` pulls through the man in the middle."""
     with Proxy(central.url) as proxy:
@@ -547,6 +554,7 @@ def test_a_running_agent_behind_a_rewriting_proxy_keeps_its_door(central, admin,
             assert agent.status()["door"]["mode"] == "normal"
 
 
+@pytest.mark.processes
 def test_a_device_without_a_pinned_key_refuses_every_page(central, tmp_path) -> None:
     """Credentials from before signed deltas: the device must enroll again."""
     enrolled, session = enroll_device(central.url, door=DOOR, device_id=_device_id("old"))
@@ -564,6 +572,7 @@ def test_a_device_without_a_pinned_key_refuses_every_page(central, tmp_path) -> 
         assert alarms.is_active("bad_delta") and store.cache.downlink().cursor is None
 
 
+@pytest.mark.processes
 def test_the_signature_covers_the_exact_bytes(central) -> None:
     enrolled, session = enroll_device(central.url, door=DOOR, device_id=_device_id("bytes"))
     answer = session.get(f"{central.url}/v1/deltas", timeout=10)
@@ -580,6 +589,7 @@ def test_the_signature_covers_the_exact_bytes(central) -> None:
 # -- property 13a: keys rotate --retire-now ------------------------------------------------
 
 
+@pytest.mark.processes
 def test_retire_now_makes_devices_refuse_the_old_key_at_once(central, admin, tmp_path) -> None:
     enrolled, session = enroll_device(central.url, door=DOOR, device_id=_device_id("rot"))
     session.close()
@@ -620,6 +630,7 @@ def test_retire_now_makes_devices_refuse_the_old_key_at_once(central, admin, tmp
 # -- property 4, the central's half: guard material only to guard consoles ----------------
 
 
+@pytest.mark.processes
 def test_pin_hashes_reach_only_devices_with_a_guard_console(central, admin, tmp_path) -> None:
     from portier_common.pins import hash_pin
 
@@ -671,6 +682,7 @@ def _trust(credential: Any) -> DeltaTrust:
     return DeltaTrust(credential.device_id, credential.delta_key, enrollment=token_hash)
 
 
+@pytest.mark.processes
 def test_a_new_enrollment_or_a_cache_from_before_pinning_resyncs_from_scratch(
     central, admin, tmp_path
 ) -> None:
@@ -711,6 +723,7 @@ def test_a_new_enrollment_or_a_cache_from_before_pinning_resyncs_from_scratch(
         assert "pin_hash" not in (store.cache.badge(guard_uid).data or {})
 
 
+@pytest.mark.processes
 def test_serve_with_the_sites_ntag424_keys_checks_sun_messages_over_http(tmp_path) -> None:
     keys = tmp_path / "keys.toml"
     keys.write_text(
@@ -745,6 +758,7 @@ def test_serve_with_the_sites_ntag424_keys_checks_sun_messages_over_http(tmp_pat
     assert done.returncode == 2 and "file_read_key" in done.stderr
 
 
+@pytest.mark.processes
 def test_a_reflashed_card_commissions_again_only_after_an_admin_reset(
     central, admin, tmp_path, capsys
 ) -> None:

@@ -245,6 +245,7 @@ def _journal(database: Path, kind: str) -> list[dict[str, Any]]:
     return [json.loads(r[0]) for r in rows]
 
 
+@pytest.mark.processes
 def test_api_padded_uid_is_journaled_never_5xx_and_no_pin_oracle(tmp_path):
     served = start_agent(
         tmp_path / "a", guard={**CONSOLE, "max_pin_failures": 3, "login_burst": 20}
@@ -295,6 +296,7 @@ def _answers(served: Served) -> bool:
     return True
 
 
+@pytest.mark.processes
 def test_api_spelling_lockout_survives_an_agent_restart(tmp_path):
     guard = {**CONSOLE, "max_pin_failures": 3, "lockout_s": 600}
     served = start_agent(tmp_path / "a", guard=guard)
@@ -315,6 +317,7 @@ def test_api_spelling_lockout_survives_an_agent_restart(tmp_path):
         again.stop()
 
 
+@pytest.mark.processes
 def test_api_oversized_login_body_is_journaled(tmp_path):
     served = start_agent(tmp_path / "a", guard=CONSOLE)
     try:
@@ -326,6 +329,7 @@ def test_api_oversized_login_body_is_journaled(tmp_path):
     assert [f["why"] for f in _journal(served.database, "guard.login_failed")] == ["too_large"]
 
 
+@pytest.mark.processes
 def test_api_rate_limit_answers_429(tmp_path):
     guard = {**CONSOLE, "login_attempts_per_minute": 2, "login_burst": 2}
     served = start_agent(tmp_path / "a", guard=guard)

@@ -189,6 +189,7 @@ def _process_events(database: Path) -> list[Any]:
         return store.journal.events(limit=100_000)
 
 
+@pytest.mark.processes
 def test_kill_9_keeps_the_lockdown_of_a_real_agent(tmp_path: Path):
     from tests.edge_agent.test_local_api import start_agent
 
@@ -273,6 +274,7 @@ def _add_guard_console(config: Any) -> Any:
     return load_config(path)
 
 
+@pytest.mark.processes
 def test_unrelated_central_settings_do_not_lift_a_guards_lockdown(tmp_path: Path):
     from central.testing import CentralProcess
     from portier_common.pins import hash_pin
@@ -606,6 +608,7 @@ def test_recent_grants_stay_bounded(make_rig):
     assert list(agent._recent_grants) == ["inv-late"]  # expired ones are forgotten
 
 
+@pytest.mark.processes
 def test_checkin_twice_over_the_local_api(tmp_path: Path):
     from tests.edge_agent.test_local_api import invite_now, start_agent
 

@@ -242,6 +242,7 @@ def test_the_floor_is_durable_and_never_moves_back(tmp_path: Path) -> None:
         assert d.present_qr(expired_two_days_ago())["reason"] == "clock_untrusted"
 
 
+@pytest.mark.processes
 def test_a_heartbeat_from_the_real_central_sets_the_floor(tmp_path: Path) -> None:
     """A first boot 3 days behind (empty journal, nothing local to compare with): the
     central's heartbeat says what time it is, and the expired badge stays refused."""
@@ -440,6 +441,7 @@ class Stream:
                 return event
 
 
+@pytest.mark.processes
 def test_1100_idle_connections_starve_neither_the_kiosk_nor_the_uplink(tmp_path: Path) -> None:
     """The review's attack: 1,100 idle connections on the socket of an agent with the
     default open-files limit. The kiosk's status and decisions still answer within a
@@ -528,6 +530,7 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentConfig]:
     )
 
 
+@pytest.mark.processes
 def test_a_huge_declared_body_is_refused_at_once(limited: AgentConfig) -> None:
     sock = _raw_unix(limited.paths.socket)
     started = time.monotonic()
@@ -544,6 +547,7 @@ def test_a_huge_declared_body_is_refused_at_once(limited: AgentConfig) -> None:
     assert elapsed < 1.0  # answered and closed at once, not after reading (or waiting)
 
 
+@pytest.mark.processes
 def test_a_request_head_sent_byte_by_byte_is_cut_off(limited: AgentConfig) -> None:
     sock = _raw_unix(limited.paths.socket)
     head = b"GET /v1/status HTTP/1.1\r\nHost: agent\r\n"
@@ -559,6 +563,7 @@ def test_a_request_head_sent_byte_by_byte_is_cut_off(limited: AgentConfig) -> No
     assert time.monotonic() - started < 1.0 + 0.1 * len(head) + 1.0
 
 
+@pytest.mark.processes
 def test_a_body_that_never_ends_is_cut_off(limited: AgentConfig) -> None:
     sock = _raw_unix(limited.paths.socket)
     sock.sendall(
@@ -571,6 +576,7 @@ def test_a_body_that_never_ends_is_cut_off(limited: AgentConfig) -> None:
     assert closed_after < 3.0
 
 
+@pytest.mark.processes
 def test_an_idle_connection_is_closed(limited: AgentConfig) -> None:
     sock = _raw_unix(limited.paths.socket)
     _, closed_after = _read_until_closed(sock, timeout=6.0)
@@ -584,6 +590,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentConfig]:
     yield from _api_agent(tmp_path_factory, "small", "max_connections = 8\nbody_timeout_s = 60.0")
 
 
+@pytest.mark.processes
 def test_slow_bodies_do_not_keep_the_kiosk_out(small: AgentConfig) -> None:
     """Connections whose request waits for a body that trickles in are not "busy": they
     are closed to make room, so the kiosk's requests still get through."""
@@ -607,6 +614,7 @@ def test_slow_bodies_do_not_keep_the_kiosk_out(small: AgentConfig) -> None:
             sock.close()
 
 
+@pytest.mark.processes
 def test_the_agent_raises_its_open_files_limit() -> None:
     """systemd's default soft limit (1024) is raised to the hard limit at start-up."""
     code = (

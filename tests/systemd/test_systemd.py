@@ -89,6 +89,7 @@ def test_units_are_the_expected_ones():
     assert UNITS == ["edge-agent.service", "kiosk.service", "portier-firstboot.service"]
 
 
+@pytest.mark.processes
 def test_verify_is_clean(tmp_path):
     root = make_root(tmp_path, {n: (UNIT_DIR / n).read_text() for n in UNITS})
     proc = verify(root, UNITS)
@@ -96,6 +97,7 @@ def test_verify_is_clean(tmp_path):
     assert proc.stderr == ""
 
 
+@pytest.mark.processes
 def test_verify_reports_unknown_keys_on_stderr(tmp_path):
     # The check above must be able to fail: a typo in a key is only a warning.
     text = (
@@ -107,6 +109,7 @@ def test_verify_reports_unknown_keys_on_stderr(tmp_path):
     assert "Unknown key 'NoNewPrivilege'" in proc.stderr
 
 
+@pytest.mark.processes
 def test_verify_reports_missing_binaries(tmp_path):
     root = make_root(tmp_path, {"kiosk.service": (UNIT_DIR / "kiosk.service").read_text()})
     (root / "opt/portier/venv/bin/kiosk").unlink()
@@ -127,6 +130,7 @@ def exposure(unit_path: Path) -> float:
     return float(match.group(1))
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("unit", UNITS)
 def test_security_exposure(unit, capsys):
     level = exposure(UNIT_DIR / unit)
@@ -135,6 +139,7 @@ def test_security_exposure(unit, capsys):
     assert level <= MAX_EXPOSURE
 
 
+@pytest.mark.processes
 def test_security_rating_can_fail(tmp_path):
     # The same measurement on a unit without any sandboxing is far above the target.
     bare = tmp_path / "bare.service"
@@ -242,6 +247,7 @@ def test_firstboot_unit_matches_provisioning():
     assert "edge-agent.service" in before and "kiosk.service" in before
 
 
+@pytest.mark.processes
 def test_sysusers_creates_users_and_memberships(tmp_path):
     if shutil.which("systemd-sysusers") is None:
         pytest.skip("systemd-sysusers missing")
@@ -275,6 +281,7 @@ def test_sysusers_creates_users_and_memberships(tmp_path):
             assert group in groups, f"{unit}: group {group} not created"
 
 
+@pytest.mark.processes
 def test_tmpfiles_makes_config_dir_setgid(tmp_path):
     if shutil.which("systemd-tmpfiles") is None or shutil.which("systemd-sysusers") is None:
         pytest.skip("systemd-tmpfiles missing")

@@ -19,7 +19,11 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from edge_agent.store import Store, StoreSettings, SyncStatus
+
+pytestmark = pytest.mark.processes
 
 WRITER = r"""
 import random, sys, threading

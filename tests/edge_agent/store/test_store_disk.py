@@ -220,6 +220,7 @@ def _can_mount_tmpfs() -> bool:
     return probe.returncode == 0
 
 
+@pytest.mark.processes
 @pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs root and unshare to mount a small tmpfs")
 def test_real_full_disk_evicts_photos_then_refuses_events_cleanly(tmp_path: Path) -> None:
     """A 4 MiB tmpfs in a private mount namespace (gone when the child exits)."""

@@ -98,6 +98,7 @@ def test_events_survive_reopen(db_path: Path) -> None:
         assert nxt.prev_hash == written[-1].hash
 
 
+@pytest.mark.processes
 def test_reopen_read_only_from_another_process_sees_committed_events(db_path: Path) -> None:
     with Store.open(make_settings(db_path)) as store:
         store.journal.append_many([("door.opened", {"i": i}) for i in range(3)])
@@ -124,6 +125,7 @@ def test_page_size_applies_to_a_new_file(tmp_path: Path) -> None:
     assert raw(path).execute("PRAGMA page_size").fetchone()[0] == 1024
 
 
+@pytest.mark.processes
 def test_second_writer_is_refused(db_path: Path) -> None:
     with Store.open(make_settings(db_path)):
         code = (

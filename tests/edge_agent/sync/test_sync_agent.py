@@ -28,6 +28,8 @@ from tests.support.sync_rig import (
     wait_until,
 )
 
+pytestmark = pytest.mark.processes
+
 
 @pytest.fixture
 def central(central_per_test: CentralProcess) -> CentralProcess:

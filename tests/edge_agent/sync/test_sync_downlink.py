@@ -36,6 +36,8 @@ from portier_common.reasons import Reason
 from portier_common.signing import DeltaKey
 from portier_common.tokens import Verified, verify
 
+pytestmark = pytest.mark.processes
+
 DOOR = "gate-a"
 
 

@@ -29,6 +29,8 @@ from edge_agent.store import Store, StoreSettings
 from edge_agent.sync import Alarms, Backoff, CentralClient, CentralRefused, Uplink
 from tests.support.sync_rig import EDGE_AGENT, device_summary, make_config
 
+pytestmark = pytest.mark.processes
+
 
 @pytest.fixture
 def central(central_per_test: CentralProcess) -> CentralProcess:

@@ -33,6 +33,8 @@ from tests.support.sync_rig import (
     wait_until,
 )
 
+pytestmark = pytest.mark.processes
+
 PORTIER_CENTRAL = str(Path(sys.executable).with_name("portier-central"))
 
 # name, fault options, whether the central stores what the agent never heard back about

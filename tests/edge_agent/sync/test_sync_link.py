@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig
 from edge_agent.devices import open_devices
@@ -23,6 +25,8 @@ from tests.support.sync_rig import (
     make_config,
     wait_until,
 )
+
+pytestmark = pytest.mark.processes
 
 MIB = 1024 * 1024
 

@@ -28,6 +28,8 @@ from central.testing import CentralProcess, enroll_device
 from edge_agent.store import Store, StoreSettings, SyncStatus
 from edge_agent.sync import Alarms, Backoff, CentralClient, Paused, Stopped, Uplink
 
+pytestmark = pytest.mark.processes
+
 #: Faults on /v1/events: (name, options). The client's timeout is 0.3 s.
 FAULTS: list[tuple[str, dict[str, Any]]] = [
     ("error", {"status": 500}),

@@ -35,6 +35,8 @@ from edge_agent.sync import (
 )
 from edge_agent.sync.client import parse_retry_after
 
+pytestmark = pytest.mark.processes
+
 _devices = iter(range(1, 10_000))
 
 
