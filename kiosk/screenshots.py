@@ -5,7 +5,7 @@ Usage::
     python -m kiosk.screenshots docs/screens --demo DIR [--size 800x480]
 
 ``DIR`` is a running demo (``edge-agent demo --headless --dir DIR``, or
-``python tests/test_kiosk_rig.py DIR``): an agent on simulated hardware and
+``python tests/support/kiosk_rig.py DIR``): an agent on simulated hardware and
 its demo material. The script drives the real app in-process through real
 flows -- invitations shown to the demo camera, badges tapped on the simulated
 reader, the guard console with a real login -- and saves ``NAME-LANG.png``

@@ -271,7 +271,7 @@ ACTION_REASONS: tuple[str, ...] = (
 )
 
 #: Journal event types, for the console's recent events: every type the agent journals
-#: (docs/local-api.md, "Events"; tests/test_kiosk_ui.py checks none is missing).
+#: (docs/local-api.md, "Events"; tests/kiosk/test_kiosk_ui.py checks none is missing).
 EVENT_TYPES: dict[str, str] = {
     "access.decision": N_("Access"),
     "access.aborted": N_("Entry cancelled"),

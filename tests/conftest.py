@@ -1,4 +1,5 @@
-"""Suite-wide pytest set-up: slow tests run only when asked for; the UI session fixtures.
+"""Suite-wide pytest set-up: slow tests run only when asked for; the UI session fixtures;
+the reference central every test that talks to one starts through.
 
 ``@pytest.mark.slow`` tests (the arm64 image build under emulation, the
 ten-minute chaos soak) are skipped unless the run selects them with
@@ -8,11 +9,17 @@ ten-minute chaos soak) are skipped unless the run selects them with
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
+if TYPE_CHECKING:
+    from central.admin import CentralAdmin
+    from central.testing import CentralProcess
+
 #: The UI tests' session fixtures (one Kivy app per process, shared by every UI module).
-pytest_plugins = ["kiosk_ui_fixtures"]
+pytest_plugins = ["tests.support.kiosk_ui_fixtures"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -23,3 +30,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def central(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CentralProcess]:
+    """A reference central (``portier-central serve``, a real process on loopback), one per module.
+
+    A module that needs it started differently sets ``CENTRAL_OPTIONS``, keyword arguments of
+    :class:`central.testing.CentralProcess` (``{"site": ...}``); a module whose tests each need a
+    central of their own asks for ``central_per_test`` instead.
+    """
+    from central.testing import CentralProcess
+
+    options = getattr(request.module, "CENTRAL_OPTIONS", {})
+    with CentralProcess(tmp_path_factory.mktemp("central") / "data", **options) as process:
+        yield process
+
+
+@pytest.fixture
+def central_per_test(tmp_path) -> Iterator[CentralProcess]:
+    """A reference central of the test's own: nothing it enrolled or set outlives the test."""
+    from central.testing import CentralProcess
+
+    with CentralProcess(tmp_path / "central") as process:
+        yield process
+
+
+@pytest.fixture
+def admin(central: CentralProcess) -> Iterator[CentralAdmin]:
+    """The admin client of the module's central; faults a test switched on are off after it."""
+    with central.admin() as client:
+        yield client
+        client.clear_faults()

@@ -6,7 +6,7 @@ on :data:`OK` 6.0:1 and on :data:`BAD` 7.3:1; :data:`INK` on :data:`PRIMARY`
 14.4:1 and on :data:`WARN` 9.8:1; :data:`MUTED` on :data:`BG` 10.5:1 and on
 :data:`PANEL` 8.3:1; a disabled button's :data:`DISABLED_INK` on :data:`DISABLED_BG`
 6.0:1 -- all above WCAG AAA's 4.5:1 for large text.
-``tests/test_kiosk_units.py`` recomputes them.
+``tests/kiosk/test_kiosk_units.py`` recomputes them.
 
 Sizes are in *units*: one unit is one pixel on the 800x480 official display
 and scales with the window (``app.u``), so a 1920x1080 screen shows the same

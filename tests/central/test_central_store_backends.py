@@ -1,0 +1,213 @@
+"""The store's contract on both backends: SQLite (the embedded default) and PostgreSQL.
+
+PostgreSQL is a real server these tests start themselves (Debian's PostgreSQL 15:
+``initdb`` into a temporary directory as an unprivileged user, a Unix socket only,
+stopped at the end); no mock of the database. Skipped where PostgreSQL 15 or psycopg is
+not installed. The full rule tests are tests/central/test_central_store.py (SQLite).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from central.errors import NotFound, TokenUsed
+from central.settings import CentralSettings
+from central.store import SCHEMA_VERSION, CentralStore
+from central.testing import ChainBuilder
+
+pytestmark = pytest.mark.processes
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+StoreFactory = Callable[[], CentralStore]
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """Start a throw-away PostgreSQL server; yield a libpq URL of its ``postgres`` database."""
+    if not (PG_BIN / "initdb").exists():
+        pytest.skip("PostgreSQL 15 is not installed (apt-get install postgresql)")
+    pytest.importorskip("psycopg")
+    user = "postgres" if os.geteuid() == 0 else None  # initdb refuses to run as root
+    base = Path(tempfile.mkdtemp(prefix="portier-pg-"))
+    if user is not None:
+        shutil.chown(base, user, user)
+    data = base / "data"
+
+    def run(*args: object) -> None:
+        subprocess.run(
+            [str(a) for a in args], check=True, capture_output=True, user=user, timeout=120
+        )
+
+    started = False
+    try:
+        run(PG_BIN / "initdb", "-D", data, "-U", "portier", "--auth=trust", "--no-locale",
+            "-E", "UTF8", "--no-sync")  # fmt: skip
+        options = f"-k {base} -c listen_addresses='' -c fsync=off"
+        run(PG_BIN / "pg_ctl", "-D", data, "-l", base / "log", "-o", options, "-w", "start")
+        started = True
+        yield f"postgresql://portier@/postgres?host={base}"
+    finally:
+        if started:
+            run(PG_BIN / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """A factory of stores on one fresh database of the backend (open it again to reopen)."""
+    settings = CentralSettings(data_dir=tmp_path / "data")
+    opened: list[CentralStore] = []
+    if request.param == "sqlite":
+
+        def make() -> CentralStore:
+            opened.append(CentralStore(settings))
+            return opened[-1]
+
+    else:
+        import psycopg
+
+        from central.store.postgres import PostgresDatabase
+
+        server = request.getfixturevalue("postgres")
+        name = f"t{next(_databases)}_{os.getpid()}"
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f"CREATE DATABASE {name}")
+        url = server.replace("/postgres?", f"/{name}?")
+
+        def make() -> CentralStore:
+            opened.append(CentralStore(settings, database=PostgresDatabase(url)))
+            return opened[-1]
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+def enroll(store: CentralStore, device_id: str, door: str = "lobby") -> dict:
+    token = store.create_enroll_token(door=door)["enroll_token"]
+    return store.enroll({"enroll_token": token, "device_id": device_id})
+
+
+def test_events_are_stored_once_in_order_and_the_chain_verifies(open_store: StoreFactory) -> None:
+    store = open_store()
+    device = enroll(store, "dev-a")
+    assert store.authenticate(device["device_token"])["device_id"] == "dev-a"
+    events = ChainBuilder().events(12)
+    first = store.upload_events("dev-a", events[:5] + events[7:9])
+    assert [a["status"] for a in first["acks"]] == ["accepted"] * 5 + ["retry_later"] * 2
+    again = store.upload_events("dev-a", events[3:])
+    assert [a["status"] for a in again["acks"]] == ["duplicate"] * 2 + ["accepted"] * 7
+    assert again["next_seq"] == 13 and again["chain_ok"]
+    assert store.verify_chain("dev-a") == (True, None)
+    page = store.device_events("dev-a", 0, 5)
+    assert [e["seq"] for e in page["events"]] == [1, 2, 3, 4, 5] and page["more"]
+    assert page["events"][0]["payload_json"] == events[0]["payload_json"]
+    totals = store.received(verify=True)["totals"]
+    assert totals == {
+        "devices": 1,
+        "unique_events": 12,
+        "duplicates_seen": 2,
+        "rejected": 0,
+        "chain_ok": True,
+    }
+    with pytest.raises(NotFound):
+        store.upload_events("nobody", events[:1])
+
+
+def test_a_broken_link_is_recorded_and_big_values_fit(open_store: StoreFactory) -> None:
+    store = open_store()
+    enroll(store, "dev-a")
+    builder = ChainBuilder()
+    events = [builder.event(wall_ms=2**47) for _ in range(3)]
+    events[1] = {**events[1], "payload_json": '{"x":1}'}
+    result = store.upload_events("dev-a", events)
+    assert result["chain_ok"] is False
+    summary = store.received()["devices"][0]
+    assert summary["chain_broken_at"] == 2 and summary["unique_events"] == 3
+    assert store.device_events("dev-a")["events"][0]["wall_ms"] == 2**47
+
+
+def test_credentials_reach_devices_as_deltas_by_cursor(open_store: StoreFactory) -> None:
+    store = open_store()
+    enroll(store, "dev-a")
+    start = store.deltas("hq", None)
+    assert start["reset"] and len(start["signing_keys"]) == 1
+    cursor = start["cursor"]
+    store.put_badge({"uid": "04:A1:B2:C3", "holder": "Ada", "doors": ["lobby"]})
+    invitation = store.create_invitation({"visitor": "Bob", "doors": ["lobby"]})["invitation"]
+    store.revoke_badge("04a1b2c3")
+    store.revoke_invitation(invitation["id"])
+    store.put_door_settings("lobby", {"settings": {"mode": "lockdown"}})
+    store.put_door_settings("lobby", {"settings": {"mode": "normal"}})
+    page = store.deltas("hq", cursor)
+    assert [b["enabled"] for b in page["badges"]] == [False]
+    assert [i["id"] for i in page["invitations"]] == [invitation["id"]]
+    assert {(r["kind"], r["id"]) for r in page["revocations"]} == {
+        ("badge", "04a1b2c3"),
+        ("invitation", invitation["id"]),
+    }
+    assert [d["version"] for d in page["door_settings"]] == [2]
+    store.delete_badge("04a1b2c3")
+    later = store.deltas("hq", page["cursor"])
+    assert later["removed"]["badges"] == ["04a1b2c3"]
+    assert later["removed"]["revocations"] == [{"kind": "badge", "id": "04a1b2c3"}]
+    assert int(later["cursor"]) > int(page["cursor"]) and store.head_cursor() == later["cursor"]
+
+
+def test_a_single_use_invitation_used_at_one_door_is_shared(open_store: StoreFactory) -> None:
+    store = open_store()
+    enroll(store, "dev-a")
+    invitation = store.create_invitation(
+        {"visitor": "Bob", "doors": ["lobby"], "single_use": True}
+    )["invitation"]
+    cursor = store.head_cursor()
+    used = ChainBuilder().event(
+        "invitation.used",
+        {"invitation_id": invitation["id"], "door": "lobby", "expires": invitation["expires"]},
+    )
+    assert store.upload_events("dev-a", [used])["acks"][0]["status"] == "accepted"
+    shared = store.deltas("hq", cursor)["used_invitations"]
+    assert [(u["id"], u["device_id"]) for u in shared] == [(invitation["id"], "dev-a")]
+
+
+def test_the_schema_is_made_once_and_kept_across_restarts(open_store: StoreFactory) -> None:
+    store = open_store()
+    enroll(store, "dev-a")
+    token = store.create_enroll_token(door="lobby")["enroll_token"]
+    store.enroll({"enroll_token": token, "device_id": "dev-b"})
+    kid, delta_key = store.info()["active_kid"], store.delta_key()
+    rotated = store.rotate_key()
+    store.close()
+    again = open_store()
+    assert again.info()["active_kid"] == rotated["active"]["kid"] != kid
+    assert again.delta_key() == delta_key
+    assert [d["device_id"] for d in again.received()["devices"]] == ["dev-a", "dev-b"]
+    with pytest.raises(TokenUsed):
+        again.enroll({"enroll_token": token, "device_id": "dev-c"})
+    assert SCHEMA_VERSION == 3
+
+
+def test_a_failed_call_leaves_nothing_behind(open_store: StoreFactory) -> None:
+    store = open_store()
+    token = store.create_enroll_token(door="lobby")["enroll_token"]
+    store.enroll({"enroll_token": token, "device_id": "dev-a"})
+    before = store.head_cursor()
+    with pytest.raises(NotFound):
+        store.revoke_invitation("nope")
+    with pytest.raises(NotFound):
+        store.disable_device("nope")
+    assert store.head_cursor() == before
+    assert store.heartbeat("dev-a", {"sent_at_ms": 1}, int(time.time() * 1000))["next_seq"] == 1
