@@ -24,7 +24,7 @@ from central.errors import (
     TokenUsed,
     Unauthorized,
 )
-from central.settings import CentralSettings
+from central.settings import CentralSettings, DatabaseUrl, parse_db_url
 from central.store import CentralStore, normalize_uid
 from central.testing import ChainBuilder
 from portier_common.encoding import event_hash
@@ -706,9 +706,23 @@ def test_heartbeat_is_recorded_and_answers_the_clock(store: CentralStore, clock:
 
 
 def test_settings_name_the_bad_field(tmp_path: Path) -> None:
-    for field, value in (("port", 70000), ("site", "a b"), ("max_batch_events", 0)):
+    for field, value in (("port", 70000), ("site", "a b"), ("max_batch_events", 0), ("db", "x")):
         with pytest.raises(ValueError, match=field):
             CentralSettings(data_dir=tmp_path, **{field: value})
+
+
+def test_db_url_picks_the_backend(tmp_path: Path) -> None:
+    default = CentralSettings(data_dir=tmp_path)
+    assert default.database == DatabaseUrl("sqlite", path=tmp_path / "central.db")
+    sqlite = CentralSettings(data_dir=tmp_path, db="sqlite:///var/lib/portier/c.db")
+    assert sqlite.db_path == Path("/var/lib/portier/c.db")
+    pg = parse_db_url("postgresql://portier:s3cret@db.example:5433/central?sslmode=require")
+    assert pg.dialect == "postgresql" and pg.url is not None and pg.path is None
+    assert pg.redacted() == "postgresql://portier:***@db.example:5433/central?sslmode=require"
+    assert parse_db_url("postgresql:///?host=/run/pg&dbname=central").dialect == "postgresql"
+    for bad in ("", "sqlite://host/x.db", "sqlite:///", "postgresql://host", "http://x/y"):
+        with pytest.raises(ValueError, match=r"^db: "):
+            parse_db_url(bad)
 
 
 def test_real_journal_events_are_accepted_as_sent(store: CentralStore, tmp_path: Path) -> None:
