@@ -1,4 +1,5 @@
-"""Suite-wide pytest set-up: slow tests run only when asked for; the UI session fixtures.
+"""Suite-wide pytest set-up: slow tests run only when asked for; the UI session fixtures;
+one throw-away PostgreSQL server for the central's tests (``postgres_server``).
 
 ``@pytest.mark.slow`` tests (the arm64 image build under emulation, the
 ten-minute chaos soak) are skipped unless the run selects them with
@@ -8,6 +9,7 @@ ten-minute chaos soak) are skipped unless the run selects them with
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -23,3 +25,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[object]:
+    """One PostgreSQL server for the session (``central.testing_pg.PostgresServer``),
+    started on first use and stopped at the end; skipped only when PostgreSQL's initdb
+    is not installed (``./tools/dev test`` installs Debian's ``postgresql``)."""
+    from central.testing_pg import PostgresServer, find_pg_bin
+
+    if find_pg_bin() is None:
+        pytest.skip("PostgreSQL is not installed: no /usr/lib/postgresql/*/bin/initdb "
+                    "(apt-get install postgresql, or ./tools/dev test)")  # fmt: skip
+    with PostgresServer() as server:
+        yield server

@@ -96,8 +96,14 @@ class PostgresDatabase(Database):
 
     def schema_version(self) -> int:
         conn = self._open()
-        found = conn.execute("SELECT to_regclass('schema_version') AS t").fetchone()
-        if found is None or found["t"] is None:
+        # A scan of pg_tables, not to_regclass(): a name lookup may answer from this
+        # backend's catalog cache, which does not yet see a table another process
+        # created and committed while this one waited for the migration's lock.
+        found = conn.execute(
+            "SELECT 1 AS t FROM pg_catalog.pg_tables "
+            "WHERE schemaname = current_schema() AND tablename = 'schema_version'"
+        ).fetchone()
+        if found is None:
             return 0
         row = conn.execute("SELECT version FROM schema_version").fetchone()
         return 0 if row is None else int(row["version"])
