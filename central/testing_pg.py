@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import urlsplit
 
 __all__ = ["PostgresServer", "find_pg_bin", "migrate_only"]
 
@@ -130,6 +131,16 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as admin:
             admin.execute(f"CREATE DATABASE {name}{copy}")
         return self.url(name)
+
+    def drop_database(self, url: str) -> None:
+        """Drop the database of *url* (from :meth:`create_database`), closing its sessions."""
+        import psycopg
+
+        name = urlsplit(url).path.strip("/")
+        if not re.fullmatch(r"t[0-9]+", name):
+            raise ValueError(f"{name!r} is not a database create_database made")
+        with psycopg.connect(self.url(), autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     def template(self, name: str, prepare: Callable[[str], None] | None = None) -> str:
         """Return *name*, a database made once per server by *prepare(url)* to copy from.

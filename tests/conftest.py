@@ -9,7 +9,7 @@ ten-minute chaos soak) are skipped unless the run selects them with
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -39,3 +39,26 @@ def postgres_server() -> Iterator[object]:
                     "(apt-get install postgresql, or ./tools/dev test)")  # fmt: skip
     with PostgresServer() as server:
         yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def central_db(request: pytest.FixtureRequest) -> Iterator[Callable[[], str | None]]:
+    """The central's two backends: a factory of fresh databases, as ``CentralSettings.db``
+    takes them: None (SQLite in ``data_dir``) or the URL of a new PostgreSQL database,
+    copied from a template that already holds the schema (fast), dropped after the test."""
+    if request.param == "sqlite":
+        yield lambda: None
+        return
+    from central.testing_pg import migrate_only
+
+    server = request.getfixturevalue("postgres_server")
+    template = server.template("central_schema", migrate_only)
+    made: list[str] = []
+
+    def new_database() -> str:
+        made.append(server.create_database(template))
+        return made[-1]
+
+    yield new_database
+    for url in made:
+        server.drop_database(url)
