@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -37,13 +37,13 @@ class DatabaseUrl:
     dialect: str
     #: SQLite: the database file.
     path: Path | None = None
-    #: PostgreSQL: the URL as given, for libpq.
-    url: str | None = None
+    #: PostgreSQL: the URL as given, for libpq (kept out of repr: it may hold a password).
+    url: str | None = field(default=None, repr=False)
 
     def redacted(self) -> str:
         """The URL without its password, for logs and messages."""
-        if self.dialect == "sqlite":
-            return f"sqlite:///{self.path}"
+        if self.path is not None:
+            return f"sqlite://{self.path}" if self.path.is_absolute() else f"sqlite:{self.path}"
         return redact_url(self.url or "")
 
 
@@ -131,8 +131,8 @@ class CentralSettings:
     #: Without keys: how far above the last shared counter a claimed one may be.
     counter_max_advance: int = 1000
     #: The database (``--db``): ``sqlite:///PATH`` or ``postgresql://...``; None is
-    #: SQLite in ``data_dir`` (``central.db``).
-    db: str | None = None
+    #: SQLite in ``data_dir`` (``central.db``). Kept out of repr: it may hold a password.
+    db: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.data_dir, str):

@@ -725,6 +725,8 @@ def test_db_url_picks_the_backend(tmp_path: Path) -> None:
     pg = parse_db_url("postgresql://portier:s3cret@db.example:5433/central?sslmode=require")
     assert pg.dialect == "postgresql" and pg.url is not None and pg.path is None
     assert pg.redacted() == "postgresql://portier:***@db.example:5433/central?sslmode=require"
+    assert "s3cret" not in repr(pg) + repr(CentralSettings(data_dir=tmp_path, db=pg.url))
+    assert sqlite.database.redacted() == "sqlite:///var/lib/portier/c.db"
     assert parse_db_url("postgresql:///?host=/run/pg&dbname=central").dialect == "postgresql"
     for bad in ("", "sqlite://host/x.db", "sqlite:///", "postgresql://host", "http://x/y"):
         with pytest.raises(ValueError, match=r"^db: "):
