@@ -86,7 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the reference central until SIGTERM/SIGINT")
     serve.add_argument("--port", type=int, required=True, help="TCP port; 0 picks a free one")
-    serve.add_argument("--data", type=Path, required=True, help="data directory (SQLite)")
+    serve.add_argument(
+        "--data", type=Path, required=True, help="data directory (the SQLite database by default)"
+    )
+    serve.add_argument(
+        "--db",
+        default=None,
+        metavar="URL",
+        help="the database: sqlite:///PATH or postgresql://[USER@]HOST[:PORT]/DBNAME "
+        "(default: SQLite in --data, DATA/central.db)",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     serve.add_argument("--site", default="hq", help="the site it serves by default (hq)")
     serve.add_argument(
@@ -271,7 +280,13 @@ def _serve(args: argparse.Namespace) -> int:
             site=args.site,
             ntag424=keys,
             counter_max_advance=args.counter_max_advance,
+            db=args.db,
         )
+        if settings.database.dialect == "postgresql":
+            import importlib.util
+
+            if importlib.util.find_spec("psycopg") is None:
+                raise ValueError("db: PostgreSQL needs psycopg 3: pip install 'psycopg[binary]'")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

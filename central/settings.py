@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from portier_common.ntag424 import Ntag424Section, SunVerifier
 from portier_common.settings import ConfigError, build, integer, load, matches, number
@@ -20,6 +21,71 @@ _NAME_RULE = "1 to 64 characters of letters, digits and ._:- (starting with a le
 def check_name(field: str, value: object) -> str:
     """Return *value* if it is a valid name, else raise ConfigError naming *field*."""
     return matches(field, value, NAME_RE, _NAME_RULE)
+
+
+#: The URL schemes ``--db`` accepts for PostgreSQL (libpq's two spellings).
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+@dataclass(frozen=True)
+class DatabaseUrl:
+    """A parsed ``--db`` URL: SQLite at ``path``, or PostgreSQL at ``url`` (libpq's form)."""
+
+    dialect: str
+    #: SQLite: the database file.
+    path: Path | None = None
+    #: PostgreSQL: the URL as given, for libpq (kept out of repr: it may hold a password).
+    url: str | None = field(default=None, repr=False)
+
+    def redacted(self) -> str:
+        """The URL without its password, for logs and messages."""
+        if self.path is not None:
+            return f"sqlite://{self.path}" if self.path.is_absolute() else f"sqlite:{self.path}"
+        return redact_url(self.url or "")
+
+
+def redact_url(url: str) -> str:
+    """Return *url* with any password replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # unparseable: hide everything before an "@"
+        return re.sub(r"//[^/]*@", "//***@", url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
+def parse_db_url(value: object, field: str = "db") -> DatabaseUrl:
+    """Parse a ``--db`` URL: ``sqlite:///absolute/path`` (or ``sqlite:relative/path``) or
+    ``postgresql://[user[:password]@][host][:port]/dbname[?param=value...]``.
+
+    Raises:
+        ValueError: anything else; the message names *field* and says what is accepted.
+    """
+    accepted = "must be sqlite:///PATH or postgresql://[USER@]HOST[:PORT]/DBNAME"
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{field}: {value!r} {accepted}")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        shown = redact_url(value)
+        raise ValueError(f"{field}: {shown!r} is not a URL ({exc}); {accepted}") from None
+    scheme = parts.scheme.lower()
+    if scheme == "sqlite":
+        if parts.netloc or parts.query or parts.fragment:
+            raise ValueError(f"{field}: {value!r} {accepted} (no host, query or fragment)")
+        path = parts.path
+        if not path or path.endswith("/"):
+            raise ValueError(f"{field}: {value!r} names no database file; {accepted}")
+        return DatabaseUrl("sqlite", path=Path(path))
+    if scheme in POSTGRES_SCHEMES:
+        if not parts.path.strip("/") and "dbname=" not in parts.query:
+            raise ValueError(f"{field}: {redact_url(value)!r} names no database; {accepted}")
+        return DatabaseUrl("postgresql", url=value)
+    raise ValueError(f"{field}: {redact_url(value)!r} {accepted}")
 
 
 @dataclass(frozen=True)
@@ -56,6 +122,9 @@ class CentralSettings:
     ntag424: Ntag424Section | None = None
     #: Without keys: how far above the last shared counter a claimed one may be.
     counter_max_advance: int = 1000
+    #: The database (``--db``): ``sqlite:///PATH`` or ``postgresql://...``; None is
+    #: SQLite in ``data_dir`` (``central.db``). Kept out of repr: it may hold a password.
+    db: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.data_dir, str):
@@ -76,6 +145,8 @@ class CentralSettings:
         integer("heartbeat_interval_s", self.heartbeat_interval_s, 1, 86_400)
         integer("poll_interval_s", self.poll_interval_s, 1, 86_400)
         integer("counter_max_advance", self.counter_max_advance, 1, 2**24 - 1)
+        if self.db is not None:
+            parse_db_url(self.db)
         if self.ntag424 is not None and not isinstance(self.ntag424, Ntag424Section):
             raise ConfigError("ntag424", "must be an Ntag424Section")
         if self.ntag424 is not None and not self.ntag424.configured:
@@ -87,9 +158,17 @@ class CentralSettings:
         return None if self.ntag424 is None else self.ntag424.verifier()
 
     @property
+    def database(self) -> DatabaseUrl:
+        """The database to open: ``db`` parsed, or SQLite at ``data_dir/central.db``."""
+        if self.db is None:
+            return DatabaseUrl("sqlite", path=self.data_dir / "central.db")
+        return parse_db_url(self.db)
+
+    @property
     def db_path(self) -> Path:
-        """The SQLite database file inside ``data_dir``."""
-        return self.data_dir / "central.db"
+        """The SQLite database file: ``--db sqlite:///PATH``, else inside ``data_dir``."""
+        database = self.database
+        return database.path if database.path is not None else self.data_dir / "central.db"
 
     def limits(self) -> dict[str, int]:
         """Return the ``Limits`` object of the API (sent at enrollment and in /admin/info)."""

@@ -1,5 +1,6 @@
 """Suite-wide pytest set-up: slow tests run only when asked for; the UI session fixtures;
-the reference central every test that talks to one starts through.
+the reference central every test that talks to one starts through.;
+one throw-away PostgreSQL server for the central's tests (``postgres_server``).
 
 ``@pytest.mark.slow`` tests (the arm64 image build under emulation, the
 ten-minute chaos soak) are skipped unless the run selects them with
@@ -9,7 +10,7 @@ ten-minute chaos soak) are skipped unless the run selects them with
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -64,3 +65,40 @@ def admin(central: CentralProcess) -> Iterator[CentralAdmin]:
     with central.admin() as client:
         yield client
         client.clear_faults()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[object]:
+    """One PostgreSQL server for the session (``central.testing_pg.PostgresServer``),
+    started on first use and stopped at the end; skipped only when PostgreSQL's initdb
+    is not installed (``./tools/dev test`` installs Debian's ``postgresql``)."""
+    from central.testing_pg import PostgresServer, find_pg_bin
+
+    if find_pg_bin() is None:
+        pytest.skip("PostgreSQL is not installed: no /usr/lib/postgresql/*/bin/initdb "
+                    "(apt-get install postgresql, or ./tools/dev test)")  # fmt: skip
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def central_db(request: pytest.FixtureRequest) -> Iterator[Callable[[], str | None]]:
+    """The central's two backends: a factory of fresh databases, as ``CentralSettings.db``
+    takes them: None (SQLite in ``data_dir``) or the URL of a new PostgreSQL database,
+    copied from a template that already holds the schema (fast), dropped after the test."""
+    if request.param == "sqlite":
+        yield lambda: None
+        return
+    from central.testing_pg import migrate_only
+
+    server = request.getfixturevalue("postgres_server")
+    template = server.template("central_schema", migrate_only)
+    made: list[str] = []
+
+    def new_database() -> str:
+        made.append(server.create_database(template))
+        return made[-1]
+
+    yield new_database
+    for url in made:
+        server.drop_database(url)

@@ -10,7 +10,8 @@ transaction first takes one transaction-level advisory lock
 central processes on one database (docs/central-store.md, "Concurrency"). That is
 correct, and as slow as one writer; finer locks are issue #13's next step.
 
-Not wired to the command line yet: ``CentralStore(settings, database=PostgresDatabase(url))``.
+``portier-central serve --db postgresql://...`` opens it
+(:func:`central.store.store.open_database`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from ..settings import redact_url
 from .db import Connection, Cursor, Database
 from .schema import POSTGRES_STEPS
 
@@ -61,7 +63,8 @@ class PostgresDatabase(Database):
     """The central's PostgreSQL database at *url* (``postgresql://...``, a libpq URL).
 
     Raises:
-        psycopg.Error: the server cannot be reached or refuses the login.
+        ConnectionError: the server cannot be reached or refuses the login (one line,
+            the URL without its password).
     """
 
     dialect = "postgresql"
@@ -69,9 +72,15 @@ class PostgresDatabase(Database):
     migrations: Mapping[int, Sequence[str]] = POSTGRES_STEPS
 
     def __init__(self, url: str) -> None:
-        self.conn: psycopg.Connection[dict[str, Any]] | None = psycopg.connect(
-            url, autocommit=True, row_factory=dict_row
-        )
+        try:
+            self.conn: psycopg.Connection[dict[str, Any]] | None = psycopg.connect(
+                url, autocommit=True, row_factory=dict_row
+            )
+        except psycopg.OperationalError as exc:
+            reason = " ".join(str(exc).split())
+            raise ConnectionError(
+                f"cannot connect to PostgreSQL at {redact_url(url)}: {reason}"
+            ) from None
 
     def _open(self) -> psycopg.Connection[dict[str, Any]]:
         if self.conn is None:
@@ -87,8 +96,14 @@ class PostgresDatabase(Database):
 
     def schema_version(self) -> int:
         conn = self._open()
-        found = conn.execute("SELECT to_regclass('schema_version') AS t").fetchone()
-        if found is None or found["t"] is None:
+        # A scan of pg_tables, not to_regclass(): a name lookup may answer from this
+        # backend's catalog cache, which does not yet see a table another process
+        # created and committed while this one waited for the migration's lock.
+        found = conn.execute(
+            "SELECT 1 AS t FROM pg_catalog.pg_tables "
+            "WHERE schemaname = current_schema() AND tablename = 'schema_version'"
+        ).fetchone()
+        if found is None:
             return 0
         row = conn.execute("SELECT version FROM schema_version").fetchone()
         return 0 if row is None else int(row["version"])

@@ -301,14 +301,19 @@ def migrate(db: Database) -> None:
     Raises:
         RuntimeError: the database was written by newer code.
     """
-    version = db.schema_version()
-    if version == SCHEMA_VERSION:
+    if db.schema_version() == SCHEMA_VERSION:
         return
-    if version > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"central database schema {version} is newer than this code ({SCHEMA_VERSION})"
-        )
     with db.transaction() as conn:
+        # Read the version again under the transaction's write lock: another process
+        # starting on the same (new) database may have migrated it while this one
+        # waited for the lock (PostgreSQL: the advisory lock; SQLite: BEGIN IMMEDIATE).
+        version = db.schema_version()
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"central database schema {version} is newer than this code ({SCHEMA_VERSION})"
+            )
         # 0: a new database; 1: one written before self-test reports existed;
         # 2: one written before issue 10 (device trust, signed deltas).
         for step, statements in sorted(db.migrations.items()):

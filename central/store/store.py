@@ -39,13 +39,28 @@ __all__ = ["CentralStore", "open_database"]
 
 
 def open_database(settings: CentralSettings) -> Database:
-    """Open (creating if needed) the central's database: SQLite at ``settings.db_path``.
+    """Open (creating if needed) the central's database, as ``settings.db`` says:
+    SQLite at ``settings.db_path`` (by default ``data_dir/central.db``; its directory is
+    created ``0700``), or PostgreSQL (``postgresql://...``).
 
     Raises:
-        sqlite3.Error: the database cannot be opened or created.
+        sqlite3.Error: the SQLite database cannot be opened or created.
+        ConnectionError: the PostgreSQL server cannot be reached or refuses the login.
+        RuntimeError: PostgreSQL is asked for but psycopg is not installed.
     """
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return SqliteDatabase(settings.db_path)
+    database = settings.database
+    if database.dialect == "postgresql":
+        assert database.url is not None
+        try:
+            from .postgres import PostgresDatabase
+        except ImportError:
+            raise RuntimeError(
+                "db: PostgreSQL needs psycopg 3: pip install 'psycopg[binary]'"
+            ) from None
+        return PostgresDatabase(database.url)
+    assert database.path is not None
+    database.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return SqliteDatabase(database.path)
 
 
 class CentralStore(DevicesMixin, EventsMixin, CredentialsMixin, KeysMixin, DeltasMixin, AuditMixin):

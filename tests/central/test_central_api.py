@@ -1,5 +1,6 @@
 """The reference central over real HTTP: a server process on loopback, requests as the client,
-and every answer checked against docs/central-api.yaml."""
+and every answer checked against docs/central-api.yaml; on SQLite and on PostgreSQL (the
+``central`` fixture; the tests that start their own central use SQLite)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,26 @@ TIMEOUT = 10
 @pytest.fixture(scope="module")
 def contract() -> ContractChecker:
     return ContractChecker()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def central(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CentralProcess]:
+    """The central on each backend: SQLite in its data directory, or ``--db`` a new
+    database of the session's PostgreSQL server (tests/conftest.py)."""
+    data = tmp_path_factory.mktemp("central") / "data"
+    if request.param == "sqlite":
+        with CentralProcess(data) as process:
+            yield process
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    try:
+        with CentralProcess(data, extra_args=["--db", url]) as process:
+            yield process
+    finally:
+        server.drop_database(url)
 
 
 def call(

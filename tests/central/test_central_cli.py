@@ -370,6 +370,47 @@ def test_serve_on_a_busy_port_fails_cleanly(central: CentralProcess, tmp_path: P
     assert "address" in result.stderr.lower() and "Traceback" not in result.stderr
 
 
+def test_serve_db_sqlite_url_puts_the_database_there(tmp_path: Path) -> None:
+    database = tmp_path / "elsewhere" / "site.db"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "central", "serve", "--port", "0", "--data", str(tmp_path / "d"),
+         "--db", f"sqlite://{database}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+    )  # fmt: skip
+    try:
+        ready = json.loads(child.stdout.readline())
+        assert requests.get(f"{ready['url']}/admin/info", timeout=TIMEOUT).status_code == 200
+        child.terminate()
+        assert child.wait(15) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stdout.close()
+    assert database.exists() and not (tmp_path / "d" / "central.db").exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["bogus", "sqlite://", "sqlite:///dir/", "mysql://host/db", "postgresql://u:pw@h:99999/db"],
+)
+def test_serve_with_a_bad_db_url_is_a_one_line_usage_error(tmp_path: Path, url: str) -> None:
+    result = cli("serve", "--port", "0", "--data", str(tmp_path), "--db", url)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("portier-central: db: ") and result.stderr.count("\n") == 1
+    assert "sqlite:///PATH or postgresql://" in result.stderr and "pw" not in result.stderr
+
+
+def test_serve_without_a_postgresql_server_fails_cleanly(tmp_path: Path) -> None:
+    url = f"postgresql://portier:secret@/central?host={tmp_path}"
+    result = cli("serve", "--port", "0", "--data", str(tmp_path), "--db", url)
+    assert result.returncode in (1, 2) and "Traceback" not in result.stderr
+    assert "secret" not in result.stderr and result.stderr.count("\n") == 1
+
+
 def test_url_from_the_environment(central: CentralProcess) -> None:
     out = ok("keys", "list", env={"PORTIER_CENTRAL_URL": central.url})
     assert "active_kid" in out

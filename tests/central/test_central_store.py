@@ -1,12 +1,15 @@
 """The reference central's rules, on its store directly (no HTTP): enrollment, exactly-once
-event storage, gaps, chain checks, deltas by cursor, key rotation, shared single use."""
+event storage, gaps, chain checks, deltas by cursor, key rotation, shared single use.
+
+Each test that takes ``store`` (or ``central_db``) runs on both backends, SQLite and a real
+PostgreSQL (``central_db`` in tests/conftest.py); ``-k sqlite`` or ``-k postgresql`` picks one."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,7 +27,7 @@ from central.errors import (
     TokenUsed,
     Unauthorized,
 )
-from central.settings import CentralSettings
+from central.settings import CentralSettings, DatabaseUrl, parse_db_url
 from central.store import CentralStore
 from central.testing import ChainBuilder
 from portier_common.encoding import event_hash
@@ -50,9 +53,13 @@ def clock() -> Clock:
     return Clock()
 
 
+NewDb = Callable[[], "str | None"]
+
+
 @pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> CentralStore:
-    with CentralStore(CentralSettings(data_dir=tmp_path / "data"), clock=clock) as opened:
+def store(tmp_path: Path, clock: Clock, central_db: NewDb) -> CentralStore:
+    settings = CentralSettings(data_dir=tmp_path / "data", db=central_db())
+    with CentralStore(settings, clock=clock) as opened:
         yield opened
 
 
@@ -299,14 +306,12 @@ def test_each_malformed_field_is_rejected_as_invalid(
     assert field in result["acks"][0]["detail"]
 
 
-def test_stored_chain_walk_catches_later_tampering(store: CentralStore, tmp_path: Path) -> None:
+def test_stored_chain_walk_catches_later_tampering(store: CentralStore) -> None:
     enroll(store)
     store.upload_events("dev-a", ChainBuilder().events(5))
     assert store.verify_chain("dev-a") == (True, None)
-    conn = sqlite3.connect(tmp_path / "data" / "central.db")
-    with conn:
-        conn.execute("UPDATE events SET payload = '{\"granted\":false}' WHERE seq = 3")
-    conn.close()
+    with store._db.transaction() as conn:  # someone with write access to the database
+        conn.execute("UPDATE events SET payload = ? WHERE seq = 3", ('{"granted":false}',))
     assert store.verify_chain("dev-a") == (False, 3)
     summary = store.received(verify=True)["devices"][0]
     assert summary["chain_ok"] is True  # as verified on arrival
@@ -344,33 +349,34 @@ def test_hash_is_the_journal_function(store: CentralStore) -> None:
     ),
 )
 def test_any_delivery_order_stores_each_event_once_in_order(
-    tmp_path_factory: pytest.TempPathFactory, size: int, plan: list
+    store: CentralStore, size: int, plan: list
 ) -> None:
     """Random slices, reordered, repeated: never a duplicate, never out of order, and a final
-    in-order resend from next_seq completes the chain (what a device does)."""
-    data = tmp_path_factory.mktemp("prop")
-    with CentralStore(CentralSettings(data_dir=data)) as store:
-        enroll(store)
-        chain = ChainBuilder().events(size)
-        for start, length, reverse, rnd in plan:
-            batch = chain[min(start, size - 1) : start + length + 1]
-            batch = batch[::-1] if reverse else batch
-            rnd.shuffle(batch)
-            batch = batch + batch[: len(batch) // 2]  # duplicates within the batch
-            result = store.upload_events("dev-a", batch)
-            seqs = stored_seqs(store, "dev-a")
-            assert seqs == list(range(1, result["next_seq"]))
-            for ack in result["acks"]:
-                if ack["status"] == "accepted":
-                    assert ack["seq"] < result["next_seq"]
-                if ack["status"] == "retry_later":
-                    assert ack["seq"] >= result["next_seq"]
-        store.upload_events("dev-a", chain[store.received()["devices"][0]["next_seq"] - 1 :])
-        page = store.device_events("dev-a", 0, 10_000)["events"]
-        assert [event["id"] for event in page] == [event["id"] for event in chain]
-        summary = store.received(verify=True)["devices"][0]
-        assert summary["unique_events"] == size
-        assert summary["chain_ok"] and summary["chain_verified"]
+    in-order resend from next_seq completes the chain (what a device does). Each example is
+    a new device of the one store (a new database per example is slow on PostgreSQL)."""
+    device = f"dev-{uuid.uuid4().hex[:12]}"
+    enroll(store, device)
+    chain = ChainBuilder().events(size)
+    for start, length, reverse, rnd in plan:
+        batch = chain[min(start, size - 1) : start + length + 1]
+        batch = batch[::-1] if reverse else batch
+        rnd.shuffle(batch)
+        batch = batch + batch[: len(batch) // 2]  # duplicates within the batch
+        result = store.upload_events(device, batch)
+        seqs = stored_seqs(store, device)
+        assert seqs == list(range(1, result["next_seq"]))
+        for ack in result["acks"]:
+            if ack["status"] == "accepted":
+                assert ack["seq"] < result["next_seq"]
+            if ack["status"] == "retry_later":
+                assert ack["seq"] >= result["next_seq"]
+    next_seq = store.heartbeat(device, {"sent_at_ms": 1}, store.now_ms())["next_seq"]
+    store.upload_events(device, chain[next_seq - 1 :])
+    page = store.device_events(device, 0, 10_000)["events"]
+    assert [event["id"] for event in page] == [event["id"] for event in chain]
+    assert store.verify_chain(device) == (True, None)
+    (summary,) = (d for d in store.received()["devices"] if d["device_id"] == device)
+    assert summary["unique_events"] == size and summary["chain_ok"]
 
 
 # -- shared single use and counters ---------------------------------------------
@@ -670,8 +676,8 @@ def test_bad_invitations_are_refused(store: CentralStore, body: dict, message: s
 # -- persistence and heartbeat ---------------------------------------------------
 
 
-def test_state_survives_reopening(tmp_path: Path) -> None:
-    settings = CentralSettings(data_dir=tmp_path / "data")
+def test_state_survives_reopening(tmp_path: Path, central_db: NewDb) -> None:
+    settings = CentralSettings(data_dir=tmp_path / "data", db=central_db())
     chain = ChainBuilder()
     with CentralStore(settings) as store:
         device = enroll(store)
@@ -707,9 +713,25 @@ def test_heartbeat_is_recorded_and_answers_the_clock(store: CentralStore, clock:
 
 
 def test_settings_name_the_bad_field(tmp_path: Path) -> None:
-    for field, value in (("port", 70000), ("site", "a b"), ("max_batch_events", 0)):
+    for field, value in (("port", 70000), ("site", "a b"), ("max_batch_events", 0), ("db", "x")):
         with pytest.raises(ValueError, match=field):
             CentralSettings(data_dir=tmp_path, **{field: value})
+
+
+def test_db_url_picks_the_backend(tmp_path: Path) -> None:
+    default = CentralSettings(data_dir=tmp_path)
+    assert default.database == DatabaseUrl("sqlite", path=tmp_path / "central.db")
+    sqlite = CentralSettings(data_dir=tmp_path, db="sqlite:///var/lib/portier/c.db")
+    assert sqlite.db_path == Path("/var/lib/portier/c.db")
+    pg = parse_db_url("postgresql://portier:s3cret@db.example:5433/central?sslmode=require")
+    assert pg.dialect == "postgresql" and pg.url is not None and pg.path is None
+    assert pg.redacted() == "postgresql://portier:***@db.example:5433/central?sslmode=require"
+    assert "s3cret" not in repr(pg) + repr(CentralSettings(data_dir=tmp_path, db=pg.url))
+    assert sqlite.database.redacted() == "sqlite:///var/lib/portier/c.db"
+    assert parse_db_url("postgresql:///?host=/run/pg&dbname=central").dialect == "postgresql"
+    for bad in ("", "sqlite://host/x.db", "sqlite:///", "postgresql://host", "http://x/y"):
+        with pytest.raises(ValueError, match=r"^db: "):
+            parse_db_url(bad)
 
 
 def test_real_journal_events_are_accepted_as_sent(store: CentralStore, tmp_path: Path) -> None:

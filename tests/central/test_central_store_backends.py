@@ -1,18 +1,17 @@
 """The store's contract on both backends: SQLite (the embedded default) and PostgreSQL.
 
-PostgreSQL is a real server these tests start themselves (Debian's PostgreSQL 15:
-``initdb`` into a temporary directory as an unprivileged user, a Unix socket only,
-stopped at the end); no mock of the database. Skipped where PostgreSQL 15 or psycopg is
-not installed. The full rule tests are tests/central/test_central_store.py (SQLite).
+PostgreSQL is a real server the tests start themselves (``postgres_server`` in
+tests/conftest.py: Debian's PostgreSQL, ``initdb`` into a temporary directory as an
+unprivileged user, a Unix socket only, stopped at the end); no mock of the database.
+Skipped only where PostgreSQL is not installed. The full rule tests are
+tests/central/test_central_store.py (both backends too); this file holds what is about the
+backends themselves: reopening, failed calls, two processes migrating at once.
 """
 
 from __future__ import annotations
 
-import itertools
-import os
-import shutil
 import subprocess
-import tempfile
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,40 +30,6 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 StoreFactory = Callable[[], CentralStore]
 
 
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
-    """Start a throw-away PostgreSQL server; yield a libpq URL of its ``postgres`` database."""
-    if not (PG_BIN / "initdb").exists():
-        pytest.skip("PostgreSQL 15 is not installed (apt-get install postgresql)")
-    pytest.importorskip("psycopg")
-    user = "postgres" if os.geteuid() == 0 else None  # initdb refuses to run as root
-    base = Path(tempfile.mkdtemp(prefix="portier-pg-"))
-    if user is not None:
-        shutil.chown(base, user, user)
-    data = base / "data"
-
-    def run(*args: object) -> None:
-        subprocess.run(
-            [str(a) for a in args], check=True, capture_output=True, user=user, timeout=120
-        )
-
-    started = False
-    try:
-        run(PG_BIN / "initdb", "-D", data, "-U", "portier", "--auth=trust", "--no-locale",
-            "-E", "UTF8", "--no-sync")  # fmt: skip
-        options = f"-k {base} -c listen_addresses='' -c fsync=off"
-        run(PG_BIN / "pg_ctl", "-D", data, "-l", base / "log", "-o", options, "-w", "start")
-        started = True
-        yield f"postgresql://portier@/postgres?host={base}"
-    finally:
-        if started:
-            run(PG_BIN / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
-        shutil.rmtree(base, ignore_errors=True)
-
-
-_databases = itertools.count(1)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """A factory of stores on one fresh database of the backend (open it again to reopen)."""
@@ -77,15 +42,9 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store
             return opened[-1]
 
     else:
-        import psycopg
-
         from central.store.postgres import PostgresDatabase
 
-        server = request.getfixturevalue("postgres")
-        name = f"t{next(_databases)}_{os.getpid()}"
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f"CREATE DATABASE {name}")
-        url = server.replace("/postgres?", f"/{name}?")
+        url = request.getfixturevalue("postgres_server").create_database()
 
         def make() -> CentralStore:
             opened.append(CentralStore(settings, database=PostgresDatabase(url)))
@@ -211,3 +170,57 @@ def test_a_failed_call_leaves_nothing_behind(open_store: StoreFactory) -> None:
         store.disable_device("nope")
     assert store.head_cursor() == before
     assert store.heartbeat("dev-a", {"sent_at_ms": 1}, int(time.time() * 1000))["next_seq"] == 1
+
+
+_RACER = """
+import sys
+from central.settings import CentralSettings
+from central.store import CentralStore
+from central.store.postgres import PostgresDatabase
+
+database = PostgresDatabase(sys.argv[1])
+print("connected", flush=True)
+sys.stdin.readline()
+with CentralStore(CentralSettings(data_dir=sys.argv[2]), database=database) as store:
+    print(store.info()["active_kid"], flush=True)
+"""
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_two_processes_starting_on_a_new_database_migrate_it_once(
+    postgres_server, tmp_path: Path, attempt: int
+) -> None:
+    url = postgres_server.create_database()
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, url, str(tmp_path / f"d{i}")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        for racer in racers:  # both connected: let them go at the same moment
+            assert racer.stdout is not None and racer.stdout.readline() == "connected\n"
+        for racer in racers:
+            assert racer.stdin is not None
+            racer.stdin.write("go\n")
+            racer.stdin.flush()
+        results = [racer.communicate(timeout=60) for racer in racers]
+    finally:
+        for racer in racers:
+            if racer.poll() is None:
+                racer.kill()
+                racer.wait()
+    for racer, (_out, err) in zip(racers, results, strict=True):
+        assert racer.returncode == 0, err
+    kids = {out.strip() for out, _ in results}
+    assert len(kids) == 1  # one signing key made, the other process found it
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        assert conn.execute("SELECT count(*) FROM signing_keys").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM delta_keys").fetchone() == (1,)
