@@ -17,11 +17,14 @@ the fsync back to the door a ``pwrite`` cost about 10 us more than the copy
 thread checks once per :data:`SYNC_DELAY_S` and ``fdatasync``\\ s the file if a
 mark was written since (and at close), so a power cut loses at most the last
 second of marks -- while the kernel's own write-back alone would leave up to
-30 s. A process killed in the middle of the copy can leave a torn record (the
-CRC fails: detection is off for that one start, as for any damaged mark). The
-file is mapped once it holds a record written with ``pwrite`` (its block is
-then allocated: writing through the mapping never needs new space), and, like
-SQLite's own ``-shm`` mapping, must not be truncated while the store is open.
+30 s. The file holds two record slots, written in turn: a process killed in the
+middle of a copy (kill -9 lands anywhere) can tear only the slot being written,
+and a start then reads the other, one commit older -- still a mark below every
+committed event, so detection stays on. The file is mapped once both slots were
+written with ``pwrite`` (its block is then allocated: writing through the
+mapping never needs new space), and, like SQLite's own ``-shm`` mapping, must
+not be truncated while the store is open. A file of one slot (written before the
+second slot came) reads as before.
 
 What it detects: any loss of committed events after the mark reached the disk
 (WAL truncated, deleted, a bad frame and everything after it). What it cannot:
@@ -50,6 +53,9 @@ _BODY = struct.Struct(">8sQ32s16s")
 _RECORD = struct.Struct(">8sQ32s16sI")
 _CRC = struct.Struct(">I")
 _RECORD_SIZE = _RECORD.size
+#: Two slots, written in turn (a torn copy damages one; the other is the mark before).
+_SLOTS = 2
+_FILE_SIZE = _SLOTS * _RECORD_SIZE
 #: Longest time a changed mark stays unsynced.
 SYNC_DELAY_S = 1.0
 
@@ -92,14 +98,20 @@ class HighWater:
             return None
         if not data:
             return None  # created, never written: no commit since this feature came
-        if len(data) < _RECORD.size:
+        if len(data) < _RECORD_SIZE:
             log.warning("journal: high-water mark %s is short (%d bytes)", path, len(data))
             return None
-        magic, seq, digest, raw_id, crc = _RECORD.unpack_from(data)
-        if magic != _MAGIC or crc != zlib.crc32(data[: _BODY.size]):
+        marks = []
+        for offset in range(0, min(len(data), _FILE_SIZE) - _RECORD_SIZE + 1, _RECORD_SIZE):
+            magic, seq, digest, raw_id, crc = _RECORD.unpack_from(data, offset)
+            body = data[offset : offset + _BODY.size]
+            if magic == _MAGIC and crc == zlib.crc32(body):
+                marks.append(Mark(seq, digest, raw_id))
+        if not marks:
             log.warning("journal: high-water mark %s is damaged; not checked", path)
             return None
-        return Mark(seq, digest, raw_id)
+        # The newer of the two slots; a torn slot leaves the other, one commit older.
+        return max(marks, key=lambda mark: mark.seq)
 
     # -- writing -----------------------------------------------------------------
 
@@ -136,20 +148,22 @@ class HighWater:
         if view is None:
             self._write_file(record)
         else:
+            offset = (self._written % _SLOTS) * _RECORD_SIZE
             try:
-                view[:_RECORD_SIZE] = record
+                view[offset : offset + _RECORD_SIZE] = record
             except ValueError:  # closed by close() meanwhile
                 return
         self.seq = seq
         self._written += 1
 
     def _write_file(self, record: bytes) -> None:
-        """Write the record with ``pwrite``, then map the file for the next ones."""
+        """Write the record into both slots with ``pwrite``, then map the file for the
+        next ones (both slots hold a whole record from then on)."""
         fd = self._fd
         if fd is None:
             return
         try:
-            os.pwrite(fd, record, 0)
+            os.pwrite(fd, record * _SLOTS, 0)
         except OSError as exc:
             log.warning("journal: high-water mark not written: %s", exc)
             return
@@ -157,7 +171,7 @@ class HighWater:
             if self._fd is None or self._map is not None:
                 return
             try:
-                self._map = mmap.mmap(fd, _RECORD_SIZE)
+                self._map = mmap.mmap(fd, _FILE_SIZE)
             except (OSError, ValueError) as exc:
                 # Still written, with a system call each time.
                 log.warning("journal: high-water mark not mapped: %s", exc)

@@ -301,6 +301,44 @@ def test_high_water_mark_follows_every_commit(db_path: Path) -> None:
     assert mark is not None and (mark.seq, mark.hash) == (last.seq, last.hash)
 
 
+def test_a_torn_high_water_record_leaves_the_mark_before_it(tmp_path: Path) -> None:
+    """kill -9 can land in the middle of copying the mark: only the slot being written
+    tears, and the start reads the other slot, one commit older, so detection stays on
+    (with one slot, a torn record turned the check off for that start)."""
+    path = tmp_path / "j.sqlite.hwm"
+    mark = HighWater(path)
+    mark.open()
+    try:
+        for seq in (5, 6, 7):
+            mark.record(seq, bytes([seq]) * 32, bytes([seq]) * 16)
+    finally:
+        mark.close()
+    read = HighWater.read(path)
+    assert read is not None and read.seq == 7
+    data = bytearray(path.read_bytes())
+    size = len(data) // 2
+    newest = 0 if data[8:16] == (7).to_bytes(8, "big") else size
+    torn = newest + 20  # a half-copied record: the CRC no longer matches
+    data[torn : torn + 8] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+    read = HighWater.read(path)
+    assert read is not None and read.seq == 6 and read.hash == bytes([6]) * 32
+    # Both torn: nothing to check against, said in the log (no crash).
+    other = size - newest
+    data[other + 20 : other + 28] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+    assert HighWater.read(path) is None
+    # A file of one slot (written before the second came) still reads.
+    one = HighWater(tmp_path / "one.hwm")
+    one.open()
+    one.record(9, b"\x09" * 32, b"\x09" * 16)
+    one.close()
+    single = (tmp_path / "one.hwm").read_bytes()[:size]
+    path.write_bytes(single)
+    read = HighWater.read(path)
+    assert read is not None and read.seq == 9
+
+
 # -- concurrency ----------------------------------------------------------------------------
 
 
