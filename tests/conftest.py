@@ -8,6 +8,8 @@ ten-minute chaos soak) are skipped unless the run selects them with
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Iterator
 
 import pytest
 
@@ -23,3 +25,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def central_operator_token() -> Iterator[str]:
+    """One operator API token for the session, in ``$PORTIER_CENTRAL_TOKEN``: every
+    ``CentralProcess`` registers it (operator ``tests``, a security officer) and
+    ``CentralAdmin``, ``enroll_device`` and ``portier-central`` children send it."""
+    token = os.environ.get("PORTIER_CENTRAL_TOKEN") or "pct_tests_" + secrets.token_urlsafe(32)
+    previous = os.environ.get("PORTIER_CENTRAL_TOKEN")
+    os.environ["PORTIER_CENTRAL_TOKEN"] = token
+    yield token
+    if previous is None:
+        os.environ.pop("PORTIER_CENTRAL_TOKEN", None)
