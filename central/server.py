@@ -262,7 +262,7 @@ class CentralServer:
                 await self._journal(request, operator, route, exc.status)
             raise
         if unsafe:
-            await self._journal(request, operator, route, response.status)
+            await self._journal(request, operator, route, response.status, response)
         return response
 
     async def _operator(self, request: web.Request, *, unsafe: bool) -> dict[str, Any]:
@@ -288,9 +288,26 @@ class CentralServer:
         )
 
     async def _journal(
-        self, request: web.Request, operator: dict[str, Any], route: str, status: int
+        self,
+        request: web.Request,
+        operator: dict[str, Any],
+        route: str,
+        status: int,
+        response: web.StreamResponse | None = None,
     ) -> None:
-        detail = {"path": request.path, **dict(request.match_info)}
+        detail: dict[str, Any] = {"path": request.path, **dict(request.match_info)}
+        # What the change was about, when the answer names it (a badge's uid, an
+        # invitation's id, a key's kid, a device's id): the path alone may not say.
+        if isinstance(response, web.Response) and response.content_type == "application/json":
+            with contextlib.suppress(ValueError, TypeError):
+                answer = json.loads(response.body)  # type: ignore[arg-type]
+                if isinstance(answer, dict):
+                    for key in ("uid", "id", "kid", "device_id", "door"):
+                        if isinstance(answer.get(key), str):
+                            detail.setdefault(key, answer[key])
+                    invitation = answer.get("invitation")
+                    if isinstance(invitation, dict) and isinstance(invitation.get("id"), str):
+                        detail.setdefault("id", invitation["id"])
         await self._db(
             self.store.record_action,
             operator["name"],
