@@ -63,7 +63,9 @@ def main() -> None:
         built_s = build_backlog(db, args.events)
         print(f"backlog: {args.events} events journaled in {built_s:.1f} s (not timed below)")
         with CentralProcess(where / "central") as central:
-            enrolled, session = enroll_device(central.url, door="front-gate", device_id="bench-1")
+            enrolled, session = enroll_device(
+                central.url, door="front-gate", device_id="bench-1", token=central.token
+            )
             session.close()
             limits = enrolled["limits"]
             batch = min(args.batch, limits["max_batch_events"])

@@ -8,6 +8,7 @@ status for codes it does not know).
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 from urllib.parse import quote
 
@@ -15,7 +16,10 @@ import requests
 
 from .errors import BY_CODE, CentralError
 
-__all__ = ["CentralAdmin", "CentralUnreachable"]
+__all__ = ["TOKEN_ENV", "CentralAdmin", "CentralUnreachable"]
+
+#: The environment variable that holds an operator's API token (the CLI reads it too).
+TOKEN_ENV = "PORTIER_CENTRAL_TOKEN"
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +34,19 @@ class CentralAdmin:
     Args:
         url: base URL, e.g. ``http://127.0.0.1:8080``.
         timeout: seconds for connect and for read, per call.
+        token: the operator's API token, sent as ``Authorization: Bearer``
+            (default: ``$PORTIER_CENTRAL_TOKEN``; none: calls get 401).
     """
 
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 10.0, token: str | None = None) -> None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ValueError(f"url: {url!r} must start with http:// or https://")
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._session = requests.Session()
+        token = token if token is not None else os.environ.get(TOKEN_ENV)
+        if token:
+            self._session.headers["Authorization"] = f"Bearer {token}"
 
     def close(self) -> None:
         """Close the HTTP session."""
@@ -84,6 +93,15 @@ class CentralAdmin:
     def info(self) -> dict[str, Any]:
         """Return ``AdminInfo`` (site, active kid, head cursor, limits)."""
         return self._call("GET", "/admin/info")
+
+    def whoami(self) -> dict[str, Any]:
+        """Return the operator behind the token: ``{"name", "role", "via"}``."""
+        return self._call("GET", "/admin/whoami")
+
+    def operator_journal(self, *, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """Return operator journal entries after *after* (who did what, from where)."""
+        params = {"after": after, "limit": limit}
+        return self._call("GET", "/admin/operator-journal", params=params)["entries"]
 
     def create_enroll_token(
         self,

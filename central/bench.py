@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=500)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp, CentralProcess(Path(tmp) / "data") as central:
-        _, session = enroll_device(central.url, device_id="bench")
+        _, session = enroll_device(central.url, device_id="bench", token=central.token)
         events = ChainBuilder().events(args.events)
         start = time.perf_counter()
         for i in range(0, args.events, args.batch):

@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .admin import CentralAdmin, CentralUnreachable
+from .admin import TOKEN_ENV, CentralAdmin, CentralUnreachable
 from .errors import CentralError
 from .faults import ENDPOINTS, ERROR_STATUSES, FAULT_NAMES
+from .store.operators import ROLES
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,57 @@ def _url_option(parser: argparse.ArgumentParser, *, leaf: bool) -> None:
         default=argparse.SUPPRESS if leaf else None,
         help=f"base URL of the central (default: ${URL_ENV})",
     )
+    # The operator's API token (never a password on the command line).
+    parser.add_argument(
+        "--token",
+        default=argparse.SUPPRESS if leaf else None,
+        help=f"operator API token (default: ${TOKEN_ENV}; prefer --token-file)",
+    )
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        default=argparse.SUPPRESS if leaf else None,
+        help="file holding the operator API token (mode 0600)",
+    )
+
+
+def read_token_file(path: Path) -> str:
+    """Return the token in *path*, which only its owner may read (0600).
+
+    Raises:
+        UsageError: unreadable, readable by others, or empty.
+    """
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise UsageError(f"--token-file {path}: {exc.strerror or exc}") from None
+    if mode & 0o077:
+        raise UsageError(f"--token-file {path}: others may read it (chmod 0600 {path})")
+    if not text:
+        raise UsageError(f"--token-file {path}: empty")
+    return text
+
+
+def operator_token(args: argparse.Namespace) -> str:
+    """Return the operator token from ``--token``, ``--token-file`` or the environment.
+
+    Raises:
+        UsageError: none given, or a bad token file.
+    """
+    token = getattr(args, "token", None)
+    token_file = getattr(args, "token_file", None)
+    if token and token_file:
+        raise UsageError("give --token or --token-file, not both")
+    if token_file:
+        return read_token_file(token_file)
+    token = token or os.environ.get(TOKEN_ENV)
+    if not token:
+        raise UsageError(
+            f"give the operator token: --token-file FILE, ${TOKEN_ENV} or --token "
+            "(portier-central token create makes one)"
+        )
+    return token
 
 
 def _group(sub: Any, name: str, help_text: str) -> tuple[argparse.ArgumentParser, Any]:
@@ -217,6 +269,42 @@ def build_parser() -> argparse.ArgumentParser:
     door_set.add_argument("--site", default=None)
     door_set.add_argument("--settings", required=True, help='JSON, e.g. {"mode": "lockdown"}')
 
+    # Local commands: they open the central's database in --data directly (no server).
+    operator = sub.add_parser("operator", help="operator accounts (local, on the data directory)")
+    operator_sub = operator.add_subparsers(dest="action", metavar="ACTION", required=True)
+    op_add = operator_sub.add_parser("add", help="create an operator account")
+    op_add.add_argument("--name", required=True)
+    op_add.add_argument("--role", required=True, choices=ROLES)
+    op_add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password (12+ characters) from stdin; without it a terminal "
+        "asks for it, and with neither the account uses API tokens only",
+    )
+    op_list = operator_sub.add_parser("list", help="list the operators")
+    op_list.add_argument("--json", action="store_true")
+    op_disable = operator_sub.add_parser("disable", help="disable an operator (tokens stop)")
+    op_disable.add_argument("--name", required=True)
+    api_token = sub.add_parser("token", help="operator API tokens (local, on the data directory)")
+    token_sub = api_token.add_subparsers(dest="action", metavar="ACTION", required=True)
+    tok_create = token_sub.add_parser("create", help="mint a token; print it (shown once)")
+    tok_create.add_argument("--operator", required=True)
+    tok_create.add_argument("--ttl-days", type=int, default=90, help="days it is valid (90)")
+    tok_create.add_argument("--label", default="", help="where it is used, e.g. a laptop")
+    tok_create.add_argument("--json", action="store_true")
+    tok_list = token_sub.add_parser("list", help="list the tokens (never their secret)")
+    tok_list.add_argument("--json", action="store_true")
+    tok_revoke = token_sub.add_parser("revoke", help="revoke a token at once")
+    tok_revoke.add_argument("--id", required=True, dest="token_id")
+    for local in (op_add, op_list, op_disable, tok_create, tok_list, tok_revoke):
+        local.add_argument("--data", type=Path, required=True, help="the central's data directory")
+        local.add_argument(
+            "--db",
+            default=None,
+            metavar="URL",
+            help="the database, as for serve (default: SQLite in --data)",
+        )
+
     _, device = _group(sub, "device", "enrolled devices")
     disable = _leaf(device, "disable", "disable a device (its calls get 403)")
     disable.add_argument("--device", required=True, dest="device_id")
@@ -294,6 +382,66 @@ def _serve(args: argparse.Namespace) -> int:
         print(json.dumps(info), flush=True)
 
     serve(settings, ready=ready)
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str | None:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if not sys.stdin.isatty():
+        return None
+    import getpass
+
+    first = getpass.getpass(f"password for {args.name} (12+ characters): ")
+    if getpass.getpass("again: ") != first:
+        raise UsageError("the passwords differ")
+    return first
+
+
+def _local(args: argparse.Namespace) -> int:
+    """``operator`` and ``token``: straight on the database (``--db``, or SQLite in ``--data``)."""
+    from .settings import CentralSettings
+    from .store import CentralStore
+
+    password = _read_password(args) if args.command == "operator" and args.action == "add" else None
+    with CentralStore(CentralSettings(data_dir=args.data, db=args.db)) as store:
+        if args.command == "operator" and args.action == "add":
+            result = store.add_operator(args.name, args.role, password)
+            print(f"operator {result['name']} ({result['role']}) added")
+        elif args.command == "operator" and args.action == "list":
+            operators = store.list_operators()
+            if args.json:
+                _print_json(operators)
+            for entry in [] if args.json else operators:
+                state = "enabled" if entry["enabled"] else "disabled"
+                print(f"{entry['name']}: {entry['role']}, {state}")
+        elif args.command == "operator" and args.action == "disable":
+            store.disable_operator(args.name)
+            print(f"operator {args.name} disabled")
+        elif args.command == "token" and args.action == "create":
+            minted = store.create_api_token(
+                args.operator, ttl_s=args.ttl_days * 86400, label=args.label
+            )
+            if args.json:
+                _print_json(minted)
+            else:
+                print(minted["token"])
+                expires = dt.datetime.fromtimestamp(minted["expires_at_ms"] / 1000, dt.UTC)
+                print(
+                    f"token {minted['token_id']} for {args.operator}, valid until "
+                    f"{expires:%Y-%m-%d %H:%M} UTC; shown this once: keep it in a 0600 file",
+                    file=sys.stderr,
+                )
+        elif args.command == "token" and args.action == "list":
+            tokens = store.list_api_tokens()
+            if args.json:
+                _print_json(tokens)
+            for entry in [] if args.json else tokens:
+                state = "revoked" if entry["revoked_at_ms"] is not None else "active"
+                print(f"{entry['token_id']}: {entry['operator']} {entry['label']} ({state})")
+        else:
+            store.revoke_api_token(args.token_id)
+            print(f"token {args.token_id} revoked")
     return 0
 
 
@@ -475,10 +623,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command in ("operator", "token"):
+            return _local(args)
         url = getattr(args, "url", None) or os.environ.get(URL_ENV)
         if not url:
             raise UsageError(f"give --url URL (or set ${URL_ENV})")
-        with CentralAdmin(url) as admin:
+        with CentralAdmin(url, token=operator_token(args)) as admin:
             return _run(admin, args)
     except UsageError as exc:
         parser.exit(2, f"portier-central: {exc}\n")

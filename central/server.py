@@ -8,6 +8,12 @@ until SIGTERM or SIGINT (the ``portier-central serve`` command).
 
 Plain HTTP only, on loopback by default: the reference central is for the
 demo and the tests. A deployment's central serves HTTPS.
+
+The admin API (``/admin/...``) needs an operator: ``Authorization: Bearer <API token>``
+(the CLI) or a session cookie with its CSRF token on changes (a browser, after
+``POST /admin/login``). :meth:`CentralServer._admin_mw` also refuses what a browser sends
+cross-site (another ``Origin``, ``Sec-Fetch-Site: cross-site``, a form or ``text/plain``
+body), and checks the operator's role against :data:`central.auth.ROUTE_ROLES`.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from aiohttp import web
 
 from portier_common.signing import KID_HEADER, SIGNATURE_HEADER
 
+from .auth import PUBLIC_ADMIN_ROUTES, allowed
 from .errors import (
     BadRequest,
     BatchTooLarge,
@@ -40,7 +47,7 @@ from .faults import ENDPOINT_PATHS, FaultInjector, FaultSpec
 from .settings import CentralSettings
 from .store import CentralStore
 
-__all__ = ["CentralServer", "serve"]
+__all__ = ["CSRF_HEADER", "SESSION_COOKIE", "CentralServer", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +57,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _ERROR_CODES = {500: "internal", 502: "bad_gateway", 503: "unavailable", 504: "gateway_timeout"}
 #: What a body may exceed the batch limit by for the envelope ({"events": [...]}).
 _ENVELOPE_SLACK = 1024
+#: A browser's session cookie and the header that carries its CSRF token on changes.
+SESSION_COOKIE = "portier_session"
+CSRF_HEADER = "X-CSRF-Token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def _dumps(value: object) -> str:
@@ -78,6 +89,14 @@ def _is_loopback(remote: str | None) -> bool:
         return False
     mapped = getattr(address, "ipv4_mapped", None)
     return (mapped or address).is_loopback
+
+
+def _same_origin(request: web.Request) -> bool:
+    """Whether a browser's ``Origin`` (if any) is this server itself (scheme://Host)."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    return origin == f"{request.scheme}://{request.host}"
 
 
 def _abort(request: web.Request) -> web.Response:
@@ -125,6 +144,10 @@ class CentralServer:
         r.add_post("/v1/heartbeat", self.heartbeat)
         r.add_post("/v1/selftest", self.selftest)
         r.add_get("/admin/info", self.admin_info)
+        r.add_post("/admin/login", self.admin_login)
+        r.add_post("/admin/logout", self.admin_logout)
+        r.add_get("/admin/whoami", self.admin_whoami)
+        r.add_get("/admin/operator-journal", self.admin_operator_journal)
         r.add_post("/admin/enroll-tokens", self.admin_enroll_token)
         r.add_post("/admin/invitations", self.admin_invitation)
         r.add_post("/admin/invitations/{invitation_id}/revoke", self.admin_revoke_invitation)
@@ -209,9 +232,90 @@ class CentralServer:
 
     @web.middleware
     async def _admin_mw(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/admin") and not _is_loopback(request.remote):
-            raise Forbidden("the admin API answers loopback clients only")
-        return await handler(request)
+        if not request.path.startswith("/admin"):
+            return await handler(request)
+        if not _is_loopback(request.remote):
+            raise Forbidden("the admin API answers loopback clients only", reason="remote")
+        unsafe = request.method not in _SAFE_METHODS
+        # What a browser sends on another site's behalf: never an admin call.
+        if not _same_origin(request) or request.headers.get("Sec-Fetch-Site") == "cross-site":
+            raise Forbidden("cross-site request refused", reason="cross_site")
+        if unsafe and request.body_exists:
+            content_type = request.headers.get("Content-Type", "")
+            if content_type.split(";")[0].strip().lower() != "application/json":
+                # text/plain, forms: what a page may POST cross-site without a preflight.
+                raise Forbidden("admin changes take application/json only", reason="content_type")
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else request.path
+        if (request.method, route) in PUBLIC_ADMIN_ROUTES:
+            return await handler(request)
+        operator = await self._operator(request, unsafe=unsafe)
+        if resource is not None and not allowed(operator["role"], request.method, route):
+            raise Forbidden(
+                f"role {operator['role']} may not {request.method} {route}", reason="role"
+            )
+        request["operator"] = operator
+        try:
+            response = await handler(request)
+        except CentralError as exc:
+            if unsafe:
+                await self._journal(request, operator, route, exc.status)
+            raise
+        if unsafe:
+            await self._journal(request, operator, route, response.status, response)
+        return response
+
+    async def _operator(self, request: web.Request, *, unsafe: bool) -> dict[str, Any]:
+        """The operator behind a request: its API token, or its session (and CSRF token
+        on a change)."""
+        header = request.headers.get("Authorization")
+        if header is not None:
+            token = self._bearer(request)
+            if not token:
+                raise Unauthorized("Authorization: give 'Bearer <token>'", reason="bad_scheme")
+            return await self._db(self.store.authenticate_operator, token)
+        session = request.cookies.get(SESSION_COOKIE)
+        if session:
+            operator = await self._db(
+                self.store.session_operator, session, request.headers.get(CSRF_HEADER)
+            )
+            if unsafe and not operator["csrf_ok"]:
+                raise Forbidden(f"a change needs the session's {CSRF_HEADER}", reason="csrf")
+            return operator
+        raise Unauthorized(
+            "the admin API needs an operator: Authorization: Bearer <token>",
+            reason="no_credential",
+        )
+
+    async def _journal(
+        self,
+        request: web.Request,
+        operator: dict[str, Any],
+        route: str,
+        status: int,
+        response: web.StreamResponse | None = None,
+    ) -> None:
+        detail: dict[str, Any] = {"path": request.path, **dict(request.match_info)}
+        # What the change was about, when the answer names it (a badge's uid, an
+        # invitation's id, a key's kid, a device's id): the path alone may not say.
+        if isinstance(response, web.Response) and response.content_type == "application/json":
+            with contextlib.suppress(ValueError, TypeError):
+                answer = json.loads(response.body)  # type: ignore[arg-type]
+                if isinstance(answer, dict):
+                    for key in ("uid", "id", "kid", "device_id", "door"):
+                        if isinstance(answer.get(key), str):
+                            detail.setdefault(key, answer[key])
+                    invitation = answer.get("invitation")
+                    if isinstance(invitation, dict) and isinstance(invitation.get("id"), str):
+                        detail.setdefault("id", invitation["id"])
+        await self._db(
+            self.store.record_action,
+            operator["name"],
+            f"{request.method} {route}",
+            detail,
+            remote=request.remote,
+            status=status,
+        )
 
     @web.middleware
     async def _faults_mw(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -360,6 +464,49 @@ class CentralServer:
     async def admin_info(self, request: web.Request) -> web.Response:
         """GET /admin/info."""
         return _json(await self._db(self.store.info))
+
+    async def admin_login(self, request: web.Request) -> web.Response:
+        """POST /admin/login: a browser's password login; sets the session cookie."""
+        body = await self._body(request)
+        name, password = body.get("name"), body.get("password")
+        if not isinstance(name, str) or not isinstance(password, str):
+            raise BadRequest("login: give name and password (strings)")
+        result = await self._db(self.store.login, name, password, remote=request.remote)
+        response = _json({k: v for k, v in result.items() if k != "session"})
+        response.set_cookie(
+            SESSION_COOKIE,
+            result["session"],
+            max_age=(result["expires_at_ms"] - self.store.now_ms()) // 1000,
+            path="/admin",
+            httponly=True,
+            samesite="Strict",
+            secure=request.secure,
+        )
+        return response
+
+    async def admin_logout(self, request: web.Request) -> web.Response:
+        """POST /admin/logout: end the browser's session."""
+        session = request.cookies.get(SESSION_COOKIE)
+        if session:
+            await self._db(self.store.logout, session)
+        response = web.Response(status=204)
+        response.del_cookie(SESSION_COOKIE, path="/admin")
+        return response
+
+    async def admin_whoami(self, request: web.Request) -> web.Response:
+        """GET /admin/whoami: the operator behind the credential."""
+        operator = request["operator"]
+        return _json({"name": operator["name"], "role": operator["role"], "via": operator["via"]})
+
+    async def admin_operator_journal(self, request: web.Request) -> web.Response:
+        """GET /admin/operator-journal?after=&limit=."""
+        after = self._int_query(request, "after", 0)
+        limit = self._int_query(request, "limit", 1000)
+        if after < 0 or not 1 <= limit <= 10_000:
+            raise BadRequest("after: >= 0; limit: 1-10000")
+        return _json(
+            {"entries": await self._db(self.store.operator_journal, after=after, limit=limit)}
+        )
 
     async def admin_enroll_token(self, request: web.Request) -> web.Response:
         """POST /admin/enroll-tokens."""

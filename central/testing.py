@@ -37,7 +37,8 @@ from cryptography.x509.oid import NameOID
 
 from portier_common.encoding import GENESIS_HASH, UUIDv7Generator, canonical_json, event_hash
 
-from .admin import CentralAdmin
+from .admin import TOKEN_ENV, CentralAdmin
+from .auth import bootstrap_token
 from .server import CentralServer
 from .settings import CentralSettings
 
@@ -67,6 +68,9 @@ class CentralProcess:
         log_path: where its stderr goes (default ``data_dir/../central.log`` next to it).
         ready_timeout_s: how long :meth:`start` waits for the ready line.
         extra_args: more ``serve`` flags (``["--ntag424-keys", FILE]``...).
+        token: the operator API token :meth:`start` registers in the data directory
+            (a ``security_officer`` named ``tests``) and :meth:`admin` sends; default
+            ``$PORTIER_CENTRAL_TOKEN`` (the suite sets one), else a new one.
     """
 
     def __init__(
@@ -78,8 +82,10 @@ class CentralProcess:
         log_path: Path | str | None = None,
         ready_timeout_s: float = 30.0,
         extra_args: list[str] | None = None,
+        token: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.token = token or os.environ.get(TOKEN_ENV) or None
         self.extra_args = list(extra_args or [])
         self.port = port
         self.site = site
@@ -99,6 +105,14 @@ class CentralProcess:
                 (its log is in the message).
         """
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        # The operator the tests act as, registered before the server opens the database.
+        # The same database the server opens (``--db`` among the extra arguments, if given).
+        db = None
+        if "--db" in self.extra_args:
+            db = self.extra_args[self.extra_args.index("--db") + 1]
+        self.token = bootstrap_token(
+            CentralSettings(data_dir=self.data_dir, db=db), operator="tests", token=self.token
+        )
         log = self.log_path.open("a")
         # Ask for a fixed port again on a restart, so clients keep their URL.
         port = self.info.get("port", self.port)
@@ -140,7 +154,7 @@ class CentralProcess:
 
     def admin(self, timeout: float = 10.0) -> CentralAdmin:
         """Return an admin client for this server."""
-        return CentralAdmin(self.url, timeout=timeout)
+        return CentralAdmin(self.url, timeout=timeout, token=self.token)
 
     @property
     def pid(self) -> int | None:
@@ -183,20 +197,22 @@ def enroll_device(
     timeout: float = 10.0,
     guard_console: bool = False,
     zones: list[str] | None = None,
+    token: str | None = None,
 ) -> tuple[dict[str, Any], requests.Session]:
     """Create an enrollment token, enroll with it, and return the ``EnrollResponse`` and
     a :class:`requests.Session` that sends the device credential.
 
     *guard_console*: the device has a guard console (it then gets guards' PIN hashes);
-    *zones*: the zones the door is in (declared on the token by the administrator).
+    *zones*: the zones the door is in (declared on the token by the administrator);
+    *token*: the operator's API token (default ``$PORTIER_CENTRAL_TOKEN``).
 
     Raises:
         CentralError: the central refused (as :class:`CentralAdmin` raises it).
         requests.HTTPError: enrollment itself failed.
     """
-    with CentralAdmin(url, timeout=timeout) as admin:
-        token = admin.create_enroll_token(door, site=site, zones=zones)["enroll_token"]
-    body: dict[str, Any] = {"enroll_token": token, "guard_console": guard_console}
+    with CentralAdmin(url, timeout=timeout, token=token) as admin:
+        enroll_token = admin.create_enroll_token(door, site=site, zones=zones)["enroll_token"]
+    body: dict[str, Any] = {"enroll_token": enroll_token, "guard_console": guard_console}
     if device_id is not None:
         body["device_id"] = device_id
     response = requests.post(f"{url}/v1/enroll", json=body, timeout=timeout)
@@ -429,7 +445,10 @@ class TlsCentral:
 
     def __init__(self, data: Path, cert: Path, key: Path, *, host: str = "127.0.0.1") -> None:
         self.host = host
-        self.server = CentralServer(CentralSettings(data_dir=data, port=0))
+        settings = CentralSettings(data_dir=data, port=0)
+        #: The operator API token (``tests``, a security officer) its admin API takes.
+        self.token = bootstrap_token(settings, operator="tests", token=os.environ.get(TOKEN_ENV))
+        self.server = CentralServer(settings)
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.load_cert_chain(cert, key)
         self.loop = asyncio.new_event_loop()

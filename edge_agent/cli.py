@@ -334,8 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the demo: reference central and an agent on simulated hardware",
         description="Start the reference central and an agent on simulated hardware, write "
         "their configuration into DIR (DIR/agent.toml), enroll the agent, seed credentials, "
-        "print one JSON line {central_url, door, config, agent_pid, central_pid} once both "
-        "are ready, and run until SIGTERM. Without --headless the kiosk starts too.",
+        "print one JSON line {central_url, central_token_file, door, config, agent_pid, "
+        "central_pid} once both are ready, and run until SIGTERM. Without --headless the "
+        "kiosk starts too.",
     )
     p.add_argument("--dir", required=True, help="the demo directory (created)")
     p.add_argument("--headless", action="store_true", help="no kiosk: central and agent only")

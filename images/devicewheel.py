@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import re
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,10 @@ DEVICE_PACKAGES = ("hardware", "portier_common", "edge_agent", "kiosk", "images"
 #: In the developers' distribution, never in the device's.
 NOT_ON_A_DEVICE = ("central", "portier_demo")
 
+#: Dependencies only the central uses (operator password hashing): the device's wheel
+#: leaves them out (tests/images/test_devicewheel.py checks no device package imports them).
+CENTRAL_ONLY_DEPENDENCIES = ("argon2-cffi",)
+
 #: Left out of the staged copy: build leftovers of a developer's checkout.
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
 
@@ -49,15 +54,21 @@ def device_pyproject(pyproject: dict[str, Any]) -> dict[str, Any]:
     """The device distribution's pyproject, derived from the checkout's ``pyproject``.
 
     Kept: the build system, the version, the dependencies and the ``pi`` extra, the
-    package data. Changed: the name, the packages (:data:`DEVICE_PACKAGES`), the commands
-    (those whose module is in a device package). Dropped: the ``dev`` extra and the
-    developer tools' settings (ruff, mypy, pytest, import-linter).
+    package data, less :data:`CENTRAL_ONLY_DEPENDENCIES`. Changed: the name, the packages
+    (:data:`DEVICE_PACKAGES`), the commands (those whose module is in a device package).
+    Dropped: the ``dev`` extra and the developer tools' settings (ruff, mypy, pytest,
+    import-linter).
     """
     source = pyproject["project"]
     project = copy.deepcopy(source)
     project["name"] = NAME
     project["description"] = source["description"] + " (the device's packages)"
     project.pop("readme", None)  # the README is the checkout's, not staged
+    project["dependencies"] = [
+        requirement
+        for requirement in source.get("dependencies", [])
+        if _requirement_name(requirement) not in CENTRAL_ONLY_DEPENDENCIES
+    ]
     extras = {k: v for k, v in source.get("optional-dependencies", {}).items() if k != "dev"}
     project["optional-dependencies"] = extras
     project["scripts"] = {
@@ -72,6 +83,11 @@ def device_pyproject(pyproject: dict[str, Any]) -> dict[str, Any]:
         "project": project,
         "tool": {"setuptools": setuptools},
     }
+
+
+def _requirement_name(requirement: str) -> str:
+    """The distribution name of a pinned requirement (``name[extra]==1.0`` -> ``name``)."""
+    return re.split(r"[\[=<>!~;\s]", requirement, maxsplit=1)[0].lower()
 
 
 def stage(repo: Path, where: Path) -> Path:

@@ -2,8 +2,11 @@
 
 ``edge-agent demo --headless --dir DIR``:
 
-1. starts the reference central (``python -m central serve --port 0 --data DIR/central``)
-   and reads its ready line;
+1. registers its operator (``demo``, a security officer) in ``DIR/central`` and writes
+   that operator's API token to ``DIR/central.token`` (0600; ``$PORTIER_CENTRAL_TOKEN``
+   when set, so ``portier-central`` commands work as they are), starts the reference
+   central (``python -m central serve --port 0 --data DIR/central``) and reads its
+   ready line;
 2. seeds it: the active signing key, a staff badge, a guard badge (role guard, PIN
    hash), a revoked badge, and invitations (valid, single-use, expired, not yet valid,
    for another door, revoked, a single-use one to be replayed; plus a forged one
@@ -17,7 +20,8 @@
    (``DIR/demo/demo.json``, the format of :mod:`kiosk.demo_material`), and prints ONE
    JSON line on stdout::
 
-       {"central_url": ..., "door": ..., "config": ..., "agent_pid": ..., "central_pid": ...}
+       {"central_url": ..., "central_token_file": ..., "door": ..., "config": ...,
+        "agent_pid": ..., "central_pid": ...}
 
 5. runs until SIGTERM or SIGINT, then stops its children (SIGTERM, then SIGKILL after
    15 s) and exits 0. The children get ``PR_SET_PDEATHSIG`` (Linux ``prctl``), so
@@ -521,6 +525,34 @@ def _wait_synced(socket: Path, agent: _Child, stop: threading.Event, timeout_s: 
         raise DemoError(f"the agent did not sync within {timeout_s:.0f} s ({last})")
 
 
+def demo_operator_token(demo_dir: Path) -> Path:
+    """Register the demo's operator in ``demo_dir/central`` (the central is not running
+    yet) and write its API token to ``demo_dir/central.token`` (0600); return that path.
+
+    The token is ``$PORTIER_CENTRAL_TOKEN`` when it is set (then ``portier-central``
+    commands work without ``--token-file``), else the one a previous run wrote, else a
+    new one.
+    """
+    from central.admin import TOKEN_ENV
+    from central.auth import bootstrap_token
+    from central.settings import CentralSettings
+
+    path = demo_dir / "central.token"
+    wanted = os.environ.get(TOKEN_ENV) or None
+    if wanted is None and path.exists():
+        wanted = path.read_text(encoding="utf-8").strip() or None
+    if wanted is not None and len(wanted) < 32:
+        wanted = None  # too short to register: the demo makes its own
+    token = bootstrap_token(
+        CentralSettings(data_dir=demo_dir / "central"), operator="demo", token=wanted
+    )
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(token + "\n")
+    path.chmod(0o600)
+    return path
+
+
 def run_demo(
     demo_dir: Path,
     *,
@@ -547,6 +579,7 @@ def run_demo(
             previous[signum] = signal.signal(signum, lambda *_: stop.set())
     children: list[_Child] = []
     try:
+        token_file = demo_operator_token(demo_dir)
         central = _spawn(
             "central",
             _python_command(
@@ -561,7 +594,8 @@ def run_demo(
         except ValueError as exc:
             raise DemoError(f"central's ready line is not JSON: {exc}") from None
         url = ready["url"]
-        with CentralAdmin(url) as admin:
+        token = token_file.read_text(encoding="utf-8").strip()
+        with CentralAdmin(url, token=token) as admin:
             seed = seed_central(admin)
             enroll_token = admin.create_enroll_token(DEMO_DOOR)["enroll_token"]
         config_path = write_agent_config(demo_dir, url, seed.site)
@@ -585,6 +619,7 @@ def run_demo(
             print(hint, file=sys.stderr, flush=True)  # noqa: T201 (for the person, not a log)
         line = {
             "central_url": url,
+            "central_token_file": str(token_file),
             "door": DEMO_DOOR,
             "config": str(config_path),
             "agent_pid": agent.pid,

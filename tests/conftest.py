@@ -10,6 +10,7 @@ ten-minute chaos soak) are skipped unless the run selects them with
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -102,3 +103,16 @@ def central_db(request: pytest.FixtureRequest) -> Iterator[Callable[[], str | No
     yield new_database
     for url in made:
         server.drop_database(url)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def central_operator_token() -> Iterator[str]:
+    """One operator API token for the session, in ``$PORTIER_CENTRAL_TOKEN``: every
+    ``CentralProcess`` registers it (operator ``tests``, a security officer) and
+    ``CentralAdmin``, ``enroll_device`` and ``portier-central`` children send it."""
+    token = os.environ.get("PORTIER_CENTRAL_TOKEN") or "pct_tests_" + secrets.token_urlsafe(32)
+    previous = os.environ.get("PORTIER_CENTRAL_TOKEN")
+    os.environ["PORTIER_CENTRAL_TOKEN"] = token
+    yield token
+    if previous is None:
+        os.environ.pop("PORTIER_CENTRAL_TOKEN", None)

@@ -18,7 +18,7 @@ from .db import Database
 
 __all__ = ["POSTGRES_STEPS", "SCHEMA_VERSION", "SQLITE_STEPS", "migrate"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Schema 1: the tables of the first central.
 _SCHEMA_V1 = (
@@ -159,12 +159,58 @@ _SCHEMA_V3 = (
     ) STRICT""",
 )
 
+#: Schema 4 (issue 13): operator accounts, their API tokens and browser sessions, and the
+#: operator journal (central/store/operators.py).
+_SCHEMA_V4 = (
+    """CREATE TABLE operators (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        password_hash TEXT,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created_ms INTEGER NOT NULL,
+        failed_count INTEGER NOT NULL DEFAULT 0,
+        first_failed_ms INTEGER,
+        locked_until_ms INTEGER
+    ) STRICT""",
+    """CREATE TABLE api_tokens (
+        token_id TEXT PRIMARY KEY,
+        token_hash BLOB NOT NULL UNIQUE,
+        operator TEXT NOT NULL REFERENCES operators(name),
+        label TEXT NOT NULL DEFAULT '',
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        revoked_ms INTEGER
+    ) STRICT""",
+    """CREATE TABLE operator_sessions (
+        session_hash BLOB PRIMARY KEY,
+        operator TEXT NOT NULL REFERENCES operators(name),
+        csrf_hash BLOB NOT NULL,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL
+    ) STRICT""",
+    """CREATE TABLE operator_journal (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms INTEGER NOT NULL,
+        operator TEXT,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '{}',
+        remote TEXT,
+        status INTEGER
+    ) STRICT""",
+)
 
-#: SQLite's steps (a database of schema 1 or 2 is migrated on open).
-SQLITE_STEPS: Mapping[int, Sequence[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+
+#: SQLite's steps (a database of schema 1, 2 or 3 is migrated on open).
+SQLITE_STEPS: Mapping[int, Sequence[str]] = {
+    1: _SCHEMA_V1,
+    2: _SCHEMA_V2,
+    3: _SCHEMA_V3,
+    4: _SCHEMA_V4,
+}
 
 
-#: PostgreSQL's steps: a PostgreSQL database starts at schema 3 (one step, the whole schema).
+#: PostgreSQL's steps: a PostgreSQL database starts at schema 3 (one step, the whole schema),
+#: then schema 4 (operators).
 #: The same tables as SQLite's: ``BIGINT`` for integers, ``BYTEA`` for blobs, an identity
 #: column for the deltas cursor; booleans stay 0/1 integers (one code path for both).
 POSTGRES_STEPS: Mapping[int, Sequence[str]] = {
@@ -291,7 +337,44 @@ POSTGRES_STEPS: Mapping[int, Sequence[str]] = {
             created_at BIGINT NOT NULL,
             active INTEGER NOT NULL DEFAULT 0
         )""",
-    )
+    ),
+    4: (
+        """CREATE TABLE operators (
+            name TEXT PRIMARY KEY,
+            role TEXT NOT NULL,
+            password_hash TEXT,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            created_ms BIGINT NOT NULL,
+            failed_count INTEGER NOT NULL DEFAULT 0,
+            first_failed_ms BIGINT,
+            locked_until_ms BIGINT
+        )""",
+        """CREATE TABLE api_tokens (
+            token_id TEXT PRIMARY KEY,
+            token_hash BYTEA NOT NULL UNIQUE,
+            operator TEXT NOT NULL REFERENCES operators(name),
+            label TEXT NOT NULL DEFAULT '',
+            created_ms BIGINT NOT NULL,
+            expires_ms BIGINT NOT NULL,
+            revoked_ms BIGINT
+        )""",
+        """CREATE TABLE operator_sessions (
+            session_hash BYTEA PRIMARY KEY,
+            operator TEXT NOT NULL REFERENCES operators(name),
+            csrf_hash BYTEA NOT NULL,
+            created_ms BIGINT NOT NULL,
+            expires_ms BIGINT NOT NULL
+        )""",
+        """CREATE TABLE operator_journal (
+            seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            at_ms BIGINT NOT NULL,
+            operator TEXT,
+            action TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '{}',
+            remote TEXT,
+            status INTEGER
+        )""",
+    ),
 }
 
 
@@ -315,7 +398,8 @@ def migrate(db: Database) -> None:
                 f"central database schema {version} is newer than this code ({SCHEMA_VERSION})"
             )
         # 0: a new database; 1: one written before self-test reports existed;
-        # 2: one written before issue 10 (device trust, signed deltas).
+        # 2: one written before issue 10 (device trust, signed deltas); 3: one written
+        # before operator accounts (issue 13).
         for step, statements in sorted(db.migrations.items()):
             if version < step <= SCHEMA_VERSION:
                 for statement in statements:

@@ -10,6 +10,7 @@ It is the domain mixins of this package over one :class:`~central.store.db.Datab
 ``keys``           invitation signing keys (rotation), the delta signing key
 ``deltas``         the ``changes`` log and ``GET /v1/deltas``
 ``audit``          the received view, stored events, chain re-walks, admin info
+``operators``      operator accounts, API tokens, sessions, lock-out, operator journal
 =================  ================================================================
 
 It is synchronous and not thread-safe by design: the server runs all of its calls on
@@ -32,6 +33,7 @@ from .deltas import DeltasMixin
 from .devices import DevicesMixin
 from .events import EventsMixin
 from .keys import KeysMixin
+from .operators import OperatorsMixin
 from .schema import migrate
 from .sqlite import SqliteDatabase
 
@@ -63,7 +65,15 @@ def open_database(settings: CentralSettings) -> Database:
     return SqliteDatabase(database.path)
 
 
-class CentralStore(DevicesMixin, EventsMixin, CredentialsMixin, KeysMixin, DeltasMixin, AuditMixin):
+class CentralStore(
+    DevicesMixin,
+    EventsMixin,
+    CredentialsMixin,
+    KeysMixin,
+    DeltasMixin,
+    AuditMixin,
+    OperatorsMixin,
+):
     """The reference central's database and rules.
 
     Args:

@@ -156,7 +156,7 @@ def test_the_schema_is_made_once_and_kept_across_restarts(open_store: StoreFacto
     assert [d["device_id"] for d in again.received()["devices"]] == ["dev-a", "dev-b"]
     with pytest.raises(TokenUsed):
         again.enroll({"enroll_token": token, "device_id": "dev-c"})
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
 
 
 def test_a_failed_call_leaves_nothing_behind(open_store: StoreFactory) -> None:
@@ -224,3 +224,26 @@ def test_two_processes_starting_on_a_new_database_migrate_it_once(
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
         assert conn.execute("SELECT count(*) FROM signing_keys").fetchone() == (1,)
         assert conn.execute("SELECT count(*) FROM delta_keys").fetchone() == (1,)
+
+
+def test_operators_tokens_and_the_journal(open_store: StoreFactory) -> None:
+    store = open_store()
+    store.add_operator("ada", "security_officer", "correct horse battery")
+    minted = store.create_api_token("ada", label="laptop")
+    assert store.authenticate_operator(minted["token"])["role"] == "security_officer"
+    session = store.login("ada", "correct horse battery", remote="127.0.0.1")
+    assert store.session_operator(session["session"], session["csrf_token"])["csrf_ok"]
+    store.record_action("ada", "POST /admin/badges", {"path": "/admin/badges"}, status=200)
+    store.revoke_api_token(minted["token_id"])
+    store.close()
+    again = open_store()
+    assert [o["name"] for o in again.list_operators()] == ["ada"]
+    assert again.list_api_tokens()[0]["revoked_at_ms"] is not None
+    actions = [e["action"] for e in again.operator_journal()]
+    assert actions == [
+        "operator.add",
+        "token.create",
+        "login",
+        "POST /admin/badges",
+        "token.revoke",
+    ]

@@ -74,7 +74,8 @@ def test_the_wheel_has_the_device_commands_and_metadata(wheel):
     metadata = archive.read(f"{dist_info}/METADATA").decode()
     assert f"Version: {project['version']}\n" in metadata
     for requirement in project["dependencies"]:
-        assert f"Requires-Dist: {requirement}\n" in metadata
+        central_only = requirement.startswith(devicewheel.CENTRAL_ONLY_DEPENDENCIES)
+        assert (f"Requires-Dist: {requirement}\n" in metadata) is not central_only, requirement
     assert "pytest" not in metadata  # no dev extra
 
 
@@ -155,3 +156,23 @@ def test_everything_a_device_runs_imports_from_the_wheel_alone(unpacked, tmp_pat
     assert message.count("\n") == 1 and "the demo is not installed here" in message, message
     assert "Traceback" not in message
     assert not (tmp_path / "demo").exists()
+
+
+def test_no_device_package_imports_what_only_the_central_installs():
+    """The device's wheel leaves out the central's own dependencies (argon2 for operator
+    passwords): no device package may import them, or the device would fail at run time."""
+    modules = {
+        name.replace("-", "_").split("_cffi")[0] for name in devicewheel.CENTRAL_ONLY_DEPENDENCIES
+    }
+    found = []
+    for package in devicewheel.DEVICE_PACKAGES:
+        for source in (REPO / package).rglob("*.py"):
+            for line in source.read_text().splitlines():
+                words = line.split()
+                if (
+                    len(words) >= 2
+                    and words[0] in ("import", "from")
+                    and words[1].split(".")[0] in modules
+                ):
+                    found.append(f"{source.relative_to(REPO)}: {line.strip()}")
+    assert modules == {"argon2"} and not found

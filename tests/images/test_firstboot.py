@@ -200,6 +200,9 @@ def test_central_database_of_schema_1_gains_the_report_table(tmp_path: Path) -> 
         store._conn.execute("DROP TABLE selftest_reports")
         # Schema 3's additions (issue 10) go too: this is a database of schema 1.
         store._conn.execute("DROP TABLE delta_keys")
+        # And schema 4's (issue 13: operators).
+        for table in ("operator_journal", "operator_sessions", "api_tokens", "operators"):
+            store._conn.execute(f"DROP TABLE {table}")
         for table, column in (
             ("devices", "zones"),
             ("devices", "guard_console"),
@@ -210,7 +213,7 @@ def test_central_database_of_schema_1_gains_the_report_table(tmp_path: Path) -> 
             store._conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         store._conn.execute("PRAGMA user_version = 1")
     with CentralStore(settings) as store:
-        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         with pytest.raises(NotFound):
             store.selftest("nobody")
         token = store.create_enroll_token(door="lobby")["enroll_token"]

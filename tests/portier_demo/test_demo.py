@@ -84,7 +84,16 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_demo_contract(demo: Demo) -> None:
     info = demo.info
-    assert set(info) == {"central_url", "door", "config", "agent_pid", "central_pid"}
+    assert set(info) == {
+        "central_url",
+        "central_token_file",
+        "door",
+        "config",
+        "agent_pid",
+        "central_pid",
+    }
+    token_file = Path(info["central_token_file"])
+    assert token_file == demo.dir / "central.token" and token_file.stat().st_mode & 0o077 == 0
     assert info["config"] == str(demo.dir / "agent.toml") and info["door"] == "gate-a"
     assert not gone(info["agent_pid"]) and not gone(info["central_pid"])
     config = load_config(info["config"])
@@ -95,12 +104,14 @@ def test_demo_contract(demo: Demo) -> None:
 
     minted = run(
         PORTIER_CENTRAL, "invite", "create", "--url", info["central_url"],
+        "--token-file", info["central_token_file"],
         "--visitor", "Ada Lovelace", "--door", info["door"],
     )  # fmt: skip
     assert minted.returncode == 0, minted.stderr
     token = minted.stdout.strip()
     agent = AgentClient(config.paths.socket, timeout=10)
-    with CentralAdmin(info["central_url"]) as admin:
+    operator_token = token_file.read_text().strip()
+    with CentralAdmin(info["central_url"], token=operator_token) as admin:
         head = admin.info()["deltas_cursor"]
         wait_until(lambda: agent.status()["sync"]["cursor"] == head, 15, "the new invitation")
     presented = run(EDGE_AGENT, "present", "--config", info["config"], "--qr", token)

@@ -1,0 +1,98 @@
+"""Who may call which admin route: one table (docs/central.md, "Operators and roles").
+
+``ROUTE_ROLES[(method, route)]`` is the set of roles that may call that admin route;
+a route missing from the table is refused to everyone (tests check that every admin
+route of the server is in it). ``security_officer`` may do everything.
+
+The roles:
+
+* ``pass_office``: visitors and badges (invitations, badges), reads the summary.
+* ``security_officer``: everything (keys, schedules, door modes, devices, faults).
+* ``auditor``: reads only (received events, stored events, keys, self-tests).
+* ``installer``: enrolls and resets devices, reads self-tests, uses fault injection
+  on a test rig.
+"""
+
+from __future__ import annotations
+
+from .errors import Unauthorized
+from .settings import CentralSettings
+from .store.operators import ROLES, TOKEN_TTL_S
+
+__all__ = ["PUBLIC_ADMIN_ROUTES", "ROLES", "ROUTE_ROLES", "allowed", "bootstrap_token"]
+
+_ALL = frozenset(ROLES)
+_PASS = frozenset({"pass_office", "security_officer"})
+_SECURITY = frozenset({"security_officer"})
+_INSTALL = frozenset({"installer", "security_officer"})
+_READ = frozenset({"auditor", "security_officer"})
+_READ_INSTALL = frozenset({"auditor", "installer", "security_officer"})
+
+#: (method, route template) -> the roles that may call it.
+ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
+    ("GET", "/admin/info"): _ALL,
+    ("GET", "/admin/whoami"): _ALL,
+    ("POST", "/admin/logout"): _ALL,
+    ("POST", "/admin/enroll-tokens"): _INSTALL,
+    ("POST", "/admin/invitations"): _PASS,
+    ("POST", "/admin/invitations/{invitation_id}/revoke"): _PASS,
+    ("POST", "/admin/badges"): _PASS,
+    ("DELETE", "/admin/badges/{uid}"): _PASS,
+    ("POST", "/admin/badges/{uid}/revoke"): _PASS,
+    ("GET", "/admin/keys"): _READ,
+    ("POST", "/admin/keys/rotate"): _SECURITY,
+    ("PUT", "/admin/schedules/{schedule_id}"): _SECURITY,
+    ("DELETE", "/admin/schedules/{schedule_id}"): _SECURITY,
+    ("PUT", "/admin/doors/{door}/settings"): _SECURITY,
+    ("POST", "/admin/devices/{device_id}/disable"): _INSTALL,
+    ("POST", "/admin/devices/{device_id}/reset"): _INSTALL,
+    ("GET", "/admin/events"): _READ_INSTALL,
+    ("GET", "/admin/devices/{device_id}/events"): _READ,
+    ("GET", "/admin/devices/{device_id}/selftest"): _READ_INSTALL,
+    ("GET", "/admin/operator-journal"): _READ,
+    ("GET", "/admin/faults"): _INSTALL,
+    ("POST", "/admin/faults"): _INSTALL,
+    ("DELETE", "/admin/faults"): _INSTALL,
+}
+
+#: Admin routes that need no credential: the browser's password login.
+PUBLIC_ADMIN_ROUTES = frozenset({("POST", "/admin/login")})
+
+
+def allowed(role: str, method: str, route: str) -> bool:
+    """Return whether *role* may call *method* *route* (a route template)."""
+    if method == "HEAD":
+        method = "GET"
+    return role in ROUTE_ROLES.get((method, route), frozenset())
+
+
+def bootstrap_token(
+    settings: CentralSettings,
+    *,
+    operator: str = "bootstrap",
+    role: str = "security_officer",
+    token: str | None = None,
+    ttl_s: int = TOKEN_TTL_S,
+) -> str:
+    """Open the central's database locally (not over HTTP), make sure *operator* exists
+    with *role*, and return an API token for it: *token* itself if given (registered for
+    *operator* unless it already works), else a new one.
+
+    What the demo and the test harness do before they start a central; an operator
+    does the same with ``portier-central operator add`` and ``token create``.
+
+    Raises:
+        BadRequest: a bad name, role or token.
+    """
+    from .store import CentralStore
+
+    with CentralStore(settings) as store:
+        if token is not None:
+            try:
+                store.authenticate_operator(token)
+                return token  # registered before (a restart on the same data)
+            except Unauthorized:
+                pass
+        if operator not in {o["name"] for o in store.list_operators()}:
+            store.add_operator(operator, role)
+        return str(store.create_api_token(operator, ttl_s=ttl_s, secret=token)["token"])
