@@ -9,6 +9,7 @@ superuser may do) and show that ``verify_audit`` names the row.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -54,6 +55,12 @@ def raw(store: CentralStore, sql: str) -> None:
     store._db.conn.execute(sql)  # type: ignore[attr-defined]
 
 
+def _pg_errors() -> tuple[type[Exception], ...]:
+    import psycopg
+
+    return (psycopg.Error,)
+
+
 def drop_triggers(store: CentralStore) -> None:
     """What an administrator with full database rights can do first."""
     if store._db.dialect == "sqlite":
@@ -82,7 +89,8 @@ def test_every_row_is_chained_to_the_one_before(store: CentralStore) -> None:
 
 
 def test_the_database_refuses_update_and_delete(store: CentralStore) -> None:
-    errors = store._db.integrity_errors + (Exception,)
+    # SQLite: IntegrityError (RAISE(ABORT)); PostgreSQL: RaiseException.
+    errors = (sqlite3.DatabaseError, *_pg_errors())
     with pytest.raises(errors, match="append-only"):
         raw(store, "UPDATE operator_journal SET operator = 'eve' WHERE seq = 3")
     with pytest.raises(errors, match="append-only"):
@@ -111,8 +119,7 @@ def test_a_row_rewritten_with_its_hash_breaks_the_next_link(store: CentralStore)
     forged = {**entry, "operator": "eve"}
     raw(
         store,
-        f"UPDATE operator_journal SET operator = 'eve', hash = '{row_hash(forged)}' "
-        "WHERE seq = 3",
+        f"UPDATE operator_journal SET operator = 'eve', hash = '{row_hash(forged)}' WHERE seq = 3",
     )
     problems = store.verify_audit()["problems"]
     assert [(p["seq"], p["problem"]) for p in problems] == [(4, "broken_link")]
