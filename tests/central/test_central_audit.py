@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -216,3 +217,34 @@ def test_the_audit_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert cli_main(["audit", "verify", "--data", str(data)]) == 1
     printed = capsys.readouterr().out
     assert "row 2: changed" in printed and "audit chain BROKEN" in printed
+
+
+def test_two_stores_on_one_database_extend_one_linear_chain(
+    central_db: Callable[[], str | None], tmp_path: Path
+) -> None:
+    """Two connections appending at once (two centrals on one PostgreSQL): the write lock
+    every transaction takes first keeps one chain, no fork, no duplicate seq."""
+    settings = CentralSettings(data_dir=tmp_path / "data", db=central_db())
+    stores = [CentralStore(settings), CentralStore(settings)]
+    try:
+
+        def append(store: CentralStore, name: str) -> None:
+            for number in range(40):
+                store.record_action(name, "POST /admin/badges", {"n": number}, status=200)
+
+        threads = [
+            threading.Thread(target=append, args=(store, f"op{i}"))
+            for i, store in enumerate(stores)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        result = stores[0].verify_audit()
+        assert result["ok"], result["problems"]
+        assert result["rows"] == 80
+        operators = {e["operator"] for e in stores[1].operator_journal(limit=100)}
+        assert operators == {"op0", "op1"}
+    finally:
+        for store in stores:
+            store.close()
