@@ -103,6 +103,21 @@ class CentralAdmin:
         params = {"after": after, "limit": limit}
         return self._call("GET", "/admin/operator-journal", params=params)["entries"]
 
+    def audit_export(
+        self, *, since_ms: int | None = None, until_ms: int | None = None
+    ) -> dict[str, Any]:
+        """Return the audit log between *since_ms* and *until_ms* with its chain proof."""
+        params = {
+            name: value
+            for name, value in (("since", since_ms), ("until", until_ms))
+            if value is not None
+        }
+        return self._call("GET", "/admin/audit", params=params)
+
+    def verify_audit(self) -> dict[str, Any]:
+        """Return the central's walk of the whole audit chain (``ok``, ``problems``...)."""
+        return self._call("GET", "/admin/audit/verify")
+
     def create_enroll_token(
         self,
         door: str,

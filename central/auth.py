@@ -8,7 +8,8 @@ The roles:
 
 * ``pass_office``: visitors and badges (invitations, badges), reads the summary.
 * ``security_officer``: everything (keys, schedules, door modes, devices, faults).
-* ``auditor``: reads only (received events, stored events, keys, self-tests).
+* ``auditor``: reads only (received events, stored events, keys, self-tests), and
+  reads, verifies and exports the audit log.
 * ``installer``: enrolls and resets devices, reads self-tests, uses fault injection
   on a test rig.
 """
@@ -50,6 +51,8 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/admin/devices/{device_id}/events"): _READ,
     ("GET", "/admin/devices/{device_id}/selftest"): _READ_INSTALL,
     ("GET", "/admin/operator-journal"): _READ,
+    ("GET", "/admin/audit"): _READ,
+    ("GET", "/admin/audit/verify"): _READ,
     ("GET", "/admin/faults"): _INSTALL,
     ("POST", "/admin/faults"): _INSTALL,
     ("DELETE", "/admin/faults"): _INSTALL,

@@ -296,7 +296,28 @@ def build_parser() -> argparse.ArgumentParser:
     tok_list.add_argument("--json", action="store_true")
     tok_revoke = token_sub.add_parser("revoke", help="revoke a token at once")
     tok_revoke.add_argument("--id", required=True, dest="token_id")
-    for local in (op_add, op_list, op_disable, tok_create, tok_list, tok_revoke):
+    audit = sub.add_parser("audit", help="the operators' audit log (local, on the data directory)")
+    audit_sub = audit.add_subparsers(dest="action", metavar="ACTION", required=True)
+    audit_verify = audit_sub.add_parser(
+        "verify", help="walk the hash chain; name each changed or missing row (exit 1)"
+    )
+    audit_verify.add_argument("--json", action="store_true")
+    audit_export = audit_sub.add_parser(
+        "export", help="write the audit log between two times with its chain proof (JSON)"
+    )
+    audit_export.add_argument("--since", default=None, help="ISO 8601, now or Unix seconds")
+    audit_export.add_argument("--until", default=None, help="ISO 8601, now or Unix seconds")
+    audit_export.add_argument("--out", type=Path, required=True, help="the JSON file to write")
+    for local in (
+        op_add,
+        op_list,
+        op_disable,
+        tok_create,
+        tok_list,
+        tok_revoke,
+        audit_verify,
+        audit_export,
+    ):
         local.add_argument("--data", type=Path, required=True, help="the central's data directory")
         local.add_argument(
             "--db",
@@ -399,12 +420,15 @@ def _read_password(args: argparse.Namespace) -> str | None:
 
 
 def _local(args: argparse.Namespace) -> int:
-    """``operator`` and ``token``: straight on the database (``--db``, or SQLite in ``--data``)."""
+    """``operator``, ``token`` and ``audit``: straight on the database (``--db``, or SQLite
+    in ``--data``)."""
     from .settings import CentralSettings
     from .store import CentralStore
 
     password = _read_password(args) if args.command == "operator" and args.action == "add" else None
     with CentralStore(CentralSettings(data_dir=args.data, db=args.db)) as store:
+        if args.command == "audit":
+            return _audit(store, args)
         if args.command == "operator" and args.action == "add":
             result = store.add_operator(args.name, args.role, password)
             print(f"operator {result['name']} ({result['role']}) added")
@@ -442,6 +466,32 @@ def _local(args: argparse.Namespace) -> int:
         else:
             store.revoke_api_token(args.token_id)
             print(f"token {args.token_id} revoked")
+    return 0
+
+
+def _audit(store: Any, args: argparse.Namespace) -> int:
+    """``audit verify`` (exit 1 when the chain is broken) and ``audit export``."""
+    if args.action == "verify":
+        result = store.verify_audit()
+        if args.json:
+            _print_json(result)
+        else:
+            for problem in result["problems"]:
+                print(f"row {problem['seq']}: {problem['problem']}: {problem['detail']}")
+            state = "intact" if result["ok"] else "BROKEN"
+            print(
+                f"audit chain {state}: {result['rows']} rows, head {result['head_seq']} "
+                f"{result['head_hash']}"
+            )
+        return 0 if result["ok"] else 1
+    since = parse_time(args.since) * 1000 if args.since else None
+    until = parse_time(args.until) * 1000 if args.until else None
+    exported = store.audit_export(since_ms=since, until_ms=until)
+    args.out.write_text(json.dumps(exported, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    print(
+        f"{len(exported['entries'])} audit rows written to {args.out}; chain head "
+        f"{exported['head_seq']} {exported['head_hash']}"
+    )
     return 0
 
 
@@ -623,7 +673,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
-        if args.command in ("operator", "token"):
+        if args.command in ("operator", "token", "audit"):
             return _local(args)
         url = getattr(args, "url", None) or os.environ.get(URL_ENV)
         if not url:

@@ -148,6 +148,8 @@ class CentralServer:
         r.add_post("/admin/logout", self.admin_logout)
         r.add_get("/admin/whoami", self.admin_whoami)
         r.add_get("/admin/operator-journal", self.admin_operator_journal)
+        r.add_get("/admin/audit", self.admin_audit)
+        r.add_get("/admin/audit/verify", self.admin_audit_verify)
         r.add_post("/admin/enroll-tokens", self.admin_enroll_token)
         r.add_post("/admin/invitations", self.admin_invitation)
         r.add_post("/admin/invitations/{invitation_id}/revoke", self.admin_revoke_invitation)
@@ -507,6 +509,22 @@ class CentralServer:
         return _json(
             {"entries": await self._db(self.store.operator_journal, after=after, limit=limit)}
         )
+
+    async def admin_audit(self, request: web.Request) -> web.Response:
+        """GET /admin/audit?since=&until=: the audit log (Unix ms) with its chain proof."""
+        since = self._int_query(request, "since", -1)
+        until = self._int_query(request, "until", -1)
+        return _json(
+            await self._db(
+                self.store.audit_export,
+                since_ms=None if "since" not in request.query else since,
+                until_ms=None if "until" not in request.query else until,
+            )
+        )
+
+    async def admin_audit_verify(self, request: web.Request) -> web.Response:
+        """GET /admin/audit/verify: walk the whole chain; name what was changed or removed."""
+        return _json(await self._db(self.store.verify_audit))
 
     async def admin_enroll_token(self, request: web.Request) -> web.Response:
         """POST /admin/enroll-tokens."""

@@ -74,6 +74,10 @@ def test_the_role_table() -> None:
     assert allowed("installer", "POST", "/admin/devices/{device_id}/reset")
     assert not allowed("installer", "POST", "/admin/badges")
     assert not allowed("installer", "GET", "/admin/operator-journal")
+    for route in ("/admin/audit", "/admin/audit/verify"):
+        assert allowed("auditor", "GET", route) and allowed("security_officer", "GET", route)
+        assert not allowed("pass_office", "GET", route)
+        assert not allowed("installer", "GET", route)
     # Reads are for reading roles only; no role may call a route not in the table.
     writes = {k for k in ROUTE_ROLES if k[0] != "GET" and k[1] != "/admin/logout"}
     assert not any(allowed("auditor", method, route) for method, route in writes)
@@ -320,6 +324,12 @@ def test_roles_decide_what_a_token_may_do(central: CentralProcess) -> None:
         assert refused.value.extra["reason"] == "role"
         assert auditor.received()["totals"]["devices"] >= 0  # reading is its work
         assert auditor.whoami() == {"name": "aud", "role": "auditor", "via": "token"}
+        # The audit log: the auditor reads, verifies and exports it.
+        verified = auditor.verify_audit()
+        assert verified["ok"] and verified["rows"] >= 1
+        exported = auditor.audit_export(since_ms=0)
+        assert exported["head_hash"] == verified["head_hash"]
+        assert exported["entries"][-1]["hash"] == exported["head_hash"]
     assert not _badge_known(central, BADGE["uid"])
     with CentralAdmin(central.url, token=tokens["installer"]) as installer:
         assert installer.create_enroll_token("gate-a")["enroll_token"]
@@ -332,6 +342,10 @@ def test_roles_decide_what_a_token_may_do(central: CentralProcess) -> None:
             office.rotate_key()
         with pytest.raises(Forbidden):
             office.operator_journal()
+        with pytest.raises(Forbidden):
+            office.audit_export()
+        with pytest.raises(Forbidden):
+            office.verify_audit()
 
 
 def test_every_change_is_journaled_with_its_operator(central: CentralProcess) -> None:

@@ -31,11 +31,11 @@ What the domain code relies on, and every backend must give:
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-__all__ = ["Connection", "Cursor", "Database", "Row"]
+__all__ = ["Connection", "Cursor", "Database", "Row", "Step"]
 
 
 class Row(Protocol):
@@ -65,6 +65,10 @@ class Connection(Protocol):
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
 
 
+#: One statement of a schema step: SQL, or a function run on the migration's connection.
+Step = str | Callable[[Connection], None]
+
+
 class Database(abc.ABC):
     """A database engine as the store uses it: transactions, schema version, close.
 
@@ -79,7 +83,7 @@ class Database(abc.ABC):
     integrity_errors: tuple[type[Exception], ...]
     #: The schema, as steps: version -> the statements that bring the version before
     #: it to this one (:mod:`central.store.schema`).
-    migrations: Mapping[int, Sequence[str]]
+    migrations: Mapping[int, Sequence[Step]]
 
     @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[Connection]:

@@ -10,9 +10,11 @@ and the operator journal (who did what, when, from where).
 * **Lock-out**: :data:`LOCKOUT_FAILURES` wrong passwords for one account within
   :data:`LOCKOUT_WINDOW_MS` lock its password login for :data:`LOCKOUT_MS` (its API
   tokens keep working, so nobody can lock the security office out of the CLI by guessing).
-* **Journal** (``operator_journal``): every admin action, login, failure and lock-out,
-  with the operator's name and the client address. Append-only by use; the hash-chained
-  audit log of issue #13 builds on it.
+* **Audit log** (``operator_journal``): every admin action, login, failure and lock-out,
+  with the operator's name, the time, the route and ids, the status and the client address;
+  hash-chained (:mod:`central.store.auditchain`), append-only (the database's triggers
+  refuse UPDATE and DELETE), checked by :meth:`OperatorsMixin.verify_audit` and exported
+  with its chain proof by :meth:`OperatorsMixin.audit_export`.
 
 Which role may call which admin route is :mod:`central.auth`'s one table.
 """
@@ -28,6 +30,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from ..errors import BadRequest, NotFound, Unauthorized
+from .auditchain import AUDIT_GENESIS, row_hash
 from .base import StoreBase, dumps
 from .db import Connection, Row
 
@@ -93,12 +96,38 @@ def journal(
     remote: str | None = None,
     status: int | None = None,
 ) -> None:
-    """Append one entry to the operator journal (inside the caller's transaction)."""
+    """Append one entry to the audit log, chained to the one before, inside the caller's
+    transaction: it commits with the change it records, or neither does.
+
+    The head is read and the row written under the store's write lock (every transaction
+    takes it first), so concurrent centrals on one database extend one linear chain.
+    """
+    head = conn.execute(
+        "SELECT seq, hash FROM operator_journal ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    row: dict[str, Any] = {
+        "seq": 1 if head is None else int(head["seq"]) + 1,
+        "at_ms": at_ms,
+        "operator": operator,
+        "action": action,
+        "detail": dumps(detail or {}),
+        "remote": remote,
+        "status": status,
+        "prev_hash": AUDIT_GENESIS if head is None else head["hash"],
+    }
+    row["hash"] = row_hash(row)
     conn.execute(
-        "INSERT INTO operator_journal (at_ms, operator, action, detail, remote, status) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (at_ms, operator, action, dumps(detail or {}), remote, status),
+        "INSERT INTO operator_journal (seq, at_ms, operator, action, detail, remote, status, "
+        "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        tuple(row[name] for name in _COLUMNS),
     )
+
+
+_COLUMNS = ("seq", "at_ms", "operator", "action", "detail", "remote", "status", "prev_hash", "hash")
+
+
+def _entry(row: Row) -> dict[str, Any]:
+    return {name: row[name] for name in _COLUMNS}
 
 
 class OperatorsMixin(StoreBase):
@@ -384,21 +413,123 @@ class OperatorsMixin(StoreBase):
             journal(conn, self.now_ms(), operator, action, detail, remote=remote, status=status)
 
     def operator_journal(self, *, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
-        """Return journal entries with seq > *after*, oldest first."""
+        """Return audit log entries with seq > *after*, oldest first (with their hashes)."""
         with self._tx() as conn:
             rows = conn.execute(
                 "SELECT * FROM operator_journal WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after, limit),
             ).fetchall()
-        return [
-            {
-                "seq": row["seq"],
-                "at_ms": row["at_ms"],
-                "operator": row["operator"],
-                "action": row["action"],
-                "detail": row["detail"],
-                "remote": row["remote"],
-                "status": row["status"],
-            }
-            for row in rows
-        ]
+        return [_entry(row) for row in rows]
+
+    def verify_audit(self) -> dict[str, Any]:
+        """Walk the whole audit log and check every row's hash, link and number.
+
+        Returns ``{"ok", "rows", "head_seq", "head_hash", "problems"}``; each problem is
+        ``{"seq", "problem", "detail"}`` with ``problem`` one of ``changed`` (the row's
+        content no longer hashes to its stored hash), ``missing`` (seq numbers absent:
+        rows deleted; ``seq`` is the first missing one), ``broken_link`` (the row's
+        prev_hash is not the hash of the row before it: a row before it was deleted,
+        replaced or moved). Rows deleted from the end leave no trace inside the chain:
+        compare ``head_seq``/``head_hash`` with a head exported earlier
+        (docs/threat-model.md).
+        """
+        problems: list[dict[str, Any]] = []
+        count = 0
+        expected_seq, prev = 1, AUDIT_GENESIS
+        head_seq, head_hash = 0, AUDIT_GENESIS
+        with self._tx() as conn:
+            rows = conn.execute("SELECT * FROM operator_journal ORDER BY seq").fetchall()
+        for row in rows:
+            count += 1
+            entry = _entry(row)
+            seq = int(entry["seq"])
+            if seq != expected_seq:
+                problems.append(
+                    {
+                        "seq": expected_seq,
+                        "problem": "missing",
+                        "detail": f"rows {expected_seq}..{seq - 1} are missing",
+                    }
+                )
+            if entry["prev_hash"] != prev:
+                problems.append(
+                    {
+                        "seq": seq,
+                        "problem": "broken_link",
+                        "detail": "prev_hash is not the hash of the row before it",
+                    }
+                )
+            try:
+                recomputed = row_hash(entry)
+            except ValueError:
+                recomputed = ""
+            if recomputed != entry["hash"]:
+                problems.append(
+                    {
+                        "seq": seq,
+                        "problem": "changed",
+                        "detail": "the row does not hash to its stored hash",
+                    }
+                )
+            expected_seq, prev = seq + 1, entry["hash"]
+            head_seq, head_hash = seq, entry["hash"]
+        return {
+            "ok": not problems,
+            "rows": count,
+            "head_seq": head_seq,
+            "head_hash": head_hash,
+            "problems": problems,
+        }
+
+    def audit_export(
+        self, *, since_ms: int | None = None, until_ms: int | None = None
+    ) -> dict[str, Any]:
+        """Return the audit rows from the first with ``at_ms >= since_ms`` to the last with
+        ``at_ms < until_ms`` (a contiguous run of the chain) and their chain proof.
+
+        ``{"since_ms", "until_ms", "prev_hash", "entries", "head_seq", "head_hash",
+        "hashing"}``: ``prev_hash`` is the hash of the row before the first one exported
+        (the genesis for the first row), each entry carries its ``prev_hash`` and
+        ``hash``, and ``head_*`` is the whole chain's head now, so an auditor re-hashes
+        the rows (``central.store.auditchain.row_hash``), checks each link from
+        ``prev_hash`` on, and keeps the head to compare with the next export.
+
+        Raises:
+            BadRequest: since/until not integers, or until before since.
+        """
+        for name, value in (("since", since_ms), ("until", until_ms)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise BadRequest(f"{name}: Unix milliseconds (an integer)")
+        if since_ms is not None and until_ms is not None and until_ms < since_ms:
+            raise BadRequest("until is before since")
+        low = since_ms if since_ms is not None else -(2**62)
+        high = until_ms if until_ms is not None else 2**62
+        with self._tx() as conn:
+            # A contiguous run of the chain (from the first row at or after since to the
+            # last before until), so the links prove it even if the clock stepped back.
+            span = conn.execute(
+                "SELECT (SELECT min(seq) FROM operator_journal WHERE at_ms >= ?) AS first, "
+                "(SELECT max(seq) FROM operator_journal WHERE at_ms < ?) AS last",
+                (low, high),
+            ).fetchone()
+            rows = []
+            if span["first"] is not None and span["last"] is not None:
+                rows = conn.execute(
+                    "SELECT * FROM operator_journal WHERE seq >= ? AND seq <= ? ORDER BY seq",
+                    (span["first"], span["last"]),
+                ).fetchall()
+            head = conn.execute(
+                "SELECT seq, hash FROM operator_journal ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        entries = [_entry(row) for row in rows]
+        return {
+            "since_ms": since_ms,
+            "until_ms": until_ms,
+            "prev_hash": entries[0]["prev_hash"] if entries else None,
+            "entries": entries,
+            "head_seq": 0 if head is None else int(head["seq"]),
+            "head_hash": AUDIT_GENESIS if head is None else head["hash"],
+            "hashing": "sha256 hex of canonical JSON of "
+            "{seq, at_ms, operator, action, detail (the stored text), remote, status, "
+            "prev_hash}; the first row's prev_hash is 64 zeros",
+        }

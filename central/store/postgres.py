@@ -25,7 +25,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from ..settings import redact_url
-from .db import Connection, Cursor, Database
+from .db import Connection, Cursor, Database, Step
 from .schema import POSTGRES_STEPS
 
 __all__ = ["PostgresDatabase"]
@@ -69,7 +69,7 @@ class PostgresDatabase(Database):
 
     dialect = "postgresql"
     integrity_errors: tuple[type[Exception], ...] = (psycopg.IntegrityError,)
-    migrations: Mapping[int, Sequence[str]] = POSTGRES_STEPS
+    migrations: Mapping[int, Sequence[Step]] = POSTGRES_STEPS
 
     def __init__(self, url: str) -> None:
         try:

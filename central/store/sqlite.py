@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .db import Connection, Database
+from .db import Connection, Database, Step
 from .schema import SQLITE_STEPS
 
 __all__ = ["SqliteDatabase"]
@@ -29,7 +29,7 @@ class SqliteDatabase(Database):
 
     dialect = "sqlite"
     integrity_errors: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
-    migrations: Mapping[int, Sequence[str]] = SQLITE_STEPS
+    migrations: Mapping[int, Sequence[Step]] = SQLITE_STEPS
 
     def __init__(self, path: Path) -> None:
         self.conn: sqlite3.Connection | None = sqlite3.connect(

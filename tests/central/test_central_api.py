@@ -442,6 +442,21 @@ def test_admin_answers_loopback_only() -> None:
         assert not _is_loopback(remote)
 
 
+def test_audit_log_over_http(central: CentralProcess, contract: ContractChecker) -> None:
+    base = central.url
+    verified = call(contract, "GET", f"{base}/admin/audit/verify", "/admin/audit/verify").json()
+    assert verified["ok"] and verified["rows"] >= 1
+    exported = call(contract, "GET", f"{base}/admin/audit?since=0", "/admin/audit").json()
+    assert exported["entries"][0]["seq"] == 1
+    assert exported["head_seq"] >= verified["head_seq"]
+    bad = call(contract, "GET", f"{base}/admin/audit?since=x", "/admin/audit")
+    assert bad.status_code == 400
+    journal = call(
+        contract, "GET", f"{base}/admin/operator-journal", "/admin/operator-journal"
+    ).json()
+    assert journal["entries"][0]["hash"] == exported["entries"][0]["hash"]
+
+
 def test_info(central: CentralProcess, contract: ContractChecker) -> None:
     with central.admin() as admin:
         info = admin.info()
