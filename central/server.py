@@ -67,7 +67,7 @@ SESSION_COOKIE = "portier_session"
 CSRF_HEADER = "X-CSRF-Token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: ``request[PEER]``: the address of the connection's peer (the proxy, behind one).
-PEER = "portier_peer"
+PEER: web.RequestKey[str | None] = web.RequestKey("portier_peer")
 
 
 def _dumps(value: object) -> str:
