@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import ipaddress
 import json
 import logging
 import os
@@ -149,6 +150,34 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: SQLite in --data, DATA/central.db)",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    serve.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="serve HTTPS with this PEM certificate (the chain after it); needs --tls-key",
+    )
+    serve.add_argument(
+        "--tls-key",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the certificate's private key (PEM, unencrypted, mode 0600)",
+    )
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="a reverse proxy (address or network) whose X-Forwarded-For/-Proto/-Host "
+        "headers are believed (repeatable); nobody else's are",
+    )
+    serve.add_argument(
+        "--insecure-http",
+        action="store_true",
+        help="serve plain HTTP on a non-loopback --host (only behind a TLS-terminating "
+        "proxy on a network nobody else reaches)",
+    )
     serve.add_argument("--site", default="hq", help="the site it serves by default (hq)")
     serve.add_argument(
         "--ntag424-keys",
@@ -376,9 +405,22 @@ def _print_json(data: object) -> None:
     print(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether *host* (``--host``) is a loopback address or ``localhost``."""
+    if host.strip().lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
 def _serve(args: argparse.Namespace) -> int:
+    from portier_common.settings import ConfigError
+
     from .server import serve
     from .settings import CentralSettings, load_ntag424_keys
+    from .tls import server_context
 
     try:
         keys = None if args.ntag424_keys is None else load_ntag424_keys(args.ntag424_keys)
@@ -390,12 +432,27 @@ def _serve(args: argparse.Namespace) -> int:
             ntag424=keys,
             counter_max_advance=args.counter_max_advance,
             db=args.db,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            trusted_proxies=tuple(args.trusted_proxy),
         )
+        if settings.tls_cert is not None and settings.tls_key is not None:
+            server_context(settings.tls_cert, settings.tls_key)
+        elif not args.insecure_http and not is_loopback_host(settings.host):
+            raise UsageError(
+                f"--host {settings.host}: plain HTTP off loopback would carry device and "
+                "operator credentials in clear; give --tls-cert and --tls-key (or "
+                "--insecure-http behind a TLS-terminating proxy)"
+            )
         if settings.database.dialect == "postgresql":
             import importlib.util
 
             if importlib.util.find_spec("psycopg") is None:
                 raise ValueError("db: PostgreSQL needs psycopg 3: pip install 'psycopg[binary]'")
+    except ConfigError as exc:
+        if exc.key in ("tls_cert", "tls_key"):
+            raise UsageError("--tls-cert and --tls-key: give both, or neither") from None
+        raise UsageError(str(exc)) from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

@@ -6,12 +6,16 @@ worker thread (``run_in_executor``): SQLite work stays off the event loop and
 is serialised, which is what the store expects. :func:`serve` runs a server
 until SIGTERM or SIGINT (the ``portier-central serve`` command).
 
-Plain HTTP only, on loopback by default: the reference central is for the
-demo and the tests. A deployment's central serves HTTPS.
+On loopback by default. A deployment's central serves HTTPS itself
+(``settings.tls_cert``/``tls_key``, :func:`central.tls.server_context`) or sits
+behind a TLS-terminating reverse proxy: :meth:`CentralServer._proxy_mw` then takes
+the client's scheme, host and address from ``X-Forwarded-*`` headers, from the
+``settings.trusted_proxies`` only (docs/deploying-central.md).
 
 The admin API (``/admin/...``) needs an operator: ``Authorization: Bearer <API token>``
 (the CLI) or a session cookie with its CSRF token on changes (a browser, after
-``POST /admin/login``). :meth:`CentralServer._admin_mw` also refuses what a browser sends
+``POST /admin/login``); it answers loopback peers and trusted proxies only.
+:meth:`CentralServer._admin_mw` also refuses what a browser sends
 cross-site (another ``Origin``, ``Sec-Fetch-Site: cross-site``, a form or ``text/plain``
 body), and checks the operator's role against :data:`central.auth.ROUTE_ROLES`.
 """
@@ -46,6 +50,7 @@ from .errors import (
 from .faults import ENDPOINT_PATHS, FaultInjector, FaultSpec
 from .settings import CentralSettings
 from .store import CentralStore
+from .tls import forwarded, is_trusted, server_context
 
 __all__ = ["CSRF_HEADER", "SESSION_COOKIE", "CentralServer", "serve"]
 
@@ -61,6 +66,8 @@ _ENVELOPE_SLACK = 1024
 SESSION_COOKIE = "portier_session"
 CSRF_HEADER = "X-CSRF-Token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: ``request[PEER]``: the address of the connection's peer (the proxy, behind one).
+PEER: web.RequestKey[str | None] = web.RequestKey("portier_peer")
 
 
 def _dumps(value: object) -> str:
@@ -121,6 +128,13 @@ class CentralServer:
         self, settings: CentralSettings, *, clock: Callable[[], int] | None = None
     ) -> None:
         self.settings = settings
+        self._proxies = settings.proxies()
+        #: The HTTPS context (None: plain HTTP); the files are checked first.
+        self.ssl_context = (
+            None
+            if settings.tls_cert is None or settings.tls_key is None
+            else server_context(settings.tls_cert, settings.tls_key)
+        )
         self.faults = FaultInjector()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="central-db")
         self.store = (
@@ -134,7 +148,7 @@ class CentralServer:
     def make_app(self) -> web.Application:
         """Return the aiohttp application with every route and middleware."""
         app = web.Application(
-            middlewares=[self._errors_mw, self._admin_mw, self._faults_mw],
+            middlewares=[self._proxy_mw, self._errors_mw, self._admin_mw, self._faults_mw],
             client_max_size=self.settings.max_batch_bytes + _ENVELOPE_SLACK,
         )
         r = app.router
@@ -183,7 +197,9 @@ class CentralServer:
             access_log=None,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
+        site = web.TCPSite(
+            self._runner, self.settings.host, self.settings.port, ssl_context=self.ssl_context
+        )
         await site.start()
         self.port = self._runner.addresses[0][1]
         log.info("reference central listening on %s", self.url)
@@ -195,7 +211,8 @@ class CentralServer:
         host = self.settings.host
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        scheme = "http" if self.ssl_context is None else "https"
+        return f"{scheme}://{host}:{self.port}"
 
     async def stop(self) -> None:
         """Stop listening, finish or cut requests in flight, close the database."""
@@ -210,6 +227,25 @@ class CentralServer:
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
     # -- middlewares ------------------------------------------------------------
+
+    @web.middleware
+    async def _proxy_mw(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Behind a trusted proxy: the client's scheme, host and address from its
+        X-Forwarded-* headers. Anyone else's X-Forwarded-* headers are ignored."""
+        peer = request.remote
+        if not is_trusted(peer, self._proxies):
+            request[PEER] = peer
+            return await handler(request)
+        assert peer is not None
+        scheme, host, client = forwarded(request.headers, peer, self._proxies)
+        changes: dict[str, str] = {"remote": client}
+        if scheme is not None:
+            changes["scheme"] = scheme
+        if host is not None:
+            changes["host"] = host
+        clone = request.clone(**changes)  # type: ignore[arg-type]
+        clone[PEER] = peer
+        return await handler(clone)
 
     @web.middleware
     async def _errors_mw(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -236,7 +272,8 @@ class CentralServer:
     async def _admin_mw(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith("/admin"):
             return await handler(request)
-        if not _is_loopback(request.remote):
+        peer = request.get(PEER, request.remote)
+        if not _is_loopback(peer) and not is_trusted(peer, self._proxies):
             raise Forbidden("the admin API answers loopback clients only", reason="remote")
         unsafe = request.method not in _SAFE_METHODS
         # What a browser sends on another site's behalf: never an admin call.
@@ -653,10 +690,12 @@ def serve(
     """Run the reference central until SIGTERM or SIGINT, then stop cleanly.
 
     *ready* is called once, when the server listens, with
-    ``{"ready": True, "url", "port", "pid", "site", "data"}``.
+    ``{"ready": True, "url", "port", "pid", "site", "data", "tls"}`` (``url`` is
+    ``https://...`` when the central serves TLS itself).
 
     Raises:
         OSError: the address cannot be bound.
+        ValueError: the TLS certificate or key is refused (the message names the option).
         sqlite3.Error: the database in ``settings.data_dir`` cannot be opened.
     """
 
@@ -677,6 +716,7 @@ def serve(
                         "pid": os.getpid(),
                         "site": settings.site,
                         "data": str(settings.data_dir),
+                        "tls": server.ssl_context is not None,
                     }
                 )
             await stop.wait()

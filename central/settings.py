@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 from portier_common.ntag424 import Ntag424Section, SunVerifier
 from portier_common.settings import ConfigError, build, integer, load, matches, number
 
+from .tls import Network, parse_proxies
+
 MIB = 1024 * 1024
 
 #: Site, door, zone, device and schedule names (docs/central-api.yaml ``Name``).
@@ -92,8 +94,10 @@ def parse_db_url(value: object, field: str = "db") -> DatabaseUrl:
 class CentralSettings:
     """Where the reference central keeps its data, where it listens, and its limits.
 
-    ``host`` defaults to loopback: the reference central speaks plain HTTP and
-    its admin API trusts loopback callers, so it is not meant to face a network.
+    ``host`` defaults to loopback. Off loopback the central serves HTTPS (``tls_cert``
+    and ``tls_key``), or plain HTTP behind a TLS-terminating reverse proxy whose
+    ``X-Forwarded-*`` headers it believes from ``trusted_proxies`` only
+    (docs/deploying-central.md).
 
     Raises:
         ValueError: a field is out of range; the message names it.
@@ -125,6 +129,11 @@ class CentralSettings:
     #: The database (``--db``): ``sqlite:///PATH`` or ``postgresql://...``; None is
     #: SQLite in ``data_dir`` (``central.db``). Kept out of repr: it may hold a password.
     db: str | None = field(default=None, repr=False)
+    #: HTTPS: the PEM certificate (chain after the leaf) and its private key (0600).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: Reverse proxies (addresses or networks) whose X-Forwarded-For/-Proto/-Host count.
+    trusted_proxies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.data_dir, str):
@@ -152,6 +161,23 @@ class CentralSettings:
         if self.ntag424 is not None and not self.ntag424.configured:
             raise ConfigError("ntag424", "needs file_read_key or file_read_master_key")
         number("shutdown_timeout_s", self.shutdown_timeout_s, 0, 600, unit=" seconds")
+        for name in ("tls_cert", "tls_key"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, Path(value))
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("tls_cert", "give the certificate and its key together, or neither")
+        object.__setattr__(self, "trusted_proxies", tuple(self.trusted_proxies))
+        parse_proxies(self.trusted_proxies)
+
+    @property
+    def tls(self) -> bool:
+        """Whether the central serves HTTPS itself."""
+        return self.tls_cert is not None
+
+    def proxies(self) -> tuple[Network, ...]:
+        """The trusted proxies' networks."""
+        return parse_proxies(self.trusted_proxies)
 
     def sun_verifier(self) -> SunVerifier | None:
         """Return the SUN verifier of the site's keys (None when none are configured)."""
