@@ -43,6 +43,7 @@ from .errors import (
     Throttled,
     Unauthorized,
 )
+from .notify import Notifier
 from .faults import ENDPOINT_PATHS, FaultInjector, FaultSpec
 from .settings import CentralSettings
 from .store import CentralStore
@@ -128,6 +129,7 @@ class CentralServer:
         )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        self.notifier: Notifier | None = None
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -184,6 +186,10 @@ class CentralServer:
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
         await site.start()
         self.port = self._runner.addresses[0][1]
+        # The host-notification sender: one task per process; several processes on one
+        # PostgreSQL share the outbox by claiming rows (central/store/notify.py).
+        self.notifier = Notifier(self.settings, self.store, self._db)
+        self.notifier.start()
         log.info("reference central listening on %s", self.url)
         return self.url
 
@@ -197,6 +203,9 @@ class CentralServer:
 
     async def stop(self) -> None:
         """Stop listening, finish or cut requests in flight, close the database."""
+        if self.notifier is not None:
+            await self.notifier.stop()
+            self.notifier = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -420,6 +429,10 @@ class CentralServer:
         if len(events) > self.settings.max_batch_events:
             raise self._too_large()
         result = await self._db(self.store.upload_events, device["device_id"], events)
+        if self.notifier is not None and any(
+            ack and ack.get("status") == "accepted" for ack in result["acks"]
+        ):
+            self.notifier.wake()  # a check-in among them is told now, not at the next poll
         return _json(result)
 
     async def deltas(self, request: web.Request) -> web.Response:
