@@ -82,7 +82,7 @@ def _when(wall_ms: int | None, lang: str) -> str:
 
 def render_email(data: dict[str, Any]) -> tuple[str, str]:
     """Return the (subject, body) of a check-in notification in its language."""
-    lang = data.get("lang") if data.get("lang") in TEMPLATES else "en"
+    lang = str(data.get("lang")) if data.get("lang") in TEMPLATES else "en"
     subject, body = TEMPLATES[lang]
     fields = {
         "visitor": data.get("visitor") or ("Un visiteur" if lang == "fr" else "A visitor"),
@@ -172,7 +172,7 @@ class Notifier:
                 await self._post_webhook(data)
             else:
                 raise ValueError(f"unknown channel {channel!r}")
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded and retried
+        except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             now_ms = int(time.time() * 1000)
             give_up_at = item["created_ms"] + self.settings.notify_give_up_s * 1000

@@ -43,8 +43,8 @@ from .errors import (
     Throttled,
     Unauthorized,
 )
-from .notify import Notifier
 from .faults import ENDPOINT_PATHS, FaultInjector, FaultSpec
+from .notify import Notifier
 from .settings import CentralSettings
 from .store import CentralStore
 

@@ -46,7 +46,7 @@ class Inbox:
     def __init__(self) -> None:
         self.messages: list[Any] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = message_from_bytes(envelope.content)
         message.envelope_to = list(envelope.rcpt_tos)
         self.messages.append(message)
@@ -340,7 +340,7 @@ def test_settings_name_the_bad_key(tmp_path: Path) -> None:
     loose = tmp_path / "secret"
     loose.write_text("x" * 32)
     loose.chmod(0o644)
-    with pytest.raises(ConfigError, match="webhook_secret_file.*0600"):
+    with pytest.raises(ConfigError, match=r"webhook_secret_file.*0600"):
         load_webhook_secret(loose)
 
 
