@@ -199,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--door", action="append", default=[], help="repeatable")
     create.add_argument("--zone", action="append", default=[], help="repeatable")
     create.add_argument("--host", dest="host_name", default=None, help="the person visited")
+    create.add_argument(
+        "--host-email", default=None, help="told when the visitor checks in (central only)"
+    )
+    create.add_argument(
+        "--lang", choices=("en", "fr"), default=None, help="the host notification's language (en)"
+    )
     create.add_argument("--site", default=None, help="default: the central's site")
     create.add_argument("--valid-from", default=None, help="ISO 8601, UTC if no offset (now)")
     create.add_argument("--valid-until", default=None, help="ISO 8601 (valid-from + 8 h)")
@@ -562,6 +568,8 @@ def _run(admin: CentralAdmin, args: argparse.Namespace) -> int:
             doors=args.door or None,
             zones=args.zone or None,
             host=args.host_name,
+            host_email=args.host_email,
+            lang=args.lang,
             site=args.site,
             not_before=not_before,
             expires=parse_time(args.valid_until) if args.valid_until else None,

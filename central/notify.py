@@ -174,7 +174,7 @@ class Notifier:
                 raise ValueError(f"unknown channel {channel!r}")
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
-            now_ms = int(time.time() * 1000)
+            now_ms = self.store.now_ms()
             give_up_at = item["created_ms"] + self.settings.notify_give_up_s * 1000
             backoff = min(
                 self.settings.notify_retry_s * 2 ** (item["attempts"] - 1), _MAX_BACKOFF_S
