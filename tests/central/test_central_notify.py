@@ -350,3 +350,48 @@ def test_templates_render_who_where_when() -> None:
     subject_line, text = render_email(data)
     assert "\n" not in subject_line and subject_line.startswith("Ada Bcc")
     assert "01/01/1970 00:00 UTC" in text
+
+
+def test_two_processes_never_claim_the_same_notification(tmp_path: Path, central_db: Any) -> None:
+    """Two stores on one database (two central processes): each row is claimed by one."""
+    url = central_db()
+    settings = CentralSettings(data_dir=tmp_path / "data", db=url)
+    with CentralStore(settings) as first, CentralStore(settings) as second:
+        token = first.create_enroll_token(door="lobby")["enroll_token"]
+        first.enroll({"enroll_token": token, "device_id": "dev-a"})
+        chain = ChainBuilder()
+        first.upload_events(
+            "dev-a", [chain.event("visitor.checked_in", {"by": "visitor"}) for _ in range(30)]
+        )
+        taken: list[list[dict[str, Any]]] = [[], []]
+
+        def drain(store: CentralStore, into: list[dict[str, Any]]) -> None:
+            while batch := store.claim_notifications(limit=3):
+                into.extend(batch)
+
+        threads = [
+            threading.Thread(target=drain, args=(store, into))
+            for store, into in zip((first, second), taken, strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        keys = [(item["event_id"], item["channel"]) for item in taken[0] + taken[1]]
+        assert len(keys) == 60 == len(set(keys))
+
+
+def test_serve_refuses_a_webhook_secret_others_can_read(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    secret = tmp_path / "secret"
+    secret.write_text("x" * 32)
+    secret.chmod(0o640)
+    done = subprocess.run(
+        [sys.executable, "-m", "central", "serve", "--port", "0", "--data", str(tmp_path / "d"),
+         "--webhook", "http://127.0.0.1:9/hook", "--webhook-secret-file", str(secret)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "webhook_secret_file" in done.stderr and "0600" in done.stderr
