@@ -192,6 +192,35 @@ def build_parser() -> argparse.ArgumentParser:
         default=1000,
         help="without NTAG 424 keys: how far above the last shared counter a claim may be",
     )
+    serve.add_argument("--smtp-host", default=None, help="SMTP server for host e-mails")
+    serve.add_argument("--smtp-port", type=int, default=25, help="SMTP port (25)")
+    serve.add_argument("--smtp-from", default=None, help="the From address of host e-mails")
+    serve.add_argument(
+        "--smtp-starttls", action="store_true", help="upgrade the SMTP connection with STARTTLS"
+    )
+    serve.add_argument(
+        "--webhook", default=None, metavar="URL", help="POST each check-in as signed JSON here"
+    )
+    serve.add_argument(
+        "--webhook-secret-file",
+        type=Path,
+        default=None,
+        help="the webhook's HMAC-SHA256 secret (a 0600 file, 16 bytes or more)",
+    )
+    serve.add_argument(
+        "--notify-retry",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="first retry delay of a failed notification, doubling (5)",
+    )
+    serve.add_argument(
+        "--notify-give-up",
+        type=int,
+        default=24 * 3600,
+        metavar="SECONDS",
+        help="give a notification up this long after the check-in (86400)",
+    )
 
     _, invite = _group(sub, "invite", "signed QR invitations")
     create = _leaf(invite, "create", "mint an invitation; print its token (and write a QR PNG)")
@@ -199,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--door", action="append", default=[], help="repeatable")
     create.add_argument("--zone", action="append", default=[], help="repeatable")
     create.add_argument("--host", dest="host_name", default=None, help="the person visited")
+    create.add_argument(
+        "--host-email", default=None, help="told when the visitor checks in (central only)"
+    )
+    create.add_argument(
+        "--lang", choices=("en", "fr"), default=None, help="the host notification's language (en)"
+    )
     create.add_argument("--site", default=None, help="default: the central's site")
     create.add_argument("--valid-from", default=None, help="ISO 8601, UTC if no offset (now)")
     create.add_argument("--valid-until", default=None, help="ISO 8601 (valid-from + 8 h)")
@@ -419,11 +454,13 @@ def _serve(args: argparse.Namespace) -> int:
     from portier_common.settings import ConfigError
 
     from .server import serve
-    from .settings import CentralSettings, load_ntag424_keys
+    from .settings import CentralSettings, load_ntag424_keys, load_webhook_secret
     from .tls import server_context
 
     try:
         keys = None if args.ntag424_keys is None else load_ntag424_keys(args.ntag424_keys)
+        secret_file = args.webhook_secret_file
+        secret = None if secret_file is None else load_webhook_secret(secret_file)
         settings = CentralSettings(
             data_dir=args.data,
             host=args.host,
@@ -435,6 +472,14 @@ def _serve(args: argparse.Namespace) -> int:
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             trusted_proxies=tuple(args.trusted_proxy),
+            smtp_host=args.smtp_host,
+            smtp_port=args.smtp_port,
+            smtp_from=args.smtp_from,
+            smtp_starttls=args.smtp_starttls,
+            webhook_url=args.webhook,
+            webhook_secret=secret,
+            notify_retry_s=args.notify_retry,
+            notify_give_up_s=args.notify_give_up,
         )
         if settings.tls_cert is not None and settings.tls_key is not None:
             server_context(settings.tls_cert, settings.tls_key)
@@ -630,6 +675,8 @@ def _run(admin: CentralAdmin, args: argparse.Namespace) -> int:
             doors=args.door or None,
             zones=args.zone or None,
             host=args.host_name,
+            host_email=args.host_email,
+            lang=args.lang,
             site=args.site,
             not_before=not_before,
             expires=parse_time(args.valid_until) if args.valid_until else None,

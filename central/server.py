@@ -48,6 +48,7 @@ from .errors import (
     Unauthorized,
 )
 from .faults import ENDPOINT_PATHS, FaultInjector, FaultSpec
+from .notify import Notifier
 from .settings import CentralSettings
 from .store import CentralStore
 from .tls import forwarded, is_trusted, server_context
@@ -142,6 +143,7 @@ class CentralServer:
         )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        self.notifier: Notifier | None = None
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -202,6 +204,10 @@ class CentralServer:
         )
         await site.start()
         self.port = self._runner.addresses[0][1]
+        # The host-notification sender: one task per process; several processes on one
+        # PostgreSQL share the outbox by claiming rows (central/store/notify.py).
+        self.notifier = Notifier(self.settings, self.store, self._db)
+        self.notifier.start()
         log.info("reference central listening on %s", self.url)
         return self.url
 
@@ -216,6 +222,9 @@ class CentralServer:
 
     async def stop(self) -> None:
         """Stop listening, finish or cut requests in flight, close the database."""
+        if self.notifier is not None:
+            await self.notifier.stop()
+            self.notifier = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -459,6 +468,10 @@ class CentralServer:
         if len(events) > self.settings.max_batch_events:
             raise self._too_large()
         result = await self._db(self.store.upload_events, device["device_id"], events)
+        if self.notifier is not None and any(
+            ack and ack.get("status") == "accepted" for ack in result["acks"]
+        ):
+            self.notifier.wake()  # a check-in among them is told now, not at the next poll
         return _json(result)
 
     async def deltas(self, request: web.Request) -> web.Response:

@@ -14,6 +14,7 @@ from portier_common.settings import ConfigError, build, integer, load, matches, 
 from .tls import Network, parse_proxies
 
 MIB = 1024 * 1024
+_EMAIL_RE = re.compile(r"[^@\s<>]{1,64}@[^@\s<>]{1,253}\Z")
 
 #: Site, door, zone, device and schedule names (docs/central-api.yaml ``Name``).
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
@@ -134,6 +135,22 @@ class CentralSettings:
     tls_key: Path | None = None
     #: Reverse proxies (addresses or networks) whose X-Forwarded-For/-Proto/-Host count.
     trusted_proxies: tuple[str, ...] = ()
+    #: Host notification (central/notify.py). SMTP: no ``smtp_host``, no e-mail (each
+    #: notification is recorded ``not_configured``); ``smtp_from`` is then required.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str | None = None
+    smtp_starttls: bool = False
+    #: Webhook: POST JSON to this http(s) URL, signed with HMAC-SHA256 of ``webhook_secret``
+    #: (read from a 0600 file: :func:`load_webhook_secret`). Kept out of repr.
+    webhook_url: str | None = None
+    webhook_secret: bytes | None = field(default=None, repr=False)
+    #: Seconds before the first retry of a failed notification (doubling, up to 10 minutes),
+    #: and how long after the check-in the sender gives up (recorded ``failed``).
+    notify_retry_s: float = 5.0
+    notify_give_up_s: int = 24 * 3600
+    #: How often the sender looks for due notifications.
+    notify_poll_s: float = 1.0
 
     def __post_init__(self) -> None:
         if isinstance(self.data_dir, str):
@@ -161,6 +178,25 @@ class CentralSettings:
         if self.ntag424 is not None and not self.ntag424.configured:
             raise ConfigError("ntag424", "needs file_read_key or file_read_master_key")
         number("shutdown_timeout_s", self.shutdown_timeout_s, 0, 600, unit=" seconds")
+        if self.smtp_host is not None:
+            if not isinstance(self.smtp_host, str) or not self.smtp_host.strip():
+                raise ConfigError("smtp_host", f"{self.smtp_host!r} must be a host name or address")
+            if not isinstance(self.smtp_from, str) or not _EMAIL_RE.match(self.smtp_from):
+                raise ConfigError(
+                    "smtp_from", f"{self.smtp_from!r} must be an e-mail address (with smtp_host)"
+                )
+        integer("smtp_port", self.smtp_port, 1, 65535)
+        if not isinstance(self.smtp_starttls, bool):
+            raise ConfigError("smtp_starttls", f"{self.smtp_starttls!r} must be true or false")
+        if self.webhook_url is not None:
+            parts = urlsplit(self.webhook_url) if isinstance(self.webhook_url, str) else None
+            if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError("webhook_url", f"{self.webhook_url!r} must be an http(s) URL")
+            if not self.webhook_secret:
+                raise ConfigError("webhook_secret", "a webhook needs a secret (a 0600 file)")
+        number("notify_retry_s", self.notify_retry_s, 0.01, 3600, unit=" seconds")
+        integer("notify_give_up_s", self.notify_give_up_s, 1, 30 * 86_400)
+        number("notify_poll_s", self.notify_poll_s, 0.01, 3600, unit=" seconds")
         for name in ("tls_cert", "tls_key"):
             value = getattr(self, name)
             if isinstance(value, str):
@@ -203,6 +239,27 @@ class CentralSettings:
             "max_batch_bytes": self.max_batch_bytes,
             "max_deltas_limit": self.max_deltas_limit,
         }
+
+
+def load_webhook_secret(path: Path) -> bytes:
+    """Read the webhook's HMAC secret: a file only its owner may read or write (0600 or
+    stricter), holding at least 16 bytes (surrounding whitespace stripped).
+
+    Raises:
+        ConfigError: unreadable, readable by others, or too short (``webhook_secret_file``).
+    """
+    try:
+        mode = path.stat().st_mode
+        secret = path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError("webhook_secret_file", f"{path}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise ConfigError(
+            "webhook_secret_file", f"{path}: mode {mode & 0o777:o}, must be 0600 (chmod 600)"
+        )
+    if len(secret) < 16:
+        raise ConfigError("webhook_secret_file", f"{path}: the secret must be 16 bytes or more")
+    return secret
 
 
 def load_ntag424_keys(path: Path) -> Ntag424Section:

@@ -36,7 +36,30 @@ from .validate import (
     only_fields,
 )
 
-__all__ = ["CredentialsMixin"]
+__all__ = ["LANGUAGES", "CredentialsMixin", "checked_email"]
+
+#: The languages of host notifications (central/notify.py templates).
+LANGUAGES = ("en", "fr")
+#: A plain address (local@domain.tld), no display name, no spaces or angle brackets: what
+#: an SMTP envelope recipient takes as it is.
+_EMAIL_RE = re.compile(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+\Z"
+)
+
+
+def checked_email(field: str, value: object) -> str | None:
+    """Return *value* if it is None or a plain e-mail address (at most 254 characters).
+
+    Raises:
+        BadRequest: anything else, naming *field*.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 254 or not _EMAIL_RE.match(value):
+        raise BadRequest(f"{field}: must be an e-mail address like host@example.com, got {value!r}")
+    return value
+
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +87,23 @@ class CredentialsMixin(StoreBase):
         only_fields(
             "invitation",
             body,
-            ("visitor", "host", "site", "doors", "zones", "not_before", "expires", "single_use"),
+            (
+                "visitor",
+                "host",
+                "host_email",
+                "lang",
+                "site",
+                "doors",
+                "zones",
+                "not_before",
+                "expires",
+                "single_use",
+            ),
         )
+        host_email = checked_email("host_email", body.get("host_email"))
+        lang = body.get("lang", "en")
+        if lang not in LANGUAGES:
+            raise BadRequest(f"lang: must be one of {', '.join(LANGUAGES)}, got {lang!r}")
         now_s = self.now_ms() // 1000
         site = checked_name("site", body.get("site", self.settings.site))
         not_before = checked_seconds("not_before", body.get("not_before"))
@@ -106,13 +144,16 @@ class CredentialsMixin(StoreBase):
                 "single_use": claims.single_use,
                 "kid": row["kid"],
             }
+            # The host's e-mail and the language stay here: not in the signed token, not in
+            # the deltas the doors receive (only the central tells the host).
             conn.execute(
-                "INSERT INTO invitations (id, site, kid, expires, data) VALUES (?, ?, ?, ?, ?)",
-                (invitation_id, site, row["kid"], expires, dumps(data)),
+                "INSERT INTO invitations (id, site, kid, expires, data, host_email, lang) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (invitation_id, site, row["kid"], expires, dumps(data), host_email, lang),
             )
             record_change(conn, site, "invitation", invitation_id, data)
         log.info("invitation %s minted for %s", invitation_id, claims.visitor)
-        return {"token": token, "invitation": data}
+        return {"token": token, "invitation": {**data, "host_email": host_email, "lang": lang}}
 
     def revoke_invitation(self, invitation_id: str) -> dict[str, Any]:
         """Revoke an invitation; idempotent. Return the ``Revocation``.

@@ -26,6 +26,7 @@ from portier_common.errors import InvalidEvent
 from ..errors import NotFound
 from .claims import ClaimsMixin
 from .db import Connection, Row
+from .notify import CHECKIN_EVENT, NotifyMixin
 from .validate import HASH_RE, MAX_SEQ, hash_field, int_field
 
 __all__ = ["GENESIS_HEX", "EventsMixin"]
@@ -37,8 +38,9 @@ GENESIS_HEX = GENESIS_HASH.hex()
 _I64 = 2**63
 
 
-class EventsMixin(ClaimsMixin):
-    """Event upload: placement, the chain check, and the claims events carry."""
+class EventsMixin(ClaimsMixin, NotifyMixin):
+    """Event upload: placement, the chain check, the claims events carry, and the host
+    notifications a check-in queues (:mod:`central.store.notify`)."""
 
     def upload_events(self, device_id: str, events: Sequence[object]) -> dict[str, Any]:
         """Store a batch of events for *device_id*; return the ``EventsResponse``.
@@ -265,6 +267,7 @@ class EventsMixin(ClaimsMixin):
         claimed = raw.get("hash") if isinstance(raw.get("hash"), str) else None
         prev_claimed = raw.get("prev_hash") if isinstance(raw.get("prev_hash"), str) else None
         values: dict[str, Any] = {}
+        payload: dict[str, Any] = {}
         reason: str | None = None
         computed: str | None = None
         try:
@@ -304,6 +307,9 @@ class EventsMixin(ClaimsMixin):
         # A claim the central does not believe is still the device's journal: stored,
         # with the reason it was not shared.
         status = "stored" if reason is None or reason.startswith("not_shared") else "rejected"
+        if status == "stored" and values.get("type") == CHECKIN_EVENT:
+            # Same transaction as the event: told once per stored check-in, never lost.
+            self._enqueue_checkin(conn, dev, event_id, seq, values.get("wall_ms"), payload, now)
         rows.append(
             (
                 dev["device_id"],

@@ -19,7 +19,7 @@ from .db import Database, Step
 
 __all__ = ["POSTGRES_STEPS", "SCHEMA_VERSION", "SQLITE_STEPS", "migrate"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: Schema 1: the tables of the first central.
 _SCHEMA_V1 = (
@@ -231,18 +231,44 @@ _SCHEMA_V5_POSTGRES: Sequence[Step] = (
 )
 
 
-#: SQLite's steps (a database of schema 1 to 4 is migrated on open).
+#: Schema 6 (issue 13): host notification. An invitation's host e-mail and language (kept
+#: here only: never in the signed token nor in the deltas devices receive), and the outbox:
+#: one row per (check-in event, channel), written in the transaction that stores the event
+#: (central/store/notify.py, central/notify.py).
+_SCHEMA_V6 = (
+    "ALTER TABLE invitations ADD COLUMN host_email TEXT",
+    "ALTER TABLE invitations ADD COLUMN lang TEXT",
+    """CREATE TABLE notifications (
+        device_id TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        invitation_id TEXT,
+        created_ms INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at_ms INTEGER NOT NULL,
+        last_error TEXT,
+        done_ms INTEGER,
+        data TEXT NOT NULL,
+        PRIMARY KEY (device_id, event_id, channel)
+    ) STRICT""",
+    "CREATE INDEX notifications_due ON notifications(status, next_at_ms)",
+)
+
+
+#: SQLite's steps (a database of schema 1 to 5 is migrated on open).
 SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     1: _SCHEMA_V1,
     2: _SCHEMA_V2,
     3: _SCHEMA_V3,
     4: _SCHEMA_V4,
     5: _SCHEMA_V5_SQLITE,
+    6: _SCHEMA_V6,
 }
 
 
 #: PostgreSQL's steps: a PostgreSQL database starts at schema 3 (one step, the whole schema),
-#: then schema 4 (operators), schema 5 (the audit chain).
+#: then schema 4 (operators), schema 5 (the audit chain), schema 6 (host notification).
 #: The same tables as SQLite's: ``BIGINT`` for integers, ``BYTEA`` for blobs, an identity
 #: column for the deltas cursor; booleans stay 0/1 integers (one code path for both).
 POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
@@ -408,6 +434,25 @@ POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
         )""",
     ),
     5: _SCHEMA_V5_POSTGRES,
+    6: (
+        "ALTER TABLE invitations ADD COLUMN host_email TEXT",
+        "ALTER TABLE invitations ADD COLUMN lang TEXT",
+        """CREATE TABLE notifications (
+            device_id TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            invitation_id TEXT,
+            created_ms BIGINT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at_ms BIGINT NOT NULL,
+            last_error TEXT,
+            done_ms BIGINT,
+            data TEXT NOT NULL,
+            PRIMARY KEY (device_id, event_id, channel)
+        )""",
+        "CREATE INDEX notifications_due ON notifications(status, next_at_ms)",
+    ),
 }
 
 
@@ -432,7 +477,8 @@ def migrate(db: Database) -> None:
             )
         # 0: a new database; 1: one written before self-test reports existed;
         # 2: one written before issue 10 (device trust, signed deltas); 3: one written
-        # before operator accounts (issue 13); 4: one written before the audit chain.
+        # before operator accounts (issue 13); 4: one written before the audit chain;
+        # 5: before host notification.
         for step, statements in sorted(db.migrations.items()):
             if version < step <= SCHEMA_VERSION:
                 for statement in statements:

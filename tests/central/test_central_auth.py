@@ -32,7 +32,9 @@ from central.store.operators import LOCKOUT_FAILURES, LOCKOUT_MS, ROLES
 from central.testing import CentralProcess
 
 TIMEOUT = 10
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.processes  # the HTTP and CLI halves start a central
+
+REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
 BADGE: dict[str, Any] = {
     "uid": "04C0FFEE0000AA",

@@ -1,0 +1,260 @@
+"""Host notification: the sender that tells a host their visitor checked in.
+
+The outbox is in the store (:mod:`central.store.notify`): a ``visitor.checked_in`` event
+uploaded by a door queues one row per channel in the upload's own transaction. The
+:class:`Notifier` runs in the central's event loop (started and stopped with
+:class:`central.server.CentralServer`); every ``notify_poll_s`` it claims due rows and
+delivers them:
+
+- ``email``: SMTP (:mod:`smtplib` in a worker thread) to the invitation's ``host_email``,
+  from ``smtp_from``, STARTTLS when ``smtp_starttls``; subject and body in the invitation's
+  language (:data:`TEMPLATES`, EN and FR).
+- ``webhook``: ``POST`` of a JSON object to ``webhook_url``, with
+  ``X-Portier-Signature: sha256=<hex HMAC-SHA256 of the body with the secret>`` and
+  ``X-Portier-Timestamp``; any 2xx is delivered.
+
+A failed attempt is retried after ``notify_retry_s``, doubling up to 10 minutes; attempts
+and the last error are recorded. Past ``notify_give_up_s`` after the check-in it is recorded
+``failed``. Without SMTP (or without a webhook) the row is recorded ``not_configured``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import smtplib
+import ssl
+import time
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from string import Template
+from typing import Any
+
+import aiohttp
+
+from .settings import CentralSettings
+from .store import CentralStore
+
+__all__ = ["SIGNATURE_HEADER", "TEMPLATES", "Notifier", "render_email", "sign"]
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Portier-Signature"
+TIMESTAMP_HEADER = "X-Portier-Timestamp"
+_MAX_BACKOFF_S = 600.0
+_SMTP_TIMEOUT_S = 20.0
+_WEBHOOK_TIMEOUT_S = 10.0
+
+#: (subject, body) per language; ``$visitor``, ``$host``, ``$door``, ``$site``, ``$time``.
+TEMPLATES: dict[str, tuple[Template, Template]] = {
+    "en": (
+        Template("$visitor has arrived at $door"),
+        Template(
+            "Hello $host,\n\n"
+            "$visitor checked in at the $door entrance ($site) at $time.\n"
+            "Please come and meet them.\n\n"
+            "-- Portier\n"
+        ),
+    ),
+    "fr": (
+        Template("$visitor est arrivé(e) à l'entrée $door"),
+        Template(
+            "Bonjour $host,\n\n"
+            "$visitor s'est enregistré(e) à l'entrée $door ($site) à $time.\n"
+            "Merci de venir l'accueillir.\n\n"
+            "-- Portier\n"
+        ),
+    ),
+}
+
+
+def _when(wall_ms: int | None, lang: str) -> str:
+    moment = datetime.fromtimestamp((wall_ms or 0) / 1000, UTC)
+    if lang == "fr":
+        return moment.strftime("%d/%m/%Y %H:%M UTC")
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def render_email(data: dict[str, Any]) -> tuple[str, str]:
+    """Return the (subject, body) of a check-in notification in its language."""
+    lang = str(data.get("lang")) if data.get("lang") in TEMPLATES else "en"
+    subject, body = TEMPLATES[lang]
+    fields = {
+        "visitor": data.get("visitor") or ("Un visiteur" if lang == "fr" else "A visitor"),
+        "host": data.get("host") or "",
+        "door": data.get("door") or "",
+        "site": data.get("site") or "",
+        "time": _when(data.get("wall_ms"), lang),
+    }
+    # One line: a visitor's name never adds a header to the message.
+    return " ".join(subject.substitute(fields).split()), body.substitute(fields)
+
+
+def sign(secret: bytes, timestamp: str, body: bytes) -> str:
+    """The webhook's signature header value: ``sha256=`` HMAC-SHA256 of
+    ``timestamp + "." + body`` with *secret* (a receiver checks it with
+    :func:`hmac.compare_digest` and refuses an old timestamp)."""
+    mac = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+class Notifier:
+    """The sender task: claims due notifications from *store* and delivers them.
+
+    *db* runs a store call on the server's database thread (``CentralServer._db``).
+    """
+
+    def __init__(self, settings: CentralSettings, store: CentralStore, db: Any) -> None:
+        self.settings = settings
+        self.store = store
+        self._db = db
+        self._task: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._wake = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="central-notifier")
+
+    def wake(self) -> None:
+        """Look for due notifications now (after an upload queued some)."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a database hiccup: log, wait, go on
+                log.exception("notification sender: unexpected error")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.notify_poll_s)
+            self._wake.clear()
+
+    async def run_once(self) -> int:
+        """Deliver what is due now; return how many were attempted."""
+        lease_ms = int((_WEBHOOK_TIMEOUT_S + _SMTP_TIMEOUT_S) * 2000)
+        items = await self._db(self.store.claim_notifications, 20, lease_ms)
+        for item in items:
+            await self._deliver(item)
+        return len(items)
+
+    async def _deliver(self, item: dict[str, Any]) -> None:
+        data, channel = item["data"], item["channel"]
+        try:
+            if channel == "email":
+                if self.settings.smtp_host is None:
+                    await self._db(self.store.finish_notification, item, "not_configured")
+                    return
+                if not data.get("host_email"):
+                    await self._db(self.store.finish_notification, item, "no_recipient")
+                    return
+                await asyncio.to_thread(self._send_email, data)
+            elif channel == "webhook":
+                if self.settings.webhook_url is None:
+                    await self._db(self.store.finish_notification, item, "not_configured")
+                    return
+                await self._post_webhook(data)
+            else:
+                raise ValueError(f"unknown channel {channel!r}")
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            now_ms = self.store.now_ms()
+            give_up_at = item["created_ms"] + self.settings.notify_give_up_s * 1000
+            backoff = min(
+                self.settings.notify_retry_s * 2 ** (item["attempts"] - 1), _MAX_BACKOFF_S
+            )
+            retry_at = now_ms + int(backoff * 1000)
+            if retry_at > give_up_at:
+                log.warning("notification %s/%s: giving up (%s)", channel, item["event_id"], error)
+                await self._db(self.store.finish_notification, item, "failed", error=error)
+            else:
+                log.info(
+                    "notification %s/%s: attempt %d failed (%s), retry in %.1f s",
+                    channel,
+                    item["event_id"],
+                    item["attempts"],
+                    error,
+                    backoff,
+                )
+                await self._db(
+                    self.store.finish_notification,
+                    item,
+                    "pending",
+                    error=error,
+                    retry_at_ms=retry_at,
+                )
+            return
+        log.info("notification %s/%s delivered", channel, item["event_id"])
+        await self._db(self.store.finish_notification, item, "sent")
+
+    def _send_email(self, data: dict[str, Any]) -> None:
+        settings = self.settings
+        assert settings.smtp_host is not None and settings.smtp_from is not None
+        subject, body = render_email(data)
+        message = EmailMessage()
+        message["From"] = settings.smtp_from
+        message["To"] = data["host_email"]
+        message["Subject"] = subject
+        message["Date"] = formatdate(usegmt=True)
+        # One id per check-in: a receiving system can spot a resend after a crash.
+        domain = settings.smtp_from.rsplit("@", 1)[-1]
+        message["Message-ID"] = make_msgid(idstring=data["event_id"], domain=domain)
+        message["Content-Language"] = data.get("lang") or "en"
+        message.set_content(body)
+        with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=_SMTP_TIMEOUT_S) as smtp:
+            if settings.smtp_starttls:
+                smtp.starttls(context=ssl.create_default_context())
+            smtp.send_message(message)
+
+    async def _post_webhook(self, data: dict[str, Any]) -> None:
+        settings = self.settings
+        assert settings.webhook_url is not None and settings.webhook_secret is not None
+        body = json.dumps(
+            {
+                "type": "visitor.checked_in",
+                "event_id": data["event_id"],
+                "device_id": data["device_id"],
+                "invitation_id": data["invitation_id"],
+                "visitor": data["visitor"],
+                "host": data["host"],
+                "site": data["site"],
+                "door": data["door"],
+                "wall_ms": data["wall_ms"],
+                "lang": data["lang"],
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode()
+        timestamp = str(int(time.time()))
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=_WEBHOOK_TIMEOUT_S)
+            )
+        async with self._session.post(
+            settings.webhook_url,
+            data=body,
+            headers={
+                "Content-Type": "application/json",
+                SIGNATURE_HEADER: sign(settings.webhook_secret, timestamp, body),
+                TIMESTAMP_HEADER: timestamp,
+            },
+            allow_redirects=False,
+        ) as response:
+            if not 200 <= response.status < 300:
+                raise RuntimeError(f"webhook answered HTTP {response.status}")
