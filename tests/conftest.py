@@ -51,6 +51,29 @@ def central(
         yield process
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def central_on_each_backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CentralProcess]:
+    """The reference central on each backend, one per module and backend: SQLite in its data
+    directory, or ``--db`` a new database of the session's PostgreSQL server. A module runs
+    its tests on both by defining ``central`` as this fixture."""
+    from central.testing import CentralProcess
+
+    data = tmp_path_factory.mktemp("central") / "data"
+    if request.param == "sqlite":
+        with CentralProcess(data) as process:
+            yield process
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    try:
+        with CentralProcess(data, extra_args=["--db", url]) as process:
+            yield process
+    finally:
+        server.drop_database(url)
+
+
 @pytest.fixture
 def central_per_test(tmp_path) -> Iterator[CentralProcess]:
     """A reference central of the test's own: nothing it enrolled or set outlives the test."""

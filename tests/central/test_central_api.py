@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,24 +30,10 @@ def contract() -> ContractChecker:
     return ContractChecker()
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def central(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[CentralProcess]:
-    """The central on each backend: SQLite in its data directory, or ``--db`` a new
-    database of the session's PostgreSQL server (tests/conftest.py)."""
-    data = tmp_path_factory.mktemp("central") / "data"
-    if request.param == "sqlite":
-        with CentralProcess(data) as process:
-            yield process
-        return
-    server = request.getfixturevalue("postgres_server")
-    url = server.create_database()
-    try:
-        with CentralProcess(data, extra_args=["--db", url]) as process:
-            yield process
-    finally:
-        server.drop_database(url)
+@pytest.fixture(scope="module")
+def central(central_on_each_backend: CentralProcess) -> CentralProcess:
+    """The central of these tests: each backend in turn (tests/conftest.py)."""
+    return central_on_each_backend
 
 
 def call(

@@ -20,23 +20,10 @@ pytestmark = pytest.mark.processes
 TIMEOUT = 10
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def central(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[CentralProcess]:
-    """The central on each backend (PostgreSQL: the session's server, tests/conftest.py)."""
-    data = tmp_path_factory.mktemp("faults") / "data"
-    if request.param == "sqlite":
-        with CentralProcess(data) as process:
-            yield process
-        return
-    server = request.getfixturevalue("postgres_server")
-    url = server.create_database()
-    try:
-        with CentralProcess(data, extra_args=["--db", url]) as process:
-            yield process
-    finally:
-        server.drop_database(url)
+@pytest.fixture(scope="module")
+def central(central_on_each_backend: CentralProcess) -> CentralProcess:
+    """The central of these tests: each backend in turn (tests/conftest.py)."""
+    return central_on_each_backend
 
 
 @pytest.fixture(scope="module")
