@@ -95,7 +95,7 @@ def bootstrap_token(
                 store.authenticate_operator(token)
                 return token  # registered before (a restart on the same data)
             except Unauthorized:
-                pass
+                pass  # not registered (or no longer valid): registered below
         if operator not in {o["name"] for o in store.list_operators()}:
             store.add_operator(operator, role)
         return str(store.create_api_token(operator, ttl_s=ttl_s, secret=token)["token"])

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from portier_common.settings import ConfigError, read_private_file
+
 from .admin import TOKEN_ENV, CentralAdmin, CentralUnreachable
 from .errors import CentralError
 from .faults import ENDPOINTS, ERROR_STATUSES, FAULT_NAMES
@@ -82,12 +84,9 @@ def read_token_file(path: Path) -> str:
         UsageError: unreadable, readable by others, or empty.
     """
     try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise UsageError(f"--token-file {path}: {exc.strerror or exc}") from None
-    if mode & 0o077:
-        raise UsageError(f"--token-file {path}: others may read it (chmod 0600 {path})")
+        text = read_private_file("--token-file", path).decode("utf-8").strip()
+    except (ConfigError, UnicodeDecodeError) as exc:
+        raise UsageError(str(exc)) from None
     if not text:
         raise UsageError(f"--token-file {path}: empty")
     return text

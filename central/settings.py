@@ -9,7 +9,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from portier_common.ntag424 import Ntag424Section, SunVerifier
-from portier_common.settings import ConfigError, build, integer, load, matches, number
+from portier_common.settings import (
+    ConfigError,
+    build,
+    integer,
+    load,
+    matches,
+    number,
+    read_private_file,
+)
 
 from .tls import Network, parse_proxies
 
@@ -248,15 +256,7 @@ def load_webhook_secret(path: Path) -> bytes:
     Raises:
         ConfigError: unreadable, readable by others, or too short (``webhook_secret_file``).
     """
-    try:
-        mode = path.stat().st_mode
-        secret = path.read_bytes().strip()
-    except OSError as exc:
-        raise ConfigError("webhook_secret_file", f"{path}: {exc.strerror}") from None
-    if mode & 0o077:
-        raise ConfigError(
-            "webhook_secret_file", f"{path}: mode {mode & 0o777:o}, must be 0600 (chmod 600)"
-        )
+    secret = read_private_file("webhook_secret_file", path).strip()
     if len(secret) < 16:
         raise ConfigError("webhook_secret_file", f"{path}: the secret must be 16 bytes or more")
     return secret

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from cryptography import x509
 
+from portier_common.settings import read_private_file
+
 __all__ = ["TLS_CIPHERS", "Network", "forwarded", "is_trusted", "parse_proxies", "server_context"]
 
 #: TLS 1.2 suites: ECDHE key exchange (forward secrecy) with AES-GCM or ChaCha20-Poly1305.
@@ -50,14 +52,7 @@ def _certificate(cert: Path, now: dt.datetime) -> None:
 
 
 def _key(key: Path) -> None:
-    try:
-        mode = key.stat().st_mode
-        with key.open("rb") as handle:
-            handle.read(1)
-    except OSError as exc:
-        raise ValueError(f"--tls-key {key}: {exc.strerror or exc}") from None
-    if mode & 0o077:
-        raise ValueError(f"--tls-key {key}: others may read it (chmod 0600 {key})")
+    read_private_file("--tls-key", key)
 
 
 def server_context(cert: Path, key: Path, *, now: dt.datetime | None = None) -> ssl.SSLContext:

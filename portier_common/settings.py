@@ -130,6 +130,25 @@ def resolve_path(base: Path, value: Path | None) -> Path | None:
 
 
 # -- tables onto dataclasses ----------------------------------------------------------------
+def read_private_file(key: str, path: Path) -> bytes:
+    """Return the bytes of *path*, a secret only its owner may read or write (0600 or
+    stricter): a token, a key, an HMAC secret.
+
+    Raises:
+        ConfigError: naming *key*: the file cannot be read, or others may read it.
+    """
+    try:
+        mode = path.stat().st_mode
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(key, f"{path}: {exc.strerror or exc}") from None
+    if mode & 0o077:
+        raise ConfigError(
+            key, f"{path}: mode {mode & 0o777:o}, others may read it (chmod 0600 {path})"
+        )
+    return data
+
+
 def keys_of(cls: type[DataclassInstance]) -> dict[str, dataclasses.Field[Any]]:
     """The fields of ``cls`` a file may set (init fields not marked :data:`NOT_A_KEY`)."""
     return {

@@ -150,7 +150,7 @@ class Presenter(threading.Thread):
                 self.client.present_badge(self.rng.choice([STAFF_UID, "04DEAD01"]))
                 self.answered += 1
             except (AgentUnavailable, ApiError, OSError):
-                pass
+                pass  # the agent is being killed or restarted: the next tap tries again
             self.stop_event.wait(self.rng.uniform(0.0, 0.05))
 
 

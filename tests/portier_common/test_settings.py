@@ -274,3 +274,18 @@ def test_config_error_is_a_value_error() -> None:
     assert str(ConfigError("", "whole file")) == "whole file"
     assert error.within("kiosk").key == "kiosk.ui.size"
     assert ConfigError("[0]", "x").within("zones").key == "zones[0]"
+
+
+def test_a_private_file_is_read_only_when_others_may_not_read_it(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"s3cret\n")
+    secret.chmod(0o600)
+    assert settings.read_private_file("webhook_secret_file", secret) == b"s3cret\n"
+    for mode in (0o640, 0o604):
+        secret.chmod(mode)
+        with pytest.raises(
+            settings.ConfigError, match=r"^--tls-key: .*others may read.*chmod 0600"
+        ):
+            settings.read_private_file("--tls-key", secret)
+    with pytest.raises(settings.ConfigError, match=r"^--token-file: .*missing"):
+        settings.read_private_file("--token-file", tmp_path / "missing")
