@@ -41,6 +41,7 @@ from typing import Any
 import aiohttp
 from babel.dates import format_date, format_time
 
+from .errors import Unavailable
 from .settings import CentralSettings
 from .store import CentralStore
 
@@ -172,6 +173,8 @@ class Notifier:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
+            except Unavailable as exc:  # the database is away (a restart, a failover)
+                log.warning("notification sender: %s", exc.detail)
             except Exception:  # a database hiccup: log, wait, go on
                 log.exception("notification sender: unexpected error")
             with contextlib.suppress(TimeoutError):
@@ -271,7 +274,8 @@ class Notifier:
                 try:
                     smtp.login(settings.smtp_username, settings.smtp_password)
                 except smtplib.SMTPAuthenticationError as exc:
-                    reason = exc.smtp_error.decode("utf-8", "replace") if exc.smtp_error else ""
+                    error = exc.smtp_error
+                    reason = error.decode("utf-8", "replace") if isinstance(error, bytes) else error
                     raise SmtpLoginError(
                         f"the SMTP server {where} refused the login of "
                         f"{settings.smtp_username!r} ({exc.smtp_code} {reason.strip()}): "
