@@ -198,6 +198,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--smtp-starttls", action="store_true", help="upgrade the SMTP connection with STARTTLS"
     )
     serve.add_argument(
+        "--smtp-tls", action="store_true", help="SMTP over TLS from the start (port 465)"
+    )
+    serve.add_argument(
+        "--smtp-username", default=None, help="log in to the SMTP server as this user"
+    )
+    serve.add_argument(
+        "--smtp-password-file",
+        type=Path,
+        default=None,
+        help="the SMTP password (a 0600 file; never on the command line)",
+    )
+    serve.add_argument(
+        "--time-zone",
+        default="UTC",
+        metavar="ZONE",
+        help="the site's time zone for host e-mails, an IANA name (UTC; e.g. Europe/Brussels)",
+    )
+    serve.add_argument(
         "--webhook", default=None, metavar="URL", help="POST each check-in as signed JSON here"
     )
     serve.add_argument(
@@ -453,13 +471,20 @@ def _serve(args: argparse.Namespace) -> int:
     from portier_common.settings import ConfigError
 
     from .server import serve
-    from .settings import CentralSettings, load_ntag424_keys, load_webhook_secret
+    from .settings import (
+        CentralSettings,
+        load_ntag424_keys,
+        load_smtp_password,
+        load_webhook_secret,
+    )
     from .tls import server_context
 
     try:
         keys = None if args.ntag424_keys is None else load_ntag424_keys(args.ntag424_keys)
         secret_file = args.webhook_secret_file
         secret = None if secret_file is None else load_webhook_secret(secret_file)
+        password_file = args.smtp_password_file
+        password = None if password_file is None else load_smtp_password(password_file)
         settings = CentralSettings(
             data_dir=args.data,
             host=args.host,
@@ -475,6 +500,10 @@ def _serve(args: argparse.Namespace) -> int:
             smtp_port=args.smtp_port,
             smtp_from=args.smtp_from,
             smtp_starttls=args.smtp_starttls,
+            smtp_tls=args.smtp_tls,
+            smtp_username=args.smtp_username,
+            smtp_password=password,
+            time_zone=args.time_zone,
             webhook_url=args.webhook,
             webhook_secret=secret,
             notify_retry_s=args.notify_retry,

@@ -118,6 +118,16 @@ class Throttled(CentralError):
     code = "throttled"
 
 
+class Unavailable(CentralError):
+    """The central cannot reach its database right now (503); ``retry_after_s`` says when
+    to come back. ``outcome`` is ``"unknown"`` when the database went away during the
+    commit: the change may or may not be stored (an upload is safe to send again, it is
+    idempotent by ``(device_id, seq)``; an admin change is checked before it is redone)."""
+
+    status = 503
+    code = "unavailable"
+
+
 #: Error classes by code, for clients that read an ``Error`` body.
 BY_CODE: dict[str, type[CentralError]] = {
     cls.code: cls
@@ -135,5 +145,6 @@ BY_CODE: dict[str, type[CentralError]] = {
         CursorUnknown,
         BatchTooLarge,
         Throttled,
+        Unavailable,
     )
 }

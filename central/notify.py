@@ -7,8 +7,11 @@ uploaded by a door queues one row per channel in the upload's own transaction. T
 delivers them:
 
 - ``email``: SMTP (:mod:`smtplib` in a worker thread) to the invitation's ``host_email``,
-  from ``smtp_from``, STARTTLS when ``smtp_starttls``; subject and body in the invitation's
-  language (:data:`TEMPLATES`, EN and FR).
+  from ``smtp_from``; STARTTLS when ``smtp_starttls``, TLS from the start when ``smtp_tls``
+  (the server's certificate verified), and AUTH as ``smtp_username`` when set; subject and
+  body in the invitation's language (:data:`TEMPLATES`, EN and FR), the time of the check-in
+  in the site's ``time_zone`` (Babel, en_GB / fr_BE as the kiosk writes dates). A refused
+  login is logged as an error naming the setting to check, and retried as any failure.
 - ``webhook``: ``POST`` of a JSON object to ``webhook_url``, with
   ``X-Portier-Signature: sha256=<hex HMAC-SHA256 of the body with the secret>`` and
   ``X-Portier-Timestamp``; any 2xx is delivered.
@@ -29,18 +32,28 @@ import logging
 import smtplib
 import ssl
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from string import Template
 from typing import Any
 
 import aiohttp
+from babel.dates import format_date, format_time
 
+from .errors import Unavailable
 from .settings import CentralSettings
 from .store import CentralStore
 
-__all__ = ["SIGNATURE_HEADER", "TEMPLATES", "Notifier", "render_email", "sign"]
+__all__ = [
+    "DATE_LOCALES",
+    "SIGNATURE_HEADER",
+    "TEMPLATES",
+    "Notifier",
+    "SmtpLoginError",
+    "render_email",
+    "sign",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +63,14 @@ _MAX_BACKOFF_S = 600.0
 _SMTP_TIMEOUT_S = 20.0
 _WEBHOOK_TIMEOUT_S = 10.0
 
-#: (subject, body) per language; ``$visitor``, ``$host``, ``$door``, ``$site``, ``$time``.
+#: (subject, body) per language; ``$visitor``, ``$host``, ``$door``, ``$site``, ``$time``
+#: (``13:00``, the site's local time; ``12:00 UTC`` when the site's zone is UTC) and ``$date``.
 TEMPLATES: dict[str, tuple[Template, Template]] = {
     "en": (
         Template("$visitor has arrived at $door"),
         Template(
             "Hello $host,\n\n"
-            "$visitor checked in at the $door entrance ($site) at $time.\n"
+            "$visitor checked in at the $door entrance ($site) at $time on $date.\n"
             "Please come and meet them.\n\n"
             "-- Portier\n"
         ),
@@ -65,7 +79,7 @@ TEMPLATES: dict[str, tuple[Template, Template]] = {
         Template("$visitor est arrivé(e) à l'entrée $door"),
         Template(
             "Bonjour $host,\n\n"
-            "$visitor s'est enregistré(e) à l'entrée $door ($site) à $time.\n"
+            "$visitor s'est enregistré(e) à l'entrée $door ($site) à $time le $date.\n"
             "Merci de venir l'accueillir.\n\n"
             "-- Portier\n"
         ),
@@ -73,23 +87,37 @@ TEMPLATES: dict[str, tuple[Template, Template]] = {
 }
 
 
-def _when(wall_ms: int | None, lang: str) -> str:
-    moment = datetime.fromtimestamp((wall_ms or 0) / 1000, UTC)
-    if lang == "fr":
-        return moment.strftime("%d/%m/%Y %H:%M UTC")
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
+#: Babel locales for dates, as the kiosk has them (kiosk/ui/screens/denied.py): British
+#: English and Belgian French both write the day first.
+DATE_LOCALES = {"en": "en_GB", "fr": "fr_BE"}
+#: Zones whose local time is UTC: the e-mail then says so.
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "UCT", "Etc/UCT", "Universal", "Zulu", "Etc/Zulu"})
 
 
-def render_email(data: dict[str, Any]) -> tuple[str, str]:
-    """Return the (subject, body) of a check-in notification in its language."""
+def _when(wall_ms: int | None, lang: str, zone: tzinfo) -> tuple[str, str]:
+    """Return ``(time, date)`` of *wall_ms* in *zone*: ``("13:00", "Saturday 5 December
+    2026")``, ``("13:00", "samedi 5 décembre 2026")``; the time says ``UTC`` in UTC."""
+    moment = datetime.fromtimestamp((wall_ms or 0) / 1000, UTC).astimezone(zone)
+    locale = DATE_LOCALES.get(lang, "en_GB")
+    time_text = format_time(moment, "HH:mm", locale=locale)
+    if str(zone) in _UTC_NAMES:
+        time_text += " UTC"
+    return time_text, format_date(moment, "EEEE d MMMM y", locale=locale)
+
+
+def render_email(data: dict[str, Any], zone: tzinfo = UTC) -> tuple[str, str]:
+    """Return the (subject, body) of a check-in notification in its language, the time of
+    the check-in in *zone* (the site's ``time_zone``)."""
     lang = str(data.get("lang")) if data.get("lang") in TEMPLATES else "en"
     subject, body = TEMPLATES[lang]
+    time_text, date_text = _when(data.get("wall_ms"), lang, zone)
     fields = {
         "visitor": data.get("visitor") or ("Un visiteur" if lang == "fr" else "A visitor"),
         "host": data.get("host") or "",
         "door": data.get("door") or "",
         "site": data.get("site") or "",
-        "time": _when(data.get("wall_ms"), lang),
+        "time": time_text,
+        "date": date_text,
     }
     # One line: a visitor's name never adds a header to the message.
     return " ".join(subject.substitute(fields).split()), body.substitute(fields)
@@ -101,6 +129,10 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     :func:`hmac.compare_digest` and refuses an old timestamp)."""
     mac = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256)
     return "sha256=" + mac.hexdigest()
+
+
+class SmtpLoginError(RuntimeError):
+    """The SMTP server refused the central's login (or offers none): a setting to fix."""
 
 
 class Notifier:
@@ -116,6 +148,7 @@ class Notifier:
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._wake = asyncio.Event()
+        self._zone = settings.zone
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="central-notifier")
@@ -140,6 +173,8 @@ class Notifier:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
+            except Unavailable as exc:  # the database is away (a restart, a failover)
+                log.warning("notification sender: %s", exc.detail)
             except Exception:  # a database hiccup: log, wait, go on
                 log.exception("notification sender: unexpected error")
             with contextlib.suppress(TimeoutError):
@@ -184,7 +219,10 @@ class Notifier:
                 log.warning("notification %s/%s: giving up (%s)", channel, item["event_id"], error)
                 await self._db(self.store.finish_notification, item, "failed", error=error)
             else:
-                log.info(
+                # A refused login is a setting to fix, not a passing hiccup: say so loudly.
+                level = logging.ERROR if isinstance(exc, SmtpLoginError) else logging.INFO
+                log.log(
+                    level,
                     "notification %s/%s: attempt %d failed (%s), retry in %.1f s",
                     channel,
                     item["event_id"],
@@ -206,7 +244,7 @@ class Notifier:
     def _send_email(self, data: dict[str, Any]) -> None:
         settings = self.settings
         assert settings.smtp_host is not None and settings.smtp_from is not None
-        subject, body = render_email(data)
+        subject, body = render_email(data, self._zone)
         message = EmailMessage()
         message["From"] = settings.smtp_from
         message["To"] = data["host_email"]
@@ -217,9 +255,37 @@ class Notifier:
         message["Message-ID"] = make_msgid(idstring=data["event_id"], domain=domain)
         message["Content-Language"] = data.get("lang") or "en"
         message.set_content(body)
-        with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=_SMTP_TIMEOUT_S) as smtp:
+        smtp: smtplib.SMTP
+        if settings.smtp_tls:
+            smtp = smtplib.SMTP_SSL(
+                settings.smtp_host,
+                settings.smtp_port,
+                timeout=_SMTP_TIMEOUT_S,
+                context=ssl.create_default_context(),
+            )
+        else:
+            smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=_SMTP_TIMEOUT_S)
+        with smtp:
             if settings.smtp_starttls:
                 smtp.starttls(context=ssl.create_default_context())
+            if settings.smtp_username is not None:
+                assert settings.smtp_password is not None
+                where = f"{settings.smtp_host}:{settings.smtp_port}"
+                try:
+                    smtp.login(settings.smtp_username, settings.smtp_password)
+                except smtplib.SMTPAuthenticationError as exc:
+                    error = exc.smtp_error
+                    reason = error.decode("utf-8", "replace") if isinstance(error, bytes) else error
+                    raise SmtpLoginError(
+                        f"the SMTP server {where} refused the login of "
+                        f"{settings.smtp_username!r} ({exc.smtp_code} {reason.strip()}): "
+                        "check --smtp-username and --smtp-password-file"
+                    ) from None
+                except smtplib.SMTPNotSupportedError:
+                    raise SmtpLoginError(
+                        f"the SMTP server {where} offers no AUTH on this connection: "
+                        "check --smtp-starttls / --smtp-tls and --smtp-port"
+                    ) from None
             smtp.send_message(message)
 
     async def _post_webhook(self, data: dict[str, Any]) -> None:

@@ -46,6 +46,7 @@ from .errors import (
     Forbidden,
     Throttled,
     Unauthorized,
+    Unavailable,
 )
 from .faults import ENDPOINT_PATHS, FaultInjector, FaultSpec
 from .notify import Notifier
@@ -83,7 +84,7 @@ def _error_response(exc: CentralError) -> web.Response:
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
-    if isinstance(exc, Throttled):
+    if isinstance(exc, (Throttled, Unavailable)):
         headers["Retry-After"] = str(exc.extra.get("retry_after_s", 1))
     return _json(exc.to_body(), exc.status, headers)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from portier_common.ntag424 import Ntag424Section, SunVerifier
 from portier_common.settings import (
@@ -148,7 +149,16 @@ class CentralSettings:
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_from: str | None = None
+    #: STARTTLS after connecting (submission, port 587), or TLS from the first byte
+    #: (``smtp_tls``, port 465); the server's certificate is verified either way.
     smtp_starttls: bool = False
+    smtp_tls: bool = False
+    #: SMTP AUTH: the user name, and the password read from a 0600 file
+    #: (:func:`load_smtp_password`); only over STARTTLS or TLS. Kept out of repr.
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    #: The site's time zone (an IANA name) for the times in host e-mails.
+    time_zone: str = "UTC"
     #: Webhook: POST JSON to this http(s) URL, signed with HMAC-SHA256 of ``webhook_secret``
     #: (read from a 0600 file: :func:`load_webhook_secret`). Kept out of repr.
     webhook_url: str | None = None
@@ -196,6 +206,24 @@ class CentralSettings:
         integer("smtp_port", self.smtp_port, 1, 65535)
         if not isinstance(self.smtp_starttls, bool):
             raise ConfigError("smtp_starttls", f"{self.smtp_starttls!r} must be true or false")
+        if not isinstance(self.smtp_tls, bool):
+            raise ConfigError("smtp_tls", f"{self.smtp_tls!r} must be true or false")
+        if self.smtp_tls and self.smtp_starttls:
+            raise ConfigError("smtp_tls", "choose TLS from the start or STARTTLS, not both")
+        if self.smtp_username is not None:
+            if not isinstance(self.smtp_username, str) or not self.smtp_username.strip():
+                raise ConfigError("smtp_username", f"{self.smtp_username!r} must be a user name")
+            if not self.smtp_password:
+                raise ConfigError("smtp_password", "an SMTP login needs a password (a 0600 file)")
+            if not (self.smtp_tls or self.smtp_starttls):
+                raise ConfigError(
+                    "smtp_username",
+                    "an SMTP login needs smtp_starttls or smtp_tls: the password never "
+                    "crosses the network in clear",
+                )
+        elif self.smtp_password is not None:
+            raise ConfigError("smtp_password", "an SMTP password needs smtp_username")
+        self.zone  # noqa: B018 - raises ConfigError naming time_zone
         if self.webhook_url is not None:
             parts = urlsplit(self.webhook_url) if isinstance(self.webhook_url, str) else None
             if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
@@ -213,6 +241,21 @@ class CentralSettings:
             raise ConfigError("tls_cert", "give the certificate and its key together, or neither")
         object.__setattr__(self, "trusted_proxies", tuple(self.trusted_proxies))
         parse_proxies(self.trusted_proxies)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The site's time zone (``time_zone``).
+
+        Raises:
+            ConfigError: ``time_zone`` is not an IANA time zone name.
+        """
+        rule = "must be an IANA time zone name such as Europe/Brussels or UTC"
+        if not isinstance(self.time_zone, str) or not self.time_zone.strip():
+            raise ConfigError("time_zone", f"{self.time_zone!r} {rule}")
+        try:
+            return ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError("time_zone", f"{self.time_zone!r} {rule}") from None
 
     @property
     def tls(self) -> bool:
@@ -260,6 +303,24 @@ def load_webhook_secret(path: Path) -> bytes:
     if len(secret) < 16:
         raise ConfigError("webhook_secret_file", f"{path}: the secret must be 16 bytes or more")
     return secret
+
+
+def load_smtp_password(path: Path) -> str:
+    """Read the SMTP password: a file only its owner may read or write (0600 or stricter),
+    its first line (a trailing newline is not part of it).
+
+    Raises:
+        ConfigError: unreadable, readable by others, empty or not UTF-8
+            (``smtp_password_file``).
+    """
+    data = read_private_file("smtp_password_file", path)
+    try:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ConfigError("smtp_password_file", f"{path}: the password must be UTF-8") from None
+    if not lines or not lines[0]:
+        raise ConfigError("smtp_password_file", f"{path}: the file holds no password")
+    return lines[0]
 
 
 def load_ntag424_keys(path: Path) -> Ntag424Section:

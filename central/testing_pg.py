@@ -70,6 +70,8 @@ class PostgresServer:
         self._os_user = "postgres" if os.geteuid() == 0 else None
         self._names = itertools.count(1)
         self._templates: set[str] = set()
+        self._options = ""
+        self._halted = False
 
     @property
     def socket_dir(self) -> Path:
@@ -98,24 +100,40 @@ class PostgresServer:
         try:
             self._run(self.bin / "initdb", "-D", data, "-U", self.USER, "--auth=trust",
                       "--no-locale", "-E", "UTF8", "--no-sync")  # fmt: skip
-            options = (
+            options = self._options = (
                 f"-k {self.base} -c listen_addresses='' -c fsync=off "
                 "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
             )
             self._run(self.bin / "pg_ctl", "-D", data, "-l", self.base / "log", "-o", options,
                       "-w", "start")  # fmt: skip
+            self._halted = False
         except BaseException:
             shutil.rmtree(self.base, ignore_errors=True)
             self.base = None
             raise
         return self
 
+    def halt(self) -> None:
+        """Stop the server (fast shutdown: sessions are cut) and keep its data, as a
+        restart or a failover does to the central; :meth:`resume` starts it again."""
+        assert self.base is not None, "not started"
+        self._run(self.bin / "pg_ctl", "-D", self.base / "data", "-m", "fast", "-w", "stop")
+        self._halted = True
+
+    def resume(self) -> None:
+        """Start again the server :meth:`halt` stopped."""
+        assert self.base is not None, "not started"
+        self._run(self.bin / "pg_ctl", "-D", self.base / "data", "-l", self.base / "log",
+                  "-o", self._options, "-w", "start")  # fmt: skip
+        self._halted = False
+
     def stop(self) -> None:
         """Stop the server (fast shutdown) and remove its directory; idempotent."""
         if self.base is None:
             return
         try:
-            self._run(self.bin / "pg_ctl", "-D", self.base / "data", "-m", "fast", "-w", "stop")
+            if not self._halted:
+                self._run(self.bin / "pg_ctl", "-D", self.base / "data", "-m", "fast", "-w", "stop")
         finally:
             shutil.rmtree(self.base, ignore_errors=True)
             self.base = None

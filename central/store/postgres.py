@@ -12,11 +12,26 @@ correct, and as slow as one writer; finer locks are issue #13's next step.
 
 ``portier-central serve --db postgresql://...`` opens it
 (:func:`central.store.store.open_database`).
+
+Losing the server (a restart, a failover to a promoted replica) does not need a restart
+of the central: a transaction that finds its connection gone *before* any of its
+statements ran (the usual case: the connection died while idle) reconnects and begins
+again, a few times within :data:`RECONNECT_BUDGET_S`; nothing of it had reached the
+server, so that is safe for every call. A connection lost *during* a transaction
+raises :class:`~central.errors.Unavailable` (HTTP 503; the server rolled the transaction
+back, the client may send the request again), and one lost *during its COMMIT* raises it
+with ``outcome="unknown"``: it is never retried here, because only the caller knows if
+doing it twice is harmless (a device's upload is: idempotent by ``(device_id, seq)``).
+The next transaction reconnects. While the server stays down every call answers 503
+at once, after one connection attempt (docs/deploying-central.md, "Failover").
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -24,14 +39,26 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from ..errors import Unavailable
 from ..settings import redact_url
 from .db import Connection, Cursor, Database, Step
 from .schema import POSTGRES_STEPS
 
-__all__ = ["PostgresDatabase"]
+__all__ = ["RECONNECT_BUDGET_S", "PostgresDatabase"]
+
+log = logging.getLogger(__name__)
 
 #: The advisory lock every transaction takes first (any constant: "portier" in ASCII).
 _WRITE_LOCK = 0x706F7274696572
+#: How long a transaction may spend reconnecting before it answers 503 instead.
+RECONNECT_BUDGET_S = 3.0
+#: libpq's connect_timeout when the URL sets none (an unreachable host answers no RST).
+_CONNECT_TIMEOUT_S = 3
+#: What a client is told to wait before it tries again while the database is away.
+_RETRY_AFTER_S = 2
+#: Errors that mean "this connection is no use any more": lost, or (after a failover
+#: to a URL that lists several hosts) landed on a standby that refuses writes.
+_LOST = (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction)
 
 
 @functools.lru_cache(maxsize=512)
@@ -72,27 +99,111 @@ class PostgresDatabase(Database):
     migrations: Mapping[int, Sequence[Step]] = POSTGRES_STEPS
 
     def __init__(self, url: str) -> None:
+        self._url = url
+        self._closed = False
+        #: The live connection; None after a loss, until the next transaction reconnects.
+        self.conn: psycopg.Connection[dict[str, Any]] | None = None
         try:
-            self.conn: psycopg.Connection[dict[str, Any]] | None = psycopg.connect(
-                url, autocommit=True, row_factory=dict_row
-            )
+            self.conn = self._connect()
         except psycopg.OperationalError as exc:
-            reason = " ".join(str(exc).split())
-            raise ConnectionError(
-                f"cannot connect to PostgreSQL at {redact_url(url)}: {reason}"
-            ) from None
+            raise ConnectionError(self._unreachable(exc)) from None
+
+    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
+        extra: dict[str, Any] = {}
+        if "connect_timeout" not in self._url:
+            extra["connect_timeout"] = _CONNECT_TIMEOUT_S
+        return psycopg.connect(self._url, autocommit=True, row_factory=dict_row, **extra)
+
+    def _unreachable(self, exc: BaseException) -> str:
+        reason = " ".join(str(exc).split())
+        return f"cannot connect to PostgreSQL at {redact_url(self._url)}: {reason}"
+
+    def _drop(self) -> None:
+        """Forget the current connection (lost or unusable); the next use reconnects."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # already broken: nothing to close cleanly
+                conn.close()
 
     def _open(self) -> psycopg.Connection[dict[str, Any]]:
-        if self.conn is None:
+        if self._closed:
             raise RuntimeError("CentralStore is closed")
+        if self.conn is not None and (self.conn.closed or self.conn.broken):
+            self._drop()
+        if self.conn is None:
+            try:
+                self.conn = self._connect()
+            except psycopg.OperationalError as exc:
+                message = self._unreachable(exc)
+                log.warning("%s", message)
+                raise Unavailable(
+                    "the central's database is unreachable; try again shortly",
+                    retry_after_s=_RETRY_AFTER_S,
+                ) from exc
+            log.info("reconnected to PostgreSQL at %s", redact_url(self._url))
         return self.conn
+
+    def _begin(self) -> psycopg.Connection[dict[str, Any]]:
+        """Return a connection inside a new transaction that holds the write lock.
+
+        A connection found lost here had run nothing of this transaction: reconnect and
+        begin again, within :data:`RECONNECT_BUDGET_S`.
+        """
+        deadline = time.monotonic() + RECONNECT_BUDGET_S
+        delay = 0.05
+        while True:
+            conn = self._open()
+            try:
+                conn.execute("BEGIN")
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+                return conn
+            except _LOST as exc:
+                self._drop()
+                if time.monotonic() + delay > deadline:
+                    log.warning("PostgreSQL connection lost, not back in time: %s", exc)
+                    raise Unavailable(
+                        "the central's database is unreachable; try again shortly",
+                        retry_after_s=_RETRY_AFTER_S,
+                    ) from exc
+                log.info("PostgreSQL connection lost (%s); reconnecting", exc)
+                time.sleep(delay)
+                delay = min(delay * 4, 1.0)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        conn = self._open()
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+        conn = self._begin()
+        try:
             yield _PgConnection(conn)
+        except _LOST as exc:
+            # The server rolls back what a lost session had not committed.
+            self._drop()
+            log.warning("PostgreSQL connection lost during a transaction: %s", exc)
+            raise Unavailable(
+                "the central lost its database during the request (nothing was stored); "
+                "try again shortly",
+                retry_after_s=_RETRY_AFTER_S,
+            ) from exc
+        except BaseException:
+            self._rollback(conn)
+            raise
+        try:
+            conn.execute("COMMIT")
+        except _LOST as exc:
+            self._drop()
+            log.error("PostgreSQL connection lost during COMMIT (outcome unknown): %s", exc)
+            raise Unavailable(
+                "the central lost its database while committing: the change may or may "
+                "not be stored; check before doing it again (device uploads are safe to "
+                "send again)",
+                retry_after_s=_RETRY_AFTER_S,
+                outcome="unknown",
+            ) from exc
+
+    def _rollback(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
+        try:
+            conn.execute("ROLLBACK")
+        except _LOST:
+            self._drop()
 
     def schema_version(self) -> int:
         conn = self._open()
@@ -115,9 +226,5 @@ class PostgresDatabase(Database):
 
     def close(self) -> None:
         """Close the connection; idempotent."""
-        if self.conn is None:
-            return
-        try:
-            self.conn.close()
-        finally:
-            self.conn = None
+        self._closed = True
+        self._drop()

@@ -14,6 +14,7 @@ import hmac
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from email import message_from_bytes
 from email.header import decode_header, make_header
@@ -103,7 +104,7 @@ def test_checkin_mails_the_host_once_in_the_invitation_language(
     inbox, port = smtp
     central = start_central(
         tmp_path, "--smtp-host", "127.0.0.1", "--smtp-port", str(port),
-        "--smtp-from", "portier@example.com",
+        "--smtp-from", "portier@example.com", "--time-zone", "Europe/Brussels",
     )  # fmt: skip
     try:
         with CentralAdmin(central.url) as admin:
@@ -139,12 +140,14 @@ def test_checkin_mails_the_host_once_in_the_invitation_language(
         english, french = by_to["grace@example.com"], by_to["pierre@example.fr"]
         assert subject(english) == "Ada Lovelace has arrived at lobby"
         assert "Hello Grace Hopper" in body(english)
-        assert "Ada Lovelace checked in at the lobby entrance (hq) at 2026-11-22 07:06 UTC" in (
-            body(english)
+        # 07:06 UTC is 08:06 in Brussels in November (CET, UTC+1).
+        assert (
+            "Ada Lovelace checked in at the lobby entrance (hq) at 08:06 "
+            "on Sunday 22 November 2026." in body(english)
         )
         assert subject(french) == "Marie Curie est arrivé(e) à l'entrée lobby"
         assert "Bonjour Pierre" in body(french)
-        assert "à l'entrée lobby (hq) à 22/11/2026 07:06 UTC" in body(french)
+        assert "à l'entrée lobby (hq) à 08:06 le dimanche 22 novembre 2026." in body(french)
         assert english["From"] == "portier@example.com"
 
         rows = notifications(central)
@@ -349,7 +352,7 @@ def test_templates_render_who_where_when() -> None:
             "wall_ms": 0, "lang": "fr"}  # fmt: skip
     subject_line, text = render_email(data)
     assert "\n" not in subject_line and subject_line.startswith("Ada Bcc")
-    assert "01/01/1970 00:00 UTC" in text
+    assert "à 00:00 UTC le jeudi 1 janvier 1970." in text  # the default zone: UTC, said so
 
 
 def test_two_processes_never_claim_the_same_notification(tmp_path: Path, central_db: Any) -> None:
@@ -395,3 +398,182 @@ def test_serve_refuses_a_webhook_secret_others_can_read(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "webhook_secret_file" in done.stderr and "0600" in done.stderr
+
+
+# -- SMTP login (STARTTLS or TLS from the start) and the site's local time ---------------
+
+SMTP_USER = "portier"
+SMTP_PASSWORD = "correct horse battery"
+#: Tuesday 8 December 2026, 12:00 UTC: 13:00 in Brussels (CET, winter).
+NOON_UTC_WINTER_MS = 1_796_731_200_000
+
+
+def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> Any:
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+        SMTP_USER.encode(),
+        SMTP_PASSWORD.encode(),
+    )
+    return AuthResult(success=ok, handled=False)
+
+
+@pytest.fixture
+def smtp_ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A server context for the SMTP server (a certificate of a test CA), the CA trusted by
+    the central's ``ssl.create_default_context()`` through ``SSL_CERT_FILE``."""
+    import ssl
+
+    from central.testing import mint_ca, mint_server_cert
+
+    where = tmp_path / "pki"
+    where.mkdir()
+    ca_path, ca_key, ca_cert = mint_ca(where, "smtp")
+    cert, key = mint_server_cert(where, ca_key, ca_cert)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_path))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def _store_with_a_check_in(settings: CentralSettings) -> CentralStore:
+    store = CentralStore(settings)
+    made = store.create_invitation(
+        {"visitor": "Ada", "host": "Grace", "host_email": "g@example.com", "doors": ["lobby"]}
+    )
+    token = store.create_enroll_token(door="lobby")["enroll_token"]
+    store.enroll({"enroll_token": token, "device_id": "dev-a"})
+    chain = ChainBuilder()
+    event = chain.event(
+        "visitor.checked_in",
+        {"invitation_id": made["invitation"]["id"], "by": "visitor"},
+        wall_ms=NOON_UTC_WINTER_MS,
+    )
+    store.upload_events("dev-a", [event])
+    return store
+
+
+def _email_row(store: CentralStore) -> dict[str, Any]:
+    return next(row for row in store.notifications() if row["channel"] == "email")
+
+
+@pytest.mark.parametrize("mode", ["starttls", "tls"])
+# aiosmtpd's warning for the TLS-from-the-start server (see below): the line is encrypted.
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+def test_smtp_login_over_tls_and_the_sites_local_time(
+    tmp_path: Path, smtp_ca: Any, mode: str
+) -> None:
+    inbox = Inbox()
+    port = free_port()
+    if mode == "starttls":
+        controller = Controller(
+            inbox, hostname="127.0.0.1", port=port, authenticator=_authenticator,
+            auth_required=True, auth_require_tls=True, tls_context=smtp_ca,
+            require_starttls=True,
+        )  # fmt: skip
+    else:
+        # TLS from the first byte; aiosmtpd does not count that as TLS for
+        # auth_require_tls (it looks for STARTTLS), hence False: the line is encrypted.
+        controller = Controller(
+            inbox, hostname="127.0.0.1", port=port, authenticator=_authenticator,
+            auth_required=True, auth_require_tls=False, ssl_context=smtp_ca,
+        )  # fmt: skip
+    controller.start()
+    try:
+        settings = CentralSettings(
+            data_dir=tmp_path / "data", smtp_host="127.0.0.1", smtp_port=port,
+            smtp_from="portier@example.com", smtp_starttls=mode == "starttls",
+            smtp_tls=mode == "tls", smtp_username=SMTP_USER, smtp_password=SMTP_PASSWORD,
+            time_zone="Europe/Brussels",
+        )  # fmt: skip
+        with _store_with_a_check_in(settings) as store:
+            # The e-mail, and the webhook's row (not configured).
+            assert asyncio.run(Notifier(settings, store, _direct).run_once()) == 2
+            assert _email_row(store)["status"] == "sent"
+    finally:
+        controller.stop()
+    assert len(inbox.messages) == 1
+    text = body(inbox.messages[0])
+    assert "at 13:00 on Tuesday 8 December 2026." in text, text
+
+
+def test_a_refused_smtp_login_is_logged_and_retried_not_a_crash(
+    tmp_path: Path, smtp_ca: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(
+        inbox, hostname="127.0.0.1", port=port, authenticator=_authenticator,
+        auth_required=True, auth_require_tls=True, tls_context=smtp_ca, require_starttls=True,
+    )  # fmt: skip
+    controller.start()
+    common: dict[str, Any] = {
+        "data_dir": tmp_path / "data", "smtp_host": "127.0.0.1", "smtp_port": port,
+        "smtp_from": "portier@example.com", "smtp_starttls": True, "smtp_username": SMTP_USER,
+        "notify_retry_s": 0.05, "time_zone": "Europe/Brussels",
+    }  # fmt: skip
+    try:
+        wrong = CentralSettings(**common, smtp_password="wrong password")
+        with _store_with_a_check_in(wrong) as store:
+            with caplog.at_level("INFO", logger="central.notify"):
+                assert asyncio.run(Notifier(wrong, store, _direct).run_once()) == 2
+            row = _email_row(store)
+            assert row["status"] == "pending" and row["attempts"] == 1
+            assert "refused the login of 'portier'" in row["last_error"]
+            assert "--smtp-password-file" in row["last_error"]
+            errors = [r for r in caplog.records if r.levelname == "ERROR"]
+            assert errors and "refused the login" in errors[0].getMessage()
+            assert SMTP_PASSWORD not in caplog.text and "wrong password" not in caplog.text
+            assert inbox.messages == []
+
+            # The password file is fixed and the central restarted: the retry delivers it.
+            right = CentralSettings(**common, smtp_password=SMTP_PASSWORD)
+            time.sleep(0.1)  # past the retry delay
+            assert asyncio.run(Notifier(right, store, _direct).run_once()) == 1
+            assert _email_row(store)["status"] == "sent"
+    finally:
+        controller.stop()
+    assert len(inbox.messages) == 1 and "at 13:00 on" in body(inbox.messages[0])
+
+
+def test_smtp_login_and_time_zone_settings_name_the_bad_key(tmp_path: Path) -> None:
+    from central.settings import load_smtp_password
+
+    base: dict[str, Any] = {
+        "data_dir": tmp_path, "smtp_host": "mail.example.com", "smtp_from": "p@example.com",
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match=r"smtp_username.*in clear"):
+        CentralSettings(**base, smtp_username="u", smtp_password="p")
+    with pytest.raises(ConfigError, match="smtp_password"):
+        CentralSettings(**base, smtp_username="u", smtp_starttls=True)
+    with pytest.raises(ConfigError, match=r"smtp_password.*needs smtp_username"):
+        CentralSettings(**base, smtp_password="p", smtp_tls=True)
+    with pytest.raises(ConfigError, match="smtp_tls"):
+        CentralSettings(**base, smtp_tls=True, smtp_starttls=True)
+    with pytest.raises(ConfigError, match=r"time_zone.*IANA"):
+        CentralSettings(data_dir=tmp_path, time_zone="Europe/Bruxelles")
+    with pytest.raises(ConfigError, match="time_zone"):
+        CentralSettings(data_dir=tmp_path, time_zone="../../etc/passwd")
+    assert str(CentralSettings(data_dir=tmp_path).zone) == "UTC"
+    password = tmp_path / "smtp.password"
+    password.write_text("s3cret\n")
+    password.chmod(0o644)
+    with pytest.raises(ConfigError, match=r"smtp_password_file.*0600"):
+        load_smtp_password(password)
+    password.chmod(0o600)
+    assert load_smtp_password(password) == "s3cret"
+    shown = repr(CentralSettings(**base, smtp_username="u", smtp_password="s3cret", smtp_tls=True))
+    assert "s3cret" not in shown
+
+
+def test_serve_refuses_an_unknown_time_zone(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "central", "serve", "--port", "0", "--data", str(tmp_path / "d"),
+         "--time-zone", "Mars/Olympus_Mons"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "time_zone" in done.stderr and "Mars/Olympus_Mons" in done.stderr

@@ -58,7 +58,7 @@ def test_valid_invitation_attract_scan_welcome_and_checkin_without_photo(kiosk, 
     assert screen.visitor_name == "Ada Lovelace"
     texts = kiosk.texts()
     assert "Welcome, Ada Lovelace" in texts
-    assert "Your host, Grace Hopper, is being told you are here." in texts
+    assert "We will let your host, Grace Hopper, know you are here." in texts
     decision = wait_journal(rig, lambda e: e["type"] == "access.decision" and e.get("granted"))
     assert decision[-1]["source"] == "kiosk-camera"
     # The door opens once the visitor has answered the photo offer (issue #11).
