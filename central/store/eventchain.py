@@ -146,7 +146,9 @@ def walk(
             )
         else:
             rehashed += 1
-            computed = None if prev is None else _content_hash(row, prev)
+            # Hashed with its own prev_hash (the link is checked above): one fault, one problem.
+            own_prev = row.get("prev_hash")
+            computed = _content_hash(row, own_prev) if isinstance(own_prev, str) else None
             if computed != claimed:
                 problems.append(
                     {
