@@ -118,7 +118,7 @@ def walk(
         count += 1
         seq = row.get("seq")
         first = declared_gap_start(row, expected)
-        if first is not None:
+        if first is not None and isinstance(seq, int):
             # The device lost first..seq-1; its chain goes on from first - 1.
             expected = seq
             prev = seen[first - 1] if first - 1 in seen else hash_before(first - 1)
