@@ -406,3 +406,50 @@ def test_auditor_exports_over_http_and_the_commands(
         cli_main(["purge", *local, "--retention-days", "0"])
     assert bad.value.code == 2
     assert "retention_days" in capsys.readouterr().err
+
+
+def test_serve_purges_on_its_own(
+    central_db: Callable[[], str | None], tmp_path: Path, clock: Clock
+) -> None:
+    """The periodic purge inside ``serve`` (CentralServer, the store's clock moved)."""
+    import asyncio
+
+    from central.server import CentralServer
+
+    settings = CentralSettings(
+        data_dir=tmp_path / "data", db=central_db(), port=0, purge_interval_s=0.1
+    )
+
+    async def run() -> dict[str, Any]:
+        server = CentralServer(settings, clock=clock)
+        await server.start()
+        db, store = server._db, server.store  # the store is called on the server's thread
+
+        async def purged() -> list[bool]:
+            events = (await db(store.device_events, "dev-a"))["events"]
+            return [e["purged_at_ms"] is not None for e in events]
+
+        try:
+            token = (await db(store.create_enroll_token, door="lobby"))["enroll_token"]
+            await db(store.enroll, {"enroll_token": token, "device_id": "dev-a"})
+            await db(visit, store, ChainBuilder(), T0)
+            clock.advance_days(89.5)
+            await asyncio.sleep(0.3)
+            assert not any(await purged())
+            clock.advance_days(1)
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                if any(await purged()):
+                    break
+            journal = await db(store.operator_journal)
+            return {
+                "purged": await purged(),
+                "journal": [e for e in journal if e["action"] == "retention.purge"],
+            }
+        finally:
+            await server.stop()
+
+    result = asyncio.run(run())
+    assert result["purged"] == [False, True, True, True]
+    assert len(result["journal"]) == 1  # the empty runs before are not recorded
+    assert json.loads(result["journal"][0]["detail"])["by"] == "system"
