@@ -94,8 +94,10 @@ class AuditMixin(StoreBase):
         ``anchor`` (seq and hash of the event before the first: what the first chains to),
         the ``events`` (each with ``payload_json``, the text its hash covers, and
         ``purged_at_ms`` when retention pseudonymised it), ``gap_anchors`` (hashes before
-        the period a declared journal gap inside it chains to), the ``end`` (seq and hash
-        of the last event) and the device's head now. ``verify_export`` re-checks it.
+        the period a declared journal gap inside it chains to), ``purges`` (the audit rows of the
+        retention purges that pseudonymised events of it, each with its chain hashes), the
+        ``end`` (seq and hash of the last event) and the device's head now.
+        ``verify_export`` re-checks it.
 
         Raises:
             BadRequest: since/until not integers, or until before since. NotFound: no
@@ -132,6 +134,7 @@ class AuditMixin(StoreBase):
                         (device_id, span["first"], span["last"]),
                     ).fetchall()
                 ]
+            purges = _purge_records(conn, device_id, rows)
             first_seq = rows[0]["seq"] if rows else dev["next_seq"]
             anchor_hash = _hash_at(conn, device_id, dev, first_seq - 1)
             gap_anchors: dict[str, str | None] = {}
@@ -169,6 +172,7 @@ class AuditMixin(StoreBase):
             "anchor": {"seq": first_seq - 1, "hash": anchor_hash},
             "gap_anchors": gap_anchors,
             "events": events,
+            "purges": purges,
             "end": {
                 "seq": events[-1]["seq"] if events else first_seq - 1,
                 "hash": events[-1]["hash"] if events else anchor_hash,
@@ -243,6 +247,25 @@ class AuditMixin(StoreBase):
             "server_time_ms": self.now_ms(),
             "limits": self.settings.limits(),
         }
+
+
+def _purge_records(conn: Connection, device_id: str, rows: list[dict[str, Any]]) -> list[Any]:
+    """The audit rows (``retention.purge``) that pseudonymised any of *rows*."""
+    purged = {row["seq"] for row in rows if row["purged_at_ms"] is not None}
+    if not purged:
+        return []
+    records = []
+    for entry in conn.execute(
+        "SELECT seq, at_ms, operator, action, detail, remote, status, prev_hash, hash "
+        "FROM operator_journal WHERE action = 'retention.purge' ORDER BY seq"
+    ).fetchall():
+        try:
+            ranges = json.loads(entry["detail"]).get("devices", {}).get(device_id, [])
+        except (ValueError, AttributeError):
+            continue
+        if any(low <= seq <= high for low, high in ranges for seq in purged):
+            records.append(dict(entry))
+    return records
 
 
 _CHAIN_COLUMNS = "seq, id, wall_ms, mono_ns, type, payload, prev_hash, hash, purged_at_ms"

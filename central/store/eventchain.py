@@ -17,7 +17,8 @@ commits to that hash inside its own recomputed hash. A run of purged events is t
 pinned at both ends (the intact event before it, or the export's anchor, and the intact
 event after it, or the export's end hash that the auditor compares with the next export);
 inside the run, what a purged event says is the central's word, recorded by the purge in
-the audit chain (``retention.purge``, with each device's purged seq ranges). Verification
+the audit chain (``retention.purge``, with each device's purged seq ranges: an export
+carries those rows, and the verifier refuses a purged event no row names). Verification
 reports how many events were re-hashed and how many were checked by their links only.
 
 **Declared gaps**: a ``journal.gap`` event (the device lost ``from_seq..to_seq``) chains to
@@ -33,6 +34,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from portier_common.encoding import GENESIS_HASH, event_hash
+
+from .auditchain import row_hash
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -176,16 +179,60 @@ def walk(
     }
 
 
+def _check_purges(document: Mapping[str, Any], events: list[Any]) -> list[dict[str, Any]]:
+    """Each purged event must be in a seq range of the device that one of the export's
+    ``purges`` (audit rows, each hashing to its own ``hash``) names."""
+    problems: list[dict[str, Any]] = []
+    ranges: list[tuple[int, int]] = []
+    records = document.get("purges") or []
+    if not isinstance(records, list):
+        return [{"seq": None, "problem": "format", "detail": "purges: must be a list"}]
+    for record in records:
+        try:
+            ok = row_hash(record) == record["hash"] and record["action"] == "retention.purge"
+            devices = json.loads(record["detail"]).get("devices", {})
+            spans = devices.get(document.get("device_id"), [])
+            ranges.extend((int(low), int(high)) for low, high in spans)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            ok = False
+        if not ok:
+            where = record.get("seq") if isinstance(record, Mapping) else None
+            problems.append(
+                {
+                    "seq": None,
+                    "problem": "purge_record",
+                    "detail": f"audit row {where}: not a retention.purge row that hashes to "
+                    "its hash",
+                }
+            )
+    for event in events:
+        seq = event.get("seq")
+        if event.get("purged_at_ms") is None or not isinstance(seq, int):
+            continue
+        if not any(low <= seq <= high for low, high in ranges):
+            problems.append(
+                {
+                    "seq": seq,
+                    "problem": "unrecorded_purge",
+                    "detail": "marked purged, but no retention.purge row of the audit log names it",
+                }
+            )
+    return problems
+
+
 def verify_export(document: object) -> dict[str, Any]:
     """Re-check an exported file of one device's events (``CentralStore.export_device_events``,
     ``GET /admin/devices/{id}/export``) offline.
 
     Checks: the format; the first event chains to the ``anchor`` (the hash of the event
     before the period); each event's seq follows the one before and its ``prev_hash`` is
-    the hash before it; each event that still has its payload hashes to its ``hash``; the
-    ``end`` (seq and hash of the last event) is the last event's. What it cannot know from
-    the file alone: that the anchor and the end are the device's -- compare them with the
-    previous and the next export, or with the device's journal head.
+    the hash before it; each event that still has its payload hashes to its ``hash``; each
+    purged one is in a seq range that one of the ``purges`` (audit rows, each hashing to its
+    own ``hash``) names for the device; the ``end`` (seq and hash of the last event) is the
+    last event's. What it cannot know from the file alone: that the anchor and the end are
+    the device's -- compare them with the previous and the next export, or with the device's
+    journal head -- and that the purge rows are in the audit chain -- compare their hashes
+    with an audit export (``portier-central audit export``).
 
     Returns:
         :func:`walk`'s result plus ``device_id``, ``anchor``, ``end``; ``ok`` False with a
@@ -218,16 +265,11 @@ def verify_export(document: object) -> dict[str, Any]:
         value = anchor.get("hash") if seq == anchor["seq"] else gap_anchors.get(str(seq))
         return value if isinstance(value, str) else None
 
-    rows = [
-        {
-            **event,
-            "payload": event.get("payload_json"),
-        }
-        for event in events
-    ]
+    rows = [{**event, "payload": event.get("payload_json")} for event in events]
     result = walk(
         rows, first_seq=anchor["seq"] + 1, prev_hash=anchor.get("hash"), hash_before=hash_before
     )
+    result["problems"].extend(_check_purges(document, events))
     if not isinstance(end, Mapping):
         result["problems"].append({"seq": None, "problem": "end", "detail": "no end"})
     elif events and (end.get("seq") != result["end_seq"] or end.get("hash") != result["end_hash"]):

@@ -306,11 +306,18 @@ def test_purged_events_still_verify_in_an_export(history: CentralStore, clock: C
     text = json.dumps(exported)
     for name in PERSONAL:
         assert name not in text
-    # Passing a modified event off as purged: its hash is kept, so the link still tells...
+    assert [p["seq"] for p in exported["purges"]] == [history.operator_journal()[-1]["seq"]]
+    # Passing a modified event off as purged: no purge in the audit log names it...
     forged = copy.deepcopy(exported)
     forged["events"][0]["purged_at_ms"] = clock.ms
-    forged["events"][0]["hash"] = "cd" * 32
-    assert _problems(forged) == {"link"}
+    forged["events"][0]["payload_json"] = '{"granted":false,"n":1}'
+    assert _problems(forged) == {"unrecorded_purge"}
+    # ...nor may the export's copy of the purge row be widened to cover it...
+    widened = copy.deepcopy(forged)
+    detail = json.loads(widened["purges"][0]["detail"])
+    detail["devices"]["dev-a"] = [[1, 4]]
+    widened["purges"][0]["detail"] = json.dumps(detail)
+    assert _problems(widened) == {"purge_record"}
     # ...and a purged event given another hash breaks the link after it.
     moved = copy.deepcopy(exported)
     moved["events"][2]["hash"] = "ef" * 32
