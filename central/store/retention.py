@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 
 #: Payload and record fields holding a person's name or contact: replaced by a pseudonym.
 PSEUDONYMISED_KEYS = frozenset(
-    {"visitor", "holder", "host", "name", "host_email", "email", "phone", "by_name"}
+    {"visitor", "holder", "host", "name", "host_email", "email", "phone"}
 )
 #: Fields dropped outright (null): no statistic needs them.
 DROPPED_KEYS = frozenset({"photo"})
