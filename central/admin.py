@@ -208,6 +208,20 @@ class CentralAdmin:
             params={"after_seq": after_seq, "limit": limit},
         )
 
+    def export_device_events(
+        self, device_id: str, *, since_ms: int | None = None, until_ms: int | None = None
+    ) -> dict[str, Any]:
+        """Return *device_id*'s events between *since_ms* and *until_ms* (the device's clock)
+        with the chain proof (``central.store.eventchain.verify_export`` re-checks it)."""
+        params = {
+            name: value
+            for name, value in (("since", since_ms), ("until", until_ms))
+            if value is not None
+        }
+        return self._call(
+            "GET", f"/admin/devices/{quote(device_id, safe='')}/export", params=params
+        )
+
     def all_device_events(self, device_id: str, *, page: int = 5000) -> list[dict[str, Any]]:
         """Return every stored event of *device_id*, by seq (pages through them)."""
         events: list[dict[str, Any]] = []

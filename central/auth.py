@@ -8,8 +8,8 @@ The roles:
 
 * ``pass_office``: visitors and badges (invitations, badges), reads the summary.
 * ``security_officer``: everything (keys, schedules, door modes, devices, faults).
-* ``auditor``: reads only (received events, stored events, keys, self-tests), and
-  reads, verifies and exports the audit log.
+* ``auditor``: reads only (received events, stored events, keys, self-tests), reads,
+  verifies and exports the audit log, and exports a device's events with their chain proof.
 * ``installer``: enrolls and resets devices, reads self-tests, uses fault injection
   on a test rig.
 """
@@ -49,6 +49,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/admin/devices/{device_id}/reset"): _INSTALL,
     ("GET", "/admin/events"): _READ_INSTALL,
     ("GET", "/admin/devices/{device_id}/events"): _READ,
+    ("GET", "/admin/devices/{device_id}/export"): _READ,
     ("GET", "/admin/devices/{device_id}/selftest"): _READ_INSTALL,
     ("GET", "/admin/operator-journal"): _READ,
     ("GET", "/admin/audit"): _READ,

@@ -239,6 +239,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="give a notification up this long after the check-in (86400)",
     )
 
+    serve.add_argument(
+        "--retention-days",
+        type=int,
+        default=90,
+        metavar="DAYS",
+        help="pseudonymise visitors' names, hosts, host e-mails and photos this many days "
+        "after they arrived (90)",
+    )
+    serve.add_argument(
+        "--purge-interval",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="how often the retention purge runs (3600)",
+    )
+
     _, invite = _group(sub, "invite", "signed QR invitations")
     create = _leaf(invite, "create", "mint an invitation; print its token (and write a QR PNG)")
     create.add_argument("--visitor", required=True)
@@ -291,6 +307,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="walk each stored chain again from the database (default; --no-verify skips it)",
     )
     events.add_argument("--device", default=None, help="also list this device's events")
+    export = sub.add_parser(
+        "events-export",
+        help="write one device's events of a period with their chain proof (JSON, an auditor's)",
+    )
+    _url_option(export, leaf=False)
+    export.add_argument("--device", required=True, dest="device_id")
+    export.add_argument("--since", default=None, help="ISO 8601, now or Unix seconds")
+    export.add_argument("--until", default=None, help="ISO 8601, now or Unix seconds")
+    export.add_argument("--out", type=Path, required=True, help="the JSON file to write")
+    verify_export = sub.add_parser(
+        "verify-export",
+        help="re-check an events-export file's hash chain offline (exit 1 when it fails)",
+    )
+    verify_export.add_argument("file", type=Path, help="the file events-export wrote")
+    verify_export.add_argument("--json", action="store_true")
 
     faults, fault_sub = _group(sub, "faults", "fault injection (default action: list)")
     faults.add_argument("--json", action="store_true")
@@ -389,7 +420,17 @@ def build_parser() -> argparse.ArgumentParser:
     audit_export.add_argument("--since", default=None, help="ISO 8601, now or Unix seconds")
     audit_export.add_argument("--until", default=None, help="ISO 8601, now or Unix seconds")
     audit_export.add_argument("--out", type=Path, required=True, help="the JSON file to write")
+    purge = sub.add_parser(
+        "purge",
+        help="pseudonymise visitors' personal data older than the retention period (local)",
+    )
+    purge.add_argument(
+        "--retention-days", type=int, default=90, metavar="DAYS", help="the period (90)"
+    )
+    purge.add_argument("--dry-run", action="store_true", help="count only; change nothing")
+    purge.add_argument("--json", action="store_true")
     for local in (
+        purge,
         op_add,
         op_list,
         op_disable,
@@ -508,6 +549,8 @@ def _serve(args: argparse.Namespace) -> int:
             webhook_secret=secret,
             notify_retry_s=args.notify_retry,
             notify_give_up_s=args.notify_give_up,
+            retention_days=args.retention_days,
+            purge_interval_s=args.purge_interval,
         )
         if settings.tls_cert is not None and settings.tls_key is not None:
             server_context(settings.tls_cert, settings.tls_key)
@@ -556,6 +599,15 @@ def _local(args: argparse.Namespace) -> int:
     from .store import CentralStore
 
     password = _read_password(args) if args.command == "operator" and args.action == "add" else None
+    if args.command == "purge":
+        try:
+            settings = CentralSettings(
+                data_dir=args.data, db=args.db, retention_days=args.retention_days
+            )
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        with CentralStore(settings) as store:
+            return _purge(store, args)
     with CentralStore(CentralSettings(data_dir=args.data, db=args.db)) as store:
         if args.command == "audit":
             return _audit(store, args)
@@ -596,6 +648,61 @@ def _local(args: argparse.Namespace) -> int:
         else:
             store.revoke_api_token(args.token_id)
             print(f"token {args.token_id} revoked")
+    return 0
+
+
+def _purge(store: Any, args: argparse.Namespace) -> int:
+    """``purge [--dry-run]``: the retention purge, recorded in the audit log (not a dry run)."""
+    result = store.purge(dry_run=args.dry_run, by="cli", record_empty=True)
+    if args.json:
+        _print_json(result)
+        return 0
+    cutoff = dt.datetime.fromtimestamp(result["cutoff_ms"] / 1000, dt.UTC)
+    verb = "would pseudonymise" if args.dry_run else "pseudonymised"
+    print(
+        f"{verb}: {result['events']} events ({len(result['devices'])} devices), "
+        f"{result['invitations']} invitations, {result['notifications']} notifications "
+        f"older than {result['retention_days']} days (before {cutoff:%Y-%m-%d %H:%M} UTC)"
+    )
+    return 0
+
+
+def _verify_export(args: argparse.Namespace) -> int:
+    """``verify-export FILE``: offline; exit 0 verified, 1 not, 2 unreadable."""
+    from .store.eventchain import verify_export
+
+    try:
+        document = json.loads(args.file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{args.file}: cannot read a JSON export ({exc})") from None
+    result = verify_export(document)
+    if args.json:
+        _print_json(result)
+    else:
+        for problem in result["problems"]:
+            where = "file" if problem["seq"] is None else f"seq {problem['seq']}"
+            print(f"{where}: {problem['problem']}: {problem['detail']}")
+        state = "verified" if result["ok"] else "FAILED"
+        anchor, end = result.get("anchor") or {}, result.get("end") or {}
+        print(
+            f"chain {state}: device {result.get('device_id')}, {result['events']} events "
+            f"({result['rehashed']} re-hashed, {result['links_only']} purged: links only); "
+            f"anchor seq {anchor.get('seq')} {anchor.get('hash')}, "
+            f"end seq {end.get('seq')} {end.get('hash')}"
+        )
+    return 0 if result["ok"] else 1
+
+
+def _events_export(admin: CentralAdmin, args: argparse.Namespace) -> int:
+    since = parse_time(args.since) * 1000 if args.since else None
+    until = parse_time(args.until) * 1000 if args.until else None
+    exported = admin.export_device_events(args.device_id, since_ms=since, until_ms=until)
+    args.out.write_text(json.dumps(exported, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    end = exported["end"]
+    print(
+        f"{len(exported['events'])} events of {args.device_id} written to {args.out}; "
+        f"anchor seq {exported['anchor']['seq']}, end seq {end['seq']} {end['hash']}"
+    )
     return 0
 
 
@@ -692,6 +799,8 @@ def _run(admin: CentralAdmin, args: argparse.Namespace) -> int:
         return _events(admin, args)
     if command == "faults":
         return _faults(admin, args)
+    if command == "events-export":
+        return _events_export(admin, args)
     if action is None:
         raise UsageError(f"{command}: give an action (see portier-central {command} --help)")
     if command == "invite" and action == "create":
@@ -805,8 +914,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
-        if args.command in ("operator", "token", "audit"):
+        if args.command in ("operator", "token", "audit", "purge"):
             return _local(args)
+        if args.command == "verify-export":
+            return _verify_export(args)
         url = getattr(args, "url", None) or os.environ.get(URL_ENV)
         if not url:
             raise UsageError(f"give --url URL (or set ${URL_ENV})")

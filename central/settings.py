@@ -169,6 +169,11 @@ class CentralSettings:
     notify_give_up_s: int = 24 * 3600
     #: How often the sender looks for due notifications.
     notify_poll_s: float = 1.0
+    #: Retention (central/store/retention.py): visitors' personal data (names, hosts, host
+    #: e-mails, photos) is pseudonymised this many days after it arrived (an invitation:
+    #: after it expired); ``serve`` purges every ``purge_interval_s``.
+    retention_days: int = 90
+    purge_interval_s: float = 3600.0
 
     def __post_init__(self) -> None:
         if isinstance(self.data_dir, str):
@@ -233,6 +238,8 @@ class CentralSettings:
         number("notify_retry_s", self.notify_retry_s, 0.01, 3600, unit=" seconds")
         integer("notify_give_up_s", self.notify_give_up_s, 1, 30 * 86_400)
         number("notify_poll_s", self.notify_poll_s, 0.01, 3600, unit=" seconds")
+        integer("retention_days", self.retention_days, 1, 36_500)
+        number("purge_interval_s", self.purge_interval_s, 0.1, 86_400, unit=" seconds")
         for name in ("tls_cert", "tls_key"):
             value = getattr(self, name)
             if isinstance(value, str):

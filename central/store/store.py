@@ -11,6 +11,7 @@ It is the domain mixins of this package over one :class:`~central.store.db.Datab
 ``deltas``         the ``changes`` log and ``GET /v1/deltas``
 ``audit``          the received view, stored events, chain re-walks, admin info
 ``operators``      operator accounts, API tokens, sessions, lock-out, operator journal
+``retention``      the purge of visitors' personal data after the retention period
 =================  ================================================================
 
 It is synchronous and not thread-safe by design: the server runs all of its calls on
@@ -34,6 +35,7 @@ from .devices import DevicesMixin
 from .events import EventsMixin
 from .keys import KeysMixin
 from .operators import OperatorsMixin
+from .retention import RetentionMixin
 from .schema import migrate
 from .sqlite import SqliteDatabase
 
@@ -73,6 +75,7 @@ class CentralStore(
     DeltasMixin,
     AuditMixin,
     OperatorsMixin,
+    RetentionMixin,
 ):
     """The reference central's database and rules.
 

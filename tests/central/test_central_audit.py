@@ -186,7 +186,10 @@ def test_rows_written_before_the_chain_are_chained_by_the_migration(tmp_path: Pa
         conn.execute("UPDATE operator_journal SET seq = 7 WHERE seq = 2")
         conn.execute("ALTER TABLE operator_journal DROP COLUMN prev_hash")
         conn.execute("ALTER TABLE operator_journal DROP COLUMN hash")
-        # And schema 6's (host notification).
+        # And schema 7's (retention), and schema 6's (host notification).
+        conn.execute("DROP INDEX events_received")
+        conn.execute("ALTER TABLE events DROP COLUMN purged_at_ms")
+        conn.execute("ALTER TABLE invitations DROP COLUMN purged_at_ms")
         conn.execute("DROP TABLE notifications")
         conn.execute("ALTER TABLE invitations DROP COLUMN host_email")
         conn.execute("ALTER TABLE invitations DROP COLUMN lang")

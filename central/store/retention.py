@@ -1,0 +1,295 @@
+"""Retention: visitors' personal data is purged after ``retention_days`` (default 90).
+
+What a purge does, in one transaction, to what is older than the cutoff (now minus
+``settings.retention_days``):
+
+* **events** received before the cutoff (``received_at_ms``, the central's clock, not the
+  device's): every personal field of the payload (:data:`PSEUDONYMISED_KEYS`: the visitor's,
+  a badge holder's, a guard's or the host's name, an e-mail address, a phone number, at any
+  depth) becomes a keyed pseudonym (:func:`pseudonym`: ``psn_`` and 16 hex digits of
+  HMAC-SHA256 under the central's pseudonym key, the same for the same name, so counts and
+  "how many visits by the same visitor" still work), a photo (:data:`DROPPED_KEYS`) becomes
+  null; the event is marked ``purged_at_ms``. Its seq, id, times, type, ``prev_hash`` and
+  ``hash`` stay as the device wrote them: the chain still verifies, by its links across
+  the purged events (:mod:`central.store.eventchain` says what that proves). An event with
+  nothing personal is left as it was (still re-hashable).
+* **invitations** that expired before the cutoff: visitor and host pseudonymised in the
+  stored invitation and in the deltas log (``changes``) that new doors read, host e-mail
+  removed; marked ``purged_at_ms``.
+* **host notifications** created before the cutoff: the message's visitor, host and
+  recipient pseudonymised, ``last_error`` (it may quote the address) cleared; one still
+  pending is given up (``failed``, "purged by retention").
+
+Each purge that changed something (and each one run from the command line) appends one
+``retention.purge`` row to the audit chain, in the same transaction: who (``system``,
+NULL operator), the cutoff and the counts, and each device's purged seq ranges.
+
+The pseudonym key is 32 random bytes in the ``meta`` table (``pseudonym_key``), made by the
+first purge. Pseudonymised data is still personal data in law (GDPR recital 26) as long as
+the key exists; deleting the key row makes the pseudonyms anonymous for good.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from portier_common.encoding import canonical_json
+
+from .base import StoreBase, dumps
+from .db import Connection
+from .operators import journal
+
+__all__ = [
+    "DROPPED_KEYS",
+    "PSEUDONYMISED_KEYS",
+    "PSEUDONYM_PREFIX",
+    "RetentionMixin",
+    "pseudonym",
+    "pseudonymise",
+]
+
+log = logging.getLogger(__name__)
+
+#: Payload and record fields holding a person's name or contact: replaced by a pseudonym.
+PSEUDONYMISED_KEYS = frozenset(
+    {"visitor", "holder", "host", "name", "host_email", "email", "phone"}
+)
+#: Fields dropped outright (null): no statistic needs them.
+DROPPED_KEYS = frozenset({"photo"})
+PSEUDONYM_PREFIX = "psn_"
+_KEY_NAME = "pseudonym_key"
+_DAY_MS = 86_400_000
+
+
+def pseudonym(key: bytes, value: str) -> str:
+    """The keyed pseudonym of *value* (trimmed, case-folded): ``psn_`` + 16 hex digits."""
+    normal = " ".join(value.split()).casefold()
+    digest = hmac.new(key, normal.encode("utf-8"), hashlib.sha256).hexdigest()
+    return PSEUDONYM_PREFIX + digest[:16]
+
+
+def pseudonymise(value: Any, key: bytes) -> tuple[Any, bool]:
+    """Return *value* (JSON data) with every personal field pseudonymised or dropped, and
+    whether anything changed. Already pseudonymised values are left as they are."""
+    if isinstance(value, list):
+        changed = False
+        items = []
+        for item in value:
+            new, did = pseudonymise(item, key)
+            items.append(new)
+            changed = changed or did
+        return items, changed
+    if not isinstance(value, Mapping):
+        return value, False
+    out: dict[str, Any] = {}
+    changed = False
+    for name, item in value.items():
+        if name in DROPPED_KEYS:
+            out[name] = None
+            changed = changed or item is not None
+        elif name in PSEUDONYMISED_KEYS and isinstance(item, str):
+            if item == "" or item.startswith(PSEUDONYM_PREFIX):
+                out[name] = item
+            else:
+                out[name] = pseudonym(key, item)
+                changed = True
+        elif (
+            name in PSEUDONYMISED_KEYS
+            and item is not None
+            and not isinstance(item, (Mapping, list))
+        ):
+            out[name] = None  # a number or a flag where a name goes: nothing to keep
+            changed = True
+        else:
+            out[name], did = pseudonymise(item, key)
+            changed = changed or did
+    return out, changed
+
+
+def _ranges(seqs: list[int]) -> list[list[int]]:
+    """[1, 2, 3, 7] -> [[1, 3], [7, 7]]."""
+    out: list[list[int]] = []
+    for seq in sorted(seqs):
+        if out and seq == out[-1][1] + 1:
+            out[-1][1] = seq
+        else:
+            out.append([seq, seq])
+    return out
+
+
+def pseudonym_key(conn: Connection, *, create: bool) -> bytes | None:
+    """The central's pseudonym key (``meta.pseudonym_key``), made when *create* and missing."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (_KEY_NAME,)).fetchone()
+    if row is not None:
+        return bytes.fromhex(str(row["value"]))
+    if not create:
+        return None
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+        (_KEY_NAME, secrets.token_hex(32)),
+    )
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (_KEY_NAME,)).fetchone()
+    return bytes.fromhex(str(row["value"]))
+
+
+class RetentionMixin(StoreBase):
+    """The retention purge (``portier-central purge``, and periodically in ``serve``)."""
+
+    def purge(
+        self,
+        *,
+        retention_days: int | None = None,
+        dry_run: bool = False,
+        by: str = "system",
+        record_empty: bool = False,
+    ) -> dict[str, Any]:
+        """Pseudonymise what is older than *retention_days* (default: the setting).
+
+        Args:
+            dry_run: count what would be purged; change nothing, record nothing.
+            by: who ran it, for the audit row (``system``: the serve loop; ``cli``).
+            record_empty: append the audit row even when nothing was purged.
+
+        Returns:
+            ``{"dry_run", "retention_days", "cutoff_ms", "events", "invitations",
+            "notifications", "devices": {device_id: [[first_seq, last_seq], ...]}}``.
+        """
+        days = self.settings.retention_days if retention_days is None else retention_days
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 36_500:
+            raise ValueError(f"retention_days: {days!r} must be 1 to 36500 days")
+        now = self.now_ms()
+        cutoff = now - days * _DAY_MS
+        with self._tx() as conn:
+            key = pseudonym_key(conn, create=not dry_run) or secrets.token_bytes(32)
+            events = self._purge_events(conn, key, cutoff, now, dry_run)
+            invitations = self._purge_invitations(conn, key, cutoff, now, dry_run)
+            notifications = self._purge_notifications(conn, key, cutoff, now, dry_run)
+            result = {
+                "dry_run": dry_run,
+                "retention_days": days,
+                "cutoff_ms": cutoff,
+                "events": sum(len(seqs) for seqs in events.values()),
+                "invitations": invitations,
+                "notifications": notifications,
+                "devices": {device: _ranges(seqs) for device, seqs in sorted(events.items())},
+            }
+            changed = result["events"] or invitations or notifications
+            if not dry_run and (changed or record_empty):
+                detail = {k: v for k, v in result.items() if k != "dry_run"}
+                journal(conn, now, None, "retention.purge", {"by": by, **detail})
+        if changed:
+            log.info(
+                "retention%s: %d events, %d invitations, %d notifications older than %d days",
+                " (dry run)" if dry_run else "",
+                result["events"],
+                invitations,
+                notifications,
+                days,
+            )
+        return result
+
+    @staticmethod
+    def _purge_events(
+        conn: Connection, key: bytes, cutoff: int, now: int, dry_run: bool
+    ) -> dict[str, list[int]]:
+        # Events already looked at by an earlier purge are below its cutoff (the watermark):
+        # only the newly old ones are read, through the received_at_ms index.
+        mark = conn.execute(
+            "SELECT value FROM meta WHERE key = 'retention_events_cutoff'"
+        ).fetchone()
+        # (Five minutes back: several central processes' clocks differ a little.)
+        low = int(str(mark["value"])) - 300_000 if mark is not None else -(2**62)
+        purged: dict[str, list[int]] = {}
+        rows = conn.execute(
+            "SELECT device_id, seq, payload FROM events WHERE received_at_ms >= ? AND "
+            "received_at_ms < ? AND purged_at_ms IS NULL AND payload IS NOT NULL",
+            (low, cutoff),
+        ).fetchall()
+        for row in rows:
+            try:
+                payload = json.loads(row["payload"])
+            except ValueError:
+                continue
+            new, changed = pseudonymise(payload, key)
+            if not changed:
+                continue
+            purged.setdefault(row["device_id"], []).append(row["seq"])
+            if not dry_run:
+                conn.execute(
+                    "UPDATE events SET payload = ?, purged_at_ms = ? WHERE device_id = ? AND "
+                    "seq = ?",
+                    (canonical_json(new), now, row["device_id"], row["seq"]),
+                )
+        if not dry_run and (mark is None or cutoff > int(str(mark["value"]))):
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('retention_events_cutoff', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(cutoff),),
+            )
+        return purged
+
+    @staticmethod
+    def _purge_invitations(
+        conn: Connection, key: bytes, cutoff: int, now: int, dry_run: bool
+    ) -> int:
+        rows = conn.execute(
+            "SELECT id, data FROM invitations WHERE purged_at_ms IS NULL AND expires < ?",
+            (cutoff // 1000,),
+        ).fetchall()
+        if dry_run:
+            return len(rows)
+        for row in rows:
+            data, _ = pseudonymise(json.loads(row["data"]), key)
+            conn.execute(
+                "UPDATE invitations SET data = ?, host_email = NULL, purged_at_ms = ? WHERE id = ?",
+                (dumps(data), now, row["id"]),
+            )
+            # What a door that polls from the start would still be sent.
+            for change in conn.execute(
+                "SELECT seq, data FROM changes WHERE kind = 'invitation' AND key = ? "
+                "AND data IS NOT NULL",
+                (row["id"],),
+            ).fetchall():
+                new, changed = pseudonymise(json.loads(change["data"]), key)
+                if changed:
+                    conn.execute(
+                        "UPDATE changes SET data = ? WHERE seq = ?", (dumps(new), change["seq"])
+                    )
+        return len(rows)
+
+    @staticmethod
+    def _purge_notifications(
+        conn: Connection, key: bytes, cutoff: int, now: int, dry_run: bool
+    ) -> int:
+        rows = conn.execute(
+            "SELECT device_id, event_id, channel, status, data FROM notifications "
+            "WHERE purged_at_ms IS NULL AND created_ms < ?",
+            (cutoff,),
+        ).fetchall()
+        if dry_run:
+            return len(rows)
+        for row in rows:
+            data, _ = pseudonymise(json.loads(row["data"]), key)
+            pending = row["status"] == "pending"
+            conn.execute(
+                "UPDATE notifications SET data = ?, purged_at_ms = ?, status = ?, "
+                "last_error = ?, done_ms = coalesce(done_ms, ?) "
+                "WHERE device_id = ? AND event_id = ? AND channel = ?",
+                (
+                    dumps(data),
+                    now,
+                    "failed" if pending else row["status"],
+                    "purged by retention before it was sent" if pending else None,
+                    now,
+                    row["device_id"],
+                    row["event_id"],
+                    row["channel"],
+                ),
+            )
+        return len(rows)
