@@ -42,6 +42,7 @@ from edge_agent.door import (
     GrantRefused,
     Scheduler,
 )
+from edge_agent.errors import ActionError
 from edge_agent.events import EventBus
 from edge_agent.grants import OpenGrants
 from edge_agent.guards import (
@@ -118,20 +119,6 @@ EXPECTED_MAX = 200
 #: Journal events read back (newest first) to find today's check-ins: a bound on the
 #: work of one "expected today" answer, whatever the journal's size.
 CHECKIN_SCAN_MAX = 20_000
-
-
-class ActionError(Exception):
-    """A request the agent refuses; ``code`` says why (a stable reason code).
-
-    A domain error: it carries no HTTP status. The local API chooses the status of
-    each code, in one table (:data:`edge_agent.api.ACTION_STATUS`).
-    """
-
-    def __init__(self, code: str, message: str, extra: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        #: More fields of the error answer (a refused check-in's ``reason``...).
-        self.extra = extra or {}
 
 
 class Link(Protocol):
