@@ -1566,39 +1566,8 @@ class Agent:
 
     # -- simulator ----------------------------------------------------------------
     def simulate(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Drive simulated hardware (the demo panel). Refused on real hardware."""
-        sim = self.devices.door_sim
-        reader = self.devices.reader
-        if not self.devices.simulated:
-            raise ActionError("not_simulated", "this agent runs on real hardware")
-        on = bool(body.get("on", True))
-        door_actions: dict[str, Callable[[], None]] = {}
-        if sim is not None:
-            door_actions = {
-                "door_open": sim.open_door,
-                "door_close": sim.close_door,
-                "rex": sim.press_rex,
-                "fire": lambda: sim.fire_alarm(on),
-                "tamper": lambda: sim.tamper(on),
-            }
-        if action in door_actions:
-            door_actions[action]()
-        elif action == "badge" and reader is not None and hasattr(reader, "present"):
-            uid = body.get("uid")
-            if not isinstance(uid, str):
-                raise ActionError("bad_request", "'uid' (hex) is required")
-            records = []
-            if isinstance(body.get("sun_url"), str):
-                import ndef
-
-                records.append(ndef.UriRecord(body["sun_url"]))
-            try:
-                reader.present(uid, ndef=records)
-            except ValueError as exc:
-                raise ActionError("bad_request", str(exc)) from exc
-        else:
-            raise ActionError("unknown_action", f"no simulated action {action!r}")
-        return {"ok": True, "action": action}
+        """Drive simulated hardware (the demo panel): :meth:`Devices.simulate`."""
+        return self.devices.simulate(action, body)
 
     # -- status -----------------------------------------------------------------
     def cache_state(self, now: float | None = None) -> dict[str, Any]:
