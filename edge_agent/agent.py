@@ -19,6 +19,7 @@ HTTP status :mod:`edge_agent.api` chooses (docs/architecture.md, "Inside the age
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -26,7 +27,6 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
@@ -54,15 +54,14 @@ from edge_agent.guards import (
     dummy_hash,
 )
 from edge_agent.policy import (
-    CachedInvitation,
     Credential,
     Decision,
     DoorPolicy,
     decide,
-    judge_invitation,
 )
 from edge_agent.store import Store, StoreError, StoreFull
 from edge_agent.timefloor import ClockTrust, TimeFloor, os_clock_synchronised
+from edge_agent.visitors import HelpCall, VisitorDesk
 from portier_common.ntag424 import SunError
 from portier_common.pins import valid_pin_text, verify_pin
 from portier_common.reasons import Reason
@@ -77,14 +76,6 @@ _MODE_OF_ACTION = {
     "free_access": DoorMode.FREE_ACCESS,
     "normal": DoorMode.NORMAL,
 }
-#: A visitor may self check-in (with a photo) this long after their QR was granted.
-CHECKIN_WINDOW_S = 300.0
-#: At most this many recent QR grants are remembered for self check-in (oldest forgotten).
-MAX_RECENT_GRANTS = 1024
-#: A check-in photo larger than this is refused (``photo_too_large``): a kiosk photo
-#: is a few hundred KiB; this keeps one visitor from filling the media store.
-MAX_CHECKIN_PHOTO_BYTES = 1024 * 1024
-
 #: Durable agent state (store ``meta`` table, ``synchronous=FULL``): the door's mode as
 #: last set by a guard or the central, ``{"mode", "by", "why", "at_ms"}`` (JSON) ...
 STATE_DOOR_MODE = "agent.door_mode"
@@ -112,13 +103,6 @@ OPEN_MODES = ("now", "on_request")
 #: The smallest tolerance below the time floor, whatever ``max_clock_skew_s`` says:
 #: the central's time in a heartbeat is only known to within its round trip.
 MIN_CLOCK_TOLERANCE_S = 1.0
-#: Longest reason a guard may give to override a refused manual check-in.
-OVERRIDE_REASON_MAX = 200
-#: The guard console's "expected today" list: at most this many invitations per answer.
-EXPECTED_MAX = 200
-#: Journal events read back (newest first) to find today's check-ins: a bound on the
-#: work of one "expected today" answer, whatever the journal's size.
-CHECKIN_SCAN_MAX = 20_000
 
 
 class Link(Protocol):
@@ -167,8 +151,6 @@ class Agent:
         self._mono = mono_clock
         self._started_mono = mono_clock()
         self._journal_lock = threading.Lock()
-        #: invitation id -> [monotonic time of its latest grant here, checked in since].
-        self._recent_grants: OrderedDict[str, list[Any]] = OrderedDict()
         self._grants_lock = threading.Lock()
         #: Grants opened on request (the kiosk's welcome step).
         self.grants = OpenGrants(
@@ -222,8 +204,6 @@ class Agent:
         self._guard_taps: dict[str, tuple[str, float]] = {}
         self._guard_watch: threading.Thread | None = None
         self._guard_watch_stop = threading.Event()
-        #: One visitor Help call at a time: the "already raised" check and the raise.
-        self._help_lock = threading.Lock()
         if not config.guard.console:
             # No console: keep no guard PIN hash to be searched offline on a stolen door.
             store.cache.keep_guard_secrets = False
@@ -241,6 +221,19 @@ class Agent:
             if devices.door_io is not None
             else None
         )
+        #: Visitors' check-ins and the guard console's lists of invitations.
+        self.visitors = VisitorDesk(
+            store,
+            self.cache,
+            policy=lambda: self.policy,  # the central's door settings replace it
+            trust=functools.partial(self.check_clock, upkeep=False),
+            guard_session=self.guard_session,
+            journal=self.journal,
+            wall=wall_clock,
+            mono=mono_clock,
+        )
+        #: The kiosk's Help button.
+        self.help = HelpCall(self.door, door_cfg, journal=self.journal)
         self._reader_stop = threading.Event()
         self._reader_thread: threading.Thread | None = None
         self._closed = False
@@ -573,7 +566,7 @@ class Agent:
         if decision.granted and held is not None:
             grant = self.grants.hold(payload["grant_ref"], decision, event)
             if decision.kind == "qr":
-                self._remember_grant(decision.credential_id)
+                self.visitors.remember_grant(decision.credential_id)
             return {**payload, "seq": event.seq, "event_id": event.id, "grant": grant}
         if decision.granted and deadline is not None and self._mono() >= deadline:
             # Decided, but its caller gave up meanwhile: nobody stands at the door now.
@@ -595,7 +588,7 @@ class Agent:
                 )
                 payload = {**payload, "granted": False, "reason": Reason.LOCKDOWN.value}
         if decision.granted and decision.kind == "qr":
-            self._remember_grant(decision.credential_id)
+            self.visitors.remember_grant(decision.credential_id)
         return {**payload, "seq": event.seq, "event_id": event.id}
 
     # -- grants opened on request (the kiosk's welcome step) ---------------------------
@@ -739,22 +732,6 @@ class Agent:
             except StoreError:
                 log.exception("could not journal the time floor reset")
         self.check_clock()
-
-    def _remember_grant(self, invitation_id: str) -> None:
-        # Each grant allows one self check-in (a new grant of a multi-use invitation
-        # allows a new one). Only grants inside the check-in window matter, and at
-        # most MAX_RECENT_GRANTS of them: memory stays bounded whatever is presented.
-        now = self._mono()
-        with self._grants_lock:
-            self._recent_grants.pop(invitation_id, None)
-            self._recent_grants[invitation_id] = [now, False]
-            while self._recent_grants:
-                oldest = next(iter(self._recent_grants.values()))
-                if len(self._recent_grants) <= MAX_RECENT_GRANTS and (
-                    now - oldest[0] <= CHECKIN_WINDOW_S
-                ):
-                    break
-                self._recent_grants.popitem(last=False)
 
     def _journal_consumed(
         self, decision: Decision, payload: dict[str, Any], credential: Credential
@@ -1278,24 +1255,11 @@ class Agent:
                 return "no_such_alarm", f"no unacknowledged {alarm} alarm"
         return None
 
-    # -- visitors ---------------------------------------------------------------
+    # -- visitors (edge_agent.visitors) ---------------------------------------------
     def visitor_lookup(self, token: str, query: str, limit: int = 20) -> list[dict[str, Any]]:
-        """Invitations whose visitor name starts with ``query`` (guard only)."""
-        self.guard_session(token)
-        found = self.store.cache.find_invitations(query, limit=limit)
-        return [
-            {
-                "invitation_id": i.id,
-                "visitor": i.visitor,
-                "host": i.host,
-                "doors": list(i.doors) if i.doors is not None else None,
-                "not_before": i.not_before,
-                "not_after": i.not_after,
-                "single_use": i.single_use,
-                "used": self.store.replay.is_used(i.id),
-            }
-            for i in found
-        ]
+        """Invitations whose visitor name starts with ``query`` (guard only):
+        :meth:`VisitorDesk.lookup`."""
+        return self.visitors.lookup(token, query, limit)
 
     def checkin(
         self,
@@ -1306,222 +1270,19 @@ class Agent:
         token: str | None = None,
         override_reason: str | None = None,
     ) -> dict[str, Any]:
-        """Record a visitor's check-in, with a photo only if they consented.
-
-        A visitor may check in themselves once per grant, within
-        :data:`CHECKIN_WINDOW_S` of their invitation being granted at this door
-        (a second try is refused with ``already_checked_in``; a new grant of a
-        multi-use invitation allows a new check-in). Any other check-in is a manual
-        one and needs a guard session (``token``). A photo over
-        :data:`MAX_CHECKIN_PHOTO_BYTES` is refused (``photo_too_large``).
-
-        A manual check-in runs the scan's rules on the cached invitation
-        (:func:`~edge_agent.policy.judge_invitation`): one that is unknown here is
-        refused (``unknown_invitation``); one the policy refuses (expired, not yet
-        valid, revoked, wrong site or door, clock not trusted) is journaled as
-        ``visitor.checkin_refused`` and refused ``checkin_refused`` with its ``reason``
-        -- unless the guard gives an ``override_reason``: then it is checked in, and the
-        ``visitor.checked_in`` event carries ``override {guard_id, name, reason, refused_reason}``.
-        """
-        if override_reason is not None and (
-            not isinstance(override_reason, str)
-            or not override_reason.strip()
-            or len(override_reason) > OVERRIDE_REASON_MAX
-        ):
-            raise ActionError(
-                "bad_request",
-                f"'override_reason' must be 1 to {OVERRIDE_REASON_MAX} characters of text",
-            )
-        if photo and len(photo) > MAX_CHECKIN_PHOTO_BYTES:
-            raise ActionError(
-                "photo_too_large",
-                f"a check-in photo is at most {MAX_CHECKIN_PHOTO_BYTES} bytes",
-            )
-        if photo and not consent:
-            raise ActionError("no_consent", "a photo is taken only with the visitor's consent")
-        with self._grants_lock:
-            grant = self._recent_grants.get(invitation_id)
-            in_window = grant is not None and self._mono() - grant[0] <= CHECKIN_WINDOW_S
-            self_service = in_window and grant is not None and not grant[1]
-            if self_service:
-                assert grant is not None
-                grant[1] = True  # taken now, so a concurrent second check-in is refused
-        by = "visitor"
-        extra: dict[str, Any] = {}
-        try:
-            if not self_service:
-                if token is None:
-                    if in_window:
-                        # One grant, one check-in: not ten check-ins with ten photos.
-                        raise ActionError(
-                            "already_checked_in",
-                            "this visit is checked in already; a guard can check in again",
-                        )
-                    raise ActionError("guard_required", "manual check-in needs a guard")
-                session = self.guard_session(token)
-                by = f"guard:{session.guard_id}"
-                extra = self._judge_manual_checkin(session, invitation_id, override_reason)
-            else:
-                # The guard console's events name the visitor, not an invitation id.
-                cached = self.store.cache.invitation(invitation_id)
-                if cached is not None:
-                    extra = {"visitor": cached.visitor}
-            media_id = None
-            if photo and consent:
-                try:
-                    media_id = self.store.media.put(photo, content_type="image/jpeg").id
-                except StoreError as exc:
-                    log.warning("photo not stored (%s); check-in goes on without it", exc)
-            event = self.journal(
-                "visitor.checked_in",
-                {
-                    "invitation_id": invitation_id,
-                    "by": by,
-                    "photo": media_id,
-                    "consent": consent,
-                    **extra,
-                },
-            )
-        except BaseException:
-            if self_service and grant is not None:
-                with self._grants_lock:
-                    grant[1] = False  # not checked in after all: the visitor may try again
-            raise
-        answer = {"checked_in": True, "seq": event.seq, "photo": media_id}
-        if "override" in extra:
-            answer["override"] = extra["override"]
-        return answer
-
-    def _judge_manual_checkin(
-        self, session: Session, invitation_id: str, override_reason: str | None
-    ) -> dict[str, Any]:
-        """The policy's word on a guard's check-in of ``invitation_id``: the fields the
-        ``visitor.checked_in`` event adds (the visitor's name, an override), or
-        :class:`ActionError` for a refusal (journaled ``visitor.checkin_refused``)."""
-        cached = self.store.cache.invitation(invitation_id)
-        if cached is None:
-            raise ActionError("unknown_invitation", "no such invitation in this door's cache")
-        data = cached.data or {}
-        site = data.get("site")
-        zones = tuple(str(z) for z in data.get("zones") or ())
-        invitation = CachedInvitation(
-            invitation_id=cached.id,
-            visitor=cached.visitor,
-            host=cached.host or "",
-            site=site if isinstance(site, str) else None,
-            # A cache entry that names neither doors nor zones says nothing of its scope.
-            doors=None if cached.doors is None and not zones else tuple(cached.doors or ()),
-            zones=zones,
-            not_before=cached.not_before,
-            not_after=cached.not_after,
+        """Record a visitor's check-in (self, or manual with a guard's ``token``):
+        :meth:`VisitorDesk.checkin`."""
+        return self.visitors.checkin(
+            invitation_id,
+            consent=consent,
+            photo=photo,
+            token=token,
+            override_reason=override_reason,
         )
-        now = self._wall()
-        trust = self.check_clock(now, upkeep=False)
-        decision = judge_invitation(
-            invitation,
-            self.policy,
-            now,
-            self.cache,
-            clock_floor=None if trust.trusted else trust.floor,
-        )
-        fields: dict[str, Any] = {"visitor": cached.visitor}
-        if decision.granted:
-            return fields
-        code = decision.reason.value
-        if override_reason is None:
-            self.journal(
-                "visitor.checkin_refused",
-                {
-                    "invitation_id": invitation_id,
-                    "visitor": cached.visitor,
-                    "guard_id": session.guard_id,
-                    "name": session.name,
-                    "reason_code": code,
-                    "detail": decision.detail,
-                },
-            )
-            raise ActionError(
-                "checkin_refused",
-                f"{decision.detail}: a guard may check in anyway with a reason",
-                extra={
-                    "reason": code,
-                    "detail": decision.detail,
-                    "visitor": cached.visitor,
-                    "not_before": cached.not_before,
-                    "not_after": cached.not_after,
-                },
-            )
-        fields["override"] = {
-            "guard_id": session.guard_id,
-            "name": session.name,
-            "reason": override_reason.strip(),
-            "refused_reason": code,
-        }
-        return fields
 
     def expected_today(self, token: str, limit: int = 100) -> dict[str, Any]:
-        """The invitations valid today (the agent's local day), for the guard console.
-
-        At most ``limit`` (bounded by :data:`EXPECTED_MAX`; ``truncated`` says there
-        were more), by start of validity then name, each with its doors and zones, whether
-        it was checked in today (``checked_in_at``) and whether a single-use one was used.
-        """
-        self.guard_session(token)
-        limit = max(1, min(EXPECTED_MAX, limit))
-        now = self._wall()
-        local = time.localtime(now)
-        start = int(time.mktime((*local[:3], 0, 0, 0, 0, 0, -1)))
-        end = int(time.mktime((*local[:2], local[2] + 1, 0, 0, 0, 0, 0, -1)))
-        found = self.store.cache.invitations_valid_between(start, end, limit + 1)
-        checked = self._checkins_since(start * 1000)
-        items = []
-        for inv in found[:limit]:
-            data = inv.data or {}
-            items.append(
-                {
-                    "invitation_id": inv.id,
-                    "visitor": inv.visitor,
-                    "host": inv.host,
-                    "doors": list(inv.doors) if inv.doors is not None else None,
-                    "zones": [str(z) for z in data.get("zones") or ()],
-                    "not_before": inv.not_before,
-                    "not_after": inv.not_after,
-                    "single_use": inv.single_use,
-                    "used": self.store.replay.is_used(inv.id),
-                    "revoked": self.cache.is_revoked("invitation", inv.id),
-                    "checked_in_at": checked.get(inv.id),
-                }
-            )
-        return {
-            "day_start": start,
-            "day_end": end,
-            "invitations": items,
-            "truncated": len(found) > limit,
-        }
-
-    def _checkins_since(self, since_ms: int) -> dict[str, float]:
-        """Invitation id -> time of its latest ``visitor.checked_in`` at or after
-        ``since_ms``, reading the journal back from its head (at most
-        :data:`CHECKIN_SCAN_MAX` events)."""
-        found: dict[str, float] = {}
-        seq = self.store.journal.head().seq
-        read = 0
-        page = 500
-        while seq >= 1 and read < CHECKIN_SCAN_MAX:
-            first = max(1, seq - page + 1)
-            events = self.store.journal.events(from_seq=first, limit=seq - first + 1)
-            if not events:
-                break
-            for event in reversed(events):
-                if event.wall_ms < since_ms:
-                    return found
-                if event.type == "visitor.checked_in":
-                    ident = event.payload.get("invitation_id")
-                    if isinstance(ident, str) and ident not in found:
-                        found[ident] = event.wall_ms / 1000.0
-            read += len(events)
-            seq = first - 1
-        return found
+        """The invitations valid today (guard only): :meth:`VisitorDesk.expected_today`."""
+        return self.visitors.expected_today(token, limit)
 
     def recent_events(self, limit: int = 50) -> list[dict[str, Any]]:
         """The latest journal events, newest first (the guard console's list)."""
@@ -1532,37 +1293,10 @@ class Agent:
             for e in reversed(events)
         ]
 
-    # -- a visitor's call for help ------------------------------------------------------
+    # -- a visitor's call for help (edge_agent.visitors) --------------------------------
     def call_help(self, screen: str, lang: str) -> dict[str, Any]:
-        """A visitor pressed Help on the kiosk: journal ``visitor.help``, raise ``help_requested``.
-
-        One call per alarm: while ``help_requested`` is active, further presses (a
-        child pressing a hundred times) journal and raise nothing and answer
-        ``already: true``. The alarm clears after ``[door] help_alarm_s`` or when a
-        guard acknowledges it. Raises :class:`ActionError` ``bad_request`` for a bad
-        screen or language, ``no_door`` on an agent without a door.
-        """
-        if not isinstance(screen, str) or not screen.isidentifier() or len(screen) > 40:
-            raise ActionError("bad_request", "'screen' must be a screen name (identifier)")
-        if not isinstance(lang, str) or not lang.isalpha() or not 2 <= len(lang) <= 8:
-            raise ActionError("bad_request", "'lang' must be a language code such as 'en'")
-        door = self.door
-        if door is None:
-            raise ActionError("no_door", "this agent controls no door")
-        with self._help_lock:
-            if door.alarm_raised_at(Alarm.HELP_REQUESTED) is not None:
-                return {"called": True, "already": True, "alarm": Alarm.HELP_REQUESTED.value}
-            payload = {"door": self.config.door.id, "screen": screen, "lang": lang.lower()}
-            self.journal("visitor.help", payload)
-            door.raise_alarm(Alarm.HELP_REQUESTED, screen=screen, lang=lang.lower())
-            raised_at = door.alarm_raised_at(Alarm.HELP_REQUESTED)
-        log.warning("visitor help requested at %s (%s)", screen, lang)
-
-        def clear_help() -> None:
-            door.clear_alarm(Alarm.HELP_REQUESTED, since=raised_at)
-
-        door.scheduler.call_later(self.config.door.help_alarm_s, clear_help)
-        return {"called": True, "already": False, "alarm": Alarm.HELP_REQUESTED.value}
+        """A visitor pressed Help on the kiosk: :meth:`HelpCall.call`."""
+        return self.help.call(screen, lang)
 
     # -- simulator ----------------------------------------------------------------
     def simulate(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
