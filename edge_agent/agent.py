@@ -12,7 +12,12 @@ translates. The order of work for a credential is the design's promise:
 
 The jobs beside that are classes it composes: :class:`~edge_agent.events.EventBus`,
 :class:`~edge_agent.cacheview.StoreCacheView`, :class:`~edge_agent.grants.OpenGrants`,
-:class:`~edge_agent.door.DoorController`. The link to the central is given at
+:class:`~edge_agent.door.DoorController`, :class:`~edge_agent.guarddesk.GuardDesk`
+(guard logins and sessions), :class:`~edge_agent.visitors.VisitorDesk` (check-ins,
+the expected-today list) and :class:`~edge_agent.visitors.HelpCall`; the simulator's
+actions are :meth:`~edge_agent.devices.Devices.simulate`. The local API calls the
+agent's methods only: where the work is a composed class's, the method delegates.
+The link to the central is given at
 construction (``link``); refusals are :class:`ActionError` with a reason code, whose
 HTTP status :mod:`edge_agent.api` chooses (docs/architecture.md, "Inside the agent").
 """
@@ -20,7 +25,6 @@ HTTP status :mod:`edge_agent.api` chooses (docs/architecture.md, "Inside the age
 from __future__ import annotations
 
 import functools
-import hmac
 import json
 import logging
 import secrets
@@ -35,7 +39,6 @@ from edge_agent.cacheview import StoreCacheView
 from edge_agent.config import AgentConfig
 from edge_agent.devices import Devices
 from edge_agent.door import (
-    Alarm,
     DoorController,
     DoorMode,
     DoorSettings,
@@ -45,14 +48,8 @@ from edge_agent.door import (
 from edge_agent.errors import ActionError
 from edge_agent.events import EventBus
 from edge_agent.grants import OpenGrants
-from edge_agent.guards import (
-    Guard,
-    GuardDenied,
-    GuardSessions,
-    Session,
-    TokenBucket,
-    dummy_hash,
-)
+from edge_agent.guarddesk import MODE_OF_ACTION, GuardDesk, action_refusal
+from edge_agent.guards import Session
 from edge_agent.policy import (
     Credential,
     Decision,
@@ -62,20 +59,10 @@ from edge_agent.policy import (
 from edge_agent.store import Store, StoreError, StoreFull
 from edge_agent.timefloor import ClockTrust, TimeFloor, os_clock_synchronised
 from edge_agent.visitors import HelpCall, VisitorDesk
-from portier_common.ntag424 import SunError
-from portier_common.pins import valid_pin_text, verify_pin
 from portier_common.reasons import Reason
-from portier_common.uid import BadgeUid
 
 log = logging.getLogger(__name__)
 
-#: Guard actions the local API accepts, and the door mode each one sets.
-GUARD_ACTIONS = ("open_once", "lockdown", "free_access", "normal", "acknowledge")
-_MODE_OF_ACTION = {
-    "lockdown": DoorMode.LOCKDOWN,
-    "free_access": DoorMode.FREE_ACCESS,
-    "normal": DoorMode.NORMAL,
-}
 #: Durable agent state (store ``meta`` table, ``synchronous=FULL``): the door's mode as
 #: last set by a guard or the central, ``{"mode", "by", "why", "at_ms"}`` (JSON) ...
 STATE_DOOR_MODE = "agent.door_mode"
@@ -84,18 +71,6 @@ STATE_DOOR_MODE = "agent.door_mode"
 STATE_CENTRAL_MODE = "agent.central_mode"
 #: The modes a guard or the central can set (emergency follows the fire input).
 SETTABLE_MODES = (DoorMode.NORMAL, DoorMode.LOCKDOWN, DoorMode.FREE_ACCESS)
-#: A guard's NTAG 424 tap at this device's own reader may open a login this long after.
-GUARD_TAP_WINDOW_S = 60.0
-#: How often open guard sessions are re-checked against the cache (revocations).
-GUARD_SWEEP_S = 2.0
-#: Longest text of a caller's value kept in a ``guard.login_failed`` event.
-JOURNAL_TEXT_MAX = 64
-#: Refusals of an NTAG 424 guard's login that come before any PIN could count.
-_TAP_REFUSALS = frozenset(
-    {"tap_required", "tap_unverifiable", "bad_tap", "tap_mismatch", "replayed"}
-)
-#: Longest SUN URL a guard login accepts (an NTAG 424 URL is well under 256).
-MAX_SUN_CHARS = 1024
 #: The alarm raised (``alarm.raised``) while the wall clock is below the time floor.
 CLOCK_ALARM = "clock_untrusted"
 #: The values ``POST /v1/present`` accepts for ``open``.
@@ -151,7 +126,6 @@ class Agent:
         self._mono = mono_clock
         self._started_mono = mono_clock()
         self._journal_lock = threading.Lock()
-        self._grants_lock = threading.Lock()
         #: Grants opened on request (the kiosk's welcome step).
         self.grants = OpenGrants(
             store,
@@ -193,23 +167,20 @@ class Agent:
         self._clock_lock = threading.Lock()
         self._clock_alarm = False
         self.sun = config.ntag424.verifier()
-        self.guards = GuardSessions(mono_clock, session_timeout_s=config.guard.session_timeout_s)
-        self.guard_bucket = TokenBucket(
-            config.guard.login_attempts_per_minute, config.guard.login_burst
+        #: Guard logins and sessions (badge, tap, PIN, lock-out), and guard actions' rules.
+        self.guards = GuardDesk(
+            config,
+            store,
+            self.cache,
+            sun=self.sun,
+            journal=self.journal,
+            append_claimed=self._append_claimed,
+            publish=self.bus.publish,
+            share_counter=self._share_counter,
+            check_clock=self.check_clock,
+            wall=wall_clock,
+            mono=mono_clock,
         )
-        # One login at a time: the failure count read, the PIN check and the
-        # durable update cannot interleave (and scrypt never runs twice at once).
-        self._guard_login_lock = threading.Lock()
-        #: NTAG 424 guard taps at this device's reader: UID -> (SUN URL, monotonic time).
-        self._guard_taps: dict[str, tuple[str, float]] = {}
-        self._guard_watch: threading.Thread | None = None
-        self._guard_watch_stop = threading.Event()
-        if not config.guard.console:
-            # No console: keep no guard PIN hash to be searched offline on a stolen door.
-            store.cache.keep_guard_secrets = False
-            stripped = store.cache.strip_guard_secrets()
-            if stripped:
-                log.info("dropped %d guard PIN hashes: this device has no guard console", stripped)
         self.door = (
             DoorController(
                 devices.door_io,
@@ -227,7 +198,7 @@ class Agent:
             self.cache,
             policy=lambda: self.policy,  # the central's door settings replace it
             trust=functools.partial(self.check_clock, upkeep=False),
-            guard_session=self.guard_session,
+            guard_session=self.guards.session,
             journal=self.journal,
             wall=wall_clock,
             mono=mono_clock,
@@ -439,6 +410,18 @@ class Agent:
             self.bus.publish(kind, {"seq": event.seq, "event_id": event.id, **payload})
         return events
 
+    def _append_claimed(
+        self,
+        claim: Callable[[Any], bool],
+        granted: list[tuple[str, dict[str, Any]]],
+        refused: list[tuple[str, dict[str, Any]]],
+    ) -> tuple[list[Any], bool]:
+        """Run ``claim`` and journal ``granted`` or ``refused`` in one commit; publish them."""
+        events, ok = self.store.journal.append_claimed(claim, granted, refused)
+        for event, (kind, body) in zip(events, granted if ok else refused, strict=True):
+            self.bus.publish(kind, {"seq": event.seq, "event_id": event.id, **body})
+        return events, ok
+
     def _shared_claim(
         self, decision: Decision, credential: Credential
     ) -> tuple[str, dict[str, Any]] | None:
@@ -459,8 +442,16 @@ class Agent:
         if what == "invitation":
             payload = {"invitation_id": ident, "door": door, "expires": int(value)}
             return ("invitation.used", payload)
-        counter = _counter_event(door, ident, int(value), credential.sun_url or "")
-        return ("badge.counter", counter)
+        return self._share_counter(ident, int(value), credential.sun_url or "")
+
+    def _share_counter(
+        self, uid_hex: str, counter: int, sun_url: str
+    ) -> tuple[str, dict[str, Any]] | None:
+        """The ``badge.counter`` event of an NTAG 424 counter spent here (a decision's or a
+        guard's tap), or None without a central to tell."""
+        if not self.config.central.url:
+            return None
+        return ("badge.counter", _counter_event(self.config.door.id, uid_hex, counter, sun_url))
 
     def _door_event(self, kind: str, payload: dict[str, Any]) -> None:
         # Door events come from input/timer threads with the door's lock held:
@@ -836,88 +827,15 @@ class Agent:
 
         On a device with ``[guard] console = true`` a tap of a badge the cache holds
         as a guard's (role guard) is authentication, not an access request: it never
-        reaches the policy and never unlocks the door (:meth:`_guard_badge_tap`). On
+        reaches the policy and never unlocks the door (:meth:`GuardDesk.badge_tap`). On
         a door without a console a guard's badge is a staff badge like any other.
         """
         uid_hex = bytes(uid).hex().upper()
         if self.config.guard.console and uid_hex:
             guard = self.cache.guard(uid_hex)
             if guard is not None:
-                return self._guard_badge_tap(guard, uid_hex, sun_url)
+                return self.guards.badge_tap(guard, uid_hex, sun_url)
         return self.present(Credential.badge(uid, sun_url), source="nfc")
-
-    def _guard_badge_tap(self, guard: Guard, uid_hex: str, sun_url: str | None) -> dict[str, Any]:
-        """Journal a guard's tap at the console's reader as ``guard.badge_tap``; no decision.
-
-        An NTAG 424 guard badge's SUN message is verified and its counter spent in the
-        same commit as the event (shared with the central as ``badge.counter``, as a
-        decision's would be), then kept for the login that follows (see
-        :meth:`guard_login`); a tap that does not verify is journaled with
-        ``verified: false`` and why, and opens no login. The live ``guard.tap`` event
-        (not journaled: it holds the SUN message) carries the tap to the kiosk.
-        """
-        payload: dict[str, Any] = {
-            "door": self.config.door.id,
-            "source": "nfc",
-            "badge_uid": uid_hex,
-            "guard_id": guard.guard_id,
-            "name": guard.name,
-            "kind": guard.kind,
-        }
-        kept: str | None = None
-        if guard.kind == "uid":
-            event = self.journal("guard.badge_tap", {**payload, "verified": True})
-        else:
-            why, counter = self._verify_guard_tap(uid_hex, sun_url)
-            if why is not None or counter is None or sun_url is None:
-                event = self.journal(
-                    "guard.badge_tap", {**payload, "verified": False, "why": why or "bad_tap"}
-                )
-            else:
-                items = [("guard.badge_tap", {**payload, "verified": True, "counter": counter})]
-                if self.config.central.url:
-                    # The other doors of the site refuse this message too.
-                    spent = _counter_event(self.config.door.id, uid_hex, counter, sun_url)
-                    items.append(("badge.counter", spent))
-                events, claimed = self._append_claimed(
-                    self.store.replay.counter_claim(uid_hex, counter),
-                    items,
-                    [("guard.badge_tap", {**payload, "verified": False, "why": "replayed"})],
-                )
-                event = events[0]
-                if claimed:
-                    kept = sun_url
-                    with self._grants_lock:
-                        if len(self._guard_taps) >= 16:  # bounded: one kiosk, a few guards
-                            oldest = min(self._guard_taps, key=lambda k: self._guard_taps[k][1])
-                            del self._guard_taps[oldest]
-                        self._guard_taps[uid_hex] = (sun_url, self._mono())
-        verified = bool(event.payload.get("verified"))
-        if verified:
-            # Live only (not journaled): the kiosk carries the tap to the login.
-            self.bus.publish("guard.tap", {"badge_uid": uid_hex, "sun_url": kept})
-        return {**event.payload, "seq": event.seq, "event_id": event.id}
-
-    def _verify_guard_tap(self, uid_hex: str, sun_url: str | None) -> tuple[str | None, int | None]:
-        """(refusal or None, the tap's counter) of a guard's NTAG 424 tap, at the reader or
-        carried to a login: the counter is known once the MAC verified (``replayed``
-        included), None otherwise."""
-        if not sun_url:
-            return "tap_required", None
-        if len(sun_url) > MAX_SUN_CHARS:
-            return "bad_tap", None
-        if self.sun is None:
-            return "tap_unverifiable", None
-        try:
-            tap = self.sun.verify(sun_url)
-        except (SunError, ValueError):
-            return "bad_tap", None
-        if tap.uid_hex.upper() != uid_hex:
-            return "tap_mismatch", None
-        last = self.store.replay.last_counter(uid_hex)
-        if last is not None and tap.counter <= last:
-            return "replayed", tap.counter
-        return None, tap.counter
 
     @property
     def reader_alive(self) -> bool:
@@ -925,245 +843,28 @@ class Agent:
         thread = self._reader_thread
         return thread is None or thread.is_alive()
 
-    # -- guards -----------------------------------------------------------------
+    # -- guards (edge_agent.guarddesk) ----------------------------------------------
     def guard_login(self, badge_uid: object, pin: object, sun_url: object = None) -> Session:
-        """Open a guard session; every refusal is journaled. Raises :class:`GuardDenied`.
-
-        In order: the device's rate limit, ``[guard] console``, the UID (one
-        type, :class:`~portier_common.uid.BadgeUid`), the lockout of the
-        normalised identity (the guard, whatever badge or spelling; else the
-        UID), then the badge (a guard's, not revoked, enabled, inside its
-        window; an NTAG 424 badge with a verified fresh tap ``sun_url``, a bare
-        UID only with ``[guard] accept_uid_login``) and the PIN. A failure is
-        counted durably in the same commit as its ``guard.login_failed`` event.
-        """
-        with self._guard_login_lock:
-            return self._guard_login(badge_uid, pin, sun_url)
+        """Open a guard session (:meth:`GuardDesk.login`: the PIN checked in constant time,
+        failures counted durably alike for any UID); raises :class:`GuardDenied`."""
+        return self.guards.login(badge_uid, pin, sun_url)
 
     def guard_login_refused(self, why: str) -> None:
         """Journal a login refused before its body could be read (``too_large``)."""
-        self._journal_login_failed({"badge_uid": None, "why": why})
-
-    def _journal_login_failed(self, payload: dict[str, Any]) -> None:
-        self.journal("guard.login_failed", payload)
-
-    def _guard_login(self, badge_uid: object, pin: object, sun_url: object) -> Session:
-        cfg = self.config.guard
-        now = self._wall()
-        now_ms = int(now * 1000)
-        shown = _shown_uid(badge_uid)
-        wait = self.guard_bucket.take(self._mono())
-        if wait:
-            self._journal_login_failed({**shown, "why": "rate_limited"})
-            raise GuardDenied(
-                "rate_limited", "too many guard logins on this device", retry_after_s=wait
-            )
-        if not cfg.console:
-            self._journal_login_failed({**shown, "why": "console_disabled"})
-            raise GuardDenied("console_disabled", "this device has no guard console")
-        try:
-            uid = BadgeUid.parse(badge_uid).hex_upper()
-        except ValueError:
-            self._journal_login_failed({**shown, "why": "bad_uid"})
-            raise GuardDenied(
-                "bad_request", "'badge_uid' must be 4, 7 or 10 bytes of hex", detail="bad_uid"
-            ) from None
-        if not valid_pin_text(pin):
-            # The format of a PIN is no secret: a clear 400, journaled, not a guess.
-            self._journal_login_failed({"badge_uid": uid, "why": "bad_pin_format"})
-            raise GuardDenied(
-                "bad_request", "'pin' must be 4 to 12 digits", detail="bad_pin_format"
-            )
-        if sun_url is not None and (not isinstance(sun_url, str) or len(sun_url) > MAX_SUN_CHARS):
-            self._journal_login_failed({"badge_uid": uid, "why": "bad_tap"})
-            raise GuardDenied(
-                "bad_request", f"'sun_url' must be a string of at most {MAX_SUN_CHARS} characters"
-            )
-        guard = self.cache.guard(uid)
-        shown = {"badge_uid": uid}
-        if guard is not None:
-            ident = f"guard:{guard.guard_id}"
-            shown["guard_id"] = guard.guard_id
-        else:
-            ident = f"uid:{uid}"
-        lockouts = self.store.guard_lockouts
-        state = lockouts.get(ident)
-        failures = 0
-        if state is not None:
-            if state.locked_until_ms is not None and now_ms < state.locked_until_ms:
-                left = (state.locked_until_ms - now_ms) / 1000.0
-                self._journal_login_failed({**shown, "why": "locked_out"})
-                raise GuardDenied("locked_out", "too many failed logins", retry_after_s=left)
-            if state.locked_until_ms is None and now_ms - state.updated_ms < cfg.lockout_s * 1000:
-                failures = state.failures  # failures older than lockout_s are forgotten
-        why: str | None = "unknown_guard"
-        counter_claim = None
-        if guard is not None:
-            why = guard.refusal(now)
-            bounded = guard.not_before is not None or guard.not_after is not None
-            if why is None and bounded and not self.check_clock(now).trusted:
-                # Its window would be judged by a clock set back (docs/threat-model.md).
-                why = "clock_untrusted"
-            if why is None and guard.kind != "uid":
-                why, counter_claim = self._guard_tap(uid, sun_url)
-            elif why is None and not cfg.accept_uid_login:
-                why = "uid_login_disabled"
-        # The PIN is checked whatever else is wrong, so that timing does not tell a
-        # guard's badge from any other.
-        secret = guard.pin_hash if guard is not None and guard.pin_hash else dummy_hash()
-        pin_ok = verify_pin(str(pin), secret)
-        if why is None and not pin_ok:
-            why = "bad_pin"
-        if why in _TAP_REFUSALS:
-            # Without a verified tap of the guard's own card no PIN was really tried
-            # (the answer does not depend on it): journaled, held by the device's rate
-            # limit, but not counted, or anyone who read a guard's UID off the badge
-            # could lock that guard out of the console.
-            self._journal_login_failed({**shown, "why": why, "failures": failures})
-            raise GuardDenied(
-                "not_recognised",
-                "badge or PIN not recognised",
-                detail=why,
-                attempts_left=max(0, cfg.max_pin_failures - failures),
-            )
-        if why is not None:
-            failures += 1
-            locked = failures >= cfg.max_pin_failures
-            locked_until = now_ms + int(cfg.lockout_s * 1000) if locked else None
-            payload = {**shown, "why": why, "failures": failures}
-            if locked:
-                payload["locked_out_s"] = int(cfg.lockout_s)
-            item = [("guard.login_failed", payload)]
-            self._append_claimed(
-                lockouts.failure_claim(ident, 0 if locked else failures, locked_until, now_ms),
-                item,
-                item,
-            )
-            if locked:
-                raise GuardDenied(
-                    "locked_out", "too many failed logins", retry_after_s=cfg.lockout_s, detail=why
-                )
-            raise GuardDenied(
-                "not_recognised",
-                "badge or PIN not recognised",
-                detail=why,
-                attempts_left=cfg.max_pin_failures - failures,
-            )
-        assert guard is not None
-        reset = lockouts.reset_claim(ident)
-        claims = [counter_claim, reset] if counter_claim is not None else [reset]
-        _, ok = self._append_claimed(
-            lambda conn: all(claim(conn) for claim in claims),
-            [("guard.login", {"guard_id": guard.guard_id, "name": guard.name})],
-            [("guard.login_failed", {**shown, "why": "replayed", "failures": failures})],
-        )
-        if not ok:  # the same tap won a concurrent presentation
-            raise GuardDenied("not_recognised", "badge or PIN not recognised", detail="replayed")
-        session = self.guards.open(guard)
-        self._start_guard_watch()
-        return session
-
-    def _guard_tap(self, uid: str, sun_url: object) -> tuple[str | None, Any]:
-        """Check an NTAG 424 guard's tap: (refusal code or None, counter claim or None).
-
-        A fresh counter is claimed with the login. The tap already counted by this
-        device's own reader (:meth:`present_badge_tap`) is accepted once, within
-        :data:`GUARD_TAP_WINDOW_S`, as exactly the SUN URL the reader read.
-        """
-        if not isinstance(sun_url, str):
-            return "tap_required", None
-        why, counter = self._verify_guard_tap(uid, sun_url)
-        if why is None and counter is not None:
-            return None, self.store.replay.counter_claim(uid, counter)
-        if why != "replayed":
-            return why, None
-        with self._grants_lock:
-            kept = self._guard_taps.pop(uid, None)
-        if (
-            kept is not None
-            and counter == self.store.replay.last_counter(uid)
-            and hmac.compare_digest(kept[0].encode(), sun_url.encode())
-            and self._mono() - kept[1] <= GUARD_TAP_WINDOW_S
-        ):
-            return None, None
-        return "replayed", None
-
-    def _append_claimed(
-        self,
-        claim: Callable[[Any], bool],
-        granted: list[tuple[str, dict[str, Any]]],
-        refused: list[tuple[str, dict[str, Any]]],
-    ) -> tuple[list[Any], bool]:
-        """Run ``claim`` and journal ``granted`` or ``refused`` in one commit; publish them."""
-        events, ok = self.store.journal.append_claimed(claim, granted, refused)
-        for event, (kind, body) in zip(events, granted if ok else refused, strict=True):
-            self.bus.publish(kind, {"seq": event.seq, "event_id": event.id, **body})
-        return events, ok
+        self.guards.login_refused(why)
 
     def guard_session(self, token: str) -> Session:
-        """The live session for ``token``, its badge checked again now.
-
-        Raises :class:`ActionError` ``not_logged_in`` when there is none, or when its badge is
-        no longer a valid guard badge (revoked, disabled, expired...): then the
-        session is ended and ``guard.session_ended`` journaled with why.
-        """
-        session = self.guards.check(token)
-        if session is None:
-            raise ActionError("not_logged_in", "guard session missing or expired")
-        why = self._session_refusal(session)
-        if why is not None:
-            self._end_session(session, why)
-            raise ActionError("not_logged_in", f"guard session ended ({why})")
-        return session
-
-    def _session_refusal(self, session: Session) -> str | None:
-        if not self.config.guard.console:
-            return "console_disabled"
-        guard = self.cache.guard(session.badge_uid)
-        if guard is None or guard.guard_id != session.guard_id:
-            return "not_a_guard"
-        return guard.refusal(self._wall())
-
-    def _end_session(self, session: Session, why: str) -> None:
-        if self.guards.logout(session.token):
-            self.journal(
-                "guard.session_ended",
-                {"guard_id": session.guard_id, "name": session.name, "why": why},
-            )
+        """The live session for ``token``, its badge checked again now
+        (:meth:`GuardDesk.session`); else :class:`ActionError` ``not_logged_in``."""
+        return self.guards.session(token)
 
     def sweep_guard_sessions(self) -> int:
         """End every open session whose badge stopped being valid; return how many."""
-        ended = 0
-        for session in self.guards.open_sessions():
-            why = self._session_refusal(session)
-            if why is not None:
-                self._end_session(session, why)
-                ended += 1
-        return ended
-
-    def _start_guard_watch(self) -> None:
-        # A revocation that arrives while a session is open ends it within
-        # GUARD_SWEEP_S, even if the kiosk makes no call meanwhile.
-        with self._grants_lock:
-            if self._guard_watch is not None or self._closed:
-                return
-            self._guard_watch = threading.Thread(
-                target=self._guard_watch_loop, name="guard-sessions", daemon=True
-            )
-        self._guard_watch.start()
-
-    def _guard_watch_loop(self) -> None:
-        while not self._guard_watch_stop.wait(GUARD_SWEEP_S):
-            try:
-                self.sweep_guard_sessions()
-            except Exception:
-                log.exception("guard session sweep failed; retrying")
+        return self.guards.sweep()
 
     def guard_logout(self, token: str) -> None:
         """Close a guard session (journaled)."""
-        session = self.guards.check(token, touch=False)
-        if self.guards.logout(token) and session is not None:
-            self.journal("guard.logout", {"guard_id": session.guard_id, "name": session.name})
+        self.guards.logout(token)
 
     def guard_action(
         self,
@@ -1188,15 +889,10 @@ class Agent:
         gave up (it told the guard it failed) is refused, ``request_expired``.
         """
         deadline = None if left_s is None else self._mono() + left_s
-        session = self.guard_session(token)
-        if action not in GUARD_ACTIONS:
-            raise ActionError("unknown_action", f"action must be one of {GUARD_ACTIONS}")
-        if not reason or not reason.strip():
-            raise ActionError("reason_required", "every guard action needs a reason")
-        if self.door is None:
-            raise ActionError("no_door", "this agent has no door")
-        if action == "acknowledge" and (alarm is None or alarm not in {a.value for a in Alarm}):
-            raise ActionError("unknown_alarm", f"alarm must be one of {[a.value for a in Alarm]}")
+        session = self.guards.action_session(
+            token, action, reason, alarm, has_door=self.door is not None
+        )
+        assert self.door is not None
         who = f"guard:{session.guard_id}"
         payload = {
             "guard_id": session.guard_id,
@@ -1209,7 +905,7 @@ class Agent:
             self._refuse_expired(
                 deadline, "guard_action", {"action": action, "guard_id": session.guard_id}
             )
-            refusal = self._guard_action_refusal(action, alarm)
+            refusal = action_refusal(self.door, action, alarm)
             if refusal is not None:
                 code, message = refusal
                 self.journal("guard.action_refused", {**payload, "reason_code": code})
@@ -1230,30 +926,8 @@ class Agent:
                     )
                     raise ActionError("no_such_alarm", f"no unacknowledged {alarm} alarm")
             else:
-                self.set_mode(_MODE_OF_ACTION[action], by=who, why=reason)
+                self.set_mode(MODE_OF_ACTION[action], by=who, why=reason)
         return self.door.snapshot()
-
-    def _guard_action_refusal(self, action: str, alarm: str | None) -> tuple[str, str] | None:
-        """Why the door cannot carry out ``action`` now, as (code, message), or None.
-
-        Open once: refused in lockdown (lift it first) and in emergency (the fire
-        input already holds the door released: an "opening" would be journaled that
-        the guard did not cause). Acknowledge: refused when the alarm is not pending.
-        Mode changes are always carried out (deferred until the fire alarm clears
-        during an emergency, ``mode.deferred``).
-        """
-        assert self.door is not None
-        if action == "open_once":
-            mode = self.door.mode
-            if mode is DoorMode.LOCKDOWN:
-                return "lockdown", "lift the lockdown first"
-            if mode is DoorMode.EMERGENCY:
-                return "emergency", "the fire alarm holds the door released"
-        elif action == "acknowledge":
-            pending = {a["alarm"] for a in self.door.snapshot()["alarms"] if not a["acknowledged"]}
-            if alarm not in pending:
-                return "no_such_alarm", f"no unacknowledged {alarm} alarm"
-        return None
 
     # -- visitors (edge_agent.visitors) ---------------------------------------------
     def visitor_lookup(self, token: str, query: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -1374,9 +1048,7 @@ class Agent:
             return
         self._closed = True
         self._reader_stop.set()
-        self._guard_watch_stop.set()
-        if self._guard_watch is not None:
-            self._guard_watch.join(timeout=2)
+        self.guards.close()
         self.grants.close()
         if self._reader_thread is not None:
             self._reader_thread.join(timeout=2)
@@ -1403,19 +1075,6 @@ def _counter_event(door: str, uid_hex: str, counter: int, sun_url: str) -> dict[
 def _json_safe(value: object) -> object:
     """``value`` if JSON can hold it as is, else its text (a door-settings version)."""
     return value if value is None or isinstance(value, int | float | str) else str(value)
-
-
-def _shown_uid(value: object) -> dict[str, Any]:
-    """A caller's ``badge_uid`` as a journal may keep it: printable ASCII, at most
-    :data:`JOURNAL_TEXT_MAX` characters, ``truncated`` when it was longer."""
-    if value is None:
-        return {"badge_uid": None}
-    if not isinstance(value, str):
-        return {"badge_uid": f"<{type(value).__name__}>"}
-    text = "".join(c if " " <= c <= "~" else "?" for c in value[:JOURNAL_TEXT_MAX])
-    if len(value) > JOURNAL_TEXT_MAX:
-        return {"badge_uid": text, "truncated": True, "length": len(value)}
-    return {"badge_uid": text}
 
 
 def _sun_url(badge: Any) -> str | None:
