@@ -125,7 +125,6 @@ class Agent:
         self._wall = wall_clock
         self._mono = mono_clock
         self._started_mono = mono_clock()
-        self._journal_lock = threading.Lock()
         #: Grants opened on request (the kiosk's welcome step).
         self.grants = OpenGrants(
             store,
