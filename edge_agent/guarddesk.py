@@ -26,7 +26,7 @@ from edge_agent.cacheview import StoreCacheView
 from edge_agent.config import AgentConfig
 from edge_agent.door import Alarm, DoorController, DoorMode
 from edge_agent.errors import ActionError
-from edge_agent.grants import AppendClaimed
+from edge_agent.grants import AppendClaimed, Journal
 from edge_agent.guards import (
     Guard,
     GuardDenied,
@@ -65,8 +65,6 @@ MAX_SUN_CHARS = 1024
 #: NTAG 424 guard taps kept for the login that follows (one kiosk, a few guards).
 MAX_KEPT_TAPS = 16
 
-#: The agent's ``journal``: append one event durably and publish it (returns the Event).
-Journal = Callable[[str, dict[str, Any]], Any]
 #: The agent's ``badge.counter`` event for a spent counter (uid, counter, SUN URL), or
 #: None when there is no central to tell.
 ShareCounter = Callable[[str, int, str], tuple[str, dict[str, Any]] | None]

@@ -22,6 +22,7 @@ from edge_agent.cacheview import StoreCacheView
 from edge_agent.config import DoorSection
 from edge_agent.door import Alarm, DoorController
 from edge_agent.errors import ActionError
+from edge_agent.grants import Journal
 from edge_agent.guards import Session
 from edge_agent.policy import CachedInvitation, DoorPolicy, judge_invitation
 from edge_agent.store import Store, StoreError
@@ -43,9 +44,6 @@ EXPECTED_MAX = 200
 #: Journal events read back (newest first) to find today's check-ins: a bound on the
 #: work of one "expected today" answer, whatever the journal's size.
 CHECKIN_SCAN_MAX = 20_000
-
-#: The agent's ``journal``: append one event durably and publish it (returns the Event).
-Journal = Callable[[str, dict[str, Any]], Any]
 
 
 class VisitorDesk:
