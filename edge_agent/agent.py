@@ -12,21 +12,25 @@ translates. The order of work for a credential is the design's promise:
 
 The jobs beside that are classes it composes: :class:`~edge_agent.events.EventBus`,
 :class:`~edge_agent.cacheview.StoreCacheView`, :class:`~edge_agent.grants.OpenGrants`,
-:class:`~edge_agent.door.DoorController`. The link to the central is given at
+:class:`~edge_agent.door.DoorController`, :class:`~edge_agent.guarddesk.GuardDesk`
+(guard logins and sessions), :class:`~edge_agent.visitors.VisitorDesk` (check-ins,
+the expected-today list) and :class:`~edge_agent.visitors.HelpCall`; the simulator's
+actions are :meth:`~edge_agent.devices.Devices.simulate`. The local API calls the
+agent's methods only: where the work is a composed class's, the method delegates.
+The link to the central is given at
 construction (``link``); refusals are :class:`ActionError` with a reason code, whose
 HTTP status :mod:`edge_agent.api` chooses (docs/architecture.md, "Inside the agent").
 """
 
 from __future__ import annotations
 
-import hmac
+import functools
 import json
 import logging
 import secrets
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
@@ -35,54 +39,29 @@ from edge_agent.cacheview import StoreCacheView
 from edge_agent.config import AgentConfig
 from edge_agent.devices import Devices
 from edge_agent.door import (
-    Alarm,
     DoorController,
     DoorMode,
     DoorSettings,
     GrantRefused,
     Scheduler,
 )
+from edge_agent.errors import ActionError
 from edge_agent.events import EventBus
 from edge_agent.grants import OpenGrants
-from edge_agent.guards import (
-    Guard,
-    GuardDenied,
-    GuardSessions,
-    Session,
-    TokenBucket,
-    dummy_hash,
-)
+from edge_agent.guarddesk import MODE_OF_ACTION, GuardDesk, action_refusal
+from edge_agent.guards import Session
 from edge_agent.policy import (
-    CachedInvitation,
     Credential,
     Decision,
     DoorPolicy,
     decide,
-    judge_invitation,
 )
 from edge_agent.store import Store, StoreError, StoreFull
 from edge_agent.timefloor import ClockTrust, TimeFloor, os_clock_synchronised
-from portier_common.ntag424 import SunError
-from portier_common.pins import valid_pin_text, verify_pin
+from edge_agent.visitors import HelpCall, VisitorDesk
 from portier_common.reasons import Reason
-from portier_common.uid import BadgeUid
 
 log = logging.getLogger(__name__)
-
-#: Guard actions the local API accepts, and the door mode each one sets.
-GUARD_ACTIONS = ("open_once", "lockdown", "free_access", "normal", "acknowledge")
-_MODE_OF_ACTION = {
-    "lockdown": DoorMode.LOCKDOWN,
-    "free_access": DoorMode.FREE_ACCESS,
-    "normal": DoorMode.NORMAL,
-}
-#: A visitor may self check-in (with a photo) this long after their QR was granted.
-CHECKIN_WINDOW_S = 300.0
-#: At most this many recent QR grants are remembered for self check-in (oldest forgotten).
-MAX_RECENT_GRANTS = 1024
-#: A check-in photo larger than this is refused (``photo_too_large``): a kiosk photo
-#: is a few hundred KiB; this keeps one visitor from filling the media store.
-MAX_CHECKIN_PHOTO_BYTES = 1024 * 1024
 
 #: Durable agent state (store ``meta`` table, ``synchronous=FULL``): the door's mode as
 #: last set by a guard or the central, ``{"mode", "by", "why", "at_ms"}`` (JSON) ...
@@ -92,18 +71,6 @@ STATE_DOOR_MODE = "agent.door_mode"
 STATE_CENTRAL_MODE = "agent.central_mode"
 #: The modes a guard or the central can set (emergency follows the fire input).
 SETTABLE_MODES = (DoorMode.NORMAL, DoorMode.LOCKDOWN, DoorMode.FREE_ACCESS)
-#: A guard's NTAG 424 tap at this device's own reader may open a login this long after.
-GUARD_TAP_WINDOW_S = 60.0
-#: How often open guard sessions are re-checked against the cache (revocations).
-GUARD_SWEEP_S = 2.0
-#: Longest text of a caller's value kept in a ``guard.login_failed`` event.
-JOURNAL_TEXT_MAX = 64
-#: Refusals of an NTAG 424 guard's login that come before any PIN could count.
-_TAP_REFUSALS = frozenset(
-    {"tap_required", "tap_unverifiable", "bad_tap", "tap_mismatch", "replayed"}
-)
-#: Longest SUN URL a guard login accepts (an NTAG 424 URL is well under 256).
-MAX_SUN_CHARS = 1024
 #: The alarm raised (``alarm.raised``) while the wall clock is below the time floor.
 CLOCK_ALARM = "clock_untrusted"
 #: The values ``POST /v1/present`` accepts for ``open``.
@@ -111,27 +78,6 @@ OPEN_MODES = ("now", "on_request")
 #: The smallest tolerance below the time floor, whatever ``max_clock_skew_s`` says:
 #: the central's time in a heartbeat is only known to within its round trip.
 MIN_CLOCK_TOLERANCE_S = 1.0
-#: Longest reason a guard may give to override a refused manual check-in.
-OVERRIDE_REASON_MAX = 200
-#: The guard console's "expected today" list: at most this many invitations per answer.
-EXPECTED_MAX = 200
-#: Journal events read back (newest first) to find today's check-ins: a bound on the
-#: work of one "expected today" answer, whatever the journal's size.
-CHECKIN_SCAN_MAX = 20_000
-
-
-class ActionError(Exception):
-    """A request the agent refuses; ``code`` says why (a stable reason code).
-
-    A domain error: it carries no HTTP status. The local API chooses the status of
-    each code, in one table (:data:`edge_agent.api.ACTION_STATUS`).
-    """
-
-    def __init__(self, code: str, message: str, extra: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        #: More fields of the error answer (a refused check-in's ``reason``...).
-        self.extra = extra or {}
 
 
 class Link(Protocol):
@@ -179,10 +125,6 @@ class Agent:
         self._wall = wall_clock
         self._mono = mono_clock
         self._started_mono = mono_clock()
-        self._journal_lock = threading.Lock()
-        #: invitation id -> [monotonic time of its latest grant here, checked in since].
-        self._recent_grants: OrderedDict[str, list[Any]] = OrderedDict()
-        self._grants_lock = threading.Lock()
         #: Grants opened on request (the kiosk's welcome step).
         self.grants = OpenGrants(
             store,
@@ -224,25 +166,20 @@ class Agent:
         self._clock_lock = threading.Lock()
         self._clock_alarm = False
         self.sun = config.ntag424.verifier()
-        self.guards = GuardSessions(mono_clock, session_timeout_s=config.guard.session_timeout_s)
-        self.guard_bucket = TokenBucket(
-            config.guard.login_attempts_per_minute, config.guard.login_burst
+        #: Guard logins and sessions (badge, tap, PIN, lock-out), and guard actions' rules.
+        self.guards = GuardDesk(
+            config,
+            store,
+            self.cache,
+            sun=self.sun,
+            journal=self.journal,
+            append_claimed=self._append_claimed,
+            publish=self.bus.publish,
+            share_counter=self._share_counter,
+            check_clock=self.check_clock,
+            wall=wall_clock,
+            mono=mono_clock,
         )
-        # One login at a time: the failure count read, the PIN check and the
-        # durable update cannot interleave (and scrypt never runs twice at once).
-        self._guard_login_lock = threading.Lock()
-        #: NTAG 424 guard taps at this device's reader: UID -> (SUN URL, monotonic time).
-        self._guard_taps: dict[str, tuple[str, float]] = {}
-        self._guard_watch: threading.Thread | None = None
-        self._guard_watch_stop = threading.Event()
-        #: One visitor Help call at a time: the "already raised" check and the raise.
-        self._help_lock = threading.Lock()
-        if not config.guard.console:
-            # No console: keep no guard PIN hash to be searched offline on a stolen door.
-            store.cache.keep_guard_secrets = False
-            stripped = store.cache.strip_guard_secrets()
-            if stripped:
-                log.info("dropped %d guard PIN hashes: this device has no guard console", stripped)
         self.door = (
             DoorController(
                 devices.door_io,
@@ -254,6 +191,19 @@ class Agent:
             if devices.door_io is not None
             else None
         )
+        #: Visitors' check-ins and the guard console's lists of invitations.
+        self.visitors = VisitorDesk(
+            store,
+            self.cache,
+            policy=lambda: self.policy,  # the central's door settings replace it
+            trust=functools.partial(self.check_clock, upkeep=False),
+            guard_session=self.guards.session,
+            journal=self.journal,
+            wall=wall_clock,
+            mono=mono_clock,
+        )
+        #: The kiosk's Help button.
+        self.help = HelpCall(self.door, door_cfg, journal=self.journal)
         self._reader_stop = threading.Event()
         self._reader_thread: threading.Thread | None = None
         self._closed = False
@@ -459,6 +409,18 @@ class Agent:
             self.bus.publish(kind, {"seq": event.seq, "event_id": event.id, **payload})
         return events
 
+    def _append_claimed(
+        self,
+        claim: Callable[[Any], bool],
+        granted: list[tuple[str, dict[str, Any]]],
+        refused: list[tuple[str, dict[str, Any]]],
+    ) -> tuple[list[Any], bool]:
+        """Run ``claim`` and journal ``granted`` or ``refused`` in one commit; publish them."""
+        events, ok = self.store.journal.append_claimed(claim, granted, refused)
+        for event, (kind, body) in zip(events, granted if ok else refused, strict=True):
+            self.bus.publish(kind, {"seq": event.seq, "event_id": event.id, **body})
+        return events, ok
+
     def _shared_claim(
         self, decision: Decision, credential: Credential
     ) -> tuple[str, dict[str, Any]] | None:
@@ -479,8 +441,16 @@ class Agent:
         if what == "invitation":
             payload = {"invitation_id": ident, "door": door, "expires": int(value)}
             return ("invitation.used", payload)
-        counter = _counter_event(door, ident, int(value), credential.sun_url or "")
-        return ("badge.counter", counter)
+        return self._share_counter(ident, int(value), credential.sun_url or "")
+
+    def _share_counter(
+        self, uid_hex: str, counter: int, sun_url: str
+    ) -> tuple[str, dict[str, Any]] | None:
+        """The ``badge.counter`` event of an NTAG 424 counter spent here (a decision's or a
+        guard's tap), or None without a central to tell."""
+        if not self.config.central.url:
+            return None
+        return ("badge.counter", _counter_event(self.config.door.id, uid_hex, counter, sun_url))
 
     def _door_event(self, kind: str, payload: dict[str, Any]) -> None:
         # Door events come from input/timer threads with the door's lock held:
@@ -586,7 +556,7 @@ class Agent:
         if decision.granted and held is not None:
             grant = self.grants.hold(payload["grant_ref"], decision, event)
             if decision.kind == "qr":
-                self._remember_grant(decision.credential_id)
+                self.visitors.remember_grant(decision.credential_id)
             return {**payload, "seq": event.seq, "event_id": event.id, "grant": grant}
         if decision.granted and deadline is not None and self._mono() >= deadline:
             # Decided, but its caller gave up meanwhile: nobody stands at the door now.
@@ -608,7 +578,7 @@ class Agent:
                 )
                 payload = {**payload, "granted": False, "reason": Reason.LOCKDOWN.value}
         if decision.granted and decision.kind == "qr":
-            self._remember_grant(decision.credential_id)
+            self.visitors.remember_grant(decision.credential_id)
         return {**payload, "seq": event.seq, "event_id": event.id}
 
     # -- grants opened on request (the kiosk's welcome step) ---------------------------
@@ -753,22 +723,6 @@ class Agent:
                 log.exception("could not journal the time floor reset")
         self.check_clock()
 
-    def _remember_grant(self, invitation_id: str) -> None:
-        # Each grant allows one self check-in (a new grant of a multi-use invitation
-        # allows a new one). Only grants inside the check-in window matter, and at
-        # most MAX_RECENT_GRANTS of them: memory stays bounded whatever is presented.
-        now = self._mono()
-        with self._grants_lock:
-            self._recent_grants.pop(invitation_id, None)
-            self._recent_grants[invitation_id] = [now, False]
-            while self._recent_grants:
-                oldest = next(iter(self._recent_grants.values()))
-                if len(self._recent_grants) <= MAX_RECENT_GRANTS and (
-                    now - oldest[0] <= CHECKIN_WINDOW_S
-                ):
-                    break
-                self._recent_grants.popitem(last=False)
-
     def _journal_consumed(
         self, decision: Decision, payload: dict[str, Any], credential: Credential
     ) -> Any:
@@ -872,88 +826,15 @@ class Agent:
 
         On a device with ``[guard] console = true`` a tap of a badge the cache holds
         as a guard's (role guard) is authentication, not an access request: it never
-        reaches the policy and never unlocks the door (:meth:`_guard_badge_tap`). On
+        reaches the policy and never unlocks the door (:meth:`GuardDesk.badge_tap`). On
         a door without a console a guard's badge is a staff badge like any other.
         """
         uid_hex = bytes(uid).hex().upper()
         if self.config.guard.console and uid_hex:
             guard = self.cache.guard(uid_hex)
             if guard is not None:
-                return self._guard_badge_tap(guard, uid_hex, sun_url)
+                return self.guards.badge_tap(guard, uid_hex, sun_url)
         return self.present(Credential.badge(uid, sun_url), source="nfc")
-
-    def _guard_badge_tap(self, guard: Guard, uid_hex: str, sun_url: str | None) -> dict[str, Any]:
-        """Journal a guard's tap at the console's reader as ``guard.badge_tap``; no decision.
-
-        An NTAG 424 guard badge's SUN message is verified and its counter spent in the
-        same commit as the event (shared with the central as ``badge.counter``, as a
-        decision's would be), then kept for the login that follows (see
-        :meth:`guard_login`); a tap that does not verify is journaled with
-        ``verified: false`` and why, and opens no login. The live ``guard.tap`` event
-        (not journaled: it holds the SUN message) carries the tap to the kiosk.
-        """
-        payload: dict[str, Any] = {
-            "door": self.config.door.id,
-            "source": "nfc",
-            "badge_uid": uid_hex,
-            "guard_id": guard.guard_id,
-            "name": guard.name,
-            "kind": guard.kind,
-        }
-        kept: str | None = None
-        if guard.kind == "uid":
-            event = self.journal("guard.badge_tap", {**payload, "verified": True})
-        else:
-            why, counter = self._verify_guard_tap(uid_hex, sun_url)
-            if why is not None or counter is None or sun_url is None:
-                event = self.journal(
-                    "guard.badge_tap", {**payload, "verified": False, "why": why or "bad_tap"}
-                )
-            else:
-                items = [("guard.badge_tap", {**payload, "verified": True, "counter": counter})]
-                if self.config.central.url:
-                    # The other doors of the site refuse this message too.
-                    spent = _counter_event(self.config.door.id, uid_hex, counter, sun_url)
-                    items.append(("badge.counter", spent))
-                events, claimed = self._append_claimed(
-                    self.store.replay.counter_claim(uid_hex, counter),
-                    items,
-                    [("guard.badge_tap", {**payload, "verified": False, "why": "replayed"})],
-                )
-                event = events[0]
-                if claimed:
-                    kept = sun_url
-                    with self._grants_lock:
-                        if len(self._guard_taps) >= 16:  # bounded: one kiosk, a few guards
-                            oldest = min(self._guard_taps, key=lambda k: self._guard_taps[k][1])
-                            del self._guard_taps[oldest]
-                        self._guard_taps[uid_hex] = (sun_url, self._mono())
-        verified = bool(event.payload.get("verified"))
-        if verified:
-            # Live only (not journaled): the kiosk carries the tap to the login.
-            self.bus.publish("guard.tap", {"badge_uid": uid_hex, "sun_url": kept})
-        return {**event.payload, "seq": event.seq, "event_id": event.id}
-
-    def _verify_guard_tap(self, uid_hex: str, sun_url: str | None) -> tuple[str | None, int | None]:
-        """(refusal or None, the tap's counter) of a guard's NTAG 424 tap, at the reader or
-        carried to a login: the counter is known once the MAC verified (``replayed``
-        included), None otherwise."""
-        if not sun_url:
-            return "tap_required", None
-        if len(sun_url) > MAX_SUN_CHARS:
-            return "bad_tap", None
-        if self.sun is None:
-            return "tap_unverifiable", None
-        try:
-            tap = self.sun.verify(sun_url)
-        except (SunError, ValueError):
-            return "bad_tap", None
-        if tap.uid_hex.upper() != uid_hex:
-            return "tap_mismatch", None
-        last = self.store.replay.last_counter(uid_hex)
-        if last is not None and tap.counter <= last:
-            return "replayed", tap.counter
-        return None, tap.counter
 
     @property
     def reader_alive(self) -> bool:
@@ -961,245 +842,28 @@ class Agent:
         thread = self._reader_thread
         return thread is None or thread.is_alive()
 
-    # -- guards -----------------------------------------------------------------
+    # -- guards (edge_agent.guarddesk) ----------------------------------------------
     def guard_login(self, badge_uid: object, pin: object, sun_url: object = None) -> Session:
-        """Open a guard session; every refusal is journaled. Raises :class:`GuardDenied`.
-
-        In order: the device's rate limit, ``[guard] console``, the UID (one
-        type, :class:`~portier_common.uid.BadgeUid`), the lockout of the
-        normalised identity (the guard, whatever badge or spelling; else the
-        UID), then the badge (a guard's, not revoked, enabled, inside its
-        window; an NTAG 424 badge with a verified fresh tap ``sun_url``, a bare
-        UID only with ``[guard] accept_uid_login``) and the PIN. A failure is
-        counted durably in the same commit as its ``guard.login_failed`` event.
-        """
-        with self._guard_login_lock:
-            return self._guard_login(badge_uid, pin, sun_url)
+        """Open a guard session (:meth:`GuardDesk.login`: the PIN checked in constant time,
+        failures counted durably alike for any UID); raises :class:`GuardDenied`."""
+        return self.guards.login(badge_uid, pin, sun_url)
 
     def guard_login_refused(self, why: str) -> None:
         """Journal a login refused before its body could be read (``too_large``)."""
-        self._journal_login_failed({"badge_uid": None, "why": why})
-
-    def _journal_login_failed(self, payload: dict[str, Any]) -> None:
-        self.journal("guard.login_failed", payload)
-
-    def _guard_login(self, badge_uid: object, pin: object, sun_url: object) -> Session:
-        cfg = self.config.guard
-        now = self._wall()
-        now_ms = int(now * 1000)
-        shown = _shown_uid(badge_uid)
-        wait = self.guard_bucket.take(self._mono())
-        if wait:
-            self._journal_login_failed({**shown, "why": "rate_limited"})
-            raise GuardDenied(
-                "rate_limited", "too many guard logins on this device", retry_after_s=wait
-            )
-        if not cfg.console:
-            self._journal_login_failed({**shown, "why": "console_disabled"})
-            raise GuardDenied("console_disabled", "this device has no guard console")
-        try:
-            uid = BadgeUid.parse(badge_uid).hex_upper()
-        except ValueError:
-            self._journal_login_failed({**shown, "why": "bad_uid"})
-            raise GuardDenied(
-                "bad_request", "'badge_uid' must be 4, 7 or 10 bytes of hex", detail="bad_uid"
-            ) from None
-        if not valid_pin_text(pin):
-            # The format of a PIN is no secret: a clear 400, journaled, not a guess.
-            self._journal_login_failed({"badge_uid": uid, "why": "bad_pin_format"})
-            raise GuardDenied(
-                "bad_request", "'pin' must be 4 to 12 digits", detail="bad_pin_format"
-            )
-        if sun_url is not None and (not isinstance(sun_url, str) or len(sun_url) > MAX_SUN_CHARS):
-            self._journal_login_failed({"badge_uid": uid, "why": "bad_tap"})
-            raise GuardDenied(
-                "bad_request", f"'sun_url' must be a string of at most {MAX_SUN_CHARS} characters"
-            )
-        guard = self.cache.guard(uid)
-        shown = {"badge_uid": uid}
-        if guard is not None:
-            ident = f"guard:{guard.guard_id}"
-            shown["guard_id"] = guard.guard_id
-        else:
-            ident = f"uid:{uid}"
-        lockouts = self.store.guard_lockouts
-        state = lockouts.get(ident)
-        failures = 0
-        if state is not None:
-            if state.locked_until_ms is not None and now_ms < state.locked_until_ms:
-                left = (state.locked_until_ms - now_ms) / 1000.0
-                self._journal_login_failed({**shown, "why": "locked_out"})
-                raise GuardDenied("locked_out", "too many failed logins", retry_after_s=left)
-            if state.locked_until_ms is None and now_ms - state.updated_ms < cfg.lockout_s * 1000:
-                failures = state.failures  # failures older than lockout_s are forgotten
-        why: str | None = "unknown_guard"
-        counter_claim = None
-        if guard is not None:
-            why = guard.refusal(now)
-            bounded = guard.not_before is not None or guard.not_after is not None
-            if why is None and bounded and not self.check_clock(now).trusted:
-                # Its window would be judged by a clock set back (docs/threat-model.md).
-                why = "clock_untrusted"
-            if why is None and guard.kind != "uid":
-                why, counter_claim = self._guard_tap(uid, sun_url)
-            elif why is None and not cfg.accept_uid_login:
-                why = "uid_login_disabled"
-        # The PIN is checked whatever else is wrong, so that timing does not tell a
-        # guard's badge from any other.
-        secret = guard.pin_hash if guard is not None and guard.pin_hash else dummy_hash()
-        pin_ok = verify_pin(str(pin), secret)
-        if why is None and not pin_ok:
-            why = "bad_pin"
-        if why in _TAP_REFUSALS:
-            # Without a verified tap of the guard's own card no PIN was really tried
-            # (the answer does not depend on it): journaled, held by the device's rate
-            # limit, but not counted, or anyone who read a guard's UID off the badge
-            # could lock that guard out of the console.
-            self._journal_login_failed({**shown, "why": why, "failures": failures})
-            raise GuardDenied(
-                "not_recognised",
-                "badge or PIN not recognised",
-                detail=why,
-                attempts_left=max(0, cfg.max_pin_failures - failures),
-            )
-        if why is not None:
-            failures += 1
-            locked = failures >= cfg.max_pin_failures
-            locked_until = now_ms + int(cfg.lockout_s * 1000) if locked else None
-            payload = {**shown, "why": why, "failures": failures}
-            if locked:
-                payload["locked_out_s"] = int(cfg.lockout_s)
-            item = [("guard.login_failed", payload)]
-            self._append_claimed(
-                lockouts.failure_claim(ident, 0 if locked else failures, locked_until, now_ms),
-                item,
-                item,
-            )
-            if locked:
-                raise GuardDenied(
-                    "locked_out", "too many failed logins", retry_after_s=cfg.lockout_s, detail=why
-                )
-            raise GuardDenied(
-                "not_recognised",
-                "badge or PIN not recognised",
-                detail=why,
-                attempts_left=cfg.max_pin_failures - failures,
-            )
-        assert guard is not None
-        reset = lockouts.reset_claim(ident)
-        claims = [counter_claim, reset] if counter_claim is not None else [reset]
-        _, ok = self._append_claimed(
-            lambda conn: all(claim(conn) for claim in claims),
-            [("guard.login", {"guard_id": guard.guard_id, "name": guard.name})],
-            [("guard.login_failed", {**shown, "why": "replayed", "failures": failures})],
-        )
-        if not ok:  # the same tap won a concurrent presentation
-            raise GuardDenied("not_recognised", "badge or PIN not recognised", detail="replayed")
-        session = self.guards.open(guard)
-        self._start_guard_watch()
-        return session
-
-    def _guard_tap(self, uid: str, sun_url: object) -> tuple[str | None, Any]:
-        """Check an NTAG 424 guard's tap: (refusal code or None, counter claim or None).
-
-        A fresh counter is claimed with the login. The tap already counted by this
-        device's own reader (:meth:`present_badge_tap`) is accepted once, within
-        :data:`GUARD_TAP_WINDOW_S`, as exactly the SUN URL the reader read.
-        """
-        if not isinstance(sun_url, str):
-            return "tap_required", None
-        why, counter = self._verify_guard_tap(uid, sun_url)
-        if why is None and counter is not None:
-            return None, self.store.replay.counter_claim(uid, counter)
-        if why != "replayed":
-            return why, None
-        with self._grants_lock:
-            kept = self._guard_taps.pop(uid, None)
-        if (
-            kept is not None
-            and counter == self.store.replay.last_counter(uid)
-            and hmac.compare_digest(kept[0].encode(), sun_url.encode())
-            and self._mono() - kept[1] <= GUARD_TAP_WINDOW_S
-        ):
-            return None, None
-        return "replayed", None
-
-    def _append_claimed(
-        self,
-        claim: Callable[[Any], bool],
-        granted: list[tuple[str, dict[str, Any]]],
-        refused: list[tuple[str, dict[str, Any]]],
-    ) -> tuple[list[Any], bool]:
-        """Run ``claim`` and journal ``granted`` or ``refused`` in one commit; publish them."""
-        events, ok = self.store.journal.append_claimed(claim, granted, refused)
-        for event, (kind, body) in zip(events, granted if ok else refused, strict=True):
-            self.bus.publish(kind, {"seq": event.seq, "event_id": event.id, **body})
-        return events, ok
+        self.guards.login_refused(why)
 
     def guard_session(self, token: str) -> Session:
-        """The live session for ``token``, its badge checked again now.
-
-        Raises :class:`ActionError` ``not_logged_in`` when there is none, or when its badge is
-        no longer a valid guard badge (revoked, disabled, expired...): then the
-        session is ended and ``guard.session_ended`` journaled with why.
-        """
-        session = self.guards.check(token)
-        if session is None:
-            raise ActionError("not_logged_in", "guard session missing or expired")
-        why = self._session_refusal(session)
-        if why is not None:
-            self._end_session(session, why)
-            raise ActionError("not_logged_in", f"guard session ended ({why})")
-        return session
-
-    def _session_refusal(self, session: Session) -> str | None:
-        if not self.config.guard.console:
-            return "console_disabled"
-        guard = self.cache.guard(session.badge_uid)
-        if guard is None or guard.guard_id != session.guard_id:
-            return "not_a_guard"
-        return guard.refusal(self._wall())
-
-    def _end_session(self, session: Session, why: str) -> None:
-        if self.guards.logout(session.token):
-            self.journal(
-                "guard.session_ended",
-                {"guard_id": session.guard_id, "name": session.name, "why": why},
-            )
+        """The live session for ``token``, its badge checked again now
+        (:meth:`GuardDesk.session`); else :class:`ActionError` ``not_logged_in``."""
+        return self.guards.session(token)
 
     def sweep_guard_sessions(self) -> int:
         """End every open session whose badge stopped being valid; return how many."""
-        ended = 0
-        for session in self.guards.open_sessions():
-            why = self._session_refusal(session)
-            if why is not None:
-                self._end_session(session, why)
-                ended += 1
-        return ended
-
-    def _start_guard_watch(self) -> None:
-        # A revocation that arrives while a session is open ends it within
-        # GUARD_SWEEP_S, even if the kiosk makes no call meanwhile.
-        with self._grants_lock:
-            if self._guard_watch is not None or self._closed:
-                return
-            self._guard_watch = threading.Thread(
-                target=self._guard_watch_loop, name="guard-sessions", daemon=True
-            )
-        self._guard_watch.start()
-
-    def _guard_watch_loop(self) -> None:
-        while not self._guard_watch_stop.wait(GUARD_SWEEP_S):
-            try:
-                self.sweep_guard_sessions()
-            except Exception:
-                log.exception("guard session sweep failed; retrying")
+        return self.guards.sweep()
 
     def guard_logout(self, token: str) -> None:
         """Close a guard session (journaled)."""
-        session = self.guards.check(token, touch=False)
-        if self.guards.logout(token) and session is not None:
-            self.journal("guard.logout", {"guard_id": session.guard_id, "name": session.name})
+        self.guards.logout(token)
 
     def guard_action(
         self,
@@ -1224,15 +888,10 @@ class Agent:
         gave up (it told the guard it failed) is refused, ``request_expired``.
         """
         deadline = None if left_s is None else self._mono() + left_s
-        session = self.guard_session(token)
-        if action not in GUARD_ACTIONS:
-            raise ActionError("unknown_action", f"action must be one of {GUARD_ACTIONS}")
-        if not reason or not reason.strip():
-            raise ActionError("reason_required", "every guard action needs a reason")
-        if self.door is None:
-            raise ActionError("no_door", "this agent has no door")
-        if action == "acknowledge" and (alarm is None or alarm not in {a.value for a in Alarm}):
-            raise ActionError("unknown_alarm", f"alarm must be one of {[a.value for a in Alarm]}")
+        session = self.guards.action_session(
+            token, action, reason, alarm, has_door=self.door is not None
+        )
+        assert self.door is not None
         who = f"guard:{session.guard_id}"
         payload = {
             "guard_id": session.guard_id,
@@ -1245,7 +904,7 @@ class Agent:
             self._refuse_expired(
                 deadline, "guard_action", {"action": action, "guard_id": session.guard_id}
             )
-            refusal = self._guard_action_refusal(action, alarm)
+            refusal = action_refusal(self.door, action, alarm)
             if refusal is not None:
                 code, message = refusal
                 self.journal("guard.action_refused", {**payload, "reason_code": code})
@@ -1266,49 +925,14 @@ class Agent:
                     )
                     raise ActionError("no_such_alarm", f"no unacknowledged {alarm} alarm")
             else:
-                self.set_mode(_MODE_OF_ACTION[action], by=who, why=reason)
+                self.set_mode(MODE_OF_ACTION[action], by=who, why=reason)
         return self.door.snapshot()
 
-    def _guard_action_refusal(self, action: str, alarm: str | None) -> tuple[str, str] | None:
-        """Why the door cannot carry out ``action`` now, as (code, message), or None.
-
-        Open once: refused in lockdown (lift it first) and in emergency (the fire
-        input already holds the door released: an "opening" would be journaled that
-        the guard did not cause). Acknowledge: refused when the alarm is not pending.
-        Mode changes are always carried out (deferred until the fire alarm clears
-        during an emergency, ``mode.deferred``).
-        """
-        assert self.door is not None
-        if action == "open_once":
-            mode = self.door.mode
-            if mode is DoorMode.LOCKDOWN:
-                return "lockdown", "lift the lockdown first"
-            if mode is DoorMode.EMERGENCY:
-                return "emergency", "the fire alarm holds the door released"
-        elif action == "acknowledge":
-            pending = {a["alarm"] for a in self.door.snapshot()["alarms"] if not a["acknowledged"]}
-            if alarm not in pending:
-                return "no_such_alarm", f"no unacknowledged {alarm} alarm"
-        return None
-
-    # -- visitors ---------------------------------------------------------------
+    # -- visitors (edge_agent.visitors) ---------------------------------------------
     def visitor_lookup(self, token: str, query: str, limit: int = 20) -> list[dict[str, Any]]:
-        """Invitations whose visitor name starts with ``query`` (guard only)."""
-        self.guard_session(token)
-        found = self.store.cache.find_invitations(query, limit=limit)
-        return [
-            {
-                "invitation_id": i.id,
-                "visitor": i.visitor,
-                "host": i.host,
-                "doors": list(i.doors) if i.doors is not None else None,
-                "not_before": i.not_before,
-                "not_after": i.not_after,
-                "single_use": i.single_use,
-                "used": self.store.replay.is_used(i.id),
-            }
-            for i in found
-        ]
+        """Invitations whose visitor name starts with ``query`` (guard only):
+        :meth:`VisitorDesk.lookup`."""
+        return self.visitors.lookup(token, query, limit)
 
     def checkin(
         self,
@@ -1319,222 +943,19 @@ class Agent:
         token: str | None = None,
         override_reason: str | None = None,
     ) -> dict[str, Any]:
-        """Record a visitor's check-in, with a photo only if they consented.
-
-        A visitor may check in themselves once per grant, within
-        :data:`CHECKIN_WINDOW_S` of their invitation being granted at this door
-        (a second try is refused with ``already_checked_in``; a new grant of a
-        multi-use invitation allows a new check-in). Any other check-in is a manual
-        one and needs a guard session (``token``). A photo over
-        :data:`MAX_CHECKIN_PHOTO_BYTES` is refused (``photo_too_large``).
-
-        A manual check-in runs the scan's rules on the cached invitation
-        (:func:`~edge_agent.policy.judge_invitation`): one that is unknown here is
-        refused (``unknown_invitation``); one the policy refuses (expired, not yet
-        valid, revoked, wrong site or door, clock not trusted) is journaled as
-        ``visitor.checkin_refused`` and refused ``checkin_refused`` with its ``reason``
-        -- unless the guard gives an ``override_reason``: then it is checked in, and the
-        ``visitor.checked_in`` event carries ``override {guard_id, name, reason, refused_reason}``.
-        """
-        if override_reason is not None and (
-            not isinstance(override_reason, str)
-            or not override_reason.strip()
-            or len(override_reason) > OVERRIDE_REASON_MAX
-        ):
-            raise ActionError(
-                "bad_request",
-                f"'override_reason' must be 1 to {OVERRIDE_REASON_MAX} characters of text",
-            )
-        if photo and len(photo) > MAX_CHECKIN_PHOTO_BYTES:
-            raise ActionError(
-                "photo_too_large",
-                f"a check-in photo is at most {MAX_CHECKIN_PHOTO_BYTES} bytes",
-            )
-        if photo and not consent:
-            raise ActionError("no_consent", "a photo is taken only with the visitor's consent")
-        with self._grants_lock:
-            grant = self._recent_grants.get(invitation_id)
-            in_window = grant is not None and self._mono() - grant[0] <= CHECKIN_WINDOW_S
-            self_service = in_window and grant is not None and not grant[1]
-            if self_service:
-                assert grant is not None
-                grant[1] = True  # taken now, so a concurrent second check-in is refused
-        by = "visitor"
-        extra: dict[str, Any] = {}
-        try:
-            if not self_service:
-                if token is None:
-                    if in_window:
-                        # One grant, one check-in: not ten check-ins with ten photos.
-                        raise ActionError(
-                            "already_checked_in",
-                            "this visit is checked in already; a guard can check in again",
-                        )
-                    raise ActionError("guard_required", "manual check-in needs a guard")
-                session = self.guard_session(token)
-                by = f"guard:{session.guard_id}"
-                extra = self._judge_manual_checkin(session, invitation_id, override_reason)
-            else:
-                # The guard console's events name the visitor, not an invitation id.
-                cached = self.store.cache.invitation(invitation_id)
-                if cached is not None:
-                    extra = {"visitor": cached.visitor}
-            media_id = None
-            if photo and consent:
-                try:
-                    media_id = self.store.media.put(photo, content_type="image/jpeg").id
-                except StoreError as exc:
-                    log.warning("photo not stored (%s); check-in goes on without it", exc)
-            event = self.journal(
-                "visitor.checked_in",
-                {
-                    "invitation_id": invitation_id,
-                    "by": by,
-                    "photo": media_id,
-                    "consent": consent,
-                    **extra,
-                },
-            )
-        except BaseException:
-            if self_service and grant is not None:
-                with self._grants_lock:
-                    grant[1] = False  # not checked in after all: the visitor may try again
-            raise
-        answer = {"checked_in": True, "seq": event.seq, "photo": media_id}
-        if "override" in extra:
-            answer["override"] = extra["override"]
-        return answer
-
-    def _judge_manual_checkin(
-        self, session: Session, invitation_id: str, override_reason: str | None
-    ) -> dict[str, Any]:
-        """The policy's word on a guard's check-in of ``invitation_id``: the fields the
-        ``visitor.checked_in`` event adds (the visitor's name, an override), or
-        :class:`ActionError` for a refusal (journaled ``visitor.checkin_refused``)."""
-        cached = self.store.cache.invitation(invitation_id)
-        if cached is None:
-            raise ActionError("unknown_invitation", "no such invitation in this door's cache")
-        data = cached.data or {}
-        site = data.get("site")
-        zones = tuple(str(z) for z in data.get("zones") or ())
-        invitation = CachedInvitation(
-            invitation_id=cached.id,
-            visitor=cached.visitor,
-            host=cached.host or "",
-            site=site if isinstance(site, str) else None,
-            # A cache entry that names neither doors nor zones says nothing of its scope.
-            doors=None if cached.doors is None and not zones else tuple(cached.doors or ()),
-            zones=zones,
-            not_before=cached.not_before,
-            not_after=cached.not_after,
+        """Record a visitor's check-in (self, or manual with a guard's ``token``):
+        :meth:`VisitorDesk.checkin`."""
+        return self.visitors.checkin(
+            invitation_id,
+            consent=consent,
+            photo=photo,
+            token=token,
+            override_reason=override_reason,
         )
-        now = self._wall()
-        trust = self.check_clock(now, upkeep=False)
-        decision = judge_invitation(
-            invitation,
-            self.policy,
-            now,
-            self.cache,
-            clock_floor=None if trust.trusted else trust.floor,
-        )
-        fields: dict[str, Any] = {"visitor": cached.visitor}
-        if decision.granted:
-            return fields
-        code = decision.reason.value
-        if override_reason is None:
-            self.journal(
-                "visitor.checkin_refused",
-                {
-                    "invitation_id": invitation_id,
-                    "visitor": cached.visitor,
-                    "guard_id": session.guard_id,
-                    "name": session.name,
-                    "reason_code": code,
-                    "detail": decision.detail,
-                },
-            )
-            raise ActionError(
-                "checkin_refused",
-                f"{decision.detail}: a guard may check in anyway with a reason",
-                extra={
-                    "reason": code,
-                    "detail": decision.detail,
-                    "visitor": cached.visitor,
-                    "not_before": cached.not_before,
-                    "not_after": cached.not_after,
-                },
-            )
-        fields["override"] = {
-            "guard_id": session.guard_id,
-            "name": session.name,
-            "reason": override_reason.strip(),
-            "refused_reason": code,
-        }
-        return fields
 
     def expected_today(self, token: str, limit: int = 100) -> dict[str, Any]:
-        """The invitations valid today (the agent's local day), for the guard console.
-
-        At most ``limit`` (bounded by :data:`EXPECTED_MAX`; ``truncated`` says there
-        were more), by start of validity then name, each with its doors and zones, whether
-        it was checked in today (``checked_in_at``) and whether a single-use one was used.
-        """
-        self.guard_session(token)
-        limit = max(1, min(EXPECTED_MAX, limit))
-        now = self._wall()
-        local = time.localtime(now)
-        start = int(time.mktime((*local[:3], 0, 0, 0, 0, 0, -1)))
-        end = int(time.mktime((*local[:2], local[2] + 1, 0, 0, 0, 0, 0, -1)))
-        found = self.store.cache.invitations_valid_between(start, end, limit + 1)
-        checked = self._checkins_since(start * 1000)
-        items = []
-        for inv in found[:limit]:
-            data = inv.data or {}
-            items.append(
-                {
-                    "invitation_id": inv.id,
-                    "visitor": inv.visitor,
-                    "host": inv.host,
-                    "doors": list(inv.doors) if inv.doors is not None else None,
-                    "zones": [str(z) for z in data.get("zones") or ()],
-                    "not_before": inv.not_before,
-                    "not_after": inv.not_after,
-                    "single_use": inv.single_use,
-                    "used": self.store.replay.is_used(inv.id),
-                    "revoked": self.cache.is_revoked("invitation", inv.id),
-                    "checked_in_at": checked.get(inv.id),
-                }
-            )
-        return {
-            "day_start": start,
-            "day_end": end,
-            "invitations": items,
-            "truncated": len(found) > limit,
-        }
-
-    def _checkins_since(self, since_ms: int) -> dict[str, float]:
-        """Invitation id -> time of its latest ``visitor.checked_in`` at or after
-        ``since_ms``, reading the journal back from its head (at most
-        :data:`CHECKIN_SCAN_MAX` events)."""
-        found: dict[str, float] = {}
-        seq = self.store.journal.head().seq
-        read = 0
-        page = 500
-        while seq >= 1 and read < CHECKIN_SCAN_MAX:
-            first = max(1, seq - page + 1)
-            events = self.store.journal.events(from_seq=first, limit=seq - first + 1)
-            if not events:
-                break
-            for event in reversed(events):
-                if event.wall_ms < since_ms:
-                    return found
-                if event.type == "visitor.checked_in":
-                    ident = event.payload.get("invitation_id")
-                    if isinstance(ident, str) and ident not in found:
-                        found[ident] = event.wall_ms / 1000.0
-            read += len(events)
-            seq = first - 1
-        return found
+        """The invitations valid today (guard only): :meth:`VisitorDesk.expected_today`."""
+        return self.visitors.expected_today(token, limit)
 
     def recent_events(self, limit: int = 50) -> list[dict[str, Any]]:
         """The latest journal events, newest first (the guard console's list)."""
@@ -1545,73 +966,15 @@ class Agent:
             for e in reversed(events)
         ]
 
-    # -- a visitor's call for help ------------------------------------------------------
+    # -- a visitor's call for help (edge_agent.visitors) --------------------------------
     def call_help(self, screen: str, lang: str) -> dict[str, Any]:
-        """A visitor pressed Help on the kiosk: journal ``visitor.help``, raise ``help_requested``.
-
-        One call per alarm: while ``help_requested`` is active, further presses (a
-        child pressing a hundred times) journal and raise nothing and answer
-        ``already: true``. The alarm clears after ``[door] help_alarm_s`` or when a
-        guard acknowledges it. Raises :class:`ActionError` ``bad_request`` for a bad
-        screen or language, ``no_door`` on an agent without a door.
-        """
-        if not isinstance(screen, str) or not screen.isidentifier() or len(screen) > 40:
-            raise ActionError("bad_request", "'screen' must be a screen name (identifier)")
-        if not isinstance(lang, str) or not lang.isalpha() or not 2 <= len(lang) <= 8:
-            raise ActionError("bad_request", "'lang' must be a language code such as 'en'")
-        door = self.door
-        if door is None:
-            raise ActionError("no_door", "this agent controls no door")
-        with self._help_lock:
-            if door.alarm_raised_at(Alarm.HELP_REQUESTED) is not None:
-                return {"called": True, "already": True, "alarm": Alarm.HELP_REQUESTED.value}
-            payload = {"door": self.config.door.id, "screen": screen, "lang": lang.lower()}
-            self.journal("visitor.help", payload)
-            door.raise_alarm(Alarm.HELP_REQUESTED, screen=screen, lang=lang.lower())
-            raised_at = door.alarm_raised_at(Alarm.HELP_REQUESTED)
-        log.warning("visitor help requested at %s (%s)", screen, lang)
-
-        def clear_help() -> None:
-            door.clear_alarm(Alarm.HELP_REQUESTED, since=raised_at)
-
-        door.scheduler.call_later(self.config.door.help_alarm_s, clear_help)
-        return {"called": True, "already": False, "alarm": Alarm.HELP_REQUESTED.value}
+        """A visitor pressed Help on the kiosk: :meth:`HelpCall.call`."""
+        return self.help.call(screen, lang)
 
     # -- simulator ----------------------------------------------------------------
     def simulate(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Drive simulated hardware (the demo panel). Refused on real hardware."""
-        sim = self.devices.door_sim
-        reader = self.devices.reader
-        if not self.devices.simulated:
-            raise ActionError("not_simulated", "this agent runs on real hardware")
-        on = bool(body.get("on", True))
-        door_actions: dict[str, Callable[[], None]] = {}
-        if sim is not None:
-            door_actions = {
-                "door_open": sim.open_door,
-                "door_close": sim.close_door,
-                "rex": sim.press_rex,
-                "fire": lambda: sim.fire_alarm(on),
-                "tamper": lambda: sim.tamper(on),
-            }
-        if action in door_actions:
-            door_actions[action]()
-        elif action == "badge" and reader is not None and hasattr(reader, "present"):
-            uid = body.get("uid")
-            if not isinstance(uid, str):
-                raise ActionError("bad_request", "'uid' (hex) is required")
-            records = []
-            if isinstance(body.get("sun_url"), str):
-                import ndef
-
-                records.append(ndef.UriRecord(body["sun_url"]))
-            try:
-                reader.present(uid, ndef=records)
-            except ValueError as exc:
-                raise ActionError("bad_request", str(exc)) from exc
-        else:
-            raise ActionError("unknown_action", f"no simulated action {action!r}")
-        return {"ok": True, "action": action}
+        """Drive simulated hardware (the demo panel): :meth:`Devices.simulate`."""
+        return self.devices.simulate(action, body)
 
     # -- status -----------------------------------------------------------------
     def cache_state(self, now: float | None = None) -> dict[str, Any]:
@@ -1684,9 +1047,7 @@ class Agent:
             return
         self._closed = True
         self._reader_stop.set()
-        self._guard_watch_stop.set()
-        if self._guard_watch is not None:
-            self._guard_watch.join(timeout=2)
+        self.guards.close()
         self.grants.close()
         if self._reader_thread is not None:
             self._reader_thread.join(timeout=2)
@@ -1713,19 +1074,6 @@ def _counter_event(door: str, uid_hex: str, counter: int, sun_url: str) -> dict[
 def _json_safe(value: object) -> object:
     """``value`` if JSON can hold it as is, else its text (a door-settings version)."""
     return value if value is None or isinstance(value, int | float | str) else str(value)
-
-
-def _shown_uid(value: object) -> dict[str, Any]:
-    """A caller's ``badge_uid`` as a journal may keep it: printable ASCII, at most
-    :data:`JOURNAL_TEXT_MAX` characters, ``truncated`` when it was longer."""
-    if value is None:
-        return {"badge_uid": None}
-    if not isinstance(value, str):
-        return {"badge_uid": f"<{type(value).__name__}>"}
-    text = "".join(c if " " <= c <= "~" else "?" for c in value[:JOURNAL_TEXT_MAX])
-    if len(value) > JOURNAL_TEXT_MAX:
-        return {"badge_uid": text, "truncated": True, "length": len(value)}
-    return {"badge_uid": text}
 
 
 def _sun_url(badge: Any) -> str | None:

@@ -4,14 +4,18 @@ Used by ``edge-agent run`` and ``edge-agent selftest``. A device that cannot be
 opened is recorded in :attr:`Devices.errors` (component -> message) instead of
 raising, so the self-test can report it and the agent can decide whether it
 can run without it (a door without its reader still locks and journals).
+On a simulated appliance, :meth:`Devices.simulate` drives the simulators (the demo's
+panel, ``POST /v1/sim/{action}``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_agent.errors import ActionError
 from hardware.errors import HardwareError
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,47 @@ class Devices:
     def simulated(self) -> bool:
         """True when the door or the reader is a simulator."""
         return self.door_sim is not None or getattr(self.reader, "backend", "") == "sim"
+
+    def simulate(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Drive the simulated hardware (the demo panel, ``POST /v1/sim/{action}``).
+
+        Door actions (``door_open``, ``door_close``, ``rex``, ``fire`` and ``tamper``
+        with ``on``) go to the door simulator, ``badge`` (``uid`` hex, optional
+        ``sun_url``) to the simulated reader. Raises :class:`ActionError`
+        ``not_simulated`` on real hardware, ``unknown_action``, ``bad_request``.
+        """
+        sim = self.door_sim
+        reader = self.reader
+        if not self.simulated:
+            raise ActionError("not_simulated", "this agent runs on real hardware")
+        on = bool(body.get("on", True))
+        door_actions: dict[str, Callable[[], None]] = {}
+        if sim is not None:
+            door_actions = {
+                "door_open": sim.open_door,
+                "door_close": sim.close_door,
+                "rex": sim.press_rex,
+                "fire": lambda: sim.fire_alarm(on),
+                "tamper": lambda: sim.tamper(on),
+            }
+        if action in door_actions:
+            door_actions[action]()
+        elif action == "badge" and reader is not None and hasattr(reader, "present"):
+            uid = body.get("uid")
+            if not isinstance(uid, str):
+                raise ActionError("bad_request", "'uid' (hex) is required")
+            records = []
+            if isinstance(body.get("sun_url"), str):
+                import ndef
+
+                records.append(ndef.UriRecord(body["sun_url"]))
+            try:
+                reader.present(uid, ndef=records)
+            except ValueError as exc:
+                raise ActionError("bad_request", str(exc)) from exc
+        else:
+            raise ActionError("unknown_action", f"no simulated action {action!r}")
+        return {"ok": True, "action": action}
 
     def close(self) -> None:
         """Close everything that was opened (relay de-energised first). Idempotent."""

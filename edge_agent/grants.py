@@ -44,6 +44,8 @@ Events = list[tuple[str, dict[str, Any]]]
 #: The agent's ``_append_claimed``: run a claim and journal one list or the other in
 #: one commit, publishing what was journaled.
 AppendClaimed = Callable[[Callable[[Any], bool], Events, Events], tuple[list[Any], bool]]
+#: The agent's ``journal``: append one event durably and publish it (returns the Event).
+Journal = Callable[[str, dict[str, Any]], Any]
 
 
 @dataclass

@@ -129,7 +129,7 @@ class GuardSessions:
     """Open guard sessions with idle expiry; thread-safe.
 
     The login itself (badge checks, PIN, lockout, journal) is
-    :meth:`edge_agent.agent.Agent.guard_login`; this keeps what a login opens.
+    :meth:`edge_agent.guarddesk.GuardDesk.login`; this keeps what a login opens.
     ``clock`` returns monotonic seconds. At most ``max_sessions`` are open: the
     one idle longest is closed to make room (a kiosk has one guard at a time).
     """

@@ -21,7 +21,7 @@ from typing import Any
 import ndef
 import pytest
 
-from edge_agent.agent import CHECKIN_WINDOW_S, ActionError, Agent
+from edge_agent.agent import ActionError, Agent
 from edge_agent.api import action_status
 from edge_agent.config import AgentConfig, parse_config, simulator_config_path
 from edge_agent.devices import Devices, open_devices
@@ -41,6 +41,7 @@ from edge_agent.store import (
     StoreSettings,
 )
 from edge_agent.timefloor import record_floor
+from edge_agent.visitors import CHECKIN_WINDOW_S
 from portier_common.ntag424 import emulate_sun_url
 from portier_common.pins import hash_pin
 from portier_common.reasons import Reason

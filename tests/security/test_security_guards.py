@@ -149,7 +149,7 @@ def test_revocation_ends_an_idle_session_without_any_call(make_rig):
     )
     rig.agent.sweep_guard_sessions()  # what the agent's sweep thread does every 2 s
     assert [e.payload["why"] for e in rig.events("guard.session_ended")] == ["disabled"]
-    assert rig.agent.guards.check(token) is None
+    assert rig.agent.guards.sessions.check(token) is None
 
 
 def test_the_agent_ends_a_revoked_session_by_itself(make_rig):
@@ -159,7 +159,7 @@ def test_the_agent_ends_a_revoked_session_by_itself(make_rig):
         Delta(cursor="c-2", revocations=[Revocation("badge", GUARD_UID.lower())])
     )
     wait_until(lambda: rig.events("guard.session_ended"), timeout=10)  # the sweep thread
-    assert rig.agent.guards.check(token) is None
+    assert rig.agent.guards.sessions.check(token) is None
 
 
 def test_no_guard_console_no_guard_login(make_rig):

@@ -23,18 +23,13 @@ from typing import Any
 
 import pytest
 
-from edge_agent.agent import (
-    CHECKIN_WINDOW_S,
-    MAX_CHECKIN_PHOTO_BYTES,
-    MAX_RECENT_GRANTS,
-    STATE_DOOR_MODE,
-    ActionError,
-)
+from edge_agent.agent import STATE_DOOR_MODE, ActionError
 from edge_agent.api import action_status
 from edge_agent.client import ApiError
 from edge_agent.door import DoorMode
 from edge_agent.policy import Credential
 from edge_agent.store import Store, StoreIOError, StoreSettings
+from edge_agent.visitors import CHECKIN_WINDOW_S, MAX_CHECKIN_PHOTO_BYTES, MAX_RECENT_GRANTS
 from portier_common.reasons import Reason
 from tests.edge_agent.test_agent import (
     GUARD_PIN,
@@ -574,15 +569,15 @@ def test_one_grant_one_checkin(make_rig):
 def test_a_failed_checkin_does_not_use_up_the_grant(make_rig, monkeypatch):
     rig = make_rig()
     assert rig.agent.present(Credential.qr(invite()))["granted"]
-    real = rig.agent.journal
+    real = rig.store.journal.append
 
     def failing(kind, payload):
         raise StoreIOError("disk I/O error")
 
-    monkeypatch.setattr(rig.agent, "journal", failing)
+    monkeypatch.setattr(rig.store.journal, "append", failing)
     with pytest.raises(StoreIOError):
         rig.agent.checkin("inv-multi", consent=False, photo=None)
-    monkeypatch.setattr(rig.agent, "journal", real)
+    monkeypatch.setattr(rig.store.journal, "append", real)
     assert rig.agent.checkin("inv-multi", consent=False, photo=None)["checked_in"]
 
 
@@ -600,14 +595,14 @@ def test_checkin_photo_size_is_bounded(make_rig):
 
 def test_recent_grants_stay_bounded(make_rig):
     rig = make_rig()
-    agent = rig.agent
+    visitors = rig.agent.visitors
     for n in range(MAX_RECENT_GRANTS + 500):
-        agent._remember_grant(f"inv-{n}")
-    assert len(agent._recent_grants) == MAX_RECENT_GRANTS
-    assert f"inv-{MAX_RECENT_GRANTS + 499}" in agent._recent_grants  # the newest are kept
+        visitors.remember_grant(f"inv-{n}")
+    assert len(visitors._recent_grants) == MAX_RECENT_GRANTS
+    assert f"inv-{MAX_RECENT_GRANTS + 499}" in visitors._recent_grants  # the newest are kept
     rig.clock.advance(CHECKIN_WINDOW_S + 1)
-    agent._remember_grant("inv-late")
-    assert list(agent._recent_grants) == ["inv-late"]  # expired ones are forgotten
+    visitors.remember_grant("inv-late")
+    assert list(visitors._recent_grants) == ["inv-late"]  # expired ones are forgotten
 
 
 @pytest.mark.processes
