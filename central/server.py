@@ -69,6 +69,10 @@ CSRF_HEADER = "X-CSRF-Token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: ``request[PEER]``: the address of the connection's peer (the proxy, behind one).
 PEER: web.RequestKey[str | None] = web.RequestKey("portier_peer")
+#: ``request[OPERATOR]``: the operator behind an admin request (``{"name", "role", "via"}``).
+OPERATOR: web.RequestKey[dict[str, Any]] = web.RequestKey("portier_operator")
+#: ``request[AUDITED]``: the handler's change was recorded with it (:meth:`CentralServer._change`).
+AUDITED: web.RequestKey[bool] = web.RequestKey("portier_audited")
 
 
 def _dumps(value: object) -> str:
@@ -105,6 +109,27 @@ def _same_origin(request: web.Request) -> bool:
     if origin is None:
         return True
     return origin == f"{request.scheme}://{request.host}"
+
+
+def _route(request: web.Request) -> str:
+    """The route template of *request* (``/admin/badges/{uid}``), else its path."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else request.path
+
+
+def _detail(request: web.Request, answer: object) -> dict[str, Any]:
+    """What an audit row says a change was about: the path and its ids, and the ids the
+    answer names (a badge's uid, an invitation's id, a key's kid, a device's id): the
+    path alone may not say."""
+    detail: dict[str, Any] = {"path": request.path, **dict(request.match_info)}
+    if isinstance(answer, dict):
+        for key in ("uid", "id", "kid", "device_id", "door", "name", "token_id"):
+            if isinstance(answer.get(key), str):
+                detail.setdefault(key, answer[key])
+        invitation = answer.get("invitation")
+        if isinstance(invitation, dict) and isinstance(invitation.get("id"), str):
+            detail.setdefault("id", invitation["id"])
+    return detail
 
 
 def _abort(request: web.Request) -> web.Response:
@@ -302,14 +327,14 @@ class CentralServer:
             raise Forbidden(
                 f"role {operator['role']} may not {request.method} {route}", reason="role"
             )
-        request["operator"] = operator
+        request[OPERATOR] = operator
         try:
             response = await handler(request)
         except CentralError as exc:
             if unsafe:
                 await self._journal(request, operator, route, exc.status)
             raise
-        if unsafe:
+        if unsafe and not request.get(AUDITED, False):
             await self._journal(request, operator, route, response.status, response)
         return response
 
@@ -343,27 +368,46 @@ class CentralServer:
         status: int,
         response: web.StreamResponse | None = None,
     ) -> None:
-        detail: dict[str, Any] = {"path": request.path, **dict(request.match_info)}
-        # What the change was about, when the answer names it (a badge's uid, an
-        # invitation's id, a key's kid, a device's id): the path alone may not say.
+        """Record a change that did not record itself (:meth:`_change`): a refusal (its
+        action rolled back: there is nothing to lose), fault injection (in memory), logout."""
+        answer: object = None
         if isinstance(response, web.Response) and response.content_type == "application/json":
             with contextlib.suppress(ValueError, TypeError):
                 answer = json.loads(response.body)  # type: ignore[arg-type]
-                if isinstance(answer, dict):
-                    for key in ("uid", "id", "kid", "device_id", "door"):
-                        if isinstance(answer.get(key), str):
-                            detail.setdefault(key, answer[key])
-                    invitation = answer.get("invitation")
-                    if isinstance(invitation, dict) and isinstance(invitation.get("id"), str):
-                        detail.setdefault("id", invitation["id"])
         await self._db(
             self.store.record_action,
             operator["name"],
             f"{request.method} {route}",
-            detail,
+            _detail(request, answer),
             remote=request.remote,
             status=status,
         )
+
+    async def _change(
+        self, request: web.Request, status: int, fn: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
+        """Run the store call of an admin change and append its audit row in ONE
+        transaction (``CentralStore.one_transaction``): the change never commits without
+        its record, nor the record without the change. Returns what *fn* returns; *status*
+        is the answer's status the row records."""
+        operator = request[OPERATOR]
+        action = f"{request.method} {_route(request)}"
+
+        def run() -> T:
+            with self.store.one_transaction():
+                result = fn(*args, **kwargs)
+                self.store.record_action(
+                    operator["name"],
+                    action,
+                    _detail(request, result),
+                    remote=request.remote,
+                    status=status,
+                )
+            return result
+
+        result = await self._db(run)
+        request[AUDITED] = True
+        return result
 
     @web.middleware
     async def _faults_mw(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -547,7 +591,7 @@ class CentralServer:
 
     async def admin_whoami(self, request: web.Request) -> web.Response:
         """GET /admin/whoami: the operator behind the credential."""
-        operator = request["operator"]
+        operator = request[OPERATOR]
         return _json({"name": operator["name"], "role": operator["role"], "via": operator["via"]})
 
     async def admin_operator_journal(self, request: web.Request) -> web.Response:
@@ -582,7 +626,9 @@ class CentralServer:
         unknown = set(body) - {"site", "door", "ttl_s", "zones"}
         if unknown:
             raise BadRequest(f"enroll token: unknown fields {sorted(unknown)}")
-        result = await self._db(
+        result = await self._change(
+            request,
+            201,
             self.store.create_enroll_token,
             door=body.get("door"),
             site=body.get("site"),
@@ -594,26 +640,28 @@ class CentralServer:
     async def admin_invitation(self, request: web.Request) -> web.Response:
         """POST /admin/invitations."""
         body = await self._body(request)
-        return _json(await self._db(self.store.create_invitation, body), 201)
+        return _json(await self._change(request, 201, self.store.create_invitation, body), 201)
 
     async def admin_revoke_invitation(self, request: web.Request) -> web.Response:
         """POST /admin/invitations/{invitation_id}/revoke."""
         invitation_id = request.match_info["invitation_id"]
-        return _json(await self._db(self.store.revoke_invitation, invitation_id))
+        return _json(await self._change(request, 200, self.store.revoke_invitation, invitation_id))
 
     async def admin_badge(self, request: web.Request) -> web.Response:
         """POST /admin/badges."""
         body = await self._body(request)
-        return _json(await self._db(self.store.put_badge, body))
+        return _json(await self._change(request, 200, self.store.put_badge, body))
 
     async def admin_delete_badge(self, request: web.Request) -> web.Response:
         """DELETE /admin/badges/{uid}."""
-        await self._db(self.store.delete_badge, request.match_info["uid"])
+        await self._change(request, 204, self.store.delete_badge, request.match_info["uid"])
         return web.Response(status=204)
 
     async def admin_revoke_badge(self, request: web.Request) -> web.Response:
         """POST /admin/badges/{uid}/revoke."""
-        return _json(await self._db(self.store.revoke_badge, request.match_info["uid"]))
+        return _json(
+            await self._change(request, 200, self.store.revoke_badge, request.match_info["uid"])
+        )
 
     async def admin_keys(self, request: web.Request) -> web.Response:
         """GET /admin/keys."""
@@ -627,33 +675,37 @@ class CentralServer:
         retire_now = body.get("retire_now", False)
         if not isinstance(retire_now, bool):
             raise BadRequest("retire_now: must be true or false")
-        return _json(await self._db(self.store.rotate_key, retire_now=retire_now))
+        return _json(await self._change(request, 200, self.store.rotate_key, retire_now=retire_now))
 
     async def admin_schedule(self, request: web.Request) -> web.Response:
         """PUT /admin/schedules/{schedule_id}."""
         body = await self._body(request)
         schedule_id = request.match_info["schedule_id"]
-        return _json(await self._db(self.store.put_schedule, schedule_id, body))
+        return _json(await self._change(request, 200, self.store.put_schedule, schedule_id, body))
 
     async def admin_delete_schedule(self, request: web.Request) -> web.Response:
         """DELETE /admin/schedules/{schedule_id}?site=."""
         schedule_id = request.match_info["schedule_id"]
-        await self._db(self.store.delete_schedule, schedule_id, request.query.get("site"))
+        await self._change(
+            request, 204, self.store.delete_schedule, schedule_id, request.query.get("site")
+        )
         return web.Response(status=204)
 
     async def admin_door_settings(self, request: web.Request) -> web.Response:
         """PUT /admin/doors/{door}/settings."""
         body = await self._body(request)
         door = request.match_info["door"]
-        return _json(await self._db(self.store.put_door_settings, door, body))
+        return _json(await self._change(request, 200, self.store.put_door_settings, door, body))
 
     async def admin_disable_device(self, request: web.Request) -> web.Response:
         """POST /admin/devices/{device_id}/disable."""
-        return _json(await self._db(self.store.disable_device, request.match_info["device_id"]))
+        device_id = request.match_info["device_id"]
+        return _json(await self._change(request, 200, self.store.disable_device, device_id))
 
     async def admin_reset_device(self, request: web.Request) -> web.Response:
         """POST /admin/devices/{device_id}/reset."""
-        return _json(await self._db(self.store.reset_device, request.match_info["device_id"]))
+        device_id = request.match_info["device_id"]
+        return _json(await self._change(request, 200, self.store.reset_device, device_id))
 
     async def admin_events(self, request: web.Request) -> web.Response:
         """GET /admin/events?verify=true."""
