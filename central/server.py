@@ -38,12 +38,13 @@ from aiohttp import web
 
 from portier_common.signing import KID_HEADER, SIGNATURE_HEADER
 
-from .auth import PUBLIC_ADMIN_ROUTES, allowed
+from .auth import ADMIN_ROLE, PASSWORD_CHANGE_ROUTES, PUBLIC_ADMIN_ROUTES, allowed
 from .errors import (
     BadRequest,
     BatchTooLarge,
     CentralError,
     Forbidden,
+    NotFound,
     Throttled,
     Unauthorized,
 )
@@ -188,6 +189,19 @@ class CentralServer:
         r.add_post("/admin/login", self.admin_login)
         r.add_post("/admin/logout", self.admin_logout)
         r.add_get("/admin/whoami", self.admin_whoami)
+        r.add_get("/admin/operators", self.admin_operators)
+        r.add_post("/admin/operators", self.admin_add_operator)
+        r.add_post("/admin/operators/{name}/role", self.admin_operator_role)
+        r.add_post("/admin/operators/{name}/disable", self.admin_disable_operator)
+        r.add_post("/admin/operators/{name}/enable", self.admin_enable_operator)
+        r.add_post("/admin/operators/{name}/password", self.admin_reset_password)
+        r.add_post("/admin/operators/{name}/logout", self.admin_logout_operator)
+        r.add_post("/admin/password", self.admin_change_password)
+        r.add_get("/admin/tokens", self.admin_tokens)
+        r.add_post("/admin/tokens", self.admin_create_token)
+        r.add_delete("/admin/tokens/{token_id}", self.admin_revoke_token)
+        r.add_get("/admin/sessions", self.admin_sessions)
+        r.add_delete("/admin/sessions/{session_id}", self.admin_end_session)
         r.add_get("/admin/operator-journal", self.admin_operator_journal)
         r.add_get("/admin/audit", self.admin_audit)
         r.add_get("/admin/audit/verify", self.admin_audit_verify)
@@ -324,8 +338,23 @@ class CentralServer:
             return await handler(request)
         operator = await self._operator(request, unsafe=unsafe)
         if resource is not None and not allowed(operator["role"], request.method, route):
-            raise Forbidden(
+            refused = Forbidden(
                 f"role {operator['role']} may not {request.method} {route}", reason="role"
+            )
+            if unsafe:  # an attempt beyond one's role: on the record
+                await self._journal(request, operator, route, refused.status)
+            raise refused
+        if (
+            operator.get("must_change_password")
+            and (
+                request.method,
+                route,
+            )
+            not in PASSWORD_CHANGE_ROUTES
+        ):
+            raise Forbidden(
+                "a password set by a security officer: change it first (POST /admin/password)",
+                reason="password_change",
             )
         request[OPERATOR] = operator
         try:
@@ -406,6 +435,17 @@ class CentralServer:
             return result
 
         result = await self._db(run)
+        request[AUDITED] = True
+        return result
+
+    async def _recorded(
+        self, request: web.Request, fn: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
+        """Run a store call that appends its own audit row in its transaction (operators,
+        tokens, sessions), as the request's operator (``by``) from its client (``remote``)."""
+        result = await self._db(
+            fn, *args, by=request[OPERATOR]["name"], remote=request.remote, **kwargs
+        )
         request[AUDITED] = True
         return result
 
@@ -592,7 +632,162 @@ class CentralServer:
     async def admin_whoami(self, request: web.Request) -> web.Response:
         """GET /admin/whoami: the operator behind the credential."""
         operator = request[OPERATOR]
-        return _json({"name": operator["name"], "role": operator["role"], "via": operator["via"]})
+        return _json(
+            {
+                "name": operator["name"],
+                "role": operator["role"],
+                "via": operator["via"],
+                "must_change_password": bool(operator.get("must_change_password", False)),
+            }
+        )
+
+    # -- operators, tokens, sessions (central/store/operators.py) ----------------
+
+    @staticmethod
+    def _is_admin(request: web.Request) -> bool:
+        return bool(request[OPERATOR]["role"] == ADMIN_ROLE)
+
+    def _owner(self, request: web.Request, name: object) -> str:
+        """The operator a token or session call is about: the caller, or (a security
+        officer only) *name*."""
+        me = str(request[OPERATOR]["name"])
+        if name is None or name == me:
+            return me
+        if not isinstance(name, str):
+            raise BadRequest("operator: a name")
+        if not self._is_admin(request):
+            raise Forbidden(
+                f"only a {ADMIN_ROLE} may act on another operator's tokens or sessions",
+                reason="role",
+            )
+        return name
+
+    async def admin_operators(self, request: web.Request) -> web.Response:
+        """GET /admin/operators."""
+        return _json({"operators": await self._db(self.store.list_operators)})
+
+    async def admin_add_operator(self, request: web.Request) -> web.Response:
+        """POST /admin/operators {"name", "role", "password"?}: the password (if any) must be
+        changed at the first login."""
+        body = await self._body(request)
+        unknown = set(body) - {"name", "role", "password"}
+        if unknown:
+            raise BadRequest(f"operator: unknown fields {sorted(unknown)}")
+        result = await self._recorded(
+            request,
+            self.store.add_operator,
+            body.get("name"),
+            body.get("role"),
+            body.get("password"),
+            must_change_password=True,
+        )
+        return _json(result, 201)
+
+    async def admin_operator_role(self, request: web.Request) -> web.Response:
+        """POST /admin/operators/{name}/role {"role"}."""
+        body = await self._body(request)
+        if set(body) != {"role"}:
+            raise BadRequest('role: give {"role": ...} only')
+        name = request.match_info["name"]
+        return _json(
+            await self._recorded(request, self.store.set_operator_role, name, body["role"])
+        )
+
+    async def admin_disable_operator(self, request: web.Request) -> web.Response:
+        """POST /admin/operators/{name}/disable: their tokens and sessions stop at once."""
+        name = request.match_info["name"]
+        return _json(await self._recorded(request, self.store.disable_operator, name))
+
+    async def admin_enable_operator(self, request: web.Request) -> web.Response:
+        """POST /admin/operators/{name}/enable."""
+        name = request.match_info["name"]
+        return _json(await self._recorded(request, self.store.enable_operator, name))
+
+    async def admin_reset_password(self, request: web.Request) -> web.Response:
+        """POST /admin/operators/{name}/password {"password"?}: a new password (random when
+        not given, answered once) to change at the next login; their sessions end."""
+        body = await self._body(request, optional=True)
+        if set(body) - {"password"}:
+            raise BadRequest(f"password: unknown fields {sorted(set(body) - {'password'})}")
+        name = request.match_info["name"]
+        return _json(
+            await self._recorded(request, self.store.reset_password, name, body.get("password"))
+        )
+
+    async def admin_logout_operator(self, request: web.Request) -> web.Response:
+        """POST /admin/operators/{name}/logout: end every session of an operator."""
+        name = request.match_info["name"]
+        ended = await self._recorded(request, self.store.end_sessions, name)
+        return _json({"name": name, "ended": ended})
+
+    async def admin_change_password(self, request: web.Request) -> web.Response:
+        """POST /admin/password {"current_password", "new_password"}: one's own password."""
+        body = await self._body(request)
+        current, new = body.get("current_password"), body.get("new_password")
+        if not isinstance(current, str) or not isinstance(new, str) or len(body) != 2:
+            raise BadRequest("password: give current_password and new_password (strings)")
+        result = await self._db(
+            self.store.change_password,
+            request[OPERATOR]["name"],
+            current,
+            new,
+            remote=request.remote,
+        )
+        request[AUDITED] = True
+        return _json(result)
+
+    async def admin_tokens(self, request: web.Request) -> web.Response:
+        """GET /admin/tokens?operator=: one's own tokens; a security officer's: anyone's
+        (everyone's with ``operator=*``)."""
+        wanted = request.query.get("operator")
+        if wanted == "*" and self._is_admin(request):
+            return _json({"tokens": await self._db(self.store.list_api_tokens)})
+        owner = self._owner(request, wanted)
+        return _json({"tokens": await self._db(self.store.list_api_tokens, owner)})
+
+    async def admin_create_token(self, request: web.Request) -> web.Response:
+        """POST /admin/tokens {"label"?, "ttl_s"?, "operator"?}: a token for oneself (a
+        security officer: for anyone); the secret is answered once."""
+        body = await self._body(request, optional=True)
+        unknown = set(body) - {"label", "ttl_s", "operator"}
+        if unknown:
+            raise BadRequest(f"token: unknown fields {sorted(unknown)}")
+        owner = self._owner(request, body.get("operator"))
+        kwargs: dict[str, Any] = {"label": body.get("label", "")}
+        if "ttl_s" in body:
+            kwargs["ttl_s"] = body["ttl_s"]
+        result = await self._recorded(request, self.store.create_api_token, owner, **kwargs)
+        return _json(result, 201)
+
+    async def admin_revoke_token(self, request: web.Request) -> web.Response:
+        """DELETE /admin/tokens/{token_id}: one's own (a security officer: any)."""
+        token_id = request.match_info["token_id"]
+        only = None if self._is_admin(request) else request[OPERATOR]["name"]
+        await self._recorded(request, self.store.revoke_api_token, token_id, operator=only)
+        return web.Response(status=204)
+
+    async def admin_sessions(self, request: web.Request) -> web.Response:
+        """GET /admin/sessions?operator=: one's own live sessions; a security officer's:
+        anyone's (everyone's with ``operator=*``)."""
+        wanted = request.query.get("operator")
+        if wanted == "*" and self._is_admin(request):
+            sessions = await self._db(self.store.list_sessions)
+        else:
+            sessions = await self._db(self.store.list_sessions, self._owner(request, wanted))
+        current = request[OPERATOR].get("session_id")
+        for session in sessions:
+            session["current"] = session["session_id"] == current
+        return _json({"sessions": sessions})
+
+    async def admin_end_session(self, request: web.Request) -> web.Response:
+        """DELETE /admin/sessions/{session_id}: log one session out (one's own; a security
+        officer: anyone's)."""
+        sid = request.match_info["session_id"]
+        owner = await self._db(self.store.session_owner, sid)
+        if owner != request[OPERATOR]["name"] and not self._is_admin(request):
+            raise NotFound(f"no session {sid!r}")
+        await self._recorded(request, self.store.end_sessions, owner, only=sid)
+        return web.Response(status=204)
 
     async def admin_operator_journal(self, request: web.Request) -> web.Response:
         """GET /admin/operator-journal?after=&limit=."""

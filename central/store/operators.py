@@ -29,7 +29,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from ..errors import BadRequest, NotFound, Unauthorized
+from ..errors import BadRequest, LastAdministrator, NotFound, Unauthorized
 from .auditchain import AUDIT_GENESIS, row_hash
 from .base import StoreBase, dumps
 from .db import Connection, Row
@@ -42,6 +42,7 @@ __all__ = [
     "SESSION_TTL_MS",
     "TOKEN_PREFIX",
     "OperatorsMixin",
+    "session_id",
 ]
 
 #: The operator roles (docs/central.md, "Operators and roles").
@@ -75,15 +76,64 @@ def _check_name(name: object) -> str:
     return name
 
 
+def _check_password(password: object) -> str:
+    if not isinstance(password, str) or not 12 <= len(password) <= 1024:
+        raise BadRequest("password: at least 12 characters")
+    return password
+
+
+def _check_role(role: object) -> str:
+    if role not in ROLES:
+        raise BadRequest(f"role: one of {', '.join(ROLES)}")
+    assert isinstance(role, str)
+    return role
+
+
+def session_id(session_hash: bytes) -> str:
+    """The public id of a session (the first 12 bytes of its stored hash, hex): what lists
+    show and ``DELETE /admin/sessions/{id}`` takes; it reveals nothing of the secret."""
+    return bytes(session_hash)[:12].hex()
+
+
 def _operator(row: Row) -> dict[str, Any]:
     return {
         "name": row["name"],
         "role": row["role"],
         "enabled": bool(row["enabled"]),
         "has_password": row["password_hash"] is not None,
+        "must_change_password": bool(row["must_change_password"]),
         "created_at_ms": row["created_ms"],
         "locked_until_ms": row["locked_until_ms"],
     }
+
+
+#: The role that administers operators (and may do everything).
+ADMIN_ROLE = "security_officer"
+
+
+def _keep_an_administrator(
+    conn: Connection, name: str, by: str | None, *, role: str | None = None
+) -> None:
+    """Refuse an operator's (*by*) change that leaves no enabled security officer: *name*
+    disabled (*role* None) or given *role*. A local command (*by* None) may: whoever runs it
+    holds the database and can add a security officer as well (break-glass, decommission).
+
+    Raises:
+        LastAdministrator: *name* is the last enabled security officer.
+    """
+    if by is None:
+        return
+    row = conn.execute("SELECT role, enabled FROM operators WHERE name = ?", (name,)).fetchone()
+    if row is None or row["role"] != ADMIN_ROLE or not row["enabled"] or role == ADMIN_ROLE:
+        return
+    others = conn.execute(
+        "SELECT count(*) AS n FROM operators WHERE role = ? AND enabled = 1 AND name <> ?",
+        (ADMIN_ROLE, name),
+    ).fetchone()["n"]
+    if not others:
+        raise LastAdministrator(
+            f"{name!r} is the last enabled {ADMIN_ROLE}: make another one first"
+        )
 
 
 def journal(
@@ -135,28 +185,41 @@ class OperatorsMixin(StoreBase):
 
     # -- accounts -----------------------------------------------------------------
 
-    def add_operator(self, name: str, role: str, password: str | None = None) -> dict[str, Any]:
+    def add_operator(
+        self,
+        name: str,
+        role: str,
+        password: str | None = None,
+        *,
+        by: str | None = None,
+        remote: str | None = None,
+        must_change_password: bool = False,
+    ) -> dict[str, Any]:
         """Create an operator; *password* None: an account that uses API tokens only.
+
+        *by*, *remote*: the operator who did it and from where (None: a local command), for
+        the audit row. *must_change_password*: the password was set by someone else (over
+        HTTP): the operator's first session may only change it.
 
         Raises:
             BadRequest: a bad name, role or password, or the name is taken.
         """
         _check_name(name)
-        if role not in ROLES:
-            raise BadRequest(f"role: one of {', '.join(ROLES)}")
-        if password is not None and len(password) < 12:
-            raise BadRequest("password: at least 12 characters")
+        _check_role(role)
+        if password is not None:
+            _check_password(password)
         hashed = None if password is None else _hasher.hash(password)
+        must = int(must_change_password and password is not None)
         now = self.now_ms()
         with self._tx() as conn:
             if conn.execute("SELECT 1 FROM operators WHERE name = ?", (name,)).fetchone():
                 raise BadRequest(f"operator {name!r} exists")
             conn.execute(
                 "INSERT INTO operators (name, role, password_hash, enabled, created_ms, "
-                "failed_count) VALUES (?, ?, ?, 1, ?, 0)",
-                (name, role, hashed, now),
+                "failed_count, must_change_password) VALUES (?, ?, ?, 1, ?, 0, ?)",
+                (name, role, hashed, now, must),
             )
-            journal(conn, now, None, "operator.add", {"name": name, "role": role})
+            journal(conn, now, by, "operator.add", {"name": name, "role": role}, remote=remote)
             row = conn.execute("SELECT * FROM operators WHERE name = ?", (name,)).fetchone()
         return _operator(row)
 
@@ -166,21 +229,225 @@ class OperatorsMixin(StoreBase):
             rows = conn.execute("SELECT * FROM operators ORDER BY name").fetchall()
         return [_operator(row) for row in rows]
 
-    def disable_operator(self, name: str) -> dict[str, Any]:
+    def get_operator(self, name: str) -> dict[str, Any]:
+        """Return one operator (no secrets).
+
+        Raises:
+            NotFound: no such operator.
+        """
+        with self._tx() as conn:
+            row = conn.execute("SELECT * FROM operators WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"no operator {name!r}")
+        return _operator(row)
+
+    def disable_operator(
+        self, name: str, *, by: str | None = None, remote: str | None = None
+    ) -> dict[str, Any]:
         """Disable an operator: their tokens and sessions stop working at once.
+
+        Raises:
+            NotFound: no such operator. LastAdministrator: the last enabled security
+                officer.
+        """
+        now = self.now_ms()
+        with self._tx() as conn:
+            _keep_an_administrator(conn, name, by)
+            if conn.execute("UPDATE operators SET enabled = 0 WHERE name = ?", (name,)).rowcount:
+                conn.execute("DELETE FROM operator_sessions WHERE operator = ?", (name,))
+                journal(conn, now, by, "operator.disable", {"name": name}, remote=remote)
+            row = conn.execute("SELECT * FROM operators WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"no operator {name!r}")
+        return _operator(row)
+
+    def enable_operator(
+        self, name: str, *, by: str | None = None, remote: str | None = None
+    ) -> dict[str, Any]:
+        """Enable a disabled operator again (their unexpired, unrevoked tokens work again).
 
         Raises:
             NotFound: no such operator.
         """
         now = self.now_ms()
         with self._tx() as conn:
-            if conn.execute("UPDATE operators SET enabled = 0 WHERE name = ?", (name,)).rowcount:
-                conn.execute("DELETE FROM operator_sessions WHERE operator = ?", (name,))
-                journal(conn, now, None, "operator.disable", {"name": name})
+            if not conn.execute(
+                "UPDATE operators SET enabled = 1 WHERE name = ?", (name,)
+            ).rowcount:
+                raise NotFound(f"no operator {name!r}")
+            journal(conn, now, by, "operator.enable", {"name": name}, remote=remote)
+            row = conn.execute("SELECT * FROM operators WHERE name = ?", (name,)).fetchone()
+        return _operator(row)
+
+    def set_operator_role(
+        self, name: str, role: str, *, by: str | None = None, remote: str | None = None
+    ) -> dict[str, Any]:
+        """Give *name* another role; it applies to their tokens and sessions at once.
+
+        Raises:
+            BadRequest: a bad role. NotFound: no such operator. LastAdministrator: the last
+                enabled security officer would lose the role.
+        """
+        _check_role(role)
+        now = self.now_ms()
+        with self._tx() as conn:
+            old = conn.execute("SELECT role FROM operators WHERE name = ?", (name,)).fetchone()
+            if old is None:
+                raise NotFound(f"no operator {name!r}")
+            _keep_an_administrator(conn, name, by, role=role)
+            conn.execute("UPDATE operators SET role = ? WHERE name = ?", (role, name))
+            journal(
+                conn,
+                now,
+                by,
+                "operator.role",
+                {"name": name, "role": role, "was": old["role"]},
+                remote=remote,
+            )
+            row = conn.execute("SELECT * FROM operators WHERE name = ?", (name,)).fetchone()
+        return _operator(row)
+
+    def reset_password(
+        self,
+        name: str,
+        password: str | None = None,
+        *,
+        by: str | None = None,
+        remote: str | None = None,
+    ) -> dict[str, Any]:
+        """Set a new password for *name* (a random one when *password* is None), which they
+        must change at their next login; end their sessions and lift a lock-out.
+
+        Returns the operator with ``password``: the new password, shown this once.
+
+        Raises:
+            BadRequest: a bad password. NotFound: no such operator.
+        """
+        if password is None:
+            password = secrets.token_urlsafe(15)  # 20 characters, 120 bits
+        _check_password(password)
+        hashed = _hasher.hash(password)
+        now = self.now_ms()
+        with self._tx() as conn:
+            if not conn.execute(
+                "UPDATE operators SET password_hash = ?, must_change_password = 1, "
+                "failed_count = 0, first_failed_ms = NULL, locked_until_ms = NULL "
+                "WHERE name = ?",
+                (hashed, name),
+            ).rowcount:
+                raise NotFound(f"no operator {name!r}")
+            conn.execute("DELETE FROM operator_sessions WHERE operator = ?", (name,))
+            journal(conn, now, by, "operator.password_reset", {"name": name}, remote=remote)
+            row = conn.execute("SELECT * FROM operators WHERE name = ?", (name,)).fetchone()
+        return {**_operator(row), "password": password}
+
+    def change_password(
+        self, name: str, current: str, new: str, *, remote: str | None = None
+    ) -> dict[str, Any]:
+        """*name* changes their own password (*current* must be right); clears
+        ``must_change_password``. A wrong *current* counts as a failed login.
+
+        Raises:
+            BadRequest: a bad new password, or the same as the current one.
+            Unauthorized: ``reason`` ``bad_password`` or ``locked_out``.
+        """
+        _check_password(new)
+        if new == current:
+            raise BadRequest("password: the new one must differ from the current one")
+        now = self.now_ms()
+        with self._tx() as conn:
             row = conn.execute("SELECT * FROM operators WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise NotFound(f"no operator {name!r}")
+        if row["locked_until_ms"] is not None and row["locked_until_ms"] > now:
+            raise Unauthorized(
+                "too many failed logins: the account is locked for now", reason="locked_out"
+            )
+        try:
+            ok = row["password_hash"] is not None and _hasher.verify(row["password_hash"], current)
+        except (VerificationError, InvalidHashError):
+            ok = False
+        if not ok:
+            self._login_failed(name, name, now, remote)
+            raise Unauthorized("wrong current password", reason="bad_password")
+        hashed = _hasher.hash(new)
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE operators SET password_hash = ?, must_change_password = 0 WHERE name = ?",
+                (hashed, name),
+            )
+            journal(conn, now, name, "operator.password_change", {"name": name}, remote=remote)
+            row = conn.execute("SELECT * FROM operators WHERE name = ?", (name,)).fetchone()
         return _operator(row)
+
+    # -- sessions, listed and ended -------------------------------------------------
+
+    def list_sessions(self, operator: str | None = None) -> list[dict[str, Any]]:
+        """Return the live sessions (of *operator*, else everyone's): ``session_id``,
+        ``operator``, ``created_at_ms``, ``expires_at_ms``."""
+        now = self.now_ms()
+        with self._tx() as conn:
+            rows = conn.execute(
+                "SELECT * FROM operator_sessions WHERE expires_ms > ? ORDER BY created_ms", (now,)
+            ).fetchall()
+        return [
+            {
+                "session_id": session_id(row["session_hash"]),
+                "operator": row["operator"],
+                "created_at_ms": row["created_ms"],
+                "expires_at_ms": row["expires_ms"],
+            }
+            for row in rows
+            if operator is None or row["operator"] == operator
+        ]
+
+    def end_sessions(
+        self,
+        operator: str,
+        *,
+        only: str | None = None,
+        by: str | None = None,
+        remote: str | None = None,
+    ) -> int:
+        """End *operator*'s sessions (only the one with id *only*, if given); return how many.
+
+        Raises:
+            NotFound: no such operator, or *only* is not one of their sessions.
+        """
+        now = self.now_ms()
+        with self._tx() as conn:
+            if (
+                conn.execute("SELECT 1 FROM operators WHERE name = ?", (operator,)).fetchone()
+                is None
+            ):
+                raise NotFound(f"no operator {operator!r}")
+            hashes = [
+                bytes(row["session_hash"])
+                for row in conn.execute(
+                    "SELECT session_hash FROM operator_sessions WHERE operator = ?", (operator,)
+                ).fetchall()
+                if only is None or session_id(row["session_hash"]) == only
+            ]
+            if only is not None and not hashes:
+                raise NotFound(f"no session {only!r} of {operator!r}")
+            for digest in hashes:
+                conn.execute("DELETE FROM operator_sessions WHERE session_hash = ?", (digest,))
+            detail: dict[str, Any] = {"name": operator, "ended": len(hashes)}
+            if only is not None:
+                detail["session_id"] = only
+            journal(conn, now, by, "operator.logout", detail, remote=remote)
+        return len(hashes)
+
+    def session_owner(self, sid: str) -> str:
+        """Return the operator of the live session with id *sid*.
+
+        Raises:
+            NotFound: no such session.
+        """
+        for session in self.list_sessions():
+            if session["session_id"] == sid:
+                return str(session["operator"])
+        raise NotFound(f"no session {sid!r}")
 
     # -- API tokens -----------------------------------------------------------------
 
@@ -191,6 +458,8 @@ class OperatorsMixin(StoreBase):
         ttl_s: int = TOKEN_TTL_S,
         label: str = "",
         secret: str | None = None,
+        by: str | None = None,
+        remote: str | None = None,
     ) -> dict[str, Any]:
         """Mint an API token for *operator*; return ``{"token", "token_id", "operator",
         "expires_at_ms"}``. The token is shown this once: only its hash is stored.
@@ -209,6 +478,8 @@ class OperatorsMixin(StoreBase):
             secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         elif len(secret) < 32:
             raise BadRequest("token: at least 32 characters")
+        if not isinstance(label, str) or len(label) > 200:
+            raise BadRequest("label: text, at most 200 characters")
         token_id = secrets.token_hex(6)
         now = self.now_ms()
         expires = now + ttl_s * 1000
@@ -223,7 +494,14 @@ class OperatorsMixin(StoreBase):
                 "expires_ms) VALUES (?, ?, ?, ?, ?, ?)",
                 (token_id, _digest(secret), operator, label, now, expires),
             )
-            journal(conn, now, None, "token.create", {"token_id": token_id, "operator": operator})
+            journal(
+                conn,
+                now,
+                by,
+                "token.create",
+                {"token_id": token_id, "operator": operator},
+                remote=remote,
+            )
         return {
             "token": secret,
             "token_id": token_id,
@@ -231,10 +509,12 @@ class OperatorsMixin(StoreBase):
             "expires_at_ms": expires,
         }
 
-    def list_api_tokens(self) -> list[dict[str, Any]]:
-        """Return every API token's id, operator, label, expiry and revocation (no secret)."""
+    def list_api_tokens(self, operator: str | None = None) -> list[dict[str, Any]]:
+        """Return every API token's (of *operator*, if given) id, operator, label, expiry and
+        revocation (no secret)."""
         with self._tx() as conn:
             rows = conn.execute("SELECT * FROM api_tokens ORDER BY created_ms").fetchall()
+        rows = [row for row in rows if operator is None or row["operator"] == operator]
         return [
             {
                 "token_id": row["token_id"],
@@ -246,14 +526,26 @@ class OperatorsMixin(StoreBase):
             for row in rows
         ]
 
-    def revoke_api_token(self, token_id: str) -> None:
-        """Revoke an API token at once.
+    def revoke_api_token(
+        self,
+        token_id: str,
+        *,
+        operator: str | None = None,
+        by: str | None = None,
+        remote: str | None = None,
+    ) -> None:
+        """Revoke an API token at once (*operator*: only if it is theirs).
 
         Raises:
-            NotFound: no such token.
+            NotFound: no such token (of *operator*).
         """
         now = self.now_ms()
         with self._tx() as conn:
+            owner = conn.execute(
+                "SELECT operator FROM api_tokens WHERE token_id = ?", (token_id,)
+            ).fetchone()
+            if owner is None or (operator is not None and owner["operator"] != operator):
+                raise NotFound(f"no token {token_id!r}")
             done = conn.execute(
                 "UPDATE api_tokens SET revoked_ms = ? WHERE token_id = ? AND revoked_ms IS NULL",
                 (now, token_id),
@@ -265,7 +557,14 @@ class OperatorsMixin(StoreBase):
                 ).fetchone()
             ):
                 raise NotFound(f"no token {token_id!r}")
-            journal(conn, now, None, "token.revoke", {"token_id": token_id})
+            journal(
+                conn,
+                now,
+                by,
+                "token.revoke",
+                {"token_id": token_id, "operator": owner["operator"]},
+                remote=remote,
+            )
 
     def authenticate_operator(self, token: str) -> dict[str, Any]:
         """Return ``{"name", "role", "via": "token"}`` for a valid API token.
@@ -344,6 +643,7 @@ class OperatorsMixin(StoreBase):
             "operator": name,
             "role": row["role"],
             "expires_at_ms": expires,
+            "must_change_password": bool(row["must_change_password"]),
         }
 
     def _login_failed(self, account: str | None, name: str, now: int, remote: str | None) -> None:
@@ -378,7 +678,8 @@ class OperatorsMixin(StoreBase):
         now = self.now_ms()
         with self._tx() as conn:
             row = conn.execute(
-                "SELECT s.csrf_hash, s.expires_ms, o.name, o.role, o.enabled "
+                "SELECT s.session_hash, s.csrf_hash, s.expires_ms, o.name, o.role, o.enabled, "
+                "o.must_change_password "
                 "FROM operator_sessions s JOIN operators o ON o.name = s.operator "
                 "WHERE s.session_hash = ?",
                 (_digest(session),),
@@ -388,7 +689,14 @@ class OperatorsMixin(StoreBase):
         if not row["enabled"]:
             raise Unauthorized("the operator is disabled", reason="operator_disabled")
         csrf_ok = csrf is not None and hmac.compare_digest(_digest(csrf), bytes(row["csrf_hash"]))
-        return {"name": row["name"], "role": row["role"], "via": "session", "csrf_ok": csrf_ok}
+        return {
+            "name": row["name"],
+            "role": row["role"],
+            "via": "session",
+            "csrf_ok": csrf_ok,
+            "session_id": session_id(row["session_hash"]),
+            "must_change_password": bool(row["must_change_password"]),
+        }
 
     def logout(self, session: str) -> None:
         """End a session (unknown: nothing to do)."""
