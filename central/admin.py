@@ -190,6 +190,10 @@ class CentralAdmin:
         """Log one session out."""
         self._call("DELETE", f"/admin/sessions/{quote(session_id, safe='')}")
 
+    def audit_head(self) -> dict[str, Any]:
+        """Return the audit chain's head, signed (``portier-central audit head``'s anchor)."""
+        return self._call("GET", "/admin/audit/head")
+
     def create_enroll_token(
         self,
         door: str,

@@ -78,6 +78,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/admin/operator-journal"): _READ,
     ("GET", "/admin/audit"): _READ,
     ("GET", "/admin/audit/verify"): _READ,
+    ("GET", "/admin/audit/head"): _READ,
     ("GET", "/admin/faults"): _INSTALL,
     ("POST", "/admin/faults"): _INSTALL,
     ("DELETE", "/admin/faults"): _INSTALL,

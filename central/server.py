@@ -205,6 +205,7 @@ class CentralServer:
         r.add_get("/admin/operator-journal", self.admin_operator_journal)
         r.add_get("/admin/audit", self.admin_audit)
         r.add_get("/admin/audit/verify", self.admin_audit_verify)
+        r.add_get("/admin/audit/head", self.admin_audit_head)
         r.add_post("/admin/enroll-tokens", self.admin_enroll_token)
         r.add_post("/admin/invitations", self.admin_invitation)
         r.add_post("/admin/invitations/{invitation_id}/revoke", self.admin_revoke_invitation)
@@ -814,6 +815,10 @@ class CentralServer:
     async def admin_audit_verify(self, request: web.Request) -> web.Response:
         """GET /admin/audit/verify: walk the whole chain; name what was changed or removed."""
         return _json(await self._db(self.store.verify_audit))
+
+    async def admin_audit_head(self, request: web.Request) -> web.Response:
+        """GET /admin/audit/head: the chain's head now, signed (an anchor to keep elsewhere)."""
+        return _json(await self._db(self.store.audit_head))
 
     async def admin_enroll_token(self, request: web.Request) -> web.Response:
         """POST /admin/enroll-tokens."""

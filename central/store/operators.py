@@ -21,6 +21,7 @@ Which role may call which admin route is :mod:`central.auth`'s one table.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -28,9 +29,13 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from portier_common.signing import b64url
 
 from ..errors import BadRequest, LastAdministrator, NotFound, Unauthorized
-from .auditchain import AUDIT_GENESIS, row_hash
+from .auditchain import AUDIT_GENESIS, anchor_message, row_hash
 from .base import StoreBase, dumps
 from .db import Connection, Row
 
@@ -64,6 +69,10 @@ _hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile (64 MiB, t=3
 #: Verified against when the account is unknown, so both cost the same time.
 _DUMMY_HASH = _hasher.hash("portier: no such operator")
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-@")
+
+
+def _unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _digest(secret: str) -> bytes:
@@ -729,8 +738,69 @@ class OperatorsMixin(StoreBase):
             ).fetchall()
         return [_entry(row) for row in rows]
 
-    def verify_audit(self) -> dict[str, Any]:
-        """Walk the whole audit log and check every row's hash, link and number.
+    def audit_head(self) -> dict[str, Any]:
+        """Return the chain's head now, signed: an **anchor** for the site to keep where the
+        central's database administrators cannot write (``portier-central audit head``).
+
+        ``{"site", "seq", "hash", "at_ms", "kid", "signature"}``: ``signature`` is the
+        central's delta key's (Ed25519, the key every device pins; ``kid`` names it) over
+        :func:`~central.store.auditchain.anchor_message`, base64url. :meth:`verify_audit`
+        with the anchor checks that the chain still holds row ``seq`` with ``hash``: a
+        chain rewritten or cut since, even with every hash recomputed, does not.
+        """
+        with self._tx() as conn:
+            head = conn.execute(
+                "SELECT seq, hash FROM operator_journal ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        anchor: dict[str, Any] = {
+            "site": self.settings.site,
+            "seq": 0 if head is None else int(head["seq"]),
+            "hash": AUDIT_GENESIS if head is None else head["hash"],
+            "at_ms": self.now_ms(),
+            "kid": self._delta_key.kid,
+        }
+        anchor["signature"] = b64url(self._delta_key.sign(anchor_message(anchor)))
+        return anchor
+
+    def _check_anchor(self, conn: Connection, anchor: Any) -> list[dict[str, Any]]:
+        """The problems of *anchor* (a kept :meth:`audit_head`) against the stored chain."""
+        try:
+            seq, digest, kid = int(anchor["seq"]), str(anchor["hash"]), str(anchor["kid"])
+            message = anchor_message(anchor)
+            signature = _unb64url(str(anchor["signature"]))
+        except (TypeError, KeyError, ValueError):
+            return [{"seq": 0, "problem": "anchor", "detail": "not a signed audit head"}]
+        problems: list[dict[str, Any]] = []
+        key = conn.execute("SELECT public_key FROM delta_keys WHERE kid = ?", (kid,)).fetchone()
+        try:
+            if key is None:
+                raise InvalidSignature
+            Ed25519PublicKey.from_public_bytes(bytes(key["public_key"])).verify(signature, message)
+        except (InvalidSignature, ValueError):
+            problems.append(
+                {
+                    "seq": seq,
+                    "problem": "anchor_signature",
+                    "detail": f"the head's signature does not verify with this central's key {kid}",
+                }
+            )
+        if seq == 0:
+            return problems
+        row = conn.execute("SELECT hash FROM operator_journal WHERE seq = ?", (seq,)).fetchone()
+        if row is None or row["hash"] != digest:
+            what = "is gone (rows cut off)" if row is None else "has another hash (rewritten)"
+            problems.append(
+                {
+                    "seq": seq,
+                    "problem": "anchor",
+                    "detail": f"the kept head's row {seq} {what}",
+                }
+            )
+        return problems
+
+    def verify_audit(self, anchor: Any = None) -> dict[str, Any]:
+        """Walk the whole audit log and check every row's hash, link and number, and (with
+        *anchor*, a kept :meth:`audit_head`) that the chain still holds the kept head.
 
         Returns ``{"ok", "rows", "head_seq", "head_hash", "problems"}``; each problem is
         ``{"seq", "problem", "detail"}`` with ``problem`` one of ``changed`` (the row's
@@ -739,7 +809,10 @@ class OperatorsMixin(StoreBase):
         prev_hash is not the hash of the row before it: a row before it was deleted,
         replaced or moved). Rows deleted from the end leave no trace inside the chain:
         compare ``head_seq``/``head_hash`` with a head exported earlier
-        (docs/threat-model.md).
+        (docs/threat-model.md). A chain rewritten from some row on with every hash
+        recomputed verifies too: only a kept *anchor* shows it, as problem ``anchor`` (its
+        row is gone or has another hash) or ``anchor_signature`` (not signed by this
+        central's delta key).
         """
         problems: list[dict[str, Any]] = []
         count = 0
@@ -747,6 +820,7 @@ class OperatorsMixin(StoreBase):
         head_seq, head_hash = 0, AUDIT_GENESIS
         with self._tx() as conn:
             rows = conn.execute("SELECT * FROM operator_journal ORDER BY seq").fetchall()
+            anchored = [] if anchor is None else self._check_anchor(conn, anchor)
         for row in rows:
             count += 1
             entry = _entry(row)
@@ -781,6 +855,7 @@ class OperatorsMixin(StoreBase):
                 )
             expected_seq, prev = seq + 1, entry["hash"]
             head_seq, head_hash = seq, entry["hash"]
+        problems.extend(anchored)
         return {
             "ok": not problems,
             "rows": count,

@@ -158,6 +158,12 @@ def _token_of(admin: CentralAdmin, central: CentralProcess, name: str) -> Centra
     return CentralAdmin(central.url, token=minted["token"], timeout=TIMEOUT)
 
 
+def _ensure(admin: CentralAdmin, name: str, role: str) -> None:
+    """*name* exists (whichever test of the module made it first)."""
+    if name not in {o["name"] for o in admin.operators()}:
+        admin.add_operator(name, role)
+
+
 def _journal_since(admin: CentralAdmin, seq: int) -> list[dict[str, Any]]:
     return admin.operator_journal(after=seq)
 
@@ -205,7 +211,7 @@ def test_a_security_officer_creates_an_operator_who_must_change_the_password(
 def test_a_pass_office_operator_cannot_create_operators_nor_raise_its_own_role(
     central: CentralProcess, admin: CentralAdmin
 ) -> None:
-    admin.add_operator("pia", "pass_office")
+    _ensure(admin, "pia", "pass_office")
     head = _head(admin)
     with _token_of(admin, central, "pia") as pia:
         assert pia.whoami()["role"] == "pass_office"
@@ -316,5 +322,25 @@ def test_nobody_can_disable_or_demote_the_last_security_officer(
     with pytest.raises(LastAdministrator):
         admin.disable_operator("tests")
     # A pass-office operator reaching the route is refused before the rule is even asked.
+    _ensure(admin, "pia", "pass_office")
     with _token_of(admin, central, "pia") as pia, pytest.raises(Forbidden):
         pia.disable_operator("tests")
+
+
+# -- task 3: the signed head over HTTP ----------------------------------------------------
+
+
+def test_an_auditor_fetches_a_signed_head_to_keep(
+    central: CentralProcess, admin: CentralAdmin
+) -> None:
+    admin.add_operator("ann", "auditor")
+    with _token_of(admin, central, "ann") as ann:
+        head = ann.audit_head()
+        verified = ann.verify_audit()
+    assert head["site"] == "hq" and head["signature"]
+    assert head["seq"] <= verified["head_seq"]
+    kept = {e["seq"]: e["hash"] for e in admin.operator_journal(after=head["seq"] - 1, limit=1)}
+    assert kept == {head["seq"]: head["hash"]}
+    _ensure(admin, "pia", "pass_office")
+    with _token_of(admin, central, "pia") as pia, pytest.raises(Forbidden):
+        pia.audit_head()
