@@ -247,3 +247,31 @@ def test_operators_tokens_and_the_journal(open_store: StoreFactory) -> None:
         "POST /admin/badges",
         "token.revoke",
     ]
+
+
+def test_one_transaction_commits_all_or_nothing(open_store: StoreFactory) -> None:
+    """Calls inside ``one_transaction`` are savepoints: a failed one is undone alone (even
+    on PostgreSQL, where an error aborts the transaction), and an error at the end undoes
+    them all."""
+    store = open_store()
+    before = store.head_cursor()
+    badge = {"uid": "04aabbccddeeff", "holder": "Ada", "doors": ["lobby"], "kind": "uid"}
+    with store.one_transaction():
+        store.put_badge(badge)
+        with pytest.raises(NotFound):
+            store.revoke_invitation("nope")  # fails: its savepoint only
+        store.record_action("ada", "POST /admin/badges", {"uid": badge["uid"]}, status=200)
+    assert store.head_cursor() != before
+    rows = store.verify_audit()["rows"]
+    middle = store.head_cursor()
+    with pytest.raises(RuntimeError), store.one_transaction():
+        store.put_badge({**badge, "uid": "04aabbccddee00"})
+        store.record_action("ada", "POST /admin/badges", {}, status=200)
+        raise RuntimeError("the process dies before the commit")
+    assert store.head_cursor() == middle and store.verify_audit()["rows"] == rows
+    with (
+        pytest.raises(RuntimeError, match="re-entrant"),
+        store.one_transaction(),
+        store.one_transaction(),
+    ):
+        pass
