@@ -16,6 +16,14 @@ and the operator journal (who did what, when, from where).
   refuse UPDATE and DELETE), checked by :meth:`OperatorsMixin.verify_audit` and exported
   with its chain proof by :meth:`OperatorsMixin.audit_export`.
 
+* **Administered over HTTP** by a security officer (``/admin/operators...``, central/server.py):
+  each method takes ``by`` (the operator acting; None: a local command) and ``remote`` for its
+  audit row, written in its transaction. A password someone else set must be changed at the
+  next login (``must_change_password``); an operator may not disable or demote the last
+  enabled security officer (:class:`~central.errors.LastAdministrator`).
+* **Anchors**: :meth:`OperatorsMixin.audit_head` signs the chain's head for the site to keep
+  outside the central; :meth:`OperatorsMixin.verify_audit` checks a kept one.
+
 Which role may call which admin route is :mod:`central.auth`'s one table.
 """
 
