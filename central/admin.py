@@ -118,6 +118,82 @@ class CentralAdmin:
         """Return the central's walk of the whole audit chain (``ok``, ``problems``...)."""
         return self._call("GET", "/admin/audit/verify")
 
+    # -- operators, tokens, sessions ------------------------------------------------
+
+    def operators(self) -> list[dict[str, Any]]:
+        """Return every operator (``Operator``: no secrets)."""
+        return self._call("GET", "/admin/operators")["operators"]
+
+    def add_operator(self, name: str, role: str, password: str | None = None) -> dict[str, Any]:
+        """Create an operator (a password, if given, must be changed at the first login)."""
+        body: dict[str, Any] = {"name": name, "role": role}
+        if password is not None:
+            body["password"] = password
+        return self._call("POST", "/admin/operators", json=body)
+
+    def set_operator_role(self, name: str, role: str) -> dict[str, Any]:
+        """Give an operator another role (at once, for their tokens and sessions too)."""
+        path = f"/admin/operators/{quote(name, safe='')}/role"
+        return self._call("POST", path, json={"role": role})
+
+    def disable_operator(self, name: str) -> dict[str, Any]:
+        """Disable an operator: their tokens and sessions stop at once."""
+        return self._call("POST", f"/admin/operators/{quote(name, safe='')}/disable")
+
+    def enable_operator(self, name: str) -> dict[str, Any]:
+        """Enable an operator again."""
+        return self._call("POST", f"/admin/operators/{quote(name, safe='')}/enable")
+
+    def reset_password(self, name: str, password: str | None = None) -> dict[str, Any]:
+        """Set a new password (random if None; answered once in ``password``) to be changed
+        at the next login; the operator's sessions end."""
+        body = {} if password is None else {"password": password}
+        return self._call("POST", f"/admin/operators/{quote(name, safe='')}/password", json=body)
+
+    def logout_operator(self, name: str) -> int:
+        """End every session of an operator; return how many."""
+        path = f"/admin/operators/{quote(name, safe='')}/logout"
+        return int(self._call("POST", path)["ended"])
+
+    def change_password(self, current: str, new: str) -> dict[str, Any]:
+        """Change one's own password."""
+        body = {"current_password": current, "new_password": new}
+        return self._call("POST", "/admin/password", json=body)
+
+    def tokens(self, operator: str | None = None) -> list[dict[str, Any]]:
+        """Return one's own API tokens (a security officer: *operator*'s, ``*``: all)."""
+        params = None if operator is None else {"operator": operator}
+        return self._call("GET", "/admin/tokens", params=params)["tokens"]
+
+    def create_token(
+        self, *, label: str = "", ttl_s: int | None = None, operator: str | None = None
+    ) -> dict[str, Any]:
+        """Mint an API token (for oneself; a security officer: for *operator*); the secret
+        is in ``token``, shown this once."""
+        body: dict[str, Any] = {"label": label}
+        if ttl_s is not None:
+            body["ttl_s"] = ttl_s
+        if operator is not None:
+            body["operator"] = operator
+        return self._call("POST", "/admin/tokens", json=body)
+
+    def revoke_token(self, token_id: str) -> None:
+        """Revoke an API token (one's own; a security officer: any)."""
+        self._call("DELETE", f"/admin/tokens/{quote(token_id, safe='')}")
+
+    def sessions(self, operator: str | None = None) -> list[dict[str, Any]]:
+        """Return live browser sessions: one's own (a security officer: *operator*'s)."""
+        params = None if operator is None else {"operator": operator}
+        return self._call("GET", "/admin/sessions", params=params)["sessions"]
+
+    def end_session(self, session_id: str) -> None:
+        """Log one session out."""
+        self._call("DELETE", f"/admin/sessions/{quote(session_id, safe='')}")
+
+    def audit_head(self) -> dict[str, Any]:
+        """Return the audit chain's head, signed (``portier-central audit head``'s anchor)."""
+        return self._call("GET", "/admin/audit/head")
+
     def create_enroll_token(
         self,
         door: str,

@@ -6,6 +6,8 @@ route of the server is in it). ``security_officer`` may do everything.
 
 The roles:
 
+* ``security_officer`` administers the operators (accounts, roles, passwords, anyone's
+  tokens and sessions) and can never disable or demote the last enabled one.
 * ``pass_office``: visitors and badges (invitations, badges), reads the summary.
 * ``security_officer``: everything (keys, schedules, door modes, devices, faults).
 * ``auditor``: reads only (received events, stored events, keys, self-tests), reads,
@@ -18,9 +20,17 @@ from __future__ import annotations
 
 from .errors import Unauthorized
 from .settings import CentralSettings
-from .store.operators import ROLES, TOKEN_TTL_S
+from .store.operators import ADMIN_ROLE, ROLES, TOKEN_TTL_S
 
-__all__ = ["PUBLIC_ADMIN_ROUTES", "ROLES", "ROUTE_ROLES", "allowed", "bootstrap_token"]
+__all__ = [
+    "ADMIN_ROLE",
+    "PASSWORD_CHANGE_ROUTES",
+    "PUBLIC_ADMIN_ROUTES",
+    "ROLES",
+    "ROUTE_ROLES",
+    "allowed",
+    "bootstrap_token",
+]
 
 _ALL = frozenset(ROLES)
 _PASS = frozenset({"pass_office", "security_officer"})
@@ -51,13 +61,34 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/admin/devices/{device_id}/events"): _READ,
     ("GET", "/admin/devices/{device_id}/export"): _READ,
     ("GET", "/admin/devices/{device_id}/selftest"): _READ_INSTALL,
+    # Operators: a security officer administers them (auditors read who has which role);
+    # tokens and sessions: everyone their own, a security officer anyone's (the handler).
+    ("GET", "/admin/operators"): _READ,
+    ("POST", "/admin/operators"): _SECURITY,
+    ("POST", "/admin/operators/{name}/role"): _SECURITY,
+    ("POST", "/admin/operators/{name}/disable"): _SECURITY,
+    ("POST", "/admin/operators/{name}/enable"): _SECURITY,
+    ("POST", "/admin/operators/{name}/password"): _SECURITY,
+    ("POST", "/admin/operators/{name}/logout"): _SECURITY,
+    ("POST", "/admin/password"): _ALL,
+    ("GET", "/admin/tokens"): _ALL,
+    ("POST", "/admin/tokens"): _ALL,
+    ("DELETE", "/admin/tokens/{token_id}"): _ALL,
+    ("GET", "/admin/sessions"): _ALL,
+    ("DELETE", "/admin/sessions/{session_id}"): _ALL,
     ("GET", "/admin/operator-journal"): _READ,
     ("GET", "/admin/audit"): _READ,
     ("GET", "/admin/audit/verify"): _READ,
+    ("GET", "/admin/audit/head"): _READ,
     ("GET", "/admin/faults"): _INSTALL,
     ("POST", "/admin/faults"): _INSTALL,
     ("DELETE", "/admin/faults"): _INSTALL,
 }
+
+#: What a session whose password a security officer set may do: change it (and leave).
+PASSWORD_CHANGE_ROUTES = frozenset(
+    {("POST", "/admin/password"), ("GET", "/admin/whoami"), ("POST", "/admin/logout")}
+)
 
 #: Admin routes that need no credential: the browser's password login.
 PUBLIC_ADMIN_ROUTES = frozenset({("POST", "/admin/login")})

@@ -414,6 +414,18 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="walk the hash chain; name each changed or missing row (exit 1)"
     )
     audit_verify.add_argument("--json", action="store_true")
+    audit_verify.add_argument(
+        "--anchor",
+        type=Path,
+        default=None,
+        help="a head kept earlier (audit head): the chain must still hold it",
+    )
+    audit_head = audit_sub.add_parser(
+        "head",
+        help="print the chain's head, signed (JSON): keep it where the database's "
+        "administrators cannot write, check with verify --anchor",
+    )
+    audit_head.add_argument("--out", type=Path, default=None, help="write it here (0600)")
     audit_export = audit_sub.add_parser(
         "export", help="write the audit log between two times with its chain proof (JSON)"
     )
@@ -439,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
         tok_revoke,
         audit_verify,
         audit_export,
+        audit_head,
     ):
         local.add_argument("--data", type=Path, required=True, help="the central's data directory")
         local.add_argument(
@@ -707,14 +720,35 @@ def _events_export(admin: CentralAdmin, args: argparse.Namespace) -> int:
 
 
 def _audit(store: Any, args: argparse.Namespace) -> int:
-    """``audit verify`` (exit 1 when the chain is broken) and ``audit export``."""
+    """``audit verify`` (exit 1 when the chain is broken or no longer holds the ``--anchor``),
+    ``audit head`` and ``audit export``."""
+    if args.action == "head":
+        head = store.audit_head()
+        text = json.dumps(head, indent=2, sort_keys=True) + "\n"
+        if args.out is None:
+            sys.stdout.write(text)
+        else:
+            descriptor = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+                out.write(text)
+            print(f"audit head {head['seq']} {head['hash']} written to {args.out}")
+        return 0
     if args.action == "verify":
-        result = store.verify_audit()
+        anchor = None
+        if args.anchor is not None:
+            try:
+                anchor = json.loads(args.anchor.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                print(f"portier-central: --anchor: {exc}", file=sys.stderr)
+                return 2
+        result = store.verify_audit(anchor)
         if args.json:
             _print_json(result)
         else:
             for problem in result["problems"]:
                 print(f"row {problem['seq']}: {problem['problem']}: {problem['detail']}")
+            if anchor is not None and result["ok"]:
+                print(f"anchor: row {anchor['seq']} still holds the kept head")
             state = "intact" if result["ok"] else "BROKEN"
             print(
                 f"audit chain {state}: {result['rows']} rows, head {result['head_seq']} "

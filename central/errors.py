@@ -97,6 +97,14 @@ class DeviceEnrolled(CentralError):
     code = "device_enrolled"
 
 
+class LastAdministrator(CentralError):
+    """The change would leave no enabled security officer (409): nobody could administer
+    the operators any more."""
+
+    status = 409
+    code = "last_administrator"
+
+
 class CursorUnknown(CentralError):
     """The deltas cursor is unknown here (410): resync without a cursor."""
 
@@ -142,6 +150,7 @@ BY_CODE: dict[str, type[CentralError]] = {
         NotFound,
         TokenUsed,
         DeviceEnrolled,
+        LastAdministrator,
         CursorUnknown,
         BatchTooLarge,
         Throttled,

@@ -38,12 +38,13 @@ from aiohttp import web
 
 from portier_common.signing import KID_HEADER, SIGNATURE_HEADER
 
-from .auth import PUBLIC_ADMIN_ROUTES, allowed
+from .auth import ADMIN_ROLE, PASSWORD_CHANGE_ROUTES, PUBLIC_ADMIN_ROUTES, allowed
 from .errors import (
     BadRequest,
     BatchTooLarge,
     CentralError,
     Forbidden,
+    NotFound,
     Throttled,
     Unauthorized,
     Unavailable,
@@ -70,6 +71,10 @@ CSRF_HEADER = "X-CSRF-Token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: ``request[PEER]``: the address of the connection's peer (the proxy, behind one).
 PEER: web.RequestKey[str | None] = web.RequestKey("portier_peer")
+#: ``request[OPERATOR]``: the operator behind an admin request (``{"name", "role", "via"}``).
+OPERATOR: web.RequestKey[dict[str, Any]] = web.RequestKey("portier_operator")
+#: ``request[AUDITED]``: the handler's change was recorded with it (:meth:`CentralServer._change`).
+AUDITED: web.RequestKey[bool] = web.RequestKey("portier_audited")
 
 
 def _dumps(value: object) -> str:
@@ -106,6 +111,27 @@ def _same_origin(request: web.Request) -> bool:
     if origin is None:
         return True
     return origin == f"{request.scheme}://{request.host}"
+
+
+def _route(request: web.Request) -> str:
+    """The route template of *request* (``/admin/badges/{uid}``), else its path."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else request.path
+
+
+def _detail(request: web.Request, answer: object) -> dict[str, Any]:
+    """What an audit row says a change was about: the path and its ids, and the ids the
+    answer names (a badge's uid, an invitation's id, a key's kid, a device's id): the
+    path alone may not say."""
+    detail: dict[str, Any] = {"path": request.path, **dict(request.match_info)}
+    if isinstance(answer, dict):
+        for key in ("uid", "id", "kid", "device_id", "door", "name", "token_id"):
+            if isinstance(answer.get(key), str):
+                detail.setdefault(key, answer[key])
+        invitation = answer.get("invitation")
+        if isinstance(invitation, dict) and isinstance(invitation.get("id"), str):
+            detail.setdefault("id", invitation["id"])
+    return detail
 
 
 def _abort(request: web.Request) -> web.Response:
@@ -165,9 +191,23 @@ class CentralServer:
         r.add_post("/admin/login", self.admin_login)
         r.add_post("/admin/logout", self.admin_logout)
         r.add_get("/admin/whoami", self.admin_whoami)
+        r.add_get("/admin/operators", self.admin_operators)
+        r.add_post("/admin/operators", self.admin_add_operator)
+        r.add_post("/admin/operators/{name}/role", self.admin_operator_role)
+        r.add_post("/admin/operators/{name}/disable", self.admin_disable_operator)
+        r.add_post("/admin/operators/{name}/enable", self.admin_enable_operator)
+        r.add_post("/admin/operators/{name}/password", self.admin_reset_password)
+        r.add_post("/admin/operators/{name}/logout", self.admin_logout_operator)
+        r.add_post("/admin/password", self.admin_change_password)
+        r.add_get("/admin/tokens", self.admin_tokens)
+        r.add_post("/admin/tokens", self.admin_create_token)
+        r.add_delete("/admin/tokens/{token_id}", self.admin_revoke_token)
+        r.add_get("/admin/sessions", self.admin_sessions)
+        r.add_delete("/admin/sessions/{session_id}", self.admin_end_session)
         r.add_get("/admin/operator-journal", self.admin_operator_journal)
         r.add_get("/admin/audit", self.admin_audit)
         r.add_get("/admin/audit/verify", self.admin_audit_verify)
+        r.add_get("/admin/audit/head", self.admin_audit_head)
         r.add_post("/admin/enroll-tokens", self.admin_enroll_token)
         r.add_post("/admin/invitations", self.admin_invitation)
         r.add_post("/admin/invitations/{invitation_id}/revoke", self.admin_revoke_invitation)
@@ -321,17 +361,32 @@ class CentralServer:
             return await handler(request)
         operator = await self._operator(request, unsafe=unsafe)
         if resource is not None and not allowed(operator["role"], request.method, route):
-            raise Forbidden(
+            refused = Forbidden(
                 f"role {operator['role']} may not {request.method} {route}", reason="role"
             )
-        request["operator"] = operator
+            if unsafe:  # an attempt beyond one's role: on the record
+                await self._journal(request, operator, route, refused.status)
+            raise refused
+        if (
+            operator.get("must_change_password")
+            and (
+                request.method,
+                route,
+            )
+            not in PASSWORD_CHANGE_ROUTES
+        ):
+            raise Forbidden(
+                "a password set by a security officer: change it first (POST /admin/password)",
+                reason="password_change",
+            )
+        request[OPERATOR] = operator
         try:
             response = await handler(request)
         except CentralError as exc:
             if unsafe:
                 await self._journal(request, operator, route, exc.status)
             raise
-        if unsafe:
+        if unsafe and not request.get(AUDITED, False):
             await self._journal(request, operator, route, response.status, response)
         return response
 
@@ -365,27 +420,57 @@ class CentralServer:
         status: int,
         response: web.StreamResponse | None = None,
     ) -> None:
-        detail: dict[str, Any] = {"path": request.path, **dict(request.match_info)}
-        # What the change was about, when the answer names it (a badge's uid, an
-        # invitation's id, a key's kid, a device's id): the path alone may not say.
+        """Record a change that did not record itself (:meth:`_change`): a refusal (its
+        action rolled back: there is nothing to lose), fault injection (in memory), logout."""
+        answer: object = None
         if isinstance(response, web.Response) and response.content_type == "application/json":
             with contextlib.suppress(ValueError, TypeError):
                 answer = json.loads(response.body)  # type: ignore[arg-type]
-                if isinstance(answer, dict):
-                    for key in ("uid", "id", "kid", "device_id", "door"):
-                        if isinstance(answer.get(key), str):
-                            detail.setdefault(key, answer[key])
-                    invitation = answer.get("invitation")
-                    if isinstance(invitation, dict) and isinstance(invitation.get("id"), str):
-                        detail.setdefault("id", invitation["id"])
         await self._db(
             self.store.record_action,
             operator["name"],
             f"{request.method} {route}",
-            detail,
+            _detail(request, answer),
             remote=request.remote,
             status=status,
         )
+
+    async def _change(
+        self, request: web.Request, status: int, fn: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
+        """Run the store call of an admin change and append its audit row in ONE
+        transaction (``CentralStore.one_transaction``): the change never commits without
+        its record, nor the record without the change. Returns what *fn* returns; *status*
+        is the answer's status the row records."""
+        operator = request[OPERATOR]
+        action = f"{request.method} {_route(request)}"
+
+        def run() -> T:
+            with self.store.one_transaction():
+                result = fn(*args, **kwargs)
+                self.store.record_action(
+                    operator["name"],
+                    action,
+                    _detail(request, result),
+                    remote=request.remote,
+                    status=status,
+                )
+            return result
+
+        result = await self._db(run)
+        request[AUDITED] = True
+        return result
+
+    async def _recorded(
+        self, request: web.Request, fn: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
+        """Run a store call that appends its own audit row in its transaction (operators,
+        tokens, sessions), as the request's operator (``by``) from its client (``remote``)."""
+        result = await self._db(
+            fn, *args, by=request[OPERATOR]["name"], remote=request.remote, **kwargs
+        )
+        request[AUDITED] = True
+        return result
 
     @web.middleware
     async def _faults_mw(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -569,8 +654,163 @@ class CentralServer:
 
     async def admin_whoami(self, request: web.Request) -> web.Response:
         """GET /admin/whoami: the operator behind the credential."""
-        operator = request["operator"]
-        return _json({"name": operator["name"], "role": operator["role"], "via": operator["via"]})
+        operator = request[OPERATOR]
+        return _json(
+            {
+                "name": operator["name"],
+                "role": operator["role"],
+                "via": operator["via"],
+                "must_change_password": bool(operator.get("must_change_password", False)),
+            }
+        )
+
+    # -- operators, tokens, sessions (central/store/operators.py) ----------------
+
+    @staticmethod
+    def _is_admin(request: web.Request) -> bool:
+        return bool(request[OPERATOR]["role"] == ADMIN_ROLE)
+
+    def _owner(self, request: web.Request, name: object) -> str:
+        """The operator a token or session call is about: the caller, or (a security
+        officer only) *name*."""
+        me = str(request[OPERATOR]["name"])
+        if name is None or name == me:
+            return me
+        if not isinstance(name, str):
+            raise BadRequest("operator: a name")
+        if not self._is_admin(request):
+            raise Forbidden(
+                f"only a {ADMIN_ROLE} may act on another operator's tokens or sessions",
+                reason="role",
+            )
+        return name
+
+    async def admin_operators(self, request: web.Request) -> web.Response:
+        """GET /admin/operators."""
+        return _json({"operators": await self._db(self.store.list_operators)})
+
+    async def admin_add_operator(self, request: web.Request) -> web.Response:
+        """POST /admin/operators {"name", "role", "password"?}: the password (if any) must be
+        changed at the first login."""
+        body = await self._body(request)
+        unknown = set(body) - {"name", "role", "password"}
+        if unknown:
+            raise BadRequest(f"operator: unknown fields {sorted(unknown)}")
+        result = await self._recorded(
+            request,
+            self.store.add_operator,
+            body.get("name"),
+            body.get("role"),
+            body.get("password"),
+            must_change_password=True,
+        )
+        return _json(result, 201)
+
+    async def admin_operator_role(self, request: web.Request) -> web.Response:
+        """POST /admin/operators/{name}/role {"role"}."""
+        body = await self._body(request)
+        if set(body) != {"role"}:
+            raise BadRequest('role: give {"role": ...} only')
+        name = request.match_info["name"]
+        return _json(
+            await self._recorded(request, self.store.set_operator_role, name, body["role"])
+        )
+
+    async def admin_disable_operator(self, request: web.Request) -> web.Response:
+        """POST /admin/operators/{name}/disable: their tokens and sessions stop at once."""
+        name = request.match_info["name"]
+        return _json(await self._recorded(request, self.store.disable_operator, name))
+
+    async def admin_enable_operator(self, request: web.Request) -> web.Response:
+        """POST /admin/operators/{name}/enable."""
+        name = request.match_info["name"]
+        return _json(await self._recorded(request, self.store.enable_operator, name))
+
+    async def admin_reset_password(self, request: web.Request) -> web.Response:
+        """POST /admin/operators/{name}/password {"password"?}: a new password (random when
+        not given, answered once) to change at the next login; their sessions end."""
+        body = await self._body(request, optional=True)
+        if set(body) - {"password"}:
+            raise BadRequest(f"password: unknown fields {sorted(set(body) - {'password'})}")
+        name = request.match_info["name"]
+        return _json(
+            await self._recorded(request, self.store.reset_password, name, body.get("password"))
+        )
+
+    async def admin_logout_operator(self, request: web.Request) -> web.Response:
+        """POST /admin/operators/{name}/logout: end every session of an operator."""
+        name = request.match_info["name"]
+        ended = await self._recorded(request, self.store.end_sessions, name)
+        return _json({"name": name, "ended": ended})
+
+    async def admin_change_password(self, request: web.Request) -> web.Response:
+        """POST /admin/password {"current_password", "new_password"}: one's own password."""
+        body = await self._body(request)
+        current, new = body.get("current_password"), body.get("new_password")
+        if not isinstance(current, str) or not isinstance(new, str) or len(body) != 2:
+            raise BadRequest("password: give current_password and new_password (strings)")
+        result = await self._db(
+            self.store.change_password,
+            request[OPERATOR]["name"],
+            current,
+            new,
+            remote=request.remote,
+        )
+        request[AUDITED] = True
+        return _json(result)
+
+    async def admin_tokens(self, request: web.Request) -> web.Response:
+        """GET /admin/tokens?operator=: one's own tokens; a security officer's: anyone's
+        (everyone's with ``operator=*``)."""
+        wanted = request.query.get("operator")
+        if wanted == "*" and self._is_admin(request):
+            return _json({"tokens": await self._db(self.store.list_api_tokens)})
+        owner = self._owner(request, wanted)
+        return _json({"tokens": await self._db(self.store.list_api_tokens, owner)})
+
+    async def admin_create_token(self, request: web.Request) -> web.Response:
+        """POST /admin/tokens {"label"?, "ttl_s"?, "operator"?}: a token for oneself (a
+        security officer: for anyone); the secret is answered once."""
+        body = await self._body(request, optional=True)
+        unknown = set(body) - {"label", "ttl_s", "operator"}
+        if unknown:
+            raise BadRequest(f"token: unknown fields {sorted(unknown)}")
+        owner = self._owner(request, body.get("operator"))
+        kwargs: dict[str, Any] = {"label": body.get("label", "")}
+        if "ttl_s" in body:
+            kwargs["ttl_s"] = body["ttl_s"]
+        result = await self._recorded(request, self.store.create_api_token, owner, **kwargs)
+        return _json(result, 201)
+
+    async def admin_revoke_token(self, request: web.Request) -> web.Response:
+        """DELETE /admin/tokens/{token_id}: one's own (a security officer: any)."""
+        token_id = request.match_info["token_id"]
+        only = None if self._is_admin(request) else request[OPERATOR]["name"]
+        await self._recorded(request, self.store.revoke_api_token, token_id, operator=only)
+        return web.Response(status=204)
+
+    async def admin_sessions(self, request: web.Request) -> web.Response:
+        """GET /admin/sessions?operator=: one's own live sessions; a security officer's:
+        anyone's (everyone's with ``operator=*``)."""
+        wanted = request.query.get("operator")
+        if wanted == "*" and self._is_admin(request):
+            sessions = await self._db(self.store.list_sessions)
+        else:
+            sessions = await self._db(self.store.list_sessions, self._owner(request, wanted))
+        current = request[OPERATOR].get("session_id")
+        for session in sessions:
+            session["current"] = session["session_id"] == current
+        return _json({"sessions": sessions})
+
+    async def admin_end_session(self, request: web.Request) -> web.Response:
+        """DELETE /admin/sessions/{session_id}: log one session out (one's own; a security
+        officer: anyone's)."""
+        sid = request.match_info["session_id"]
+        owner = await self._db(self.store.session_owner, sid)
+        if owner != request[OPERATOR]["name"] and not self._is_admin(request):
+            raise NotFound(f"no session {sid!r}")
+        await self._recorded(request, self.store.end_sessions, owner, only=sid)
+        return web.Response(status=204)
 
     async def admin_operator_journal(self, request: web.Request) -> web.Response:
         """GET /admin/operator-journal?after=&limit=."""
@@ -598,13 +838,19 @@ class CentralServer:
         """GET /admin/audit/verify: walk the whole chain; name what was changed or removed."""
         return _json(await self._db(self.store.verify_audit))
 
+    async def admin_audit_head(self, request: web.Request) -> web.Response:
+        """GET /admin/audit/head: the chain's head now, signed (an anchor to keep elsewhere)."""
+        return _json(await self._db(self.store.audit_head))
+
     async def admin_enroll_token(self, request: web.Request) -> web.Response:
         """POST /admin/enroll-tokens."""
         body = await self._body(request)
         unknown = set(body) - {"site", "door", "ttl_s", "zones"}
         if unknown:
             raise BadRequest(f"enroll token: unknown fields {sorted(unknown)}")
-        result = await self._db(
+        result = await self._change(
+            request,
+            201,
             self.store.create_enroll_token,
             door=body.get("door"),
             site=body.get("site"),
@@ -616,26 +862,28 @@ class CentralServer:
     async def admin_invitation(self, request: web.Request) -> web.Response:
         """POST /admin/invitations."""
         body = await self._body(request)
-        return _json(await self._db(self.store.create_invitation, body), 201)
+        return _json(await self._change(request, 201, self.store.create_invitation, body), 201)
 
     async def admin_revoke_invitation(self, request: web.Request) -> web.Response:
         """POST /admin/invitations/{invitation_id}/revoke."""
         invitation_id = request.match_info["invitation_id"]
-        return _json(await self._db(self.store.revoke_invitation, invitation_id))
+        return _json(await self._change(request, 200, self.store.revoke_invitation, invitation_id))
 
     async def admin_badge(self, request: web.Request) -> web.Response:
         """POST /admin/badges."""
         body = await self._body(request)
-        return _json(await self._db(self.store.put_badge, body))
+        return _json(await self._change(request, 200, self.store.put_badge, body))
 
     async def admin_delete_badge(self, request: web.Request) -> web.Response:
         """DELETE /admin/badges/{uid}."""
-        await self._db(self.store.delete_badge, request.match_info["uid"])
+        await self._change(request, 204, self.store.delete_badge, request.match_info["uid"])
         return web.Response(status=204)
 
     async def admin_revoke_badge(self, request: web.Request) -> web.Response:
         """POST /admin/badges/{uid}/revoke."""
-        return _json(await self._db(self.store.revoke_badge, request.match_info["uid"]))
+        return _json(
+            await self._change(request, 200, self.store.revoke_badge, request.match_info["uid"])
+        )
 
     async def admin_keys(self, request: web.Request) -> web.Response:
         """GET /admin/keys."""
@@ -649,33 +897,37 @@ class CentralServer:
         retire_now = body.get("retire_now", False)
         if not isinstance(retire_now, bool):
             raise BadRequest("retire_now: must be true or false")
-        return _json(await self._db(self.store.rotate_key, retire_now=retire_now))
+        return _json(await self._change(request, 200, self.store.rotate_key, retire_now=retire_now))
 
     async def admin_schedule(self, request: web.Request) -> web.Response:
         """PUT /admin/schedules/{schedule_id}."""
         body = await self._body(request)
         schedule_id = request.match_info["schedule_id"]
-        return _json(await self._db(self.store.put_schedule, schedule_id, body))
+        return _json(await self._change(request, 200, self.store.put_schedule, schedule_id, body))
 
     async def admin_delete_schedule(self, request: web.Request) -> web.Response:
         """DELETE /admin/schedules/{schedule_id}?site=."""
         schedule_id = request.match_info["schedule_id"]
-        await self._db(self.store.delete_schedule, schedule_id, request.query.get("site"))
+        await self._change(
+            request, 204, self.store.delete_schedule, schedule_id, request.query.get("site")
+        )
         return web.Response(status=204)
 
     async def admin_door_settings(self, request: web.Request) -> web.Response:
         """PUT /admin/doors/{door}/settings."""
         body = await self._body(request)
         door = request.match_info["door"]
-        return _json(await self._db(self.store.put_door_settings, door, body))
+        return _json(await self._change(request, 200, self.store.put_door_settings, door, body))
 
     async def admin_disable_device(self, request: web.Request) -> web.Response:
         """POST /admin/devices/{device_id}/disable."""
-        return _json(await self._db(self.store.disable_device, request.match_info["device_id"]))
+        device_id = request.match_info["device_id"]
+        return _json(await self._change(request, 200, self.store.disable_device, device_id))
 
     async def admin_reset_device(self, request: web.Request) -> web.Response:
         """POST /admin/devices/{device_id}/reset."""
-        return _json(await self._db(self.store.reset_device, request.match_info["device_id"]))
+        device_id = request.match_info["device_id"]
+        return _json(await self._change(request, 200, self.store.reset_device, device_id))
 
     async def admin_events(self, request: web.Request) -> web.Response:
         """GET /admin/events?verify=true."""

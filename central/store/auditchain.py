@@ -27,12 +27,34 @@ from portier_common.encoding import canonical_json
 
 from .db import Connection
 
-__all__ = ["AUDIT_GENESIS", "HASHED_FIELDS", "chain_existing_rows", "row_hash"]
+__all__ = [
+    "ANCHOR_CONTEXT",
+    "ANCHOR_FIELDS",
+    "AUDIT_GENESIS",
+    "HASHED_FIELDS",
+    "anchor_message",
+    "chain_existing_rows",
+    "row_hash",
+]
 
 #: The prev_hash of the first row.
 AUDIT_GENESIS = "0" * 64
 #: The fields a row's hash covers.
 HASHED_FIELDS = ("seq", "at_ms", "operator", "action", "detail", "remote", "status", "prev_hash")
+
+
+#: What a signed head (an anchor) signs: this prefix, then the canonical JSON of
+#: :data:`ANCHOR_FIELDS` (the prefix keeps it from ever being taken for a deltas page).
+ANCHOR_CONTEXT = b"portier-audit-head/1\n"
+ANCHOR_FIELDS = ("site", "seq", "hash", "at_ms", "kid")
+
+
+def anchor_message(head: Mapping[str, Any]) -> bytes:
+    """Return the bytes a head's signature covers (``site``, ``seq``, ``hash``, ``at_ms``,
+    ``kid``): what ``portier-central audit head`` signs and ``audit verify --anchor``
+    checks."""
+    fields = {name: head[name] for name in ANCHOR_FIELDS}
+    return ANCHOR_CONTEXT + canonical_json(fields).encode("utf-8")
 
 
 def row_hash(row: Mapping[str, Any]) -> str:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 from portier_common.ntag424 import SunVerifier
 from portier_common.tokens import SigningKey
@@ -54,5 +54,43 @@ class StoreBase:
         """Return the central's clock, Unix milliseconds."""
         return self._clock()
 
+    #: The connection of the transaction :meth:`one_transaction` holds open (None: none).
+    _outer: Connection | None = None
+
     def _tx(self) -> AbstractContextManager[Connection]:
+        if self._outer is not None:
+            return _savepoint(self._outer)
         return self._db.transaction()
+
+    @contextmanager
+    def one_transaction(self) -> Iterator[Connection]:
+        """Run several store calls as ONE transaction: inside the ``with``, each call's own
+        transaction is a savepoint of this one, and nothing commits until the block ends
+        (an exception rolls all of it back).
+
+        What the server wraps an admin change and its audit row in
+        (:meth:`central.server.CentralServer._change`), so neither commits without the
+        other. Not re-entrant; on the store's one thread.
+        """
+        if self._outer is not None:
+            raise RuntimeError("one_transaction is not re-entrant")
+        with self._db.transaction() as conn:
+            self._outer = conn
+            try:
+                yield conn
+            finally:
+                self._outer = None
+
+
+@contextmanager
+def _savepoint(conn: Connection) -> Iterator[Connection]:
+    """A nested transaction: ``SAVEPOINT`` ... ``RELEASE`` (``ROLLBACK TO`` on an error), the
+    same SQL on SQLite and PostgreSQL."""
+    conn.execute("SAVEPOINT portier_inner")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK TO SAVEPOINT portier_inner")
+        conn.execute("RELEASE SAVEPOINT portier_inner")
+        raise
+    conn.execute("RELEASE SAVEPOINT portier_inner")

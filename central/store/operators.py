@@ -16,11 +16,20 @@ and the operator journal (who did what, when, from where).
   refuse UPDATE and DELETE), checked by :meth:`OperatorsMixin.verify_audit` and exported
   with its chain proof by :meth:`OperatorsMixin.audit_export`.
 
+* **Administered over HTTP** by a security officer (``/admin/operators...``, central/server.py):
+  each method takes ``by`` (the operator acting; None: a local command) and ``remote`` for its
+  audit row, written in its transaction. A password someone else set must be changed at the
+  next login (``must_change_password``); an operator may not disable or demote the last
+  enabled security officer (:class:`~central.errors.LastAdministrator`).
+* **Anchors**: :meth:`OperatorsMixin.audit_head` signs the chain's head for the site to keep
+  outside the central; :meth:`OperatorsMixin.verify_audit` checks a kept one.
+
 Which role may call which admin route is :mod:`central.auth`'s one table.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -28,9 +37,13 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ..errors import BadRequest, NotFound, Unauthorized
-from .auditchain import AUDIT_GENESIS, row_hash
+from portier_common.signing import b64url
+
+from ..errors import BadRequest, LastAdministrator, NotFound, Unauthorized
+from .auditchain import AUDIT_GENESIS, anchor_message, row_hash
 from .base import StoreBase, dumps
 from .db import Connection, Row
 
@@ -42,6 +55,7 @@ __all__ = [
     "SESSION_TTL_MS",
     "TOKEN_PREFIX",
     "OperatorsMixin",
+    "session_id",
 ]
 
 #: The operator roles (docs/central.md, "Operators and roles").
@@ -65,6 +79,10 @@ _DUMMY_HASH = _hasher.hash("portier: no such operator")
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-@")
 
 
+def _unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
 def _digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8")).digest()
 
@@ -75,15 +93,64 @@ def _check_name(name: object) -> str:
     return name
 
 
+def _check_password(password: object) -> str:
+    if not isinstance(password, str) or not 12 <= len(password) <= 1024:
+        raise BadRequest("password: at least 12 characters")
+    return password
+
+
+def _check_role(role: object) -> str:
+    if role not in ROLES:
+        raise BadRequest(f"role: one of {', '.join(ROLES)}")
+    assert isinstance(role, str)
+    return role
+
+
+def session_id(session_hash: bytes) -> str:
+    """The public id of a session (the first 12 bytes of its stored hash, hex): what lists
+    show and ``DELETE /admin/sessions/{id}`` takes; it reveals nothing of the secret."""
+    return bytes(session_hash)[:12].hex()
+
+
 def _operator(row: Row) -> dict[str, Any]:
     return {
         "name": row["name"],
         "role": row["role"],
         "enabled": bool(row["enabled"]),
         "has_password": row["password_hash"] is not None,
+        "must_change_password": bool(row["must_change_password"]),
         "created_at_ms": row["created_ms"],
         "locked_until_ms": row["locked_until_ms"],
     }
+
+
+#: The role that administers operators (and may do everything).
+ADMIN_ROLE = "security_officer"
+
+
+def _keep_an_administrator(
+    conn: Connection, name: str, by: str | None, *, role: str | None = None
+) -> None:
+    """Refuse an operator's (*by*) change that leaves no enabled security officer: *name*
+    disabled (*role* None) or given *role*. A local command (*by* None) may: whoever runs it
+    holds the database and can add a security officer as well (break-glass, decommission).
+
+    Raises:
+        LastAdministrator: *name* is the last enabled security officer.
+    """
+    if by is None:
+        return
+    row = conn.execute("SELECT role, enabled FROM operators WHERE name = ?", (name,)).fetchone()
+    if row is None or row["role"] != ADMIN_ROLE or not row["enabled"] or role == ADMIN_ROLE:
+        return
+    others = conn.execute(
+        "SELECT count(*) AS n FROM operators WHERE role = ? AND enabled = 1 AND name <> ?",
+        (ADMIN_ROLE, name),
+    ).fetchone()["n"]
+    if not others:
+        raise LastAdministrator(
+            f"{name!r} is the last enabled {ADMIN_ROLE}: make another one first"
+        )
 
 
 def journal(
@@ -135,28 +202,41 @@ class OperatorsMixin(StoreBase):
 
     # -- accounts -----------------------------------------------------------------
 
-    def add_operator(self, name: str, role: str, password: str | None = None) -> dict[str, Any]:
+    def add_operator(
+        self,
+        name: str,
+        role: str,
+        password: str | None = None,
+        *,
+        by: str | None = None,
+        remote: str | None = None,
+        must_change_password: bool = False,
+    ) -> dict[str, Any]:
         """Create an operator; *password* None: an account that uses API tokens only.
+
+        *by*, *remote*: the operator who did it and from where (None: a local command), for
+        the audit row. *must_change_password*: the password was set by someone else (over
+        HTTP): the operator's first session may only change it.
 
         Raises:
             BadRequest: a bad name, role or password, or the name is taken.
         """
         _check_name(name)
-        if role not in ROLES:
-            raise BadRequest(f"role: one of {', '.join(ROLES)}")
-        if password is not None and len(password) < 12:
-            raise BadRequest("password: at least 12 characters")
+        _check_role(role)
+        if password is not None:
+            _check_password(password)
         hashed = None if password is None else _hasher.hash(password)
+        must = int(must_change_password and password is not None)
         now = self.now_ms()
         with self._tx() as conn:
             if conn.execute("SELECT 1 FROM operators WHERE name = ?", (name,)).fetchone():
                 raise BadRequest(f"operator {name!r} exists")
             conn.execute(
                 "INSERT INTO operators (name, role, password_hash, enabled, created_ms, "
-                "failed_count) VALUES (?, ?, ?, 1, ?, 0)",
-                (name, role, hashed, now),
+                "failed_count, must_change_password) VALUES (?, ?, ?, 1, ?, 0, ?)",
+                (name, role, hashed, now, must),
             )
-            journal(conn, now, None, "operator.add", {"name": name, "role": role})
+            journal(conn, now, by, "operator.add", {"name": name, "role": role}, remote=remote)
             row = conn.execute("SELECT * FROM operators WHERE name = ?", (name,)).fetchone()
         return _operator(row)
 
@@ -166,21 +246,225 @@ class OperatorsMixin(StoreBase):
             rows = conn.execute("SELECT * FROM operators ORDER BY name").fetchall()
         return [_operator(row) for row in rows]
 
-    def disable_operator(self, name: str) -> dict[str, Any]:
+    def get_operator(self, name: str) -> dict[str, Any]:
+        """Return one operator (no secrets).
+
+        Raises:
+            NotFound: no such operator.
+        """
+        with self._tx() as conn:
+            row = conn.execute("SELECT * FROM operators WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"no operator {name!r}")
+        return _operator(row)
+
+    def disable_operator(
+        self, name: str, *, by: str | None = None, remote: str | None = None
+    ) -> dict[str, Any]:
         """Disable an operator: their tokens and sessions stop working at once.
+
+        Raises:
+            NotFound: no such operator. LastAdministrator: the last enabled security
+                officer.
+        """
+        now = self.now_ms()
+        with self._tx() as conn:
+            _keep_an_administrator(conn, name, by)
+            if conn.execute("UPDATE operators SET enabled = 0 WHERE name = ?", (name,)).rowcount:
+                conn.execute("DELETE FROM operator_sessions WHERE operator = ?", (name,))
+                journal(conn, now, by, "operator.disable", {"name": name}, remote=remote)
+            row = conn.execute("SELECT * FROM operators WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"no operator {name!r}")
+        return _operator(row)
+
+    def enable_operator(
+        self, name: str, *, by: str | None = None, remote: str | None = None
+    ) -> dict[str, Any]:
+        """Enable a disabled operator again (their unexpired, unrevoked tokens work again).
 
         Raises:
             NotFound: no such operator.
         """
         now = self.now_ms()
         with self._tx() as conn:
-            if conn.execute("UPDATE operators SET enabled = 0 WHERE name = ?", (name,)).rowcount:
-                conn.execute("DELETE FROM operator_sessions WHERE operator = ?", (name,))
-                journal(conn, now, None, "operator.disable", {"name": name})
+            if not conn.execute(
+                "UPDATE operators SET enabled = 1 WHERE name = ?", (name,)
+            ).rowcount:
+                raise NotFound(f"no operator {name!r}")
+            journal(conn, now, by, "operator.enable", {"name": name}, remote=remote)
+            row = conn.execute("SELECT * FROM operators WHERE name = ?", (name,)).fetchone()
+        return _operator(row)
+
+    def set_operator_role(
+        self, name: str, role: str, *, by: str | None = None, remote: str | None = None
+    ) -> dict[str, Any]:
+        """Give *name* another role; it applies to their tokens and sessions at once.
+
+        Raises:
+            BadRequest: a bad role. NotFound: no such operator. LastAdministrator: the last
+                enabled security officer would lose the role.
+        """
+        _check_role(role)
+        now = self.now_ms()
+        with self._tx() as conn:
+            old = conn.execute("SELECT role FROM operators WHERE name = ?", (name,)).fetchone()
+            if old is None:
+                raise NotFound(f"no operator {name!r}")
+            _keep_an_administrator(conn, name, by, role=role)
+            conn.execute("UPDATE operators SET role = ? WHERE name = ?", (role, name))
+            journal(
+                conn,
+                now,
+                by,
+                "operator.role",
+                {"name": name, "role": role, "was": old["role"]},
+                remote=remote,
+            )
+            row = conn.execute("SELECT * FROM operators WHERE name = ?", (name,)).fetchone()
+        return _operator(row)
+
+    def reset_password(
+        self,
+        name: str,
+        password: str | None = None,
+        *,
+        by: str | None = None,
+        remote: str | None = None,
+    ) -> dict[str, Any]:
+        """Set a new password for *name* (a random one when *password* is None), which they
+        must change at their next login; end their sessions and lift a lock-out.
+
+        Returns the operator with ``password``: the new password, shown this once.
+
+        Raises:
+            BadRequest: a bad password. NotFound: no such operator.
+        """
+        if password is None:
+            password = secrets.token_urlsafe(15)  # 20 characters, 120 bits
+        _check_password(password)
+        hashed = _hasher.hash(password)
+        now = self.now_ms()
+        with self._tx() as conn:
+            if not conn.execute(
+                "UPDATE operators SET password_hash = ?, must_change_password = 1, "
+                "failed_count = 0, first_failed_ms = NULL, locked_until_ms = NULL "
+                "WHERE name = ?",
+                (hashed, name),
+            ).rowcount:
+                raise NotFound(f"no operator {name!r}")
+            conn.execute("DELETE FROM operator_sessions WHERE operator = ?", (name,))
+            journal(conn, now, by, "operator.password_reset", {"name": name}, remote=remote)
+            row = conn.execute("SELECT * FROM operators WHERE name = ?", (name,)).fetchone()
+        return {**_operator(row), "password": password}
+
+    def change_password(
+        self, name: str, current: str, new: str, *, remote: str | None = None
+    ) -> dict[str, Any]:
+        """*name* changes their own password (*current* must be right); clears
+        ``must_change_password``. A wrong *current* counts as a failed login.
+
+        Raises:
+            BadRequest: a bad new password, or the same as the current one.
+            Unauthorized: ``reason`` ``bad_password`` or ``locked_out``.
+        """
+        _check_password(new)
+        if new == current:
+            raise BadRequest("password: the new one must differ from the current one")
+        now = self.now_ms()
+        with self._tx() as conn:
             row = conn.execute("SELECT * FROM operators WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise NotFound(f"no operator {name!r}")
+        if row["locked_until_ms"] is not None and row["locked_until_ms"] > now:
+            raise Unauthorized(
+                "too many failed logins: the account is locked for now", reason="locked_out"
+            )
+        try:
+            ok = row["password_hash"] is not None and _hasher.verify(row["password_hash"], current)
+        except (VerificationError, InvalidHashError):
+            ok = False
+        if not ok:
+            self._login_failed(name, name, now, remote)
+            raise Unauthorized("wrong current password", reason="bad_password")
+        hashed = _hasher.hash(new)
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE operators SET password_hash = ?, must_change_password = 0 WHERE name = ?",
+                (hashed, name),
+            )
+            journal(conn, now, name, "operator.password_change", {"name": name}, remote=remote)
+            row = conn.execute("SELECT * FROM operators WHERE name = ?", (name,)).fetchone()
         return _operator(row)
+
+    # -- sessions, listed and ended -------------------------------------------------
+
+    def list_sessions(self, operator: str | None = None) -> list[dict[str, Any]]:
+        """Return the live sessions (of *operator*, else everyone's): ``session_id``,
+        ``operator``, ``created_at_ms``, ``expires_at_ms``."""
+        now = self.now_ms()
+        with self._tx() as conn:
+            rows = conn.execute(
+                "SELECT * FROM operator_sessions WHERE expires_ms > ? ORDER BY created_ms", (now,)
+            ).fetchall()
+        return [
+            {
+                "session_id": session_id(row["session_hash"]),
+                "operator": row["operator"],
+                "created_at_ms": row["created_ms"],
+                "expires_at_ms": row["expires_ms"],
+            }
+            for row in rows
+            if operator is None or row["operator"] == operator
+        ]
+
+    def end_sessions(
+        self,
+        operator: str,
+        *,
+        only: str | None = None,
+        by: str | None = None,
+        remote: str | None = None,
+    ) -> int:
+        """End *operator*'s sessions (only the one with id *only*, if given); return how many.
+
+        Raises:
+            NotFound: no such operator, or *only* is not one of their sessions.
+        """
+        now = self.now_ms()
+        with self._tx() as conn:
+            if (
+                conn.execute("SELECT 1 FROM operators WHERE name = ?", (operator,)).fetchone()
+                is None
+            ):
+                raise NotFound(f"no operator {operator!r}")
+            hashes = [
+                bytes(row["session_hash"])
+                for row in conn.execute(
+                    "SELECT session_hash FROM operator_sessions WHERE operator = ?", (operator,)
+                ).fetchall()
+                if only is None or session_id(row["session_hash"]) == only
+            ]
+            if only is not None and not hashes:
+                raise NotFound(f"no session {only!r} of {operator!r}")
+            for digest in hashes:
+                conn.execute("DELETE FROM operator_sessions WHERE session_hash = ?", (digest,))
+            detail: dict[str, Any] = {"name": operator, "ended": len(hashes)}
+            if only is not None:
+                detail["session_id"] = only
+            journal(conn, now, by, "operator.logout", detail, remote=remote)
+        return len(hashes)
+
+    def session_owner(self, sid: str) -> str:
+        """Return the operator of the live session with id *sid*.
+
+        Raises:
+            NotFound: no such session.
+        """
+        for session in self.list_sessions():
+            if session["session_id"] == sid:
+                return str(session["operator"])
+        raise NotFound(f"no session {sid!r}")
 
     # -- API tokens -----------------------------------------------------------------
 
@@ -191,6 +475,8 @@ class OperatorsMixin(StoreBase):
         ttl_s: int = TOKEN_TTL_S,
         label: str = "",
         secret: str | None = None,
+        by: str | None = None,
+        remote: str | None = None,
     ) -> dict[str, Any]:
         """Mint an API token for *operator*; return ``{"token", "token_id", "operator",
         "expires_at_ms"}``. The token is shown this once: only its hash is stored.
@@ -209,6 +495,8 @@ class OperatorsMixin(StoreBase):
             secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         elif len(secret) < 32:
             raise BadRequest("token: at least 32 characters")
+        if not isinstance(label, str) or len(label) > 200:
+            raise BadRequest("label: text, at most 200 characters")
         token_id = secrets.token_hex(6)
         now = self.now_ms()
         expires = now + ttl_s * 1000
@@ -223,7 +511,14 @@ class OperatorsMixin(StoreBase):
                 "expires_ms) VALUES (?, ?, ?, ?, ?, ?)",
                 (token_id, _digest(secret), operator, label, now, expires),
             )
-            journal(conn, now, None, "token.create", {"token_id": token_id, "operator": operator})
+            journal(
+                conn,
+                now,
+                by,
+                "token.create",
+                {"token_id": token_id, "operator": operator},
+                remote=remote,
+            )
         return {
             "token": secret,
             "token_id": token_id,
@@ -231,10 +526,12 @@ class OperatorsMixin(StoreBase):
             "expires_at_ms": expires,
         }
 
-    def list_api_tokens(self) -> list[dict[str, Any]]:
-        """Return every API token's id, operator, label, expiry and revocation (no secret)."""
+    def list_api_tokens(self, operator: str | None = None) -> list[dict[str, Any]]:
+        """Return every API token's (of *operator*, if given) id, operator, label, expiry and
+        revocation (no secret)."""
         with self._tx() as conn:
             rows = conn.execute("SELECT * FROM api_tokens ORDER BY created_ms").fetchall()
+        rows = [row for row in rows if operator is None or row["operator"] == operator]
         return [
             {
                 "token_id": row["token_id"],
@@ -246,14 +543,26 @@ class OperatorsMixin(StoreBase):
             for row in rows
         ]
 
-    def revoke_api_token(self, token_id: str) -> None:
-        """Revoke an API token at once.
+    def revoke_api_token(
+        self,
+        token_id: str,
+        *,
+        operator: str | None = None,
+        by: str | None = None,
+        remote: str | None = None,
+    ) -> None:
+        """Revoke an API token at once (*operator*: only if it is theirs).
 
         Raises:
-            NotFound: no such token.
+            NotFound: no such token (of *operator*).
         """
         now = self.now_ms()
         with self._tx() as conn:
+            owner = conn.execute(
+                "SELECT operator FROM api_tokens WHERE token_id = ?", (token_id,)
+            ).fetchone()
+            if owner is None or (operator is not None and owner["operator"] != operator):
+                raise NotFound(f"no token {token_id!r}")
             done = conn.execute(
                 "UPDATE api_tokens SET revoked_ms = ? WHERE token_id = ? AND revoked_ms IS NULL",
                 (now, token_id),
@@ -265,7 +574,14 @@ class OperatorsMixin(StoreBase):
                 ).fetchone()
             ):
                 raise NotFound(f"no token {token_id!r}")
-            journal(conn, now, None, "token.revoke", {"token_id": token_id})
+            journal(
+                conn,
+                now,
+                by,
+                "token.revoke",
+                {"token_id": token_id, "operator": owner["operator"]},
+                remote=remote,
+            )
 
     def authenticate_operator(self, token: str) -> dict[str, Any]:
         """Return ``{"name", "role", "via": "token"}`` for a valid API token.
@@ -344,6 +660,7 @@ class OperatorsMixin(StoreBase):
             "operator": name,
             "role": row["role"],
             "expires_at_ms": expires,
+            "must_change_password": bool(row["must_change_password"]),
         }
 
     def _login_failed(self, account: str | None, name: str, now: int, remote: str | None) -> None:
@@ -378,7 +695,8 @@ class OperatorsMixin(StoreBase):
         now = self.now_ms()
         with self._tx() as conn:
             row = conn.execute(
-                "SELECT s.csrf_hash, s.expires_ms, o.name, o.role, o.enabled "
+                "SELECT s.session_hash, s.csrf_hash, s.expires_ms, o.name, o.role, o.enabled, "
+                "o.must_change_password "
                 "FROM operator_sessions s JOIN operators o ON o.name = s.operator "
                 "WHERE s.session_hash = ?",
                 (_digest(session),),
@@ -388,7 +706,14 @@ class OperatorsMixin(StoreBase):
         if not row["enabled"]:
             raise Unauthorized("the operator is disabled", reason="operator_disabled")
         csrf_ok = csrf is not None and hmac.compare_digest(_digest(csrf), bytes(row["csrf_hash"]))
-        return {"name": row["name"], "role": row["role"], "via": "session", "csrf_ok": csrf_ok}
+        return {
+            "name": row["name"],
+            "role": row["role"],
+            "via": "session",
+            "csrf_ok": csrf_ok,
+            "session_id": session_id(row["session_hash"]),
+            "must_change_password": bool(row["must_change_password"]),
+        }
 
     def logout(self, session: str) -> None:
         """End a session (unknown: nothing to do)."""
@@ -421,8 +746,69 @@ class OperatorsMixin(StoreBase):
             ).fetchall()
         return [_entry(row) for row in rows]
 
-    def verify_audit(self) -> dict[str, Any]:
-        """Walk the whole audit log and check every row's hash, link and number.
+    def audit_head(self) -> dict[str, Any]:
+        """Return the chain's head now, signed: an **anchor** for the site to keep where the
+        central's database administrators cannot write (``portier-central audit head``).
+
+        ``{"site", "seq", "hash", "at_ms", "kid", "signature"}``: ``signature`` is the
+        central's delta key's (Ed25519, the key every device pins; ``kid`` names it) over
+        :func:`~central.store.auditchain.anchor_message`, base64url. :meth:`verify_audit`
+        with the anchor checks that the chain still holds row ``seq`` with ``hash``: a
+        chain rewritten or cut since, even with every hash recomputed, does not.
+        """
+        with self._tx() as conn:
+            head = conn.execute(
+                "SELECT seq, hash FROM operator_journal ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        anchor: dict[str, Any] = {
+            "site": self.settings.site,
+            "seq": 0 if head is None else int(head["seq"]),
+            "hash": AUDIT_GENESIS if head is None else head["hash"],
+            "at_ms": self.now_ms(),
+            "kid": self._delta_key.kid,
+        }
+        anchor["signature"] = b64url(self._delta_key.sign(anchor_message(anchor)))
+        return anchor
+
+    def _check_anchor(self, conn: Connection, anchor: Any) -> list[dict[str, Any]]:
+        """The problems of *anchor* (a kept :meth:`audit_head`) against the stored chain."""
+        try:
+            seq, digest, kid = int(anchor["seq"]), str(anchor["hash"]), str(anchor["kid"])
+            message = anchor_message(anchor)
+            signature = _unb64url(str(anchor["signature"]))
+        except (TypeError, KeyError, ValueError):
+            return [{"seq": 0, "problem": "anchor", "detail": "not a signed audit head"}]
+        problems: list[dict[str, Any]] = []
+        key = conn.execute("SELECT public_key FROM delta_keys WHERE kid = ?", (kid,)).fetchone()
+        try:
+            if key is None:
+                raise InvalidSignature
+            Ed25519PublicKey.from_public_bytes(bytes(key["public_key"])).verify(signature, message)
+        except (InvalidSignature, ValueError):
+            problems.append(
+                {
+                    "seq": seq,
+                    "problem": "anchor_signature",
+                    "detail": f"the head's signature does not verify with this central's key {kid}",
+                }
+            )
+        if seq == 0:
+            return problems
+        row = conn.execute("SELECT hash FROM operator_journal WHERE seq = ?", (seq,)).fetchone()
+        if row is None or row["hash"] != digest:
+            what = "is gone (rows cut off)" if row is None else "has another hash (rewritten)"
+            problems.append(
+                {
+                    "seq": seq,
+                    "problem": "anchor",
+                    "detail": f"the kept head's row {seq} {what}",
+                }
+            )
+        return problems
+
+    def verify_audit(self, anchor: Any = None) -> dict[str, Any]:
+        """Walk the whole audit log and check every row's hash, link and number, and (with
+        *anchor*, a kept :meth:`audit_head`) that the chain still holds the kept head.
 
         Returns ``{"ok", "rows", "head_seq", "head_hash", "problems"}``; each problem is
         ``{"seq", "problem", "detail"}`` with ``problem`` one of ``changed`` (the row's
@@ -431,7 +817,10 @@ class OperatorsMixin(StoreBase):
         prev_hash is not the hash of the row before it: a row before it was deleted,
         replaced or moved). Rows deleted from the end leave no trace inside the chain:
         compare ``head_seq``/``head_hash`` with a head exported earlier
-        (docs/threat-model.md).
+        (docs/threat-model.md). A chain rewritten from some row on with every hash
+        recomputed verifies too: only a kept *anchor* shows it, as problem ``anchor`` (its
+        row is gone or has another hash) or ``anchor_signature`` (not signed by this
+        central's delta key).
         """
         problems: list[dict[str, Any]] = []
         count = 0
@@ -439,6 +828,7 @@ class OperatorsMixin(StoreBase):
         head_seq, head_hash = 0, AUDIT_GENESIS
         with self._tx() as conn:
             rows = conn.execute("SELECT * FROM operator_journal ORDER BY seq").fetchall()
+            anchored = [] if anchor is None else self._check_anchor(conn, anchor)
         for row in rows:
             count += 1
             entry = _entry(row)
@@ -473,6 +863,7 @@ class OperatorsMixin(StoreBase):
                 )
             expected_seq, prev = seq + 1, entry["hash"]
             head_seq, head_hash = seq, entry["hash"]
+        problems.extend(anchored)
         return {
             "ok": not problems,
             "rows": count,

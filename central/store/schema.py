@@ -19,7 +19,7 @@ from .db import Database, Step
 
 __all__ = ["POSTGRES_STEPS", "SCHEMA_VERSION", "SQLITE_STEPS", "migrate"]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 #: Schema 1: the tables of the first central.
 _SCHEMA_V1 = (
@@ -273,7 +273,12 @@ _SCHEMA_V7_POSTGRES = (
 )
 
 
-#: SQLite's steps (a database of schema 1 to 6 is migrated on open).
+#: Schema 8 (issue 13): operators over HTTP. An operator whose password a security officer
+#: set (a new account, a reset) must change it at the next login (central/store/operators.py).
+_SCHEMA_V8 = ("ALTER TABLE operators ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0",)
+
+
+#: SQLite's steps (a database of schema 1 to 7 is migrated on open).
 SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     1: _SCHEMA_V1,
     2: _SCHEMA_V2,
@@ -282,12 +287,13 @@ SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     5: _SCHEMA_V5_SQLITE,
     6: _SCHEMA_V6,
     7: _SCHEMA_V7_SQLITE,
+    8: _SCHEMA_V8,
 }
 
 
 #: PostgreSQL's steps: a PostgreSQL database starts at schema 3 (one step, the whole schema),
 #: then schema 4 (operators), schema 5 (the audit chain), schema 6 (host notification),
-#: schema 7 (retention).
+#: schema 7 (retention), schema 8 (must_change_password).
 #: The same tables as SQLite's: ``BIGINT`` for integers, ``BYTEA`` for blobs, an identity
 #: column for the deltas cursor; booleans stay 0/1 integers (one code path for both).
 POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
@@ -473,6 +479,7 @@ POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
         "CREATE INDEX notifications_due ON notifications(status, next_at_ms)",
     ),
     7: _SCHEMA_V7_POSTGRES,
+    8: _SCHEMA_V8,
 }
 
 
@@ -498,7 +505,7 @@ def migrate(db: Database) -> None:
         # 0: a new database; 1: one written before self-test reports existed;
         # 2: one written before issue 10 (device trust, signed deltas); 3: one written
         # before operator accounts (issue 13); 4: one written before the audit chain;
-        # 5: before host notification; 6: before retention.
+        # 5: before host notification; 6: before retention; 7: before operators over HTTP.
         for step, statements in sorted(db.migrations.items()):
             if version < step <= SCHEMA_VERSION:
                 for statement in statements:

@@ -13,6 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -193,6 +194,8 @@ def test_rows_written_before_the_chain_are_chained_by_the_migration(tmp_path: Pa
         conn.execute("DROP TABLE notifications")
         conn.execute("ALTER TABLE invitations DROP COLUMN host_email")
         conn.execute("ALTER TABLE invitations DROP COLUMN lang")
+        # And schema 8's (operators over HTTP).
+        conn.execute("ALTER TABLE operators DROP COLUMN must_change_password")
         conn.execute("PRAGMA user_version = 4")
     with CentralStore(settings) as store:
         store.add_operator("cy", "auditor")
@@ -255,3 +258,80 @@ def test_two_stores_on_one_database_extend_one_linear_chain(
     finally:
         for store in stores:
             store.close()
+
+
+# -- the head, anchored outside the central ----------------------------------------------
+
+
+def rewrite_from(store: CentralStore, first: int, **changes: Any) -> None:
+    """The attack the chain alone cannot see: a database administrator changes row *first*
+    and recomputes every hash after it, so the rewritten chain verifies."""
+    drop_triggers(store)
+    entries = store.operator_journal()
+    prev = entries[first - 2]["hash"] if first > 1 else AUDIT_GENESIS
+    for entry in entries[first - 1 :]:
+        forged = {**entry, **(changes if entry["seq"] == first else {}), "prev_hash": prev}
+        forged["hash"] = row_hash(forged)
+        values = ", ".join(
+            f"{name} = " + ("NULL" if forged[name] is None else f"'{forged[name]}'")
+            for name in ("operator", "prev_hash", "hash")
+        )
+        raw(store, f"UPDATE operator_journal SET {values} WHERE seq = {entry['seq']}")
+        prev = forged["hash"]
+
+
+def test_a_kept_head_shows_a_chain_rewritten_with_every_hash_recomputed(
+    store: CentralStore,
+) -> None:
+    anchor = store.audit_head()
+    assert anchor["seq"] == 5 and anchor["hash"] == store.verify_audit()["head_hash"]
+    assert anchor["kid"] == store.delta_key()["kid"] and anchor["signature"]
+    assert store.verify_audit(anchor)["ok"]
+    store.add_operator("bob", "auditor")  # the chain goes on: the kept head still holds
+    assert store.verify_audit(anchor)["ok"]
+    rewrite_from(store, 3, operator="eve")
+    assert store.operator_journal()[2]["operator"] == "eve"
+    assert store.verify_audit()["ok"]  # the chain alone: nothing to see
+    result = store.verify_audit(anchor)
+    assert not result["ok"]
+    assert [(p["seq"], p["problem"]) for p in result["problems"]] == [(5, "anchor")]
+
+
+def test_a_kept_head_shows_rows_cut_off_the_end(store: CentralStore) -> None:
+    anchor = store.audit_head()
+    drop_triggers(store)
+    raw(store, "DELETE FROM operator_journal WHERE seq >= 4")
+    assert store.verify_audit()["ok"]  # a shorter chain is still a chain
+    problems = store.verify_audit(anchor)["problems"]
+    assert [(p["seq"], p["problem"]) for p in problems] == [(5, "anchor")]
+    assert "gone" in problems[0]["detail"]
+
+
+def test_a_forged_head_is_refused(store: CentralStore) -> None:
+    anchor = store.audit_head()
+    forged = {**anchor, "seq": 4, "hash": store.operator_journal()[3]["hash"]}
+    problems = store.verify_audit(forged)["problems"]
+    assert [p["problem"] for p in problems] == ["anchor_signature"]
+    assert [p["problem"] for p in store.verify_audit({"seq": 1})["problems"]] == ["anchor"]
+
+
+def test_the_anchor_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    with CentralStore(CentralSettings(data_dir=data)) as store:
+        for name in ("ada", "bob", "cy"):
+            store.add_operator(name, "auditor")
+    kept = tmp_path / "kept-head.json"
+    assert cli_main(["audit", "head", "--data", str(data), "--out", str(kept)]) == 0
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert json.loads(kept.read_text())["seq"] == 3
+    assert cli_main(["audit", "head", "--data", str(data)]) == 0
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["seq"] == 3
+    assert cli_main(["audit", "verify", "--data", str(data), "--anchor", str(kept)]) == 0
+    assert "still holds the kept head" in capsys.readouterr().out
+    with CentralStore(CentralSettings(data_dir=data)) as store:
+        rewrite_from(store, 2, operator="eve")
+    assert cli_main(["audit", "verify", "--data", str(data)]) == 0
+    assert cli_main(["audit", "verify", "--data", str(data), "--anchor", str(kept)]) == 1
+    assert "row 3: anchor" in capsys.readouterr().out
+    missing = tmp_path / "nowhere.json"
+    assert cli_main(["audit", "verify", "--data", str(data), "--anchor", str(missing)]) == 2

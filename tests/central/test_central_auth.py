@@ -80,8 +80,16 @@ def test_the_role_table() -> None:
         assert allowed("auditor", "GET", route) and allowed("security_officer", "GET", route)
         assert not allowed("pass_office", "GET", route)
         assert not allowed("installer", "GET", route)
-    # Reads are for reading roles only; no role may call a route not in the table.
-    writes = {k for k in ROUTE_ROLES if k[0] != "GET" and k[1] != "/admin/logout"}
+    # Reads are for reading roles only; no role may call a route not in the table. Every
+    # role may change only what is its own (its password, tokens, sessions; logout).
+    writes = {k for k in ROUTE_ROLES if k[0] != "GET" and ROUTE_ROLES[k] != frozenset(ROLES)}
+    assert {k[1] for k in ROUTE_ROLES if k[0] != "GET" and ROUTE_ROLES[k] == frozenset(ROLES)} == {
+        "/admin/logout",
+        "/admin/password",
+        "/admin/tokens",
+        "/admin/tokens/{token_id}",
+        "/admin/sessions/{session_id}",
+    }
     assert not any(allowed("auditor", method, route) for method, route in writes)
     assert not any(allowed(role, "POST", "/admin/nowhere") for role in ROLES)
 
@@ -121,6 +129,7 @@ def test_passwords_are_argon2id_hashes(store: CentralStore) -> None:
             "role": "pass_office",
             "enabled": True,
             "has_password": True,
+            "must_change_password": False,
             "created_at_ms": 1_800_000_000_000,
             "locked_until_ms": None,
         }
@@ -325,7 +334,12 @@ def test_roles_decide_what_a_token_may_do(central: CentralProcess) -> None:
             auditor.put_badge(**BADGE)
         assert refused.value.extra["reason"] == "role"
         assert auditor.received()["totals"]["devices"] >= 0  # reading is its work
-        assert auditor.whoami() == {"name": "aud", "role": "auditor", "via": "token"}
+        assert auditor.whoami() == {
+            "name": "aud",
+            "role": "auditor",
+            "via": "token",
+            "must_change_password": False,
+        }
         # The audit log: the auditor reads, verifies and exports it.
         verified = auditor.verify_audit()
         assert verified["ok"] and verified["rows"] >= 1
@@ -360,8 +374,9 @@ def test_every_change_is_journaled_with_its_operator(central: CentralProcess) ->
     assert [e["operator"] for e in added] == ["pat"]  # the uid, from the answer
     mine = [e for e in entries if e["operator"] == "pat" and e["action"] == "POST /admin/badges"]
     assert mine and mine[-1]["status"] == 200 and mine[-1]["remote"] == "127.0.0.1"
+    # A change beyond one's role is refused, and on the record (an attempt to escalate).
     refused = [e for e in entries if e["operator"] == "aud" and e["status"] == 403]
-    assert not refused  # refused before the handler: no action to journal
+    assert refused and all(e["action"] == "POST /admin/badges" for e in refused)
 
 
 def test_a_browser_session_needs_its_csrf_token_and_the_same_origin(
@@ -373,7 +388,13 @@ def test_a_browser_session_needs_its_csrf_token_and_the_same_origin(
     )
     assert login.status_code == 200, login.text
     body = login.json()
-    assert set(body) == {"csrf_token", "operator", "role", "expires_at_ms"}
+    assert set(body) == {
+        "csrf_token",
+        "operator",
+        "role",
+        "expires_at_ms",
+        "must_change_password",
+    }
     cookie = login.headers["Set-Cookie"]
     assert SESSION_COOKIE in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
     url = f"{central.url}/admin/badges"

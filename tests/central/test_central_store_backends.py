@@ -156,7 +156,7 @@ def test_the_schema_is_made_once_and_kept_across_restarts(open_store: StoreFacto
     assert [d["device_id"] for d in again.received()["devices"]] == ["dev-a", "dev-b"]
     with pytest.raises(TokenUsed):
         again.enroll({"enroll_token": token, "device_id": "dev-c"})
-    assert SCHEMA_VERSION == 7  # 7: retention
+    assert SCHEMA_VERSION == 8  # 7: retention, 8: operators over HTTP
 
 
 def test_a_failed_call_leaves_nothing_behind(open_store: StoreFactory) -> None:
@@ -247,3 +247,31 @@ def test_operators_tokens_and_the_journal(open_store: StoreFactory) -> None:
         "POST /admin/badges",
         "token.revoke",
     ]
+
+
+def test_one_transaction_commits_all_or_nothing(open_store: StoreFactory) -> None:
+    """Calls inside ``one_transaction`` are savepoints: a failed one is undone alone (even
+    on PostgreSQL, where an error aborts the transaction), and an error at the end undoes
+    them all."""
+    store = open_store()
+    before = store.head_cursor()
+    badge = {"uid": "04aabbccddeeff", "holder": "Ada", "doors": ["lobby"], "kind": "uid"}
+    with store.one_transaction():
+        store.put_badge(badge)
+        with pytest.raises(NotFound):
+            store.revoke_invitation("nope")  # fails: its savepoint only
+        store.record_action("ada", "POST /admin/badges", {"uid": badge["uid"]}, status=200)
+    assert store.head_cursor() != before
+    rows = store.verify_audit()["rows"]
+    middle = store.head_cursor()
+    with pytest.raises(RuntimeError), store.one_transaction():
+        store.put_badge({**badge, "uid": "04aabbccddee00"})
+        store.record_action("ada", "POST /admin/badges", {}, status=200)
+        raise RuntimeError("the process dies before the commit")
+    assert store.head_cursor() == middle and store.verify_audit()["rows"] == rows
+    with (
+        pytest.raises(RuntimeError, match="re-entrant"),
+        store.one_transaction(),
+        store.one_transaction(),
+    ):
+        pass

@@ -203,10 +203,11 @@ def test_central_database_of_schema_1_gains_the_report_table(tmp_path: Path) -> 
         # And schema 4's (issue 13: operators).
         for table in ("operator_journal", "operator_sessions", "api_tokens", "operators"):
             store._conn.execute(f"DROP TABLE {table}")
-        # And schema 7's (retention) and 6's (issue 13: host notification).
+        # And schema 8's (operators over HTTP), 7's (retention) and 6's (host notification).
         store._conn.execute("DROP INDEX events_received")
         store._conn.execute("DROP TABLE notifications")
         for table, column in (
+            ("operators", "must_change_password"),
             ("events", "purged_at_ms"),
             ("invitations", "purged_at_ms"),
             ("invitations", "host_email"),
@@ -220,7 +221,7 @@ def test_central_database_of_schema_1_gains_the_report_table(tmp_path: Path) -> 
             store._conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         store._conn.execute("PRAGMA user_version = 1")
     with CentralStore(settings) as store:
-        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
         with pytest.raises(NotFound):
             store.selftest("nobody")
         token = store.create_enroll_token(door="lobby")["enroll_token"]
