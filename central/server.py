@@ -953,7 +953,7 @@ class CentralServer:
         # A read, but of personal data: who exported what goes into the audit log.
         await self._db(
             self.store.record_action,
-            request["operator"]["name"],
+            request[OPERATOR]["name"],
             "GET /admin/devices/{device_id}/export",
             {
                 "device_id": device_id,
