@@ -36,8 +36,11 @@ HASH_TAG = b"PORTIER-JOURNAL-V1\x00"
 GENESIS_HASH = bytes(32)
 
 _HEADER = struct.Struct(">32sQ16sqqI")
+#: HASH_TAG and the header in one pack (the same bytes as HASH_TAG + _HEADER.pack).
+_TAGGED_HEADER = struct.Struct(f">{len(HASH_TAG)}s32sQ16sqqI")
 _U32 = struct.Struct(">I")
 _pack_header = _HEADER.pack
+_pack_tagged_header = _TAGGED_HEADER.pack
 _pack_u32 = _U32.pack
 _sha256 = hashlib.sha256
 
@@ -68,6 +71,7 @@ if _c_make_encoder is not None:
         return "".join(_c_encode(value, 0))
 
 else:  # pragma: no cover - PyPy and builds without the _json accelerator
+    _c_encode = None
 
     def _encode(value: object) -> str:
         return _encoder.encode(value)
@@ -129,7 +133,8 @@ def canonical_json(payload: Mapping[str, object], max_bytes: int | None = None) 
         _check_value(payload, "payload")
     except RecursionError:
         raise InvalidEvent("payload: nested too deeply (or contains itself)") from None
-    text = _encode(payload)
+    # _encode written out: canonical_json runs once per durable append.
+    text = _encode(payload) if _c_encode is None else "".join(_c_encode(payload, 0))
     if text.isascii():  # the usual case: no need to encode to count bytes
         size = len(text)
     else:
@@ -280,16 +285,17 @@ class UUIDv7Generator:
     the journal relies on id order matching sequence order. Thread-safe.
 
     The random bits come from :func:`os.urandom`, drawn 64 ids' worth at a
-    time (an id per durable append: one system call fewer on that path), and
-    drawn afresh in a forked child.
+    time and cut into 64 numbers at once (an id per durable append: one system
+    call and the slicing fewer on that path), and drawn afresh in a forked
+    child.
     """
 
     def __init__(self, last: bytes | None = None) -> None:
         self._lock = threading.Lock()
         self._ts = -1
         self._rand = 0
-        self._pool = b""
-        self._pos = _POOL_BYTES
+        #: Random 73-bit numbers not handed out yet (taken from the end).
+        self._fresh: list[int] = []
         self._epoch = _fork_epoch[0]
         if last is not None:
             self.advance_past(last)
@@ -303,23 +309,31 @@ class UUIDv7Generator:
             self._ts, self._rand = max((self._ts, self._rand), (ts, rand))
 
     def _fresh74(self) -> int:
-        """73 random bits from the pool; lock held.
+        """73 random bits; lock held.
 
         The top bit of the 74 is left clear so a run of increments within one
         millisecond practically never overflows the field.
         """
-        pos = self._pos
-        if pos >= _POOL_BYTES or self._epoch != _fork_epoch[0]:
-            self._pool, self._epoch, pos = os.urandom(_POOL_BYTES), _fork_epoch[0], 0
-        self._pos = pos + 10
-        return int.from_bytes(self._pool[pos : pos + 10], "big") >> 7
+        fresh = self._fresh
+        if not fresh or self._epoch != _fork_epoch[0]:
+            pool = os.urandom(_POOL_BYTES)
+            fresh[:] = [
+                int.from_bytes(pool[pos : pos + 10], "big") >> 7
+                for pos in range(0, _POOL_BYTES, 10)
+            ]
+            self._epoch = _fork_epoch[0]
+        return fresh.pop()
 
     def next_bytes(self, unix_ms: int) -> bytes:
         """Return the next id as 16 bytes, stamped ``unix_ms`` (or later)."""
         with self._lock:
             if unix_ms > self._ts:
                 self._ts = unix_ms
-                self._rand = rand = self._fresh74()
+                fresh = self._fresh  # _fresh74 written out: one call per append fewer
+                if fresh and self._epoch == _fork_epoch[0]:
+                    self._rand = rand = fresh.pop()
+                else:
+                    self._rand = rand = self._fresh74()
             else:
                 self._rand = rand = self._rand + 1
                 if rand >= _RAND_LIMIT:
