@@ -91,7 +91,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
     wifi = provision.WifiSettings.parse(args.wifi) if args.wifi is not None else None
     central_ca = provision.read_central_ca(args.central_ca) if args.central_ca else None
-    settings = provision.Provisioning(
+    settings = provision.from_options(
         site=args.site,
         door=args.door,
         central_url=args.central_url,

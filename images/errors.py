@@ -8,22 +8,33 @@ fault and what to do about it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from portier_common.settings import ConfigError
+
 
 class ApplianceError(Exception):
     """Base class of every error raised by :mod:`images`."""
 
 
-class InvalidSetting(ApplianceError, ValueError):
+class InvalidSetting(ApplianceError, ConfigError):
     """A provisioning value is malformed.
 
-    ``option`` is the command-line option (``--central-url``) or, when the value
-    came from a file, the TOML key; ``str(error)`` reads ``option: what is wrong``.
+    The images package's :class:`portier_common.settings.ConfigError` (the one settings
+    error of Portier), so ``key``, ``problem`` and ``file`` mean what they mean there.
+    ``key`` names the value as the installer gave it: the command-line option
+    (``--central-url``) for a value from the command line, the TOML key (``central_url``,
+    ``wifi.ssid``) with ``file`` for a value from a file; ``str(error)`` reads
+    ``key: problem`` (then `` (in FILE)``). ``option`` is ``key`` by its older name.
     """
 
-    def __init__(self, option: str, problem: str) -> None:
-        self.option = option
-        self.problem = problem
-        super().__init__(f"{option}: {problem}")
+    def __init__(self, key: str, problem: str, file: Path | str | None = None) -> None:
+        super().__init__(key, problem, file)
+
+    @property
+    def option(self) -> str:
+        """The command-line option or TOML key at fault (``key``)."""
+        return self.key
 
 
 class ImageError(ApplianceError, ValueError):

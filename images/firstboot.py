@@ -309,11 +309,11 @@ def _read_source(boot_file: Path, etc_file: Path) -> tuple[Provisioning | None, 
     """Return the settings to commission with and where they came from, or None when
     there is nothing to do (the reason in the second item)."""
     if boot_file.exists():
-        return parse_provisioning(boot_file.read_bytes()), str(boot_file)
+        return parse_provisioning(boot_file.read_bytes(), boot_file), str(boot_file)
     if etc_file.exists():
         data = tomllib.loads(etc_file.read_text(encoding="utf-8"))
         if "enroll_token" in data:  # a run stopped between copying and finishing
-            return parse_provisioning(etc_file.read_bytes()), str(etc_file)
+            return parse_provisioning(etc_file.read_bytes(), etc_file), str(etc_file)
         return None, (
             f"already commissioned as device {data.get('commissioned_device', '?')} "
             f"({etc_file} holds no token)"

@@ -15,8 +15,9 @@ boot.
 On the device's first boot, ``portier-firstboot.service`` runs only while that file
 exists (``ConditionPathExists=/boot/firmware/portier-provision.toml``); the
 first-boot program reads it back with :func:`parse_provisioning` (the same
-validation), moves it to ``/etc/portier/provision.toml`` (0600) and deletes it
-from the boot partition. Enrollment with the central API is the first-boot
+validation, through Portier's one settings loader, :mod:`portier_common.settings`),
+moves it to ``/etc/portier/provision.toml`` (0600) and deletes it from the boot
+partition. Enrollment with the central API is the first-boot
 program's job, not this module's.
 """
 
@@ -41,6 +42,8 @@ from edge_agent.tomlwrite import dumps
 from images import targets
 from images.disk import FatPartition
 from images.errors import ImageError, InvalidSetting
+from portier_common import settings as cfg
+from portier_common.settings import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +81,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def validate_central_url(url: str, option: str = "--central-url") -> str:
+def validate_central_url(url: object, option: str = "--central-url") -> str:
     """Return ``url`` normalised (no trailing slash) if it is a usable central API URL.
 
     The URL must be ``https://host[:port][/path]`` with no credentials, query or
@@ -86,28 +89,73 @@ def validate_central_url(url: str, option: str = "--central-url") -> str:
     central in tests and demos), which a deployed device cannot reach anyway.
 
     Raises:
-        InvalidSetting: naming ``option``.
+        ConfigError: naming ``option`` (the option or the file's key).
     """
     if not isinstance(url, str) or not url:
-        raise InvalidSetting(option, "a URL is required, e.g. https://central.example.org/api")
+        raise ConfigError(option, "a URL is required, e.g. https://central.example.org/api")
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise InvalidSetting(option, f"not a valid URL ({exc}): {url!r}") from None
+        raise ConfigError(option, f"not a valid URL ({exc}): {url!r}") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise InvalidSetting(option, f"not an absolute https:// URL: {url!r}")
+        raise ConfigError(option, f"not an absolute https:// URL: {url!r}")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise InvalidSetting(option, f"the central API must be reached over https://, got {url!r}")
+        raise ConfigError(option, f"the central API must be reached over https://, got {url!r}")
     if parts.username is not None or parts.password is not None:
-        raise InvalidSetting(option, "must not carry a user name or password")
+        raise ConfigError(option, "must not carry a user name or password")
     if parts.query or parts.fragment:
-        raise InvalidSetting(option, "must not have a query (?...) or fragment (#...)")
+        raise ConfigError(option, "must not have a query (?...) or fragment (#...)")
     if any(c.isspace() for c in url):
-        raise InvalidSetting(option, f"contains white space: {url!r}")
+        raise ConfigError(option, f"contains white space: {url!r}")
     if port == 0:
-        raise InvalidSetting(option, "port 0 is not a port")
+        raise ConfigError(option, "port 0 is not a port")
     return url.rstrip("/")
+
+
+def identifier(key: str, value: object) -> str:
+    """A site or door identifier (:data:`ID_PATTERN`)."""
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        raise ConfigError(
+            key,
+            f"{value!r} is not an identifier: use 1-64 lower-case letters, digits, "
+            "'-' or '_', starting with a letter or digit",
+        )
+    return value
+
+
+def enrollment_token(key: str, value: object) -> str:
+    """A one-time enrollment token (:data:`TOKEN_PATTERN`); the message never shows it."""
+    if not isinstance(value, str) or not TOKEN_PATTERN.fullmatch(value):
+        length = len(value) if isinstance(value, str) else 0
+        raise ConfigError(
+            key,
+            f"not an enrollment token (expected 22-256 characters of A-Z a-z 0-9 - _, "
+            f"got {length} characters); paste it exactly as the central issued it",
+        )
+    return value
+
+
+def host_name(key: str, value: object) -> str:
+    """A host name label (:data:`HOSTNAME_PATTERN`)."""
+    if not isinstance(value, str) or not HOSTNAME_PATTERN.fullmatch(value):
+        raise ConfigError(
+            key,
+            f"{value!r} is not a host name: 1-63 lower-case letters, digits and "
+            "'-', not starting or ending with '-'",
+        )
+    return value
+
+
+def role(key: str, value: object) -> str:
+    """One of :data:`ROLES`, the message saying what each is."""
+    if value not in ROLES:
+        raise ConfigError(
+            key,
+            f"{value!r} is not a role: door (headless appliance: NFC reader and relay, no "
+            "screen) or kiosk (the same with the touch UI on a screen)",
+        )
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -118,15 +166,15 @@ class WifiSettings:
     psk: str
 
     def __post_init__(self) -> None:
-        """Validate; raises :class:`InvalidSetting` naming ``--wifi``."""
+        """Validate; raises :class:`ConfigError` naming ``ssid`` or ``psk``."""
         if not 1 <= len(self.ssid.encode()) <= 32:
-            raise InvalidSetting("--wifi", "the SSID must be 1 to 32 bytes long")
+            raise ConfigError("ssid", "the SSID must be 1 to 32 bytes long")
         if any(ord(c) < 32 or ord(c) == 127 for c in self.ssid):
-            raise InvalidSetting("--wifi", "the SSID contains control characters")
+            raise ConfigError("ssid", "the SSID contains control characters")
         printable = all(32 <= ord(c) < 127 for c in self.psk)
         if not (_HEX64.fullmatch(self.psk) or (8 <= len(self.psk) <= 63 and printable)):
-            raise InvalidSetting(
-                "--wifi",
+            raise ConfigError(
+                "psk",
                 "the passphrase must be 8 to 63 printable ASCII characters "
                 "(or a raw PSK of 64 hex digits); open networks are not supported",
             )
@@ -136,12 +184,15 @@ class WifiSettings:
         """Return the settings from ``SSID:PASSPHRASE`` (split at the first colon).
 
         Raises:
-            InvalidSetting: no colon, or a bad SSID or passphrase.
+            InvalidSetting: naming ``--wifi``: no colon, or a bad SSID or passphrase.
         """
         ssid, sep, psk = value.partition(":")
         if not sep:
             raise InvalidSetting("--wifi", "expected SSID:PASSPHRASE")
-        return cls(ssid=ssid, psk=psk)
+        try:
+            return cls(ssid=ssid, psk=psk)
+        except ConfigError as exc:
+            raise InvalidSetting("--wifi", exc.problem) from None
 
 
 # -- the central's private CA -----------------------------------------------------------
@@ -182,25 +233,25 @@ def _nth(index: int, count: int, cert: x509.Certificate) -> str:
     return f"certificate {index + 1} of {count} ({subject})"
 
 
-def _load_ca_certificates(pem: str) -> list[x509.Certificate]:
+def _load_ca_certificates(pem: object, key: str = _CA_OPTION) -> list[x509.Certificate]:
     """Return the CA certificates in ``pem``, checked for everything but the dates.
 
     Raises:
-        InvalidSetting: naming ``--central-ca``: empty, too large, private key
+        InvalidSetting: naming ``key`` (``--central-ca`` by default): empty, too large, private key
             material, a PEM block that is not a certificate, a certificate that does
             not parse, or one that is not a CA.
     """
     if not isinstance(pem, str):
-        raise InvalidSetting(_CA_OPTION, "must be the PEM text of the CA certificates")
+        raise InvalidSetting(key, "must be the PEM text of the CA certificates")
     if len(pem.encode("utf-8")) > CENTRAL_CA_MAX_BYTES:
         raise InvalidSetting(
-            _CA_OPTION,
+            key,
             f"larger than {CENTRAL_CA_MAX_BYTES // 1024} KiB: give only the CA certificate(s) "
             "that issued the central's certificate, not a whole system bundle",
         )
     if not pem.strip():
         raise InvalidSetting(
-            _CA_OPTION, "the file is empty: give the PEM file of the central's CA certificate(s)"
+            key, "the file is empty: give the PEM file of the central's CA certificate(s)"
         )
     labels = [label.strip() for label in _PEM_LABEL.findall(pem)]
     for label in labels:
@@ -208,7 +259,7 @@ def _load_ca_certificates(pem: str) -> list[x509.Certificate]:
             # Loud on purpose: the installer grabbed a key file (the CA's or the
             # server's) instead of the certificate, and it must never reach a card.
             raise InvalidSetting(
-                _CA_OPTION,
+                key,
                 f"REFUSED: the file holds a private key (-----BEGIN {label}-----). A private "
                 "key must never go onto a device; nothing was written. Give only the CA "
                 "certificate (-----BEGIN CERTIFICATE-----, e.g. from `openssl x509 -in FILE "
@@ -217,13 +268,13 @@ def _load_ca_certificates(pem: str) -> list[x509.Certificate]:
     others = sorted({label for label in labels if label != "CERTIFICATE"})
     if others:
         raise InvalidSetting(
-            _CA_OPTION,
+            key,
             f"holds a {others[0]} block: only CA certificates (-----BEGIN CERTIFICATE-----) "
             "belong in this file",
         )
     if not labels:
         raise InvalidSetting(
-            _CA_OPTION,
+            key,
             "no PEM certificate in the file (no -----BEGIN CERTIFICATE----- line): give the "
             "CA certificate in PEM form (a DER .cer/.crt file converts with `openssl x509 "
             "-inform der -in FILE -out ca.pem`)",
@@ -232,7 +283,7 @@ def _load_ca_certificates(pem: str) -> list[x509.Certificate]:
         certs = x509.load_pem_x509_certificates(pem.encode("ascii", "replace"))
     except ValueError as exc:
         raise InvalidSetting(
-            _CA_OPTION,
+            key,
             f"a certificate in the file is damaged ({str(exc).split('. ')[-1]}): copy the "
             "PEM file again, without editing it",
         ) from None
@@ -244,11 +295,11 @@ def _load_ca_certificates(pem: str) -> list[x509.Certificate]:
             basic = None
         except ValueError as exc:
             raise InvalidSetting(
-                _CA_OPTION, f"{_nth(index, count, cert)} has a damaged extension: {exc}"
+                key, f"{_nth(index, count, cert)} has a damaged extension: {exc}"
             ) from None
         if basic is None or not basic.ca:
             raise InvalidSetting(
-                _CA_OPTION,
+                key,
                 f"{_nth(index, count, cert)} is not a CA certificate (no BasicConstraints "
                 f"CA:TRUE); it looks like a server's own certificate, issued by "
                 f"{cert.issuer.rfc4514_string()!r}: give that issuing CA's certificate",
@@ -259,7 +310,7 @@ def _load_ca_certificates(pem: str) -> list[x509.Certificate]:
             usage = None
         if usage is not None and not usage.key_cert_sign:
             raise InvalidSetting(
-                _CA_OPTION,
+                key,
                 f"{_nth(index, count, cert)} may not sign certificates (KeyUsage without "
                 "keyCertSign), so it cannot have issued the central's: give the issuing CA",
             )
@@ -284,17 +335,17 @@ def _check_ca_dates(certs: list[x509.Certificate], now: dt.datetime) -> None:
             )
 
 
-def normalise_central_ca(pem: str) -> str:
+def normalise_central_ca(pem: object, key: str = _CA_OPTION) -> str:
     """Return ``pem``'s CA certificates re-encoded as plain PEM, one after the other.
 
     Text around the certificates (``Bag Attributes``, ``# Subject:`` comments) is
     dropped, so the stored text holds nothing but base64 and the PEM markers.
 
     Raises:
-        InvalidSetting: naming ``--central-ca`` (see :func:`read_central_ca`); dates
-            are not checked here.
+        InvalidSetting: naming ``key`` (see :func:`read_central_ca`); dates are not
+            checked here.
     """
-    certs = _load_ca_certificates(pem)
+    certs = _load_ca_certificates(pem, key)
     return "".join(c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in certs)
 
 
@@ -374,42 +425,33 @@ class Provisioning:
     central_ca: str | None = None
 
     def __post_init__(self) -> None:
-        """Validate every field; raises :class:`InvalidSetting` naming the option."""
-        for option, value in (("--site", self.site), ("--door", self.door)):
-            if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
-                raise InvalidSetting(
-                    option,
-                    f"{value!r} is not an identifier: use 1-64 lower-case letters, digits, "
-                    "'-' or '_', starting with a letter or digit",
-                )
-        object.__setattr__(self, "central_url", validate_central_url(self.central_url))
-        token = self.enroll_token
-        if not isinstance(token, str) or not TOKEN_PATTERN.fullmatch(token):
-            length = len(token) if isinstance(token, str) else 0
-            raise InvalidSetting(
-                "--enroll-token",
-                f"not an enrollment token (expected 22-256 characters of A-Z a-z 0-9 - _, "
-                f"got {length} characters); paste it exactly as the "
-                "central issued it",
+        """Validate and normalise every field.
+
+        Raises :class:`InvalidSetting` naming the field (``central_url``, ``wifi.ssid``):
+        :func:`from_options` turns it into the command-line option, and
+        :func:`parse_provisioning` adds the file.
+        """
+        try:
+            identifier("site", self.site)
+            identifier("door", self.door)
+            object.__setattr__(
+                self, "central_url", validate_central_url(self.central_url, "central_url")
             )
-        if self.hostname is not None and (
-            not isinstance(self.hostname, str) or not HOSTNAME_PATTERN.fullmatch(self.hostname)
-        ):
-            raise InvalidSetting(
-                "--hostname",
-                f"{self.hostname!r} is not a host name: 1-63 lower-case letters, digits and "
-                "'-', not starting or ending with '-'",
-            )
-        if self.role not in ROLES:
-            raise InvalidSetting("--role", _role_problem(self.role))
-        if self.central_ca is not None:
-            object.__setattr__(self, "central_ca", normalise_central_ca(self.central_ca))
-            if not self.central_url.startswith("https://"):
-                raise InvalidSetting(
-                    _CA_OPTION,
-                    f"verifies an https:// central, but --central-url is {self.central_url}: "
-                    "use https:// or leave --central-ca out",
-                )
+            enrollment_token("enroll_token", self.enroll_token)
+            if self.hostname is not None:
+                host_name("hostname", self.hostname)
+            role("role", self.role)
+            if self.central_ca is not None:
+                pem = normalise_central_ca(self.central_ca, "central_ca")
+                object.__setattr__(self, "central_ca", pem)
+                if not self.central_url.startswith("https://"):
+                    raise ConfigError(
+                        "central_ca",
+                        f"verifies an https:// central, but the central URL is "
+                        f"{self.central_url}: use https:// or leave --central-ca out",
+                    )
+        except ConfigError as exc:
+            raise InvalidSetting(exc.key, exc.problem) from None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the TOML-ready mapping (``format`` first, ``wifi`` as a table).
@@ -456,73 +498,68 @@ class Provisioning:
         return text
 
 
-def _role_problem(role: object) -> str:
-    return (
-        f"{role!r} is not a role: door (headless appliance: NFC reader and relay, no "
-        "screen) or kiosk (the same with the touch UI on a screen)"
-    )
+#: The command-line option of each setting of :class:`Provisioning` (``appliance provision``).
+OPTIONS = {
+    "site": "--site",
+    "door": "--door",
+    "central_url": "--central-url",
+    "enroll_token": "--enroll-token",
+    "wifi": "--wifi",
+    "hostname": "--hostname",
+    "role": "--role",
+    "central_ca": "--central-ca",
+}
 
 
-def parse_provisioning(text: str | bytes) -> Provisioning:
-    """Return the :class:`Provisioning` in a provisioning file's text.
-
-    A file without ``role`` (written before roles existed, or for a door) is a door.
+def from_options(**values: Any) -> Provisioning:
+    """Return ``Provisioning(**values)`` for values given on the command line.
 
     Raises:
-        InvalidSetting: not TOML, unknown format version, a missing or unknown key,
-            or a bad value; ``option`` is the TOML key.
+        InvalidSetting: naming the option (``--central-url``, ``--wifi`` for
+            ``wifi.ssid``) rather than the file's key.
     """
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidSetting(BOOT_FILE_NAME, "not UTF-8 text") from None
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidSetting(BOOT_FILE_NAME, f"not valid TOML: {exc}") from None
-    if data.get("format") != FORMAT_VERSION:
-        raise InvalidSetting("format", f"unknown format {data.get('format')!r}")
-    known = {
-        "format",
-        "site",
-        "door",
-        "central_url",
-        "enroll_token",
-        "role",
-        "hostname",
-        "wifi",
-        "central_ca",
-    }
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise InvalidSetting(unknown[0], "unknown key")
-    for key in ("site", "door", "central_url", "enroll_token"):
-        if not isinstance(data.get(key), str):
-            raise InvalidSetting(key, "missing, or not a string")
-    wifi = data.get("wifi")
-    if wifi is not None:
-        if not isinstance(wifi, dict) or set(wifi) != {"ssid", "psk"}:
-            raise InvalidSetting("wifi", "must be a table with exactly ssid and psk")
-        if not all(isinstance(v, str) for v in wifi.values()):
-            raise InvalidSetting("wifi", "ssid and psk must be strings")
-        wifi = WifiSettings(ssid=wifi["ssid"], psk=wifi["psk"])
-    role = data.get("role", DEFAULT_ROLE)
-    if role not in ROLES:
-        raise InvalidSetting("role", _role_problem(role))
-    central_ca = data.get("central_ca")
-    if central_ca is not None and not isinstance(central_ca, str):
-        raise InvalidSetting("central_ca", "must be a string: the PEM text of the CA certificates")
-    return Provisioning(
-        site=data["site"],
-        door=data["door"],
-        central_url=data["central_url"],
-        enroll_token=data["enroll_token"],
-        wifi=wifi,
-        hostname=data.get("hostname"),
-        role=role,
-        central_ca=central_ca,
-    )
+        return Provisioning(**values)
+    except ConfigError as exc:
+        field = re.split(r"[.\[]", exc.key, maxsplit=1)[0]
+        raise InvalidSetting(OPTIONS.get(field, exc.key), exc.problem) from None
+
+
+def parse_provisioning(
+    text: str | bytes, file: str | os.PathLike[str] | None = None
+) -> Provisioning:
+    """Return the :class:`Provisioning` in a provisioning file's text.
+
+    Read by Portier's one settings loader (:func:`portier_common.settings.build`): keys
+    and types checked, then the dataclass's own validation. A file without ``role``
+    (written before roles existed, or for a door) is a door. ``file`` is where the text
+    came from, for messages.
+
+    Raises:
+        InvalidSetting: not UTF-8 or TOML, unknown format version, a missing or unknown
+            key, or a bad value; ``key`` is the TOML key (``wifi.psk``), ``file`` is ``file``.
+    """
+    where = None if file is None else Path(file)
+    try:
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ConfigError("", "not UTF-8 text") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("", f"not valid TOML: {exc}") from None
+        if "format" not in data:
+            raise ConfigError("format", "required key is missing")
+        version = data.pop("format")
+        if version != FORMAT_VERSION:
+            raise ConfigError(
+                "format", f"unknown format {version!r} (this program reads {FORMAT_VERSION})"
+            )
+        return cfg.build(Provisioning, data)
+    except ConfigError as exc:
+        raise InvalidSetting(exc.key, exc.problem, where or exc.file) from None
 
 
 #: The kernel command line in the boot partition (Raspberry Pi firmware).
@@ -685,8 +722,9 @@ def read_provisioning(target: str | os.PathLike[str], *, allow_fixed: bool = Fal
 
     Raises:
         FileNotFoundError: the image or card is not provisioned.
-        InvalidSetting: the stored file is invalid.
+        InvalidSetting: the stored file is invalid (naming the key and
+            ``TARGET::/portier-provision.toml``).
         TargetRefused, ImageError: as for :func:`provision`.
     """
     boot = _boot_partition_of(target, allow_fixed=allow_fixed)
-    return parse_provisioning(boot.read(BOOT_FILE_NAME))
+    return parse_provisioning(boot.read(BOOT_FILE_NAME), f"{target}::/{BOOT_FILE_NAME}")

@@ -281,12 +281,16 @@ def test_parse_refuses_tampered_files():
         provision.parse_provisioning(good.replace("format = 1", "format = 2"))
     with pytest.raises(InvalidSetting, match="extra: unknown key"):
         provision.parse_provisioning(good + 'extra = "x"\n')
-    with pytest.raises(InvalidSetting, match="--central-url"):
+    with pytest.raises(InvalidSetting, match=r"^central_url: the central API must be reached"):
         provision.parse_provisioning(good.replace("https://", "http://"))
     with pytest.raises(InvalidSetting, match="not valid TOML"):
         provision.parse_provisioning(good + "[[[")
-    with pytest.raises(InvalidSetting, match="door: missing"):
+    with pytest.raises(InvalidSetting, match=r"^door: required key is missing"):
         provision.parse_provisioning(good.replace('door = "d1"', ""))
+    with pytest.raises(InvalidSetting, match=r"^wifi\.psk: the passphrase .* \(in x\.toml\)$"):
+        provision.parse_provisioning(good + '[wifi]\nssid = "n"\npsk = "short"\n', "x.toml")
+    with pytest.raises(InvalidSetting, match=r"^wifi\.ssid: required key is missing"):
+        provision.parse_provisioning(good + '[wifi]\npsk = "longenough"\n')
 
 
 ssids = st.text(

@@ -102,11 +102,19 @@ def test_role_in_the_file_is_validated_and_defaults_to_door() -> None:
     assert provision.parse_provisioning(kiosk.to_toml()) == kiosk
     for bad in ('"screen"', '"Kiosk"', "1", '["kiosk"]'):
         with pytest.raises(InvalidSetting) as exc:
-            provision.parse_provisioning(text + f"role = {bad}\n")
+            provision.parse_provisioning(text + f"role = {bad}\n", "card.toml")
         assert exc.value.option == "role"
-        assert "door (headless" in exc.value.problem
-    with pytest.raises(InvalidSetting, match="--role"):
+        assert str(exc.value.file) == "card.toml" and "(in card.toml)" in str(exc.value)
+        if bad.startswith('"'):
+            assert "door (headless" in exc.value.problem
+        else:  # the settings loader refuses a value of the wrong type first
+            assert "expected a string" in exc.value.problem
+    with pytest.raises(InvalidSetting, match=r"^role: 'screen' is not a role"):
         provision.Provisioning("hq", "d1", "https://c.example", TOKEN, role="screen")
+    with pytest.raises(InvalidSetting, match=r"^--role: 'screen' is not a role"):
+        provision.from_options(
+            site="hq", door="d1", central_url="https://c.example", enroll_token=TOKEN, role="screen"
+        )
 
 
 def test_help_explains_the_default_role(capsys: pytest.CaptureFixture[str]) -> None:
@@ -344,7 +352,7 @@ def test_central_ca_needs_an_https_central(tmp_path: Path) -> None:
     pem = mint_ca(tmp_path, "x")[0].read_text()
     with pytest.raises(InvalidSetting) as exc:
         provision.Provisioning("hq", "d1", "http://127.0.0.1:8080", TOKEN, central_ca=pem)
-    assert exc.value.option == "--central-ca"
+    assert exc.value.option == "central_ca"
     assert "use https:// or leave --central-ca out" in exc.value.problem
     # Any https host: a name or an address on the site's network.
     for url in ("https://central.hq.example", "https://10.20.0.5:8443/api"):
@@ -376,7 +384,7 @@ def test_central_ca_in_the_file_is_validated() -> None:
     with pytest.raises(InvalidSetting) as exc:
         provision.parse_provisioning(text + "central_ca = 3\n")
     assert exc.value.option == "central_ca"
-    with pytest.raises(InvalidSetting, match="--central-ca: no PEM certificate"):
+    with pytest.raises(InvalidSetting, match=r"^central_ca: no PEM certificate"):
         provision.parse_provisioning(text + 'central_ca = "hello"\n')
 
 
