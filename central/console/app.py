@@ -630,8 +630,18 @@ class Console:
         raise web.HTTPSeeOther(f"{PREFIX}/visitors?done=revoked")
 
 
-_VISITOR_FIELDS = ("visitor", "host", "host_email", "not_before", "expires", "doors", "zones")
-_VISITOR_FIELDS += ("use", "lang")
+#: The pre-registration form's fields.
+_VISITOR_FIELDS = (
+    "visitor",
+    "host",
+    "host_email",
+    "not_before",
+    "expires",
+    "doors",
+    "zones",
+    "use",
+    "lang",
+)
 
 
 def _msg(text: str, **args: Any) -> dict[str, Any]:
