@@ -191,7 +191,10 @@ class CentralServer:
         r.add_delete("/admin/faults", self.admin_clear_faults)
         # The web console (HTML pages at /console/, docs/console.md).
         Console(
-            self.settings, self.store, self._db, lambda request: request.get(PEER, request.remote)
+            self.settings,
+            lambda: self.store,
+            self._db,
+            lambda request: request.get(PEER, request.remote),
         ).add_routes(app)
         return app
 

@@ -199,7 +199,8 @@ class Console:
 
     Args:
         settings: the central's settings (site, time zone, trusted proxies).
-        store: its store (called through *db* only).
+        store: returns the central's store (asked for at each request: the routes can be
+            made before the store is opened), called through *db* only.
         db: runs a store call on the central's database thread.
         peer: the connection's peer of a request (the proxy's, behind one).
     """
@@ -207,16 +208,21 @@ class Console:
     def __init__(
         self,
         settings: CentralSettings,
-        store: CentralStore,
+        store: Callable[[], CentralStore],
         db: DbCall,
         peer: Callable[[web.Request], str | None],
     ) -> None:
         self.settings = settings
-        self.store = store
+        self._store = store
         self._db = db
         self._peer = peer
         self._proxies = settings.proxies()
         self._envs: dict[str, Any] = {}
+
+    @property
+    def store(self) -> CentralStore:
+        """The central's store."""
+        return self._store()
 
     # -- wiring ---------------------------------------------------------------------
 
