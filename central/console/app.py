@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import ipaddress
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
@@ -123,8 +124,6 @@ def _same_origin(request: web.Request) -> bool:
 
 
 def _is_loopback(peer: str | None) -> bool:
-    import ipaddress
-
     try:
         address = ipaddress.ip_address(peer or "")
     except ValueError:
@@ -143,6 +142,7 @@ def _page(
     """A page's GET handler: the operator is logged in and may see the page."""
 
     async def wrapped(self: Console, request: web.Request) -> web.StreamResponse:
+        operator = None
         try:
             operator = await self._operator(request)
             page = _PAGE[handler.__name__]
@@ -154,7 +154,7 @@ def _page(
                 f"{PREFIX}/login?{urlencode({'next': request.path_qs})}"
             ) from None
         except _Refused as exc:
-            return self._error(request, exc)
+            return self._error(request, exc, operator)
 
     wrapped.__name__ = handler.__name__
     wrapped.__doc__ = handler.__doc__
@@ -175,6 +175,7 @@ def _change(
         ],
     ) -> Callable[[Console, web.Request], Awaitable[web.StreamResponse]]:
         async def wrapped(self: Console, request: web.Request) -> web.StreamResponse:
+            operator = None
             try:
                 self._check_peer(request)
                 form = await request.post()
@@ -185,7 +186,7 @@ def _change(
             except _ToLogin:
                 raise web.HTTPSeeOther(f"{PREFIX}/login") from None
             except _Refused as exc:
-                return self._error(request, exc)
+                return self._error(request, exc, operator)
 
         wrapped.__name__ = handler.__name__
         wrapped.__doc__ = handler.__doc__
@@ -321,8 +322,13 @@ class Console:
         )
         return web.Response(text=html, content_type="text/html", status=status, headers=_HEADERS)
 
-    def _error(self, request: web.Request, exc: _Refused) -> web.Response:
-        return self.render(request, "error.html", status=exc.status, message=exc.message)
+    def _error(
+        self, request: web.Request, exc: _Refused, operator: dict[str, Any] | None = None
+    ) -> web.Response:
+        """The refusal page (with the navigation when the operator is known)."""
+        return self.render(
+            request, "error.html", status=exc.status, operator=operator, message=exc.message
+        )
 
     async def _journal(
         self,

@@ -5,11 +5,14 @@ Usage::
     python -m central.console.screenshots docs/console [--width 1280]
 
 It starts a demo central of its own (a temporary data directory, loopback, a free port),
-adds an operator with a password, two enrolled doors (one heard from) and a few
-invitations (valid, not valid yet, single use, revoked), logs in through the login page as
-a person would, and saves ``NAME-LANG.png`` for each page of :data:`SHOTS` (the whole page,
-not only the window). Needs Debian's ``chromium`` and ``chromium-driver`` and Selenium (the
-dev extra); nothing is downloaded.
+adds operators with passwords (a security officer, an auditor), two enrolled doors (one
+heard from) and a few invitations (valid, not valid yet, single use, revoked), logs in
+through the login page as a person would, and saves ``NAME-LANG.png`` for each page (the
+whole page, not only the window): the login page, the security officer's pages
+(:func:`_shots`), a wrong password, and what an auditor sees (the home page without
+Visitors, the refusal of that page).
+Needs Debian's ``chromium`` and ``chromium-driver`` and Selenium (the dev extra); nothing
+is downloaded.
 
 :func:`chromium` and :func:`log_in` are what the console's browser tests use too.
 """
@@ -34,6 +37,8 @@ LANGUAGES = ("en", "fr")
 _LOCALES = {"en": "en-GB", "fr": "fr-FR"}
 #: The demo operator of the screenshots.
 OPERATOR, PASSWORD = "olivia", "screenshots-only-password"
+#: An auditor: the pages a role may not open are hidden (and refused).
+AUDITOR = "ada"
 
 
 def chromium(width: int = 1280, height: int = 900, lang: str = "en") -> Any:
@@ -84,13 +89,21 @@ def set_language(browser: Any, base: str, lang: str, page: str = "/console/") ->
 
 
 def save_page(browser: Any, path: Path, width: int) -> None:
-    """Save the whole page (its full height) as a PNG."""
+    """Save the whole page (its full height, beyond the window) as a PNG."""
+    import base64
+
     height = browser.execute_script(
         "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)"
     )
-    browser.set_window_size(width, max(600, int(height) + 40))
-    time.sleep(0.1)
-    browser.save_screenshot(str(path))
+    shot = browser.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": width, "height": max(600, int(height)), "scale": 1},
+        },
+    )
+    path.write_bytes(base64.b64decode(shot["data"]))
 
 
 def _seed(data: Path, url: str, token: str | None) -> None:
@@ -101,7 +114,7 @@ def _seed(data: Path, url: str, token: str | None) -> None:
 
     with CentralStore(CentralSettings(data_dir=data)) as store:
         store.add_operator(OPERATOR, "security_officer", PASSWORD)
-        store.add_operator("paul", "pass_office", PASSWORD)
+        store.add_operator(AUDITOR, "auditor", PASSWORD)
         now = store.now_ms() // 1000
         hour = now - now % 3600
         for body in (
@@ -164,6 +177,8 @@ def demo_central() -> Iterator[str]:
 
 def take(out: Path, base: str, width: int = 1280) -> list[Path]:
     """Log in to the console at *base* and save every page in each language into *out*."""
+    from selenium.webdriver.common.by import By
+
     out.mkdir(parents=True, exist_ok=True)
     saved: list[Path] = []
     for lang in LANGUAGES:
@@ -175,6 +190,20 @@ def take(out: Path, base: str, width: int = 1280) -> list[Path]:
             log_in(browser, base, OPERATOR, PASSWORD)
             for name, go in _shots(base):
                 go(browser)
+                path = out / f"{name}-{lang}.png"
+                save_page(browser, path, width)
+                saved.append(path)
+            # Another role: a wrong password first, then what an auditor sees.
+            browser.find_element(By.CSS_SELECTOR, "form.logout button").click()
+            for name, password, page in (
+                ("login-error", "not-the-password", None),
+                ("home-auditor", PASSWORD, None),
+                ("refused", None, "/console/visitors"),
+            ):
+                if password is not None:
+                    log_in(browser, base, AUDITOR, password)
+                if page is not None:
+                    browser.get(base + page)
                 path = out / f"{name}-{lang}.png"
                 save_page(browser, path, width)
                 saved.append(path)
