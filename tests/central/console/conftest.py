@@ -23,6 +23,7 @@ OPERATORS = {
     "olivia": "security_officer",
     "paul": "pass_office",
     "ada": "auditor",
+    "lou": "pass_office",  # locked out by a test
 }
 
 

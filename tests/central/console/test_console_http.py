@@ -151,3 +151,21 @@ def test_logout_ends_the_session(client: ConsoleClient):
     probe = ConsoleClient(client.base)
     probe.opener.addheaders = [("Cookie", f"portier_console={session}")]
     assert probe.request("/console/").status == 303  # the old session no longer works
+
+
+def test_repeated_failures_lock_the_account_and_say_so(client: ConsoleClient):
+    for _ in range(5):
+        assert client.login("lou", "wrong password!").status == 401
+    answer = client.login("lou")  # the right password, too late
+    assert answer.status == 401
+    assert "this account is locked for a while" in answer.text
+
+
+def test_the_language_switch_stays_on_the_console(client: ConsoleClient):
+    answer = client.request("/console/lang/fr?next=https://evil.example/")
+    assert answer.status == 303 and answer.headers["Location"] == "/console/"
+    assert client.cookie("portier_lang") == "fr"
+    answer = client.request("/console/lang/fr?next=//evil.example/console/")
+    assert answer.headers["Location"] == "/console/"
+    page = client.request("/console/login")
+    assert '<html lang="fr">' in page.text and "Se connecter" in page.text
