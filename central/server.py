@@ -39,6 +39,7 @@ from aiohttp import web
 from portier_common.signing import KID_HEADER, SIGNATURE_HEADER
 
 from .auth import ADMIN_ROLE, PASSWORD_CHANGE_ROUTES, PUBLIC_ADMIN_ROUTES, allowed
+from .console import Console
 from .errors import (
     BadRequest,
     BatchTooLarge,
@@ -228,6 +229,13 @@ class CentralServer:
         r.add_get("/admin/faults", self.admin_faults)
         r.add_post("/admin/faults", self.admin_set_fault)
         r.add_delete("/admin/faults", self.admin_clear_faults)
+        # The web console (HTML pages at /console/, docs/console.md).
+        Console(
+            self.settings,
+            lambda: self.store,
+            self._db,
+            lambda request: request.get(PEER, request.remote),
+        ).add_routes(app)
         return app
 
     async def start(self) -> str:

@@ -42,9 +42,10 @@ DEVICE_PACKAGES = ("hardware", "portier_common", "edge_agent", "kiosk", "images"
 #: In the developers' distribution, never in the device's.
 NOT_ON_A_DEVICE = ("central", "portier_demo")
 
-#: Dependencies only the central uses (operator password hashing): the device's wheel
-#: leaves them out (tests/images/test_devicewheel.py checks no device package imports them).
-CENTRAL_ONLY_DEPENDENCIES = ("argon2-cffi",)
+#: Dependencies only the central uses (operator password hashing, the console's
+#: templates): the device's wheel leaves them out (tests/images/test_devicewheel.py
+#: checks no device package imports them).
+CENTRAL_ONLY_DEPENDENCIES = ("argon2-cffi", "jinja2")
 
 #: Left out of the staged copy: build leftovers of a developer's checkout.
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")

@@ -6,7 +6,9 @@
    that operator's API token to ``DIR/central.token`` (0600; ``$PORTIER_CENTRAL_TOKEN``
    when set, so ``portier-central`` commands work as they are), starts the reference
    central (``python -m central serve --port 0 --data DIR/central``) and reads its
-   ready line;
+   ready line; it also registers the console's operator (``officer``, a security officer)
+   with a new password kept in ``DIR/console.password`` (0600), and prints on stderr the
+   console's address and that login in plain words;
 2. seeds it: the active signing key, a staff badge, a guard badge (role guard, PIN
    hash), a revoked badge, and invitations (valid, single-use, expired, not yet valid,
    for another door, revoked, a single-use one to be replayed; plus a forged one
@@ -20,7 +22,8 @@
    (``DIR/demo/demo.json``, the format of :mod:`kiosk.demo_material`), and prints ONE
    JSON line on stdout::
 
-       {"central_url": ..., "central_token_file": ..., "door": ..., "config": ...,
+       {"central_url": ..., "central_token_file": ..., "console_url": ...,
+        "console_password_file": ..., "door": ..., "config": ...,
         "agent_pid": ..., "central_pid": ...}
 
 5. runs until SIGTERM or SIGINT, then stops its children (SIGTERM, then SIGKILL after
@@ -64,10 +67,12 @@ from edge_agent.tomlwrite import dumps
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "CONSOLE_OPERATOR",
     "DEMO_DEVICE",
     "DEMO_DOOR",
     "DemoError",
     "DemoSeed",
+    "demo_console_login",
     "kiosk_command",
     "run_demo",
     "viewing_hints",
@@ -553,6 +558,39 @@ def demo_operator_token(demo_dir: Path) -> Path:
     return path
 
 
+#: The demo's console operator (a security officer with a password; the console's login).
+CONSOLE_OPERATOR = "officer"
+_PASSWORD_LETTERS = "abcdefghjkmnpqrstuvwxyz23456789"
+
+
+def demo_console_login(demo_dir: Path) -> tuple[str, str, Path]:
+    """Make sure the demo's console operator (:data:`CONSOLE_OPERATOR`, a security officer)
+    exists in ``demo_dir/central`` with a password, kept in ``demo_dir/console.password``
+    (0600); return ``(name, password, that file)``.
+
+    A new password is made (and the operator added) on a fresh demo directory; a restart
+    on the same directory reuses the file.
+    """
+    from central.settings import CentralSettings
+    from central.store import CentralStore
+
+    path = demo_dir / "console.password"
+    with CentralStore(CentralSettings(data_dir=demo_dir / "central")) as store:
+        known = {o["name"] for o in store.list_operators()}
+        if CONSOLE_OPERATOR in known and path.exists():
+            return CONSOLE_OPERATOR, path.read_text(encoding="utf-8").strip(), path
+        password = "-".join(
+            "".join(secrets.choice(_PASSWORD_LETTERS) for _ in range(4)) for _ in range(4)
+        )
+        if CONSOLE_OPERATOR in known:  # the file is gone: another name, a new password
+            raise DemoError(f"{path} is missing: remove {demo_dir} to start afresh")
+        store.add_operator(CONSOLE_OPERATOR, "security_officer", password)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(password + "\n")
+    return CONSOLE_OPERATOR, password, path
+
+
 def run_demo(
     demo_dir: Path,
     *,
@@ -580,6 +618,7 @@ def run_demo(
     children: list[_Child] = []
     try:
         token_file = demo_operator_token(demo_dir)
+        console_name, console_password, console_file = demo_console_login(demo_dir)
         central = _spawn(
             "central",
             _python_command(
@@ -617,9 +656,19 @@ def run_demo(
             children.append(_spawn("kiosk", kiosk_command(demo_dir), demo_dir / "kiosk.log"))
         for hint in viewing_hints(demo_dir, headless=headless):
             print(hint, file=sys.stderr, flush=True)  # noqa: T201 (for the person, not a log)
+        console_url = f"{url}/console/"
+        print(  # noqa: T201 (for the person, not a log)
+            f"demo: the web console is at {console_url}\n"
+            f"  log in with the name {console_name} and the password {console_password}\n"
+            f"  (the password is also in {console_file})",
+            file=sys.stderr,
+            flush=True,
+        )
         line = {
             "central_url": url,
             "central_token_file": str(token_file),
+            "console_url": console_url,
+            "console_password_file": str(console_file),
             "door": DEMO_DOOR,
             "config": str(config_path),
             "agent_pid": agent.pid,

@@ -12,6 +12,7 @@ It is the domain mixins of this package over one :class:`~central.store.db.Datab
 ``audit``          the received view, stored events, chain re-walks, admin info
 ``operators``      operator accounts, API tokens, sessions, lock-out, operator journal
 ``retention``      the purge of visitors' personal data after the retention period
+``console``        the web console's reads (invitations with their status, a summary)
 =================  ================================================================
 
 It is synchronous and not thread-safe by design: the server runs all of its calls on
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from ..settings import CentralSettings
 from .audit import AuditMixin
 from .base import wall_ms
+from .console import ConsoleMixin
 from .credentials import CredentialsMixin
 from .db import Database
 from .deltas import DeltasMixin
@@ -76,6 +78,7 @@ class CentralStore(
     AuditMixin,
     OperatorsMixin,
     RetentionMixin,
+    ConsoleMixin,
 ):
     """The reference central's database and rules.
 

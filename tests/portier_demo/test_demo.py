@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,8 @@ def test_demo_contract(demo: Demo) -> None:
     assert set(info) == {
         "central_url",
         "central_token_file",
+        "console_url",
+        "console_password_file",
         "door",
         "config",
         "agent_pid",
@@ -101,6 +104,13 @@ def test_demo_contract(demo: Demo) -> None:
     assert config.paths.socket.parent == demo.dir and config.paths.state_dir.is_relative_to(
         demo.dir
     )
+    # The web console: its address, and the demo operator's password in a 0600 file.
+    password_file = Path(info["console_password_file"])
+    assert password_file == demo.dir / "console.password"
+    assert password_file.stat().st_mode & 0o077 == 0 and len(password_file.read_text()) > 12
+    assert info["console_url"] == info["central_url"] + "/console/"
+    with urllib.request.urlopen(info["console_url"] + "login", timeout=10) as page:
+        assert page.status == 200 and "Portier console" in page.read().decode()
 
     minted = run(
         PORTIER_CENTRAL, "invite", "create", "--url", info["central_url"],

@@ -1,0 +1,787 @@
+"""The console's routes (aiohttp): login, logout, the language switch, and its pages.
+
+:class:`Console` holds what the pages need (the store, the server's database thread, the
+site settings) and :meth:`Console.add_routes` puts its routes on the central's application
+(``central/server.py`` calls it). Each page is a :class:`Page` in :data:`PAGES`: its
+address, its title and the admin route it stands for; an operator sees (and may open) only
+the pages whose admin route their role may call (:data:`central.auth.ROUTE_ROLES`).
+
+Security, the same rules as the admin API's browser sessions (docs/central.md):
+
+* loopback peers and trusted proxies only;
+* the session is the operator session ``POST /admin/login`` opens (``store.login``), in an
+  HttpOnly, ``SameSite=Strict`` cookie scoped to ``/console``; its CSRF token sits in a
+  second HttpOnly cookie, and every form carries it in a hidden field: a change is refused
+  unless the field is the session's CSRF token (``store.session_operator``);
+* the login form carries a pre-session token (a cookie and the same value in the form);
+* a POST whose ``Origin`` is not this server, or that a browser marks
+  ``Sec-Fetch-Site: cross-site``, is refused;
+* pages say ``Content-Security-Policy: default-src 'self'`` (no inline script, nothing
+  from elsewhere), ``frame-ancestors 'none'`` and ``Cache-Control: no-store``.
+
+Changes go through the store methods the admin API calls and are written to the audit log
+with the same action names (``POST /admin/invitations``, ...) and ``"via": "console"``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import ipaddress
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from ..auth import allowed
+from ..errors import BadRequest, CentralError, NotFound, Unauthorized
+from ..settings import CentralSettings
+from ..store import CentralStore
+from ..tls import is_trusted
+from .i18n import LANGUAGES, N_, pick_language, translations
+
+__all__ = ["CSRF_COOKIE", "LANG_COOKIE", "PAGES", "SESSION_COOKIE", "Console", "Page"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+#: Runs a store call on the central's database thread (``CentralServer._db``).
+DbCall = Callable[..., Awaitable[Any]]
+
+PREFIX = "/console"
+SESSION_COOKIE = "portier_console"
+CSRF_COOKIE = "portier_console_csrf"
+LOGIN_COOKIE = "portier_console_login"
+LANG_COOKIE = "portier_lang"
+HERE = Path(__file__).resolve().parent
+#: A device heard from within this long counts as online on the home page.
+ONLINE_WITHIN_MS = 5 * 60 * 1000
+_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+#: Role names as people read them.
+ROLE_LABELS = {
+    "pass_office": N_("Pass Office"),
+    "security_officer": N_("Security officer"),
+    "auditor": N_("Auditor"),
+    "installer": N_("Installer"),
+}
+#: An invitation's status (``central.store.console.invitation_status``) in words.
+STATUS_LABELS = {
+    "valid": N_("Valid"),
+    "upcoming": N_("Not valid yet"),
+    "expired": N_("Expired"),
+    "revoked": N_("Revoked"),
+    "used": N_("Used"),
+}
+#: What a redirect after a change says (``?done=``).
+DONE_MESSAGES = {
+    "created": N_("Invitation created for %(name)s."),
+    "revoked": N_("Invitation revoked."),
+    "password": N_("Your password is changed."),
+}
+
+
+@dataclass(frozen=True)
+class Page:
+    """A console page: its name (the template's and the navigation's), its address, its
+    title, and the admin route it stands for (who may call that route sees the page)."""
+
+    name: str
+    path: str
+    title: str
+    route: tuple[str, str]
+
+    def visible_to(self, role: str) -> bool:
+        """Whether an operator with *role* sees and may open this page."""
+        return allowed(role, *self.route)
+
+
+#: The console's pages, in the navigation's order.
+PAGES: tuple[Page, ...] = (
+    Page("home", f"{PREFIX}/", N_("Home"), ("GET", "/admin/info")),
+    Page("visitors", f"{PREFIX}/visitors", N_("Visitors"), ("POST", "/admin/invitations")),
+)
+_PAGE = {page.name: page for page in PAGES}
+
+
+def _same_origin(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if request.headers.get("Sec-Fetch-Site") == "cross-site":
+        return False
+    return origin is None or origin == f"{request.scheme}://{request.host}"
+
+
+def _is_loopback(peer: str | None) -> bool:
+    try:
+        address = ipaddress.ip_address(peer or "")
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def _split_names(text: str) -> list[str]:
+    return [part.strip() for part in text.replace(";", ",").split(",") if part.strip()]
+
+
+def _page(
+    handler: Callable[[Console, web.Request, dict[str, Any]], Awaitable[web.StreamResponse]],
+) -> Callable[[Console, web.Request], Awaitable[web.StreamResponse]]:
+    """A page's GET handler: the operator is logged in and may see the page."""
+
+    async def wrapped(self: Console, request: web.Request) -> web.StreamResponse:
+        operator = None
+        try:
+            operator = await self._operator(request)
+            page = _PAGE[handler.__name__]
+            if not page.visible_to(operator["role"]):
+                raise _Refused(403, N_("Your role may not open this page."))
+            return await handler(self, request, operator)
+        except _ToLogin:
+            raise web.HTTPSeeOther(
+                f"{PREFIX}/login?{urlencode({'next': request.path_qs})}"
+            ) from None
+        except _Refused as exc:
+            return self._error(request, exc, operator)
+
+    wrapped.__name__ = handler.__name__
+    wrapped.__doc__ = handler.__doc__
+    return wrapped
+
+
+def _change(
+    page_name: str,
+) -> Callable[
+    [Callable[[Console, web.Request, dict[str, Any], Any], Awaitable[web.StreamResponse]]],
+    Callable[[Console, web.Request], Awaitable[web.StreamResponse]],
+]:
+    """A change (POST from a form): logged in, Origin and CSRF checked, role allowed."""
+
+    def decorate(
+        handler: Callable[
+            [Console, web.Request, dict[str, Any], Any], Awaitable[web.StreamResponse]
+        ],
+    ) -> Callable[[Console, web.Request], Awaitable[web.StreamResponse]]:
+        async def wrapped(self: Console, request: web.Request) -> web.StreamResponse:
+            operator = None
+            try:
+                self._check_peer(request)
+                form = await request.post()
+                operator = await self._operator(request, form)
+                if not _PAGE[page_name].visible_to(operator["role"]):
+                    raise _Refused(403, N_("Your role may not do this."))
+                return await handler(self, request, operator, form)
+            except _ToLogin:
+                raise web.HTTPSeeOther(f"{PREFIX}/login") from None
+            except _Refused as exc:
+                return self._error(request, exc, operator)
+
+        wrapped.__name__ = handler.__name__
+        wrapped.__doc__ = handler.__doc__
+        return wrapped
+
+    return decorate
+
+
+class Console:
+    """The web console over one central's store.
+
+    Args:
+        settings: the central's settings (site, time zone, trusted proxies).
+        store: returns the central's store (asked for at each request: the routes can be
+            made before the store is opened), called through *db* only.
+        db: runs a store call on the central's database thread.
+        peer: the connection's peer of a request (the proxy's, behind one).
+    """
+
+    def __init__(
+        self,
+        settings: CentralSettings,
+        store: Callable[[], CentralStore],
+        db: DbCall,
+        peer: Callable[[web.Request], str | None],
+    ) -> None:
+        self.settings = settings
+        self._store = store
+        self._db = db
+        self._peer = peer
+        self._proxies = settings.proxies()
+        self._envs: dict[str, Any] = {}
+
+    @property
+    def store(self) -> CentralStore:
+        """The central's store."""
+        return self._store()
+
+    # -- wiring ---------------------------------------------------------------------
+
+    def add_routes(self, app: web.Application) -> None:
+        """Put the console's routes on *app*."""
+        r = app.router
+        r.add_get(PREFIX, self._to_home)
+        r.add_get(f"{PREFIX}/", self.home)
+        r.add_get(f"{PREFIX}/login", self.login_page)
+        r.add_post(f"{PREFIX}/login", self.login)
+        r.add_post(f"{PREFIX}/logout", self.logout)
+        r.add_get(f"{PREFIX}/lang/{{lang}}", self.switch_language)
+        r.add_get(f"{PREFIX}/password", self.password_page)
+        r.add_post(f"{PREFIX}/password", self.change_password)
+        r.add_get(f"{PREFIX}/visitors", self.visitors)
+        r.add_post(f"{PREFIX}/visitors", self.create_visitor)
+        r.add_post(f"{PREFIX}/visitors/{{invitation_id}}/revoke", self.revoke_visitor)
+        r.add_static(
+            f"{PREFIX}/static", HERE / "static", name="console_static", append_version=True
+        )
+
+    def _env(self, lang: str) -> Any:
+        """The Jinja2 environment of *lang* (one per language, made on first use)."""
+        env = self._envs.get(lang)
+        if env is None:
+            import jinja2
+
+            env = jinja2.Environment(
+                loader=jinja2.FileSystemLoader(HERE / "templates"),
+                autoescape=True,
+                extensions=["jinja2.ext.i18n"],
+                undefined=jinja2.StrictUndefined,
+            )
+            env.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
+            self._envs[lang] = env
+        return env
+
+    # -- request helpers --------------------------------------------------------------
+
+    def _check_peer(self, request: web.Request) -> None:
+        peer = self._peer(request)
+        if not _is_loopback(peer) and not is_trusted(peer, self._proxies):
+            raise _Refused(403, N_("The console answers this machine and trusted proxies only."))
+
+    @staticmethod
+    def _lang(request: web.Request) -> str:
+        return pick_language(
+            request.cookies.get(LANG_COOKIE), request.headers.get("Accept-Language")
+        )
+
+    async def _operator(
+        self,
+        request: web.Request,
+        form: Mapping[str, Any] | None = None,
+        *,
+        before_password_change: bool = False,
+    ) -> dict[str, Any]:
+        """The operator of the request's session; with *form* (a POST), also checks the
+        Origin and the form's CSRF token. Raises :class:`_ToLogin` without a session.
+
+        An operator whose password a security officer set (``must_change_password``) is sent
+        to the password page until they change it, as the admin API refuses them
+        (``password_change``); only that page and logout pass *before_password_change*."""
+        self._check_peer(request)
+        session = request.cookies.get(SESSION_COOKIE)
+        if not session:
+            raise _ToLogin
+        csrf = None if form is None else str(form.get("csrf", ""))
+        try:
+            operator = await self._db(self.store.session_operator, session, csrf)
+        except Unauthorized:
+            raise _ToLogin from None
+        if form is not None:
+            if not _same_origin(request):
+                raise _Refused(403, N_("Cross-site request refused."))
+            if not operator["csrf_ok"]:
+                raise _Refused(
+                    403, N_("This form has expired or did not come from the console: reload it.")
+                )
+        operator["csrf"] = request.cookies.get(CSRF_COOKIE, "")
+        if operator.get("must_change_password") and not before_password_change:
+            raise web.HTTPSeeOther(f"{PREFIX}/password")
+        return operator
+
+    def render(
+        self,
+        request: web.Request,
+        template: str,
+        *,
+        status: int = 200,
+        operator: Mapping[str, Any] | None = None,
+        **context: Any,
+    ) -> web.Response:
+        """Render *template* in the request's language, with the layout's context."""
+        lang = self._lang(request)
+        env = self._env(lang)
+        role = operator["role"] if operator else None
+        html = env.get_template(template).render(
+            lang=lang,
+            languages=LANGUAGES,
+            here=request.path_qs,
+            operator=operator,
+            role_label=ROLE_LABELS.get(role or "", role or ""),
+            pages=[p for p in PAGES if role and p.visible_to(role)],
+            current=context.pop("current", None),
+            static=lambda name: request.app.router["console_static"].url_for(filename=name),
+            **context,
+        )
+        return web.Response(text=html, content_type="text/html", status=status, headers=_HEADERS)
+
+    def _error(
+        self, request: web.Request, exc: _Refused, operator: dict[str, Any] | None = None
+    ) -> web.Response:
+        """The refusal page (with the navigation when the operator is known)."""
+        return self.render(
+            request, "error.html", status=exc.status, operator=operator, message=exc.message
+        )
+
+    async def _recorded(
+        self,
+        request: web.Request,
+        operator: Mapping[str, Any],
+        action: str,
+        detail: Callable[[T], dict[str, Any]],
+        status: int,
+        fn: Callable[..., T],
+        *args: Any,
+    ) -> T:
+        """Run the store call *fn* and write its audit row (the admin API's action name,
+        ``"via": "console"``) in ONE transaction, as the admin API does
+        (``CentralStore.one_transaction``): the change never commits without its record."""
+
+        def run() -> T:
+            with self.store.one_transaction():
+                result = fn(*args)
+                self.store.record_action(
+                    operator["name"],
+                    action,
+                    {"path": request.path, "via": "console", **detail(result)},
+                    remote=request.remote,
+                    status=status,
+                )
+            return result
+
+        return await self._db(run)
+
+    # -- times ------------------------------------------------------------------------
+
+    def _local(self, seconds: int) -> str:
+        """Unix seconds as the site's local ``YYYY-MM-DD HH:MM``."""
+        moment = dt.datetime.fromtimestamp(seconds, self.settings.zone)
+        return moment.strftime("%Y-%m-%d %H:%M")
+
+    def _input_value(self, seconds: int) -> str:
+        """Unix seconds as an ``<input type="datetime-local">`` value (site time)."""
+        return dt.datetime.fromtimestamp(seconds, self.settings.zone).strftime("%Y-%m-%dT%H:%M")
+
+    def _parse_local(self, text: str) -> int | None:
+        """A ``datetime-local`` value (site time) as Unix seconds; None if unreadable."""
+        try:
+            moment = dt.datetime.fromisoformat(text.strip())
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=self.settings.zone)
+        return int(moment.timestamp())
+
+    def _today(self) -> tuple[int, int]:
+        now = dt.datetime.fromtimestamp(self.store.now_ms() / 1000, self.settings.zone)
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        end = start + dt.timedelta(days=1)
+        return int(start.timestamp()), int(end.timestamp())
+
+    # -- routes: session ----------------------------------------------------------------
+
+    async def _to_home(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPPermanentRedirect(f"{PREFIX}/")
+
+    async def login_page(self, request: web.Request) -> web.StreamResponse:
+        """GET /console/login: the login form (with its pre-session token)."""
+        try:
+            self._check_peer(request)
+        except _Refused as exc:
+            return self._error(request, exc)
+        return self._login_form(request, next_url=request.query.get("next", ""))
+
+    def _login_form(
+        self,
+        request: web.Request,
+        *,
+        next_url: str,
+        status: int = 200,
+        error: str | None = None,
+        name: str = "",
+    ) -> web.Response:
+        token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
+        response = self.render(
+            request,
+            "login.html",
+            status=status,
+            login_token=token,
+            next_url=_safe_next(next_url),
+            error=error,
+            name=name,
+        )
+        self._cookie(request, response, LOGIN_COOKIE, token, max_age=3600)
+        return response
+
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        """POST /console/login: check the password, open a session, go to the page asked."""
+        try:
+            self._check_peer(request)
+            form = await request.post()
+            if not _same_origin(request):
+                raise _Refused(403, N_("Cross-site request refused."))
+            expected = request.cookies.get(LOGIN_COOKIE, "")
+            given = str(form.get("login_token", ""))
+            if not expected or not hmac.compare_digest(expected, given):
+                raise _Refused(
+                    403, N_("This form has expired or did not come from the console: reload it.")
+                )
+        except _Refused as exc:
+            return self._error(request, exc)
+        name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
+        next_url = _safe_next(str(form.get("next", "")))
+        try:
+            result = await self._db(self.store.login, name, password, remote=request.remote)
+        except Unauthorized as exc:
+            reason = exc.extra.get("reason")
+            if reason == "locked_out":
+                message = N_("Too many failed logins: this account is locked for a while.")
+            elif reason == "operator_disabled":
+                message = N_("This account is disabled.")
+            else:
+                message = N_("Wrong name or password.")
+            return self._login_form(
+                request, next_url=next_url, status=401, error=message, name=name
+            )
+        except BadRequest:
+            return self._login_form(
+                request, next_url=next_url, status=400, error=N_("Wrong name or password.")
+            )
+        response = web.HTTPSeeOther(next_url or f"{PREFIX}/")
+        max_age = max(60, (result["expires_at_ms"] - self.store.now_ms()) // 1000)
+        self._cookie(request, response, SESSION_COOKIE, result["session"], max_age=max_age)
+        self._cookie(request, response, CSRF_COOKIE, result["csrf_token"], max_age=max_age)
+        response.del_cookie(LOGIN_COOKIE, path=PREFIX)
+        raise response
+
+    async def logout(self, request: web.Request) -> web.StreamResponse:
+        """POST /console/logout: end the session (needs the form's CSRF token)."""
+        try:
+            self._check_peer(request)
+            form = await request.post()
+            await self._operator(request, form, before_password_change=True)
+        except _ToLogin:
+            pass  # no session: nothing to end
+        except _Refused as exc:
+            return self._error(request, exc)
+        else:
+            await self._db(self.store.logout, request.cookies[SESSION_COOKIE])
+        response = web.HTTPSeeOther(f"{PREFIX}/login")
+        response.del_cookie(SESSION_COOKIE, path=PREFIX)
+        response.del_cookie(CSRF_COOKIE, path=PREFIX)
+        raise response
+
+    async def password_page(self, request: web.Request) -> web.StreamResponse:
+        """GET /console/password: change one's own password (the only page an operator
+        whose password was set by someone else may open)."""
+        operator = None
+        try:
+            operator = await self._operator(request, before_password_change=True)
+        except _ToLogin:
+            raise web.HTTPSeeOther(f"{PREFIX}/login") from None
+        except _Refused as exc:
+            return self._error(request, exc, operator)
+        return self._password_form(request, operator)
+
+    def _password_form(
+        self,
+        request: web.Request,
+        operator: dict[str, Any],
+        *,
+        status: int = 200,
+        error: str | None = None,
+    ) -> web.Response:
+        return self.render(
+            request,
+            "password.html",
+            status=status,
+            operator=operator,
+            current="password",
+            forced=bool(operator.get("must_change_password")),
+            error=error,
+        )
+
+    async def change_password(self, request: web.Request) -> web.StreamResponse:
+        """POST /console/password: the current password, the new one twice
+        (``store.change_password``, which records it in the audit log)."""
+        operator = None
+        try:
+            self._check_peer(request)
+            form = await request.post()
+            operator = await self._operator(request, form, before_password_change=True)
+        except _ToLogin:
+            raise web.HTTPSeeOther(f"{PREFIX}/login") from None
+        except _Refused as exc:
+            return self._error(request, exc, operator)
+        current = str(form.get("current", ""))
+        new = str(form.get("new", ""))
+        if new != str(form.get("confirm", "")):
+            return self._password_form(
+                request, operator, status=400, error=N_("The two new passwords differ.")
+            )
+        try:
+            await self._db(
+                self.store.change_password, operator["name"], current, new, remote=request.remote
+            )
+        except Unauthorized as exc:
+            if exc.extra.get("reason") == "locked_out":
+                message = N_("Too many failed logins: this account is locked for a while.")
+            else:
+                message = N_("The current password is wrong.")
+            return self._password_form(request, operator, status=401, error=message)
+        except BadRequest:
+            return self._password_form(
+                request,
+                operator,
+                status=400,
+                error=N_(
+                    "Choose a new password of at least 12 characters, different from the "
+                    "current one."
+                ),
+            )
+        raise web.HTTPSeeOther(f"{PREFIX}/?done=password")
+
+    async def switch_language(self, request: web.Request) -> web.StreamResponse:
+        """GET /console/lang/{lang}?next=: keep the language in a cookie, go back."""
+        lang = request.match_info["lang"]
+        response = web.HTTPSeeOther(_safe_next(request.query.get("next", "")) or f"{PREFIX}/")
+        if lang in LANGUAGES:
+            self._cookie(request, response, LANG_COOKIE, lang, max_age=365 * 86400)
+        raise response
+
+    @staticmethod
+    def _cookie(
+        request: web.Request, response: web.StreamResponse, name: str, value: str, max_age: int
+    ) -> None:
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path=PREFIX,
+            httponly=True,
+            samesite="Strict",
+            secure=request.secure,
+        )
+
+    # -- routes: pages ------------------------------------------------------------------
+
+    @_page
+    async def home(self, request: web.Request, operator: dict[str, Any]) -> web.StreamResponse:
+        """GET /console/: a short summary (devices online, visitors expected today)."""
+        start, end = self._today()
+        summary = await self._db(
+            self.store.console_summary,
+            day_start_s=start,
+            day_end_s=end,
+            online_within_ms=ONLINE_WITHIN_MS,
+        )
+        return self.render(
+            request,
+            "home.html",
+            operator=operator,
+            current="home",
+            summary=summary,
+            site=self.settings.site,
+            message=_msg(DONE_MESSAGES["password"])
+            if request.query.get("done") == "password"
+            else None,
+            visitors_page=_PAGE["visitors"].visible_to(operator["role"]),
+        )
+
+    @_page
+    async def visitors(self, request: web.Request, operator: dict[str, Any]) -> web.StreamResponse:
+        """GET /console/visitors: pre-register a visitor; the invitations and their status."""
+        done = request.query.get("done")
+        message = None
+        if done in DONE_MESSAGES:
+            message = _msg(DONE_MESSAGES[done], name=request.query.get("name", ""))
+        return await self._visitors_page(request, operator, message=message)
+
+    async def _visitors_page(
+        self,
+        request: web.Request,
+        operator: dict[str, Any],
+        *,
+        status: int = 200,
+        values: Mapping[str, Any] | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        message: Mapping[str, Any] | None = None,
+    ) -> web.Response:
+        invitations = await self._db(self.store.list_invitations)
+        now_s = self.store.now_ms() // 1000
+        rows = [
+            {
+                **invitation,
+                "from_text": self._local(invitation["not_before"]),
+                "until_text": self._local(invitation["expires"]),
+                "status_label": STATUS_LABELS[invitation["status"]],
+                "revocable": invitation["status"] in ("valid", "upcoming"),
+            }
+            for invitation in invitations
+        ]
+        defaults = {
+            "visitor": "",
+            "host": "",
+            "host_email": "",
+            "not_before": self._input_value(now_s - now_s % 3600),
+            "expires": self._input_value(now_s - now_s % 3600 + 9 * 3600),
+            "doors": "",
+            "zones": "",
+            "use": "multiple",
+            "lang": self._lang(request),
+        }
+        return self.render(
+            request,
+            "visitors.html",
+            status=status,
+            operator=operator,
+            current="visitors",
+            invitations=rows,
+            values={**defaults, **(values or {})},
+            errors=errors or [],
+            message=message,
+            time_zone=self.settings.time_zone,
+            languages_names={"en": "English", "fr": "Français"},
+        )
+
+    @_change("visitors")
+    async def create_visitor(
+        self, request: web.Request, operator: dict[str, Any], form: Any
+    ) -> web.StreamResponse:
+        """POST /console/visitors: mint an invitation (``store.create_invitation``)."""
+        values = {key: str(form.get(key, "")).strip() for key in _VISITOR_FIELDS}
+        errors: list[dict[str, Any]] = []
+        body: dict[str, Any] = {"site": self.settings.site}
+        if not values["visitor"]:
+            errors.append(_msg(N_("Give the visitor's name.")))
+        body["visitor"] = values["visitor"]
+        body["host"] = values["host"]
+        if values["host_email"]:
+            body["host_email"] = values["host_email"]
+        not_before = self._parse_local(values["not_before"])
+        expires = self._parse_local(values["expires"])
+        if not_before is None or expires is None:
+            errors.append(_msg(N_("Give the validity as a date and a time.")))
+        elif expires <= not_before:
+            errors.append(_msg(N_("The end of the validity must come after its start.")))
+        else:
+            body["not_before"], body["expires"] = not_before, expires
+        body["doors"] = _split_names(values["doors"])
+        body["zones"] = _split_names(values["zones"])
+        if not body["doors"] and not body["zones"]:
+            errors.append(_msg(N_("Give at least one door or one zone.")))
+        body["single_use"] = values["use"] == "single"
+        body["lang"] = values["lang"] if values["lang"] in LANGUAGES else LANGUAGES[0]
+        if not errors:
+            try:
+                created = await self._recorded(
+                    request,
+                    operator,
+                    "POST /admin/invitations",
+                    lambda made: {"id": made["invitation"]["id"]},
+                    201,
+                    self.store.create_invitation,
+                    body,
+                )
+            except CentralError as exc:
+                errors.append(_msg(N_("The central refused it: %(detail)s"), detail=exc.detail))
+                return await self._visitors_page(
+                    request, operator, status=400, values=values, errors=errors
+                )
+            invitation = created["invitation"]
+            query = urlencode({"done": "created", "name": invitation["visitor"]})
+            raise web.HTTPSeeOther(f"{PREFIX}/visitors?{query}")
+        return await self._visitors_page(
+            request, operator, status=400, values=values, errors=errors
+        )
+
+    @_change("visitors")
+    async def revoke_visitor(
+        self, request: web.Request, operator: dict[str, Any], form: Any
+    ) -> web.StreamResponse:
+        """POST /console/visitors/{id}/revoke: revoke an invitation, with a reason."""
+        invitation_id = request.match_info["invitation_id"]
+        reason = str(form.get("reason", "")).strip()
+        if not reason:
+            return await self._visitors_page(
+                request,
+                operator,
+                status=400,
+                errors=[_msg(N_("Give a reason for the revocation."))],
+            )
+        try:
+            await self._recorded(
+                request,
+                operator,
+                "POST /admin/invitations/{invitation_id}/revoke",
+                lambda _: {
+                    "invitation_id": invitation_id,
+                    "id": invitation_id,
+                    "reason": reason[:500],
+                },
+                200,
+                self.store.revoke_invitation,
+                invitation_id,
+            )
+        except NotFound:
+            raise _Refused(404, N_("No such invitation.")) from None
+        raise web.HTTPSeeOther(f"{PREFIX}/visitors?done=revoked")
+
+
+#: The pre-registration form's fields.
+_VISITOR_FIELDS = (
+    "visitor",
+    "host",
+    "host_email",
+    "not_before",
+    "expires",
+    "doors",
+    "zones",
+    "use",
+    "lang",
+)
+
+
+def _msg(text: str, **args: Any) -> dict[str, Any]:
+    """A message for a template: a catalogue string and its ``%(name)s`` arguments."""
+    return {"text": text, "args": args}
+
+
+def _safe_next(url: str) -> str:
+    """*url* if it is a console address on this server, else ''."""
+    if url.startswith(f"{PREFIX}/") and not url.startswith("//") and "\\" not in url:
+        return url
+    return ""
+
+
+class _ToLogin(Exception):
+    """No session (or an expired one): the login page."""
+
+
+class _Refused(Exception):
+    """A request the console refuses: *message* (a catalogue string) with *status*."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
