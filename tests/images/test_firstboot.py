@@ -205,11 +205,10 @@ def test_central_database_of_schema_1_gains_the_report_table(tmp_path: Path) -> 
         # And schema 4's (issue 13: operators).
         for table in ("operator_journal", "operator_sessions", "api_tokens", "operators"):
             store._conn.execute(f"DROP TABLE {table}")
-        # And schema 8's (operators over HTTP), 7's (retention) and 6's (host notification).
+        # And schema 7's (retention) and 6's (host notification); 8's went with operators.
         store._conn.execute("DROP INDEX events_received")
         store._conn.execute("DROP TABLE notifications")
         for table, column in (
-            ("operators", "must_change_password"),
             ("events", "purged_at_ms"),
             ("invitations", "purged_at_ms"),
             ("invitations", "host_email"),
