@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import sys
 import tempfile
@@ -84,6 +85,9 @@ class Run:
     reached: list[float] = field(default_factory=list)
     revoke_request_s: float = 0.0
     poll_seconds: float = 0.0
+    #: CPU seconds spent while loaded: "centrals", "database" (PostgreSQL's processes),
+    #: "generator" (this process).
+    cpu: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         def pct(values: list[float], q: float) -> float | None:
@@ -108,6 +112,11 @@ class Run:
             "revocation_p99_s": _s(pct(self.reached, 0.99)),
             "revocation_max_s": _s(max(self.reached) if self.reached else None),
             "revoke_request_ms": _ms(self.revoke_request_s),
+            # CPU milliseconds per 1,000 accepted events (uploads, polls and all), by whom.
+            "cpu_ms_per_1000_events": {
+                who: round(seconds * 1e6 / self.accepted) if self.accepted else None
+                for who, seconds in self.cpu.items()
+            },
         }
 
 
@@ -222,8 +231,12 @@ async def _poller(
                         break
                     page = await response.json()
                 device.cursor, more = page["cursor"], page["more"]
-                if device.revoked_after_s is None and revoked_at and any(
-                    r["kind"] == "badge" and r["id"] == BADGE_UID for r in page["revocations"]
+                if (
+                    device.revoked_after_s is None
+                    and revoked_at
+                    and any(
+                        r["kind"] == "badge" and r["id"] == BADGE_UID for r in page["revocations"]
+                    )
                 ):
                     device.revoked_after_s = loop.time() - revoked_at[0]
         except (aiohttp.ClientError, TimeoutError):
@@ -232,7 +245,9 @@ async def _poller(
             await asyncio.wait_for(stop.wait(), max(0.0, poll_s - (loop.time() - started)))
 
 
-async def _load(urls: list[str], admin_token: str, args: argparse.Namespace, run: Run) -> None:
+async def _load(
+    urls: list[str], admin_token: str, args: argparse.Namespace, run: Run, cpu: Any
+) -> None:
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -258,11 +273,10 @@ async def _load(urls: list[str], admin_token: str, args: argparse.Namespace, run
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         revoked_at: list[float] = []
+        counter = cpu()
         start = loop.time() + 0.5
         pollers = [
-            asyncio.create_task(
-                _poller(d, others[d.url], session, args.poll_s, stop, revoked_at)
-            )
+            asyncio.create_task(_poller(d, others[d.url], session, args.poll_s, stop, revoked_at))
             for d in devices
         ]
         uploaders = [
@@ -285,6 +299,7 @@ async def _load(urls: list[str], admin_token: str, args: argparse.Namespace, run
         stop.set()
         await asyncio.gather(*pollers)
         run.poll_seconds = loop.time() - start
+        run.cpu = counter.used()
 
         run.accepted = sum(d.accepted for d in devices)
         run.polls = sum(d.polls for d in devices)
@@ -296,14 +311,63 @@ async def _load(urls: list[str], admin_token: str, args: argparse.Namespace, run
         )
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of *pid* so far (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _children(parent: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+class _Cpu:
+    """CPU time of the centrals, PostgreSQL's server processes and this process."""
+
+    def __init__(self, centrals: list[int], postmaster: int | None) -> None:
+        self.centrals, self.postmaster = centrals, postmaster
+        self.start = self._now()
+
+    def _now(self) -> dict[str, float]:
+        now = {
+            "centrals": sum(_cpu_s(pid) for pid in self.centrals),
+            "generator": time.process_time(),
+        }
+        if self.postmaster is not None:
+            pids = [self.postmaster, *_children(self.postmaster)]
+            now["database"] = sum(_cpu_s(pid) for pid in pids)
+        return now
+
+    def used(self) -> dict[str, float]:
+        end = self._now()
+        return {who: end[who] - self.start.get(who, 0.0) for who in end}
+
+
 @contextlib.contextmanager
-def _postgres(url: str | None) -> Iterator[str]:
+def _postgres(url: str | None, found: list[int]) -> Iterator[str]:
     if url is not None:
         yield url
         return
     from central.testing_pg import PostgresServer
 
     with PostgresServer() as server:
+        assert server.base is not None
+        pid_file = server.base / "data" / "postmaster.pid"
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            found.append(int(pid_file.read_text().split()[0]))
         yield server.create_database()
 
 
@@ -325,14 +389,20 @@ def run_backend(backend: str, args: argparse.Namespace, where: Path) -> Run:
     """Start the centrals on *backend*, load them, stop them; return the measures."""
     run = Run(backend, args.devices, float(args.rate))
     with contextlib.ExitStack() as stack:
+        postmaster: list[int] = []
         if backend == "postgresql":
-            db = stack.enter_context(_postgres(args.pg_url))
+            db = stack.enter_context(_postgres(args.pg_url, postmaster))
         else:
             db = f"sqlite:///{where / 'sqlite' / 'central.db'}"
         centrals = stack.enter_context(_centrals(where / backend, db, args.processes))
         token = centrals[0].token
         assert token is not None
-        asyncio.run(_load([c.url for c in centrals], token, args, run))
+        pids = [c.pid for c in centrals if c.pid is not None]
+
+        def cpu() -> _Cpu:
+            return _Cpu(pids, postmaster[0] if postmaster else None)
+
+        asyncio.run(_load([c.url for c in centrals], token, args, run, cpu))
     return run
 
 
@@ -345,7 +415,9 @@ def _print(run: Run) -> None:
         f"revocation reached {s['revocation_reached']}/{s['devices']} devices: "
         f"p50 {s['revocation_p50_s']} s p99 {s['revocation_p99_s']} s "
         f"max {s['revocation_max_s']} s (admin request {s['revoke_request_ms']} ms); "
-        f"stored once: {s['stored_once']}\n"
+        f"stored once: {s['stored_once']}; CPU ms per 1,000 events: "
+        + ", ".join(f"{who} {ms}" for who, ms in s["cpu_ms_per_1000_events"].items())
+        + "\n"
     )
 
 
@@ -362,10 +434,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="postgresql,sqlite")
     parser.add_argument("--pg-url", help="an empty database to use (default: a temporary server)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
-    parser.add_argument("--quick", action="store_true", help="20 devices, 3 s: a smoke run")
+    parser.add_argument("--quick", action="store_true", help="20 devices, 2 s: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
-        args.devices, args.rate, args.seconds, args.poll_s = 20, 400.0, 3.0, 1.0
+        args.devices, args.rate, args.seconds, args.poll_s = 20, 400.0, 2.0, 1.0
     runs = []
     with tempfile.TemporaryDirectory(prefix="portier-bench-central-") as tmp:
         for backend in args.backends.split(","):

@@ -2,7 +2,7 @@
 
 Each domain module (devices, events, claims, credentials, keys, deltas, audit) holds a
 mixin of :class:`StoreBase`; ``CentralStore`` is all of them over one database. A mixin
-reaches the database only through ``self._tx()`` (one transaction, see
+reaches the database only through ``self._tx()`` or ``self._read()`` (one transaction, see
 :mod:`central.store.db`), and another domain only through that domain's module-level
 functions that take the transaction's connection (``record_change``, ``head_seq``,
 ``active_key``, ``device_summary``...): mixins do not call each other's methods, so each
@@ -54,5 +54,11 @@ class StoreBase:
         """Return the central's clock, Unix milliseconds."""
         return self._clock()
 
-    def _tx(self) -> AbstractContextManager[Connection]:
-        return self._db.transaction()
+    def _tx(self, *, rules_lock: bool = True) -> AbstractContextManager[Connection]:
+        """One read-write transaction (``rules_lock=False``: device traffic that locks its
+        own rows; :mod:`central.store.db`)."""
+        return self._db.transaction(rules_lock=rules_lock)
+
+    def _read(self) -> AbstractContextManager[Connection]:
+        """One read-only transaction, on one snapshot, that takes no lock."""
+        return self._db.read()

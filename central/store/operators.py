@@ -275,7 +275,7 @@ class OperatorsMixin(StoreBase):
                 ``operator_disabled``.
         """
         now = self.now_ms()
-        with self._tx() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 "SELECT t.expires_ms, t.revoked_ms, o.name, o.role, o.enabled "
                 "FROM api_tokens t JOIN operators o ON o.name = t.operator "
@@ -376,7 +376,7 @@ class OperatorsMixin(StoreBase):
                 ``operator_disabled``.
         """
         now = self.now_ms()
-        with self._tx() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 "SELECT s.csrf_hash, s.expires_ms, o.name, o.role, o.enabled "
                 "FROM operator_sessions s JOIN operators o ON o.name = s.operator "

@@ -4,11 +4,17 @@ What it does: one connection (the store is single-threaded), rows as dicts, the 
 SQL's ``?`` placeholders rewritten to psycopg's ``%s``, the schema version in a
 one-row table, and the schema of :data:`central.store.schema.POSTGRES_STEPS`.
 
-Writers are serialised as SQLite's ``BEGIN IMMEDIATE`` serialises them: every
-transaction first takes one transaction-level advisory lock
-(``pg_advisory_xact_lock``), so the store's read-then-write rules hold even with several
-central processes on one database (docs/central-store.md, "Concurrency"). That is
-correct, and as slow as one writer; finer locks are issue #13's next step.
+Locks (docs/central-store.md, "Concurrency"), so the store's read-then-write rules hold
+with several central processes on one database at ``READ COMMITTED``:
+
+* a default :meth:`~PostgresDatabase.transaction` first takes **the rules lock**, one
+  transaction-level advisory lock (``pg_advisory_xact_lock``): admin changes, enrollment,
+  key rotation, the operator journal's chain, and every append to ``changes`` (the deltas
+  cursor) are serialised as SQLite's ``BEGIN IMMEDIATE`` serialises them;
+* ``transaction(rules_lock=False)`` takes none: device traffic (an upload without
+  claims, a heartbeat) locks the device row with ``SELECT ... FOR UPDATE``; the
+  connection it yields refuses an append to ``changes`` (:func:`~central.store.db.rules_locked`);
+* :meth:`~PostgresDatabase.read` is ``REPEATABLE READ READ ONLY``: one snapshot, no lock.
 
 ``portier-central serve --db postgresql://...`` opens it
 (:func:`central.store.store.open_database`).
@@ -16,6 +22,7 @@ correct, and as slow as one writer; finer locks are issue #13's next step.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,8 +37,9 @@ from .schema import POSTGRES_STEPS
 
 __all__ = ["PostgresDatabase"]
 
-#: The advisory lock every transaction takes first (any constant: "portier" in ASCII).
-_WRITE_LOCK = 0x706F7274696572
+#: The rules lock's advisory key (any constant: "portier" in ASCII; the key the one global
+#: lock had, so a central of before this change and one of after exclude each other).
+_RULES_LOCK = 0x706F7274696572
 
 
 @functools.lru_cache(maxsize=512)
@@ -45,8 +53,10 @@ def _pg_sql(sql: str) -> str:
 class _PgConnection:
     """The :class:`~central.store.db.Connection` the domain code sees, over psycopg."""
 
-    def __init__(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
+    def __init__(self, conn: psycopg.Connection[dict[str, Any]], *, rules_locked: bool) -> None:
         self._conn = conn
+        #: Whether the transaction holds the rules lock (:func:`.db.rules_locked`).
+        self.rules_locked = rules_locked
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
         return self._conn.execute(_pg_sql(sql), tuple(parameters))
@@ -70,6 +80,7 @@ class PostgresDatabase(Database):
     dialect = "postgresql"
     integrity_errors: tuple[type[Exception], ...] = (psycopg.IntegrityError,)
     migrations: Mapping[int, Sequence[Step]] = POSTGRES_STEPS
+    for_update = " FOR UPDATE"
 
     def __init__(self, url: str) -> None:
         try:
@@ -88,11 +99,24 @@ class PostgresDatabase(Database):
         return self.conn
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, *, rules_lock: bool = True) -> Iterator[Connection]:
         conn = self._open()
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
-            yield _PgConnection(conn)
+            if rules_lock:
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_RULES_LOCK,))
+            yield _PgConnection(conn, rules_locked=rules_lock)
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        conn = self._open()
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try:
+            yield _PgConnection(conn, rules_locked=False)
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def schema_version(self) -> int:
         conn = self._open()
