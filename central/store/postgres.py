@@ -1,6 +1,7 @@
 """PostgreSQL behind the :class:`~central.store.db.Database` seam (psycopg 3): a first cut.
 
-What it does: one connection (the store is single-threaded), rows as dicts, the domain
+What it does: one connection per thread that uses it (the server runs the store on two
+worker threads, one for uploads; a thread's calls are serialised), rows as dicts, the domain
 SQL's ``?`` placeholders rewritten to psycopg's ``%s``, the schema version in a
 one-row table, and the schema of :data:`central.store.schema.POSTGRES_STEPS`.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -83,20 +85,34 @@ class PostgresDatabase(Database):
     for_update = " FOR UPDATE"
 
     def __init__(self, url: str) -> None:
+        self._url = url
+        self._local = threading.local()
+        self._guard = threading.Lock()
+        self._opened: list[psycopg.Connection[dict[str, Any]]] = []
+        #: The connection of the thread that opened the database (tests run SQL on it).
+        self.conn: psycopg.Connection[dict[str, Any]] | None = self._connect()
+        self._local.conn = self.conn
+
+    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
         try:
-            self.conn: psycopg.Connection[dict[str, Any]] | None = psycopg.connect(
-                url, autocommit=True, row_factory=dict_row
-            )
+            conn = psycopg.connect(self._url, autocommit=True, row_factory=dict_row)
         except psycopg.OperationalError as exc:
             reason = " ".join(str(exc).split())
             raise ConnectionError(
-                f"cannot connect to PostgreSQL at {redact_url(url)}: {reason}"
+                f"cannot connect to PostgreSQL at {redact_url(self._url)}: {reason}"
             ) from None
+        with self._guard:
+            self._opened.append(conn)
+        return conn
 
     def _open(self) -> psycopg.Connection[dict[str, Any]]:
+        """Return this thread's connection, connecting on its first use."""
         if self.conn is None:
             raise RuntimeError("CentralStore is closed")
-        return self.conn
+        conn: psycopg.Connection[dict[str, Any]] | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
 
     @contextmanager
     def transaction(self, *, rules_lock: bool = True) -> Iterator[Connection]:
@@ -138,10 +154,12 @@ class PostgresDatabase(Database):
         conn.execute("INSERT INTO schema_version (version) VALUES (?)", (int(version),))
 
     def close(self) -> None:
-        """Close the connection; idempotent."""
+        """Close every thread's connection (none may be in use); idempotent."""
         if self.conn is None:
             return
-        try:
-            self.conn.close()
-        finally:
-            self.conn = None
+        self.conn = None
+        with self._guard:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()

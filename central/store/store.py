@@ -13,10 +13,12 @@ It is the domain mixins of this package over one :class:`~central.store.db.Datab
 ``operators``      operator accounts, API tokens, sessions, lock-out, operator journal
 =================  ================================================================
 
-It is synchronous and not thread-safe by design: the server runs all of its calls on
-one worker thread (so they are serialised and off the event loop), and tests may call
-it directly. Each public method is one transaction, committed before the method
-returns, so an ack the server sends is never ahead of what is on disk.
+It is synchronous: the server runs its calls on one worker thread (so they are
+serialised and off the event loop), and on PostgreSQL the uploads on a second one (each
+thread has its own connection; the database's locks order them, central-store.md
+"Concurrency"); tests may call it directly. SQLite's one connection takes one thread.
+Each public method is one transaction, committed before the method returns, so an ack
+the server sends is never ahead of what is on disk.
 """
 
 from __future__ import annotations
