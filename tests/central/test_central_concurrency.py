@@ -4,6 +4,8 @@ rules lock and locks its device row instead; whatever appends to the deltas log 
 
 Two stores on one database stand for two central processes. On SQLite writers are
 serialised anyway, so what is about waiting runs on PostgreSQL only; the rules run on both.
+Last, the server's own lanes: on PostgreSQL an upload stuck on its device row does not hold
+up the process's polls and admin requests.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from central.settings import CentralSettings
 from central.store import CentralStore
 from central.store.deltas import record_change
-from central.testing import ChainBuilder
+from central.testing import CentralProcess, ChainBuilder, enroll_device
 
 pytestmark = pytest.mark.processes  # a PostgreSQL server
 
@@ -111,3 +114,33 @@ def test_two_stores_uploading_one_device_store_each_event_once_in_order(stores: 
     assert device["unique_events"] == 400
     assert device["next_seq"] == 401
     assert device["chain_ok"] and device["chain_verified"]
+
+
+def test_a_poll_and_a_revocation_do_not_queue_behind_a_stuck_upload(
+    postgres_server: Any, tmp_path: Path
+) -> None:
+    """On PostgreSQL the server runs uploads on a thread and connection of their own: with an
+    upload stuck on its device row, the same process still answers polls and operators."""
+    import psycopg
+
+    url = postgres_server.create_database()
+    try:
+        with CentralProcess(tmp_path / "central", extra_args=["--db", url]) as central:
+            _, device = enroll_device(central.url, device_id="door-1", token=central.token)
+            admin = central.admin()
+            admin.put_badge(uid="04A1B2C3D4E5F6", holder="Sam", doors=["lobby"], kind="uid")
+            with ThreadPoolExecutor(1) as pool, psycopg.connect(url) as holder:
+                holder.execute("SELECT 1 FROM devices WHERE device_id = 'door-1' FOR UPDATE")
+                events = {"events": ChainBuilder().events(5)}
+                upload = pool.submit(
+                    device.post, f"{central.url}/v1/events", json=events, timeout=30
+                )
+                with pytest.raises(TimeoutError):
+                    upload.result(1.0)  # waiting for the row
+                assert device.get(f"{central.url}/v1/deltas", timeout=3).status_code == 200
+                assert admin.revoke_badge("04A1B2C3D4E5F6")["id"] == "04a1b2c3d4e5f6"
+                holder.rollback()
+                assert upload.result(10).status_code == 200
+            assert admin.received()["devices"][0]["unique_events"] == 5
+    finally:
+        postgres_server.drop_database(url)
