@@ -39,8 +39,9 @@ from .schema import POSTGRES_STEPS
 
 __all__ = ["PostgresDatabase"]
 
-#: The rules lock's advisory key (any constant: "portier" in ASCII; the key the one global
-#: lock had, so a central of before this change and one of after exclude each other).
+#: The rules lock's advisory key (any constant: "portier" in ASCII; the one global lock's key
+#: before). Centrals from before the per-row locks lock no device row: do not run them on one
+#: database beside these (stop them all, then start the new ones).
 _RULES_LOCK = 0x706F7274696572
 
 
