@@ -62,9 +62,8 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from decision import KEY, start_agent, stop_agent, store_settings, write_config
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: bench.decision
+from bench.decision import KEY, start_agent, stop_agent, store_settings, write_config
 from edge_agent.config import load_config
 from edge_agent.store import CachedSigningKey, Delta, Store
 from hardware.camera import CameraSettings, Frame, FrameSource

@@ -3,7 +3,8 @@
 :class:`CentralServer` wires the routes to a :class:`~central.store.CentralStore`
 and a :class:`~central.faults.FaultInjector`. Every store call runs on one
 worker thread (``run_in_executor``): SQLite work stays off the event loop and
-is serialised, which is what the store expects. :func:`serve` runs a server
+is serialised, which is what the store expects. On PostgreSQL, uploads have a second
+worker thread and connection of their own (``_uploads``). :func:`serve` runs a server
 until SIGTERM or SIGINT (the ``portier-central serve`` command).
 
 On loopback by default. A deployment's central serves HTTPS itself
@@ -169,6 +170,15 @@ class CentralServer:
         self.store = (
             CentralStore(settings) if clock is None else CentralStore(settings, clock=clock)
         )
+        # Uploads get a worker thread (and a PostgreSQL connection) of their own where the
+        # database takes transactions side by side, so polls, credential checks and operators'
+        # requests do not queue behind a backlog of batches (a revocation reaches the doors at
+        # their next poll). SQLite's one connection keeps one thread.
+        self._uploads = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="central-db-uploads")
+            if self.store._db.dialect == "postgresql"
+            else self._executor
+        )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self.notifier: Notifier | None = None
@@ -287,6 +297,8 @@ class CentralServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._uploads is not self._executor:
+            self._uploads.shutdown(wait=True)
         await self._db(self.store.close)
         self._executor.shutdown(wait=True)
 
@@ -582,7 +594,10 @@ class CentralServer:
             raise BadRequest("events: must be a non-empty list")
         if len(events) > self.settings.max_batch_events:
             raise self._too_large()
-        result = await self._db(self.store.upload_events, device["device_id"], events)
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(
+            self._uploads, self.store.upload_events, device["device_id"], events
+        )
         if self.notifier is not None and any(
             ack and ack.get("status") == "accepted" for ack in result["acks"]
         ):

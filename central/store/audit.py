@@ -30,7 +30,7 @@ class AuditMixin(StoreBase):
         With *verify*, each device's stored chain is walked again from the
         database (:meth:`verify_chain`) into ``chain_verified``.
         """
-        with self._tx() as conn:
+        with self._read() as conn:
             rows = conn.execute("SELECT * FROM devices ORDER BY device_id").fetchall()
         devices = [
             device_summary(row, self.verify_chain(row["device_id"])[0] if verify else None)
@@ -61,7 +61,7 @@ class AuditMixin(StoreBase):
         Raises:
             NotFound: no such device.
         """
-        with self._tx() as conn:
+        with self._read() as conn:
             dev = conn.execute(
                 "SELECT anchor_seq, anchor_prev_hash FROM devices WHERE device_id = ?", (device_id,)
             ).fetchone()
@@ -197,7 +197,7 @@ class AuditMixin(StoreBase):
             raise BadRequest("after_seq: must be an integer >= 0")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
             raise BadRequest("limit: must be 1 to 10000")
-        with self._tx() as conn:
+        with self._read() as conn:
             if (
                 conn.execute("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)).fetchone()
                 is None
@@ -237,7 +237,7 @@ class AuditMixin(StoreBase):
 
     def info(self) -> dict[str, Any]:
         """Return the ``AdminInfo``: site, active kid, head cursor, time, limits."""
-        with self._tx() as conn:
+        with self._read() as conn:
             kid = conn.execute("SELECT kid FROM signing_keys WHERE active = 1").fetchone()["kid"]
             head = head_seq(conn)
         return {

@@ -2,7 +2,7 @@
 
 Each domain module (devices, events, claims, credentials, keys, deltas, audit) holds a
 mixin of :class:`StoreBase`; ``CentralStore`` is all of them over one database. A mixin
-reaches the database only through ``self._tx()`` (one transaction, see
+reaches the database only through ``self._tx()`` or ``self._read()`` (one transaction, see
 :mod:`central.store.db`), and another domain only through that domain's module-level
 functions that take the transaction's connection (``record_change``, ``head_seq``,
 ``active_key``, ``device_summary``...): mixins do not call each other's methods, so each
@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from portier_common.ntag424 import SunVerifier
 from portier_common.tokens import SigningKey
@@ -54,32 +55,52 @@ class StoreBase:
         """Return the central's clock, Unix milliseconds."""
         return self._clock()
 
-    #: The connection of the transaction :meth:`one_transaction` holds open (None: none).
-    _outer: Connection | None = None
+    #: Per thread: the connection of the transaction :meth:`one_transaction` holds open
+    #: (the server runs the store on two threads: uploads have their own); set by
+    #: ``CentralStore.__init__``.
+    _outer_by_thread: threading.local
 
-    def _tx(self) -> AbstractContextManager[Connection]:
-        if self._outer is not None:
-            return _savepoint(self._outer)
-        return self._db.transaction()
+    @property
+    def _outer(self) -> Connection | None:
+        return getattr(self._outer_by_thread, "conn", None)
+
+    def _set_outer(self, conn: Connection | None) -> None:
+        self._outer_by_thread.conn = conn
+
+    def _tx(self, *, rules_lock: bool = True) -> AbstractContextManager[Connection]:
+        """One read-write transaction (``rules_lock=False``: device traffic that locks its
+        own rows; :mod:`central.store.db`); a savepoint inside :meth:`one_transaction`."""
+        outer = self._outer
+        if outer is not None:
+            return _savepoint(outer)
+        return self._db.transaction(rules_lock=rules_lock)
+
+    def _read(self) -> AbstractContextManager[Connection]:
+        """One read-only transaction, on one snapshot, that takes no lock (inside
+        :meth:`one_transaction`, that transaction: it sees its own writes)."""
+        outer = self._outer
+        if outer is not None:
+            return nullcontext(outer)
+        return self._db.read()
 
     @contextmanager
     def one_transaction(self) -> Iterator[Connection]:
         """Run several store calls as ONE transaction: inside the ``with``, each call's own
         transaction is a savepoint of this one, and nothing commits until the block ends
-        (an exception rolls all of it back).
+        (an exception rolls all of it back). It holds the rules lock.
 
         What the server wraps an admin change and its audit row in
         (:meth:`central.server.CentralServer._change`), so neither commits without the
-        other. Not re-entrant; on the store's one thread.
+        other. Not re-entrant; for the calling thread only.
         """
         if self._outer is not None:
             raise RuntimeError("one_transaction is not re-entrant")
         with self._db.transaction() as conn:
-            self._outer = conn
+            self._set_outer(conn)
             try:
                 yield conn
             finally:
-                self._outer = None
+                self._set_outer(None)
 
 
 @contextmanager

@@ -8,15 +8,26 @@ subclass and its schema steps, not a change to the rules. SQLite's is
 
 What the domain code relies on, and every backend must give:
 
-* **One transaction per public call**: :meth:`Database.transaction` yields a
-  :class:`Connection`, commits on a normal exit and rolls back on an exception, and
-  write transactions are serialised (SQLite: ``BEGIN IMMEDIATE``, one writer at a
-  time). The rules read, decide, then write in one transaction and count on nobody
-  writing in between: the per-device chain cursor (``devices.next_seq``), a token's
-  first use, a door's settings version, the active signing key, and the ``changes``
-  log whose row number is the deltas cursor (a cursor must never pass a change that
-  commits later). A backend with concurrent writers must lock for those (see
-  docs/central-store.md).
+* **One transaction per public call**, of one of three kinds, each yielding a
+  :class:`Connection` that commits on a normal exit and rolls back on an exception:
+
+  - :meth:`Database.transaction` (the default): read-write under **the rules lock**,
+    which serialises these transactions with each other (SQLite: ``BEGIN IMMEDIATE``,
+    one writer at a time; PostgreSQL: one transaction-level advisory lock). The rules
+    that read, decide, then write count on it: a token's first use, a door's settings
+    version, the active signing key, the operator journal's chain, and the ``changes``
+    log whose row number is the deltas cursor (a cursor must never pass a change that
+    commits later). Every append to ``changes`` is made under it.
+  - ``transaction(rules_lock=False)``: read-write without it, for device traffic (an
+    upload without claims, a heartbeat, a self-test report). Such a transaction locks
+    the rows it reads and then writes itself (``SELECT ... `` + :attr:`Database.for_update`:
+    the device row orders a device's batches), and appends nothing to ``changes`` or the
+    operator journal. SQLite still serialises it (``BEGIN IMMEDIATE``).
+  - :meth:`Database.read`: read-only, one snapshot, no lock at all (a delta poll, a
+    credential check). A write in it is an error on both engines.
+
+  Lock order, so two transactions never wait on each other in a cycle: the rules lock
+  first, then rows (a device row). docs/central-store.md, "Concurrency".
 * **SQL in the subset both engines share**, with ``?`` placeholders (DB-API
   ``qmark``): ``INSERT ... ON CONFLICT (...) DO UPDATE SET x = excluded.x``,
   ``DELETE ... RETURNING``, ``coalesce``, ``max``, ``LIMIT``. A backend whose driver
@@ -35,7 +46,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-__all__ = ["Connection", "Cursor", "Database", "Row", "Step"]
+__all__ = ["Connection", "Cursor", "Database", "Row", "Step", "rules_locked"]
 
 
 class Row(Protocol):
@@ -65,6 +76,12 @@ class Connection(Protocol):
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
 
 
+def rules_locked(conn: Connection) -> bool:
+    """False if *conn* belongs to a transaction opened without the rules lock (a backend's
+    connection says so with ``rules_locked = False``), else True."""
+    return getattr(conn, "rules_locked", True) is not False
+
+
 #: One statement of a schema step: SQL, or a function run on the migration's connection.
 Step = str | Callable[[Connection], None]
 
@@ -84,10 +101,24 @@ class Database(abc.ABC):
     #: The schema, as steps: version -> the statements that bring the version before
     #: it to this one (:mod:`central.store.schema`).
     migrations: Mapping[int, Sequence[Step]]
+    #: What ends a ``SELECT`` that locks the rows it reads until the transaction ends
+    #: (``" FOR UPDATE"``; empty where writers are serialised anyway, SQLite).
+    for_update: str = ""
 
     @abc.abstractmethod
-    def transaction(self) -> AbstractContextManager[Connection]:
-        """Return one serialised read-write transaction (commit on exit, rollback on error).
+    def transaction(self, *, rules_lock: bool = True) -> AbstractContextManager[Connection]:
+        """Return one read-write transaction (commit on exit, rollback on error).
+
+        *rules_lock*: serialised with every other transaction that takes it (the
+        default); False for device traffic that locks its own rows (module docstring).
+
+        Raises:
+            RuntimeError: the database is closed.
+        """
+
+    @abc.abstractmethod
+    def read(self) -> AbstractContextManager[Connection]:
+        """Return one read-only transaction on one snapshot, taking no lock.
 
         Raises:
             RuntimeError: the database is closed.

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import BadRequest, CursorUnknown
 from .base import StoreBase, dumps
-from .db import Connection, Row
+from .db import Connection, Row, rules_locked
 
 __all__ = ["DeltasMixin", "head_seq", "record_change"]
 
@@ -50,7 +50,15 @@ def record_change(
     """Append a change of *kind* / *key* to the deltas log (*data* None: a removal).
 
     *site* None: for every site (signing keys).
+
+    Only under the rules lock (a default transaction): a change's number is the deltas
+    cursor, so changes must commit in the order they are numbered (docs/central-store.md).
+
+    Raises:
+        RuntimeError: *conn* is a PostgreSQL transaction without the rules lock.
     """
+    if not rules_locked(conn):
+        raise RuntimeError("a change is appended to the deltas log only under the rules lock")
     op = "delete" if data is None else "upsert"
     conn.execute(
         "INSERT INTO changes (site, kind, key, op, data) VALUES (?, ?, ?, ?, ?)",
@@ -100,7 +108,9 @@ class DeltasMixin(StoreBase):
             raise BadRequest(f"cursor: {cursor!r} is not a cursor this central issued")
         page: dict[str, Any] = {name: [] for name in DELTA_LISTS.values()}
         removed: dict[str, list[Any]] = {name: [] for name in REMOVABLE.values()}
-        with self._tx() as conn:
+        # One snapshot without a lock: the head and the rows agree, and no change it does
+        # not see can commit below the head (appends are made under the rules lock).
+        with self._read() as conn:
             head = head_seq(conn)
             if after > head:
                 raise CursorUnknown(f"cursor {cursor!r} is unknown here: resync without a cursor")
@@ -138,5 +148,5 @@ class DeltasMixin(StoreBase):
 
     def head_cursor(self) -> str:
         """Return the newest deltas cursor."""
-        with self._tx() as conn:
+        with self._read() as conn:
             return str(head_seq(conn))

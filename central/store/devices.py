@@ -190,7 +190,8 @@ class DevicesMixin(StoreBase):
             device = None
             if device_id is not None:
                 device = conn.execute(
-                    "SELECT * FROM devices WHERE device_id = ?", (device_id,)
+                    "SELECT * FROM devices WHERE device_id = ?" + self._db.for_update,
+                    (device_id,),
                 ).fetchone()
             # Proof that the caller is the device itself: its current credential.
             holds_credential = (
@@ -326,7 +327,7 @@ class DevicesMixin(StoreBase):
         """
         if not credential:
             raise Unauthorized("missing device credential (Authorization: Bearer ...)")
-        with self._tx() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 "SELECT device_id, site, door, enabled, guard_console FROM devices "
                 "WHERE credential_hash = ?",
@@ -382,7 +383,8 @@ class DevicesMixin(StoreBase):
         ):
             if field in body and not isinstance(body[field], kind):
                 raise BadRequest(f"{field}: must be {'an object' if kind is dict else 'a list'}")
-        with self._tx() as conn:
+        # Device traffic: the UPDATE locks the device row; nothing is read, then written.
+        with self._tx(rules_lock=False) as conn:
             dev = conn.execute(
                 "SELECT next_seq, chain_ok FROM devices WHERE device_id = ?", (device_id,)
             ).fetchone()
@@ -428,7 +430,7 @@ class DevicesMixin(StoreBase):
         results = body.get("results")
         if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
             raise BadRequest("results: must be a list of objects")
-        with self._tx() as conn:
+        with self._tx(rules_lock=False) as conn:  # one upsert: device traffic
             if (
                 conn.execute("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)).fetchone()
                 is None
@@ -449,7 +451,7 @@ class DevicesMixin(StoreBase):
         Raises:
             NotFound: no such device, or it never sent a report.
         """
-        with self._tx() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 "SELECT * FROM selftest_reports WHERE device_id = ?", (device_id,)
             ).fetchone()

@@ -24,7 +24,7 @@ from portier_common.encoding import GENESIS_HASH, canonical_json, check_type, ev
 from portier_common.errors import InvalidEvent
 
 from ..errors import NotFound
-from .claims import ClaimsMixin
+from .claims import EVENT_BADGE_COUNTER, EVENT_INVITATION_USED, ClaimsMixin
 from .db import Connection, Row
 from .notify import CHECKIN_EVENT, NotifyMixin
 from .validate import HASH_RE, MAX_SEQ, hash_field, int_field
@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 #: The ``prev_hash`` of a chain's first event, as stored (hex).
 GENESIS_HEX = GENESIS_HASH.hex()
 _I64 = 2**63
+
+
+#: The events whose claims go to the deltas log (:mod:`central.store.claims`).
+CLAIM_EVENTS = frozenset({EVENT_INVITATION_USED, EVENT_BADGE_COUNTER})
 
 
 class EventsMixin(ClaimsMixin, NotifyMixin):
@@ -68,9 +72,17 @@ class EventsMixin(ClaimsMixin, NotifyMixin):
                 continue
             placeable.append((seq, index, event_id, raw, id_bytes))  # type: ignore[arg-type]
         placeable.sort(key=lambda item: (item[0], item[1]))
+        # A claim is shared through the deltas log, which only the rules lock appends to;
+        # a batch without one (nearly all) locks its device row only, so devices' uploads
+        # run side by side (docs/central-store.md, "Concurrency").
+        claims = any(item[3].get("type") in CLAIM_EVENTS for item in placeable)
 
-        with self._tx() as conn:
-            dev = conn.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+        with self._tx(rules_lock=claims) as conn:
+            # The device row orders the device's batches: its cursor (next_seq, last_hash)
+            # is read, checked and moved by one upload at a time.
+            dev = conn.execute(
+                "SELECT * FROM devices WHERE device_id = ?" + self._db.for_update, (device_id,)
+            ).fetchone()
             if dev is None:
                 raise NotFound(f"no device {device_id!r}")
             state = _ChainState(dev)

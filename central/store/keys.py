@@ -75,12 +75,12 @@ class KeysMixin(StoreBase):
     def active_signing_key(self) -> SigningKey:
         """Return the key that signs new invitations (reference central only: real
         deployments keep it in an HSM or KMS)."""
-        with self._tx() as conn:
+        with self._read() as conn:
             return active_key(conn)[1]
 
     def list_keys(self) -> dict[str, Any]:
         """Return ``{"active_kid": kid, "keys": [SigningKeyDelta, ...]}``."""
-        with self._tx() as conn:
+        with self._read() as conn:
             rows = conn.execute("SELECT * FROM signing_keys ORDER BY created_at, kid").fetchall()
         active = next(row["kid"] for row in rows if row["active"])
         return {"active_kid": active, "keys": [key_delta(row) for row in rows]}

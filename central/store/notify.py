@@ -148,7 +148,7 @@ class NotifyMixin(StoreBase):
 
     def notifications(self, limit: int = 100) -> list[dict[str, Any]]:
         """The latest notifications, newest first (for the admin and the tests)."""
-        with self._tx() as conn:
+        with self._read() as conn:
             rows = conn.execute(
                 "SELECT device_id, event_id, channel, invitation_id, created_ms, status, "
                 "attempts, next_at_ms, last_error, done_ms FROM notifications "

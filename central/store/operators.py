@@ -591,7 +591,7 @@ class OperatorsMixin(StoreBase):
                 ``operator_disabled``.
         """
         now = self.now_ms()
-        with self._tx() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 "SELECT t.expires_ms, t.revoked_ms, o.name, o.role, o.enabled "
                 "FROM api_tokens t JOIN operators o ON o.name = t.operator "
@@ -693,7 +693,7 @@ class OperatorsMixin(StoreBase):
                 ``operator_disabled``.
         """
         now = self.now_ms()
-        with self._tx() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 "SELECT s.session_hash, s.csrf_hash, s.expires_ms, o.name, o.role, o.enabled, "
                 "o.must_change_password "

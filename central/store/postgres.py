@@ -1,14 +1,21 @@
 """PostgreSQL behind the :class:`~central.store.db.Database` seam (psycopg 3): a first cut.
 
-What it does: one connection (the store is single-threaded), rows as dicts, the domain
+What it does: one connection per thread that uses it (the server runs the store on two
+worker threads, one for uploads; a thread's calls are serialised), rows as dicts, the domain
 SQL's ``?`` placeholders rewritten to psycopg's ``%s``, the schema version in a
 one-row table, and the schema of :data:`central.store.schema.POSTGRES_STEPS`.
 
-Writers are serialised as SQLite's ``BEGIN IMMEDIATE`` serialises them: every
-transaction first takes one transaction-level advisory lock
-(``pg_advisory_xact_lock``), so the store's read-then-write rules hold even with several
-central processes on one database (docs/central-store.md, "Concurrency"). That is
-correct, and as slow as one writer; finer locks are issue #13's next step.
+Locks (docs/central-store.md, "Concurrency"), so the store's read-then-write rules hold
+with several central processes on one database at ``READ COMMITTED``:
+
+* a default :meth:`~PostgresDatabase.transaction` first takes **the rules lock**, one
+  transaction-level advisory lock (``pg_advisory_xact_lock``): admin changes, enrollment,
+  key rotation, the operator journal's chain, and every append to ``changes`` (the deltas
+  cursor) are serialised as SQLite's ``BEGIN IMMEDIATE`` serialises them;
+* ``transaction(rules_lock=False)`` takes none: device traffic (an upload without
+  claims, a heartbeat) locks the device row with ``SELECT ... FOR UPDATE``; the
+  connection it yields refuses an append to ``changes`` (:func:`~central.store.db.rules_locked`);
+* :meth:`~PostgresDatabase.read` is ``REPEATABLE READ READ ONLY``: one snapshot, no lock.
 
 ``portier-central serve --db postgresql://...`` opens it
 (:func:`central.store.store.open_database`).
@@ -31,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -48,8 +56,10 @@ __all__ = ["RECONNECT_BUDGET_S", "PostgresDatabase"]
 
 log = logging.getLogger(__name__)
 
-#: The advisory lock every transaction takes first (any constant: "portier" in ASCII).
-_WRITE_LOCK = 0x706F7274696572
+#: The rules lock's advisory key (any constant: "portier" in ASCII; the one global lock's key
+#: before). Centrals from before the per-row locks lock no device row: do not run them on one
+#: database beside these (stop them all, then start the new ones).
+_RULES_LOCK = 0x706F7274696572
 #: How long a transaction may spend reconnecting before it answers 503 instead.
 RECONNECT_BUDGET_S = 3.0
 #: libpq's connect_timeout when the URL sets none (an unreachable host answers no RST).
@@ -72,8 +82,10 @@ def _pg_sql(sql: str) -> str:
 class _PgConnection:
     """The :class:`~central.store.db.Connection` the domain code sees, over psycopg."""
 
-    def __init__(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
+    def __init__(self, conn: psycopg.Connection[dict[str, Any]], *, rules_locked: bool) -> None:
         self._conn = conn
+        #: Whether the transaction holds the rules lock (:func:`.db.rules_locked`).
+        self.rules_locked = rules_locked
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
         return self._conn.execute(_pg_sql(sql), tuple(parameters))
@@ -97,14 +109,19 @@ class PostgresDatabase(Database):
     dialect = "postgresql"
     integrity_errors: tuple[type[Exception], ...] = (psycopg.IntegrityError,)
     migrations: Mapping[int, Sequence[Step]] = POSTGRES_STEPS
+    for_update = " FOR UPDATE"
 
     def __init__(self, url: str) -> None:
         self._url = url
         self._closed = False
-        #: The live connection; None after a loss, until the next transaction reconnects.
+        self._local = threading.local()
+        self._guard = threading.Lock()
+        self._opened: list[psycopg.Connection[dict[str, Any]]] = []
+        #: The connection of the thread that opened the database (tests run SQL on it);
+        #: each thread that uses the database has its own (:meth:`_open`).
         self.conn: psycopg.Connection[dict[str, Any]] | None = None
         try:
-            self.conn = self._connect()
+            self.conn = self._local.conn = self._connect()
         except psycopg.OperationalError as exc:
             raise ConnectionError(self._unreachable(exc)) from None
 
@@ -112,27 +129,40 @@ class PostgresDatabase(Database):
         extra: dict[str, Any] = {}
         if "connect_timeout" not in self._url:
             extra["connect_timeout"] = _CONNECT_TIMEOUT_S
-        return psycopg.connect(self._url, autocommit=True, row_factory=dict_row, **extra)
+        conn = psycopg.connect(self._url, autocommit=True, row_factory=dict_row, **extra)
+        with self._guard:
+            self._opened.append(conn)
+        return conn
 
     def _unreachable(self, exc: BaseException) -> str:
         reason = " ".join(str(exc).split())
         return f"cannot connect to PostgreSQL at {redact_url(self._url)}: {reason}"
 
     def _drop(self) -> None:
-        """Forget the current connection (lost or unusable); the next use reconnects."""
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):  # already broken: nothing to close cleanly
-                conn.close()
+        """Forget this thread's connection (lost or unusable); its next use reconnects."""
+        conn: psycopg.Connection[dict[str, Any]] | None = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is None:
+            return
+        with self._guard:
+            if conn in self._opened:
+                self._opened.remove(conn)
+        if conn is self.conn:
+            self.conn = None
+        with contextlib.suppress(Exception):  # already broken: nothing to close cleanly
+            conn.close()
 
     def _open(self) -> psycopg.Connection[dict[str, Any]]:
+        """Return this thread's connection, connecting on its first use or after a loss."""
         if self._closed:
             raise RuntimeError("CentralStore is closed")
-        if self.conn is not None and (self.conn.closed or self.conn.broken):
+        conn: psycopg.Connection[dict[str, Any]] | None = getattr(self._local, "conn", None)
+        if conn is not None and (conn.closed or conn.broken):
             self._drop()
-        if self.conn is None:
+            conn = None
+        if conn is None:
             try:
-                self.conn = self._connect()
+                conn = self._local.conn = self._connect()
             except psycopg.OperationalError as exc:
                 message = self._unreachable(exc)
                 log.warning("%s", message)
@@ -140,11 +170,14 @@ class PostgresDatabase(Database):
                     "the central's database is unreachable; try again shortly",
                     retry_after_s=_RETRY_AFTER_S,
                 ) from exc
+            if self.conn is None:
+                self.conn = conn
             log.info("reconnected to PostgreSQL at %s", redact_url(self._url))
-        return self.conn
+        return conn
 
-    def _begin(self) -> psycopg.Connection[dict[str, Any]]:
-        """Return a connection inside a new transaction that holds the write lock.
+    def _begin(self, begin: str, *, rules_lock: bool) -> psycopg.Connection[dict[str, Any]]:
+        """Return this thread's connection inside a new transaction (*begin*), holding the
+        rules lock if *rules_lock*.
 
         A connection found lost here had run nothing of this transaction: reconnect and
         begin again, within :data:`RECONNECT_BUDGET_S`.
@@ -154,8 +187,9 @@ class PostgresDatabase(Database):
         while True:
             conn = self._open()
             try:
-                conn.execute("BEGIN")
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+                conn.execute(begin)
+                if rules_lock:
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_RULES_LOCK,))
                 return conn
             except _LOST as exc:
                 self._drop()
@@ -170,10 +204,10 @@ class PostgresDatabase(Database):
                 delay = min(delay * 4, 1.0)
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        conn = self._begin()
+    def transaction(self, *, rules_lock: bool = True) -> Iterator[Connection]:
+        conn = self._begin("BEGIN", rules_lock=rules_lock)
         try:
-            yield _PgConnection(conn)
+            yield _PgConnection(conn, rules_locked=rules_lock)
         except _LOST as exc:
             # The server rolls back what a lost session had not committed.
             self._drop()
@@ -197,6 +231,29 @@ class PostgresDatabase(Database):
                 "send again)",
                 retry_after_s=_RETRY_AFTER_S,
                 outcome="unknown",
+            ) from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        conn = self._begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", rules_lock=False)
+        try:
+            yield _PgConnection(conn, rules_locked=False)
+        except _LOST as exc:
+            self._drop()
+            raise Unavailable(
+                "the central lost its database during the request; try again shortly",
+                retry_after_s=_RETRY_AFTER_S,
+            ) from exc
+        except BaseException:
+            self._rollback(conn)
+            raise
+        try:
+            conn.execute("COMMIT")
+        except _LOST as exc:  # a read: nothing to be unsure about, but no answer either
+            self._drop()
+            raise Unavailable(
+                "the central lost its database during the request; try again shortly",
+                retry_after_s=_RETRY_AFTER_S,
             ) from exc
 
     def _rollback(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
@@ -225,6 +282,12 @@ class PostgresDatabase(Database):
         conn.execute("INSERT INTO schema_version (version) VALUES (?)", (int(version),))
 
     def close(self) -> None:
-        """Close the connection; idempotent."""
+        """Close every thread's connection (none may be in use); idempotent."""
         self._closed = True
-        self._drop()
+        self.conn = None
+        self._local.conn = None
+        with self._guard:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()

@@ -3,7 +3,9 @@
 One file (``settings.db_path``), WAL mode, ``synchronous=FULL``, foreign keys on; each
 transaction is ``BEGIN IMMEDIATE`` ... ``COMMIT``, so writers are serialised by SQLite's
 one write lock, and the commit is on disk before the method that made it returns (an
-ack the server sends is never ahead of what is on disk). The schema version is
+ack the server sends is never ahead of what is on disk). A read is ``BEGIN`` (deferred:
+one WAL snapshot, no write lock, so it waits for no writer) with ``PRAGMA query_only``
+on, so a write in it fails. The schema version is
 ``PRAGMA user_version``. Everything SQLite-specific in the central is here and in
 :data:`central.store.schema.SQLITE_STEPS`.
 """
@@ -42,10 +44,16 @@ class SqliteDatabase(Database):
         self.conn.execute("PRAGMA synchronous = FULL")
         self.conn.execute("PRAGMA foreign_keys = ON")
 
-    def transaction(self) -> _Transaction:
+    def transaction(self, *, rules_lock: bool = True) -> _Transaction:
+        # SQLite has one writer at a time: every write transaction holds "the rules lock".
         if self.conn is None:
             raise RuntimeError("CentralStore is closed")
         return _Transaction(self.conn)
+
+    def read(self) -> _ReadTransaction:
+        if self.conn is None:
+            raise RuntimeError("CentralStore is closed")
+        return _ReadTransaction(self.conn)
 
     def schema_version(self) -> int:
         if self.conn is None:
@@ -82,3 +90,26 @@ class _Transaction:
             self._conn.execute("COMMIT")
         else:
             self._conn.execute("ROLLBACK")
+
+
+class _ReadTransaction:
+    """``BEGIN`` (deferred) ... ``COMMIT`` with ``PRAGMA query_only`` on: one snapshot, no
+    write lock, and a write in it fails (``sqlite3.OperationalError``)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._conn.execute("PRAGMA query_only = ON")
+        try:
+            self._conn.execute("BEGIN")
+        except BaseException:
+            self._conn.execute("PRAGMA query_only = OFF")
+            raise
+        return self._conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        finally:
+            self._conn.execute("PRAGMA query_only = OFF")

@@ -15,15 +15,18 @@ It is the domain mixins of this package over one :class:`~central.store.db.Datab
 ``console``        the web console's reads (invitations with their status, a summary)
 =================  ================================================================
 
-It is synchronous and not thread-safe by design: the server runs all of its calls on
-one worker thread (so they are serialised and off the event loop), and tests may call
-it directly. Each public method is one transaction, committed before the method
-returns, so an ack the server sends is never ahead of what is on disk.
+It is synchronous: the server runs its calls on one worker thread (so they are
+serialised and off the event loop), and on PostgreSQL the uploads on a second one (each
+thread has its own connection; the database's locks order them, central-store.md
+"Concurrency"); tests may call it directly. SQLite's one connection takes one thread.
+Each public method is one transaction, committed before the method returns, so an ack
+the server sends is never ahead of what is on disk.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable
 
 from ..settings import CentralSettings
@@ -101,6 +104,7 @@ class CentralStore(
     ) -> None:
         self.settings = settings
         self._clock = clock
+        self._outer_by_thread = threading.local()
         self._db = open_database(settings) if database is None else database
         migrate(self._db)
         self._ensure_signing_key()
