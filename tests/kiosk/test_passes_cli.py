@@ -8,19 +8,16 @@ with the kiosk's own decoder (hardware.qr).
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from hardware.qr import QRSettings, open_decoder
 from kiosk.cli import main
 from portier_common.passes import parse_pass_qr
 from tests.support.kiosk_rig import AgentRig
+from tests.support.pdf_kit import pdf_to_image, qr_texts
 
 pytestmark = pytest.mark.processes  # pdftoppm
 
@@ -30,25 +27,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
     root = tmp_path_factory.mktemp("demo")
     material = AgentRig(root).prepare()
     return root, {i.label: i.token for i in material.invitations}
-
-
-def pdf_to_image(pdf: Path, dpi: int = 300) -> Image.Image:
-    """The first page of ``pdf`` as an image (poppler's pdftoppm)."""
-    if shutil.which("pdftoppm") is None:
-        pytest.fail("pdftoppm is missing: apt-get install poppler-utils (tools/dev test does)")
-    out = pdf.with_suffix("")
-    subprocess.run(
-        ["pdftoppm", "-png", "-r", str(dpi), "-singlefile", str(pdf), str(out)],
-        check=True,
-        timeout=60,
-    )
-    with Image.open(out.with_suffix(".png")) as image:
-        return image.convert("RGB")
-
-
-def qr_texts(image: Image.Image) -> list[str]:
-    decoder = open_decoder(QRSettings())
-    return [code.text for code in decoder.decode(np.asarray(image.convert("L")))]
 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])
