@@ -30,6 +30,7 @@ class Devices:
     reader: Any = None
     camera: Any = None
     decoder: Any = None
+    printer: Any = None
     errors: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -80,7 +81,7 @@ class Devices:
 
     def close(self) -> None:
         """Close everything that was opened (relay de-energised first). Idempotent."""
-        for name in ("door_sim", "door_io", "reader", "camera"):
+        for name in ("door_sim", "door_io", "reader", "camera", "printer"):
             device = getattr(self, name)
             if device is None:
                 continue
@@ -102,11 +103,16 @@ def _describe(exc: BaseException) -> str:
 
 
 def open_devices(
-    hardware: Any, *, gpio: bool = True, nfc: bool = True, camera: bool = True
+    hardware: Any,
+    *,
+    gpio: bool = True,
+    nfc: bool = True,
+    camera: bool = True,
+    printer: bool = True,
 ) -> Devices:
     """Open the devices of a :class:`edge_agent.config.HardwareSection`.
 
-    ``gpio``, ``nfc``, ``camera`` False leave that kind closed even when
+    ``gpio``, ``nfc``, ``camera``, ``printer`` False leave that kind closed even when
     configured (the agent does not open the kiosk's camera).
     """
     devices = Devices()
@@ -142,4 +148,12 @@ def open_devices(
         except (HardwareError, OSError) as exc:
             devices.errors["qr"] = _describe(exc)
             log.error("cannot open the QR decoder: %s", exc)
+    if printer and getattr(hardware, "printer", None) is not None:
+        from hardware.printer import open_printer
+
+        try:
+            devices.printer = open_printer(hardware.printer)
+        except (HardwareError, OSError) as exc:
+            devices.errors["printer"] = _describe(exc)
+            log.error("cannot open the pass printer: %s", exc)
     return devices

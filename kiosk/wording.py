@@ -241,6 +241,7 @@ ALARMS: dict[str, str] = {
     "fire": N_("Fire alarm"),
     "clock_untrusted": N_("Clock not reliable"),
     "help_requested": N_("A visitor asks for help"),
+    "printer_fault": N_("Pass printer cannot print"),
 }
 
 #: Guard actions (buttons and the reason screen's title).
