@@ -76,31 +76,54 @@ def _font(size_px: int, bold: bool = False) -> FontT:
     return ImageFont.load_default(size_px)
 
 
-def format_validity(start: float, end: float, lang: str, tz: dt.tzinfo | None = None) -> str:
-    """``5 Dec 2026, 09:00–17:00`` (same day) or ``5 Dec 2026 09:00 – 6 Dec 2026 17:00``."""
-    from babel.dates import format_date, format_time
+#: Month names as Babel's CLDR data gives them for ``en_GB`` and ``fr_BE`` (abbreviated,
+#: wide): the dates when Babel is absent, as on the device (Babel is a development
+#: dependency: docs/installation.md). A test checks they are Babel's.
+MONTHS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "en": (
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sept", "Oct", "Nov", "Dec"),
+        ("January", "February", "March", "April", "May", "June", "July", "August",
+         "September", "October", "November", "December"),
+    ),
+    "fr": (
+        ("janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.",
+         "nov.", "déc."),
+        ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre",
+         "octobre", "novembre", "décembre"),
+    ),
+}  # fmt: skip
 
+
+def _date(when: dt.datetime, lang: str, wide: bool) -> str:
+    """``5 Dec 2026`` / ``5 December 2026`` (Babel's ``d MMM y`` / ``d MMMM y``)."""
+    try:
+        from babel.dates import format_date
+    except ImportError:
+        months = MONTHS.get(lang, MONTHS["en"])[1 if wide else 0]
+        return f"{when.day} {months[when.month - 1]} {when.year}"
     locale = DATE_LOCALES.get(lang, "en_GB")
-    a = dt.datetime.fromtimestamp(start, tz or dt.UTC).astimezone(tz)
-    b = dt.datetime.fromtimestamp(end, tz or dt.UTC).astimezone(tz)
+    return format_date(when, "d MMMM y" if wide else "d MMM y", locale=locale)
 
-    def day(when: dt.datetime) -> str:
-        return format_date(when, "d MMM y", locale=locale)
 
-    def hour(when: dt.datetime) -> str:
-        return format_time(when, "HH:mm", locale=locale)
+def _local(unix_s: float, tz: dt.tzinfo | None) -> dt.datetime:
+    return dt.datetime.fromtimestamp(unix_s, tz or dt.UTC).astimezone(tz)
 
+
+def format_validity(start: float, end: float, lang: str, tz: dt.tzinfo | None = None) -> str:
+    """``5 Dec 2026, 09:00–17:00`` (same day) or ``5 Dec 2026 09:00 – 6 Dec 2026 17:00``.
+
+    Times are 24-hour ``HH:mm`` in both languages (as Babel writes them for en_GB and
+    fr_BE), in ``tz`` (default: the kiosk's local time).
+    """
+    a, b = _local(start, tz), _local(end, tz)
     if a.date() == b.date():
-        return f"{day(a)}, {hour(a)}–{hour(b)}"
-    return f"{day(a)} {hour(a)} – {day(b)} {hour(b)}"
+        return f"{_date(a, lang, False)}, {a:%H:%M}–{b:%H:%M}"
+    return f"{_date(a, lang, False)} {a:%H:%M} – {_date(b, lang, False)} {b:%H:%M}"
 
 
 def format_day(when: float, lang: str, tz: dt.tzinfo | None = None) -> str:
     """The long date: ``5 December 2026`` / ``5 décembre 2026``."""
-    from babel.dates import format_date
-
-    moment = dt.datetime.fromtimestamp(when, tz or dt.UTC).astimezone(tz)
-    return format_date(moment, "d MMMM y", locale=DATE_LOCALES.get(lang, "en_GB"))
+    return _date(_local(when, tz), lang, True)
 
 
 def qr_image(text: str, size_px: int) -> Image.Image:
