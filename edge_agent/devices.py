@@ -43,7 +43,8 @@ class Devices:
 
         Door actions (``door_open``, ``door_close``, ``rex``, ``fire`` and ``tamper``
         with ``on``) go to the door simulator, ``badge`` (``uid`` hex, optional
-        ``sun_url``) to the simulated reader. Raises :class:`ActionError`
+        ``sun_url``) to the simulated reader, ``printer`` (``status``: ``ready``,
+        ``jammed``, ``out_of_media``...) to a ``mock`` pass printer. Raises :class:`ActionError`
         ``not_simulated`` on real hardware, ``unknown_action``, ``bad_request``.
         """
         sim = self.door_sim
@@ -75,6 +76,14 @@ class Devices:
                 reader.present(uid, ndef=records)
             except ValueError as exc:
                 raise ActionError("bad_request", str(exc)) from exc
+        elif action == "printer" and hasattr(self.printer, "set_state"):
+            from hardware.printer import PrinterStatus
+
+            try:
+                status = PrinterStatus(body.get("status", "ready"))
+            except ValueError as exc:
+                raise ActionError("bad_request", f"'status': {exc}") from exc
+            self.printer.set_state(status, message=str(body.get("message", "")))
         else:
             raise ActionError("unknown_action", f"no simulated action {action!r}")
         return {"ok": True, "action": action}
