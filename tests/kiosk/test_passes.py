@@ -7,6 +7,7 @@ import io
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -34,7 +35,7 @@ def make_pass(**fields: object) -> VisitorPass:
         "doors": ("lobby",),
     }
     values.update(fields)
-    return VisitorPass(**values)  # type: ignore[arg-type]
+    return VisitorPass(**values)
 
 
 def decode(image: Image.Image) -> list[str]:
@@ -147,3 +148,51 @@ def _jpeg() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (240, 320), "#7a8ca0").save(out, "JPEG")
     return out.getvalue()
+
+
+class FakeClient:
+    """``print_pass`` of the agent's client: records the PDF, or raises ``error``."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.sent: list[tuple[bytes, str, str]] = []
+
+    def print_pass(self, pdf: bytes, *, pass_id: str, invitation_id: str) -> dict[str, object]:
+        if self.error is not None:
+            raise self.error
+        self.sent.append((pdf, pass_id, invitation_id))
+        return {"printed": True, "job": "labels-1", "pass_id": pass_id}
+
+
+def test_the_check_in_pass_is_rendered_from_the_invitation_and_sent() -> None:
+    from edge_agent.client import AgentUnavailable, ApiError
+    from kiosk.config import parse_config
+    from kiosk.passes.printing import GUARD, NO_PRINTER, PRINTED, print_checkin_pass
+    from portier_common.tokens import InvitationClaims, SigningKey, mint
+
+    claims = InvitationClaims(
+        invitation_id="inv-ada",
+        visitor="Ada Lovelace",
+        site="hq",
+        not_before=int(T0),
+        expires=int(T0) + 8 * 3600,
+        single_use=False,
+        doors=("gate-a",),
+        host="Charles Babbage",
+        extra={"category": "contractor"},
+    )
+    token = mint(claims, SigningKey.generate("k1"))
+    config = parse_config({"camera": {"backend": "replay", "replay_path": "x"}}, _here())
+    client = FakeClient()
+    kwargs: dict[str, Any] = {"token": token, "invitation_id": "inv-ada", "config": config, "lang": "fr"}
+    assert print_checkin_pass(client, now=T0, **kwargs) == PRINTED
+    pdf, pass_id, invitation_id = client.sent[0]
+    assert invitation_id == "inv-ada"
+    assert pdf.startswith(b"%PDF-")
+    assert len(pass_id) == 26
+    refused = ApiError(503, "printer_unavailable", "jammed", {})
+    assert print_checkin_pass(FakeClient(refused), now=T0, **kwargs) == GUARD
+    none = ApiError(409, "no_printer", "none", {})
+    assert print_checkin_pass(FakeClient(none), now=T0, **kwargs) == NO_PRINTER
+    down = AgentUnavailable("socket gone")
+    assert print_checkin_pass(FakeClient(down), now=T0, **kwargs) == GUARD
