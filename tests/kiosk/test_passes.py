@@ -184,7 +184,12 @@ def test_the_check_in_pass_is_rendered_from_the_invitation_and_sent() -> None:
     token = mint(claims, SigningKey.generate("k1"))
     config = parse_config({"camera": {"backend": "replay", "replay_path": "x"}}, _here())
     client = FakeClient()
-    kwargs: dict[str, Any] = {"token": token, "invitation_id": "inv-ada", "config": config, "lang": "fr"}
+    kwargs: dict[str, Any] = {
+        "token": token,
+        "invitation_id": "inv-ada",
+        "config": config,
+        "lang": "fr",
+    }
     assert print_checkin_pass(client, now=T0, **kwargs) == PRINTED
     pdf, pass_id, invitation_id = client.sent[0]
     assert invitation_id == "inv-ada"
