@@ -50,6 +50,7 @@ from edge_agent.events import EventBus
 from edge_agent.grants import OpenGrants
 from edge_agent.guarddesk import MODE_OF_ACTION, GuardDesk, action_refusal
 from edge_agent.guards import Session
+from edge_agent.passdesk import PassDesk
 from edge_agent.policy import (
     Credential,
     Decision,
@@ -204,6 +205,14 @@ class Agent:
         )
         #: The kiosk's Help button.
         self.help = HelpCall(self.door, door_cfg, journal=self.journal)
+        #: The visitor pass printer (edge_agent.passdesk).
+        self.passes = PassDesk(
+            devices.printer,
+            self.door,
+            journal=self.journal,
+            guard_session=self.guards.session,
+            mono=mono_clock,
+        )
         self._reader_stop = threading.Event()
         self._reader_thread: threading.Thread | None = None
         self._closed = False
@@ -966,6 +975,15 @@ class Agent:
             for e in reversed(events)
         ]
 
+    # -- visitor passes (edge_agent.passdesk) ----------------------------------------------
+    def print_pass(
+        self, pdf: bytes, *, pass_id: str, invitation_id: str, token: str | None = None
+    ) -> dict[str, Any]:
+        """Print a visitor pass the kiosk rendered: :meth:`PassDesk.print_pass`."""
+        return self.passes.print_pass(
+            pdf, pass_id=pass_id, invitation_id=invitation_id, token=token
+        )
+
     # -- a visitor's call for help (edge_agent.visitors) --------------------------------
     def call_help(self, screen: str, lang: str) -> dict[str, Any]:
         """A visitor pressed Help on the kiosk: :meth:`HelpCall.call`."""
@@ -1022,6 +1040,7 @@ class Agent:
             "journal": self._journal_state(),
             "reader": self.devices.reader is not None,
             "hardware_errors": dict(self.devices.errors),
+            "printer": self.passes.status(),
             "event_streams": self.bus.subscriber_count,
         }
 

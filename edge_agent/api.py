@@ -96,6 +96,9 @@ ACTION_STATUS = {
     "unknown_invitation": 404,
     "grant_expired": 410,
     "photo_too_large": 413,
+    # The pass printer (POST /v1/passes/print).
+    "no_printer": 409,
+    "printer_unavailable": 503,
 }
 #: A refused manual check-in whose invitation is not for here: 403 rather than 409.
 _NOT_FOR_HERE = frozenset({Reason.WRONG_SITE.value, Reason.WRONG_DOOR.value})
@@ -708,6 +711,26 @@ async def checkin(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
+async def print_pass(request: web.Request) -> web.Response:
+    """POST /v1/passes/print {pass_id, invitation_id, pdf_b64} (bearer: a guard's reprint)."""
+    body = await _json_body(request)
+    pass_id, invitation_id = body.get("pass_id"), body.get("invitation_id")
+    if not isinstance(pass_id, str) or not isinstance(invitation_id, str):
+        raise _BadRequest("'pass_id' and 'invitation_id' (strings) and 'pdf_b64' are required")
+    try:
+        pdf = base64.b64decode(body.get("pdf_b64") or "", validate=True)
+    except (binascii.Error, TypeError) as exc:
+        raise _BadRequest("'pdf_b64' is not base64") from exc
+    result = await _call(
+        request.app[_AGENT].print_pass,
+        pdf,
+        pass_id=pass_id,
+        invitation_id=invitation_id,
+        token=_token(request),
+    )
+    return web.json_response(result)
+
+
 async def call_help(request: web.Request) -> web.Response:
     """POST /v1/help {screen, lang}: a visitor calls a guard (one alarm however often)."""
     body = await _json_body(request)
@@ -756,6 +779,7 @@ def make_app(
     app.router.add_post(f"{prefix}/checkin", checkin)
     app.router.add_post(f"{prefix}/sim/{{action}}", simulate)
     app.router.add_post(f"{prefix}/help", call_help)
+    app.router.add_post(f"{prefix}/passes/print", print_pass)
     return app
 
 

@@ -209,6 +209,20 @@ class AgentClient:
         """POST /v1/help: a visitor on ``screen`` (in ``lang``) calls a guard."""
         return self.request("POST", "/v1/help", {"screen": screen, "lang": lang})
 
+    def print_pass(self, pdf: bytes, *, pass_id: str, invitation_id: str) -> dict[str, Any]:
+        """POST /v1/passes/print: print the visitor pass ``pdf`` (rendered by the kiosk).
+
+        From a guard's session (this client holding its token) it is the guard's reprint.
+        Raises :class:`ApiError` ``printer_unavailable`` (503) when the printer cannot
+        print, ``no_printer`` (409) when there is none.
+        """
+        body = {
+            "pass_id": pass_id,
+            "invitation_id": invitation_id,
+            "pdf_b64": base64.b64encode(pdf).decode("ascii"),
+        }
+        return self.request("POST", "/v1/passes/print", body)
+
     def simulate(self, action: str, **body: Any) -> dict[str, Any]:
         """POST /v1/sim/{action} (simulated hardware only)."""
         return self.request("POST", f"/v1/sim/{action}", body)

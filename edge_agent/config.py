@@ -19,6 +19,7 @@ from edge_agent.door import DoorMode, DoorTimings
 from hardware.camera import CameraSettings
 from hardware.gpio import GpioSettings
 from hardware.nfc import NfcSettings
+from hardware.printer import PrinterSettings
 from hardware.qr import QRSettings
 from portier_common import settings
 from portier_common.ntag424 import Ntag424Section
@@ -282,6 +283,8 @@ class HardwareSection:
     nfc: NfcSettings | None = None
     camera: CameraSettings | None = None
     qr: QRSettings | None = None
+    #: The visitor pass printer (docs/passes.md); none: the kiosk prints no passes.
+    printer: PrinterSettings | None = None
 
 
 @dataclass(frozen=True)

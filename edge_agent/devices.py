@@ -30,6 +30,7 @@ class Devices:
     reader: Any = None
     camera: Any = None
     decoder: Any = None
+    printer: Any = None
     errors: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -42,7 +43,8 @@ class Devices:
 
         Door actions (``door_open``, ``door_close``, ``rex``, ``fire`` and ``tamper``
         with ``on``) go to the door simulator, ``badge`` (``uid`` hex, optional
-        ``sun_url``) to the simulated reader. Raises :class:`ActionError`
+        ``sun_url``) to the simulated reader, ``printer`` (``status``: ``ready``,
+        ``jammed``, ``out_of_media``...) to a ``mock`` pass printer. Raises :class:`ActionError`
         ``not_simulated`` on real hardware, ``unknown_action``, ``bad_request``.
         """
         sim = self.door_sim
@@ -74,13 +76,21 @@ class Devices:
                 reader.present(uid, ndef=records)
             except ValueError as exc:
                 raise ActionError("bad_request", str(exc)) from exc
+        elif action == "printer" and hasattr(self.printer, "set_state"):
+            from hardware.printer import PrinterStatus
+
+            try:
+                status = PrinterStatus(body.get("status", "ready"))
+            except ValueError as exc:
+                raise ActionError("bad_request", f"'status': {exc}") from exc
+            self.printer.set_state(status, message=str(body.get("message", "")))
         else:
             raise ActionError("unknown_action", f"no simulated action {action!r}")
         return {"ok": True, "action": action}
 
     def close(self) -> None:
         """Close everything that was opened (relay de-energised first). Idempotent."""
-        for name in ("door_sim", "door_io", "reader", "camera"):
+        for name in ("door_sim", "door_io", "reader", "camera", "printer"):
             device = getattr(self, name)
             if device is None:
                 continue
@@ -102,11 +112,16 @@ def _describe(exc: BaseException) -> str:
 
 
 def open_devices(
-    hardware: Any, *, gpio: bool = True, nfc: bool = True, camera: bool = True
+    hardware: Any,
+    *,
+    gpio: bool = True,
+    nfc: bool = True,
+    camera: bool = True,
+    printer: bool = True,
 ) -> Devices:
     """Open the devices of a :class:`edge_agent.config.HardwareSection`.
 
-    ``gpio``, ``nfc``, ``camera`` False leave that kind closed even when
+    ``gpio``, ``nfc``, ``camera``, ``printer`` False leave that kind closed even when
     configured (the agent does not open the kiosk's camera).
     """
     devices = Devices()
@@ -142,4 +157,12 @@ def open_devices(
         except (HardwareError, OSError) as exc:
             devices.errors["qr"] = _describe(exc)
             log.error("cannot open the QR decoder: %s", exc)
+    if printer and getattr(hardware, "printer", None) is not None:
+        from hardware.printer import open_printer
+
+        try:
+            devices.printer = open_printer(hardware.printer)
+        except (HardwareError, OSError) as exc:
+            devices.errors["printer"] = _describe(exc)
+            log.error("cannot open the pass printer: %s", exc)
     return devices

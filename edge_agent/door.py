@@ -54,6 +54,9 @@ class Alarm(StrEnum):
     FIRE = "fire"
     #: A visitor pressed Help on the kiosk (raised by the agent, not by the door's inputs).
     HELP_REQUESTED = "help_requested"
+    #: The visitor pass printer cannot print (stopped, out of labels, jammed, offline:
+    #: raised and cleared by the agent's pass desk, edge_agent.passdesk).
+    PRINTER_FAULT = "printer_fault"
 
 
 #: Alarms whose condition ends when a guard acknowledges them (the guard came).

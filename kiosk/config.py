@@ -15,6 +15,7 @@ simulated camera and QR settings.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,71 @@ class InputSection:
             raise ConfigError("device", "only for the mtdev and hidinput providers")
 
 
+#: Visitor pass layouts (``[passes] layout``): a 62 mm continuous label roll (Brother QL)
+#: or a CR80 card (85.6 x 54 mm, ID-1, the card printers' size). docs/passes.md.
+PASS_LAYOUTS: tuple[str, ...] = ("label62", "cr80")
+_COLOUR = re.compile(r"#[0-9A-Fa-f]{6}")
+
+
+@dataclass(frozen=True)
+class PassCategory:
+    """A visitor category and its "VISITOR / VISITEUR" band colour (``[[passes.categories]]``).
+
+    An invitation names its category in its ``category`` extra value (``visitor`` when
+    it has none); the pass shows the category's name under the band in the pass's language.
+    """
+
+    id: str
+    #: The band's colour, ``#RRGGBB`` (white text is printed on it: choose a dark colour).
+    colour: str
+    en: str
+    fr: str
+
+    def __post_init__(self) -> None:
+        settings.text("id", self.id)
+        settings.matches("colour", self.colour, _COLOUR, "a colour #RRGGBB")
+        for lang in LANGUAGES:
+            settings.text(lang, getattr(self, lang), max_chars=40, what="the category's name")
+
+
+DEFAULT_PASS_CATEGORIES = (
+    PassCategory("visitor", "#B71C1C", "Visitor", "Visiteur"),
+    PassCategory("contractor", "#E65100", "Contractor", "Sous-traitant"),
+    PassCategory("vip", "#1A237E", "Guest", "Invité"),
+)
+
+
+@dataclass(frozen=True)
+class PassSection:
+    """The visitor pass the kiosk prints after a check-in (``[passes]``, docs/passes.md)."""
+
+    #: ``label62`` (62 mm roll, portrait) or ``cr80`` (card, landscape).
+    layout: str = "label62"
+    #: Length of a label cut from the 62 mm roll, in millimetres (``label62`` only).
+    label_length_mm: float = 100.0
+    #: Print resolution in dots per inch (Brother QL: 300; most card printers: 300).
+    dpi: int = 300
+    #: The site's name printed on the pass (the invitation's site id when empty).
+    site_name: str = ""
+    #: Visitor categories and their band colours; an unknown category prints as ``visitor``.
+    categories: tuple[PassCategory, ...] = DEFAULT_PASS_CATEGORIES
+
+    def __post_init__(self) -> None:
+        settings.choice("layout", self.layout, PASS_LAYOUTS)
+        settings.number("label_length_mm", self.label_length_mm, 60, 200)
+        settings.integer("dpi", self.dpi, 150, 600)
+        ids = [c.id for c in self.categories]
+        if len(ids) != len(set(ids)):
+            raise ConfigError("categories", f"an id appears twice ({', '.join(ids)})")
+        if "visitor" not in ids:
+            raise ConfigError("categories", "the category 'visitor' (the default) is missing")
+
+    def category(self, category_id: str) -> PassCategory:
+        """The category ``category_id``, or ``visitor`` when it is not configured."""
+        by_id = {c.id: c for c in self.categories}
+        return by_id.get(category_id) or by_id["visitor"]
+
+
 @dataclass(frozen=True)
 class KioskConfig:
     """The whole kiosk configuration."""
@@ -202,6 +268,7 @@ class KioskConfig:
     scan: ScanSection = field(default_factory=ScanSection)
     ui: UISection = field(default_factory=UISection)
     input: InputSection = field(default_factory=InputSection)
+    passes: PassSection = field(default_factory=PassSection)
     #: The demo directory (``kiosk --demo DIR``); None on a real kiosk.
     demo_dir: Path | None = field(default=None, metadata=NOT_A_KEY)
     #: The file it was read from (not a key in the file).

@@ -352,6 +352,29 @@ class Shooter:
             app.set_language(lang)
             self.shot("guard-locked-out")
 
+    def pass_screens(self, lang: str) -> None:
+        """The welcome screen with the visitor pass printed, then with the printer out of
+        labels (a guard hands the pass). Needs an agent with a ``mock`` pass printer (the
+        test rig's; ``POST /v1/sim/printer``): skipped, with a log line, without one."""
+        client = self.app.link.client
+        if (client.status() or {}).get("printer") is None:
+            log.warning("no pass printer on this agent: no pass screenshots")
+            return
+        d = self.driver
+        try:
+            for state, name in (("ready", "printed"), ("out_of_media", "guard")):
+                client.simulate("printer", status=state)
+                self.home(lang)
+                d.tap_text(self.t("Scan my QR invitation"))
+                d.wait_screen("scan")
+                self.present("valid", "welcome")
+                d.tap_text(self.t("No, thank you"))
+                d.wait_for(lambda name=name: self.app.pass_state == name, 20, "no pass outcome")
+                d.wait_for(lambda: self.app.door_remaining > 0, 10, "no door countdown")
+                self.shot(f"welcome-pass-{name}")
+        finally:
+            client.simulate("printer", status="ready")
+
     def extra(self) -> None:
         """More states after the catalogue (none here; the legibility test adds some)."""
 
@@ -409,6 +432,7 @@ def shoot(
         for lang in LANGUAGES:
             shooter.visitor_screens(lang)
             shooter.door_states(lang)
+            shooter.pass_screens(lang)
             if full:
                 shooter.guard_screens(lang)
         if full:

@@ -241,6 +241,7 @@ ALARMS: dict[str, str] = {
     "fire": N_("Fire alarm"),
     "clock_untrusted": N_("Clock not reliable"),
     "help_requested": N_("A visitor asks for help"),
+    "printer_fault": N_("Pass printer cannot print"),
 }
 
 #: Guard actions (buttons and the reason screen's title).
@@ -303,6 +304,8 @@ EVENT_TYPES: dict[str, str] = {
     "visitor.checked_in": N_("Visitor checked in"),
     "visitor.checkin_refused": N_("Check-in refused"),
     "visitor.help": N_("Visitor asked for help"),
+    "pass.printed": N_("Visitor pass printed"),
+    "pass.print_failed": N_("Visitor pass not printed"),
     "agent.started": N_("Door controller started"),
     "agent.stopped": N_("Door controller stopped"),
     "clock.floor_reset": N_("Clock confirmed by the central server"),

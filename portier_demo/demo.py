@@ -272,6 +272,9 @@ def write_agent_config(
         devices["camera"] = camera
     if "qr" in hardware:
         devices["qr"] = dict(hardware["qr"])
+    # A pass printer that keeps the passes in memory: the kiosk prints after check-in and
+    # the demo can show the printer alarm (POST /v1/sim/printer); docs/passes.md.
+    devices["printer"] = {"backend": "mock", "queue": "demo-labels"}
     if devices:
         tables["hardware"] = devices
     path = demo_dir / "agent.toml"

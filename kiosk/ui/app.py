@@ -97,6 +97,10 @@ class KioskApp(App):
     guard_name = StringProperty("")
     #: Whole seconds until the door relocks (0: locked; -1: held open, no countdown).
     door_remaining = NumericProperty(0)
+    #: The visitor pass of the last check-in: "" (none: no printer, or not yet),
+    #: "printing" (sent to the agent), "printed", "guard" (it could not be printed: a
+    #: guard hands the pass). kiosk.passes.printing, docs/passes.md.
+    pass_state = StringProperty("")
     #: The door's mode as the agent last said (status poll or pushed ``mode.changed``).
     door_mode = StringProperty("normal")
     #: "close": the door is held or forced open now (visitors are asked to close it).
@@ -118,6 +122,8 @@ class KioskApp(App):
         self.material = material
         self.demo = settings.ui.demo
         self.tr = Translator(settings.ui.language)
+        #: (invitation id, scanned text) of the last granted QR invitation: its pass.
+        self._granted_qr: tuple[str, str] = ("", "")
         self.link = AgentLink(
             settings.agent.socket,
             deliver=self.deliver,
@@ -435,6 +441,7 @@ class KioskApp(App):
         """Show a decision (QR or badge): the welcome or the denied screen."""
         if self.demo_camera is not None and decision.get("kind") == "qr":
             self.demo_camera.hide()  # the demo visitor lowers the invitation
+        self.pass_state = ""
         self.go("welcome" if decision.get("granted") else "denied", decision=decision)
 
     def present_qr(self, text: str, on_error: Callable[[Exception], None]) -> None:
@@ -444,9 +451,16 @@ class KioskApp(App):
         screen asks (:meth:`open_grant`): the visitor may pose for a photo first.
         """
         client = self.link.client
+
+        def decided(decision: dict[str, Any]) -> None:
+            if decision.get("granted") and decision.get("kind") == "qr":
+                # The pass printed at check-in shows what this invitation says.
+                self._granted_qr = (str(decision.get("credential_id") or ""), text)
+            self.show_outcome(decision)
+
         self.link.submit(
             lambda: client.present_qr(text, source="kiosk-camera", open_mode="on_request"),
-            on_done=self.show_outcome,
+            on_done=decided,
             on_error=on_error,
         )
 
@@ -487,16 +501,46 @@ class KioskApp(App):
         The photo is cropped and JPEG-encoded in the worker thread.
         """
         client = self.link.client
+        granted_id, token = self._granted_qr
+        printer = (self.link.last_status or {}).get("printer")
+        print_pass = bool(token) and granted_id == invitation_id and printer is not None
+        lang = self.tr.lang
 
         def call() -> dict[str, Any]:
             jpeg = None if photo is None else encode_jpeg(portrait_crop(photo))
-            return client.checkin(invitation_id, consent=photo is not None, photo_jpeg=jpeg)
+            answer = client.checkin(invitation_id, consent=photo is not None, photo_jpeg=jpeg)
+            if print_pass:
+                self._print_pass(client, token, invitation_id, lang, jpeg)
+            return answer
 
         self.link.submit(
             call,
             on_done=on_done,
             on_error=on_error or (lambda exc: log.warning("check-in failed: %s", exc)),
         )
+
+    def _print_pass(
+        self, client: Any, token: str, invitation_id: str, lang: str, jpeg: bytes | None
+    ) -> None:
+        """In the check-in's worker: render the pass and have the agent print it."""
+        from kiosk.passes.printing import print_checkin_pass
+
+        self._granted_qr = ("", "")  # one pass per check-in
+        self.deliver(lambda: setattr(self, "pass_state", "printing"))
+        try:
+            outcome = print_checkin_pass(
+                client,
+                token=token,
+                invitation_id=invitation_id,
+                config=self.settings,
+                lang=lang,
+                now=time.time(),
+                photo_jpeg=jpeg,
+            )
+        except Exception:  # a rendering bug must not lose the check-in that succeeded
+            log.exception("the pass could not be rendered")
+            outcome = "guard"
+        self.deliver(lambda: setattr(self, "pass_state", outcome))
 
     # -- a visitor's call for help -------------------------------------------------------
     def call_help(self) -> None:

@@ -27,6 +27,7 @@ from .invitation import (
     Denied,
     Verified,
     mint,
+    read_claims_unverified,
     verify,
     window_and_scope,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "b45decode",
     "b45encode",
     "mint",
+    "read_claims_unverified",
     "verify",
     "window_and_scope",
 ]

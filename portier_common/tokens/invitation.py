@@ -247,6 +247,22 @@ def verify(
         return Denied(Reason.MALFORMED, "internal error while reading the token")
 
 
+def read_claims_unverified(text: str) -> InvitationClaims:
+    """The claims of token ``text`` WITHOUT checking its signature, key, time or scope.
+
+    Never for a decision (that is :func:`verify`, on the agent): only to show what a
+    token says once the agent has accepted it (the kiosk's visitor pass preview,
+    ``kiosk pass``). Raises :class:`ClaimsError` when the text is not a well-formed token.
+    """
+    try:
+        _protected, _unprotected, payload, _signature = _decode_outer(text)
+        return InvitationClaims.from_cbor_map(loads_strict(payload))
+    except _Deny as deny:
+        raise ClaimsError(f"not a well-formed invitation: {deny.denied.detail}") from None
+    except CborError as exc:
+        raise ClaimsError(f"not a well-formed invitation: {exc}") from None
+
+
 def _decode_outer(text: object) -> tuple[bytes, Mapping[Any, Any], bytes, bytes]:
     if not isinstance(text, str):
         raise _Deny(Reason.MALFORMED, f"token must be text, not {type(text).__name__}")

@@ -40,6 +40,8 @@ VISITOR = [
     "free-access",
     "held-open",
     "help-called",
+    "welcome-pass-printed",
+    "welcome-pass-guard",
 ]
 GUARD = [
     "guard-login",

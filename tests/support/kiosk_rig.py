@@ -87,6 +87,8 @@ def _edit_config(text: str, state_dir: Path, socket: Path) -> str:
         "max_pin_failures = 3\nlockout_s = 60\nsession_timeout_s = 600\n"
         "login_attempts_per_minute = 6000\nlogin_burst = 1000\n"
     )
+    # A pass printer whose state the tests set (POST /v1/sim/printer): docs/passes.md.
+    text += '\n[hardware.printer]\nbackend = "mock"\nqueue = "labels"\n'
     return text
 
 

@@ -156,6 +156,16 @@ class WelcomeScreen(KioskScreen):
             return _("You are checked in.")
         return ""
 
+    def pass_text(self, pass_state: str, _: Any) -> str:
+        """Return the line about the visitor pass (empty without a printer)."""
+        if pass_state == "printing":
+            return _("Your visitor pass is being printed…")
+        if pass_state == "printed":
+            return _("Please take your visitor pass from the printer.")
+        if pass_state == "guard":
+            return _("Your pass cannot be printed here: a guard will hand it to you.")
+        return ""
+
     # -- time-outs ---------------------------------------------------------------------------
     def idle_timeout(self) -> float | None:
         """The outcome stays up for ``ui.outcome_timeout_s`` once the door is settled;

@@ -1,0 +1,67 @@
+"""Print the pass of a visitor who has just checked in: render here, print through the agent.
+
+Runs in a worker thread (:meth:`kiosk.ui.app.KioskApp.checkin`), never on the UI thread.
+The kiosk reads the claims of the invitation the agent has just granted (the scanned
+text: the agent verified it, the kiosk only shows it), renders the pass and sends the PDF
+to the agent (``POST /v1/passes/print``), which owns the printer (docs/passes.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from kiosk.config import KioskConfig
+from kiosk.passes.model import pass_from_claims
+from kiosk.passes.render import render_pdf
+from portier_common.tokens import ClaimsError, read_claims_unverified
+
+log = logging.getLogger(__name__)
+
+#: The outcomes the welcome screen shows: printed, a guard hands the pass, or nothing
+#: (no printer on this kiosk).
+PRINTED, GUARD, NO_PRINTER = "printed", "guard", ""
+
+
+class PassClient(Protocol):
+    """What printing needs of :class:`edge_agent.client.AgentClient`."""
+
+    def print_pass(self, pdf: bytes, *, pass_id: str, invitation_id: str) -> dict[str, object]:
+        """POST /v1/passes/print."""
+        ...
+
+
+def print_checkin_pass(
+    client: PassClient,
+    *,
+    token: str,
+    invitation_id: str,
+    config: KioskConfig,
+    lang: str,
+    now: float,
+    photo_jpeg: bytes | None = None,
+) -> str:
+    """Render and print the pass of this check-in; return :data:`PRINTED`, :data:`GUARD`
+    (the printer cannot print, or the agent cannot be reached: a guard hands the pass)
+    or :data:`NO_PRINTER`."""
+    from edge_agent.client import AgentUnavailable, ApiError
+
+    try:
+        claims = read_claims_unverified(token)
+    except ClaimsError as exc:  # the agent granted it: this is a bug, not a visitor's fault
+        log.error("cannot read the granted invitation for its pass: %s", exc)
+        return GUARD
+    visitor_pass = pass_from_claims(claims, issued_at=now, photo_jpeg=photo_jpeg)
+    names = {e.id: {"en": e.en, "fr": e.fr} for e in config.ui.entrances}
+    pdf = render_pdf(visitor_pass, config.passes, lang, place_names=names)
+    try:
+        client.print_pass(pdf, pass_id=visitor_pass.pass_id, invitation_id=invitation_id)
+    except ApiError as exc:
+        if exc.code == "no_printer":
+            return NO_PRINTER
+        log.warning("the pass was not printed: %s", exc)
+        return GUARD
+    except AgentUnavailable as exc:
+        log.warning("the pass was not printed, agent unreachable: %s", exc)
+        return GUARD
+    return PRINTED

@@ -1,0 +1,372 @@
+"""Render a :class:`~kiosk.passes.model.VisitorPass` to an image, then to a one-page PDF.
+
+The pass is drawn with Pillow at the printer's resolution (``[passes] dpi``) on a page of
+the layout's exact size, so CUPS prints it 1:1 on a 62 mm label (Brother QL through
+``printer-driver-ptouch``) or a CR80 card. The QR code is drawn module by module with
+whole pixels per module (segno), so it stays sharp at 300 dpi. Text is Roboto (the font
+Kivy ships, so the kiosk's screen and its passes match), with Pillow's own font as a
+fallback. Dates use Babel like the kiosk's screens (``en_GB``, ``fr_BE``).
+
+Layouts (docs/passes.md has a picture of each):
+
+* ``label62``: portrait, 62 mm wide and ``label_length_mm`` long: the band, the visitor's
+  name with the photo beside it, host, validity, doors, site and date, then the QR code;
+* ``cr80``: landscape 85.6 x 54 mm: the band, photo on the left, text in the middle, the
+  QR code on the right.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import io
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+
+import segno
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from kiosk.config import PassSection
+from kiosk.passes.model import VisitorPass
+
+#: Babel locales of the pass's languages (the kiosk's screens use the same ones).
+DATE_LOCALES = {"en": "en_GB", "fr": "fr_BE"}
+#: The band's text: always both languages, whatever the pass's language.
+BAND_TEXT = "VISITOR / VISITEUR"
+#: The words printed on a pass, per language.
+PASS_WORDS: dict[str, dict[str, str]] = {
+    "en": {
+        "host": "Host: {}",
+        "valid": "Valid: {}",
+        "doors": "Access: {}",
+        "site": "{site}, {date}",
+        "hint": "Show this code at the kiosk when you leave",
+    },
+    "fr": {
+        "host": "Hôte : {}",
+        "valid": "Valable : {}",
+        "doors": "Accès : {}",
+        "site": "{site}, {date}",
+        "hint": "Présentez ce code à la borne en partant",
+    },
+}
+CR80_MM = (85.6, 53.98)
+LABEL_WIDTH_MM = 62.0
+_FONT_FALLBACK_SIZE_PT = 10
+FontT = ImageFont.FreeTypeFont | ImageFont.ImageFont
+
+
+@cache
+def _font_dir() -> Path | None:
+    """Kivy's bundled fonts folder, found without importing Kivy (no window, no side effect)."""
+    spec = importlib.util.find_spec("kivy")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "data" / "fonts"
+    return folder if (folder / "Roboto-Regular.ttf").exists() else None
+
+
+@cache
+def _font(size_px: int, bold: bool = False) -> FontT:
+    folder = _font_dir()
+    if folder is not None:
+        name = "Roboto-Bold.ttf" if bold else "Roboto-Regular.ttf"
+        return ImageFont.truetype(str(folder / name), size_px)
+    return ImageFont.load_default(size_px)
+
+
+#: Month names as Babel's CLDR data gives them for ``en_GB`` and ``fr_BE`` (abbreviated,
+#: wide): the dates when Babel is absent, as on the device (Babel is a development
+#: dependency: docs/installation.md). A test checks they are Babel's.
+MONTHS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "en": (
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sept", "Oct", "Nov", "Dec"),
+        ("January", "February", "March", "April", "May", "June", "July", "August",
+         "September", "October", "November", "December"),
+    ),
+    "fr": (
+        ("janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.",
+         "nov.", "déc."),
+        ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre",
+         "octobre", "novembre", "décembre"),
+    ),
+}  # fmt: skip
+
+
+def _date(when: dt.datetime, lang: str, wide: bool) -> str:
+    """``5 Dec 2026`` / ``5 December 2026`` (Babel's ``d MMM y`` / ``d MMMM y``)."""
+    try:
+        from babel.dates import format_date
+    except ImportError:
+        months = MONTHS.get(lang, MONTHS["en"])[1 if wide else 0]
+        return f"{when.day} {months[when.month - 1]} {when.year}"
+    locale = DATE_LOCALES.get(lang, "en_GB")
+    return format_date(when, "d MMMM y" if wide else "d MMM y", locale=locale)
+
+
+def _local(unix_s: float, tz: dt.tzinfo | None) -> dt.datetime:
+    return dt.datetime.fromtimestamp(unix_s, tz or dt.UTC).astimezone(tz)
+
+
+def format_validity(start: float, end: float, lang: str, tz: dt.tzinfo | None = None) -> str:
+    """``5 Dec 2026, 09:00–17:00`` (same day) or ``5 Dec 2026 09:00 – 6 Dec 2026 17:00``.
+
+    Times are 24-hour ``HH:mm`` in both languages (as Babel writes them for en_GB and
+    fr_BE), in ``tz`` (default: the kiosk's local time).
+    """
+    a, b = _local(start, tz), _local(end, tz)
+    if a.date() == b.date():
+        return f"{_date(a, lang, False)}, {a:%H:%M}–{b:%H:%M}"
+    return f"{_date(a, lang, False)} {a:%H:%M} – {_date(b, lang, False)} {b:%H:%M}"
+
+
+def format_day(when: float, lang: str, tz: dt.tzinfo | None = None) -> str:
+    """The long date: ``5 December 2026`` / ``5 décembre 2026``."""
+    return _date(_local(when, tz), lang, True)
+
+
+def qr_image(text: str, size_px: int) -> Image.Image:
+    """The QR code of ``text`` (error correction M, 4-module quiet zone) as a square
+    black-and-white image of at most ``size_px``, whole pixels per module."""
+    qr = segno.make(text, error="m", micro=False)
+    border = 4
+    modules = len(qr.matrix) + 2 * border
+    image = Image.new("1", (modules, modules), 1)
+    pixels = image.load()
+    assert pixels is not None
+    for y, row in enumerate(qr.matrix):
+        for x, dark in enumerate(row):
+            if dark:
+                pixels[x + border, y + border] = 0
+    scale = max(1, size_px // modules)
+    return image.resize((modules * scale, modules * scale), Image.Resampling.NEAREST)
+
+
+class _Canvas:
+    """A page in millimetres over a Pillow image at ``dpi``."""
+
+    def __init__(self, width_mm: float, height_mm: float, dpi: int) -> None:
+        self.dpi = dpi
+        self.image = Image.new("RGB", (self.px(width_mm), self.px(height_mm)), "white")
+        self.draw = ImageDraw.Draw(self.image)
+
+    def px(self, mm: float) -> int:
+        return round(mm * self.dpi / 25.4)
+
+    def font(self, height_mm: float, bold: bool = False) -> FontT:
+        # A font's pixel size is about its line height; 0.8 of it is the cap height.
+        return _font(max(6, self.px(height_mm)), bold)
+
+    def fit(self, text: str, width_mm: float, height_mm: float, bold: bool = False) -> FontT:
+        """The largest font up to ``height_mm`` in which ``text`` fits ``width_mm``."""
+        size = height_mm
+        while size > 1.6:
+            font = self.font(size, bold)
+            if self.draw.textlength(text, font=font) <= self.px(width_mm):
+                return font
+            size *= 0.92
+        return self.font(1.6, bold)
+
+    def line(
+        self,
+        x_mm: float,
+        y_mm: float,
+        text: str,
+        width_mm: float,
+        height_mm: float,
+        *,
+        bold: bool = False,
+        fill: str = "black",
+        shrink: bool = True,
+    ) -> float:
+        """Draw one line (shrunk, then cut with an ellipsis, to fit); return the next y."""
+        font = self.fit(text, width_mm, height_mm, bold) if shrink else self.font(height_mm, bold)
+        limit = self.px(width_mm)
+        if self.draw.textlength(text, font=font) > limit:
+            while text and self.draw.textlength(text + "…", font=font) > limit:
+                text = text[:-1]
+            text += "…"
+        self.draw.text((self.px(x_mm), self.px(y_mm)), text, font=font, fill=fill)
+        return y_mm + height_mm * 1.25
+
+    def band(self, height_mm: float, colour: str) -> None:
+        width = self.image.width
+        self.draw.rectangle((0, 0, width, self.px(height_mm)), fill=colour)
+        text_h = height_mm * 0.55
+        font = self.fit(BAND_TEXT, width * 25.4 / self.dpi - 6, text_h, bold=True)
+        box = self.draw.textbbox((0, 0), BAND_TEXT, font=font)
+        x = (width - (box[2] - box[0])) // 2 - box[0]
+        y = (self.px(height_mm) - (box[3] - box[1])) // 2 - box[1]
+        self.draw.text((x, y), BAND_TEXT, font=font, fill="white")
+
+    def photo(self, jpeg: bytes, x_mm: float, y_mm: float, w_mm: float, h_mm: float) -> None:
+        with Image.open(io.BytesIO(jpeg)) as raw:
+            picture = ImageOps.fit(raw.convert("RGB"), (self.px(w_mm), self.px(h_mm)))
+        self.image.paste(picture, (self.px(x_mm), self.px(y_mm)))
+        self.draw.rectangle(
+            (
+                self.px(x_mm),
+                self.px(y_mm),
+                self.px(x_mm + w_mm) - 1,
+                self.px(y_mm + h_mm) - 1,
+            ),
+            outline="black",
+            width=max(1, self.px(0.2)),
+        )
+
+    def qr(self, text: str, x_mm: float, y_mm: float, size_mm: float) -> float:
+        """Draw the QR code centred in a ``size_mm`` square; return its bottom in mm."""
+        code = qr_image(text, self.px(size_mm))
+        offset = (self.px(size_mm) - code.width) // 2
+        self.image.paste(code.convert("RGB"), (self.px(x_mm) + offset, self.px(y_mm) + offset))
+        return y_mm + size_mm
+
+
+def _place_names(
+    visitor_pass: VisitorPass, lang: str, names: Mapping[str, Mapping[str, str]]
+) -> str:
+    ids = (*visitor_pass.doors, *visitor_pass.zones)
+    return ", ".join(names.get(i, {}).get(lang) or i for i in ids)
+
+
+def render_image(
+    visitor_pass: VisitorPass,
+    settings: PassSection,
+    lang: str = "en",
+    *,
+    place_names: Mapping[str, Mapping[str, str]] | None = None,
+    tz: dt.tzinfo | None = None,
+) -> Image.Image:
+    """The pass drawn at ``settings.dpi`` in ``settings.layout`` (an RGB image).
+
+    ``place_names`` maps a door or zone id to its name per language (the kiosk's
+    ``[[ui.entrances]]``); ids without a name are printed as they are. ``tz`` is the
+    time zone of the printed times (the kiosk's local time by default).
+    """
+    if lang not in PASS_WORDS:
+        raise ValueError(f"no pass wording in {lang!r} (expected one of {sorted(PASS_WORDS)})")
+    words = PASS_WORDS[lang]
+    category = settings.category(visitor_pass.category)
+    lines = [
+        words["host"].format(visitor_pass.host) if visitor_pass.host else "",
+        words["valid"].format(
+            format_validity(visitor_pass.valid_from, visitor_pass.valid_until, lang, tz)
+        ),
+        words["doors"].format(_place_names(visitor_pass, lang, place_names or {})),
+        words["site"].format(
+            site=settings.site_name or visitor_pass.site,
+            date=format_day(visitor_pass.issued_at, lang, tz),
+        ),
+    ]
+    lines = [line for line in lines if line]
+    if settings.layout == "cr80":
+        return _render_cr80(visitor_pass, settings, category.colour, getattr(category, lang), lines)
+    # Under the code: what it is for, and the short id a guard types when it does not scan.
+    hint = f"{words['hint']} · {visitor_pass.pass_id[:8]}"
+    return _render_label62(
+        visitor_pass, settings, category.colour, getattr(category, lang), lines, hint
+    )
+
+
+def _render_label62(
+    visitor_pass: VisitorPass,
+    settings: PassSection,
+    colour: str,
+    category_name: str,
+    lines: list[str],
+    hint: str,
+) -> Image.Image:
+    width, length, margin = LABEL_WIDTH_MM, settings.label_length_mm, 3.0
+    page = _Canvas(width, length, settings.dpi)
+    page.band(14.0, colour)
+    y = page.line(margin, 15.5, category_name, width - 2 * margin, 4.5, bold=True, fill=colour)
+    text_x = margin
+    photo_bottom = y
+    if visitor_pass.photo_jpeg:
+        page.photo(visitor_pass.photo_jpeg, margin, y, 20.0, 25.0)
+        text_x = margin + 22.0
+        photo_bottom = y + 26.0
+    name_width = width - margin - text_x
+    y = _name(page, visitor_pass.visitor, text_x, y, name_width, 6.5)
+    y = max(y, photo_bottom) + 1.0
+    for line in lines:
+        y = page.line(margin, y, line, width - 2 * margin, 3.6)
+    qr_size = min(30.0, length - y - 8.0)
+    qr_top = length - margin - 4.0 - qr_size
+    page.qr(visitor_pass.qr_text, (width - qr_size) / 2, qr_top, qr_size)
+    page.line(margin, qr_top + qr_size + 0.5, hint, width - 2 * margin, 2.6)
+    return page.image
+
+
+def _render_cr80(
+    visitor_pass: VisitorPass,
+    settings: PassSection,
+    colour: str,
+    category_name: str,
+    lines: list[str],
+) -> Image.Image:
+    width, height = CR80_MM
+    margin = 3.0
+    page = _Canvas(width, height, settings.dpi)
+    page.band(10.0, colour)
+    qr_size = 26.0
+    qr_x = width - margin - qr_size
+    page.qr(visitor_pass.qr_text, qr_x, 12.0, qr_size)
+    page.line(qr_x, 12.0 + qr_size + 0.3, visitor_pass.pass_id[:8], qr_size, 2.4, shrink=False)
+    text_x = margin
+    if visitor_pass.photo_jpeg:
+        page.photo(visitor_pass.photo_jpeg, margin, 12.0, 19.0, 24.0)
+        text_x = margin + 21.0
+    text_width = qr_x - 1.5 - text_x
+    y = 11.5
+    y = _name(page, visitor_pass.visitor, text_x, y, text_width, 5.2)
+    y = page.line(text_x, y, category_name, text_width, 3.4, bold=True, fill=colour)
+    for line in lines[:-1]:
+        y = page.line(text_x, y, line, text_width, 3.0)
+    # Site and date along the bottom, under the photo too.
+    page.line(margin, height - margin - 3.2, lines[-1], qr_x - 1.5 - margin, 3.0)
+    return page.image
+
+
+def _name(page: _Canvas, name: str, x_mm: float, y_mm: float, w_mm: float, h_mm: float) -> float:
+    """The visitor's name in bold, on one or two lines of the same size."""
+    parts = _split_name(name)
+    longest = max(parts, key=lambda p: page.draw.textlength(p, font=page.font(h_mm, True)))
+    font = page.fit(longest, w_mm, h_mm, bold=True)
+    size_mm = font.size * 25.4 / page.dpi if isinstance(font, ImageFont.FreeTypeFont) else h_mm
+    for part in parts:
+        y_mm = page.line(x_mm, y_mm, part, w_mm, size_mm, bold=True, shrink=False)
+    return y_mm
+
+
+def _split_name(name: str) -> list[str]:
+    """A long name on two lines (at the space nearest the middle), a short one on one."""
+    name = " ".join(name.split())
+    if len(name) <= 16 or " " not in name:
+        return [name]
+    middle = len(name) // 2
+    spaces = [i for i, c in enumerate(name) if c == " "]
+    cut = min(spaces, key=lambda i: abs(i - middle))
+    return [name[:cut], name[cut + 1 :]]
+
+
+def render_pdf(
+    visitor_pass: VisitorPass,
+    settings: PassSection,
+    lang: str = "en",
+    *,
+    place_names: Mapping[str, Mapping[str, str]] | None = None,
+    tz: dt.tzinfo | None = None,
+) -> bytes:
+    """The pass as a one-page PDF of the layout's exact size (see :func:`render_image`)."""
+    image = render_image(visitor_pass, settings, lang, place_names=place_names, tz=tz)
+    out = io.BytesIO()
+    image.save(
+        out,
+        "PDF",
+        resolution=float(settings.dpi),
+        title=f"Visitor pass {visitor_pass.pass_id[:8]}",
+        creator="Portier kiosk",
+    )
+    return out.getvalue()

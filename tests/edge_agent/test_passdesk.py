@@ -1,0 +1,102 @@
+"""The agent prints the visitor passes and turns the printer's state into an alarm.
+
+A mock printer here (the CUPS backend has its own tests against a real cupsd, in
+tests/hardware/test_printer_cups.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_agent.agent import ActionError
+from edge_agent.api import action_status
+from edge_agent.passdesk import STATE_TTL_S
+from hardware.printer import PrinterStatus
+from portier_common.passes import new_pass_id
+from tests.edge_agent.test_agent import rigs
+
+PRINTER = {"printer": {"backend": "mock", "queue": "labels"}}
+PDF = b"%PDF-1.4\n% a pass\n"
+
+
+@pytest.fixture
+def make_rig(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    with rigs(tmp_path) as build:
+        yield build
+
+
+def alarms(rig: Any) -> dict[str, Any]:
+    return {a["alarm"]: a for a in rig.agent.status()["door"]["alarms"]}
+
+
+def test_a_pass_is_printed_and_journaled(make_rig: Any) -> None:
+    rig = make_rig(hardware=PRINTER)
+    assert rig.agent.status()["printer"] == {
+        "name": "labels",
+        "status": "ready",
+        "can_print": True,
+        "reasons": [],
+        "message": "",
+    }
+    pass_id = new_pass_id()
+    answer = rig.agent.print_pass(PDF, pass_id=pass_id, invitation_id="inv-ada")
+    assert answer == {"printed": True, "job": "labels-1", "pass_id": pass_id}
+    assert rig.devices.printer.jobs[0][2] == PDF
+    assert rig.events("pass.printed")[-1].payload == {
+        "pass_id": pass_id,
+        "invitation_id": "inv-ada",
+        "by": "visitor",
+        "job": "labels-1",
+    }
+    # A guard's reprint says who.
+    rig.agent.print_pass(PDF, pass_id=pass_id, invitation_id="inv-ada", token=rig.login())
+    assert rig.events("pass.printed")[-1].payload["by"] == "guard:g-7"
+
+
+def test_a_jammed_printer_is_an_alarm_and_the_failure_is_journaled(make_rig: Any) -> None:
+    rig = make_rig(hardware=PRINTER)
+    assert "printer_fault" not in alarms(rig)
+    rig.devices.printer.set_state(PrinterStatus.JAMMED, "media-jam-error", message="Jam")
+    rig.clock.advance(STATE_TTL_S + 1)
+    status = rig.agent.status()
+    assert status["printer"]["status"] == "jammed"
+    assert alarms(rig)["printer_fault"]["active"]
+    assert rig.events("alarm.raised")[-1].payload["alarm"] == "printer_fault"
+    with pytest.raises(ActionError) as refused:
+        rig.agent.print_pass(PDF, pass_id=new_pass_id(), invitation_id="inv-ada")
+    assert refused.value.code == "printer_unavailable"
+    assert action_status(refused.value) == 503
+    failed = rig.events("pass.print_failed")[-1].payload
+    assert failed["printer"]["status"] == "jammed"
+    assert failed["by"] == "visitor"
+    assert rig.devices.printer.jobs == []
+    # Cleared: the alarm ends by itself.
+    rig.devices.printer.set_state(PrinterStatus.READY)
+    rig.clock.advance(STATE_TTL_S + 1)
+    assert rig.agent.status()["printer"]["can_print"]
+    assert not alarms(rig).get("printer_fault", {"active": False})["active"]
+
+
+def test_without_a_printer_there_is_nothing_to_print_on(make_rig: Any) -> None:
+    rig = make_rig()
+    assert rig.agent.status()["printer"] is None
+    with pytest.raises(ActionError) as refused:
+        rig.agent.print_pass(PDF, pass_id=new_pass_id(), invitation_id="inv-ada")
+    assert refused.value.code == "no_printer"
+    assert action_status(refused.value) == 409
+
+
+@pytest.mark.parametrize(
+    ("pdf", "pass_id"),
+    [(b"not a pdf", None), (PDF, "PV1:not-an-id"), (PDF, "abc")],
+)
+def test_a_bad_request_prints_nothing(make_rig: Any, pdf: bytes, pass_id: str | None) -> None:
+    rig = make_rig(hardware=PRINTER)
+    with pytest.raises(ActionError) as refused:
+        rig.agent.print_pass(pdf, pass_id=pass_id or new_pass_id(), invitation_id="inv-ada")
+    assert refused.value.code == "bad_request"
+    assert rig.devices.printer.jobs == []
