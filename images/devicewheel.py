@@ -43,9 +43,9 @@ DEVICE_PACKAGES = ("hardware", "portier_common", "edge_agent", "kiosk", "images"
 NOT_ON_A_DEVICE = ("central", "portier_demo")
 
 #: Dependencies only the central uses (operator password hashing, the console's
-#: templates): the device's wheel leaves them out (tests/images/test_devicewheel.py
+#: templates, PostgreSQL): the device's wheel leaves them out (tests/images/test_devicewheel.py
 #: checks no device package imports them).
-CENTRAL_ONLY_DEPENDENCIES = ("argon2-cffi", "jinja2")
+CENTRAL_ONLY_DEPENDENCIES = ("argon2-cffi", "jinja2", "psycopg")
 
 #: Left out of the staged copy: build leftovers of a developer's checkout.
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")

@@ -24,6 +24,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 DOMAIN = "kiosk"
+#: Babel locales of the kiosk's languages for dates, on screens and passes (Brussels:
+#: Belgian French; British English writes the day first, as Belgium does).
+DATE_LOCALES = {"en": "en_GB", "fr": "fr_BE"}
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 LANGUAGES: tuple[str, ...] = ("en", "fr")
 

@@ -28,10 +28,9 @@ import segno
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from kiosk.config import PassSection
+from kiosk.i18n import DATE_LOCALES
 from kiosk.passes.model import VisitorPass
 
-#: Babel locales of the pass's languages (the kiosk's screens use the same ones).
-DATE_LOCALES = {"en": "en_GB", "fr": "fr_BE"}
 #: The band's text: always both languages, whatever the pass's language.
 BAND_TEXT = "VISITOR / VISITEUR"
 #: The words printed on a pass, per language.
@@ -76,31 +75,10 @@ def _font(size_px: int, bold: bool = False) -> FontT:
     return ImageFont.load_default(size_px)
 
 
-#: Month names as Babel's CLDR data gives them for ``en_GB`` and ``fr_BE`` (abbreviated,
-#: wide): the dates when Babel is absent, as on the device (Babel is a development
-#: dependency: docs/installation.md). A test checks they are Babel's.
-MONTHS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "en": (
-        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sept", "Oct", "Nov", "Dec"),
-        ("January", "February", "March", "April", "May", "June", "July", "August",
-         "September", "October", "November", "December"),
-    ),
-    "fr": (
-        ("janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.",
-         "nov.", "déc."),
-        ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre",
-         "octobre", "novembre", "décembre"),
-    ),
-}  # fmt: skip
-
-
 def _date(when: dt.datetime, lang: str, wide: bool) -> str:
     """``5 Dec 2026`` / ``5 December 2026`` (Babel's ``d MMM y`` / ``d MMMM y``)."""
-    try:
-        from babel.dates import format_date
-    except ImportError:
-        months = MONTHS.get(lang, MONTHS["en"])[1 if wide else 0]
-        return f"{when.day} {months[when.month - 1]} {when.year}"
+    from babel.dates import format_date
+
     locale = DATE_LOCALES.get(lang, "en_GB")
     return format_date(when, "d MMMM y" if wide else "d MMM y", locale=locale)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from PIL import Image
 
 from hardware.qr import QRSettings, open_decoder
 from kiosk.config import ConfigError, PassSection, parse_config
-from kiosk.passes import VisitorPass, render, render_image, render_pdf
+from kiosk.passes import VisitorPass, render_image, render_pdf
 from kiosk.passes.render import format_validity
 from portier_common.passes import PassQrError, new_pass_id, parse_pass_qr, pass_qr_text
 
@@ -93,30 +92,6 @@ def test_validity_is_written_like_the_kiosk_writes_dates() -> None:
     assert format_validity(T0, T0 + 8 * 3600, "fr", BRUSSELS) == "5 déc. 2026, 09:00–17:00"
     two_days = format_validity(T0, T0 + 30 * 3600, "en", BRUSSELS)
     assert two_days == "5 Dec 2026 09:00 – 6 Dec 2026 15:00"
-
-
-def test_dates_without_babel_are_babels(monkeypatch: pytest.MonkeyPatch) -> None:
-    """On the device Babel is absent: the built-in month names must be Babel's."""
-    from babel.dates import get_month_names
-
-    for lang, locale in render.DATE_LOCALES.items():
-        short, wide = render.MONTHS[lang]
-        assert short == tuple(get_month_names("abbreviated", locale=locale).values())
-        assert wide == tuple(get_month_names("wide", locale=locale).values())
-    with_babel = [
-        (format_validity(T0 + d * 86_400, T0 + d * 86_400 + 3600, lang, BRUSSELS),
-         render.format_day(T0 + d * 86_400, lang, BRUSSELS))
-        for d in range(0, 365, 29)
-        for lang in ("en", "fr")
-    ]  # fmt: skip
-    monkeypatch.setitem(sys.modules, "babel.dates", None)  # import fails: no Babel
-    without = [
-        (format_validity(T0 + d * 86_400, T0 + d * 86_400 + 3600, lang, BRUSSELS),
-         render.format_day(T0 + d * 86_400, lang, BRUSSELS))
-        for d in range(0, 365, 29)
-        for lang in ("en", "fr")
-    ]  # fmt: skip
-    assert without == with_babel
 
 
 def test_passes_settings_are_checked_and_errors_name_the_key() -> None:

@@ -20,11 +20,8 @@ from typing import Any
 from kivy.properties import DictProperty, OptionProperty, StringProperty
 
 from kiosk import wording
+from kiosk.i18n import DATE_LOCALES
 from kiosk.ui.screens.base import KioskScreen
-
-#: Babel locales of the kiosk's languages for dates (Brussels: Belgian French; British
-#: English writes the day first, as Belgium does).
-DATE_LOCALES = {"en": "en_GB", "fr": "fr_BE"}
 
 
 def format_when(unix_s: float, lang: str) -> tuple[str, str]:
