@@ -245,3 +245,21 @@ def test_random_id() -> None:
     assert tag.get_version()[14:21] == bytes(7)  # unauthenticated GetVersion hides the UID
     tag.authenticate(0, ZERO)
     assert tag.get_card_uid() == card.uid
+
+
+@pytest.mark.parametrize("mode", [CommMode.FULL, CommMode.MAC, CommMode.PLAIN])
+def test_read_write_round_trip_in_every_mode(mode: CommMode) -> None:
+    """Host and card agree on padding, IVs and MACs for every length the file takes."""
+    card = EmulatedNtag424(random=seeded())
+    tag = Ntag424(card, random=seeded(9))
+    tag.select_application()
+    tag.authenticate(0, ZERO)
+    tag.change_file_settings(3, FileSettings(comm_mode=mode, access=AccessRights(2, 3, 3, 0)))
+    tag.authenticate(3, ZERO)
+    rng = random.Random(5)
+    for length in (1, 15, 16, 17, 31, 32, 33, 100, 128):
+        data = rng.randbytes(length)
+        tag.write_data(3, 0, data, mode)
+        assert tag.read_data(3, 0, length, mode) == data
+    assert tag.read_data(3, 0, 0, mode) == data  # 0: to the end of the file
+    assert tag.session is not None and tag.session.cmd_ctr == 19

@@ -267,6 +267,9 @@ def test_table18_change_file_settings_sdm() -> None:
 
 def test_table21_write_data_full_short() -> None:
     # "6.12" in icedevml's self-test: WriteData FULL on file 3 in Table 19's session, CmdCtr 0.
+    assert data_iv(H("7A93D6571E4B180FCA6AC90C9A7488D4"), H("A55A"), B_TI, 0) == H(
+        "4C651A64261A90307B6C293F611C7F7B"
+    )
     card = Script(
         (
             "908D00001F030000000A00006B5E6804909962FC4E3FF5522CF0F8436C0C53315B9C73AA00",
