@@ -65,7 +65,9 @@ __all__ = ["EmulatedNtag424"]
 
 #: NT4H2421Gx §8.2.2: the factory content of the capability container (E103).
 _FACTORY_CC = bytes.fromhex("001720010000FF0406E104010000000506E10500808283")
-#: GetVersion's fixed parts (NT4H2421Gx §10.5.2): NXP, type 04h (NTAG), 424 DNA, 416 bytes.
+#: GetVersion's hardware and software parts (NT4H2421Gx §10.5.2: vendor NXP, type 04h, subtype 02h,
+#: version 30h 00h / 01h 02h, storage 11h, ISO 14443-4). The production part (batch, week, year)
+#: that _get_version adds is made up.
 _VERSION_HW = bytes.fromhex("04040230001105")
 _VERSION_SW = bytes.fromhex("04040201021105")
 
@@ -227,7 +229,7 @@ class EmulatedNtag424:
     # --------------------------------------------------------------------------- native commands
 
     def _native(self, apdu: bytes) -> bytes:
-        if apdu[2:4] != b"\x00\x00":
+        if apdu[2:4] != b"\x00\x00" or len(apdu) < 5:
             raise _Status(0x917E)
         ins = apdu[1]
         if len(apdu) == 5:

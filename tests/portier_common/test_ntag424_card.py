@@ -10,6 +10,8 @@ import random
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from portier_common.ntag424 import SunSettings, SunVerifier
 from portier_common.ntag424.card import EmulatedNtag424
@@ -263,3 +265,19 @@ def test_read_write_round_trip_in_every_mode(mode: CommMode) -> None:
         assert tag.read_data(3, 0, length, mode) == data
     assert tag.read_data(3, 0, 0, mode) == data  # 0: to the end of the file
     assert tag.session is not None and tag.session.cmd_ctr == 19
+
+
+@settings(max_examples=300, deadline=None)
+@given(apdus=st.lists(st.binary(max_size=40), max_size=6), authenticated=st.booleans())
+def test_any_apdu_gets_a_status_word_never_an_exception(
+    apdus: list[bytes], authenticated: bool
+) -> None:
+    card = EmulatedNtag424(uid=H("04112233445566"), random=seeded())
+    tag = Ntag424(card, random=seeded(2))
+    tag.select_application()
+    if authenticated:
+        tag.authenticate(0, ZERO)
+    for apdu in apdus:
+        for candidate in (apdu, b"\x90" + apdu, b"\x00" + apdu):
+            assert len(card.transmit(candidate)) >= 2
+    assert card.keys == [ZERO] * 5  # nothing without the session keys changes the card
