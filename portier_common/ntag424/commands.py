@@ -385,8 +385,10 @@ class Ntag424:
     def authenticate(self, key_no: int, key: bytes, *, first: bool = True) -> Ev2Session:
         """AuthenticateEV2First (or NonFirst inside a live session with ``first=False``)."""
         kwargs = {"random": self._random} if self._random is not None else {}
+        if not first and (self.session is None or not self.session.valid):
+            raise CardError("AuthenticateEV2NonFirst needs a live session; use first=True")
         try:
-            if not first and self.session is not None and self.session.valid:
+            if not first and self.session is not None:
                 self.session = authenticate_ev2_non_first(
                     self.transport, self.session, key_no, key, **kwargs
                 )

@@ -1,16 +1,17 @@
 """EV2 secure messaging and the host commands against NXP AN12196's worked examples.
 
 Every expected value below is printed in NXP AN12196 "NTAG 424 DNA and NTAG 424 DNA TagTamper
-features and hints", Rev. 2.0 table numbers (Rev. 1.8 numbers each one higher in §6/§7). We do not
-hold the PDF: the values were collected from public test suites that transcribe them step by step,
-and each was checked against at least two of them, byte for byte:
+features and hints", Rev. 2.0 table numbers (Rev. 1.8: each table one higher, §6/§7 for §5/§6).
+We do not hold the PDF: the values were collected from public test suites that transcribe them
+step by step, and each was checked against at least two of them, byte for byte:
 
-* icedevml/ntag424-python (``comm.py`` __main__ self-test: Tables 14, 19, 7, 17, 21 "6.12");
-* Amperstrand/ntag424-crypto and nikeee/node-ntag424 style TypeScript suites (Tables 14, 19, 23);
+* icedevml/ntag424-python (``comm.py`` self-test: Tables 14, 19, 7, 17, and "6.12", i.e. Table 21);
+* pylibsdm (its test transport's APDU map: Tables 14, 18, 19, 21, 22, 23, 24, 25, 26);
+* MxAshUp/ntag424-js (Table 14 as APDUs, "section 6.6");
 * a Go suite that transcribes each table's numbered steps (Tables 14, 17, 18, 19, 23, 25, 26, 28,
   with SV1 of Tables 14/19/23, IVc of Tables 17/18 and the response MAC input of Table 18);
 * a Kotlin suite (uk.co.mypina) listing Tables 7, 14, 17, 18, 19, 22-26 and 28 as APDUs;
-* MxAshUp/ntag424-js (Table 14 as APDUs, "section 6.6").
+* TypeScript, Rust and Java suites quoting Tables 19, 21 (with its IVc), 23, 24, 25 and 26.
 
 Two notes those sources make and our results confirm: Table 17's CmdHeader carries length 800000
 (the data really is 0x80 bytes; steps 4/12 print a stale 530000), and the data of Table 17, a
