@@ -49,9 +49,19 @@ The modules, by concern (every public name is importable from this package):
 - :mod:`~portier_common.ntag424.message`: the URL layout and its parser;
 - :mod:`~portier_common.ntag424.verifier`: the door side (:class:`SunVerifier`,
   :class:`SunTap`, :func:`counter_verdict`, :class:`Ntag424Section`);
-- :mod:`~portier_common.ntag424.emulate`: the tag side, for simulators and tests.
+- :mod:`~portier_common.ntag424.emulate`: the tag side, for simulators and tests;
+- :mod:`~portier_common.ntag424.session`: EV2 secure messaging, the host side
+  (AuthenticateEV2First/NonFirst, session keys, CommMode.MAC/FULL) over a ``Transport``;
+- :mod:`~portier_common.ntag424.commands`: :class:`Ntag424`, the card's commands, and the file and
+  SDM settings' byte layout;
+- :mod:`~portier_common.ntag424.card`: :class:`EmulatedNtag424`, a whole card with real state and
+  cryptography (tests, demo);
+- :mod:`~portier_common.ntag424.personalise`: :func:`personalise` a blank card into a badge of a
+  site (resumable), :func:`reset_to_factory` a returned one.
 """
 
+from portier_common.ntag424.card import EmulatedNtag424
+from portier_common.ntag424.commands import Ntag424
 from portier_common.ntag424.crypto import (
     KEY_SIZE,
     MAC_SIZE,
@@ -68,6 +78,19 @@ from portier_common.ntag424.diversify import DiversifiedKeys, diversify_aes128
 from portier_common.ntag424.emulate import emulate_sun_url
 from portier_common.ntag424.errors import BadSunMac, MalformedSun, SunError, UnknownBadge
 from portier_common.ntag424.message import SunMessage, SunSettings, parse_sun_url
+from portier_common.ntag424.personalise import (
+    BadgeLayout,
+    CardKeys,
+    FactoryKeyRefused,
+    ForeignCard,
+    PersonalisationError,
+    Personalised,
+    SiteKeys,
+    VerificationFailed,
+    personalise,
+    reset_to_factory,
+)
+from portier_common.ntag424.session import CardError, CardStatusError, Transport
 from portier_common.ntag424.verifier import (
     KeyLookup,
     Ntag424Section,
@@ -82,23 +105,38 @@ __all__ = [
     "MAX_COUNTER",
     "UID_SIZE",
     "BadSunMac",
+    "BadgeLayout",
+    "CardError",
+    "CardKeys",
+    "CardStatusError",
     "DiversifiedKeys",
+    "EmulatedNtag424",
+    "FactoryKeyRefused",
+    "ForeignCard",
     "KeyLookup",
     "MalformedSun",
+    "Ntag424",
     "Ntag424Section",
+    "PersonalisationError",
+    "Personalised",
     "PiccData",
+    "SiteKeys",
     "SunError",
     "SunMessage",
     "SunSettings",
     "SunTap",
     "SunVerifier",
+    "Transport",
     "UnknownBadge",
+    "VerificationFailed",
     "counter_verdict",
     "decrypt_file_data",
     "decrypt_picc_data",
     "diversify_aes128",
     "emulate_sun_url",
     "parse_sun_url",
+    "personalise",
+    "reset_to_factory",
     "sdm_mac",
     "session_keys",
     "truncate_mac",
