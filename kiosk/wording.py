@@ -302,6 +302,7 @@ EVENT_TYPES: dict[str, str] = {
     "guard.badge_tap": N_("Guard badge tapped"),
     "visitor.checked_in": N_("Visitor checked in"),
     "visitor.checkin_refused": N_("Check-in refused"),
+    "visitor.checked_out": N_("Visitor checked out"),
     "visitor.help": N_("Visitor asked for help"),
     "agent.started": N_("Door controller started"),
     "agent.stopped": N_("Door controller stopped"),
@@ -310,6 +311,12 @@ EVENT_TYPES: dict[str, str] = {
 }
 #: A type this kiosk does not know (a newer agent): never shown for a known type.
 EVENT_OTHER = N_("Other event")
+
+#: How a visitor was checked out (``visitor.checked_out`` ``how``).
+CHECKOUTS: dict[str, str] = {
+    "kiosk": N_("with their pass at the kiosk"),
+    "expired": N_("automatically: the invitation ended"),
+}
 
 #: Who did it, when the journal says it with a word rather than a person (``by``).
 BY_WORDS: dict[str, str] = {

@@ -62,9 +62,11 @@ SCREENS: dict[str, str] = {
     "guard_reason": "guard_reason:GuardReasonScreen",
     "guard_visitors": "guard_visitors:GuardVisitorsScreen",
     "guard_events": "guard_events:GuardEventsScreen",
+    "muster": "muster:MusterScreen",
+    "guard_muster": "muster:GuardMusterScreen",
 }
 #: Visitor screens a fire alarm does not replace with the evacuation screen.
-_NOT_EVACUATED = frozenset({"evacuation", "out_of_service"})
+_NOT_EVACUATED = frozenset({"evacuation", "muster", "out_of_service"})
 #: Seconds the "a guard has been called" confirmation stays up (a tap closes it sooner).
 HELP_SHOWN_S = 10.0
 KEY_ESCAPE = 27
@@ -400,7 +402,7 @@ class KioskApp(App):
             if self.screen.visitor and current not in _NOT_EVACUATED:
                 log.warning("fire alarm: evacuation screen")
                 self.go("evacuation")
-        elif current == "evacuation":
+        elif current in ("evacuation", "muster"):
             log.warning("fire alarm over: attract screen")
             self.go_home(new_visitor=True)
 
