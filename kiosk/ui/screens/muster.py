@@ -35,6 +35,7 @@ TITLE_COUNT = N_("Visitors on site: {count}")
 EMPTY = N_("No visitor is checked in here.")
 LOADING = N_("Reading the list…")
 UNAVAILABLE = N_("The list cannot be read now.")
+READ_AT = N_("Read at {time}")
 DROPPED = N_("The list is incomplete: {count} older entries were dropped.")
 
 
