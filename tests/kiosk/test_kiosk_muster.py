@@ -91,3 +91,28 @@ def test_the_guard_console_shows_who_is_on_site(kiosk, rig):
     kiosk.wait_for(lambda: "Ada Lovelace" in screen.names(), 10, "Ada not on the list")
     kiosk.tap_text(t(kiosk, "Back"))
     kiosk.wait_screen("guard_console")
+
+
+def test_a_guard_checks_a_visitor_out_from_the_console_with_a_reason(kiosk, rig):
+    from kiosk.ui.widgets import KButton
+
+    _check_in_ada(kiosk, rig)
+    login(kiosk, rig)
+    kiosk.wait_screen("guard_console")
+    kiosk.tap_text(t(kiosk, "On site"))
+    screen = kiosk.wait_screen("guard_muster")
+    kiosk.wait_for(lambda: "Ada Lovelace" in screen.names(), 10, "Ada not on the list")
+    row = next(r for r in screen.ids.rows.children if r.visitor == "Ada Lovelace")
+    kiosk.tap(next(w for w in row.children if isinstance(w, KButton)))
+    reason = kiosk.wait_screen("guard_reason")
+    assert reason.action == "checkout"
+    assert any("Ada Lovelace" in text for text in kiosk.texts())
+    kiosk.tap_text(t(kiosk, "Left with their host"))
+    screen = kiosk.wait_screen("guard_muster")
+    kiosk.wait_for(lambda: not screen.busy and "Ada Lovelace" not in screen.names(), 10, "still on")
+    out = wait_journal(rig, lambda e: e["type"] == "visitor.checked_out")[-1]
+    assert (out["invitation_id"], out["how"], out["reason"]) == (
+        "inv-ada",
+        "guard",
+        "Left with their host",
+    )

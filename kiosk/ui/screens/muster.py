@@ -50,11 +50,25 @@ def entry_time(epoch_s: float | None) -> str:
 
 
 class MusterRow(BoxLayout):
-    """One visitor on site: name, host, time of entry."""
+    """One visitor on site: name, host, time of entry (and a guard's "Check out")."""
 
+    invitation_id = StringProperty("")
     visitor = StringProperty("")
     host = StringProperty("")
     entered = StringProperty("")
+    #: On the guard console: the row offers "Check out" (with a reason).
+    guard = BooleanProperty(False)
+
+    def check_out(self) -> None:
+        """A guard checks this visitor out: the reason screen asks why."""
+        from kivy.app import App
+
+        App.get_running_app().go(
+            "guard_reason",
+            action="checkout",
+            invitation_id=self.invitation_id,
+            visitor_name=self.visitor,
+        )
 
 
 class MusterScreen(KioskScreen):
@@ -70,6 +84,10 @@ class MusterScreen(KioskScreen):
     message = StringProperty(LOADING)
     dropped = NumericProperty(0)
     busy = BooleanProperty(False)
+
+    def prepare(self, message: str = "", **_kwargs: Any) -> None:
+        """``message``: a msgid to show until the list is read (a refused check-out)."""
+        self._note = message
 
     def on_pre_enter(self, *_args: Any) -> None:
         """Read the list afresh on every visit."""
@@ -101,12 +119,15 @@ class MusterScreen(KioskScreen):
         for entry in visitors:
             box.add_widget(
                 MusterRow(
+                    invitation_id=str(entry.get("invitation_id") or ""),
+                    guard=not self.visitor,
                     visitor=str(entry.get("visitor") or ""),
                     host=str(entry.get("host") or ""),
                     entered=entry_time(entry.get("entered_at")),
                 )
             )
-        self.message = "" if visitors else EMPTY
+        note, self._note = getattr(self, "_note", ""), ""
+        self.message = note or ("" if visitors else EMPTY)
 
     def _failed(self, exc: Exception) -> None:
         self.busy = False
