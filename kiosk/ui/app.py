@@ -500,6 +500,28 @@ class KioskApp(App):
             on_error=on_error or (lambda exc: log.warning("check-in failed: %s", exc)),
         )
 
+    def checkout_with_pass(
+        self,
+        invitation_id: str,
+        checkin_id: str,
+        *,
+        on_done: Callable[[dict[str, Any]], None] | None = None,
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
+        """A visitor checks out by showing their pass: the pass QR's hook on the kiosk.
+
+        What the pass QR decodes to (its text is the pass's, issue #15) gives
+        ``invitation_id`` and ``checkin_id`` (the ``event_id`` of the check-in answer);
+        the agent refuses ``wrong_pass`` (403) or ``not_on_site`` (409), see
+        docs/local-api.md ``POST /v1/checkout``. No screen shows the outcome yet.
+        """
+        client = self.link.client
+        self.link.submit(
+            lambda: client.checkout(invitation_id, checkin_id),
+            on_done=on_done,
+            on_error=on_error or (lambda exc: log.warning("check-out failed: %s", exc)),
+        )
+
     # -- a visitor's call for help -------------------------------------------------------
     def call_help(self) -> None:
         """The visitor pressed Help: ask the agent to call a guard; confirm on screen.

@@ -25,6 +25,28 @@ def _check_in_ada(kiosk, rig) -> dict:
     return checkin
 
 
+def test_the_pass_hook_checks_the_visitor_out(kiosk, rig):
+    """KioskApp.checkout_with_pass, what the pass QR will call: the check-in's id checks out."""
+    _check_in_ada(kiosk, rig)
+    seq = wait_journal(
+        rig, lambda e: e["type"] == "visitor.checked_in" and e["invitation_id"] == "inv-ada"
+    )[-1]["seq"]
+    done: list = []
+    errors: list = []
+    from edge_agent.store import Store, StoreSettings
+
+    with Store.open(StoreSettings(path=rig.state_dir / "portier.db"), read_only=True) as store:
+        checkin_id = store.journal.get(seq).id
+    kiosk.app.checkout_with_pass(
+        "inv-ada", "not-the-pass", on_done=done.append, on_error=errors.append
+    )
+    kiosk.wait_for(lambda: errors, 10, "no refusal")
+    assert errors[0].code == "wrong_pass"
+    kiosk.app.checkout_with_pass("inv-ada", checkin_id, on_done=done.append, on_error=errors.append)
+    kiosk.wait_for(lambda: done, 10, "not checked out")
+    assert done[0]["visitor"] == "Ada Lovelace"
+
+
 def _muster_in_a_fire(kiosk, lang: str = "en"):
     """Fire on; from the evacuation screen to the muster screen, its list read."""
     app = kiosk.app
