@@ -139,8 +139,6 @@ class OnSite:
         if kind == CHECKED_OUT:
             self._visitors.pop(ident, None)
             return
-        if payload.get("door") not in (None, self._door):
-            return  # another door's check-in (a journal copied between devices)
         info = self._invitation(ident)
         visitor = payload.get("visitor")
         host = payload.get("host")
@@ -157,7 +155,8 @@ class OnSite:
             "visitor": visitor if isinstance(visitor, str) else "",
             "host": host if isinstance(host, str) else "",
             "entered_ms": int(wall_ms),
-            "door": self._door,
+            # The journal is this device's own: a door renamed since keeps its visitors.
+            "door": payload["door"] if isinstance(payload.get("door"), str) else self._door,
             "zones": [str(z) for z in zones] if isinstance(zones, list) else [],
             "not_after": not_after if isinstance(not_after, int) else None,
             "checkin_id": event_id,

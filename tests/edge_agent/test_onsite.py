@@ -168,3 +168,14 @@ def test_muster_says_when_the_fire_input_is_active(make_rig):
     rig.sim.fire_alarm(True)
     muster = rig.agent.muster()
     assert muster["fire"] is True and names(rig) == ["Bob Builder"]
+
+
+def test_a_checkin_trimmed_from_the_journal_stays_on_the_list(make_rig):
+    """The list's row keeps a visitor whose check-in left the journal (trimmed once
+    acknowledged): a contractor on site for a week is still on the muster list."""
+    rig = make_rig()
+    _guard_checkin(rig, "inv-bob")
+    with rig.store._db.transaction("trim the check-in") as conn:
+        conn.execute("DELETE FROM events WHERE type = 'visitor.checked_in'")
+    assert rig.agent.onsite.restore() == 1
+    assert names(rig) == ["Bob Builder"]
