@@ -50,6 +50,7 @@ from edge_agent.events import EventBus
 from edge_agent.grants import OpenGrants
 from edge_agent.guarddesk import MODE_OF_ACTION, GuardDesk, action_refusal
 from edge_agent.guards import Session
+from edge_agent.onsite import OnSite
 from edge_agent.passdesk import PassDesk
 from edge_agent.policy import (
     Credential,
@@ -192,6 +193,17 @@ class Agent:
             if devices.door_io is not None
             else None
         )
+        #: Who is on site (checked in, not checked out), from the journal: the muster list.
+        self.onsite = OnSite(
+            store,
+            door=door_cfg.id,
+            append_claimed=self._append_claimed,
+            invitation=self._invitation_info,
+            guard_session=self.guards.session,
+            clock_trusted=lambda now: self.check_clock(now, upkeep=False).trusted,
+            wall=wall_clock,
+        )
+        self.onsite.restore()
         #: Visitors' check-ins and the guard console's lists of invitations.
         self.visitors = VisitorDesk(
             store,
@@ -202,6 +214,7 @@ class Agent:
             journal=self.journal,
             wall=wall_clock,
             mono=mono_clock,
+            onsite=self.onsite,
         )
         #: The kiosk's Help button.
         self.help = HelpCall(self.door, door_cfg, journal=self.journal)
@@ -230,6 +243,7 @@ class Agent:
         self.check_clock()  # a clock behind the floor at boot raises the alarm now
         if self.door is not None:
             self.door.attach()
+        self.onsite.start()  # auto check-out at the end of each invitation's validity
 
     # -- the door's durable mode --------------------------------------------------------
     def _stored_mode(self) -> tuple[DoorMode | None, dict[str, Any] | None]:
@@ -966,6 +980,33 @@ class Agent:
         """The invitations valid today (guard only): :meth:`VisitorDesk.expected_today`."""
         return self.visitors.expected_today(token, limit)
 
+    def _invitation_info(self, invitation_id: str) -> tuple[str, str, int | None, list[str]] | None:
+        """What the cache knows of an invitation for the on-site list: (visitor, host,
+        not_after, zones), or None."""
+        cached = self.store.cache.invitation(invitation_id)
+        if cached is None:
+            return None
+        zones = [str(z) for z in (cached.data or {}).get("zones") or ()]
+        return cached.visitor, cached.host or "", cached.not_after, zones
+
+    # -- who is on site (edge_agent.onsite) ------------------------------------------
+    def muster(self) -> dict[str, Any]:
+        """The visitors on site with host and time of entry, and whether the fire input is
+        active: :meth:`OnSite.muster` (``GET /v1/muster``)."""
+        answer = self.onsite.muster()
+        answer["fire"] = self.mode is DoorMode.EMERGENCY
+        answer["at"] = self._wall()
+        answer["door_id"] = self.config.door.id
+        return answer
+
+    def checkout_by_pass(self, invitation_id: str, checkin_id: str) -> dict[str, Any]:
+        """A visitor checks out at the kiosk with their pass: :meth:`OnSite.checkout_by_pass`."""
+        return self.onsite.checkout_by_pass(invitation_id, checkin_id)
+
+    def guard_checkout(self, token: str, invitation_id: str, reason: object) -> dict[str, Any]:
+        """A guard checks a visitor out (session and reason): :meth:`OnSite.checkout_by_guard`."""
+        return self.onsite.checkout_by_guard(token, invitation_id, reason)
+
     def recent_events(self, limit: int = 50) -> list[dict[str, Any]]:
         """The latest journal events, newest first (the guard console's list)."""
         head = self.store.journal.head().seq
@@ -1068,6 +1109,7 @@ class Agent:
         self._reader_stop.set()
         self.guards.close()
         self.grants.close()
+        self.onsite.close()
         if self._reader_thread is not None:
             self._reader_thread.join(timeout=2)
             self._reader_thread = None

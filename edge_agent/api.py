@@ -87,10 +87,12 @@ ACTION_STATUS = {
     "no_such_alarm": 409,
     "already_checked_in": 409,
     "checkin_refused": 409,
+    "not_on_site": 409,
     # Who asks.
     "not_logged_in": 401,
     "guard_required": 401,
     "not_simulated": 403,
+    "wrong_pass": 403,
     # What is asked about.
     "grant_unknown": 404,
     "unknown_invitation": 404,
@@ -731,6 +733,37 @@ async def print_pass(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
+async def muster(request: web.Request) -> web.Response:
+    """GET /v1/muster: the visitors on site (host, time of entry), and whether the fire
+    input is active. No session: the kiosk shows it on the evacuation screen."""
+    return web.json_response(await _call(request.app[_AGENT].muster))
+
+
+async def checkout(request: web.Request) -> web.Response:
+    """POST /v1/checkout {invitation_id, checkin_id}: a visitor checks out with their pass."""
+    body = await _json_body(request)
+    invitation_id, checkin_id = body.get("invitation_id"), body.get("checkin_id")
+    if not isinstance(invitation_id, str) or not isinstance(checkin_id, str):
+        raise _BadRequest("'invitation_id' and 'checkin_id' (strings) are required")
+    result = await _call(request.app[_AGENT].checkout_by_pass, invitation_id, checkin_id)
+    return web.json_response(result)
+
+
+async def guard_checkout(request: web.Request) -> web.Response:
+    """POST /v1/guard/checkout {invitation_id, reason} (bearer): a guard checks a visitor out."""
+    body = await _json_body(request)
+    invitation_id = body.get("invitation_id")
+    if not isinstance(invitation_id, str):
+        raise _BadRequest("'invitation_id' (string) is required")
+    result = await _call(
+        request.app[_AGENT].guard_checkout,
+        _token(request) or "",
+        invitation_id,
+        body.get("reason"),
+    )
+    return web.json_response(result)
+
+
 async def call_help(request: web.Request) -> web.Response:
     """POST /v1/help {screen, lang}: a visitor calls a guard (one alarm however often)."""
     body = await _json_body(request)
@@ -777,6 +810,9 @@ def make_app(
     app.router.add_get(f"{prefix}/guard/expected", expected)
     app.router.add_get(f"{prefix}/visitors", visitors)
     app.router.add_post(f"{prefix}/checkin", checkin)
+    app.router.add_post(f"{prefix}/checkout", checkout)
+    app.router.add_post(f"{prefix}/guard/checkout", guard_checkout)
+    app.router.add_get(f"{prefix}/muster", muster)
     app.router.add_post(f"{prefix}/sim/{{action}}", simulate)
     app.router.add_post(f"{prefix}/help", call_help)
     app.router.add_post(f"{prefix}/passes/print", print_pass)

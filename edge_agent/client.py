@@ -205,6 +205,22 @@ class AgentClient:
             body["photo_jpeg_b64"] = base64.b64encode(photo_jpeg).decode("ascii")
         return self.request("POST", "/v1/checkin", body)
 
+    def checkout(self, invitation_id: str, checkin_id: str) -> dict[str, Any]:
+        """POST /v1/checkout: a visitor checks out with their pass (the pass QR's content)."""
+        return self.request(
+            "POST", "/v1/checkout", {"invitation_id": invitation_id, "checkin_id": checkin_id}
+        )
+
+    def guard_checkout(self, invitation_id: str, reason: str) -> dict[str, Any]:
+        """POST /v1/guard/checkout: a guard checks a visitor out, with a reason."""
+        return self.request(
+            "POST", "/v1/guard/checkout", {"invitation_id": invitation_id, "reason": reason}
+        )
+
+    def muster(self) -> dict[str, Any]:
+        """GET /v1/muster: the visitors on site (host, time of entry) and the fire input."""
+        return self.request("GET", "/v1/muster")
+
     def call_help(self, screen: str, lang: str) -> dict[str, Any]:
         """POST /v1/help: a visitor on ``screen`` (in ``lang``) calls a guard."""
         return self.request("POST", "/v1/help", {"screen": screen, "lang": lang})

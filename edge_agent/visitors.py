@@ -24,6 +24,7 @@ from edge_agent.door import Alarm, DoorController
 from edge_agent.errors import ActionError
 from edge_agent.grants import Journal
 from edge_agent.guards import Session
+from edge_agent.onsite import OnSite
 from edge_agent.policy import CachedInvitation, DoorPolicy, judge_invitation
 from edge_agent.store import Store, StoreError
 from edge_agent.timefloor import ClockTrust
@@ -66,8 +67,11 @@ class VisitorDesk:
         journal: Journal,
         wall: Callable[[], float],
         mono: Callable[[], float],
+        onsite: OnSite | None = None,
     ) -> None:
         self._store = store
+        #: The on-site list a check-in joins (in the commit of its event), or None.
+        self._onsite = onsite
         self._cache = cache
         self._policy = policy
         self._trust = trust
@@ -190,22 +194,26 @@ class VisitorDesk:
                     media_id = self._store.media.put(photo, content_type="image/jpeg").id
                 except StoreError as exc:
                     log.warning("photo not stored (%s); check-in goes on without it", exc)
-            event = self._journal(
-                "visitor.checked_in",
-                {
-                    "invitation_id": invitation_id,
-                    "by": by,
-                    "photo": media_id,
-                    "consent": consent,
-                    **extra,
-                },
-            )
+            payload = {
+                "invitation_id": invitation_id,
+                "by": by,
+                "photo": media_id,
+                "consent": consent,
+                **extra,
+            }
+            if self._onsite is not None:
+                # The door, host, end of validity and zones: the muster list's fields.
+                payload.update(self._onsite.checkin_payload(invitation_id))
+                event = self._onsite.record_checkin(payload)
+            else:
+                event = self._journal("visitor.checked_in", payload)
         except BaseException:
             if self_service and grant is not None:
                 with self._lock:
                     grant[1] = False  # not checked in after all: the visitor may try again
             raise
-        answer = {"checked_in": True, "seq": event.seq, "photo": media_id}
+        # event_id: what a pass carries to check out at the kiosk (OnSite.checkout_by_pass).
+        answer = {"checked_in": True, "seq": event.seq, "event_id": event.id, "photo": media_id}
         if "override" in extra:
             answer["override"] = extra["override"]
         return answer

@@ -216,6 +216,7 @@ GUARD_ERRORS: dict[str, str] = {
     "no_door": N_("This kiosk controls no door."),
     "unknown_invitation": N_("This invitation is not known at this door."),
     "checkin_refused": N_("The invitation is not valid here."),
+    "not_on_site": N_("This visitor is no longer checked in."),
 }
 GUARD_ERROR_OTHER = N_("The action failed. Try again or call the control room.")
 
@@ -252,6 +253,7 @@ ACTIONS: dict[str, str] = {
     "normal": N_("Back to normal"),
     "acknowledge": N_("Acknowledge alarm"),
     "checkin": N_("Check in anyway"),
+    "checkout": N_("Check out"),
 }
 
 #: The console's banner while the door is forced or held open (most urgent first).
@@ -303,6 +305,7 @@ EVENT_TYPES: dict[str, str] = {
     "guard.badge_tap": N_("Guard badge tapped"),
     "visitor.checked_in": N_("Visitor checked in"),
     "visitor.checkin_refused": N_("Check-in refused"),
+    "visitor.checked_out": N_("Visitor checked out"),
     "visitor.help": N_("Visitor asked for help"),
     "pass.printed": N_("Visitor pass printed"),
     "pass.print_failed": N_("Visitor pass not printed"),
@@ -313,6 +316,12 @@ EVENT_TYPES: dict[str, str] = {
 }
 #: A type this kiosk does not know (a newer agent): never shown for a known type.
 EVENT_OTHER = N_("Other event")
+
+#: How a visitor was checked out (``visitor.checked_out`` ``how``).
+CHECKOUTS: dict[str, str] = {
+    "kiosk": N_("with their pass at the kiosk"),
+    "expired": N_("automatically: the invitation ended"),
+}
 
 #: Who did it, when the journal says it with a word rather than a person (``by``).
 BY_WORDS: dict[str, str] = {
@@ -373,6 +382,17 @@ OVERRIDE_REASONS: tuple[str, ...] = (
     N_("New invitation on its way"),
     N_("Emergency services"),
     N_("Contractor on duty list"),
+)
+
+#: Why a guard checks a visitor out from the console (``POST /v1/guard/checkout`` reason).
+CHECKOUT_REASONS: tuple[str, ...] = (
+    N_("Left with their host"),
+    N_("Left by another exit"),
+    N_("Pass handed back at the desk"),
+    N_("Visit ended early"),
+    N_("Checked in by mistake"),
+    N_("Security office asked"),
+    N_("Counted at the assembly point"),
 )
 
 #: Outcome words of an access decision in the events list.

@@ -62,9 +62,11 @@ SCREENS: dict[str, str] = {
     "guard_reason": "guard_reason:GuardReasonScreen",
     "guard_visitors": "guard_visitors:GuardVisitorsScreen",
     "guard_events": "guard_events:GuardEventsScreen",
+    "muster": "muster:MusterScreen",
+    "guard_muster": "muster:GuardMusterScreen",
 }
 #: Visitor screens a fire alarm does not replace with the evacuation screen.
-_NOT_EVACUATED = frozenset({"evacuation", "out_of_service"})
+_NOT_EVACUATED = frozenset({"evacuation", "muster", "out_of_service"})
 #: Seconds the "a guard has been called" confirmation stays up (a tap closes it sooner).
 HELP_SHOWN_S = 10.0
 KEY_ESCAPE = 27
@@ -406,7 +408,7 @@ class KioskApp(App):
             if self.screen.visitor and current not in _NOT_EVACUATED:
                 log.warning("fire alarm: evacuation screen")
                 self.go("evacuation")
-        elif current == "evacuation":
+        elif current in ("evacuation", "muster"):
             log.warning("fire alarm over: attract screen")
             self.go_home(new_visitor=True)
 
@@ -541,6 +543,28 @@ class KioskApp(App):
             log.exception("the pass could not be rendered")
             outcome = "guard"
         self.deliver(lambda: setattr(self, "pass_state", outcome))
+
+    def checkout_with_pass(
+        self,
+        invitation_id: str,
+        checkin_id: str,
+        *,
+        on_done: Callable[[dict[str, Any]], None] | None = None,
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
+        """A visitor checks out by showing their pass: the pass QR's hook on the kiosk.
+
+        What the pass QR decodes to (its text is the pass's, issue #15) gives
+        ``invitation_id`` and ``checkin_id`` (the ``event_id`` of the check-in answer);
+        the agent refuses ``wrong_pass`` (403) or ``not_on_site`` (409), see
+        docs/local-api.md ``POST /v1/checkout``. No screen shows the outcome yet.
+        """
+        client = self.link.client
+        self.link.submit(
+            lambda: client.checkout(invitation_id, checkin_id),
+            on_done=on_done,
+            on_error=on_error or (lambda exc: log.warning("check-out failed: %s", exc)),
+        )
 
     # -- a visitor's call for help -------------------------------------------------------
     def call_help(self) -> None:

@@ -870,6 +870,10 @@ def test_self_checkin_with_consented_photo(make_rig):
         "photo": result["photo"],
         "consent": True,
         "visitor": "Ada Lovelace",  # named for the guard console's events
+        "door": "gate-a",  # the muster list: door, host, end of validity, zones
+        "host": "Charles Babbage",
+        "not_after": None,
+        "zones": [],
     }
 
 

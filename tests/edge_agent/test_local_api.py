@@ -650,6 +650,49 @@ def test_self_checkin_after_a_grant(served: Served) -> None:
     assert (caught.value.status, caught.value.code) == (401, "guard_required")
 
 
+def test_onsite_muster_and_checkouts(served: Served, guard: AgentClient) -> None:
+    """Check-in puts a visitor on GET /v1/muster; the pass checks them out at the kiosk;
+    a guard's check-out needs a session and a reason."""
+    answer = guard.checkin("inv-once", consent=False)
+    muster = guard.muster()
+    entry = next(v for v in muster["visitors"] if v["invitation_id"] == "inv-once")
+    assert (entry["visitor"], entry["host"]) == ("Adam Smith", "Charles Babbage")
+    assert muster["fire"] is False and muster["dropped"] == 0
+    status, wrong, _ = raw(
+        served,
+        "POST",
+        "/v1/checkout",
+        json.dumps({"invitation_id": "inv-once", "checkin_id": "not-the-pass"}).encode(),
+    )
+    assert (status, wrong["error"]) == (403, "wrong_pass")
+    status, _body, _ = raw(
+        served, "POST", "/v1/guard/checkout", json.dumps({"invitation_id": "inv-once"}).encode()
+    )
+    assert status in (400, 401)  # no session (and no reason)
+    with pytest.raises(ApiError) as caught:
+        guard.guard_checkout("inv-once", "   ")
+    assert (caught.value.status, caught.value.code) == (400, "bad_request")
+    status, done, _ = raw(
+        served,
+        "POST",
+        "/v1/checkout",
+        json.dumps({"invitation_id": "inv-once", "checkin_id": answer["event_id"]}).encode(),
+    )
+    assert (status, done["checked_out"], done["visitor"]) == (200, True, "Adam Smith")
+    assert "inv-once" not in [v["invitation_id"] for v in guard.muster()["visitors"]]
+    with pytest.raises(ApiError) as caught:
+        guard.guard_checkout("inv-once", "left")
+    assert (caught.value.status, caught.value.code) == (409, "not_on_site")
+    guard.checkin("inv-once", consent=False)
+    guard.guard_checkout("inv-once", "left by the back door")
+    (event,) = [e for e in guard.recent(5) if e["type"] == "visitor.checked_out"][:1]
+    assert (event["how"], event["reason"], event["by"]) == (
+        "guard",
+        "left by the back door",
+        "guard:g-7",
+    )
+
+
 # -- simulated hardware ------------------------------------------------------------------
 
 
@@ -881,6 +924,14 @@ def test_answers_match_the_openapi_schemas(served: Served, guard: AgentClient) -
         token=token,
     )
     post("/v1/checkin", {"invitation_id": "inv-bob", "consent": False})
+    check("GET", "/v1/muster", "/v1/muster")
+    post("/v1/checkout", {"invitation_id": "inv-bob", "checkin_id": "x"})
+    post("/v1/checkout", {"invitation_id": "inv-nobody", "checkin_id": "x"})
+    post("/v1/checkout", {"invitation_id": 1})
+    post("/v1/guard/checkout", {"invitation_id": "inv-bob", "reason": ""}, token=token)
+    post("/v1/guard/checkout", {"invitation_id": "inv-bob", "reason": "x"}, token="nope")
+    post("/v1/guard/checkout", {"invitation_id": "inv-bob", "reason": "schema"}, token=token)
+    post("/v1/guard/checkout", {"invitation_id": "inv-bob", "reason": "schema"}, token=token)
     post("/v1/sim/door_close", {}, route="/v1/sim/{action}")
     post("/v1/sim/teleport", {}, route="/v1/sim/{action}")
     post("/v1/guard/logout", {}, token="nope")

@@ -239,6 +239,10 @@ class GuardConsoleScreen(GuardScreen):
         """Recent events."""
         self.app.go("guard_events")
 
+    def show_on_site(self) -> None:
+        """The visitors on site (the muster list)."""
+        self.app.go("guard_muster")
+
     def logout(self) -> None:
         """Log out and go back to the attract screen."""
         self.app.guard_logout()

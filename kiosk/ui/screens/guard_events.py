@@ -161,6 +161,16 @@ def event_row(event: dict[str, Any], names: dict[str, str] | None = None) -> Eve
             )
         elif by:
             row.note = _("by {who}").format(who=by)
+    elif kind == "visitor.checked_out":
+        who = str(event.get("visitor") or "")
+        how = str(event.get("how") or "")
+        if how == "guard":
+            row.note = _("by {guard}: {why}").format(
+                guard=event.get("name") or _person(event.get("by"), names, _),
+                why=_(str(event.get("reason") or "")),
+            )
+        elif how in wording.CHECKOUTS:
+            row.note = _(wording.CHECKOUTS[how])
     elif kind == "visitor.checkin_refused":
         row.warn = True
         refused = str(event.get("reason_code") or "")

@@ -53,6 +53,8 @@ class GuardReasonScreen(GuardScreen):
 
     def reasons(self, action: str = "") -> tuple[str, ...]:
         """The reasons offered (msgids): an override's own list for a check-in."""
+        if action == "checkout":
+            return wording.CHECKOUT_REASONS
         return wording.OVERRIDE_REASONS if action == "checkin" else wording.ACTION_REASONS
 
     def title_text(self, action: str, alarm: str, visitor_name: str, _: Any) -> str:
@@ -61,7 +63,7 @@ class GuardReasonScreen(GuardScreen):
         name = _(wording.ACTIONS.get(action, wording.EVENT_OTHER))
         if alarm:
             name = f"{name} — {_(wording.ALARMS.get(alarm, wording.EVENT_OTHER))}"
-        elif action == "checkin" and visitor_name:
+        elif action in ("checkin", "checkout") and visitor_name:
             name = f"{name} — {visitor_name}"
         return _("{action}: why?").format(action=name)
 
@@ -88,6 +90,14 @@ class GuardReasonScreen(GuardScreen):
                 on_error=self._failed,
             )
             return
+        if self.action == "checkout":
+            invitation_id = self.invitation_id
+            self.app.link.submit(
+                lambda: client.guard_checkout(invitation_id, reason),
+                on_done=self._checked_out,
+                on_error=self._failed,
+            )
+            return
         action, alarm = self.action, self.alarm or None
         self.app.link.submit(
             lambda: client.guard_action(action, reason, alarm),
@@ -111,10 +121,16 @@ class GuardReasonScreen(GuardScreen):
             checked_in=self.invitation_id,
         )
 
+    def _checked_out(self, _answer: dict[str, Any]) -> None:
+        self.busy = False
+        self.app.go("guard_muster")
+
     def _failed(self, exc: Exception) -> None:
         self.busy = False
         if isinstance(exc, ApiError) and exc.status == 401:
             self.app.guard_session_lost()
+        elif isinstance(exc, ApiError) and self.action == "checkout":
+            self.app.go("guard_muster", message=wording.guard_error(exc.code))
         elif isinstance(exc, ApiError) and self.action == "checkin":
             self.app.go("guard_visitors", keep=True, message=wording.guard_error(exc.code))
         elif isinstance(exc, ApiError):
@@ -128,5 +144,7 @@ class GuardReasonScreen(GuardScreen):
         """Back where the guard came from without doing anything."""
         if self.action == "checkin":
             self.app.go("guard_visitors", keep=True)
+        elif self.action == "checkout":
+            self.app.go("guard_muster")
         else:
             self.app.go("guard_console")

@@ -1,0 +1,58 @@
+"""Check-ins and check-outs reach the central once (issue #15): the uplink of a store whose
+on-site list journaled a check-in and the three kinds of check-out, drained twice, against
+the reference central (a real process): every event stored once, chain verified, and the
+check-out events kept with their type and payload."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_agent.guards import Session
+from edge_agent.onsite import OnSite
+from tests.edge_agent.sync.test_sync_uplink import Device, assert_central_has_journal
+
+pytestmark = pytest.mark.processes
+
+
+def _onsite(device: Device, clock: list[float]) -> OnSite:
+    def guard_session(token: str) -> Session:
+        return Session(token=token, guard_id="g-1", name="Gail Guard", expires_at=0.0)
+
+    return OnSite(
+        device.store,
+        door="gate-a",
+        append_claimed=device.store.journal.append_claimed,
+        invitation=lambda ident: ("Visitor " + ident, "Hal Host", 2_000_000_000, ["lobby"]),
+        guard_session=guard_session,
+        clock_trusted=lambda now: True,
+        wall=lambda: clock[0],
+    )
+
+
+def test_checkouts_are_synced_once(central: Any, admin: Any, tmp_path: Path) -> None:
+    device = Device(central, tmp_path)
+    try:
+        clock = [1_900_000_000.0]
+        onsite = _onsite(device, clock)
+        events = {}
+        for ident in ("a", "b", "c"):
+            events[ident] = onsite.record_checkin(
+                {"invitation_id": ident, "by": "visitor", **onsite.checkin_payload(ident)}
+            )
+        onsite.checkout_by_pass("a", events["a"].id)
+        onsite.checkout_by_guard("token", "b", "left early")
+        clock[0] = 2_000_000_001.0
+        assert onsite.sweep() == 1
+        uplink = device.uplink()
+        assert uplink.drain() == len(device.store.journal.events(limit=1000))
+        assert uplink.drain() == 0  # nothing twice
+        assert_central_has_journal(admin, device)
+        stored = admin.all_device_events(device.device_id)
+        outs = [e for e in stored if e["type"] == "visitor.checked_out"]
+        assert len(outs) == 3
+        assert len([e for e in stored if e["type"] == "visitor.checked_in"]) == 3
+    finally:
+        device.close()

@@ -1,0 +1,140 @@
+"""UI tests of the muster list (issue #15): the real app under Xvfb against a real agent.
+
+Checked in, then a fire: the visitor is on the muster screen the evacuation screen opens
+(name, host, time of entry), in English and in French; checked out, then a fire: absent.
+The guard console shows the same list. Fixtures: ``tests/support/kiosk_ui_fixtures.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.kiosk.test_kiosk_ui import login, scan, t, wait_journal
+
+pytestmark = [pytest.mark.ui, pytest.mark.processes]
+
+
+def _check_in_ada(kiosk, rig) -> dict:
+    scan(kiosk, "valid", "welcome")
+    kiosk.tap_text(t(kiosk, "No, thank you"))
+    checkin = wait_journal(
+        rig, lambda e: e["type"] == "visitor.checked_in" and e["invitation_id"] == "inv-ada"
+    )[-1]
+    kiosk.tap_text(t(kiosk, "Done"))
+    kiosk.wait_screen("attract")
+    return checkin
+
+
+def test_the_pass_hook_checks_the_visitor_out(kiosk, rig):
+    """KioskApp.checkout_with_pass, what the pass QR will call: the check-in's id checks out."""
+    _check_in_ada(kiosk, rig)
+    seq = wait_journal(
+        rig, lambda e: e["type"] == "visitor.checked_in" and e["invitation_id"] == "inv-ada"
+    )[-1]["seq"]
+    done: list = []
+    errors: list = []
+    from edge_agent.store import Store, StoreSettings
+
+    with Store.open(StoreSettings(path=rig.state_dir / "portier.db"), read_only=True) as store:
+        checkin_id = store.journal.get(seq).id
+    kiosk.app.checkout_with_pass(
+        "inv-ada", "not-the-pass", on_done=done.append, on_error=errors.append
+    )
+    kiosk.wait_for(lambda: errors, 10, "no refusal")
+    assert errors[0].code == "wrong_pass"
+    kiosk.app.checkout_with_pass("inv-ada", checkin_id, on_done=done.append, on_error=errors.append)
+    kiosk.wait_for(lambda: done, 10, "not checked out")
+    assert done[0]["visitor"] == "Ada Lovelace"
+
+
+def _muster_in_a_fire(kiosk, lang: str = "en"):
+    """Fire on; from the evacuation screen to the muster screen, its list read."""
+    app = kiosk.app
+    app.set_language(lang)
+    app.demo_sim("fire", on=True)
+    evacuation = kiosk.wait_screen("evacuation")
+    kiosk.wait_for(lambda: evacuation.site_count >= 0, 10, "no on-site count")
+    kiosk.tap_text(evacuation.site_count_text(evacuation.site_count, app.tr._))
+    screen = kiosk.wait_screen("muster")
+    kiosk.wait_for(lambda: not screen.busy and screen.count >= 0, 10, "the list was not read")
+    return screen
+
+
+def _fire_off(kiosk) -> None:
+    kiosk.app.demo_sim("fire", on=False)
+    kiosk.wait_screen("attract")
+
+
+def test_checked_in_then_fire_the_visitor_is_on_the_muster_screen(kiosk, rig):
+    _check_in_ada(kiosk, rig)
+    screen = _muster_in_a_fire(kiosk)
+    try:
+        assert "Ada Lovelace" in screen.names()
+        texts = kiosk.texts()
+        assert "Grace Hopper" in texts  # the host
+        assert f"Visitors on site: {screen.count}" in texts
+        row = next(r for r in screen.ids.rows.children if r.visitor == "Ada Lovelace")
+        assert len(row.entered) == 5 and row.entered[2] == ":"  # "10:32": today
+        # The visitor's language: French throughout.
+        kiosk.app.set_language("fr")
+        kiosk.frames(2)
+        assert f"Visiteurs sur site : {screen.count}" in kiosk.texts()
+        assert {"Visiteur", "Hôte", "Entrée"} <= set(kiosk.texts())
+        # Back: the evacuation screen, still (the fire is on).
+        kiosk.tap_text("Retour")
+        kiosk.wait_screen("evacuation")
+    finally:
+        _fire_off(kiosk)
+
+
+def test_checked_out_then_fire_the_visitor_is_absent(kiosk, rig):
+    _check_in_ada(kiosk, rig)
+    guard = rig.client()
+    guard.guard_login(kiosk.app.material.guard.uid, kiosk.app.material.guard.pin)
+    try:
+        guard.guard_checkout("inv-ada", "left by the main gate")
+    finally:
+        guard.guard_logout()
+    out = wait_journal(rig, lambda e: e["type"] == "visitor.checked_out")[-1]
+    assert (out["invitation_id"], out["how"]) == ("inv-ada", "guard")
+    screen = _muster_in_a_fire(kiosk)
+    try:
+        assert "Ada Lovelace" not in screen.names()
+    finally:
+        _fire_off(kiosk)
+
+
+def test_the_guard_console_shows_who_is_on_site(kiosk, rig):
+    _check_in_ada(kiosk, rig)
+    login(kiosk, rig)
+    kiosk.wait_screen("guard_console")
+    kiosk.tap_text(t(kiosk, "On site"))
+    screen = kiosk.wait_screen("guard_muster")
+    kiosk.wait_for(lambda: "Ada Lovelace" in screen.names(), 10, "Ada not on the list")
+    kiosk.tap_text(t(kiosk, "Back"))
+    kiosk.wait_screen("guard_console")
+
+
+def test_a_guard_checks_a_visitor_out_from_the_console_with_a_reason(kiosk, rig):
+    from kiosk.ui.widgets import KButton
+
+    _check_in_ada(kiosk, rig)
+    login(kiosk, rig)
+    kiosk.wait_screen("guard_console")
+    kiosk.tap_text(t(kiosk, "On site"))
+    screen = kiosk.wait_screen("guard_muster")
+    kiosk.wait_for(lambda: "Ada Lovelace" in screen.names(), 10, "Ada not on the list")
+    row = next(r for r in screen.ids.rows.children if r.visitor == "Ada Lovelace")
+    kiosk.tap(next(w for w in row.children if isinstance(w, KButton)))
+    reason = kiosk.wait_screen("guard_reason")
+    assert reason.action == "checkout"
+    assert any("Ada Lovelace" in text for text in kiosk.texts())
+    kiosk.tap_text(t(kiosk, "Left with their host"))
+    screen = kiosk.wait_screen("guard_muster")
+    kiosk.wait_for(lambda: not screen.busy and "Ada Lovelace" not in screen.names(), 10, "still on")
+    out = wait_journal(rig, lambda e: e["type"] == "visitor.checked_out")[-1]
+    assert (out["invitation_id"], out["how"], out["reason"]) == (
+        "inv-ada",
+        "guard",
+        "Left with their host",
+    )
