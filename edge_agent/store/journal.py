@@ -53,6 +53,7 @@ from portier_common.encoding import (
     _sha256,
     _sha256_one,
     canonical_json,
+    canonical_json_utf8,
     check_type,
     event_hash,
     id_to_bytes,
@@ -458,7 +459,8 @@ class Journal:
         """
         if type(event_type) is not str or event_type not in _KNOWN_TYPES:
             check_type(event_type)
-        payload_json = canonical_json({} if payload is None else payload, self._max_payload)
+        payload_bytes = canonical_json_utf8({} if payload is None else payload, self._max_payload)
+        payload_json = payload_bytes.decode("utf-8")
         mutex = self._mutex
         with mutex:
             lone = not self._leader_busy
@@ -473,7 +475,7 @@ class Journal:
         try:
             with self._db.write_lock:
                 if not self._pending:
-                    return self._write_one(event_type, payload_json)
+                    return self._write_one(event_type, payload_json, payload_bytes)
                 # Callers queued while this one waited for the write lock (another
                 # transaction held it): they share this commit, as _lead does.
                 request = _Request([(event_type, payload_json)])
@@ -522,7 +524,7 @@ class Journal:
             successor.lead = True
         return successor
 
-    def _write_one(self, event_type: str, payload_json: str) -> Event:
+    def _write_one(self, event_type: str, payload_json: str, payload_bytes: bytes) -> Event:
         """:meth:`_write` for one event of a lone caller; write lock held.
 
         Everything the caller gets back (the event) and the high-water record
@@ -549,7 +551,6 @@ class Journal:
         # header; CPython's SHA-256, quicker than OpenSSL's on cold caches), and
         # id_to_text() below: each call is a few microseconds here.
         type_bytes = event_type.encode("utf-8")
-        payload_bytes = payload_json.encode("utf-8")
         digest = _sha256_one(
             b"".join(
                 (
