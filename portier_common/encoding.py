@@ -410,18 +410,23 @@ class UUIDv7Generator:
     def next_bytes(self, unix_ms: int) -> bytes:
         """Return the next id as 16 bytes, stamped ``unix_ms`` (or later)."""
         with self._lock:
-            if unix_ms > self._ts:
-                self._ts = unix_ms
-                fresh = self._fresh  # _fresh74 written out: one call per append fewer
-                if fresh and self._epoch == _fork_epoch[0]:
-                    self._rand = rand = fresh.pop()
-                else:
-                    self._rand = rand = self._fresh74()
+            return self.next_bytes_serialised(unix_ms)
+
+    def next_bytes_serialised(self, unix_ms: int) -> bytes:
+        """:meth:`next_bytes` without the lock, for a caller that serialises every use
+        of this generator itself (the journal: all under its write lock)."""
+        if unix_ms > self._ts:
+            self._ts = ts = unix_ms
+            fresh = self._fresh  # _fresh74 written out: one call per append fewer
+            if fresh and self._epoch == _fork_epoch[0]:
+                self._rand = rand = fresh.pop()
             else:
-                self._rand = rand = self._rand + 1
-                if rand >= _RAND_LIMIT:
-                    self._ts += 1
-                    self._rand = rand = self._fresh74()
+                self._rand = rand = self._fresh74()
+        else:
+            self._rand = rand = self._rand + 1
+            if rand >= _RAND_LIMIT:
+                self._ts += 1
+                self._rand = rand = self._fresh74()
             ts = self._ts
         return _ID.pack((ts << 16) | _VERSION_7 | (rand >> 62), _VARIANT | (rand & _RAND_B_MASK))
 
