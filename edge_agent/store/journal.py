@@ -53,6 +53,7 @@ from portier_common.encoding import (
     _sha256,
     _sha256_one,
     canonical_json,
+    canonical_json_utf8,
     check_type,
     event_hash,
     id_to_bytes,
@@ -278,11 +279,15 @@ class Journal:
         self._on_full = on_full
         self._on_commit = on_commit
         self._ids = UUIDv7Generator()
-        # Group commit state: requests waiting for the next commit, and
-        # whether some thread is leading (committing) right now.
+        # Group commit state: requests waiting for the next commit (the mutex
+        # guards the queue), and leadership: held while some thread leads
+        # (commits). Taken with acquire(blocking=False) only, it is the flag
+        # "a leader is busy" set and tested in one atomic step, so that a lone
+        # caller takes it without the mutex; handed from leader to successor
+        # held, released when nobody is queued.
         self._mutex = threading.Lock()
         self._pending: list[_Request] = []
-        self._leader_busy = False
+        self._leading = threading.Lock()
         # Writer-side state, guarded by db.write_lock and loaded by start().
         self._head_seq = 0
         self._head_hash = GENESIS_HASH
@@ -458,27 +463,23 @@ class Journal:
         """
         if type(event_type) is not str or event_type not in _KNOWN_TYPES:
             check_type(event_type)
-        payload_json = canonical_json({} if payload is None else payload, self._max_payload)
-        mutex = self._mutex
-        with mutex:
-            lone = not self._leader_busy
-            if lone:
-                # Nobody is committing, so nobody is queued: lead at once.
-                self._leader_busy = True
-        if not lone:
+        payload_bytes = canonical_json_utf8({} if payload is None else payload, self._max_payload)
+        payload_json = payload_bytes.decode("utf-8")
+        if not self._leading.acquire(False):
             return self._submit(_Request([(event_type, payload_json)])).events[0]
+        # Nobody was committing: lead at once.
         # The lone caller's path: _submit, _lead and _write for one event
         # without a _Request, a batch or a list -- the same commit, less Python.
         request = None
         try:
             with self._db.write_lock:
                 if not self._pending:
-                    return self._write_one(event_type, payload_json)
+                    return self._write_one(event_type, payload_json, payload_bytes)
                 # Callers queued while this one waited for the write lock (another
                 # transaction held it): they share this commit, as _lead does.
                 request = _Request([(event_type, payload_json)])
                 request.lead = True
-                with mutex:
+                with self._mutex:
                     self._pending.insert(0, request)
                 self._lead(request)  # the lock is re-entrant; _lead hands on
         except BaseException as exc:
@@ -487,21 +488,16 @@ class Journal:
             raise
         finally:
             if request is None:
-                # _choose_leader written out for the lone caller (after its fsync,
-                # on cold caches: one call fewer).
-                with mutex:
-                    pending = self._pending
-                    if pending:
-                        successor = pending[0]
-                        successor.lead = True
-                    else:
-                        self._leader_busy = False
-                        successor = None
-                if successor is not None:
-                    successor.wake.release()  # type: ignore[union-attr]
+                # Give leadership up first, then look for callers queued meanwhile
+                # (without the mutex: after the fsync, on cold caches, each lock
+                # costs). One that queued before the release is seen here; one that
+                # queues after it finds leadership free and takes it (see _submit).
+                self._leading.release()
+                if self._pending:
+                    self._hand_on_released()
             elif not request.done:
                 # Pass leadership on (or give it up), the request out of the queue first.
-                with mutex:
+                with self._mutex:
                     if request is not None and request in self._pending:
                         self._pending.remove(request)
                     successor = self._choose_leader()
@@ -514,15 +510,27 @@ class Journal:
 
     def _choose_leader(self) -> _Request | None:
         """Make the first caller queued the leader, or give leadership up; return the
-        caller to wake (call with the mutex held, wake it after releasing it)."""
+        caller to wake (call with the mutex and leadership held, wake it after releasing
+        the mutex)."""
         successor = self._pending[0] if self._pending else None
         if successor is None:
-            self._leader_busy = False
+            self._leading.release()
         else:
             successor.lead = True
         return successor
 
-    def _write_one(self, event_type: str, payload_json: str) -> Event:
+    def _hand_on_released(self) -> None:
+        """A lone caller released leadership and then saw callers queued: take it back
+        and hand it to the first of them, unless another thread leads already (it will
+        take them in its commit, or hand on to them when it is done)."""
+        while self._pending and self._leading.acquire(False):
+            with self._mutex:
+                successor = self._choose_leader()
+            if successor is not None:
+                successor.wake.release()  # type: ignore[union-attr]
+                return
+
+    def _write_one(self, event_type: str, payload_json: str, payload_bytes: bytes) -> Event:
         """:meth:`_write` for one event of a lone caller; write lock held.
 
         Everything the caller gets back (the event) and the high-water record
@@ -544,12 +552,11 @@ class Journal:
             clock = self._clock
             wall_ms = clock.wall_ms()
             mono_ns = clock.mono_ns()
-        raw_id = self._ids.next_bytes(wall_ms)
+        raw_id = self._ids.next_bytes_serialised(wall_ms)  # write lock held
         # event_hash() written out (the same preimage, the tag packed with the
         # header; CPython's SHA-256, quicker than OpenSSL's on cold caches), and
         # id_to_text() below: each call is a few microseconds here.
         type_bytes = event_type.encode("utf-8")
-        payload_bytes = payload_json.encode("utf-8")
         digest = _sha256_one(
             b"".join(
                 (
@@ -651,13 +658,15 @@ class Journal:
         if self._db.writer is None:
             self._db.check_writable()  # raises StoreClosed or StoreReadOnly
         with self._mutex:
+            # Queued before trying leadership: a leader that gives it up after this
+            # finds the request queued (under the mutex, or in _hand_on_released).
             self._pending.append(request)
-            follow = self._leader_busy
+            follow = not self._leading.acquire(False)
             if follow:
                 request.wake = threading.Lock()
                 request.wake.acquire()
             else:
-                self._leader_busy = request.lead = True
+                request.lead = True
         if follow:
             try:
                 request.wake.acquire()  # type: ignore[union-attr]
@@ -754,7 +763,7 @@ class Journal:
         length encoded once per batch.
         """
         wall_clock, mono_clock = self._clock.wall_ms, self._clock.mono_ns
-        next_id = self._ids.next_bytes
+        next_id = self._ids.next_bytes_serialised  # write lock held
         pack_header, pack_u32, sha256, tag = _pack_header, _pack_u32, _sha256, HASH_TAG
         join = b"".join
         types: dict[str, tuple[bytes, int]] = {}

@@ -385,12 +385,43 @@ def test_appends_waiting_for_a_commit_share_the_next_one(store: Store) -> None:
         for t in threads:
             t.start()
         deadline = time.monotonic() + 30
-        while len(store.journal._pending) < 10 and time.monotonic() < deadline:
+        # Nine queue; the tenth leads and waits for the write lock (it queues its own
+        # event first once it has it).
+        while len(store.journal._pending) < 9 and time.monotonic() < deadline:
             time.sleep(0.001)
+        time.sleep(0.05)
     for t in threads:
         t.join()
     assert commits == [10]
     assert store.journal.verify_chain().checked == 10
+
+
+@pytest.mark.timeout(120)
+def test_lone_and_queued_appends_hand_leadership_on_without_losing_anyone(store: Store) -> None:
+    """Lone appends (leadership taken and given up without the mutex) racing with
+    queued ones and bursts: every caller returns, every event is written once."""
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(150):
+                if (n + i) % 7 == 0:
+                    store.journal.append_many([("t.burst", {"n": n, "i": i})] * 3)
+                else:
+                    store.journal.append("t.race", {"n": n, "i": i})
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(100)
+    assert not any(t.is_alive() for t in threads)
+    assert not errors
+    expected = sum(3 if (n + i) % 7 == 0 else 1 for n in range(8) for i in range(150))
+    assert store.journal.verify_chain().checked == expected
+    assert not store.journal._pending and not store.journal._leading.locked()
 
 
 # -- tamper detection -----------------------------------------------------------------------
