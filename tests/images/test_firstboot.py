@@ -208,6 +208,7 @@ def test_central_database_of_schema_1_gains_the_report_table(tmp_path: Path) -> 
         # And schema 7's (retention) and 6's (host notification); 8's went with operators.
         store._conn.execute("DROP INDEX events_received")
         store._conn.execute("DROP TABLE notifications")
+        store._conn.execute("DROP TABLE badge_issues")  # schema 9's (badge issuance)
         for table, column in (
             ("events", "purged_at_ms"),
             ("invitations", "purged_at_ms"),
