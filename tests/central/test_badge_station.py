@@ -268,6 +268,8 @@ def test_an_active_badge_is_not_written_again_but_returned_then_reissued(
     # The station never gets the keys of an active badge without the card: refused.
     with pytest.raises(BadgeActive):
         admin.badge_card_keys(card.uid.hex())
+    refused = admin.operator_journal()[-1]  # the refusal is in the audit chain too
+    assert (refused["action"], refused["status"]) == ("POST /admin/badges/{uid}/keys", 409)
     # The return: the card's fresh SUN proves it is at the desk; revoked, then factory keys.
     assert return_badge(admin, EmulatedReader(card)) == card.uid.hex()
     assert card.keys == [bytes(16)] * 5 and card.key_versions == [0] * 5
@@ -319,9 +321,25 @@ def test_the_central_registers_nothing_without_a_verified_card(
     assert uid not in badges_at_central(issuing)
 
 
-def test_a_central_without_master_keys_issues_nothing(central: CentralProcess) -> None:
+def test_a_central_without_master_keys_issues_nothing(
+    central: CentralProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
     with central.admin() as client, pytest.raises(NotConfigured, match="card_master_key"):
         client.badge_card_keys("04112233445566")
+    argv = ["issue", "--demo", "--holder", "Ada", "--door", DOOR, "--url", central.url]
+    assert badge_main(argv) == 1
+    assert "issues no badges" in capsys.readouterr().err
+
+
+def test_reset_and_revoke_say_done(
+    issuing: CentralProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        badge_main(["reset", "--demo", "--url", issuing.url]) == 0
+    )  # a blank card: nothing to undo
+    assert capsys.readouterr().out.splitlines()[-1].endswith("can be issued again")
+    assert badge_main(["revoke", "--uid", "04000000000042", "--url", issuing.url]) == 1
+    assert "no badge 04000000000042" in capsys.readouterr().err
 
 
 def test_the_pcsc_transport_turns_a_lost_card_into_card_left() -> None:
