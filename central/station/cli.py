@@ -79,11 +79,12 @@ def _reader(args: argparse.Namespace) -> Reader:
 def _factory_key(args: argparse.Namespace) -> bytes:
     if args.factory_key_file is None:
         return bytes(16)
-    text = args.factory_key_file.read_text(encoding="ascii").strip()
+    from portier_common.settings import ConfigError, read_private_file
+
     try:
-        key = bytes.fromhex(text)
-    except ValueError:
-        key = b""
+        key = bytes.fromhex(read_private_file("--factory-key-file", args.factory_key_file).decode())
+    except (ConfigError, UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"--factory-key-file: {exc}") from None
     if len(key) != 16:
         raise UsageError("--factory-key-file: 32 hex digits (an AES-128 key)")
     return key

@@ -349,3 +349,17 @@ def test_the_pcsc_transport_turns_a_lost_card_into_card_left() -> None:
 
     with pytest.raises(CardLeft, match="left the reader"):
         PcscTransport(Gone()).transmit(b"\x00\xa4\x04\x00")
+
+
+def test_the_factory_key_file_is_private_and_used(
+    issuing: CentralProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "factory.key"
+    key.write_text("00" * 16 + "\n")
+    argv = ["issue", "--demo", "--holder", "Ada", "--door", DOOR, "--url", issuing.url]
+    key.chmod(0o644)
+    with pytest.raises(SystemExit) as exited:
+        badge_main([*argv, "--factory-key-file", str(key)])
+    assert exited.value.code == 2 and "--factory-key-file" in capsys.readouterr().err
+    key.chmod(0o600)
+    assert badge_main([*argv, "--factory-key-file", str(key)]) == 0
