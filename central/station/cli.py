@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--token-file", type=Path, help="file holding the token (mode 0600)")
         if card:
             p.add_argument("--reader", help="PC/SC reader name (part of it); default: the first")
+            p.add_argument("--nfc", metavar="PATH", help="an nfcpy reader instead (usb, tty:USB0)")
             p.add_argument("--demo", action="store_true", help="an emulated blank card")
             p.add_argument(
                 "--factory-key-file",
@@ -71,6 +72,10 @@ def _reader(args: argparse.Namespace) -> Reader:
         from portier_common.ntag424.card import EmulatedNtag424
 
         return EmulatedReader(EmulatedNtag424())
+    if args.nfc:
+        from .nfcreader import open_nfc_reader
+
+        return open_nfc_reader(args.nfc)
     from .pcsc import open_reader
 
     return open_reader(args.reader)
@@ -91,8 +96,6 @@ def _factory_key(args: argparse.Namespace) -> bytes:
 
 
 def _run(admin: CentralAdmin, args: argparse.Namespace) -> int:
-    from .issue import issue_badge, return_badge
-
     if args.command == "revoke":
         admin.revoke_badge(args.uid)
         print(
@@ -100,6 +103,17 @@ def _run(admin: CentralAdmin, args: argparse.Namespace) -> int:
         )
         return 0
     reader = _reader(args)
+    try:
+        return _with_card(admin, args, reader)
+    finally:
+        close = getattr(reader, "close", None)
+        if close is not None:
+            close()
+
+
+def _with_card(admin: CentralAdmin, args: argparse.Namespace, reader: Reader) -> int:
+    from .issue import issue_badge, return_badge
+
     say = print
     if args.command == "reset":
         uid = return_badge(admin, reader, factory_key=_factory_key(args), say=say)

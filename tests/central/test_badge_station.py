@@ -363,3 +363,18 @@ def test_the_factory_key_file_is_private_and_used(
     assert exited.value.code == 2 and "--factory-key-file" in capsys.readouterr().err
     key.chmod(0o600)
     assert badge_main([*argv, "--factory-key-file", str(key)]) == 0
+
+
+def test_an_nfcpy_reader_issues_through_the_same_path(admin: CentralAdmin) -> None:
+    from central.station.nfcreader import NfcpyTransport
+
+    class FakeType4Tag:  # what the station uses of nfcpy's Type4Tag
+        def __init__(self, card: EmulatedNtag424) -> None:
+            self.card, self.identifier = card, card.anticollision_uid()
+
+        def transceive(self, data: bytes, timeout: float | None = None) -> bytes:
+            return self.card.transmit(data)
+
+    card = blank()
+    badge = issue_badge(admin, NfcpyTransport(FakeType4Tag(card)), request("Nfc Nina"))
+    assert badge["uid"] == card.uid.hex()
