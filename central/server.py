@@ -230,6 +230,7 @@ class CentralServer:
         r.add_post("/admin/badges/{uid}/revoke", self.admin_revoke_badge)
         r.add_post("/admin/badges/{uid}/keys", self.admin_badge_keys)
         r.add_post("/admin/badges/{uid}/issue", self.admin_issue_badge)
+        r.add_post("/admin/badges/identify", self.admin_identify_card)
         r.add_get("/admin/keys", self.admin_keys)
         r.add_post("/admin/keys/rotate", self.admin_rotate)
         r.add_put("/admin/schedules/{schedule_id}", self.admin_schedule)
@@ -922,6 +923,11 @@ class CentralServer:
             request, 200, self.store.badge_card_keys, request.match_info["uid"], body
         )
         return _json(result, headers={"Cache-Control": "no-store"})
+
+    async def admin_identify_card(self, request: web.Request) -> web.Response:
+        """POST /admin/badges/identify: the UID in a card's SUN (a card with Random ID)."""
+        body = await self._body(request)
+        return _json(await self._change(request, 200, self.store.identify_card, body))
 
     async def admin_issue_badge(self, request: web.Request) -> web.Response:
         """POST /admin/badges/{uid}/issue: register the card the station wrote and read back."""

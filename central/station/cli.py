@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--valid-until")
     issue.add_argument("--replaces", metavar="UID", help="a lost badge: revoked at once")
     issue.add_argument("--badge-url", default=DEFAULT_BADGE_URL, help="URL written on the card")
+    issue.add_argument(
+        "--random-id",
+        action="store_true",
+        help="the card shows a random UID to readers from then on (irreversible)",
+    )
     reset = sub.add_parser("reset", help="a returned card: revoke it, back to factory keys")
     common(reset)
     revoke = sub.add_parser("revoke", help="revoke a badge at once (a lost card)")
@@ -146,6 +151,7 @@ def _with_card(admin: CentralAdmin, args: argparse.Namespace, reader: Reader) ->
         request,
         factory_key=_factory_key(args),
         base_url=args.badge_url,
+        random_id=args.random_id,
         say=say,
     )
     where = ", ".join([*badge.get("doors", []), *(f"zone {z}" for z in badge.get("zones", []))])

@@ -26,10 +26,10 @@ from portier_common.ntag424.personalise import (
     personalise,
     reset_to_factory,
 )
-from portier_common.ntag424.session import CardError
+from portier_common.ntag424.session import AuthenticationError, CardError
 
 from ..admin import CentralAdmin, CentralUnreachable
-from ..errors import BadgeActive, CentralError, NotFound
+from ..errors import BadgeActive, BadRequest, CentralError, NotFound
 
 __all__ = [
     "DEFAULT_BADGE_URL",
@@ -85,14 +85,42 @@ class IssueRequest:
     replaces: str | None = None
 
 
-def _card_uid(reader: Reader) -> bytes:
+def _card_uid(admin: CentralAdmin, reader: Reader, factory_key: bytes) -> bytes:
+    """The card's real UID: the one the reader saw, or with Random ID on (a 4-byte random UID
+    at anticollision) GetCardUID under the factory key (a card not finished yet), else the UID
+    in its SUN, which the central decrypts (a badge of this site)."""
     uid = reader.uid()
-    if len(uid) != 7:
+    if len(uid) == 7:
+        return uid
+    if len(uid) != 4 or uid[0] != 0x08:
         raise StationError(
-            f"the card shows a {len(uid)}-byte UID ({uid.hex().upper()}): it is not a blank "
-            "NTAG 424 DNA, or it has Random ID on (not supported by this station yet)"
+            f"the card shows a {len(uid)}-byte UID ({uid.hex().upper()}): not an NTAG 424 DNA"
         )
-    return uid
+    tag = Ntag424(reader)
+    try:
+        tag.select_application()
+        tag.authenticate(0, factory_key)
+        return tag.get_card_uid()
+    except AuthenticationError:
+        pass  # key 0 is no longer the factory's: a finished badge, ours or not
+    except (CardError, OSError) as exc:
+        raise StationError(f"the card did not answer as an NTAG 424 DNA ({exc})") from None
+    try:
+        url = decode_uri_record(tag.read_ndef_message())
+    except (CardError, OSError):
+        url = None
+    if url is None:
+        raise StationError(
+            "the card hides its UID (Random ID), refuses the factory key and carries no badge "
+            "URL: a card of another system, or the wrong factory key"
+        )
+    try:
+        return bytes.fromhex(admin.identify_card(url))
+    except BadRequest:
+        raise StationError(
+            "the card hides its UID (Random ID) and its SUN is not of this site: it belongs to "
+            "another site. Use a blank card"
+        ) from None
 
 
 def _held_version_and_url(reader: Reader) -> tuple[int, str | None]:
@@ -109,7 +137,12 @@ def _held_version_and_url(reader: Reader) -> tuple[int, str | None]:
     return held, url
 
 
-def _site(answer: dict[str, Any], uid: bytes) -> tuple[SiteKeys, BadgeLayout, SunSettings]:
+def _site(
+    answer: dict[str, Any],
+    uid: bytes,
+    base_url: str = DEFAULT_BADGE_URL,
+    random_id: bool = False,
+) -> tuple[SiteKeys, BadgeLayout, SunSettings]:
     keys = {name: bytes.fromhex(value) for name, value in answer["keys"].items()}
     card = CardKeys(version=int(answer["key_version"]), **keys)
 
@@ -119,11 +152,8 @@ def _site(answer: dict[str, Any], uid: bytes) -> tuple[SiteKeys, BadgeLayout, Su
         return card
 
     settings = SunSettings(picc_param=answer["picc_param"], mac_param=answer["mac_param"])
-    return (
-        SiteKeys(meta_read_key=keys["sdm_meta_read"], card_keys=card_keys),
-        BadgeLayout(DEFAULT_BADGE_URL, settings),
-        settings,
-    )
+    site = SiteKeys(meta_read_key=keys["sdm_meta_read"], card_keys=card_keys)
+    return site, BadgeLayout(base_url, settings, random_id=random_id), settings
 
 
 def _ask_keys(admin: CentralAdmin, uid: bytes, **fields: Any) -> dict[str, Any]:
@@ -170,6 +200,7 @@ def issue_badge(
     *,
     factory_key: bytes = bytes(16),
     base_url: str = DEFAULT_BADGE_URL,
+    random_id: bool = False,
     say: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
     """Make the card on *reader* a badge for *request* and register it; returns the ``Badge``.
@@ -179,15 +210,13 @@ def issue_badge(
             SUN verified, at the station and again at the central).
     """
     try:
-        uid = _card_uid(reader)
+        uid = _card_uid(admin, reader, factory_key)
         held, _ = _card_step("read", lambda: _held_version_and_url(reader))
         say(f"card {uid.hex().upper()} on the reader; asking the central for its keys")
         answer = _ask_keys(admin, uid, key_version=held or None, replaces=request.replaces)
         for old in answer.get("revoked", []):
             say(f"badge {old.upper()} revoked")
-        site, layout, settings = _site(answer, uid)
-        if base_url != DEFAULT_BADGE_URL:
-            layout = BadgeLayout(base_url, settings)
+        site, layout, settings = _site(answer, uid, base_url, random_id)
         say(f"writing the card (key version {answer['key_version']})")
         done = _card_step(
             "issued",
@@ -238,7 +267,7 @@ def return_badge(
     """A returned badge: the central revokes it (the card's fresh SUN proves it is here) and
     the card goes back to factory keys and an empty NDEF file. Returns the card's UID (hex)."""
     try:
-        uid = _card_uid(reader)
+        uid = _card_uid(admin, reader, factory_key)
         held, url = _card_step("read", lambda: _held_version_and_url(reader))
         answer = _ask_keys(admin, uid, key_version=held or None, sun_url=url if held else None)
         for old in answer.get("revoked", []):

@@ -214,6 +214,27 @@ class IssuanceMixin(StoreBase):
             "revoked": revoked,
         }
 
+    def identify_card(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The UID of the card that wrote ``sun_url`` (a card with Random ID shows the reader a
+        random UID; its SUN carries the real one, encrypted under the site's meta-read key,
+        which the station does not hold). Returns ``{uid}``.
+
+        Raises:
+            BadRequest: the SUN does not verify with this site's keys (another site's card).
+        """
+        if not isinstance(body, Mapping):
+            raise BadRequest("body: must be a JSON object")
+        only_fields("identify", body, ("sun_url",))
+        self._issuance_keys()
+        sun_url = body.get("sun_url")
+        verifier = None if self.settings.ntag424 is None else self.settings.ntag424.verifier()
+        if not isinstance(sun_url, str) or verifier is None:
+            raise BadRequest("sun_url: the URL read from the card is required")
+        try:
+            return {"uid": verifier.verify(sun_url).uid.hex()}
+        except SunError as exc:
+            raise BadRequest(f"sun_url: not a badge of this site ({exc})") from None
+
     def register_issued_badge(self, uid: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Register the card *uid*, personalised with the keys of ``key_version``, as a badge
         (``BadgeIssue``: the ``BadgeCreate`` fields of an NTAG 424 badge, ``key_version`` and

@@ -378,3 +378,35 @@ def test_an_nfcpy_reader_issues_through_the_same_path(admin: CentralAdmin) -> No
     card = blank()
     badge = issue_badge(admin, NfcpyTransport(FakeType4Tag(card)), request("Nfc Nina"))
     assert badge["uid"] == card.uid.hex()
+
+
+@pytest.mark.parametrize("fraction", [0.7, 0.9, 0.99])
+def test_a_random_id_card_is_found_by_its_sun_issued_finished_and_returned(
+    issuing: CentralProcess, admin: CentralAdmin, fraction: float, apdus_per_issue: int
+) -> None:
+    card = blank()
+    with pytest.raises(StationError, match="run the same command again"):
+        issue_badge(
+            admin, Removed(card, int(apdus_per_issue * fraction)), request(), random_id=True
+        )
+    assert card.uid.hex() not in badges_at_central(issuing)
+    badge = issue_badge(admin, EmulatedReader(card), request("Rita Random"), random_id=True)
+    assert badge["uid"] == card.uid.hex() and card.random_id
+    assert len(EmulatedReader(card).uid()) == 4  # readers no longer see the real UID
+    assert admin.identify_card(tap(card)) == card.uid.hex()
+    assert return_badge(admin, EmulatedReader(card)) == card.uid.hex()
+    assert card.keys == [bytes(16)] * 5
+
+
+def test_a_random_id_card_of_another_site_is_refused(admin: CentralAdmin) -> None:
+    rng = random.Random(11)
+    meta, master = rng.randbytes(16), rng.randbytes(16)
+    keys = CardKeys(master, meta, rng.randbytes(16), rng.randbytes(16), rng.randbytes(16))
+    card = blank()
+    personalise(
+        card,
+        SiteKeys(meta_read_key=meta, card_keys=lambda _: keys),
+        BadgeLayout("https://other.example/b", random_id=True),
+    )
+    with pytest.raises(StationError, match="another site"):
+        issue_badge(admin, EmulatedReader(card), request())
