@@ -235,6 +235,21 @@ class CentralAdmin:
         """Forget a badge."""
         self._call("DELETE", f"/admin/badges/{quote(uid, safe='')}")
 
+    def badge_card_keys(self, uid: str, **fields: Any) -> dict[str, Any]:
+        """The keys of the NTAG 424 card *uid* for the issuance station (``CardKeysRequest``
+        fields: ``key_version``, ``replaces``, ``sun_url``); return ``CardKeys``."""
+        body = {k: v for k, v in fields.items() if v is not None}
+        return self._call("POST", f"/admin/badges/{quote(uid, safe='')}/keys", json=body)
+
+    def identify_card(self, sun_url: str) -> str:
+        """The UID (hex) of the card of this site that wrote *sun_url*."""
+        return str(self._call("POST", "/admin/badges/identify", json={"sun_url": sun_url})["uid"])
+
+    def issue_badge(self, uid: str, **fields: Any) -> dict[str, Any]:
+        """Register the card *uid* the station wrote (``BadgeIssue``); return the ``Badge``."""
+        body = {k: v for k, v in fields.items() if v is not None}
+        return self._call("POST", f"/admin/badges/{quote(uid, safe='')}/issue", json=body)
+
     def keys(self) -> dict[str, Any]:
         """Return ``{"active_kid", "keys"}``."""
         return self._call("GET", "/admin/keys")

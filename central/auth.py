@@ -50,6 +50,10 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/admin/badges"): _PASS,
     ("DELETE", "/admin/badges/{uid}"): _PASS,
     ("POST", "/admin/badges/{uid}/revoke"): _PASS,
+    # Badge issuance at the Pass Office desk (docs/badges.md): a card's keys, its registration.
+    ("POST", "/admin/badges/{uid}/keys"): _PASS,
+    ("POST", "/admin/badges/{uid}/issue"): _PASS,
+    ("POST", "/admin/badges/identify"): _PASS,
     ("GET", "/admin/keys"): _READ,
     ("POST", "/admin/keys/rotate"): _SECURITY,
     ("PUT", "/admin/schedules/{schedule_id}"): _SECURITY,

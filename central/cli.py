@@ -183,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="TOML file with the site's [ntag424] keys: badge.counter claims are then "
-        "shared only when their SUN message verifies",
+        "shared only when their SUN message verifies; its [issuance] card_master_key lets "
+        "the Pass Office issue badges (portier-badge)",
     )
     serve.add_argument(
         "--counter-max-advance",
@@ -527,6 +528,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .server import serve
     from .settings import (
         CentralSettings,
+        load_card_master_key,
         load_ntag424_keys,
         load_smtp_password,
         load_webhook_secret,
@@ -535,6 +537,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         keys = None if args.ntag424_keys is None else load_ntag424_keys(args.ntag424_keys)
+        card_master = None if args.ntag424_keys is None else load_card_master_key(args.ntag424_keys)
         secret_file = args.webhook_secret_file
         secret = None if secret_file is None else load_webhook_secret(secret_file)
         password_file = args.smtp_password_file
@@ -545,6 +548,7 @@ def _serve(args: argparse.Namespace) -> int:
             port=args.port,
             site=args.site,
             ntag424=keys,
+            card_master_key=card_master,
             counter_max_advance=args.counter_max_advance,
             db=args.db,
             tls_cert=args.tls_cert,

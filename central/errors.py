@@ -136,6 +136,21 @@ class Unavailable(CentralError):
     code = "unavailable"
 
 
+class NotConfigured(CentralError):
+    """The central lacks the configuration the call needs (409): for badge issuance, the
+    keys file's master keys."""
+
+    status = 409
+    code = "not_configured"
+
+
+class BadgeActive(CentralError):
+    """The card is someone's active badge (409): revoke it, or prove it is in the reader."""
+
+    status = 409
+    code = "badge_active"
+
+
 #: Error classes by code, for clients that read an ``Error`` body.
 BY_CODE: dict[str, type[CentralError]] = {
     cls.code: cls
@@ -155,5 +170,7 @@ BY_CODE: dict[str, type[CentralError]] = {
         BatchTooLarge,
         Throttled,
         Unavailable,
+        NotConfigured,
+        BadgeActive,
     )
 }

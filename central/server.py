@@ -130,6 +130,9 @@ def _detail(request: web.Request, answer: object) -> dict[str, Any]:
         for key in ("uid", "id", "kid", "device_id", "door", "name", "token_id"):
             if isinstance(answer.get(key), str):
                 detail.setdefault(key, answer[key])
+        for key in ("key_version", "revoked"):  # badge issuance (never its "keys")
+            if isinstance(answer.get(key), int | list):
+                detail.setdefault(key, answer[key])
         invitation = answer.get("invitation")
         if isinstance(invitation, dict) and isinstance(invitation.get("id"), str):
             detail.setdefault("id", invitation["id"])
@@ -225,6 +228,9 @@ class CentralServer:
         r.add_post("/admin/badges", self.admin_badge)
         r.add_delete("/admin/badges/{uid}", self.admin_delete_badge)
         r.add_post("/admin/badges/{uid}/revoke", self.admin_revoke_badge)
+        r.add_post("/admin/badges/{uid}/keys", self.admin_badge_keys)
+        r.add_post("/admin/badges/{uid}/issue", self.admin_issue_badge)
+        r.add_post("/admin/badges/identify", self.admin_identify_card)
         r.add_get("/admin/keys", self.admin_keys)
         r.add_post("/admin/keys/rotate", self.admin_rotate)
         r.add_put("/admin/schedules/{schedule_id}", self.admin_schedule)
@@ -906,6 +912,31 @@ class CentralServer:
         """POST /admin/badges/{uid}/revoke."""
         return _json(
             await self._change(request, 200, self.store.revoke_badge, request.match_info["uid"])
+        )
+
+    async def admin_badge_keys(self, request: web.Request) -> web.Response:
+        """POST /admin/badges/{uid}/keys: the card's keys for the issuance station. The
+        answer holds keys: never cached, never in the audit row (it records the uid, the key
+        version and the badges revoked)."""
+        body = await self._body(request, optional=True)
+        result = await self._change(
+            request, 200, self.store.badge_card_keys, request.match_info["uid"], body
+        )
+        return _json(result, headers={"Cache-Control": "no-store"})
+
+    async def admin_identify_card(self, request: web.Request) -> web.Response:
+        """POST /admin/badges/identify: the UID in a card's SUN (a card with Random ID)."""
+        body = await self._body(request)
+        return _json(await self._change(request, 200, self.store.identify_card, body))
+
+    async def admin_issue_badge(self, request: web.Request) -> web.Response:
+        """POST /admin/badges/{uid}/issue: register the card the station wrote and read back."""
+        body = await self._body(request)
+        return _json(
+            await self._change(
+                request, 201, self.store.register_issued_badge, request.match_info["uid"], body
+            ),
+            201,
         )
 
     async def admin_keys(self, request: web.Request) -> web.Response:

@@ -134,6 +134,10 @@ class CentralSettings:
     #: The site's NTAG 424 keys (the agent's ``[ntag424]`` table): with them the central
     #: verifies the SUN message of every ``badge.counter`` claim before sharing it.
     ntag424: Ntag424Section | None = None
+    #: The master key the badges' own keys (0, 3, 4) derive from (AN10922, per card and key
+    #: version): the keys file's ``[issuance] card_master_key``. Only the central holds it, never
+    #: a door (docs/badges.md, "The Pass Office"); without it no badge is issued. Kept out of repr.
+    card_master_key: bytes | None = field(default=None, repr=False)
     #: Without keys: how far above the last shared counter a claimed one may be.
     counter_max_advance: int = 1000
     #: The database (``--db``): ``sqlite:///PATH`` or ``postgresql://...``; None is
@@ -200,6 +204,10 @@ class CentralSettings:
             raise ConfigError("ntag424", "must be an Ntag424Section")
         if self.ntag424 is not None and not self.ntag424.configured:
             raise ConfigError("ntag424", "needs file_read_key or file_read_master_key")
+        if self.card_master_key is not None and (
+            not isinstance(self.card_master_key, bytes) or len(self.card_master_key) != 16
+        ):
+            raise ConfigError("card_master_key", "must be 16 bytes (an AES-128 key)")
         number("shutdown_timeout_s", self.shutdown_timeout_s, 0, 600, unit=" seconds")
         if self.smtp_host is not None:
             if not isinstance(self.smtp_host, str) or not self.smtp_host.strip():
@@ -343,5 +351,30 @@ def load_ntag424_keys(path: Path) -> Ntag424Section:
         if not isinstance(data.get("ntag424"), dict):
             raise ConfigError("ntag424", "the keys file has no [ntag424] table")
         return build(Ntag424Section, data["ntag424"], "ntag424")
+
+    return load(path, parse)
+
+
+def load_card_master_key(path: Path) -> bytes | None:
+    """Read the badge issuance master key from the keys file's optional ``[issuance]`` table
+    (``card_master_key``, 32 hex digits); None when the file has none.
+
+    Raises:
+        ConfigError: unreadable, not TOML, or a bad key.
+    """
+
+    def parse(data: dict[str, Any]) -> bytes | None:
+        table = data.get("issuance")
+        if table is None:
+            return None
+        if not isinstance(table, dict) or set(table) - {"card_master_key"}:
+            raise ConfigError("issuance", "the [issuance] table holds card_master_key only")
+        value = table.get("card_master_key")
+        if not isinstance(value, str) or not re.fullmatch(r"[0-9A-Fa-f]{32}", value):
+            raise ConfigError("issuance.card_master_key", "must be 32 hex digits (AES-128)")
+        key = bytes.fromhex(value)
+        if key == bytes(16):
+            raise ConfigError("issuance.card_master_key", "must not be the zero key")
+        return key
 
     return load(path, parse)

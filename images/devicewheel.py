@@ -70,7 +70,11 @@ def device_pyproject(pyproject: dict[str, Any]) -> dict[str, Any]:
         for requirement in source.get("dependencies", [])
         if _requirement_name(requirement) not in CENTRAL_ONLY_DEPENDENCIES
     ]
-    extras = {k: v for k, v in source.get("optional-dependencies", {}).items() if k != "dev"}
+    extras = {
+        k: v
+        for k, v in source.get("optional-dependencies", {}).items()
+        if k not in ("dev", "station")  # station: the Pass Office's desk PC, never a device
+    }
     project["optional-dependencies"] = extras
     project["scripts"] = {
         command: target

@@ -19,7 +19,7 @@ from .db import Database, Step
 
 __all__ = ["POSTGRES_STEPS", "SCHEMA_VERSION", "SQLITE_STEPS", "migrate"]
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 #: Schema 1: the tables of the first central.
 _SCHEMA_V1 = (
@@ -278,6 +278,29 @@ _SCHEMA_V7_POSTGRES = (
 _SCHEMA_V8 = ("ALTER TABLE operators ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0",)
 
 
+#: Schema 9 (issue 17): NTAG 424 DNA badges issued at the Pass Office (central/store/issuance.py):
+#: per UID, the key version last handed to a station and whether that card was registered.
+#: Kept when the badge is deleted, so a card issued again never gets a key version twice.
+_SCHEMA_V9_SQLITE = (
+    """CREATE TABLE badge_issues (
+        uid TEXT PRIMARY KEY,
+        site TEXT NOT NULL,
+        key_version INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL
+    ) STRICT""",
+)
+_SCHEMA_V9_POSTGRES = (
+    """CREATE TABLE badge_issues (
+        uid TEXT PRIMARY KEY,
+        site TEXT NOT NULL,
+        key_version INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        updated_ms BIGINT NOT NULL
+    )""",
+)
+
+
 #: SQLite's steps (a database of schema 1 to 7 is migrated on open).
 SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     1: _SCHEMA_V1,
@@ -288,6 +311,7 @@ SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     6: _SCHEMA_V6,
     7: _SCHEMA_V7_SQLITE,
     8: _SCHEMA_V8,
+    9: _SCHEMA_V9_SQLITE,
 }
 
 
@@ -480,6 +504,7 @@ POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
     ),
     7: _SCHEMA_V7_POSTGRES,
     8: _SCHEMA_V8,
+    9: _SCHEMA_V9_POSTGRES,
 }
 
 
@@ -505,7 +530,8 @@ def migrate(db: Database) -> None:
         # 0: a new database; 1: one written before self-test reports existed;
         # 2: one written before issue 10 (device trust, signed deltas); 3: one written
         # before operator accounts (issue 13); 4: one written before the audit chain;
-        # 5: before host notification; 6: before retention; 7: before operators over HTTP.
+        # 5: before host notification; 6: before retention; 7: before operators over HTTP;
+        # 8: before badge issuance.
         for step, statements in sorted(db.migrations.items()):
             if version < step <= SCHEMA_VERSION:
                 for statement in statements:

@@ -38,6 +38,7 @@ from .db import Database
 from .deltas import DeltasMixin
 from .devices import DevicesMixin
 from .events import EventsMixin
+from .issuance import IssuanceMixin
 from .keys import KeysMixin
 from .operators import OperatorsMixin
 from .retention import RetentionMixin
@@ -76,6 +77,7 @@ class CentralStore(
     DevicesMixin,
     EventsMixin,
     CredentialsMixin,
+    IssuanceMixin,
     KeysMixin,
     DeltasMixin,
     AuditMixin,

@@ -196,6 +196,8 @@ def test_rows_written_before_the_chain_are_chained_by_the_migration(tmp_path: Pa
         conn.execute("ALTER TABLE invitations DROP COLUMN lang")
         # And schema 8's (operators over HTTP).
         conn.execute("ALTER TABLE operators DROP COLUMN must_change_password")
+        # And schema 9's (badge issuance).
+        conn.execute("DROP TABLE badge_issues")
         conn.execute("PRAGMA user_version = 4")
     with CentralStore(settings) as store:
         store.add_operator("cy", "auditor")

@@ -1,0 +1,189 @@
+"""``portier-badge``: issue, return and revoke NTAG 424 DNA badges at the Pass Office desk.
+
+    portier-badge issue --holder "Grace Hopper" --door lobby [--zone Z] [--role guard --pin PIN]
+                        [--valid-until 2027-06-30] [--replaces LOST_UID] --url URL
+    portier-badge reset --url URL          (a returned card: revoked, back to factory keys)
+    portier-badge revoke --uid UID --url URL
+
+The operator's token as for ``portier-central`` (``--token-file``, ``$PORTIER_CENTRAL_TOKEN``,
+``--token``); the reader: the first PC/SC reader, ``--reader NAME``, or ``--demo`` (an emulated
+blank card). Exit status: 0 done, 1 refused or stopped (the message says what to do), 2 usage,
+3 the central did not answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..admin import TOKEN_ENV, CentralAdmin, CentralUnreachable
+from ..cli import URL_ENV, UsageError, operator_token, parse_time
+from ..errors import CentralError
+from .issue import DEFAULT_BADGE_URL, EmulatedReader, IssueRequest, Reader, StationError
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="portier-badge", description="Issue NTAG 424 DNA badges at the Pass Office desk."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def common(p: argparse.ArgumentParser, *, card: bool = True) -> None:
+        p.add_argument("--url", help=f"the central's base URL (default: ${URL_ENV})")
+        p.add_argument("--token", help=f"operator API token (default: ${TOKEN_ENV})")
+        p.add_argument("--token-file", type=Path, help="file holding the token (mode 0600)")
+        if card:
+            p.add_argument("--reader", help="PC/SC reader name (part of it); default: the first")
+            p.add_argument("--nfc", metavar="PATH", help="an nfcpy reader instead (usb, tty:USB0)")
+            p.add_argument("--demo", action="store_true", help="an emulated blank card")
+            p.add_argument(
+                "--factory-key-file",
+                type=Path,
+                help="file with the cards' factory key 0 in hex (default: NXP's, all zero)",
+            )
+
+    issue = sub.add_parser("issue", help="write the card on the reader and register it")
+    common(issue)
+    issue.add_argument("--holder", required=True)
+    issue.add_argument("--door", action="append", default=[])
+    issue.add_argument("--zone", action="append", default=[])
+    issue.add_argument("--role", choices=("guard",))
+    issue.add_argument("--pin", help="the guard's PIN (with --role guard)")
+    issue.add_argument("--guard-id")
+    issue.add_argument("--valid-from")
+    issue.add_argument("--valid-until")
+    issue.add_argument("--replaces", metavar="UID", help="a lost badge: revoked at once")
+    issue.add_argument("--badge-url", default=DEFAULT_BADGE_URL, help="URL written on the card")
+    issue.add_argument(
+        "--random-id",
+        action="store_true",
+        help="the card shows a random UID to readers from then on (irreversible)",
+    )
+    reset = sub.add_parser("reset", help="a returned card: revoke it, back to factory keys")
+    common(reset)
+    revoke = sub.add_parser("revoke", help="revoke a badge at once (a lost card)")
+    common(revoke, card=False)
+    revoke.add_argument("--uid", required=True)
+    return parser
+
+
+def _reader(args: argparse.Namespace) -> Reader:
+    if args.demo:
+        from portier_common.ntag424.card import EmulatedNtag424
+
+        return EmulatedReader(EmulatedNtag424())
+    if args.nfc:
+        from .nfcreader import open_nfc_reader
+
+        return open_nfc_reader(args.nfc)
+    from .pcsc import open_reader
+
+    return open_reader(args.reader)
+
+
+def _factory_key(args: argparse.Namespace) -> bytes:
+    if args.factory_key_file is None:
+        return bytes(16)
+    from portier_common.settings import ConfigError, read_private_file
+
+    try:
+        key = bytes.fromhex(read_private_file("--factory-key-file", args.factory_key_file).decode())
+    except (ConfigError, UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"--factory-key-file: {exc}") from None
+    if len(key) != 16:
+        raise UsageError("--factory-key-file: 32 hex digits (an AES-128 key)")
+    return key
+
+
+def _run(admin: CentralAdmin, args: argparse.Namespace) -> int:
+    if args.command == "revoke":
+        admin.revoke_badge(args.uid)
+        print(
+            f"done: badge {args.uid.upper()} is revoked; the doors refuse it from their next poll"
+        )
+        return 0
+    reader = _reader(args)
+    try:
+        return _with_card(admin, args, reader)
+    finally:
+        close = getattr(reader, "close", None)
+        if close is not None:
+            close()
+
+
+def _with_card(admin: CentralAdmin, args: argparse.Namespace, reader: Reader) -> int:
+    from .issue import issue_badge, return_badge
+
+    say = print
+    if args.command == "reset":
+        uid = return_badge(admin, reader, factory_key=_factory_key(args), say=say)
+        print(f"done: card {uid.upper()} is back to factory keys and can be issued again")
+        return 0
+    if not args.door and not args.zone:
+        raise UsageError("issue: give --door (or --zone)")
+    guard: dict[str, object] = {}
+    if args.role is not None:
+        if args.pin is None:
+            raise UsageError("issue --role guard: give --pin")
+        from portier_common.pins import hash_pin
+
+        try:
+            guard = {"role": args.role, "pin_hash": hash_pin(args.pin), "guard_id": args.guard_id}
+        except ValueError as exc:
+            raise UsageError(f"issue --{exc}") from None
+    request = IssueRequest(
+        holder=args.holder,
+        doors=tuple(args.door),
+        zones=tuple(args.zone),
+        not_before=parse_time(args.valid_from) if args.valid_from else None,
+        not_after=parse_time(args.valid_until) if args.valid_until else None,
+        guard=guard,
+        replaces=args.replaces,
+    )
+    badge = issue_badge(
+        admin,
+        reader,
+        request,
+        factory_key=_factory_key(args),
+        base_url=args.badge_url,
+        random_id=args.random_id,
+        say=say,
+    )
+    where = ", ".join([*badge.get("doors", []), *(f"zone {z}" for z in badge.get("zones", []))])
+    print(
+        f"done: badge {badge['uid'].upper()} issued to {badge['holder']} for {where} "
+        f"(key version {badge.get('key_version')}); hand the card over"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``portier-badge``; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        url = args.url or os.environ.get(URL_ENV)
+        if not url:
+            raise UsageError(f"give --url URL (or set ${URL_ENV})")
+        with CentralAdmin(url, token=operator_token(args)) as admin:
+            return _run(admin, args)
+    except UsageError as exc:
+        parser.exit(2, f"portier-badge: {exc}\n")
+    except StationError as exc:
+        print(f"portier-badge: {exc}", file=sys.stderr)
+        return 1
+    except CentralError as exc:
+        print(f"portier-badge: the central refused: {exc.detail}", file=sys.stderr)
+        return 1
+    except CentralUnreachable as exc:
+        print(f"portier-badge: the central did not answer: {exc}", file=sys.stderr)
+        return 3
+    except RuntimeError as exc:  # ReaderUnavailable
+        print(f"portier-badge: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,412 @@
+"""Issue #17: the Pass Office's issuance station against a real central process and an emulated
+NTAG 424 DNA. The issued card opens a door through the agent (its cache filled from the central's
+signed deltas); a wrong factory key, a card taken away half-way, a card of another site, an active
+badge, a revoked badge: each a clear message and nothing half-registered."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from central.admin import CentralAdmin
+from central.errors import BadgeActive, BadRequest, NotConfigured, NotFound
+from central.station.cli import main as badge_main
+from central.station.issue import (
+    EmulatedReader,
+    IssueRequest,
+    StationError,
+    issue_badge,
+    return_badge,
+)
+from central.station.pcsc import CardLeft, PcscTransport
+from central.testing import CentralProcess, enroll_device
+from edge_agent.policy import Credential
+from edge_agent.sync.downlink import convert_page
+from portier_common.ntag424 import diversify_aes128
+from portier_common.ntag424.card import EmulatedNtag424
+from portier_common.ntag424.commands import Ntag424
+from portier_common.ntag424.personalise import (
+    BadgeLayout,
+    CardKeys,
+    SiteKeys,
+    decode_uri_record,
+    personalise,
+)
+from tests.edge_agent.test_agent import rigs
+
+pytestmark = pytest.mark.processes
+
+H = bytes.fromhex
+META = H("11" * 16)
+FILE_MASTER = H("22" * 16)
+CARD_MASTER = H("33" * 16)
+DOOR = "gate-a"  # the simulator agent's door
+
+
+@pytest.fixture(scope="module")
+def issuing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CentralProcess]:
+    """A central that holds the site's NTAG 424 master keys (``--ntag424-keys``)."""
+    where = tmp_path_factory.mktemp("issuing")
+    keys = where / "keys.toml"
+    keys.write_text(
+        f'[ntag424]\nmeta_read_key = "{META.hex()}"\nfile_read_master_key = "{FILE_MASTER.hex()}"\n'
+        f'[issuance]\ncard_master_key = "{CARD_MASTER.hex()}"\n'
+    )
+    keys.chmod(0o600)
+    with CentralProcess(where / "data", extra_args=["--ntag424-keys", str(keys)]) as process:
+        yield process
+
+
+@pytest.fixture
+def admin(issuing: CentralProcess) -> Iterator[CentralAdmin]:
+    with issuing.admin() as client:
+        yield client
+
+
+_seeds = iter(range(100, 10_000))
+
+
+def blank(**kw: Any) -> EmulatedNtag424:
+    return EmulatedNtag424(random=random.Random(next(_seeds)).randbytes, **kw)
+
+
+def tap(card: EmulatedNtag424) -> str:
+    """What a door reads from the card: a fresh SUN URL."""
+    card.power_cycle()
+    url = decode_uri_record(Ntag424(card).read_ndef_message())
+    assert url is not None
+    return url
+
+
+def request(holder: str = "Grace Hopper", **kw: Any) -> IssueRequest:
+    return IssueRequest(holder=holder, doors=(DOOR,), **kw)
+
+
+def registered(issuing: CentralProcess, door: str = DOOR) -> dict[str, Any]:
+    """The signed deltas a door of the site gets, as a device polls them (from the start)."""
+    _, session = enroll_device(issuing.url, door=door)
+    page = session.get(f"{issuing.url}/v1/deltas", timeout=10).json()
+    return page
+
+
+def badges_at_central(issuing: CentralProcess) -> dict[str, dict[str, Any]]:
+    return {b["uid"]: b for b in registered(issuing)["badges"]}
+
+
+class Removed:
+    """A reader from which the card is pulled after ``limit`` APDUs."""
+
+    def __init__(self, card: EmulatedNtag424, limit: int) -> None:
+        self.card, self.limit, self.count = card, limit, 0
+
+    def uid(self) -> bytes:
+        return self.card.anticollision_uid()
+
+    def transmit(self, apdu: bytes) -> bytes:
+        if self.count >= self.limit:
+            self.card.power_cycle()
+            raise CardLeft("the card left the reader")
+        self.count += 1
+        return self.card.transmit(apdu)
+
+
+class FakePyscardConnection:
+    """Shaped like pyscard's ``CardConnection``: ``transmit(list[int]) -> (data, sw1, sw2)``, the
+    PC/SC GET DATA pseudo-APDU answered by the reader."""
+
+    def __init__(self, card: EmulatedNtag424) -> None:
+        self.card = card
+
+    def transmit(self, command: list[int]) -> tuple[list[int], int, int]:
+        if bytes(command) == b"\xff\xca\x00\x00\x00":
+            return list(self.card.anticollision_uid()), 0x90, 0x00
+        answer = self.card.transmit(bytes(command))
+        return list(answer[:-2]), answer[-2], answer[-1]
+
+
+class PcscReader(PcscTransport):
+    pass
+
+
+# -- issue, then the door ---------------------------------------------------------------------
+
+
+def test_an_issued_card_opens_the_door_and_a_revoked_one_no_longer(
+    issuing: CentralProcess, admin: CentralAdmin, tmp_path: Path
+) -> None:
+    card = blank()
+    reader = PcscReader(FakePyscardConnection(card))  # the PC/SC code path, on the emulator
+    said: list[str] = []
+    badge = issue_badge(admin, reader, request(), say=said.append)
+    uid = card.uid.hex()
+    assert (badge["uid"], badge["holder"], badge["kind"], badge["key_version"]) == (
+        uid,
+        "Grace Hopper",
+        "ntag424",
+        1,
+    )
+    assert any("verifies as a door" in line for line in said)
+    # The card holds per-card keys, never the factory's; key 0 was changed last.
+    assert bytes(16) not in card.keys and card.key_versions == [1] * 5
+    assert badges_at_central(issuing)[uid]["holder"] == "Grace Hopper"
+    # The audit chain has both calls, and no key material.
+    journal = admin.operator_journal()
+    actions = [row["action"] for row in journal]
+    assert (
+        "POST /admin/badges/{uid}/keys" in actions and "POST /admin/badges/{uid}/issue" in actions
+    )
+    assert all(META.hex() not in str(row) and "app_master" not in str(row) for row in journal)
+
+    door = {"meta_read_key": META.hex(), "file_read_master_key": FILE_MASTER.hex()}
+    with rigs(tmp_path) as build:
+        page = convert_page(registered(issuing), DOOR)
+        rig = build(delta=page.delta, ntag424={**door, "file_read_key": None})
+        result = rig.agent.present(Credential.badge(card.uid, tap(card)))
+        assert (result["granted"], result["holder"]) == (True, "Grace Hopper"), result
+
+        assert badge_main(["revoke", "--uid", uid, "--url", issuing.url]) == 0
+        page = convert_page(registered(issuing), DOOR)
+        rig.store.cache.apply_delta(page.delta, synced_at_ms=None)
+        result = rig.agent.present(Credential.badge(card.uid, tap(card)))
+        assert (result["granted"], result["reason"]) == (False, "revoked")
+
+
+def test_the_demo_command_says_done_in_plain_words(
+    issuing: CentralProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["issue", "--demo", "--holder", "Ada", "--door", DOOR, "--url", issuing.url]
+    assert badge_main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1].startswith("done: badge ") and "issued to Ada" in out
+
+
+# -- what goes wrong --------------------------------------------------------------------------
+
+
+def test_a_wrong_factory_key_is_named_and_nothing_is_registered(
+    issuing: CentralProcess, admin: CentralAdmin
+) -> None:
+    card = blank(keys=[H("5A" * 16)] * 5)
+    with pytest.raises(StationError, match="refuses the factory key"):
+        issue_badge(admin, EmulatedReader(card), request())
+    assert card.uid.hex() not in badges_at_central(issuing)
+    assert card.keys == [H("5A" * 16)] * 5
+
+
+@pytest.fixture(scope="module")
+def apdus_per_issue(issuing: CentralProcess) -> int:
+    """How many APDUs one whole issuance sends."""
+    counting = Removed(blank(), 10_000)
+    with issuing.admin() as client:
+        issue_badge(client, counting, request("Counted"))
+    return counting.count
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.3, 0.6, 0.8, 0.95, 0.99])
+def test_a_card_taken_away_half_way_is_finished_by_the_next_run(
+    issuing: CentralProcess, admin: CentralAdmin, fraction: float, apdus_per_issue: int
+) -> None:
+    card = blank()
+    limit = int(apdus_per_issue * fraction)
+    with pytest.raises(StationError, match="run the same command again"):
+        issue_badge(admin, Removed(card, limit), request("Half Way"))
+    assert card.uid.hex() not in badges_at_central(issuing)  # nothing half-registered
+    badge = issue_badge(admin, EmulatedReader(card), request("Half Way"))
+    assert (badge["uid"], badge["key_version"]) == (card.uid.hex(), 1)
+    assert badges_at_central(issuing)[card.uid.hex()]["holder"] == "Half Way"
+
+
+def test_a_card_of_another_site_is_refused(issuing: CentralProcess, admin: CentralAdmin) -> None:
+    rng = random.Random(7)
+    other_meta, other_master = rng.randbytes(16), rng.randbytes(16)
+
+    def other_keys(uid: bytes) -> CardKeys:
+        return CardKeys(
+            app_master=diversify_aes128(other_master, uid, system_identifier=b"0"),
+            sdm_meta_read=other_meta,
+            sdm_file_read=diversify_aes128(other_master, uid),
+            spare3=diversify_aes128(other_master, uid, system_identifier=b"3"),
+            spare4=diversify_aes128(other_master, uid, system_identifier=b"4"),
+            version=3,
+        )
+
+    card = blank()
+    personalise(
+        card,
+        SiteKeys(meta_read_key=other_meta, card_keys=other_keys),
+        BadgeLayout("https://other.example/b"),
+    )
+    with pytest.raises(StationError, match="another site"):
+        issue_badge(admin, EmulatedReader(card), request())
+    assert card.uid.hex() not in badges_at_central(issuing)
+    # Same with key version 1, one this central hands out too (but never for this card).
+    card = blank()
+    personalise(
+        card,
+        SiteKeys(
+            meta_read_key=other_meta,
+            card_keys=lambda uid: CardKeys(**{**other_keys(uid).__dict__, "version": 1}),
+        ),
+        BadgeLayout("https://other.example/b"),
+    )
+    with pytest.raises(StationError, match="another site"):
+        issue_badge(admin, EmulatedReader(card), request())
+    assert card.uid.hex() not in badges_at_central(issuing)
+
+
+def test_an_active_badge_is_not_written_again_but_returned_then_reissued(
+    issuing: CentralProcess, admin: CentralAdmin
+) -> None:
+    card = blank()
+    issue_badge(admin, EmulatedReader(card), request("First Holder"))
+    with pytest.raises(StationError, match="already an active badge"):
+        issue_badge(admin, EmulatedReader(card), request("Someone Else"))
+    # The station never gets the keys of an active badge without the card: refused.
+    with pytest.raises(BadgeActive):
+        admin.badge_card_keys(card.uid.hex())
+    refused = admin.operator_journal()[-1]  # the refusal is in the audit chain too
+    assert (refused["action"], refused["status"]) == ("POST /admin/badges/{uid}/keys", 409)
+    # The return: the card's fresh SUN proves it is at the desk; revoked, then factory keys.
+    assert return_badge(admin, EmulatedReader(card)) == card.uid.hex()
+    assert card.keys == [bytes(16)] * 5 and card.key_versions == [0] * 5
+    assert badges_at_central(issuing)[card.uid.hex()]["enabled"] is False
+    # Issued again: new keys under a new key version.
+    badge = issue_badge(admin, EmulatedReader(card), request("Someone Else"))
+    assert (badge["holder"], badge["key_version"]) == ("Someone Else", 2)
+    assert badges_at_central(issuing)[card.uid.hex()]["enabled"] is True
+
+
+def test_a_lost_card_is_revoked_at_once_and_its_replacement_gets_a_new_key_version(
+    issuing: CentralProcess, admin: CentralAdmin
+) -> None:
+    lost, new = blank(), blank()
+    issue_badge(admin, EmulatedReader(lost), request("Careless Carl"))
+    said: list[str] = []
+    badge = issue_badge(
+        admin,
+        EmulatedReader(new),
+        request("Careless Carl", replaces=lost.uid.hex()),
+        say=said.append,
+    )
+    assert badge["key_version"] == 2
+    assert f"badge {lost.uid.hex().upper()} revoked" in said
+    at_central = badges_at_central(issuing)
+    assert at_central[lost.uid.hex()]["enabled"] is False
+    assert at_central[new.uid.hex()]["enabled"] is True
+
+
+def test_the_central_registers_nothing_without_a_verified_card(
+    issuing: CentralProcess, admin: CentralAdmin
+) -> None:
+    card = blank()
+    uid = card.uid.hex()
+    with pytest.raises(NotFound):  # no keys were handed out for it
+        admin.issue_badge(
+            uid, key_version=1, sun_url="https://x/b?picc_data=00&cmac=00", holder="X"
+        )
+    admin.badge_card_keys(uid)
+    with pytest.raises(BadRequest, match="does not verify"):
+        admin.issue_badge(
+            uid,
+            key_version=1,
+            sun_url=f"https://x/b?picc_data={'00' * 16}&cmac={'00' * 8}",
+            holder="X",
+            doors=[DOOR],
+        )
+    # A blank card's SUN cannot be made without writing it: no badge.
+    assert uid not in badges_at_central(issuing)
+
+
+def test_a_central_without_master_keys_issues_nothing(
+    central: CentralProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with central.admin() as client, pytest.raises(NotConfigured, match="card_master_key"):
+        client.badge_card_keys("04112233445566")
+    argv = ["issue", "--demo", "--holder", "Ada", "--door", DOOR, "--url", central.url]
+    assert badge_main(argv) == 1
+    assert "issues no badges" in capsys.readouterr().err
+
+
+def test_reset_and_revoke_say_done(
+    issuing: CentralProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        badge_main(["reset", "--demo", "--url", issuing.url]) == 0
+    )  # a blank card: nothing to undo
+    assert capsys.readouterr().out.splitlines()[-1].endswith("can be issued again")
+    assert badge_main(["revoke", "--uid", "04000000000042", "--url", issuing.url]) == 1
+    assert "no badge 04000000000042" in capsys.readouterr().err
+
+
+def test_the_pcsc_transport_turns_a_lost_card_into_card_left() -> None:
+    class Gone:
+        def transmit(self, command: list[int]) -> tuple[list[int], int, int]:
+            raise RuntimeError("Card was removed")
+
+    with pytest.raises(CardLeft, match="left the reader"):
+        PcscTransport(Gone()).transmit(b"\x00\xa4\x04\x00")
+
+
+def test_the_factory_key_file_is_private_and_used(
+    issuing: CentralProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "factory.key"
+    key.write_text("00" * 16 + "\n")
+    argv = ["issue", "--demo", "--holder", "Ada", "--door", DOOR, "--url", issuing.url]
+    key.chmod(0o644)
+    with pytest.raises(SystemExit) as exited:
+        badge_main([*argv, "--factory-key-file", str(key)])
+    assert exited.value.code == 2 and "--factory-key-file" in capsys.readouterr().err
+    key.chmod(0o600)
+    assert badge_main([*argv, "--factory-key-file", str(key)]) == 0
+
+
+def test_an_nfcpy_reader_issues_through_the_same_path(admin: CentralAdmin) -> None:
+    from central.station.nfcreader import NfcpyTransport
+
+    class FakeType4Tag:  # what the station uses of nfcpy's Type4Tag
+        def __init__(self, card: EmulatedNtag424) -> None:
+            self.card, self.identifier = card, card.anticollision_uid()
+
+        def transceive(self, data: bytes, timeout: float | None = None) -> bytes:
+            return self.card.transmit(data)
+
+    card = blank()
+    badge = issue_badge(admin, NfcpyTransport(FakeType4Tag(card)), request("Nfc Nina"))
+    assert badge["uid"] == card.uid.hex()
+
+
+@pytest.mark.parametrize("fraction", [0.7, 0.9, 0.99])
+def test_a_random_id_card_is_found_by_its_sun_issued_finished_and_returned(
+    issuing: CentralProcess, admin: CentralAdmin, fraction: float, apdus_per_issue: int
+) -> None:
+    card = blank()
+    with pytest.raises(StationError, match="run the same command again"):
+        issue_badge(
+            admin, Removed(card, int(apdus_per_issue * fraction)), request(), random_id=True
+        )
+    assert card.uid.hex() not in badges_at_central(issuing)
+    badge = issue_badge(admin, EmulatedReader(card), request("Rita Random"), random_id=True)
+    assert badge["uid"] == card.uid.hex() and card.random_id
+    assert len(EmulatedReader(card).uid()) == 4  # readers no longer see the real UID
+    assert admin.identify_card(tap(card)) == card.uid.hex()
+    assert return_badge(admin, EmulatedReader(card)) == card.uid.hex()
+    assert card.keys == [bytes(16)] * 5
+
+
+def test_a_random_id_card_of_another_site_is_refused(admin: CentralAdmin) -> None:
+    rng = random.Random(11)
+    meta, master = rng.randbytes(16), rng.randbytes(16)
+    keys = CardKeys(master, meta, rng.randbytes(16), rng.randbytes(16), rng.randbytes(16))
+    card = blank()
+    personalise(
+        card,
+        SiteKeys(meta_read_key=meta, card_keys=lambda _: keys),
+        BadgeLayout("https://other.example/b", random_id=True),
+    )
+    with pytest.raises(StationError, match="another site"):
+        issue_badge(admin, EmulatedReader(card), request())
