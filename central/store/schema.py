@@ -19,7 +19,7 @@ from .db import Database, Step
 
 __all__ = ["POSTGRES_STEPS", "SCHEMA_VERSION", "SQLITE_STEPS", "migrate"]
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 #: Schema 1: the tables of the first central.
 _SCHEMA_V1 = (
@@ -278,7 +278,50 @@ _SCHEMA_V7_POSTGRES = (
 _SCHEMA_V8 = ("ALTER TABLE operators ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0",)
 
 
-#: SQLite's steps (a database of schema 1 to 7 is migrated on open).
+#: Schema 9 (issue 14, the console's alarms and devices pages): a security officer's
+#: acknowledgement of a device's alarm (one per raise: device, code, since when), and every
+#: self-test report a device sent (``selftest_reports`` keeps the latest only).
+_SCHEMA_V9_SQLITE = (
+    """CREATE TABLE alarm_acks (
+        device_id TEXT NOT NULL,
+        code TEXT NOT NULL,
+        since_ms INTEGER NOT NULL,
+        acked_at_ms INTEGER NOT NULL,
+        operator TEXT NOT NULL,
+        note TEXT NOT NULL,
+        PRIMARY KEY (device_id, code, since_ms)
+    ) STRICT""",
+    """CREATE TABLE selftest_log (
+        device_id TEXT NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        ok INTEGER NOT NULL,
+        report TEXT NOT NULL
+    ) STRICT""",
+    "CREATE INDEX selftest_log_device ON selftest_log(device_id, received_at_ms)",
+    "CREATE INDEX alarm_acks_time ON alarm_acks(acked_at_ms)",
+)
+_SCHEMA_V9_POSTGRES = (
+    """CREATE TABLE alarm_acks (
+        device_id TEXT NOT NULL,
+        code TEXT NOT NULL,
+        since_ms BIGINT NOT NULL,
+        acked_at_ms BIGINT NOT NULL,
+        operator TEXT NOT NULL,
+        note TEXT NOT NULL,
+        PRIMARY KEY (device_id, code, since_ms)
+    )""",
+    """CREATE TABLE selftest_log (
+        device_id TEXT NOT NULL,
+        received_at_ms BIGINT NOT NULL,
+        ok BIGINT NOT NULL,
+        report TEXT NOT NULL
+    )""",
+    "CREATE INDEX selftest_log_device ON selftest_log(device_id, received_at_ms)",
+    "CREATE INDEX alarm_acks_time ON alarm_acks(acked_at_ms)",
+)
+
+
+#: SQLite's steps (a database of schema 1 to 8 is migrated on open).
 SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     1: _SCHEMA_V1,
     2: _SCHEMA_V2,
@@ -288,12 +331,14 @@ SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     6: _SCHEMA_V6,
     7: _SCHEMA_V7_SQLITE,
     8: _SCHEMA_V8,
+    9: _SCHEMA_V9_SQLITE,
 }
 
 
 #: PostgreSQL's steps: a PostgreSQL database starts at schema 3 (one step, the whole schema),
 #: then schema 4 (operators), schema 5 (the audit chain), schema 6 (host notification),
-#: schema 7 (retention), schema 8 (must_change_password).
+#: schema 7 (retention), schema 8 (must_change_password), schema 9 (alarm acknowledgements,
+#: the self-test log).
 #: The same tables as SQLite's: ``BIGINT`` for integers, ``BYTEA`` for blobs, an identity
 #: column for the deltas cursor; booleans stay 0/1 integers (one code path for both).
 POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
@@ -480,6 +525,7 @@ POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
     ),
     7: _SCHEMA_V7_POSTGRES,
     8: _SCHEMA_V8,
+    9: _SCHEMA_V9_POSTGRES,
 }
 
 
