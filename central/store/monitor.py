@@ -33,6 +33,10 @@ TECHNICAL_TYPES = (
 )
 #: The longest note an acknowledgement keeps.
 MAX_NOTE = 500
+#: One raise of an alarm: the same code with a ``since_ms`` this close (a door's alarm is
+#: reported with ``since_ms`` worked out again from its age at each heartbeat, so it moves
+#: by a few milliseconds; a new raise of the same alarm comes much later).
+SAME_RAISE_MS = 10_000
 
 
 def _payload(text: object) -> dict[str, Any]:
@@ -47,6 +51,14 @@ def _payload(text: object) -> dict[str, Any]:
 
 def _heartbeat(row: Row) -> dict[str, Any]:
     return _payload(row["last_heartbeat"])
+
+
+def _ack_of(rows: list[Row], since_ms: int) -> dict[str, Any] | None:
+    """The acknowledgement of the raise at *since_ms* among *rows* (one code's), or None."""
+    for row in rows:
+        if abs(row["since_ms"] - since_ms) <= SAME_RAISE_MS:
+            return {"operator": row["operator"], "at_ms": row["acked_at_ms"], "note": row["note"]}
+    return None
 
 
 class MonitorMixin(StoreBase):
@@ -127,17 +139,12 @@ class MonitorMixin(StoreBase):
                 "SELECT device_id, door, last_heartbeat, last_heartbeat_at_ms FROM devices "
                 "WHERE enabled = 1 AND last_heartbeat IS NOT NULL ORDER BY device_id"
             ).fetchall()
-            acks = {
-                (row["device_id"], row["code"], row["since_ms"]): {
-                    "operator": row["operator"],
-                    "at_ms": row["acked_at_ms"],
-                    "note": row["note"],
-                }
-                for row in conn.execute(
-                    "SELECT a.* FROM alarm_acks a JOIN devices d ON d.device_id = a.device_id "
-                    "WHERE d.enabled = 1"
-                ).fetchall()
-            }
+            acks: dict[tuple[str, str], list[Row]] = {}
+            for row in conn.execute(
+                "SELECT a.* FROM alarm_acks a JOIN devices d ON d.device_id = a.device_id "
+                "WHERE d.enabled = 1"
+            ).fetchall():
+                acks.setdefault((row["device_id"], row["code"]), []).append(row)
         alarms = []
         for device in devices:
             for alarm in _heartbeat(device).get("alarms") or []:
@@ -153,7 +160,9 @@ class MonitorMixin(StoreBase):
                         "since_ms": since_ms,
                         "detail": str(alarm.get("detail") or ""),
                         "heard_at_ms": device["last_heartbeat_at_ms"],
-                        "ack": acks.get((device["device_id"], alarm["code"], since_ms)),
+                        "ack": _ack_of(
+                            acks.get((device["device_id"], alarm["code"]), []), since_ms
+                        ),
                     }
                 )
         alarms.sort(key=lambda a: (a["since_ms"], a["device_id"], a["code"]))
@@ -181,14 +190,18 @@ class MonitorMixin(StoreBase):
             if device is None:
                 raise NotFound(f"no device {device_id!r}")
             listed = any(
-                isinstance(a, dict) and a.get("code") == code and a.get("since_ms") == since_ms
+                isinstance(a, dict)
+                and a.get("code") == code
+                and isinstance(a.get("since_ms"), int)
+                and abs(a["since_ms"] - since_ms) <= SAME_RAISE_MS
                 for a in _heartbeat(device).get("alarms") or []
             )
             if not listed:
                 raise NotFound(f"device {device_id!r} has no alarm {code!r} since {since_ms}")
             if conn.execute(
-                "SELECT 1 FROM alarm_acks WHERE device_id = ? AND code = ? AND since_ms = ?",
-                (device_id, code, since_ms),
+                "SELECT 1 FROM alarm_acks WHERE device_id = ? AND code = ? "
+                "AND since_ms BETWEEN ? AND ?",
+                (device_id, code, since_ms - SAME_RAISE_MS, since_ms + SAME_RAISE_MS),
             ).fetchone():
                 raise BadRequest("alarm_acknowledged: this alarm is acknowledged already")
             conn.execute(
