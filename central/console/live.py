@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 __all__ = ["LiveHub"]
@@ -67,7 +67,7 @@ class LiveHub:
         if self._wake is not None:
             self._wake.set()
 
-    async def listen(self) -> AsyncIterator[list[dict[str, Any]]]:
+    async def listen(self) -> AsyncGenerator[list[dict[str, Any]], None]:
         """Yield each batch of new events (oldest first) until the hub closes."""
         queue: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue(QUEUE)
         self._listeners.add(queue)
