@@ -133,8 +133,10 @@ async def _stream(console: Console, request: web.Request) -> web.StreamResponse:
 
     try:
         operator = await console._operator(request)
-    except (_ToLogin, _Refused):
+    except _ToLogin:
         return web.Response(status=401, text="log in first\n")
+    except _Refused:
+        return web.Response(status=403, text="refused\n")
     if not _PAGE["live"].visible_to(operator["role"]):
         return web.Response(status=403, text="your role may not open this page\n")
     response = web.StreamResponse(

@@ -208,6 +208,9 @@ def test_central_database_of_schema_1_gains_the_report_table(tmp_path: Path) -> 
         # And schema 7's (retention) and 6's (host notification); 8's went with operators.
         store._conn.execute("DROP INDEX events_received")
         store._conn.execute("DROP TABLE notifications")
+        # And schema 9's (issue 14: the console's alarm acknowledgements, the self-test log).
+        store._conn.execute("DROP TABLE alarm_acks")
+        store._conn.execute("DROP TABLE selftest_log")
         for table, column in (
             ("events", "purged_at_ms"),
             ("invitations", "purged_at_ms"),
@@ -222,7 +225,7 @@ def test_central_database_of_schema_1_gains_the_report_table(tmp_path: Path) -> 
             store._conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         store._conn.execute("PRAGMA user_version = 1")
     with CentralStore(settings) as store:
-        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 9
         with pytest.raises(NotFound):
             store.selftest("nobody")
         token = store.create_enroll_token(door="lobby")["enroll_token"]
