@@ -79,6 +79,13 @@ def _when(console: Console, ms: int | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> s
     return dt.datetime.fromtimestamp(ms / 1000, console.settings.zone).strftime(fmt)
 
 
+def _cell(text: object) -> str:
+    """A CSV cell a spreadsheet will not run: text a device sent that starts like a formula
+    (``=``, ``+``, ``-``, ``@``) gets a leading ``'``."""
+    value = str(text)
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 def _gettext(request: web.Request, console: Console) -> Callable[[str], str]:
     return translations(console._lang(request)).gettext
 
@@ -459,12 +466,12 @@ async def _log_csv(console: Console, request: web.Request, operator: dict[str, A
             [
                 _when(console, entry["at_ms"]),
                 entry["at_ms"],
-                entry["device_id"],
-                entry["door"],
-                entry["kind"],
-                entry["code"],
-                _log_words(entry, _),
-                entry["detail"],
+                _cell(entry["device_id"]),
+                _cell(entry["door"]),
+                _cell(entry["kind"]),
+                _cell(entry["code"]),
+                _cell(_log_words(entry, _)),
+                _cell(entry["detail"]),
                 json.dumps(entry["payload"], ensure_ascii=False, sort_keys=True),
             ]
         )

@@ -39,6 +39,9 @@ def gate(console_central):
         chain.event("visitor.checked_in", {"invitation_id": "inv-x", "visitor": "Grace Hopper"}),
         chain.event("alarm.raised", {"alarm": "forced_open"}),
         chain.event("sync.alarm", {"code": "backlog", "state": "raised", "detail": "120 waiting"}),
+        chain.event(
+            "sync.alarm", {"code": "tls", "state": "raised", "detail": "=cmd|' /C calc'!A0"}
+        ),
     ]
     answer = session.post(f"{console_central.url}/v1/events", json={"events": events}, timeout=10)
     assert answer.status_code == 200, answer.text
@@ -194,6 +197,8 @@ def test_technical_log_csv(client: ConsoleClient, gate):
     assert test["code"] == "failed" and test["detail"] == "relay/readback"
     assert json.loads(test["payload"])["ok"] is False
     assert all(row["device_id"] == gate["device_id"] for row in rows)
+    formula = next(row for row in rows if row["code"] == "tls raised")
+    assert formula["detail"] == "'=cmd|' /C calc'!A0"  # not a formula in a spreadsheet
     empty = client.request("/console/devices/log.csv?from=2000-01-01&to=2000-01-02")
     assert empty.status == 200 and len(empty.text.strip().splitlines()) == 1
     assert client.request("/console/devices/log.csv?from=x").status == 400
