@@ -60,8 +60,13 @@ def test_a_check_in_appears_live_and_an_alarm_is_acknowledged(
     answer = session.post(f"{base}/v1/events", json={"events": events}, timeout=10)
     assert answer.status_code == 200, answer.text
 
-    def rows() -> list[str]:
-        return [row.text for row in fresh.find_elements(By.CSS_SELECTOR, "#live-events tbody tr")]
+    def rows() -> list[str]:  # read in one go: the script changes the rows meanwhile
+        return list(
+            fresh.execute_script(
+                "return Array.from(document.querySelectorAll('#live-events tbody tr'))"
+                ".map(function (row) { return row.innerText; });"
+            )
+        )
 
     assert _wait(lambda: any("Alan Turing checked in at gate-b" in r for r in rows())), rows()
     assert "Alarm at gate-b: Door held open" in rows()[0]  # newest first
