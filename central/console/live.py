@@ -9,7 +9,10 @@ that is one store read per wake-up.
 
 Events are read ``LAG_MS`` back from the newest reception time seen (an upload that began
 before another and committed after it still shows) and told once each (their
-``device:seq`` key).
+``device:seq`` key). A reader that starts tells what arrived in the last ``LAG_MS``; a page
+that joins a running reader first gets what it told in that window. Either way the page
+may have rendered some of those rows already: it skips the keys it shows, so no event that
+arrived between the page's rendering and its stream is lost.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from typing import Any
 
 __all__ = ["LiveHub"]
@@ -57,6 +60,7 @@ class LiveHub:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._seen: dict[str, int] = {}
+        self._recent: list[dict[str, Any]] = []
         self._since: int | None = None
         self._closed = False
         #: Store reads done (tests check the reads are shared).
@@ -67,19 +71,31 @@ class LiveHub:
         if self._wake is not None:
             self._wake.set()
 
-    async def listen(self) -> AsyncGenerator[list[dict[str, Any]], None]:
-        """Yield each batch of new events (oldest first) until the hub closes."""
+    @contextlib.contextmanager
+    def subscribe(self) -> Iterator[asyncio.Queue[list[dict[str, Any]] | None]]:
+        """A queue of the new events' batches (oldest first) while the ``with`` lasts;
+        ``None`` in it means the hub closed (or this listener fell too far behind)."""
         queue: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue(QUEUE)
+        if self._closed:
+            queue.put_nowait(None)
+        elif self._recent and self._task is not None and not self._task.done():
+            # What the running reader told lately: the page may have been rendered before.
+            queue.put_nowait(list(self._recent))
         self._listeners.add(queue)
         self._start()
         try:
+            yield queue
+        finally:
+            self._listeners.discard(queue)
+
+    async def listen(self) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """Yield each batch of new events (oldest first) until the hub closes."""
+        with self.subscribe() as queue:
             while True:
                 batch = await queue.get()
                 if batch is None:
                     return
                 yield batch
-        finally:
-            self._listeners.discard(queue)
 
     async def close(self, *_: object) -> None:
         """End every listener and the reader (the server shuts down)."""
@@ -100,16 +116,15 @@ class LiveHub:
 
     async def _run(self) -> None:
         assert self._wake is not None
+        # A new reader tells what arrived in the last LAG_MS (a page rendered meanwhile
+        # skips the rows it already shows), nothing older.
+        self._since, self._seen, self._recent = self._now_ms(), {}, []
         try:
-            if self._since is None:  # the first read only primes what was there before
-                await self._fetch(tell=False)
             while self._listeners and not self._closed:
+                await self._fetch()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.interval_s)
                 self._wake.clear()
-                if not self._listeners:
-                    break
-                await self._fetch(tell=True)
         except asyncio.CancelledError:
             raise
         except Exception:  # the pages reconnect; the next listener starts a new reader
@@ -118,20 +133,18 @@ class LiveHub:
                 with contextlib.suppress(asyncio.QueueFull):
                     queue.put_nowait(None)
 
-    async def _fetch(self, *, tell: bool) -> None:
-        since = None if self._since is None else self._since - LAG_MS
-        events = await self._read(since)
+    async def _fetch(self) -> None:
+        assert self._since is not None
+        events = await self._read(self._since - LAG_MS)
         self.reads += 1
         fresh = [e for e in reversed(events) if e["key"] not in self._seen]
         for event in fresh:
             self._seen[event["key"]] = event["received_at_ms"]
-            if self._since is None or event["received_at_ms"] > self._since:
-                self._since = event["received_at_ms"]
-        if self._since is None:
-            self._since = self._now_ms()
+            self._since = max(self._since, event["received_at_ms"])
         floor = self._since - 2 * LAG_MS
         self._seen = {key: at for key, at in self._seen.items() if at >= floor}
-        if tell and fresh:
+        self._recent = [e for e in self._recent + fresh if e["received_at_ms"] >= floor]
+        if fresh:
             for queue in list(self._listeners):
                 try:
                     queue.put_nowait(fresh)

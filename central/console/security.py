@@ -158,34 +158,28 @@ async def _stream(console: Console, request: web.Request) -> web.StreamResponse:
     _ = _gettext(request, console)
     session = request.cookies.get("portier_console", "")
     await response.write(b"retry: 3000\n\n")
-    batches = console.live.listen()
-    next_batch: asyncio.Task[Any] | None = None
-    try:
+    with console.live.subscribe() as queue:
         while True:
-            if next_batch is None:
-                next_batch = asyncio.ensure_future(batches.__anext__())
-            done, _pending = await asyncio.wait({next_batch}, timeout=SESSION_CHECK_S)
-            if not done:
+            try:
+                batch = await asyncio.wait_for(queue.get(), SESSION_CHECK_S)
+            except TimeoutError:
                 try:  # a stream lives no longer than its session
                     await console._db(console.store.session_operator, session, None)
                 except Unauthorized:
                     break
-                await response.write(b": keepalive\n\n")
-                continue
-            try:
-                batch = next_batch.result()
-            except StopAsyncIteration:
+                batch = []
+            if batch is None:  # the server stops, or this page fell behind: it reconnects
                 break
-            next_batch = None
-            for event in batch:
-                data = json.dumps(_row(console, event, _), ensure_ascii=False)
-                await response.write(f"event: live\nid: {event['key']}\ndata: {data}\n\n".encode())
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    finally:
-        if next_batch is not None:
-            next_batch.cancel()
-        await batches.aclose()
+            try:
+                if not batch:
+                    await response.write(b": keepalive\n\n")
+                for event in batch:
+                    data = json.dumps(_row(console, event, _), ensure_ascii=False)
+                    await response.write(
+                        f"event: live\nid: {event['key']}\ndata: {data}\n\n".encode()
+                    )
+            except (ConnectionResetError, ConnectionError):
+                break
     return response
 
 
