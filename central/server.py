@@ -246,12 +246,13 @@ class CentralServer:
         r.add_post("/admin/faults", self.admin_set_fault)
         r.add_delete("/admin/faults", self.admin_clear_faults)
         # The web console (HTML pages at /console/, docs/console.md).
-        Console(
+        self.console = Console(
             self.settings,
             lambda: self.store,
             self._db,
             lambda request: request.get(PEER, request.remote),
-        ).add_routes(app)
+        )
+        self.console.add_routes(app)
         return app
 
     async def start(self) -> str:
@@ -608,6 +609,8 @@ class CentralServer:
             ack and ack.get("status") == "accepted" for ack in result["acks"]
         ):
             self.notifier.wake()  # a check-in among them is told now, not at the next poll
+        if any(ack and ack.get("status") == "accepted" for ack in result["acks"]):
+            self.console.live.poke()  # the console's live pages read it now
         return _json(result)
 
     async def deltas(self, request: web.Request) -> web.Response:

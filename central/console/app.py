@@ -43,7 +43,9 @@ from ..errors import BadRequest, CentralError, NotFound, Unauthorized
 from ..settings import CentralSettings
 from ..store import CentralStore
 from ..tls import is_trusted
+from . import security
 from .i18n import LANGUAGES, N_, pick_language, translations
+from .live import BATCH, LiveHub
 
 __all__ = ["CSRF_COOKIE", "LANG_COOKIE", "PAGES", "SESSION_COOKIE", "Console", "Page"]
 
@@ -113,6 +115,14 @@ class Page:
 PAGES: tuple[Page, ...] = (
     Page("home", f"{PREFIX}/", N_("Home"), ("GET", "/admin/info")),
     Page("visitors", f"{PREFIX}/visitors", N_("Visitors"), ("POST", "/admin/invitations")),
+    Page("live", f"{PREFIX}/live", N_("Live events"), ("GET", "/admin/events")),
+    Page("alarms", f"{PREFIX}/alarms", N_("Alarms"), ("GET", "/admin/events")),
+    Page(
+        "devices",
+        f"{PREFIX}/devices",
+        N_("Devices"),
+        ("GET", "/admin/devices/{device_id}/selftest"),
+    ),
 )
 _PAGE = {page.name: page for page in PAGES}
 
@@ -220,6 +230,11 @@ class Console:
         self._peer = peer
         self._proxies = settings.proxies()
         self._envs: dict[str, Any] = {}
+        #: The live events' shared reader (``live.py``); the server pokes it on uploads.
+        self.live = LiveHub(
+            lambda since: self._db(self.store.live_events, since_ms=since, limit=BATCH),
+            lambda: self.store.now_ms(),  # noqa: PLW0108 -- the store opens later
+        )
 
     @property
     def store(self) -> CentralStore:
@@ -242,6 +257,7 @@ class Console:
         r.add_get(f"{PREFIX}/visitors", self.visitors)
         r.add_post(f"{PREFIX}/visitors", self.create_visitor)
         r.add_post(f"{PREFIX}/visitors/{{invitation_id}}/revoke", self.revoke_visitor)
+        security.add_routes(self, app)
         r.add_static(
             f"{PREFIX}/static", HERE / "static", name="console_static", append_version=True
         )

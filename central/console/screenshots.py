@@ -6,11 +6,12 @@ Usage::
 
 It starts a demo central of its own (a temporary data directory, loopback, a free port),
 adds operators with passwords (a security officer, an auditor), two enrolled doors (one
-heard from) and a few invitations (valid, not valid yet, single use, revoked), logs in
-through the login page as a person would, and saves ``NAME-LANG.png`` for each page (the
-whole page, not only the window): the login page, the security officer's pages
-(:func:`_shots`), a wrong password, and what an auditor sees (the home page without
-Visitors, the refusal of that page).
+heard from), a third that sent events, alarms and self-tests (:func:`_seed_security`) and
+a few invitations (valid, not valid yet, single use, revoked), logs in through the login
+page as a person would, and saves ``NAME-LANG.png`` for each page (the whole page, not
+only the window): the login page, the security officer's pages (:func:`_shots`: home,
+visitors, live events, alarms, devices, one device), a wrong password, and what an
+auditor sees (the home page without Visitors, the refusal of that page).
 Needs Debian's ``chromium`` and ``chromium-driver`` and Selenium (the dev extra); nothing
 is downloaded.
 
@@ -146,6 +147,61 @@ def _seed(data: Path, url: str, token: str | None) -> None:
         f"{url}/v1/heartbeat", json={"sent_at_ms": int(time.time() * 1000)}, timeout=10
     ).raise_for_status()
     enroll_device(url, door="dock", token=token)
+    _seed_security(data, url, token)
+
+
+def _seed_security(data: Path, url: str, token: str | None) -> None:
+    """For the security pages: a door that sent events (check-ins, a refusal, alarms), a
+    heartbeat with alarms (one acknowledged), and its self-test reports."""
+    from central.settings import CentralSettings
+    from central.store import CentralStore
+    from central.testing import ChainBuilder, enroll_device
+
+    _, gate = enroll_device(url, door="gate-a", device_id="pi-gate-a", token=token)
+    now = int(time.time() * 1000)
+    chain = ChainBuilder()
+    minute = 60_000
+    events: list[tuple[str, dict[str, Any], int]] = [
+        ("agent.started", {"device": "pi-gate-a", "mode": "normal"}, -50),
+        ("access.decision", {"granted": True, "kind": "qr", "holder": "Marie Dupont"}, -42),
+        ("visitor.checked_in", {"visitor": "Marie Dupont", "by": "visitor"}, -41),
+        ("access.decision", {"granted": False, "kind": "badge", "reason": "revoked"}, -30),
+        ("access.decision", {"granted": True, "kind": "badge", "holder": "Léa Bernard"}, -25),
+        ("alarm.raised", {"alarm": "held_open", "after_ms": 30000}, -20),
+        ("sync.alarm", {"code": "backlog", "state": "raised", "detail": "140 waiting"}, -12),
+        ("access.decision", {"granted": False, "kind": "qr", "reason": "expired",
+                             "holder": "Tom Baker"}, -6),
+        ("visitor.checked_in", {"visitor": "Hélène Rousseau", "by": "guard:g1"}, -2),
+    ]  # fmt: skip
+    batch = [chain.event(kind, payload, wall_ms=now + at * minute) for kind, payload, at in events]
+    gate.post(f"{url}/v1/events", json={"events": batch}, timeout=10).raise_for_status()
+    for ok in (True, False):  # an earlier report that passed, the latest that failed
+        results = [
+            {"component": "reader", "check": "present", "status": "pass", "detail": "PN532"},
+            {"component": "relay", "check": "readback", "status": "pass" if ok else "fail",
+             "detail": "relay reads back" if ok else "relay did not release",
+             **({} if ok else {"hint": "check the relay's wiring"})},
+            {"component": "camera", "check": "frame", "status": "skipped"},
+        ]  # fmt: skip
+        gate.post(
+            f"{url}/v1/selftest", json={"ok": ok, "results": results}, timeout=10
+        ).raise_for_status()
+    heartbeat: dict[str, Any] = {
+        "sent_at_ms": now,
+        "backlog": {"pending": 140, "dead_letter": 0},
+        "last_sync_ms": now - 3 * minute,
+        "clock_offset_ms": -38,
+        "versions": {"edge-agent": "0.9.1"},
+        "alarms": [
+            {"code": "backlog", "since_ms": now - 12 * minute, "detail": "140 waiting"},
+            {"code": "door.held_open", "since_ms": now - 20 * minute, "detail": "active"},
+        ],
+    }
+    gate.post(f"{url}/v1/heartbeat", json=heartbeat, timeout=10).raise_for_status()
+    with CentralStore(CentralSettings(data_dir=data)) as store:
+        store.acknowledge_alarm(
+            "pi-gate-a", "backlog", now - 12 * minute, OPERATOR, "Network switch restarted"
+        )
 
 
 #: (name, what to do before the shot) for each page; each starts logged in.
@@ -161,6 +217,10 @@ def _shots(base: str) -> Iterator[tuple[str, Callable[[Any], None]]]:
     yield "home", lambda browser: browser.get(f"{base}/console/")
     yield "visitors", lambda browser: browser.get(f"{base}/console/visitors")
     yield "visitors-errors", visitors_error
+    yield "live", lambda browser: browser.get(f"{base}/console/live")
+    yield "alarms", lambda browser: browser.get(f"{base}/console/alarms")
+    yield "devices", lambda browser: browser.get(f"{base}/console/devices")
+    yield "device", lambda browser: browser.get(f"{base}/console/devices/pi-gate-a")
 
 
 @contextmanager

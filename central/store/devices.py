@@ -443,6 +443,12 @@ class DevicesMixin(StoreBase):
                 "report = excluded.report",
                 (device_id, received_at_ms, int(ok), dumps(dict(body))),
             )
+            # Every report, for the console's technical log (schema 9).
+            conn.execute(
+                "INSERT INTO selftest_log (device_id, received_at_ms, ok, report) "
+                "VALUES (?, ?, ?, ?)",
+                (device_id, received_at_ms, int(ok), dumps(dict(body))),
+            )
         return {"device_id": device_id, "received_at_ms": received_at_ms, "ok": ok}
 
     def selftest(self, device_id: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from .db import Database, Step
 
 __all__ = ["POSTGRES_STEPS", "SCHEMA_VERSION", "SQLITE_STEPS", "migrate"]
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 #: Schema 1: the tables of the first central.
 _SCHEMA_V1 = (
@@ -301,7 +301,50 @@ _SCHEMA_V9_POSTGRES = (
 )
 
 
-#: SQLite's steps (a database of schema 1 to 7 is migrated on open).
+#: Schema 10 (issue 14, the console's alarms and devices pages): a security officer's
+#: acknowledgement of a device's alarm (one per raise: device, code, since when), and every
+#: self-test report a device sent (``selftest_reports`` keeps the latest only).
+_SCHEMA_V10_SQLITE = (
+    """CREATE TABLE alarm_acks (
+        device_id TEXT NOT NULL,
+        code TEXT NOT NULL,
+        since_ms INTEGER NOT NULL,
+        acked_at_ms INTEGER NOT NULL,
+        operator TEXT NOT NULL,
+        note TEXT NOT NULL,
+        PRIMARY KEY (device_id, code, since_ms)
+    ) STRICT""",
+    """CREATE TABLE selftest_log (
+        device_id TEXT NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        ok INTEGER NOT NULL,
+        report TEXT NOT NULL
+    ) STRICT""",
+    "CREATE INDEX selftest_log_device ON selftest_log(device_id, received_at_ms)",
+    "CREATE INDEX alarm_acks_time ON alarm_acks(acked_at_ms)",
+)
+_SCHEMA_V10_POSTGRES = (
+    """CREATE TABLE alarm_acks (
+        device_id TEXT NOT NULL,
+        code TEXT NOT NULL,
+        since_ms BIGINT NOT NULL,
+        acked_at_ms BIGINT NOT NULL,
+        operator TEXT NOT NULL,
+        note TEXT NOT NULL,
+        PRIMARY KEY (device_id, code, since_ms)
+    )""",
+    """CREATE TABLE selftest_log (
+        device_id TEXT NOT NULL,
+        received_at_ms BIGINT NOT NULL,
+        ok BIGINT NOT NULL,
+        report TEXT NOT NULL
+    )""",
+    "CREATE INDEX selftest_log_device ON selftest_log(device_id, received_at_ms)",
+    "CREATE INDEX alarm_acks_time ON alarm_acks(acked_at_ms)",
+)
+
+
+#: SQLite's steps (a database of schema 1 to 9 is migrated on open).
 SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     1: _SCHEMA_V1,
     2: _SCHEMA_V2,
@@ -312,12 +355,14 @@ SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     7: _SCHEMA_V7_SQLITE,
     8: _SCHEMA_V8,
     9: _SCHEMA_V9_SQLITE,
+    10: _SCHEMA_V10_SQLITE,
 }
 
 
 #: PostgreSQL's steps: a PostgreSQL database starts at schema 3 (one step, the whole schema),
 #: then schema 4 (operators), schema 5 (the audit chain), schema 6 (host notification),
-#: schema 7 (retention), schema 8 (must_change_password).
+#: schema 7 (retention), schema 8 (must_change_password), schema 9 (badge issuance),
+#: schema 10 (alarm acknowledgements, the self-test log).
 #: The same tables as SQLite's: ``BIGINT`` for integers, ``BYTEA`` for blobs, an identity
 #: column for the deltas cursor; booleans stay 0/1 integers (one code path for both).
 POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
@@ -505,6 +550,7 @@ POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
     7: _SCHEMA_V7_POSTGRES,
     8: _SCHEMA_V8,
     9: _SCHEMA_V9_POSTGRES,
+    10: _SCHEMA_V10_POSTGRES,
 }
 
 
@@ -531,7 +577,7 @@ def migrate(db: Database) -> None:
         # 2: one written before issue 10 (device trust, signed deltas); 3: one written
         # before operator accounts (issue 13); 4: one written before the audit chain;
         # 5: before host notification; 6: before retention; 7: before operators over HTTP;
-        # 8: before badge issuance.
+        # 8: before badge issuance; 9: before the console's alarm acknowledgements.
         for step, statements in sorted(db.migrations.items()):
             if version < step <= SCHEMA_VERSION:
                 for statement in statements:

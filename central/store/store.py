@@ -13,6 +13,7 @@ It is the domain mixins of this package over one :class:`~central.store.db.Datab
 ``operators``      operator accounts, API tokens, sessions, lock-out, operator journal
 ``retention``      the purge of visitors' personal data after the retention period
 ``console``        the web console's reads (invitations with their status, a summary)
+``monitor``        live events, alarms and acknowledgements, devices, the technical log
 =================  ================================================================
 
 It is synchronous: the server runs its calls on one worker thread (so they are
@@ -40,6 +41,7 @@ from .devices import DevicesMixin
 from .events import EventsMixin
 from .issuance import IssuanceMixin
 from .keys import KeysMixin
+from .monitor import MonitorMixin
 from .operators import OperatorsMixin
 from .retention import RetentionMixin
 from .schema import migrate
@@ -84,6 +86,7 @@ class CentralStore(
     OperatorsMixin,
     RetentionMixin,
     ConsoleMixin,
+    MonitorMixin,
 ):
     """The reference central's database and rules.
 
