@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import functools
 import hashlib
 import json
 import subprocess
@@ -335,8 +336,10 @@ def test_the_agent_sends_door_and_sun_message_with_a_counter_claim(tmp_path) -> 
     config = make_config(tmp_path / "a", "http://127.0.0.1:9", device="claims")
     url = _sun(77)
     decision = Decision(True, Reason.GRANTED, "badge", claim=("counter", NTAG_UID, 77))
+    agent = SimpleNamespace(config=config)
+    agent._share_counter = functools.partial(Agent._share_counter, agent)  # type: ignore[arg-type]
     shared = Agent._shared_claim(
-        SimpleNamespace(config=config),  # type: ignore[arg-type]
+        agent,  # type: ignore[arg-type]
         decision,
         Credential.badge(bytes.fromhex(NTAG_UID), url),
     )
