@@ -19,7 +19,7 @@ from .db import Database, Step
 
 __all__ = ["POSTGRES_STEPS", "SCHEMA_VERSION", "SQLITE_STEPS", "migrate"]
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 #: Schema 1: the tables of the first central.
 _SCHEMA_V1 = (
@@ -278,7 +278,35 @@ _SCHEMA_V7_POSTGRES = (
 _SCHEMA_V8 = ("ALTER TABLE operators ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0",)
 
 
-#: SQLite's steps (a database of schema 1 to 7 is migrated on open).
+#: Schema 9 (issue 14): door modes set from the security office, for a door or a zone, with
+#: who and why (central/store/doormodes.py); the doors get them in their door settings.
+_SCHEMA_V9_SQLITE = (
+    """CREATE TABLE door_modes (
+        site TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        name TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        set_by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        set_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (site, scope, name)
+    ) STRICT""",
+)
+_SCHEMA_V9_POSTGRES = (
+    """CREATE TABLE door_modes (
+        site TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        name TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        set_by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        set_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (site, scope, name)
+    )""",
+)
+
+
+#: SQLite's steps (a database of schema 1 to 8 is migrated on open).
 SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     1: _SCHEMA_V1,
     2: _SCHEMA_V2,
@@ -288,12 +316,13 @@ SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     6: _SCHEMA_V6,
     7: _SCHEMA_V7_SQLITE,
     8: _SCHEMA_V8,
+    9: _SCHEMA_V9_SQLITE,
 }
 
 
 #: PostgreSQL's steps: a PostgreSQL database starts at schema 3 (one step, the whole schema),
 #: then schema 4 (operators), schema 5 (the audit chain), schema 6 (host notification),
-#: schema 7 (retention), schema 8 (must_change_password).
+#: schema 7 (retention), schema 8 (must_change_password), schema 9 (door modes).
 #: The same tables as SQLite's: ``BIGINT`` for integers, ``BYTEA`` for blobs, an identity
 #: column for the deltas cursor; booleans stay 0/1 integers (one code path for both).
 POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
@@ -480,6 +509,7 @@ POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
     ),
     7: _SCHEMA_V7_POSTGRES,
     8: _SCHEMA_V8,
+    9: _SCHEMA_V9_POSTGRES,
 }
 
 

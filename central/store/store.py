@@ -13,6 +13,7 @@ It is the domain mixins of this package over one :class:`~central.store.db.Datab
 ``operators``      operator accounts, API tokens, sessions, lock-out, operator journal
 ``retention``      the purge of visitors' personal data after the retention period
 ``console``        the web console's reads (invitations with their status, a summary)
+``doormodes``      door and zone modes set from the security office (who, why)
 =================  ================================================================
 
 It is synchronous: the server runs its calls on one worker thread (so they are
@@ -37,6 +38,7 @@ from .credentials import CredentialsMixin
 from .db import Database
 from .deltas import DeltasMixin
 from .devices import DevicesMixin
+from .doormodes import DoorModesMixin
 from .events import EventsMixin
 from .keys import KeysMixin
 from .operators import OperatorsMixin
@@ -82,6 +84,7 @@ class CentralStore(
     OperatorsMixin,
     RetentionMixin,
     ConsoleMixin,
+    DoorModesMixin,
 ):
     """The reference central's database and rules.
 
