@@ -128,3 +128,26 @@ def test_a_mode_set_that_says_nothing_usable_is_the_centrals_unnamed(make_rig):
     rig.agent.apply_door_settings(long, 3)
     central = rig.agent.status()["mode_set"]["central"]
     assert len(central["by"]) == 500 and len(central["reason"]) == 500
+
+
+def test_the_guard_console_says_who_set_it_at_the_central(make_rig):
+    """The status the guard console reads, as documented, and the line it shows."""
+    import jsonschema
+    import yaml
+
+    from kiosk import i18n
+    from kiosk.ui.screens.guard_console import mode_note
+
+    rig = make_rig(**UID_DOOR)
+    assert mode_note(rig.agent.status(), str) == ""  # never set: nothing to say
+    rig.agent.guard_action(rig.login(), "lockdown", "parcel")
+    assert mode_note(rig.agent.status(), str) == ""  # a guard's own: the mode says enough
+    rig.agent.apply_door_settings(_settings(rig, "lockdown", "olivia", "intruder", 1), 1)
+    status = rig.agent.status()
+    doc = yaml.safe_load((Path(__file__).parents[2] / "docs" / "local-api.yaml").read_text())
+    schema = doc["components"]["schemas"]["Status"]["properties"]["mode_set"]
+    jsonschema.validate(status["mode_set"], schema)
+    assert mode_note(status, str) == "Set by olivia from the security office: intruder"
+    i18n.ensure_compiled()
+    french = i18n.translations("fr").gettext
+    assert mode_note(status, french) == "Défini par olivia depuis le bureau de sécurité : intruder"
