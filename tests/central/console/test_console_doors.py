@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -155,3 +156,66 @@ def _door_row(client: ConsoleClient, _: str) -> str:
         return ""
     cells = re.findall(r"<td>(.*?)</td>", row.group(0), re.S)
     return cells[3] if len(cells) > 3 else ""
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None or shutil.which("chromedriver") is None,
+    reason="needs chromium and chromium-driver (apt-get install chromium chromium-driver)",
+)
+def test_in_chromium_lockdown_then_normal_and_the_agent_obeys(console_central, tmp_path: Path):
+    """The same in a real browser (headless Chromium driven by chromium-driver): the Doors
+    page's form for the door, then the agent's answer to a valid invitation."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from central.console.screenshots import chromium, log_in
+    from edge_agent.enroll import enroll
+
+    from .conftest import PASSWORD
+
+    door = "gate-b"
+    with console_central.admin() as admin:
+        config = make_config(
+            tmp_path / "agent", console_central.url, device="doors-chromium", door=door
+        )
+        enroll(config, admin.create_enroll_token(door)["enroll_token"])
+        invitation = admin.create_invitation(
+            visitor="Vera Visitor",
+            doors=[door],
+            not_before=int(time.time()) - 60,
+            expires=int(time.time()) + 3600,
+        )["token"]
+    poll_s = config.central.sync_interval_s
+    browser = chromium()
+    browser.implicitly_wait(5)
+    try:
+        with running_agent(config) as agent:
+            wait_until(lambda: agent.client.present_qr(invitation)["granted"], what="grant")
+            log_in(browser, console_central.url, "olivia", PASSWORD)
+            browser.find_element(By.LINK_TEXT, "Doors").click()
+
+            def set_mode(mode: str, reason: str) -> None:
+                row = browser.find_element(By.ID, f"door-{door}")
+                Select(row.find_element(By.NAME, "mode")).select_by_value(mode)
+                row.find_element(By.NAME, "reason").send_keys(reason)
+                row.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+                done = browser.find_element(By.CSS_SELECTOR, "p.done").text
+                assert done.startswith(f"{door} is ")
+
+            set_mode("lockdown", "suspicious parcel")
+            row = browser.find_element(By.ID, f"door-{door}")
+            assert "Lockdown" in row.text and "suspicious parcel" in row.text
+            wait_until(
+                lambda: agent.client.present_qr(invitation)["reason"] == "lockdown",
+                timeout_s=10 * poll_s + 5,
+                what="lockdown obeyed",
+            )
+            assert agent.status()["mode_set"]["central"]["reason"] == "suspicious parcel"
+            set_mode("normal", "parcel was a lunch box")
+            wait_until(
+                lambda: agent.client.present_qr(invitation)["granted"],
+                timeout_s=10 * poll_s + 5,
+                what="normal again",
+            )
+    finally:
+        browser.quit()
