@@ -143,7 +143,7 @@ def _seed(data: Path, url: str, token: str | None) -> None:
         )
         store.revoke_invitation(revoked["invitation"]["id"])
     _, device = enroll_device(url, door="front", token=token, zones=["ground-floor"])
-    heartbeat = {
+    heartbeat: dict[str, Any] = {
         "sent_at_ms": int(time.time() * 1000),
         "doors": [{"door": "front", "mode": "lockdown", "state": "locked"}],
     }
