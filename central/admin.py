@@ -268,6 +268,21 @@ class CentralAdmin:
         params = {"site": site} if site is not None else None
         self._call("DELETE", f"/admin/schedules/{quote(schedule_id, safe='')}", params=params)
 
+    def set_door_mode(
+        self, door: str, mode: str, reason: str, *, zone: bool = False, site: str | None = None
+    ) -> dict[str, Any]:
+        """Set a door's mode (*zone*: every enrolled door of zone *door*), with the reason;
+        return the ``DoorMode``."""
+        body: dict[str, Any] = {"mode": mode, "reason": reason}
+        if site is not None:
+            body["site"] = site
+        path = f"/admin/{'zones' if zone else 'doors'}/{quote(door, safe='')}/mode"
+        return self._call("PUT", path, json=body)
+
+    def door_modes(self, *, site: str | None = None) -> dict[str, Any]:
+        """Return the doors and zones with their modes (``DoorModes``)."""
+        return self._call("GET", "/admin/door-modes", params={"site": site} if site else None)
+
     def put_door_settings(
         self, door: str, settings: dict[str, Any], *, site: str | None = None
     ) -> dict[str, Any]:

@@ -69,6 +69,8 @@ _ERROR_CODES = {500: "internal", 502: "bad_gateway", 503: "unavailable", 504: "g
 _ENVELOPE_SLACK = 1024
 #: A browser's session cookie and the header that carries its CSRF token on changes.
 SESSION_COOKIE = "portier_session"
+#: GET /admin/door-modes: a device heard from within this long counts as online.
+DOOR_ONLINE_WITHIN_MS = 5 * 60 * 1000
 CSRF_HEADER = "X-CSRF-Token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: ``request[PEER]``: the address of the connection's peer (the proxy, behind one).
@@ -127,7 +129,18 @@ def _detail(request: web.Request, answer: object) -> dict[str, Any]:
     path alone may not say."""
     detail: dict[str, Any] = {"path": request.path, **dict(request.match_info)}
     if isinstance(answer, dict):
-        for key in ("uid", "id", "kid", "device_id", "door", "name", "token_id"):
+        for key in (
+            "uid",
+            "id",
+            "kid",
+            "device_id",
+            "door",
+            "name",
+            "token_id",
+            "scope",
+            "mode",
+            "reason",
+        ):
             if isinstance(answer.get(key), str):
                 detail.setdefault(key, answer[key])
         for key in ("key_version", "revoked"):  # badge issuance (never its "keys")
@@ -236,6 +249,9 @@ class CentralServer:
         r.add_put("/admin/schedules/{schedule_id}", self.admin_schedule)
         r.add_delete("/admin/schedules/{schedule_id}", self.admin_delete_schedule)
         r.add_put("/admin/doors/{door}/settings", self.admin_door_settings)
+        r.add_put("/admin/doors/{door}/mode", self.admin_door_mode)
+        r.add_put("/admin/zones/{zone}/mode", self.admin_zone_mode)
+        r.add_get("/admin/door-modes", self.admin_door_modes)
         r.add_post("/admin/devices/{device_id}/disable", self.admin_disable_device)
         r.add_post("/admin/devices/{device_id}/reset", self.admin_reset_device)
         r.add_get("/admin/events", self.admin_events)
@@ -975,6 +991,32 @@ class CentralServer:
         body = await self._body(request)
         door = request.match_info["door"]
         return _json(await self._change(request, 200, self.store.put_door_settings, door, body))
+
+    async def admin_door_mode(self, request: web.Request) -> web.Response:
+        """PUT /admin/doors/{door}/mode: a door's mode, with the reason (door modes)."""
+        return await self._set_mode(request, "door", request.match_info["door"])
+
+    async def admin_zone_mode(self, request: web.Request) -> web.Response:
+        """PUT /admin/zones/{zone}/mode: the mode of every enrolled door of a zone."""
+        return await self._set_mode(request, "zone", request.match_info["zone"])
+
+    async def _set_mode(self, request: web.Request, scope: str, name: str) -> web.Response:
+        body = await self._body(request)
+        by = request[OPERATOR]["name"]
+        result = await self._change(
+            request, 200, self.store.set_door_mode, scope, name, body, by=by
+        )
+        return _json(result)
+
+    async def admin_door_modes(self, request: web.Request) -> web.Response:
+        """GET /admin/door-modes[?site=]: the doors and zones with their modes."""
+        return _json(
+            await self._db(
+                self.store.door_modes,
+                request.query.get("site"),
+                online_within_ms=DOOR_ONLINE_WITHIN_MS,
+            )
+        )
 
     async def admin_disable_device(self, request: web.Request) -> web.Response:
         """POST /admin/devices/{device_id}/disable."""

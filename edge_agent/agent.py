@@ -69,7 +69,7 @@ log = logging.getLogger(__name__)
 #: last set by a guard or the central, ``{"mode", "by", "why", "at_ms"}`` (JSON) ...
 STATE_DOOR_MODE = "agent.door_mode"
 #: ... and the last mode of the central's door settings this door applied,
-#: ``{"mode": str | None, "version"}`` (JSON): see :meth:`Agent.apply_central_mode`.
+#: ``{"mode": str | None, "version", "command"?}`` (JSON): see :meth:`Agent.apply_central_mode`.
 STATE_CENTRAL_MODE = "agent.central_mode"
 #: The modes a guard or the central can set (emergency follows the fire input).
 SETTABLE_MODES = (DoorMode.NORMAL, DoorMode.LOCKDOWN, DoorMode.FREE_ACCESS)
@@ -297,13 +297,27 @@ class Agent:
         return self._set_mode(mode, by=by, why=why, also={})
 
     def _set_mode(
-        self, mode: DoorMode | str, *, by: str, why: str, also: dict[str, Any]
+        self,
+        mode: DoorMode | str,
+        *,
+        by: str,
+        why: str,
+        also: dict[str, Any],
+        central: dict[str, Any] | None = None,
     ) -> DoorMode:
-        """:meth:`set_mode`, committing the ``also`` agent-state values with the mode."""
+        """:meth:`set_mode`, committing the ``also`` agent-state values with the mode
+        (*central*: who set it at the central, kept with the mode for the status)."""
         mode = DoorMode(mode)
         if mode not in SETTABLE_MODES:
             raise ValueError("emergency mode follows the fire-alarm input; it cannot be set")
-        record = {"mode": mode.value, "by": by, "why": why, "at_ms": int(self._wall() * 1000)}
+        record: dict[str, Any] = {
+            "mode": mode.value,
+            "by": by,
+            "why": why,
+            "at_ms": int(self._wall() * 1000),
+        }
+        if central is not None:
+            record["central"] = central
         values = {STATE_DOOR_MODE: json.dumps(record, sort_keys=True), **also}
         with self._mode_lock:
             self.store.set_agent_state(values)  # durable first ...
@@ -312,7 +326,9 @@ class Agent:
                 return mode
             return self.door.set_mode(mode, by=by, why=why)  # ... then the door acts
 
-    def apply_central_mode(self, mode: str | None, version: object = None) -> bool:
+    def apply_central_mode(
+        self, mode: str | None, version: object = None, mode_set: object = None
+    ) -> bool:
         """Apply the ``mode`` of the central's door settings if the central means it.
 
         The latest deliberate command wins: the central's mode is applied only when
@@ -322,24 +338,40 @@ class Agent:
         until the central sends a *different* mode. ``mode`` None (the settings have
         no mode, or were removed) changes nothing on the door but is recorded, so the
         central's next mode, whatever it is, applies. Returns True if applied.
+
+        *mode_set* (the settings' ``mode_set``: the operator who set the mode at the
+        central, the reason, when, for the door or a zone) makes each operator's command
+        deliberate: a new one (another operator or time) applies even when its mode is the
+        central's last one (a lockdown set again from the console after a guard lifted
+        it); the same one re-sent does not. It is journaled with the change
+        (``mode.changed`` ``by`` ``central:NAME``, ``why`` the reason) and kept with the
+        durable mode, which the status shows (``mode_set``).
         """
+        central = _central_mode_set(mode_set)
         with self._mode_lock:
             raw = self.store.agent_state(STATE_CENTRAL_MODE)
             try:
                 last = json.loads(raw).get("mode") if raw is not None else None
             except (TypeError, ValueError, AttributeError):
                 last = None
-            if raw is not None and mode == last:
+            command = _command_of(central)
+            same = command is None or command == _last_command(raw or "")
+            if raw is not None and mode == last and same:
                 log.info("central door mode %s already applied (version %s)", mode, version)
                 return False
-            central = {"mode": mode, "version": _json_safe(version)}
-            state = {STATE_CENTRAL_MODE: json.dumps(central, sort_keys=True)}
+            central_state: dict[str, Any] = {"mode": mode, "version": _json_safe(version)}
+            if command is not None:
+                central_state["command"] = command
+            state = {STATE_CENTRAL_MODE: json.dumps(central_state, sort_keys=True)}
             if mode is None:
                 self.store.set_agent_state(state)
                 return False
             # The door's mode and the central's last mode in one commit.
-            why = f"door settings version {version}"
-            self._set_mode(mode, by="central", why=why, also=state)
+            if central is None:
+                by, why = "central", f"door settings version {version}"
+            else:
+                by, why = f"central:{central['by']}", central["reason"]
+            self._set_mode(mode, by=by, why=why, also=state, central=central)
             return True
 
     # -- the central's door settings ----------------------------------------------------
@@ -375,7 +407,7 @@ class Agent:
             log.error("sync: door mode %r not applied: not a mode the central can set", mode)
             return True
         try:
-            self.apply_central_mode(mode, version)
+            self.apply_central_mode(mode, version, settings.mode_set)
         except ValueError as exc:
             log.error("sync: door mode %r not applied: %s", mode, exc)
         except StoreError as exc:
@@ -1066,6 +1098,7 @@ class Agent:
             "site": self.config.device.site,
             "door": self.door.snapshot() if self.door is not None else None,
             "door_id": self.config.door.id,
+            "mode_set": self.mode_set(),
             "online": bool(self.link is not None and self.link.online),
             "sync": self.link.status() if self.link is not None else None,
             "last_sync": self.store.cache.downlink().last_sync_ms,
@@ -1084,6 +1117,23 @@ class Agent:
             "printer": self.passes.status(),
             "event_streams": self.bus.subscriber_count,
         }
+
+    def mode_set(self) -> dict[str, Any] | None:
+        """Who set the door's mode last, why and when (the durable record): ``{mode, by,
+        why, at_ms, central?}``, ``central`` ``{by, reason, at_ms, scope, name}`` when an
+        operator set it at the central (the guard console's "Lockdown set by olivia from
+        the security office"). None: never set (the configuration's mode)."""
+        raw = self.store.agent_state(STATE_DOOR_MODE)
+        if raw is None:
+            return None
+        try:
+            record = json.loads(raw)
+        except (TypeError, ValueError):
+            return None
+        if not isinstance(record, dict):
+            return None
+        keep = ("mode", "by", "why", "at_ms", "central")
+        return {key: record[key] for key in keep if key in record}
 
     def _journal_state(self) -> dict[str, Any]:
         """Status ``journal``: whether decisions can be journaled (else they are refused)."""
@@ -1144,3 +1194,46 @@ def _sun_url(badge: Any) -> str | None:
         if isinstance(uri, str) and uri:
             return uri
     return None
+
+
+#: Longest operator name and reason from the central's ``mode_set`` kept on the door.
+_MODE_SET_TEXT_MAX = 500
+
+
+def _central_mode_set(value: object) -> dict[str, Any] | None:
+    """The central's ``mode_set`` (who set a door mode there, and why) as the door keeps
+    it, or None when it does not say (then the change is the central's, unnamed). Only
+    text and integers, cut to length: it is shown on the guard console."""
+    if not isinstance(value, dict):
+        return None
+    by, reason = value.get("by"), value.get("reason")
+    if not isinstance(by, str) or not by or not isinstance(reason, str):
+        return None
+    kept: dict[str, Any] = {
+        "by": by[:_MODE_SET_TEXT_MAX],
+        "reason": reason[:_MODE_SET_TEXT_MAX],
+    }
+    at_ms = value.get("at_ms")
+    if isinstance(at_ms, int) and not isinstance(at_ms, bool):
+        kept["at_ms"] = at_ms
+    for key in ("scope", "name"):
+        if isinstance(value.get(key), str):
+            kept[key] = value[key][:_MODE_SET_TEXT_MAX]
+    return kept
+
+
+def _command_of(central: dict[str, Any] | None) -> list[Any] | None:
+    """What tells one operator's mode command at the central from another (None: the
+    settings do not say who set the mode)."""
+    if central is None:
+        return None
+    return [central.get("by"), central.get("at_ms"), central.get("scope"), central.get("name")]
+
+
+def _last_command(raw: str) -> list[Any] | None:
+    """The command of the central's last mode this door applied (``agent.central_mode``)."""
+    try:
+        command = json.loads(raw).get("command")
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return command if isinstance(command, list) else None

@@ -101,6 +101,9 @@ class DoorSettings:
     held_open_s: float | None
     #: The central's ``mode`` as sent (None: none), checked when applied.
     mode: object = None
+    #: Who set that mode at the central, and why: ``{by, reason, at_ms, scope, name}``
+    #: (None: not said, an older central or ``PUT /admin/doors/{door}/settings``).
+    mode_set: object = None
 
     @classmethod
     def configured(cls, door: DoorSection) -> DoorSettings:
@@ -123,7 +126,10 @@ class DoorSettings:
         for ever. ``accept``: a list of the credential kinds accepted.
         """
         settings = dict(settings or {})
-        changes: dict[str, Any] = {"mode": settings.get("mode")}
+        changes: dict[str, Any] = {
+            "mode": settings.get("mode"),
+            "mode_set": settings.get("mode_set"),
+        }
         value = settings.get("max_offline_staleness_s")
         if value:
             changes["max_offline_staleness_s"] = float(value)

@@ -32,6 +32,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -42,6 +43,7 @@ from ..auth import allowed
 from ..errors import BadRequest, CentralError, NotFound, Unauthorized
 from ..settings import CentralSettings
 from ..store import CentralStore
+from ..store.doormodes import CENTRAL_MODES
 from ..tls import is_trusted
 from . import security
 from .i18n import LANGUAGES, N_, pick_language, translations
@@ -94,6 +96,19 @@ DONE_MESSAGES = {
     "revoked": N_("Invitation revoked."),
     "password": N_("Your password is changed."),
 }
+#: Door modes in words (``central.store.doormodes.CENTRAL_MODES`` and what doors report).
+MODE_LABELS = {
+    "normal": N_("Normal"),
+    "lockdown": N_("Lockdown"),
+    "free_access": N_("Free access"),
+    "emergency": N_("Emergency (fire)"),
+}
+#: What the Doors page says after a change (``?done=mode&mode=...&name=...``).
+MODE_DONE = {
+    "normal": N_("%(name)s is back to normal: the doors get it at their next sync."),
+    "lockdown": N_("%(name)s is in lockdown: the doors get it at their next sync."),
+    "free_access": N_("%(name)s is in free access: the doors get it at their next sync."),
+}
 
 
 @dataclass(frozen=True)
@@ -123,6 +138,7 @@ PAGES: tuple[Page, ...] = (
         N_("Devices"),
         ("GET", "/admin/devices/{device_id}/selftest"),
     ),
+    Page("doors", f"{PREFIX}/doors", N_("Doors"), ("PUT", "/admin/doors/{door}/mode")),
 )
 _PAGE = {page.name: page for page in PAGES}
 
@@ -258,6 +274,8 @@ class Console:
         r.add_post(f"{PREFIX}/visitors", self.create_visitor)
         r.add_post(f"{PREFIX}/visitors/{{invitation_id}}/revoke", self.revoke_visitor)
         security.add_routes(self, app)
+        r.add_get(f"{PREFIX}/doors", self.doors)
+        r.add_post(f"{PREFIX}/doors/mode", self.set_door_mode)
         r.add_static(
             f"{PREFIX}/static", HERE / "static", name="console_static", append_version=True
         )
@@ -762,6 +780,126 @@ class Console:
         except NotFound:
             raise _Refused(404, N_("No such invitation.")) from None
         raise web.HTTPSeeOther(f"{PREFIX}/visitors?done=revoked")
+
+    @_page
+    async def doors(self, request: web.Request, operator: dict[str, Any]) -> web.StreamResponse:
+        """GET /console/doors: each door and zone, its mode set centrally (who, why, when)
+        and what its devices report; set lockdown, normal or free access with a reason."""
+        message = None
+        mode = request.query.get("mode", "")
+        if request.query.get("done") == "mode" and mode in MODE_DONE:
+            message = _msg(MODE_DONE[mode], name=request.query.get("name", ""))
+        return await self._doors_page(request, operator, message=message)
+
+    async def _doors_page(
+        self,
+        request: web.Request,
+        operator: dict[str, Any],
+        *,
+        status: int = 200,
+        errors: list[dict[str, Any]] | None = None,
+        message: Mapping[str, Any] | None = None,
+    ) -> web.Response:
+        overview = await self._db(self.store.door_modes, online_within_ms=ONLINE_WITHIN_MS)
+        doors = []
+        for door in overview["doors"]:
+            mode_set = door["mode_set"] or {}
+            doors.append(
+                {
+                    **door,
+                    "mode_label": MODE_LABELS.get(door["mode"] or ""),
+                    "set_at_text": self._local(mode_set["at_ms"] // 1000)
+                    if isinstance(mode_set.get("at_ms"), int)
+                    else "",
+                    "devices": [
+                        {
+                            **device,
+                            "mode_label": MODE_LABELS.get(device["mode"] or ""),
+                            "seen_text": self._local(device["last_heartbeat_at_ms"] // 1000)
+                            if device["last_heartbeat_at_ms"]
+                            else "",
+                        }
+                        for device in door["devices"]
+                    ],
+                }
+            )
+        zones = [
+            {
+                **zone,
+                "mode_label": MODE_LABELS.get(zone["mode"] or ""),
+                "set_at_text": self._local(zone["set_at_ms"] // 1000) if zone["set_at_ms"] else "",
+            }
+            for zone in overview["zones"]
+        ]
+        return self.render(
+            request,
+            "doors.html",
+            status=status,
+            operator=operator,
+            current="doors",
+            doors=doors,
+            zones=zones,
+            modes=[(mode, MODE_LABELS[mode]) for mode in CENTRAL_MODES],
+            errors=errors or [],
+            message=message,
+        )
+
+    @_change("doors")
+    async def set_door_mode(
+        self, request: web.Request, operator: dict[str, Any], form: Any
+    ) -> web.StreamResponse:
+        """POST /console/doors/mode: a door's or a zone's mode with a reason
+        (``store.set_door_mode``, as ``PUT /admin/doors/{door}/mode`` and
+        ``PUT /admin/zones/{zone}/mode``)."""
+        scope = str(form.get("scope", ""))
+        name = str(form.get("name", "")).strip()
+        mode = str(form.get("mode", ""))
+        reason = " ".join(str(form.get("reason", "")).split())
+        if scope not in ("door", "zone") or mode not in CENTRAL_MODES or not name:
+            raise _Refused(400, N_("This form is not one the console made: reload it."))
+        if not reason:
+            return await self._doors_page(
+                request, operator, status=400, errors=[_msg(N_("Give a reason for the mode."))]
+            )
+        action = (
+            "PUT /admin/doors/{door}/mode" if scope == "door" else "PUT /admin/zones/{zone}/mode"
+        )
+        body = {"mode": mode, "reason": reason}
+        try:
+            await self._recorded(
+                request,
+                operator,
+                action,
+                lambda done: {
+                    scope: name,
+                    "scope": scope,
+                    "name": name,
+                    "mode": mode,
+                    "reason": done["reason"],
+                    "doors": done["doors"],
+                },
+                200,
+                partial(self.store.set_door_mode, by=operator["name"]),
+                scope,
+                name,
+                body,
+            )
+        except NotFound:
+            return await self._doors_page(
+                request,
+                operator,
+                status=404,
+                errors=[_msg(N_("No enrolled door is in zone %(name)s."), name=name)],
+            )
+        except CentralError as exc:
+            return await self._doors_page(
+                request,
+                operator,
+                status=400,
+                errors=[_msg(N_("The central refused it: %(detail)s"), detail=exc.detail)],
+            )
+        query = urlencode({"done": "mode", "mode": mode, "name": name})
+        raise web.HTTPSeeOther(f"{PREFIX}/doors?{query}")
 
 
 #: The pre-registration form's fields.

@@ -5,13 +5,14 @@ Usage::
     python -m central.console.screenshots docs/console [--width 1280]
 
 It starts a demo central of its own (a temporary data directory, loopback, a free port),
-adds operators with passwords (a security officer, an auditor), two enrolled doors (one
-heard from), a third that sent events, alarms and self-tests (:func:`_seed_security`) and
-a few invitations (valid, not valid yet, single use, revoked), logs in through the login
-page as a person would, and saves ``NAME-LANG.png`` for each page (the whole page, not
-only the window): the login page, the security officer's pages (:func:`_shots`: home,
-visitors, live events, alarms, devices, one device), a wrong password, and what an
-auditor sees (the home page without Visitors, the refusal of that page).
+adds operators with passwords (a security officer, an auditor), two enrolled doors of one
+zone (one heard from, reporting lockdown; modes set for the zone and a door), a third that
+sent events, alarms and self-tests (:func:`_seed_security`) and a few invitations (valid, not
+valid yet, single use, revoked), logs in through the login page as a person would, and saves
+``NAME-LANG.png`` for each page (the whole page, not only the window): the login page, the
+security officer's pages (:func:`_shots`: home, visitors, live events, alarms, devices, one
+device, doors), a wrong password, and what an auditor sees (the home page without Visitors,
+the refusal of that page).
 Needs Debian's ``chromium`` and ``chromium-driver`` and Selenium (the dev extra); nothing
 is downloaded.
 
@@ -108,7 +109,7 @@ def save_page(browser: Any, path: Path, width: int) -> None:
 
 
 def _seed(data: Path, url: str, token: str | None) -> None:
-    """The operator, two doors (one heard from just now) and a few invitations."""
+    """The operator, two doors (one heard from just now), their modes, and a few invitations."""
     from central.settings import CentralSettings
     from central.store import CentralStore
     from central.testing import enroll_device
@@ -142,11 +143,18 @@ def _seed(data: Path, url: str, token: str | None) -> None:
             {"visitor": "Paul Durand", "host": "Sam Lee", "doors": ["dock"]}
         )
         store.revoke_invitation(revoked["invitation"]["id"])
-    _, device = enroll_device(url, door="front", token=token)
-    device.post(
-        f"{url}/v1/heartbeat", json={"sent_at_ms": int(time.time() * 1000)}, timeout=10
-    ).raise_for_status()
-    enroll_device(url, door="dock", token=token)
+    _, device = enroll_device(url, door="front", token=token, zones=["ground-floor"])
+    heartbeat: dict[str, Any] = {
+        "sent_at_ms": int(time.time() * 1000),
+        "doors": [{"door": "front", "mode": "lockdown", "state": "locked"}],
+    }
+    device.post(f"{url}/v1/heartbeat", json=heartbeat, timeout=10).raise_for_status()
+    enroll_device(url, door="dock", token=token, zones=["ground-floor"])
+    with CentralStore(CentralSettings(data_dir=data)) as store:  # the Doors page's modes
+        store.set_door_mode(
+            "zone", "ground-floor", {"mode": "lockdown", "reason": "Evacuation drill"}, by=OPERATOR
+        )
+        store.set_door_mode("door", "dock", {"mode": "normal", "reason": "Deliveries"}, by=OPERATOR)
     _seed_security(data, url, token)
 
 
@@ -221,6 +229,7 @@ def _shots(base: str) -> Iterator[tuple[str, Callable[[Any], None]]]:
     yield "alarms", lambda browser: browser.get(f"{base}/console/alarms")
     yield "devices", lambda browser: browser.get(f"{base}/console/devices")
     yield "device", lambda browser: browser.get(f"{base}/console/devices/pi-gate-a")
+    yield "doors", lambda browser: browser.get(f"{base}/console/doors")
 
 
 @contextmanager

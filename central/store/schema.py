@@ -19,7 +19,7 @@ from .db import Database, Step
 
 __all__ = ["POSTGRES_STEPS", "SCHEMA_VERSION", "SQLITE_STEPS", "migrate"]
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 #: Schema 1: the tables of the first central.
 _SCHEMA_V1 = (
@@ -344,7 +344,35 @@ _SCHEMA_V10_POSTGRES = (
 )
 
 
-#: SQLite's steps (a database of schema 1 to 9 is migrated on open).
+#: Schema 11 (issue 14): door modes set from the security office, for a door or a zone, with
+#: who and why (central/store/doormodes.py); the doors get them in their door settings.
+_SCHEMA_V11_SQLITE = (
+    """CREATE TABLE door_modes (
+        site TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        name TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        set_by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        set_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (site, scope, name)
+    ) STRICT""",
+)
+_SCHEMA_V11_POSTGRES = (
+    """CREATE TABLE door_modes (
+        site TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        name TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        set_by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        set_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (site, scope, name)
+    )""",
+)
+
+
+#: SQLite's steps (a database of schema 1 to 10 is migrated on open).
 SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     1: _SCHEMA_V1,
     2: _SCHEMA_V2,
@@ -356,13 +384,14 @@ SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     8: _SCHEMA_V8,
     9: _SCHEMA_V9_SQLITE,
     10: _SCHEMA_V10_SQLITE,
+    11: _SCHEMA_V11_SQLITE,
 }
 
 
 #: PostgreSQL's steps: a PostgreSQL database starts at schema 3 (one step, the whole schema),
 #: then schema 4 (operators), schema 5 (the audit chain), schema 6 (host notification),
 #: schema 7 (retention), schema 8 (must_change_password), schema 9 (badge issuance),
-#: schema 10 (alarm acknowledgements, the self-test log).
+#: schema 10 (alarm acknowledgements, the self-test log), schema 11 (door modes).
 #: The same tables as SQLite's: ``BIGINT`` for integers, ``BYTEA`` for blobs, an identity
 #: column for the deltas cursor; booleans stay 0/1 integers (one code path for both).
 POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
@@ -551,6 +580,7 @@ POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
     8: _SCHEMA_V8,
     9: _SCHEMA_V9_POSTGRES,
     10: _SCHEMA_V10_POSTGRES,
+    11: _SCHEMA_V11_POSTGRES,
 }
 
 
@@ -577,7 +607,8 @@ def migrate(db: Database) -> None:
         # 2: one written before issue 10 (device trust, signed deltas); 3: one written
         # before operator accounts (issue 13); 4: one written before the audit chain;
         # 5: before host notification; 6: before retention; 7: before operators over HTTP;
-        # 8: before badge issuance; 9: before the console's alarm acknowledgements.
+        # 8: before badge issuance; 9: before the console's alarm acknowledgements;
+        # 10: before door modes.
         for step, statements in sorted(db.migrations.items()):
             if version < step <= SCHEMA_VERSION:
                 for statement in statements:

@@ -14,6 +14,7 @@ It is the domain mixins of this package over one :class:`~central.store.db.Datab
 ``retention``      the purge of visitors' personal data after the retention period
 ``console``        the web console's reads (invitations with their status, a summary)
 ``monitor``        live events, alarms and acknowledgements, devices, the technical log
+``doormodes``      door and zone modes set from the security office (who, why)
 =================  ================================================================
 
 It is synchronous: the server runs its calls on one worker thread (so they are
@@ -38,6 +39,7 @@ from .credentials import CredentialsMixin
 from .db import Database
 from .deltas import DeltasMixin
 from .devices import DevicesMixin
+from .doormodes import DoorModesMixin
 from .events import EventsMixin
 from .issuance import IssuanceMixin
 from .keys import KeysMixin
@@ -87,6 +89,7 @@ class CentralStore(
     RetentionMixin,
     ConsoleMixin,
     MonitorMixin,
+    DoorModesMixin,
 ):
     """The reference central's database and rules.
 

@@ -194,6 +194,11 @@ class GuardConsoleScreen(GuardScreen):
         mode = (status.get("door") or {}).get("mode", "")
         return wording.DOOR_MODES.get(mode, wording.EVENT_OTHER)
 
+    def mode_note(self, status: dict[str, Any], _: Translate) -> str:
+        """Who set the mode at the central and why ("Set by olivia from the security
+        office: drill"), translated; "" when a guard or nobody set it there."""
+        return mode_note(status, _)
+
     def can_open_once(self, status: dict[str, Any]) -> bool:
         """Whether "Open once" is enabled (see :func:`can_open_once`)."""
         return can_open_once(status)
@@ -246,3 +251,15 @@ class GuardConsoleScreen(GuardScreen):
     def logout(self) -> None:
         """Log out and go back to the attract screen."""
         self.app.guard_logout()
+
+
+def mode_note(status: dict[str, Any], _: Translate) -> str:
+    """The line under the mode when an operator at the central set it (status
+    ``mode_set.central``, docs/local-api.md), translated; "" otherwise."""
+    mode_set = status.get("mode_set") or {}
+    central = mode_set.get("central") if isinstance(mode_set, dict) else None
+    if not isinstance(central, dict) or not central.get("by"):
+        return ""
+    return _("Set by {name} from the security office: {reason}").format(
+        name=str(central["by"]), reason=str(central.get("reason", ""))
+    )
