@@ -36,13 +36,15 @@ def print_checkin_pass(
     *,
     token: str,
     invitation_id: str,
+    pass_id: str,
     config: KioskConfig,
     lang: str,
     now: float,
     photo_jpeg: bytes | None = None,
 ) -> str:
-    """Render and print the pass of this check-in; return :data:`PRINTED`, :data:`GUARD`
-    (the printer cannot print, or the agent cannot be reached: a guard hands the pass)
+    """Render and print the pass of this check-in, with the ``pass_id`` the check-in
+    answered in its QR code; return :data:`PRINTED`, :data:`GUARD` (the printer cannot
+    print, the agent cannot be reached, or there is no pass id: a guard hands the pass)
     or :data:`NO_PRINTER`."""
     from edge_agent.client import AgentUnavailable, ApiError
 
@@ -51,7 +53,10 @@ def print_checkin_pass(
     except ClaimsError as exc:  # the agent granted it: this is a bug, not a visitor's fault
         log.error("cannot read the granted invitation for its pass: %s", exc)
         return GUARD
-    visitor_pass = pass_from_claims(claims, issued_at=now, photo_jpeg=photo_jpeg)
+    if not pass_id:  # an agent without an on-site list: no pass could check out
+        log.error("the check-in answered no pass id: no pass printed")
+        return GUARD
+    visitor_pass = pass_from_claims(claims, issued_at=now, pass_id=pass_id, photo_jpeg=photo_jpeg)
     names = {e.id: {"en": e.en, "fr": e.fr} for e in config.ui.entrances}
     pdf = render_pdf(visitor_pass, config.passes, lang, place_names=names)
     try:

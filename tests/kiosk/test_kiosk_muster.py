@@ -25,26 +25,51 @@ def _check_in_ada(kiosk, rig) -> dict:
     return checkin
 
 
-def test_the_pass_hook_checks_the_visitor_out(kiosk, rig):
-    """KioskApp.checkout_with_pass, what the pass QR will call: the check-in's id checks out."""
-    _check_in_ada(kiosk, rig)
-    seq = wait_journal(
-        rig, lambda e: e["type"] == "visitor.checked_in" and e["invitation_id"] == "inv-ada"
-    )[-1]["seq"]
-    done: list = []
-    errors: list = []
-    from edge_agent.store import Store, StoreSettings
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_the_pass_shown_to_the_camera_checks_the_visitor_out(kiosk, rig, lang):
+    """The pass QR (PV1:<pass id>, the check-in's) shown to the demo camera: the goodbye
+    screen, the visitor off the muster list; shown again: checked out already; a pass
+    nobody was given: not recognised. The pass id is on no event (only its hash)."""
+    from portier_common.passes import new_pass_id, pass_hash, pass_qr_text
 
-    with Store.open(StoreSettings(path=rig.state_dir / "portier.db"), read_only=True) as store:
-        checkin_id = store.journal.get(seq).id
-    kiosk.app.checkout_with_pass(
-        "inv-ada", "not-the-pass", on_done=done.append, on_error=errors.append
-    )
-    kiosk.wait_for(lambda: errors, 10, "no refusal")
-    assert errors[0].code == "wrong_pass"
-    kiosk.app.checkout_with_pass("inv-ada", checkin_id, on_done=done.append, on_error=errors.append)
-    kiosk.wait_for(lambda: done, 10, "not checked out")
-    assert done[0]["visitor"] == "Ada Lovelace"
+    app = kiosk.app
+    _check_in_ada(kiosk, rig)
+    shown = app.demo_pass_qr
+    assert shown.startswith("PV1:")
+    app.set_language(lang)
+    kiosk.tap_text(t(kiosk, "Scan my QR invitation"))
+    kiosk.wait_screen("scan")
+    app.demo_pass()
+    screen = kiosk.wait_screen("checkout", timeout=20)
+    kiosk.wait_for(lambda: screen.visitor_name, 10, "no goodbye")
+    assert screen.outcome == "done"
+    texts = kiosk.texts()
+    assert t(kiosk, "Goodbye, {name}").format(name="Ada Lovelace") in texts
+    assert t(kiosk, "Please hand your pass to reception or drop it in the box.") in texts
+    out = wait_journal(
+        rig, lambda e: e["type"] == "visitor.checked_out" and e["invitation_id"] == "inv-ada"
+    )[-1]
+    assert (out["how"], out["pass_hash"]) == ("kiosk", pass_hash(shown[4:]))
+    assert shown[4:] not in str(rig.journal())
+    assert "Ada Lovelace" not in [v["visitor"] for v in rig.client().muster()["visitors"]]
+    kiosk.tap_text(t(kiosk, "Done"))
+    kiosk.wait_screen("attract")
+    for qr, outcome, words in (
+        (shown, "not_on_site", "You are already checked out"),
+        (pass_qr_text(new_pass_id()), "unknown_pass", "This pass is not recognised"),
+    ):
+        app.set_language(lang)
+        kiosk.tap_text(t(kiosk, "Scan my QR invitation"))
+        kiosk.wait_screen("scan")
+        app.demo_camera.show(qr, "paper")
+        kiosk.wait_for(
+            lambda o=outcome: app.sm.current == "checkout" and app.screen.outcome == o,
+            20,
+            f"no {outcome}",
+        )
+        assert t(kiosk, words) in kiosk.texts()
+        kiosk.tap_text(t(kiosk, "Done"))
+        kiosk.wait_screen("attract")
 
 
 def _muster_in_a_fire(kiosk, lang: str = "en"):

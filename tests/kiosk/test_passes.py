@@ -162,6 +162,7 @@ def test_the_check_in_pass_is_rendered_from_the_invitation_and_sent() -> None:
     kwargs: dict[str, Any] = {
         "token": token,
         "invitation_id": "inv-ada",
+        "pass_id": "VE3D4WJ6Q2ZK5M7XN4P3L2H6AA",  # the check-in answered it
         "config": config,
         "lang": "fr",
     }
@@ -169,7 +170,9 @@ def test_the_check_in_pass_is_rendered_from_the_invitation_and_sent() -> None:
     pdf, pass_id, invitation_id = client.sent[0]
     assert invitation_id == "inv-ada"
     assert pdf.startswith(b"%PDF-")
-    assert len(pass_id) == 26
+    assert pass_id == "VE3D4WJ6Q2ZK5M7XN4P3L2H6AA"
+    # No pass id in the check-in's answer: nothing printed, a guard hands the pass.
+    assert print_checkin_pass(FakeClient(), now=T0, **{**kwargs, "pass_id": ""}) == GUARD
     refused = ApiError(503, "printer_unavailable", "jammed", {})
     assert print_checkin_pass(FakeClient(refused), now=T0, **kwargs) == GUARD
     none = ApiError(409, "no_printer", "none", {})

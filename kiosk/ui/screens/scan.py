@@ -10,6 +10,7 @@ from kivy.properties import BooleanProperty, OptionProperty
 from edge_agent.client import AgentUnavailable
 from kiosk.ui import theme
 from kiosk.ui.screens.base import KioskScreen
+from portier_common.passes import is_pass_qr
 
 
 class ScanScreen(KioskScreen):
@@ -69,7 +70,10 @@ class ScanScreen(KioskScreen):
         if self.state != "looking":
             return
         self.state = "checking"
-        self.app.present_qr(text, on_error=self._failed)
+        if is_pass_qr(text):  # a visitor pass (PV1:): the visitor checks out
+            self.app.checkout_with_pass(text, on_error=self._failed)
+        else:  # an invitation (PT1:), or anything else the agent refuses in plain words
+            self.app.present_qr(text, on_error=self._failed)
 
     def _failed(self, exc: Exception) -> None:
         self.state = "looking"
