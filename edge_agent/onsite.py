@@ -155,9 +155,9 @@ class OnSite:
         if not isinstance(ident, str):
             return
         if kind == CHECKED_OUT:
-            gone = self._visitors.pop(ident, None)
-            if gone is not None and gone.get("pass_hash"):
-                self._left[gone["pass_hash"]] = None
+            leaving = self._visitors.pop(ident, None)
+            if leaving is not None and leaving.get("pass_hash"):
+                self._left[leaving["pass_hash"]] = None
                 while len(self._left) > MAX_LEFT:
                     self._left.popitem(last=False)
             return
