@@ -12,7 +12,7 @@ import logging
 from typing import Protocol
 
 from kiosk.config import KioskConfig
-from kiosk.passes.model import pass_from_claims
+from kiosk.passes.model import VisitorPass, pass_from_claims
 from kiosk.passes.render import render_pdf
 from portier_common.tokens import ClaimsError, read_claims_unverified
 
@@ -28,6 +28,14 @@ class PassClient(Protocol):
 
     def print_pass(self, pdf: bytes, *, pass_id: str, invitation_id: str) -> dict[str, object]:
         """POST /v1/passes/print."""
+        ...
+
+
+class ReprintClient(PassClient, Protocol):
+    """What a guard's reprint needs of the guard's :class:`edge_agent.client.AgentClient`."""
+
+    def reissue_pass(self, invitation_id: str) -> dict[str, object]:
+        """POST /v1/guard/passes."""
         ...
 
 
@@ -69,4 +77,46 @@ def print_checkin_pass(
     except AgentUnavailable as exc:
         log.warning("the pass was not printed, agent unreachable: %s", exc)
         return GUARD
+    return PRINTED
+
+
+def reprint_pass(
+    client: ReprintClient, *, invitation_id: str, config: KioskConfig, lang: str, now: float
+) -> str:
+    """A guard's reprint, from the console's on-site list: a new pass id from the agent
+    (``POST /v1/guard/passes``: the old pass stops working), the pass rendered from its
+    answer and printed with the guard's session (journaled as a reprint). Returns
+    :data:`PRINTED`, :data:`GUARD` (the printer cannot print: the alarm says why) or
+    :data:`NO_PRINTER`; other refusals (``not_on_site``, ``not_logged_in``) and an
+    unreachable agent raise.
+
+    The answer names the visitor, host, zones, time of entry and end of validity (what the
+    agent's on-site list holds): the reprint shows validity from the check-in, no doors."""
+    from edge_agent.client import ApiError
+
+    answer = client.reissue_pass(invitation_id)
+    entered = float(answer["entered_at"])  # type: ignore[arg-type]
+    until = answer.get("not_after")
+    zones = answer.get("zones") or []
+    visitor_pass = VisitorPass(
+        pass_id=str(answer["pass_id"]),
+        visitor=str(answer["visitor"]),
+        host=str(answer.get("host") or ""),
+        site=config.passes.site_name or config.ui.door_name,
+        valid_from=entered,
+        valid_until=float(until) if isinstance(until, int | float) else entered,
+        issued_at=now,
+        zones=tuple(str(z) for z in zones) if isinstance(zones, list) else (),
+    )
+    names = {e.id: {"en": e.en, "fr": e.fr} for e in config.ui.entrances}
+    pdf = render_pdf(visitor_pass, config.passes, lang, place_names=names)
+    try:
+        client.print_pass(pdf, pass_id=visitor_pass.pass_id, invitation_id=invitation_id)
+    except ApiError as exc:
+        if exc.code == "no_printer":
+            return NO_PRINTER
+        if exc.code == "printer_unavailable":
+            log.warning("the reprint was not printed: %s", exc)
+            return GUARD
+        raise
     return PRINTED

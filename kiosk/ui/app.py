@@ -596,6 +596,31 @@ class KioskApp(App):
 
         self.link.submit(lambda: client.checkout(pass_id), on_done=done, on_error=failed)
 
+    def reprint_pass(
+        self,
+        invitation_id: str,
+        *,
+        on_done: Callable[[str], None],
+        on_error: Callable[[Exception], None],
+    ) -> None:
+        """A guard's reprint from the console (its session): a new pass, printed by the
+        agent; ``on_done`` gets ``printed``, ``guard`` (cannot print) or ``""`` (no printer)."""
+        from kiosk.passes.printing import reprint_pass
+
+        client = self.link.guard_client
+        lang = self.tr.lang
+        self.link.submit(
+            lambda: reprint_pass(
+                client,
+                invitation_id=invitation_id,
+                config=self.settings,
+                lang=lang,
+                now=time.time(),
+            ),
+            on_done=on_done,
+            on_error=on_error,
+        )
+
     # -- a visitor's call for help -------------------------------------------------------
     def call_help(self) -> None:
         """The visitor pressed Help: ask the agent to call a guard; confirm on screen.

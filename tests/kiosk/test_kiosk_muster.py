@@ -150,7 +150,8 @@ def test_a_guard_checks_a_visitor_out_from_the_console_with_a_reason(kiosk, rig)
     screen = kiosk.wait_screen("guard_muster")
     kiosk.wait_for(lambda: "Ada Lovelace" in screen.names(), 10, "Ada not on the list")
     row = next(r for r in screen.ids.rows.children if r.visitor == "Ada Lovelace")
-    kiosk.tap(next(w for w in row.children if isinstance(w, KButton)))
+    check_out = t(kiosk, "Check out")
+    kiosk.tap(next(w for w in row.children if isinstance(w, KButton) and w.text == check_out))
     reason = kiosk.wait_screen("guard_reason")
     assert reason.action == "checkout"
     assert any("Ada Lovelace" in text for text in kiosk.texts())
@@ -162,4 +163,55 @@ def test_a_guard_checks_a_visitor_out_from_the_console_with_a_reason(kiosk, rig)
         "inv-ada",
         "guard",
         "Left with their host",
+    )
+
+
+def test_a_guard_reprints_a_pass_from_the_console_and_the_old_one_stops_working(kiosk, rig):
+    """ "Reprint" on the guard's on-site list: a new pass id, printed with the guard's session
+    (journaled as a reprint); the old pass then is not recognised at the camera. A printer
+    that cannot print: the screen says so."""
+    from kiosk.ui.widgets import KButton
+
+    app = kiosk.app
+    client = rig.client()
+    _check_in_ada(kiosk, rig)
+    old = app.demo_pass_qr
+    login(kiosk, rig)
+    kiosk.wait_screen("guard_console")
+    kiosk.tap_text(t(kiosk, "On site"))
+    screen = kiosk.wait_screen("guard_muster")
+    kiosk.wait_for(lambda: "Ada Lovelace" in screen.names(), 10, "Ada not on the list")
+
+    def reprint() -> None:
+        row = next(r for r in screen.ids.rows.children if r.visitor == "Ada Lovelace")
+        words = t(kiosk, "Reprint")
+        kiosk.tap(next(w for w in row.children if isinstance(w, KButton) and w.text == words))
+
+    try:
+        reprint()
+        printed = t(kiosk, "New pass printed. The old pass no longer works.")
+        kiosk.wait_for(lambda: t(kiosk, screen.message) == printed, 20, "no reprint")
+        assert printed in kiosk.texts()
+        reissued = wait_journal(rig, lambda e: e["type"] == "visitor.pass_reissued")[-1]
+        assert (reissued["invitation_id"], reissued["by"]) == ("inv-ada", "guard:g1")
+        last = wait_journal(rig, lambda e: e["type"] == "pass.printed" and e["reprint"])[-1]
+        assert last["pass_hash"] == reissued["pass_hash"] and last["by"] == "guard:g1"
+        client.simulate("printer", status="jammed", message="jam")
+        kiosk.pump(6)  # the agent reads the printer's state at most every 5 s
+        reprint()
+        cannot = t(kiosk, "The printer cannot print now: see the printer alarm, then reprint.")
+        kiosk.wait_for(lambda: t(kiosk, screen.message) == cannot, 20, "no printer fault")
+    finally:
+        client.simulate("printer", status="ready")
+    kiosk.tap_text(t(kiosk, "Back"))
+    kiosk.wait_screen("guard_console")
+    kiosk.tap_text(t(kiosk, "Log out"))
+    kiosk.wait_screen("attract")
+    kiosk.tap_text(t(kiosk, "Scan my QR invitation"))
+    kiosk.wait_screen("scan")
+    app.demo_camera.show(old, "paper")
+    kiosk.wait_for(
+        lambda: app.sm.current == "checkout" and app.screen.outcome == "unknown_pass",
+        20,
+        "the old pass still works",
     )

@@ -34,6 +34,8 @@ class ScanScreen(KioskScreen):
 
     def on_enter(self, *_args: Any) -> None:
         """Redraw the viewfinder at the configured rate while shown."""
+        if self.manager is not None and self.manager.current != self.name:
+            return  # left already (a pass checked out before this screen was drawn)
         fps = self.app.settings.scan.viewfinder_fps
         self._refresh = Clock.schedule_interval(self._draw, 1.0 / fps)
 
@@ -45,6 +47,8 @@ class ScanScreen(KioskScreen):
         self.ids.viewfinder.clear()
 
     def _draw(self, _dt: float) -> None:
+        if self.app is None:  # the app has stopped
+            return
         scanner = self.app.scanner
         frame = scanner.latest() if scanner is not None else None
         self.camera_ok = scanner is not None and scanner.error is None
