@@ -1004,6 +1004,10 @@ class Agent:
         """A visitor checks out at the kiosk with their pass: :meth:`OnSite.checkout_by_pass`."""
         return self.onsite.checkout_by_pass(pass_id)
 
+    def print_muster(self, pdf: bytes) -> dict[str, Any]:
+        """Print the muster list the kiosk rendered: :meth:`PassDesk.print_muster`."""
+        return self.passes.print_muster(pdf)
+
     def reissue_pass(self, token: str, invitation_id: object) -> dict[str, Any]:
         """A guard's reprint gets a new pass id: :meth:`OnSite.reissue_pass`."""
         return self.onsite.reissue_pass(token, invitation_id)

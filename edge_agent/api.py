@@ -750,6 +750,16 @@ async def checkout(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
+async def print_muster(request: web.Request) -> web.Response:
+    """POST /v1/muster/print {pdf_b64}: print the muster list (no session, as the list)."""
+    body = await _json_body(request)
+    try:
+        pdf = base64.b64decode(body.get("pdf_b64") or "", validate=True)
+    except (binascii.Error, TypeError) as exc:
+        raise _BadRequest("'pdf_b64' is not base64") from exc
+    return web.json_response(await _call(request.app[_AGENT].print_muster, pdf))
+
+
 async def guard_reissue_pass(request: web.Request) -> web.Response:
     """POST /v1/guard/passes {invitation_id} (bearer): a new pass id for a guard's reprint."""
     body = await _json_body(request)
@@ -824,6 +834,7 @@ def make_app(
     app.router.add_post(f"{prefix}/guard/checkout", guard_checkout)
     app.router.add_post(f"{prefix}/guard/passes", guard_reissue_pass)
     app.router.add_get(f"{prefix}/muster", muster)
+    app.router.add_post(f"{prefix}/muster/print", print_muster)
     app.router.add_post(f"{prefix}/sim/{{action}}", simulate)
     app.router.add_post(f"{prefix}/help", call_help)
     app.router.add_post(f"{prefix}/passes/print", print_pass)

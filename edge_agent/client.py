@@ -211,6 +211,13 @@ class AgentClient:
         Raises :class:`ApiError` ``unknown_pass`` (404) or ``not_on_site`` (409)."""
         return self.request("POST", "/v1/checkout", {"pass_id": pass_id})
 
+    def print_muster(self, pdf: bytes) -> dict[str, Any]:
+        """POST /v1/muster/print: print the muster list ``pdf`` (rendered by the kiosk).
+
+        Raises :class:`ApiError` ``printer_unavailable`` (503) or ``no_printer`` (409)."""
+        body = {"pdf_b64": base64.b64encode(pdf).decode("ascii")}
+        return self.request("POST", "/v1/muster/print", body)
+
     def reissue_pass(self, invitation_id: str) -> dict[str, Any]:
         """POST /v1/guard/passes: a new pass id for a guard's reprint (the old pass stops
         working); the answer says what the pass prints."""

@@ -154,3 +154,28 @@ class PassDesk:
             raise ActionError("printer_unavailable", f"the pass was not printed: {exc}") from None
         self._journal("pass.printed", {**payload, "job": job})
         return {"printed": True, "job": job, "pass_id": pass_id}
+
+    def print_muster(self, pdf: bytes) -> dict[str, Any]:
+        """Print the muster list the kiosk rendered (``POST /v1/muster/print``).
+
+        No session: like the list itself, a kiosk prints it in a fire. Journals
+        ``muster.printed`` (``job``, ``pages`` unknown: the PDF's) or
+        ``muster.print_failed``; raises ``bad_request``, ``no_printer`` or
+        ``printer_unavailable`` as :meth:`print_pass`."""
+        if not pdf.startswith(b"%PDF-") or len(pdf) > MAX_PDF_BYTES:
+            raise ActionError("bad_request", f"not a PDF document of at most {MAX_PDF_BYTES} bytes")
+        printer = self.printer
+        if printer is None:
+            raise ActionError("no_printer", "this kiosk has no printer")
+        state = self.state(fresh=True)
+        try:
+            if state is not None and not state.can_print:
+                raise PrintError(f"the printer cannot print: {state.status}", state)
+            job = printer.print_pdf(pdf, title="muster list")
+        except (PrintError, HardwareError, OSError) as exc:
+            failed = getattr(exc, "state", None) or state
+            detail = failed.as_dict() if failed is not None else {"status": "unavailable"}
+            self._journal("muster.print_failed", {"printer": detail, "error": str(exc)})
+            raise ActionError("printer_unavailable", f"the list was not printed: {exc}") from None
+        self._journal("muster.printed", {"job": job})
+        return {"printed": True, "job": job}

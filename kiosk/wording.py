@@ -310,6 +310,8 @@ EVENT_TYPES: dict[str, str] = {
     "pass.printed": N_("Visitor pass printed"),
     "pass.print_failed": N_("Visitor pass not printed"),
     "visitor.pass_reissued": N_("New visitor pass issued"),
+    "muster.printed": N_("Muster list printed"),
+    "muster.print_failed": N_("Muster list not printed"),
     "agent.started": N_("Door controller started"),
     "agent.stopped": N_("Door controller stopped"),
     "clock.floor_reset": N_("Clock confirmed by the central server"),

@@ -920,6 +920,8 @@ def test_answers_match_the_openapi_schemas(served: Served, guard: AgentClient) -
     )
     post("/v1/checkin", {"invitation_id": "inv-bob", "consent": False})
     check("GET", "/v1/muster", "/v1/muster")
+    post("/v1/muster/print", {"pdf_b64": "JVBERi0xLjQK"})
+    post("/v1/muster/print", {"pdf_b64": "!"})
     post("/v1/checkout", {"pass_id": "x"})
     post("/v1/checkout", {"pass_id": new_pass_id()})
     post("/v1/checkout", {"invitation_id": 1})

@@ -126,3 +126,22 @@ def test_a_bad_request_prints_nothing(make_rig: Any, pdf: bytes, pass_id: str | 
         rig.agent.print_pass(pdf, pass_id=pass_id or new_pass_id(), invitation_id="inv-ada")
     assert refused.value.code == "bad_request"
     assert rig.devices.printer.jobs == []
+
+
+def test_the_muster_list_is_printed_and_journaled(make_rig: Any) -> None:
+    rig = make_rig(hardware=PRINTER)
+    assert rig.agent.print_muster(PDF) == {"printed": True, "job": "labels-1"}
+    assert rig.events("muster.printed")[-1].payload == {"job": "labels-1"}
+    with pytest.raises(ActionError) as bad:
+        rig.agent.print_muster(b"not a pdf")
+    assert bad.value.code == "bad_request"
+    rig.devices.printer.set_state(PrinterStatus.JAMMED, "media-jam-error", message="Jam")
+    rig.clock.advance(STATE_TTL_S + 1)
+    with pytest.raises(ActionError) as refused:
+        rig.agent.print_muster(PDF)
+    assert (refused.value.code, action_status(refused.value)) == ("printer_unavailable", 503)
+    assert rig.events("muster.print_failed")[-1].payload["printer"]["status"] == "jammed"
+    without = make_rig()
+    with pytest.raises(ActionError) as none:
+        without.agent.print_muster(PDF)
+    assert none.value.code == "no_printer"
