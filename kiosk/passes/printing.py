@@ -9,7 +9,8 @@ to the agent (``POST /v1/passes/print``), which owns the printer (docs/passes.md
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from kiosk.config import KioskConfig
 from kiosk.passes.model import VisitorPass, pass_from_claims
@@ -119,4 +120,40 @@ def reprint_pass(
             log.warning("the reprint was not printed: %s", exc)
             return GUARD
         raise
+    return PRINTED
+
+
+class MusterClient(Protocol):
+    """What printing the muster list needs of :class:`edge_agent.client.AgentClient`."""
+
+    def print_muster(self, pdf: bytes) -> dict[str, object]:
+        """POST /v1/muster/print."""
+        ...
+
+
+def print_muster(
+    client: MusterClient,
+    answer: Mapping[str, Any],
+    *,
+    config: KioskConfig,
+    lang: str,
+    door: str = "",
+) -> str:
+    """Render the muster list ``answer`` and have the agent print it; return
+    :data:`PRINTED`, :data:`GUARD` (the printer cannot print, the agent cannot be reached)
+    or :data:`NO_PRINTER`."""
+    from edge_agent.client import AgentUnavailable, ApiError
+    from kiosk.passes.muster import render_muster_pdf
+
+    pdf = render_muster_pdf(answer, config.passes, lang, door)
+    try:
+        client.print_muster(pdf)
+    except ApiError as exc:
+        if exc.code == "no_printer":
+            return NO_PRINTER
+        log.warning("the muster list was not printed: %s", exc)
+        return GUARD
+    except AgentUnavailable as exc:
+        log.warning("the muster list was not printed, agent unreachable: %s", exc)
+        return GUARD
     return PRINTED

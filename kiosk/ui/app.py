@@ -596,6 +596,26 @@ class KioskApp(App):
 
         self.link.submit(lambda: client.checkout(pass_id), on_done=done, on_error=failed)
 
+    def print_muster(
+        self,
+        answer: dict[str, Any],
+        *,
+        on_done: Callable[[str], None],
+        on_error: Callable[[Exception], None],
+    ) -> None:
+        """Print the muster list ``answer`` (``GET /v1/muster``): rendered in the worker
+        (kiosk.passes.muster), printed by the agent. ``on_done`` gets ``printed``,
+        ``guard`` (the printer cannot print) or ``""`` (no printer)."""
+        from kiosk.passes.printing import print_muster
+
+        client = self.link.client
+        lang, door = self.tr.lang, self.door_title
+        self.link.submit(
+            lambda: print_muster(client, answer, config=self.settings, lang=lang, door=door),
+            on_done=on_done,
+            on_error=on_error,
+        )
+
     def reprint_pass(
         self,
         invitation_id: str,

@@ -215,3 +215,27 @@ def test_a_guard_reprints_a_pass_from_the_console_and_the_old_one_stops_working(
         20,
         "the old pass still works",
     )
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_the_muster_list_is_printed_in_a_fire_and_a_printer_fault_is_said(kiosk, rig, lang):
+    client = rig.client()
+    _check_in_ada(kiosk, rig)
+    screen = _muster_in_a_fire(kiosk, lang)
+    try:
+        kiosk.wait_for(lambda: "Ada Lovelace" in screen.names(), 10, "Ada not on the list")
+        kiosk.tap_text(t(kiosk, "Print"))
+        printing = t(kiosk, "The list is being printed.")
+        kiosk.wait_for(lambda: t(kiosk, screen.message) == printing, 20, "not printed")
+        assert printing in kiosk.texts()
+        wait_journal(rig, lambda e: e["type"] == "muster.printed")
+        client.simulate("printer", status="offline", message="unplugged")
+        kiosk.pump(6)  # the agent reads the printer's state at most every 5 s
+        kiosk.tap_text(t(kiosk, "Print"))
+        cannot = t(kiosk, "The printer cannot print the list now.")
+        kiosk.wait_for(lambda: t(kiosk, screen.message) == cannot, 20, "no printer fault")
+        failed = wait_journal(rig, lambda e: e["type"] == "muster.print_failed")[-1]
+        assert failed["printer"]["status"] == "offline"
+    finally:
+        client.simulate("printer", status="ready")
+        _fire_off(kiosk)

@@ -45,6 +45,12 @@ REPRINTED = {
     "": N_("This kiosk has no pass printer."),
 }
 REPRINT_FAILED = N_("The pass could not be reprinted.")
+#: Printing the list (kiosk.passes.muster, POST /v1/muster/print), by outcome.
+LIST_PRINTED = {
+    "printed": N_("The list is being printed."),
+    "guard": N_("The printer cannot print the list now."),
+    "": N_("This kiosk has no pass printer."),
+}
 
 
 def entry_time(epoch_s: float | None) -> str:
@@ -128,6 +134,7 @@ class MusterScreen(KioskScreen):
         self.count = len(visitors)
         self.dropped = int(answer.get("dropped") or 0)
         self.read_at = entry_time(answer.get("at") or time.time())
+        self._answer = dict(answer)
         box = self.ids.rows
         box.clear_widgets()
         for entry in visitors:
@@ -149,6 +156,19 @@ class MusterScreen(KioskScreen):
             return
         if isinstance(exc, AgentUnavailable | ApiError):
             self.message = UNAVAILABLE
+
+    def print_list(self) -> None:
+        """Print the list shown (rendered here, printed by the agent); say how it went."""
+        answer = getattr(self, "_answer", None)
+        if answer is None:
+            return
+        self.app.print_muster(answer, on_done=self._list_printed, on_error=self._list_failed)
+
+    def _list_printed(self, outcome: str) -> None:
+        self._note = self.message = LIST_PRINTED.get(outcome, LIST_PRINTED["guard"])
+
+    def _list_failed(self, exc: Exception) -> None:
+        self._note = self.message = LIST_PRINTED["guard"]
 
     def reprint(self, invitation_id: str) -> None:
         """Reprint the pass of ``invitation_id`` (guard console); say how it went."""
