@@ -225,6 +225,7 @@ class Agent:
             journal=self.journal,
             guard_session=self.guards.session,
             mono=mono_clock,
+            pass_belongs=self.onsite.pass_belongs,
         )
         self._reader_stop = threading.Event()
         self._reader_thread: threading.Thread | None = None
@@ -1031,9 +1032,17 @@ class Agent:
         answer["door_id"] = self.config.door.id
         return answer
 
-    def checkout_by_pass(self, invitation_id: str, checkin_id: str) -> dict[str, Any]:
+    def checkout_by_pass(self, pass_id: str) -> dict[str, Any]:
         """A visitor checks out at the kiosk with their pass: :meth:`OnSite.checkout_by_pass`."""
-        return self.onsite.checkout_by_pass(invitation_id, checkin_id)
+        return self.onsite.checkout_by_pass(pass_id)
+
+    def print_muster(self, pdf: bytes) -> dict[str, Any]:
+        """Print the muster list the kiosk rendered: :meth:`PassDesk.print_muster`."""
+        return self.passes.print_muster(pdf)
+
+    def reissue_pass(self, token: str, invitation_id: object) -> dict[str, Any]:
+        """A guard's reprint gets a new pass id: :meth:`OnSite.reissue_pass`."""
+        return self.onsite.reissue_pass(token, invitation_id)
 
     def guard_checkout(self, token: str, invitation_id: str, reason: object) -> dict[str, Any]:
         """A guard checks a visitor out (session and reason): :meth:`OnSite.checkout_by_guard`."""

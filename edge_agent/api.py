@@ -93,6 +93,7 @@ ACTION_STATUS = {
     "guard_required": 401,
     "not_simulated": 403,
     "wrong_pass": 403,
+    "unknown_pass": 404,
     # What is asked about.
     "grant_unknown": 404,
     "unknown_invitation": 404,
@@ -740,12 +741,31 @@ async def muster(request: web.Request) -> web.Response:
 
 
 async def checkout(request: web.Request) -> web.Response:
-    """POST /v1/checkout {invitation_id, checkin_id}: a visitor checks out with their pass."""
+    """POST /v1/checkout {pass_id}: a visitor checks out with their pass (QR PV1:<pass id>)."""
     body = await _json_body(request)
-    invitation_id, checkin_id = body.get("invitation_id"), body.get("checkin_id")
-    if not isinstance(invitation_id, str) or not isinstance(checkin_id, str):
-        raise _BadRequest("'invitation_id' and 'checkin_id' (strings) are required")
-    result = await _call(request.app[_AGENT].checkout_by_pass, invitation_id, checkin_id)
+    pass_id = body.get("pass_id")
+    if not isinstance(pass_id, str):
+        raise _BadRequest("'pass_id' (string) is required")
+    result = await _call(request.app[_AGENT].checkout_by_pass, pass_id)
+    return web.json_response(result)
+
+
+async def print_muster(request: web.Request) -> web.Response:
+    """POST /v1/muster/print {pdf_b64}: print the muster list (no session, as the list)."""
+    body = await _json_body(request)
+    try:
+        pdf = base64.b64decode(body.get("pdf_b64") or "", validate=True)
+    except (binascii.Error, TypeError) as exc:
+        raise _BadRequest("'pdf_b64' is not base64") from exc
+    return web.json_response(await _call(request.app[_AGENT].print_muster, pdf))
+
+
+async def guard_reissue_pass(request: web.Request) -> web.Response:
+    """POST /v1/guard/passes {invitation_id} (bearer): a new pass id for a guard's reprint."""
+    body = await _json_body(request)
+    result = await _call(
+        request.app[_AGENT].reissue_pass, _token(request) or "", body.get("invitation_id")
+    )
     return web.json_response(result)
 
 
@@ -812,7 +832,9 @@ def make_app(
     app.router.add_post(f"{prefix}/checkin", checkin)
     app.router.add_post(f"{prefix}/checkout", checkout)
     app.router.add_post(f"{prefix}/guard/checkout", guard_checkout)
+    app.router.add_post(f"{prefix}/guard/passes", guard_reissue_pass)
     app.router.add_get(f"{prefix}/muster", muster)
+    app.router.add_post(f"{prefix}/muster/print", print_muster)
     app.router.add_post(f"{prefix}/sim/{{action}}", simulate)
     app.router.add_post(f"{prefix}/help", call_help)
     app.router.add_post(f"{prefix}/passes/print", print_pass)

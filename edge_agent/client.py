@@ -205,11 +205,23 @@ class AgentClient:
             body["photo_jpeg_b64"] = base64.b64encode(photo_jpeg).decode("ascii")
         return self.request("POST", "/v1/checkin", body)
 
-    def checkout(self, invitation_id: str, checkin_id: str) -> dict[str, Any]:
-        """POST /v1/checkout: a visitor checks out with their pass (the pass QR's content)."""
-        return self.request(
-            "POST", "/v1/checkout", {"invitation_id": invitation_id, "checkin_id": checkin_id}
-        )
+    def checkout(self, pass_id: str) -> dict[str, Any]:
+        """POST /v1/checkout: a visitor checks out with their pass (the id in its QR code).
+
+        Raises :class:`ApiError` ``unknown_pass`` (404) or ``not_on_site`` (409)."""
+        return self.request("POST", "/v1/checkout", {"pass_id": pass_id})
+
+    def print_muster(self, pdf: bytes) -> dict[str, Any]:
+        """POST /v1/muster/print: print the muster list ``pdf`` (rendered by the kiosk).
+
+        Raises :class:`ApiError` ``printer_unavailable`` (503) or ``no_printer`` (409)."""
+        body = {"pdf_b64": base64.b64encode(pdf).decode("ascii")}
+        return self.request("POST", "/v1/muster/print", body)
+
+    def reissue_pass(self, invitation_id: str) -> dict[str, Any]:
+        """POST /v1/guard/passes: a new pass id for a guard's reprint (the old pass stops
+        working); the answer says what the pass prints."""
+        return self.request("POST", "/v1/guard/passes", {"invitation_id": invitation_id})
 
     def guard_checkout(self, invitation_id: str, reason: str) -> dict[str, Any]:
         """POST /v1/guard/checkout: a guard checks a visitor out, with a reason."""

@@ -21,12 +21,20 @@ says it is incomplete rather than an agent that runs out of memory.
 
 Check-outs (``visitor.checked_out``, ``how``):
 
-* ``kiosk``: the visitor showed their pass at the kiosk
-  (:meth:`OnSite.checkout_by_pass`, the pass QR's hook: the pass carries the invitation id
-  and the id of the check-in event, see docs/local-api.md);
+* ``kiosk``: the visitor showed their pass at the kiosk (:meth:`OnSite.checkout_by_pass`:
+  the pass QR is ``PV1:<pass id>``, docs/passes.md);
 * ``guard``: a guard on the console, with a reason (:meth:`OnSite.checkout_by_guard`);
 * ``expired``: the agent, at the end of the invitation's validity (:meth:`OnSite.sweep`,
   only with a trusted clock: a clock set forward must not empty the muster list).
+
+Passes. Each check-in gets a pass id (:func:`OnSite.mint_pass`, returned in the check-in
+answer, printed in the pass QR). The journal and the list's row keep only its hash
+(:func:`portier_common.passes.pass_hash`, ``pass_hash`` in ``visitor.checked_in``): the
+live event stream and the central never see an id that checks a visitor out, and a
+restart finds the visit a pass names from the journal alone. A guard's reprint mints a
+new id (``visitor.pass_reissued``): the old pass stops working. The hashes of passes
+whose visitor checked out are kept (at most :data:`MAX_LEFT`), so a visitor who shows
+their pass twice is told they are checked out already, not that the pass is unknown.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from edge_agent.grants import AppendClaimed
 from edge_agent.guards import Session
 from edge_agent.store import Store, StoreError
 from edge_agent.store.db import Database
+from portier_common.passes import PassQrError, new_pass_id, pass_hash
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +67,11 @@ CHECKOUT_REASON_MAX = 200
 REPLAY_PAGE = 500
 CHECKED_IN = "visitor.checked_in"
 CHECKED_OUT = "visitor.checked_out"
+PASS_REISSUED = "visitor.pass_reissued"
+#: The journal events that change the list.
+_LIST_EVENTS = (CHECKED_IN, CHECKED_OUT, PASS_REISSUED)
+#: Hashes of the passes of visitors who checked out, kept to say "checked out already".
+MAX_LEFT = 500
 
 #: Looks up what the credential cache knows of an invitation: (visitor, host, not_after,
 #: zones) or None.
@@ -96,6 +110,8 @@ class OnSite:
         #: invitation id -> entry (ordered by time of entry, oldest first).
         self._visitors: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._dropped = 0
+        #: Hashes of the passes whose visitor checked out (oldest first, bounded).
+        self._left: OrderedDict[str, None] = OrderedDict()
         #: Serialises every change: the list in memory, its row and the journal agree.
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -106,6 +122,7 @@ class OnSite:
         """Load the list's row and replay the journal after it; return how many are on site."""
         with self._lock:
             self._visitors.clear()
+            self._left.clear()
             self._dropped = 0
             after = 0
             raw = self._store.agent_state(STATE_ONSITE)
@@ -116,6 +133,7 @@ class OnSite:
                     for entry in record["visitors"]:
                         self._visitors[str(entry["invitation_id"])] = dict(entry)
                     self._dropped = int(record.get("dropped", 0))
+                    self._left.update((str(h), None) for h in record.get("left", []))
                 except (TypeError, ValueError, KeyError) as exc:
                     log.error("on-site list row unreadable (%s): rebuilt from the journal", exc)
                     self._visitors.clear()
@@ -126,7 +144,7 @@ class OnSite:
                 if not events:
                     break
                 for event in events:
-                    if event.type in (CHECKED_IN, CHECKED_OUT):
+                    if event.type in _LIST_EVENTS:
                         self._apply(event.type, event.payload, event.wall_ms, event.id)
                 seq = events[-1].seq + 1
             return len(self._visitors)
@@ -137,7 +155,16 @@ class OnSite:
         if not isinstance(ident, str):
             return
         if kind == CHECKED_OUT:
-            self._visitors.pop(ident, None)
+            leaving = self._visitors.pop(ident, None)
+            if leaving is not None and leaving.get("pass_hash"):
+                self._left[leaving["pass_hash"]] = None
+                while len(self._left) > MAX_LEFT:
+                    self._left.popitem(last=False)
+            return
+        if kind == PASS_REISSUED:
+            entry = self._visitors.get(ident)
+            if entry is not None and isinstance(payload.get("pass_hash"), str):
+                entry["pass_hash"] = payload["pass_hash"]
             return
         info = self._invitation(ident)
         visitor = payload.get("visitor")
@@ -160,6 +187,9 @@ class OnSite:
             "zones": [str(z) for z in zones] if isinstance(zones, list) else [],
             "not_after": not_after if isinstance(not_after, int) else None,
             "checkin_id": event_id,
+            "pass_hash": payload["pass_hash"]
+            if isinstance(payload.get("pass_hash"), str)
+            else None,
         }
         while len(self._visitors) > self._max:
             gone, _entry = self._visitors.popitem(last=False)
@@ -168,7 +198,12 @@ class OnSite:
 
     def _row(self, head_seq: int) -> str:
         return json.dumps(
-            {"seq": head_seq, "visitors": list(self._visitors.values()), "dropped": self._dropped},
+            {
+                "seq": head_seq,
+                "visitors": list(self._visitors.values()),
+                "dropped": self._dropped,
+                "left": list(self._left),
+            },
             sort_keys=True,
             ensure_ascii=False,
         )
@@ -181,7 +216,7 @@ class OnSite:
         with self._lock:
             head = self._store.journal.head().seq
             before = OrderedDict((k, dict(v)) for k, v in self._visitors.items())
-            dropped = self._dropped
+            dropped, left = self._dropped, OrderedDict(self._left)
             # The row as it will be after this event: applied now, undone if the commit fails.
             self._apply(kind, payload, int(self._wall() * 1000), "")
             row = self._row(head)
@@ -193,7 +228,7 @@ class OnSite:
             try:
                 events, _ok = self._append_claimed(write, [(kind, payload)], [(kind, payload)])
             except BaseException:
-                self._visitors, self._dropped = before, dropped
+                self._visitors, self._dropped, self._left = before, dropped, left
                 raise
             event = events[0]
             # The entry's time and check-in id are the journal's own (the row is rewritten
@@ -214,6 +249,15 @@ class OnSite:
             fields.update(host=info[1], not_after=info[2], zones=list(info[3]))
         return fields
 
+    @staticmethod
+    def mint_pass() -> tuple[str, str]:
+        """A new pass id and the hash the journal keeps of it: ``(pass_id, pass_hash)``.
+
+        The check-in puts the hash in its ``visitor.checked_in`` and answers the id
+        (the kiosk prints it in the pass QR); nothing else ever holds the id."""
+        pass_id = new_pass_id()
+        return pass_id, pass_hash(pass_id)
+
     def record_checkin(self, payload: dict[str, Any]) -> Any:
         """Journal a ``visitor.checked_in`` (built by the visitor desk) and put the
         visitor on the list, in one commit; return the event."""
@@ -232,6 +276,8 @@ class OnSite:
                 "checkin_id": entry["checkin_id"],
                 **fields,
             }
+            if entry.get("pass_hash"):
+                payload["pass_hash"] = entry["pass_hash"]
             event = self._record(CHECKED_OUT, payload)
         return {
             "checked_out": True,
@@ -240,24 +286,80 @@ class OnSite:
             "visitor": entry["visitor"],
         }
 
-    def checkout_by_pass(self, invitation_id: str, checkin_id: str) -> dict[str, Any]:
-        """The pass QR's hook: a visitor checks out at the kiosk with their pass.
+    def _by_pass(self, pass_id: object) -> tuple[str, str]:
+        """The invitation id of the visit on site the pass ``pass_id`` names, and the
+        pass's hash; raises ``bad_request``, ``not_on_site`` (its visitor checked out)
+        or ``unknown_pass`` (not a pass of this door, or one a reprint replaced)."""
+        try:
+            digest = pass_hash(pass_id)  # type: ignore[arg-type]
+        except PassQrError as exc:
+            raise ActionError("bad_request", f"pass_id: {exc}") from None
+        with self._lock:
+            for ident, entry in self._visitors.items():
+                if entry.get("pass_hash") == digest:
+                    return ident, digest
+            if digest in self._left:
+                raise ActionError("not_on_site", "the visitor of this pass is checked out already")
+        raise ActionError("unknown_pass", "this pass is not one of a visitor on site here")
 
-        The pass carries the invitation id and ``checkin_id``, the id of the
-        ``visitor.checked_in`` event its check-in journaled (the check-in answer's
-        ``event_id``): a UUID nobody can guess from an invitation id, so nobody takes a
-        visitor off the muster list by typing their invitation id. Refused
-        ``not_on_site`` (not checked in here, or checked out already) or ``wrong_pass``
-        (a pass of an earlier visit, or a forged one). Journals ``visitor.checked_out``
-        with ``by: visitor``, ``how: kiosk``.
+    def checkout_by_pass(self, pass_id: str) -> dict[str, Any]:
+        """A visitor checks out at the kiosk by showing their pass (QR ``PV1:<pass id>``).
+
+        The agent finds the visit from the pass's hash (its own journal: offline and
+        after a restart). Refused ``bad_request`` (not a pass id), ``not_on_site``
+        (checked out already) or ``unknown_pass``. Journals ``visitor.checked_out``
+        with ``by: visitor``, ``how: kiosk`` and the pass's hash, never its id.
         """
-        if not isinstance(invitation_id, str) or not isinstance(checkin_id, str):
-            raise ActionError("bad_request", "'invitation_id' and 'checkin_id' must be strings")
+        with self._lock:
+            ident, _digest = self._by_pass(pass_id)
+            return self._checkout(ident, {"by": "visitor", "how": "kiosk"})
+
+    def pass_belongs(self, invitation_id: str, pass_id: str) -> bool:
+        """True when ``pass_id`` is the current pass of ``invitation_id``'s visit on site."""
+        try:
+            digest = pass_hash(pass_id)
+        except PassQrError:
+            return False
         with self._lock:
             entry = self._visitors.get(invitation_id)
-            if entry is not None and entry.get("checkin_id") != checkin_id:
-                raise ActionError("wrong_pass", "this pass is not the one of this visit")
-            return self._checkout(invitation_id, {"by": "visitor", "how": "kiosk"})
+            return entry is not None and entry.get("pass_hash") == digest
+
+    def reissue_pass(self, token: str, invitation_id: object) -> dict[str, Any]:
+        """A guard's reprint: a new pass id for a visitor on site (the old pass stops
+        working). Journals ``visitor.pass_reissued`` (the new id's hash, who); returns
+        the id and what the pass prints (visitor, host, entry time, end, zones).
+        Raises ``not_logged_in``, ``bad_request``, ``not_on_site``."""
+        session = self._guard_session(token)
+        if not isinstance(invitation_id, str):
+            raise ActionError("bad_request", "'invitation_id' must be a string")
+        with self._lock:
+            entry = self._visitors.get(invitation_id)
+            if entry is None:
+                raise ActionError("not_on_site", "this visitor is not checked in here")
+            pass_id, digest = self.mint_pass()
+            event = self._record(
+                PASS_REISSUED,
+                {
+                    "invitation_id": invitation_id,
+                    "visitor": entry["visitor"],
+                    "door": self._door,
+                    "pass_hash": digest,
+                    "by": f"guard:{session.guard_id}",
+                    "guard_id": session.guard_id,
+                    "name": session.name,
+                },
+            )
+            entry = dict(self._visitors[invitation_id])
+        return {
+            "pass_id": pass_id,
+            "invitation_id": invitation_id,
+            "visitor": entry["visitor"],
+            "host": entry["host"],
+            "entered_at": entry["entered_ms"] / 1000.0,
+            "not_after": entry["not_after"],
+            "zones": entry["zones"],
+            "seq": event.seq,
+        }
 
     def checkout_by_guard(self, token: str, invitation_id: str, reason: object) -> dict[str, Any]:
         """A guard checks a visitor out from the console (session and reason required).

@@ -5,7 +5,9 @@ reaches hardware only for its camera (frames drawn on screen at 15 fps) and QR d
 (the import-linter contracts). The agent owns the printer so that
 
 * one place journals every pass printed or not printed (``pass.printed``,
-  ``pass.print_failed``), a guard's reprint included (``by: guard:<id>``), and syncs it;
+  ``pass.print_failed``), a guard's reprint included (``by: guard:<id>``, ``reprint``),
+  and syncs it, with the pass's hash, never its id (the id checks a visitor out: it is
+  not for the event stream nor the central);
 * the printer's state is an alarm of the door (``printer_fault``) that the guard console,
   ``edge-agent status`` and the central see like any other, whether or not a kiosk runs;
 * the kiosk stays a UI: it renders the pass (it has the fonts, the wording, the photo)
@@ -30,7 +32,7 @@ from edge_agent.grants import Journal
 from edge_agent.guards import Session
 from hardware.errors import HardwareError
 from hardware.printer import Printer, PrintError, PrinterState, PrinterStatus
-from portier_common.passes import PassQrError, check_pass_id
+from portier_common.passes import PassQrError, check_pass_id, pass_hash
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +53,16 @@ class PassDesk:
         journal: Journal,
         guard_session: Callable[[str], Session],
         mono: Callable[[], float],
+        pass_belongs: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.printer = printer
         self._door = door
         self._journal = journal
         self._guard_session = guard_session
         self._mono = mono
+        #: Whether a pass id is the current pass of an invitation's visit on site
+        #: (:meth:`edge_agent.onsite.OnSite.pass_belongs`; None: not checked).
+        self._pass_belongs = pass_belongs
         self._lock = threading.Lock()
         self._state: PrinterState | None = None
         self._read_at = 0.0
@@ -110,8 +116,10 @@ class PassDesk:
 
         With a guard's session ``token`` it is the guard's reprint (``by: guard:<id>``).
         Returns ``{"printed": true, "job": ...}``; raises :class:`ActionError`
-        ``no_printer`` (none configured), ``bad_request`` (not a PDF, bad pass id) or
-        ``printer_unavailable`` (its ``state`` in the journal and the alarm).
+        ``no_printer`` (none configured), ``bad_request`` (not a PDF, bad pass id),
+        ``wrong_pass`` (not the pass id the check-in or a guard's reissue gave this
+        visit on site: such a pass would check nobody out) or ``printer_unavailable``
+        (its ``state`` in the journal and the alarm).
         """
         try:
             check_pass_id(pass_id)
@@ -125,12 +133,20 @@ class PassDesk:
         printer = self.printer
         if printer is None:
             raise ActionError("no_printer", "this kiosk has no pass printer")
-        payload: dict[str, Any] = {"pass_id": pass_id, "invitation_id": invitation_id, "by": by}
+        if self._pass_belongs is not None and not self._pass_belongs(invitation_id, pass_id):
+            raise ActionError("wrong_pass", "this pass id is not the one of this visit on site")
+        digest = pass_hash(pass_id)
+        payload: dict[str, Any] = {
+            "pass_hash": digest,
+            "invitation_id": invitation_id,
+            "by": by,
+            "reprint": token is not None,
+        }
         state = self.state(fresh=True)
         try:
             if state is not None and not state.can_print:
                 raise PrintError(f"the printer cannot print: {state.status}", state)
-            job = printer.print_pdf(pdf, title=f"pass {pass_id[:8]}")
+            job = printer.print_pdf(pdf, title=f"pass {digest[:8]}")
         except (PrintError, HardwareError, OSError) as exc:
             failed = getattr(exc, "state", None) or state
             detail = failed.as_dict() if failed is not None else {"status": "unavailable"}
@@ -138,3 +154,28 @@ class PassDesk:
             raise ActionError("printer_unavailable", f"the pass was not printed: {exc}") from None
         self._journal("pass.printed", {**payload, "job": job})
         return {"printed": True, "job": job, "pass_id": pass_id}
+
+    def print_muster(self, pdf: bytes) -> dict[str, Any]:
+        """Print the muster list the kiosk rendered (``POST /v1/muster/print``).
+
+        No session: like the list itself, a kiosk prints it in a fire. Journals
+        ``muster.printed`` (``job``, ``pages`` unknown: the PDF's) or
+        ``muster.print_failed``; raises ``bad_request``, ``no_printer`` or
+        ``printer_unavailable`` as :meth:`print_pass`."""
+        if not pdf.startswith(b"%PDF-") or len(pdf) > MAX_PDF_BYTES:
+            raise ActionError("bad_request", f"not a PDF document of at most {MAX_PDF_BYTES} bytes")
+        printer = self.printer
+        if printer is None:
+            raise ActionError("no_printer", "this kiosk has no printer")
+        state = self.state(fresh=True)
+        try:
+            if state is not None and not state.can_print:
+                raise PrintError(f"the printer cannot print: {state.status}", state)
+            job = printer.print_pdf(pdf, title="muster list")
+        except (PrintError, HardwareError, OSError) as exc:
+            failed = getattr(exc, "state", None) or state
+            detail = failed.as_dict() if failed is not None else {"status": "unavailable"}
+            self._journal("muster.print_failed", {"printer": detail, "error": str(exc)})
+            raise ActionError("printer_unavailable", f"the list was not printed: {exc}") from None
+        self._journal("muster.printed", {"job": job})
+        return {"printed": True, "job": job}

@@ -201,9 +201,12 @@ class VisitorDesk:
                 "consent": consent,
                 **extra,
             }
+            pass_id = None
             if self._onsite is not None:
-                # The door, host, end of validity and zones: the muster list's fields.
+                # The door, host, end of validity and zones: the muster list's fields;
+                # the pass's hash (its id is answered to the kiosk, never journaled).
                 payload.update(self._onsite.checkin_payload(invitation_id))
+                pass_id, payload["pass_hash"] = self._onsite.mint_pass()
                 event = self._onsite.record_checkin(payload)
             else:
                 event = self._journal("visitor.checked_in", payload)
@@ -212,8 +215,10 @@ class VisitorDesk:
                 with self._lock:
                     grant[1] = False  # not checked in after all: the visitor may try again
             raise
-        # event_id: what a pass carries to check out at the kiosk (OnSite.checkout_by_pass).
         answer = {"checked_in": True, "seq": event.seq, "event_id": event.id, "photo": media_id}
+        if pass_id is not None:
+            # What the printed pass's QR carries to check out (OnSite.checkout_by_pass).
+            answer["pass_id"] = pass_id
         if "override" in extra:
             answer["override"] = extra["override"]
         return answer

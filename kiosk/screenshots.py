@@ -387,6 +387,34 @@ class Shooter:
         finally:
             client.simulate("printer", status="ready")
 
+    def checkout_screens(self, lang: str) -> None:
+        """The visitor shows the pass of their check-in to the camera: goodbye; shown
+        again: checked out already; a pass nobody was given: not recognised."""
+        from portier_common.passes import new_pass_id, pass_qr_text
+
+        d, app = self.driver, self.app
+        shown = app.demo_pass_qr
+        if not shown:
+            log.warning("no check-in pass to show: no check-out screenshots")
+            return
+        for qr, outcome, name in (
+            (shown, "done", "checkout"),
+            (shown, "not_on_site", "checkout-already"),
+            (pass_qr_text(new_pass_id()), "unknown_pass", "checkout-unknown"),
+        ):
+            self.home(lang)
+            d.tap_text(self.t("Scan my QR invitation"))
+            d.wait_screen("scan")
+            app.demo_camera.show(qr, "paper")
+            d.wait_for(
+                lambda o=outcome: app.sm.current == "checkout" and app.screen.outcome == o,
+                20,
+                f"no check-out outcome {outcome}",
+            )
+            d.frames(3)
+            self.shot(name)
+        self.home(lang)
+
     def extra(self) -> None:
         """More states after the catalogue (none here; the legibility test adds some)."""
 
@@ -447,6 +475,7 @@ def shoot(
             shooter.pass_screens(lang)
             if full:
                 shooter.guard_screens(lang)
+            shooter.checkout_screens(lang)  # last: the visitor leaves the on-site list
         if full:
             shooter.demo_panel()
             shooter.lockout()

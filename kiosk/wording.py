@@ -309,6 +309,9 @@ EVENT_TYPES: dict[str, str] = {
     "visitor.help": N_("Visitor asked for help"),
     "pass.printed": N_("Visitor pass printed"),
     "pass.print_failed": N_("Visitor pass not printed"),
+    "visitor.pass_reissued": N_("New visitor pass issued"),
+    "muster.printed": N_("Muster list printed"),
+    "muster.print_failed": N_("Muster list not printed"),
     "agent.started": N_("Door controller started"),
     "agent.stopped": N_("Door controller stopped"),
     "clock.floor_reset": N_("Clock confirmed by the central server"),
@@ -398,3 +401,38 @@ CHECKOUT_REASONS: tuple[str, ...] = (
 #: Outcome words of an access decision in the events list.
 GRANTED = N_("granted")
 DENIED = N_("denied")
+
+
+#: What the check-out screen says after a visitor showed their pass (``POST /v1/checkout``):
+#: ``done``, or the agent's refusal code; anything else (the check-out failed) is ``error``.
+CHECKOUT_OUTCOMES: dict[str, Wording] = {
+    "done": Wording(
+        N_("You are checked out. Thank you for your visit."),
+        N_("Please hand your pass to reception or drop it in the box."),
+    ),
+    "not_on_site": Wording(
+        N_("You are already checked out"),
+        N_(
+            "This pass has been used to check out. "
+            "Please hand it to reception or drop it in the box."
+        ),
+    ),
+    "unknown_pass": Wording(
+        N_("This pass is not recognised"),
+        N_(
+            "It is not a pass of a visitor here, or it was replaced by a new one. "
+            "Please see the guard."
+        ),
+    ),
+    "error": Wording(
+        N_("You could not be checked out"),
+        N_("Please see the guard at the gate."),
+    ),
+}
+#: The headline of a check-out, with the visitor's name.
+GOODBYE = N_("Goodbye, {name}")
+
+
+def checkout_outcome(code: str) -> Wording:
+    """The check-out screen's words for ``code`` (an unknown code: the ``error`` ones)."""
+    return CHECKOUT_OUTCOMES.get(code, CHECKOUT_OUTCOMES["error"])

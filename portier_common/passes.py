@@ -6,11 +6,14 @@ A printed visitor pass carries a QR code whose text is ``PV1:`` followed by a pa
 a camera reads it from a label at arm's length.
 
 The id is **not signed and grants nothing**: it opens no door. It names one check-in,
-so that the visitor can check out by showing the pass to the kiosk's camera and a
-guard can find the visit on the console. The agent that printed the pass knows the
-id from its own journal (the check-in event records it), so check-out works offline;
-128 random bits cannot be guessed, and a pass id found on a lost pass can only check
-its visitor out, which the guard sees. ``docs/passes.md`` describes it.
+so that the visitor can check out by showing the pass to the kiosk's camera. The agent
+mints it at check-in (the check-in answer's ``pass_id``) and keeps only its hash
+(:func:`pass_hash`) in its journal and on-site list, so check-out works offline and
+after a restart while the id itself is never on the live event stream nor synced to
+the central: whoever reads those cannot check a visitor out. 128 random bits cannot be
+guessed; a pass id found on a lost pass can only check its visitor out, which the
+guard sees, and a guard's reprint mints a new id (the old pass stops working).
+``docs/passes.md`` describes it.
 
 The ``PV1:`` prefix differs from an invitation's ``PT1:`` (:mod:`portier_common.tokens`),
 so a scanner tells a pass from an invitation before it asks the agent anything.
@@ -19,6 +22,7 @@ so a scanner tells a pass from an invitation before it asks the agent anything.
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import secrets
 
@@ -60,3 +64,11 @@ def parse_pass_qr(text: str) -> str:
     if not is_pass_qr(text):
         raise PassQrError(f"a pass QR code starts with {PASS_PREFIX!r}")
     return check_pass_id(text[len(PASS_PREFIX) :])
+
+
+def pass_hash(pass_id: str) -> str:
+    """The hash the agent journals for ``pass_id`` (SHA-256, hex): the id stays secret.
+
+    No salt is needed: the id is 128 random bits, so the hash cannot be reversed by
+    trying ids."""
+    return hashlib.sha256(check_pass_id(pass_id).encode("ascii")).hexdigest()

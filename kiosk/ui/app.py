@@ -44,6 +44,7 @@ from kiosk.photo import encode_jpeg, portrait_crop
 from kiosk.scanner import Scanner
 from kiosk.ui import theme, widgets  # (importing widgets registers the kv widget classes)
 from kiosk.ui.translator import Translator
+from portier_common.passes import PassQrError, parse_pass_qr, pass_qr_text
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ SCREENS: dict[str, str] = {
     "scan": "scan:ScanScreen",
     "welcome": "welcome:WelcomeScreen",
     "denied": "denied:DeniedScreen",
+    "checkout": "checkout:CheckoutScreen",
     "photo": "photo:PhotoScreen",
     "out_of_service": "out_of_service:OutOfServiceScreen",
     "evacuation": "evacuation:EvacuationScreen",
@@ -126,6 +128,8 @@ class KioskApp(App):
         self.tr = Translator(settings.ui.language)
         #: (invitation id, scanned text) of the last granted QR invitation: its pass.
         self._granted_qr: tuple[str, str] = ("", "")
+        #: Demo only: the QR text of the last check-in's pass (the demo visitor shows it).
+        self.demo_pass_qr = ""
         self.link = AgentLink(
             settings.agent.socket,
             deliver=self.deliver,
@@ -511,8 +515,11 @@ class KioskApp(App):
         def call() -> dict[str, Any]:
             jpeg = None if photo is None else encode_jpeg(portrait_crop(photo))
             answer = client.checkin(invitation_id, consent=photo is not None, photo_jpeg=jpeg)
+            pass_id = str(answer.get("pass_id") or "")
+            if pass_id and self.demo_camera is not None:
+                self.demo_pass_qr = pass_qr_text(pass_id)  # the demo visitor's pass, to show
             if print_pass:
-                self._print_pass(client, token, invitation_id, lang, jpeg)
+                self._print_pass(client, token, invitation_id, pass_id, lang, jpeg)
             return answer
 
         self.link.submit(
@@ -522,9 +529,16 @@ class KioskApp(App):
         )
 
     def _print_pass(
-        self, client: Any, token: str, invitation_id: str, lang: str, jpeg: bytes | None
+        self,
+        client: Any,
+        token: str,
+        invitation_id: str,
+        pass_id: str,
+        lang: str,
+        jpeg: bytes | None,
     ) -> None:
-        """In the check-in's worker: render the pass and have the agent print it."""
+        """In the check-in's worker: render the pass (the check-in's ``pass_id`` in its QR
+        code) and have the agent print it."""
         from kiosk.passes.printing import print_checkin_pass
 
         self._granted_qr = ("", "")  # one pass per check-in
@@ -534,6 +548,7 @@ class KioskApp(App):
                 client,
                 token=token,
                 invitation_id=invitation_id,
+                pass_id=pass_id,
                 config=self.settings,
                 lang=lang,
                 now=time.time(),
@@ -545,25 +560,85 @@ class KioskApp(App):
         self.deliver(lambda: setattr(self, "pass_state", outcome))
 
     def checkout_with_pass(
+        self, qr_text: str, *, on_error: Callable[[Exception], None] | None = None
+    ) -> None:
+        """A visitor showed their pass (QR ``PV1:<pass id>``): check out, show the outcome.
+
+        The scan path routes a pass QR here (an invitation goes to :meth:`present_qr`).
+        The agent checks out the visit the pass was issued for (``POST /v1/checkout``);
+        the check-out screen says goodbye, or why not (``not_on_site``: checked out
+        already; ``unknown_pass``). A text that is no well-formed pass is refused here.
+        ``on_error`` gets an unreachable agent (the scan screen shows out of service).
+        """
+        from edge_agent.client import AgentUnavailable, ApiError
+
+        if self.demo_camera is not None:
+            self.demo_camera.hide()  # the demo visitor lowers the pass
+        try:
+            pass_id = parse_pass_qr(qr_text)
+        except PassQrError:
+            self.go("checkout", outcome="unknown_pass")
+            return
+        client = self.link.client
+
+        def done(answer: dict[str, Any]) -> None:
+            self.go("checkout", outcome="done", visitor=str(answer.get("visitor") or ""))
+
+        def failed(exc: Exception) -> None:
+            if isinstance(exc, AgentUnavailable) and on_error is not None:
+                on_error(exc)
+                return
+            log.warning("check-out failed: %s", exc)
+            code = exc.code if isinstance(exc, ApiError) else "error"
+            self.go(
+                "checkout", outcome=code if code in ("not_on_site", "unknown_pass") else "error"
+            )
+
+        self.link.submit(lambda: client.checkout(pass_id), on_done=done, on_error=failed)
+
+    def print_muster(
+        self,
+        answer: dict[str, Any],
+        *,
+        on_done: Callable[[str], None],
+        on_error: Callable[[Exception], None],
+    ) -> None:
+        """Print the muster list ``answer`` (``GET /v1/muster``): rendered in the worker
+        (kiosk.passes.muster), printed by the agent. ``on_done`` gets ``printed``,
+        ``guard`` (the printer cannot print) or ``""`` (no printer)."""
+        from kiosk.passes.printing import print_muster
+
+        client = self.link.client
+        lang, door = self.tr.lang, self.door_title
+        self.link.submit(
+            lambda: print_muster(client, answer, config=self.settings, lang=lang, door=door),
+            on_done=on_done,
+            on_error=on_error,
+        )
+
+    def reprint_pass(
         self,
         invitation_id: str,
-        checkin_id: str,
         *,
-        on_done: Callable[[dict[str, Any]], None] | None = None,
-        on_error: Callable[[Exception], None] | None = None,
+        on_done: Callable[[str], None],
+        on_error: Callable[[Exception], None],
     ) -> None:
-        """A visitor checks out by showing their pass: the pass QR's hook on the kiosk.
+        """A guard's reprint from the console (its session): a new pass, printed by the
+        agent; ``on_done`` gets ``printed``, ``guard`` (cannot print) or ``""`` (no printer)."""
+        from kiosk.passes.printing import reprint_pass
 
-        What the pass QR decodes to (its text is the pass's, issue #15) gives
-        ``invitation_id`` and ``checkin_id`` (the ``event_id`` of the check-in answer);
-        the agent refuses ``wrong_pass`` (403) or ``not_on_site`` (409), see
-        docs/local-api.md ``POST /v1/checkout``. No screen shows the outcome yet.
-        """
-        client = self.link.client
+        client = self.link.guard_client
+        lang = self.tr.lang
         self.link.submit(
-            lambda: client.checkout(invitation_id, checkin_id),
+            lambda: reprint_pass(
+                client,
+                invitation_id=invitation_id,
+                config=self.settings,
+                lang=lang,
+                now=time.time(),
+            ),
             on_done=on_done,
-            on_error=on_error or (lambda exc: log.warning("check-out failed: %s", exc)),
+            on_error=on_error,
         )
 
     # -- a visitor's call for help -------------------------------------------------------
@@ -655,6 +730,15 @@ class KioskApp(App):
         if self.sm is not None and not self.screen.decodes:
             self.go("scan")
         self.demo_camera.show(item.token, "screen" if label == "forged" else "paper")
+
+    def demo_pass(self) -> None:
+        """Hold the pass of the demo's last check-in up to the demo camera (check-out)."""
+        if not self.demo_pass_qr or self.demo_camera is None:
+            log.warning("demo: no pass printed yet, or no demo camera")
+            return
+        if self.sm is not None and not self.screen.decodes:
+            self.go("scan")
+        self.demo_camera.show(self.demo_pass_qr, "paper")
 
     def demo_badge(self, label: str) -> None:
         """Tap the material's badge ``label`` on the simulated reader."""

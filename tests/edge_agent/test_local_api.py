@@ -38,6 +38,7 @@ from edge_agent.api import make_app
 from edge_agent.client import AgentClient, AgentUnavailable, ApiError
 from edge_agent.config import load_config, simulator_config_path
 from edge_agent.store import Badge, Delta, Invitation, Store, StoreSettings
+from portier_common.passes import new_pass_id
 from portier_common.tokens import InvitationClaims, mint
 from tests.edge_agent.test_agent import (
     FILE_KEY,
@@ -659,12 +660,9 @@ def test_onsite_muster_and_checkouts(served: Served, guard: AgentClient) -> None
     assert (entry["visitor"], entry["host"]) == ("Adam Smith", "Charles Babbage")
     assert muster["fire"] is False and muster["dropped"] == 0
     status, wrong, _ = raw(
-        served,
-        "POST",
-        "/v1/checkout",
-        json.dumps({"invitation_id": "inv-once", "checkin_id": "not-the-pass"}).encode(),
+        served, "POST", "/v1/checkout", json.dumps({"pass_id": new_pass_id()}).encode()
     )
-    assert (status, wrong["error"]) == (403, "wrong_pass")
+    assert (status, wrong["error"]) == (404, "unknown_pass")
     status, _body, _ = raw(
         served, "POST", "/v1/guard/checkout", json.dumps({"invitation_id": "inv-once"}).encode()
     )
@@ -673,10 +671,7 @@ def test_onsite_muster_and_checkouts(served: Served, guard: AgentClient) -> None
         guard.guard_checkout("inv-once", "   ")
     assert (caught.value.status, caught.value.code) == (400, "bad_request")
     status, done, _ = raw(
-        served,
-        "POST",
-        "/v1/checkout",
-        json.dumps({"invitation_id": "inv-once", "checkin_id": answer["event_id"]}).encode(),
+        served, "POST", "/v1/checkout", json.dumps({"pass_id": answer["pass_id"]}).encode()
     )
     assert (status, done["checked_out"], done["visitor"]) == (200, True, "Adam Smith")
     assert "inv-once" not in [v["invitation_id"] for v in guard.muster()["visitors"]]
@@ -925,9 +920,17 @@ def test_answers_match_the_openapi_schemas(served: Served, guard: AgentClient) -
     )
     post("/v1/checkin", {"invitation_id": "inv-bob", "consent": False})
     check("GET", "/v1/muster", "/v1/muster")
-    post("/v1/checkout", {"invitation_id": "inv-bob", "checkin_id": "x"})
-    post("/v1/checkout", {"invitation_id": "inv-nobody", "checkin_id": "x"})
+    post("/v1/muster/print", {"pdf_b64": "JVBERi0xLjQK"})
+    post("/v1/muster/print", {"pdf_b64": "!"})
+    post("/v1/checkout", {"pass_id": "x"})
+    post("/v1/checkout", {"pass_id": new_pass_id()})
     post("/v1/checkout", {"invitation_id": 1})
+    reissued = post("/v1/guard/passes", {"invitation_id": "inv-bob"}, token=token)
+    post("/v1/guard/passes", {"invitation_id": "inv-nobody"}, token=token)
+    post("/v1/guard/passes", {"invitation_id": "inv-bob"}, token="nope")
+    post("/v1/checkout", {"pass_id": reissued["pass_id"]})
+    post("/v1/checkout", {"pass_id": reissued["pass_id"]})
+    post("/v1/checkin", {"invitation_id": "inv-bob", "consent": False}, token=token)
     post("/v1/guard/checkout", {"invitation_id": "inv-bob", "reason": ""}, token=token)
     post("/v1/guard/checkout", {"invitation_id": "inv-bob", "reason": "x"}, token="nope")
     post("/v1/guard/checkout", {"invitation_id": "inv-bob", "reason": "schema"}, token=token)

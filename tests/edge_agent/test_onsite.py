@@ -2,7 +2,8 @@
 
 Check-in puts a visitor on the muster list with host, time of entry, door and zones;
 the list survives a restart (from its row and the journal, and from the journal alone
-when the row is gone); check-out at the kiosk needs the pass's check-in id, a guard's
+when the row is gone); check-out at the kiosk needs the pass id the check-in answered
+(journaled as a hash only), a guard's
 needs a session and a reason; the agent checks visitors out at the end of their
 invitation's validity, only with a trusted clock; memory stays bounded.
 """
@@ -10,6 +11,7 @@ invitation's validity, only with a trusted clock; memory stays bounded.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from edge_agent.api import action_status
 from edge_agent.onsite import STATE_ONSITE
 from edge_agent.policy import Credential
 from edge_agent.store import Invitation
+from portier_common.passes import check_pass_id, new_pass_id, pass_hash
 from tests.edge_agent.test_agent import NOW, Rig, base_delta, invite, rigs
 
 
@@ -91,21 +94,79 @@ def test_the_list_survives_a_restart_and_is_rebuilt_from_the_journal(make_rig, t
     assert again.agent.muster()["visitors"] == before
 
 
-def test_kiosk_checkout_needs_the_pass_of_this_visit(make_rig):
+def test_kiosk_checkout_by_the_pass_id_the_checkin_answered(make_rig):
     rig = make_rig()
     answer = _guard_checkin(rig, "inv-bob")
-    with pytest.raises(ActionError) as wrong:
-        rig.agent.checkout_by_pass("inv-bob", "0190a0a0-0000-7000-8000-000000000000")
-    assert (wrong.value.code, action_status(wrong.value)) == ("wrong_pass", 403)
-    done = rig.agent.checkout_by_pass("inv-bob", answer["event_id"])
-    assert done["checked_out"] and names(rig) == []
+    pass_id = answer["pass_id"]
+    check_pass_id(pass_id)
+    with pytest.raises(ActionError) as unknown:
+        rig.agent.checkout_by_pass(new_pass_id())
+    assert (unknown.value.code, action_status(unknown.value)) == ("unknown_pass", 404)
+    with pytest.raises(ActionError) as malformed:
+        rig.agent.checkout_by_pass("PV1:" + pass_id)
+    assert malformed.value.code == "bad_request"
+    done = rig.agent.checkout_by_pass(pass_id)
+    assert done["checked_out"] and done["visitor"] == "Bob Builder" and names(rig) == []
     event = rig.store.journal.get(done["seq"])
     assert event.type == "visitor.checked_out"
     assert event.payload["by"] == "visitor" and event.payload["how"] == "kiosk"
-    assert event.payload["checkin_id"] == answer["event_id"]
+    assert event.payload["pass_hash"] == pass_hash(pass_id)
     with pytest.raises(ActionError) as again:
-        rig.agent.checkout_by_pass("inv-bob", answer["event_id"])
+        rig.agent.checkout_by_pass(pass_id)
     assert (again.value.code, action_status(again.value)) == ("not_on_site", 409)
+
+
+def test_the_pass_id_is_never_journaled_nor_published(make_rig):
+    """The journal is synced to the central and every event is on the kiosk's live
+    stream (/v1/events): only the pass's hash may be there."""
+    rig = make_rig()
+    published: list[dict] = []
+    with rig.agent.bus.subscribe_callback(published.append):
+        answer = _guard_checkin(rig, "inv-bob")
+        token = rig.login()
+        reissued = rig.agent.reissue_pass(token, "inv-bob")
+        rig.agent.checkout_by_pass(reissued["pass_id"])
+    journaled = [e.payload for e in rig.store.journal.events(from_seq=1)]
+    for pass_id in (answer["pass_id"], reissued["pass_id"]):
+        assert pass_id not in json.dumps(journaled)
+        assert pass_id not in json.dumps(published)
+    assert pass_hash(reissued["pass_id"]) in json.dumps(journaled)
+
+
+def test_checkout_by_pass_after_a_restart_and_a_reprint(make_rig, tmp_path: Path):
+    state = tmp_path / "restart"
+    rig = make_rig(state=state, delta=base_delta())
+    first = _guard_checkin(rig, "inv-bob")["pass_id"]
+    gone = _guard_checkin(rig, "inv-multi")["pass_id"]
+    rig.agent.checkout_by_pass(gone)
+    reprinted = rig.agent.reissue_pass(rig.login(), "inv-bob")["pass_id"]
+    rig.stack.close()
+
+    again = make_rig(state=state)
+    for row in (True, False):
+        if not row:  # the journal alone, without the list's row
+            with again.store._db.transaction("drop the row") as conn:
+                conn.execute("DELETE FROM meta WHERE key = ?", (STATE_ONSITE,))
+            assert again.agent.onsite.restore() == 1
+        with pytest.raises(ActionError) as replaced:
+            again.agent.checkout_by_pass(first)  # the reprint replaced it
+        assert replaced.value.code == "unknown_pass"
+        with pytest.raises(ActionError) as left:
+            again.agent.checkout_by_pass(gone)
+        assert left.value.code == "not_on_site"
+    assert again.agent.onsite.pass_belongs("inv-bob", reprinted)
+    again.agent.checkout_by_pass(reprinted)
+    assert names(again) == []
+
+
+def test_a_reprint_needs_a_guard_and_a_visitor_on_site(make_rig):
+    rig = make_rig()
+    with pytest.raises(ActionError) as no_session:
+        rig.agent.reissue_pass("stale-token", "inv-bob")
+    assert action_status(no_session.value) == 401
+    with pytest.raises(ActionError) as absent:
+        rig.agent.reissue_pass(rig.login(), "inv-bob")
+    assert absent.value.code == "not_on_site"
 
 
 def test_guard_checkout_needs_a_session_and_a_reason(make_rig):

@@ -16,7 +16,7 @@ from edge_agent.agent import ActionError
 from edge_agent.api import action_status
 from edge_agent.passdesk import STATE_TTL_S
 from hardware.printer import PrinterStatus
-from portier_common.passes import new_pass_id
+from portier_common.passes import new_pass_id, pass_hash
 from tests.edge_agent.test_agent import rigs
 
 PRINTER = {"printer": {"backend": "mock", "queue": "labels"}}
@@ -33,6 +33,11 @@ def alarms(rig: Any) -> dict[str, Any]:
     return {a["alarm"]: a for a in rig.agent.status()["door"]["alarms"]}
 
 
+def checked_in(rig: Any, ident: str = "inv-bob") -> str:
+    """Check ``ident`` in (a guard's manual check-in); return the pass id it answers."""
+    return rig.agent.checkin(ident, consent=False, photo=None, token=rig.login())["pass_id"]
+
+
 def test_a_pass_is_printed_and_journaled(make_rig: Any) -> None:
     rig = make_rig(hardware=PRINTER)
     assert rig.agent.status()["printer"] == {
@@ -42,19 +47,40 @@ def test_a_pass_is_printed_and_journaled(make_rig: Any) -> None:
         "reasons": [],
         "message": "",
     }
-    pass_id = new_pass_id()
-    answer = rig.agent.print_pass(PDF, pass_id=pass_id, invitation_id="inv-ada")
+    pass_id = checked_in(rig)
+    answer = rig.agent.print_pass(PDF, pass_id=pass_id, invitation_id="inv-bob")
     assert answer == {"printed": True, "job": "labels-1", "pass_id": pass_id}
     assert rig.devices.printer.jobs[0][2] == PDF
+    # The journal (synced, and published on the event stream) holds the pass's hash only.
     assert rig.events("pass.printed")[-1].payload == {
-        "pass_id": pass_id,
-        "invitation_id": "inv-ada",
+        "pass_hash": pass_hash(pass_id),
+        "invitation_id": "inv-bob",
         "by": "visitor",
+        "reprint": False,
         "job": "labels-1",
     }
-    # A guard's reprint says who.
-    rig.agent.print_pass(PDF, pass_id=pass_id, invitation_id="inv-ada", token=rig.login())
-    assert rig.events("pass.printed")[-1].payload["by"] == "guard:g-7"
+    # A guard's reprint: a new pass id (the old pass stops working), printed, says who.
+    token = rig.login()
+    reissued = rig.agent.reissue_pass(token, "inv-bob")
+    assert reissued["visitor"] == "Bob Builder" and reissued["pass_id"] != pass_id
+    with pytest.raises(ActionError) as old:
+        rig.agent.print_pass(PDF, pass_id=pass_id, invitation_id="inv-bob", token=token)
+    assert (old.value.code, action_status(old.value)) == ("wrong_pass", 403)
+    rig.agent.print_pass(PDF, pass_id=reissued["pass_id"], invitation_id="inv-bob", token=token)
+    last = rig.events("pass.printed")[-1].payload
+    assert last["by"] == "guard:g-7" and last["reprint"] is True
+    (event,) = rig.events("visitor.pass_reissued")
+    assert event.payload["pass_hash"] == pass_hash(reissued["pass_id"])
+    assert pass_id not in str([e.payload for e in rig.store.journal.events(from_seq=1)])
+
+
+def test_a_pass_id_the_agent_did_not_give_is_not_printed(make_rig: Any) -> None:
+    rig = make_rig(hardware=PRINTER)
+    checked_in(rig)
+    with pytest.raises(ActionError) as refused:
+        rig.agent.print_pass(PDF, pass_id=new_pass_id(), invitation_id="inv-bob")
+    assert (refused.value.code, action_status(refused.value)) == ("wrong_pass", 403)
+    assert rig.devices.printer.jobs == []
 
 
 def test_a_jammed_printer_is_an_alarm_and_the_failure_is_journaled(make_rig: Any) -> None:
@@ -67,7 +93,7 @@ def test_a_jammed_printer_is_an_alarm_and_the_failure_is_journaled(make_rig: Any
     assert alarms(rig)["printer_fault"]["active"]
     assert rig.events("alarm.raised")[-1].payload["alarm"] == "printer_fault"
     with pytest.raises(ActionError) as refused:
-        rig.agent.print_pass(PDF, pass_id=new_pass_id(), invitation_id="inv-ada")
+        rig.agent.print_pass(PDF, pass_id=checked_in(rig), invitation_id="inv-bob")
     assert refused.value.code == "printer_unavailable"
     assert action_status(refused.value) == 503
     failed = rig.events("pass.print_failed")[-1].payload
@@ -100,3 +126,22 @@ def test_a_bad_request_prints_nothing(make_rig: Any, pdf: bytes, pass_id: str | 
         rig.agent.print_pass(pdf, pass_id=pass_id or new_pass_id(), invitation_id="inv-ada")
     assert refused.value.code == "bad_request"
     assert rig.devices.printer.jobs == []
+
+
+def test_the_muster_list_is_printed_and_journaled(make_rig: Any) -> None:
+    rig = make_rig(hardware=PRINTER)
+    assert rig.agent.print_muster(PDF) == {"printed": True, "job": "labels-1"}
+    assert rig.events("muster.printed")[-1].payload == {"job": "labels-1"}
+    with pytest.raises(ActionError) as bad:
+        rig.agent.print_muster(b"not a pdf")
+    assert bad.value.code == "bad_request"
+    rig.devices.printer.set_state(PrinterStatus.JAMMED, "media-jam-error", message="Jam")
+    rig.clock.advance(STATE_TTL_S + 1)
+    with pytest.raises(ActionError) as refused:
+        rig.agent.print_muster(PDF)
+    assert (refused.value.code, action_status(refused.value)) == ("printer_unavailable", 503)
+    assert rig.events("muster.print_failed")[-1].payload["printer"]["status"] == "jammed"
+    without = make_rig()
+    with pytest.raises(ActionError) as none:
+        without.agent.print_muster(PDF)
+    assert none.value.code == "no_printer"

@@ -135,3 +135,25 @@ def test_a_missing_queue_or_server_is_unavailable(cups: CupsRig) -> None:
     # Nothing listens there: the daemon is down.
     down = CupsPrinter("Q", server="127.0.0.1:9", timeout_s=5).state()
     assert down.status == PrinterStatus.UNAVAILABLE
+
+
+@pytest.mark.skipif(not ROOT, reason="cups-pdf prints only when cupsd runs as root")
+def test_the_muster_list_printed_through_cups_is_a_page_with_text(
+    cups: CupsRig, queue: str
+) -> None:
+    """The muster list the kiosk renders (kiosk.passes.muster) through the same queue."""
+    from kiosk.passes.muster import render_muster_pdf
+
+    printer = CupsPrinter(queue, server=cups.server, user=JOB_USER)
+    now = time.time()
+    entry = {"visitor": "Chloé Dubois", "host": "Jean Tremblay", "entered_at": now - 600}
+    answer = {"at": now, "door_id": "gate-a", "visitors": [entry]}
+    title = f"muster-{secrets.token_hex(4)}"
+    printer.print_pdf(render_muster_pdf(answer, PassSection(), "fr", "Main gate"), title=title)
+    printed = wait_for_output(title)
+    try:
+        image = pdf_to_image(printed).convert("L")
+    finally:
+        printed.unlink()
+    dark = image.point(lambda value: 255 if value < 128 else 0).histogram()[255]
+    assert 0.005 < dark / (image.width * image.height) < 0.5  # text on a white page

@@ -25,26 +25,51 @@ def _check_in_ada(kiosk, rig) -> dict:
     return checkin
 
 
-def test_the_pass_hook_checks_the_visitor_out(kiosk, rig):
-    """KioskApp.checkout_with_pass, what the pass QR will call: the check-in's id checks out."""
-    _check_in_ada(kiosk, rig)
-    seq = wait_journal(
-        rig, lambda e: e["type"] == "visitor.checked_in" and e["invitation_id"] == "inv-ada"
-    )[-1]["seq"]
-    done: list = []
-    errors: list = []
-    from edge_agent.store import Store, StoreSettings
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_the_pass_shown_to_the_camera_checks_the_visitor_out(kiosk, rig, lang):
+    """The pass QR (PV1:<pass id>, the check-in's) shown to the demo camera: the goodbye
+    screen, the visitor off the muster list; shown again: checked out already; a pass
+    nobody was given: not recognised. The pass id is on no event (only its hash)."""
+    from portier_common.passes import new_pass_id, pass_hash, pass_qr_text
 
-    with Store.open(StoreSettings(path=rig.state_dir / "portier.db"), read_only=True) as store:
-        checkin_id = store.journal.get(seq).id
-    kiosk.app.checkout_with_pass(
-        "inv-ada", "not-the-pass", on_done=done.append, on_error=errors.append
-    )
-    kiosk.wait_for(lambda: errors, 10, "no refusal")
-    assert errors[0].code == "wrong_pass"
-    kiosk.app.checkout_with_pass("inv-ada", checkin_id, on_done=done.append, on_error=errors.append)
-    kiosk.wait_for(lambda: done, 10, "not checked out")
-    assert done[0]["visitor"] == "Ada Lovelace"
+    app = kiosk.app
+    _check_in_ada(kiosk, rig)
+    shown = app.demo_pass_qr
+    assert shown.startswith("PV1:")
+    app.set_language(lang)
+    kiosk.tap_text(t(kiosk, "Scan my QR invitation"))
+    kiosk.wait_screen("scan")
+    app.demo_pass()
+    screen = kiosk.wait_screen("checkout", timeout=20)
+    kiosk.wait_for(lambda: screen.visitor_name, 10, "no goodbye")
+    assert screen.outcome == "done"
+    texts = kiosk.texts()
+    assert t(kiosk, "Goodbye, {name}").format(name="Ada Lovelace") in texts
+    assert t(kiosk, "Please hand your pass to reception or drop it in the box.") in texts
+    out = wait_journal(
+        rig, lambda e: e["type"] == "visitor.checked_out" and e["invitation_id"] == "inv-ada"
+    )[-1]
+    assert (out["how"], out["pass_hash"]) == ("kiosk", pass_hash(shown[4:]))
+    assert shown[4:] not in str(rig.journal())
+    assert "Ada Lovelace" not in [v["visitor"] for v in rig.client().muster()["visitors"]]
+    kiosk.tap_text(t(kiosk, "Done"))
+    kiosk.wait_screen("attract")
+    for qr, outcome, words in (
+        (shown, "not_on_site", "You are already checked out"),
+        (pass_qr_text(new_pass_id()), "unknown_pass", "This pass is not recognised"),
+    ):
+        app.set_language(lang)
+        kiosk.tap_text(t(kiosk, "Scan my QR invitation"))
+        kiosk.wait_screen("scan")
+        app.demo_camera.show(qr, "paper")
+        kiosk.wait_for(
+            lambda o=outcome: app.sm.current == "checkout" and app.screen.outcome == o,
+            20,
+            f"no {outcome}",
+        )
+        assert t(kiosk, words) in kiosk.texts()
+        kiosk.tap_text(t(kiosk, "Done"))
+        kiosk.wait_screen("attract")
 
 
 def _muster_in_a_fire(kiosk, lang: str = "en"):
@@ -125,7 +150,8 @@ def test_a_guard_checks_a_visitor_out_from_the_console_with_a_reason(kiosk, rig)
     screen = kiosk.wait_screen("guard_muster")
     kiosk.wait_for(lambda: "Ada Lovelace" in screen.names(), 10, "Ada not on the list")
     row = next(r for r in screen.ids.rows.children if r.visitor == "Ada Lovelace")
-    kiosk.tap(next(w for w in row.children if isinstance(w, KButton)))
+    check_out = t(kiosk, "Check out")
+    kiosk.tap(next(w for w in row.children if isinstance(w, KButton) and w.text == check_out))
     reason = kiosk.wait_screen("guard_reason")
     assert reason.action == "checkout"
     assert any("Ada Lovelace" in text for text in kiosk.texts())
@@ -138,3 +164,78 @@ def test_a_guard_checks_a_visitor_out_from_the_console_with_a_reason(kiosk, rig)
         "guard",
         "Left with their host",
     )
+
+
+def test_a_guard_reprints_a_pass_from_the_console_and_the_old_one_stops_working(kiosk, rig):
+    """ "Reprint" on the guard's on-site list: a new pass id, printed with the guard's session
+    (journaled as a reprint); the old pass then is not recognised at the camera. A printer
+    that cannot print: the screen says so."""
+    from kiosk.ui.widgets import KButton
+
+    app = kiosk.app
+    client = rig.client()
+    _check_in_ada(kiosk, rig)
+    old = app.demo_pass_qr
+    login(kiosk, rig)
+    kiosk.wait_screen("guard_console")
+    kiosk.tap_text(t(kiosk, "On site"))
+    screen = kiosk.wait_screen("guard_muster")
+    kiosk.wait_for(lambda: "Ada Lovelace" in screen.names(), 10, "Ada not on the list")
+
+    def reprint() -> None:
+        row = next(r for r in screen.ids.rows.children if r.visitor == "Ada Lovelace")
+        words = t(kiosk, "Reprint")
+        kiosk.tap(next(w for w in row.children if isinstance(w, KButton) and w.text == words))
+
+    try:
+        reprint()
+        printed = t(kiosk, "New pass printed. The old pass no longer works.")
+        kiosk.wait_for(lambda: t(kiosk, screen.message) == printed, 20, "no reprint")
+        assert printed in kiosk.texts()
+        reissued = wait_journal(rig, lambda e: e["type"] == "visitor.pass_reissued")[-1]
+        assert (reissued["invitation_id"], reissued["by"]) == ("inv-ada", "guard:g1")
+        last = wait_journal(rig, lambda e: e["type"] == "pass.printed" and e["reprint"])[-1]
+        assert last["pass_hash"] == reissued["pass_hash"] and last["by"] == "guard:g1"
+        client.simulate("printer", status="jammed", message="jam")
+        kiosk.pump(6)  # the agent reads the printer's state at most every 5 s
+        reprint()
+        cannot = t(kiosk, "The printer cannot print now: see the printer alarm, then reprint.")
+        kiosk.wait_for(lambda: t(kiosk, screen.message) == cannot, 20, "no printer fault")
+    finally:
+        client.simulate("printer", status="ready")
+    kiosk.tap_text(t(kiosk, "Back"))
+    kiosk.wait_screen("guard_console")
+    kiosk.tap_text(t(kiosk, "Log out"))
+    kiosk.wait_screen("attract")
+    kiosk.tap_text(t(kiosk, "Scan my QR invitation"))
+    kiosk.wait_screen("scan")
+    app.demo_camera.show(old, "paper")
+    kiosk.wait_for(
+        lambda: app.sm.current == "checkout" and app.screen.outcome == "unknown_pass",
+        20,
+        "the old pass still works",
+    )
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_the_muster_list_is_printed_in_a_fire_and_a_printer_fault_is_said(kiosk, rig, lang):
+    client = rig.client()
+    _check_in_ada(kiosk, rig)
+    screen = _muster_in_a_fire(kiosk, lang)
+    try:
+        kiosk.wait_for(lambda: "Ada Lovelace" in screen.names(), 10, "Ada not on the list")
+        kiosk.tap_text(t(kiosk, "Print"))
+        printing = t(kiosk, "The list is being printed.")
+        kiosk.wait_for(lambda: t(kiosk, screen.message) == printing, 20, "not printed")
+        assert printing in kiosk.texts()
+        wait_journal(rig, lambda e: e["type"] == "muster.printed")
+        client.simulate("printer", status="offline", message="unplugged")
+        kiosk.pump(6)  # the agent reads the printer's state at most every 5 s
+        kiosk.tap_text(t(kiosk, "Print"))
+        cannot = t(kiosk, "The printer cannot print the list now.")
+        kiosk.wait_for(lambda: t(kiosk, screen.message) == cannot, 20, "no printer fault")
+        failed = wait_journal(rig, lambda e: e["type"] == "muster.print_failed")[-1]
+        assert failed["printer"]["status"] == "offline"
+    finally:
+        client.simulate("printer", status="ready")
+        _fire_off(kiosk)

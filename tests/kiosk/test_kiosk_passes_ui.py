@@ -31,7 +31,7 @@ def test_the_pass_is_printed_at_check_in_or_a_guard_hands_it(kiosk, rig, lang):
         assert t(kiosk, "Please take your visitor pass from the printer.") in kiosk.texts()
         printed = wait_journal(rig, lambda e: e["type"] == "pass.printed")[-1]
         assert (printed["invitation_id"], printed["by"]) == ("inv-ada", "visitor")
-        assert len(printed["pass_id"]) == 26
+        assert len(printed["pass_hash"]) == 64 and "pass_id" not in printed
         kiosk.tap_text(t(kiosk, "Done"))
         kiosk.wait_screen("attract")
 

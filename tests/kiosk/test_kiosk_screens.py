@@ -43,6 +43,9 @@ VISITOR = [
     "help-called",
     "welcome-pass-printed",
     "welcome-pass-guard",
+    "checkout",
+    "checkout-already",
+    "checkout-unknown",
 ]
 GUARD = [
     "guard-login",

@@ -162,6 +162,7 @@ def test_the_check_in_pass_is_rendered_from_the_invitation_and_sent() -> None:
     kwargs: dict[str, Any] = {
         "token": token,
         "invitation_id": "inv-ada",
+        "pass_id": "VE3D4WJ6Q2ZK5M7XN4P3L2H6AA",  # the check-in answered it
         "config": config,
         "lang": "fr",
     }
@@ -169,10 +170,29 @@ def test_the_check_in_pass_is_rendered_from_the_invitation_and_sent() -> None:
     pdf, pass_id, invitation_id = client.sent[0]
     assert invitation_id == "inv-ada"
     assert pdf.startswith(b"%PDF-")
-    assert len(pass_id) == 26
+    assert pass_id == "VE3D4WJ6Q2ZK5M7XN4P3L2H6AA"
+    # No pass id in the check-in's answer: nothing printed, a guard hands the pass.
+    assert print_checkin_pass(FakeClient(), now=T0, **{**kwargs, "pass_id": ""}) == GUARD
     refused = ApiError(503, "printer_unavailable", "jammed", {})
     assert print_checkin_pass(FakeClient(refused), now=T0, **kwargs) == GUARD
     none = ApiError(409, "no_printer", "none", {})
     assert print_checkin_pass(FakeClient(none), now=T0, **kwargs) == NO_PRINTER
     down = AgentUnavailable("socket gone")
     assert print_checkin_pass(FakeClient(down), now=T0, **kwargs) == GUARD
+
+
+def test_the_muster_list_renders_on_pages_of_the_pass_layout() -> None:
+    from kiosk.config import PassSection
+    from kiosk.passes.muster import render_muster_pages, render_muster_pdf
+
+    entry = {"visitor": "Ada Lovelace", "host": "Charles Babbage", "entered_at": T0}
+    answer = {"at": T0 + 60, "door_id": "gate-a", "visitors": [entry] * 30}
+    label = PassSection()
+    pages = render_muster_pages(answer, label, "fr")
+    assert len(pages) > 1
+    assert all(p.size == (732, 1181) for p in pages)  # 62 x 100 mm at 300 dpi
+    card = render_muster_pages(answer, PassSection(layout="cr80"), "en")
+    assert card[0].size[0] < card[0].size[1]  # a card turned upright
+    assert len(render_muster_pages({"visitors": []}, label, "en")) == 1
+    pdf = render_muster_pdf(answer, label, "en", "Main gate")
+    assert pdf.startswith(b"%PDF-") and f"/Count {len(pages)}".encode() in pdf

@@ -6,8 +6,9 @@ agent's own journal (``GET /v1/muster``), so it answers the same with the networ
 fire wardens count people at the assembly point against it. The guard console shows the
 same list (``guard_muster``). It is asked again every :data:`REFRESH_S` seconds while shown.
 
-Printing the list comes with pass printing (issue #15, branch s6-passes): a "Print" button
-belongs here then, sending the same answer to the pass printer's CUPS queue.
+On the guard console each row also offers "Reprint": a new pass for that visitor
+(:meth:`kiosk.ui.app.KioskApp.reprint_pass`; the old pass stops working); the screen says
+whether it printed.
 """
 
 from __future__ import annotations
@@ -37,6 +38,19 @@ LOADING = N_("Reading the list…")
 UNAVAILABLE = N_("The list cannot be read now.")
 READ_AT = N_("Read at {time}")
 DROPPED = N_("The list is incomplete: {count} older entries were dropped.")
+#: A guard's reprint, by outcome (kiosk.passes.printing).
+REPRINTED = {
+    "printed": N_("New pass printed. The old pass no longer works."),
+    "guard": N_("The printer cannot print now: see the printer alarm, then reprint."),
+    "": N_("This kiosk has no pass printer."),
+}
+REPRINT_FAILED = N_("The pass could not be reprinted.")
+#: Printing the list (kiosk.passes.muster, POST /v1/muster/print), by outcome.
+LIST_PRINTED = {
+    "printed": N_("The list is being printed."),
+    "guard": N_("The printer cannot print the list now."),
+    "": N_("This kiosk has no pass printer."),
+}
 
 
 def entry_time(epoch_s: float | None) -> str:
@@ -69,6 +83,12 @@ class MusterRow(BoxLayout):
             invitation_id=self.invitation_id,
             visitor_name=self.visitor,
         )
+
+    def reprint(self) -> None:
+        """A guard reprints this visitor's pass (a new pass id; the old one stops working)."""
+        from kivy.app import App
+
+        App.get_running_app().screen.reprint(self.invitation_id)
 
 
 class MusterScreen(KioskScreen):
@@ -114,6 +134,7 @@ class MusterScreen(KioskScreen):
         self.count = len(visitors)
         self.dropped = int(answer.get("dropped") or 0)
         self.read_at = entry_time(answer.get("at") or time.time())
+        self._answer = dict(answer)
         box = self.ids.rows
         box.clear_widgets()
         for entry in visitors:
@@ -135,6 +156,32 @@ class MusterScreen(KioskScreen):
             return
         if isinstance(exc, AgentUnavailable | ApiError):
             self.message = UNAVAILABLE
+
+    def print_list(self) -> None:
+        """Print the list shown (rendered here, printed by the agent); say how it went."""
+        answer = getattr(self, "_answer", None)
+        if answer is None:
+            return
+        self.app.print_muster(answer, on_done=self._list_printed, on_error=self._list_failed)
+
+    def _list_printed(self, outcome: str) -> None:
+        self._note = self.message = LIST_PRINTED.get(outcome, LIST_PRINTED["guard"])
+
+    def _list_failed(self, exc: Exception) -> None:
+        self._note = self.message = LIST_PRINTED["guard"]
+
+    def reprint(self, invitation_id: str) -> None:
+        """Reprint the pass of ``invitation_id`` (guard console); say how it went."""
+        self.app.reprint_pass(invitation_id, on_done=self._reprinted, on_error=self._not_reprinted)
+
+    def _reprinted(self, outcome: str) -> None:
+        self._note = self.message = REPRINTED.get(outcome, REPRINT_FAILED)
+
+    def _not_reprinted(self, exc: Exception) -> None:
+        if isinstance(exc, ApiError) and exc.status == 401:
+            self.app.guard_session_lost()
+            return
+        self._note = self.message = REPRINT_FAILED
 
     def names(self) -> list[str]:
         """The visitors' names shown now (tests, screenshots)."""

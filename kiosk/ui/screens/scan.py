@@ -10,6 +10,7 @@ from kivy.properties import BooleanProperty, OptionProperty
 from edge_agent.client import AgentUnavailable
 from kiosk.ui import theme
 from kiosk.ui.screens.base import KioskScreen
+from portier_common.passes import is_pass_qr
 
 
 class ScanScreen(KioskScreen):
@@ -33,6 +34,8 @@ class ScanScreen(KioskScreen):
 
     def on_enter(self, *_args: Any) -> None:
         """Redraw the viewfinder at the configured rate while shown."""
+        if self.manager is not None and self.manager.current != self.name:
+            return  # left already (a pass checked out before this screen was drawn)
         fps = self.app.settings.scan.viewfinder_fps
         self._refresh = Clock.schedule_interval(self._draw, 1.0 / fps)
 
@@ -44,6 +47,8 @@ class ScanScreen(KioskScreen):
         self.ids.viewfinder.clear()
 
     def _draw(self, _dt: float) -> None:
+        if self.app is None:  # the app has stopped
+            return
         scanner = self.app.scanner
         frame = scanner.latest() if scanner is not None else None
         self.camera_ok = scanner is not None and scanner.error is None
@@ -69,7 +74,10 @@ class ScanScreen(KioskScreen):
         if self.state != "looking":
             return
         self.state = "checking"
-        self.app.present_qr(text, on_error=self._failed)
+        if is_pass_qr(text):  # a visitor pass (PV1:): the visitor checks out
+            self.app.checkout_with_pass(text, on_error=self._failed)
+        else:  # an invitation (PT1:), or anything else the agent refuses in plain words
+            self.app.present_qr(text, on_error=self._failed)
 
     def _failed(self, exc: Exception) -> None:
         self.state = "looking"

@@ -5,6 +5,7 @@ check-out events kept with their type and payload."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from edge_agent.guards import Session
 from edge_agent.onsite import OnSite
+from portier_common.passes import pass_hash
 from tests.edge_agent.sync.test_sync_uplink import Device, assert_central_has_journal
 
 pytestmark = pytest.mark.processes
@@ -37,12 +39,18 @@ def test_checkouts_are_synced_once(central: Any, admin: Any, tmp_path: Path) -> 
     try:
         clock = [1_900_000_000.0]
         onsite = _onsite(device, clock)
-        events = {}
+        passes = {}
         for ident in ("a", "b", "c"):
-            events[ident] = onsite.record_checkin(
-                {"invitation_id": ident, "by": "visitor", **onsite.checkin_payload(ident)}
+            passes[ident], digest = onsite.mint_pass()
+            onsite.record_checkin(
+                {
+                    "invitation_id": ident,
+                    "by": "visitor",
+                    "pass_hash": digest,
+                    **onsite.checkin_payload(ident),
+                }
             )
-        onsite.checkout_by_pass("a", events["a"].id)
+        onsite.checkout_by_pass(passes["a"])
         onsite.checkout_by_guard("token", "b", "left early")
         clock[0] = 2_000_000_001.0
         assert onsite.sweep() == 1
@@ -54,5 +62,9 @@ def test_checkouts_are_synced_once(central: Any, admin: Any, tmp_path: Path) -> 
         outs = [e for e in stored if e["type"] == "visitor.checked_out"]
         assert len(outs) == 3
         assert len([e for e in stored if e["type"] == "visitor.checked_in"]) == 3
+        # The central holds the passes' hashes, never an id that checks a visitor out.
+        synced = json.dumps(stored)
+        assert all(pass_id not in synced for pass_id in passes.values())
+        assert pass_hash(passes["a"]) in synced
     finally:
         device.close()
