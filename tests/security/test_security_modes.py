@@ -569,15 +569,17 @@ def test_one_grant_one_checkin(make_rig):
 def test_a_failed_checkin_does_not_use_up_the_grant(make_rig, monkeypatch):
     rig = make_rig()
     assert rig.agent.present(Credential.qr(invite()))["granted"]
-    real = rig.store.journal.append
 
-    def failing(kind, payload):
+    def failing(*_args, **_kwargs):
         raise StoreIOError("disk I/O error")
 
-    monkeypatch.setattr(rig.store.journal, "append", failing)
-    with pytest.raises(StoreIOError):
-        rig.agent.checkin("inv-multi", consent=False, photo=None)
-    monkeypatch.setattr(rig.store.journal, "append", real)
+    # A failing disk fails every write: the lone append and the one that commits the
+    # on-site list's row with the event (check-ins take that one).
+    with monkeypatch.context() as disk_down:
+        disk_down.setattr(rig.store.journal, "append", failing)
+        disk_down.setattr(rig.store.journal, "append_claimed", failing)
+        with pytest.raises(StoreIOError):
+            rig.agent.checkin("inv-multi", consent=False, photo=None)
     assert rig.agent.checkin("inv-multi", consent=False, photo=None)["checked_in"]
 
 
