@@ -271,7 +271,9 @@ def test_cli_reader_and_emulator_in_two_processes():
     finally:
         emulator.send_signal(signal.SIGINT)
         try:
-            emulator.wait(10)
+            # Stopping takes up to a listen period plus the thread's join (5 s at most);
+            # 30 s leaves room for a loaded CI machine (10 s was once not enough there).
+            emulator.wait(30)
         except subprocess.TimeoutExpired:
             emulator.kill()
             emulator.wait(10)
