@@ -21,6 +21,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
 from kiosk import i18n
+from portier_common.catalogues import Catalogues
 
 KIOSK = Path(i18n.__file__).resolve().parent
 KEYWORDS = {"_": None, "N_": None}
@@ -133,11 +134,12 @@ def test_read_only_catalogues_are_compiled_in_memory(tmp_path, monkeypatch):
     locale = tmp_path / "locale"
     shutil.copytree(i18n.LOCALE_DIR, locale, ignore=shutil.ignore_patterns("*.mo"))
 
-    def read_only(language, locale_dir=i18n.LOCALE_DIR):
-        # What writing into an installed package under ProtectSystem=strict gives.
-        raise PermissionError(30, "Read-only file system", str(i18n.mo_path(language, locale_dir)))
+    def read_only(self, language, locale_dir=None):
+        # What writing into an installed package under ProtectSystem=strict gives (root
+        # writes through a chmod, so the write itself is what fails here).
+        raise PermissionError(30, "Read-only file system", str(self.mo_path(language, locale_dir)))
 
-    monkeypatch.setattr(i18n, "compile_catalogue", read_only)
+    monkeypatch.setattr(Catalogues, "compile_catalogue", read_only)
     french = i18n.translations("fr", locale)
     assert french.gettext("Welcome") == "Bienvenue"
     assert not i18n.mo_path("fr", locale).exists()
