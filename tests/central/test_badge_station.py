@@ -128,10 +128,6 @@ class FakePyscardConnection:
         return list(answer[:-2]), answer[-2], answer[-1]
 
 
-class PcscReader(PcscTransport):
-    pass
-
-
 # -- issue, then the door ---------------------------------------------------------------------
 
 
@@ -139,7 +135,7 @@ def test_an_issued_card_opens_the_door_and_a_revoked_one_no_longer(
     issuing: CentralProcess, admin: CentralAdmin, tmp_path: Path
 ) -> None:
     card = blank()
-    reader = PcscReader(FakePyscardConnection(card))  # the PC/SC code path, on the emulator
+    reader = PcscTransport(FakePyscardConnection(card))  # the PC/SC code path, on the emulator
     said: list[str] = []
     badge = issue_badge(admin, reader, request(), say=said.append)
     uid = card.uid.hex()
