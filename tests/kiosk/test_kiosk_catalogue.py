@@ -22,6 +22,7 @@ from babel.messages.pofile import read_po
 
 from kiosk import i18n
 from portier_common.catalogues import Catalogues
+from tests.support.catalogue_checks import translation_problems
 
 KIOSK = Path(i18n.__file__).resolve().parent
 KEYWORDS = {"_": None, "N_": None}
@@ -74,16 +75,7 @@ def test_template_matches_the_code():
 
 
 def test_every_french_entry_is_translated_with_the_same_placeholders():
-    problems = []
-    for message in _catalog("fr"):
-        if not message.id:
-            continue
-        if not message.string:
-            problems.append(f"untranslated: {message.id!r}")
-        elif message.fuzzy:
-            problems.append(f"fuzzy: {message.id!r}")
-        elif sorted(PLACEHOLDER.findall(message.id)) != sorted(PLACEHOLDER.findall(message.string)):
-            problems.append(f"placeholders differ: {message.id!r} -> {message.string!r}")
+    problems = translation_problems(_catalog("fr"), PLACEHOLDER)
     assert not problems, "\n".join(problems)
 
 
