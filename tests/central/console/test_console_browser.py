@@ -101,5 +101,9 @@ def test_pre_register_list_french_and_revoke(fresh: Any, console_central):
     assert not row.find_elements(By.NAME, "reason")  # nothing left to revoke
 
     fresh.find_element(By.CSS_SELECTOR, "form.logout button").click()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # The click returns before the browser has followed the logout's redirect.
+    WebDriverWait(fresh, 10).until(lambda b: b.current_url.endswith("/console/login"))
     assert fresh.current_url.endswith("/console/login")
     assert _text(fresh, "h1") == "Se connecter"  # the language stays after logout
