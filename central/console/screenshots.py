@@ -82,7 +82,23 @@ def log_in(browser: Any, base: str, name: str, password: str) -> None:
     browser.get(f"{base}/console/login")
     browser.find_element(By.ID, "name").send_keys(name)
     browser.find_element(By.ID, "password").send_keys(password)
-    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
+
+
+def follow(browser: Any, element: Any) -> None:
+    """Click *element* and wait for the page it leads to.
+
+    The click returns before the browser has loaded the next page: reading at once can find
+    the old page's element (a "done" line carried in the URL) and see it go stale (a CI run
+    failed that way). Waiting for the old document to go stale closes that race.
+    """
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(old))
 
 
 def set_language(browser: Any, base: str, lang: str, page: str = "/console/") -> None:
@@ -220,7 +236,7 @@ def _shots(base: str) -> Iterator[tuple[str, Callable[[Any], None]]]:
         browser.get(f"{base}/console/visitors")
         browser.find_element(By.ID, "visitor").send_keys(" ")
         browser.execute_script("document.querySelector('form.grid').noValidate = true")
-        browser.find_element(By.CSS_SELECTOR, "form.grid button[type=submit]").click()
+        follow(browser, browser.find_element(By.CSS_SELECTOR, "form.grid button[type=submit]"))
 
     yield "home", lambda browser: browser.get(f"{base}/console/")
     yield "visitors", lambda browser: browser.get(f"{base}/console/visitors")
@@ -263,7 +279,7 @@ def take(out: Path, base: str, width: int = 1280) -> list[Path]:
                 save_page(browser, path, width)
                 saved.append(path)
             # Another role: a wrong password first, then what an auditor sees.
-            browser.find_element(By.CSS_SELECTOR, "form.logout button").click()
+            follow(browser, browser.find_element(By.CSS_SELECTOR, "form.logout button"))
             for name, password, page in (
                 ("login-error", "not-the-password", None),
                 ("home-auditor", PASSWORD, None),

@@ -62,13 +62,13 @@ def test_pre_register_list_french_and_revoke(fresh: Any, console_central):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    from central.console.screenshots import log_in
+    from central.console.screenshots import follow, log_in
 
     base = console_central.url
     log_in(fresh, base, "paul", PASSWORD)
     assert _text(fresh, ".who .name") == "paul"
     assert _text(fresh, ".who .role") == "Pass Office"
-    fresh.find_element(By.LINK_TEXT, "Visitors").click()
+    follow(fresh, fresh.find_element(By.LINK_TEXT, "Visitors"))
     assert _text(fresh, "h1") == "Visitors"
 
     form = fresh.find_element(By.CSS_SELECTOR, "form.grid")
@@ -78,7 +78,7 @@ def test_pre_register_list_french_and_revoke(fresh: Any, console_central):
     form.find_element(By.ID, "doors").send_keys("front")
     Select(form.find_element(By.ID, "lang")).select_by_value("fr")
     form.find_element(By.CSS_SELECTOR, "input[name=use][value=single]").click()
-    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    follow(fresh, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
 
     assert _text(fresh, "p.done") == "Invitation created for Émilie du Châtelet."
     row = fresh.find_element(By.XPATH, "//tr[td[1][normalize-space()='Émilie du Châtelet']]")
@@ -86,7 +86,7 @@ def test_pre_register_list_french_and_revoke(fresh: Any, console_central):
     assert row.find_element(By.CSS_SELECTOR, ".status").text == "Valid"
     row_id = row.get_attribute("id")
 
-    fresh.find_element(By.CSS_SELECTOR, "a[hreflang=fr]").click()
+    follow(fresh, fresh.find_element(By.CSS_SELECTOR, "a[hreflang=fr]"))
     assert fresh.find_element(By.TAG_NAME, "html").get_attribute("lang") == "fr"
     assert _text(fresh, "h1") == "Visiteurs"
     assert _text(fresh, ".who .role") == "Bureau des badges"
@@ -94,16 +94,12 @@ def test_pre_register_list_french_and_revoke(fresh: Any, console_central):
     assert row.find_element(By.CSS_SELECTOR, ".status").text == "Valide"
 
     row.find_element(By.NAME, "reason").send_keys("réunion annulée")
-    row.find_element(By.CSS_SELECTOR, "button.danger").click()
+    follow(fresh, row.find_element(By.CSS_SELECTOR, "button.danger"))
     assert _text(fresh, "p.done") == "Invitation révoquée."
     row = fresh.find_element(By.ID, row_id)
     assert row.find_element(By.CSS_SELECTOR, ".status").text == "Révoquée"
     assert not row.find_elements(By.NAME, "reason")  # nothing left to revoke
 
-    fresh.find_element(By.CSS_SELECTOR, "form.logout button").click()
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    # The click returns before the browser has followed the logout's redirect.
-    WebDriverWait(fresh, 10).until(lambda b: b.current_url.endswith("/console/login"))
+    follow(fresh, fresh.find_element(By.CSS_SELECTOR, "form.logout button"))
     assert fresh.current_url.endswith("/console/login")
     assert _text(fresh, "h1") == "Se connecter"  # the language stays after logout

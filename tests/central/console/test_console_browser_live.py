@@ -40,12 +40,12 @@ def test_a_check_in_appears_live_and_an_alarm_is_acknowledged(
 ):
     from selenium.webdriver.common.by import By
 
-    from central.console.screenshots import log_in
+    from central.console.screenshots import follow, log_in
 
     base = console_central.url
     _enrolled, session = enroll_device(base, door="gate-b", device_id="live-gate-b")
     log_in(fresh, base, "olivia", PASSWORD)
-    fresh.find_element(By.LINK_TEXT, "Live events").click()
+    follow(fresh, fresh.find_element(By.LINK_TEXT, "Live events"))
     assert fresh.find_element(By.CSS_SELECTOR, "h1").text == "Live events"
     status = fresh.find_element(By.ID, "live-status")
     assert _wait(lambda: status.text.startswith("Live")), status.text  # the stream is open
@@ -80,7 +80,7 @@ def test_a_check_in_appears_live_and_an_alarm_is_acknowledged(
         "alarms": [{"code": "door.held_open", "since_ms": now - 5000, "detail": "active"}],
     }
     assert session.post(f"{base}/v1/heartbeat", json=heartbeat, timeout=10).ok
-    fresh.find_element(By.LINK_TEXT, "Alarms").click()
+    follow(fresh, fresh.find_element(By.LINK_TEXT, "Alarms"))
     row = next(
         r
         for r in fresh.find_elements(By.CSS_SELECTOR, "#alarms tbody tr")
@@ -88,7 +88,7 @@ def test_a_check_in_appears_live_and_an_alarm_is_acknowledged(
     )
     assert "Door held open" in row.text
     row.find_element(By.NAME, "note").send_keys("Delivery door, closed by the guard")
-    row.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    follow(fresh, row.find_element(By.CSS_SELECTOR, "button[type=submit]"))
     assert fresh.find_element(By.CSS_SELECTOR, "p.done").text == "Alarm acknowledged."
     row = next(
         r

@@ -168,7 +168,7 @@ def test_in_chromium_lockdown_then_normal_and_the_agent_obeys(console_central, t
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    from central.console.screenshots import chromium, log_in
+    from central.console.screenshots import chromium, follow, log_in
     from edge_agent.enroll import enroll
 
     from .conftest import PASSWORD
@@ -192,13 +192,13 @@ def test_in_chromium_lockdown_then_normal_and_the_agent_obeys(console_central, t
         with running_agent(config) as agent:
             wait_until(lambda: agent.client.present_qr(invitation)["granted"], what="grant")
             log_in(browser, console_central.url, "olivia", PASSWORD)
-            browser.find_element(By.LINK_TEXT, "Doors").click()
+            follow(browser, browser.find_element(By.LINK_TEXT, "Doors"))
 
             def set_mode(mode: str, reason: str) -> None:
                 row = browser.find_element(By.ID, f"door-{door}")
                 Select(row.find_element(By.NAME, "mode")).select_by_value(mode)
                 row.find_element(By.NAME, "reason").send_keys(reason)
-                row.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+                follow(browser, row.find_element(By.CSS_SELECTOR, "button[type=submit]"))
                 done = browser.find_element(By.CSS_SELECTOR, "p.done").text
                 assert done.startswith(f"{door} is ")
 
