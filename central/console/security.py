@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from ..errors import BadRequest, NotFound, Unauthorized
+from ..store.monitor import EVENT_GROUPS, event_in_group
 from ..store.operators import ADMIN_ROLE
 from .i18n import N_, translations
 from .words import alarm_label, describe
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["add_routes"]
 
+PREFIX_LIVE = "/console/live"
 #: Rows the live page shows (server-rendered, and kept by the page's script).
 LIVE_ROWS = 50
 #: A device heard from within this long is online.
@@ -40,6 +42,15 @@ DEFAULT_DAYS = 7
 
 DONE = {
     "acknowledged": N_("Alarm acknowledged."),
+}
+#: The live page's filter groups (:data:`central.store.monitor.EVENT_GROUPS`) in words.
+GROUP_LABELS = {
+    "access": N_("Entries and refusals"),
+    "visitors": N_("Visitors and passes"),
+    "alarms": N_("Alarms"),
+    "guards": N_("Guards"),
+    "doors": N_("Doors and modes"),
+    "system": N_("Door controllers"),
 }
 #: A self-test check's status (``SelfTestReport`` results).
 STEP_LABELS = {"pass": N_("passed"), "fail": N_("failed"), "skipped": N_("skipped")}
@@ -118,11 +129,33 @@ def _ago(ms: int | None, now_ms: int) -> dict[str, Any] | None:
 # -- live events ------------------------------------------------------------------------
 
 
+def _live_filter(request: web.Request) -> tuple[str | None, str | None]:
+    """The live page's ``?door=&group=`` (empty: all); an unknown group is a 400."""
+    door = request.query.get("door", "").strip() or None
+    group = request.query.get("group", "").strip() or None
+    if group is not None and group not in EVENT_GROUPS:
+        raise web.HTTPBadRequest(text=f"group: must be one of {list(EVENT_GROUPS)}\n")
+    if door is not None and len(door) > 64:
+        raise web.HTTPBadRequest(text="door: at most 64 characters\n")
+    return door, group
+
+
+def _matches(event: dict[str, Any], door: str | None, group: str | None) -> bool:
+    """The stream's filter: what ``store.live_events(door=, group=)`` selects."""
+    return (door is None or event.get("device_door") == door) and event_in_group(
+        str(event.get("type") or ""), group
+    )
+
+
 async def _live(console: Console, request: web.Request, operator: dict[str, Any]) -> Any:
-    """GET /console/live: the latest events, newest first; the page's script adds the
-    new ones as they arrive (without it: the refresh link)."""
-    events = await console._db(console.store.live_events, limit=LIVE_ROWS)
+    """GET /console/live[?door=&group=]: the latest events, newest first, of one door or
+    group of events when chosen; the page's script adds the new ones as they arrive
+    (without it: the refresh link)."""
+    door, group = _live_filter(request)
+    events = await console._db(console.store.live_events, limit=LIVE_ROWS, door=door, group=group)
+    overview = await console._db(console.store.devices_overview)
     _ = _gettext(request, console)
+    query = urlencode({k: v for k, v in (("door", door), ("group", group)) if v})
     return console.render(
         request,
         "live.html",
@@ -130,13 +163,22 @@ async def _live(console: Console, request: web.Request, operator: dict[str, Any]
         current="live",
         rows=[_row(console, event, _) for event in events],
         max_rows=LIVE_ROWS,
+        doors=sorted({d["door"] for d in overview if d.get("door")} | ({door} if door else set())),
+        groups=[(name, GROUP_LABELS[name]) for name in EVENT_GROUPS],
+        door=door or "",
+        group=group or "",
+        refresh=PREFIX_LIVE + (f"?{query}" if query else ""),
+        stream=f"{PREFIX_LIVE}/stream" + (f"?{query}" if query else ""),
     )
 
 
 async def _stream(console: Console, request: web.Request) -> web.StreamResponse:
-    """GET /console/live/stream: ``text/event-stream`` of the new events (``event: live``,
-    data ``{"key", "time", "door", "text", "warn"}`` in the session's language)."""
+    """GET /console/live/stream[?door=&group=]: ``text/event-stream`` of the new events
+    (``event: live``, data ``{"key", "time", "door", "text", "warn"}`` in the session's
+    language), of one door or group of events when chosen."""
     from .app import _PAGE, _Refused, _ToLogin
+
+    door, group = _live_filter(request)
 
     try:
         operator = await console._operator(request)
@@ -174,6 +216,8 @@ async def _stream(console: Console, request: web.Request) -> web.StreamResponse:
                 if not batch:
                     await response.write(b": keepalive\n\n")
                 for event in batch:
+                    if not _matches(event, door, group):
+                        continue
                     data = json.dumps(_row(console, event, _), ensure_ascii=False)
                     await response.write(
                         f"event: live\nid: {event['key']}\ndata: {data}\n\n".encode()

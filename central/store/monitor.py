@@ -15,7 +15,7 @@ from .base import StoreBase
 from .db import Connection, Row
 from .validate import checked_name
 
-__all__ = ["TECHNICAL_TYPES", "MonitorMixin"]
+__all__ = ["EVENT_GROUPS", "TECHNICAL_TYPES", "MonitorMixin", "event_in_group"]
 
 #: The event types of a device's technical log (besides self-tests and acknowledgements).
 TECHNICAL_TYPES = (
@@ -31,6 +31,23 @@ TECHNICAL_TYPES = (
     "door.mode_restored",
     "mode.changed",
 )
+#: The live page's filter: a group of event types by the start of their type. The stored
+#: list (SQL ``LIKE``) and the pushed stream (:func:`event_in_group`) read this one table.
+EVENT_GROUPS: dict[str, tuple[str, ...]] = {
+    "access": ("access.", "badge.", "invitation."),
+    "visitors": ("visitor.", "pass."),
+    "alarms": ("alarm.", "sync.alarm", "journal."),
+    "guards": ("guard.",),
+    "doors": ("door.", "rex.", "mode."),
+    "system": ("agent.", "clock."),
+}
+
+
+def event_in_group(event_type: str, group: str | None) -> bool:
+    """Whether an event of *event_type* belongs to *group* (any when None)."""
+    return group is None or event_type.startswith(EVENT_GROUPS[group])
+
+
 #: The longest note an acknowledgement keeps.
 MAX_NOTE = 500
 #: One raise of an alarm: the same code with a ``since_ms`` this close (a door's alarm is
@@ -66,15 +83,38 @@ class MonitorMixin(StoreBase):
 
     # -- live events ----------------------------------------------------------------
 
-    def live_events(self, *, since_ms: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    def live_events(
+        self,
+        *,
+        since_ms: int | None = None,
+        limit: int = 50,
+        door: str | None = None,
+        group: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Return the newest *limit* stored events (received at or after *since_ms*, when
-        given), newest first: ``key`` (``device:seq``), ``device_id``, ``door``, ``seq``,
-        ``type``, ``at_ms`` (the device's wall clock, else the reception), ``received_at_ms``,
-        ``payload`` and ``name`` (the person: the payload's, else the invitation's visitor)."""
+        given; of the devices at *door* and of the type *group* of :data:`EVENT_GROUPS`,
+        when given), newest first: ``key`` (``device:seq``), ``device_id``, ``door`` (the
+        payload's, else the device's), ``device_door`` (the device's), ``seq``, ``type``,
+        ``at_ms`` (the device's wall clock, else the reception), ``received_at_ms``,
+        ``payload`` and ``name`` (the person: the payload's, else the invitation's visitor).
+
+        Raises:
+            BadRequest: *group* is not a group of :data:`EVENT_GROUPS`.
+        """
         where, args = "e.status = 'stored'", []
         if since_ms is not None:
             where += " AND e.received_at_ms >= ?"
             args.append(since_ms)
+        if door is not None:
+            where += " AND d.door = ?"
+            args.append(door)
+        if group is not None:
+            if group not in EVENT_GROUPS:
+                raise BadRequest(f"group: must be one of {list(EVENT_GROUPS)}, got {group!r}")
+            prefixes = EVENT_GROUPS[group]
+            where += " AND (" + " OR ".join("e.type LIKE ?" for _ in prefixes) + ")"
+            # (No prefix holds a LIKE wildcard, "%" or "_": a test checks.)
+            args.extend(prefix + "%" for prefix in prefixes)
         with self._read() as conn:
             rows = conn.execute(
                 "SELECT e.device_id, e.seq, e.type, e.payload, e.wall_ms, e.received_at_ms, "
@@ -93,6 +133,7 @@ class MonitorMixin(StoreBase):
             "key": f"{row['device_id']}:{row['seq']}",
             "device_id": row["device_id"],
             "door": payload.get("door") if isinstance(payload.get("door"), str) else row["door"],
+            "device_door": row["door"],
             "seq": row["seq"],
             "type": row["type"] or "",
             "at_ms": row["wall_ms"] if row["wall_ms"] is not None else row["received_at_ms"],

@@ -57,6 +57,16 @@ def test_security_reads_on_each_backend(tmp_path: Path, central_db: Callable[[],
         assert events[-1]["name"] == "Ada Lovelace"  # the invitation's visitor
         assert events[-1]["door"] == "gate-a" and events[-1]["key"] == "dev-a:1"
         assert [e["type"] for e in store.live_events(since_ms=NOW_MS + 1000)] == ["sync.alarm"]
+        # The live page's filter: by door (the device's), by group of event types.
+        alarms = store.live_events(group="alarms")
+        assert [e["type"] for e in alarms] == ["sync.alarm", "alarm.raised"]
+        assert [e["type"] for e in store.live_events(group="access")] == ["access.decision"]
+        assert store.live_events(group="guards") == []
+        assert len(store.live_events(door="gate-a")) == 3
+        assert store.live_events(door="gate-b") == []
+        assert store.live_events(door="gate-a", group="alarms") == alarms
+        with pytest.raises(BadRequest, match="group"):
+            store.live_events(group="everything")
 
         # Alarms: what the latest heartbeat lists; acknowledged once, with a note.
         assert store.active_alarms() == []
@@ -139,3 +149,16 @@ def test_security_reads_on_each_backend(tmp_path: Path, central_db: Callable[[],
         assert log[4]["detail"] == "olivia: checked"
         assert store.technical_log(device_id="other") == []
         assert store.technical_log(since_ms=clock[0] + 1) == []
+
+
+def test_event_groups_match_as_sql_like_does():
+    """The SQL filter matches ``LIKE 'prefix%'``: a prefix holding a wildcard would match
+    more than :func:`event_in_group` does (the stream's filter)."""
+    from central.store.monitor import EVENT_GROUPS, event_in_group
+
+    for group, prefixes in EVENT_GROUPS.items():
+        for prefix in prefixes:
+            assert "%" not in prefix and "_" not in prefix, (group, prefix)
+            assert event_in_group(prefix + "x", group)
+    assert event_in_group("anything", None)
+    assert not event_in_group("guard.login", "alarms")

@@ -205,13 +205,30 @@ def test_technical_log_csv(client: ConsoleClient, gate):
     assert client.request(f"/console/devices/log.csv?from={today}&to=2000-01-01").status == 400
 
 
-def _read_stream(base: str, cookie: str, until: str, timeout_s: float = 15.0) -> str:
+def test_live_page_filters_by_door_and_group(client: ConsoleClient, gate):
+    _logged_in(client, "olivia")
+    alarms = client.request("/console/live?group=alarms").text
+    assert "Alarm at gate-a: Door forced open" in alarms
+    assert "Ada Lovelace entered at gate-a" not in alarms
+    assert 'data-stream="/console/live/stream?group=alarms"' in alarms
+    assert '<option value="alarms" selected>' in alarms
+    other = client.request("/console/live?door=gate-z").text
+    assert "Ada Lovelace" not in other and "No event yet." in other
+    both = client.request("/console/live?door=gate-a&group=access").text
+    assert "Ada Lovelace entered at gate-a" in both and "Door forced open" not in both
+    assert client.request("/console/live?group=everything").status == 400
+    assert client.request("/console/live/stream?group=everything").status == 400
+
+
+def _read_stream(
+    base: str, cookie: str, until: str, timeout_s: float = 15.0, query: str = ""
+) -> str:
     """Open the event stream with *cookie* and read until *until* appears."""
     host, port = urllib.parse.urlsplit(base).hostname, urllib.parse.urlsplit(base).port
     with socket.create_connection((host, port), timeout=timeout_s) as sock:
         sock.sendall(
             (
-                f"GET /console/live/stream HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                f"GET /console/live/stream{query} HTTP/1.1\r\nHost: {host}:{port}\r\n"
                 f"Cookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n"
             ).encode()
         )
@@ -248,3 +265,33 @@ def test_the_stream_pushes_new_events(client: ConsoleClient, gate, console_centr
     assert "text/event-stream" in text
     assert "event: live" in text
     assert "Alan Turing est entré·e par gate-a" in text
+
+
+def test_the_stream_keeps_to_its_filter(client: ConsoleClient, gate, console_central):
+    """A stream opened for alarms skips an entry pushed before the alarm that follows it."""
+    import threading
+
+    _logged_in(client, "olivia")
+    cookie = "; ".join(f"{c.name}={c.value}" for c in client.jar)
+    result: dict[str, str] = {}
+    reader = threading.Thread(
+        target=lambda: result.update(
+            text=_read_stream(client.base, cookie, "Door held open", query="?group=alarms")
+        )
+    )
+    reader.start()
+    time.sleep(1.0)
+    events = [
+        gate["chain"].event(
+            "access.decision", {"granted": True, "kind": "qr", "holder": "Kurt Gödel"}
+        ),
+        gate["chain"].event("alarm.raised", {"alarm": "held_open"}),
+    ]
+    answer = gate["session"].post(
+        f"{console_central.url}/v1/events", json={"events": events}, timeout=10
+    )
+    assert answer.status_code == 200
+    reader.join(20)
+    text = result.get("text", "")
+    assert "Alarm at gate-a: Door held open" in text
+    assert "Kurt Gödel" not in text
