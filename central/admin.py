@@ -283,6 +283,17 @@ class CentralAdmin:
         """Return the doors and zones with their modes (``DoorModes``)."""
         return self._call("GET", "/admin/door-modes", params={"site": site} if site else None)
 
+    def alarms(self) -> list[dict[str, Any]]:
+        """Return the alarms the devices report now, each with its acknowledgement."""
+        return list(self._call("GET", "/admin/alarms")["alarms"])
+
+    def acknowledge_alarm(
+        self, device_id: str, code: str, since_ms: int, note: str
+    ) -> dict[str, Any]:
+        """Acknowledge the alarm *code* of *device_id* raised at *since_ms*, with *note*."""
+        body = {"device_id": device_id, "code": code, "since_ms": since_ms, "note": note}
+        return self._call("POST", "/admin/alarms/acknowledge", json=body)
+
     def put_door_settings(
         self, door: str, settings: dict[str, Any], *, site: str | None = None
     ) -> dict[str, Any]:

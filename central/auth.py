@@ -62,6 +62,8 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("PUT", "/admin/doors/{door}/mode"): _SECURITY,
     ("PUT", "/admin/zones/{zone}/mode"): _SECURITY,
     ("GET", "/admin/door-modes"): _READ,
+    ("GET", "/admin/alarms"): _READ_INSTALL,
+    ("POST", "/admin/alarms/acknowledge"): _SECURITY,
     ("POST", "/admin/devices/{device_id}/disable"): _INSTALL,
     ("POST", "/admin/devices/{device_id}/reset"): _INSTALL,
     ("GET", "/admin/events"): _READ_INSTALL,

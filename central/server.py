@@ -140,10 +140,12 @@ def _detail(request: web.Request, answer: object) -> dict[str, Any]:
             "scope",
             "mode",
             "reason",
+            "code",  # an acknowledged alarm: which, and what was done
+            "note",
         ):
             if isinstance(answer.get(key), str):
                 detail.setdefault(key, answer[key])
-        for key in ("key_version", "revoked"):  # badge issuance (never its "keys")
+        for key in ("key_version", "revoked", "since_ms"):  # never a badge's "keys"
             if isinstance(answer.get(key), int | list):
                 detail.setdefault(key, answer[key])
         invitation = answer.get("invitation")
@@ -252,6 +254,8 @@ class CentralServer:
         r.add_put("/admin/doors/{door}/mode", self.admin_door_mode)
         r.add_put("/admin/zones/{zone}/mode", self.admin_zone_mode)
         r.add_get("/admin/door-modes", self.admin_door_modes)
+        r.add_get("/admin/alarms", self.admin_alarms)
+        r.add_post("/admin/alarms/acknowledge", self.admin_acknowledge_alarm)
         r.add_post("/admin/devices/{device_id}/disable", self.admin_disable_device)
         r.add_post("/admin/devices/{device_id}/reset", self.admin_reset_device)
         r.add_get("/admin/events", self.admin_events)
@@ -1017,6 +1021,35 @@ class CentralServer:
                 online_within_ms=DOOR_ONLINE_WITHIN_MS,
             )
         )
+
+    async def admin_alarms(self, request: web.Request) -> web.Response:
+        """GET /admin/alarms: the alarms the devices' latest heartbeats list, each with its
+        acknowledgement (who, when, the note) or null."""
+        return _json({"alarms": await self._db(self.store.active_alarms)})
+
+    async def admin_acknowledge_alarm(self, request: web.Request) -> web.Response:
+        """POST /admin/alarms/acknowledge ``{"device_id", "code", "since_ms", "note"}``: the
+        operator acknowledges an alarm a device reports, with a note (audited)."""
+        body = await self._body(request)
+        since_ms = body.get("since_ms")
+        if isinstance(since_ms, bool) or not isinstance(since_ms, int):
+            raise BadRequest(
+                "since_ms: the alarm's since_ms (Unix ms), as GET /admin/alarms lists it"
+            )
+        for field in ("device_id", "code", "note"):
+            if not isinstance(body.get(field), str):
+                raise BadRequest(f"{field}: must be text")
+        result = await self._change(
+            request,
+            200,
+            self.store.acknowledge_alarm,
+            body["device_id"],
+            body["code"],
+            since_ms,
+            request[OPERATOR]["name"],
+            body["note"],
+        )
+        return _json(result)
 
     async def admin_disable_device(self, request: web.Request) -> web.Response:
         """POST /admin/devices/{device_id}/disable."""

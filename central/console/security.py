@@ -340,7 +340,7 @@ async def _ack(
         await console._recorded(
             request,
             operator,
-            "POST /console/alarms/acknowledge",
+            "POST /admin/alarms/acknowledge",
             lambda ack: {
                 "device_id": ack["device_id"],
                 "code": ack["code"],

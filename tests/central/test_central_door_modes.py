@@ -177,3 +177,54 @@ def test_the_pass_office_and_an_auditor_cannot_set_a_mode(central: CentralProces
         office.door_modes()
     with CentralAdmin(central.url, token=tokens["olivia"]) as olivia:
         assert "lobby" not in {d["door"] for d in olivia.door_modes()["doors"]}
+
+
+# -- alarms over the admin API (the console's Alarms page calls the same store) -------------
+
+
+def test_alarms_are_read_and_acknowledged_over_the_admin_api(central: CentralProcess) -> None:
+    """A security officer acknowledges with a note (audited under the route's name); the
+    Pass Office may neither read nor acknowledge; an auditor reads, cannot acknowledge."""
+    import time
+
+    from central.testing import enroll_device
+
+    tokens = central.tokens  # type: ignore[attr-defined]
+    _enrolled, session = enroll_device(central.url, door="vault", device_id="alarm-vault")
+    now = int(time.time() * 1000)
+    beat = {
+        "sent_at_ms": now,
+        "alarms": [{"code": "door.tamper", "since_ms": now - 5000, "detail": "cover open"}],
+    }
+    assert session.post(f"{central.url}/v1/heartbeat", json=beat, timeout=10).ok
+    with CentralAdmin(central.url, token=tokens["aud"]) as auditor:
+        [alarm] = [a for a in auditor.alarms() if a["device_id"] == "alarm-vault"]
+        assert alarm["code"] == "door.tamper" and alarm["ack"] is None
+        with pytest.raises(Forbidden):
+            auditor.acknowledge_alarm("alarm-vault", "door.tamper", alarm["since_ms"], "seen")
+    with CentralAdmin(central.url, token=tokens["pat"]) as office:
+        with pytest.raises(Forbidden):
+            office.alarms()
+        with pytest.raises(Forbidden):
+            office.acknowledge_alarm("alarm-vault", "door.tamper", alarm["since_ms"], "seen")
+    with CentralAdmin(central.url, token=tokens["olivia"]) as olivia:
+        with pytest.raises(BadRequest):
+            olivia.acknowledge_alarm("alarm-vault", "door.tamper", alarm["since_ms"], " ")
+        with pytest.raises(NotFound):
+            olivia.acknowledge_alarm("alarm-vault", "door.tamper", now + 600_000, "later")
+        ack = olivia.acknowledge_alarm(
+            "alarm-vault", "door.tamper", alarm["since_ms"], "Cover screwed back"
+        )
+        assert ack["operator"] == "olivia" and ack["note"] == "Cover screwed back"
+        with pytest.raises(BadRequest):  # once
+            olivia.acknowledge_alarm("alarm-vault", "door.tamper", alarm["since_ms"], "again")
+        [alarm] = [a for a in olivia.alarms() if a["device_id"] == "alarm-vault"]
+        assert alarm["ack"]["operator"] == "olivia"
+        entries = olivia.operator_journal()
+    ContractChecker().check_response("POST", "/admin/alarms/acknowledge", 200, ack)
+    ContractChecker().check_response("GET", "/admin/alarms", 200, {"alarms": [alarm]})
+    mine = [
+        e for e in entries if e["action"] == "POST /admin/alarms/acknowledge" and e["status"] == 200
+    ]
+    assert [e["operator"] for e in mine] == ["olivia"]
+    assert json.loads(mine[0]["detail"])["note"] == "Cover screwed back"

@@ -152,7 +152,7 @@ def test_acknowledge_needs_csrf_and_a_note_and_is_journaled(
     assert "By olivia at" in page.text and "Network switch restarted" in page.text
     with console_central.admin() as admin:
         entries = admin.operator_journal()
-    rows = [e for e in entries if e["action"] == "POST /console/alarms/acknowledge"]
+    rows = [e for e in entries if e["action"] == "POST /admin/alarms/acknowledge"]
     assert len(rows) == 1
     assert rows[0]["operator"] == "olivia"
     detail = json.loads(rows[0]["detail"])
