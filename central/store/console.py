@@ -14,8 +14,13 @@ __all__ = ["ConsoleMixin", "invitation_status"]
 
 
 def invitation_status(invitation: dict[str, Any], now_s: int) -> str:
-    """One word for an invitation: ``revoked``, ``used`` (single use, used once),
-    ``expired``, ``upcoming`` (not valid yet) or ``valid``."""
+    """One word for an invitation: ``pending_approval`` (screened out by the deny list,
+    awaiting a security officer), ``refused`` (by one), ``revoked``, ``used`` (single use,
+    used once), ``expired``, ``upcoming`` (not valid yet) or ``valid``."""
+    if invitation.get("approval") == "pending":
+        return "pending_approval"
+    if invitation.get("approval") == "refused":
+        return "refused"
     if invitation["revoked_at"] is not None:
         return "revoked"
     if invitation["single_use"] and invitation["used"]:
@@ -38,8 +43,10 @@ class ConsoleMixin(StoreBase):
         with self._tx() as conn:
             rows = conn.execute(
                 "SELECT i.data, i.host_email, i.lang, i.revoked_at, i.purged_at_ms, "
+                "i.visitor_email, a.state AS approval, "
                 "u.id AS used_id FROM invitations i "
                 "LEFT JOIN used_invitations u ON u.id = i.id "
+                "LEFT JOIN invitation_approvals a ON a.invitation_id = i.id "
                 "ORDER BY i.expires DESC, i.id LIMIT ?",
                 (limit,),
             ).fetchall()
@@ -48,6 +55,8 @@ class ConsoleMixin(StoreBase):
             invitation = {
                 **json.loads(row["data"]),
                 "host_email": row["host_email"],
+                "visitor_email": row["visitor_email"],
+                "approval": row["approval"],
                 "lang": row["lang"] or "en",
                 "revoked_at": row["revoked_at"],
                 "used": row["used_id"] is not None,
