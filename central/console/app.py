@@ -246,6 +246,8 @@ class Console:
         self._peer = peer
         self._proxies = settings.proxies()
         self._envs: dict[str, Any] = {}
+        #: Sends queued e-mails now (the server sets it to its notifier's wake).
+        self.wake_notifier: Callable[[], None] = lambda: None
         #: The live events' shared reader (``live.py``); the server pokes it on uploads.
         self.live = LiveHub(
             lambda since: self._db(self.store.live_events, since_ms=since, limit=BATCH),

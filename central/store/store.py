@@ -47,8 +47,8 @@ from .keys import KeysMixin
 from .monitor import MonitorMixin
 from .operators import OperatorsMixin
 from .retention import RetentionMixin
-from .screening import ScreeningMixin
 from .schema import migrate
+from .screening import ScreeningMixin
 from .sqlite import SqliteDatabase
 
 __all__ = ["CentralStore", "open_database"]
