@@ -30,7 +30,7 @@ from PIL import Image
 
 from central.admin import CentralAdmin
 from central.errors import Forbidden, NotIssued
-from central.testing import CentralProcess, enroll_device, wait_for
+from central.testing import CentralProcess, ContractChecker, enroll_device, wait_for
 from portier_common.tokens import Keyring, TrustedKey, verify
 from tests.central.test_central_notify import free_port
 from tests.support.pdf_kit import pdf_to_image, qr_texts
@@ -205,6 +205,9 @@ def test_a_deny_listed_name_waits_for_another_security_officer(
             lang="fr",
         )
         invitation_id = held["invitation"]["id"]
+        contract = ContractChecker()
+        contract.validate(held, "InvitationCreated")
+        contract.validate(entry, "DenyEntry")
         # No token exists: nothing the visitor or the desk could show at a door.
         assert held["token"] is None and held["invitation"]["approval"] == "pending"
         with pytest.raises(NotIssued, match="awaits approval"):
@@ -217,6 +220,7 @@ def test_a_deny_listed_name_waits_for_another_security_officer(
         with pytest.raises(Forbidden):
             desk.deny_list()
         pending = officer.approvals()
+        contract.check_response("GET", "/admin/approvals", 200, {"invitations": pending})
         assert [(p["id"], p["entry_name"], p["requested_by"]) for p in pending] == [
             (invitation_id, "Emilie du Chatelet", "pauline")
         ]
