@@ -16,6 +16,8 @@ from __future__ import annotations
 import email.policy
 import io
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from email import message_from_bytes
@@ -236,6 +238,14 @@ def test_a_deny_listed_name_waits_for_another_security_officer(
     assert wait_for(lambda: to(inbox, "emilie@example.fr"), 20)
     codes = codes_in_pdf(pdf_of(to(inbox, "emilie@example.fr")[0]), tmp_path)
     assert at_door(codes[0], ring).ok
+    # The command line says so too: exit 4, no token printed.
+    held_cli = subprocess.run(
+        [sys.executable, "-m", "central", "invite", "create", "--url", central.url,
+         "--token", central.token or "", "--visitor", "Émilie du CHÂTELET", "--door", "lobby"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert held_cli.returncode == 4 and held_cli.stdout == ""
+    assert "awaits a security officer's approval" in held_cli.stderr
     with central.admin() as admin:
         removed = admin.remove_deny_entry(entry["id"], "order lifted")
         assert admin.deny_list() == []
