@@ -71,7 +71,7 @@ class ConsoleMixin(StoreBase):
     ) -> dict[str, int]:
         """Return ``{"devices", "devices_online", "visitors_today"}``: enabled devices,
         those heard from (heartbeat or event) within *online_within_ms*, and invitations
-        not revoked whose validity overlaps [*day_start_s*, *day_end_s*)."""
+        not revoked nor awaiting approval whose validity overlaps [*day_start_s*, *day_end_s*)."""
         since = self.now_ms() - online_within_ms
         with self._tx() as conn:
             devices = conn.execute(
@@ -82,7 +82,10 @@ class ConsoleMixin(StoreBase):
                 (since, since),
             ).fetchone()
             rows = conn.execute(
-                "SELECT data FROM invitations WHERE revoked_at IS NULL AND expires > ?",
+                "SELECT data FROM invitations WHERE revoked_at IS NULL AND expires > ? "
+                # Held by the deny list: not expected unless a security officer approves.
+                "AND id NOT IN (SELECT invitation_id FROM invitation_approvals "
+                "WHERE state = 'pending')",
                 (day_start_s,),
             ).fetchall()
         today = sum(1 for row in rows if json.loads(row["data"])["not_before"] < day_end_s)

@@ -71,6 +71,11 @@ def test_a_match_is_held_without_token_and_another_officer_decides(store: Centra
     assert store.notifications() == []  # no e-mail queued
     [listed] = [i for i in store.list_invitations() if i["id"] == invitation_id]
     assert listed["status"] == "pending_approval"
+    day = store.now_ms() // 1000
+    summary = store.console_summary(
+        day_start_s=day - 3600, day_end_s=day + 86400, online_within_ms=1
+    )
+    assert summary["visitors_today"] == 0  # not expected until approved
     with pytest.raises(NotIssued, match="awaits approval"):
         store.invitation_token(invitation_id)
     # Four eyes: the officer who created it does not approve it.
