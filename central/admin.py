@@ -222,6 +222,43 @@ class CentralAdmin:
         """Revoke an invitation; return the ``Revocation``."""
         return self._call("POST", f"/admin/invitations/{quote(invitation_id, safe='')}/revoke")
 
+    def invitation_pdf(self, invitation_id: str) -> bytes:
+        """The printable invitation (A4 PDF with its QR code)."""
+        path = f"/admin/invitations/{quote(invitation_id, safe='')}/pdf"
+        try:
+            response = self._session.get(self.url + path, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise CentralUnreachable(f"GET {self.url}{path}: {exc}") from exc
+        if response.status_code >= 400:
+            return self._call("GET", path)  # raises the error the answer names
+        return response.content
+
+    def resend_invitation(self, invitation_id: str) -> dict[str, Any]:
+        """Queue the visitor's invitation e-mail again; return ``{id, visitor_email}``."""
+        return self._call("POST", f"/admin/invitations/{quote(invitation_id, safe='')}/resend")
+
+    def decide_invitation(self, invitation_id: str, decision: str, reason: str) -> dict[str, Any]:
+        """Approve (``approve``) or refuse (``refuse``) an invitation the deny list held."""
+        path = f"/admin/invitations/{quote(invitation_id, safe='')}/decision"
+        return self._call("POST", path, json={"decision": decision, "reason": reason})
+
+    def approvals(self) -> list[dict[str, Any]]:
+        """The invitations awaiting a security officer's approval."""
+        return self._call("GET", "/admin/approvals")["invitations"]
+
+    def deny_list(self) -> list[dict[str, Any]]:
+        """The site's deny list."""
+        return self._call("GET", "/admin/deny-list")["entries"]
+
+    def add_deny_entry(self, name: str, reason: str) -> dict[str, Any]:
+        """Put a person on the deny list, with the reason."""
+        return self._call("POST", "/admin/deny-list", json={"name": name, "reason": reason})
+
+    def remove_deny_entry(self, entry_id: str, reason: str) -> dict[str, Any]:
+        """Take an entry off the deny list, with the reason."""
+        path = f"/admin/deny-list/{quote(entry_id, safe='')}/remove"
+        return self._call("POST", path, json={"reason": reason})
+
     def put_badge(self, **fields: Any) -> dict[str, Any]:
         """Add or replace a badge (``BadgeCreate`` fields); return the ``Badge``."""
         body = {key: value for key, value in fields.items() if value is not None}

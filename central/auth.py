@@ -9,7 +9,8 @@ The roles:
 * ``security_officer`` administers the operators (accounts, roles, passwords, anyone's
   tokens and sessions) and can never disable or demote the last enabled one.
 * ``pass_office``: visitors and badges (invitations, badges), reads the summary.
-* ``security_officer``: everything (keys, schedules, door modes, devices, faults).
+* ``security_officer``: everything (keys, schedules, door modes, devices, faults, the deny
+  list and the approval of the invitations it holds).
 * ``auditor``: reads only (received events, stored events, keys, self-tests), reads,
   verifies and exports the audit log, and exports a device's events with their chain proof.
 * ``installer``: enrolls and resets devices, reads self-tests, uses fault injection
@@ -47,6 +48,15 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/admin/enroll-tokens"): _INSTALL,
     ("POST", "/admin/invitations"): _PASS,
     ("POST", "/admin/invitations/{invitation_id}/revoke"): _PASS,
+    # The printable invitation and its e-mail sent again (docs/console.md, "Visitors").
+    ("GET", "/admin/invitations/{invitation_id}/pdf"): _PASS,
+    ("POST", "/admin/invitations/{invitation_id}/resend"): _PASS,
+    # Deny-list screening: only a security officer decides, and keeps the list.
+    ("POST", "/admin/invitations/{invitation_id}/decision"): _SECURITY,
+    ("GET", "/admin/approvals"): _SECURITY,
+    ("GET", "/admin/deny-list"): _SECURITY,
+    ("POST", "/admin/deny-list"): _SECURITY,
+    ("POST", "/admin/deny-list/{entry_id}/remove"): _SECURITY,
     ("POST", "/admin/badges"): _PASS,
     ("DELETE", "/admin/badges/{uid}"): _PASS,
     ("POST", "/admin/badges/{uid}/revoke"): _PASS,

@@ -266,7 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--host-email", default=None, help="told when the visitor checks in (central only)"
     )
     create.add_argument(
-        "--lang", choices=("en", "fr"), default=None, help="the host notification's language (en)"
+        "--visitor-email", default=None, help="e-mailed the invitation with its PDF (central only)"
+    )
+    create.add_argument(
+        "--lang",
+        choices=("en", "fr"),
+        default=None,
+        help="the language of the host notification and the visitor's invitation (en)",
     )
     create.add_argument("--site", default=None, help="default: the central's site")
     create.add_argument("--valid-from", default=None, help="ISO 8601, UTC if no offset (now)")
@@ -851,17 +857,25 @@ def _run(admin: CentralAdmin, args: argparse.Namespace) -> int:
             zones=args.zone or None,
             host=args.host_name,
             host_email=args.host_email,
+            visitor_email=args.visitor_email,
             lang=args.lang,
             site=args.site,
             not_before=not_before,
             expires=parse_time(args.valid_until) if args.valid_until else None,
             single_use=args.single_use,
         )
-        if args.png is not None:
-            write_qr_png(result["token"], args.png)
         if args.json:
             _print_json(result)
-        else:
+        if result["token"] is None:  # the deny list held it: no token until approved
+            print(
+                f"invitation {result['invitation']['id']} awaits a security officer's approval "
+                "(deny list): no token yet",
+                file=sys.stderr,
+            )
+            return 4
+        if args.png is not None:
+            write_qr_png(result["token"], args.png)
+        if not args.json:
             print(result["token"])
     elif command == "invite" and action == "revoke":
         _print_json(admin.revoke_invitation(args.invitation_id))

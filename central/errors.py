@@ -151,6 +151,14 @@ class BadgeActive(CentralError):
     code = "badge_active"
 
 
+class NotIssued(CentralError):
+    """The invitation has no token to hand out (409): it awaits a security officer's
+    approval, was refused, revoked, or has expired."""
+
+    status = 409
+    code = "not_issued"
+
+
 #: Error classes by code, for clients that read an ``Error`` body.
 BY_CODE: dict[str, type[CentralError]] = {
     cls.code: cls
@@ -172,5 +180,6 @@ BY_CODE: dict[str, type[CentralError]] = {
         Unavailable,
         NotConfigured,
         BadgeActive,
+        NotIssued,
     )
 }

@@ -19,6 +19,11 @@ delivers them:
 A failed attempt is retried after ``notify_retry_s``, doubling up to 10 minutes; attempts
 and the last error are recorded. Past ``notify_give_up_s`` after the check-in it is recorded
 ``failed``. Without SMTP (or without a webhook) the row is recorded ``not_configured``.
+
+The same outbox and sender carry the visitor's invitation (channel ``invitation``, queued by
+:mod:`central.store.screening` when an invitation with a ``visitor_email`` is issued or
+resent): the e-mail of :func:`central.invitations.invitation_email`, with the PDF attached,
+rendered when it is sent; an invitation revoked or expired meanwhile is ``cancelled``.
 """
 
 from __future__ import annotations
@@ -41,9 +46,11 @@ from typing import Any
 import aiohttp
 from babel.dates import format_date, format_time
 
-from .errors import Unavailable
+from .errors import NotFound, NotIssued, Unavailable
+from .invitations import invitation_email
 from .settings import CentralSettings
 from .store import CentralStore
+from .store.screening import INVITATION_CHANNEL
 
 __all__ = [
     "DATE_LOCALES",
@@ -192,7 +199,22 @@ class Notifier:
     async def _deliver(self, item: dict[str, Any]) -> None:
         data, channel = item["data"], item["channel"]
         try:
-            if channel == "email":
+            if channel == INVITATION_CHANNEL:
+                if self.settings.smtp_host is None:
+                    await self._db(self.store.finish_notification, item, "not_configured")
+                    return
+                try:
+                    found = await self._db(self.store.invitation_token, data["invitation_id"])
+                except (NotIssued, NotFound) as exc:  # revoked, expired since it was queued
+                    await self._db(
+                        self.store.finish_notification, item, "cancelled", error=exc.detail
+                    )
+                    return
+                if not found["invitation"].get("visitor_email"):
+                    await self._db(self.store.finish_notification, item, "no_recipient")
+                    return
+                await asyncio.to_thread(self._send_invitation, data, found)
+            elif channel == "email":
                 if self.settings.smtp_host is None:
                     await self._db(self.store.finish_notification, item, "not_configured")
                     return
@@ -255,6 +277,27 @@ class Notifier:
         message["Message-ID"] = make_msgid(idstring=data["event_id"], domain=domain)
         message["Content-Language"] = data.get("lang") or "en"
         message.set_content(body)
+        self._smtp_send(message)
+
+    def _send_invitation(self, data: dict[str, Any], found: dict[str, Any]) -> None:
+        """The visitor's invitation: its PDF attached, its QR code inline
+        (:mod:`central.invitations`), through the same SMTP session as the host e-mails."""
+        assert self.settings.smtp_from is not None
+        message = invitation_email(
+            found["invitation"],
+            found["token"],
+            site_name=self.settings.site,
+            zone=self._zone,
+            sender=self.settings.smtp_from,
+            message_id=data["event_id"],
+        )
+        message["Date"] = formatdate(usegmt=True)
+        self._smtp_send(message)
+
+    def _smtp_send(self, message: EmailMessage) -> None:
+        """Send *message* with the configured SMTP server (the central's one sender)."""
+        settings = self.settings
+        assert settings.smtp_host is not None
         smtp: smtplib.SMTP
         if settings.smtp_tls:
             smtp = smtplib.SMTP_SSL(

@@ -52,6 +52,7 @@ from .errors import (
     Unavailable,
 )
 from .faults import ENDPOINT_PATHS, FaultInjector, FaultSpec
+from .invitations import pdf_response, render_pdf
 from .notify import Notifier
 from .settings import CentralSettings
 from .store import CentralStore
@@ -142,6 +143,7 @@ def _detail(request: web.Request, answer: object) -> dict[str, Any]:
             "reason",
             "code",  # an acknowledged alarm: which, and what was done
             "note",
+            "decision",
         ):
             if isinstance(answer.get(key), str):
                 detail.setdefault(key, answer[key])
@@ -240,6 +242,13 @@ class CentralServer:
         r.add_post("/admin/enroll-tokens", self.admin_enroll_token)
         r.add_post("/admin/invitations", self.admin_invitation)
         r.add_post("/admin/invitations/{invitation_id}/revoke", self.admin_revoke_invitation)
+        r.add_get("/admin/invitations/{invitation_id}/pdf", self.admin_invitation_pdf)
+        r.add_post("/admin/invitations/{invitation_id}/resend", self.admin_resend_invitation)
+        r.add_post("/admin/invitations/{invitation_id}/decision", self.admin_decide_invitation)
+        r.add_get("/admin/approvals", self.admin_approvals)
+        r.add_get("/admin/deny-list", self.admin_deny_list)
+        r.add_post("/admin/deny-list", self.admin_add_deny_entry)
+        r.add_post("/admin/deny-list/{entry_id}/remove", self.admin_remove_deny_entry)
         r.add_post("/admin/badges", self.admin_badge)
         r.add_delete("/admin/badges/{uid}", self.admin_delete_badge)
         r.add_post("/admin/badges/{uid}/revoke", self.admin_revoke_badge)
@@ -272,6 +281,7 @@ class CentralServer:
             self._db,
             lambda request: request.get(PEER, request.remote),
         )
+        self.console.wake_notifier = self.wake_notifier
         self.console.add_routes(app)
         return app
 
@@ -912,9 +922,71 @@ class CentralServer:
         return _json(result, 201)
 
     async def admin_invitation(self, request: web.Request) -> web.Response:
-        """POST /admin/invitations."""
+        """POST /admin/invitations (screened against the deny list by the store)."""
         body = await self._body(request)
-        return _json(await self._change(request, 201, self.store.create_invitation, body), 201)
+        by = request[OPERATOR]["name"]
+        result = await self._change(request, 201, self.store.create_invitation, body, by=by)
+        self.wake_notifier()
+        return _json(result, 201)
+
+    def wake_notifier(self) -> None:
+        """Send queued e-mails now rather than at the sender's next poll."""
+        if self.notifier is not None:
+            self.notifier.wake()
+
+    async def admin_invitation_pdf(self, request: web.Request) -> web.StreamResponse:
+        """GET /admin/invitations/{invitation_id}/pdf: the printable invitation."""
+        found = await self._db(self.store.invitation_token, request.match_info["invitation_id"])
+        pdf = await asyncio.to_thread(
+            render_pdf,
+            found["invitation"],
+            found["token"],
+            site_name=self.settings.site,
+            zone=self.settings.zone,
+        )
+        return pdf_response(pdf, found["invitation"]["id"])
+
+    async def admin_resend_invitation(self, request: web.Request) -> web.Response:
+        """POST /admin/invitations/{invitation_id}/resend: queue the visitor's e-mail again."""
+        invitation_id = request.match_info["invitation_id"]
+        result = await self._change(request, 202, self.store.resend_invitation, invitation_id)
+        self.wake_notifier()
+        return _json(result, 202)
+
+    async def admin_decide_invitation(self, request: web.Request) -> web.Response:
+        """POST /admin/invitations/{invitation_id}/decision: a security officer approves or
+        refuses an invitation the deny list held (never the operator who created it)."""
+        body = await self._body(request)
+        result = await self._change(
+            request,
+            200,
+            self.store.decide_invitation,
+            request.match_info["invitation_id"],
+            body,
+            by=request[OPERATOR]["name"],
+        )
+        self.wake_notifier()
+        return _json(result)
+
+    async def admin_approvals(self, request: web.Request) -> web.Response:
+        """GET /admin/approvals: the invitations awaiting a security officer."""
+        return _json({"invitations": await self._db(self.store.pending_invitations)})
+
+    async def admin_deny_list(self, request: web.Request) -> web.Response:
+        """GET /admin/deny-list."""
+        return _json({"entries": await self._db(self.store.deny_list)})
+
+    async def admin_add_deny_entry(self, request: web.Request) -> web.Response:
+        """POST /admin/deny-list: a name and the reason."""
+        body = await self._body(request)
+        by = request[OPERATOR]["name"]
+        return _json(await self._change(request, 201, self.store.add_deny_entry, body, by=by), 201)
+
+    async def admin_remove_deny_entry(self, request: web.Request) -> web.Response:
+        """POST /admin/deny-list/{entry_id}/remove: with the reason."""
+        body = await self._body(request)
+        entry_id = request.match_info["entry_id"]
+        return _json(await self._change(request, 200, self.store.remove_deny_entry, entry_id, body))
 
     async def admin_revoke_invitation(self, request: web.Request) -> web.Response:
         """POST /admin/invitations/{invitation_id}/revoke."""

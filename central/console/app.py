@@ -45,7 +45,7 @@ from ..settings import CentralSettings
 from ..store import CentralStore
 from ..store.doormodes import CENTRAL_MODES
 from ..tls import is_trusted
-from . import security
+from . import screening, security
 from .i18n import LANGUAGES, N_, pick_language, translations
 from .live import BATCH, LiveHub
 
@@ -89,11 +89,18 @@ STATUS_LABELS = {
     "expired": N_("Expired"),
     "revoked": N_("Revoked"),
     "used": N_("Used"),
+    "pending_approval": N_("Awaiting approval"),
+    "refused": N_("Refused"),
 }
 #: What a redirect after a change says (``?done=``).
 DONE_MESSAGES = {
     "created": N_("Invitation created for %(name)s."),
     "revoked": N_("Invitation revoked."),
+    "pending": N_(
+        "The invitation of %(name)s awaits a security officer's approval: no code is sent "
+        "until then."
+    ),
+    "resent": N_("The invitation is sent again to %(name)s."),
     "password": N_("Your password is changed."),
 }
 #: Door modes in words (``central.store.doormodes.CENTRAL_MODES`` and what doors report).
@@ -139,6 +146,13 @@ PAGES: tuple[Page, ...] = (
         ("GET", "/admin/devices/{device_id}/selftest"),
     ),
     Page("doors", f"{PREFIX}/doors", N_("Doors"), ("PUT", "/admin/doors/{door}/mode")),
+    Page("deny_list", f"{PREFIX}/deny-list", N_("Deny list"), ("POST", "/admin/deny-list")),
+    Page(
+        "approvals",
+        f"{PREFIX}/approvals",
+        N_("Approvals"),
+        ("POST", "/admin/invitations/{invitation_id}/decision"),
+    ),
 )
 _PAGE = {page.name: page for page in PAGES}
 
@@ -246,6 +260,8 @@ class Console:
         self._peer = peer
         self._proxies = settings.proxies()
         self._envs: dict[str, Any] = {}
+        #: Sends queued e-mails now (the server sets it to its notifier's wake).
+        self.wake_notifier: Callable[[], None] = lambda: None
         #: The live events' shared reader (``live.py``); the server pokes it on uploads.
         self.live = LiveHub(
             lambda since: self._db(self.store.live_events, since_ms=since, limit=BATCH),
@@ -274,6 +290,7 @@ class Console:
         r.add_post(f"{PREFIX}/visitors", self.create_visitor)
         r.add_post(f"{PREFIX}/visitors/{{invitation_id}}/revoke", self.revoke_visitor)
         security.add_routes(self, app)
+        screening.add_routes(self, app)
         r.add_get(f"{PREFIX}/doors", self.doors)
         r.add_post(f"{PREFIX}/doors/mode", self.set_door_mode)
         r.add_static(
@@ -670,6 +687,7 @@ class Console:
                 "until_text": self._local(invitation["expires"]),
                 "status_label": STATUS_LABELS[invitation["status"]],
                 "revocable": invitation["status"] in ("valid", "upcoming"),
+                "issued": invitation["status"] in ("valid", "upcoming"),
             }
             for invitation in invitations
         ]
@@ -677,6 +695,7 @@ class Console:
             "visitor": "",
             "host": "",
             "host_email": "",
+            "visitor_email": "",
             "not_before": self._input_value(now_s - now_s % 3600),
             "expires": self._input_value(now_s - now_s % 3600 + 9 * 3600),
             "doors": "",
@@ -712,6 +731,8 @@ class Console:
         body["host"] = values["host"]
         if values["host_email"]:
             body["host_email"] = values["host_email"]
+        if values["visitor_email"]:
+            body["visitor_email"] = values["visitor_email"]
         not_before = self._parse_local(values["not_before"])
         expires = self._parse_local(values["expires"])
         if not_before is None or expires is None:
@@ -734,7 +755,7 @@ class Console:
                     "POST /admin/invitations",
                     lambda made: {"id": made["invitation"]["id"]},
                     201,
-                    self.store.create_invitation,
+                    partial(self.store.create_invitation, by=operator["name"]),
                     body,
                 )
             except CentralError as exc:
@@ -743,7 +764,9 @@ class Console:
                     request, operator, status=400, values=values, errors=errors
                 )
             invitation = created["invitation"]
-            query = urlencode({"done": "created", "name": invitation["visitor"]})
+            self.wake_notifier()  # the visitor's e-mail
+            done = "pending" if invitation.get("approval") == "pending" else "created"
+            query = urlencode({"done": done, "name": invitation["visitor"]})
             raise web.HTTPSeeOther(f"{PREFIX}/visitors?{query}")
         return await self._visitors_page(
             request, operator, status=400, values=values, errors=errors
@@ -907,6 +930,7 @@ _VISITOR_FIELDS = (
     "visitor",
     "host",
     "host_email",
+    "visitor_email",
     "not_before",
     "expires",
     "doors",

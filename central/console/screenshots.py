@@ -7,12 +7,14 @@ Usage::
 It starts a demo central of its own (a temporary data directory, loopback, a free port),
 adds operators with passwords (a security officer, an auditor), two enrolled doors of one
 zone (one heard from, reporting lockdown; modes set for the zone and a door), a third that
-sent events, alarms and self-tests (:func:`_seed_security`) and a few invitations (valid, not
-valid yet, single use, revoked), logs in through the login page as a person would, and saves
-``NAME-LANG.png`` for each page (the whole page, not only the window): the login page, the
-security officer's pages (:func:`_shots`: home, visitors, live events, alarms, devices, one
-device, doors), a wrong password, and what an auditor sees (the home page without Visitors,
-the refusal of that page).
+sent events, alarms and self-tests (:func:`_seed_security`), a few invitations (valid, not
+valid yet, single use, revoked, one held by the deny list) and the deny list, logs in through
+the login page as a person would, and saves ``NAME-LANG.png`` for each page (the whole page,
+not only the window): the login page, the security officer's pages (:func:`_shots`: home,
+visitors, live events, alarms, devices, one device, doors, deny list, approvals), the
+printable invitation a visitor gets (``invitation-LANG.png``: the PDF the Visitors page's link
+downloads, drawn by poppler), a wrong password, and what an auditor sees (the home page
+without Visitors, the refusal of that page).
 Needs Debian's ``chromium`` and ``chromium-driver`` and Selenium (the dev extra); nothing
 is downloaded.
 
@@ -136,7 +138,12 @@ def _seed(data: Path, url: str, token: str | None) -> None:
         now = store.now_ms() // 1000
         hour = now - now % 3600
         for body in (
-            {"visitor": "Marie Dupont", "host": "Jean Martin", "doors": ["front"]},
+            {
+                "visitor": "Marie Dupont",
+                "host": "Jean Martin",
+                "doors": ["front"],
+                "visitor_email": "marie.dupont@example.fr",
+            },
             {"visitor": "Hélène Rousseau", "host": "Léa Bernard", "zones": ["labs"]},
             {"visitor": "Tom Baker", "host": "Sam Lee", "doors": ["front", "dock"]},
             {"visitor": "Ines Moreau", "host": "Jean Martin", "doors": ["front"]},
@@ -149,6 +156,7 @@ def _seed(data: Path, url: str, token: str | None) -> None:
                 "visitor": "Kenji Sato",
                 "host": "Léa Bernard",
                 "host_email": "lea.bernard@example.com",
+                "visitor_email": "kenji.sato@example.com",
                 "doors": ["front"],
                 "single_use": True,
                 "not_before": hour + 86400,
@@ -159,6 +167,23 @@ def _seed(data: Path, url: str, token: str | None) -> None:
             {"visitor": "Paul Durand", "host": "Sam Lee", "doors": ["dock"]}
         )
         store.revoke_invitation(revoked["invitation"]["id"])
+        # The deny list, and an invitation it holds for a security officer's approval.
+        store.add_deny_entry(
+            {"name": "Emilie du Chatelet", "reason": "Trespass in March (court order)"},
+            by=OPERATOR,
+        )
+        store.add_deny_entry({"name": "Victor Lustig", "reason": "Fraud attempt"}, by=OPERATOR)
+        store.create_invitation(
+            {
+                "visitor": "DU CHÂTELET Émilie",
+                "host": "Jean Martin",
+                "doors": ["front"],
+                "not_before": hour + 86400,
+                "expires": hour + 86400 + 8 * 3600,
+                "lang": "fr",
+            },
+            by="paula",
+        )
     _, device = enroll_device(url, door="front", token=token, zones=["ground-floor"])
     heartbeat: dict[str, Any] = {
         "sent_at_ms": int(time.time() * 1000),
@@ -246,6 +271,41 @@ def _shots(base: str) -> Iterator[tuple[str, Callable[[Any], None]]]:
     yield "devices", lambda browser: browser.get(f"{base}/console/devices")
     yield "device", lambda browser: browser.get(f"{base}/console/devices/pi-gate-a")
     yield "doors", lambda browser: browser.get(f"{base}/console/doors")
+    yield "deny-list", lambda browser: browser.get(f"{base}/console/deny-list")
+    yield "approvals", lambda browser: browser.get(f"{base}/console/approvals")
+
+
+#: The seeded visitor whose printable invitation is pictured, per language.
+_INVITED = {"en": "Kenji Sato", "fr": "Marie Dupont"}
+
+
+def _invitation_picture(browser: Any, base: str, out: Path, lang: str) -> list[Path]:
+    """``invitation-LANG.png``: the PDF the Visitors page's link downloads, drawn by poppler
+    (as it prints), for a visitor invited in *lang*."""
+    import subprocess
+
+    import requests
+    from selenium.webdriver.common.by import By
+
+    if shutil.which("pdftoppm") is None:
+        log.warning("no pdftoppm (poppler-utils): the invitation's picture is not made")
+        return []
+    browser.get(f"{base}/console/visitors")
+    xpath = f"//tr[td[1][normalize-space()='{_INVITED[lang]}']]//a[contains(@href, '/pdf')]"
+    href = browser.find_element(By.XPATH, xpath).get_attribute("href")
+    cookies = {c["name"]: c["value"] for c in browser.get_cookies()}
+    answer = requests.get(href, cookies=cookies, timeout=30)
+    answer.raise_for_status()
+    with tempfile.TemporaryDirectory(prefix="portier-invitation-") as where:
+        pdf = Path(where) / "invitation.pdf"
+        pdf.write_bytes(answer.content)
+        stem = out / f"invitation-{lang}"
+        subprocess.run(
+            ["pdftoppm", "-png", "-r", "72", "-singlefile", str(pdf), str(stem)],
+            check=True,
+            timeout=60,
+        )
+    return [stem.with_suffix(".png")]
 
 
 @contextmanager
@@ -278,6 +338,7 @@ def take(out: Path, base: str, width: int = 1280) -> list[Path]:
                 path = out / f"{name}-{lang}.png"
                 save_page(browser, path, width)
                 saved.append(path)
+            saved.extend(_invitation_picture(browser, base, out, lang))
             # Another role: a wrong password first, then what an auditor sees.
             follow(browser, browser.find_element(By.CSS_SELECTOR, "form.logout button"))
             for name, password, page in (

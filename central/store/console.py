@@ -14,8 +14,13 @@ __all__ = ["ConsoleMixin", "invitation_status"]
 
 
 def invitation_status(invitation: dict[str, Any], now_s: int) -> str:
-    """One word for an invitation: ``revoked``, ``used`` (single use, used once),
-    ``expired``, ``upcoming`` (not valid yet) or ``valid``."""
+    """One word for an invitation: ``pending_approval`` (screened out by the deny list,
+    awaiting a security officer), ``refused`` (by one), ``revoked``, ``used`` (single use,
+    used once), ``expired``, ``upcoming`` (not valid yet) or ``valid``."""
+    if invitation.get("approval") == "pending":
+        return "pending_approval"
+    if invitation.get("approval") == "refused":
+        return "refused"
     if invitation["revoked_at"] is not None:
         return "revoked"
     if invitation["single_use"] and invitation["used"]:
@@ -38,8 +43,10 @@ class ConsoleMixin(StoreBase):
         with self._tx() as conn:
             rows = conn.execute(
                 "SELECT i.data, i.host_email, i.lang, i.revoked_at, i.purged_at_ms, "
+                "i.visitor_email, a.state AS approval, "
                 "u.id AS used_id FROM invitations i "
                 "LEFT JOIN used_invitations u ON u.id = i.id "
+                "LEFT JOIN invitation_approvals a ON a.invitation_id = i.id "
                 "ORDER BY i.expires DESC, i.id LIMIT ?",
                 (limit,),
             ).fetchall()
@@ -48,6 +55,8 @@ class ConsoleMixin(StoreBase):
             invitation = {
                 **json.loads(row["data"]),
                 "host_email": row["host_email"],
+                "visitor_email": row["visitor_email"],
+                "approval": row["approval"],
                 "lang": row["lang"] or "en",
                 "revoked_at": row["revoked_at"],
                 "used": row["used_id"] is not None,
@@ -62,7 +71,7 @@ class ConsoleMixin(StoreBase):
     ) -> dict[str, int]:
         """Return ``{"devices", "devices_online", "visitors_today"}``: enabled devices,
         those heard from (heartbeat or event) within *online_within_ms*, and invitations
-        not revoked whose validity overlaps [*day_start_s*, *day_end_s*)."""
+        not revoked nor awaiting approval whose validity overlaps [*day_start_s*, *day_end_s*)."""
         since = self.now_ms() - online_within_ms
         with self._tx() as conn:
             devices = conn.execute(
@@ -73,7 +82,10 @@ class ConsoleMixin(StoreBase):
                 (since, since),
             ).fetchone()
             rows = conn.execute(
-                "SELECT data FROM invitations WHERE revoked_at IS NULL AND expires > ?",
+                "SELECT data FROM invitations WHERE revoked_at IS NULL AND expires > ? "
+                # Held by the deny list: not expected unless a security officer approves.
+                "AND id NOT IN (SELECT invitation_id FROM invitation_approvals "
+                "WHERE state = 'pending')",
                 (day_start_s,),
             ).fetchall()
         today = sum(1 for row in rows if json.loads(row["data"])["not_before"] < day_end_s)

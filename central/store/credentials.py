@@ -73,11 +73,19 @@ class CredentialsMixin(StoreBase):
 
     # -- invitations ------------------------------------------------------------
 
-    def create_invitation(self, body: Mapping[str, Any]) -> dict[str, Any]:
+    def create_invitation(
+        self, body: Mapping[str, Any], *, by: str | None = None
+    ) -> dict[str, Any]:
         """Mint a signed invitation (an ``InvitationCreate`` body) with the active key.
 
+        The visitor's name is screened against the deny list (central/store/screening.py):
+        a match is stored awaiting a security officer's approval, without a token, not
+        published to the doors, not e-mailed. *by*: the operator creating it (who may not
+        approve it). With a ``visitor_email``, the invitation's e-mail is queued.
+
         Returns:
-            ``{"token": "PT1:...", "invitation": InvitationDelta}``.
+            ``{"token": "PT1:..." (None awaiting approval), "invitation": InvitationDelta
+            plus host_email, visitor_email, lang, approval ("pending" or None)}``.
 
         Raises:
             BadRequest: a bad field (named), or claims the token format refuses.
@@ -91,6 +99,7 @@ class CredentialsMixin(StoreBase):
                 "visitor",
                 "host",
                 "host_email",
+                "visitor_email",
                 "lang",
                 "site",
                 "doors",
@@ -101,6 +110,7 @@ class CredentialsMixin(StoreBase):
             ),
         )
         host_email = checked_email("host_email", body.get("host_email"))
+        visitor_email = checked_email("visitor_email", body.get("visitor_email"))
         lang = body.get("lang", "en")
         if lang not in LANGUAGES:
             raise BadRequest(f"lang: must be one of {', '.join(LANGUAGES)}, got {lang!r}")
@@ -147,13 +157,41 @@ class CredentialsMixin(StoreBase):
             # The host's e-mail and the language stay here: not in the signed token, not in
             # the deltas the doors receive (only the central tells the host).
             conn.execute(
-                "INSERT INTO invitations (id, site, kid, expires, data, host_email, lang) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (invitation_id, site, row["kid"], expires, dumps(data), host_email, lang),
+                "INSERT INTO invitations (id, site, kid, expires, data, host_email, lang, "
+                "visitor_email) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    invitation_id,
+                    site,
+                    row["kid"],
+                    expires,
+                    dumps(data),
+                    host_email,
+                    lang,
+                    visitor_email,
+                ),
             )
-            record_change(conn, site, "invitation", invitation_id, data)
+            # Screened in this transaction, whoever creates it (API, console, import).
+            entry = self._screen(conn, claims.visitor)  # type: ignore[attr-defined]
+            if entry is not None:
+                self._hold(conn, invitation_id, entry, by)  # type: ignore[attr-defined]
+            else:
+                record_change(conn, site, "invitation", invitation_id, data)
+                if visitor_email is not None:
+                    self._queue_invitation_mail(  # type: ignore[attr-defined]
+                        conn, invitation_id, "created"
+                    )
+        extra = {
+            "host_email": host_email,
+            "visitor_email": visitor_email,
+            "lang": lang,
+            "approval": None if entry is None else "pending",
+        }
+        if entry is not None:
+            # No token exists for it until a security officer approves it.
+            log.info("invitation %s awaits approval (deny list)", invitation_id)
+            return {"token": None, "invitation": {**data, **extra}}
         log.info("invitation %s minted", invitation_id)  # no name in logs: retention
-        return {"token": token, "invitation": {**data, "host_email": host_email, "lang": lang}}
+        return {"token": token, "invitation": {**data, **extra}}
 
     def revoke_invitation(self, invitation_id: str) -> dict[str, Any]:
         """Revoke an invitation; idempotent. Return the ``Revocation``.

@@ -17,7 +17,12 @@ sent again once the lease ends: at least once across a crash, exactly once other
 
 Statuses: ``pending`` (due at ``next_at_ms``), ``sent``, ``failed`` (gave up after the
 configured time; ``last_error`` says why), ``not_configured`` (no SMTP or no webhook
-configured when it was due), ``no_recipient`` (the invitation has no host e-mail).
+configured when it was due), ``no_recipient`` (the invitation has no host e-mail),
+``cancelled`` (a visitor's invitation e-mail whose invitation was revoked or expired before
+it went out).
+
+The visitor's invitation e-mails are rows of this outbox too (channel ``invitation``, device
+``central``), queued by :mod:`central.store.screening`.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ __all__ = ["CHANNELS", "CHECKIN_EVENT", "FINAL_STATUSES", "NotifyMixin"]
 #: The event a host is told about.
 CHECKIN_EVENT = "visitor.checked_in"
 CHANNELS = ("email", "webhook")
-FINAL_STATUSES = ("sent", "failed", "not_configured", "no_recipient")
+FINAL_STATUSES = ("sent", "failed", "not_configured", "no_recipient", "cancelled")
 
 
 class NotifyMixin(StoreBase):

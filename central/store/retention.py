@@ -247,7 +247,8 @@ class RetentionMixin(StoreBase):
         for row in rows:
             data, _ = pseudonymise(json.loads(row["data"]), key)
             conn.execute(
-                "UPDATE invitations SET data = ?, host_email = NULL, purged_at_ms = ? WHERE id = ?",
+                "UPDATE invitations SET data = ?, host_email = NULL, visitor_email = NULL, "
+                "purged_at_ms = ? WHERE id = ?",
                 (dumps(data), now, row["id"]),
             )
             # What a door that polls from the start would still be sent.

@@ -19,7 +19,7 @@ from .db import Database, Step
 
 __all__ = ["POSTGRES_STEPS", "SCHEMA_VERSION", "SQLITE_STEPS", "migrate"]
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 #: Schema 1: the tables of the first central.
 _SCHEMA_V1 = (
@@ -372,6 +372,57 @@ _SCHEMA_V11_POSTGRES = (
 )
 
 
+#: Schema 12 (issue 14): the visitor's e-mail of an invitation (its PDF is mailed to it), the
+#: site's deny list (names and their comparison key) and the approvals of the invitations it
+#: screened out (central/store/screening.py).
+_SCHEMA_V12_SQLITE = (
+    "ALTER TABLE invitations ADD COLUMN visitor_email TEXT",
+    """CREATE TABLE deny_list (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        name_key TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        added_by TEXT NOT NULL,
+        added_ms INTEGER NOT NULL
+    ) STRICT""",
+    """CREATE TABLE invitation_approvals (
+        invitation_id TEXT PRIMARY KEY,
+        entry_id TEXT NOT NULL,
+        entry_name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        requested_ms INTEGER NOT NULL,
+        decided_by TEXT,
+        decided_ms INTEGER,
+        reason TEXT
+    ) STRICT""",
+    "CREATE INDEX invitation_approvals_state ON invitation_approvals(state, requested_ms)",
+)
+_SCHEMA_V12_POSTGRES = (
+    "ALTER TABLE invitations ADD COLUMN visitor_email TEXT",
+    """CREATE TABLE deny_list (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        name_key TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        added_by TEXT NOT NULL,
+        added_ms BIGINT NOT NULL
+    )""",
+    """CREATE TABLE invitation_approvals (
+        invitation_id TEXT PRIMARY KEY,
+        entry_id TEXT NOT NULL,
+        entry_name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        requested_ms BIGINT NOT NULL,
+        decided_by TEXT,
+        decided_ms BIGINT,
+        reason TEXT
+    )""",
+    "CREATE INDEX invitation_approvals_state ON invitation_approvals(state, requested_ms)",
+)
+
+
 #: SQLite's steps (a database of schema 1 to 10 is migrated on open).
 SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     1: _SCHEMA_V1,
@@ -385,13 +436,15 @@ SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     9: _SCHEMA_V9_SQLITE,
     10: _SCHEMA_V10_SQLITE,
     11: _SCHEMA_V11_SQLITE,
+    12: _SCHEMA_V12_SQLITE,
 }
 
 
 #: PostgreSQL's steps: a PostgreSQL database starts at schema 3 (one step, the whole schema),
 #: then schema 4 (operators), schema 5 (the audit chain), schema 6 (host notification),
 #: schema 7 (retention), schema 8 (must_change_password), schema 9 (badge issuance),
-#: schema 10 (alarm acknowledgements, the self-test log), schema 11 (door modes).
+#: schema 10 (alarm acknowledgements, the self-test log), schema 11 (door modes),
+#: schema 12 (visitor e-mail, deny list, approvals).
 #: The same tables as SQLite's: ``BIGINT`` for integers, ``BYTEA`` for blobs, an identity
 #: column for the deltas cursor; booleans stay 0/1 integers (one code path for both).
 POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
@@ -581,6 +634,7 @@ POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
     9: _SCHEMA_V9_POSTGRES,
     10: _SCHEMA_V10_POSTGRES,
     11: _SCHEMA_V11_POSTGRES,
+    12: _SCHEMA_V12_POSTGRES,
 }
 
 
@@ -608,7 +662,7 @@ def migrate(db: Database) -> None:
         # before operator accounts (issue 13); 4: one written before the audit chain;
         # 5: before host notification; 6: before retention; 7: before operators over HTTP;
         # 8: before badge issuance; 9: before the console's alarm acknowledgements;
-        # 10: before door modes.
+        # 10: before door modes; 11: before the deny list and visitor e-mails.
         for step, statements in sorted(db.migrations.items()):
             if version < step <= SCHEMA_VERSION:
                 for statement in statements:

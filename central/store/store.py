@@ -15,6 +15,7 @@ It is the domain mixins of this package over one :class:`~central.store.db.Datab
 ``console``        the web console's reads (invitations with their status, a summary)
 ``monitor``        live events, alarms and acknowledgements, devices, the technical log
 ``doormodes``      door and zone modes set from the security office (who, why)
+``screening``      the deny list, approvals, invitation tokens (PDF) and e-mails
 =================  ================================================================
 
 It is synchronous: the server runs its calls on one worker thread (so they are
@@ -47,6 +48,7 @@ from .monitor import MonitorMixin
 from .operators import OperatorsMixin
 from .retention import RetentionMixin
 from .schema import migrate
+from .screening import ScreeningMixin
 from .sqlite import SqliteDatabase
 
 __all__ = ["CentralStore", "open_database"]
@@ -90,6 +92,7 @@ class CentralStore(
     ConsoleMixin,
     MonitorMixin,
     DoorModesMixin,
+    ScreeningMixin,
 ):
     """The reference central's database and rules.
 

@@ -2,10 +2,10 @@
 
 The pass is drawn with Pillow at the printer's resolution (``[passes] dpi``) on a page of
 the layout's exact size, so CUPS prints it 1:1 on a 62 mm label (Brother QL through
-``printer-driver-ptouch``) or a CR80 card. The QR code is drawn module by module with
-whole pixels per module (segno), so it stays sharp at 300 dpi. Text is Roboto (the font
-Kivy ships, so the kiosk's screen and its passes match), with Pillow's own font as a
-fallback. Dates use Babel like the kiosk's screens (``en_GB``, ``fr_BE``).
+``printer-driver-ptouch``) or a CR80 card. The page, its QR code (whole pixels per module,
+so it stays sharp at 300 dpi) and its text (Roboto, the font Kivy ships, so the kiosk's screen
+and its passes match) are :mod:`portier_common.pagedraw`'s, shared with the central's printable
+invitations. Dates use Babel like the kiosk's screens (``en_GB``, ``fr_BE``).
 
 Layouts (docs/passes.md has a picture of each):
 
@@ -18,18 +18,14 @@ Layouts (docs/passes.md has a picture of each):
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
-import io
 from collections.abc import Mapping
-from functools import cache
-from pathlib import Path
 
-import segno
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageFont
 
 from kiosk.config import PassSection
 from kiosk.i18n import DATE_LOCALES
 from kiosk.passes.model import VisitorPass
+from portier_common import pagedraw
 
 #: The band's text: always both languages, whatever the pass's language.
 BAND_TEXT = "VISITOR / VISITEUR"
@@ -53,26 +49,11 @@ PASS_WORDS: dict[str, dict[str, str]] = {
 CR80_MM = (85.6, 53.98)
 LABEL_WIDTH_MM = 62.0
 _FONT_FALLBACK_SIZE_PT = 10
-FontT = ImageFont.FreeTypeFont | ImageFont.ImageFont
-
-
-@cache
-def _font_dir() -> Path | None:
-    """Kivy's bundled fonts folder, found without importing Kivy (no window, no side effect)."""
-    spec = importlib.util.find_spec("kivy")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(next(iter(spec.submodule_search_locations))) / "data" / "fonts"
-    return folder if (folder / "Roboto-Regular.ttf").exists() else None
-
-
-@cache
-def _font(size_px: int, bold: bool = False) -> FontT:
-    folder = _font_dir()
-    if folder is not None:
-        name = "Roboto-Bold.ttf" if bold else "Roboto-Regular.ttf"
-        return ImageFont.truetype(str(folder / name), size_px)
-    return ImageFont.load_default(size_px)
+FontT = pagedraw.FontT
+#: Roboto at a pixel size (``portier_common.pagedraw``; the muster list uses it too).
+_font = pagedraw.font
+#: The QR code as whole-pixel modules (``portier_common.pagedraw``).
+qr_image = pagedraw.qr_image
 
 
 def _date(when: dt.datetime, lang: str, wide: bool) -> str:
@@ -104,101 +85,11 @@ def format_day(when: float, lang: str, tz: dt.tzinfo | None = None) -> str:
     return _date(_local(when, tz), lang, True)
 
 
-def qr_image(text: str, size_px: int) -> Image.Image:
-    """The QR code of ``text`` (error correction M, 4-module quiet zone) as a square
-    black-and-white image of at most ``size_px``, whole pixels per module."""
-    qr = segno.make(text, error="m", micro=False)
-    border = 4
-    modules = len(qr.matrix) + 2 * border
-    image = Image.new("1", (modules, modules), 1)
-    pixels = image.load()
-    assert pixels is not None
-    for y, row in enumerate(qr.matrix):
-        for x, dark in enumerate(row):
-            if dark:
-                pixels[x + border, y + border] = 0
-    scale = max(1, size_px // modules)
-    return image.resize((modules * scale, modules * scale), Image.Resampling.NEAREST)
+class _Canvas(pagedraw.Canvas):
+    """A pass page: the shared canvas, with the pass's bilingual band."""
 
-
-class _Canvas:
-    """A page in millimetres over a Pillow image at ``dpi``."""
-
-    def __init__(self, width_mm: float, height_mm: float, dpi: int) -> None:
-        self.dpi = dpi
-        self.image = Image.new("RGB", (self.px(width_mm), self.px(height_mm)), "white")
-        self.draw = ImageDraw.Draw(self.image)
-
-    def px(self, mm: float) -> int:
-        return round(mm * self.dpi / 25.4)
-
-    def font(self, height_mm: float, bold: bool = False) -> FontT:
-        # A font's pixel size is about its line height; 0.8 of it is the cap height.
-        return _font(max(6, self.px(height_mm)), bold)
-
-    def fit(self, text: str, width_mm: float, height_mm: float, bold: bool = False) -> FontT:
-        """The largest font up to ``height_mm`` in which ``text`` fits ``width_mm``."""
-        size = height_mm
-        while size > 1.6:
-            font = self.font(size, bold)
-            if self.draw.textlength(text, font=font) <= self.px(width_mm):
-                return font
-            size *= 0.92
-        return self.font(1.6, bold)
-
-    def line(
-        self,
-        x_mm: float,
-        y_mm: float,
-        text: str,
-        width_mm: float,
-        height_mm: float,
-        *,
-        bold: bool = False,
-        fill: str = "black",
-        shrink: bool = True,
-    ) -> float:
-        """Draw one line (shrunk, then cut with an ellipsis, to fit); return the next y."""
-        font = self.fit(text, width_mm, height_mm, bold) if shrink else self.font(height_mm, bold)
-        limit = self.px(width_mm)
-        if self.draw.textlength(text, font=font) > limit:
-            while text and self.draw.textlength(text + "…", font=font) > limit:
-                text = text[:-1]
-            text += "…"
-        self.draw.text((self.px(x_mm), self.px(y_mm)), text, font=font, fill=fill)
-        return y_mm + height_mm * 1.25
-
-    def band(self, height_mm: float, colour: str) -> None:
-        width = self.image.width
-        self.draw.rectangle((0, 0, width, self.px(height_mm)), fill=colour)
-        text_h = height_mm * 0.55
-        font = self.fit(BAND_TEXT, width * 25.4 / self.dpi - 6, text_h, bold=True)
-        box = self.draw.textbbox((0, 0), BAND_TEXT, font=font)
-        x = (width - (box[2] - box[0])) // 2 - box[0]
-        y = (self.px(height_mm) - (box[3] - box[1])) // 2 - box[1]
-        self.draw.text((x, y), BAND_TEXT, font=font, fill="white")
-
-    def photo(self, jpeg: bytes, x_mm: float, y_mm: float, w_mm: float, h_mm: float) -> None:
-        with Image.open(io.BytesIO(jpeg)) as raw:
-            picture = ImageOps.fit(raw.convert("RGB"), (self.px(w_mm), self.px(h_mm)))
-        self.image.paste(picture, (self.px(x_mm), self.px(y_mm)))
-        self.draw.rectangle(
-            (
-                self.px(x_mm),
-                self.px(y_mm),
-                self.px(x_mm + w_mm) - 1,
-                self.px(y_mm + h_mm) - 1,
-            ),
-            outline="black",
-            width=max(1, self.px(0.2)),
-        )
-
-    def qr(self, text: str, x_mm: float, y_mm: float, size_mm: float) -> float:
-        """Draw the QR code centred in a ``size_mm`` square; return its bottom in mm."""
-        code = qr_image(text, self.px(size_mm))
-        offset = (self.px(size_mm) - code.width) // 2
-        self.image.paste(code.convert("RGB"), (self.px(x_mm) + offset, self.px(y_mm) + offset))
-        return y_mm + size_mm
+    def band(self, height_mm: float, colour: str, text: str = BAND_TEXT) -> None:
+        super().band(height_mm, colour, text)
 
 
 def _place_names(
@@ -339,12 +230,9 @@ def render_pdf(
 ) -> bytes:
     """The pass as a one-page PDF of the layout's exact size (see :func:`render_image`)."""
     image = render_image(visitor_pass, settings, lang, place_names=place_names, tz=tz)
-    out = io.BytesIO()
-    image.save(
-        out,
-        "PDF",
-        resolution=float(settings.dpi),
+    return pagedraw.save_pdf(
+        image,
+        settings.dpi,
         title=f"Visitor pass {visitor_pass.pass_id[:8]}",
         creator="Portier kiosk",
     )
-    return out.getvalue()

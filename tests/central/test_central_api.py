@@ -90,7 +90,8 @@ def test_contract_document_is_valid_openapi_31(contract: ContractChecker) -> Non
     for schema in contract.doc["components"]["schemas"].values():
         Draft202012Validator.check_schema(schema)
     for method, path, status in contract.documented():
-        if status != "204":
+        response = contract.doc["paths"][path][method.lower()]["responses"][status]
+        if status != "204" and "application/pdf" not in response.get("content", {}):
             contract.response_schema_pointer(method, path, int(status))
     # Every device endpoint documents what the device does on each error family.
     for path in ("/v1/events", "/v1/deltas", "/v1/heartbeat"):
