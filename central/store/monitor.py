@@ -101,7 +101,8 @@ class MonitorMixin(StoreBase):
         Raises:
             BadRequest: *group* is not a group of :data:`EVENT_GROUPS`.
         """
-        where, args = "e.status = 'stored'", []
+        where = "e.status = 'stored'"
+        args: list[object] = []
         if since_ms is not None:
             where += " AND e.received_at_ms >= ?"
             args.append(since_ms)
