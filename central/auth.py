@@ -47,6 +47,10 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/admin/enroll-tokens"): _INSTALL,
     ("POST", "/admin/invitations"): _PASS,
     ("POST", "/admin/invitations/{invitation_id}/revoke"): _PASS,
+    # Several at once (a group, a CSV import), a recurring visitor, an extension (issue 14).
+    ("POST", "/admin/invitations/batch"): _PASS,
+    ("POST", "/admin/invitations/recurring"): _PASS,
+    ("POST", "/admin/invitations/{invitation_id}/extend"): _PASS,
     ("POST", "/admin/badges"): _PASS,
     ("DELETE", "/admin/badges/{uid}"): _PASS,
     ("POST", "/admin/badges/{uid}/revoke"): _PASS,

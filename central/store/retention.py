@@ -15,7 +15,9 @@ What a purge does, in one transaction, to what is older than the cutoff (now min
   nothing personal is left as it was (still re-hashable).
 * **invitations** that expired before the cutoff: visitor and host pseudonymised in the
   stored invitation and in the deltas log (``changes``) that new doors read, host e-mail
-  removed; marked ``purged_at_ms``.
+  removed; marked ``purged_at_ms``. A group of invitations (schema 12: a recurring
+  visitor's days, a group, a CSV import) whose every invitation is purged loses its label
+  (a recurring visitor's is their name).
 * **host notifications** created before the cutoff: the message's visitor, host and
   recipient pseudonymised, ``last_error`` (it may quote the address) cleared; one still
   pending is given up (``failed``, "purged by retention").
@@ -261,6 +263,12 @@ class RetentionMixin(StoreBase):
                     conn.execute(
                         "UPDATE changes SET data = ? WHERE seq = ?", (dumps(new), change["seq"])
                     )
+        if rows:
+            conn.execute(
+                "UPDATE invitation_groups SET label = '-' WHERE label <> '-' AND NOT EXISTS "
+                "(SELECT 1 FROM invitations i WHERE i.group_id = invitation_groups.id "
+                "AND i.purged_at_ms IS NULL)"
+            )
         return len(rows)
 
     @staticmethod

@@ -48,6 +48,7 @@ from .operators import OperatorsMixin
 from .retention import RetentionMixin
 from .schema import migrate
 from .sqlite import SqliteDatabase
+from .visits import VisitsMixin
 
 __all__ = ["CentralStore", "open_database"]
 
@@ -90,6 +91,7 @@ class CentralStore(
     ConsoleMixin,
     MonitorMixin,
     DoorModesMixin,
+    VisitsMixin,
 ):
     """The reference central's database and rules.
 

@@ -213,11 +213,18 @@ def test_central_database_of_schema_1_gains_the_report_table(tmp_path: Path) -> 
         store._conn.execute("DROP TABLE alarm_acks")
         store._conn.execute("DROP TABLE selftest_log")
         store._conn.execute("DROP TABLE door_modes")  # schema 11's (issue 14: door modes)
+        # Schema 12's (issue 14: invitation groups and extensions, CSV import drafts).
+        store._conn.execute("DROP TABLE invitation_groups")
+        store._conn.execute("DROP TABLE import_drafts")
+        store._conn.execute("DROP INDEX invitations_group")
         for table, column in (
             ("events", "purged_at_ms"),
             ("invitations", "purged_at_ms"),
             ("invitations", "host_email"),
             ("invitations", "lang"),
+            ("invitations", "group_id"),
+            ("invitations", "replaces"),
+            ("invitations", "replaced_by"),
             ("devices", "zones"),
             ("devices", "guard_console"),
             ("devices", "reset_allowed"),
@@ -227,7 +234,7 @@ def test_central_database_of_schema_1_gains_the_report_table(tmp_path: Path) -> 
             store._conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         store._conn.execute("PRAGMA user_version = 1")
     with CentralStore(settings) as store:
-        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 11
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 12
         with pytest.raises(NotFound):
             store.selftest("nobody")
         token = store.create_enroll_token(door="lobby")["enroll_token"]
