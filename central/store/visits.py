@@ -93,7 +93,7 @@ class VisitsMixin(StoreBase):
             with self._tx() as conn:
                 yield conn
         else:
-            with self.one_transaction() as conn:  # type: ignore[attr-defined]
+            with self.one_transaction() as conn:
                 yield conn
 
     def _new_group(self, conn: Connection, site: str, kind: str, label: str) -> dict[str, Any]:
@@ -163,6 +163,30 @@ class VisitsMixin(StoreBase):
             made = self._create_in_group(conn, group, [{"site": site, **b} for b in bodies])
         return {"id": group["id"], "group": group, "invitations": made}
 
+    def check_invitations(self, bodies: Sequence[Mapping[str, Any]]) -> list[str | None]:
+        """What :meth:`create_invitation` would say of each of *bodies* (None: it would
+        make it), without making any: each is tried in a savepoint of a transaction that
+        is then rolled back. The CSV import's preview; the confirmation makes them again
+        with :meth:`create_invitation_group`."""
+        answers: list[str | None] = []
+
+        class _Undo(Exception):
+            pass
+
+        try:
+            with self._atomic():
+                for body in bodies:
+                    try:
+                        self.create_invitation(body)  # type: ignore[attr-defined]
+                    except BadRequest as exc:
+                        answers.append(exc.detail)
+                    else:
+                        answers.append(None)
+                raise _Undo
+        except _Undo:
+            pass
+        return answers
+
     def create_recurring_invitations(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """One invitation per day a recurring visitor comes (an ``InvitationRecurring``
         body: the shared invitation fields, ``first_day``, ``last_day`` (site dates,
@@ -197,7 +221,7 @@ class VisitsMixin(StoreBase):
             raise BadRequest("end: must be after start (the same day)")
         zone = self.settings.zone
         shared = {key: body[key] for key in _SHARED if key in body}
-        bodies = []
+        bodies: list[dict[str, Any]] = []
         day = first
         while day <= last:
             if _DAYS[day.weekday()] in days:

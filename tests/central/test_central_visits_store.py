@@ -208,3 +208,13 @@ def test_an_old_draft_expires(tmp_path: Path, central_db: Callable[[], str | Non
         draft = store.save_import_draft("s", "x", "visitor\nAda\n")
         now[0] += 3601 * 1000
         assert store.import_draft(draft["id"], "s") is None
+
+
+def test_checking_invitations_makes_none(tmp_path: Path, central_db: Callable[[], str | None]):
+    with _store(tmp_path, central_db) as store:
+        cursor = store.head_cursor()
+        answers = store.check_invitations([_one("Ada"), _one("x" * 300), _one("Bob")])
+        assert answers[0] is None and answers[2] is None
+        assert answers[1] is not None and "visitor" in answers[1]
+        assert store.list_invitations() == []
+        assert store.deltas("hq", cursor)["invitations"] == []
