@@ -16,7 +16,7 @@ import pytest
 from central.errors import BadRequest
 from central.settings import CentralSettings
 from central.store import CentralStore
-from central.testing import enroll_device
+from central.testing import ContractChecker, enroll_device
 
 from .conftest import Answer, ConsoleClient
 
@@ -393,6 +393,12 @@ def test_the_admin_routes(console_central):
         assert extended["replaced"] == first["id"] and extended["token"].startswith("PT1:")
         with pytest.raises(BadRequest):
             admin._call("POST", f"/admin/invitations/{first['id']}/extend", json={"expires": 1})
+    # The answers are those docs/central-api.yaml describes.
+    contract = ContractChecker()
+    contract.check_response("POST", "/admin/invitations/batch", 201, made)
+    contract.check_response("POST", "/admin/invitations/recurring", 201, days)
+    contract.check_response("POST", "/admin/invitations/{invitation_id}/extend", 201, extended)
+    with console_central.admin() as admin:
         journal = admin.operator_journal()
     details = [(e["action"], json.loads(e["detail"] or "{}")) for e in journal]
     assert any(
