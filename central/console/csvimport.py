@@ -171,8 +171,10 @@ def parse(
         )
     if parsed.errors:
         return parsed
+    # Errors name a column as the file does ("Début", not "from").
+    named = {col: raw.strip() for col, raw in zip(columns, rows[0], strict=True) if col}
     for number, row in data:
-        parsed.lines.append(_line(number, row, columns, zone, doors, zones, lang, site))
+        parsed.lines.append(_line(number, row, columns, named, zone, doors, zones, lang, site))
     return parsed
 
 
@@ -180,6 +182,7 @@ def _line(
     number: int,
     row: list[str],
     columns: list[str | None],
+    named: dict[str, str],
     zone: ZoneInfo,
     known_doors: Collection[str],
     known_zones: Collection[str],
@@ -201,7 +204,7 @@ def _line(
                 _msg(
                     N_("“%(value)s” in “%(column)s” is not a date and time like 2026-12-05 08:00."),
                     value=cells.get(value, ""),
-                    column=column,
+                    column=named.get(column, column),
                 )
             )
     if starts is not None and ends is not None and ends <= starts:
