@@ -292,6 +292,8 @@ class VisitsMixin(StoreBase):
                 raise BadRequest("invitation: single use, used already")
             if expires <= data["expires"] or expires <= self.now_ms() // 1000:
                 raise BadRequest("expires: must be after the current end and after now")
+            # Everything the invitation was made with but its end (a field added to
+            # invitations later must be copied here too).
             new: dict[str, Any] = {
                 "visitor": data["visitor"],
                 "host": data["host"],
