@@ -17,7 +17,8 @@ What a purge does, in one transaction, to what is older than the cutoff (now min
   stored invitation and in the deltas log (``changes``) that new doors read, host e-mail
   removed; marked ``purged_at_ms``. A group of invitations (schema 12: a recurring
   visitor's days, a group, a CSV import) whose every invitation is purged loses its label
-  (a recurring visitor's is their name).
+  (a recurring visitor's is their name). The console's CSV uploads never confirmed
+  (``import_drafts``) are deleted once an hour old.
 * **host notifications** created before the cutoff: the message's visitor, host and
   recipient pseudonymised, ``last_error`` (it may quote the address) cleared; one still
   pending is given up (``failed``, "purged by retention").
@@ -46,6 +47,7 @@ from portier_common.encoding import canonical_json
 from .base import StoreBase, dumps
 from .db import Connection
 from .operators import journal
+from .visits import DRAFT_TTL_MS
 
 __all__ = [
     "DROPPED_KEYS",
@@ -172,6 +174,10 @@ class RetentionMixin(StoreBase):
             events = self._purge_events(conn, key, cutoff, now, dry_run)
             invitations = self._purge_invitations(conn, key, cutoff, now, dry_run)
             notifications = self._purge_notifications(conn, key, cutoff, now, dry_run)
+            if not dry_run:  # a CSV upload never confirmed: its guest list goes after an hour
+                conn.execute(
+                    "DELETE FROM import_drafts WHERE created_at_ms < ?", (now - DRAFT_TTL_MS,)
+                )
             result = {
                 "dry_run": dry_run,
                 "retention_days": days,

@@ -218,3 +218,27 @@ def test_checking_invitations_makes_none(tmp_path: Path, central_db: Callable[[]
         assert answers[1] is not None and "visitor" in answers[1]
         assert store.list_invitations() == []
         assert store.deltas("hq", cursor)["invitations"] == []
+
+
+def test_retention_forgets_a_group_label_and_old_drafts(
+    tmp_path: Path, central_db: Callable[[], str | None]
+):
+    now = [NOW_S * 1000]
+    settings = CentralSettings(data_dir=tmp_path / "data", db=central_db(), site="hq")
+    with CentralStore(settings, clock=lambda: now[0]) as store:
+        old = store.create_invitation_group(
+            {"label": "Carl Contractor", "invitations": [_one("Carl"), _one("Carl again")]}
+        )
+        kept = store.create_invitation_group({"label": "Later", "invitations": [_one("Dee")]})
+        draft = store.save_import_draft("s", "x", "visitor\nAda\n")
+        store.extend_invitation(
+            kept["invitations"][0]["invitation"]["id"], {"expires": NOW_S + 400 * 86400}
+        )
+        now[0] += 40 * 86_400_000
+        store.purge(retention_days=30)
+        labels = {i["group"]["id"]: i["group"]["label"] for i in store.list_invitations()}
+        assert labels[old["id"]] == "-"  # every invitation of it purged: the name goes
+        assert labels[kept["id"]] == "Later"  # one still current
+        with store.one_transaction() as conn:
+            left = conn.execute("SELECT id FROM import_drafts").fetchall()
+        assert [row["id"] for row in left] == [] and draft["id"]
