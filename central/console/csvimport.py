@@ -143,9 +143,16 @@ def parse(
     if not text.strip():
         parsed.errors.append(_msg(N_("The file is empty.")))
         return parsed
+    if "\x00" in text:  # a binary file, or UTF-16 read as UTF-8
+        parsed.errors.append(_msg(N_("The file holds a NUL character: it is not text.")))
+        return parsed
     first = text.splitlines()[0]
     delimiter = ";" if first.count(";") > first.count(",") else ","
-    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    except csv.Error as exc:  # a cell beyond the csv module's limit (128 KB)
+        parsed.errors.append(_msg(N_("The file is not CSV text: %(detail)s"), detail=str(exc)))
+        return parsed
     header = [_key(cell) for cell in rows[0]]
     columns: list[str | None] = []
     for raw, key in zip(rows[0], header, strict=True):
