@@ -358,41 +358,29 @@ def test_an_auditor_may_not_invite(client: ConsoleClient):
 
 def test_the_admin_routes(console_central):
     with console_central.admin() as admin:
-        made = admin._call(
-            "POST",
-            "/admin/invitations/batch",
-            json={
-                "label": "API group",
-                "invitations": [
-                    {"visitor": "Api One", "doors": ["front"]},
-                    {"visitor": "Api Two", "doors": ["front"]},
-                ],
-            },
+        made = admin.create_invitation_group(
+            "API group",
+            [
+                {"visitor": "Api One", "doors": ["front"]},
+                {"visitor": "Api Two", "doors": ["front"]},
+            ],
         )
         assert [m["invitation"]["visitor"] for m in made["invitations"]] == ["Api One", "Api Two"]
-        days = admin._call(
-            "POST",
-            "/admin/invitations/recurring",
-            json={
-                "visitor": "Api Daily",
-                "doors": ["lab"],
-                "first_day": "2036-06-02",
-                "last_day": "2036-06-04",
-                "days": ["mon", "tue", "wed"],
-                "start": "09:00",
-                "end": "10:00",
-            },
+        days = admin.create_recurring_invitations(
+            visitor="Api Daily",
+            doors=["lab"],
+            first_day="2036-06-02",
+            last_day="2036-06-04",
+            days=["mon", "tue", "wed"],
+            start="09:00",
+            end="10:00",
         )
         assert len(days["invitations"]) == 3
         first = days["invitations"][0]["invitation"]
-        extended = admin._call(
-            "POST",
-            f"/admin/invitations/{first['id']}/extend",
-            json={"expires": first["expires"] + 3600},
-        )
+        extended = admin.extend_invitation(first["id"], first["expires"] + 3600)
         assert extended["replaced"] == first["id"] and extended["token"].startswith("PT1:")
         with pytest.raises(BadRequest):
-            admin._call("POST", f"/admin/invitations/{first['id']}/extend", json={"expires": 1})
+            admin.extend_invitation(first["id"], 1)
     # The answers are those docs/central-api.yaml describes.
     contract = ContractChecker()
     contract.check_response("POST", "/admin/invitations/batch", 201, made)

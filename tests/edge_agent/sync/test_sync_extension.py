@@ -42,19 +42,14 @@ def _at(door: Door, token: str, when: float) -> Any:
 
 def test_an_extended_invitation_at_the_door(admin: CentralAdmin, door: Door) -> None:
     now = int(time.time())
-    made = admin._call(
-        "POST",
-        "/admin/invitations",
-        json={"visitor": "Ada Lovelace", "doors": [DOOR], "not_before": now - 60,
-              "expires": now + 3600},
-    )  # fmt: skip
+    made = admin.create_invitation(
+        visitor="Ada Lovelace", doors=[DOOR], not_before=now - 60, expires=now + 3600
+    )
     assert door.downlink.sync().complete
     assert _at(door, made["token"], now).granted
 
     new_end = now + 2 * 86400
-    done = admin._call(
-        "POST", f"/admin/invitations/{made['invitation']['id']}/extend", json={"expires": new_end}
-    )
+    done = admin.extend_invitation(made["invitation"]["id"], new_end)
     assert door.downlink.sync().complete
     old = _at(door, made["token"], now)
     assert not old.granted and old.reason is Reason.REVOKED
@@ -69,18 +64,14 @@ def test_an_extended_invitation_at_the_door(admin: CentralAdmin, door: Door) -> 
 def test_a_recurring_visitors_day_opens_its_hours_only(admin: CentralAdmin, door: Door) -> None:
     zone = dt.UTC  # the test central's time_zone
     tomorrow = dt.datetime.now(zone).date() + dt.timedelta(days=1)
-    made = admin._call(
-        "POST",
-        "/admin/invitations/recurring",
-        json={
-            "visitor": "Carl Contractor",
-            "doors": [DOOR],
-            "first_day": tomorrow.isoformat(),
-            "last_day": (tomorrow + dt.timedelta(days=1)).isoformat(),
-            "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
-            "start": "08:00",
-            "end": "17:00",
-        },
+    made = admin.create_recurring_invitations(
+        visitor="Carl Contractor",
+        doors=[DOOR],
+        first_day=tomorrow.isoformat(),
+        last_day=(tomorrow + dt.timedelta(days=1)).isoformat(),
+        days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+        start="08:00",
+        end="17:00",
     )
     assert door.downlink.sync().complete
     first = made["invitations"][0]["token"]
