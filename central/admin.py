@@ -259,6 +259,26 @@ class CentralAdmin:
         path = f"/admin/deny-list/{quote(entry_id, safe='')}/remove"
         return self._call("POST", path, json={"reason": reason})
 
+    def create_invitation_group(
+        self, label: str, invitations: list[dict[str, Any]], *, kind: str = "group"
+    ) -> dict[str, Any]:
+        """Make several invitations together, all or none (``InvitationGroupCreate``);
+        return ``{"id", "group", "invitations": [{"token", "invitation"}]}``."""
+        body = {"kind": kind, "label": label, "invitations": invitations}
+        return self._call("POST", "/admin/invitations/batch", json=body)
+
+    def create_recurring_invitations(self, **fields: Any) -> dict[str, Any]:
+        """One invitation per day of a recurring visit (``InvitationRecurring`` fields);
+        return as :meth:`create_invitation_group`."""
+        body = {key: value for key, value in fields.items() if value is not None}
+        return self._call("POST", "/admin/invitations/recurring", json=body)
+
+    def extend_invitation(self, invitation_id: str, expires: int) -> dict[str, Any]:
+        """A later end: a new invitation and token replace the old (revoked); return
+        ``{"id", "replaced", "token", "invitation", "revocation"}``."""
+        path = f"/admin/invitations/{quote(invitation_id, safe='')}/extend"
+        return self._call("POST", path, json={"expires": expires})
+
     def put_badge(self, **fields: Any) -> dict[str, Any]:
         """Add or replace a badge (``BadgeCreate`` fields); return the ``Badge``."""
         body = {key: value for key, value in fields.items() if value is not None}

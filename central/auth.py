@@ -57,6 +57,10 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/admin/deny-list"): _SECURITY,
     ("POST", "/admin/deny-list"): _SECURITY,
     ("POST", "/admin/deny-list/{entry_id}/remove"): _SECURITY,
+    # Several at once (a group, a CSV import), a recurring visitor, an extension (issue 14).
+    ("POST", "/admin/invitations/batch"): _PASS,
+    ("POST", "/admin/invitations/recurring"): _PASS,
+    ("POST", "/admin/invitations/{invitation_id}/extend"): _PASS,
     ("POST", "/admin/badges"): _PASS,
     ("DELETE", "/admin/badges/{uid}"): _PASS,
     ("POST", "/admin/badges/{uid}/revoke"): _PASS,

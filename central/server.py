@@ -56,6 +56,7 @@ from .invitations import pdf_response, render_pdf
 from .notify import Notifier
 from .settings import CentralSettings
 from .store import CentralStore
+from .store.visits import invitation_ids
 from .tls import forwarded, is_trusted, server_context
 
 __all__ = ["CSRF_HEADER", "SESSION_COOKIE", "CentralServer", "serve"]
@@ -153,6 +154,9 @@ def _detail(request: web.Request, answer: object) -> dict[str, Any]:
         invitation = answer.get("invitation")
         if isinstance(invitation, dict) and isinstance(invitation.get("id"), str):
             detail.setdefault("id", invitation["id"])
+        if isinstance(answer.get("replaced"), str):  # an extension: the old invitation
+            detail.setdefault("replaced", answer["replaced"])
+        detail.update(invitation_ids(answer))
     return detail
 
 
@@ -249,6 +253,9 @@ class CentralServer:
         r.add_get("/admin/deny-list", self.admin_deny_list)
         r.add_post("/admin/deny-list", self.admin_add_deny_entry)
         r.add_post("/admin/deny-list/{entry_id}/remove", self.admin_remove_deny_entry)
+        r.add_post("/admin/invitations/batch", self.admin_invitation_group)
+        r.add_post("/admin/invitations/recurring", self.admin_recurring_invitations)
+        r.add_post("/admin/invitations/{invitation_id}/extend", self.admin_extend_invitation)
         r.add_post("/admin/badges", self.admin_badge)
         r.add_delete("/admin/badges/{uid}", self.admin_delete_badge)
         r.add_post("/admin/badges/{uid}/revoke", self.admin_revoke_badge)
@@ -992,6 +999,41 @@ class CentralServer:
         """POST /admin/invitations/{invitation_id}/revoke."""
         invitation_id = request.match_info["invitation_id"]
         return _json(await self._change(request, 200, self.store.revoke_invitation, invitation_id))
+
+    async def admin_invitation_group(self, request: web.Request) -> web.Response:
+        """POST /admin/invitations/batch: several invitations, all or none."""
+        body = await self._body(request)
+        answer = await self._change(
+            request, 201, self.store.create_invitation_group, body, by=request[OPERATOR]["name"]
+        )
+        return _json(answer, 201)
+
+    async def admin_recurring_invitations(self, request: web.Request) -> web.Response:
+        """POST /admin/invitations/recurring: one invitation per day of a recurring visit."""
+        body = await self._body(request)
+        answer = await self._change(
+            request,
+            201,
+            self.store.create_recurring_invitations,
+            body,
+            by=request[OPERATOR]["name"],
+        )
+        return _json(answer, 201)
+
+    async def admin_extend_invitation(self, request: web.Request) -> web.Response:
+        """POST /admin/invitations/{invitation_id}/extend: a new invitation with the new end
+        replaces the old (revoked)."""
+        invitation_id = request.match_info["invitation_id"]
+        body = await self._body(request)
+        answer = await self._change(
+            request,
+            201,
+            self.store.extend_invitation,
+            invitation_id,
+            body,
+            by=request[OPERATOR]["name"],
+        )
+        return _json(answer, 201)
 
     async def admin_badge(self, request: web.Request) -> web.Response:
         """POST /admin/badges."""

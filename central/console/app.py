@@ -45,7 +45,7 @@ from ..settings import CentralSettings
 from ..store import CentralStore
 from ..store.doormodes import CENTRAL_MODES
 from ..tls import is_trusted
-from . import screening, security
+from . import screening, security, visitors
 from .i18n import LANGUAGES, N_, pick_language, translations
 from .live import BATCH, LiveHub
 
@@ -82,25 +82,8 @@ ROLE_LABELS = {
     "auditor": N_("Auditor"),
     "installer": N_("Installer"),
 }
-#: An invitation's status (``central.store.console.invitation_status``) in words.
-STATUS_LABELS = {
-    "valid": N_("Valid"),
-    "upcoming": N_("Not valid yet"),
-    "expired": N_("Expired"),
-    "revoked": N_("Revoked"),
-    "used": N_("Used"),
-    "pending_approval": N_("Awaiting approval"),
-    "refused": N_("Refused"),
-}
 #: What a redirect after a change says (``?done=``).
 DONE_MESSAGES = {
-    "created": N_("Invitation created for %(name)s."),
-    "revoked": N_("Invitation revoked."),
-    "pending": N_(
-        "The invitation of %(name)s awaits a security officer's approval: no code is sent "
-        "until then."
-    ),
-    "resent": N_("The invitation is sent again to %(name)s."),
     "password": N_("Your password is changed."),
 }
 #: Door modes in words (``central.store.doormodes.CENTRAL_MODES`` and what doors report).
@@ -171,10 +154,6 @@ def _is_loopback(peer: str | None) -> bool:
         return False
     mapped = getattr(address, "ipv4_mapped", None)
     return (mapped or address).is_loopback
-
-
-def _split_names(text: str) -> list[str]:
-    return [part.strip() for part in text.replace(";", ",").split(",") if part.strip()]
 
 
 def _page(
@@ -286,9 +265,7 @@ class Console:
         r.add_get(f"{PREFIX}/lang/{{lang}}", self.switch_language)
         r.add_get(f"{PREFIX}/password", self.password_page)
         r.add_post(f"{PREFIX}/password", self.change_password)
-        r.add_get(f"{PREFIX}/visitors", self.visitors)
-        r.add_post(f"{PREFIX}/visitors", self.create_visitor)
-        r.add_post(f"{PREFIX}/visitors/{{invitation_id}}/revoke", self.revoke_visitor)
+        visitors.add_routes(self, app)
         security.add_routes(self, app)
         screening.add_routes(self, app)
         r.add_get(f"{PREFIX}/doors", self.doors)
@@ -660,151 +637,6 @@ class Console:
         )
 
     @_page
-    async def visitors(self, request: web.Request, operator: dict[str, Any]) -> web.StreamResponse:
-        """GET /console/visitors: pre-register a visitor; the invitations and their status."""
-        done = request.query.get("done")
-        message = None
-        if done in DONE_MESSAGES:
-            message = _msg(DONE_MESSAGES[done], name=request.query.get("name", ""))
-        return await self._visitors_page(request, operator, message=message)
-
-    async def _visitors_page(
-        self,
-        request: web.Request,
-        operator: dict[str, Any],
-        *,
-        status: int = 200,
-        values: Mapping[str, Any] | None = None,
-        errors: list[dict[str, Any]] | None = None,
-        message: Mapping[str, Any] | None = None,
-    ) -> web.Response:
-        invitations = await self._db(self.store.list_invitations)
-        now_s = self.store.now_ms() // 1000
-        rows = [
-            {
-                **invitation,
-                "from_text": self._local(invitation["not_before"]),
-                "until_text": self._local(invitation["expires"]),
-                "status_label": STATUS_LABELS[invitation["status"]],
-                "revocable": invitation["status"] in ("valid", "upcoming"),
-                "issued": invitation["status"] in ("valid", "upcoming"),
-            }
-            for invitation in invitations
-        ]
-        defaults = {
-            "visitor": "",
-            "host": "",
-            "host_email": "",
-            "visitor_email": "",
-            "not_before": self._input_value(now_s - now_s % 3600),
-            "expires": self._input_value(now_s - now_s % 3600 + 9 * 3600),
-            "doors": "",
-            "zones": "",
-            "use": "multiple",
-            "lang": self._lang(request),
-        }
-        return self.render(
-            request,
-            "visitors.html",
-            status=status,
-            operator=operator,
-            current="visitors",
-            invitations=rows,
-            values={**defaults, **(values or {})},
-            errors=errors or [],
-            message=message,
-            time_zone=self.settings.time_zone,
-            languages_names={"en": "English", "fr": "Français"},
-        )
-
-    @_change("visitors")
-    async def create_visitor(
-        self, request: web.Request, operator: dict[str, Any], form: Any
-    ) -> web.StreamResponse:
-        """POST /console/visitors: mint an invitation (``store.create_invitation``)."""
-        values = {key: str(form.get(key, "")).strip() for key in _VISITOR_FIELDS}
-        errors: list[dict[str, Any]] = []
-        body: dict[str, Any] = {"site": self.settings.site}
-        if not values["visitor"]:
-            errors.append(_msg(N_("Give the visitor's name.")))
-        body["visitor"] = values["visitor"]
-        body["host"] = values["host"]
-        if values["host_email"]:
-            body["host_email"] = values["host_email"]
-        if values["visitor_email"]:
-            body["visitor_email"] = values["visitor_email"]
-        not_before = self._parse_local(values["not_before"])
-        expires = self._parse_local(values["expires"])
-        if not_before is None or expires is None:
-            errors.append(_msg(N_("Give the validity as a date and a time.")))
-        elif expires <= not_before:
-            errors.append(_msg(N_("The end of the validity must come after its start.")))
-        else:
-            body["not_before"], body["expires"] = not_before, expires
-        body["doors"] = _split_names(values["doors"])
-        body["zones"] = _split_names(values["zones"])
-        if not body["doors"] and not body["zones"]:
-            errors.append(_msg(N_("Give at least one door or one zone.")))
-        body["single_use"] = values["use"] == "single"
-        body["lang"] = values["lang"] if values["lang"] in LANGUAGES else LANGUAGES[0]
-        if not errors:
-            try:
-                created = await self._recorded(
-                    request,
-                    operator,
-                    "POST /admin/invitations",
-                    lambda made: {"id": made["invitation"]["id"]},
-                    201,
-                    partial(self.store.create_invitation, by=operator["name"]),
-                    body,
-                )
-            except CentralError as exc:
-                errors.append(_msg(N_("The central refused it: %(detail)s"), detail=exc.detail))
-                return await self._visitors_page(
-                    request, operator, status=400, values=values, errors=errors
-                )
-            invitation = created["invitation"]
-            self.wake_notifier()  # the visitor's e-mail
-            done = "pending" if invitation.get("approval") == "pending" else "created"
-            query = urlencode({"done": done, "name": invitation["visitor"]})
-            raise web.HTTPSeeOther(f"{PREFIX}/visitors?{query}")
-        return await self._visitors_page(
-            request, operator, status=400, values=values, errors=errors
-        )
-
-    @_change("visitors")
-    async def revoke_visitor(
-        self, request: web.Request, operator: dict[str, Any], form: Any
-    ) -> web.StreamResponse:
-        """POST /console/visitors/{id}/revoke: revoke an invitation, with a reason."""
-        invitation_id = request.match_info["invitation_id"]
-        reason = str(form.get("reason", "")).strip()
-        if not reason:
-            return await self._visitors_page(
-                request,
-                operator,
-                status=400,
-                errors=[_msg(N_("Give a reason for the revocation."))],
-            )
-        try:
-            await self._recorded(
-                request,
-                operator,
-                "POST /admin/invitations/{invitation_id}/revoke",
-                lambda _: {
-                    "invitation_id": invitation_id,
-                    "id": invitation_id,
-                    "reason": reason[:500],
-                },
-                200,
-                self.store.revoke_invitation,
-                invitation_id,
-            )
-        except NotFound:
-            raise _Refused(404, N_("No such invitation.")) from None
-        raise web.HTTPSeeOther(f"{PREFIX}/visitors?done=revoked")
-
-    @_page
     async def doors(self, request: web.Request, operator: dict[str, Any]) -> web.StreamResponse:
         """GET /console/doors: each door and zone, its mode set centrally (who, why, when)
         and what its devices report; set lockdown, normal or free access with a reason."""
@@ -923,21 +755,6 @@ class Console:
             )
         query = urlencode({"done": "mode", "mode": mode, "name": name})
         raise web.HTTPSeeOther(f"{PREFIX}/doors?{query}")
-
-
-#: The pre-registration form's fields.
-_VISITOR_FIELDS = (
-    "visitor",
-    "host",
-    "host_email",
-    "visitor_email",
-    "not_before",
-    "expires",
-    "doors",
-    "zones",
-    "use",
-    "lang",
-)
 
 
 def _msg(text: str, **args: Any) -> dict[str, Any]:

@@ -184,6 +184,7 @@ def _seed(data: Path, url: str, token: str | None) -> None:
             },
             by="paula",
         )
+        _seed_visits(store, hour)
     _, device = enroll_device(url, door="front", token=token, zones=["ground-floor"])
     heartbeat: dict[str, Any] = {
         "sent_at_ms": int(time.time() * 1000),
@@ -197,6 +198,52 @@ def _seed(data: Path, url: str, token: str | None) -> None:
         )
         store.set_door_mode("door", "dock", {"mode": "normal", "reason": "Deliveries"}, by=OPERATOR)
     _seed_security(data, url, token)
+
+
+def _seed_visits(store: Any, hour: int) -> None:
+    """For the Visitors page: a recurring contractor, a group, an extended invitation."""
+    import datetime as dt
+
+    today = dt.datetime.fromtimestamp(hour, store.settings.zone).date()
+    store.create_recurring_invitations(
+        {
+            "visitor": "Carlos Ruiz",
+            "label": "Boiler maintenance (Carlos Ruiz)",
+            "host": "Facilities",
+            "zones": ["ground-floor"],
+            "first_day": today.isoformat(),
+            "last_day": (today + dt.timedelta(days=3)).isoformat(),
+            "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+            "start": "08:00",
+            "end": "17:00",
+        }
+    )
+    store.create_invitation_group(
+        {
+            "label": "Auditors from Lyon",
+            "invitations": [
+                {"visitor": name, "host": "Claire Petit", "doors": ["front"],
+                 "not_before": hour + 86400, "expires": hour + 86400 + 6 * 3600}
+                for name in ("Anne Girard", "Bruno Lefèvre", "Chloé Fontaine")
+            ],
+        }
+    )  # fmt: skip
+    short = store.create_invitation(
+        {"visitor": "Nadia Haddad", "host": "Sam Lee", "doors": ["dock"],
+         "not_before": hour, "expires": hour + 2 * 3600}
+    )  # fmt: skip
+    store.extend_invitation(short["invitation"]["id"], {"expires": hour + 2 * 86400})
+
+
+#: A guest list with mistakes, for the import preview's shot.
+IMPORT_WITH_ERRORS = (
+    "\ufeffNom;Hôte;Début;Fin;Portes;Usage\n"
+    "Marie Curie;Léa Bernard;05/12/2036 08:00;05/12/2036 18:00;front;unique\n"
+    ";Léa Bernard;05/12/2036 08:00;05/12/2036 18:00;front;\n"
+    "Pierre Curie;Léa Bernard;31/02/2036 08:00;05/12/2036 18:00;front;\n"
+    "Irène Joliot-Curie;Sam Lee;05/12/2036 08:00;05/12/2036 18:00;cellar;\n"
+    "Paul Langevin;Sam Lee;05/12/2036 08:00;05/12/2036 18:00;dock;twice\n"
+)
 
 
 def _seed_security(data: Path, url: str, token: str | None) -> None:
@@ -263,9 +310,21 @@ def _shots(base: str) -> Iterator[tuple[str, Callable[[Any], None]]]:
         browser.execute_script("document.querySelector('form.grid').noValidate = true")
         follow(browser, browser.find_element(By.CSS_SELECTOR, "form.grid button[type=submit]"))
 
+    def import_preview(browser: Any) -> None:
+        browser.get(f"{base}/console/visitors/import")
+        with tempfile.TemporaryDirectory() as where:
+            path = Path(where) / "guests.csv"
+            path.write_text(IMPORT_WITH_ERRORS, encoding="utf-8")
+            browser.find_element(By.ID, "label").send_keys("Nobel gala")
+            browser.find_element(By.ID, "file").send_keys(str(path))
+            follow(browser, browser.find_element(By.CSS_SELECTOR, "form.grid button"))
+
     yield "home", lambda browser: browser.get(f"{base}/console/")
     yield "visitors", lambda browser: browser.get(f"{base}/console/visitors")
     yield "visitors-errors", visitors_error
+    yield "visitors-recurring", lambda browser: browser.get(f"{base}/console/visitors/recurring")
+    yield "visitors-group", lambda browser: browser.get(f"{base}/console/visitors/group")
+    yield "visitors-import", import_preview
     yield "live", lambda browser: browser.get(f"{base}/console/live")
     yield "alarms", lambda browser: browser.get(f"{base}/console/alarms")
     yield "devices", lambda browser: browser.get(f"{base}/console/devices")

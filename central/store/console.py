@@ -15,12 +15,15 @@ __all__ = ["ConsoleMixin", "invitation_status"]
 
 def invitation_status(invitation: dict[str, Any], now_s: int) -> str:
     """One word for an invitation: ``pending_approval`` (screened out by the deny list,
-    awaiting a security officer), ``refused`` (by one), ``revoked``, ``used`` (single use,
-    used once), ``expired``, ``upcoming`` (not valid yet) or ``valid``."""
+    awaiting a security officer), ``refused`` (by one), ``replaced`` (extended: revoked for
+    a new one), ``revoked``, ``used`` (single use, used once), ``expired``, ``upcoming``
+    (not valid yet) or ``valid``."""
     if invitation.get("approval") == "pending":
         return "pending_approval"
     if invitation.get("approval") == "refused":
         return "refused"
+    if invitation.get("replaced_by"):
+        return "replaced"
     if invitation["revoked_at"] is not None:
         return "revoked"
     if invitation["single_use"] and invitation["used"]:
@@ -38,15 +41,19 @@ class ConsoleMixin(StoreBase):
     def list_invitations(self, *, limit: int = 200) -> list[dict[str, Any]]:
         """Return the newest *limit* invitations (newest validity first), each the
         ``InvitationDelta`` fields plus ``host_email``, ``lang``, ``revoked_at``, ``used``,
-        ``purged`` and ``status`` (:func:`invitation_status`)."""
+        ``purged``, ``status`` (:func:`invitation_status`), and ``group`` (``{"id",
+        "kind", "label"}`` of the invitations made with it, else None), ``replaces`` and
+        ``replaced_by`` (an extension's old and new invitation ids)."""
         now_s = self.now_ms() // 1000
         with self._tx() as conn:
             rows = conn.execute(
                 "SELECT i.data, i.host_email, i.lang, i.revoked_at, i.purged_at_ms, "
                 "i.visitor_email, a.state AS approval, "
-                "u.id AS used_id FROM invitations i "
+                "i.replaces, i.replaced_by, g.id AS group_id, g.kind AS group_kind, "
+                "g.label AS group_label, u.id AS used_id FROM invitations i "
                 "LEFT JOIN used_invitations u ON u.id = i.id "
                 "LEFT JOIN invitation_approvals a ON a.invitation_id = i.id "
+                "LEFT JOIN invitation_groups g ON g.id = i.group_id "
                 "ORDER BY i.expires DESC, i.id LIMIT ?",
                 (limit,),
             ).fetchall()
@@ -61,6 +68,15 @@ class ConsoleMixin(StoreBase):
                 "revoked_at": row["revoked_at"],
                 "used": row["used_id"] is not None,
                 "purged": row["purged_at_ms"] is not None,
+                "replaces": row["replaces"],
+                "replaced_by": row["replaced_by"],
+                "group": None
+                if row["group_id"] is None
+                else {
+                    "id": row["group_id"],
+                    "kind": row["group_kind"],
+                    "label": row["group_label"],
+                },
             }
             invitation["status"] = invitation_status(invitation, now_s)
             invitations.append(invitation)

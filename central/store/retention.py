@@ -15,7 +15,10 @@ What a purge does, in one transaction, to what is older than the cutoff (now min
   nothing personal is left as it was (still re-hashable).
 * **invitations** that expired before the cutoff: visitor and host pseudonymised in the
   stored invitation and in the deltas log (``changes``) that new doors read, host e-mail
-  removed; marked ``purged_at_ms``.
+  removed; marked ``purged_at_ms``. A group of invitations (schema 12: a recurring
+  visitor's days, a group, a CSV import) whose every invitation is purged loses its label
+  (a recurring visitor's is their name). The console's CSV uploads never confirmed
+  (``import_drafts``) are deleted once an hour old.
 * **host notifications** created before the cutoff: the message's visitor, host and
   recipient pseudonymised, ``last_error`` (it may quote the address) cleared; one still
   pending is given up (``failed``, "purged by retention").
@@ -44,6 +47,7 @@ from portier_common.encoding import canonical_json
 from .base import StoreBase, dumps
 from .db import Connection
 from .operators import journal
+from .visits import DRAFT_TTL_MS
 
 __all__ = [
     "DROPPED_KEYS",
@@ -170,6 +174,10 @@ class RetentionMixin(StoreBase):
             events = self._purge_events(conn, key, cutoff, now, dry_run)
             invitations = self._purge_invitations(conn, key, cutoff, now, dry_run)
             notifications = self._purge_notifications(conn, key, cutoff, now, dry_run)
+            if not dry_run:  # a CSV upload never confirmed: its guest list goes after an hour
+                conn.execute(
+                    "DELETE FROM import_drafts WHERE created_at_ms < ?", (now - DRAFT_TTL_MS,)
+                )
             result = {
                 "dry_run": dry_run,
                 "retention_days": days,
@@ -262,6 +270,12 @@ class RetentionMixin(StoreBase):
                     conn.execute(
                         "UPDATE changes SET data = ? WHERE seq = ?", (dumps(new), change["seq"])
                     )
+        if rows:
+            conn.execute(
+                "UPDATE invitation_groups SET label = '-' WHERE label <> '-' AND NOT EXISTS "
+                "(SELECT 1 FROM invitations i WHERE i.group_id = invitation_groups.id "
+                "AND i.purged_at_ms IS NULL)"
+            )
         return len(rows)
 
     @staticmethod

@@ -19,7 +19,7 @@ from .db import Database, Step
 
 __all__ = ["POSTGRES_STEPS", "SCHEMA_VERSION", "SQLITE_STEPS", "migrate"]
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 #: Schema 1: the tables of the first central.
 _SCHEMA_V1 = (
@@ -423,7 +423,53 @@ _SCHEMA_V12_POSTGRES = (
 )
 
 
-#: SQLite's steps (a database of schema 1 to 10 is migrated on open).
+#: Schema 13 (issue 14): invitations made together (a group, a recurring visitor's days, a
+#: CSV import) and an extension's link between the invitation it replaced and its successor
+#: (central/store/visits.py); the console's CSV uploads kept between preview and confirm.
+_SCHEMA_V13_SQLITE = (
+    """CREATE TABLE invitation_groups (
+        id TEXT PRIMARY KEY,
+        site TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        label TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    ) STRICT""",
+    "ALTER TABLE invitations ADD COLUMN group_id TEXT",
+    "ALTER TABLE invitations ADD COLUMN replaces TEXT",
+    "ALTER TABLE invitations ADD COLUMN replaced_by TEXT",
+    "CREATE INDEX invitations_group ON invitations(group_id)",
+    """CREATE TABLE import_drafts (
+        id TEXT PRIMARY KEY,
+        session_hash TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        label TEXT NOT NULL,
+        data TEXT NOT NULL
+    ) STRICT""",
+)
+_SCHEMA_V13_POSTGRES = (
+    """CREATE TABLE invitation_groups (
+        id TEXT PRIMARY KEY,
+        site TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        label TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL
+    )""",
+    "ALTER TABLE invitations ADD COLUMN group_id TEXT",
+    "ALTER TABLE invitations ADD COLUMN replaces TEXT",
+    "ALTER TABLE invitations ADD COLUMN replaced_by TEXT",
+    "CREATE INDEX invitations_group ON invitations(group_id)",
+    """CREATE TABLE import_drafts (
+        id TEXT PRIMARY KEY,
+        session_hash TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        sha256 TEXT NOT NULL,
+        label TEXT NOT NULL,
+        data TEXT NOT NULL
+    )""",
+)
+
+#: SQLite's steps (a database of schema 1 to 12 is migrated on open).
 SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     1: _SCHEMA_V1,
     2: _SCHEMA_V2,
@@ -437,6 +483,7 @@ SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     10: _SCHEMA_V10_SQLITE,
     11: _SCHEMA_V11_SQLITE,
     12: _SCHEMA_V12_SQLITE,
+    13: _SCHEMA_V13_SQLITE,
 }
 
 
@@ -444,7 +491,8 @@ SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
 #: then schema 4 (operators), schema 5 (the audit chain), schema 6 (host notification),
 #: schema 7 (retention), schema 8 (must_change_password), schema 9 (badge issuance),
 #: schema 10 (alarm acknowledgements, the self-test log), schema 11 (door modes),
-#: schema 12 (visitor e-mail, deny list, approvals).
+#: schema 12 (visitor e-mail, deny list, approvals), schema 13 (invitation groups and
+#: extensions, the console's CSV import drafts).
 #: The same tables as SQLite's: ``BIGINT`` for integers, ``BYTEA`` for blobs, an identity
 #: column for the deltas cursor; booleans stay 0/1 integers (one code path for both).
 POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
@@ -635,6 +683,7 @@ POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
     10: _SCHEMA_V10_POSTGRES,
     11: _SCHEMA_V11_POSTGRES,
     12: _SCHEMA_V12_POSTGRES,
+    13: _SCHEMA_V13_POSTGRES,
 }
 
 

@@ -50,6 +50,7 @@ from .retention import RetentionMixin
 from .schema import migrate
 from .screening import ScreeningMixin
 from .sqlite import SqliteDatabase
+from .visits import VisitsMixin
 
 __all__ = ["CentralStore", "open_database"]
 
@@ -93,6 +94,7 @@ class CentralStore(
     MonitorMixin,
     DoorModesMixin,
     ScreeningMixin,
+    VisitsMixin,
 ):
     """The reference central's database and rules.
 

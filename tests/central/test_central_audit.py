@@ -201,6 +201,12 @@ def test_rows_written_before_the_chain_are_chained_by_the_migration(tmp_path: Pa
         # And schema 10's (alarm acknowledgements, the self-test log) and 11's (door modes).
         for table in ("alarm_acks", "selftest_log", "door_modes"):
             conn.execute(f"DROP TABLE {table}")
+        # And schema 13's (invitation groups and extensions, CSV import drafts).
+        conn.execute("DROP INDEX invitations_group")
+        for table in ("invitation_groups", "import_drafts"):
+            conn.execute(f"DROP TABLE {table}")
+        for column in ("group_id", "replaces", "replaced_by"):
+            conn.execute(f"ALTER TABLE invitations DROP COLUMN {column}")
         # And schema 12's (the deny list, approvals, the visitor's e-mail).
         for table in ("deny_list", "invitation_approvals"):
             conn.execute(f"DROP TABLE {table}")

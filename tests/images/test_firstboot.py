@@ -213,6 +213,10 @@ def test_central_database_of_schema_1_gains_the_report_table(tmp_path: Path) -> 
         store._conn.execute("DROP TABLE alarm_acks")
         store._conn.execute("DROP TABLE selftest_log")
         store._conn.execute("DROP TABLE door_modes")  # schema 11's (issue 14: door modes)
+        # Schema 13's (issue 14: invitation groups and extensions, CSV import drafts).
+        store._conn.execute("DROP TABLE invitation_groups")
+        store._conn.execute("DROP TABLE import_drafts")
+        store._conn.execute("DROP INDEX invitations_group")
         # Schema 12's (issue 14: the deny list, approvals, the visitor's e-mail).
         store._conn.execute("DROP TABLE deny_list")
         store._conn.execute("DROP TABLE invitation_approvals")
@@ -222,6 +226,9 @@ def test_central_database_of_schema_1_gains_the_report_table(tmp_path: Path) -> 
             ("invitations", "host_email"),
             ("invitations", "lang"),
             ("invitations", "visitor_email"),
+            ("invitations", "group_id"),
+            ("invitations", "replaces"),
+            ("invitations", "replaced_by"),
             ("devices", "zones"),
             ("devices", "guard_console"),
             ("devices", "reset_allowed"),
@@ -231,7 +238,7 @@ def test_central_database_of_schema_1_gains_the_report_table(tmp_path: Path) -> 
             store._conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         store._conn.execute("PRAGMA user_version = 1")
     with CentralStore(settings) as store:
-        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 12
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 13
         with pytest.raises(NotFound):
             store.selftest("nobody")
         token = store.create_enroll_token(door="lobby")["enroll_token"]
