@@ -4,6 +4,7 @@ refusals, and the visitor e-mail rows of the outbox."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +121,50 @@ def test_deny_entries_need_a_name_and_a_reason(store: CentralStore) -> None:
         store.add_deny_entry({"name": "Mallory", "reason": "x", "role": "x"}, by="sam")
     with pytest.raises(BadRequest, match="visitor_email"):
         store.create_invitation({"visitor": "Ada", "doors": ["a"], "visitor_email": "not mail"})
+
+
+def test_groups_recurring_visits_and_extensions_are_screened_with_four_eyes(
+    store: CentralStore,
+) -> None:
+    """Every way of making invitations is screened, and its maker may not approve: a group
+    (or a CSV import) that holds a denied name, a recurring visitor's days; a held or refused
+    invitation is not extended into an issued one."""
+    store.add_deny_entry({"name": "Mallory Evil", "reason": "theft"}, by="sam")
+    now = store.now_ms() // 1000
+    group = store.create_invitation_group(
+        {
+            "label": "Visit",
+            "invitations": [
+                {"visitor": "Alice Martin", "doors": ["lobby"]},
+                {"visitor": "evil MALLORY", "doors": ["lobby"]},
+            ],
+        },
+        by="pia",
+    )
+    alice, mallory = (one["invitation"] for one in group["invitations"])
+    assert alice.get("approval") is None and mallory["approval"] == "pending"
+    with pytest.raises(Forbidden, match="another security officer"):
+        store.decide_invitation(mallory["id"], {"decision": "approve", "reason": "ok"}, by="pia")
+    with pytest.raises(BadRequest, match="pending"):
+        store.extend_invitation(mallory["id"], {"expires": now + 7 * 86400}, by="pia")
+    store.decide_invitation(mallory["id"], {"decision": "refuse", "reason": "no"}, by="sam")
+    with pytest.raises(BadRequest, match="revoked|refused"):  # a refusal revokes it
+        store.extend_invitation(mallory["id"], {"expires": now + 7 * 86400}, by="pia")
+    today = dt.datetime.fromtimestamp(now, store.settings.zone).date()
+    days = store.create_recurring_invitations(
+        {
+            "visitor": "Mallory Evil",
+            "doors": ["lobby"],
+            "first_day": (today + dt.timedelta(days=1)).isoformat(),
+            "last_day": (today + dt.timedelta(days=7)).isoformat(),
+            "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+            "start": "08:00",
+            "end": "17:00",
+        },
+        by="pia",
+    )
+    held = [one["invitation"] for one in days["invitations"]]
+    assert len(held) == 7 and all(one["approval"] == "pending" for one in held)
+    assert all(one["token"] is None for one in days["invitations"])
+    with pytest.raises(Forbidden):
+        store.decide_invitation(held[0]["id"], {"decision": "approve", "reason": "ok"}, by="pia")
