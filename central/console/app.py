@@ -45,7 +45,7 @@ from ..settings import CentralSettings
 from ..store import CentralStore
 from ..store.doormodes import CENTRAL_MODES
 from ..tls import is_trusted
-from . import security
+from . import onsite, security, stats
 from .i18n import LANGUAGES, N_, pick_language, translations
 from .live import BATCH, LiveHub
 
@@ -130,6 +130,7 @@ class Page:
 PAGES: tuple[Page, ...] = (
     Page("home", f"{PREFIX}/", N_("Home"), ("GET", "/admin/info")),
     Page("visitors", f"{PREFIX}/visitors", N_("Visitors"), ("POST", "/admin/invitations")),
+    Page("onsite", f"{PREFIX}/onsite", N_("On site"), ("POST", "/admin/invitations")),
     Page("live", f"{PREFIX}/live", N_("Live events"), ("GET", "/admin/events")),
     Page("alarms", f"{PREFIX}/alarms", N_("Alarms"), ("GET", "/admin/events")),
     Page(
@@ -139,6 +140,7 @@ PAGES: tuple[Page, ...] = (
         ("GET", "/admin/devices/{device_id}/selftest"),
     ),
     Page("doors", f"{PREFIX}/doors", N_("Doors"), ("PUT", "/admin/doors/{door}/mode")),
+    Page("stats", f"{PREFIX}/stats", N_("Statistics"), ("GET", "/admin/events")),
 )
 _PAGE = {page.name: page for page in PAGES}
 
@@ -274,6 +276,8 @@ class Console:
         r.add_post(f"{PREFIX}/visitors", self.create_visitor)
         r.add_post(f"{PREFIX}/visitors/{{invitation_id}}/revoke", self.revoke_visitor)
         security.add_routes(self, app)
+        onsite.add_routes(self, app)
+        stats.add_routes(self, app)
         r.add_get(f"{PREFIX}/doors", self.doors)
         r.add_post(f"{PREFIX}/doors/mode", self.set_door_mode)
         r.add_static(

@@ -19,7 +19,7 @@ from .db import Database, Step
 
 __all__ = ["POSTGRES_STEPS", "SCHEMA_VERSION", "SQLITE_STEPS", "migrate"]
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 #: Schema 1: the tables of the first central.
 _SCHEMA_V1 = (
@@ -372,7 +372,31 @@ _SCHEMA_V11_POSTGRES = (
 )
 
 
-#: SQLite's steps (a database of schema 1 to 10 is migrated on open).
+#: Schema 12 (issue 14, the console's statistics and who is on site): the statistics and the
+#: on-site list read events of a few types over a period of their time (the device's wall
+#: clock, else the reception: the expression is written the same in every query, so the
+#: index serves it) -- without the index a year of events is read whole at each page. And
+#: each device's contact, one row per quarter hour it sent a heartbeat in (the devices' table
+#: keeps only the latest one), for its availability over a period.
+_SCHEMA_V12_SQLITE = (
+    "CREATE INDEX events_kind_time ON events(type, (coalesce(wall_ms, received_at_ms)))",
+    """CREATE TABLE device_contact (
+        device_id TEXT NOT NULL,
+        quarter INTEGER NOT NULL,
+        PRIMARY KEY (device_id, quarter)
+    ) STRICT, WITHOUT ROWID""",
+)
+_SCHEMA_V12_POSTGRES = (
+    "CREATE INDEX events_kind_time ON events(type, (coalesce(wall_ms, received_at_ms)))",
+    """CREATE TABLE device_contact (
+        device_id TEXT NOT NULL,
+        quarter BIGINT NOT NULL,
+        PRIMARY KEY (device_id, quarter)
+    )""",
+)
+
+
+#: SQLite's steps (a database of schema 1 to 11 is migrated on open).
 SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     1: _SCHEMA_V1,
     2: _SCHEMA_V2,
@@ -385,13 +409,15 @@ SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     9: _SCHEMA_V9_SQLITE,
     10: _SCHEMA_V10_SQLITE,
     11: _SCHEMA_V11_SQLITE,
+    12: _SCHEMA_V12_SQLITE,
 }
 
 
 #: PostgreSQL's steps: a PostgreSQL database starts at schema 3 (one step, the whole schema),
 #: then schema 4 (operators), schema 5 (the audit chain), schema 6 (host notification),
 #: schema 7 (retention), schema 8 (must_change_password), schema 9 (badge issuance),
-#: schema 10 (alarm acknowledgements, the self-test log), schema 11 (door modes).
+#: schema 10 (alarm acknowledgements, the self-test log), schema 11 (door modes),
+#: schema 12 (the statistics' index, device contact).
 #: The same tables as SQLite's: ``BIGINT`` for integers, ``BYTEA`` for blobs, an identity
 #: column for the deltas cursor; booleans stay 0/1 integers (one code path for both).
 POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
@@ -581,6 +607,7 @@ POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
     9: _SCHEMA_V9_POSTGRES,
     10: _SCHEMA_V10_POSTGRES,
     11: _SCHEMA_V11_POSTGRES,
+    12: _SCHEMA_V12_POSTGRES,
 }
 
 
@@ -608,7 +635,7 @@ def migrate(db: Database) -> None:
         # before operator accounts (issue 13); 4: one written before the audit chain;
         # 5: before host notification; 6: before retention; 7: before operators over HTTP;
         # 8: before badge issuance; 9: before the console's alarm acknowledgements;
-        # 10: before door modes.
+        # 10: before door modes; 11: before the statistics' index and device contact.
         for step, statements in sorted(db.migrations.items()):
             if version < step <= SCHEMA_VERSION:
                 for statement in statements:

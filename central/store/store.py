@@ -15,6 +15,7 @@ It is the domain mixins of this package over one :class:`~central.store.db.Datab
 ``console``        the web console's reads (invitations with their status, a summary)
 ``monitor``        live events, alarms and acknowledgements, devices, the technical log
 ``doormodes``      door and zone modes set from the security office (who, why)
+``stats``          the console's statistics (counts, availability) and who is on site
 =================  ================================================================
 
 It is synchronous: the server runs its calls on one worker thread (so they are
@@ -48,6 +49,7 @@ from .operators import OperatorsMixin
 from .retention import RetentionMixin
 from .schema import migrate
 from .sqlite import SqliteDatabase
+from .stats import StatsMixin
 
 __all__ = ["CentralStore", "open_database"]
 
@@ -90,6 +92,7 @@ class CentralStore(
     ConsoleMixin,
     MonitorMixin,
     DoorModesMixin,
+    StatsMixin,
 ):
     """The reference central's database and rules.
 

@@ -201,6 +201,9 @@ def test_rows_written_before_the_chain_are_chained_by_the_migration(tmp_path: Pa
         # And schema 10's (alarm acknowledgements, the self-test log) and 11's (door modes).
         for table in ("alarm_acks", "selftest_log", "door_modes"):
             conn.execute(f"DROP TABLE {table}")
+        # And schema 12's (the statistics' index, device contact).
+        conn.execute("DROP INDEX events_kind_time")
+        conn.execute("DROP TABLE device_contact")
         conn.execute("PRAGMA user_version = 4")
     with CentralStore(settings) as store:
         store.add_operator("cy", "auditor")
