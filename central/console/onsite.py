@@ -108,9 +108,7 @@ async def _muster(console: Console, request: web.Request, operator: dict[str, An
             people[row["invitation_id"]] = {**row, "doors": [row["door"]]}
         elif row["door"] not in person["doors"]:
             person["doors"].append(row["door"])
-    listed = sorted(
-        people.values(), key=lambda p: (p["visitor"].casefold(), p["entered_ms"])
-    )
+    listed = sorted(people.values(), key=lambda p: (p["visitor"].casefold(), p["entered_ms"]))
     return console.render(
         request,
         "muster.html",

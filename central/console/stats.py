@@ -223,9 +223,7 @@ async def _figures(console: Console, period: Period) -> dict[str, Any]:
     """Everything the page and the exports show, in the site's days and hours."""
     zone = console.settings.zone
     counts = await console._db(console.store.event_counts, period.since_ms, period.until_ms)
-    devices = await console._db(
-        console.store.device_availability, period.since_ms, period.until_ms
-    )
+    devices = await console._db(console.store.device_availability, period.since_ms, period.until_ms)
     days = _by_day(counts["checkins"], period, zone)
     denies: dict[str, int] = {}
     for _source, reason, count in counts["denies"]:
@@ -380,7 +378,11 @@ def _csv_rows(
     elif name == "peak-hours":
         yield ("hour", "entries", "check_ins")
         for hour in range(24):
-            yield (f"{hour:02d}:00", figures["hours_entries"][hour], figures["hours_checkins"][hour])
+            yield (
+                f"{hour:02d}:00",
+                figures["hours_entries"][hour],
+                figures["hours_checkins"][hour],
+            )
     elif name == "denies":
         yield ("reason_code", "reason", "count")
         for code, count in figures["denies"]:

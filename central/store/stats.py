@@ -221,9 +221,7 @@ class StatsMixin(StoreBase):
     def _fill_from_invitations(self, conn: Connection, entries: Sequence[dict[str, Any]]) -> None:
         """A check-in that did not carry the visitor's name or host (an older agent, a door
         whose cache missed the invitation) takes them from the invitation, as the door does."""
-        wanted = sorted(
-            {e["invitation_id"] for e in entries if not e["visitor"] or not e["host"]}
-        )
+        wanted = sorted({e["invitation_id"] for e in entries if not e["visitor"] or not e["host"]})
         for start in range(0, len(wanted), 500):
             ids = wanted[start : start + 500]
             rows = conn.execute(

@@ -48,9 +48,7 @@ def _invitation_qr(data_dir: Path, invitation_id: str) -> str:
     from portier_common.tokens.invitation import InvitationClaims, mint
 
     with CentralStore(CentralSettings(data_dir=data_dir)) as store, store._read() as conn:
-        row = conn.execute(
-            "SELECT data FROM invitations WHERE id = ?", (invitation_id,)
-        ).fetchone()
+        row = conn.execute("SELECT data FROM invitations WHERE id = ?", (invitation_id,)).fetchone()
         data = json.loads(row["data"])
         key_row = conn.execute(
             "SELECT kid, private_key FROM signing_keys WHERE kid = ?", (data["kid"],)
@@ -175,7 +173,9 @@ def test_done_means_end_to_end(console_central, tmp_path: Path):
             def download(name: str) -> list[list[str]]:
                 for old in downloads.iterdir():
                     old.unlink()
-                link = browser.find_element(By.CSS_SELECTOR, f"a[href^='/console/stats/{name}.csv']")
+                link = browser.find_element(
+                    By.CSS_SELECTOR, f"a[href^='/console/stats/{name}.csv']"
+                )
                 link.click()
                 files = wait_until(
                     lambda: [p for p in downloads.iterdir() if p.suffix == ".csv"],
@@ -188,7 +188,9 @@ def test_done_means_end_to_end(console_central, tmp_path: Path):
                 return download("denies")
 
             refused = wait_until(
-                lambda: (rows := denies()) and ["lockdown", "door in lockdown", "1"] in rows and rows,
+                lambda: (
+                    (rows := denies()) and ["lockdown", "door in lockdown", "1"] in rows and rows
+                ),
                 timeout_s=10 * poll_s + 15,
                 what="the lockdown refusal in the CSV",
             )

@@ -149,7 +149,9 @@ def test_who_is_on_site_by_door_and_zone(client: ConsoleClient, site):
     assert "Ended: the door checks them out." in overstay.group(0)
     zones = re.search(r'<table id="zones">.*?</table>', page, re.S)
     assert zones is not None
-    rows = re.findall(r"<tr[^>]*><td><a[^>]*>(\w+)</a></td><td>([^<]*)</td><td>(\d+)</td>", zones.group(0))
+    rows = re.findall(
+        r"<tr[^>]*><td><a[^>]*>(\w+)</a></td><td>([^<]*)</td><td>(\d+)</td>", zones.group(0)
+    )
     assert rows == [("lab", "gate-b", "1"), ("north", "gate-a, gate-b", "3")]
     lab = olivia.request("/console/onsite?zone=lab").text
     assert "Alan Turing" in lab and "Grace Hopper" not in lab

@@ -82,7 +82,8 @@ def test_counts_availability_and_who_is_on_site(
                 ),
                 a.event("alarm.raised", {"alarm": "forced_open", "door": "gate-a"}, wall_ms=NOW_MS),
                 a.event("alarm.raised", {"alarm": "forced_open", "door": "gate-a"}, wall_ms=NOW_MS),
-                a.event("alarm.raised", {"alarm": "tamper"}, wall_ms=NOW_MS),  # no door: the device's
+                # No door in the payload: the device's door.
+                a.event("alarm.raised", {"alarm": "tamper"}, wall_ms=NOW_MS),
                 # Grace checks in at gate-a (the agent's fields), then Ada, then Grace leaves.
                 a.event(
                     "visitor.checked_in",
@@ -96,9 +97,10 @@ def test_counts_availability_and_who_is_on_site(
                     },
                     wall_ms=NOW_MS - 2 * HOUR,
                 ),
+                # No name nor host: the invitation's.
                 a.event(
                     "visitor.checked_in",
-                    {"invitation_id": invitation["id"], "by": "guard:g1"},  # no name: the invitation's
+                    {"invitation_id": invitation["id"], "by": "guard:g1"},
                     wall_ms=NOW_MS - HOUR,
                 ),
                 a.event(
@@ -134,7 +136,12 @@ def test_counts_availability_and_who_is_on_site(
         counts = store.event_counts(since, until)
         quarter = NOW_MS // QUARTER_MS
         assert counts["entries"] == {quarter - 4: 2, quarter: 1}
-        assert counts["checkins"] == {quarter - 8: 1, quarter - 4: 1, quarter - 2: 1, quarter - 1: 1}
+        assert counts["checkins"] == {
+            quarter - 8: 1,
+            quarter - 4: 1,
+            quarter - 2: 1,
+            quarter - 1: 1,
+        }
         assert sorted(counts["denies"]) == [
             ("decision", "lockdown", 1),
             ("decision", "revoked", 1),
