@@ -143,9 +143,10 @@ def bar_chart(
                 "tx": round(x + (slot - gap) / 2, 1),
             }
         )
+    lines = 5 if high >= 5 else high  # whole numbers on the axis: 0-50 by 10, 0-2 by 1
     grid = [
-        {"y": round(top + plot_h - plot_h * n / 4, 1), "text": _number(high * n / 4)}
-        for n in range(5)
+        {"y": round(top + plot_h - plot_h * n / lines, 1), "text": _number(high * n / lines)}
+        for n in range(lines + 1)
     ]
     return {
         "width": width,

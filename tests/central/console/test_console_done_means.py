@@ -214,3 +214,55 @@ def test_done_means_end_to_end(console_central, tmp_path: Path):
             )
     finally:
         browser.quit()
+
+
+def test_the_muster_list_prints_on_a4(console_central, tmp_path: Path):
+    """The muster list printed by Chromium (its print engine, the page's print stylesheet):
+    A4 pages, the visitors listed, none of the console's navigation."""
+    import base64
+    import re
+    import subprocess
+
+    from central.console.screenshots import chromium, log_in
+    from central.testing import ChainBuilder, enroll_device
+
+    base = console_central.url
+    _, session = enroll_device(base, door="gate-p", device_id="print-gate-p")
+    chain = ChainBuilder()
+    names = [f"Visitor {n:02d} Émile" for n in range(60)]  # more than one page
+    events = [
+        chain.event(
+            "visitor.checked_in",
+            {"invitation_id": f"print-{n}", "visitor": name, "host": "Host", "door": "gate-p"},
+        )
+        for n, name in enumerate(names)
+    ]
+    assert session.post(f"{base}/v1/events", json={"events": events}, timeout=10).ok
+    browser = chromium()
+    try:
+        log_in(browser, base, "olivia", PASSWORD)
+        browser.get(f"{base}/console/onsite/muster")
+        pdf = base64.b64decode(
+            browser.execute_cdp_cmd(
+                "Page.printToPDF", {"preferCSSPageSize": True, "printBackground": True}
+            )["data"]
+        )
+    finally:
+        browser.quit()
+    boxes = re.findall(rb"/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", pdf)
+    assert len(boxes) >= 2  # a page per ~30 rows, the header again on each
+    for width, height in boxes:  # A4: 210 x 297 mm = 595.3 x 841.9 pt
+        assert abs(float(width) - 595.3) < 2 and abs(float(height) - 841.9) < 2, (width, height)
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) is needed to read the printed text")
+    path = tmp_path / "muster.pdf"
+    path.write_bytes(pdf)
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    for name in names:
+        assert name in text
+    assert "Live events" not in text and "Log out" not in text and "Print" not in text
+    pages = [page for page in text.split("\f") if page.strip()]
+    listing = [page for page in pages if "Émile" in page]
+    assert len(listing) >= 2 and all("ENTERED" in page for page in listing)  # the header on each
