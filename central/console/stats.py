@@ -192,6 +192,10 @@ def hbar_chart(
     }
 
 
+def _decimal(text: str, comma: bool) -> str:
+    return text.replace(".", ",") if comma else text
+
+
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
 
@@ -281,13 +285,14 @@ async def _stats(console: Console, request: web.Request, operator: dict[str, Any
     per_door: dict[str, int] = {}
     for row in alarm_rows:
         per_door[row["door"]] = per_door.get(row["door"], 0) + row["count"]
-    devices = [{**d, "percent": _percent(d)} for d in figures["devices"]]
+    comma = console._lang(request) == "fr"  # 86,4 % in French
+    devices = []
+    for device in figures["devices"]:
+        percent = _percent(device)
+        text = "–" if percent is None else f"{_number(percent)} %"
+        devices.append({**device, "percent": percent, "percent_text": _decimal(text, comma)})
     availability = [
-        (
-            f"{d['door']} ({d['device_id']})",
-            d["percent"] or 0.0,
-            "–" if d["percent"] is None else f"{_number(d['percent'])} %",
-        )
+        (f"{d['door']} ({d['device_id']})", d["percent"] or 0.0, d["percent_text"])
         for d in devices
     ]
     total = sum(days.values())
