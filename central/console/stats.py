@@ -292,8 +292,7 @@ async def _stats(console: Console, request: web.Request, operator: dict[str, Any
         text = "–" if percent is None else f"{_number(percent)} %"
         devices.append({**device, "percent": percent, "percent_text": _decimal(text, comma)})
     availability = [
-        (f"{d['door']} ({d['device_id']})", d["percent"] or 0.0, d["percent_text"])
-        for d in devices
+        (f"{d['door']} ({d['device_id']})", d["percent"] or 0.0, d["percent_text"]) for d in devices
     ]
     total = sum(days.values())
     busiest = max(days.items(), key=lambda kv: (kv[1], kv[0])) if total else None

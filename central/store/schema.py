@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 
 from .auditchain import chain_existing_rows
 from .db import Database, Step
+from .stats import rebuild_onsite_visits
 
 __all__ = ["POSTGRES_STEPS", "SCHEMA_VERSION", "SQLITE_STEPS", "migrate"]
 
@@ -377,7 +378,9 @@ _SCHEMA_V11_POSTGRES = (
 #: clock, else the reception: the expression is written the same in every query, so the
 #: index serves it) -- without the index a year of events is read whole at each page. And
 #: each device's contact, one row per quarter hour it sent a heartbeat in (the devices' table
-#: keeps only the latest one), for its availability over a period.
+#: keeps only the latest one), for its availability over a period. And the visits open now
+#: (who is on site: a check-in not followed by a check-out at that device), kept by the upload
+#: so the page does not replay every check-in ever; filled from the events already stored.
 _SCHEMA_V12_SQLITE = (
     "CREATE INDEX events_kind_time ON events(type, (coalesce(wall_ms, received_at_ms)))",
     """CREATE TABLE device_contact (
@@ -385,6 +388,13 @@ _SCHEMA_V12_SQLITE = (
         quarter INTEGER NOT NULL,
         PRIMARY KEY (device_id, quarter)
     ) STRICT, WITHOUT ROWID""",
+    """CREATE TABLE onsite_visits (
+        device_id TEXT NOT NULL,
+        invitation_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (device_id, invitation_id)
+    ) STRICT, WITHOUT ROWID""",
+    rebuild_onsite_visits,
 )
 _SCHEMA_V12_POSTGRES = (
     "CREATE INDEX events_kind_time ON events(type, (coalesce(wall_ms, received_at_ms)))",
@@ -393,6 +403,13 @@ _SCHEMA_V12_POSTGRES = (
         quarter BIGINT NOT NULL,
         PRIMARY KEY (device_id, quarter)
     )""",
+    """CREATE TABLE onsite_visits (
+        device_id TEXT NOT NULL,
+        invitation_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        PRIMARY KEY (device_id, invitation_id)
+    )""",
+    rebuild_onsite_visits,
 )
 
 

@@ -14,21 +14,22 @@ PostgreSQL, and a period of 90 days is at most 8,640 rows per series.
 Who is on site. Each door keeps its own list (``edge_agent/onsite.py``): a visitor checked
 in there (``visitor.checked_in``) and not checked out since (``visitor.checked_out``: at
 the kiosk, by a guard, or by the door itself when the invitation ended, ``how: expired``).
-:meth:`StatsMixin.on_site` reads the same events in each device's journal order and keeps
-the same list, so the central shows what each door's muster screen shows -- as far as the
-door has uploaded.
+The upload keeps the same list per device in ``onsite_visits`` (:func:`record_visit`, in
+the transaction that stores the event, in the device's journal order), so the central shows
+what each door's muster screen shows -- as far as the door has uploaded -- and
+:meth:`StatsMixin.on_site` reads the visits open now, not every check-in ever.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .base import StoreBase
 from .db import Connection
 
-__all__ = ["EVENT_TIME", "QUARTER_MS", "StatsMixin"]
+__all__ = ["EVENT_TIME", "QUARTER_MS", "StatsMixin", "rebuild_onsite_visits", "record_visit"]
 
 #: A quarter hour in ms: the unit of the counts and of each device's contact.
 QUARTER_MS = 900_000
@@ -54,6 +55,42 @@ def _payload(text: object) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def record_visit(
+    conn: Connection, device_id: str, seq: int, kind: object, payload: Mapping[str, Any]
+) -> None:
+    """Keep ``onsite_visits`` (schema 12) as the door keeps its list: a stored
+    ``visitor.checked_in`` puts (or puts again) the visit of its invitation at this device, a
+    ``visitor.checked_out`` ends it. Called by the upload for each event it stores, in its
+    transaction; a device's events are placed in its journal order, so the latest wins."""
+    ident = payload.get("invitation_id")
+    if not isinstance(ident, str) or kind not in (CHECKED_IN, CHECKED_OUT):
+        return
+    if kind == CHECKED_IN:
+        conn.execute(
+            "INSERT INTO onsite_visits (device_id, invitation_id, seq) VALUES (?, ?, ?) "
+            "ON CONFLICT (device_id, invitation_id) DO UPDATE SET seq = excluded.seq",
+            (device_id, ident, seq),
+        )
+    else:
+        conn.execute(
+            "DELETE FROM onsite_visits WHERE device_id = ? AND invitation_id = ?",
+            (device_id, ident),
+        )
+
+
+def rebuild_onsite_visits(conn: Connection) -> None:
+    """Schema 12's step in Python: ``onsite_visits`` from the events stored before it (every
+    check-in and check-out, each device's in journal order), once."""
+    conn.execute("DELETE FROM onsite_visits")
+    rows = conn.execute(
+        "SELECT device_id, seq, type, payload FROM events WHERE type IN (?, ?) "
+        "AND status = 'stored' ORDER BY device_id, seq",
+        (CHECKED_IN, CHECKED_OUT),
+    )
+    for row in list(rows):
+        record_visit(conn, row["device_id"], row["seq"], row["type"], _payload(row["payload"]))
 
 
 class StatsMixin(StoreBase):
@@ -95,15 +132,22 @@ class StatsMixin(StoreBase):
         period = f"{EVENT_TIME} >= ? AND {EVENT_TIME} < ? AND status = 'stored'"
         with self._read() as conn:
             checkins = self._quarters(conn, CHECKED_IN, since_ms, until_ms)
-            entries = self._quarters(conn, DECISION, since_ms, until_ms, _GRANTED)
-            denies = [
-                ("decision", str(row["reason"] or ""), int(row["n"]))
-                for row in conn.execute(
-                    f"SELECT {reason} AS reason, count(*) AS n FROM events "
-                    f"WHERE type = ? AND {period} AND payload LIKE ? GROUP BY {reason}",
-                    (DECISION, since_ms, until_ms, _REFUSED),
-                )
-            ]
+            # Entries and refusals in one pass over the period's decisions (the larger part
+            # of all events): a refusal's reason is read from its JSON, a grant's is not.
+            entries: dict[int, int] = {}
+            refused: dict[str, int] = {}
+            for row in conn.execute(
+                f"SELECT {EVENT_TIME} / {QUARTER_MS} AS quarter, "
+                f"CASE WHEN payload LIKE ? THEN NULL ELSE coalesce({reason}, '') END AS why, "
+                f"count(*) AS n FROM events WHERE type = ? AND {period} "
+                "AND (payload LIKE ? OR payload LIKE ?) GROUP BY 1, 2",
+                (_GRANTED, DECISION, since_ms, until_ms, _GRANTED, _REFUSED),
+            ):
+                if row["why"] is None:
+                    entries[int(row["quarter"])] = int(row["n"])
+                else:
+                    refused[str(row["why"])] = refused.get(str(row["why"]), 0) + int(row["n"])
+            denies = [("decision", why, n) for why, n in refused.items()]
             denies += [
                 ("open_refused", str(row["reason"] or ""), int(row["n"]))
                 for row in conn.execute(
@@ -113,11 +157,11 @@ class StatsMixin(StoreBase):
                 )
             ]
             rows = conn.execute(
-                f"SELECT e.device_id, e.alarm, e.door, e.n, d.door AS device_door FROM "
+                f"SELECT a.device_id, a.alarm, a.door, a.n, d.door AS device_door FROM "
                 f"(SELECT device_id, {alarm} AS alarm, {door} AS door, count(*) AS n "
                 f"FROM events WHERE type = ? AND {period} "
-                f"GROUP BY device_id, {alarm}, {door}) e "
-                "LEFT JOIN devices d ON d.device_id = e.device_id",
+                f"GROUP BY device_id, {alarm}, {door}) a "
+                "LEFT JOIN devices d ON d.device_id = a.device_id",
                 (ALARM_RAISED, since_ms, until_ms),
             ).fetchall()
         alarms = [
@@ -167,10 +211,12 @@ class StatsMixin(StoreBase):
         door's), ``invitation_id``, ``visitor``, ``host``, ``entered_ms``, ``not_after``
         (seconds, the invitation's end, or None) and ``how`` (``by`` of the check-in)."""
         with self._read() as conn:
+            # The open visits (kept by the upload, record_visit) and their check-ins: the
+            # cost is that of the people on site, not of the years of check-ins behind them.
             rows = conn.execute(
-                f"SELECT device_id, seq, type, payload, {EVENT_TIME} AS at_ms FROM events "
-                "WHERE type IN (?, ?) AND status = 'stored' ORDER BY device_id, seq",
-                (CHECKED_IN, CHECKED_OUT),
+                "SELECT v.device_id, e.payload, coalesce(e.wall_ms, e.received_at_ms) AS at_ms "
+                "FROM onsite_visits v JOIN events e ON e.device_id = v.device_id "
+                "AND e.seq = v.seq"
             ).fetchall()
             devices = {
                 row["device_id"]: row
@@ -180,12 +226,8 @@ class StatsMixin(StoreBase):
             for row in rows:
                 payload = _payload(row["payload"])
                 ident = payload.get("invitation_id")
-                if not isinstance(ident, str):
-                    continue
-                key = (row["device_id"], ident)
-                visits.pop(key, None)  # a check-in again replaces the entry, as the door does
-                if row["type"] == CHECKED_IN:
-                    visits[key] = {"row": row, "payload": payload}
+                if isinstance(ident, str):
+                    visits[(row["device_id"], ident)] = {"row": row, "payload": payload}
             entries = [self._entry(key, visit, devices) for key, visit in visits.items()]
             self._fill_from_invitations(conn, entries)
         entries.sort(key=lambda e: (e["entered_ms"], e["door"], e["visitor"].casefold()))

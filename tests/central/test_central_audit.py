@@ -204,6 +204,7 @@ def test_rows_written_before_the_chain_are_chained_by_the_migration(tmp_path: Pa
         # And schema 12's (the statistics' index, device contact).
         conn.execute("DROP INDEX events_kind_time")
         conn.execute("DROP TABLE device_contact")
+        conn.execute("DROP TABLE onsite_visits")
         conn.execute("PRAGMA user_version = 4")
     with CentralStore(settings) as store:
         store.add_operator("cy", "auditor")

@@ -178,16 +178,49 @@ def test_counts_availability_and_who_is_on_site(
 
 def test_the_statistics_read_through_the_index(tmp_path: Path):
     """A year of events is not read whole: each statistic's query searches schema 12's
-    index on the event type and time (the page's cost stays that of the period)."""
+    index on the event type and time (the page's cost stays that of the period), and who is
+    on site reads the open visits and their check-ins by key, not every check-in ever."""
     with CentralStore(CentralSettings(data_dir=tmp_path / "data")) as store:
-        seen: list[str] = []
         conn = store._conn
-        conn.set_trace_callback(seen.append)
-        store.event_counts(0, NOW_MS)
-        store.on_site()
-        conn.set_trace_callback(None)
-        queries = [q for q in seen if "FROM events" in q]
-        assert len(queries) == 6
-        for query in queries:
-            plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query))
-            assert "USING INDEX events_kind_time" in plan, (query, plan)
+        for call, expected in (
+            (lambda: store.event_counts(0, NOW_MS), 4),
+            (store.on_site, 1),
+        ):
+            seen: list[str] = []
+            conn.set_trace_callback(seen.append)
+            call()
+            conn.set_trace_callback(None)
+            queries = [q for q in seen if "FROM events" in q or "FROM onsite_visits" in q]
+            assert len(queries) == expected
+            for query in queries:
+                plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query))
+                assert "SCAN events" not in plan, (query, plan)
+                if expected == 1:  # on site: the open visits, each check-in by its key
+                    assert "SCAN v" in plan and "SEARCH e USING" in plan, (query, plan)
+                else:
+                    assert "USING INDEX events_kind_time" in plan, (query, plan)
+
+
+def test_a_database_of_schema_11_gets_who_is_on_site_from_its_events(tmp_path: Path):
+    """Schema 12 fills the open visits from the check-ins and check-outs stored before it."""
+    settings = CentralSettings(data_dir=tmp_path / "data")
+    with CentralStore(settings, clock=lambda: NOW_MS) as store:
+        _device(store, "dev-a", "gate-a", [])
+        chain = ChainBuilder()
+        store.upload_events(
+            "dev-a",
+            [
+                chain.event("visitor.checked_in", {"invitation_id": "i1", "visitor": "Ann"}),
+                chain.event("visitor.checked_in", {"invitation_id": "i2", "visitor": "Bob"}),
+                chain.event("visitor.checked_out", {"invitation_id": "i1", "how": "kiosk"}),
+            ],
+        )
+        before = store.on_site()
+        conn = store._conn
+        conn.execute("DROP INDEX events_kind_time")
+        conn.execute("DROP TABLE device_contact")
+        conn.execute("DROP TABLE onsite_visits")
+        conn.execute("PRAGMA user_version = 11")
+    with CentralStore(settings, clock=lambda: NOW_MS) as store:
+        after = store.on_site()
+    assert [e["visitor"] for e in after] == ["Bob"] and after == before
