@@ -90,6 +90,12 @@ def site(console_central):
             wall_ms=at,
         ),
         a.event("access.open_refused", {"reason_code": "lockdown"}, wall_ms=at),
+        # What a device sends is text a spreadsheet must not run.
+        a.event(
+            "access.decision",
+            {"granted": False, "kind": "qr", "reason": '=HYPERLINK("http://evil.example")'},
+            wall_ms=at,
+        ),
         a.event("alarm.raised", {"alarm": "forced_open", "door": "gate-a"}, wall_ms=at),
     ]
     events_b = [
@@ -192,7 +198,7 @@ def test_statistics_page_charts_and_period(client: ConsoleClient, site):
     assert "4 check-ins in 30 days; the busiest day: " in page
     days = re.search(r'id="chart-days".*?</svg>', page, re.S).group(0)
     assert f"<title>{site['day']}: 4</title>" in days  # the site's day, not UTC's
-    assert "3 refusals at the doors" in page
+    assert "4 refusals at the doors" in page
     assert "Door in lockdown" in page or "door in lockdown" in page
     for bad in ("5", "abc", "-7", "3650"):
         answer = auditor.request(f"/console/stats?days={bad}")
@@ -229,6 +235,7 @@ def test_each_statistic_exports_as_csv(client: ConsoleClient, site):
     assert _csv(olivia, "denies") == [
         ["reason_code", "reason", "count"],
         ["revoked", "revoked", "2"],
+        ["'=HYPERLINK(\"http://evil.example\")", "'=HYPERLINK(\"http://evil.example\")", "1"],
         ["lockdown", "door in lockdown", "1"],
     ]
     alarms = _csv(olivia, "alarms")
