@@ -235,7 +235,7 @@ def test_each_statistic_exports_as_csv(client: ConsoleClient, site):
     assert _csv(olivia, "denies") == [
         ["reason_code", "reason", "count"],
         ["revoked", "revoked", "2"],
-        ["'=HYPERLINK(\"http://evil.example\")", "'=HYPERLINK(\"http://evil.example\")", "1"],
+        ['\'=HYPERLINK("http://evil.example")', '\'=HYPERLINK("http://evil.example")', "1"],
         ["lockdown", "door in lockdown", "1"],
     ]
     alarms = _csv(olivia, "alarms")
