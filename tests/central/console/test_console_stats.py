@@ -75,7 +75,12 @@ def site(console_central):
         ),
         a.event(
             "visitor.checked_out",
-            {"invitation_id": "st-inv-left", "how": "kiosk", "by": "visitor"},
+            {
+                "invitation_id": "st-inv-left",
+                "visitor": "Left Early",
+                "how": "kiosk",
+                "by": "visitor",
+            },
             wall_ms=at + 3,
         ),
         a.event("access.decision", {"granted": True, "kind": "qr"}, wall_ms=at),
@@ -163,8 +168,13 @@ def test_who_is_on_site_by_door_and_zone(client: ConsoleClient, site):
     assert "Alan Turing" in lab and "Grace Hopper" not in lab
     assert "Showing the doors of zone lab." in lab
 
+    # The check-out in words on the live page.
+    live = olivia.request("/console/live").text
+    assert "Left Early checked out at gate-a" in live
+
     olivia.request("/console/lang/fr?next=/console/onsite")
     french = olivia.request("/console/onsite").text
+    assert "Left Early a quitté le site à gate-a" in olivia.request("/console/live").text
     assert '<html lang="fr">' in french and "Qui est sur le site" in french
     assert "Enregistré à la borne" in french
     olivia.request("/console/lang/en?next=/console/onsite")
@@ -269,3 +279,22 @@ def test_each_statistic_exports_as_csv(client: ConsoleClient, site):
         "alarms",
         "availability",
     }
+
+
+def test_check_outs_in_words():
+    from central.console.i18n import translations
+    from central.console.words import describe
+
+    for lang, how, text in (
+        ("en", "expired", "Ada checked out at gate-a: invitation ended"),
+        ("en", "guard", "Ada checked out at gate-a by a guard"),
+        ("en", "kiosk", "Ada checked out at gate-a"),
+        ("fr", "expired", "Ada a quitté le site à gate-a : fin de l’invitation"),
+    ):
+        event = {
+            "type": "visitor.checked_out",
+            "door": "gate-a",
+            "name": "Ada",
+            "payload": {"how": how},
+        }
+        assert describe(event, translations(lang).gettext) == (text, False)
