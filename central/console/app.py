@@ -45,7 +45,7 @@ from ..settings import CentralSettings
 from ..store import CentralStore
 from ..store.doormodes import CENTRAL_MODES
 from ..tls import is_trusted
-from . import screening, security, visitors
+from . import onsite, screening, security, stats, visitors
 from .i18n import LANGUAGES, N_, pick_language, translations
 from .live import BATCH, LiveHub
 
@@ -120,6 +120,7 @@ class Page:
 PAGES: tuple[Page, ...] = (
     Page("home", f"{PREFIX}/", N_("Home"), ("GET", "/admin/info")),
     Page("visitors", f"{PREFIX}/visitors", N_("Visitors"), ("POST", "/admin/invitations")),
+    Page("onsite", f"{PREFIX}/onsite", N_("On site"), ("POST", "/admin/invitations")),
     Page("live", f"{PREFIX}/live", N_("Live events"), ("GET", "/admin/events")),
     Page("alarms", f"{PREFIX}/alarms", N_("Alarms"), ("GET", "/admin/events")),
     Page(
@@ -136,6 +137,7 @@ PAGES: tuple[Page, ...] = (
         N_("Approvals"),
         ("POST", "/admin/invitations/{invitation_id}/decision"),
     ),
+    Page("stats", f"{PREFIX}/stats", N_("Statistics"), ("GET", "/admin/events")),
 )
 _PAGE = {page.name: page for page in PAGES}
 
@@ -268,6 +270,8 @@ class Console:
         visitors.add_routes(self, app)
         security.add_routes(self, app)
         screening.add_routes(self, app)
+        onsite.add_routes(self, app)
+        stats.add_routes(self, app)
         r.add_get(f"{PREFIX}/doors", self.doors)
         r.add_post(f"{PREFIX}/doors/mode", self.set_door_mode)
         r.add_static(

@@ -7,14 +7,15 @@ Usage::
 It starts a demo central of its own (a temporary data directory, loopback, a free port),
 adds operators with passwords (a security officer, an auditor), two enrolled doors of one
 zone (one heard from, reporting lockdown; modes set for the zone and a door), a third that
-sent events, alarms and self-tests (:func:`_seed_security`), a few invitations (valid, not
+sent events, alarms and self-tests (:func:`_seed_security`), two that sent a month of
+check-ins, entries, refusals and alarms (:func:`_seed_stats`), a few invitations (valid, not
 valid yet, single use, revoked, one held by the deny list) and the deny list, logs in through
 the login page as a person would, and saves ``NAME-LANG.png`` for each page (the whole page,
 not only the window): the login page, the security officer's pages (:func:`_shots`: home,
-visitors, live events, alarms, devices, one device, doors, deny list, approvals), the
-printable invitation a visitor gets (``invitation-LANG.png``: the PDF the Visitors page's link
-downloads, drawn by poppler), a wrong password, and what an auditor sees (the home page
-without Visitors, the refusal of that page).
+visitors, live events, alarms, devices, one device, doors, deny list, approvals, on site, the
+muster list, statistics), the printable invitation a visitor gets (``invitation-LANG.png``:
+the PDF the Visitors page's link downloads, drawn by poppler), a wrong password, and what an
+auditor sees (the home page without Visitors, the refusal of that page).
 Needs Debian's ``chromium`` and ``chromium-driver`` and Selenium (the dev extra); nothing
 is downloaded.
 
@@ -198,6 +199,146 @@ def _seed(data: Path, url: str, token: str | None) -> None:
         )
         store.set_door_mode("door", "dock", {"mode": "normal", "reason": "Deliveries"}, by=OPERATOR)
     _seed_security(data, url, token)
+    _seed_stats(data, url, token)
+
+
+def _seed_stats(data: Path, url: str, token: str | None) -> None:
+    """For who is on site and the statistics: a reception door and a lab door that uploaded
+    30 days of check-ins, entries, refusals and alarms (a fixed pseudo-random pattern), three
+    visitors checked in today and one checked out, and the doors' contact history of the
+    period (the quarter hours heartbeats would have left: the reception went offline)."""
+    import random
+
+    from central.settings import CentralSettings
+    from central.store import CentralStore
+    from central.store.stats import QUARTER_MS
+    from central.testing import ChainBuilder, enroll_device
+
+    with CentralStore(CentralSettings(data_dir=data)) as store:
+        ids = {i["visitor"]: i["id"] for i in store.list_invitations()}
+    draw = random.Random(14)
+    now = int(time.time() * 1000)
+    day = 86_400_000
+    midnight = now - now % day
+    doors = {"reception": ["ground-floor"], "lab-1": ["labs"]}
+    reasons = ["expired", "revoked", "wrong_door", "outside_schedule", "not_yet_valid"]
+    for door, zones in doors.items():
+        _, device = enroll_device(url, door=door, device_id=f"pi-{door}", token=token, zones=zones)
+        chain = ChainBuilder()
+        events: list[tuple[str, dict[str, Any], int]] = []
+        for back in range(29, 0, -1):
+            start = midnight - back * day
+            weekend = (start // day + 3) % 7 >= 5  # 1970-01-01 was a Thursday
+            for _ in range(draw.randint(0, 3) if weekend else draw.randint(4, 14)):
+                at = start + int(draw.gauss(9.5, 1.5) * 3_600_000)
+                visit = f"seed-{door}-{back}-{len(events)}"
+                events.append(
+                    (
+                        "visitor.checked_in",
+                        {
+                            "invitation_id": visit,
+                            "door": door,
+                            "visitor": "Visitor",
+                            "by": "visitor",
+                        },
+                        at,
+                    )
+                )
+                events.append(
+                    (
+                        "visitor.checked_out",
+                        {"invitation_id": visit, "how": "kiosk"},
+                        at + 4 * 3_600_000,
+                    )
+                )
+            for _ in range(draw.randint(2, 8) if weekend else draw.randint(30, 60)):
+                hour = draw.choice([7, 8, 8, 8, 9, 9, 12, 13, 13, 14, 16, 17, 17, 18])
+                at = start + hour * 3_600_000 + draw.randint(0, 3_599_999)
+                events.append(("access.decision", {"granted": True, "kind": "badge"}, at))
+            for _ in range(draw.randint(0, 4)):
+                reason = draw.choice(reasons[: 2 + back % 4])
+                events.append(
+                    (
+                        "access.decision",
+                        {"granted": False, "kind": "badge", "reason": reason},
+                        start + draw.randint(7, 18) * 3_600_000,
+                    )
+                )
+            if draw.random() < (0.3 if door == "reception" else 0.1):
+                alarm = draw.choice(["held_open", "held_open", "forced_open", "tamper"])
+                events.append(
+                    (
+                        "alarm.raised",
+                        {"alarm": alarm, "door": door},
+                        start + draw.randint(0, 23) * 3_600_000,
+                    )
+                )
+        if door == "reception":
+            events.append(
+                (
+                    "access.open_refused",
+                    {"door": door, "reason_code": "lockdown"},
+                    now - 30 * 60_000,
+                )
+            )
+            for name, back_min, by in (
+                ("Marie Dupont", 95, "visitor"),
+                ("Tom Baker", 70, "guard:g1"),
+                ("Ines Moreau", 40, "visitor"),
+            ):
+                events.append(
+                    (
+                        "visitor.checked_in",
+                        {"invitation_id": ids[name], "door": door, "visitor": name, "by": by},
+                        now - back_min * 60_000,
+                    )
+                )
+            events.append(
+                (
+                    "visitor.checked_out",
+                    {"invitation_id": ids["Ines Moreau"], "how": "kiosk"},
+                    now - 10 * 60_000,
+                )
+            )
+        else:
+            events.append(
+                (
+                    "visitor.checked_in",
+                    {
+                        "invitation_id": ids["Hélène Rousseau"],
+                        "door": door,
+                        "visitor": "Hélène Rousseau",
+                        "by": "visitor",
+                    },
+                    now - 50 * 60_000,
+                )
+            )
+        events.sort(key=lambda e: e[2])
+        batch = [chain.event(kind, payload, wall_ms=at) for kind, payload, at in events]
+        for first in range(0, len(batch), 500):
+            device.post(
+                f"{url}/v1/events", json={"events": batch[first : first + 500]}, timeout=30
+            ).raise_for_status()
+    # The contact history: every quarter hour of the period, but the reception's 4 days off.
+    with CentralStore(CentralSettings(data_dir=data)) as store, store._tx() as conn:
+        first = (midnight - 29 * day) // QUARTER_MS
+        for door in doors:
+            off = range((midnight - 12 * day) // QUARTER_MS, (midnight - 8 * day) // QUARTER_MS)
+            quarters = [
+                q
+                for q in range(first, now // QUARTER_MS + 1)
+                if door != "reception" or q not in off
+            ]
+            conn.executemany(
+                "INSERT INTO device_contact (device_id, quarter) VALUES (?, ?) "
+                "ON CONFLICT (device_id, quarter) DO NOTHING",
+                [(f"pi-{door}", q) for q in quarters],
+            )
+        # enrolled a month ago, so the whole period counts
+        conn.execute(
+            "UPDATE devices SET enrolled_at_ms = ? WHERE device_id IN (?, ?)",
+            (midnight - 40 * day, "pi-reception", "pi-lab-1"),
+        )
 
 
 def _seed_visits(store: Any, hour: int) -> None:
@@ -332,6 +473,9 @@ def _shots(base: str) -> Iterator[tuple[str, Callable[[Any], None]]]:
     yield "doors", lambda browser: browser.get(f"{base}/console/doors")
     yield "deny-list", lambda browser: browser.get(f"{base}/console/deny-list")
     yield "approvals", lambda browser: browser.get(f"{base}/console/approvals")
+    yield "onsite", lambda browser: browser.get(f"{base}/console/onsite")
+    yield "muster", lambda browser: browser.get(f"{base}/console/onsite/muster")
+    yield "stats", lambda browser: browser.get(f"{base}/console/stats?days=30")
 
 
 #: The seeded visitor whose printable invitation is pictured, per language.

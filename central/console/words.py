@@ -95,6 +95,7 @@ TYPES: dict[str, str] = {
     "guard.badge_tap": N_("Guard badge tapped"),
     "visitor.help": N_("Visitor asked for help"),
     "pass.printed": N_("Visitor pass printed"),
+    "visitor.pass_reissued": N_("Visitor pass printed again (the old one no longer works)"),
     "pass.print_failed": N_("Visitor pass not printed"),
     "agent.started": N_("Door controller started"),
     "agent.stopped": N_("Door controller stopped"),
@@ -142,6 +143,15 @@ def describe(event: Mapping[str, Any], _: Translate) -> tuple[str, bool]:
             "who": name or _(SOMEONE),
             "door": door,
         }, False
+    if kind == "visitor.checked_out":
+        how = payload.get("how")
+        if how == "expired":  # the door's own check-out at the end of the invitation
+            text = _("%(who)s checked out at %(door)s: invitation ended")
+        elif how == "guard":
+            text = _("%(who)s checked out at %(door)s by a guard")
+        else:
+            text = _("%(who)s checked out at %(door)s")
+        return text % {"who": name or _(SOMEONE), "door": door}, False
     if kind == "visitor.checkin_refused":
         return (
             _("Check-in of %(who)s refused at %(door)s: %(reason)s")

@@ -30,6 +30,7 @@ from .db import Row
 from .deltas import head_seq
 from .events import GENESIS_HEX
 from .keys import public_delta_key
+from .stats import QUARTER_MS
 from .validate import HASH_RE, MAX_SEQ, checked_bool, checked_name, checked_names
 
 __all__ = ["DevicesMixin", "device_summary"]
@@ -394,6 +395,13 @@ class DevicesMixin(StoreBase):
                 "UPDATE devices SET last_heartbeat_at_ms = ?, last_heartbeat = ? "
                 "WHERE device_id = ?",
                 (received_at_ms, dumps(dict(body)), device_id),
+            )
+            # Its availability over time (the statistics, central/store/stats.py): one row
+            # per quarter hour the device was heard in, kept when the heartbeat is replaced.
+            conn.execute(
+                "INSERT INTO device_contact (device_id, quarter) VALUES (?, ?) "
+                "ON CONFLICT (device_id, quarter) DO NOTHING",
+                (device_id, received_at_ms // QUARTER_MS),
             )
             head = head_seq(conn)
         return {

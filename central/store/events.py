@@ -27,6 +27,7 @@ from ..errors import NotFound
 from .claims import EVENT_BADGE_COUNTER, EVENT_INVITATION_USED, ClaimsMixin
 from .db import Connection, Row
 from .notify import CHECKIN_EVENT, NotifyMixin
+from .stats import record_visit
 from .validate import HASH_RE, MAX_SEQ, hash_field, int_field
 
 __all__ = ["GENESIS_HEX", "EventsMixin"]
@@ -322,6 +323,9 @@ class EventsMixin(ClaimsMixin, NotifyMixin):
         if status == "stored" and values.get("type") == CHECKIN_EVENT:
             # Same transaction as the event: told once per stored check-in, never lost.
             self._enqueue_checkin(conn, dev, event_id, seq, values.get("wall_ms"), payload, now)
+        if status == "stored":
+            # Who is on site (the console's page, central/store/stats.py), as the door keeps it.
+            record_visit(conn, dev["device_id"], seq, values.get("type"), payload)
         rows.append(
             (
                 dev["device_id"],

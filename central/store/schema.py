@@ -16,10 +16,11 @@ from collections.abc import Mapping, Sequence
 
 from .auditchain import chain_existing_rows
 from .db import Database, Step
+from .stats import rebuild_onsite_visits
 
 __all__ = ["POSTGRES_STEPS", "SCHEMA_VERSION", "SQLITE_STEPS", "migrate"]
 
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 
 #: Schema 1: the tables of the first central.
 _SCHEMA_V1 = (
@@ -469,7 +470,47 @@ _SCHEMA_V13_POSTGRES = (
     )""",
 )
 
-#: SQLite's steps (a database of schema 1 to 12 is migrated on open).
+#: Schema 14 (issue 14, the console's statistics and who is on site): the statistics and the
+#: on-site list read events of a few types over a period of their time (the device's wall
+#: clock, else the reception: the expression is written the same in every query, so the
+#: index serves it) -- without the index a year of events is read whole at each page. And
+#: each device's contact, one row per quarter hour it sent a heartbeat in (the devices' table
+#: keeps only the latest one), for its availability over a period. And the visits open now
+#: (who is on site: a check-in not followed by a check-out at that device), kept by the upload
+#: so the page does not replay every check-in ever; filled from the events already stored.
+_SCHEMA_V14_SQLITE = (
+    "CREATE INDEX events_kind_time ON events(type, (coalesce(wall_ms, received_at_ms)))",
+    """CREATE TABLE device_contact (
+        device_id TEXT NOT NULL,
+        quarter INTEGER NOT NULL,
+        PRIMARY KEY (device_id, quarter)
+    ) STRICT, WITHOUT ROWID""",
+    """CREATE TABLE onsite_visits (
+        device_id TEXT NOT NULL,
+        invitation_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (device_id, invitation_id)
+    ) STRICT, WITHOUT ROWID""",
+    rebuild_onsite_visits,
+)
+_SCHEMA_V14_POSTGRES = (
+    "CREATE INDEX events_kind_time ON events(type, (coalesce(wall_ms, received_at_ms)))",
+    """CREATE TABLE device_contact (
+        device_id TEXT NOT NULL,
+        quarter BIGINT NOT NULL,
+        PRIMARY KEY (device_id, quarter)
+    )""",
+    """CREATE TABLE onsite_visits (
+        device_id TEXT NOT NULL,
+        invitation_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        PRIMARY KEY (device_id, invitation_id)
+    )""",
+    rebuild_onsite_visits,
+)
+
+
+#: SQLite's steps (a database of schema 1 to 13 is migrated on open).
 SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     1: _SCHEMA_V1,
     2: _SCHEMA_V2,
@@ -484,6 +525,7 @@ SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     11: _SCHEMA_V11_SQLITE,
     12: _SCHEMA_V12_SQLITE,
     13: _SCHEMA_V13_SQLITE,
+    14: _SCHEMA_V14_SQLITE,
 }
 
 
@@ -492,7 +534,8 @@ SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
 #: schema 7 (retention), schema 8 (must_change_password), schema 9 (badge issuance),
 #: schema 10 (alarm acknowledgements, the self-test log), schema 11 (door modes),
 #: schema 12 (visitor e-mail, deny list, approvals), schema 13 (invitation groups and
-#: extensions, the console's CSV import drafts).
+#: extensions, the console's CSV import drafts), schema 14 (the statistics' index, device
+#: contact, the visits open now).
 #: The same tables as SQLite's: ``BIGINT`` for integers, ``BYTEA`` for blobs, an identity
 #: column for the deltas cursor; booleans stay 0/1 integers (one code path for both).
 POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
@@ -684,6 +727,7 @@ POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
     11: _SCHEMA_V11_POSTGRES,
     12: _SCHEMA_V12_POSTGRES,
     13: _SCHEMA_V13_POSTGRES,
+    14: _SCHEMA_V14_POSTGRES,
 }
 
 
@@ -711,7 +755,8 @@ def migrate(db: Database) -> None:
         # before operator accounts (issue 13); 4: one written before the audit chain;
         # 5: before host notification; 6: before retention; 7: before operators over HTTP;
         # 8: before badge issuance; 9: before the console's alarm acknowledgements;
-        # 10: before door modes; 11: before the deny list and visitor e-mails.
+        # 10: before door modes; 11: before the deny list and visitor e-mails; 12: before
+        # invitation groups; 13: before the statistics' index and device contact.
         for step, statements in sorted(db.migrations.items()):
             if version < step <= SCHEMA_VERSION:
                 for statement in statements:

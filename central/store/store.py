@@ -16,6 +16,8 @@ It is the domain mixins of this package over one :class:`~central.store.db.Datab
 ``monitor``        live events, alarms and acknowledgements, devices, the technical log
 ``doormodes``      door and zone modes set from the security office (who, why)
 ``screening``      the deny list, approvals, invitation tokens (PDF) and e-mails
+``stats``          the console's statistics (counts, availability) and who is on site
+``visits``         groups, recurring visitors, extensions, the console's CSV drafts
 =================  ================================================================
 
 It is synchronous: the server runs its calls on one worker thread (so they are
@@ -50,6 +52,7 @@ from .retention import RetentionMixin
 from .schema import migrate
 from .screening import ScreeningMixin
 from .sqlite import SqliteDatabase
+from .stats import StatsMixin
 from .visits import VisitsMixin
 
 __all__ = ["CentralStore", "open_database"]
@@ -95,6 +98,7 @@ class CentralStore(
     DoorModesMixin,
     ScreeningMixin,
     VisitsMixin,
+    StatsMixin,
 ):
     """The reference central's database and rules.
 

@@ -201,6 +201,10 @@ def test_rows_written_before_the_chain_are_chained_by_the_migration(tmp_path: Pa
         # And schema 10's (alarm acknowledgements, the self-test log) and 11's (door modes).
         for table in ("alarm_acks", "selftest_log", "door_modes"):
             conn.execute(f"DROP TABLE {table}")
+        # And schema 14's (the statistics' index, device contact).
+        conn.execute("DROP INDEX events_kind_time")
+        conn.execute("DROP TABLE device_contact")
+        conn.execute("DROP TABLE onsite_visits")
         # And schema 13's (invitation groups and extensions, CSV import drafts).
         conn.execute("DROP INDEX invitations_group")
         for table in ("invitation_groups", "import_drafts"):

@@ -148,7 +148,7 @@ def test_groups_recurring_visits_and_extensions_are_screened_with_four_eyes(
     with pytest.raises(BadRequest, match="pending"):
         store.extend_invitation(mallory["id"], {"expires": now + 7 * 86400}, by="pia")
     store.decide_invitation(mallory["id"], {"decision": "refuse", "reason": "no"}, by="sam")
-    with pytest.raises(BadRequest, match="revoked|refused"):  # a refusal revokes it
+    with pytest.raises(BadRequest, match=r"revoked|refused"):  # a refusal revokes it
         store.extend_invitation(mallory["id"], {"expires": now + 7 * 86400}, by="pia")
     today = dt.datetime.fromtimestamp(now, store.settings.zone).date()
     days = store.create_recurring_invitations(

@@ -213,6 +213,10 @@ def test_central_database_of_schema_1_gains_the_report_table(tmp_path: Path) -> 
         store._conn.execute("DROP TABLE alarm_acks")
         store._conn.execute("DROP TABLE selftest_log")
         store._conn.execute("DROP TABLE door_modes")  # schema 11's (issue 14: door modes)
+        # Schema 14's (issue 14: the statistics' index, device contact)
+        store._conn.execute("DROP INDEX events_kind_time")
+        store._conn.execute("DROP TABLE device_contact")
+        store._conn.execute("DROP TABLE onsite_visits")
         # Schema 13's (issue 14: invitation groups and extensions, CSV import drafts).
         store._conn.execute("DROP TABLE invitation_groups")
         store._conn.execute("DROP TABLE import_drafts")
@@ -238,7 +242,7 @@ def test_central_database_of_schema_1_gains_the_report_table(tmp_path: Path) -> 
             store._conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         store._conn.execute("PRAGMA user_version = 1")
     with CentralStore(settings) as store:
-        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 13
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 14
         with pytest.raises(NotFound):
             store.selftest("nobody")
         token = store.create_enroll_token(door="lobby")["enroll_token"]
