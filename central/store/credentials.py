@@ -22,6 +22,7 @@ from portier_common.tokens.claims import ClaimsError
 from ..errors import BadRequest, NotFound
 from .base import StoreBase, dumps
 from .db import Connection
+from .access import published_schedule
 from .deltas import record_change
 from .keys import active_key
 from .validate import (
@@ -208,6 +209,7 @@ class CredentialsMixin(StoreBase):
                 "role",
                 "pin_hash",
                 "guard_id",
+                "schedule",
             ),
         )
         uid = normalize_uid(body.get("uid"))
@@ -228,6 +230,10 @@ class CredentialsMixin(StoreBase):
         if not badge["doors"] and not badge["zones"]:
             raise BadRequest("doors: a badge needs at least one door or zone")
         badge.update(guard_fields(body))
+        if body.get("schedule") is not None:
+            # The door or zone whose schedule limits this badge's hours (the agent applies
+            # the schedule a badge names; an unknown one refuses: outside_schedule).
+            badge["schedule"] = checked_name("schedule", body["schedule"])
         if (
             badge["not_before"] is not None
             and badge["not_after"] is not None
@@ -360,7 +366,9 @@ class CredentialsMixin(StoreBase):
                 "DO UPDATE SET data = excluded.data",
                 (schedule["site"], schedule_id, dumps(schedule)),
             )
-            record_change(conn, schedule["site"], "schedule", schedule_id, schedule)
+            record_change(
+                conn, schedule["site"], "schedule", schedule_id, published_schedule(conn, schedule)
+            )
         return schedule
 
     def delete_schedule(self, schedule_id: str, site: str | None = None) -> None:

@@ -19,7 +19,7 @@ from .db import Database, Step
 
 __all__ = ["POSTGRES_STEPS", "SCHEMA_VERSION", "SQLITE_STEPS", "migrate"]
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 #: Schema 1: the tables of the first central.
 _SCHEMA_V1 = (
@@ -372,7 +372,27 @@ _SCHEMA_V11_POSTGRES = (
 )
 
 
-#: SQLite's steps (a database of schema 1 to 10 is migrated on open).
+#: Schema 12 (issue 14, access levels): the site's holidays, on which every schedule of the
+#: site is closed (central/store/access.py); the doors get them inside the schedules.
+_SCHEMA_V12_SQLITE = (
+    """CREATE TABLE holidays (
+        site TEXT NOT NULL,
+        day TEXT NOT NULL,
+        name TEXT NOT NULL,
+        PRIMARY KEY (site, day)
+    ) STRICT""",
+)
+_SCHEMA_V12_POSTGRES = (
+    """CREATE TABLE holidays (
+        site TEXT NOT NULL,
+        day TEXT NOT NULL,
+        name TEXT NOT NULL,
+        PRIMARY KEY (site, day)
+    )""",
+)
+
+
+#: SQLite's steps (a database of schema 1 to 11 is migrated on open).
 SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     1: _SCHEMA_V1,
     2: _SCHEMA_V2,
@@ -385,6 +405,7 @@ SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     9: _SCHEMA_V9_SQLITE,
     10: _SCHEMA_V10_SQLITE,
     11: _SCHEMA_V11_SQLITE,
+    12: _SCHEMA_V12_SQLITE,
 }
 
 
@@ -581,6 +602,7 @@ POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
     9: _SCHEMA_V9_POSTGRES,
     10: _SCHEMA_V10_POSTGRES,
     11: _SCHEMA_V11_POSTGRES,
+    12: _SCHEMA_V12_POSTGRES,
 }
 
 
@@ -608,7 +630,7 @@ def migrate(db: Database) -> None:
         # before operator accounts (issue 13); 4: one written before the audit chain;
         # 5: before host notification; 6: before retention; 7: before operators over HTTP;
         # 8: before badge issuance; 9: before the console's alarm acknowledgements;
-        # 10: before door modes.
+        # 10: before door modes; 11: before holidays.
         for step, statements in sorted(db.migrations.items()):
             if version < step <= SCHEMA_VERSION:
                 for statement in statements:

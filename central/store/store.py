@@ -32,6 +32,7 @@ import threading
 from collections.abc import Callable
 
 from ..settings import CentralSettings
+from .access import AccessMixin
 from .audit import AuditMixin
 from .base import wall_ms
 from .console import ConsoleMixin
@@ -90,6 +91,7 @@ class CentralStore(
     ConsoleMixin,
     MonitorMixin,
     DoorModesMixin,
+    AccessMixin,
 ):
     """The reference central's database and rules.
 

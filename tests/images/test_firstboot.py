@@ -213,6 +213,7 @@ def test_central_database_of_schema_1_gains_the_report_table(tmp_path: Path) -> 
         store._conn.execute("DROP TABLE alarm_acks")
         store._conn.execute("DROP TABLE selftest_log")
         store._conn.execute("DROP TABLE door_modes")  # schema 11's (issue 14: door modes)
+        store._conn.execute("DROP TABLE holidays")  # schema 12's (issue 14: holidays)
         for table, column in (
             ("events", "purged_at_ms"),
             ("invitations", "purged_at_ms"),
