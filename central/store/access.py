@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import BadRequest, NotFound
-from .base import StoreBase, dumps
+from .base import StoreBase
 from .db import Connection
 from .deltas import record_change
 from .validate import checked_name, checked_text, normalize_uid, only_fields

@@ -20,9 +20,9 @@ from portier_common.tokens import InvitationClaims, mint
 from portier_common.tokens.claims import ClaimsError
 
 from ..errors import BadRequest, NotFound
+from .access import published_schedule
 from .base import StoreBase, dumps
 from .db import Connection
-from .access import published_schedule
 from .deltas import record_change
 from .keys import active_key
 from .validate import (

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,9 +68,9 @@ def test_holidays_travel_inside_every_schedule_of_the_site(store: CentralStore) 
     assert [s["holidays"] for s in _schedule_changes(store)] == [expected, expected]
     # A schedule set later carries them too; the stored schedule stays as it was given.
     store.put_schedule("lab", {"timezone": "UTC", "rules": BUSINESS})
-    lab = [s for s in _schedule_changes(store) if s["id"] == "lab"][0]
+    lab = next(s for s in _schedule_changes(store) if s["id"] == "lab")
     assert lab["holidays"] == expected
-    assert "holidays" not in [s for s in store.list_schedules() if s["id"] == "lab"][0]
+    assert "holidays" not in next(s for s in store.list_schedules() if s["id"] == "lab")
     # Renaming, removing: published again; an incremental page holds the change.
     cursor = store.head_cursor()
     store.delete_holiday("2026-12-24")
@@ -179,7 +180,7 @@ def test_rights_by_zone_schedule_and_holiday(store: CentralStore) -> None:
     assert thursday[0].reason == "holiday" and "Saint Nicholas" in thursday[0].detail
     # The week is whole and in order.
     assert spans[0].start == explained["week_start"] and spans[-1].end == explained["week_end"]
-    assert all(a.end == b.start for a, b in zip(spans, spans[1:], strict=False))
+    assert all(a.end == b.start for a, b in itertools.pairwise(spans))
     # At 20:00 it is the schedule's reason.
     evening = explain(_facts(store, "04A1B2C3D4E5F6"), WEDNESDAY_10 + 10 * 3600)
     assert evening["now"].reason == "outside_schedule"
