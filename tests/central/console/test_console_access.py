@@ -170,10 +170,37 @@ def test_a_guard_badge_keeps_only_a_pin_hash_and_never_shows_it(
     assert rows[-1]["operator"] == "olivia" and rows[-1]["detail"]["via"] == "console"
     assert rows[-1]["detail"]["uid"] == GUARD_UID.lower() and rows[-1]["detail"]["role"] == "guard"
     assert "scrypt" not in json.dumps([r["detail"] for r in rows])
-    # A headless door gets the guard badge without its hash; a guard console gets the hash.
     with console_central.admin() as admin:
         assert admin.list_badges("gail")[0]["has_pin"] is True
         assert "pin_hash" not in admin.list_badges("gail")[0]
+    # The central hands the hash to a device with a guard console only (a kiosk), not to a
+    # headless door: the badge the console saved reaches both, as the deltas say.
+    for console_device in (True, False):
+        _, device = enroll_device(
+            console_central.url,
+            door="gate-a",
+            zones=["perimeter"],
+            guard_console=console_device,
+            token=console_central.token,
+        )
+        with device:
+            page = device.get(f"{console_central.url}/v1/deltas", timeout=10).json()
+        gail = next(b for b in page["badges"] if b["uid"] == GUARD_UID.lower())
+        assert gail["role"] == "guard" and gail["guard_id"] == "gail"
+        assert ("pin_hash" in gail) is console_device
+        if console_device:
+            assert verify_pin("246813", gail["pin_hash"])
+
+
+def test_names_typed_into_a_badge_are_shown_as_text(client: ConsoleClient, doors) -> None:
+    """A holder's name is what an officer typed: it is escaped, never run, on every page."""
+    assert client.login("olivia").status == 303
+    answer = _badge(client, uid="04EEEEEEEEEE01", holder='<script>alert("x")</script>')
+    assert answer.status == 303
+    for path in ("/console/badges", "/console/rights?uid=04eeeeeeeeee01&door=gate-a"):
+        page = client.request(path).text
+        assert '<script>alert("x")</script>' not in page
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page, path
 
 
 def test_search_edit_and_revoke_a_badge(client: ConsoleClient, store: CentralStore, doors) -> None:
