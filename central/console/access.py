@@ -323,6 +323,21 @@ async def _save_badge(
         body["uid"] = normalize_uid(values["uid"])
     except BadRequest:
         errors.append(_msg(N_("The UID is 4, 7 or 10 bytes in hexadecimal, like 04A1B2C3D4E5F6.")))
+    if "uid" in body and not values["editing"]:
+        # Adding must not replace someone's badge (and a guard's PIN) by a typo: editing does.
+        existing = await console._db(console.store.list_badges, body["uid"])
+        if any(b["uid"] == body["uid"] for b in existing):
+            holder = next(b["holder"] for b in existing if b["uid"] == body["uid"])
+            errors.append(
+                _msg(
+                    N_(
+                        "A badge with UID %(uid)s exists already (%(holder)s): edit it from "
+                        "the list."
+                    ),
+                    uid=body["uid"].upper(),
+                    holder=holder,
+                )
+            )
     if not values["holder"]:
         errors.append(_msg(N_("Give the holder's name.")))
     body["holder"] = values["holder"]

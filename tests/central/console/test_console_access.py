@@ -212,6 +212,10 @@ def test_search_edit_and_revoke_a_badge(client: ConsoleClient, store: CentralSto
         not_after="2030-01-01T08:00",
     )
     assert answer.status == 303, answer.text[-2000:]
+    # Adding the same UID again does not replace Sam's badge: editing does.
+    again = _badge(client, uid="04:A1:B2:C3:D4:E5:F6", holder="Someone Else")
+    assert again.status == 400
+    assert "A badge with UID 04A1B2C3D4E5F6 exists already (Sam Staff)" in again.text
     found = client.request("/console/badges?q=SAM").text
     assert "Sam Staff" in found and "Gail Guard" not in found
     assert (
