@@ -318,7 +318,7 @@ class CredentialsMixin(StoreBase):
         One schedule per door or zone of a site, as the agent's cache keeps them.
 
         Returns:
-            the ``Schedule``.
+            the ``Schedule`` as the doors receive it (with the site's ``holidays``).
 
         Raises:
             BadRequest: a bad field (named).
@@ -366,10 +366,9 @@ class CredentialsMixin(StoreBase):
                 "DO UPDATE SET data = excluded.data",
                 (schedule["site"], schedule_id, dumps(schedule)),
             )
-            record_change(
-                conn, schedule["site"], "schedule", schedule_id, published_schedule(conn, schedule)
-            )
-        return schedule
+            published = published_schedule(conn, schedule)
+            record_change(conn, schedule["site"], "schedule", schedule_id, published)
+        return published
 
     def delete_schedule(self, schedule_id: str, site: str | None = None) -> None:
         """Remove the schedule of a door or zone (it goes out in ``removed.schedules``).
