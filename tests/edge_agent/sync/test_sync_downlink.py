@@ -442,6 +442,10 @@ def test_convert_page_names_the_bad_field() -> None:
         convert_page(_page("1", badges=["not an object"]), DOOR)
     with pytest.raises(DeltaError, match="schedules"):
         convert_page(_page("1", schedules=[{"id": DOOR, "timezone": "UTC", "rules": [{}]}]), DOOR)
+    for holidays in ("2026-12-25", [{"name": "no date"}], [42]):
+        bad = {"id": DOOR, "timezone": "UTC", "rules": [], "holidays": holidays}
+        with pytest.raises(DeltaError, match=r"schedules\[0\]\.holidays"):
+            convert_page(_page("1", schedules=[bad]), DOOR)
     page = convert_page(
         _page("3", door_settings=[{"door": "other", "site": "hq", "version": 1, "settings": {}}]),
         DOOR,
