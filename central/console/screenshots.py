@@ -319,6 +319,14 @@ def _shots(base: str) -> Iterator[tuple[str, Callable[[Any], None]]]:
     )
     yield "operators", lambda browser: browser.get(f"{base}/console/operators")
 
+    def operator_added(browser: Any) -> None:
+        browser.get(f"{base}/console/operators")
+        lang = browser.find_element(By.TAG_NAME, "html").get_attribute("lang")
+        browser.find_element(By.ID, "name").send_keys(f"noah-{lang}")
+        follow(browser, browser.find_element(By.CSS_SELECTOR, "form.grid button[type=submit]"))
+
+    yield "operators-password", operator_added
+
 
 @contextmanager
 def demo_central() -> Iterator[str]:
