@@ -734,7 +734,9 @@ async def _rights(console: Console, request: web.Request, operator: dict[str, An
             now_s = console.store.now_ms() // 1000
             gettext = translations(console._lang(request)).gettext
             modes = {mode: gettext(label) for mode, label in MODE_LABELS.items()}
-            context["result"] = _explained(console, facts, explain(facts, now_s), modes, now_s)
+            context["result"] = _explained(
+                console, facts, explain(facts, now_s), modes, now_s, gettext
+            )
     return console.render(
         request, "rights.html", status=status, operator=operator, current="rights", **context
     )
@@ -750,6 +752,7 @@ def _explained(
     result: Mapping[str, Any],
     mode_labels: Mapping[str, str],
     now_s: int,
+    gettext: Callable[[str], str],
 ) -> dict[str, Any]:
     """The explanation as messages: the verdict now, why, and this week day by day."""
     badge = facts["badge"]
@@ -777,6 +780,19 @@ def _explained(
         reason = (
             _msg(text, **args) if text else _msg(REASONS.get(now.reason.value, now.reason.value))
         )
+    later = None
+    if not now.granted:
+        upcoming = [span for span in result["spans"] if span.granted and span.end > now_s]
+        if upcoming:
+            moment = dt.datetime.fromtimestamp(max(upcoming[0].start, now_s), console.settings.zone)
+            later = _msg(
+                N_("Next time this week: %(day)s %(date)s at %(time)s."),
+                day=gettext(DAY_NAMES[moment.weekday()]),
+                date=moment.date().isoformat(),
+                time=moment.strftime("%H:%M"),
+            )
+        else:
+            later = _msg(N_("Not at all for the rest of this week."))
     why: list[dict[str, Any]] = []
     via = result["via"]
     if via["door"]:
@@ -895,6 +911,7 @@ def _explained(
         "granted": now.granted,
         "verdict": verdict,
         "reason": reason,
+        "later": later,
         "why": why,
         "days": days,
         "code": now.reason.value,

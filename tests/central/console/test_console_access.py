@@ -339,6 +339,7 @@ def test_rights_explained_now_this_week_and_why(
     other = client.request("/console/rights?uid=04aaaaaaaaaa01&door=gate-a").text
     assert "Rita Rights may not enter at gate-a now." in other
     assert "The badge names neither this door nor a zone this door is in." in other
+    assert "Not at all for the rest of this week." in other
     # A holiday today closes it, with the holiday's name: today in the schedule's zone.
     with console_central.admin() as admin:
         days = {dt.datetime.now(ZoneInfo("Europe/Brussels")).date().isoformat()}
@@ -352,6 +353,18 @@ def test_rights_explained_now_this_week_and_why(
     assert "Rita Rights may not enter at lab now." in closed
     assert "The schedule is closed for a holiday: Inventory day." in closed
     assert 'data-reason="holiday"' in closed
+    # Open again at the next midnight in Brussels, said in site time (UTC here), if that
+    # is still in the site's week.
+    brussels = dt.datetime.now(ZoneInfo("Europe/Brussels"))
+    midnight = dt.datetime.combine(
+        brussels.date() + dt.timedelta(days=1), dt.time(), ZoneInfo("Europe/Brussels")
+    ).astimezone(dt.UTC)
+    utc_today = dt.datetime.now(dt.UTC).date()
+    week_end = utc_today + dt.timedelta(days=7 - utc_today.weekday())
+    if midnight.date() < week_end:
+        assert f"Next time this week: {midnight:%A %Y-%m-%d at %H:%M}." in closed
+    else:
+        assert "Not at all for the rest of this week." in closed
     client.request("/console/lang/fr?next=/console/rights")
     french = client.request("/console/rights?uid=04aaaaaaaaaa01&door=gate-a").text
     assert "Rita Rights ne peut pas entrer à gate-a maintenant." in french
