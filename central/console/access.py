@@ -34,6 +34,7 @@ from portier_common.pins import MAX_PIN_DIGITS, MIN_PIN_DIGITS, hash_pin
 from ..errors import BadRequest, CentralError, NotFound
 from ..rights import explain
 from ..settings import NAME_RE
+from ..store.validate import normalize_uid
 from .i18n import N_, translations
 from .words import REASONS
 
@@ -317,8 +318,6 @@ async def _save_badge(
     pin = str(form.get("pin", "")).strip()
     errors: list[dict[str, Any]] = []
     body: dict[str, Any] = {"site": console.settings.site}
-    from ..store.validate import normalize_uid
-
     try:
         body["uid"] = normalize_uid(values["uid"])
     except BadRequest:
