@@ -320,6 +320,37 @@ class CentralAdmin:
         body = {key: value for key, value in fields.items() if value is not None}
         return self._call("PUT", f"/admin/schedules/{quote(schedule_id, safe='')}", json=body)
 
+    def list_schedules(self, *, site: str | None = None) -> list[dict[str, Any]]:
+        """The schedules of the doors and zones."""
+        params = {"site": site} if site is not None else None
+        return list(self._call("GET", "/admin/schedules", params=params)["schedules"])
+
+    def list_holidays(self, *, site: str | None = None) -> list[dict[str, Any]]:
+        """The site's holidays, by date."""
+        params = {"site": site} if site is not None else None
+        return list(self._call("GET", "/admin/holidays", params=params)["holidays"])
+
+    def put_holiday(self, date: str, name: str, *, site: str | None = None) -> dict[str, Any]:
+        """Close every schedule of the site on *date* (``YYYY-MM-DD``), named *name*."""
+        body: dict[str, Any] = {"name": name}
+        if site is not None:
+            body["site"] = site
+        return dict(self._call("PUT", f"/admin/holidays/{quote(date, safe='')}", json=body))
+
+    def delete_holiday(self, date: str, *, site: str | None = None) -> None:
+        """Remove the holiday of *date*."""
+        params = {"site": site} if site is not None else None
+        self._call("DELETE", f"/admin/holidays/{quote(date, safe='')}", params=params)
+
+    def list_badges(self, search: str | None = None) -> list[dict[str, Any]]:
+        """The badges (holder, doors, zones, guard or not, revoked, key version)."""
+        params = {"q": search} if search else None
+        return list(self._call("GET", "/admin/badges", params=params)["badges"])
+
+    def rights(self, uid: str, door: str) -> dict[str, Any]:
+        """Whether badge *uid* opens *door* now and this week's spans."""
+        return dict(self._call("GET", "/admin/rights", params={"uid": uid, "door": door}))
+
     def delete_schedule(self, schedule_id: str, *, site: str | None = None) -> None:
         """Remove the schedule of a door or zone (of *site*, default the central's)."""
         params = {"site": site} if site is not None else None

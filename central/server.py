@@ -256,6 +256,7 @@ class CentralServer:
         r.add_post("/admin/invitations/batch", self.admin_invitation_group)
         r.add_post("/admin/invitations/recurring", self.admin_recurring_invitations)
         r.add_post("/admin/invitations/{invitation_id}/extend", self.admin_extend_invitation)
+        r.add_get("/admin/badges", self.admin_list_badges)
         r.add_post("/admin/badges", self.admin_badge)
         r.add_delete("/admin/badges/{uid}", self.admin_delete_badge)
         r.add_post("/admin/badges/{uid}/revoke", self.admin_revoke_badge)
@@ -266,6 +267,11 @@ class CentralServer:
         r.add_post("/admin/keys/rotate", self.admin_rotate)
         r.add_put("/admin/schedules/{schedule_id}", self.admin_schedule)
         r.add_delete("/admin/schedules/{schedule_id}", self.admin_delete_schedule)
+        r.add_get("/admin/schedules", self.admin_list_schedules)
+        r.add_get("/admin/holidays", self.admin_holidays)
+        r.add_put("/admin/holidays/{date}", self.admin_put_holiday)
+        r.add_delete("/admin/holidays/{date}", self.admin_delete_holiday)
+        r.add_get("/admin/rights", self.admin_rights)
         r.add_put("/admin/doors/{door}/settings", self.admin_door_settings)
         r.add_put("/admin/doors/{door}/mode", self.admin_door_mode)
         r.add_put("/admin/zones/{zone}/mode", self.admin_zone_mode)
@@ -1103,6 +1109,71 @@ class CentralServer:
             request, 204, self.store.delete_schedule, schedule_id, request.query.get("site")
         )
         return web.Response(status=204)
+
+    async def admin_list_schedules(self, request: web.Request) -> web.Response:
+        """GET /admin/schedules[?site=]: the schedules of the doors and zones."""
+        schedules = await self._db(self.store.list_schedules, request.query.get("site"))
+        return _json({"schedules": schedules})
+
+    async def admin_holidays(self, request: web.Request) -> web.Response:
+        """GET /admin/holidays[?site=]: the site's holidays, by date."""
+        return _json(
+            {"holidays": await self._db(self.store.list_holidays, request.query.get("site"))}
+        )
+
+    async def admin_put_holiday(self, request: web.Request) -> web.Response:
+        """PUT /admin/holidays/{date} {"name", "site"?}: every schedule of the site is closed
+        that day (published again to the doors)."""
+        body = await self._body(request)
+        day = request.match_info["date"]
+        return _json(await self._change(request, 200, self.store.put_holiday, day, body))
+
+    async def admin_delete_holiday(self, request: web.Request) -> web.Response:
+        """DELETE /admin/holidays/{date}?site=."""
+        day = request.match_info["date"]
+        await self._change(request, 204, self.store.delete_holiday, day, request.query.get("site"))
+        return web.Response(status=204)
+
+    async def admin_list_badges(self, request: web.Request) -> web.Response:
+        """GET /admin/badges[?q=&site=]: the badges (never a PIN hash), with revocation and
+        key version."""
+        badges = await self._db(
+            functools.partial(
+                self.store.list_badges, request.query.get("q"), site=request.query.get("site")
+            )
+        )
+        return _json({"badges": badges})
+
+    async def admin_rights(self, request: web.Request) -> web.Response:
+        """GET /admin/rights?uid=&door=: may the badge open the door now, this week's spans,
+        by the doors' own decision (central/rights.py)."""
+        from .rights import explain
+
+        uid, door = request.query.get("uid", ""), request.query.get("door", "")
+        facts = await self._db(self.store.rights_facts, uid, door, request.query.get("site"))
+        now_s = self.store.now_ms() // 1000
+        explained = explain(facts, now_s)
+        return _json(
+            {
+                "uid": facts["badge"]["uid"],
+                "door": door,
+                "zones": facts["zones"],
+                "mode": explained["mode"],
+                "now": explained["now"].to_dict(),
+                "schedule": explained["schedule"],
+                "via": explained["via"],
+                "holidays": explained["holidays"],
+                "week": [
+                    {
+                        "start": span.start,
+                        "end": span.end,
+                        "granted": span.granted,
+                        "reason": span.reason,
+                    }
+                    for span in explained["spans"]
+                ],
+            }
+        )
 
     async def admin_door_settings(self, request: web.Request) -> web.Response:
         """PUT /admin/doors/{door}/settings."""

@@ -31,18 +31,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:  # config imports this module: the type only
     from edge_agent.config import DoorSection
 
+from portier_common.access import DoorMode
 from portier_common.settings import seconds
 
 log = logging.getLogger(__name__)
-
-
-class DoorMode(StrEnum):
-    """Operating mode of a door."""
-
-    NORMAL = "normal"
-    LOCKDOWN = "lockdown"
-    FREE_ACCESS = "free_access"
-    EMERGENCY = "emergency"
 
 
 class Alarm(StrEnum):

@@ -100,6 +100,10 @@ DENIAL: dict[str, Wording] = {
         N_("Fire alarm: do not enter"),
         N_("Leave the building by the nearest exit."),
     ),
+    "holiday": Wording(
+        N_("Closed today"),
+        N_("The site is closed today for a holiday."),
+    ),
 }
 
 #: Where a badge needs other words than an invitation (the rest are shared): a badge

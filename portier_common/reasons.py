@@ -32,6 +32,7 @@ class Reason(StrEnum):
     KIND_NOT_ACCEPTED = "kind_not_accepted"
     CLOCK_UNTRUSTED = "clock_untrusted"
     EMERGENCY = "emergency"
+    HOLIDAY = "holiday"
 
 
 #: One line of plain English per code, for logs, docs and the CLI. The kiosk
@@ -56,4 +57,5 @@ DESCRIPTIONS: dict[Reason, str] = {
     Reason.KIND_NOT_ACCEPTED: "This door does not accept this kind of credential.",
     Reason.CLOCK_UNTRUSTED: "The door's clock is behind the latest time it trusted.",
     Reason.EMERGENCY: "The fire alarm is on: entry is refused, exits stay free.",
+    Reason.HOLIDAY: "The site is closed today (a holiday of the schedule).",
 }

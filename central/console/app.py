@@ -45,7 +45,7 @@ from ..settings import CentralSettings
 from ..store import CentralStore
 from ..store.doormodes import CENTRAL_MODES
 from ..tls import is_trusted
-from . import onsite, screening, security, stats, visitors
+from . import access, onsite, operators, screening, security, stats, visitors
 from .i18n import LANGUAGES, N_, pick_language, translations
 from .live import BATCH, LiveHub
 
@@ -138,6 +138,15 @@ PAGES: tuple[Page, ...] = (
         ("POST", "/admin/invitations/{invitation_id}/decision"),
     ),
     Page("stats", f"{PREFIX}/stats", N_("Statistics"), ("GET", "/admin/events")),
+    Page("badges", f"{PREFIX}/badges", N_("Badges"), ("POST", "/admin/badges")),
+    Page(
+        "access",
+        f"{PREFIX}/access",
+        N_("Access levels"),
+        ("PUT", "/admin/schedules/{schedule_id}"),
+    ),
+    Page("rights", f"{PREFIX}/rights", N_("Rights"), ("GET", "/admin/rights")),
+    Page("operators", f"{PREFIX}/operators", N_("Operators"), ("POST", "/admin/operators")),
 )
 _PAGE = {page.name: page for page in PAGES}
 
@@ -274,6 +283,8 @@ class Console:
         stats.add_routes(self, app)
         r.add_get(f"{PREFIX}/doors", self.doors)
         r.add_post(f"{PREFIX}/doors/mode", self.set_door_mode)
+        access.add_routes(self, app)
+        operators.add_routes(self, app)
         r.add_static(
             f"{PREFIX}/static", HERE / "static", name="console_static", append_version=True
         )

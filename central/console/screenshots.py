@@ -200,6 +200,7 @@ def _seed(data: Path, url: str, token: str | None) -> None:
         store.set_door_mode("door", "dock", {"mode": "normal", "reason": "Deliveries"}, by=OPERATOR)
     _seed_security(data, url, token)
     _seed_stats(data, url, token)
+    _seed_access(data)
 
 
 def _seed_stats(data: Path, url: str, token: str | None) -> None:
@@ -387,6 +388,60 @@ IMPORT_WITH_ERRORS = (
 )
 
 
+def _seed_access(data: Path) -> None:
+    """For the access pages: schedules, a holiday this week, badges (a guard, a revoked one,
+    an issued NTAG 424 card) and a few more operators."""
+    import datetime as dt
+
+    from central.settings import CentralSettings
+    from central.store import CentralStore
+    from portier_common.pins import hash_pin
+
+    with CentralStore(CentralSettings(data_dir=data)) as store:
+        today = dt.date.today()
+        monday = today - dt.timedelta(days=today.weekday())
+        store.put_schedule(
+            "gate-a",
+            {
+                "timezone": "UTC",
+                "rules": [
+                    {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "07:00", "end": "19:00"},
+                    {"days": ["sat"], "start": "08:00", "end": "13:00"},
+                ],
+            },
+        )
+        store.put_schedule(
+            "labs",
+            {
+                "timezone": "Europe/Paris",
+                "rules": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:30",
+                           "end": "17:30"}],
+            },
+        )  # fmt: skip
+        store.put_holiday((monday + dt.timedelta(days=2)).isoformat(), {"name": "Site closure"})
+        store.put_holiday("2026-12-25", {"name": "Christmas"})
+        for badge in (
+            {"uid": "04A1B2C3D4E5F6", "holder": "Léa Bernard", "doors": ["gate-a"],
+             "schedule": "gate-a"},
+            {"uid": "04C0FFEE000001", "holder": "Gaston Garde", "kind": "uid",
+             "zones": ["ground-floor"], "role": "guard", "guard_id": "g1",
+             "pin_hash": hash_pin("246813", n=2**14)},
+            {"uid": "04ABABABABAB01", "holder": "Hélène Rousseau", "zones": ["labs"],
+             "schedule": "labs", "not_after": int(time.time()) + 30 * 86400},
+            {"uid": "04DEADBEEF0001", "holder": "Paul Durand", "doors": ["dock"]},
+        ):  # fmt: skip
+            store.put_badge(badge)
+        store.revoke_badge("04DEADBEEF0001")
+        with store._tx() as conn:  # Léa's card, issued at the Pass Office
+            conn.execute(
+                "INSERT INTO badge_issues (uid, site, key_version, state, updated_ms) "
+                "VALUES ('04a1b2c3d4e5f6', 'hq', 2, 'issued', 0)"
+            )
+        store.add_operator("paula", "pass_office", PASSWORD)
+        store.add_operator("ines", "installer")
+        store.disable_operator("ines")
+
+
 def _seed_security(data: Path, url: str, token: str | None) -> None:
     """For the security pages: a door that sent events (check-ins, a refusal, alarms), a
     heartbeat with alarms (one acknowledged), and its self-test reports."""
@@ -476,6 +531,31 @@ def _shots(base: str) -> Iterator[tuple[str, Callable[[Any], None]]]:
     yield "onsite", lambda browser: browser.get(f"{base}/console/onsite")
     yield "muster", lambda browser: browser.get(f"{base}/console/onsite/muster")
     yield "stats", lambda browser: browser.get(f"{base}/console/stats?days=30")
+
+    def access_errors(browser: Any) -> None:
+        browser.get(f"{base}/console/access")
+        rules = browser.find_element(By.ID, "rules")
+        rules.clear()
+        rules.send_keys("mon-fri 08:00-18:00\nfunday 09:00-12:00\nsat 22:00-06:00")
+        browser.find_element(By.ID, "schedule_id").send_keys("dock")
+        follow(browser, browser.find_element(By.CSS_SELECTOR, "#schedule-form button"))
+
+    yield "badges", lambda browser: browser.get(f"{base}/console/badges")
+    yield "access", lambda browser: browser.get(f"{base}/console/access")
+    yield "access-errors", access_errors
+    yield (
+        "rights",
+        lambda browser: browser.get(f"{base}/console/rights?uid=04a1b2c3d4e5f6&door=gate-a"),
+    )
+    yield "operators", lambda browser: browser.get(f"{base}/console/operators")
+
+    def operator_added(browser: Any) -> None:
+        browser.get(f"{base}/console/operators")
+        lang = browser.find_element(By.TAG_NAME, "html").get_attribute("lang")
+        browser.find_element(By.ID, "name").send_keys(f"noah-{lang}")
+        follow(browser, browser.find_element(By.CSS_SELECTOR, "form.grid button[type=submit]"))
+
+    yield "operators-password", operator_added
 
 
 #: The seeded visitor whose printable invitation is pictured, per language.

@@ -34,6 +34,7 @@ REASONS: dict[str, str] = {
     "kind_not_accepted": N_("kind of credential not accepted here"),
     "clock_untrusted": N_("door's clock not reliable"),
     "emergency": N_("fire alarm on"),
+    "holiday": N_("closed for a holiday"),
 }
 
 #: Alarms: the door's (``alarm.raised``, heartbeat ``door.CODE``) and the sync's

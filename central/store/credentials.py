@@ -20,6 +20,7 @@ from portier_common.tokens import InvitationClaims, mint
 from portier_common.tokens.claims import ClaimsError
 
 from ..errors import BadRequest, NotFound
+from .access import published_schedule
 from .base import StoreBase, dumps
 from .db import Connection
 from .deltas import record_change
@@ -246,6 +247,7 @@ class CredentialsMixin(StoreBase):
                 "role",
                 "pin_hash",
                 "guard_id",
+                "schedule",
             ),
         )
         uid = normalize_uid(body.get("uid"))
@@ -266,6 +268,10 @@ class CredentialsMixin(StoreBase):
         if not badge["doors"] and not badge["zones"]:
             raise BadRequest("doors: a badge needs at least one door or zone")
         badge.update(guard_fields(body))
+        if body.get("schedule") is not None:
+            # The door or zone whose schedule limits this badge's hours (the agent applies
+            # the schedule a badge names; an unknown one refuses: outside_schedule).
+            badge["schedule"] = checked_name("schedule", body["schedule"])
         if (
             badge["not_before"] is not None
             and badge["not_after"] is not None
@@ -350,7 +356,7 @@ class CredentialsMixin(StoreBase):
         One schedule per door or zone of a site, as the agent's cache keeps them.
 
         Returns:
-            the ``Schedule``.
+            the ``Schedule`` as the doors receive it (with the site's ``holidays``).
 
         Raises:
             BadRequest: a bad field (named).
@@ -398,8 +404,9 @@ class CredentialsMixin(StoreBase):
                 "DO UPDATE SET data = excluded.data",
                 (schedule["site"], schedule_id, dumps(schedule)),
             )
-            record_change(conn, schedule["site"], "schedule", schedule_id, schedule)
-        return schedule
+            published = published_schedule(conn, schedule)
+            record_change(conn, schedule["site"], "schedule", schedule_id, published)
+        return published
 
     def delete_schedule(self, schedule_id: str, site: str | None = None) -> None:
         """Remove the schedule of a door or zone (it goes out in ``removed.schedules``).

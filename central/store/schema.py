@@ -20,7 +20,7 @@ from .stats import rebuild_onsite_visits
 
 __all__ = ["POSTGRES_STEPS", "SCHEMA_VERSION", "SQLITE_STEPS", "migrate"]
 
-SCHEMA_VERSION = 14
+SCHEMA_VERSION = 15
 
 #: Schema 1: the tables of the first central.
 _SCHEMA_V1 = (
@@ -510,7 +510,27 @@ _SCHEMA_V14_POSTGRES = (
 )
 
 
-#: SQLite's steps (a database of schema 1 to 13 is migrated on open).
+#: Schema 15 (issue 14, access levels): the site's holidays, on which every schedule of the
+#: site is closed (central/store/access.py); the doors get them inside the schedules.
+_SCHEMA_V15_SQLITE = (
+    """CREATE TABLE holidays (
+        site TEXT NOT NULL,
+        day TEXT NOT NULL,
+        name TEXT NOT NULL,
+        PRIMARY KEY (site, day)
+    ) STRICT""",
+)
+_SCHEMA_V15_POSTGRES = (
+    """CREATE TABLE holidays (
+        site TEXT NOT NULL,
+        day TEXT NOT NULL,
+        name TEXT NOT NULL,
+        PRIMARY KEY (site, day)
+    )""",
+)
+
+
+#: SQLite's steps (a database of schema 1 to 14 is migrated on open).
 SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     1: _SCHEMA_V1,
     2: _SCHEMA_V2,
@@ -526,6 +546,7 @@ SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     12: _SCHEMA_V12_SQLITE,
     13: _SCHEMA_V13_SQLITE,
     14: _SCHEMA_V14_SQLITE,
+    15: _SCHEMA_V15_SQLITE,
 }
 
 
@@ -535,7 +556,7 @@ SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
 #: schema 10 (alarm acknowledgements, the self-test log), schema 11 (door modes),
 #: schema 12 (visitor e-mail, deny list, approvals), schema 13 (invitation groups and
 #: extensions, the console's CSV import drafts), schema 14 (the statistics' index, device
-#: contact, the visits open now).
+#: contact, the visits open now), schema 15 (holidays).
 #: The same tables as SQLite's: ``BIGINT`` for integers, ``BYTEA`` for blobs, an identity
 #: column for the deltas cursor; booleans stay 0/1 integers (one code path for both).
 POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
@@ -728,6 +749,7 @@ POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
     12: _SCHEMA_V12_POSTGRES,
     13: _SCHEMA_V13_POSTGRES,
     14: _SCHEMA_V14_POSTGRES,
+    15: _SCHEMA_V15_POSTGRES,
 }
 
 
@@ -756,7 +778,8 @@ def migrate(db: Database) -> None:
         # 5: before host notification; 6: before retention; 7: before operators over HTTP;
         # 8: before badge issuance; 9: before the console's alarm acknowledgements;
         # 10: before door modes; 11: before the deny list and visitor e-mails; 12: before
-        # invitation groups; 13: before the statistics' index and device contact.
+        # invitation groups; 13: before the statistics' index and device contact; 14: before
+        # holidays.
         for step, statements in sorted(db.migrations.items()):
             if version < step <= SCHEMA_VERSION:
                 for statement in statements:

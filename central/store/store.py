@@ -35,6 +35,7 @@ import threading
 from collections.abc import Callable
 
 from ..settings import CentralSettings
+from .access import AccessMixin
 from .audit import AuditMixin
 from .base import wall_ms
 from .console import ConsoleMixin
@@ -99,6 +100,7 @@ class CentralStore(
     ScreeningMixin,
     VisitsMixin,
     StatsMixin,
+    AccessMixin,
 ):
     """The reference central's database and rules.
 

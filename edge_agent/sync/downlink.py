@@ -226,8 +226,19 @@ def _schedule(item: Mapping[str, Any], where: str) -> CachedSchedule:
         if not isinstance(days, list) or not days or not all(isinstance(d, str) for d in days):
             raise DeltaError(f"{where}.rules[{n}].days: expected a list of day names")
         windows.append({"days": ",".join(days), "from": rule.get("start"), "to": rule.get("end")})
-    # The policy reads "tz" and "windows"; the central's own form is kept alongside.
-    data = {"tz": timezone, "windows": windows, "timezone": timezone, "rules": rules}
+    holidays = item.get("holidays") or []
+    if not isinstance(holidays, list) or not all(
+        isinstance(h, Mapping) and isinstance(h.get("date"), str) for h in holidays
+    ):
+        raise DeltaError(f"{where}.holidays: expected a list of {{date, name}}")
+    # The policy reads "tz", "windows" and "holidays"; the central's own form is kept alongside.
+    data = {
+        "tz": timezone,
+        "windows": windows,
+        "timezone": timezone,
+        "rules": rules,
+        "holidays": [{"date": h["date"], "name": str(h.get("name", ""))} for h in holidays],
+    }
     if isinstance(item.get("site"), str):
         data["site"] = item["site"]
     return CachedSchedule(_raw(item, "id"), data)

@@ -490,3 +490,72 @@ def test_sigint_stops_the_server(tmp_path: Path) -> None:
             child.kill()
             child.wait()
         child.stdout.close()
+
+
+def test_access_levels_over_http(central: CentralProcess, contract: ContractChecker) -> None:
+    """Badges listed (never a PIN hash), holidays set and removed, a badge's rights at a door:
+    each answer against the contract, on each backend."""
+    from portier_common.pins import hash_pin
+
+    base = central.url
+    _, session = enroll_device(central.url, door="api-vault", zones=["api-secure"])
+    session.close()
+    with central.admin() as admin:
+        admin.put_schedule(
+            "api-secure",
+            timezone="UTC",
+            rules=[{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00",
+                    "end": "24:00"}],
+        )  # fmt: skip
+        admin.put_badge(
+            uid="04A0A0A0A0A0A0",
+            holder="Api Guard",
+            zones=["api-secure"],
+            schedule="api-secure",
+            role="guard",
+            pin_hash=hash_pin("246813", n=2**14),
+        )
+    listed = call(contract, "GET", f"{base}/admin/badges", "/admin/badges", params={"q": "api g"})
+    [badge] = listed.json()["badges"]
+    assert badge["has_pin"] and badge["schedule"] == "api-secure" and "pin_hash" not in badge
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    put = call(
+        contract,
+        "PUT",
+        f"{base}/admin/holidays/{today}",
+        "/admin/holidays/{date}",
+        json={"name": "Api closure"},
+    )
+    assert put.status_code == 200 and put.json()["schedules"] >= 1
+    assert {"date": today, "name": "Api closure"} in call(
+        contract, "GET", f"{base}/admin/holidays", "/admin/holidays"
+    ).json()["holidays"]
+    params = {"uid": "04a0a0a0a0a0a0", "door": "api-vault"}
+    rights = call(contract, "GET", f"{base}/admin/rights", "/admin/rights", params=params).json()
+    assert rights["now"]["granted"] is False and rights["now"]["reason"] == "holiday"
+    assert rights["via"] == {"door": False, "zones": ["api-secure"]}
+    deleted = call(contract, "DELETE", f"{base}/admin/holidays/{today}", "/admin/holidays/{date}")
+    assert deleted.status_code == 204
+    rights = call(contract, "GET", f"{base}/admin/rights", "/admin/rights", params=params).json()
+    assert rights["now"]["granted"] is True
+    assert sum(span["end"] - span["start"] for span in rights["week"]) == 7 * 86400
+    # Refusals: a bad date, no holiday, an unknown badge, a malformed one.
+    bad = call(
+        contract, "PUT", f"{base}/admin/holidays/25-12-2026", "/admin/holidays/{date}",
+        json={"name": "x"},
+    )  # fmt: skip
+    assert bad.status_code == 400
+    gone = call(contract, "DELETE", f"{base}/admin/holidays/{today}", "/admin/holidays/{date}")
+    assert gone.status_code == 404
+    unknown = {"uid": "04FFFFFFFFFFFF", "door": "api-vault"}
+    assert (
+        call(contract, "GET", f"{base}/admin/rights", "/admin/rights", params=unknown).status_code
+        == 404
+    )
+    malformed = {"uid": "zz", "door": "api-vault"}
+    assert (
+        call(contract, "GET", f"{base}/admin/rights", "/admin/rights", params=malformed).status_code
+        == 400
+    )
+    schedules = call(contract, "GET", f"{base}/admin/schedules", "/admin/schedules").json()
+    assert "api-secure" in {s["id"] for s in schedules["schedules"]}

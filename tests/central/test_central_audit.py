@@ -198,8 +198,9 @@ def test_rows_written_before_the_chain_are_chained_by_the_migration(tmp_path: Pa
         conn.execute("ALTER TABLE operators DROP COLUMN must_change_password")
         # And schema 9's (badge issuance).
         conn.execute("DROP TABLE badge_issues")
-        # And schema 10's (alarm acknowledgements, the self-test log) and 11's (door modes).
-        for table in ("alarm_acks", "selftest_log", "door_modes"):
+        # And schema 10's (alarm acknowledgements, the self-test log), 11's (door modes) and
+        # 12's (holidays).
+        for table in ("alarm_acks", "selftest_log", "door_modes", "holidays"):
             conn.execute(f"DROP TABLE {table}")
         # And schema 14's (the statistics' index, device contact).
         conn.execute("DROP INDEX events_kind_time")

@@ -521,7 +521,7 @@ def test_schedules_and_door_settings_go_out_as_deltas(store: CentralStore) -> No
     rule = {"days": ["mon", "tue"], "start": "08:00", "end": "18:00"}
     schedule = store.put_schedule("lobby", {"timezone": "Europe/Paris", "rules": [rule]})
     zone = store.put_schedule("ground", {"rules": []})
-    assert zone == {"id": "ground", "site": "hq", "timezone": "UTC", "rules": []}
+    assert zone == {"id": "ground", "site": "hq", "timezone": "UTC", "rules": [], "holidays": []}
     store.put_door_settings("lobby", {"settings": {"mode": "normal", "unlock_s": 3}})
     settings_v2 = store.put_door_settings("lobby", {"settings": {"mode": "lockdown"}})
     assert settings_v2["version"] == 2

@@ -146,6 +146,7 @@ def base_delta() -> Delta:
             Badge("04000000000015", "uid", "Olga Office", data={"schedule": "office"}),
             Badge("04000000000016", "uid", "Zed Zone", doors=(), data={"zones": [ZONE]}),
             Badge("04000000000017", "uid", "Dee Disabled", data={"enabled": False}),
+            Badge("04000000000018", "uid", "Hal Holiday", data={"schedule": "closed-today"}),
         ],
         revocations=[
             Revocation("invitation", "inv-revoked"),
@@ -160,6 +161,14 @@ def base_delta() -> Delta:
             CachedSchedule(
                 "office",
                 {"tz": "UTC", "windows": [{"days": "mon-fri", "from": "07:00", "to": "19:00"}]},
+            ),
+            CachedSchedule(
+                "closed-today",
+                {
+                    "tz": "UTC",
+                    "windows": [{"days": "mon-sun", "from": "00:00", "to": "24:00"}],
+                    "holidays": [{"date": "2026-11-18", "name": "Site closure"}],
+                },
             ),
             CachedSchedule(
                 "weekend",
@@ -390,6 +399,7 @@ CASES: list[tuple[str, dict[str, Any], Callable[[], Credential], Reason]] = [
     ("qr during a fire alarm", {"fire": True}, qr(invite), Reason.EMERGENCY),
     ("ntag424 during a fire alarm", {"fire": True}, ntag(7), Reason.EMERGENCY),
     ("badge outside its schedule", UID_DOOR, uid("04000000000014"), Reason.OUTSIDE_SCHEDULE),
+    ("badge on a holiday of its schedule", UID_DOOR, uid("04000000000018"), Reason.HOLIDAY),
     (
         "qr outside the visitor schedule",
         {"door": {"visitor_schedule": "weekend"}},

@@ -14,6 +14,7 @@ from edge_agent.policy import (
     DoorPolicy,
     Schedule,
     decide,
+    decide_badge_presented,
 )
 from portier_common.ntag424 import SunVerifier, emulate_sun_url
 from portier_common.reasons import Reason
@@ -310,6 +311,25 @@ CASES = [
         Reason.GRANTED,
     ),
     (
+        "uid schedule on a holiday",
+        Credential.badge(bytes.fromhex("A1B2C3D4")),
+        POLICY,
+        DoorMode.NORMAL,
+        cache(
+            badges={
+                "A1B2C3D4": BadgeRecord(
+                    uid="A1B2C3D4", holder="x", doors=("*",), schedule="business"
+                )
+            },
+            schedules={
+                "business": Schedule(
+                    "business", BUSINESS.tz, BUSINESS.windows, (("2026-11-18", "Closure"),)
+                )
+            },
+        ),
+        Reason.HOLIDAY,
+    ),
+    (
         "uid unknown schedule fails closed",
         Credential.badge(bytes.fromhex("A1B2C3D4")),
         POLICY,
@@ -592,3 +612,108 @@ def test_schedule_over_midnight():
 def test_bad_schedules_are_refused(bad):
     with pytest.raises(ValueError, match="schedule 'x'"):
         Schedule.from_dict(bad)
+
+
+# -- holidays ---------------------------------------------------------------------------------
+CHRISTMAS = Schedule.from_dict(
+    {
+        "name": "business",
+        "tz": "Europe/Brussels",
+        "windows": [{"days": "mon-sun", "from": "07:00", "to": "19:00"}],
+        "holidays": [{"date": "2026-12-25", "name": "Christmas"}],
+    }
+)
+
+
+def _brussels(text: str) -> float:
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime.fromisoformat(text).replace(tzinfo=ZoneInfo("Europe/Brussels")).timestamp()
+
+
+def test_a_holiday_closes_the_whole_local_day_and_only_that_day():
+    # Christmas in Brussels: 00:00 to 24:00 local, though the window is open at 10:00.
+    assert CHRISTMAS.holiday(_brussels("2026-12-25T10:00")) == "Christmas"
+    assert not CHRISTMAS.allows(_brussels("2026-12-25T10:00"))
+    assert CHRISTMAS.holiday(_brussels("2026-12-25T00:30")) == "Christmas"
+    # 23:30 UTC on the 24th is already the 25th in Brussels: the site's date counts.
+    assert CHRISTMAS.holiday(dt.datetime(2026, 12, 24, 23, 30, tzinfo=dt.UTC).timestamp())
+    assert CHRISTMAS.holiday(_brussels("2026-12-24T18:00")) is None
+    assert CHRISTMAS.allows(_brussels("2026-12-24T18:00"))
+    assert CHRISTMAS.allows(_brussels("2026-12-26T10:00"))
+
+
+def test_a_badge_on_a_holiday_is_refused_with_the_holiday_reason():
+    record = BadgeRecord("A1B2C3D4", "Sam", doors=("gate-a",), schedule="business")
+    c = cache(badges={record.uid: record}, schedules={"business": CHRISTMAS}, synced_at=None)
+    at_10 = _brussels("2026-12-25T10:00")
+    d = decide(Credential.badge(bytes.fromhex("A1B2C3D4")), POLICY, DoorMode.NORMAL, at_10, c)
+    assert not d.granted and d.reason is Reason.HOLIDAY and "Christmas" in d.detail
+    # The day before, the same badge opens; outside the hours it is the schedule's reason.
+    d = decide(
+        Credential.badge(bytes.fromhex("A1B2C3D4")),
+        POLICY,
+        DoorMode.NORMAL,
+        _brussels("2026-12-24T10:00"),
+        c,
+    )
+    assert d.granted
+    d = decide(
+        Credential.badge(bytes.fromhex("A1B2C3D4")),
+        POLICY,
+        DoorMode.NORMAL,
+        _brussels("2026-12-24T20:00"),
+        c,
+    )
+    assert d.reason is Reason.OUTSIDE_SCHEDULE
+    # Lockdown still wins over the holiday (the mode is checked first), and free access
+    # ignores schedules, holidays included, as it ignores the hours.
+    d = decide(Credential.badge(bytes.fromhex("A1B2C3D4")), POLICY, DoorMode.LOCKDOWN, at_10, c)
+    assert d.reason is Reason.LOCKDOWN
+    d = decide(Credential.badge(bytes.fromhex("A1B2C3D4")), POLICY, DoorMode.FREE_ACCESS, at_10, c)
+    assert d.granted
+
+
+def test_a_visitor_schedule_holiday_refuses_invitations_with_the_holiday_reason():
+    policy = DoorPolicy(site="hq", door="gate-a", visitor_schedule="business")
+    at_10 = _brussels("2026-12-25T10:00")
+    token = invite(not_before=int(at_10) - 3600, expires=int(at_10) + 3600)
+    c = cache(schedules={"business": CHRISTMAS}, synced_at=None)
+    d = decide(Credential.qr(token), policy, DoorMode.NORMAL, at_10, c)
+    assert not d.granted and d.reason is Reason.HOLIDAY
+
+
+@pytest.mark.parametrize(
+    "holidays", [[{"date": "2026-13-01"}], [{"name": "no date"}], "2026-12-25", [42]]
+)
+def test_bad_holidays_make_the_schedule_invalid(holidays):
+    with pytest.raises(ValueError, match="schedule 'x'"):
+        Schedule.from_dict(
+            {
+                "name": "x",
+                "windows": [{"days": "mon", "from": "07:00", "to": "08:00"}],
+                "holidays": holidays,
+            }
+        )
+
+
+def test_decide_badge_presented_is_the_badge_path_of_decide():
+    """The central's explanation and the door agree: the same answer as a real tap."""
+    c = cache(synced_at=None)
+    for record in (STAFF, CRYPTO):
+        for mode in DoorMode:
+            real = (
+                Credential.badge(CRYPTO_UID, sun(CRYPTO_UID, 5))
+                if record.kind == "ntag424"
+                else Credential.badge(bytes.fromhex(record.uid))
+            )
+            expected = decide(real, POLICY, mode, NOW, c, VERIFIER)
+            got = decide_badge_presented(record.uid, POLICY, mode, NOW, c)
+            assert (got.granted, got.reason) == (expected.granted, expected.reason), (record, mode)
+    refused = decide_badge_presented(
+        STAFF.uid, DoorPolicy(site="hq", door="gate-a"), DoorMode.NORMAL, NOW, c
+    )
+    assert refused.reason is Reason.UID_NOT_ALLOWED
+    assert decide_badge_presented("DEADBEEF", POLICY, DoorMode.NORMAL, NOW, c).reason is (
+        Reason.UNKNOWN_BADGE
+    )

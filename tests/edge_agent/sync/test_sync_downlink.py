@@ -147,6 +147,46 @@ def test_full_then_incremental_sync(admin, door) -> None:
     assert door.downlink.last_complete_ms == cache.downlink().last_sync_ms
 
 
+def test_a_holiday_set_at_the_central_closes_the_door_for_a_scheduled_badge(admin, door) -> None:
+    """End to end: the central's holiday reaches the door inside the signed schedule, the
+    agent refuses the badge on that day with ``holiday``, and opens again once removed."""
+    zone = "holiday-zone"
+    admin.put_schedule(
+        zone,
+        timezone="UTC",
+        rules=[
+            {
+                "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                "start": "00:00",
+                "end": "24:00",
+            }
+        ],
+    )
+    admin.put_badge(
+        uid="04D0D0D0D0D0D0", holder="Hal Holiday", doors=[DOOR], kind="uid", schedule=zone
+    )
+    now = time.time()
+    today = time.strftime("%Y-%m-%d", time.gmtime(now))
+    policy = DoorPolicy(site="hq", door=DOOR, accept_uid=True)
+    tap = Credential.badge(bytes.fromhex("04D0D0D0D0D0D0"))
+    door.downlink.sync()
+    view = StoreCacheView(door.store)
+    assert decide(tap, policy, DoorMode.NORMAL, now, view).granted
+
+    admin.put_holiday(today, "Site closure")
+    assert door.downlink.sync().complete
+    decision = decide(tap, policy, DoorMode.NORMAL, now, view)
+    assert not decision.granted and decision.reason is Reason.HOLIDAY
+    assert "Site closure" in decision.detail
+    assert admin.list_holidays() == [{"date": today, "name": "Site closure"}]
+
+    admin.delete_holiday(today)
+    assert door.downlink.sync().complete
+    assert decide(tap, policy, DoorMode.NORMAL, now, view).granted
+    admin.delete_badge("04D0D0D0D0D0D0")
+    admin.delete_schedule(zone)
+
+
 def test_pages_follow_more_until_up_to_date(admin, door) -> None:
     for n in range(120):
         admin.put_badge(uid=f"04EE{n:010X}", holder=f"Holder {n}", doors=[DOOR], kind="uid")
@@ -402,6 +442,10 @@ def test_convert_page_names_the_bad_field() -> None:
         convert_page(_page("1", badges=["not an object"]), DOOR)
     with pytest.raises(DeltaError, match="schedules"):
         convert_page(_page("1", schedules=[{"id": DOOR, "timezone": "UTC", "rules": [{}]}]), DOOR)
+    for holidays in ("2026-12-25", [{"name": "no date"}], [42]):
+        bad = {"id": DOOR, "timezone": "UTC", "rules": [], "holidays": holidays}
+        with pytest.raises(DeltaError, match=r"schedules\[0\]\.holidays"):
+            convert_page(_page("1", schedules=[bad]), DOOR)
     page = convert_page(
         _page("3", door_settings=[{"door": "other", "site": "hq", "version": 1, "settings": {}}]),
         DOOR,
