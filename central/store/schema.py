@@ -19,7 +19,7 @@ from .db import Database, Step
 
 __all__ = ["POSTGRES_STEPS", "SCHEMA_VERSION", "SQLITE_STEPS", "migrate"]
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 #: Schema 1: the tables of the first central.
 _SCHEMA_V1 = (
@@ -372,7 +372,42 @@ _SCHEMA_V11_POSTGRES = (
 )
 
 
-#: SQLite's steps (a database of schema 1 to 10 is migrated on open).
+# Schema 12 (issue #14, event packs): the device's event-pack public key (X25519, sent at
+# enrollment), and the packs exported (their serial orders them per device: a device
+# refuses a pack not newer than the last it installed).
+_SCHEMA_V12_SQLITE = (
+    "ALTER TABLE devices ADD COLUMN pack_key BLOB",
+    """CREATE TABLE event_packs (
+        serial INTEGER PRIMARY KEY,
+        pack_id TEXT NOT NULL UNIQUE,
+        device_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        starts INTEGER NOT NULL,
+        ends INTEGER NOT NULL,
+        guests INTEGER NOT NULL,
+        not_after_ms INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        created_by TEXT NOT NULL
+    ) STRICT""",
+)
+_SCHEMA_V12_POSTGRES = (
+    "ALTER TABLE devices ADD COLUMN pack_key BYTEA",
+    """CREATE TABLE event_packs (
+        serial BIGINT PRIMARY KEY,
+        pack_id TEXT NOT NULL UNIQUE,
+        device_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        starts BIGINT NOT NULL,
+        ends BIGINT NOT NULL,
+        guests BIGINT NOT NULL,
+        not_after_ms BIGINT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        created_by TEXT NOT NULL
+    )""",
+)
+
+
+#: SQLite's steps (a database of schema 1 to 11 is migrated on open).
 SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     1: _SCHEMA_V1,
     2: _SCHEMA_V2,
@@ -385,6 +420,7 @@ SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     9: _SCHEMA_V9_SQLITE,
     10: _SCHEMA_V10_SQLITE,
     11: _SCHEMA_V11_SQLITE,
+    12: _SCHEMA_V12_SQLITE,
 }
 
 
@@ -581,6 +617,7 @@ POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
     9: _SCHEMA_V9_POSTGRES,
     10: _SCHEMA_V10_POSTGRES,
     11: _SCHEMA_V11_POSTGRES,
+    12: _SCHEMA_V12_POSTGRES,
 }
 
 

@@ -40,6 +40,7 @@ from .db import Database
 from .deltas import DeltasMixin
 from .devices import DevicesMixin
 from .doormodes import DoorModesMixin
+from .eventpacks import EventPacksMixin
 from .events import EventsMixin
 from .issuance import IssuanceMixin
 from .keys import KeysMixin
@@ -90,6 +91,7 @@ class CentralStore(
     ConsoleMixin,
     MonitorMixin,
     DoorModesMixin,
+    EventPacksMixin,
 ):
     """The reference central's database and rules.
 

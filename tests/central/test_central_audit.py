@@ -199,8 +199,9 @@ def test_rows_written_before_the_chain_are_chained_by_the_migration(tmp_path: Pa
         # And schema 9's (badge issuance).
         conn.execute("DROP TABLE badge_issues")
         # And schema 10's (alarm acknowledgements, the self-test log) and 11's (door modes).
-        for table in ("alarm_acks", "selftest_log", "door_modes"):
+        for table in ("alarm_acks", "selftest_log", "door_modes", "event_packs"):
             conn.execute(f"DROP TABLE {table}")
+        conn.execute("ALTER TABLE devices DROP COLUMN pack_key")  # and 12's (event packs)
         conn.execute("PRAGMA user_version = 4")
     with CentralStore(settings) as store:
         store.add_operator("cy", "auditor")

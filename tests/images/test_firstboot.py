@@ -213,6 +213,7 @@ def test_central_database_of_schema_1_gains_the_report_table(tmp_path: Path) -> 
         store._conn.execute("DROP TABLE alarm_acks")
         store._conn.execute("DROP TABLE selftest_log")
         store._conn.execute("DROP TABLE door_modes")  # schema 11's (issue 14: door modes)
+        store._conn.execute("DROP TABLE event_packs")  # schema 12's (issue 14: event packs)
         for table, column in (
             ("events", "purged_at_ms"),
             ("invitations", "purged_at_ms"),
@@ -221,13 +222,14 @@ def test_central_database_of_schema_1_gains_the_report_table(tmp_path: Path) -> 
             ("devices", "zones"),
             ("devices", "guard_console"),
             ("devices", "reset_allowed"),
+            ("devices", "pack_key"),
             ("enroll_tokens", "zones"),
             ("enroll_tokens", "retry_hash"),
         ):
             store._conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         store._conn.execute("PRAGMA user_version = 1")
     with CentralStore(settings) as store:
-        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 11
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 12
         with pytest.raises(NotFound):
             store.selftest("nobody")
         token = store.create_enroll_token(door="lobby")["enroll_token"]
