@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
 import os
 from collections.abc import Mapping
@@ -44,11 +45,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 __all__ = [
+    "EXPORT_FORMAT",
     "FORMAT",
     "MAX_PACK_BYTES",
     "PACK_CONTEXT",
     "REASONS",
     "PackRefused",
+    "export_mac",
     "generate_key",
     "open_pack",
     "pack_message",
@@ -59,6 +62,10 @@ __all__ = [
 ]
 
 FORMAT = "portier-event-pack/1"
+#: ``format`` of a journal exported by ``edge-agent journal export`` (merged back by
+#: ``portier-central event-pack merge``).
+EXPORT_FORMAT = "portier-journal-export/1"
+EXPORT_CONTEXT = b"portier-journal-export/1\n"
 PACK_CONTEXT = b"portier-event-pack/1\n"
 #: A pack larger than this is refused before it is parsed (a site's whole cache of
 #: invitations and badges fits in a few MiB).
@@ -96,6 +103,13 @@ def _canonical(value: Mapping[str, Any]) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
         "utf-8"
     )
+
+
+def export_mac(credential_hash: bytes, body: Mapping[str, Any]) -> str:
+    """The HMAC-SHA256 (hex) of a journal export's *body* (everything but ``mac``), keyed
+    with the SHA-256 of the device's credential: the device computes it from its
+    credential, the central from the hash it keeps (it never stores the credential)."""
+    return hmac.new(credential_hash, EXPORT_CONTEXT + _canonical(body), "sha256").hexdigest()
 
 
 def generate_key() -> X25519PrivateKey:

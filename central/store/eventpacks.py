@@ -21,25 +21,17 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from portier_common.eventpack import FORMAT, seal
+from portier_common.eventpack import EXPORT_FORMAT, FORMAT, export_mac, seal
 
 from ..errors import BadRequest, Forbidden, NotConfigured, NotFound
 from .base import StoreBase
 from .db import Connection, Row
 from .deltas import DELTA_LISTS, REMOVABLE, head_seq
 
-__all__ = [
-    "EXPORT_CONTEXT",
-    "EXPORT_FORMAT",
-    "EventPacksMixin",
-    "export_mac",
-]
+__all__ = ["EventPacksMixin"]
 
 log = logging.getLogger(__name__)
 
-#: ``format`` of a journal exported by ``edge-agent journal export``.
-EXPORT_FORMAT = "portier-journal-export/1"
-EXPORT_CONTEXT = b"portier-journal-export/1\n"
 #: The longest event a pack may be made for, and how far ahead it may start.
 MAX_EVENT_S = 31 * 86400
 #: The kiosk trusts the pack's cache until the event's end plus this (a late guest).
@@ -48,14 +40,6 @@ GRACE_S = 3600
 MERGE_BATCH = 500
 _LANGUAGES = ("en", "fr")
 _ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-
-
-def export_mac(credential_hash: bytes, body: Mapping[str, Any]) -> str:
-    """The HMAC-SHA256 (hex) of a journal export's *body* (everything but ``mac``), keyed
-    with the SHA-256 of the device's credential: the device computes it from its
-    credential, the central from the hash it keeps."""
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hmac.new(credential_hash, EXPORT_CONTEXT + text.encode("utf-8"), "sha256").hexdigest()
 
 
 def _int(body: Mapping[str, Any], name: str) -> int:
