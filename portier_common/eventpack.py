@@ -218,18 +218,19 @@ def open_pack(
         raise PackRefused("malformed", "not a pack: not JSON") from None
     if not isinstance(outer, dict) or outer.get("format") != FORMAT:
         raise PackRefused("malformed", f"not a pack: format is not {FORMAT!r}")
-    header = {name: outer.get(name) for name in _HEADER}
+    header: dict[str, Any] = {name: outer.get(name) for name in _HEADER}
     if set(outer) != {*_HEADER, "ciphertext"}:
         raise PackRefused("malformed", "pack: unexpected or missing fields")
     if header["device_id"] != device_id:
         raise PackRefused(
             "wrong_device", f"this pack is for device {header['device_id']!r}, not {device_id!r}"
         )
-    serial = header["serial"]
-    not_after = header["not_after_ms"]
-    for name, value in (("serial", serial), ("not_after_ms", not_after)):
+    for name in ("serial", "not_after_ms"):
+        value = header[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise PackRefused("malformed", f"pack: {name} must be a non-negative integer")
+    serial: int = header["serial"]
+    not_after: int = header["not_after_ms"]
     epk = _unb64(header["epk"], "epk", 32)
     nonce = _unb64(header["nonce"], "nonce", 12)
     ciphertext = _unb64(outer["ciphertext"], "ciphertext")
