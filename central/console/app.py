@@ -45,7 +45,7 @@ from ..settings import CentralSettings
 from ..store import CentralStore
 from ..store.doormodes import CENTRAL_MODES
 from ..tls import is_trusted
-from . import security
+from . import eventpacks, security
 from .i18n import LANGUAGES, N_, pick_language, translations
 from .live import BATCH, LiveHub
 
@@ -139,6 +139,7 @@ PAGES: tuple[Page, ...] = (
         ("GET", "/admin/devices/{device_id}/selftest"),
     ),
     Page("doors", f"{PREFIX}/doors", N_("Doors"), ("PUT", "/admin/doors/{door}/mode")),
+    Page("eventpacks", f"{PREFIX}/event-packs", N_("Event packs"), ("POST", "/admin/event-packs")),
 )
 _PAGE = {page.name: page for page in PAGES}
 
@@ -276,6 +277,7 @@ class Console:
         security.add_routes(self, app)
         r.add_get(f"{PREFIX}/doors", self.doors)
         r.add_post(f"{PREFIX}/doors/mode", self.set_door_mode)
+        eventpacks.add_routes(self, app)
         r.add_static(
             f"{PREFIX}/static", HERE / "static", name="console_static", append_version=True
         )

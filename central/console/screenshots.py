@@ -11,8 +11,8 @@ sent events, alarms and self-tests (:func:`_seed_security`) and a few invitation
 valid yet, single use, revoked), logs in through the login page as a person would, and saves
 ``NAME-LANG.png`` for each page (the whole page, not only the window): the login page, the
 security officer's pages (:func:`_shots`: home, visitors, live events, alarms, devices, one
-device, doors), a wrong password, and what an auditor sees (the home page without Visitors,
-the refusal of that page).
+device, doors, event packs), a wrong password, and what an auditor sees (the home page
+without Visitors, the refusal of that page).
 Needs Debian's ``chromium`` and ``chromium-driver`` and Selenium (the dev extra); nothing
 is downloaded.
 
@@ -172,6 +172,32 @@ def _seed(data: Path, url: str, token: str | None) -> None:
         )
         store.set_door_mode("door", "dock", {"mode": "normal", "reason": "Deliveries"}, by=OPERATOR)
     _seed_security(data, url, token)
+    _seed_eventpacks(data, url, token)
+
+
+def _seed_eventpacks(data: Path, url: str, token: str | None) -> None:
+    """For the Event packs page: a kiosk that can receive packs, and a pack made for it."""
+    from central.settings import CentralSettings
+    from central.store import CentralStore
+    from central.testing import enroll_device
+    from portier_common.eventpack import generate_key, public_key_bytes
+    from portier_common.signing import b64url
+
+    key = b64url(public_key_bytes(generate_key()))
+    enroll_device(url, door="hall", device_id="kiosk-fair", token=token, event_pack_key=key)
+    with CentralStore(CentralSettings(data_dir=data)) as store:
+        now = store.now_ms() // 1000
+        day = now - now % 86400 + 86400
+        guests = [i["id"] for i in store.list_invitations() if i.get("revoked_at") is None]
+        store.create_event_pack(
+            {
+                "device_id": "kiosk-fair",
+                "invitations": guests[:3],
+                "event": {"name": "Salon de l'innovation", "starts": day, "ends": day + 9 * 3600},
+                "kiosk": {"language": "fr", "welcome": "Bienvenue au salon"},
+            },
+            by=OPERATOR,
+        )
 
 
 def _seed_security(data: Path, url: str, token: str | None) -> None:
@@ -246,6 +272,7 @@ def _shots(base: str) -> Iterator[tuple[str, Callable[[Any], None]]]:
     yield "devices", lambda browser: browser.get(f"{base}/console/devices")
     yield "device", lambda browser: browser.get(f"{base}/console/devices/pi-gate-a")
     yield "doors", lambda browser: browser.get(f"{base}/console/doors")
+    yield "eventpacks", lambda browser: browser.get(f"{base}/console/event-packs")
 
 
 @contextmanager
