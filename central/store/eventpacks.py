@@ -24,9 +24,9 @@ from typing import Any
 from portier_common.eventpack import EXPORT_FORMAT, FORMAT, export_mac, seal
 
 from ..errors import BadRequest, Forbidden, NotConfigured, NotFound
-from .base import StoreBase
 from .db import Connection, Row
 from .deltas import DELTA_LISTS, REMOVABLE, head_seq
+from .events import EventsMixin
 
 __all__ = ["EventPacksMixin"]
 
@@ -71,8 +71,11 @@ def _snapshot(conn: Connection, site: str, guard_console: bool) -> dict[str, lis
     return page
 
 
-class EventPacksMixin(StoreBase):
-    """Event packs for off-site kiosks, and the merge of their exported journals."""
+class EventPacksMixin(EventsMixin):
+    """Event packs for off-site kiosks, and the merge of their exported journals.
+
+    It extends :class:`EventsMixin` on purpose (as that one extends the claims): a merged
+    journal is placed by the very code of ``POST /v1/events``, batch by batch."""
 
     def create_event_pack(self, body: Mapping[str, Any], *, by: str) -> dict[str, Any]:
         """Make the event pack asked for by *body* (``EventPackRequest``); return
@@ -343,7 +346,7 @@ class EventPacksMixin(StoreBase):
         reasons: dict[str, int] = {}
         answer: dict[str, Any] = {"next_seq": None, "chain_ok": None}
         for start in range(0, len(events), MERGE_BATCH):
-            answer = self.upload_events(device_id, events[start : start + MERGE_BATCH])  # type: ignore[attr-defined]
+            answer = self.upload_events(device_id, events[start : start + MERGE_BATCH])
             for ack in answer["acks"]:
                 counts[ack["status"]] = counts.get(ack["status"], 0) + 1
                 if ack["status"] in ("rejected", "retry_later"):

@@ -80,6 +80,7 @@ def open_database(settings: CentralSettings) -> Database:
 
 class CentralStore(
     DevicesMixin,
+    EventPacksMixin,  # before EventsMixin: it extends it (the merge places events)
     EventsMixin,
     CredentialsMixin,
     IssuanceMixin,
@@ -91,7 +92,6 @@ class CentralStore(
     ConsoleMixin,
     MonitorMixin,
     DoorModesMixin,
-    EventPacksMixin,
 ):
     """The reference central's database and rules.
 
