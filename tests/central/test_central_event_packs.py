@@ -22,6 +22,8 @@ from central.errors import BadRequest, CentralError
 from central.testing import CentralProcess, enroll_device
 from edge_agent.config import AgentConfig
 from edge_agent.eventpack import PackRefused, install_pack, pack_key_path
+from edge_agent.store import Store, StoreSettings
+from edge_agent.timefloor import record_floor
 from portier_common import eventpack
 from portier_common.tokens import SigningKey
 from tests.support.sync_rig import (
@@ -203,6 +205,7 @@ def test_every_attack_on_a_pack_is_refused_with_its_reason(
         older = _pack(admin, "kiosk-a", tmp_path / "1.pack", ids).read_bytes()
         newer = _pack(admin, "kiosk-a", tmp_path / "2.pack", ids).read_bytes()
         theirs = _pack(admin, "kiosk-b", tmp_path / "b.pack", ids).read_bytes()
+        newest = _pack(admin, "kiosk-a", tmp_path / "3.pack", ids).read_bytes()
         # The central refuses what it cannot make: an unknown guest, a device without key.
         with pytest.raises(BadRequest) as unknown:
             _pack(admin, "kiosk-a", tmp_path / "x.pack", ["nobody-here"])
@@ -243,6 +246,11 @@ def test_every_attack_on_a_pack_is_refused_with_its_reason(
     replay = _edge(config, "event-pack", "load", str(tmp_path / "1.pack"))
     assert replay.returncode == 1 and "refused (replayed)" in replay.stderr
     assert older != newer and refused(newer) == "replayed"
+    # A clock set back (hours before the event's end) does not revive a pack once the
+    # device has trusted a later time (its time floor).
+    with Store.open(StoreSettings(path=config.paths.database)) as store:
+        record_floor(store, ends_ms / 1000 + 60, "central")
+    assert refused(newest, now_ms=ends_ms - 3600_000) == "expired"
     assert _refusals(config) == [
         "wrong_device",
         "tampered",
@@ -253,6 +261,7 @@ def test_every_attack_on_a_pack_is_refused_with_its_reason(
         "expired",
         "replayed",
         "replayed",
+        "expired",
     ]
 
 
