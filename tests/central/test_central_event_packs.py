@@ -18,7 +18,10 @@ from typing import Any
 
 import pytest
 
-from central.errors import BadRequest, CentralError
+from central.admin import CentralAdmin
+from central.auth import bootstrap_token
+from central.errors import BadRequest, CentralError, Forbidden
+from central.settings import CentralSettings
 from central.testing import CentralProcess, enroll_device
 from edge_agent.config import AgentConfig
 from edge_agent.eventpack import PackRefused, install_pack, pack_key_path
@@ -214,6 +217,16 @@ def test_every_attack_on_a_pack_is_refused_with_its_reason(
         with pytest.raises(CentralError) as keyless:
             _pack(admin, "old-agent", tmp_path / "y.pack", ids)
         assert keyless.value.status == 409 and keyless.value.extra["reason"] == "no_pack_key"
+
+    # Only the Pass Office and security officers make packs or merge journals.
+    ada = bootstrap_token(
+        CentralSettings(data_dir=central.data_dir), operator="ada", role="auditor"
+    )
+    with CentralAdmin(central.url, token=ada) as auditor:
+        with pytest.raises(Forbidden):
+            _pack(auditor, "kiosk-a", tmp_path / "z.pack", ids)
+        with pytest.raises(Forbidden):
+            auditor.merge_journal({"format": eventpack.EXPORT_FORMAT})
 
     def refused(data: bytes, **kw: Any) -> str:
         with pytest.raises(PackRefused) as exc:
