@@ -391,6 +391,37 @@ class CentralAdmin:
             body["site"] = site
         return self._call("PUT", f"/admin/doors/{quote(door, safe='')}/settings", json=body)
 
+    def create_event_pack(
+        self,
+        device_id: str,
+        *,
+        name: str,
+        starts: int,
+        ends: int,
+        invitations: list[str] | None = None,
+        kiosk: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Make an event pack for *device_id* (docs/sync.md "Event packs"); the answer's
+        ``file`` is the pack to save as it is."""
+        body: dict[str, Any] = {
+            "device_id": device_id,
+            "event": {"name": name, "starts": starts, "ends": ends},
+        }
+        if invitations is not None:
+            body["invitations"] = invitations
+        if kiosk is not None:
+            body["kiosk"] = kiosk
+        return self._call("POST", "/admin/event-packs", json=body)
+
+    def event_packs(self) -> dict[str, Any]:
+        """Return ``{"packs": [...], "devices": [...]}``: the packs made, and the devices a
+        pack can be made for."""
+        return self._call("GET", "/admin/event-packs")
+
+    def merge_journal(self, export: dict[str, Any]) -> dict[str, Any]:
+        """Merge a journal exported by ``edge-agent journal export``; return the counts."""
+        return self._call("POST", "/admin/event-packs/merge", json=export)
+
     def disable_device(self, device_id: str) -> dict[str, Any]:
         """Disable a device; return its ``DeviceSummary``."""
         return self._call("POST", f"/admin/devices/{quote(device_id, safe='')}/disable")

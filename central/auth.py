@@ -110,6 +110,10 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/admin/audit"): _READ,
     ("GET", "/admin/audit/verify"): _READ,
     ("GET", "/admin/audit/head"): _READ,
+    # Event packs for off-site kiosks, and their journals merged back (issue #14).
+    ("GET", "/admin/event-packs"): _PASS,
+    ("POST", "/admin/event-packs"): _PASS,
+    ("POST", "/admin/event-packs/merge"): _PASS,
     ("GET", "/admin/faults"): _INSTALL,
     ("POST", "/admin/faults"): _INSTALL,
     ("DELETE", "/admin/faults"): _INSTALL,

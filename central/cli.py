@@ -468,6 +468,43 @@ def build_parser() -> argparse.ArgumentParser:
             help="the database, as for serve (default: SQLite in --data)",
         )
 
+    _, packs = _group(
+        sub, "event-pack", "event packs for off-site kiosks, and their journals merged back"
+    )
+    pack_create = _leaf(
+        packs,
+        "create",
+        "make an event pack for one enrolled device (signed, encrypted to that device) "
+        "and write it to --out; the device installs it with `edge-agent event-pack load`",
+    )
+    pack_create.add_argument("--device", required=True, dest="device_id")
+    pack_create.add_argument("--name", required=True, help="the event's name")
+    pack_create.add_argument("--starts", required=True, help="ISO 8601, now or Unix seconds")
+    pack_create.add_argument("--ends", required=True, help="ISO 8601 or Unix seconds")
+    pack_create.add_argument(
+        "--invitation",
+        action="append",
+        default=None,
+        metavar="ID",
+        help="a guest's invitation (repeat); default: every invitation of the device's "
+        "door or zones valid during the event",
+    )
+    pack_create.add_argument("--language", choices=("en", "fr"), default="en")
+    pack_create.add_argument("--welcome", default="", help="the kiosk's welcome line")
+    pack_create.add_argument("--out", type=Path, required=True, help="the pack file to write")
+    pack_merge = _leaf(
+        packs,
+        "merge",
+        "merge a journal exported by `edge-agent journal export` (a device that never came "
+        "back online): the checks of an upload, exactly once",
+    )
+    pack_merge.add_argument("file", type=Path, help="the journal export (JSON)")
+    pack_merge.add_argument(
+        "--data", type=Path, default=None, help="merge locally in this data directory"
+    )
+    pack_merge.add_argument("--db", default=None, metavar="URL", help="the database, as for serve")
+    pack_merge.add_argument("--json", action="store_true")
+
     _, device = _group(sub, "device", "enrolled devices")
     disable = _leaf(device, "disable", "disable a device (its calls get 403)")
     disable.add_argument("--device", required=True, dest="device_id")
@@ -672,6 +709,60 @@ def _local(args: argparse.Namespace) -> int:
             store.revoke_api_token(args.token_id)
             print(f"token {args.token_id} revoked")
     return 0
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write *data* to *path* with mode 0600 (an event pack: a site's guest list)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
+def _read_export(path: Path) -> dict[str, Any]:
+    try:
+        export = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: not a journal export ({exc})") from None
+    if not isinstance(export, dict):
+        raise UsageError(f"{path}: not a journal export")
+    return export
+
+
+def _print_merge(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(result)
+        return
+    print(
+        f"journal of {result['device_id']}: {result['events']} events, "
+        f"{result['accepted']} new, {result['duplicate']} already here, "
+        f"{result['rejected']} rejected, {result['retry_later']} waiting for earlier events; "
+        f"next seq {result['next_seq']}, chain {'ok' if result['chain_ok'] else 'BROKEN'}"
+    )
+
+
+def _merge_local(args: argparse.Namespace) -> int:
+    """``event-pack merge --data DIR FILE``: straight on the database, audited as ``cli``."""
+    from .settings import CentralSettings
+    from .store import CentralStore
+
+    export = _read_export(args.file)
+    settings = CentralSettings(data_dir=args.data, db=args.db)
+    with CentralStore(settings) as store, store.one_transaction():
+        result = store.merge_journal(export)
+        store.record_action(
+            "cli",
+            "POST /admin/event-packs/merge",
+            {
+                "path": "portier-central event-pack merge",
+                **{
+                    k: result[k]
+                    for k in ("device_id", "events", "accepted", "duplicate", "rejected")
+                },
+            },
+            status=200,
+        )
+    _print_merge(result, args.json)
+    return 0 if result["rejected"] == 0 and result["retry_later"] == 0 else 1
 
 
 def _purge(store: Any, args: argparse.Namespace) -> int:
@@ -945,6 +1036,22 @@ def _run(admin: CentralAdmin, args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(f"--settings is not JSON: {exc}") from None
         _print_json(admin.put_door_settings(args.door, settings, site=args.site))
+    elif command == "event-pack" and action == "create":
+        result = admin.create_event_pack(
+            args.device_id,
+            name=args.name,
+            starts=parse_time(args.starts),
+            ends=parse_time(args.ends),
+            invitations=args.invitation,
+            kiosk={"language": args.language, "welcome": args.welcome},
+        )
+        _write_private(args.out, result.pop("file").encode("utf-8"))
+        print(
+            f"event pack {result['pack_id']} (serial {result['serial']}) for device "
+            f"{result['device_id']}: {result['guests']} guests, written to {args.out}"
+        )
+    elif command == "event-pack" and action == "merge":
+        _print_merge(admin.merge_journal(_read_export(args.file)), args.json)
     elif command == "device" and action == "disable":
         _print_json(admin.disable_device(args.device_id))
     elif command == "device" and action == "reset":
@@ -970,6 +1077,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _local(args)
         if args.command == "verify-export":
             return _verify_export(args)
+        if args.command == "event-pack" and getattr(args, "data", None) is not None:
+            return _merge_local(args)
         url = getattr(args, "url", None) or os.environ.get(URL_ENV)
         if not url:
             raise UsageError(f"give --url URL (or set ${URL_ENV})")

@@ -148,7 +148,18 @@ def _detail(request: web.Request, answer: object) -> dict[str, Any]:
         ):
             if isinstance(answer.get(key), str):
                 detail.setdefault(key, answer[key])
-        for key in ("key_version", "revoked", "since_ms"):  # never a badge's "keys"
+        for key in (
+            "key_version",  # badge issuance (never its "keys")
+            "revoked",
+            "since_ms",  # an acknowledged alarm
+            "serial",  # event packs (never the pack's "file"), merged journals' counts
+            "guests",
+            "events",
+            "accepted",
+            "duplicate",
+            "rejected",
+            "retry_later",
+        ):
             if isinstance(answer.get(key), int | list):
                 detail.setdefault(key, answer[key])
         invitation = answer.get("invitation")
@@ -284,6 +295,9 @@ class CentralServer:
         r.add_get("/admin/devices/{device_id}/events", self.admin_device_events)
         r.add_get("/admin/devices/{device_id}/export", self.admin_device_export)
         r.add_get("/admin/devices/{device_id}/selftest", self.admin_device_selftest)
+        r.add_get("/admin/event-packs", self.admin_event_packs)
+        r.add_post("/admin/event-packs", self.admin_create_event_pack)
+        r.add_post("/admin/event-packs/merge", self.admin_merge_journal)
         r.add_get("/admin/faults", self.admin_faults)
         r.add_post("/admin/faults", self.admin_set_fault)
         r.add_delete("/admin/faults", self.admin_clear_faults)
@@ -1286,6 +1300,28 @@ class CentralServer:
     async def admin_device_selftest(self, request: web.Request) -> web.Response:
         """GET /admin/devices/{device_id}/selftest."""
         return _json(await self._db(self.store.selftest, request.match_info["device_id"]))
+
+    async def admin_event_packs(self, request: web.Request) -> web.Response:
+        """GET /admin/event-packs: the packs made (never their content) and the devices a
+        pack can be made for."""
+        packs = await self._db(self.store.list_event_packs)
+        devices = await self._db(self.store.pack_devices)
+        return _json({"packs": packs, "devices": devices})
+
+    async def admin_create_event_pack(self, request: web.Request) -> web.Response:
+        """POST /admin/event-packs: an event pack for one device (docs/sync.md); the answer's
+        ``file`` is the pack to save as it is. Audited without the file."""
+        body = await self._body(request)
+        by = request[OPERATOR]["name"]
+        return _json(
+            await self._change(request, 201, self.store.create_event_pack, body, by=by), 201
+        )
+
+    async def admin_merge_journal(self, request: web.Request) -> web.Response:
+        """POST /admin/event-packs/merge: a journal a device exported, with the checks of
+        POST /v1/events (larger journals: ``portier-central event-pack merge --data``)."""
+        body = await self._body(request)
+        return _json(await self._change(request, 200, self.store.merge_journal, body))
 
     async def admin_faults(self, request: web.Request) -> web.Response:
         """GET /admin/faults."""

@@ -198,13 +198,15 @@ def enroll_device(
     guard_console: bool = False,
     zones: list[str] | None = None,
     token: str | None = None,
+    event_pack_key: str | None = None,
 ) -> tuple[dict[str, Any], requests.Session]:
     """Create an enrollment token, enroll with it, and return the ``EnrollResponse`` and
     a :class:`requests.Session` that sends the device credential.
 
     *guard_console*: the device has a guard console (it then gets guards' PIN hashes);
     *zones*: the zones the door is in (declared on the token by the administrator);
-    *token*: the operator's API token (default ``$PORTIER_CENTRAL_TOKEN``).
+    *token*: the operator's API token (default ``$PORTIER_CENTRAL_TOKEN``);
+    *event_pack_key*: the device's X25519 public key (base64url) event packs are sealed to.
 
     Raises:
         CentralError: the central refused (as :class:`CentralAdmin` raises it).
@@ -215,6 +217,8 @@ def enroll_device(
     body: dict[str, Any] = {"enroll_token": enroll_token, "guard_console": guard_console}
     if device_id is not None:
         body["device_id"] = device_id
+    if event_pack_key is not None:
+        body["event_pack_key"] = event_pack_key
     response = requests.post(f"{url}/v1/enroll", json=body, timeout=timeout)
     response.raise_for_status()
     enrolled = response.json()

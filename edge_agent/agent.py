@@ -1111,6 +1111,8 @@ class Agent:
             "online": bool(self.link is not None and self.link.online),
             "sync": self.link.status() if self.link is not None else None,
             "last_sync": self.store.cache.downlink().last_sync_ms,
+            # The off-site event this kiosk holds a pack for (None: none), issue #14.
+            "event_pack": _event_pack(self.store),
             "cache_staleness_s": cache["staleness_s"],
             "cache": cache,
             "events_waiting": counts.backlog,
@@ -1246,3 +1248,10 @@ def _last_command(raw: str) -> list[Any] | None:
     except (TypeError, ValueError, AttributeError):
         return None
     return command if isinstance(command, list) else None
+
+
+def _event_pack(store: Store) -> dict[str, Any] | None:
+    """The installed event pack's summary (edge_agent/eventpack.py), or None."""
+    from edge_agent.eventpack import installed
+
+    return installed(store) or None

@@ -232,6 +232,65 @@ def cmd_journal_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_event_pack_load(args: argparse.Namespace) -> int:
+    """Install an event pack offline (the agent stopped); exit 1 with the reason code if
+    the pack is refused."""
+    from edge_agent.eventpack import PackRefused, install_pack
+    from edge_agent.store import StoreLocked
+
+    cfg = _load(args)
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"edge-agent: cannot read {args.file}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        summary = install_pack(cfg, data)
+    except PackRefused as exc:
+        print(f"edge-agent: event pack refused ({exc.code}): {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except StoreLocked:
+        print(
+            "edge-agent: the agent is running: stop it first (systemctl stop portier-agent), "
+            "load the pack, start it again",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        print(
+            f"event pack {summary['pack_id']} installed: {summary['name']}, "
+            f"{summary['guests']} guests, usable until {summary['not_after_ms'] // 1000} "
+            "(Unix seconds)"
+        )
+    return EXIT_OK
+
+
+def cmd_journal_export(args: argparse.Namespace) -> int:
+    """Write the journal (from the first event not acknowledged) for
+    ``portier-central event-pack merge``."""
+    from edge_agent.eventpack import PackRefused, export_journal
+    from edge_agent.fsutil import atomic_write
+    from edge_agent.store import StoreError
+
+    cfg = _load(args)
+    try:
+        export = export_journal(cfg, from_seq=args.from_seq)
+    except PackRefused as exc:
+        print(f"edge-agent: cannot export ({exc.code}): {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except StoreError as exc:
+        print(f"edge-agent: journal unreadable: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    text = json.dumps(export, sort_keys=True) + "\n"
+    atomic_write(Path(args.out), text.encode("utf-8"), 0o600)
+    events = export["events"]
+    span = f"seq {events[0]['seq']}..{events[-1]['seq']}" if events else "nothing to merge"
+    print(f"journal of {export['device_id']} exported to {args.out}: {len(events)} events ({span})")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``edge-agent`` command."""
     parser = argparse.ArgumentParser(
@@ -347,6 +406,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = jsub.add_parser("verify", help="check the hash chain; report the first broken link")
     with_config(p)
     p.set_defaults(func=cmd_journal_verify)
+    p = jsub.add_parser(
+        "export",
+        help="write the events the central has not acknowledged (for event-pack merge)",
+        description="Write the journal from its first event the central has not "
+        "acknowledged (or --from-seq) to FILE, as the upload sends events, with a MAC keyed "
+        "by this device's credential. Carry it to the central and run `portier-central "
+        "event-pack merge`. Works while the agent runs.",
+    )
+    with_config(p)
+    p.add_argument("--out", required=True, metavar="FILE", help="the export to write (0600)")
+    p.add_argument("--from-seq", type=int, default=None, metavar="N", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_journal_export)
+
+    p = sub.add_parser("event-pack", help="event packs for off-site events")
+    esub = p.add_subparsers(dest="event_pack_command", required=True, metavar="COMMAND")
+    p = esub.add_parser(
+        "load",
+        help="install an event pack offline (stop the agent first)",
+        description="Decrypt and verify an event pack made by the central for this device "
+        "(portier-central event-pack create, or the console's Event packs page) and install "
+        "its guest list, keys and settings into the cache, journaled. Exit 0 when "
+        "installed; 1 with the reason (malformed, wrong_device, tampered, bad_signature, "
+        "expired, replayed, no_key, not_enrolled) when refused, or while the agent runs.",
+    )
+    with_config(p)
+    p.add_argument("file", help="the pack file")
+    p.add_argument("--json", action="store_true", help="print the installed pack as JSON")
+    p.set_defaults(func=cmd_event_pack_load)
     return parser
 
 

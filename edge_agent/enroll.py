@@ -272,6 +272,8 @@ def enroll(
         raise EnrollError("insecure_url", f"[central] url: {exc}") from None
     if not isinstance(token, str) or not token.strip():
         raise EnrollError("bad_request", "the enrollment token is empty")
+    from edge_agent.eventpack import load_or_create_key  # it imports this module
+
     path = credential_path(config)
     current = _current_credential(path, config)
     body: dict[str, Any] = {
@@ -281,6 +283,8 @@ def enroll(
         "door": config.door.id,
         "guard_console": config.guard.console,
         "retry_secret": _retry_secret(path, token.strip()),
+        # The X25519 public key event packs are encrypted to (edge_agent/eventpack.py).
+        "event_pack_key": load_or_create_key(config),
         "versions": software_versions(),
         "hardware": {
             "machine": platform.machine(),

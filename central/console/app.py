@@ -45,7 +45,7 @@ from ..settings import CentralSettings
 from ..store import CentralStore
 from ..store.doormodes import CENTRAL_MODES
 from ..tls import is_trusted
-from . import access, onsite, operators, screening, security, stats, visitors
+from . import access, eventpacks, onsite, operators, screening, security, stats, visitors
 from .i18n import LANGUAGES, N_, pick_language, translations
 from .live import BATCH, LiveHub
 
@@ -147,6 +147,7 @@ PAGES: tuple[Page, ...] = (
     ),
     Page("rights", f"{PREFIX}/rights", N_("Rights"), ("GET", "/admin/rights")),
     Page("operators", f"{PREFIX}/operators", N_("Operators"), ("POST", "/admin/operators")),
+    Page("eventpacks", f"{PREFIX}/event-packs", N_("Event packs"), ("POST", "/admin/event-packs")),
 )
 _PAGE = {page.name: page for page in PAGES}
 
@@ -285,6 +286,7 @@ class Console:
         r.add_post(f"{PREFIX}/doors/mode", self.set_door_mode)
         access.add_routes(self, app)
         operators.add_routes(self, app)
+        eventpacks.add_routes(self, app)
         r.add_static(
             f"{PREFIX}/static", HERE / "static", name="console_static", append_version=True
         )

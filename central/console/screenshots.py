@@ -13,9 +13,10 @@ valid yet, single use, revoked, one held by the deny list) and the deny list, lo
 the login page as a person would, and saves ``NAME-LANG.png`` for each page (the whole page,
 not only the window): the login page, the security officer's pages (:func:`_shots`: home,
 visitors, live events, alarms, devices, one device, doors, deny list, approvals, on site, the
-muster list, statistics), the printable invitation a visitor gets (``invitation-LANG.png``:
-the PDF the Visitors page's link downloads, drawn by poppler), a wrong password, and what an
-auditor sees (the home page without Visitors, the refusal of that page).
+muster list, statistics, badges, access levels, rights, operators, event packs), the printable
+invitation a visitor gets (``invitation-LANG.png``: the PDF the Visitors page's link downloads,
+drawn by poppler), a wrong password, and what an auditor sees (the home page without
+Visitors, the refusal of that page).
 Needs Debian's ``chromium`` and ``chromium-driver`` and Selenium (the dev extra); nothing
 is downloaded.
 
@@ -201,6 +202,7 @@ def _seed(data: Path, url: str, token: str | None) -> None:
     _seed_security(data, url, token)
     _seed_stats(data, url, token)
     _seed_access(data)
+    _seed_eventpacks(data, url, token)
 
 
 def _seed_stats(data: Path, url: str, token: str | None) -> None:
@@ -442,6 +444,31 @@ def _seed_access(data: Path) -> None:
         store.disable_operator("ines")
 
 
+def _seed_eventpacks(data: Path, url: str, token: str | None) -> None:
+    """For the Event packs page: a kiosk that can receive packs, and a pack made for it."""
+    from central.settings import CentralSettings
+    from central.store import CentralStore
+    from central.testing import enroll_device
+    from portier_common.eventpack import generate_key, public_key_bytes
+    from portier_common.signing import b64url
+
+    key = b64url(public_key_bytes(generate_key()))
+    enroll_device(url, door="hall", device_id="kiosk-fair", token=token, event_pack_key=key)
+    with CentralStore(CentralSettings(data_dir=data)) as store:
+        now = store.now_ms() // 1000
+        day = now - now % 86400 + 86400
+        guests = [i["id"] for i in store.list_invitations() if i.get("revoked_at") is None]
+        store.create_event_pack(
+            {
+                "device_id": "kiosk-fair",
+                "invitations": guests[:3],
+                "event": {"name": "Salon de l'innovation", "starts": day, "ends": day + 9 * 3600},
+                "kiosk": {"language": "fr", "welcome": "Bienvenue au salon"},
+            },
+            by=OPERATOR,
+        )
+
+
 def _seed_security(data: Path, url: str, token: str | None) -> None:
     """For the security pages: a door that sent events (check-ins, a refusal, alarms), a
     heartbeat with alarms (one acknowledged), and its self-test reports."""
@@ -556,6 +583,7 @@ def _shots(base: str) -> Iterator[tuple[str, Callable[[Any], None]]]:
         follow(browser, browser.find_element(By.CSS_SELECTOR, "form.grid button[type=submit]"))
 
     yield "operators-password", operator_added
+    yield "eventpacks", lambda browser: browser.get(f"{base}/console/event-packs")
 
 
 #: The seeded visitor whose printable invitation is pictured, per language.

@@ -86,6 +86,8 @@ TYPES: dict[str, str] = {
     "door.opened": N_("Door opened"),
     "door.closed": N_("Door closed"),
     "door.mode_restored": N_("Mode restored after a restart"),
+    "event_pack.loaded": N_("Event pack loaded"),
+    "event_pack.refused": N_("Event pack refused"),
     "rex.pressed": N_("Exit button"),
     "guard.login": N_("Guard logged in"),
     "guard.logout": N_("Guard logged out"),

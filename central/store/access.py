@@ -2,7 +2,7 @@
 are (guard or not, revoked, the key version of an NTAG 424 card), the schedules of doors and
 zones, the site's holidays, and what the central knows to explain a badge's rights at a door.
 
-Holidays (schema 12, ``holidays``): a site's list of days (``YYYY-MM-DD``, the date in each
+Holidays (schema 15, ``holidays``): a site's list of days (``YYYY-MM-DD``, the date in each
 schedule's own time zone) on which every schedule of the site is closed all day. They reach
 the doors inside the schedules: each schedule the deltas carry has the site's ``holidays``
 (``[{date, name}]``), so a change of the list publishes every schedule of the site again, in

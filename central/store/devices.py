@@ -14,6 +14,8 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
+from portier_common.eventpack import public_key_from_text
+
 from ..errors import (
     BadRequest,
     DeviceDisabled,
@@ -166,6 +168,15 @@ class DevicesMixin(StoreBase):
             or not retry_secret.isprintable()
         ):
             raise BadRequest("retry_secret: must be 22 to 128 printable ASCII characters")
+        pack_key = None
+        if body.get("event_pack_key") is not None:
+            # The device's X25519 public key: event packs are encrypted to it (eventpacks.py).
+            try:
+                pack_key = public_key_from_text(body["event_pack_key"])
+            except ValueError:
+                raise BadRequest(
+                    "event_pack_key: must be a 32-byte X25519 public key in base64url"
+                ) from None
         head = body.get("journal_head")
         if head is not None:
             if not isinstance(head, dict):
@@ -238,7 +249,8 @@ class DevicesMixin(StoreBase):
                 conn.execute(
                     "INSERT INTO devices (device_id, site, door, credential_hash, enrolled_at_ms, "
                     "hardware, versions, next_seq, last_hash, anchor_seq, anchor_prev_hash, "
-                    "zones, guard_console) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "zones, guard_console, pack_key) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         device_id,
                         row["site"],
@@ -253,6 +265,7 @@ class DevicesMixin(StoreBase):
                         anchor_prev,
                         row["zones"],
                         int(guard_console),
+                        pack_key,
                     ),
                 )
             else:
@@ -260,7 +273,7 @@ class DevicesMixin(StoreBase):
                 conn.execute(
                     "UPDATE devices SET site = ?, door = ?, credential_hash = ?, enabled = 1, "
                     "hardware = ?, versions = ?, zones = ?, guard_console = ?, "
-                    "reset_allowed = 0 WHERE device_id = ?",
+                    "reset_allowed = 0, pack_key = coalesce(?, pack_key) WHERE device_id = ?",
                     (
                         row["site"],
                         row["door"],
@@ -269,6 +282,7 @@ class DevicesMixin(StoreBase):
                         dumps(versions),
                         row["zones"],
                         int(guard_console),
+                        pack_key,
                         device_id,
                     ),
                 )

@@ -15,7 +15,7 @@ What a purge does, in one transaction, to what is older than the cutoff (now min
   nothing personal is left as it was (still re-hashable).
 * **invitations** that expired before the cutoff: visitor and host pseudonymised in the
   stored invitation and in the deltas log (``changes``) that new doors read, host e-mail
-  removed; marked ``purged_at_ms``. A group of invitations (schema 12: a recurring
+  removed; marked ``purged_at_ms``. A group of invitations (schema 13: a recurring
   visitor's days, a group, a CSV import) whose every invitation is purged loses its label
   (a recurring visitor's is their name). The console's CSV uploads never confirmed
   (``import_drafts``) are deleted once an hour old.

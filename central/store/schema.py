@@ -20,7 +20,7 @@ from .stats import rebuild_onsite_visits
 
 __all__ = ["POSTGRES_STEPS", "SCHEMA_VERSION", "SQLITE_STEPS", "migrate"]
 
-SCHEMA_VERSION = 15
+SCHEMA_VERSION = 16
 
 #: Schema 1: the tables of the first central.
 _SCHEMA_V1 = (
@@ -530,7 +530,42 @@ _SCHEMA_V15_POSTGRES = (
 )
 
 
-#: SQLite's steps (a database of schema 1 to 14 is migrated on open).
+#: Schema 16 (issue #14, event packs): the device's event-pack public key (X25519, sent at
+#: enrollment), and the packs exported (their serial orders them per device: a device
+#: refuses a pack not newer than the last it installed).
+_SCHEMA_V16_SQLITE = (
+    "ALTER TABLE devices ADD COLUMN pack_key BLOB",
+    """CREATE TABLE event_packs (
+        serial INTEGER PRIMARY KEY,
+        pack_id TEXT NOT NULL UNIQUE,
+        device_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        starts INTEGER NOT NULL,
+        ends INTEGER NOT NULL,
+        guests INTEGER NOT NULL,
+        not_after_ms INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        created_by TEXT NOT NULL
+    ) STRICT""",
+)
+_SCHEMA_V16_POSTGRES = (
+    "ALTER TABLE devices ADD COLUMN pack_key BYTEA",
+    """CREATE TABLE event_packs (
+        serial BIGINT PRIMARY KEY,
+        pack_id TEXT NOT NULL UNIQUE,
+        device_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        starts BIGINT NOT NULL,
+        ends BIGINT NOT NULL,
+        guests BIGINT NOT NULL,
+        not_after_ms BIGINT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        created_by TEXT NOT NULL
+    )""",
+)
+
+
+#: SQLite's steps (a database of schema 1 to 15 is migrated on open).
 SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     1: _SCHEMA_V1,
     2: _SCHEMA_V2,
@@ -547,6 +582,7 @@ SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
     13: _SCHEMA_V13_SQLITE,
     14: _SCHEMA_V14_SQLITE,
     15: _SCHEMA_V15_SQLITE,
+    16: _SCHEMA_V16_SQLITE,
 }
 
 
@@ -556,7 +592,7 @@ SQLITE_STEPS: Mapping[int, Sequence[Step]] = {
 #: schema 10 (alarm acknowledgements, the self-test log), schema 11 (door modes),
 #: schema 12 (visitor e-mail, deny list, approvals), schema 13 (invitation groups and
 #: extensions, the console's CSV import drafts), schema 14 (the statistics' index, device
-#: contact, the visits open now), schema 15 (holidays).
+#: contact, the visits open now), schema 15 (holidays), schema 16 (event packs).
 #: The same tables as SQLite's: ``BIGINT`` for integers, ``BYTEA`` for blobs, an identity
 #: column for the deltas cursor; booleans stay 0/1 integers (one code path for both).
 POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
@@ -750,6 +786,7 @@ POSTGRES_STEPS: Mapping[int, Sequence[Step]] = {
     13: _SCHEMA_V13_POSTGRES,
     14: _SCHEMA_V14_POSTGRES,
     15: _SCHEMA_V15_POSTGRES,
+    16: _SCHEMA_V16_POSTGRES,
 }
 
 
@@ -779,7 +816,7 @@ def migrate(db: Database) -> None:
         # 8: before badge issuance; 9: before the console's alarm acknowledgements;
         # 10: before door modes; 11: before the deny list and visitor e-mails; 12: before
         # invitation groups; 13: before the statistics' index and device contact; 14: before
-        # holidays.
+        # holidays; 15: before event packs.
         for step, statements in sorted(db.migrations.items()):
             if version < step <= SCHEMA_VERSION:
                 for statement in statements:

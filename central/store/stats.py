@@ -4,7 +4,7 @@ over time, and who is on site now, worked out from the check-ins and check-outs 
 uploaded. Reads only.
 
 Time. An event's time is the device's wall clock, else its reception
-(:data:`EVENT_TIME`: the very expression schema 12's index ``events_kind_time`` holds, so a
+(:data:`EVENT_TIME`: the very expression schema 14's index ``events_kind_time`` holds, so a
 period of a year of events is read through the index, never the whole table). Counts come
 back per **quarter hour** (Unix ms // :data:`QUARTER_MS`): every time zone's offset is a
 whole number of quarter hours, so the console sorts them into the site's days and hours
@@ -33,7 +33,7 @@ __all__ = ["EVENT_TIME", "QUARTER_MS", "StatsMixin", "rebuild_onsite_visits", "r
 
 #: A quarter hour in ms: the unit of the counts and of each device's contact.
 QUARTER_MS = 900_000
-#: An event's time, written exactly as schema 12's index ``events_kind_time`` has it.
+#: An event's time, written exactly as schema 14's index ``events_kind_time`` has it.
 EVENT_TIME = "coalesce(wall_ms, received_at_ms)"
 CHECKED_IN = "visitor.checked_in"
 CHECKED_OUT = "visitor.checked_out"
@@ -60,7 +60,7 @@ def _payload(text: object) -> dict[str, Any]:
 def record_visit(
     conn: Connection, device_id: str, seq: int, kind: object, payload: Mapping[str, Any]
 ) -> None:
-    """Keep ``onsite_visits`` (schema 12) as the door keeps its list: a stored
+    """Keep ``onsite_visits`` (schema 14) as the door keeps its list: a stored
     ``visitor.checked_in`` puts (or puts again) the visit of its invitation at this device, a
     ``visitor.checked_out`` ends it. Called by the upload for each event it stores, in its
     transaction; a device's events are placed in its journal order, so the latest wins."""
@@ -81,7 +81,7 @@ def record_visit(
 
 
 def rebuild_onsite_visits(conn: Connection) -> None:
-    """Schema 12's step in Python: ``onsite_visits`` from the events stored before it (every
+    """Schema 14's step in Python: ``onsite_visits`` from the events stored before it (every
     check-in and check-out, each device's in journal order), once."""
     conn.execute("DELETE FROM onsite_visits")
     rows = conn.execute(

@@ -44,6 +44,7 @@ from .db import Database
 from .deltas import DeltasMixin
 from .devices import DevicesMixin
 from .doormodes import DoorModesMixin
+from .eventpacks import EventPacksMixin
 from .events import EventsMixin
 from .issuance import IssuanceMixin
 from .keys import KeysMixin
@@ -86,6 +87,7 @@ def open_database(settings: CentralSettings) -> Database:
 
 class CentralStore(
     DevicesMixin,
+    EventPacksMixin,  # before EventsMixin: it extends it (the merge places events)
     EventsMixin,
     CredentialsMixin,
     IssuanceMixin,

@@ -435,6 +435,7 @@ class Downlink:
         and store errors.
         """
         pages = changes = 0
+        full = False
         cursor = self.store.cache.downlink().cursor
         resync = self._trust_changed(cursor)
         while pages < MAX_PAGES_PER_SYNC:
@@ -470,10 +471,27 @@ class Downlink:
             pages += 1
             changes += len(page.delta) + len(page.badge_counters) + len(page.door_settings)
             cursor = page.delta.cursor
+            full = full or page.delta.reset
             if not page.more:
+                if full:
+                    self._drop_event_pack_settings()
                 self.last_complete_ms = self.store.cache.downlink().last_sync_ms
                 return DownlinkResult(pages, changes, cursor, True)
         return DownlinkResult(pages, changes, cursor, False)
+
+    def _drop_event_pack_settings(self) -> None:
+        """After a full sync: door settings an event pack installed (marked ``event_pack``)
+        that the central did not send again go, so the pack's offline bound does not
+        outlive the event (edge_agent/eventpack.py)."""
+        if self.settings_file is None:
+            return
+        stored = self.settings_file.load()
+        if stored is None or "event_pack" not in stored:
+            return
+        log.info("sync: the event pack's door settings are dropped (back online)")
+        self.settings_file.remove()
+        if self._on_door_settings is not None:
+            self._on_door_settings(None)
 
     def _trust_identity(self) -> dict[str, str] | None:
         if self.trust is None or self.trust.key is None:

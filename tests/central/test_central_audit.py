@@ -198,8 +198,11 @@ def test_rows_written_before_the_chain_are_chained_by_the_migration(tmp_path: Pa
         conn.execute("ALTER TABLE operators DROP COLUMN must_change_password")
         # And schema 9's (badge issuance).
         conn.execute("DROP TABLE badge_issues")
+        # And schema 16's (event packs).
+        conn.execute("DROP TABLE event_packs")
+        conn.execute("ALTER TABLE devices DROP COLUMN pack_key")
         # And schema 10's (alarm acknowledgements, the self-test log), 11's (door modes) and
-        # 12's (holidays).
+        # 15's (holidays).
         for table in ("alarm_acks", "selftest_log", "door_modes", "holidays"):
             conn.execute(f"DROP TABLE {table}")
         # And schema 14's (the statistics' index, device contact).

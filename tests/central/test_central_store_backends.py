@@ -156,8 +156,8 @@ def test_the_schema_is_made_once_and_kept_across_restarts(open_store: StoreFacto
     assert [d["device_id"] for d in again.received()["devices"]] == ["dev-a", "dev-b"]
     with pytest.raises(TokenUsed):
         again.enroll({"enroll_token": token, "device_id": "dev-c"})
-    # 11: modes, 12: deny list, 13: groups, 14: stats, 15: holidays
-    assert SCHEMA_VERSION == 15
+    # 12: deny list, 13: groups, 14: stats, 15: holidays, 16: event packs
+    assert SCHEMA_VERSION == 16
 
 
 def test_a_failed_call_leaves_nothing_behind(open_store: StoreFactory) -> None:

@@ -213,6 +213,7 @@ def test_central_database_of_schema_1_gains_the_report_table(tmp_path: Path) -> 
         store._conn.execute("DROP TABLE alarm_acks")
         store._conn.execute("DROP TABLE selftest_log")
         store._conn.execute("DROP TABLE door_modes")  # schema 11's (issue 14: door modes)
+        store._conn.execute("DROP TABLE event_packs")  # schema 16's (issue 14: event packs)
         store._conn.execute("DROP TABLE holidays")  # schema 15's (issue 14: holidays)
         # Schema 14's (issue 14: the statistics' index, device contact)
         store._conn.execute("DROP INDEX events_kind_time")
@@ -237,13 +238,14 @@ def test_central_database_of_schema_1_gains_the_report_table(tmp_path: Path) -> 
             ("devices", "zones"),
             ("devices", "guard_console"),
             ("devices", "reset_allowed"),
+            ("devices", "pack_key"),
             ("enroll_tokens", "zones"),
             ("enroll_tokens", "retry_hash"),
         ):
             store._conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         store._conn.execute("PRAGMA user_version = 1")
     with CentralStore(settings) as store:
-        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 15
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 16
         with pytest.raises(NotFound):
             store.selftest("nobody")
         token = store.create_enroll_token(door="lobby")["enroll_token"]

@@ -221,6 +221,8 @@ def test_a_database_of_schema_13_gets_who_is_on_site_from_its_events(tmp_path: P
         conn.execute("DROP TABLE device_contact")
         conn.execute("DROP TABLE onsite_visits")
         conn.execute("DROP TABLE holidays")  # schema 15's
+        conn.execute("DROP TABLE event_packs")  # schema 16's
+        conn.execute("ALTER TABLE devices DROP COLUMN pack_key")
         conn.execute("PRAGMA user_version = 13")
     with CentralStore(settings, clock=lambda: NOW_MS) as store:
         after = store.on_site()
