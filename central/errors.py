@@ -151,6 +151,14 @@ class BadgeActive(CentralError):
     code = "badge_active"
 
 
+class BadgeRevoked(CentralError):
+    """The card carries the keys of a revoked badge (409): a lost card found again stays
+    revoked; returned (reset to factory keys), it is issued again under new keys."""
+
+    status = 409
+    code = "badge_revoked"
+
+
 #: Error classes by code, for clients that read an ``Error`` body.
 BY_CODE: dict[str, type[CentralError]] = {
     cls.code: cls
@@ -172,5 +180,6 @@ BY_CODE: dict[str, type[CentralError]] = {
         Unavailable,
         NotConfigured,
         BadgeActive,
+        BadgeRevoked,
     )
 }

@@ -406,3 +406,38 @@ def test_a_random_id_card_of_another_site_is_refused(admin: CentralAdmin) -> Non
     )
     with pytest.raises(StationError, match="another site"):
         issue_badge(admin, EmulatedReader(card), request())
+
+
+def test_a_revoked_badge_re_presented_stays_revoked_until_returned(
+    issuing: CentralProcess, admin: CentralAdmin
+) -> None:
+    """A lost card, revoked, is found and put on the reader to be issued again: a clear
+    message, nothing written, nothing registered (re-registering its keys would lift the
+    revocation). Even a caller that proves the card is here (its fresh SUN) and gets its
+    keys cannot register them again. Returned, it is issued under new keys."""
+    from central.errors import BadgeRevoked
+
+    card = blank()
+    uid = card.uid.hex()
+    issue_badge(admin, EmulatedReader(card), request("Lost Lucy"))
+    admin.revoke_badge(uid)
+    keys_before = list(card.keys)
+    with pytest.raises(StationError, match="revoked badge") as refused:
+        issue_badge(admin, EmulatedReader(card), request("Finder Fred"))
+    assert "portier-badge reset" in str(refused.value)
+    assert card.keys == keys_before  # nothing written
+    last = admin.operator_journal()[-1]  # the refusal is on the record
+    assert (last["action"], last["status"]) == ("POST /admin/badges/{uid}/keys", 409)
+    at_central = badges_at_central(issuing)[uid]
+    assert (at_central["holder"], at_central["enabled"]) == ("Lost Lucy", False)
+    # The attack: prove the card is here, get its keys, register them again.
+    answer = admin.badge_card_keys(uid, key_version=1, sun_url=tap(card))
+    assert answer["key_version"] == 1 and answer["revoked"] == []
+    with pytest.raises(BadgeRevoked):
+        admin.issue_badge(uid, key_version=1, sun_url=tap(card), holder="Finder Fred", doors=[DOOR])
+    assert badges_at_central(issuing)[uid]["enabled"] is False
+    # The return takes it back to factory keys; issued again, it gets key version 2.
+    assert return_badge(admin, EmulatedReader(card)) == uid
+    badge = issue_badge(admin, EmulatedReader(card), request("Finder Fred"))
+    assert (badge["holder"], badge["key_version"]) == ("Finder Fred", 2)
+    assert badges_at_central(issuing)[uid]["enabled"] is True
