@@ -5,6 +5,7 @@ badge, a revoked badge: each a clear message and nothing half-registered."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from central.admin import CentralAdmin
-from central.errors import BadgeActive, BadRequest, NotConfigured, NotFound
+from central.errors import BadgeActive, BadRequest, NotConfigured, NotFound, Unauthorized
 from central.station.cli import main as badge_main
 from central.station.issue import (
     EmulatedReader,
@@ -441,3 +442,84 @@ def test_a_revoked_badge_re_presented_stays_revoked_until_returned(
     badge = issue_badge(admin, EmulatedReader(card), request("Finder Fred"))
     assert (badge["holder"], badge["key_version"]) == ("Finder Fred", 2)
     assert badges_at_central(issuing)[uid]["enabled"] is True
+
+
+# -- the operator's login ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def desk_operator(issuing: CentralProcess, admin: CentralAdmin) -> tuple[str, str]:
+    """A Pass Office operator with a password of their own (not one to change)."""
+    name, first, own = f"desk{next(_seeds)}", "first-password-123", "desk-password-456"
+    admin.add_operator(name, "pass_office", first)
+    with CentralAdmin(issuing.url) as client:
+        client.login(name, first)
+        client.change_password(first, own)
+    return name, own
+
+
+def test_login_asks_the_password_keeps_the_session_0600_and_issues_with_it(
+    issuing: CentralProcess,
+    desk_operator: tuple[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    name, password = desk_operator
+    monkeypatch.delenv("PORTIER_CENTRAL_TOKEN", raising=False)
+    session = tmp_path / "conf" / "badge-session.json"
+    monkeypatch.setenv("PORTIER_BADGE_SESSION", str(session))
+    # Not logged in: the command says how to.
+    argv = ["issue", "--demo", "--holder", "Ada", "--door", DOOR]
+    with pytest.raises(SystemExit) as usage:
+        badge_main(argv)
+    assert usage.value.code == 2 and "portier-badge login" in capsys.readouterr().err
+    # A wrong password: refused, no file.
+    monkeypatch.setattr("getpass.getpass", lambda _prompt: "wrong-password-000")
+    assert badge_main(["login", "--url", issuing.url, "--name", name]) == 1
+    assert "does not know you" in capsys.readouterr().err and not session.exists()
+    # The password is asked (getpass), never an argument; the session is kept 0600.
+    asked: list[str] = []
+    monkeypatch.setattr("getpass.getpass", lambda prompt: asked.append(prompt) or password)
+    monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or name)
+    assert badge_main(["login", "--url", issuing.url]) == 0
+    assert asked == ["Operator name: ", "Password: "]
+    assert f"logged in as {name} (pass_office)" in capsys.readouterr().out
+    assert session.stat().st_mode & 0o777 == 0o600
+    assert session.parent.stat().st_mode & 0o777 == 0o700
+    assert password not in session.read_text()
+    # Issue with the session alone (no token, no --url): the audit names the operator.
+    assert badge_main(argv) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("done: badge ")
+    with issuing.admin() as officer:
+        rows = [r for r in officer.operator_journal() if r["action"].endswith("/issue")]
+    assert rows[-1]["operator"] == name
+    # A file others may read is refused, not used.
+    session.chmod(0o644)
+    with pytest.raises(SystemExit):
+        badge_main(argv)
+    assert "chmod 0600" in capsys.readouterr().err
+    session.chmod(0o600)
+    # Logout ends the session at the central too: the same session no longer works.
+    kept = json.loads(session.read_text())
+    assert badge_main(["logout"]) == 0 and not session.exists()
+    stale = CentralAdmin(issuing.url, session=(kept["session"], kept["csrf_token"]))
+    with stale, pytest.raises(Unauthorized):
+        stale.whoami()
+
+
+def test_a_password_to_change_is_not_kept(
+    issuing: CentralProcess,
+    admin: CentralAdmin,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    name = f"new{next(_seeds)}"
+    admin.add_operator(name, "pass_office", "set-by-officer-789")
+    monkeypatch.setattr("getpass.getpass", lambda _prompt: "set-by-officer-789")
+    session = tmp_path / "s.json"
+    argv = ["login", "--url", issuing.url, "--name", name, "--session", str(session)]
+    assert badge_main(argv) == 1
+    assert "change it in the console first" in capsys.readouterr().err
+    assert not session.exists()
