@@ -18,18 +18,14 @@ Layouts (docs/passes.md has a picture of each):
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
-import io
 from collections.abc import Mapping
-from functools import cache
-from pathlib import Path
 
-import segno
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image
 
 from kiosk.config import PassSection
 from kiosk.i18n import DATE_LOCALES
 from kiosk.passes.model import VisitorPass
+from portier_common.pagedraw import CR80_MM, Canvas, FontT, name_lines, pdf_bytes, qr_image
 
 #: The band's text: always both languages, whatever the pass's language.
 BAND_TEXT = "VISITOR / VISITEUR"
@@ -50,29 +46,19 @@ PASS_WORDS: dict[str, dict[str, str]] = {
         "hint": "Présentez ce code à la borne en partant",
     },
 }
-CR80_MM = (85.6, 53.98)
 LABEL_WIDTH_MM = 62.0
-_FONT_FALLBACK_SIZE_PT = 10
-FontT = ImageFont.FreeTypeFont | ImageFont.ImageFont
-
-
-@cache
-def _font_dir() -> Path | None:
-    """Kivy's bundled fonts folder, found without importing Kivy (no window, no side effect)."""
-    spec = importlib.util.find_spec("kivy")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(next(iter(spec.submodule_search_locations))) / "data" / "fonts"
-    return folder if (folder / "Roboto-Regular.ttf").exists() else None
-
-
-@cache
-def _font(size_px: int, bold: bool = False) -> FontT:
-    folder = _font_dir()
-    if folder is not None:
-        name = "Roboto-Bold.ttf" if bold else "Roboto-Regular.ttf"
-        return ImageFont.truetype(str(folder / name), size_px)
-    return ImageFont.load_default(size_px)
+__all__ = [
+    "BAND_TEXT",
+    "CR80_MM",
+    "LABEL_WIDTH_MM",
+    "PASS_WORDS",
+    "FontT",
+    "format_day",
+    "format_validity",
+    "qr_image",
+    "render_image",
+    "render_pdf",
+]
 
 
 def _date(when: dt.datetime, lang: str, wide: bool) -> str:
@@ -102,103 +88,6 @@ def format_validity(start: float, end: float, lang: str, tz: dt.tzinfo | None = 
 def format_day(when: float, lang: str, tz: dt.tzinfo | None = None) -> str:
     """The long date: ``5 December 2026`` / ``5 décembre 2026``."""
     return _date(_local(when, tz), lang, True)
-
-
-def qr_image(text: str, size_px: int) -> Image.Image:
-    """The QR code of ``text`` (error correction M, 4-module quiet zone) as a square
-    black-and-white image of at most ``size_px``, whole pixels per module."""
-    qr = segno.make(text, error="m", micro=False)
-    border = 4
-    modules = len(qr.matrix) + 2 * border
-    image = Image.new("1", (modules, modules), 1)
-    pixels = image.load()
-    assert pixels is not None
-    for y, row in enumerate(qr.matrix):
-        for x, dark in enumerate(row):
-            if dark:
-                pixels[x + border, y + border] = 0
-    scale = max(1, size_px // modules)
-    return image.resize((modules * scale, modules * scale), Image.Resampling.NEAREST)
-
-
-class _Canvas:
-    """A page in millimetres over a Pillow image at ``dpi``."""
-
-    def __init__(self, width_mm: float, height_mm: float, dpi: int) -> None:
-        self.dpi = dpi
-        self.image = Image.new("RGB", (self.px(width_mm), self.px(height_mm)), "white")
-        self.draw = ImageDraw.Draw(self.image)
-
-    def px(self, mm: float) -> int:
-        return round(mm * self.dpi / 25.4)
-
-    def font(self, height_mm: float, bold: bool = False) -> FontT:
-        # A font's pixel size is about its line height; 0.8 of it is the cap height.
-        return _font(max(6, self.px(height_mm)), bold)
-
-    def fit(self, text: str, width_mm: float, height_mm: float, bold: bool = False) -> FontT:
-        """The largest font up to ``height_mm`` in which ``text`` fits ``width_mm``."""
-        size = height_mm
-        while size > 1.6:
-            font = self.font(size, bold)
-            if self.draw.textlength(text, font=font) <= self.px(width_mm):
-                return font
-            size *= 0.92
-        return self.font(1.6, bold)
-
-    def line(
-        self,
-        x_mm: float,
-        y_mm: float,
-        text: str,
-        width_mm: float,
-        height_mm: float,
-        *,
-        bold: bool = False,
-        fill: str = "black",
-        shrink: bool = True,
-    ) -> float:
-        """Draw one line (shrunk, then cut with an ellipsis, to fit); return the next y."""
-        font = self.fit(text, width_mm, height_mm, bold) if shrink else self.font(height_mm, bold)
-        limit = self.px(width_mm)
-        if self.draw.textlength(text, font=font) > limit:
-            while text and self.draw.textlength(text + "…", font=font) > limit:
-                text = text[:-1]
-            text += "…"
-        self.draw.text((self.px(x_mm), self.px(y_mm)), text, font=font, fill=fill)
-        return y_mm + height_mm * 1.25
-
-    def band(self, height_mm: float, colour: str) -> None:
-        width = self.image.width
-        self.draw.rectangle((0, 0, width, self.px(height_mm)), fill=colour)
-        text_h = height_mm * 0.55
-        font = self.fit(BAND_TEXT, width * 25.4 / self.dpi - 6, text_h, bold=True)
-        box = self.draw.textbbox((0, 0), BAND_TEXT, font=font)
-        x = (width - (box[2] - box[0])) // 2 - box[0]
-        y = (self.px(height_mm) - (box[3] - box[1])) // 2 - box[1]
-        self.draw.text((x, y), BAND_TEXT, font=font, fill="white")
-
-    def photo(self, jpeg: bytes, x_mm: float, y_mm: float, w_mm: float, h_mm: float) -> None:
-        with Image.open(io.BytesIO(jpeg)) as raw:
-            picture = ImageOps.fit(raw.convert("RGB"), (self.px(w_mm), self.px(h_mm)))
-        self.image.paste(picture, (self.px(x_mm), self.px(y_mm)))
-        self.draw.rectangle(
-            (
-                self.px(x_mm),
-                self.px(y_mm),
-                self.px(x_mm + w_mm) - 1,
-                self.px(y_mm + h_mm) - 1,
-            ),
-            outline="black",
-            width=max(1, self.px(0.2)),
-        )
-
-    def qr(self, text: str, x_mm: float, y_mm: float, size_mm: float) -> float:
-        """Draw the QR code centred in a ``size_mm`` square; return its bottom in mm."""
-        code = qr_image(text, self.px(size_mm))
-        offset = (self.px(size_mm) - code.width) // 2
-        self.image.paste(code.convert("RGB"), (self.px(x_mm) + offset, self.px(y_mm) + offset))
-        return y_mm + size_mm
 
 
 def _place_names(
@@ -256,8 +145,8 @@ def _render_label62(
     hint: str,
 ) -> Image.Image:
     width, length, margin = LABEL_WIDTH_MM, settings.label_length_mm, 3.0
-    page = _Canvas(width, length, settings.dpi)
-    page.band(14.0, colour)
+    page = Canvas(width, length, settings.dpi)
+    page.band(14.0, colour, BAND_TEXT)
     y = page.line(margin, 15.5, category_name, width - 2 * margin, 4.5, bold=True, fill=colour)
     text_x = margin
     photo_bottom = y
@@ -266,7 +155,7 @@ def _render_label62(
         text_x = margin + 22.0
         photo_bottom = y + 26.0
     name_width = width - margin - text_x
-    y = _name(page, visitor_pass.visitor, text_x, y, name_width, 6.5)
+    y = name_lines(page, visitor_pass.visitor, text_x, y, name_width, 6.5)
     y = max(y, photo_bottom) + 1.0
     for line in lines:
         y = page.line(margin, y, line, width - 2 * margin, 3.6)
@@ -286,8 +175,8 @@ def _render_cr80(
 ) -> Image.Image:
     width, height = CR80_MM
     margin = 3.0
-    page = _Canvas(width, height, settings.dpi)
-    page.band(10.0, colour)
+    page = Canvas(width, height, settings.dpi)
+    page.band(10.0, colour, BAND_TEXT)
     qr_size = 26.0
     qr_x = width - margin - qr_size
     page.qr(visitor_pass.qr_text, qr_x, 12.0, qr_size)
@@ -298,35 +187,13 @@ def _render_cr80(
         text_x = margin + 21.0
     text_width = qr_x - 1.5 - text_x
     y = 11.5
-    y = _name(page, visitor_pass.visitor, text_x, y, text_width, 5.2)
+    y = name_lines(page, visitor_pass.visitor, text_x, y, text_width, 5.2)
     y = page.line(text_x, y, category_name, text_width, 3.4, bold=True, fill=colour)
     for line in lines[:-1]:
         y = page.line(text_x, y, line, text_width, 3.0)
     # Site and date along the bottom, under the photo too.
     page.line(margin, height - margin - 3.2, lines[-1], qr_x - 1.5 - margin, 3.0)
     return page.image
-
-
-def _name(page: _Canvas, name: str, x_mm: float, y_mm: float, w_mm: float, h_mm: float) -> float:
-    """The visitor's name in bold, on one or two lines of the same size."""
-    parts = _split_name(name)
-    longest = max(parts, key=lambda p: page.draw.textlength(p, font=page.font(h_mm, True)))
-    font = page.fit(longest, w_mm, h_mm, bold=True)
-    size_mm = font.size * 25.4 / page.dpi if isinstance(font, ImageFont.FreeTypeFont) else h_mm
-    for part in parts:
-        y_mm = page.line(x_mm, y_mm, part, w_mm, size_mm, bold=True, shrink=False)
-    return y_mm
-
-
-def _split_name(name: str) -> list[str]:
-    """A long name on two lines (at the space nearest the middle), a short one on one."""
-    name = " ".join(name.split())
-    if len(name) <= 16 or " " not in name:
-        return [name]
-    middle = len(name) // 2
-    spaces = [i for i, c in enumerate(name) if c == " "]
-    cut = min(spaces, key=lambda i: abs(i - middle))
-    return [name[:cut], name[cut + 1 :]]
 
 
 def render_pdf(
@@ -339,12 +206,9 @@ def render_pdf(
 ) -> bytes:
     """The pass as a one-page PDF of the layout's exact size (see :func:`render_image`)."""
     image = render_image(visitor_pass, settings, lang, place_names=place_names, tz=tz)
-    out = io.BytesIO()
-    image.save(
-        out,
-        "PDF",
-        resolution=float(settings.dpi),
+    return pdf_bytes(
+        image,
+        settings.dpi,
         title=f"Visitor pass {visitor_pass.pass_id[:8]}",
         creator="Portier kiosk",
     )
-    return out.getvalue()
