@@ -279,7 +279,8 @@ class VisitorDesk:
         if cached is None:
             return None
         data = cached.data or {}
-        extra = data.get("extra") if isinstance(data.get("extra"), dict) else {}
+        raw_extra = data.get("extra")
+        extra: dict[str, Any] = raw_extra if isinstance(raw_extra, dict) else {}
         category = data.get(CATEGORY_EXTRA_KEY, extra.get(CATEGORY_EXTRA_KEY))
         site = data.get("site")
         return {
