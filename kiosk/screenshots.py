@@ -269,8 +269,29 @@ class Shooter:
         self.shot("guard-muster")
         d.tap_text(self.t("Back"))
         d.wait_screen("guard_console")
+        self.found_by_pass()
         d.tap_text(self.t("Log out"))
         d.wait_screen("attract")
+
+    def found_by_pass(self) -> None:
+        """A guard types the reference printed under a pass's code: the on-site list opens
+        on that visitor."""
+        d, app = self.driver, self.app
+        refs = [v.get("pass_ref") for v in app.link.client.muster()["visitors"]]
+        ref = next((r for r in refs if r), None)
+        if ref is None:
+            log.warning("nobody on site with a pass: no guard-muster-found screenshot")
+            return
+        d.tap_text(self.t("Visitors"))
+        d.wait_screen("guard_visitors")
+        d.tap_text(self.t("Search by name"))
+        d.press_keys(app.screen.ids.letters, list(ref))
+        d.tap_text(self.t("Search"))
+        found = d.wait_screen("guard_muster")
+        d.wait_for(lambda: found.only and found.names() and not found.busy, 10, "not found")
+        self.shot("guard-muster-found")
+        d.tap_text(self.t("Back"))
+        d.wait_screen("guard_console")
 
     def forced_door(self) -> None:
         """The console with a door forced open (red banner), then acknowledged."""
