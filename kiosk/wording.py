@@ -245,6 +245,17 @@ ALARMS: dict[str, str] = {
     "printer_fault": N_("Pass printer cannot print"),
 }
 
+#: The pass printer's alarm as CUPS reports the fault (the agent's status ``printer.status``):
+#: what the guard has to fix. Other states fall back to ``ALARMS["printer_fault"]``.
+PRINTER_FAULTS: dict[str, str] = {
+    "out_of_media": N_("Pass printer: out of labels"),
+    "jammed": N_("Pass printer: jammed or cover open"),
+    "offline": N_("Pass printer: offline"),
+    "stopped": N_("Pass printer: stopped"),
+    "not_accepting": N_("Pass printer: not accepting jobs"),
+    "unavailable": N_("Pass printer: not reachable"),
+}
+
 #: Guard actions (buttons and the reason screen's title).
 ACTIONS: dict[str, str] = {
     "open_once": N_("Open once"),
