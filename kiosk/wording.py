@@ -248,12 +248,12 @@ ALARMS: dict[str, str] = {
 #: The pass printer's alarm as CUPS reports the fault (the agent's status ``printer.status``):
 #: what the guard has to fix. Other states fall back to ``ALARMS["printer_fault"]``.
 PRINTER_FAULTS: dict[str, str] = {
-    "out_of_media": N_("Pass printer: out of labels"),
-    "jammed": N_("Pass printer: jammed or cover open"),
-    "offline": N_("Pass printer: offline"),
-    "stopped": N_("Pass printer: stopped"),
-    "not_accepting": N_("Pass printer: not accepting jobs"),
-    "unavailable": N_("Pass printer: not reachable"),
+    "out_of_media": N_("Printer: out of labels"),
+    "jammed": N_("Printer: jammed or open"),
+    "offline": N_("Printer: offline"),
+    "stopped": N_("Printer: stopped"),
+    "not_accepting": N_("Printer: refusing jobs"),
+    "unavailable": N_("Printer: unreachable"),
 }
 
 #: Guard actions (buttons and the reason screen's title).

@@ -70,13 +70,13 @@ def test_the_printer_fault_is_an_alarm_on_the_guard_console_saying_what_to_fix(k
         login(kiosk, rig)
         console = kiosk.wait_screen("guard_console")
         app.set_language(lang)
-        jammed = t(kiosk, "Pass printer: jammed or cover open")
+        jammed = t(kiosk, "Printer: jammed or open")
         kiosk.wait_for(lambda: jammed in kiosk.texts(), 20, "no printer alarm on the console")
         row = next(r for r in console.ids.alarms.children if r.alarm == "printer_fault")
         assert row.active and row.printer == "jammed"
         client.simulate("printer", status="out_of_media", message="no labels")
         kiosk.pump(6)
-        empty = t(kiosk, "Pass printer: out of labels")
+        empty = t(kiosk, "Printer: out of labels")
         kiosk.wait_for(lambda: empty in kiosk.texts(), 20, "the alarm does not follow CUPS")
     finally:
         client.simulate("printer", status="ready")
