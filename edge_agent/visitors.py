@@ -254,6 +254,13 @@ class VisitorDesk:
                 # What the pass prints (the grant's claims, or the cache's for a guard's
                 # check-in), so that a guard's reprint prints the same pass.
                 payload["pass"] = granted_pass or self._cached_pass_fields(invitation_id)
+                if granted_pass is not None:
+                    # A signed invitation the cache does not hold: its own end of validity
+                    # and zones, so the agent still checks the visitor out when it ends.
+                    if payload.get("not_after") is None:
+                        payload["not_after"] = granted_pass.get("valid_until")
+                    if not payload.get("zones"):
+                        payload["zones"] = list(granted_pass.get("zones") or [])
                 pass_id, payload["pass_hash"] = self._onsite.mint_pass()
                 payload["pass_ref"] = pass_ref(pass_id)
                 event = self._onsite.record_checkin(payload)
