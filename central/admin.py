@@ -20,6 +20,10 @@ __all__ = ["TOKEN_ENV", "CentralAdmin", "CentralUnreachable"]
 
 #: The environment variable that holds an operator's API token (the CLI reads it too).
 TOKEN_ENV = "PORTIER_CENTRAL_TOKEN"
+#: The session cookie and CSRF header of a password login (``central.server``'s names; not
+#: imported from there, which would load aiohttp into every admin client).
+SESSION_COOKIE = "portier_session"
+CSRF_HEADER = "X-CSRF-Token"
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +40,52 @@ class CentralAdmin:
         timeout: seconds for connect and for read, per call.
         token: the operator's API token, sent as ``Authorization: Bearer``
             (default: ``$PORTIER_CENTRAL_TOKEN``; none: calls get 401).
+        session: instead of a token, a password login's session (:meth:`login`):
+            ``(session, csrf_token)``, sent as the console's cookie and CSRF header.
     """
 
-    def __init__(self, url: str, *, timeout: float = 10.0, token: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 10.0,
+        token: str | None = None,
+        session: tuple[str, str] | None = None,
+    ) -> None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ValueError(f"url: {url!r} must start with http:// or https://")
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._session = requests.Session()
+        if session is not None:
+            self.use_session(*session)
+            return
         token = token if token is not None else os.environ.get(TOKEN_ENV)
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
+
+    def use_session(self, session: str, csrf_token: str) -> None:
+        """Call as the operator of a password login's session (its cookie and CSRF token)."""
+        self._session.headers.pop("Authorization", None)
+        self._session.cookies.set(SESSION_COOKIE, session)
+        self._session.headers[CSRF_HEADER] = csrf_token
+
+    def login(self, name: str, password: str) -> dict[str, Any]:
+        """``POST /admin/login``: a password login. Returns its answer (``operator``,
+        ``role``, ``csrf_token``, ``expires_at_ms``, ``must_change_password``) with the
+        session cookie's value as ``session``; later calls of this client use it."""
+        answer: dict[str, Any] = self._call(
+            "POST", "/admin/login", json={"name": name, "password": password}
+        )
+        session = self._session.cookies.get(SESSION_COOKIE)
+        if not session:
+            raise CentralError("the central answered the login without a session")
+        self.use_session(session, str(answer["csrf_token"]))
+        return {**answer, "session": session}
+
+    def logout(self) -> None:
+        """``POST /admin/logout``: end this client's session."""
+        self._call("POST", "/admin/logout")
 
     def close(self) -> None:
         """Close the HTTP session."""

@@ -159,6 +159,14 @@ class NotIssued(CentralError):
     code = "not_issued"
 
 
+class BadgeRevoked(CentralError):
+    """The card carries the keys of a revoked badge (409): a lost card found again stays
+    revoked; returned (reset to factory keys), it is issued again under new keys."""
+
+    status = 409
+    code = "badge_revoked"
+
+
 #: Error classes by code, for clients that read an ``Error`` body.
 BY_CODE: dict[str, type[CentralError]] = {
     cls.code: cls
@@ -180,6 +188,7 @@ BY_CODE: dict[str, type[CentralError]] = {
         Unavailable,
         NotConfigured,
         BadgeActive,
+        BadgeRevoked,
         NotIssued,
     )
 }

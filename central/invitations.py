@@ -181,7 +181,7 @@ def render_pdf(
     """The invitation as a one-page A4 PDF (see :func:`render_image`)."""
     image = render_image(invitation, token, site_name=site_name, zone=zone)
     bilevel = image.convert("L").point(lambda v: 255 if v >= 128 else 0).convert("1")
-    return pagedraw.save_pdf(
+    return pagedraw.pdf_bytes(
         bilevel, DPI, title=f"Invitation {invitation['id']}", creator="Portier central"
     )
 

@@ -60,7 +60,7 @@ from edge_agent.policy import (
 )
 from edge_agent.store import Store, StoreError, StoreFull
 from edge_agent.timefloor import ClockTrust, TimeFloor, os_clock_synchronised
-from edge_agent.visitors import HelpCall, VisitorDesk
+from edge_agent.visitors import HelpCall, VisitorDesk, grant_pass_fields
 from portier_common.reasons import Reason
 
 log = logging.getLogger(__name__)
@@ -612,7 +612,9 @@ class Agent:
         if decision.granted and held is not None:
             grant = self.grants.hold(payload["grant_ref"], decision, event)
             if decision.kind == "qr":
-                self.visitors.remember_grant(decision.credential_id)
+                self.visitors.remember_grant(
+                    decision.credential_id, grant_pass_fields(decision, self.config.device.site)
+                )
             return {**payload, "seq": event.seq, "event_id": event.id, "grant": grant}
         if decision.granted and deadline is not None and self._mono() >= deadline:
             # Decided, but its caller gave up meanwhile: nobody stands at the door now.
@@ -634,7 +636,9 @@ class Agent:
                 )
                 payload = {**payload, "granted": False, "reason": Reason.LOCKDOWN.value}
         if decision.granted and decision.kind == "qr":
-            self.visitors.remember_grant(decision.credential_id)
+            self.visitors.remember_grant(
+                decision.credential_id, grant_pass_fields(decision, self.config.device.site)
+            )
         return {**payload, "seq": event.seq, "event_id": event.id}
 
     # -- grants opened on request (the kiosk's welcome step) ---------------------------

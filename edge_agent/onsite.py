@@ -39,6 +39,7 @@ their pass twice is told they are checked out already, not that the pass is unkn
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
@@ -51,7 +52,7 @@ from edge_agent.grants import AppendClaimed
 from edge_agent.guards import Session
 from edge_agent.store import Store, StoreError
 from edge_agent.store.db import Database
-from portier_common.passes import PassQrError, new_pass_id, pass_hash
+from portier_common.passes import PassQrError, new_pass_id, pass_hash, pass_ref
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,8 @@ class OnSite:
             entry = self._visitors.get(ident)
             if entry is not None and isinstance(payload.get("pass_hash"), str):
                 entry["pass_hash"] = payload["pass_hash"]
+                ref = payload.get("pass_ref")
+                entry["pass_ref"] = ref if isinstance(ref, str) else None
             return
         info = self._invitation(ident)
         visitor = payload.get("visitor")
@@ -190,6 +193,12 @@ class OnSite:
             "pass_hash": payload["pass_hash"]
             if isinstance(payload.get("pass_hash"), str)
             else None,
+            # The reference printed under the pass's code (a guard types it to find the
+            # visit: portier_common.passes.pass_ref), what the pass printed (a reprint
+            # prints the same) and the consented photo's media id.
+            "pass_ref": payload["pass_ref"] if isinstance(payload.get("pass_ref"), str) else None,
+            "pass": dict(payload["pass"]) if isinstance(payload.get("pass"), dict) else None,
+            "photo": payload["photo"] if isinstance(payload.get("photo"), str) else None,
         }
         while len(self._visitors) > self._max:
             gone, _entry = self._visitors.popitem(last=False)
@@ -344,13 +353,15 @@ class OnSite:
                     "visitor": entry["visitor"],
                     "door": self._door,
                     "pass_hash": digest,
+                    "pass_ref": pass_ref(pass_id),
                     "by": f"guard:{session.guard_id}",
                     "guard_id": session.guard_id,
                     "name": session.name,
                 },
             )
             entry = dict(self._visitors[invitation_id])
-        return {
+        printed = entry.get("pass") or {}
+        answer = {
             "pass_id": pass_id,
             "invitation_id": invitation_id,
             "visitor": entry["visitor"],
@@ -359,7 +370,24 @@ class OnSite:
             "not_after": entry["not_after"],
             "zones": entry["zones"],
             "seq": event.seq,
+            # What the first pass printed (the check-in's ``pass``): the same pass again.
+            "valid_from": printed.get("valid_from"),
+            "valid_until": printed.get("valid_until", entry["not_after"]),
+            "doors": list(printed.get("doors") or ()),
+            "category": printed.get("category"),
+            "site": printed.get("site"),
+            "photo_jpeg": None,
         }
+        if printed.get("zones") is not None:
+            answer["zones"] = list(printed["zones"])
+        if entry.get("photo"):
+            try:  # the consented check-in photo, printed on the first pass too
+                answer["photo_jpeg"] = base64.b64encode(
+                    self._store.media.get(entry["photo"])
+                ).decode("ascii")
+            except (StoreError, OSError, KeyError) as exc:
+                log.warning("reprint without the check-in photo (%s)", exc)
+        return answer
 
     def checkout_by_guard(self, token: str, invitation_id: str, reason: object) -> dict[str, Any]:
         """A guard checks a visitor out from the console (session and reason required).
@@ -425,10 +453,26 @@ class OnSite:
                 "door": e["door"],
                 "zones": e["zones"],
                 "not_after": e["not_after"],
+                "pass_ref": e.get("pass_ref"),
             }
             for e in entries
         ]
         return {"count": len(visitors), "visitors": visitors, "dropped": dropped}
+
+    def find_by_ref(self, ref: str) -> dict[str, Any] | None:
+        """The visit on site whose current pass has the reference ``ref`` (the characters
+        printed under its code, :func:`portier_common.passes.pass_ref`), or None."""
+        with self._lock:
+            for entry in self._visitors.values():
+                if entry.get("pass_ref") == ref:
+                    return {
+                        "invitation_id": entry["invitation_id"],
+                        "visitor": entry["visitor"],
+                        "host": entry["host"],
+                        "entered_at": entry["entered_ms"] / 1000.0,
+                        "not_after": entry["not_after"],
+                    }
+        return None
 
     def __contains__(self, invitation_id: object) -> bool:
         with self._lock:

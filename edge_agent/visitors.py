@@ -25,9 +25,10 @@ from edge_agent.errors import ActionError
 from edge_agent.grants import Journal
 from edge_agent.guards import Session
 from edge_agent.onsite import OnSite
-from edge_agent.policy import CachedInvitation, DoorPolicy, judge_invitation
+from edge_agent.policy import CachedInvitation, Decision, DoorPolicy, judge_invitation
 from edge_agent.store import Store, StoreError
 from edge_agent.timefloor import ClockTrust
+from portier_common.passes import normalise_pass_ref, pass_ref
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,25 @@ EXPECTED_MAX = 200
 #: Journal events read back (newest first) to find today's check-ins: a bound on the
 #: work of one "expected today" answer, whatever the journal's size.
 CHECKIN_SCAN_MAX = 20_000
+
+
+#: The invitation's ``extra`` key that names the visitor category (the pass's band colour).
+CATEGORY_EXTRA_KEY = "category"
+
+
+def grant_pass_fields(decision: Decision, site: str) -> dict[str, Any]:
+    """What the visitor's pass prints, from a QR grant (the invitation's verified claims):
+    validity, doors, zones, category and site. Kept with the check-in (``pass`` in
+    ``visitor.checked_in``) so that a guard's reprint prints the same pass."""
+    category = decision.extra.get(CATEGORY_EXTRA_KEY)
+    return {
+        "valid_from": None if decision.valid_from is None else int(decision.valid_from),
+        "valid_until": None if decision.valid_until is None else int(decision.valid_until),
+        "doors": list(decision.doors),
+        "zones": list(decision.zones),
+        "category": category if isinstance(category, str) else None,
+        "site": site,
+    }
 
 
 class VisitorDesk:
@@ -83,15 +103,16 @@ class VisitorDesk:
         self._recent_grants: OrderedDict[str, list[Any]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def remember_grant(self, invitation_id: str) -> None:
-        """A QR grant of ``invitation_id`` at this door: it allows one self check-in."""
+    def remember_grant(self, invitation_id: str, pass_fields: dict[str, Any] | None = None) -> None:
+        """A QR grant of ``invitation_id`` at this door: it allows one self check-in.
+        ``pass_fields`` (:func:`grant_pass_fields`): what its pass prints."""
         # Each grant allows one self check-in (a new grant of a multi-use invitation
         # allows a new one). Only grants inside the check-in window matter, and at
         # most MAX_RECENT_GRANTS of them: memory stays bounded whatever is presented.
         now = self._mono()
         with self._lock:
             self._recent_grants.pop(invitation_id, None)
-            self._recent_grants[invitation_id] = [now, False]
+            self._recent_grants[invitation_id] = [now, False, pass_fields]
             while self._recent_grants:
                 oldest = next(iter(self._recent_grants.values()))
                 if len(self._recent_grants) <= MAX_RECENT_GRANTS and (
@@ -101,10 +122,33 @@ class VisitorDesk:
                 self._recent_grants.popitem(last=False)
 
     def lookup(self, token: str, query: str, limit: int = 20) -> list[dict[str, Any]]:
-        """Invitations whose visitor name starts with ``query`` (guard only)."""
+        """Invitations whose visitor name starts with ``query`` (guard only); a query
+        that is a pass's reference (the 8 characters printed under its code, any case:
+        :func:`portier_common.passes.normalise_pass_ref`) first finds the visit on site
+        whose current pass it names (``on_site: true``, ``pass_ref``)."""
         self._guard_session(token)
+        by_pass: list[dict[str, Any]] = []
+        ref = normalise_pass_ref(query)
+        if ref is not None and self._onsite is not None:
+            entry = self._onsite.find_by_ref(ref)
+            if entry is not None:
+                by_pass.append(
+                    {
+                        "invitation_id": entry["invitation_id"],
+                        "visitor": entry["visitor"],
+                        "host": entry["host"],
+                        "doors": None,
+                        "not_before": None,
+                        "not_after": entry["not_after"],
+                        "single_use": False,
+                        "used": False,
+                        "on_site": True,
+                        "pass_ref": ref,
+                        "entered_at": entry["entered_at"],
+                    }
+                )
         found = self._store.cache.find_invitations(query, limit=limit)
-        return [
+        return by_pass + [
             {
                 "invitation_id": i.id,
                 "visitor": i.visitor,
@@ -170,6 +214,7 @@ class VisitorDesk:
                 grant[1] = True  # taken now, so a concurrent second check-in is refused
         by = "visitor"
         extra: dict[str, Any] = {}
+        granted_pass = grant[2] if self_service and grant is not None else None
         try:
             if not self_service:
                 if token is None:
@@ -206,7 +251,18 @@ class VisitorDesk:
                 # The door, host, end of validity and zones: the muster list's fields;
                 # the pass's hash (its id is answered to the kiosk, never journaled).
                 payload.update(self._onsite.checkin_payload(invitation_id))
+                # What the pass prints (the grant's claims, or the cache's for a guard's
+                # check-in), so that a guard's reprint prints the same pass.
+                payload["pass"] = granted_pass or self._cached_pass_fields(invitation_id)
+                if granted_pass is not None:
+                    # A signed invitation the cache does not hold: its own end of validity
+                    # and zones, so the agent still checks the visitor out when it ends.
+                    if payload.get("not_after") is None:
+                        payload["not_after"] = granted_pass.get("valid_until")
+                    if not payload.get("zones"):
+                        payload["zones"] = list(granted_pass.get("zones") or [])
                 pass_id, payload["pass_hash"] = self._onsite.mint_pass()
+                payload["pass_ref"] = pass_ref(pass_id)
                 event = self._onsite.record_checkin(payload)
             else:
                 event = self._journal("visitor.checked_in", payload)
@@ -222,6 +278,26 @@ class VisitorDesk:
         if "override" in extra:
             answer["override"] = extra["override"]
         return answer
+
+    def _cached_pass_fields(self, invitation_id: str) -> dict[str, Any] | None:
+        """What the pass of ``invitation_id`` prints, from the credential cache (a guard's
+        check-in has no QR grant), or None when the cache does not know it."""
+        cached = self._store.cache.invitation(invitation_id)
+        if cached is None:
+            return None
+        data = cached.data or {}
+        raw_extra = data.get("extra")
+        extra: dict[str, Any] = raw_extra if isinstance(raw_extra, dict) else {}
+        category = data.get(CATEGORY_EXTRA_KEY, extra.get(CATEGORY_EXTRA_KEY))
+        site = data.get("site")
+        return {
+            "valid_from": cached.not_before,
+            "valid_until": cached.not_after,
+            "doors": list(cached.doors or ()),
+            "zones": [str(z) for z in data.get("zones") or ()],
+            "category": category if isinstance(category, str) else None,
+            "site": site if isinstance(site, str) else None,
+        }
 
     def _judge_manual(
         self, session: Session, invitation_id: str, override_reason: str | None

@@ -242,6 +242,7 @@ class Shooter:
         d.wait_screen("guard_reason")
         d.tap_text(self.t("False alarm"))
         d.wait_screen("guard_console")
+        self.printer_alarm()
         self.forced_door()
         self.idle_warning()
         d.tap_text(self.t("Visitors"))
@@ -269,8 +270,61 @@ class Shooter:
         self.shot("guard-muster")
         d.tap_text(self.t("Back"))
         d.wait_screen("guard_console")
+        self.found_by_pass()
         d.tap_text(self.t("Log out"))
         d.wait_screen("attract")
+
+    def found_by_pass(self) -> None:
+        """A guard types the reference printed under a pass's code: the on-site list opens
+        on that visitor."""
+        d, app = self.driver, self.app
+        refs = [v.get("pass_ref") for v in app.link.client.muster()["visitors"]]
+        ref = next((r for r in refs if r), None)
+        if ref is None:
+            log.warning("nobody on site with a pass: no guard-muster-found screenshot")
+            return
+        d.tap_text(self.t("Visitors"))
+        d.wait_screen("guard_visitors")
+        d.tap_text(self.t("Search by name"))
+        d.press_keys(app.screen.ids.letters, list(ref))
+        d.tap_text(self.t("Search"))
+        found = d.wait_screen("guard_muster")
+        d.wait_for(lambda: found.only and found.names() and not found.busy, 10, "not found")
+        self.shot("guard-muster-found")
+        d.tap_text(self.t("Back"))
+        d.wait_screen("guard_console")
+
+    def printer_alarm(self) -> None:
+        """The console with the pass printer out of labels (as CUPS would report it), then
+        the printer back and the alarm acknowledged. Skipped without a pass printer."""
+        d, app = self.driver, self.app
+        client = app.link.client
+        if (client.status() or {}).get("printer") is None:
+            return
+
+        def rows(active: bool) -> list[Any]:
+            return [
+                r
+                for r in app.screen.ids.alarms.children
+                if r.alarm == "printer_fault" and r.active == active
+            ]
+
+        try:
+            client.simulate("printer", status="out_of_media", message="no labels")
+            d.wait_for(lambda: rows(True), 20, "no printer alarm on the console")
+            d.frames(3)
+            self.shot("guard-console-printer")
+        finally:
+            client.simulate("printer", status="ready")
+        d.wait_for(lambda: rows(False), 20, "the printer alarm did not clear")
+        for row in rows(False):
+            button = next(
+                w for w in row.children if getattr(w, "text", "") == self.t("Acknowledge")
+            )
+            d.tap(button)
+            d.wait_screen("guard_reason")
+            d.tap_text(self.t("False alarm"))
+            d.wait_screen("guard_console")
 
     def forced_door(self) -> None:
         """The console with a door forced open (red banner), then acknowledged."""

@@ -249,6 +249,17 @@ ALARMS: dict[str, str] = {
     "printer_fault": N_("Pass printer cannot print"),
 }
 
+#: The pass printer's alarm as CUPS reports the fault (the agent's status ``printer.status``):
+#: what the guard has to fix. Other states fall back to ``ALARMS["printer_fault"]``.
+PRINTER_FAULTS: dict[str, str] = {
+    "out_of_media": N_("Printer: out of labels"),
+    "jammed": N_("Printer: jammed or open"),
+    "offline": N_("Printer: offline"),
+    "stopped": N_("Printer: stopped"),
+    "not_accepting": N_("Printer: refusing jobs"),
+    "unavailable": N_("Printer: unreachable"),
+}
+
 #: Guard actions (buttons and the reason screen's title).
 ACTIONS: dict[str, str] = {
     "open_once": N_("Open once"),

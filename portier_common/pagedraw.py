@@ -1,14 +1,16 @@
 """Pages drawn with Pillow at a printer's resolution, then saved as PDF: the one way Portier
 makes a printable document (the kiosk's visitor passes and muster list, the central's
-invitations).
+invitations, the Pass Office's badge card faces). The page is an image of the layout's exact
+size, saved as a one-page PDF of that size (:func:`pdf_bytes`), so CUPS prints it 1:1; no
+printer protocol is written here: CUPS and its driver turn the PDF into what the printer needs.
 
 A page is an image in millimetres (:class:`Canvas`) at ``dpi``; QR codes are drawn module by
 module with whole pixels per module (segno), so they stay sharp when printed and when shown
 on a phone. Text is Roboto (the font Kivy ships, found without importing Kivy), with
 Pillow's own font as a fallback where Kivy is not installed.
 
-Shared by the device (``kiosk.passes``) and the central (``central.invitations``): it
-imports nothing else of ours.
+Shared by the device (``kiosk.passes``) and the central (``central.invitations``,
+``central/station/cardface.py``): it imports nothing else of ours.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from pathlib import Path
 import segno
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-__all__ = ["Canvas", "FontT", "font", "qr_image", "save_pdf"]
+__all__ = ["CR80_MM", "Canvas", "FontT", "font", "name_lines", "pdf_bytes", "qr_image"]
+
+#: An ID-1 card (ISO/IEC 7810), landscape: what CR80 card printers print.
+CR80_MM = (85.6, 53.98)
 
 FontT = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
@@ -177,8 +182,32 @@ class Canvas:
         return y_mm + size_mm
 
 
-def save_pdf(image: Image.Image, dpi: int, *, title: str, creator: str) -> bytes:
-    """*image* as a one-page PDF of its size at *dpi*."""
+def name_lines(
+    page: Canvas, name: str, x_mm: float, y_mm: float, w_mm: float, h_mm: float
+) -> float:
+    """The visitor's name in bold, on one or two lines of the same size."""
+    parts = split_name(name)
+    longest = max(parts, key=lambda p: page.draw.textlength(p, font=page.font(h_mm, True)))
+    font = page.fit(longest, w_mm, h_mm, bold=True)
+    size_mm = font.size * 25.4 / page.dpi if isinstance(font, ImageFont.FreeTypeFont) else h_mm
+    for part in parts:
+        y_mm = page.line(x_mm, y_mm, part, w_mm, size_mm, bold=True, shrink=False)
+    return y_mm
+
+
+def split_name(name: str) -> list[str]:
+    """A long name on two lines (at the space nearest the middle), a short one on one."""
+    name = " ".join(name.split())
+    if len(name) <= 16 or " " not in name:
+        return [name]
+    middle = len(name) // 2
+    spaces = [i for i, c in enumerate(name) if c == " "]
+    cut = min(spaces, key=lambda i: abs(i - middle))
+    return [name[:cut], name[cut + 1 :]]
+
+
+def pdf_bytes(image: Image.Image, dpi: int, *, title: str, creator: str) -> bytes:
+    """*image* as a one-page PDF whose page is the image's size at *dpi*."""
     out = io.BytesIO()
     image.save(out, "PDF", resolution=float(dpi), title=title, creator=creator)
     return out.getvalue()

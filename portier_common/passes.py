@@ -15,6 +15,12 @@ guessed; a pass id found on a lost pass can only check its visitor out, which th
 guard sees, and a guard's reprint mints a new id (the old pass stops working).
 ``docs/passes.md`` describes it.
 
+Its first :data:`PASS_REF_CHARS` characters are the pass's **reference**
+(:func:`pass_ref`), printed under the code for a guard to type when the code does not
+scan: the guard's on-site list finds the visit by it. The reference is not secret (the
+on-site list and its events carry it); the 88 bits that follow it still cannot be guessed,
+and the kiosk checks out only with the whole id.
+
 The ``PV1:`` prefix differs from an invitation's ``PT1:`` (:mod:`portier_common.tokens`),
 so a scanner tells a pass from an invitation before it asks the agent anything.
 """
@@ -31,6 +37,8 @@ PASS_PREFIX = "PV1:"
 #: Length of a pass id: base32 of 16 bytes without its padding.
 PASS_ID_CHARS = 26
 _PASS_ID = re.compile(r"^[A-Z2-7]{26}$")
+#: Length of a pass's reference, the part of its id a guard types (40 bits).
+PASS_REF_CHARS = 8
 
 
 class PassQrError(ValueError):
@@ -72,3 +80,23 @@ def pass_hash(pass_id: str) -> str:
     No salt is needed: the id is 128 random bits, so the hash cannot be reversed by
     trying ids."""
     return hashlib.sha256(check_pass_id(pass_id).encode("ascii")).hexdigest()
+
+
+def pass_ref(pass_id: str) -> str:
+    """The reference printed under the pass's code, for a guard to type: the id's first
+    :data:`PASS_REF_CHARS` characters (not secret: see the module)."""
+    return check_pass_id(pass_id)[:PASS_REF_CHARS]
+
+
+def normalise_pass_ref(text: str) -> str | None:
+    """``text`` as a guard typed it (any case, spaces, the ``PV1:`` prefix or a whole id)
+    as a pass reference, or None when it cannot be one."""
+    if not isinstance(text, str):
+        return None
+    cleaned = "".join(text.split()).upper()
+    if cleaned.startswith(PASS_PREFIX):
+        cleaned = cleaned[len(PASS_PREFIX) :]
+    ref = cleaned[:PASS_REF_CHARS]
+    if len(ref) != PASS_REF_CHARS or not re.fullmatch(r"[A-Z2-7]+", cleaned):
+        return None
+    return ref

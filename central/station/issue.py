@@ -29,7 +29,7 @@ from portier_common.ntag424.personalise import (
 from portier_common.ntag424.session import AuthenticationError, CardError
 
 from ..admin import CentralAdmin, CentralUnreachable
-from ..errors import BadgeActive, BadRequest, CentralError, NotFound
+from ..errors import BadgeActive, BadgeRevoked, BadRequest, CentralError, NotFound
 
 __all__ = [
     "DEFAULT_BADGE_URL",
@@ -163,6 +163,12 @@ def _ask_keys(admin: CentralAdmin, uid: bytes, **fields: Any) -> dict[str, Any]:
         raise StationError(
             f"card {uid.hex().upper()} is already an active badge. To give it to someone else, "
             "return it first (portier-badge reset); if it was lost and found, it stays revoked"
+        ) from None
+    except BadgeRevoked:
+        raise StationError(
+            f"card {uid.hex().upper()} is a revoked badge (reported lost): it stays revoked and "
+            "nothing was written or registered. To use this card again, return it first "
+            "(portier-badge reset): it is then issued under new keys"
         ) from None
     except NotFound as exc:
         raise StationError(

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 from portier_common.ntag424 import DiversifiedKeys, SunError, diversify_aes128
 
-from ..errors import BadgeActive, BadRequest, NotConfigured, NotFound
+from ..errors import BadgeActive, BadgeRevoked, BadRequest, NotConfigured, NotFound
 from .base import StoreBase
 from .db import Connection
 from .validate import normalize_uid, only_fields
@@ -105,6 +105,17 @@ class IssuanceMixin(StoreBase):
             "SELECT 1 FROM revocations WHERE kind = 'badge' AND id = ?", (uid,)
         ).fetchone()
         return badge if badge.get("enabled", True) and revoked is None else None
+
+    @staticmethod
+    def _revoked_badge(conn: Connection, uid: str) -> bool:
+        """True when *uid* is a badge that is revoked or disabled (not active)."""
+        row = conn.execute("SELECT data FROM badges WHERE uid = ?", (uid,)).fetchone()
+        if row is None:
+            return False
+        revoked = conn.execute(
+            "SELECT 1 FROM revocations WHERE kind = 'badge' AND id = ?", (uid,)
+        ).fetchone()
+        return revoked is not None or not json.loads(row["data"]).get("enabled", True)
 
     def _card_tap(self, uid: str, sun_url: object) -> int:
         """Verify *sun_url* as a door would and check it names *uid*; return its counter."""
@@ -185,6 +196,20 @@ class IssuanceMixin(StoreBase):
                     raise NotFound(
                         f"card {uid} holds key version {held}, which this central never issued "
                         "for it: a card of another site or of another central"
+                    )
+                if (
+                    row["state"] == "issued"
+                    and held == int(row["key_version"])
+                    and not revoked
+                    and body.get("sun_url") is None
+                    and self._revoked_badge(conn, uid)
+                ):
+                    # A lost card found again: its keys stay withdrawn. Only a return (the
+                    # card's fresh SUN: it is here) gets them, to take it back to factory.
+                    raise BadgeRevoked(
+                        f"card {uid} is a revoked badge (key version {held}): it stays "
+                        "revoked. Return it (reset to factory keys) to issue it again under "
+                        "new keys"
                     )
                 version = held
             elif row is None:
@@ -273,6 +298,12 @@ class IssuanceMixin(StoreBase):
             active = self._active_badge(conn, uid)
             if row["state"] == "issued" and active is not None:
                 return {**active, "key_version": version}  # registered before: a re-run
+            if row["state"] == "issued" and self._revoked_badge(conn, uid):
+                # Registering these keys again would lift the revocation of a lost card.
+                raise BadgeRevoked(
+                    f"card {uid}: key version {version} is a revoked badge's; return the card "
+                    "and issue it again under new keys"
+                )
             badge = self.put_badge(  # type: ignore[attr-defined]  # CredentialsMixin
                 {**badge_body, "uid": uid, "kind": "ntag424"}
             )

@@ -17,7 +17,8 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from kiosk.config import PassSection
-from kiosk.passes.render import CR80_MM, LABEL_WIDTH_MM, _font
+from kiosk.passes.render import CR80_MM, LABEL_WIDTH_MM
+from portier_common.pagedraw import font as _font
 
 #: What the printed list says, per language.
 MUSTER_WORDS: dict[str, dict[str, str]] = {

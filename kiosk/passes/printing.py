@@ -8,6 +8,7 @@ to the agent (``POST /v1/passes/print``), which owns the printer (docs/passes.md
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -91,24 +92,12 @@ def reprint_pass(
     :data:`NO_PRINTER`; other refusals (``not_on_site``, ``not_logged_in``) and an
     unreachable agent raise.
 
-    The answer names the visitor, host, zones, time of entry and end of validity (what the
-    agent's on-site list holds): the reprint shows validity from the check-in, no doors."""
+    The pass printed is the first one again with a new id (:func:`reprint_from_answer`).
+    """
     from edge_agent.client import ApiError
 
     answer = client.reissue_pass(invitation_id)
-    entered = float(answer["entered_at"])  # type: ignore[arg-type]
-    until = answer.get("not_after")
-    zones = answer.get("zones") or []
-    visitor_pass = VisitorPass(
-        pass_id=str(answer["pass_id"]),
-        visitor=str(answer["visitor"]),
-        host=str(answer.get("host") or ""),
-        site=config.passes.site_name or config.ui.door_name,
-        valid_from=entered,
-        valid_until=float(until) if isinstance(until, int | float) else entered,
-        issued_at=now,
-        zones=tuple(str(z) for z in zones) if isinstance(zones, list) else (),
-    )
+    visitor_pass = reprint_from_answer(answer, fallback_site=config.ui.door_name)
     names = {e.id: {"en": e.en, "fr": e.fr} for e in config.ui.entrances}
     pdf = render_pdf(visitor_pass, config.passes, lang, place_names=names)
     try:
@@ -121,6 +110,32 @@ def reprint_pass(
             return GUARD
         raise
     return PRINTED
+
+
+def reprint_from_answer(answer: Mapping[str, Any], *, fallback_site: str = "") -> VisitorPass:
+    """The pass of a guard's reprint from the agent's ``POST /v1/guard/passes`` answer:
+    what the check-in's pass printed (validity, doors, zones, category, site, the
+    consented photo, the day of the check-in), kept by the agent with the check-in, so the
+    reprint equals the first pass but for its id. A check-in journaled before the agent
+    kept them (no ``valid_from``) prints its validity from the time of entry."""
+    entered = float(answer["entered_at"])
+    start = answer.get("valid_from")
+    until = answer.get("valid_until", answer.get("not_after"))
+    photo = answer.get("photo_jpeg")
+    site = answer.get("site")
+    return VisitorPass(
+        pass_id=str(answer["pass_id"]),
+        visitor=str(answer["visitor"]),
+        host=str(answer.get("host") or ""),
+        site=str(site) if site else fallback_site,
+        valid_from=float(start) if isinstance(start, int | float) else entered,
+        valid_until=float(until) if isinstance(until, int | float) else entered,
+        issued_at=entered,
+        doors=tuple(str(d) for d in answer.get("doors") or ()),
+        zones=tuple(str(z) for z in answer.get("zones") or ()),
+        category=str(answer.get("category") or "visitor"),
+        photo_jpeg=base64.b64decode(photo) if isinstance(photo, str) and photo else None,
+    )
 
 
 class MusterClient(Protocol):

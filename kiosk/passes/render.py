@@ -2,10 +2,10 @@
 
 The pass is drawn with Pillow at the printer's resolution (``[passes] dpi``) on a page of
 the layout's exact size, so CUPS prints it 1:1 on a 62 mm label (Brother QL through
-``printer-driver-ptouch``) or a CR80 card. The page, its QR code (whole pixels per module,
-so it stays sharp at 300 dpi) and its text (Roboto, the font Kivy ships, so the kiosk's screen
-and its passes match) are :mod:`portier_common.pagedraw`'s, shared with the central's printable
-invitations. Dates use Babel like the kiosk's screens (``en_GB``, ``fr_BE``).
+``printer-driver-ptouch``) or a CR80 card. The QR code is drawn module by module with
+whole pixels per module (segno), so it stays sharp at 300 dpi. Text is Roboto (the font
+Kivy ships, so the kiosk's screen and its passes match), with Pillow's own font as a
+fallback. Dates use Babel like the kiosk's screens (``en_GB``, ``fr_BE``).
 
 Layouts (docs/passes.md has a picture of each):
 
@@ -20,12 +20,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
-from PIL import Image, ImageFont
+from PIL import Image
 
 from kiosk.config import PassSection
 from kiosk.i18n import DATE_LOCALES
 from kiosk.passes.model import VisitorPass
-from portier_common import pagedraw
+from portier_common.pagedraw import CR80_MM, Canvas, FontT, name_lines, pdf_bytes, qr_image
 
 #: The band's text: always both languages, whatever the pass's language.
 BAND_TEXT = "VISITOR / VISITEUR"
@@ -46,14 +46,19 @@ PASS_WORDS: dict[str, dict[str, str]] = {
         "hint": "Présentez ce code à la borne en partant",
     },
 }
-CR80_MM = (85.6, 53.98)
 LABEL_WIDTH_MM = 62.0
-_FONT_FALLBACK_SIZE_PT = 10
-FontT = pagedraw.FontT
-#: Roboto at a pixel size (``portier_common.pagedraw``; the muster list uses it too).
-_font = pagedraw.font
-#: The QR code as whole-pixel modules (``portier_common.pagedraw``).
-qr_image = pagedraw.qr_image
+__all__ = [
+    "BAND_TEXT",
+    "CR80_MM",
+    "LABEL_WIDTH_MM",
+    "PASS_WORDS",
+    "FontT",
+    "format_day",
+    "format_validity",
+    "qr_image",
+    "render_image",
+    "render_pdf",
+]
 
 
 def _date(when: dt.datetime, lang: str, wide: bool) -> str:
@@ -83,13 +88,6 @@ def format_validity(start: float, end: float, lang: str, tz: dt.tzinfo | None = 
 def format_day(when: float, lang: str, tz: dt.tzinfo | None = None) -> str:
     """The long date: ``5 December 2026`` / ``5 décembre 2026``."""
     return _date(_local(when, tz), lang, True)
-
-
-class _Canvas(pagedraw.Canvas):
-    """A pass page: the shared canvas, with the pass's bilingual band."""
-
-    def band(self, height_mm: float, colour: str, text: str = BAND_TEXT) -> None:
-        super().band(height_mm, colour, text)
 
 
 def _place_names(
@@ -147,8 +145,8 @@ def _render_label62(
     hint: str,
 ) -> Image.Image:
     width, length, margin = LABEL_WIDTH_MM, settings.label_length_mm, 3.0
-    page = _Canvas(width, length, settings.dpi)
-    page.band(14.0, colour)
+    page = Canvas(width, length, settings.dpi)
+    page.band(14.0, colour, BAND_TEXT)
     y = page.line(margin, 15.5, category_name, width - 2 * margin, 4.5, bold=True, fill=colour)
     text_x = margin
     photo_bottom = y
@@ -157,7 +155,7 @@ def _render_label62(
         text_x = margin + 22.0
         photo_bottom = y + 26.0
     name_width = width - margin - text_x
-    y = _name(page, visitor_pass.visitor, text_x, y, name_width, 6.5)
+    y = name_lines(page, visitor_pass.visitor, text_x, y, name_width, 6.5)
     y = max(y, photo_bottom) + 1.0
     for line in lines:
         y = page.line(margin, y, line, width - 2 * margin, 3.6)
@@ -177,8 +175,8 @@ def _render_cr80(
 ) -> Image.Image:
     width, height = CR80_MM
     margin = 3.0
-    page = _Canvas(width, height, settings.dpi)
-    page.band(10.0, colour)
+    page = Canvas(width, height, settings.dpi)
+    page.band(10.0, colour, BAND_TEXT)
     qr_size = 26.0
     qr_x = width - margin - qr_size
     page.qr(visitor_pass.qr_text, qr_x, 12.0, qr_size)
@@ -189,35 +187,13 @@ def _render_cr80(
         text_x = margin + 21.0
     text_width = qr_x - 1.5 - text_x
     y = 11.5
-    y = _name(page, visitor_pass.visitor, text_x, y, text_width, 5.2)
+    y = name_lines(page, visitor_pass.visitor, text_x, y, text_width, 5.2)
     y = page.line(text_x, y, category_name, text_width, 3.4, bold=True, fill=colour)
     for line in lines[:-1]:
         y = page.line(text_x, y, line, text_width, 3.0)
     # Site and date along the bottom, under the photo too.
     page.line(margin, height - margin - 3.2, lines[-1], qr_x - 1.5 - margin, 3.0)
     return page.image
-
-
-def _name(page: _Canvas, name: str, x_mm: float, y_mm: float, w_mm: float, h_mm: float) -> float:
-    """The visitor's name in bold, on one or two lines of the same size."""
-    parts = _split_name(name)
-    longest = max(parts, key=lambda p: page.draw.textlength(p, font=page.font(h_mm, True)))
-    font = page.fit(longest, w_mm, h_mm, bold=True)
-    size_mm = font.size * 25.4 / page.dpi if isinstance(font, ImageFont.FreeTypeFont) else h_mm
-    for part in parts:
-        y_mm = page.line(x_mm, y_mm, part, w_mm, size_mm, bold=True, shrink=False)
-    return y_mm
-
-
-def _split_name(name: str) -> list[str]:
-    """A long name on two lines (at the space nearest the middle), a short one on one."""
-    name = " ".join(name.split())
-    if len(name) <= 16 or " " not in name:
-        return [name]
-    middle = len(name) // 2
-    spaces = [i for i, c in enumerate(name) if c == " "]
-    cut = min(spaces, key=lambda i: abs(i - middle))
-    return [name[:cut], name[cut + 1 :]]
 
 
 def render_pdf(
@@ -230,7 +206,7 @@ def render_pdf(
 ) -> bytes:
     """The pass as a one-page PDF of the layout's exact size (see :func:`render_image`)."""
     image = render_image(visitor_pass, settings, lang, place_names=place_names, tz=tz)
-    return pagedraw.save_pdf(
+    return pdf_bytes(
         image,
         settings.dpi,
         title=f"Visitor pass {visitor_pass.pass_id[:8]}",

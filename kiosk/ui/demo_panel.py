@@ -8,6 +8,8 @@ real scan path decodes them; badges are tapped on the agent's simulated reader
 Every invitation of the demo material has a button (valid, expired, forged,
 not yet valid, for another door, revoked, already used), each leading to its
 own answer from the agent; a label the material lacks shows a greyed-out button.
+"Show my pass" holds the pass of the demo's last check-in up to the camera (its QR code,
+``PV1:<pass id>``), so that check-out can be tried: greyed out until a check-in.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ BADGE_BUTTONS = (
     (N_("Withdrawn badge"), "revoked"),
     (N_("Guard badge"), "guard"),
 )
+#: Holds the pass of the demo's last check-in up to the camera (check-out).
+SHOW_PASS = N_("Show my pass")
 #: Simulated door inputs: (msgid, sim action, on, role).
 SIM_BUTTONS = (
     (N_("Open the door"), "door_open", True, "neutral"),
@@ -64,6 +68,7 @@ class DemoPanel(ModalView):
             tr.bind(_=lambda _tr, fn, b=button, m=msgid: setattr(b, "text", fn(m)))
             button.bind(on_release=lambda _b, act=action: act())
             grid.add_widget(button)
+            return button
 
         for msgid, label in INVITATION_BUTTONS:
             add(
@@ -79,6 +84,18 @@ class DemoPanel(ModalView):
             )
         for msgid, action, on, role in SIM_BUTTONS:
             add(msgid, lambda action=action, on=on: self.sim(action, on), role=role)
+        self._pass_button = add(SHOW_PASS, self.show_pass, disabled=not app.demo_pass_qr)
+
+    def on_pre_open(self) -> None:
+        """ "Show my pass" works once a check-in gave the demo visitor a pass."""
+        button = getattr(self, "_pass_button", None)
+        if button is not None:
+            button.disabled = not App.get_running_app().demo_pass_qr
+
+    def show_pass(self) -> None:
+        """Show the pass of the last check-in to the camera: the visitor checks out."""
+        self.dismiss(animation=False)
+        App.get_running_app().demo_pass()
 
     def invitation(self, label: str) -> None:
         """Show the material's ``label`` invitation to the camera."""

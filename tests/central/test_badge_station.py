@@ -5,7 +5,13 @@ badge, a revoked badge: each a clear message and nothing half-registered."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import os
 import random
+import re
+import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +19,7 @@ from typing import Any
 import pytest
 
 from central.admin import CentralAdmin
-from central.errors import BadgeActive, BadRequest, NotConfigured, NotFound
+from central.errors import BadgeActive, BadRequest, NotConfigured, NotFound, Unauthorized
 from central.station.cli import main as badge_main
 from central.station.issue import (
     EmulatedReader,
@@ -406,3 +412,277 @@ def test_a_random_id_card_of_another_site_is_refused(admin: CentralAdmin) -> Non
     )
     with pytest.raises(StationError, match="another site"):
         issue_badge(admin, EmulatedReader(card), request())
+
+
+def test_a_revoked_badge_re_presented_stays_revoked_until_returned(
+    issuing: CentralProcess, admin: CentralAdmin
+) -> None:
+    """A lost card, revoked, is found and put on the reader to be issued again: a clear
+    message, nothing written, nothing registered (re-registering its keys would lift the
+    revocation). Even a caller that proves the card is here (its fresh SUN) and gets its
+    keys cannot register them again. Returned, it is issued under new keys."""
+    from central.errors import BadgeRevoked
+
+    card = blank()
+    uid = card.uid.hex()
+    issue_badge(admin, EmulatedReader(card), request("Lost Lucy"))
+    admin.revoke_badge(uid)
+    keys_before = list(card.keys)
+    with pytest.raises(StationError, match="revoked badge") as refused:
+        issue_badge(admin, EmulatedReader(card), request("Finder Fred"))
+    assert "portier-badge reset" in str(refused.value)
+    assert card.keys == keys_before  # nothing written
+    last = admin.operator_journal()[-1]  # the refusal is on the record
+    assert (last["action"], last["status"]) == ("POST /admin/badges/{uid}/keys", 409)
+    at_central = badges_at_central(issuing)[uid]
+    assert (at_central["holder"], at_central["enabled"]) == ("Lost Lucy", False)
+    # The attack: prove the card is here, get its keys, register them again.
+    answer = admin.badge_card_keys(uid, key_version=1, sun_url=tap(card))
+    assert answer["key_version"] == 1 and answer["revoked"] == []
+    with pytest.raises(BadgeRevoked):
+        admin.issue_badge(uid, key_version=1, sun_url=tap(card), holder="Finder Fred", doors=[DOOR])
+    assert badges_at_central(issuing)[uid]["enabled"] is False
+    # The return takes it back to factory keys; issued again, it gets key version 2.
+    assert return_badge(admin, EmulatedReader(card)) == uid
+    badge = issue_badge(admin, EmulatedReader(card), request("Finder Fred"))
+    assert (badge["holder"], badge["key_version"]) == ("Finder Fred", 2)
+    assert badges_at_central(issuing)[uid]["enabled"] is True
+
+
+# -- the operator's login ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def desk_operator(issuing: CentralProcess, admin: CentralAdmin) -> tuple[str, str]:
+    """A Pass Office operator with a password of their own (not one to change)."""
+    name, first, own = f"desk{next(_seeds)}", "first-password-123", "desk-password-456"
+    admin.add_operator(name, "pass_office", first)
+    with CentralAdmin(issuing.url) as client:
+        client.login(name, first)
+        client.change_password(first, own)
+    return name, own
+
+
+def test_login_asks_the_password_keeps_the_session_0600_and_issues_with_it(
+    issuing: CentralProcess,
+    desk_operator: tuple[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    name, password = desk_operator
+    monkeypatch.delenv("PORTIER_CENTRAL_TOKEN", raising=False)
+    session = tmp_path / "conf" / "badge-session.json"
+    monkeypatch.setenv("PORTIER_BADGE_SESSION", str(session))
+    # Not logged in: the command says how to.
+    argv = ["issue", "--demo", "--holder", "Ada", "--door", DOOR]
+    with pytest.raises(SystemExit) as usage:
+        badge_main(argv)
+    assert usage.value.code == 2 and "portier-badge login" in capsys.readouterr().err
+    # A wrong password: refused, no file.
+    monkeypatch.setattr("getpass.getpass", lambda _prompt: "wrong-password-000")
+    assert badge_main(["login", "--url", issuing.url, "--name", name]) == 1
+    assert "does not know you" in capsys.readouterr().err and not session.exists()
+    # The password is asked (getpass), never an argument; the session is kept 0600.
+    asked: list[str] = []
+    monkeypatch.setattr("getpass.getpass", lambda prompt: asked.append(prompt) or password)
+    monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or name)
+    assert badge_main(["login", "--url", issuing.url]) == 0
+    assert asked == ["Operator name: ", "Password: "]
+    assert f"logged in as {name} (pass_office)" in capsys.readouterr().out
+    assert session.stat().st_mode & 0o777 == 0o600
+    assert session.parent.stat().st_mode & 0o777 == 0o700
+    assert password not in session.read_text()
+    # Issue with the session alone (no token, no --url): the audit names the operator.
+    assert badge_main(argv) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("done: badge ")
+    with issuing.admin() as officer:
+        rows = [r for r in officer.operator_journal() if r["action"].endswith("/issue")]
+    assert rows[-1]["operator"] == name
+    # A file others may read is refused, not used.
+    session.chmod(0o644)
+    with pytest.raises(SystemExit):
+        badge_main(argv)
+    assert "chmod 0600" in capsys.readouterr().err
+    session.chmod(0o600)
+    # Logout ends the session at the central too: the same session no longer works.
+    kept = json.loads(session.read_text())
+    assert badge_main(["logout"]) == 0 and not session.exists()
+    stale = CentralAdmin(issuing.url, session=(kept["session"], kept["csrf_token"]))
+    with stale, pytest.raises(Unauthorized):
+        stale.whoami()
+
+
+def test_a_password_to_change_is_not_kept(
+    issuing: CentralProcess,
+    admin: CentralAdmin,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    name = f"new{next(_seeds)}"
+    admin.add_operator(name, "pass_office", "set-by-officer-789")
+    monkeypatch.setattr("getpass.getpass", lambda _prompt: "set-by-officer-789")
+    session = tmp_path / "s.json"
+    argv = ["login", "--url", issuing.url, "--name", name, "--session", str(session)]
+    assert badge_main(argv) == 1
+    assert "change it in the console first" in capsys.readouterr().err
+    assert not session.exists()
+
+
+# -- the card face ----------------------------------------------------------------------------
+
+
+def _photo_file(tmp_path: Path) -> Path:
+    from PIL import Image
+
+    path = tmp_path / "face.png"
+    Image.new("RGB", (300, 400), (0, 160, 60)).save(path)  # a green stand-in for a photo
+    return path
+
+
+def _green_share(image: Any) -> float:
+    """The share of the page that is the photo's green."""
+    import numpy as np
+
+    rgb = np.asarray(image.convert("RGB").resize((200, 126))).astype(int)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return float(((g > 120) & (r < 60) & (b < 100)).mean())
+
+
+def test_the_face_is_a_cr80_page_with_the_band_photo_and_words(tmp_path: Path) -> None:
+    from central.station.cardface import (
+        BANDS,
+        CardFace,
+        FacePrintError,
+        face_pdf,
+        read_photo,
+        render_face,
+        validity_text,
+    )
+
+    photo = read_photo(_photo_file(tmp_path).read_bytes())
+    until = int(dt.datetime(2027, 6, 30, 12, tzinfo=dt.UTC).timestamp())
+    face = CardFace("Grace Hopper", site="hq", valid_until=until, photo_jpeg=photo)
+    image = render_face(face)
+    assert image.size == (1011, 638)  # 85.6 x 53.98 mm at 300 dpi
+    assert image.getpixel((500, 10)) == (0x0D, 0x47, 0xA1)  # the staff band
+    assert 0.1 < _green_share(image) < 0.3  # the photo, about a sixth of the card
+    guard = render_face(CardFace("Grace Hopper", role="guard"))
+    assert guard.getpixel((500, 10)) == (0x21, 0x21, 0x21) and _green_share(guard) == 0
+    assert BANDS["guard"][0] != BANDS[None][0]
+    assert validity_text(face, "en", dt.UTC) == "Valid until 30 Jun 2027"
+    assert validity_text(face, "fr", dt.UTC) == "Valable jusqu'au 30 juin 2027"
+    assert render_face(face, lang="fr").tobytes() != image.tobytes()
+    pdf = face_pdf(face)
+    ((w, h),) = re.findall(rb"/MediaBox \[ ?0 0 ([0-9.]+) ([0-9.]+) ?\]", pdf)
+    assert float(w) == pytest.approx(85.6 / 25.4 * 72, abs=0.5)
+    assert float(h) == pytest.approx(53.98 / 25.4 * 72, abs=0.5)
+    with pytest.raises(FacePrintError, match="not an image"):
+        read_photo(b"not a picture")
+    with pytest.raises(ValueError, match="role"):
+        CardFace("X", role="janitor")
+    with pytest.raises(ValueError, match="holder"):
+        CardFace("  ")
+
+
+@pytest.fixture(scope="module")
+def cups() -> Iterator[Any]:
+    from tests.support.cups_rig import CupsRig, missing_tools
+
+    missing = missing_tools()
+    if missing:
+        pytest.fail(f"apt-get install {' '.join(missing)} (tools/dev test installs them)")
+    rig = CupsRig()
+    try:
+        rig.start()
+        yield rig
+    finally:
+        rig.stop()
+
+
+@pytest.fixture
+def card_queue(cups: Any) -> Iterator[str]:
+    name = "Cards" + secrets.token_hex(3)
+    if os.geteuid() == 0:
+        cups.add_pdf_printer(name)
+    else:
+        cups.lpadmin("-p", name, "-E", "-v", "file:/dev/null")
+    yield name
+    cups.lpadmin("-x", name)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="cups-pdf prints only when cupsd runs as root")
+def test_issue_prints_the_face_through_cups(
+    issuing: CentralProcess,
+    cups: Any,
+    card_queue: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The badge issued, its face goes to a real cupsd's cups-pdf queue: the PDF it wrote is
+    a CR80 page with the photo on it."""
+    from PIL import Image
+
+    from tests.support.cups_rig import CUPS_PDF_ANONYMOUS, JOB_USER
+    from tests.support.pdf_kit import pdf_to_image
+
+    monkeypatch.setenv("CUPS_USER", JOB_USER)  # cups-pdf's anonymous folder (cups_rig)
+    out = tmp_path / "face.pdf"
+    argv = [
+        "issue", "--demo", "--holder", "Grace Hopper", "--door", DOOR, "--url", issuing.url,
+        "--valid-until", "2027-06-30", "--print-queue", card_queue, "--cups-server",
+        cups.server, "--photo", str(_photo_file(tmp_path)), "--face-out", str(out),
+    ]  # fmt: skip
+    assert badge_main(argv) == 0
+    said = capsys.readouterr().out
+    assert f"card face sent to {card_queue}" in said and "done: badge " in said
+    deadline = time.monotonic() + 60
+    found: list[Path] = []
+    while not found and time.monotonic() < deadline:
+        found = [p for p in CUPS_PDF_ANONYMOUS.glob("badge_Grace_Hopper*.pdf") if p.stat().st_size]
+        time.sleep(0.3)
+    assert found, f"cups-pdf wrote nothing in {CUPS_PDF_ANONYMOUS}"
+    time.sleep(0.3)
+    try:
+        printed = pdf_to_image(found[0], dpi=100)
+    finally:
+        for path in found:
+            path.unlink()
+    # cups-pdf's page is A4 and the card is fitted (turned) to it; a card printer's PPD has
+    # CR80 media. The card is what is not white, its band at the top, the photo in it.
+    from PIL import ImageChops
+
+    box = ImageChops.difference(printed, Image.new("RGB", printed.size, "white")).getbbox()
+    assert box is not None
+    card = printed.crop(box)
+    if card.height > card.width:  # turned a quarter to fit the portrait page
+        card = card.rotate(-90, expand=True)
+    assert card.width > card.height  # landscape, like the card
+    r, _g, b = card.getpixel((card.width // 2, 3))
+    assert b > 120 and r < 60  # the staff band's blue
+    assert 0.1 < _green_share(card) < 0.35
+    assert out.read_bytes().startswith(b"%PDF")
+
+
+def test_a_card_printer_that_cannot_print_stops_the_issue_before_the_card_is_written(
+    issuing: CentralProcess,
+    cups: Any,
+    card_queue: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = set(badges_at_central(issuing))
+    cups.run("cupsdisable", "-r", "out of cards", card_queue)
+    argv = [
+        "issue", "--demo", "--holder", "Ada", "--door", DOOR, "--url", issuing.url,
+        "--print-queue", card_queue, "--cups-server", cups.server,
+    ]  # fmt: skip
+    assert badge_main(argv) == 1
+    assert "cannot print (stopped: out of cards)" in capsys.readouterr().err
+    assert set(badges_at_central(issuing)) == before  # nothing issued
+    # The face alone, printed again once the printer is back; or written to a file.
+    cups.run("cupsenable", card_queue)
+    assert badge_main(["face", "--holder", "Ada", "--face-out", "/dev/null"]) == 0
+    with pytest.raises(SystemExit):
+        badge_main(["face", "--holder", "Ada"])  # neither a queue nor a file

@@ -875,18 +875,31 @@ def test_self_checkin_with_consented_photo(make_rig):
     assert rig.store.media.get(result["photo"]) == JPEG
     event = rig.store.journal.get(result["seq"])
     assert event.type == "visitor.checked_in"
-    assert event.payload == {
-        "invitation_id": "inv-multi",
-        "by": "visitor",
-        "photo": result["photo"],
-        "consent": True,
-        "visitor": "Ada Lovelace",  # named for the guard console's events
-        "door": "gate-a",  # the muster list: door, host, end of validity, zones
-        "host": "Charles Babbage",
-        "not_after": None,
-        "zones": [],
-        "pass_hash": pass_hash(result["pass_id"]),  # the pass id itself is answered only
-    }
+    assert (
+        event.payload
+        == {
+            "invitation_id": "inv-multi",
+            "by": "visitor",
+            "photo": result["photo"],
+            "consent": True,
+            "visitor": "Ada Lovelace",  # named for the guard console's events
+            "door": "gate-a",  # the muster list: door, host, end of validity, zones
+            "host": "Charles Babbage",
+            "not_after": NOW + 3600,  # the invitation's own end (not in the cache): auto check-out
+            "zones": [],
+            "pass_hash": pass_hash(result["pass_id"]),  # the pass id itself is answered only
+            "pass_ref": result["pass_id"][:8],  # printed under the code, for a guard to type
+            # What the pass printed, for a guard's reprint of the same pass.
+            "pass": {
+                "valid_from": NOW - 3600,
+                "valid_until": NOW + 3600,
+                "doors": ["gate-a"],
+                "zones": [],
+                "category": None,
+                "site": "hq",
+            },
+        }
+    )
 
 
 def test_photo_without_consent_is_refused_and_not_stored(make_rig):

@@ -203,6 +203,21 @@ def test_auto_checkout_at_the_end_of_validity(make_rig):
     assert rig.agent.onsite.sweep() == 0  # once
 
 
+def test_auto_checkout_of_a_signed_invitation_the_cache_does_not_hold(make_rig):
+    """A QR invitation verified by its signature alone (not in the door's cache): the
+    check-in keeps its own end of validity, so the visitor is checked out when it ends."""
+    rig = make_rig()
+    token = invite(invitation_id="inv-offline", visitor="Olga Offline", expires=NOW + 600)
+    assert rig.store.cache.invitation("inv-offline") is None
+    assert rig.agent.present(Credential.qr(token))["granted"]
+    rig.agent.checkin("inv-offline", consent=False, photo=None)
+    (entry,) = rig.agent.muster()["visitors"]
+    assert entry["not_after"] == NOW + 600
+    rig.clock.advance(601)
+    assert rig.agent.onsite.sweep() == 1
+    assert names(rig) == []
+
+
 def test_no_auto_checkout_with_a_clock_not_trusted(make_rig):
     # A floor (the central's time seen before) far ahead: the clock is behind it.
     rig = make_rig(delta=_delta_with_ends())

@@ -239,3 +239,64 @@ def test_the_muster_list_is_printed_in_a_fire_and_a_printer_fault_is_said(kiosk,
     finally:
         client.simulate("printer", status="ready")
         _fire_off(kiosk)
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_the_demo_panel_shows_my_pass_and_the_visitor_checks_out(kiosk, rig, lang):
+    """The demo panel's "Show my pass" holds the last check-in's pass up to the camera:
+    greyed out before a check-in, then the goodbye screen."""
+    from kiosk.ui.widgets import KButton
+
+    app = kiosk.app
+    app.demo_pass_qr = ""  # a fresh demo: no pass yet
+    app.set_language(lang)
+    app.toggle_demo_panel()
+    kiosk.wait_for(lambda: app.demo_panel.parent is not None, 5)
+    words = t(kiosk, "Show my pass")
+    button = next(
+        w for w in kiosk.walk(app.demo_panel) if isinstance(w, KButton) and w.text == words
+    )
+    assert button.disabled
+    app.toggle_demo_panel()
+    kiosk.frames(2)
+    _check_in_ada(kiosk, rig)
+    app.set_language(lang)
+    app.toggle_demo_panel()
+    kiosk.wait_for(lambda: app.demo_panel.parent is not None, 5)
+    assert not button.disabled
+    kiosk.tap_text(words, root=app.demo_panel)
+    screen = kiosk.wait_screen("checkout", timeout=20)
+    kiosk.wait_for(lambda: screen.outcome == "done", 10, "no goodbye")
+    assert t(kiosk, "Goodbye, {name}").format(name="Ada Lovelace") in kiosk.texts()
+    out = wait_journal(
+        rig, lambda e: e["type"] == "visitor.checked_out" and e["invitation_id"] == "inv-ada"
+    )[-1]
+    assert out["how"] == "kiosk"
+    kiosk.tap_text(t(kiosk, "Done"))
+    kiosk.wait_screen("attract")
+
+
+def test_a_guard_types_the_reference_under_the_pass_code_and_finds_the_visitor(kiosk, rig):
+    """A pass whose code does not scan: the guard types the 8 characters printed under it
+    on the letter pad; the on-site list opens on that visitor (check out, reprint), and
+    "Show all" gives the whole list back."""
+    from portier_common.passes import pass_ref
+
+    app = kiosk.app
+    _check_in_ada(kiosk, rig)
+    ref = pass_ref(app.demo_pass_qr[4:])
+    login(kiosk, rig)
+    kiosk.wait_screen("guard_console")
+    kiosk.tap_text(t(kiosk, "Visitors"))
+    screen = kiosk.wait_screen("guard_visitors")
+    kiosk.tap_text(t(kiosk, "Search by name"))
+    kiosk.press_keys(screen.ids.letters, list(ref))
+    kiosk.tap_text(t(kiosk, "Search"))
+    muster = kiosk.wait_screen("guard_muster", timeout=10)
+    kiosk.wait_for(lambda: not muster.busy and muster.names() == ["Ada Lovelace"], 10, "not found")
+    assert muster.only == "inv-ada"
+    assert t(kiosk, "Reprint") in kiosk.texts() and t(kiosk, "Check out") in kiosk.texts()
+    kiosk.tap_text(t(kiosk, "Show all"))
+    kiosk.wait_for(lambda: not muster.busy and muster.only == "", 10, "still one visitor")
+    kiosk.tap_text(t(kiosk, "Back"))
+    kiosk.wait_screen("guard_console")

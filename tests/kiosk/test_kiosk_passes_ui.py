@@ -53,3 +53,41 @@ def test_the_pass_is_printed_at_check_in_or_a_guard_hands_it(kiosk, rig, lang):
         kiosk.wait_screen("attract")
     finally:
         client.simulate("printer", status="ready")
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_the_printer_fault_is_an_alarm_on_the_guard_console_saying_what_to_fix(kiosk, rig, lang):
+    """The pass printer jammed (as CUPS reports it): the guard console's alarm says so in
+    the guard's language; once the printer prints again the alarm is cleared, to
+    acknowledge with a reason."""
+    from tests.kiosk.test_kiosk_ui import login
+
+    app = kiosk.app
+    client = rig.client()
+    try:
+        client.simulate("printer", status="jammed", message="paper jam")
+        kiosk.pump(6)  # the agent reads the printer's state at most every 5 s
+        login(kiosk, rig)
+        console = kiosk.wait_screen("guard_console")
+        app.set_language(lang)
+        jammed = t(kiosk, "Printer: jammed or open")
+        kiosk.wait_for(lambda: jammed in kiosk.texts(), 20, "no printer alarm on the console")
+        row = next(r for r in console.ids.alarms.children if r.alarm == "printer_fault")
+        assert row.active and row.printer == "jammed"
+        client.simulate("printer", status="out_of_media", message="no labels")
+        kiosk.pump(6)
+        empty = t(kiosk, "Printer: out of labels")
+        kiosk.wait_for(lambda: empty in kiosk.texts(), 20, "the alarm does not follow CUPS")
+    finally:
+        client.simulate("printer", status="ready")
+    kiosk.pump(6)
+    kiosk.wait_for(
+        lambda: any(
+            r.alarm == "printer_fault" and not r.active for r in console.ids.alarms.children
+        ),
+        20,
+        "the printer alarm did not clear",
+    )
+    assert t(kiosk, "Pass printer cannot print") in kiosk.texts()
+    kiosk.tap_text(t(kiosk, "Log out"))
+    kiosk.wait_screen("attract")

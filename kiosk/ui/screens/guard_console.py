@@ -94,9 +94,13 @@ class AlarmRow(BoxLayout):
     age_s = NumericProperty(0)
     #: Seconds since its condition cleared (-1: still active, or an older agent).
     cleared_s = NumericProperty(-1)
+    #: For ``printer_fault``: the printer's status as CUPS reports it ("out_of_media"...).
+    printer = StringProperty("")
 
-    def alarm_msgid(self, alarm: str) -> str:
-        """Return the msgid naming ``alarm``."""
+    def alarm_msgid(self, alarm: str, printer: str = "") -> str:
+        """Return the msgid naming ``alarm`` (the printer's fault: what to fix)."""
+        if alarm == "printer_fault" and printer in wording.PRINTER_FAULTS:
+            return wording.PRINTER_FAULTS[printer]
         return wording.ALARMS.get(alarm, wording.EVENT_OTHER)
 
     def state_text(
@@ -163,11 +167,13 @@ class GuardConsoleScreen(GuardScreen):
             )
         )
         box.clear_widgets()
+        printer = str((status.get("printer") or {}).get("status") or "")
         for alarm in pending:
             cleared = alarm.get("cleared_s")
             box.add_widget(
                 AlarmRow(
                     alarm=str(alarm.get("alarm", "")),
+                    printer=printer if alarm.get("alarm") == "printer_fault" else "",
                     active=bool(alarm.get("active")),
                     acknowledged=bool(alarm.get("acknowledged")),
                     age_s=float(alarm.get("age_s") or 0),

@@ -4,7 +4,10 @@ The screen opens on the list of invitations valid today (``GET /v1/guard/expecte
 no typing. Each row tells one visitor from another of the same name -- host, times,
 doors, the invitation's short reference -- and whether they are checked in. "Search by
 name" shows a letter pad (no on-screen keyboard to pop up over the list) and the agent
-searches its invitation cache.
+searches its invitation cache. The pad also types a pass's reference (the 8 characters
+printed under its code, when the code does not scan): the agent finds the visit on site
+whose pass it is, and the screen opens the on-site list on that visitor (check out,
+reprint).
 
 A manual check-in runs the agent's policy: an invitation it refuses (expired, not yet
 valid, cancelled, another entrance or site) is not checked in; the row says why in plain
@@ -26,7 +29,8 @@ from kiosk import wording
 from kiosk.i18n import N_
 from kiosk.ui.screens.guard_base import GuardScreen
 
-LETTER_KEYS = [*"ABCDEFGHIJKLMNOPQRSTUVWXYZ", "É", "È", "Ç", "-", "'"]
+#: Letters for names, and the digits 2-7 of a pass's reference (base32: A-Z, 2-7).
+LETTER_KEYS = [*"ABCDEFGHIJKLMNOPQRSTUVWXYZ", "É", "È", "Ç", "-", "'", *"234567"]
 EDIT_KEYS = ["space", "back", "clear"]
 MAX_QUERY = 40
 #: The expected-today list asks the agent for at most this many invitations.
@@ -208,9 +212,18 @@ class GuardVisitorsScreen(GuardScreen):
         client = self.app.link.guard_client
         self.app.link.submit(
             lambda: client.visitors(query),
-            on_done=lambda found: self._show(list(found), N_("Nobody found.")),
+            on_done=self._found,
             on_error=self._failed,
         )
+
+    def _found(self, found: list[dict[str, Any]]) -> None:
+        """A search's answer: a pass's reference opens the on-site list on its visitor."""
+        on_site = [f for f in found if f.get("on_site") and f.get("pass_ref")]
+        if on_site:
+            self.busy = False
+            self.app.go("guard_muster", only=str(on_site[0]["invitation_id"]))
+            return
+        self._show(list(found), N_("Nobody found."))
 
     def _show(self, found: list[dict[str, Any]], nobody: str) -> None:
         self.busy = False

@@ -105,9 +105,14 @@ class MusterScreen(KioskScreen):
     dropped = NumericProperty(0)
     busy = BooleanProperty(False)
 
-    def prepare(self, message: str = "", **_kwargs: Any) -> None:
-        """``message``: a msgid to show until the list is read (a refused check-out)."""
+    #: Only this visitor's row (the guard typed their pass's reference); "" for all.
+    only = StringProperty("")
+
+    def prepare(self, message: str = "", only: str = "", **_kwargs: Any) -> None:
+        """``message``: a msgid to show until the list is read (a refused check-out);
+        ``only``: show only this invitation's visit (found by its pass's reference)."""
         self._note = message
+        self.only = only
 
     def on_pre_enter(self, *_args: Any) -> None:
         """Read the list afresh on every visit."""
@@ -137,6 +142,8 @@ class MusterScreen(KioskScreen):
         self._answer = dict(answer)
         box = self.ids.rows
         box.clear_widgets()
+        if self.only:
+            visitors = [v for v in visitors if v.get("invitation_id") == self.only]
         for entry in visitors:
             box.add_widget(
                 MusterRow(
@@ -207,6 +214,11 @@ class GuardMusterScreen(GuardScreen, MusterScreen):
         """The guard's idle warning and the list's refresh."""
         GuardScreen.tick(self)
         MusterScreen.tick(self)
+
+    def show_all(self) -> None:
+        """Every visitor on site again (after one found by their pass's reference)."""
+        self.only = ""
+        self.refresh()
 
     def back(self) -> None:
         """Back to the console."""
