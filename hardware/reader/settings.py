@@ -122,6 +122,9 @@ class ReaderSettings:
     #: BCM numbers of the DATA0 and DATA1 lines (through a 5 V -> 3.3 V level shifter).
     d0_pin: int = 5
     d1_pin: int = 6
+    #: Optional: the reader's LED and beeper control wires (active low), for feedback.
+    led_pin: int | None = None
+    beeper_pin: int | None = None
     #: A frame ends when no pulse came for this long (pulses are 1-2 ms apart).
     frame_gap_s: float = 0.025
     #: The gpiozero pin factory when the door's own is not shared (``lgpio`` on a Pi 5).
@@ -190,12 +193,16 @@ class ReaderSettings:
             lengths[bits] = name
         object.__setattr__(self, "formats_by_name", {n: known[n] for n in self.formats})
         _name("name", self.name)
-        for key in ("d0_pin", "d1_pin"):
+        used: dict[int, str] = {}
+        for key in ("d0_pin", "d1_pin", "led_pin", "beeper_pin"):
             value = getattr(self, key)
+            if value is None and key in ("led_pin", "beeper_pin"):
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value not in _VALID_PINS:
                 raise ValueError(f"{key}: {value!r} is not a BCM GPIO number between 2 and 27")
-        if self.d0_pin == self.d1_pin:
-            raise ValueError("d1_pin: must differ from d0_pin")
+            if value in used:
+                raise ValueError(f"{key}: GPIO{value} is already used by {used[value]}")
+            used[value] = key
         _seconds("frame_gap_s", self.frame_gap_s, 0.005, 0.5)
         if self.gpio_backend not in ("rpigpio", "lgpio", "mock"):
             raise ValueError(
