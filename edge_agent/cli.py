@@ -63,6 +63,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
             reader=devices.reader,
             camera=devices.camera,
             decoder=devices.decoder,
+            door_reader=devices.door_reader,
             interactive=not args.no_prompts,
             step_timeout_s=args.step_timeout,
             unavailable=devices.errors,

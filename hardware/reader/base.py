@@ -279,6 +279,16 @@ class DoorReader(ABC):
         except (HardwareError, OSError, RuntimeError) as exc:
             log.warning("reader %s: could not show %s: %s", reader, feedback.value, exc)
 
+    def set_alarm_callback(self, on_alarm: AlarmCallback | None) -> None:
+        """Send alarms to ``on_alarm`` from now on; the alarms already active are sent to
+        it first (a reader that was offline before the agent started still counts)."""
+        with self._lock:
+            self._on_alarm = on_alarm
+            active = [ReaderAlarm(r, k, True, d) for (r, k), d in self._alarms.items()]
+        if on_alarm is not None:
+            for alarm in active:
+                on_alarm(alarm)
+
     def alarms(self) -> dict[tuple[str, str], str]:
         """The alarms active now: (reader, kind) -> detail."""
         with self._lock:

@@ -26,6 +26,7 @@ See docs/readers.md.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -235,6 +236,9 @@ class _Peripheral:
         self.down_since: float | None = None
         self.tamper = False
         self.rekeying = False
+        #: (number, command id, acknowledged) of the last commands the reader answered.
+        self.completions: collections.deque[tuple[int, int, bool]] = collections.deque(maxlen=32)
+        self.answered = 0
 
     @property
     def name(self) -> str:
@@ -402,8 +406,14 @@ class OsdpReader(DoorReader):
     # -- events (libosdp's thread, its lock held: queue them, nothing else) ---------------
     def _on_event(self, pd: int, event: dict[str, Any]) -> int:
         peripheral = self._by_index.get(pd)
-        if peripheral is not None and event.get("event") == 5 and event.get("type") == 1:
-            peripheral.sc_changes += 1  # a Secure Channel status notification
+        if peripheral is not None and event.get("event") == 5:  # a libosdp notification
+            if event.get("type") == 1:
+                peripheral.sc_changes += 1  # Secure Channel status
+            elif event.get("type") == 0:  # a command answered: ACK (1) or not (0)
+                peripheral.answered += 1
+                peripheral.completions.append(
+                    (peripheral.answered, int(event.get("arg0", 0)), bool(event.get("arg1")))
+                )
         self._events.put((pd, event))
         return 0
 
@@ -523,6 +533,33 @@ class OsdpReader(DoorReader):
         if self._cp is None or pd is None:
             raise DeviceError(f"reader {reader} is not on the bus")
         return bool(self._cp.submit_command(pd.address, command))
+
+    def test_outputs(self, reader: str, timeout: float = 3.0) -> dict[str, bool | None]:
+        """The installer's LED and buzzer test: red, green, amber for a second each, then
+        two beeps. Returns whether the reader acknowledged the LED and the buzzer commands
+        (None: no answer in ``timeout`` seconds)."""
+        osdp = _import_osdp()
+        pd = self._pds.get(reader)
+        if pd is None:
+            raise DeviceError(f"reader {reader} is not on the bus")
+        color = osdp.CommandLEDColor
+        seen = pd.answered
+        sent = [
+            self.submit(reader, _led(c, color.Black, 10, 0, 1.0))
+            for c in (color.Red, color.Green, color.Amber)
+        ]
+        sent.append(self.submit(reader, _buzzer(3, 3, 2)))
+        wanted = {osdp.Command.LED: "led", osdp.Command.Buzzer: "buzzer"}
+        result: dict[str, bool | None] = {"led": None, "buzzer": None}
+        if not all(sent):
+            return result
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and None in result.values():
+            for number, command, acked in list(pd.completions):
+                if number > seen and command in wanted and result[wanted[command]] is not False:
+                    result[wanted[command]] = acked
+            time.sleep(0.02)
+        return result
 
     # -- state -------------------------------------------------------------------------------
     def is_secure(self, reader: str) -> bool:
