@@ -190,6 +190,8 @@ class DoorReader(ABC):
         self._lock = threading.RLock()
         self._opened = False
         self._stop = threading.Event()
+        #: Set by a backend when input arrives: the watcher runs at once, not at its tick.
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._alarms: dict[tuple[str, ReaderAlarmKind], str] = {}
         self._pins: dict[str, _PendingPin] = {}
@@ -226,6 +228,7 @@ class DoorReader(ABC):
         """Stop watching and release the port or lines. Idempotent; never raises for a
         device that is already gone."""
         self._stop.set()
+        self._wake.set()
         with self._state_lock:
             if not self._opened:
                 return
@@ -376,7 +379,8 @@ class DoorReader(ABC):
                 self._expire_pins(now)
             except Exception:  # one bad event must not stop the watching
                 log.exception("%s reader: watcher error", self.backend)
-            self._stop.wait(self.TICK_S)
+            self._wake.wait(self.TICK_S)
+            self._wake.clear()
 
     @abstractmethod
     def _open(self) -> None:

@@ -415,6 +415,7 @@ class OsdpReader(DoorReader):
                     (peripheral.answered, int(event.get("arg0", 0)), bool(event.get("arg1")))
                 )
         self._events.put((pd, event))
+        self._wake.set()
         return 0
 
     def _tick(self, now: float) -> None:
