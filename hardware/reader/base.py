@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from hardware.errors import HardwareError
 from hardware.reader.formats import DecodedCard, ParityError, WiegandFormat, decode
@@ -242,7 +242,7 @@ class DoorReader(ABC):
                 log.warning("%s reader: error while closing: %s", self.backend, exc)
             log.info("%s reader closed", self.backend)
 
-    def __enter__(self) -> DoorReader:
+    def __enter__(self) -> Self:
         self.open()
         return self
 

@@ -158,3 +158,39 @@ def test_config_refuses_pin_without_badge_pins_and_resolves_key_files(tmp_path: 
     data["hardware"]["reader"] = {"backend": "wiegand", "d0_pin": 17}  # the lock relay's
     with pytest.raises(ConfigError, match=r"^hardware\.reader\.d0_pin: is already used"):
         parse_config(data, tmp_path)
+
+
+def test_cli_commissions_then_rekeys_a_reader_on_a_serial_port(tmp_path: Path) -> None:
+    """`edge-agent reader commission` / `rekey` on a real serial device (a pty) with the
+    emulated reader behind it; commissioning again is refused."""
+    import tomllib
+
+    import tomli_w
+
+    from edge_agent.cli import main
+    from edge_agent.config import simulator_config_path
+    from hardware.reader.emulator import PtyEnd
+    from hardware.reader.osdp import read_key
+
+    pty = PtyEnd()
+    emulated = EmulatedReader(None, 3, channel=pty, install_mode=True).start()
+    try:
+        data = tomllib.loads(simulator_config_path().read_text())
+        data["hardware"]["reader"] = {
+            "backend": "osdp",
+            "port": pty.port,
+            "peripherals": [{"name": "entry", "address": 3, "key_file": "entry.scbk"}],
+        }
+        data["paths"] = {"state_dir": str(tmp_path / "state")}
+        config = tmp_path / "agent.toml"
+        config.write_bytes(tomli_w.dumps(data).encode())
+        assert main(["reader", "commission", "entry", "--config", str(config)]) == 0
+        first = read_key(tmp_path / "entry.scbk")
+        assert emulated.key == first
+        assert main(["reader", "commission", "entry", "--config", str(config)]) == 1
+        assert main(["reader", "rekey", "entry", "--config", str(config)]) == 0
+        assert read_key(tmp_path / "entry.scbk") == emulated.key != first
+        assert main(["reader", "rekey", "nobody", "--config", str(config)]) == 2
+    finally:
+        emulated.stop()
+        pty.close()
