@@ -243,6 +243,9 @@ ALARMS: dict[str, str] = {
     "clock_untrusted": N_("Clock not reliable"),
     "help_requested": N_("A visitor asks for help"),
     "printer_fault": N_("Pass printer cannot print"),
+    "reader_offline": N_("Wall reader not answering"),
+    "reader_tamper": N_("Wall reader tampered with"),
+    "reader_insecure": N_("Wall reader not secure"),
 }
 
 #: Guard actions (buttons and the reason screen's title).
@@ -291,6 +294,7 @@ EVENT_TYPES: dict[str, str] = {
     "door.closed": N_("Door closed"),
     "door.mode_restored": N_("Mode restored after a restart"),
     "rex.pressed": N_("Exit button"),
+    "reader.bad_read": N_("Card read refused (bad read)"),
     "alarm.raised": N_("Alarm"),
     "alarm.cleared": N_("Alarm cleared"),
     "alarm.acknowledged": N_("Alarm acknowledged"),
