@@ -421,3 +421,24 @@ def test_a_reader_without_its_key_is_left_out_not_run_in_clear(
         "entry": True,
         "exit": False,
     }
+
+
+def test_a_reader_online_without_secure_channel_is_caught_and_its_cards_dropped(
+    tmp_path: Path, bus: EmulatedBus, stop_later: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defence in depth: libosdp's ENFORCE_SECURE keeps a reader in clear offline (its own
+    Peripheral Device always offers the Secure Channel, so no emulator can even try). Were
+    libosdp ever to report a reader online with the Secure Channel down, the watcher raises
+    ``reader_insecure`` and no card from it is presented."""
+    emulated = reader_on(bus, 1, stop_later, key=keyed(tmp_path, "entry"))
+    alarms = Alarms()
+    readers = controller(settings_for(tmp_path, ("entry", 1)), bus, stop_later, alarms)
+    assert readers.wait_secure("entry", 3.0)
+    assert readers._cp is not None
+    monkeypatch.setattr(readers._cp, "sc_status", lambda: 0)  # libosdp says: in clear
+    alarms.wait("entry", "reader_insecure", timeout=1)
+    emulated.present_card(H10301.encode(42, 1001), 26)
+    assert readers.read(0.5) is None
+    assert any(
+        "outside the Secure Channel" in a.detail or "in clear" in a.detail for _, a in alarms.items
+    )
