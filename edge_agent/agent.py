@@ -936,6 +936,16 @@ class Agent:
             payload["detail"] = alarm.detail
         self._door_event(kind, payload)
 
+    def _wall_reader_status(self) -> list[dict[str, Any]]:
+        readers = self.devices.door_reader
+        if readers is None:
+            return []
+        try:
+            return list(readers.status())
+        except Exception:  # a status call must not fail because a reader did
+            log.exception("wall reader status failed")
+            return []
+
     def _show_mode_on_wall_readers(self, mode: DoorMode) -> None:
         readers = self.devices.door_reader
         if readers is None:
@@ -1208,6 +1218,7 @@ class Agent:
             "disk": {"level": pressure.level.name.lower(), "alarm": pressure.alarm},
             "journal": self._journal_state(),
             "reader": self.devices.reader is not None,
+            "wall_readers": self._wall_reader_status(),
             "hardware_errors": dict(self.devices.errors),
             "printer": self.passes.status(),
             "event_streams": self.bus.subscriber_count,

@@ -194,3 +194,16 @@ def test_cli_commissions_then_rekeys_a_reader_on_a_serial_port(tmp_path: Path) -
     finally:
         emulated.stop()
         pty.close()
+
+
+def test_status_lists_the_wall_readers_as_documented(rig: DoorRig) -> None:
+    from tests.edge_agent.test_local_api import _spec, conformance
+
+    status = rig.agent.status()
+    [entry] = status["wall_readers"]
+    assert (entry["name"], entry["online"], entry["secure_channel"]) == ("entry", True, True)
+    assert entry["alarms"] == []
+    spec = _spec()
+    assert conformance(status, spec["components"]["schemas"]["Status"], spec) == []
+    rig.reader.tamper(True)
+    wait_until(lambda: rig.agent.status()["wall_readers"][0]["alarms"] == ["reader_tamper"])
