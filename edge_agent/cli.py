@@ -28,7 +28,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate a configuration file; print what is wrong, naming the key."""
     cfg = load_config(args.file)
     hw = cfg.hardware
-    kinds = [k for k in ("gpio", "nfc", "camera", "qr") if getattr(hw, k) is not None]
+    kinds = [k for k in ("gpio", "nfc", "reader", "camera", "qr") if getattr(hw, k) is not None]
     print(
         f"{args.file}: OK (device {cfg.device.id} at site {cfg.device.site}, door {cfg.door.id}; "
         f"hardware: {', '.join(kinds) or 'none'})"
