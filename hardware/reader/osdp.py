@@ -405,11 +405,13 @@ class OsdpReader(DoorReader):
 
     # -- events (libosdp's thread, its lock held: queue them, nothing else) ---------------
     def _on_event(self, pd: int, event: dict[str, Any]) -> int:
+        osdp = _import_osdp()
         peripheral = self._by_index.get(pd)
-        if peripheral is not None and event.get("event") == 5:  # a libosdp notification
-            if event.get("type") == 1:
-                peripheral.sc_changes += 1  # Secure Channel status
-            elif event.get("type") == 0:  # a command answered: ACK (1) or not (0)
+        if peripheral is not None and event.get("event") == osdp.Event.Notification:
+            kind = event.get("type")
+            if kind == osdp.EventNotification.SecureChannelStatus:
+                peripheral.sc_changes += 1
+            elif kind == osdp.EventNotification.Command:  # answered: ACK (arg1 1) or not (0)
                 peripheral.answered += 1
                 peripheral.completions.append(
                     (peripheral.answered, int(event.get("arg0", 0)), bool(event.get("arg1")))
@@ -466,7 +468,7 @@ class OsdpReader(DoorReader):
         data = bytes(event.get("data", b""))
         fmt = event.get("format")
         if fmt == osdp.CardFormat.ASCII:
-            return CardRead(pd.name, "ascii", data=data)
+            return CardRead(pd.name, "ascii", data=data, error=None if data else "empty read")
         bits = int(event.get("length", len(data) * 8))
         # libosdp hands the bits left-aligned in whole bytes: drop the padding.
         value = int.from_bytes(data, "big") >> max(0, len(data) * 8 - bits)

@@ -240,6 +240,8 @@ class WiegandReader(DoorReader):
             if beeper is not None:
                 beeper.blink(on_time=0.2, off_time=0.1, n=1)
         elif feedback is Feedback.DENY:
+            if led is not None:
+                led.off()  # ends a PIN prompt's blinking
             if beeper is not None:
                 beeper.blink(on_time=0.1, off_time=0.1, n=3)
         elif feedback is Feedback.PIN:
