@@ -13,8 +13,10 @@ and 1-2 ms apart; a frame ends with silence. :class:`WiegandDecoder` turns the e
 frames: a pulse shorter than ``MIN_PULSE_S`` is noise and ignored, one longer than
 ``MAX_PULSE_S`` or on both lines at once spoils the frame. Frames of 4 or 8 bits are keypad
 keys (the two usual keypad modes); longer ones are cards, checked against the configured
-formats and their parities (:mod:`hardware.reader.formats`): a lost or extra bit is a
-refused read, never a different card.
+formats and their parities (:mod:`hardware.reader.formats`): a lost or extra bit gives a
+length no format has, a flipped bit fails a parity. A lost bit *and* a noise pulse counted as
+a bit keep the length; the two parity bits of the usual formats catch that shift three times
+in four, not always -- one more reason Wiegand is legacy.
 """
 
 from __future__ import annotations

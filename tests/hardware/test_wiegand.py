@@ -247,6 +247,25 @@ def test_a_lost_bit_or_a_flipped_bit_is_refused(factory: TimedFactory) -> None:
         assert reader.status()[0]["refused"] == 2
 
 
+def test_a_lost_bit_and_a_noise_pulse_counted_as_a_bit_fail_parity(factory: TimedFactory) -> None:
+    """26 bits arrive, but bit 11 was lost and a 60 µs noise pulse on DATA0 at the end was
+    counted: the shifted bits fail the odd parity. (Two parity bits catch such a shift three
+    times in four, not always: docs/readers.md says so.)"""
+    fmt = BUILTIN_FORMATS["h10301"]
+    bits = format(fmt.encode(99, 31337), "026b")
+    with open_wiegand(factory) as reader:
+        wire = Wire(factory)
+        for i, bit in enumerate(bits):
+            if i != 11:
+                wire.pulse(int(bit))
+            wire.gap()
+        wire.pulse(0, width=60e-6)  # interference long enough to pass for a bit
+        wire.silence()
+        shifted = reader.read(1.0)
+        assert shifted is not None and shifted.card.bit_length == 26
+        assert shifted.card.error is not None and "odd parity at bit 25" in shifted.card.error
+
+
 def test_both_lines_low_or_a_long_pulse_spoils_the_frame(factory: TimedFactory) -> None:
     fmt = BUILTIN_FORMATS["h10301"]
     with open_wiegand(factory) as reader:
