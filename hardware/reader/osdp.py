@@ -137,13 +137,23 @@ def _pending(path: Path) -> Path:
 
 # -- the wire --------------------------------------------------------------------------------
 class SerialChannel:
-    """An RS-485 adapter through pyserial, non-blocking, as libosdp's channel."""
+    """An RS-485 adapter through pyserial, non-blocking, as libosdp's channel.
+
+    An adapter unplugged while the agent runs makes every read fail: the failure is logged
+    once (not every 20 ms poll), the readers go ``reader_offline``, and the port is opened
+    again every :data:`REOPEN_S` until the adapter is back.
+    """
+
+    #: Seconds between attempts to open a port that failed.
+    REOPEN_S = 2.0
 
     def __init__(self, port: str, baud_rate: int) -> None:
         try:
             import serial
         except ImportError as exc:  # pragma: no cover - pyserial comes with nfcpy
             raise BackendUnavailable(f"osdp reader: pyserial is missing ({exc})") from exc
+        self._port = port
+        self._error = serial.SerialException
         try:
             self._serial = serial.Serial(
                 port, baud_rate, timeout=0, write_timeout=1.0, exclusive=True
@@ -153,28 +163,55 @@ class SerialChannel:
                 f"osdp reader: cannot open {port}: {exc} (is the RS-485 adapter plugged in, "
                 "is the agent's user in the dialout group, is another program using it?)"
             ) from exc
-        self._error = serial.SerialException
+        self._broken_at: float | None = None
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        if self._broken_at is None:
+            log.error("osdp bus %s on %s failed: %s; reopening it", what, self._port, exc)
+        self._broken_at = time.monotonic()
+        with contextlib.suppress(self._error, OSError):
+            self._serial.close()
+
+    def _usable(self) -> bool:
+        if self._broken_at is None:
+            return True
+        if time.monotonic() - self._broken_at < self.REOPEN_S:
+            return False
+        try:
+            self._serial.open()
+        except (self._error, OSError):
+            self._broken_at = time.monotonic()
+            return False
+        log.warning("osdp bus %s is back", self._port)
+        self._broken_at = None
+        return True
 
     def read(self, max_bytes: int) -> bytes:
+        if not self._usable():
+            return b""
         try:
             return bytes(self._serial.read(max_bytes))
         except (self._error, OSError) as exc:
-            log.warning("osdp bus read failed: %s", exc)
+            self._failed("read", exc)
             return b""
 
     def write(self, buf: bytes) -> int:
+        if not self._usable():
+            return 0
         try:
             return int(self._serial.write(buf) or 0)
         except (self._error, OSError) as exc:
-            log.warning("osdp bus write failed: %s", exc)
+            self._failed("write", exc)
             return 0
 
     def flush(self) -> None:
-        with contextlib.suppress(self._error, OSError):
+        # termios.error (not an OSError) when the adapter is gone: nothing to flush then.
+        with contextlib.suppress(Exception):
             self._serial.reset_input_buffer()
 
     def close(self) -> None:
-        self._serial.close()
+        with contextlib.suppress(self._error, OSError):
+            self._serial.close()
 
 
 class _WatchedChannel:
@@ -182,6 +219,10 @@ class _WatchedChannel:
 
     Only frame boundaries are parsed (start byte, address, length): the content stays
     libosdp's business. A reply carries its reader's address with the top bit set.
+
+    Nothing may escape from here: libosdp's bindings call these methods from C and do not
+    clear a Python exception left behind, after which the control panel's thread hangs
+    (seen with an adapter unplugged). Every error is logged once and reads as silence.
     """
 
     def __init__(self, inner: Any) -> None:
@@ -189,19 +230,37 @@ class _WatchedChannel:
         self._buf = bytearray()
         self.last_reply: dict[int, float] = {}
         self.id = 0  # libosdp's Channel attribute
+        self._failing = False
+
+    def _fault(self, what: str, exc: Exception) -> None:
+        if not self._failing:
+            log.error("osdp bus %s failed: %s: %s", what, type(exc).__name__, exc)
+        self._failing = True
 
     def read(self, max_bytes: int) -> bytes:
-        data = self._inner.read(max_bytes)
+        try:
+            data = bytes(self._inner.read(max_bytes))
+        except Exception as exc:  # see the class docstring
+            self._fault("read", exc)
+            return b""
+        self._failing = False
         if data:
-            self._note(bytes(data), time.monotonic())
-        return bytes(data)
+            self._note(data, time.monotonic())
+        return data
 
     def write(self, buf: bytes) -> int:
-        return int(self._inner.write(buf))
+        try:
+            return int(self._inner.write(buf))
+        except Exception as exc:  # see the class docstring
+            self._fault("write", exc)
+            return 0
 
     def flush(self) -> None:
         self._buf.clear()
-        self._inner.flush()
+        try:
+            self._inner.flush()
+        except Exception as exc:  # see the class docstring
+            self._fault("flush", exc)
 
     def _note(self, data: bytes, now: float) -> None:
         buf = self._buf

@@ -442,3 +442,91 @@ def test_a_reader_online_without_secure_channel_is_caught_and_its_cards_dropped(
     assert any(
         "outside the Secure Channel" in a.detail or "in clear" in a.detail for _, a in alarms.items
     )
+
+
+def test_adapter_unplugged_and_plugged_back(
+    tmp_path: Path, stop_later: list, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The USB adapter goes (the pty behind the by-id style link closes): offline alarm,
+    one log line, not one per poll; it comes back at the same path: the port is opened
+    again and the reader is back over the Secure Channel."""
+    caplog.set_level(logging.WARNING, logger="hardware.reader.osdp")
+    key = keyed(tmp_path, "entry")
+    link = tmp_path / "usb-FTDI_RS485-if00-port0"
+    first = PtyEnd()
+    stop_later.append(first)
+    link.symlink_to(first.port)
+    emulated = EmulatedReader(None, 1, channel=first, key=key).start()
+    stop_later.append(emulated)
+    alarms = Alarms()
+    settings = settings_for(tmp_path, ("entry", 1), port=str(link), retry_s=0.5)
+    readers = open_door_reader(settings, on_alarm=alarms)
+    stop_later.append(readers)
+    assert isinstance(readers, OsdpReader) and readers.wait_secure("entry", 3.0)
+
+    unplugged = time.monotonic()
+    emulated.stop()
+    first.close()
+    assert alarms.wait("entry", "reader_offline", timeout=2) - unplugged < 1.0
+    time.sleep(0.5)
+    assert len([r for r in caplog.records if "failed" in r.getMessage()]) == 1
+
+    second = PtyEnd()  # plugged back: a new tty behind the same stable name
+    stop_later.append(second)
+    link.unlink()
+    link.symlink_to(second.port)
+    back = EmulatedReader(None, 1, channel=second, key=key).start()
+    stop_later.append(back)
+    alarms.wait("entry", "reader_offline", active=False, timeout=12)
+    assert readers.wait_secure("entry", 3.0)
+    assert any("is back" in r.getMessage() for r in caplog.records)
+
+
+def test_a_channel_that_raises_does_not_hang_the_control_panel(
+    tmp_path: Path, bus: EmulatedBus, stop_later: list, caplog: pytest.LogCaptureFixture
+) -> None:
+    """libosdp's bindings call the channel from C and leave an exception set: a pyserial
+    port whose adapter vanished raises termios.error (not an OSError) from flush, and that
+    once hung the control panel's thread for good. The bus wrapper swallows every error,
+    logs it once, and the reader comes back when the channel does."""
+    import termios
+
+    caplog.set_level(logging.ERROR, logger="hardware.reader.osdp")
+
+    class Vanishing:
+        id = 0
+
+        def __init__(self, inner: object) -> None:
+            self.inner = inner
+            self.gone = False
+
+        def read(self, n: int) -> bytes:
+            if self.gone:
+                raise termios.error(5, "Input/output error")
+            return self.inner.read(n)  # type: ignore[attr-defined]
+
+        def write(self, buf: bytes) -> int:
+            if self.gone:
+                raise ValueError("I/O operation on closed file")
+            return self.inner.write(buf)  # type: ignore[attr-defined]
+
+        def flush(self) -> None:
+            if self.gone:
+                raise termios.error(5, "Input/output error")
+
+    reader_on(bus, 1, stop_later, key=keyed(tmp_path, "entry"))
+    channel = Vanishing(bus.controller_channel())
+    alarms = Alarms()
+    readers = open_door_reader(
+        settings_for(tmp_path, ("entry", 1), retry_s=0.5), on_alarm=alarms, channel=channel
+    )
+    stop_later.append(readers)
+    assert isinstance(readers, OsdpReader) and readers.wait_secure("entry", 3.0)
+    channel.gone = True
+    alarms.wait("entry", "reader_offline", timeout=2)
+    answered = threading.Event()
+    threading.Thread(target=lambda: (readers.status(), answered.set()), daemon=True).start()
+    assert answered.wait(2.0), "the control panel's lock is held for good"
+    assert len([r for r in caplog.records if "osdp bus" in r.getMessage()]) == 1
+    channel.gone = False
+    alarms.wait("entry", "reader_offline", active=False, timeout=12)
