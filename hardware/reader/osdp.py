@@ -492,6 +492,11 @@ class OsdpReader(DoorReader):
             peripheral = self._by_index.get(index)
             if peripheral is not None:
                 self._handle(osdp, cp, peripheral, event)
+        for pd in self._pds.values():
+            # libosdp's ControlPanel also keeps every event in a queue of its own for
+            # get_event(), unbounded: empty it, or it grows with every card and command.
+            while cp.get_event(pd.address, timeout=-1) is not None:
+                pass
         assert self._channel is not None
         online_mask = cp.status()
         sc_mask = cp.sc_status()

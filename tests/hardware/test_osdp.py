@@ -328,6 +328,8 @@ def test_two_readers_on_one_bus_card_decision_feedback(
     beeps = entry.wait_for(lambda c: c["command"] == BUZZER)
     assert beeps is not None and beeps["rep_count"] == 3
 
+    assert readers._cp is not None  # libosdp's own event queues do not grow without end
+    assert all(q.qsize() <= 2 for q in readers._cp.event_queue)
     seen = len(entry.commands())
     readers.feedback("entry", Feedback.LOCKDOWN)
     led = entry.wait_for(lambda c: c["command"] == LED, after=seen)
