@@ -229,6 +229,7 @@ class Agent:
         )
         self._reader_stop = threading.Event()
         self._reader_thread: threading.Thread | None = None
+        self._wall_thread: threading.Thread | None = None
         self._closed = False
         # Built before anything is journaled: a link that cannot be built stops the start.
         self._link = link(self) if link is not None else None
@@ -323,6 +324,8 @@ class Agent:
         with self._mode_lock:
             self.store.set_agent_state(values)  # durable first ...
             self._mode = mode
+            if self._wall_thread is not None:
+                self._show_mode_on_wall_readers(mode)
             if self.door is None:
                 return mode
             return self.door.set_mode(mode, by=by, why=why)  # ... then the door acts
@@ -855,7 +858,9 @@ class Agent:
 
     # -- NFC reader loop --------------------------------------------------------
     def start_reader(self) -> None:
-        """Read badges in a thread and present each one (headless doors and kiosks)."""
+        """Read badges in a thread and present each one (headless doors and kiosks); the
+        same for the door's wall readers (OSDP, Wiegand) in a thread of their own."""
+        self._start_wall_readers()
         reader = self.devices.reader
         if reader is None or self._reader_thread is not None:
             return
@@ -863,6 +868,95 @@ class Agent:
             target=self._reader_loop, name="nfc-reader", daemon=True
         )
         self._reader_thread.start()
+
+    # -- wall readers (hardware.reader) ---------------------------------------------------
+    def _start_wall_readers(self) -> None:
+        readers = self.devices.door_reader
+        if readers is None or self._wall_thread is not None:
+            return
+        readers.set_alarm_callback(self._wall_reader_alarm)
+        self._show_mode_on_wall_readers(self.mode)
+        self._wall_thread = threading.Thread(
+            target=self._wall_reader_loop, name="wall-readers", daemon=True
+        )
+        self._wall_thread.start()
+
+    def _wall_reader_loop(self) -> None:
+        readers = self.devices.door_reader
+        while not self._reader_stop.is_set():
+            try:
+                presented = readers.read(timeout=0.5)
+            except Exception:
+                log.exception("wall readers failed; retrying in 1 s")
+                self._reader_stop.wait(1.0)
+                continue
+            if presented is None:
+                continue
+            try:
+                self.present_wall_card(presented)
+            except StoreError:
+                log.exception("card decision could not be journaled; door stays shut")
+                readers.feedback(presented.reader, "deny")
+
+    def present_wall_card(self, presented: Any) -> dict[str, Any]:
+        """A card at a wall reader (a :class:`hardware.reader.Presentation`): decide, then
+        show the outcome on that reader (green and a beep, red and three beeps, or the
+        lockdown signal).
+
+        The card's bits as read are its UID for the credential cache: a Wiegand or OSDP
+        card number is a UID-class credential (it can be cloned), accepted only where
+        ``[door] accept_uid`` is true. A read the reader layer refused (parity, an unknown
+        length) is journaled as ``reader.bad_read`` and denied without a decision.
+        """
+        readers = self.devices.door_reader
+        card = presented.card
+        if card.error is not None:
+            payload = {
+                "door": self.config.door.id,
+                "reader": presented.reader,
+                "bits": card.bit_length,
+                "format": card.format,
+                "error": card.error,
+            }
+            self.journal("reader.bad_read", payload)
+            readers.feedback(presented.reader, "deny")
+            return {**payload, "granted": False}
+        result = self.present(Credential.badge(card.uid), source=f"reader:{presented.reader}")
+        if result.get("granted"):
+            signal = "grant"
+        elif result.get("reason") == Reason.LOCKDOWN.value:
+            signal = "lockdown"
+        else:
+            signal = "deny"
+        readers.feedback(presented.reader, signal)
+        return result
+
+    def _wall_reader_alarm(self, alarm: Any) -> None:
+        """A wall reader's alarm (offline, tamper, insecure) into the journal, like the
+        door's own: ``alarm.raised`` / ``alarm.cleared`` with the reader's name."""
+        kind = "alarm.raised" if alarm.active else "alarm.cleared"
+        payload = {"alarm": alarm.kind.value, "reader": alarm.reader}
+        if alarm.active and alarm.detail:
+            payload["detail"] = alarm.detail
+        self._door_event(kind, payload)
+
+    def _wall_reader_status(self) -> list[dict[str, Any]]:
+        readers = self.devices.door_reader
+        if readers is None:
+            return []
+        try:
+            return list(readers.status())
+        except Exception:  # a status call must not fail because a reader did
+            log.exception("wall reader status failed")
+            return []
+
+    def _show_mode_on_wall_readers(self, mode: DoorMode) -> None:
+        readers = self.devices.door_reader
+        if readers is None:
+            return
+        signal = "lockdown" if mode is DoorMode.LOCKDOWN else "idle"
+        for name in readers.reader_names():
+            readers.feedback(name, signal)
 
     def _reader_loop(self) -> None:
         reader = self.devices.reader
@@ -899,8 +993,10 @@ class Agent:
     @property
     def reader_alive(self) -> bool:
         """False if the reader thread died (the watchdog stops pinging)."""
-        thread = self._reader_thread
-        return thread is None or thread.is_alive()
+        return all(
+            thread is None or thread.is_alive()
+            for thread in (self._reader_thread, self._wall_thread)
+        )
 
     # -- guards (edge_agent.guarddesk) ----------------------------------------------
     def guard_login(self, badge_uid: object, pin: object, sun_url: object = None) -> Session:
@@ -1128,6 +1224,7 @@ class Agent:
             "disk": {"level": pressure.level.name.lower(), "alarm": pressure.alarm},
             "journal": self._journal_state(),
             "reader": self.devices.reader is not None,
+            "wall_readers": self._wall_reader_status(),
             "hardware_errors": dict(self.devices.errors),
             "printer": self.passes.status(),
             "event_streams": self.bus.subscriber_count,
@@ -1175,9 +1272,10 @@ class Agent:
         self.guards.close()
         self.grants.close()
         self.onsite.close()
-        if self._reader_thread is not None:
-            self._reader_thread.join(timeout=2)
-            self._reader_thread = None
+        for thread in (self._reader_thread, self._wall_thread):
+            if thread is not None:
+                thread.join(timeout=2)
+        self._reader_thread = self._wall_thread = None
         stopped: dict[str, Any] = {"device": self.config.device.id}
         if self.door is not None:
             self.door.safe_state()

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from edge_agent.config import DEFAULT_PATH, AgentConfig, load_config, simulator_config_path
 from portier_common.settings import ConfigError
@@ -27,7 +28,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate a configuration file; print what is wrong, naming the key."""
     cfg = load_config(args.file)
     hw = cfg.hardware
-    kinds = [k for k in ("gpio", "nfc", "camera", "qr") if getattr(hw, k) is not None]
+    kinds = [k for k in ("gpio", "nfc", "reader", "camera", "qr") if getattr(hw, k) is not None]
     print(
         f"{args.file}: OK (device {cfg.device.id} at site {cfg.device.site}, door {cfg.door.id}; "
         f"hardware: {', '.join(kinds) or 'none'})"
@@ -63,6 +64,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
             reader=devices.reader,
             camera=devices.camera,
             decoder=devices.decoder,
+            door_reader=devices.door_reader,
             interactive=not args.no_prompts,
             step_timeout_s=args.step_timeout,
             unavailable=devices.errors,
@@ -291,6 +293,51 @@ def cmd_journal_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _wall_readers(args: argparse.Namespace) -> Any:
+    cfg = _load(args)
+    settings = cfg.hardware.reader
+    if settings is None or settings.backend != "osdp":
+        raise ConfigError("hardware.reader", "no OSDP readers are configured")
+    if args.name not in {pd.name for pd in settings.peripherals}:
+        names = ", ".join(pd.name for pd in settings.peripherals)
+        raise ConfigError("hardware.reader.peripherals", f"no reader {args.name!r} ({names})")
+    return settings
+
+
+def cmd_reader_commission(args: argparse.Namespace) -> int:
+    """Give a factory-fresh OSDP reader (in install mode) its own Secure Channel key."""
+    from hardware.errors import HardwareError
+    from hardware.reader.osdp import commission
+
+    settings = _wall_readers(args)
+    try:
+        commission(settings, args.name, timeout=args.timeout)
+    except HardwareError as exc:
+        print(f"edge-agent: reader {args.name} not commissioned: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"reader {args.name} commissioned: Secure Channel key set with KEYSET and proven")
+    return EXIT_OK
+
+
+def cmd_reader_rekey(args: argparse.Namespace) -> int:
+    """Replace a commissioned OSDP reader's key (KEYSET inside its Secure Channel)."""
+    from hardware.errors import HardwareError
+    from hardware.reader.osdp import OsdpReader
+
+    settings = _wall_readers(args)
+    try:
+        with OsdpReader(settings) as readers:
+            if not readers.wait_secure(args.name, args.timeout):
+                print(f"edge-agent: reader {args.name} has no Secure Channel", file=sys.stderr)
+                return EXIT_FAILED
+            readers.rekey(args.name, timeout=args.timeout)
+    except HardwareError as exc:
+        print(f"edge-agent: reader {args.name} not rekeyed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"reader {args.name} has a new Secure Channel key")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``edge-agent`` command."""
     parser = argparse.ArgumentParser(
@@ -400,6 +447,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", required=True, help="the demo directory (created)")
     p.add_argument("--headless", action="store_true", help="no kiosk: central and agent only")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("reader", help="OSDP wall reader keys (stop the agent first)")
+    rsub = p.add_subparsers(dest="reader_command", required=True, metavar="COMMAND")
+    p = rsub.add_parser(
+        "commission",
+        help="give a reader in install mode its own Secure Channel key",
+        description="The one use of the install-mode key SCBK-D: the reader, alone in install "
+        "mode on the bus, gets a new random key by KEYSET; a new session proves it; the key "
+        "file is written (0600). Refused for a reader that already has a key file.",
+    )
+    p.add_argument("name", help="the reader's name in [[hardware.reader.peripherals]]")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="default 10 s")
+    with_config(p)
+    p.set_defaults(func=cmd_reader_commission)
+    p = rsub.add_parser(
+        "rekey",
+        help="replace a commissioned reader's key (KEYSET inside its Secure Channel)",
+    )
+    p.add_argument("name", help="the reader's name in [[hardware.reader.peripherals]]")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="default 10 s")
+    with_config(p)
+    p.set_defaults(func=cmd_reader_rekey)
 
     p = sub.add_parser("journal", help="journal tools")
     jsub = p.add_subparsers(dest="journal_command", required=True, metavar="COMMAND")

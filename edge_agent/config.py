@@ -21,6 +21,7 @@ from hardware.gpio import GpioSettings
 from hardware.nfc import NfcSettings
 from hardware.printer import PrinterSettings
 from hardware.qr import QRSettings
+from hardware.reader import ReaderSettings
 from portier_common import settings
 from portier_common.ntag424 import Ntag424Section
 from portier_common.settings import NOT_A_KEY, ConfigError, build, keys_of, resolve_path
@@ -285,6 +286,30 @@ class HardwareSection:
     qr: QRSettings | None = None
     #: The visitor pass printer (docs/passes.md); none: the kiosk prints no passes.
     printer: PrinterSettings | None = None
+    #: The door's wall readers: OSDP with Secure Channel, or legacy Wiegand
+    #: (docs/readers.md).
+    reader: ReaderSettings | None = None
+
+    def __post_init__(self) -> None:
+        reader = self.reader
+        if reader is None:
+            return
+        if reader.require_pin or any(pd.require_pin for pd in reader.peripherals):
+            # The reader collects the PIN; the credential cache has no badge PINs to check
+            # it against yet, and a PIN nobody checks must not look like a second factor.
+            raise ConfigError(
+                "reader.require_pin",
+                "card + PIN needs badge PINs from the central, which this agent does not "
+                "have yet: remove require_pin",
+            )
+        if reader.backend == "wiegand" and self.gpio is not None:
+            taken = {self.gpio.lock_relay_pin, *(i.pin for i in self.gpio.inputs().values())}
+            if self.gpio.aux_relay_pin is not None:
+                taken.add(self.gpio.aux_relay_pin)
+            for key in ("d0_pin", "d1_pin", "led_pin", "beeper_pin"):
+                pin = getattr(reader, key)
+                if pin is not None and pin in taken:
+                    raise ConfigError(f"reader.{key}", "is already used by [hardware.gpio]")
 
 
 @dataclass(frozen=True)
@@ -332,6 +357,13 @@ def parse_config(data: dict[str, Any], base_dir: Path, source: Path | None = Non
         credential_file=resolve_path(base_dir, cfg.central.credential_file),
     )
     hardware = cfg.hardware
+    if hardware.reader is not None and hardware.reader.peripherals:
+        peripherals = tuple(
+            dataclasses.replace(pd, key_file=resolve_path(base_dir, pd.key_file))
+            for pd in hardware.reader.peripherals
+        )
+        reader = dataclasses.replace(hardware.reader, peripherals=peripherals)
+        hardware = dataclasses.replace(hardware, reader=reader)
     if hardware.camera is not None and hardware.camera.replay_path is not None:
         camera = dataclasses.replace(
             hardware.camera, replay_path=resolve_path(base_dir, hardware.camera.replay_path)

@@ -28,6 +28,8 @@ class Devices:
     door_io: Any = None
     door_sim: Any = None
     reader: Any = None
+    #: The door's wall readers (:class:`hardware.reader.DoorReader`).
+    door_reader: Any = None
     camera: Any = None
     decoder: Any = None
     printer: Any = None
@@ -90,7 +92,7 @@ class Devices:
 
     def close(self) -> None:
         """Close everything that was opened (relay de-energised first). Idempotent."""
-        for name in ("door_sim", "door_io", "reader", "camera", "printer"):
+        for name in ("door_sim", "door_reader", "door_io", "reader", "camera", "printer"):
             device = getattr(self, name)
             if device is None:
                 continue
@@ -143,6 +145,17 @@ def open_devices(
         except (HardwareError, OSError) as exc:
             devices.errors["nfc"] = _describe(exc)
             log.error("cannot open the NFC reader: %s", exc)
+    if nfc and getattr(hardware, "reader", None) is not None:
+        from hardware.reader import open_door_reader
+
+        backend: dict[str, Any] = {}
+        if hardware.reader.backend == "wiegand" and devices.door_io is not None:
+            backend["pin_factory"] = devices.door_io.factory  # one chip handle
+        try:
+            devices.door_reader = open_door_reader(hardware.reader, **backend)
+        except (HardwareError, OSError) as exc:
+            devices.errors["reader"] = _describe(exc)
+            log.error("cannot open the wall readers: %s", exc)
     if camera and hardware.camera is not None:
         from hardware.camera import open_camera
         from hardware.qr import open_decoder

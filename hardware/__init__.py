@@ -4,6 +4,7 @@ Sub-packages:
 
 * :mod:`hardware.gpio`   -- the door's relay and input lines through gpiozero.
 * :mod:`hardware.nfc`    -- badge readers (nfcpy, keyboard wedge, simulator).
+* :mod:`hardware.reader` -- the door's wall readers (OSDP with Secure Channel, legacy Wiegand).
 * :mod:`hardware.camera` -- greyscale frame sources (picamera2, OpenCV/V4L2, replay).
 * :mod:`hardware.qr`     -- QR decoding of frames (zxing-cpp, pyzbar).
 * :mod:`hardware.selftest` -- installer checks over the configured backends.

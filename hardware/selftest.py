@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 #: simulator's camera). ``edge-agent selftest --print-card FILE`` writes it.
 TEST_CARD_PAYLOAD = "PORTIER-SELFTEST"
 
+#: The installer kit's Wiegand test card (H10301, facility 1, card 1), as its 26 bits.
+TEST_CARD_H10301 = 0b1_00000001_0000000000000001_0
+
 #: No appliance can legitimately believe it is earlier than this.
 CLOCK_FLOOR = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -107,7 +110,7 @@ class SelfTestReport:
 class Step:
     """Something the installer has to do for a check to proceed."""
 
-    key: str  # open_door, close_door, press_rex, tap_badge, show_qr_card
+    key: str  # open_door, close_door, press_rex, tap_badge, present_card:<reader>, show_qr_card
     message: str
     timeout_s: float
 
@@ -145,9 +148,12 @@ class SimulatedInstaller:
         reader: Any = None,
         badge_uid: str = "5E1F7E57",
         delay_s: float = 0.05,
+        wall_reader: Any = None,
     ) -> None:
         self.door = door
         self.reader = reader
+        #: An emulated wall reader (:class:`hardware.reader.emulator.EmulatedReader`).
+        self.wall_reader = wall_reader
         self.badge_uid = badge_uid
         self.delay_s = delay_s
         self.performed: list[str] = []
@@ -156,6 +162,15 @@ class SimulatedInstaller:
         """Schedule the simulated action for ``step``."""
         if step.key == "show_qr_card":
             return  # the simulator's camera replays frames of the test card already
+        if step.key.startswith("present_card"):
+            if self.wall_reader is not None:
+                # The installer kit's test card: H10301, facility 1, card 1.
+                card = functools.partial(self.wall_reader.present_card, TEST_CARD_H10301, 26)
+                self.performed.append(step.key)
+                later = threading.Timer(self.delay_s, card)
+                later.daemon = True
+                later.start()
+            return
         device = self.reader if step.key == "tap_badge" else self.door
         if device is None:
             return
@@ -189,11 +204,13 @@ class SelfTest:
     """Runs the checks over opened devices. Any device may be None (not configured).
 
     ``door_io`` is a :class:`hardware.gpio.DoorIO`; ``reader`` an NFC reader
-    (``read(timeout)``); ``camera`` a frame source (``read(timeout)``);
+    (``read(timeout)``); ``door_reader`` the door's wall readers
+    (:class:`hardware.reader.DoorReader`); ``camera`` a frame source (``read(timeout)``);
     ``decoder`` a QR decoder (``decode(frame)``). ``interactive`` False skips
     the checks that need a person, with a hint, instead of waiting for them.
     ``unavailable`` maps "gpio", "nfc", "camera" or "qr" to the error met when
-    opening that device: its checks then fail with that message.
+    opening that device: its checks then fail with that message (``"reader"`` for the
+    wall readers).
     """
 
     def __init__(
@@ -204,6 +221,7 @@ class SelfTest:
         reader: Any = None,
         camera: Any = None,
         decoder: Any = None,
+        door_reader: Any = None,
         interactive: bool = True,
         step_timeout_s: float = 30.0,
         now: Callable[[], dt.datetime] | None = None,
@@ -213,6 +231,7 @@ class SelfTest:
         self.operator = operator
         self.door_io = door_io
         self.reader = reader
+        self.door_reader = door_reader
         self.camera = camera
         self.decoder = decoder
         self.interactive = interactive
@@ -247,6 +266,7 @@ class SelfTest:
             self.check_fire_input,
             self.check_tamper,
             self.check_nfc,
+            self.check_wall_readers,
             self.check_camera,
             self.check_qr,
         ):
@@ -486,6 +506,118 @@ class SelfTest:
             Status.PASS,
             f"read UID {uid} ({technology})",
             data={"uid": uid, "technology": str(technology)},
+        )
+
+    def check_wall_readers(self) -> Iterable[CheckResult]:
+        """Each wall reader: Secure Channel up (OSDP), LED and buzzer test, a card read."""
+        readers = self.door_reader
+        if readers is None:
+            yield self._absent(
+                "reader",
+                "wall_reader",
+                "reader",
+                "no wall reader configured",
+                "Configure [hardware.reader] on a door with OSDP (or Wiegand) readers.",
+            )
+            return
+        osdp = readers.backend == "osdp"
+        for name in readers.reader_names():
+            yield from self._check_wall_reader(readers, name, osdp)
+
+    def _check_wall_reader(self, readers: Any, name: str, osdp: bool) -> Iterable[CheckResult]:
+        component = f"reader:{name}"
+        if not osdp:
+            yield CheckResult(
+                component,
+                "secure_channel",
+                Status.SKIPPED,
+                "INSECURE: Wiegand sends card numbers in clear (sniffed and replayed)",
+                "Replace it with an OSDP reader and use the Secure Channel (docs/readers.md).",
+            )
+        elif not readers.settings.secure_channel:
+            yield CheckResult(
+                component,
+                "secure_channel",
+                Status.FAIL,
+                "Secure Channel is off ([hardware.reader] secure_channel = false)",
+                "Turn it on and commission the reader (docs/readers.md, Commissioning).",
+            )
+        elif readers.wait_secure(name, min(5.0, self.step_timeout_s)):
+            yield CheckResult(component, "secure_channel", Status.PASS, "online, Secure Channel up")
+        else:
+            alarms = sorted(k for (r, k) in readers.alarms() if r == name)
+            yield CheckResult(
+                component,
+                "secure_channel",
+                Status.FAIL,
+                f"no Secure Channel ({', '.join(alarms) or 'no answer'})",
+                "reader_offline: check the RS-485 pair (A/B), power, address and baud rate; "
+                "reader_insecure: wrong key or a reader in install mode: commission it.",
+                data={"alarms": alarms},
+            )
+            return
+        if osdp:
+            acked = readers.test_outputs(name)
+            if all(acked.values()):
+                yield CheckResult(
+                    component,
+                    "led_buzzer",
+                    Status.PASS,
+                    "LED (red, green, amber) and buzzer commands acknowledged",
+                    data=acked,
+                )
+            else:
+                yield CheckResult(
+                    component,
+                    "led_buzzer",
+                    Status.FAIL,
+                    f"LED/buzzer not acknowledged: {acked}",
+                    "The reader refused or ignored LED/buzzer commands: check its OSDP "
+                    "profile (LED and audible control) and firmware.",
+                    data=acked,
+                )
+        if not self.interactive:
+            yield CheckResult(
+                component,
+                "card_read",
+                Status.SKIPPED,
+                "no installer to present a card",
+                "Run the self-test with an installer and the kit's test card.",
+            )
+            return
+        self._ask(f"present_card:{name}", f"Present the test card at reader {name}")
+        deadline = time.monotonic() + self.step_timeout_s
+        while True:
+            presented = readers.read(max(0.0, deadline - time.monotonic()))
+            if presented is None or presented.reader == name:
+                break
+        if presented is None:
+            yield CheckResult(
+                component,
+                "card_read",
+                Status.FAIL,
+                "no card read before the timeout",
+                "Check the reader's wiring and that the card's technology is one it reads.",
+            )
+            return
+        card = presented.card
+        readers.feedback(name, "deny" if card.error else "grant")
+        if card.error:
+            yield CheckResult(
+                component,
+                "card_read",
+                Status.FAIL,
+                f"{card.bit_length}-bit read refused: {card.error}",
+                "Set [hardware.reader] formats to the site's card format (docs/readers.md).",
+            )
+            return
+        what = card.decoded.format if card.decoded else card.format
+        yield CheckResult(
+            component,
+            "card_read",
+            Status.PASS,
+            f"read a {card.bit_length}-bit card ({what})",
+            data={"bits": card.bit_length, "format": what},
         )
 
     def check_camera(self) -> Iterable[CheckResult]:

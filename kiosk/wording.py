@@ -247,6 +247,9 @@ ALARMS: dict[str, str] = {
     "clock_untrusted": N_("Clock not reliable"),
     "help_requested": N_("A visitor asks for help"),
     "printer_fault": N_("Pass printer cannot print"),
+    "reader_offline": N_("Wall reader not answering"),
+    "reader_tamper": N_("Wall reader tampered with"),
+    "reader_insecure": N_("Wall reader not secure"),
 }
 
 #: The pass printer's alarm as CUPS reports the fault (the agent's status ``printer.status``):
@@ -308,6 +311,7 @@ EVENT_TYPES: dict[str, str] = {
     "event_pack.loaded": N_("Event pack loaded"),
     "event_pack.refused": N_("Event pack refused"),
     "rex.pressed": N_("Exit button"),
+    "reader.bad_read": N_("Card read refused (bad read)"),
     "alarm.raised": N_("Alarm"),
     "alarm.cleared": N_("Alarm cleared"),
     "alarm.acknowledged": N_("Alarm acknowledged"),

@@ -548,6 +548,7 @@ def _shots(base: str) -> Iterator[tuple[str, Callable[[Any], None]]]:
     yield "visitors-recurring", lambda browser: browser.get(f"{base}/console/visitors/recurring")
     yield "visitors-group", lambda browser: browser.get(f"{base}/console/visitors/group")
     yield "visitors-import", import_preview
+
     def live(browser: Any) -> None:
         browser.get(f"{base}/console/live")
         time.sleep(3)  # the rows the stream adds fade from yellow in 2 s

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from hardware import camera, gpio, nfc, qr
+from hardware import camera, gpio, nfc, qr, reader
 from hardware.errors import UnknownBackend
 from hardware.registry import BackendRegistry
 
@@ -16,6 +16,7 @@ FAMILIES = {
     "nfc": nfc.BACKENDS,
     "camera": camera.BACKENDS,
     "qr": qr.BACKENDS,
+    "reader": reader.BACKENDS,
 }
 
 
@@ -24,6 +25,7 @@ def test_the_configuration_names_are_unchanged() -> None:
     assert list(nfc.BACKENDS) == ["nfcpy", "wedge", "sim"]
     assert list(camera.BACKENDS) == ["picamera2", "opencv", "replay"]
     assert list(qr.BACKENDS) == ["zxing", "zbar"]
+    assert list(reader.BACKENDS) == ["osdp", "wiegand"]  # no simulator among them
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -36,7 +38,7 @@ def test_every_family_uses_the_registry_and_every_entry_loads(family: str) -> No
         # The configured backend is the one loaded: never another, never a simulator.
         if family == "gpio":
             assert loaded.__module__ == f"hardware.gpio.{name}"
-        elif family == "nfc":
+        elif family in ("nfc", "reader"):
             assert loaded.backend == name
         else:
             assert loaded.name == name
@@ -61,6 +63,7 @@ def test_each_familys_settings_refuse_an_unknown_name_with_the_same_words() -> N
         (lambda: camera.CameraSettings(backend="webcam"), "backend: unknown camera backend"),
         (lambda: qr.QRSettings(backend="quirc"), "backend: unknown QR backend 'quirc'"),
         (lambda: qr.QRSettings(fallback="quirc"), "fallback: unknown QR backend 'quirc'"),
+        (lambda: reader.ReaderSettings(backend="rs232"), "backend: unknown reader backend"),
     ]
     for build, start in cases:
         with pytest.raises(UnknownBackend) as exc:
@@ -73,13 +76,15 @@ def test_choosing_a_backend_imports_only_that_backend() -> None:
     # Pi-only libraries (and the other backends' modules) load only when chosen.
     code = (
         "import sys\n"
-        "from hardware import camera, gpio, nfc, qr\n"
+        "from hardware import camera, gpio, nfc, qr, reader\n"
         "camera.backend_class('replay'); nfc.reader_class('sim')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('picamera2', 'RPi', 'lgpio', 'nfc', 'evdev', 'pyzbar', 'zxingcpp', 'cv2') "
+        "('picamera2', 'RPi', 'lgpio', 'nfc', 'evdev', 'pyzbar', 'zxingcpp', 'cv2', "
+        "'osdp', 'osdp_sys', 'serial') "
         "or m in ('hardware.camera.picamera2', 'hardware.camera.opencv', "
         "'hardware.nfc.nfcpy', 'hardware.nfc.wedge', 'hardware.gpio.rpigpio', "
-        "'hardware.gpio.lgpio', 'hardware.qr.zbar', 'hardware.qr.zxing')))\n"
+        "'hardware.gpio.lgpio', 'hardware.qr.zbar', 'hardware.qr.zxing', "
+        "'hardware.reader.osdp', 'hardware.reader.wiegand')))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

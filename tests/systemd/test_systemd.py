@@ -272,9 +272,11 @@ def test_sysusers_creates_users_and_memberships(tmp_path):
     assert users["portier-kiosk"][6] == "/usr/sbin/nologin"
     assert "portier-kiosk" in groups["portier-api"]
     assert "portier" in groups["gpio"] and "portier" in groups["plugdev"]
+    assert "portier" in groups["dialout"]  # the OSDP readers' serial adapter
     assert {"video", "render", "input"} <= {g for g, m in groups.items() if "portier-kiosk" in m}
     # The kiosk must not reach the agent's configuration group nor the door hardware.
-    assert "portier-kiosk" not in groups["portier"] + groups["gpio"] + groups["plugdev"]
+    door = groups["portier"] + groups["gpio"] + groups["plugdev"] + groups["dialout"]
+    assert "portier-kiosk" not in door
     # Every group a unit names exists after sysusers.
     for unit in UNITS:
         for group in " ".join(values(unit, "SupplementaryGroups") + values(unit, "Group")).split():

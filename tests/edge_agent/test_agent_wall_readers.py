@@ -1,0 +1,209 @@
+"""The agent with OSDP wall readers: card read -> decision -> relay and LED, alarms, lockdown.
+
+The readers are libosdp's own Peripheral Device on an in-memory bus; the door is the
+simulator's (gpiozero MockFactory); the decision is the agent's policy over a real store.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_agent.agent import Agent
+from edge_agent.config import parse_config
+from edge_agent.devices import Devices, open_devices
+from edge_agent.door import ManualScheduler
+from edge_agent.store import Badge, Delta, Store, StoreSettings
+from hardware.reader import BUILTIN_FORMATS, PeripheralSettings, ReaderSettings, open_door_reader
+from hardware.reader.emulator import EmulatedBus, EmulatedReader
+from hardware.reader.osdp import write_key
+from portier_common.settings import ConfigError
+from tests.edge_agent.test_agent import NOW, Clock, make_config
+
+H10301 = BUILTIN_FORMATS["h10301"]
+STAFF_CARD = H10301.encode(42, 1001)
+STAFF_UID = STAFF_CARD.to_bytes(4, "big").hex().upper()  # the 26 bits, right-aligned
+LED, GREEN, RED = 2, 2, 1
+
+
+@dataclass
+class DoorRig:
+    agent: Agent
+    store: Store
+    devices: Devices
+    reader: EmulatedReader
+
+    def events(self, kind: str) -> list[Any]:
+        return [e for e in self.store.journal.events(limit=10_000) if e.type == kind]
+
+
+def wait_until(condition: Any, timeout: float = 3.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.01)
+    pytest.fail(f"condition not met within {timeout} s")
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[DoorRig]:
+    key = os.urandom(16)
+    write_key(tmp_path / "entry.scbk", key)
+    bus = EmulatedBus()
+    with ExitStack() as stack:
+        emulated = EmulatedReader(bus, 1, key=key).start()
+        stack.callback(emulated.stop)
+        config = make_config(tmp_path, door={"accept_uid": True})
+        config.paths.state_dir.mkdir(parents=True, exist_ok=True)
+        clock = Clock()
+        store = stack.enter_context(
+            Store.open(StoreSettings(path=config.paths.database, reserve_bytes=0), clock=clock)
+        )
+        store.cache.apply_delta(
+            Delta(cursor="c-1", badges=[Badge(STAFF_UID, "uid", "Sam Staff")]),
+            synced_at_ms=int((NOW - 600) * 1000),
+        )
+        devices = stack.enter_context(open_devices(config.hardware, camera=False, nfc=False))
+        settings = ReaderSettings(
+            backend="osdp", peripherals=(PeripheralSettings("entry", 1, tmp_path / "entry.scbk"),)
+        )
+        devices.door_reader = open_door_reader(settings, channel=bus.controller_channel())
+        agent = Agent(
+            config,
+            store,
+            devices,
+            scheduler=ManualScheduler(),
+            wall_clock=lambda: clock.wall,
+            mono_clock=lambda: clock.mono,
+        )
+        stack.callback(agent.close)
+        assert devices.door_reader.wait_secure("entry", 3.0)
+        agent.start_reader()
+        yield DoorRig(agent, store, devices, emulated)
+
+
+def test_card_read_decision_relay_and_green_led(rig: DoorRig) -> None:
+    rig.reader.present_card(STAFF_CARD, 26)
+    decision = wait_until(lambda: rig.events("access.decision"))[0].payload
+    assert decision["granted"] is True and decision["source"] == "reader:entry"
+    assert rig.devices.door_sim.relay_energised
+    led = rig.reader.wait_for(lambda c: c["command"] == LED and c.get("temporary"))
+    assert led is not None and led["on_color"] == GREEN
+
+
+def test_unknown_card_denied_red_led_relay_stays_off(rig: DoorRig) -> None:
+    rig.reader.present_card(H10301.encode(42, 1002), 26)
+    decision = wait_until(lambda: rig.events("access.decision"))[0].payload
+    assert decision["granted"] is False
+    led = rig.reader.wait_for(lambda c: c["command"] == LED and c.get("temporary"))
+    assert led is not None and led["on_color"] == RED
+    assert not rig.devices.door_sim.relay_energised
+
+
+def test_bad_read_is_journaled_and_denied_without_a_decision(rig: DoorRig) -> None:
+    rig.reader.present_card(STAFF_CARD ^ 1 << 4, 26)  # noise flipped a bit
+    bad = wait_until(lambda: rig.events("reader.bad_read"))[0].payload
+    assert bad["reader"] == "entry" and "parity" in bad["error"]
+    assert rig.events("access.decision") == []
+    assert not rig.devices.door_sim.relay_energised
+
+
+def test_lockdown_shows_on_the_reader_and_denies(rig: DoorRig) -> None:
+    def at_rest(color: int) -> Any:
+        return rig.reader.wait_for(
+            lambda c: c["command"] == LED and not c["temporary"] and c["on_color"] == color
+        )
+
+    assert at_rest(0) is not None  # the agent started in normal mode: the LED off at rest
+    rig.agent.set_mode("lockdown", by="guard:g-7", why="drill")
+    assert at_rest(RED) is not None  # red at rest
+    rig.reader.present_card(STAFF_CARD, 26)
+    decision = wait_until(lambda: rig.events("access.decision"))[0].payload
+    assert decision["granted"] is False and decision["reason"] == "lockdown"
+    assert not rig.devices.door_sim.relay_energised
+
+
+def test_reader_gone_is_an_alarm_in_the_journal(rig: DoorRig) -> None:
+    rig.reader.stop()
+    raised = wait_until(lambda: rig.events("alarm.raised"), timeout=2.0)[0].payload
+    assert raised["alarm"] == "reader_offline" and raised["reader"] == "entry"
+
+
+def test_config_refuses_pin_without_badge_pins_and_resolves_key_files(tmp_path: Path) -> None:
+    import tomllib
+
+    from edge_agent.config import simulator_config_path
+
+    data = tomllib.loads(simulator_config_path().read_text())
+    reader = {
+        "backend": "osdp",
+        "peripherals": [{"name": "entry", "address": 1, "key_file": "keys/entry.scbk"}],
+    }
+    data["hardware"]["reader"] = reader
+    config = parse_config(data, tmp_path)
+    assert config.hardware.reader is not None
+    assert config.hardware.reader.peripherals[0].key_file == tmp_path / "keys" / "entry.scbk"
+    reader["peripherals"][0]["require_pin"] = True
+    with pytest.raises(ConfigError, match=r"^hardware\.reader\.require_pin: card \+ PIN"):
+        parse_config(data, tmp_path)
+    data["hardware"]["reader"] = {"backend": "wiegand", "d0_pin": 17}  # the lock relay's
+    with pytest.raises(ConfigError, match=r"^hardware\.reader\.d0_pin: is already used"):
+        parse_config(data, tmp_path)
+
+
+def test_cli_commissions_then_rekeys_a_reader_on_a_serial_port(tmp_path: Path) -> None:
+    """`edge-agent reader commission` / `rekey` on a real serial device (a pty) with the
+    emulated reader behind it; commissioning again is refused."""
+    import tomllib
+
+    import tomli_w
+
+    from edge_agent.cli import main
+    from edge_agent.config import simulator_config_path
+    from hardware.reader.emulator import PtyEnd
+    from hardware.reader.osdp import read_key
+
+    pty = PtyEnd()
+    emulated = EmulatedReader(None, 3, channel=pty, install_mode=True).start()
+    try:
+        data = tomllib.loads(simulator_config_path().read_text())
+        data["hardware"]["reader"] = {
+            "backend": "osdp",
+            "port": pty.port,
+            "peripherals": [{"name": "entry", "address": 3, "key_file": "entry.scbk"}],
+        }
+        data["paths"] = {"state_dir": str(tmp_path / "state")}
+        config = tmp_path / "agent.toml"
+        config.write_bytes(tomli_w.dumps(data).encode())
+        assert main(["reader", "commission", "entry", "--config", str(config)]) == 0
+        first = read_key(tmp_path / "entry.scbk")
+        assert emulated.key == first
+        assert main(["reader", "commission", "entry", "--config", str(config)]) == 1
+        assert main(["reader", "rekey", "entry", "--config", str(config)]) == 0
+        assert read_key(tmp_path / "entry.scbk") == emulated.key != first
+        assert main(["reader", "rekey", "nobody", "--config", str(config)]) == 2
+    finally:
+        emulated.stop()
+        pty.close()
+
+
+def test_status_lists_the_wall_readers_as_documented(rig: DoorRig) -> None:
+    from tests.edge_agent.test_local_api import _spec, conformance
+
+    status = rig.agent.status()
+    [entry] = status["wall_readers"]
+    assert (entry["name"], entry["online"], entry["secure_channel"]) == ("entry", True, True)
+    assert entry["alarms"] == []
+    spec = _spec()
+    assert conformance(status, spec["components"]["schemas"]["Status"], spec) == []
+    rig.reader.tamper(True)
+    wait_until(lambda: rig.agent.status()["wall_readers"][0]["alarms"] == ["reader_tamper"])
