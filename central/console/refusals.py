@@ -76,8 +76,14 @@ REASONS: dict[str, str] = {
         "%(name)s is the last enabled security officer: nobody could manage the "
         "operators any more. Make another security officer first."
     ),
+    "acknowledged": N_("This alarm is acknowledged already."),
     "bad_password": N_("Wrong password."),
     "locked_out": N_("Too many failed logins: the account is locked for now."),
+    "operator_disabled": N_("This operator account is disabled."),
+    "bad_session": N_("Your session has ended: log in again."),
+    "bad_token": N_("This API token is unknown."),
+    "token_revoked": N_("This API token was revoked."),
+    "token_expired": N_("This API token has expired."),
     # Event packs.
     "bad_event": N_(
         "Check the event's dates: it must end after it starts, in the future, within 31 days."
@@ -156,6 +162,9 @@ FIELDS: dict[str, str] = {
     "kiosk.language": N_("the kiosk's language"),
     "kiosk.welcome": N_("the kiosk's welcome"),
     "export": N_("the journal"),
+    "group": N_("the kind of events"),
+    "note": N_("the note"),
+    "alarm": N_("the alarm"),
 }
 #: A field the table does not know.
 UNKNOWN_FIELD = N_("a field")
