@@ -165,3 +165,19 @@ def test_an_unknown_reason_or_field_falls_back_to_translated_words():
     assert _french(refusal_message(ValueError("English"))).startswith("Le central")
     # A dotted field falls back to its last part's label.
     assert field_label("settings.mode")["text"] == FIELDS["mode"]
+
+
+def test_the_templates_translate_a_nested_message_and_escape_its_arguments():
+    import jinja2
+
+    from central.console.app import _translate_nested
+
+    env = jinja2.Environment(autoescape=True, extensions=["jinja2.ext.i18n"])
+    env.install_gettext_translations(translations("fr"), newstyle=True)  # type: ignore[attr-defined]
+    _translate_nested(env)
+    template = env.from_string("{{ _(m.text, **m.args) }}")
+    attack = BadRequest(
+        "invitations[0]: no", field="operator", reason="not_found", name="<b>x</b>", index=0
+    )
+    html = template.render(m=refusal_message(attack))
+    assert html == "Ligne 1 : Introuvable : l’opérateur &lt;b&gt;x&lt;/b&gt;."
