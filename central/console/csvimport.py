@@ -151,9 +151,7 @@ def parse(
     try:
         rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     except csv.Error:  # a cell beyond the csv module's limit (128 KB): its words are English
-        parsed.errors.append(
-            _msg(N_("A cell of the file is larger than 128 KB: it is not CSV text."))
-        )
+        parsed.errors.append(_msg(N_("The file is not CSV text: a cell is larger than 128 KB.")))
         return parsed
     header = [_key(cell) for cell in rows[0]]
     columns: list[str | None] = []
