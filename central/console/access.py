@@ -36,6 +36,7 @@ from ..rights import explain
 from ..settings import NAME_RE
 from ..store.validate import normalize_uid
 from .i18n import N_, translations
+from .refusals import refusal_message
 from .words import REASONS
 
 if TYPE_CHECKING:
@@ -434,7 +435,7 @@ async def _save_badge(
             operator,
             status=400,
             values=values,
-            errors=[_msg(N_("The central refused it: %(detail)s"), detail=exc.detail)],
+            errors=[refusal_message(exc)],
         )
     query = urlencode({"done": "saved", "name": saved["holder"]})
     raise web.HTTPSeeOther(f"/console/badges?{query}")
@@ -600,7 +601,7 @@ async def _save_schedule(
             operator,
             status=400,
             values=values,
-            errors=[_msg(N_("The central refused it: %(detail)s"), detail=exc.detail)],
+            errors=[refusal_message(exc)],
         )
     raise web.HTTPSeeOther(
         f"/console/access?{urlencode({'done': 'schedule', 'name': schedule_id})}"
@@ -671,7 +672,7 @@ async def _save_holiday(
             operator,
             status=400,
             holiday=holiday,
-            errors=[_msg(N_("The central refused it: %(detail)s"), detail=exc.detail)],
+            errors=[refusal_message(exc)],
         )
     raise web.HTTPSeeOther(f"/console/access?{urlencode({'done': 'holiday', 'name': day})}")
 

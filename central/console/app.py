@@ -48,6 +48,7 @@ from ..tls import is_trusted
 from . import access, eventpacks, onsite, operators, screening, security, stats, visitors
 from .i18n import LANGUAGES, N_, pick_language, translations
 from .live import BATCH, LiveHub
+from .refusals import refusal_message
 
 __all__ = ["CSRF_COOKIE", "LANG_COOKIE", "PAGES", "SESSION_COOKIE", "Console", "Page"]
 
@@ -304,6 +305,7 @@ class Console:
                 undefined=jinja2.StrictUndefined,
             )
             env.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
+            _translate_nested(env)
             self._envs[lang] = env
         return env
 
@@ -768,10 +770,28 @@ class Console:
                 request,
                 operator,
                 status=400,
-                errors=[_msg(N_("The central refused it: %(detail)s"), detail=exc.detail)],
+                errors=[refusal_message(exc)],
             )
         query = urlencode({"done": "mode", "mode": mode, "name": name})
         raise web.HTTPSeeOther(f"{PREFIX}/doors?{query}")
+
+
+def _translate_nested(env: Any) -> None:
+    """Make the templates' ``_`` translate an argument that is itself a message
+    (``{"text", "args"}``) before it goes into the sentence: a store refusal names its
+    field in words (central/console/refusals.py), in the page's language too."""
+    import jinja2
+
+    plain = env.globals["gettext"]
+
+    @jinja2.pass_context
+    def gettext(context: Any, text: str, **args: Any) -> Any:
+        for key, value in args.items():
+            if isinstance(value, Mapping) and set(value) == {"text", "args"}:
+                args[key] = gettext(context, value["text"], **value["args"])
+        return plain(context, text, **args)
+
+    env.globals["gettext"] = env.globals["_"] = gettext
 
 
 def _msg(text: str, **args: Any) -> dict[str, Any]:

@@ -150,8 +150,8 @@ def parse(
     delimiter = ";" if first.count(";") > first.count(",") else ","
     try:
         rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
-    except csv.Error as exc:  # a cell beyond the csv module's limit (128 KB)
-        parsed.errors.append(_msg(N_("The file is not CSV text: %(detail)s"), detail=str(exc)))
+    except csv.Error:  # a cell beyond the csv module's limit (128 KB): its words are English
+        parsed.errors.append(_msg(N_("The file is not CSV text: a cell is larger than 128 KB.")))
         return parsed
     header = [_key(cell) for cell in rows[0]]
     columns: list[str | None] = []

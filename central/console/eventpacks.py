@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ..errors import BadRequest, CentralError, Forbidden, NotConfigured, NotFound
+from ..errors import BadRequest, Forbidden, NotConfigured, NotFound
 from .i18n import N_
+from .refusals import REASONS, refusal_message
 
 if TYPE_CHECKING:
     from .app import Console
@@ -29,21 +30,6 @@ __all__ = ["add_routes"]
 
 #: Largest journal export the page takes (bigger ones: ``portier-central event-pack merge``).
 MAX_EXPORT_BYTES = 32 * 1024 * 1024
-#: What a refusal of the store means, in the operator's words.
-REFUSALS = {
-    "bad_event": N_(
-        "Check the event's dates: it must end after it starts, in the future, within 31 days."
-    ),
-    "unknown_invitation": N_("One of the guests' invitations is unknown: %(detail)s"),
-    "no_pack_key": N_(
-        "This device cannot receive event packs yet: enroll it again with a current agent."
-    ),
-    "disabled": N_("This device is disabled."),
-    "bad_mac": N_(
-        "This journal was altered, or does not come from that device: nothing was merged."
-    ),
-    "malformed": N_("This file is not a journal exported by edge-agent journal export."),
-}
 _IDS = re.compile(r"[\s,;]+")
 
 
@@ -120,15 +106,6 @@ async def _page_of(
     )
 
 
-def _refusal(exc: CentralError) -> dict[str, Any]:
-    from .app import _msg
-
-    reason = str(exc.extra.get("reason", ""))
-    if reason in REFUSALS:
-        return _msg(REFUSALS[reason], detail=exc.detail)
-    return _msg(N_("The central refused: %(detail)s"), detail=exc.detail)
-
-
 async def _make(
     console: Console, request: web.Request, operator: dict[str, Any], form: Any
 ) -> web.StreamResponse:
@@ -174,7 +151,12 @@ async def _make(
         )
     except (BadRequest, NotFound, NotConfigured) as exc:
         return await _page_of(
-            console, request, operator, status=exc.status, errors=[_refusal(exc)], values=values
+            console,
+            request,
+            operator,
+            status=exc.status,
+            errors=[refusal_message(exc)],
+            values=values,
         )
     return web.Response(
         body=made["file"].encode("utf-8"),
@@ -201,7 +183,7 @@ async def _merge(
         export = json.loads(data)
     except ValueError:
         return await _page_of(
-            console, request, operator, status=400, errors=[_msg(REFUSALS["malformed"])]
+            console, request, operator, status=400, errors=[_msg(REASONS["malformed"])]
         )
     try:
         result = await console._recorded(
@@ -217,5 +199,7 @@ async def _merge(
             export,
         )
     except (BadRequest, NotFound, Forbidden) as exc:
-        return await _page_of(console, request, operator, status=exc.status, errors=[_refusal(exc)])
+        return await _page_of(
+            console, request, operator, status=exc.status, errors=[refusal_message(exc)]
+        )
     return await _page_of(console, request, operator, merged=result)

@@ -25,6 +25,7 @@ from aiohttp import web
 from ..errors import BadRequest, LastAdministrator, NotFound
 from ..store.operators import ROLES
 from .i18n import N_
+from .refusals import refusal_message
 
 if TYPE_CHECKING:
     from .app import Console
@@ -115,30 +116,6 @@ async def _page_of(
     )
 
 
-def _refusal(exc: Exception, name: str) -> dict[str, Any]:
-    """A store refusal in words the operator reads (the store's own are English)."""
-    if isinstance(exc, LastAdministrator):
-        return _msg(
-            N_(
-                "%(name)s is the last enabled security officer: nobody could manage the "
-                "operators any more. Make another security officer first."
-            ),
-            name=name,
-        )
-    if isinstance(exc, NotFound):
-        return _msg(N_("No operator is named %(name)s."), name=name)
-    detail = getattr(exc, "detail", str(exc))
-    if "exists" in detail:
-        return _msg(N_("An operator named %(name)s exists already."), name=name)
-    if detail.startswith("operator name"):
-        return _msg(
-            N_("A name is 1 to 64 characters: lower-case letters, digits and . _ - @ (no spaces).")
-        )
-    if detail.startswith("role"):
-        return _msg(N_("Choose one of the roles."))
-    return _msg(N_("The central refused it: %(detail)s"), detail=detail)
-
-
 async def _add(
     console: Console, request: web.Request, operator: dict[str, Any], form: Any
 ) -> web.StreamResponse:
@@ -171,7 +148,7 @@ async def _add(
         )
     except BadRequest as exc:
         return await _page_of(
-            console, request, operator, status=400, errors=[_refusal(exc, name)], values=values
+            console, request, operator, status=400, errors=[refusal_message(exc)], values=values
         )
     return await _page_of(
         console,
@@ -206,7 +183,7 @@ async def _act(
         if isinstance(exc, NotFound):
             status = 404
         return await _page_of(
-            console, request, operator, status=status, errors=[_refusal(exc, name)]
+            console, request, operator, status=status, errors=[refusal_message(exc)]
         )
     if action == "password":
         return await _page_of(

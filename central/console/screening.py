@@ -23,6 +23,7 @@ from aiohttp import web
 from ..errors import BadRequest, CentralError, Forbidden, NotFound, NotIssued
 from ..invitations import pdf_response, render_pdf
 from .i18n import N_
+from .refusals import refusal_message
 
 if TYPE_CHECKING:
     from .app import Console
@@ -136,7 +137,7 @@ async def _add_entry(
                 values,
             )
         except BadRequest as exc:
-            errors.append(_msg(N_("The central refused it: %(detail)s"), detail=exc.detail))
+            errors.append(refusal_message(exc))
         else:
             query = urlencode({"done": "added", "name": entry["name"]})
             raise web.HTTPSeeOther(f"/console/deny-list?{query}")

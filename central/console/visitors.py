@@ -23,6 +23,7 @@ from ..errors import BadRequest, CentralError, NotFound
 from ..store.visits import MAX_OCCURRENCES, invitation_ids
 from . import csvimport
 from .i18n import LANGUAGES, N_
+from .refusals import refusal_message
 
 if TYPE_CHECKING:
     from .app import Console
@@ -268,7 +269,7 @@ async def _create(
                 body,
             )
         except CentralError as exc:
-            errors.append(_msg(N_("The central refused it: %(detail)s"), detail=exc.detail))
+            errors.append(refusal_message(exc))
             return await _page_view(
                 console, request, operator, status=400, values=values, errors=errors
             )
@@ -356,7 +357,7 @@ async def _extend(
             request,
             operator,
             status=400,
-            errors=[_msg(N_("The central refused it: %(detail)s"), detail=exc.detail)],
+            errors=[refusal_message(exc)],
         )
     invitation = done["invitation"]
     query = urlencode(
@@ -525,7 +526,7 @@ async def _create_recurring(
             body,
         )
     except CentralError as exc:
-        errors.append(_msg(N_("The central refused it: %(detail)s"), detail=exc.detail))
+        errors.append(refusal_message(exc))
         return _series_page(
             console, request, operator, "recurring", status=400, values=shown, errors=errors
         )
@@ -591,7 +592,7 @@ async def _create_group(
             group,
         )
     except CentralError as exc:
-        errors.append(_msg(N_("The central refused it: %(detail)s"), detail=exc.detail))
+        errors.append(refusal_message(exc))
         return _series_page(
             console, request, operator, "group", status=400, values=values, errors=errors
         )
@@ -674,7 +675,7 @@ async def _read_lines(console: Console, request: web.Request, text: str) -> csvi
     answers = await console._db(console.store.check_invitations, [ln.body for ln in good])
     for line, answer in zip(good, answers, strict=True):
         if answer is not None:
-            line.errors.append(_msg(N_("The central refused it: %(detail)s"), detail=answer))
+            line.errors.append(refusal_message(answer))
     return parsed
 
 
@@ -782,7 +783,7 @@ async def _import_confirm(
             operator,
             status=400,
             label=draft["label"],
-            errors=[_msg(N_("The central refused it: %(detail)s"), detail=exc.detail)],
+            errors=[refusal_message(exc)],
         )
     query = urlencode(
         {"done": "imported", "count": len(made["invitations"]), "name": draft["label"]}

@@ -57,7 +57,9 @@ def checked_day(field: str, value: object) -> str:
             raise ValueError(value)
         return dt.date.fromisoformat(value).isoformat()
     except ValueError:
-        raise BadRequest(f"{field}: must be a date YYYY-MM-DD, got {value!r}") from None
+        raise BadRequest(
+            f"{field}: must be a date YYYY-MM-DD, got {value!r}", field=field, reason="date"
+        ) from None
 
 
 def _public_badge(badge: Mapping[str, Any]) -> dict[str, Any]:
@@ -136,10 +138,10 @@ class AccessMixin(StoreBase):
         with self._read() as conn:
             row = conn.execute("SELECT site FROM badges WHERE uid = ?", (uid,)).fetchone()
         if row is None:
-            raise NotFound(f"no badge {uid}")
+            raise NotFound(f"no badge {uid}", field="badge", reason="not_found", name=uid)
         found = [b for b in self.list_badges(uid, site=row["site"]) if b["uid"] == uid]
         if not found:  # pragma: no cover - deleted between the two reads
-            raise NotFound(f"no badge {uid}")
+            raise NotFound(f"no badge {uid}", field="badge", reason="not_found", name=uid)
         return found[0]
 
     def badge_pin_hash(self, uid: str) -> str | None:
@@ -181,7 +183,7 @@ class AccessMixin(StoreBase):
         """
         day = checked_day("date", day)
         if not isinstance(body, Mapping):
-            raise BadRequest("body: must be a JSON object")
+            raise BadRequest("body: must be a JSON object", field="body", reason="object")
         only_fields("holiday", body, ("site", "name"))
         site = checked_name("site", body.get("site", self.settings.site))
         name = body.get("name")
@@ -189,7 +191,12 @@ class AccessMixin(StoreBase):
             name = " ".join(name.split())
         name = checked_text("name", name)
         if len(name) > MAX_HOLIDAY_NAME:
-            raise BadRequest(f"name: must be at most {MAX_HOLIDAY_NAME} characters")
+            raise BadRequest(
+                f"name: must be at most {MAX_HOLIDAY_NAME} characters",
+                field="name",
+                reason="too_long",
+                max=MAX_HOLIDAY_NAME,
+            )
         with self._tx() as conn:
             conn.execute(
                 "INSERT INTO holidays (site, day, name) VALUES (?, ?, ?) "
@@ -212,7 +219,12 @@ class AccessMixin(StoreBase):
                 "DELETE FROM holidays WHERE site = ? AND day = ? RETURNING name", (site, day)
             ).fetchone()
             if row is None:
-                raise NotFound(f"no holiday on {day} at site {site!r}")
+                raise NotFound(
+                    f"no holiday on {day} at site {site!r}",
+                    field="holiday",
+                    reason="not_found",
+                    name=day,
+                )
             count = self._publish_schedules(conn, site)
         return {"site": site, "date": day, "name": row["name"], "schedules": count}
 
@@ -244,7 +256,7 @@ class AccessMixin(StoreBase):
         with self._read() as conn:
             row = conn.execute("SELECT site, data FROM badges WHERE uid = ?", (uid,)).fetchone()
             if row is None:
-                raise NotFound(f"no badge {uid}")
+                raise NotFound(f"no badge {uid}", field="badge", reason="not_found", name=uid)
             badge = json.loads(row["data"])
             revoked = (
                 conn.execute(

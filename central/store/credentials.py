@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from portier_common.tokens import InvitationClaims, mint
-from portier_common.tokens.claims import ClaimsError
+from portier_common.tokens.claims import MAX_SCOPE_ITEMS, MAX_TEXT_CHARS, ClaimsError
 
 from ..errors import BadRequest, NotFound
 from .access import published_schedule
@@ -49,6 +49,24 @@ _EMAIL_RE = re.compile(
 )
 
 
+def _claims_refusal(body: Mapping[str, Any], not_before: int, expires: int) -> dict[str, Any]:
+    """The ``field``/``reason`` of an invitation the claims refused (the claims' own message
+    stays the English detail): the same checks as InvitationClaims, in its order."""
+    for field, low in (("visitor", 1), ("host", 0)):
+        value = body.get(field, "")
+        if not isinstance(value, str) or not low <= len(value) <= MAX_TEXT_CHARS:
+            return {"field": field, "reason": "text", "min": low, "max": MAX_TEXT_CHARS}
+        if not value.isprintable():
+            return {"field": field, "reason": "printable"}
+    if expires <= not_before:
+        return {"field": "expires", "reason": "after", "other": "not_before"}
+    if not body.get("doors") and not body.get("zones"):
+        return {"field": "doors", "reason": "no_door"}
+    if len(body.get("doors") or ()) + len(body.get("zones") or ()) > MAX_SCOPE_ITEMS:
+        return {"field": "doors", "reason": "too_many", "max": MAX_SCOPE_ITEMS}
+    return {"field": "body", "reason": "claims"}
+
+
 def checked_email(field: str, value: object) -> str | None:
     """Return *value* if it is None or a plain e-mail address (at most 254 characters).
 
@@ -58,7 +76,11 @@ def checked_email(field: str, value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > 254 or not _EMAIL_RE.match(value):
-        raise BadRequest(f"{field}: must be an e-mail address like host@example.com, got {value!r}")
+        raise BadRequest(
+            f"{field}: must be an e-mail address like host@example.com, got {value!r}",
+            field=field,
+            reason="email",
+        )
     return value
 
 
@@ -92,7 +114,7 @@ class CredentialsMixin(StoreBase):
             BadRequest: a bad field (named), or claims the token format refuses.
         """
         if not isinstance(body, Mapping):
-            raise BadRequest("body: must be a JSON object")
+            raise BadRequest("body: must be a JSON object", field="body", reason="object")
         only_fields(
             "invitation",
             body,
@@ -114,7 +136,11 @@ class CredentialsMixin(StoreBase):
         visitor_email = checked_email("visitor_email", body.get("visitor_email"))
         lang = body.get("lang", "en")
         if lang not in LANGUAGES:
-            raise BadRequest(f"lang: must be one of {', '.join(LANGUAGES)}, got {lang!r}")
+            raise BadRequest(
+                f"lang: must be one of {', '.join(LANGUAGES)}, got {lang!r}",
+                field="lang",
+                reason="choice",
+            )
         now_s = self.now_ms() // 1000
         site = checked_name("site", body.get("site", self.settings.site))
         not_before = checked_seconds("not_before", body.get("not_before"))
@@ -136,13 +162,13 @@ class CredentialsMixin(StoreBase):
                 host=body.get("host", ""),
             )
         except ClaimsError as exc:
-            raise BadRequest(str(exc)) from None
+            raise BadRequest(str(exc), **_claims_refusal(body, not_before, expires)) from None
         with self._tx() as conn:
             row, key = active_key(conn)
             try:
                 token = mint(claims, key)
             except ValueError as exc:
-                raise BadRequest(str(exc)) from None
+                raise BadRequest(str(exc), field="body", reason="claims") from None
             data = {
                 "id": invitation_id,
                 "site": site,
@@ -206,7 +232,12 @@ class CredentialsMixin(StoreBase):
                 "SELECT site, expires, revoked_at FROM invitations WHERE id = ?", (invitation_id,)
             ).fetchone()
             if row is None:
-                raise NotFound(f"no invitation {invitation_id!r}")
+                raise NotFound(
+                    f"no invitation {invitation_id!r}",
+                    field="invitation",
+                    reason="not_found",
+                    name=invitation_id,
+                )
             revoked_at = row["revoked_at"] if row["revoked_at"] is not None else now_s
             data = {
                 "kind": "invitation",
@@ -230,7 +261,7 @@ class CredentialsMixin(StoreBase):
             BadRequest: a bad field (named), or no door and no zone.
         """
         if not isinstance(body, Mapping):
-            raise BadRequest("body: must be a JSON object")
+            raise BadRequest("body: must be a JSON object", field="body", reason="object")
         only_fields(
             "badge",
             body,
@@ -253,7 +284,9 @@ class CredentialsMixin(StoreBase):
         uid = normalize_uid(body.get("uid"))
         kind = body.get("kind", "ntag424")
         if kind not in _BADGE_KINDS:
-            raise BadRequest(f"kind: must be one of {list(_BADGE_KINDS)}")
+            raise BadRequest(
+                f"kind: must be one of {list(_BADGE_KINDS)}", field="kind", reason="choice"
+            )
         badge = {
             "uid": uid,
             "site": checked_name("site", body.get("site", self.settings.site)),
@@ -266,7 +299,9 @@ class CredentialsMixin(StoreBase):
             "not_after": checked_seconds("not_after", body.get("not_after")),
         }
         if not badge["doors"] and not badge["zones"]:
-            raise BadRequest("doors: a badge needs at least one door or zone")
+            raise BadRequest(
+                "doors: a badge needs at least one door or zone", field="doors", reason="no_door"
+            )
         badge.update(guard_fields(body))
         if body.get("schedule") is not None:
             # The door or zone whose schedule limits this badge's hours (the agent applies
@@ -277,7 +312,12 @@ class CredentialsMixin(StoreBase):
             and badge["not_after"] is not None
             and badge["not_after"] < badge["not_before"]
         ):
-            raise BadRequest("not_after: must not be before not_before")
+            raise BadRequest(
+                "not_after: must not be before not_before",
+                field="not_after",
+                reason="not_before",
+                other="not_before",
+            )
         with self._tx() as conn:
             old = conn.execute("SELECT site FROM badges WHERE uid = ?", (uid,)).fetchone()
             if old is not None and old["site"] != badge["site"]:
@@ -305,7 +345,7 @@ class CredentialsMixin(StoreBase):
         with self._tx() as conn:
             row = conn.execute("SELECT site, data FROM badges WHERE uid = ?", (uid,)).fetchone()
             if row is None:
-                raise NotFound(f"no badge {uid}")
+                raise NotFound(f"no badge {uid}", field="badge", reason="not_found", name=uid)
             previous = conn.execute(
                 "SELECT data FROM revocations WHERE kind = 'badge' AND id = ?", (uid,)
             ).fetchone()
@@ -343,7 +383,7 @@ class CredentialsMixin(StoreBase):
         with self._tx() as conn:
             row = conn.execute("SELECT site FROM badges WHERE uid = ?", (uid,)).fetchone()
             if row is None:
-                raise NotFound(f"no badge {uid}")
+                raise NotFound(f"no badge {uid}", field="badge", reason="not_found", name=uid)
             conn.execute("DELETE FROM badges WHERE uid = ?", (uid,))
             record_change(conn, row["site"], "badge", uid, None)
             self._unrevoke(conn, "badge", uid)
@@ -363,34 +403,63 @@ class CredentialsMixin(StoreBase):
         """
         schedule_id = checked_name("schedule_id", schedule_id)
         if not isinstance(body, Mapping):
-            raise BadRequest("body: must be a JSON object")
+            raise BadRequest("body: must be a JSON object", field="body", reason="object")
         only_fields("schedule", body, ("site", "timezone", "rules"))
         timezone = body.get("timezone", "UTC")
         if not isinstance(timezone, str) or not timezone or len(timezone) > 64:
-            raise BadRequest("timezone: must be an IANA zone name")
+            raise BadRequest(
+                "timezone: must be an IANA zone name", field="timezone", reason="timezone"
+            )
         try:
             import zoneinfo
 
             zoneinfo.ZoneInfo(timezone)
         except (ValueError, zoneinfo.ZoneInfoNotFoundError):
-            raise BadRequest(f"timezone: {timezone!r} is not a known IANA zone") from None
+            raise BadRequest(
+                f"timezone: {timezone!r} is not a known IANA zone",
+                field="timezone",
+                reason="timezone",
+            ) from None
         rules = body.get("rules")
         if not isinstance(rules, list):
-            raise BadRequest("rules: must be a list")
+            raise BadRequest("rules: must be a list", field="rules", reason="object")
         clean = []
         for i, rule in enumerate(rules):
             if not isinstance(rule, Mapping) or set(rule) != {"days", "start", "end"}:
-                raise BadRequest(f"rules[{i}]: must be an object with days, start and end")
+                raise BadRequest(
+                    f"rules[{i}]: must be an object with days, start and end",
+                    field="rules",
+                    reason="object",
+                    index=i,
+                )
             days = rule["days"]
             if not isinstance(days, list) or not days or not all(d in _DAYS for d in days):
-                raise BadRequest(f"rules[{i}].days: must be a non-empty list of {list(_DAYS)}")
+                raise BadRequest(
+                    f"rules[{i}].days: must be a non-empty list of {list(_DAYS)}",
+                    field="rules.days",
+                    reason="choice",
+                    index=i,
+                )
             start, end = rule["start"], rule["end"]
             if not isinstance(start, str) or not _TIME_RE.match(start):
-                raise BadRequest(f"rules[{i}].start: must be HH:MM")
+                raise BadRequest(
+                    f"rules[{i}].start: must be HH:MM", field="rules.start", reason="time", index=i
+                )
             if not isinstance(end, str) or not (_TIME_RE.match(end) or end == "24:00"):
-                raise BadRequest(f"rules[{i}].end: must be HH:MM or 24:00")
+                raise BadRequest(
+                    f"rules[{i}].end: must be HH:MM or 24:00",
+                    field="rules.end",
+                    reason="time",
+                    index=i,
+                )
             if end <= start:
-                raise BadRequest(f"rules[{i}].end: must be after start")
+                raise BadRequest(
+                    f"rules[{i}].end: must be after start",
+                    field="rules.end",
+                    reason="after",
+                    other="rules.start",
+                    index=i,
+                )
             clean.append({"days": list(dict.fromkeys(days)), "start": start, "end": end})
         schedule: dict[str, Any] = {
             "id": schedule_id,
@@ -420,7 +489,12 @@ class CredentialsMixin(StoreBase):
                 "DELETE FROM schedules WHERE site = ? AND id = ?", (site, schedule_id)
             )
             if cursor.rowcount == 0:
-                raise NotFound(f"no schedule {schedule_id!r} at site {site!r}")
+                raise NotFound(
+                    f"no schedule {schedule_id!r} at site {site!r}",
+                    field="schedule",
+                    reason="not_found",
+                    name=schedule_id,
+                )
             record_change(conn, site, "schedule", schedule_id, None)
 
     def put_door_settings(self, door: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -431,12 +505,12 @@ class CredentialsMixin(StoreBase):
         """
         door = checked_name("door", door)
         if not isinstance(body, Mapping):
-            raise BadRequest("body: must be a JSON object")
+            raise BadRequest("body: must be a JSON object", field="body", reason="object")
         only_fields("door settings", body, ("site", "settings"))
         site = checked_name("site", body.get("site", self.settings.site))
         settings = body.get("settings")
         if not isinstance(settings, dict):
-            raise BadRequest("settings: must be an object")
+            raise BadRequest("settings: must be an object", field="settings", reason="object")
         check_door_settings(settings)
         with self._tx() as conn:
             row = conn.execute(

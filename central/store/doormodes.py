@@ -47,28 +47,42 @@ class DoorModesMixin(StoreBase):
             BadRequest: a bad field (named). NotFound: a zone no enrolled door is in.
         """
         if scope not in ("door", "zone"):
-            raise BadRequest(f"scope: must be door or zone, got {scope!r}")
+            raise BadRequest(
+                f"scope: must be door or zone, got {scope!r}", field="scope", reason="choice"
+            )
         name = checked_name(scope, name)
         if not isinstance(body, Mapping):
-            raise BadRequest("body: must be a JSON object")
+            raise BadRequest("body: must be a JSON object", field="body", reason="object")
         only_fields("door mode", body, ("site", "mode", "reason"))
         site = checked_name("site", body.get("site", self.settings.site))
         mode = body.get("mode")
         if mode not in CENTRAL_MODES:
-            raise BadRequest(f"mode: must be one of {list(CENTRAL_MODES)}")
+            raise BadRequest(
+                f"mode: must be one of {list(CENTRAL_MODES)}", field="mode", reason="choice"
+            )
         reason = body.get("reason")
         if isinstance(reason, str):
             reason = " ".join(reason.split())
         reason = checked_text("reason", reason)
         if len(reason) > MAX_REASON:
-            raise BadRequest(f"reason: must be at most {MAX_REASON} characters")
+            raise BadRequest(
+                f"reason: must be at most {MAX_REASON} characters",
+                field="reason",
+                reason="too_long",
+                max=MAX_REASON,
+            )
         now = self.now_ms()
         mode_set = {"by": by, "reason": reason, "at_ms": now, "scope": scope, "name": name}
         with self._tx() as conn:
             if scope == "zone":
                 doors = sorted(self._zone_doors(conn, site).get(name, ()))
                 if not doors:
-                    raise NotFound(f"no enrolled door is in zone {name!r} at site {site!r}")
+                    raise NotFound(
+                        f"no enrolled door is in zone {name!r} at site {site!r}",
+                        field="zone",
+                        reason="zone_empty",
+                        name=name,
+                    )
             else:
                 doors = [name]
             conn.execute(

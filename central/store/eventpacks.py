@@ -89,13 +89,17 @@ class EventPacksMixin(EventsMixin):
                 again with a current agent) or is disabled.
         """
         if not isinstance(body, Mapping):
-            raise BadRequest("body: must be a JSON object")
+            raise BadRequest("body: must be a JSON object", field="body", reason="object")
         unknown = set(body) - {"device_id", "event", "invitations", "kiosk"}
         if unknown:
-            raise BadRequest(f"event pack: unknown fields {sorted(unknown)}")
+            raise BadRequest(
+                f"event pack: unknown fields {sorted(unknown)}",
+                field="body",
+                reason="unknown_fields",
+            )
         device_id = body.get("device_id")
         if not isinstance(device_id, str) or not _ID_RE.fullmatch(device_id):
-            raise BadRequest("device_id: must be a device id")
+            raise BadRequest("device_id: must be a device id", field="device_id", reason="choice")
         event = body.get("event")
         if not isinstance(event, Mapping):
             raise BadRequest("event: must be an object {name, starts, ends}", reason="bad_event")
@@ -120,16 +124,29 @@ class EventPacksMixin(EventsMixin):
             or not all(isinstance(i, str) and _ID_RE.fullmatch(i) for i in wanted)
             or len(wanted) > 10_000
         ):
-            raise BadRequest("invitations: must be a list of invitation ids")
+            raise BadRequest(
+                "invitations: must be a list of invitation ids", field="invitations", reason="names"
+            )
         kiosk_in = body.get("kiosk") or {}
         if not isinstance(kiosk_in, Mapping) or set(kiosk_in) - {"language", "welcome"}:
-            raise BadRequest("kiosk: may hold language and welcome only")
+            raise BadRequest(
+                "kiosk: may hold language and welcome only", field="kiosk", reason="unknown_fields"
+            )
         language = kiosk_in.get("language", "en")
         welcome = kiosk_in.get("welcome", "")
         if language not in _LANGUAGES:
-            raise BadRequest(f"kiosk.language: must be one of {list(_LANGUAGES)}")
+            raise BadRequest(
+                f"kiosk.language: must be one of {list(_LANGUAGES)}",
+                field="kiosk.language",
+                reason="choice",
+            )
         if not isinstance(welcome, str) or len(welcome) > 200 or not welcome.isprintable():
-            raise BadRequest("kiosk.welcome: must be printable text of at most 200 characters")
+            raise BadRequest(
+                "kiosk.welcome: must be printable text of at most 200 characters",
+                field="kiosk.welcome",
+                reason="too_long",
+                max=200,
+            )
         staleness_s = ends - now_s + GRACE_S
         kiosk = {
             "language": language,
@@ -142,7 +159,9 @@ class EventPacksMixin(EventsMixin):
                 "SELECT * FROM devices WHERE device_id = ?", (device_id,)
             ).fetchone()
             if device is None:
-                raise NotFound(f"no device {device_id!r}")
+                raise NotFound(
+                    f"no device {device_id!r}", field="device", reason="not_found", name=device_id
+                )
             if not device["enabled"]:
                 raise NotConfigured(f"device {device_id!r} is disabled", reason="disabled")
             if device["pack_key"] is None:
@@ -258,6 +277,7 @@ class EventPacksMixin(EventsMixin):
                 raise BadRequest(
                     f"invitations: unknown here: {', '.join(missing[:10])}",
                     reason="unknown_invitation",
+                    name=", ".join(missing[:10]),
                 )
             return [by_id[i] for i in dict.fromkeys(wanted)]
         return [
@@ -328,7 +348,9 @@ class EventPacksMixin(EventsMixin):
                 "SELECT credential_hash FROM devices WHERE device_id = ?", (device_id,)
             ).fetchone()
         if device is None:
-            raise NotFound(f"no device {device_id!r}")
+            raise NotFound(
+                f"no device {device_id!r}", field="device", reason="not_found", name=device_id
+            )
         if device["credential_hash"] is None:
             raise Forbidden(
                 f"device {device_id!r} has no credential now (reset): its export cannot be checked",

@@ -111,7 +111,11 @@ class MonitorMixin(StoreBase):
             args.append(door)
         if group is not None:
             if group not in EVENT_GROUPS:
-                raise BadRequest(f"group: must be one of {list(EVENT_GROUPS)}, got {group!r}")
+                raise BadRequest(
+                    f"group: must be one of {list(EVENT_GROUPS)}, got {group!r}",
+                    field="group",
+                    reason="choice",
+                )
             prefixes = EVENT_GROUPS[group]
             where += " AND (" + " OR ".join("e.type LIKE ?" for _ in prefixes) + ")"
             # (No prefix holds a LIKE wildcard, "%" or "_": a test checks.)
@@ -223,14 +227,22 @@ class MonitorMixin(StoreBase):
         checked_name("device_id", device_id)
         note = note.strip()
         if not note or len(note) > MAX_NOTE:
-            raise BadRequest(f"note: must be 1 to {MAX_NOTE} characters")
+            raise BadRequest(
+                f"note: must be 1 to {MAX_NOTE} characters",
+                field="note",
+                reason="text",
+                min=1,
+                max=MAX_NOTE,
+            )
         now = self.now_ms()
         with self._tx() as conn:
             device = conn.execute(
                 "SELECT last_heartbeat FROM devices WHERE device_id = ?", (device_id,)
             ).fetchone()
             if device is None:
-                raise NotFound(f"no device {device_id!r}")
+                raise NotFound(
+                    f"no device {device_id!r}", field="device", reason="not_found", name=device_id
+                )
             listed = any(
                 isinstance(a, dict)
                 and a.get("code") == code
@@ -239,13 +251,22 @@ class MonitorMixin(StoreBase):
                 for a in _heartbeat(device).get("alarms") or []
             )
             if not listed:
-                raise NotFound(f"device {device_id!r} has no alarm {code!r} since {since_ms}")
+                raise NotFound(
+                    f"device {device_id!r} has no alarm {code!r} since {since_ms}",
+                    field="alarm",
+                    reason="not_found",
+                    name=code,
+                )
             if conn.execute(
                 "SELECT 1 FROM alarm_acks WHERE device_id = ? AND code = ? "
                 "AND since_ms BETWEEN ? AND ?",
                 (device_id, code, since_ms - SAME_RAISE_MS, since_ms + SAME_RAISE_MS),
             ).fetchone():
-                raise BadRequest("alarm_acknowledged: this alarm is acknowledged already")
+                raise BadRequest(
+                    "alarm_acknowledged: this alarm is acknowledged already",
+                    field="alarm",
+                    reason="acknowledged",
+                )
             conn.execute(
                 "INSERT INTO alarm_acks (device_id, code, since_ms, acked_at_ms, operator, note) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -395,7 +416,9 @@ class MonitorMixin(StoreBase):
                 conn.execute("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)).fetchone()
                 is None
             ):
-                raise NotFound(f"no device {device_id!r}")
+                raise NotFound(
+                    f"no device {device_id!r}", field="device", reason="not_found", name=device_id
+                )
             rows = conn.execute(
                 "SELECT received_at_ms, ok, report FROM selftest_log WHERE device_id = ? "
                 "ORDER BY received_at_ms DESC LIMIT ?",

@@ -89,19 +89,23 @@ def _digest(secret: str) -> bytes:
 
 def _check_name(name: object) -> str:
     if not isinstance(name, str) or not 1 <= len(name) <= 64 or not set(name) <= _NAME_CHARS:
-        raise BadRequest("operator name: 1-64 of a-z 0-9 . _ - @")
+        raise BadRequest(
+            "operator name: 1-64 of a-z 0-9 . _ - @", field="name", reason="operator_name"
+        )
     return name
 
 
 def _check_password(password: object) -> str:
     if not isinstance(password, str) or not 12 <= len(password) <= 1024:
-        raise BadRequest("password: at least 12 characters")
+        raise BadRequest(
+            "password: at least 12 characters", field="password", reason="too_short", min=12
+        )
     return password
 
 
 def _check_role(role: object) -> str:
     if role not in ROLES:
-        raise BadRequest(f"role: one of {', '.join(ROLES)}")
+        raise BadRequest(f"role: one of {', '.join(ROLES)}", field="role", reason="role")
     assert isinstance(role, str)
     return role
 
@@ -149,7 +153,10 @@ def _keep_an_administrator(
     ).fetchone()["n"]
     if not others:
         raise LastAdministrator(
-            f"{name!r} is the last enabled {ADMIN_ROLE}: make another one first"
+            f"{name!r} is the last enabled {ADMIN_ROLE}: make another one first",
+            field="operator",
+            reason="last_administrator",
+            name=name,
         )
 
 
@@ -230,7 +237,9 @@ class OperatorsMixin(StoreBase):
         now = self.now_ms()
         with self._tx() as conn:
             if conn.execute("SELECT 1 FROM operators WHERE name = ?", (name,)).fetchone():
-                raise BadRequest(f"operator {name!r} exists")
+                raise BadRequest(
+                    f"operator {name!r} exists", field="name", reason="operator_exists", name=name
+                )
             conn.execute(
                 "INSERT INTO operators (name, role, password_hash, enabled, created_ms, "
                 "failed_count, must_change_password) VALUES (?, ?, ?, 1, ?, 0, ?)",
@@ -255,7 +264,7 @@ class OperatorsMixin(StoreBase):
         with self._tx() as conn:
             row = conn.execute("SELECT * FROM operators WHERE name = ?", (name,)).fetchone()
         if row is None:
-            raise NotFound(f"no operator {name!r}")
+            raise NotFound(f"no operator {name!r}", field="operator", reason="not_found", name=name)
         return _operator(row)
 
     def disable_operator(
@@ -275,7 +284,7 @@ class OperatorsMixin(StoreBase):
                 journal(conn, now, by, "operator.disable", {"name": name}, remote=remote)
             row = conn.execute("SELECT * FROM operators WHERE name = ?", (name,)).fetchone()
         if row is None:
-            raise NotFound(f"no operator {name!r}")
+            raise NotFound(f"no operator {name!r}", field="operator", reason="not_found", name=name)
         return _operator(row)
 
     def enable_operator(
@@ -291,7 +300,9 @@ class OperatorsMixin(StoreBase):
             if not conn.execute(
                 "UPDATE operators SET enabled = 1 WHERE name = ?", (name,)
             ).rowcount:
-                raise NotFound(f"no operator {name!r}")
+                raise NotFound(
+                    f"no operator {name!r}", field="operator", reason="not_found", name=name
+                )
             journal(conn, now, by, "operator.enable", {"name": name}, remote=remote)
             row = conn.execute("SELECT * FROM operators WHERE name = ?", (name,)).fetchone()
         return _operator(row)
@@ -310,7 +321,9 @@ class OperatorsMixin(StoreBase):
         with self._tx() as conn:
             old = conn.execute("SELECT role FROM operators WHERE name = ?", (name,)).fetchone()
             if old is None:
-                raise NotFound(f"no operator {name!r}")
+                raise NotFound(
+                    f"no operator {name!r}", field="operator", reason="not_found", name=name
+                )
             _keep_an_administrator(conn, name, by, role=role)
             conn.execute("UPDATE operators SET role = ? WHERE name = ?", (role, name))
             journal(
@@ -352,7 +365,9 @@ class OperatorsMixin(StoreBase):
                 "WHERE name = ?",
                 (hashed, name),
             ).rowcount:
-                raise NotFound(f"no operator {name!r}")
+                raise NotFound(
+                    f"no operator {name!r}", field="operator", reason="not_found", name=name
+                )
             conn.execute("DELETE FROM operator_sessions WHERE operator = ?", (name,))
             journal(conn, now, by, "operator.password_reset", {"name": name}, remote=remote)
             row = conn.execute("SELECT * FROM operators WHERE name = ?", (name,)).fetchone()
@@ -370,12 +385,16 @@ class OperatorsMixin(StoreBase):
         """
         _check_password(new)
         if new == current:
-            raise BadRequest("password: the new one must differ from the current one")
+            raise BadRequest(
+                "password: the new one must differ from the current one",
+                field="password",
+                reason="password_same",
+            )
         now = self.now_ms()
         with self._tx() as conn:
             row = conn.execute("SELECT * FROM operators WHERE name = ?", (name,)).fetchone()
         if row is None:
-            raise NotFound(f"no operator {name!r}")
+            raise NotFound(f"no operator {name!r}", field="operator", reason="not_found", name=name)
         if row["locked_until_ms"] is not None and row["locked_until_ms"] > now:
             raise Unauthorized(
                 "too many failed logins: the account is locked for now", reason="locked_out"
@@ -437,7 +456,9 @@ class OperatorsMixin(StoreBase):
                 conn.execute("SELECT 1 FROM operators WHERE name = ?", (operator,)).fetchone()
                 is None
             ):
-                raise NotFound(f"no operator {operator!r}")
+                raise NotFound(
+                    f"no operator {operator!r}", field="operator", reason="not_found", name=operator
+                )
             hashes = [
                 bytes(row["session_hash"])
                 for row in conn.execute(
@@ -446,7 +467,12 @@ class OperatorsMixin(StoreBase):
                 if only is None or session_id(row["session_hash"]) == only
             ]
             if only is not None and not hashes:
-                raise NotFound(f"no session {only!r} of {operator!r}")
+                raise NotFound(
+                    f"no session {only!r} of {operator!r}",
+                    field="session",
+                    reason="not_found",
+                    name=only,
+                )
             for digest in hashes:
                 conn.execute("DELETE FROM operator_sessions WHERE session_hash = ?", (digest,))
             detail: dict[str, Any] = {"name": operator, "ended": len(hashes)}
@@ -464,7 +490,7 @@ class OperatorsMixin(StoreBase):
         for session in self.list_sessions():
             if session["session_id"] == sid:
                 return str(session["operator"])
-        raise NotFound(f"no session {sid!r}")
+        raise NotFound(f"no session {sid!r}", field="session", reason="not_found", name=sid)
 
     # -- API tokens -----------------------------------------------------------------
 
@@ -488,15 +514,24 @@ class OperatorsMixin(StoreBase):
             BadRequest: a bad ttl or secret. NotFound: no such operator.
         """
         if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or ttl_s < 60:
-            raise BadRequest("ttl_s: an integer >= 60")
+            raise BadRequest("ttl_s: an integer >= 60", field="ttl_s", reason="too_short", min=60)
         if ttl_s > TOKEN_MAX_TTL_S:
-            raise BadRequest(f"ttl_s: at most {TOKEN_MAX_TTL_S} (a year)")
+            raise BadRequest(
+                f"ttl_s: at most {TOKEN_MAX_TTL_S} (a year)",
+                field="ttl_s",
+                reason="range",
+                max=TOKEN_MAX_TTL_S,
+            )
         if secret is None:
             secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         elif len(secret) < 32:
-            raise BadRequest("token: at least 32 characters")
+            raise BadRequest(
+                "token: at least 32 characters", field="token", reason="too_short", min=32
+            )
         if not isinstance(label, str) or len(label) > 200:
-            raise BadRequest("label: text, at most 200 characters")
+            raise BadRequest(
+                "label: text, at most 200 characters", field="label", reason="too_long", max=200
+            )
         token_id = secrets.token_hex(6)
         now = self.now_ms()
         expires = now + ttl_s * 1000
@@ -505,7 +540,9 @@ class OperatorsMixin(StoreBase):
                 conn.execute("SELECT 1 FROM operators WHERE name = ?", (operator,)).fetchone()
                 is None
             ):
-                raise NotFound(f"no operator {operator!r}")
+                raise NotFound(
+                    f"no operator {operator!r}", field="operator", reason="not_found", name=operator
+                )
             conn.execute(
                 "INSERT INTO api_tokens (token_id, token_hash, operator, label, created_ms, "
                 "expires_ms) VALUES (?, ?, ?, ?, ?, ?)",
@@ -562,7 +599,9 @@ class OperatorsMixin(StoreBase):
                 "SELECT operator FROM api_tokens WHERE token_id = ?", (token_id,)
             ).fetchone()
             if owner is None or (operator is not None and owner["operator"] != operator):
-                raise NotFound(f"no token {token_id!r}")
+                raise NotFound(
+                    f"no token {token_id!r}", field="token", reason="not_found", name=token_id
+                )
             done = conn.execute(
                 "UPDATE api_tokens SET revoked_ms = ? WHERE token_id = ? AND revoked_ms IS NULL",
                 (now, token_id),
@@ -573,7 +612,9 @@ class OperatorsMixin(StoreBase):
                     "SELECT 1 FROM api_tokens WHERE token_id = ?", (token_id,)
                 ).fetchone()
             ):
-                raise NotFound(f"no token {token_id!r}")
+                raise NotFound(
+                    f"no token {token_id!r}", field="token", reason="not_found", name=token_id
+                )
             journal(
                 conn,
                 now,
@@ -890,9 +931,11 @@ class OperatorsMixin(StoreBase):
         """
         for name, value in (("since", since_ms), ("until", until_ms)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise BadRequest(f"{name}: Unix milliseconds (an integer)")
+                raise BadRequest(
+                    f"{name}: Unix milliseconds (an integer)", field=name, reason="seconds"
+                )
         if since_ms is not None and until_ms is not None and until_ms < since_ms:
-            raise BadRequest("until is before since")
+            raise BadRequest("until is before since", field="until", reason="after", other="since")
         low = since_ms if since_ms is not None else -(2**62)
         high = until_ms if until_ms is not None else 2**62
         with self._tx() as conn:

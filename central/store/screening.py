@@ -82,7 +82,9 @@ def names_match(entry: tuple[str, ...], visitor: tuple[str, ...]) -> bool:
 def _reason(body: Mapping[str, Any]) -> str:
     reason = " ".join(str(body.get("reason") or "").split())
     if not reason:
-        raise BadRequest("reason: say why (it goes to the audit log)")
+        raise BadRequest(
+            "reason: say why (it goes to the audit log)", field="reason", reason="required"
+        )
     return reason[:_MAX_REASON]
 
 
@@ -107,11 +109,11 @@ class ScreeningMixin(StoreBase):
             BadRequest: no name (or one with no letter), no reason, an unknown field.
         """
         if not isinstance(body, Mapping):
-            raise BadRequest("body: must be a JSON object")
+            raise BadRequest("body: must be a JSON object", field="body", reason="object")
         only_fields("deny-list entry", body, ("name", "reason"))
         name = checked_text("name", body.get("name"))
         if not name or not name_key(name):
-            raise BadRequest("name: give the person's name")
+            raise BadRequest("name: give the person's name", field="name", reason="required")
         entry = {
             "id": "d" + secrets.token_urlsafe(9),
             "name": " ".join(name.split()),
@@ -142,7 +144,7 @@ class ScreeningMixin(StoreBase):
             NotFound: no such entry. BadRequest: no reason.
         """
         if not isinstance(body, Mapping):
-            raise BadRequest("body: must be a JSON object")
+            raise BadRequest("body: must be a JSON object", field="body", reason="object")
         only_fields("deny-list removal", body, ("reason",))
         reason = _reason(body)
         with self._tx() as conn:
@@ -150,7 +152,12 @@ class ScreeningMixin(StoreBase):
                 "DELETE FROM deny_list WHERE id = ? RETURNING name", (entry_id,)
             ).fetchone()
             if row is None:
-                raise NotFound(f"no deny-list entry {entry_id!r}")
+                raise NotFound(
+                    f"no deny-list entry {entry_id!r}",
+                    field="deny_entry",
+                    reason="not_found",
+                    name=entry_id,
+                )
         return {"id": entry_id, "name": row["name"], "reason": reason}
 
     # -- screening (create_invitation's transaction) ------------------------------------
@@ -220,11 +227,15 @@ class ScreeningMixin(StoreBase):
             BadRequest: a bad decision or no reason.
         """
         if not isinstance(body, Mapping):
-            raise BadRequest("body: must be a JSON object")
+            raise BadRequest("body: must be a JSON object", field="body", reason="object")
         only_fields("decision", body, ("decision", "reason"))
         decision = body.get("decision")
         if decision not in ("approve", "refuse"):
-            raise BadRequest(f"decision: 'approve' or 'refuse', got {decision!r}")
+            raise BadRequest(
+                f"decision: 'approve' or 'refuse', got {decision!r}",
+                field="decision",
+                reason="choice",
+            )
         reason = _reason(body)
         now = self.now_ms()
         with self._tx() as conn:
@@ -235,12 +246,23 @@ class ScreeningMixin(StoreBase):
                 (invitation_id,),
             ).fetchone()
             if row is None:
-                raise NotFound(f"no invitation {invitation_id!r}")
+                raise NotFound(
+                    f"no invitation {invitation_id!r}",
+                    field="invitation",
+                    reason="not_found",
+                    name=invitation_id,
+                )
             if row["state"] != "pending":
-                raise NotIssued(f"invitation {invitation_id} awaits no approval")
+                raise NotIssued(
+                    f"invitation {invitation_id} awaits no approval",
+                    field="invitation",
+                    reason="not_pending",
+                )
             if row["requested_by"] and row["requested_by"] == by:
                 raise Forbidden(
-                    "you created this invitation: another security officer approves or refuses it"
+                    "you created this invitation: another security officer approves or refuses it",
+                    field="invitation",
+                    reason="own_invitation",
                 )
             state = "approved" if decision == "approve" else "refused"
             conn.execute(
@@ -285,17 +307,28 @@ class ScreeningMixin(StoreBase):
                 (invitation_id,),
             ).fetchone()
             if row is None:
-                raise NotFound(f"no invitation {invitation_id!r}")
+                raise NotFound(
+                    f"no invitation {invitation_id!r}",
+                    field="invitation",
+                    reason="not_found",
+                    name=invitation_id,
+                )
             if row["state"] in ("pending", "refused"):
                 raise NotIssued(
                     f"invitation {invitation_id} "
-                    + ("awaits approval" if row["state"] == "pending" else "was refused")
+                    + ("awaits approval" if row["state"] == "pending" else "was refused"),
+                    field="invitation",
+                    reason=row["state"],
                 )
             data = json.loads(row["data"])
             if row["revoked_at"] is not None:
-                raise NotIssued(f"invitation {invitation_id} is revoked")
+                raise NotIssued(
+                    f"invitation {invitation_id} is revoked", field="invitation", reason="revoked"
+                )
             if row["purged_at_ms"] is not None or data["expires"] <= now_s:
-                raise NotIssued(f"invitation {invitation_id} has expired")
+                raise NotIssued(
+                    f"invitation {invitation_id} has expired", field="invitation", reason="expired"
+                )
             key = self._signing_key(conn, row["kid"], data["expires"])
         claims = InvitationClaims(
             invitation_id=data["id"],
@@ -337,7 +370,11 @@ class ScreeningMixin(StoreBase):
         found = self.invitation_token(invitation_id)  # refuses what has no token to send
         email = found["invitation"]["visitor_email"]
         if not email:
-            raise BadRequest("visitor_email: this invitation has no visitor e-mail to send to")
+            raise BadRequest(
+                "visitor_email: this invitation has no visitor e-mail to send to",
+                field="visitor_email",
+                reason="no_visitor_email",
+            )
         with self._tx() as conn:
             self._queue_invitation_mail(conn, invitation_id, "resend")
         return {"id": invitation_id, "visitor_email": email}

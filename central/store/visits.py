@@ -55,20 +55,24 @@ _SHARED = ("visitor", "host", "host_email", "lang", "site", "doors", "zones", "s
 
 def _day(field: str, value: object) -> dt.date:
     if not isinstance(value, str):
-        raise BadRequest(f"{field}: must be a date YYYY-MM-DD")
+        raise BadRequest(f"{field}: must be a date YYYY-MM-DD", field=field, reason="date")
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise BadRequest(f"{field}: must be a date YYYY-MM-DD, got {value!r}") from None
+        raise BadRequest(
+            f"{field}: must be a date YYYY-MM-DD, got {value!r}", field=field, reason="date"
+        ) from None
 
 
 def _clock(field: str, value: object) -> dt.time:
     if not isinstance(value, str) or len(value) != 5:
-        raise BadRequest(f"{field}: must be a time HH:MM")
+        raise BadRequest(f"{field}: must be a time HH:MM", field=field, reason="time")
     try:
         return dt.time.fromisoformat(value)
     except ValueError:
-        raise BadRequest(f"{field}: must be a time HH:MM, got {value!r}") from None
+        raise BadRequest(
+            f"{field}: must be a time HH:MM, got {value!r}", field=field, reason="time"
+        ) from None
 
 
 def invitation_ids(answer: dict[str, Any]) -> dict[str, Any]:
@@ -125,7 +129,10 @@ class VisitsMixin(StoreBase):
             try:
                 one = self.create_invitation(body, by=by)  # type: ignore[attr-defined]
             except BadRequest as exc:
-                raise BadRequest(f"invitations[{i}]: {exc.detail}") from None
+                # The line's own field and reason, and which line (the console's preview).
+                raise BadRequest(
+                    f"invitations[{i}]: {exc.detail}", **{**exc.extra, "index": i}
+                ) from None
             conn.execute(
                 "UPDATE invitations SET group_id = ? WHERE id = ?",
                 (group["id"], one["invitation"]["id"]),
@@ -152,32 +159,47 @@ class VisitsMixin(StoreBase):
                 is made.
         """
         if not isinstance(body, Mapping):
-            raise BadRequest("body: must be a JSON object")
+            raise BadRequest("body: must be a JSON object", field="body", reason="object")
         only_fields("invitation group", body, ("kind", "label", "site", "invitations"))
         kind = body.get("kind", "group")
         if kind not in ("group", "import"):
-            raise BadRequest("kind: must be group or import")
+            raise BadRequest("kind: must be group or import", field="kind", reason="choice")
         label = checked_text("label", body.get("label"))
         bodies = body.get("invitations")
         if not isinstance(bodies, list) or not bodies or len(bodies) > MAX_GROUP:
-            raise BadRequest(f"invitations: must be a list of 1 to {MAX_GROUP} invitations")
+            raise BadRequest(
+                f"invitations: must be a list of 1 to {MAX_GROUP} invitations",
+                field="invitations",
+                reason="too_many",
+                max=MAX_GROUP,
+            )
         site = body.get("site", self.settings.site)
         for i, one in enumerate(bodies):
             if not isinstance(one, Mapping):
-                raise BadRequest(f"invitations[{i}]: must be a JSON object")
+                raise BadRequest(
+                    f"invitations[{i}]: must be a JSON object",
+                    field="invitations",
+                    reason="object",
+                    index=i,
+                )
             if one.get("site", site) != site:
-                raise BadRequest(f"invitations[{i}].site: must be the group's site {site!r}")
+                raise BadRequest(
+                    f"invitations[{i}].site: must be the group's site {site!r}",
+                    field="site",
+                    reason="same_site",
+                    index=i,
+                )
         with self._atomic() as conn:
             group = self._new_group(conn, str(site), kind, label)
             made = self._create_in_group(conn, group, [{"site": site, **b} for b in bodies], by)
         return {"id": group["id"], "group": group, "invitations": made}
 
-    def check_invitations(self, bodies: Sequence[Mapping[str, Any]]) -> list[str | None]:
-        """What :meth:`create_invitation` would say of each of *bodies* (None: it would
-        make it), without making any: each is tried in a savepoint of a transaction that
-        is then rolled back. The CSV import's preview; the confirmation makes them again
-        with :meth:`create_invitation_group`."""
-        answers: list[str | None] = []
+    def check_invitations(self, bodies: Sequence[Mapping[str, Any]]) -> list[BadRequest | None]:
+        """What :meth:`create_invitation` would say of each of *bodies* (its refusal, with
+        its ``field`` and ``reason``; None: it would make it), without making any: each is
+        tried in a savepoint of a transaction that is then rolled back. The CSV import's
+        preview; the confirmation makes them again with :meth:`create_invitation_group`."""
+        answers: list[BadRequest | None] = []
 
         class _Undo(Exception):
             pass
@@ -188,7 +210,7 @@ class VisitsMixin(StoreBase):
                     try:
                         self.create_invitation(body)  # type: ignore[attr-defined]
                     except BadRequest as exc:
-                        answers.append(exc.detail)
+                        answers.append(exc)
                     else:
                         answers.append(None)
                 raise _Undo
@@ -213,7 +235,7 @@ class VisitsMixin(StoreBase):
                 :data:`MAX_OCCURRENCES` days: nothing is made.
         """
         if not isinstance(body, Mapping):
-            raise BadRequest("body: must be a JSON object")
+            raise BadRequest("body: must be a JSON object", field="body", reason="object")
         only_fields(
             "recurring invitation",
             body,
@@ -222,14 +244,26 @@ class VisitsMixin(StoreBase):
         first = _day("first_day", body.get("first_day"))
         last = _day("last_day", body.get("last_day"))
         if last < first:
-            raise BadRequest("last_day: must not be before first_day")
+            raise BadRequest(
+                "last_day: must not be before first_day",
+                field="last_day",
+                reason="not_before",
+                other="first_day",
+            )
         days = body.get("days", list(_DAYS[:5]))
         if not isinstance(days, list) or not days or not all(d in _DAYS for d in days):
-            raise BadRequest(f"days: must be a non-empty list of {list(_DAYS)}")
+            raise BadRequest(
+                f"days: must be a non-empty list of {list(_DAYS)}", field="days", reason="choice"
+            )
         start = _clock("start", body.get("start"))
         end = _clock("end", body.get("end"))
         if end <= start:
-            raise BadRequest("end: must be after start (the same day)")
+            raise BadRequest(
+                "end: must be after start (the same day)",
+                field="end",
+                reason="after",
+                other="start",
+            )
         zone = self.settings.zone
         shared = {key: body[key] for key in _SHARED if key in body}
         bodies: list[dict[str, Any]] = []
@@ -237,7 +271,12 @@ class VisitsMixin(StoreBase):
         while day <= last:
             if _DAYS[day.weekday()] in days:
                 if len(bodies) == MAX_OCCURRENCES:
-                    raise BadRequest(f"days: more than {MAX_OCCURRENCES} days in the period")
+                    raise BadRequest(
+                        f"days: more than {MAX_OCCURRENCES} days in the period",
+                        field="days",
+                        reason="too_many",
+                        max=MAX_OCCURRENCES,
+                    )
                 opens = dt.datetime.combine(day, start, zone)
                 closes = dt.datetime.combine(day, end, zone)
                 bodies.append(
@@ -249,7 +288,9 @@ class VisitsMixin(StoreBase):
                 )
             day += dt.timedelta(days=1)
         if not bodies:
-            raise BadRequest("days: none of these days falls in the period")
+            raise BadRequest(
+                "days: none of these days falls in the period", field="days", reason="no_days"
+            )
         label = body.get("label") or body.get("visitor")
         label = checked_text("label", label if isinstance(label, str) else "")
         site = str(body.get("site", self.settings.site))
@@ -280,11 +321,15 @@ class VisitsMixin(StoreBase):
                 and now.
         """
         if not isinstance(body, Mapping):
-            raise BadRequest("body: must be a JSON object")
+            raise BadRequest("body: must be a JSON object", field="body", reason="object")
         only_fields("extension", body, ("expires",))
         expires = checked_seconds("expires", body.get("expires"))
         if expires is None:
-            raise BadRequest("expires: the new end is required (Unix seconds)")
+            raise BadRequest(
+                "expires: the new end is required (Unix seconds)",
+                field="expires",
+                reason="required",
+            )
         with self._atomic() as conn:
             row = conn.execute(
                 "SELECT i.data, i.host_email, i.visitor_email, i.lang, i.revoked_at, "
@@ -293,23 +338,47 @@ class VisitsMixin(StoreBase):
                 (invitation_id,),
             ).fetchone()
             if row is None:
-                raise NotFound(f"no invitation {invitation_id!r}")
+                raise NotFound(
+                    f"no invitation {invitation_id!r}",
+                    field="invitation",
+                    reason="not_found",
+                    name=invitation_id,
+                )
             if row["replaced_by"] is not None:
-                raise BadRequest(f"invitation: already replaced by {row['replaced_by']}")
+                raise BadRequest(
+                    f"invitation: already replaced by {row['replaced_by']}",
+                    field="invitation",
+                    reason="replaced",
+                    by=row["replaced_by"],
+                )
             if row["revoked_at"] is not None:
-                raise BadRequest("invitation: revoked, it cannot be extended")
+                raise BadRequest(
+                    "invitation: revoked, it cannot be extended",
+                    field="invitation",
+                    reason="revoked",
+                )
             if row["approval"] in ("pending", "refused"):
                 # Held by the deny list: its security officer's decision comes first (a
                 # refused one is not asked again by extending it).
-                raise BadRequest(f"invitation: {row['approval']} approval, it cannot be extended")
+                raise BadRequest(
+                    f"invitation: {row['approval']} approval, it cannot be extended",
+                    field="invitation",
+                    reason=row["approval"],
+                )
             data = json.loads(row["data"])
             used = conn.execute(
                 "SELECT 1 FROM used_invitations WHERE id = ?", (invitation_id,)
             ).fetchone()
             if data["single_use"] and used is not None:
-                raise BadRequest("invitation: single use, used already")
+                raise BadRequest(
+                    "invitation: single use, used already", field="invitation", reason="used"
+                )
             if expires <= data["expires"] or expires <= self.now_ms() // 1000:
-                raise BadRequest("expires: must be after the current end and after now")
+                raise BadRequest(
+                    "expires: must be after the current end and after now",
+                    field="expires",
+                    reason="extend_later",
+                )
             # Everything the invitation was made with but its end (a field added to
             # invitations later must be copied here too).
             new: dict[str, Any] = {
@@ -351,7 +420,12 @@ class VisitsMixin(StoreBase):
             BadRequest: more than :data:`MAX_DRAFT_CHARS` characters.
         """
         if len(text) > MAX_DRAFT_CHARS:
-            raise BadRequest(f"file: more than {MAX_DRAFT_CHARS} characters")
+            raise BadRequest(
+                f"file: more than {MAX_DRAFT_CHARS} characters",
+                field="file",
+                reason="too_long",
+                max=MAX_DRAFT_CHARS,
+            )
         now = self.now_ms()
         draft = {
             "id": secrets.token_urlsafe(18),

@@ -215,7 +215,8 @@ def test_checking_invitations_makes_none(tmp_path: Path, central_db: Callable[[]
         cursor = store.head_cursor()
         answers = store.check_invitations([_one("Ada"), _one("x" * 300), _one("Bob")])
         assert answers[0] is None and answers[2] is None
-        assert answers[1] is not None and "visitor" in answers[1]
+        assert answers[1] is not None and "visitor" in answers[1].detail
+        assert (answers[1].extra["field"], answers[1].extra["reason"]) == ("visitor", "text")
         assert store.list_invitations() == []
         assert store.deltas("hq", cursor)["invitations"] == []
 

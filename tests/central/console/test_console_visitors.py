@@ -169,7 +169,8 @@ def test_a_group_of_visitors(client: ConsoleClient, console_central):
     answer = client.request(
         "/console/visitors/group", {**form, "label": "Bad", "names": "Ok Name\n" + "x" * 300}
     )
-    assert answer.status == 400 and "The central refused it" in answer.text
+    assert answer.status == 400
+    assert "Line 2: Check the visitor's name: it must be 1 to 128 characters." in answer.text
     with _store(console_central) as store:
         assert not [i for i in store.list_invitations() if i["visitor"] == "Ok Name"]
 
@@ -399,3 +400,89 @@ def test_the_admin_routes(console_central):
         and d.get("id") == extended["id"]
         for action, d in details
     )
+
+
+def _no_english(text: str) -> None:
+    """None of the store's English details (or the old English-after-French prefix)."""
+    for english in ("must be", "The central refused", "Check ", "got '", "characters"):
+        assert english not in text, english
+
+
+def test_the_stores_refusals_come_out_in_french(client: ConsoleClient, console_central):
+    """Refusals of the store itself (not the form's own checks), through the forms, in
+    French: the sentence and the field's name in words, no English detail."""
+    csrf = _logged_in(client)
+    client.request("/console/lang/fr?next=/console/visitors")
+    single = {
+        "csrf": csrf,
+        "visitor": "Grace Refused",
+        "host": "Alan",
+        "host_email": "alan-at-example",
+        "not_before": "2036-01-01T08:00",
+        "expires": "2036-01-01T18:00",
+        "doors": "front",
+        "zones": "",
+        "use": "multiple",
+        "lang": "fr",
+    }
+    answer = client.request("/console/visitors", single)
+    assert answer.status == 400 and '<html lang="fr">' in answer.text
+    assert (
+        "Vérifiez l’e-mail de l’hôte : ce doit être une adresse e-mail comme hote@example.com."
+        in answer.text
+    )
+    _no_english(answer.text)
+    # A group: the line, and the visitor's name in words.
+    group = {
+        "csrf": csrf,
+        "label": "Refused group",
+        "names": "Ok Name\n" + "y" * 300,
+        "not_before": "2036-05-04T09:00",
+        "expires": "2036-05-04T18:00",
+        "host": "Finance",
+        "doors": "front",
+        "use": "single",
+        "lang": "fr",
+    }
+    answer = client.request("/console/visitors/group", group)
+    assert answer.status == 400
+    assert "Ligne 2 : Vérifiez le nom du visiteur : de 1 à 128 caractères." in answer.text
+    _no_english(answer.text)
+    # An extension to an earlier end.
+    with _store(console_central) as store:
+        made = store.create_invitation(
+            {"visitor": "Felix Shorter", "doors": ["lab"], "expires": 2_000_000_000}
+        )["invitation"]
+    answer = client.request(
+        f"/console/visitors/{made['id']}/extend", {"csrf": csrf, "expires": "2030-01-01T18:00"}
+    )
+    assert answer.status == 400
+    assert (
+        "Vérifiez la fin : la nouvelle fin doit être après la fin actuelle et après maintenant."
+        in answer.text
+    )
+    _no_english(answer.text)
+    # The CSV import's preview: a line the store refuses (the file's own checks pass).
+    answer = _upload(
+        client,
+        csrf,
+        "Refused import",
+        (
+            "visitor,from,until,doors\n" + "z" * 200 + ",2036-12-05 08:00,2036-12-05 18:00,front\n"
+        ).encode(),
+    )
+    assert answer.status == 400
+    line = re.search(r'<tr id="line-2".*?</tr>', answer.text, re.S)
+    assert line is not None
+    assert "Vérifiez le nom du visiteur : de 1 à 128 caractères." in line.group(0)
+    _no_english(answer.text)
+    # The operators page (a security officer's): a name the store refuses.
+    olivia = ConsoleClient(client.base)
+    olivia.request("/console/lang/fr?next=/console/")
+    olivia_csrf = _logged_in(olivia, "olivia")
+    answer = olivia.request(
+        "/console/operators", {"csrf": olivia_csrf, "name": "Nina Smith", "role": "auditor"}
+    )
+    assert answer.status == 400
+    assert "Un nom compte 1 à 64 caractères" in answer.text
+    _no_english(answer.text)
