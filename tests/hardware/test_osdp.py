@@ -362,13 +362,18 @@ def test_card_and_pin(tmp_path: Path, bus: EmulatedBus, stop_later: list) -> Non
     emulated.type_keys("34#")
     presented = readers.read(2.0)
     assert presented is not None and presented.pin == "1234"  # '*' started it again
+    assert "pin=" not in repr(presented)  # a log line with the presentation never shows it
     assert presented.card.decoded is not None and presented.card.decoded.number == 77
 
-    # A PIN never finished: the card is dropped and the reader shows a deny.
+    # A PIN never finished: the reader shows a deny and the card comes without a PIN,
+    # marked timed out (for the door's journal), the digits typed so far dropped.
     seen = len(emulated.commands())
     emulated.present_card(H10301.encode(7, 77), 26)
     emulated.type_keys("12")
-    assert readers.read(1.6) is None
+    assert readers.read(0.5) is None
+    late = readers.read(1.6)
+    assert late is not None and late.pin_timed_out and late.pin is None
+    assert late.card.decoded is not None and late.card.decoded.number == 77
     deny = emulated.wait_for(lambda c: c["command"] == LED and c["on_color"] == RED, after=seen)
     assert deny is not None
     emulated.type_keys("#")  # too late: belongs to no card
