@@ -91,7 +91,9 @@ class CardPin:
         extra: dict[str, Any] = {"pin_failures": failures}
         if locked:
             extra["locked_s"] = int(self._limits.lockout_s)
-            log.warning("badge %s locked out at card + PIN readers: %d wrong PINs", uid_hex, failures)
+            log.warning(
+                "badge %s locked out at card + PIN readers: %d wrong PINs", uid_hex, failures
+            )
         return PinOutcome(
             self._deny(decision, Reason.WRONG_PIN, **extra),
             lockouts.failure_claim(ident, 0 if locked else failures, until, now_ms),

@@ -257,8 +257,8 @@ class DoorReader(ABC):
 
         Reads refused by the reader layer (parity, unknown length) are presented too, with
         ``card.error`` set, so the door can journal and deny them; a card whose PIN never
-        came is presented with ``pin_timed_out`` (after a deny on the reader). Raises :class:`ReaderClosed` if the
-        reader is not open.
+        came is presented with ``pin_timed_out`` (after a deny on the reader). Raises
+        :class:`ReaderClosed` if the reader is not open.
         """
         if not self._opened:
             raise ReaderClosed(f"{self.backend} reader is not open")

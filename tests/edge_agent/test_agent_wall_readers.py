@@ -280,9 +280,7 @@ def assert_pin_kept_secret(rig: DoorRig, caplog: pytest.LogCaptureFixture) -> No
     assert "scrypt$" not in journal + caplog.text
 
 
-def test_card_then_pin_grants_and_opens(
-    pin_rig: DoorRig, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_card_then_pin_grants_and_opens(pin_rig: DoorRig, caplog: pytest.LogCaptureFixture) -> None:
     seen = card_then_pin(pin_rig, STAFF_CARD, STAFF_PIN[:2])
     time.sleep(0.2)
     assert pin_rig.events("access.decision") == []  # the card alone decides nothing
@@ -367,9 +365,7 @@ def test_the_pin_of_one_badge_does_not_open_another(pin_rig: DoorRig) -> None:
         Delta(
             cursor="c-2",
             badges=[
-                Badge(
-                    NO_PIN_UID, "uid", "Noa", data={"pin_hash": hash_pin("777777", n=2**10)}
-                )
+                Badge(NO_PIN_UID, "uid", "Noa", data={"pin_hash": hash_pin("777777", n=2**10)})
             ],
         ),
         synced_at_ms=int((NOW - 60) * 1000),
