@@ -374,3 +374,27 @@ def test_the_pin_of_one_badge_does_not_open_another(pin_rig: DoorRig) -> None:
     assert decisions(pin_rig, 1)[0]["reason"] == "wrong_pin"
     card_then_pin(pin_rig, NO_PIN_CARD, "777777#")
     assert decisions(pin_rig, 2)[1]["granted"] is True
+
+
+def test_agent_waits_for_an_rs485_adapter_missing_at_start(tmp_path: Path) -> None:
+    """The agent's devices open the OSDP bus although its adapter is not plugged in yet:
+    no device error that only a restart would clear; the reader is offline meanwhile and
+    comes up once the adapter appears (tests/hardware/test_osdp.py covers the reconnection)."""
+    import tomllib
+
+    from edge_agent.config import simulator_config_path
+    from hardware.reader.osdp import OsdpReader
+
+    write_key(tmp_path / "entry.scbk", os.urandom(16))
+    data = tomllib.loads(simulator_config_path().read_text())
+    data["hardware"]["reader"] = {
+        "backend": "osdp",
+        "port": str(tmp_path / "usb-FTDI_RS485-if00-port0"),
+        "peripherals": [{"name": "entry", "address": 1, "key_file": "entry.scbk"}],
+    }
+    config = parse_config(data, tmp_path)
+    with open_devices(config.hardware, gpio=False, camera=False, printer=False) as devices:
+        assert "reader" not in devices.errors
+        readers = devices.door_reader
+        assert isinstance(readers, OsdpReader)
+        wait_until(lambda: ("entry", "reader_offline") in readers.alarms(), timeout=3.0)
