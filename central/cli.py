@@ -296,7 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--valid-until", default=None)
     add.add_argument("--role", choices=("guard",), default=None, help="a guard's badge")
     add.add_argument(
-        "--pin", default=None, help="the guard's PIN (6-12 digits; only its salted hash is sent)"
+        "--pin",
+        default=None,
+        help="a PIN, 6-12 digits: a guard's console login, or card + PIN at wall readers "
+        "(only its salted hash is sent)",
     )
     add.add_argument("--guard-id", default=None, help="the guard's id (default: the UID)")
     add.add_argument("--json", action="store_true")
@@ -972,18 +975,20 @@ def _run(admin: CentralAdmin, args: argparse.Namespace) -> int:
         _print_json(admin.revoke_invitation(args.invitation_id))
     elif command == "badge" and action == "add":
         guard: dict[str, Any] = {}
-        if args.role is not None:
-            if args.pin is None:
-                raise UsageError("badge add --role guard: give --pin")
+        if args.role is not None and args.pin is None:
+            raise UsageError("badge add --role guard: give --pin")
+        if args.role is None and args.guard_id is not None:
+            raise UsageError("badge add: --guard-id needs --role guard")
+        if args.pin is not None:
+            # Any badge may have a PIN: a guard's console login, anyone's card + PIN door.
             from portier_common.pins import hash_pin
 
             try:
-                pin_hash = hash_pin(args.pin)
+                guard["pin_hash"] = hash_pin(args.pin)
             except ValueError as exc:  # fewer than 6 digits: refused for new PINs
                 raise UsageError(f"badge add --{exc}") from None
-            guard = {"role": args.role, "pin_hash": pin_hash, "guard_id": args.guard_id}
-        elif args.pin is not None or args.guard_id is not None:
-            raise UsageError("badge add: --pin and --guard-id need --role guard")
+        if args.role is not None:
+            guard.update(role=args.role, guard_id=args.guard_id)
         result = admin.put_badge(
             **guard,
             uid=args.uid,

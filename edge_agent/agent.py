@@ -36,6 +36,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from edge_agent.cacheview import StoreCacheView
+from edge_agent.cardpin import CardPin, PinOutcome
 from edge_agent.config import AgentConfig
 from edge_agent.devices import Devices
 from edge_agent.door import (
@@ -230,6 +231,8 @@ class Agent:
         self._reader_stop = threading.Event()
         self._reader_thread: threading.Thread | None = None
         self._wall_thread: threading.Thread | None = None
+        #: Card + PIN at wall readers with ``require_pin`` (the guards' PIN lock-out limits).
+        self.card_pin = CardPin(store, self.cache, config.guard)
         self._closed = False
         # Built before anything is journaled: a link that cannot be built stops the start.
         self._link = link(self) if link is not None else None
@@ -528,6 +531,7 @@ class Agent:
         open_mode: str = "now",
         *,
         left_s: float | None = None,
+        second_factor: Callable[[Decision], PinOutcome] | None = None,
     ) -> dict[str, Any]:
         """Decide on a credential, journal it durably, then act on the door.
 
@@ -546,15 +550,23 @@ class Agent:
         refused before the decision (``access.request_expired`` journaled, nothing
         spent, :class:`ActionError` ``request_expired``), and a grant whose caller gave up while it
         was decided does not unlock (``access.aborted``, why ``request_expired``).
+
+        ``second_factor``: called with the policy's decision before anything is journaled
+        (card + PIN, :class:`~edge_agent.cardpin.CardPin`); its decision replaces the
+        policy's and its claim is committed with the ``access.decision`` event.
         """
         if open_mode not in OPEN_MODES:
             raise ActionError("bad_request", f"'open' must be one of {OPEN_MODES}")
         deadline = None if left_s is None else self._mono() + left_s
         self._refuse_expired(deadline, "present", {"source": source, "kind": credential.kind})
         if open_mode == "on_request" and self.door is not None:
+            if second_factor is not None:
+                raise ActionError("bad_request", "card + PIN opens the door at once")
             with self.grants.lock:  # the grants' ledger changes one at a time
                 return self._present(credential, source, on_request=True, deadline=deadline)
-        return self._present(credential, source, on_request=False, deadline=deadline)
+        return self._present(
+            credential, source, on_request=False, deadline=deadline, second_factor=second_factor
+        )
 
     def _refuse_expired(self, deadline: float | None, request: str, about: dict[str, Any]) -> None:
         """Journal ``access.request_expired`` and raise ``request_expired`` when ``deadline``
@@ -579,7 +591,13 @@ class Agent:
         )
 
     def _present(
-        self, credential: Credential, source: str, *, on_request: bool, deadline: float | None
+        self,
+        credential: Credential,
+        source: str,
+        *,
+        on_request: bool,
+        deadline: float | None,
+        second_factor: Callable[[Decision], PinOutcome] | None = None,
     ) -> dict[str, Any]:
         """:meth:`present`; ``on_request``: hold the door for :meth:`open_grant`."""
         now = self._wall()
@@ -595,6 +613,10 @@ class Agent:
             self.sun,
             clock_floor=None if trust.trusted else trust.floor,
         )
+        factor_claim = None
+        if second_factor is not None:
+            outcome = second_factor(decision)
+            decision, factor_claim = outcome.decision, outcome.claim
         payload = {"door": self.config.door.id, "source": source, **decision.to_dict()}
         held: Callable[[sqlite3.Connection], bool] | None = None
         if on_request and decision.granted:
@@ -603,6 +625,8 @@ class Agent:
             ref = secrets.token_hex(8)
             payload = {**payload, "open": "on_request", "grant_ref": ref}
             held = self.grants.ledger_claim(ref, decision)
+        if factor_claim is not None:
+            held = factor_claim  # never with on_request (refused in present)
         if decision.granted and decision.claim is not None:
             decision, payload, event = self._journal_claimed(decision, payload, credential, held)
         elif decision.consumes is not None:
@@ -612,7 +636,7 @@ class Agent:
             event = self._append_claimed(held, item, item)[0][0]
         else:
             event = self.journal("access.decision", payload)
-        if decision.granted and held is not None:
+        if decision.granted and on_request and held is not None:
             grant = self.grants.hold(payload["grant_ref"], decision, event)
             if decision.kind == "qr":
                 self.visitors.remember_grant(
@@ -906,7 +930,10 @@ class Agent:
         The card's bits as read are its UID for the credential cache: a Wiegand or OSDP
         card number is a UID-class credential (it can be cloned), accepted only where
         ``[door] accept_uid`` is true. A read the reader layer refused (parity, an unknown
-        length) is journaled as ``reader.bad_read`` and denied without a decision.
+        length) is journaled as ``reader.bad_read`` and denied without a decision. At a
+        reader with card + PIN the PIN typed after the card is the second factor
+        (:class:`~edge_agent.cardpin.CardPin`: ``pin_required``, ``wrong_pin``,
+        ``pin_timeout``, ``pin_locked_out``); the PIN itself is never journaled.
         """
         readers = self.devices.door_reader
         card = presented.card
@@ -921,7 +948,18 @@ class Agent:
             self.journal("reader.bad_read", payload)
             readers.feedback(presented.reader, "deny")
             return {**payload, "granted": False}
-        result = self.present(Credential.badge(card.uid), source=f"reader:{presented.reader}")
+        second_factor: Callable[[Decision], PinOutcome] | None = None
+        if readers.requires_pin(presented.reader):
+            second_factor = functools.partial(
+                self._card_pin, card.uid.hex().upper(), presented.pin, presented.pin_timed_out
+            )
+        result = self.present(
+            Credential.badge(card.uid),
+            source=f"reader:{presented.reader}",
+            second_factor=second_factor,
+        )
+        if presented.pin_timed_out:
+            return result  # the reader showed its deny when the PIN did not come
         if result.get("granted"):
             signal = "grant"
         elif result.get("reason") == Reason.LOCKDOWN.value:
@@ -930,6 +968,11 @@ class Agent:
             signal = "deny"
         readers.feedback(presented.reader, signal)
         return result
+
+    def _card_pin(
+        self, uid_hex: str, pin: str | None, timed_out: bool, decision: Decision
+    ) -> PinOutcome:
+        return self.card_pin.check(decision, uid_hex, pin, timed_out, int(self._wall() * 1000))
 
     def _wall_reader_alarm(self, alarm: Any) -> None:
         """A wall reader's alarm (offline, tamper, insecure) into the journal, like the

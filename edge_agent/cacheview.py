@@ -90,6 +90,17 @@ class StoreCacheView:
         ms = self._store.cache.downlink().staleness_ms(int(now * 1000))
         return None if ms is None else ms / 1000.0
 
+    def pin_hash(self, uid_hex: str) -> str | None:
+        """The badge's PIN hash for card + PIN (``portier_common.pins`` format), or None
+        when the badge has none (or the cache keeps none: a guard's on a door without a
+        guard console)."""
+        try:
+            b = self._store.cache.badge(uid_hex)
+        except ValueError:
+            return None
+        value = (b.data or {}).get("pin_hash") if b is not None else None
+        return value if isinstance(value, str) and value else None
+
     def guard(self, uid_hex: str) -> Guard | None:
         """The guard holding this badge (badge data role = guard), or None.
 

@@ -294,14 +294,8 @@ class HardwareSection:
         reader = self.reader
         if reader is None:
             return
-        if reader.require_pin or any(pd.require_pin for pd in reader.peripherals):
-            # The reader collects the PIN; the credential cache has no badge PINs to check
-            # it against yet, and a PIN nobody checks must not look like a second factor.
-            raise ConfigError(
-                "reader.require_pin",
-                "card + PIN needs badge PINs from the central, which this agent does not "
-                "have yet: remove require_pin",
-            )
+        # Card + PIN (``require_pin``) is checked by the agent against the badge's PIN
+        # hash from the central (docs/readers.md, "Card + PIN").
         if reader.backend == "wiegand" and self.gpio is not None:
             taken = {self.gpio.lock_relay_pin, *(i.pin for i in self.gpio.inputs().values())}
             if self.gpio.aux_relay_pin is not None:

@@ -151,6 +151,10 @@ def open_devices(
         backend: dict[str, Any] = {}
         if hardware.reader.backend == "wiegand" and devices.door_io is not None:
             backend["pin_factory"] = devices.door_io.factory  # one chip handle
+        if hardware.reader.backend == "osdp":
+            # An RS-485 adapter not plugged in yet is waited for, its readers offline
+            # (alarms) meanwhile, not given up on until the next restart.
+            backend["wait_for_port"] = True
         try:
             devices.door_reader = open_door_reader(hardware.reader, **backend)
         except (HardwareError, OSError) as exc:

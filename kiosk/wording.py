@@ -104,6 +104,23 @@ DENIAL: dict[str, Wording] = {
         N_("Closed today"),
         N_("The site is closed today for a holiday."),
     ),
+    # Card + PIN at a wall reader (badges only).
+    "pin_required": Wording(
+        N_("A PIN is needed at this door"),
+        N_("Your badge has no PIN yet. The security office can set one."),
+    ),
+    "wrong_pin": Wording(
+        N_("Wrong PIN"),
+        N_("The PIN typed does not match your badge. Present the badge and try again."),
+    ),
+    "pin_timeout": Wording(
+        N_("No PIN typed in time"),
+        N_("Present your badge again, then type your PIN and press #."),
+    ),
+    "pin_locked_out": Wording(
+        N_("Too many wrong PINs"),
+        N_("Your badge is blocked at this door for a while. Please ask the security office."),
+    ),
 }
 
 #: Where a badge needs other words than an invitation (the rest are shared): a badge

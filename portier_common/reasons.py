@@ -33,6 +33,12 @@ class Reason(StrEnum):
     CLOCK_UNTRUSTED = "clock_untrusted"
     EMERGENCY = "emergency"
     HOLIDAY = "holiday"
+    #: Card + PIN (a wall reader with ``require_pin``): decided by the agent after the
+    #: policy granted the card, never by the policy itself.
+    PIN_REQUIRED = "pin_required"
+    WRONG_PIN = "wrong_pin"
+    PIN_TIMEOUT = "pin_timeout"
+    PIN_LOCKED_OUT = "pin_locked_out"
 
 
 #: One line of plain English per code, for logs, docs and the CLI. The kiosk
@@ -58,4 +64,8 @@ DESCRIPTIONS: dict[Reason, str] = {
     Reason.CLOCK_UNTRUSTED: "The door's clock is behind the latest time it trusted.",
     Reason.EMERGENCY: "The fire alarm is on: entry is refused, exits stay free.",
     Reason.HOLIDAY: "The site is closed today (a holiday of the schedule).",
+    Reason.PIN_REQUIRED: "This door asks for card + PIN and the badge has no PIN.",
+    Reason.WRONG_PIN: "The PIN typed on the reader's keypad is wrong.",
+    Reason.PIN_TIMEOUT: "The PIN was not typed on the reader's keypad in time.",
+    Reason.PIN_LOCKED_OUT: "Too many wrong PINs in a row: the badge is locked out for a while.",
 }

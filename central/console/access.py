@@ -311,9 +311,10 @@ async def _save_badge(
     console: Console, request: web.Request, operator: dict[str, Any], form: Any
 ) -> web.StreamResponse:
     """POST /console/badges: add or replace a badge (``store.put_badge``, as
-    ``POST /admin/badges``), a guard's PIN hashed here."""
+    ``POST /admin/badges``), its PIN (a guard's, or card + PIN) hashed here."""
     values: dict[str, Any] = {key: str(form.get(key, "")).strip() for key in _BADGE_FIELDS}
     values["guard"] = form.get("guard") == "on"
+    values["clear_pin"] = form.get("clear_pin") == "on"
     values["enabled"] = form.get("enabled") == "on"
     values["editing"] = form.get("editing") == "1"
     pin = str(form.get("pin", "")).strip()
@@ -387,35 +388,36 @@ async def _save_badge(
                     _msg(N_("A guard id is 1 to 64 letters, digits and . _ : - (no spaces)."))
                 )
             body["guard_id"] = values["guard_id"]
-        if pin:
-            if not (
-                pin.isascii() and pin.isdigit() and MIN_PIN_DIGITS <= len(pin) <= MAX_PIN_DIGITS
-            ):
-                errors.append(
-                    _msg(
-                        N_("A guard's PIN is %(low)s to %(high)s digits."),
-                        low=MIN_PIN_DIGITS,
-                        high=MAX_PIN_DIGITS,
-                    )
+    elif values["guard_id"]:
+        errors.append(_msg(N_("A guard id is for a guard's badge only: tick Guard.")))
+    # Any badge may have a PIN: a guard's console login, anyone's card + PIN wall readers.
+    if pin:
+        if not (pin.isascii() and pin.isdigit() and MIN_PIN_DIGITS <= len(pin) <= MAX_PIN_DIGITS):
+            errors.append(
+                _msg(
+                    N_("A PIN is %(low)s to %(high)s digits."),
+                    low=MIN_PIN_DIGITS,
+                    high=MAX_PIN_DIGITS,
                 )
-        elif "uid" in body:
-            kept = await console._db(console.store.badge_pin_hash, body["uid"])
-            if kept is None:
-                errors.append(
-                    _msg(
-                        N_("A guard needs a PIN of %(low)s to %(high)s digits."),
-                        low=MIN_PIN_DIGITS,
-                        high=MAX_PIN_DIGITS,
-                    )
+            )
+    elif "uid" in body and not (values["clear_pin"] and not values["guard"]):
+        # Saving without typing a PIN keeps the one set (the form never holds it).
+        kept = await console._db(console.store.badge_pin_hash, body["uid"])
+        if kept is None and values["guard"]:
+            errors.append(
+                _msg(
+                    N_("A guard needs a PIN of %(low)s to %(high)s digits."),
+                    low=MIN_PIN_DIGITS,
+                    high=MAX_PIN_DIGITS,
                 )
+            )
+        if kept is not None:
             body["pin_hash"] = kept
-    elif pin or values["guard_id"]:
-        errors.append(_msg(N_("A PIN and a guard id are for a guard's badge only: tick Guard.")))
     if errors:
         return await _badges_page(
             console, request, operator, status=400, values=values, errors=errors
         )
-    if values["guard"] and pin:
+    if pin:
         # scrypt costs 32 MiB and a tenth of a second: not on the event loop.
         body["pin_hash"] = await asyncio.get_running_loop().run_in_executor(None, hash_pin, pin)
     try:

@@ -424,7 +424,7 @@ def _seed_access(data: Path) -> None:
         store.put_holiday("2026-12-25", {"name": "Christmas"})
         for badge in (
             {"uid": "04A1B2C3D4E5F6", "holder": "Léa Bernard", "doors": ["gate-a"],
-             "schedule": "gate-a"},
+             "schedule": "gate-a", "pin_hash": hash_pin("135790", n=2**14)},
             {"uid": "04C0FFEE000001", "holder": "Gaston Garde", "kind": "uid",
              "zones": ["ground-floor"], "role": "guard", "guard_id": "g1",
              "pin_hash": hash_pin("246813", n=2**14)},

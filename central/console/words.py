@@ -35,6 +35,10 @@ REASONS: dict[str, str] = {
     "clock_untrusted": N_("door's clock not reliable"),
     "emergency": N_("fire alarm on"),
     "holiday": N_("closed for a holiday"),
+    "pin_required": N_("badge has no PIN (card + PIN door)"),
+    "wrong_pin": N_("wrong PIN"),
+    "pin_timeout": N_("PIN not typed in time"),
+    "pin_locked_out": N_("too many wrong PINs: badge locked out"),
 }
 
 #: Alarms: the door's (``alarm.raised``, heartbeat ``door.CODE``) and the sync's

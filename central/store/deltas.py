@@ -87,7 +87,8 @@ class DeltasMixin(StoreBase):
 
         Guards' PIN hashes go only to a device with a guard console
         (*guard_console*): a headless door gets guard badges without ``pin_hash``,
-        so a stolen door holds nothing to search a guard's PIN from.
+        so a stolen door holds nothing to search a guard's PIN from. Other badges'
+        PIN hashes (card + PIN at wall readers) go to every door of the site.
 
         Raises:
             BadRequest: a malformed cursor or limit.
@@ -133,8 +134,8 @@ class DeltasMixin(StoreBase):
                 removed[REMOVABLE[row["kind"]]].append(row["key"])
             else:
                 item = json.loads(row["data"])
-                if row["kind"] == "badge" and not guard_console:
-                    item.pop("pin_hash", None)
+                if row["kind"] == "badge" and not guard_console and item.get("role") == "guard":
+                    item.pop("pin_hash", None)  # other badges' hashes: card + PIN readers
                 page[DELTA_LISTS[row["kind"]]].append(item)
         return {
             "from_cursor": cursor or "",

@@ -134,34 +134,46 @@ _PIN_HASH_RE = re.compile(
 
 
 def guard_fields(body: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the optional guard fields of a badge (role, PIN hash, guard id), checked.
+    """Return the optional guard and PIN fields of a badge (role, PIN hash, guard id), checked.
 
     A guard's badge opens the guard console at a kiosk with the PIN whose salted
-    hash it carries; the PIN itself never reaches the central or a device.
+    hash it carries, and needs one. Any other badge may carry one too: its second
+    factor at card + PIN wall readers (docs/readers.md). The PIN itself never reaches
+    the central or a device.
     """
     fields: dict[str, Any] = {}
     role = body.get("role")
+    pin_hash = body.get("pin_hash")
+    if pin_hash is not None and (
+        not isinstance(pin_hash, str) or not _PIN_HASH_RE.fullmatch(pin_hash)
+    ):
+        raise BadRequest(
+            "pin_hash: must be a scrypt PIN hash (portier_common.pins.hash_pin)",
+            field="pin_hash",
+            reason="pin_hash",
+        )
     if role is not None:
         if role != "guard":
             raise BadRequest(
                 "role: must be 'guard' (or absent for an ordinary badge)",
                 field="role",
-                reason="guard",
+                reason="choice",
             )
-        pin_hash = body.get("pin_hash")
-        if not isinstance(pin_hash, str) or not _PIN_HASH_RE.fullmatch(pin_hash):
+        if pin_hash is None:
             raise BadRequest(
                 "pin_hash: a guard badge needs a scrypt PIN hash (hash_pin)",
                 field="pin_hash",
                 reason="guard",
             )
-        fields.update(role=role, pin_hash=pin_hash)
+        fields["role"] = role
         if body.get("guard_id") is not None:
             fields["guard_id"] = checked_name("guard_id", body["guard_id"])
-    elif body.get("pin_hash") is not None or body.get("guard_id") is not None:
+    elif body.get("guard_id") is not None:
         raise BadRequest(
-            "role: pin_hash and guard_id are for role 'guard' only", field="role", reason="guard"
+            "role: guard_id is for role 'guard' only", field="guard_id", reason="guard_id"
         )
+    if pin_hash is not None:
+        fields["pin_hash"] = pin_hash
     return fields
 
 

@@ -603,17 +603,22 @@ class CredentialCache:
         )
 
     def _badge_data(self, data: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        # Only a guard's PIN hash is a console secret; any other badge's is its card + PIN
+        # second factor, which a door with a card + PIN reader checks (docs/readers.md).
         if self.keep_guard_secrets or not data or "pin_hash" not in data:
+            return data
+        if data.get("role") != "guard":
             return data
         return {k: v for k, v in data.items() if k != "pin_hash"}
 
     def strip_guard_secrets(self) -> int:
         """Drop every cached guard PIN hash (a device without a guard console);
-        return how many badges had one."""
+        return how many badges had one. Other badges keep theirs (card + PIN)."""
         with self._db.transaction("cache strip guard secrets") as conn:
             return conn.execute(
                 "UPDATE badges SET data = json_remove(data, '$.pin_hash') "
-                "WHERE data IS NOT NULL AND json_type(data, '$.pin_hash') IS NOT NULL"
+                "WHERE data IS NOT NULL AND json_type(data, '$.pin_hash') IS NOT NULL "
+                "AND json_extract(data, '$.role') = 'guard'"
             ).rowcount
 
     def prune_expired(self, before: int) -> int:

@@ -142,10 +142,13 @@ class CardRead:
 @dataclass(frozen=True)
 class Presentation:
     """A card presented at a reader, with the PIN typed after it when that reader asks for
-    one (``pin`` None: no PIN asked; a PIN not finished in time is never presented)."""
+    one (``pin`` None: no PIN asked, or none finished in time). A PIN not finished within
+    ``pin_timeout_s`` presents the card with ``pin_timed_out`` (the reader already showed
+    a deny), so the door can journal it. ``repr`` never shows the PIN."""
 
     card: CardRead
-    pin: str | None = None
+    pin: str | None = field(default=None, repr=False)
+    pin_timed_out: bool = False
 
     @property
     def reader(self) -> str:
@@ -254,8 +257,8 @@ class DoorReader(ABC):
 
         Reads refused by the reader layer (parity, unknown length) are presented too, with
         ``card.error`` set, so the door can journal and deny them; a card whose PIN never
-        came is dropped (with a deny on the reader). Raises :class:`ReaderClosed` if the
-        reader is not open.
+        came is presented with ``pin_timed_out`` (after a deny on the reader). Raises
+        :class:`ReaderClosed` if the reader is not open.
         """
         if not self._opened:
             raise ReaderClosed(f"{self.backend} reader is not open")
@@ -305,6 +308,11 @@ class DoorReader(ABC):
     def status(self) -> list[dict[str, Any]]:
         """One JSON-ready dict per reader (name, online, secure channel, alarms...)."""
 
+    def requires_pin(self, reader: str) -> bool:
+        """True if reader ``reader`` asks for card + PIN (its cards come with ``pin`` or
+        ``pin_timed_out``)."""
+        return self._requires_pin(reader)
+
     # -- for the backends ------------------------------------------------------------------
     def _requires_pin(self, reader: str) -> bool:
         return self._settings.require_pin
@@ -344,12 +352,14 @@ class DoorReader(ABC):
 
     def _expire_pins(self, now: float) -> None:
         with self._lock:
-            late = [name for name, p in self._pins.items() if now >= p.deadline]
-            for name in late:
+            late = [(name, p) for name, p in self._pins.items() if now >= p.deadline]
+            for name, _ in late:
                 del self._pins[name]
-        for name in late:
-            log.info("reader %s: no PIN in time, card dropped", name)
+        for name, pending in late:
+            log.info("reader %s: no PIN in time", name)
             self.feedback(name, Feedback.DENY)
+            # Presented without a PIN, so the door journals the attempt (never the digits).
+            self._presented.put(Presentation(pending.card, pin_timed_out=True))
 
     def _alarm(self, reader: str, kind: ReaderAlarmKind, active: bool, detail: str = "") -> None:
         """Raise or clear an alarm; the callback hears each change once."""

@@ -142,18 +142,39 @@ class SerialChannel:
     An adapter unplugged while the agent runs makes every read fail: the failure is logged
     once (not every 20 ms poll), the readers go ``reader_offline``, and the port is opened
     again every :data:`REOPEN_S` until the adapter is back.
+
+    ``wait_for_port``: a port that does not exist yet (the adapter not plugged in when the
+    agent starts) is treated like one unplugged later: logged once, opened again every
+    :data:`REOPEN_S`. Without it (commissioning, the self-test) it raises at once. A port
+    that exists but cannot be opened (permissions, busy) always raises: waiting would not
+    cure it.
     """
 
     #: Seconds between attempts to open a port that failed.
     REOPEN_S = 2.0
 
-    def __init__(self, port: str, baud_rate: int) -> None:
+    def __init__(self, port: str, baud_rate: int, *, wait_for_port: bool = False) -> None:
         try:
             import serial
         except ImportError as exc:  # pragma: no cover - pyserial comes with nfcpy
             raise BackendUnavailable(f"osdp reader: pyserial is missing ({exc})") from exc
         self._port = port
         self._error = serial.SerialException
+        self._broken_at: float | None = None
+        if wait_for_port and not os.path.exists(port):
+            # Configured, not opened: _usable() opens it once the adapter appears.
+            self._serial = serial.Serial(
+                None, baud_rate, timeout=0, write_timeout=1.0, exclusive=True
+            )
+            self._serial.port = port
+            self._broken_at = time.monotonic() - self.REOPEN_S
+            log.error(
+                "osdp bus %s is not there (is the RS-485 adapter plugged in?); "
+                "trying again every %g s",
+                port,
+                self.REOPEN_S,
+            )
+            return
         try:
             self._serial = serial.Serial(
                 port, baud_rate, timeout=0, write_timeout=1.0, exclusive=True
@@ -163,7 +184,6 @@ class SerialChannel:
                 f"osdp reader: cannot open {port}: {exc} (is the RS-485 adapter plugged in, "
                 "is the agent's user in the dialout group, is another program using it?)"
             ) from exc
-        self._broken_at: float | None = None
 
     def _failed(self, what: str, exc: BaseException) -> None:
         if self._broken_at is None:
@@ -368,6 +388,8 @@ class OsdpReader(DoorReader):
     ``channel``: libosdp channel to use instead of opening ``settings.port`` (the tests'
     and the bench's emulated bus, :mod:`hardware.reader.emulator`). ``log_level``:
     libosdp's own logging on stderr (an ``osdp.LogLevel``; default warnings).
+    ``wait_for_port``: an adapter missing at open is waited for (the agent's readers, which
+    are ``reader_offline`` meanwhile) instead of raising (:class:`SerialChannel`).
     """
 
     backend = "osdp"
@@ -379,9 +401,11 @@ class OsdpReader(DoorReader):
         on_alarm: AlarmCallback | None = None,
         channel: Any = None,
         log_level: int | None = None,
+        wait_for_port: bool = False,
     ) -> None:
         super().__init__(settings, on_alarm=on_alarm)
         self._given_channel = channel
+        self._wait_for_port = wait_for_port
         self._log_level = log_level
         self._channel: _WatchedChannel | None = None
         self._serial: SerialChannel | None = None
@@ -437,7 +461,9 @@ class OsdpReader(DoorReader):
         if self._given_channel is not None:
             inner = self._given_channel
         else:
-            self._serial = SerialChannel(settings.port, settings.baud_rate)
+            self._serial = SerialChannel(
+                settings.port, settings.baud_rate, wait_for_port=self._wait_for_port
+            )
             inner = self._serial
         self._channel = _WatchedChannel(inner)
         pd_infos = [

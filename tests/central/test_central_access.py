@@ -98,6 +98,26 @@ def test_bad_holidays_are_refused_by_name(store: CentralStore, day, body, named)
     assert store.list_holidays() == []
 
 
+def test_any_badge_may_carry_a_pin_hash_for_card_and_pin(store: CentralStore) -> None:
+    """POST /admin/badges: a PIN hash on an ordinary badge (card + PIN doors), kept back
+    from every listing; a malformed one, or a guard without one, is refused by name."""
+    base = {"uid": "04A1B2C3D4E5F7", "holder": "Pat Pin", "doors": ["gate-a"], "kind": "uid"}
+    store.put_badge({**base, "pin_hash": PIN_HASH})
+    assert store.badge_pin_hash("04A1B2C3D4E5F7") == PIN_HASH
+    [pat] = store.list_badges("pat")
+    assert pat["has_pin"] and pat.get("role") is None and "pin_hash" not in pat
+    for bad in ("246813", "scrypt$1$2$3", 12, ""):
+        with pytest.raises(BadRequest, match="pin_hash"):
+            store.put_badge({**base, "pin_hash": bad})
+    with pytest.raises(BadRequest, match=r"role: guard_id is for role .guard. only"):
+        store.put_badge({**base, "guard_id": "pat"})
+    with pytest.raises(BadRequest, match="pin_hash: a guard badge needs"):
+        store.put_badge({**base, "role": "guard"})
+    # Saving the badge again without it removes the PIN (the record is replaced).
+    store.put_badge(base)
+    assert store.badge_pin_hash("04A1B2C3D4E5F7") is None
+
+
 def test_badges_listed_with_guard_revocation_and_key_version_never_a_pin_hash(
     store: CentralStore,
 ) -> None:

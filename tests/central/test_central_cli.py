@@ -231,6 +231,25 @@ def test_badge_add_revoke_delete(
     ]
 
 
+def test_badge_add_with_a_pin_for_card_and_pin(
+    central: CentralProcess, device: tuple[dict, requests.Session]
+) -> None:
+    """`badge add --pin` without --role: an ordinary badge with a PIN (card + PIN doors); only
+    its hash leaves the CLI, and it reaches a door without a guard console."""
+    from portier_common.pins import verify_pin
+
+    cursor = head(central)
+    base = ("badge", "add", "--url", central.url, "--uid", "04A1B2C3D4E5F8", "--holder", "Pat")
+    out = ok(*base, "--door", "lobby", "--kind", "uid", "--pin", "135790")
+    assert "135790" not in out and "scrypt" not in out
+    badge = deltas_after(central, device[1], cursor)["badges"][0]
+    assert badge.get("role") is None and verify_pin("135790", badge["pin_hash"])
+    short = cli(*base, "--door", "lobby", "--pin", "1234")
+    assert short.returncode == 2 and "6 to 12 digits" in short.stderr
+    no_role = cli(*base, "--door", "lobby", "--guard-id", "pat")
+    assert no_role.returncode == 2 and "--guard-id needs --role guard" in no_role.stderr
+
+
 def test_enroll_token_create(central: CentralProcess) -> None:
     token = ok("enroll-token", "create", "--url", central.url, "--door", "garage").strip()
     response = requests.post(

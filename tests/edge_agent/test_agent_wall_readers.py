@@ -6,6 +6,8 @@ simulator's (gpiozero MockFactory); the decision is the agent's policy over a re
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -24,12 +26,15 @@ from edge_agent.store import Badge, Delta, Store, StoreSettings
 from hardware.reader import BUILTIN_FORMATS, PeripheralSettings, ReaderSettings, open_door_reader
 from hardware.reader.emulator import EmulatedBus, EmulatedReader
 from hardware.reader.osdp import write_key
+from portier_common.pins import hash_pin
 from portier_common.settings import ConfigError
 from tests.edge_agent.test_agent import NOW, Clock, make_config
 
 H10301 = BUILTIN_FORMATS["h10301"]
 STAFF_CARD = H10301.encode(42, 1001)
 STAFF_UID = STAFF_CARD.to_bytes(4, "big").hex().upper()  # the 26 bits, right-aligned
+NO_PIN_CARD = H10301.encode(42, 1003)
+NO_PIN_UID = NO_PIN_CARD.to_bytes(4, "big").hex().upper()
 LED, GREEN, RED = 2, 2, 1
 
 
@@ -39,6 +44,7 @@ class DoorRig:
     store: Store
     devices: Devices
     reader: EmulatedReader
+    clock: Clock
 
     def events(self, kind: str) -> list[Any]:
         return [e for e in self.store.journal.events(limit=10_000) if e.type == kind]
@@ -54,41 +60,59 @@ def wait_until(condition: Any, timeout: float = 3.0) -> Any:
     pytest.fail(f"condition not met within {timeout} s")
 
 
-@pytest.fixture
-def rig(tmp_path: Path) -> Iterator[DoorRig]:
+def build_rig(
+    tmp_path: Path, stack: ExitStack, *, require_pin: bool = False, staff_data: Any = None
+) -> DoorRig:
     key = os.urandom(16)
     write_key(tmp_path / "entry.scbk", key)
     bus = EmulatedBus()
+    emulated = EmulatedReader(bus, 1, key=key).start()
+    stack.callback(emulated.stop)
+    config = make_config(
+        tmp_path, door={"accept_uid": True}, guard={"max_pin_failures": 3, "lockout_s": 60}
+    )
+    config.paths.state_dir.mkdir(parents=True, exist_ok=True)
+    clock = Clock()
+    store = stack.enter_context(
+        Store.open(StoreSettings(path=config.paths.database, reserve_bytes=0), clock=clock)
+    )
+    store.cache.apply_delta(
+        Delta(
+            cursor="c-1",
+            badges=[
+                Badge(STAFF_UID, "uid", "Sam Staff", data=staff_data),
+                Badge(NO_PIN_UID, "uid", "Noa No-PIN"),
+            ],
+        ),
+        synced_at_ms=int((NOW - 600) * 1000),
+    )
+    devices = stack.enter_context(open_devices(config.hardware, camera=False, nfc=False))
+    settings = ReaderSettings(
+        backend="osdp",
+        peripherals=(
+            PeripheralSettings("entry", 1, tmp_path / "entry.scbk", require_pin=require_pin),
+        ),
+        pin_timeout_s=1,
+    )
+    devices.door_reader = open_door_reader(settings, channel=bus.controller_channel())
+    agent = Agent(
+        config,
+        store,
+        devices,
+        scheduler=ManualScheduler(),
+        wall_clock=lambda: clock.wall,
+        mono_clock=lambda: clock.mono,
+    )
+    stack.callback(agent.close)
+    assert devices.door_reader.wait_secure("entry", 3.0)
+    agent.start_reader()
+    return DoorRig(agent, store, devices, emulated, clock)
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[DoorRig]:
     with ExitStack() as stack:
-        emulated = EmulatedReader(bus, 1, key=key).start()
-        stack.callback(emulated.stop)
-        config = make_config(tmp_path, door={"accept_uid": True})
-        config.paths.state_dir.mkdir(parents=True, exist_ok=True)
-        clock = Clock()
-        store = stack.enter_context(
-            Store.open(StoreSettings(path=config.paths.database, reserve_bytes=0), clock=clock)
-        )
-        store.cache.apply_delta(
-            Delta(cursor="c-1", badges=[Badge(STAFF_UID, "uid", "Sam Staff")]),
-            synced_at_ms=int((NOW - 600) * 1000),
-        )
-        devices = stack.enter_context(open_devices(config.hardware, camera=False, nfc=False))
-        settings = ReaderSettings(
-            backend="osdp", peripherals=(PeripheralSettings("entry", 1, tmp_path / "entry.scbk"),)
-        )
-        devices.door_reader = open_door_reader(settings, channel=bus.controller_channel())
-        agent = Agent(
-            config,
-            store,
-            devices,
-            scheduler=ManualScheduler(),
-            wall_clock=lambda: clock.wall,
-            mono_clock=lambda: clock.mono,
-        )
-        stack.callback(agent.close)
-        assert devices.door_reader.wait_secure("entry", 3.0)
-        agent.start_reader()
-        yield DoorRig(agent, store, devices, emulated)
+        yield build_rig(tmp_path, stack)
 
 
 def test_card_read_decision_relay_and_green_led(rig: DoorRig) -> None:
@@ -138,7 +162,7 @@ def test_reader_gone_is_an_alarm_in_the_journal(rig: DoorRig) -> None:
     assert raised["alarm"] == "reader_offline" and raised["reader"] == "entry"
 
 
-def test_config_refuses_pin_without_badge_pins_and_resolves_key_files(tmp_path: Path) -> None:
+def test_config_takes_card_and_pin_and_resolves_key_files(tmp_path: Path) -> None:
     import tomllib
 
     from edge_agent.config import simulator_config_path
@@ -152,8 +176,10 @@ def test_config_refuses_pin_without_badge_pins_and_resolves_key_files(tmp_path: 
     config = parse_config(data, tmp_path)
     assert config.hardware.reader is not None
     assert config.hardware.reader.peripherals[0].key_file == tmp_path / "keys" / "entry.scbk"
-    reader["peripherals"][0]["require_pin"] = True
-    with pytest.raises(ConfigError, match=r"^hardware\.reader\.require_pin: card \+ PIN"):
+    reader["peripherals"][0]["require_pin"] = True  # card + PIN: checked by the agent
+    assert parse_config(data, tmp_path).hardware.reader.peripherals[0].require_pin  # type: ignore[union-attr]
+    reader["peripherals"][0]["require_pin"] = "yes"
+    with pytest.raises(ConfigError, match=r"require_pin: expected true or false"):
         parse_config(data, tmp_path)
     data["hardware"]["reader"] = {"backend": "wiegand", "d0_pin": 17}  # the lock relay's
     with pytest.raises(ConfigError, match=r"^hardware\.reader\.d0_pin: is already used"):
@@ -207,3 +233,168 @@ def test_status_lists_the_wall_readers_as_documented(rig: DoorRig) -> None:
     assert conformance(status, spec["components"]["schemas"]["Status"], spec) == []
     rig.reader.tamper(True)
     wait_until(lambda: rig.agent.status()["wall_readers"][0]["alarms"] == ["reader_tamper"])
+
+
+# -- card + PIN --------------------------------------------------------------------------------
+#: The staff badge's PIN: its hash is all the door holds (a cheap scrypt cost for the tests;
+#: verify_pin takes any cost from 2**10 up).
+STAFF_PIN = "493817"
+AMBER = 3
+
+
+@pytest.fixture
+def pin_rig(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Iterator[DoorRig]:
+    caplog.set_level(logging.DEBUG)  # every logger, libosdp's included
+    data = {"pin_hash": hash_pin(STAFF_PIN, n=2**10)}
+    with ExitStack() as stack:
+        yield build_rig(tmp_path, stack, require_pin=True, staff_data=data)
+
+
+def decisions(rig: DoorRig, count: int) -> list[dict[str, Any]]:
+    found = wait_until(lambda: len(rig.events("access.decision")) >= count and True)
+    assert found
+    return [e.payload for e in rig.events("access.decision")]
+
+
+def led_after(rig: DoorRig, seen: int, color: int) -> Any:
+    return rig.reader.wait_for(
+        lambda c: c["command"] == LED and c.get("temporary") and c["on_color"] == color,
+        after=seen,
+    )
+
+
+def card_then_pin(rig: DoorRig, card: int, keys: str | None) -> int:
+    """Present ``card``, wait for the amber prompt, type ``keys``; the commands seen before."""
+    seen = len(rig.reader.commands())
+    rig.reader.present_card(card, 26)
+    assert led_after(rig, seen, AMBER) is not None  # the reader asks for the PIN
+    if keys is not None:
+        rig.reader.type_keys(keys)
+    return seen
+
+
+def assert_pin_kept_secret(rig: DoorRig, caplog: pytest.LogCaptureFixture) -> None:
+    journal = json.dumps([e.payload for e in rig.store.journal.events(limit=10_000)])
+    assert STAFF_PIN not in journal and "pin_hash" not in journal
+    assert STAFF_PIN not in caplog.text
+    assert "scrypt$" not in journal + caplog.text
+
+
+def test_card_then_pin_grants_and_opens(pin_rig: DoorRig, caplog: pytest.LogCaptureFixture) -> None:
+    seen = card_then_pin(pin_rig, STAFF_CARD, STAFF_PIN[:2])
+    time.sleep(0.2)
+    assert pin_rig.events("access.decision") == []  # the card alone decides nothing
+    assert not pin_rig.devices.door_sim.relay_energised
+    pin_rig.reader.type_keys(STAFF_PIN[2:] + "#")
+    [decision] = decisions(pin_rig, 1)
+    assert decision["granted"] is True and decision["reason"] == "granted"
+    assert decision["source"] == "reader:entry"
+    assert pin_rig.devices.door_sim.relay_energised
+    assert led_after(pin_rig, seen, GREEN) is not None
+    assert_pin_kept_secret(pin_rig, caplog)
+
+
+def test_wrong_pin_is_denied_and_a_few_lock_the_badge_out(
+    pin_rig: DoorRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Three wrong PINs in a row ([guard] max_pin_failures = 3) lock the badge out.
+    for n in (1, 2, 3):
+        seen = card_then_pin(pin_rig, STAFF_CARD, "111111#")
+        decision = decisions(pin_rig, n)[-1]
+        assert decision["granted"] is False and decision["reason"] == "wrong_pin"
+        assert decision["extra"]["pin_failures"] == n
+        assert led_after(pin_rig, seen, RED) is not None
+    assert decision["extra"]["locked_s"] == 60
+    # Locked out: even the right PIN is refused, without being checked.
+    card_then_pin(pin_rig, STAFF_CARD, STAFF_PIN + "#")
+    assert decisions(pin_rig, 4)[-1]["reason"] == "pin_locked_out"
+    assert not pin_rig.devices.door_sim.relay_energised
+    # The lock-out survives nothing but time: after lockout_s the right PIN opens.
+    pin_rig.clock.advance(61)
+    card_then_pin(pin_rig, STAFF_CARD, STAFF_PIN + "#")
+    assert decisions(pin_rig, 5)[-1]["granted"] is True
+    assert pin_rig.devices.door_sim.relay_energised
+    assert pin_rig.store.guard_lockouts.get(f"pin:{STAFF_UID}") is None  # forgotten
+    assert_pin_kept_secret(pin_rig, caplog)
+
+
+def test_a_right_pin_forgets_earlier_failures(pin_rig: DoorRig) -> None:
+    for n, keys in enumerate(("000000#", "000000#", STAFF_PIN + "#", "000000#"), start=1):
+        card_then_pin(pin_rig, STAFF_CARD, keys)
+        decisions(pin_rig, n)
+    last = pin_rig.events("access.decision")[-1].payload
+    assert last["reason"] == "wrong_pin" and last["extra"]["pin_failures"] == 1
+
+
+def test_pin_not_typed_in_time_is_journaled_pin_timeout(
+    pin_rig: DoorRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen = card_then_pin(pin_rig, STAFF_CARD, STAFF_PIN[:3])  # never finished
+    [decision] = decisions(pin_rig, 1)  # pin_timeout_s = 1
+    assert decision["granted"] is False and decision["reason"] == "pin_timeout"
+    assert led_after(pin_rig, seen, RED) is not None
+    assert not pin_rig.devices.door_sim.relay_energised
+    pin_rig.reader.type_keys("#")  # too late: it belongs to no card
+    time.sleep(0.3)
+    assert len(pin_rig.events("access.decision")) == 1
+    # A timeout is not a guess: it counts no failure.
+    assert pin_rig.store.guard_lockouts.get(f"pin:{STAFF_UID}") is None
+    assert STAFF_PIN[:3] not in json.dumps(decision)
+    assert_pin_kept_secret(pin_rig, caplog)
+
+
+def test_badge_without_a_pin_is_denied_pin_required(pin_rig: DoorRig) -> None:
+    seen = card_then_pin(pin_rig, NO_PIN_CARD, "123456#")
+    [decision] = decisions(pin_rig, 1)
+    assert decision["granted"] is False and decision["reason"] == "pin_required"
+    assert decision["credential_id"] == NO_PIN_UID
+    assert led_after(pin_rig, seen, RED) is not None
+    assert not pin_rig.devices.door_sim.relay_energised
+
+
+def test_policy_refusals_keep_their_reason_before_the_pin(pin_rig: DoorRig) -> None:
+    card_then_pin(pin_rig, H10301.encode(42, 1002), STAFF_PIN + "#")  # not in the cache
+    assert decisions(pin_rig, 1)[0]["reason"] == "unknown_badge"
+    # An unknown card's wrong PINs lock nothing out (nor fill the table).
+    assert pin_rig.store.guard_lockouts.count() == 0
+
+
+def test_the_pin_of_one_badge_does_not_open_another(pin_rig: DoorRig) -> None:
+    """The PIN is checked against the hash of the card just read, not any badge's."""
+    pin_rig.store.cache.apply_delta(
+        Delta(
+            cursor="c-2",
+            badges=[
+                Badge(NO_PIN_UID, "uid", "Noa", data={"pin_hash": hash_pin("777777", n=2**10)})
+            ],
+        ),
+        synced_at_ms=int((NOW - 60) * 1000),
+    )
+    card_then_pin(pin_rig, NO_PIN_CARD, STAFF_PIN + "#")
+    assert decisions(pin_rig, 1)[0]["reason"] == "wrong_pin"
+    card_then_pin(pin_rig, NO_PIN_CARD, "777777#")
+    assert decisions(pin_rig, 2)[1]["granted"] is True
+
+
+def test_agent_waits_for_an_rs485_adapter_missing_at_start(tmp_path: Path) -> None:
+    """The agent's devices open the OSDP bus although its adapter is not plugged in yet:
+    no device error that only a restart would clear; the reader is offline meanwhile and
+    comes up once the adapter appears (tests/hardware/test_osdp.py covers the reconnection)."""
+    import tomllib
+
+    from edge_agent.config import simulator_config_path
+    from hardware.reader.osdp import OsdpReader
+
+    write_key(tmp_path / "entry.scbk", os.urandom(16))
+    data = tomllib.loads(simulator_config_path().read_text())
+    data["hardware"]["reader"] = {
+        "backend": "osdp",
+        "port": str(tmp_path / "usb-FTDI_RS485-if00-port0"),
+        "peripherals": [{"name": "entry", "address": 1, "key_file": "entry.scbk"}],
+    }
+    config = parse_config(data, tmp_path)
+    with open_devices(config.hardware, gpio=False, camera=False, printer=False) as devices:
+        assert "reader" not in devices.errors
+        readers = devices.door_reader
+        assert isinstance(readers, OsdpReader)
+        wait_until(lambda: ("entry", "reader_offline") in readers.alarms(), timeout=3.0)

@@ -31,6 +31,7 @@ from hardware.reader.emulator import EmulatedBus, EmulatedReader, PtyEnd
 from hardware.reader.osdp import (
     CommissioningError,
     OsdpReader,
+    SerialChannel,
     commission,
     read_key,
     write_key,
@@ -362,13 +363,18 @@ def test_card_and_pin(tmp_path: Path, bus: EmulatedBus, stop_later: list) -> Non
     emulated.type_keys("34#")
     presented = readers.read(2.0)
     assert presented is not None and presented.pin == "1234"  # '*' started it again
+    assert "pin=" not in repr(presented)  # a log line with the presentation never shows it
     assert presented.card.decoded is not None and presented.card.decoded.number == 77
 
-    # A PIN never finished: the card is dropped and the reader shows a deny.
+    # A PIN never finished: the reader shows a deny and the card comes without a PIN,
+    # marked timed out (for the door's journal), the digits typed so far dropped.
     seen = len(emulated.commands())
     emulated.present_card(H10301.encode(7, 77), 26)
     emulated.type_keys("12")
-    assert readers.read(1.6) is None
+    assert readers.read(0.5) is None
+    late = readers.read(1.6)
+    assert late is not None and late.pin_timed_out and late.pin is None
+    assert late.card.decoded is not None and late.card.decoded.number == 77
     deny = emulated.wait_for(lambda c: c["command"] == LED and c["on_color"] == RED, after=seen)
     assert deny is not None
     emulated.type_keys("#")  # too late: belongs to no card
@@ -482,6 +488,40 @@ def test_adapter_unplugged_and_plugged_back(
     alarms.wait("entry", "reader_offline", active=False, timeout=12)
     assert readers.wait_secure("entry", 3.0)
     assert any("is back" in r.getMessage() for r in caplog.records)
+
+
+def test_an_adapter_missing_at_start_is_waited_for(
+    tmp_path: Path, stop_later: list, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The RS-485 adapter is not plugged in when the agent starts: with ``wait_for_port``
+    (the agent's readers) the readers are offline (alarm) and the port is tried again until
+    it appears, then the reader comes up over the Secure Channel; without it (commissioning,
+    the self-test) the open fails at once with a hint."""
+    caplog.set_level(logging.WARNING, logger="hardware.reader.osdp")
+    key = keyed(tmp_path, "entry")
+    link = tmp_path / "usb-FTDI_RS485-if00-port0"  # udev's by-id link: absent while unplugged
+    settings = settings_for(tmp_path, ("entry", 1), port=str(link), retry_s=0.5)
+    with pytest.raises(BackendUnavailable, match="is the RS-485 adapter plugged in"):
+        open_door_reader(settings)
+    alarms = Alarms()
+    readers = open_door_reader(settings, on_alarm=alarms, wait_for_port=True)
+    stop_later.append(readers)
+    alarms.wait("entry", "reader_offline", timeout=2)
+    assert sum("is not there" in r.getMessage() for r in caplog.records) == 1
+    time.sleep(SerialChannel.REOPEN_S + 0.5)  # tried again meanwhile: still one log line
+    assert sum("is not there" in r.getMessage() for r in caplog.records) == 1
+
+    pty = PtyEnd()  # plugged in
+    stop_later.append(pty)
+    link.symlink_to(pty.port)
+    emulated = EmulatedReader(None, 1, channel=pty, key=key).start()
+    stop_later.append(emulated)
+    alarms.wait("entry", "reader_offline", active=False, timeout=12)
+    assert readers.wait_secure("entry", 3.0)
+    assert any("is back" in r.getMessage() for r in caplog.records)
+    emulated.present_card(H10301.encode(42, 1001), 26)
+    presented = readers.read(2.0)
+    assert presented is not None and presented.card.decoded is not None
 
 
 def test_a_channel_that_raises_does_not_hang_the_control_panel(

@@ -57,7 +57,15 @@ MIN_VISITOR_UNITS = 22
 MIN_GUARD_UNITS = 18
 MIN_CONTRAST = 4.5
 #: Reason codes only a badge can get (their QR wording may say "badge").
-BADGE_ONLY = {"unknown_badge", "uid_not_allowed"}
+BADGE_ONLY = {
+    "unknown_badge",
+    "uid_not_allowed",
+    # card + PIN at a wall reader
+    "pin_required",
+    "wrong_pin",
+    "pin_timeout",
+    "pin_locked_out",
+}
 #: The reason code the agent answers for each demo panel invitation.
 PANEL_REASONS = {
     "valid": "granted",

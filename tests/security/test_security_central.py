@@ -636,7 +636,7 @@ def test_retire_now_makes_devices_refuse_the_old_key_at_once(central, admin, tmp
 
 @pytest.mark.processes
 def test_pin_hashes_reach_only_devices_with_a_guard_console(central, admin, tmp_path) -> None:
-    from portier_common.pins import hash_pin
+    from portier_common.pins import hash_pin, verify_pin
 
     admin.put_badge(
         uid="04C0FFEE0000A1",
@@ -646,6 +646,14 @@ def test_pin_hashes_reach_only_devices_with_a_guard_console(central, admin, tmp_
         role="guard",
         pin_hash=hash_pin("246813", n=2**10),
         guard_id="gail",
+    )
+    # An ordinary badge's PIN is its card + PIN second factor: every door gets it.
+    admin.put_badge(
+        uid="04C0FFEE0000A2",
+        holder="Pat Pin",
+        doors=[DOOR],
+        kind="uid",
+        pin_hash=hash_pin("135790", n=2**10),
     )
     caches = {}
     for console in (False, True):
@@ -663,6 +671,7 @@ def test_pin_hashes_reach_only_devices_with_a_guard_console(central, admin, tmp_
         badge = store.cache.badge("04C0FFEE0000A1")
         assert badge is not None
         caches[console] = (badge.data or {}, StoreCacheView(store).guard("04C0FFEE0000A1"))
+        assert verify_pin("135790", StoreCacheView(store).pin_hash("04C0FFEE0000A2") or "")
         store.close()
     headless, kiosk = caches[False], caches[True]
     assert "pin_hash" not in headless[0] and headless[1] is not None

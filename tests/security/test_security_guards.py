@@ -358,6 +358,26 @@ def test_no_console_no_pin_hashes_in_the_cache(make_rig):
         Delta(cursor="c-2", badges=[Badge(GUARD_UID, "uid", "Gail Guard", data=_guard_data())])
     )
     assert "pin_hash" not in (rig.store.cache.badge(GUARD_UID).data or {})
+    # An ordinary badge's PIN hash is no console secret: it is card + PIN's second factor,
+    # kept (on its way in, and by the start-up sweep) while a guard's is dropped.
+    staff_pin = {"pin_hash": _guard_data()["pin_hash"]}
+    rig.store.cache.apply_delta(
+        Delta(
+            cursor="c-3",
+            badges=[
+                Badge(STAFF_UID, "uid", "Sam Staff", data=staff_pin),
+                Badge(GUARD_UID, "uid", "Gail Guard", data=_guard_data()),
+            ],
+        )
+    )
+    assert (rig.store.cache.badge(STAFF_UID).data or {}).get("pin_hash")
+    rig.store.cache.keep_guard_secrets = True  # as if a console had kept the guard's
+    rig.store.cache.apply_delta(
+        Delta(cursor="c-4", badges=[Badge(GUARD_UID, "uid", "Gail Guard", data=_guard_data())])
+    )
+    assert rig.store.cache.strip_guard_secrets() == 1  # the guard's only
+    assert "pin_hash" not in (rig.store.cache.badge(GUARD_UID).data or {})
+    assert (rig.store.cache.badge(STAFF_UID).data or {}).get("pin_hash")
 
 
 def _ntag_guard_rig(make_rig: Any, **guard: Any) -> Any:

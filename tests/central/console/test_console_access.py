@@ -103,10 +103,11 @@ def test_badge_forms_refuse_bad_input_in_words(client: ConsoleClient, console_ce
         ({"doors": "front door"}, "front door is not a door or zone name"),
         ({"not_before": "2026-12-10T08:00", "not_after": "2026-12-09T08:00"}, "must come after"),
         ({"schedule": "nowhere"}, "No schedule is set for nowhere"),
-        ({"guard": "on", "pin": "12ab56"}, "A guard's PIN is 6 to 12 digits."),
-        ({"guard": "on", "pin": "12345"}, "A guard's PIN is 6 to 12 digits."),
+        ({"guard": "on", "pin": "12ab56"}, "A PIN is 6 to 12 digits."),
+        ({"guard": "on", "pin": "12345"}, "A PIN is 6 to 12 digits."),
+        ({"pin": "12345"}, "A PIN is 6 to 12 digits."),
         ({"guard": "on", "uid": "04999999999999"}, "A guard needs a PIN of 6 to 12 digits."),
-        ({"pin": "246813"}, "A PIN and a guard id are for a guard's badge only"),
+        ({"guard_id": "gail"}, "A guard id is for a guard's badge only"),
     ]
     for fields, words in cases:
         answer = _badge(client, **fields)
@@ -190,6 +191,46 @@ def test_a_guard_badge_keeps_only_a_pin_hash_and_never_shows_it(
         assert ("pin_hash" in gail) is console_device
         if console_device:
             assert verify_pin("246813", gail["pin_hash"])
+
+
+def test_any_badge_may_carry_a_pin_for_card_and_pin_doors(
+    client: ConsoleClient, console_central, store: CentralStore, doors
+) -> None:
+    """A staff badge's PIN (card + PIN wall readers): hashed like a guard's, never shown,
+    kept on edit unless removed, and sent to every door of the site (not a guard's secret)."""
+    assert client.login("olivia").status == 303
+    uid = "04A1B2C3D4E5A7"
+    answer = _badge(client, uid=uid, holder="Pat Pin", kind="uid", pin="135790")
+    assert answer.status == 303, answer.text[-2000:]
+    stored = store.badge_pin_hash(uid)
+    assert stored is not None and verify_pin("135790", stored) and not verify_pin("135791", stored)
+    assert store.get_badge(uid).get("role") is None
+    page = client.request("/console/badges?q=pat").text
+    row = re.search(rf'<tr id="badge-{uid.lower()}">.*?</tr>', page, re.S)
+    assert row is not None and "PIN set" in row.group(0) and "Guard" not in row.group(0)
+    assert "scrypt" not in page and "135790" not in page
+    edit = client.request(f"/console/badges?edit={uid}").text
+    assert "A PIN is set: leave empty to keep it." in edit and "Remove the PIN" in edit
+    assert _badge(client, uid=uid, holder="Pat Pin", kind="uid", editing="1").status == 303
+    assert store.badge_pin_hash(uid) == stored  # kept
+    rows = _journal(store, "POST /admin/badges")
+    assert "scrypt" not in json.dumps([r["detail"] for r in rows])
+    # A headless door (no guard console) gets this badge's hash: its card + PIN check.
+    _, device = enroll_device(
+        console_central.url,
+        door="gate-a",
+        zones=["perimeter"],
+        guard_console=False,
+        token=console_central.token,
+    )
+    with device:
+        page_json = device.get(f"{console_central.url}/v1/deltas", timeout=10).json()
+    pat = next(b for b in page_json["badges"] if b["uid"] == uid.lower())
+    assert verify_pin("135790", pat["pin_hash"])
+    # Removing it: the badge has no PIN any more (a card + PIN door says pin_required).
+    answer = _badge(client, uid=uid, holder="Pat Pin", kind="uid", editing="1", clear_pin="on")
+    assert answer.status == 303
+    assert store.badge_pin_hash(uid) is None
 
 
 def test_names_typed_into_a_badge_are_shown_as_text(client: ConsoleClient, doors) -> None:
