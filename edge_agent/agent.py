@@ -933,7 +933,8 @@ class Agent:
         length) is journaled as ``reader.bad_read`` and denied without a decision. At a
         reader with card + PIN the PIN typed after the card is the second factor
         (:class:`~edge_agent.cardpin.CardPin`: ``pin_required``, ``wrong_pin``,
-        ``pin_timeout``, ``pin_locked_out``); the PIN itself is never journaled.
+        ``pin_timeout``, ``pin_locked_out``); the PIN itself is never journaled. A card
+        whose PIN a lockdown cut short (``pin_interrupted``) is refused ``lockdown``.
         """
         readers = self.devices.door_reader
         card = presented.card
@@ -951,7 +952,11 @@ class Agent:
         second_factor: Callable[[Decision], PinOutcome] | None = None
         if readers.requires_pin(presented.reader):
             second_factor = functools.partial(
-                self._card_pin, card.uid.hex().upper(), presented.pin, presented.pin_timed_out
+                self._card_pin,
+                card.uid.hex().upper(),
+                presented.pin,
+                presented.pin_timed_out,
+                presented.pin_interrupted,
             )
         result = self.present(
             Credential.badge(card.uid),
@@ -970,9 +975,12 @@ class Agent:
         return result
 
     def _card_pin(
-        self, uid_hex: str, pin: str | None, timed_out: bool, decision: Decision
+        self, uid_hex: str, pin: str | None, timed_out: bool, interrupted: bool, decision: Decision
     ) -> PinOutcome:
-        return self.card_pin.check(decision, uid_hex, pin, timed_out, int(self._wall() * 1000))
+        now_ms = int(self._wall() * 1000)
+        return self.card_pin.check(
+            decision, uid_hex, pin, timed_out, now_ms, interrupted=interrupted
+        )
 
     def _wall_reader_alarm(self, alarm: Any) -> None:
         """A wall reader's alarm (offline, tamper, insecure) into the journal, like the

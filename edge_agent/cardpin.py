@@ -2,10 +2,14 @@
 badge's PIN hash, with the guards' durable lock-out.
 
 A reader with ``require_pin`` (``[hardware.reader]`` / ``[[hardware.reader.peripherals]]``)
-presents a card with the PIN typed after it, or with ``pin_timed_out``. The policy decides
-the card first, as for any badge; only a card it grants meets the second factor, so an
-unknown, revoked or out-of-hours badge keeps its own reason. Then, in order:
+presents a card with the PIN typed after it, with ``pin_timed_out``, or with
+``pin_interrupted`` (a lockdown came while the PIN was typed). The policy decides the card
+first, as for any badge; only a card it grants meets the second factor, so an unknown,
+revoked or out-of-hours badge keeps its own reason. Then, in order:
 
+- a lockdown cut the PIN short: ``lockdown`` (the policy says so itself once the door is
+  in lockdown; this covers a decision taken while the new mode reaches the door), no
+  failure counted;
 - the badge is locked out (too many wrong PINs in a row): ``pin_locked_out``, the PIN is
   not checked;
 - the badge has no PIN hash: ``pin_required``;
@@ -61,11 +65,21 @@ class CardPin:
         return f"pin:{uid_hex}"
 
     def check(
-        self, decision: Decision, uid_hex: str, pin: str | None, timed_out: bool, now_ms: int
+        self,
+        decision: Decision,
+        uid_hex: str,
+        pin: str | None,
+        timed_out: bool,
+        now_ms: int,
+        *,
+        interrupted: bool = False,
     ) -> PinOutcome:
-        """The second factor over the policy's ``decision`` for the card ``uid_hex``."""
+        """The second factor over the policy's ``decision`` for the card ``uid_hex``
+        (``interrupted``: a lockdown came while its PIN was typed)."""
         if not decision.granted:
             return PinOutcome(decision)
+        if interrupted:
+            return PinOutcome(self._deny(decision, Reason.LOCKDOWN))
         lockouts = self._store.guard_lockouts
         ident = self.ident(uid_hex)
         state = lockouts.get(ident)

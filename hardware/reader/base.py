@@ -144,11 +144,15 @@ class Presentation:
     """A card presented at a reader, with the PIN typed after it when that reader asks for
     one (``pin`` None: no PIN asked, or none finished in time). A PIN not finished within
     ``pin_timeout_s`` presents the card with ``pin_timed_out`` (the reader already showed
-    a deny), so the door can journal it. ``repr`` never shows the PIN."""
+    a deny), so the door can journal it. A card whose PIN was still being typed when the
+    door showed the lockdown on its reader is presented with ``pin_interrupted`` (no PIN,
+    the digits typed so far dropped), so the door journals its refusal instead of losing
+    it. ``repr`` never shows the PIN."""
 
     card: CardRead
     pin: str | None = field(default=None, repr=False)
     pin_timed_out: bool = False
+    pin_interrupted: bool = False
 
     @property
     def reader(self) -> str:
@@ -257,7 +261,8 @@ class DoorReader(ABC):
 
         Reads refused by the reader layer (parity, unknown length) are presented too, with
         ``card.error`` set, so the door can journal and deny them; a card whose PIN never
-        came is presented with ``pin_timed_out`` (after a deny on the reader). Raises
+        came is presented with ``pin_timed_out`` (after a deny on the reader), one cut
+        short by the lockdown with ``pin_interrupted``. Raises
         :class:`ReaderClosed` if the reader is not open.
         """
         if not self._opened:
@@ -272,14 +277,20 @@ class DoorReader(ABC):
 
         Returns None; a reader that cannot show it (offline, no LED) is logged, never
         raised: feedback must not stop the door. Raises ValueError for an unknown reader
-        or feedback.
+        or feedback. Any feedback but ``pin`` ends the wait for a PIN on that reader; the
+        ``lockdown`` one presents the waiting card with ``pin_interrupted``.
         """
         feedback = Feedback(feedback)
         if reader not in self.reader_names():
             raise ValueError(f"no reader named {reader!r}")
         if feedback is not Feedback.PIN:
             with self._lock:
-                self._pins.pop(reader, None)
+                pending = self._pins.pop(reader, None)
+            if pending is not None and feedback is Feedback.LOCKDOWN:
+                # A lockdown while the PIN is typed: the card is refused, and the door
+                # must journal that, so it is presented (without the digits), not dropped.
+                log.info("reader %s: lockdown while a PIN was typed", reader)
+                self._presented.put(Presentation(pending.card, pin_interrupted=True))
         try:
             self._send_feedback(reader, feedback)
         except (HardwareError, OSError, RuntimeError) as exc:

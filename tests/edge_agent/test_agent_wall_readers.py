@@ -343,6 +343,51 @@ def test_pin_not_typed_in_time_is_journaled_pin_timeout(
     assert_pin_kept_secret(pin_rig, caplog)
 
 
+def test_lockdown_while_the_pin_is_typed_is_journaled_lockdown(
+    pin_rig: DoorRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lockdown that comes between the card and its '#' refuses that card in the journal
+    (it used to vanish: the lockdown's feedback dropped the pending card unjournaled)."""
+    card_then_pin(pin_rig, STAFF_CARD, STAFF_PIN[:3])  # the card read, the PIN half typed
+    seen = len(pin_rig.reader.commands())
+    pin_rig.agent.set_mode("lockdown", by="guard:g-7", why="intruder")
+    [decision] = decisions(pin_rig, 1)
+    assert decision["granted"] is False and decision["reason"] == "lockdown"
+    assert decision["source"] == "reader:entry" and decision["credential_id"] == STAFF_UID
+    assert "extra" not in decision or "pin_failures" not in decision["extra"]
+    red_at_rest = pin_rig.reader.wait_for(
+        lambda c: c["command"] == LED and not c["temporary"] and c["on_color"] == RED, after=seen
+    )
+    assert red_at_rest is not None  # the reader shows the lockdown
+    assert not pin_rig.devices.door_sim.relay_energised
+    # The rest of the PIN belongs to no card any more: nothing more is decided.
+    pin_rig.reader.type_keys(STAFF_PIN[3:] + "#")
+    time.sleep(1.3)  # past pin_timeout_s: no late pin_timeout either
+    assert len(pin_rig.events("access.decision")) == 1
+    assert not pin_rig.devices.door_sim.relay_energised
+    # Not a guess: no failure counted; and no digit typed reaches the journal or the log.
+    assert pin_rig.store.guard_lockouts.get(f"pin:{STAFF_UID}") is None
+    assert STAFF_PIN[:3] not in json.dumps(decision)
+    assert_pin_kept_secret(pin_rig, caplog)
+
+
+def test_a_pin_cut_by_lockdown_is_refused_before_the_door_is_in_lockdown(
+    pin_rig: DoorRig,
+) -> None:
+    """The reader shows the lockdown (and presents the card) before the door takes the new
+    mode: a card decided in between is refused ``lockdown`` although the policy grants."""
+    from hardware.reader import CardRead, Presentation
+
+    assert pin_rig.agent.mode.value == "normal"
+    card = CardRead.from_bits("entry", STAFF_CARD, 26, (H10301,))
+    result = pin_rig.agent.present_wall_card(Presentation(card, pin_interrupted=True))
+    assert result["granted"] is False and result["reason"] == "lockdown"
+    [decision] = decisions(pin_rig, 1)
+    assert decision["reason"] == "lockdown" and decision["source"] == "reader:entry"
+    assert not pin_rig.devices.door_sim.relay_energised
+    assert pin_rig.store.guard_lockouts.get(f"pin:{STAFF_UID}") is None
+
+
 def test_badge_without_a_pin_is_denied_pin_required(pin_rig: DoorRig) -> None:
     seen = card_then_pin(pin_rig, NO_PIN_CARD, "123456#")
     [decision] = decisions(pin_rig, 1)

@@ -380,6 +380,21 @@ def test_card_and_pin(tmp_path: Path, bus: EmulatedBus, stop_later: list) -> Non
     emulated.type_keys("#")  # too late: belongs to no card
     assert readers.read(0.3) is None
 
+    # The door shows the lockdown while a PIN is typed: the card is presented at once,
+    # marked interrupted (the door journals its refusal), without the digits typed so far.
+    emulated.present_card(H10301.encode(7, 77), 26)
+    emulated.type_keys("12")
+    assert readers.read(0.2) is None
+    readers.feedback("pin", Feedback.LOCKDOWN)
+    cut = readers.read(0.5)
+    assert cut is not None and cut.pin_interrupted and cut.pin is None
+    assert not cut.pin_timed_out and cut.card.decoded is not None
+    emulated.type_keys("34#")  # the rest belongs to no card, and no timeout follows
+    assert readers.read(1.3) is None
+    # Feedback for a reader waiting for no PIN presents nothing.
+    readers.feedback("pin", Feedback.LOCKDOWN)
+    assert readers.read(0.2) is None
+
 
 # -- alarms ------------------------------------------------------------------------------------
 def test_tamper_raises_and_clears_within_a_second(
