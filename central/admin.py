@@ -318,6 +318,18 @@ class CentralAdmin:
         path = f"/admin/invitations/{quote(invitation_id, safe='')}/extend"
         return self._call("POST", path, json={"expires": expires})
 
+    def revoke_invitation_group(self, group_id: str, reason: str) -> dict[str, Any]:
+        """Revoke every still-valid invitation of a group, with the reason; return
+        ``{"id", "group", "reason", "revoked", "held"}``."""
+        path = f"/admin/invitation-groups/{quote(group_id, safe='')}/revoke"
+        return self._call("POST", path, json={"reason": reason})
+
+    def extend_invitation_group(self, group_id: str, expires: int) -> dict[str, Any]:
+        """Every still-valid invitation of a group to a new end (new tokens, the old
+        revoked); return ``{"id", "group", "invitations", "replaced", "held"}``."""
+        path = f"/admin/invitation-groups/{quote(group_id, safe='')}/extend"
+        return self._call("POST", path, json={"expires": expires})
+
     def put_badge(self, **fields: Any) -> dict[str, Any]:
         """Add or replace a badge (``BadgeCreate`` fields); return the ``Badge``."""
         body = {key: value for key, value in fields.items() if value is not None}

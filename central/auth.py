@@ -61,6 +61,9 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/admin/invitations/batch"): _PASS,
     ("POST", "/admin/invitations/recurring"): _PASS,
     ("POST", "/admin/invitations/{invitation_id}/extend"): _PASS,
+    # A whole group at once (central/store/groups.py).
+    ("POST", "/admin/invitation-groups/{group_id}/revoke"): _PASS,
+    ("POST", "/admin/invitation-groups/{group_id}/extend"): _PASS,
     ("GET", "/admin/badges"): _PASS | _READ,
     ("POST", "/admin/badges"): _PASS,
     ("DELETE", "/admin/badges/{uid}"): _PASS,

@@ -249,6 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
         "after they arrived (90)",
     )
     serve.add_argument(
+        "--technical-log-days",
+        type=int,
+        default=400,
+        metavar="DAYS",
+        help="delete the devices' technical log (self-tests, alarm acknowledgements, "
+        "contact, event packs made) this many days after it was written (400)",
+    )
+    serve.add_argument(
         "--purge-interval",
         type=float,
         default=3600.0,
@@ -449,6 +457,13 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument(
         "--retention-days", type=int, default=90, metavar="DAYS", help="the period (90)"
     )
+    purge.add_argument(
+        "--technical-log-days",
+        type=int,
+        default=400,
+        metavar="DAYS",
+        help="the technical log's period (400)",
+    )
     purge.add_argument("--dry-run", action="store_true", help="count only; change nothing")
     purge.add_argument("--json", action="store_true")
     for local in (
@@ -613,6 +628,7 @@ def _serve(args: argparse.Namespace) -> int:
             notify_retry_s=args.notify_retry,
             notify_give_up_s=args.notify_give_up,
             retention_days=args.retention_days,
+            technical_log_days=args.technical_log_days,
             purge_interval_s=args.purge_interval,
         )
         if settings.tls_cert is not None and settings.tls_key is not None:
@@ -665,7 +681,10 @@ def _local(args: argparse.Namespace) -> int:
     if args.command == "purge":
         try:
             settings = CentralSettings(
-                data_dir=args.data, db=args.db, retention_days=args.retention_days
+                data_dir=args.data,
+                db=args.db,
+                retention_days=args.retention_days,
+                technical_log_days=args.technical_log_days,
             )
         except ConfigError as exc:
             raise UsageError(str(exc)) from None

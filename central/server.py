@@ -165,8 +165,10 @@ def _detail(request: web.Request, answer: object) -> dict[str, Any]:
         invitation = answer.get("invitation")
         if isinstance(invitation, dict) and isinstance(invitation.get("id"), str):
             detail.setdefault("id", invitation["id"])
-        if isinstance(answer.get("replaced"), str):  # an extension: the old invitation
+        if isinstance(answer.get("replaced"), str | list):  # an extension: the old invitation(s)
             detail.setdefault("replaced", answer["replaced"])
+        if isinstance(answer.get("held"), list):  # a group's: those left to an approval
+            detail.setdefault("held", answer["held"])
         detail.update(invitation_ids(answer))
     return detail
 
@@ -267,6 +269,8 @@ class CentralServer:
         r.add_post("/admin/invitations/batch", self.admin_invitation_group)
         r.add_post("/admin/invitations/recurring", self.admin_recurring_invitations)
         r.add_post("/admin/invitations/{invitation_id}/extend", self.admin_extend_invitation)
+        r.add_post("/admin/invitation-groups/{group_id}/revoke", self.admin_revoke_group)
+        r.add_post("/admin/invitation-groups/{group_id}/extend", self.admin_extend_group)
         r.add_get("/admin/badges", self.admin_list_badges)
         r.add_post("/admin/badges", self.admin_badge)
         r.add_delete("/admin/badges/{uid}", self.admin_delete_badge)
@@ -1050,6 +1054,29 @@ class CentralServer:
             201,
             self.store.extend_invitation,
             invitation_id,
+            body,
+            by=request[OPERATOR]["name"],
+        )
+        return _json(answer, 201)
+
+    async def admin_revoke_group(self, request: web.Request) -> web.Response:
+        """POST /admin/invitation-groups/{group_id}/revoke: every still-valid invitation of
+        a group, with the reason; one transaction, one audit row naming them."""
+        body = await self._body(request)
+        group_id = request.match_info["group_id"]
+        return _json(
+            await self._change(request, 200, self.store.revoke_invitation_group, group_id, body)
+        )
+
+    async def admin_extend_group(self, request: web.Request) -> web.Response:
+        """POST /admin/invitation-groups/{group_id}/extend: every still-valid invitation of
+        a group to a new end (new invitations and tokens replace the old, revoked)."""
+        body = await self._body(request)
+        answer = await self._change(
+            request,
+            201,
+            self.store.extend_invitation_group,
+            request.match_info["group_id"],
             body,
             by=request[OPERATOR]["name"],
         )

@@ -177,6 +177,11 @@ class CentralSettings:
     #: e-mails, photos) is pseudonymised this many days after it arrived (an invitation:
     #: after it expired); ``serve`` purges every ``purge_interval_s``.
     retention_days: int = 90
+    #: The technical log (devices' self-test reports, alarm acknowledgements, their contact
+    #: quarters, the event packs made) is deleted this many days after it was written: it
+    #: names no visitor, and the security office looks back further than the visitors'
+    #: period (a year's availability, last year's alarms). central/store/retention.py.
+    technical_log_days: int = 400
     purge_interval_s: float = 3600.0
 
     def __post_init__(self) -> None:
@@ -247,6 +252,7 @@ class CentralSettings:
         integer("notify_give_up_s", self.notify_give_up_s, 1, 30 * 86_400)
         number("notify_poll_s", self.notify_poll_s, 0.01, 3600, unit=" seconds")
         integer("retention_days", self.retention_days, 1, 36_500)
+        integer("technical_log_days", self.technical_log_days, 1, 36_500)
         number("purge_interval_s", self.purge_interval_s, 0.1, 86_400, unit=" seconds")
         for name in ("tls_cert", "tls_key"):
             value = getattr(self, name)

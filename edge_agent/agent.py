@@ -1263,7 +1263,7 @@ class Agent:
             "sync": self.link.status() if self.link is not None else None,
             "last_sync": self.store.cache.downlink().last_sync_ms,
             # The off-site event this kiosk holds a pack for (None: none), issue #14.
-            "event_pack": _event_pack(self.store),
+            "event_pack": _event_pack(self.store, now),
             "cache_staleness_s": cache["staleness_s"],
             "cache": cache,
             "events_waiting": counts.backlog,
@@ -1403,8 +1403,17 @@ def _last_command(raw: str) -> list[Any] | None:
     return command if isinstance(command, list) else None
 
 
-def _event_pack(store: Store) -> dict[str, Any] | None:
-    """The installed event pack's summary (edge_agent/eventpack.py), or None."""
+def _event_pack(store: Store, now: float) -> dict[str, Any] | None:
+    """The installed event pack's summary (edge_agent/eventpack.py) with ``in_force``
+    (the event is on at *now*, the agent's wall clock: the kiosk shows its name and welcome
+    line then, and not before nor after), or None."""
     from edge_agent.eventpack import installed
 
-    return installed(store) or None
+    summary = installed(store)
+    if not summary:
+        return None
+    try:
+        in_force = float(summary["starts"]) <= now < float(summary["ends"])
+    except (KeyError, TypeError, ValueError):
+        in_force = False  # a summary from an older agent: never shown rather than wrong
+    return {**summary, "in_force": in_force}

@@ -15,6 +15,9 @@ for the agent's ``lockout_s`` (the demo's guard badge stays usable). It needs
 a display (``DISPLAY``, e.g. Xvfb).
 
 The guard's idle warning is shown by moving the app's clock forward (no wait).
+
+The attract screen of an off-site event needs an event pack installed in the demo
+(``python tests/support/kiosk_rig.py DIR --event-pack``), then ``--event-only``.
 """
 
 from __future__ import annotations
@@ -478,6 +481,22 @@ class Shooter:
             self.shot(name)
         self.home(lang)
 
+    def event_screens(self) -> None:
+        """The attract screen of an off-site event (an event pack in force on the demo
+        agent: ``python tests/support/kiosk_rig.py DIR --event-pack``), in both languages.
+
+        Raises:
+            ValueError: the demo agent has no event pack in force.
+        """
+        d = self.driver
+        d.wait_for(lambda: self.app.status, 20, "no status from the demo agent")
+        if not self.app.event_name:
+            raise ValueError("the demo agent has no event pack in force (--event-pack)")
+        for lang in LANGUAGES:
+            self.home(lang)
+            d.frames(3)
+            self.shot("attract-event")
+
     def extra(self) -> None:
         """More states after the catalogue (none here; the legibility test adds some)."""
 
@@ -502,10 +521,12 @@ def shoot(
     suffix: str = "",
     full: bool = True,
     shooter_class: type[Shooter] = Shooter,
+    event_only: bool = False,
 ) -> list[Path]:
     """Run the app on ``config`` (a demo configuration) and save its screens into ``out``.
 
-    ``full`` False saves only the visitor screens. Returns the files saved.
+    ``full`` False saves only the visitor screens; ``event_only`` only the attract screen
+    of the demo's event pack (:meth:`Shooter.event_screens`). Returns the files saved.
     ``shooter_class``: a :class:`Shooter` subclass (the legibility test checks every
     screen of the catalogue in its ``shot``).
     Raises ``TimeoutError`` when a step does not happen (the agent is not
@@ -532,6 +553,9 @@ def shoot(
     driver.start()
     try:
         driver.wait_for(lambda: app.online, 20, "the demo agent does not answer")
+        if event_only:
+            shooter.event_screens()
+            return shooter.saved
         for lang in LANGUAGES:
             shooter.visitor_screens(lang)
             shooter.door_states(lang)
@@ -556,12 +580,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=_size, default=(800, 480), help="window size (800x480)")
     parser.add_argument("--suffix", default="", help="appended to every file name")
     parser.add_argument("--visitor-only", action="store_true", help="skip the guard screens")
+    parser.add_argument(
+        "--event-only",
+        action="store_true",
+        help="only the attract screen of the demo's event pack (a demo made with --event-pack)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = demo_config(args.demo)
     ui = dataclasses.replace(config.ui, fullscreen=False, size=args.size)
     config = dataclasses.replace(config, ui=ui)
-    saved = shoot(config, args.out, suffix=args.suffix, full=not args.visitor_only)
+    saved = shoot(
+        config,
+        args.out,
+        suffix=args.suffix,
+        full=not args.visitor_only,
+        event_only=args.event_only,
+    )
     log.info("saved %d screenshots in %s", len(saved), args.out)
     return 0
 

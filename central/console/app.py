@@ -45,7 +45,7 @@ from ..settings import CentralSettings
 from ..store import CentralStore
 from ..store.doormodes import CENTRAL_MODES
 from ..tls import is_trusted
-from . import access, eventpacks, onsite, operators, screening, security, stats, visitors
+from . import access, eventpacks, groups, onsite, operators, screening, security, stats, visitors
 from .i18n import LANGUAGES, N_, pick_language, translations
 from .live import BATCH, LiveHub
 from .refusals import refusal_message
@@ -279,6 +279,7 @@ class Console:
         r.add_get(f"{PREFIX}/password", self.password_page)
         r.add_post(f"{PREFIX}/password", self.change_password)
         visitors.add_routes(self, app)
+        groups.add_routes(self, app)
         security.add_routes(self, app)
         screening.add_routes(self, app)
         onsite.add_routes(self, app)

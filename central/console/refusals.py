@@ -52,6 +52,14 @@ REASONS: dict[str, str] = {
     "no_days": N_("None of these days falls in the period."),
     "guard": N_("A guard's badge needs a PIN."),
     "guard_id": N_("A guard id is for a guard's badge only."),
+    "group_none_valid": N_("None of the group's invitations is still valid: nothing to change."),
+    "group_recurring": N_(
+        "A recurring visitor's days are extended one by one (each is that day's hours), or "
+        "invite the visitor for more days."
+    ),
+    "group_extend_later": N_(
+        "Check %(field)s: the new end must be after the end of every invitation of the group."
+    ),
     "pin_hash": N_("Check %(field)s: it is not a PIN hash the central made."),
     "same_site": N_("Check %(field)s: every invitation of a group is for the group's site."),
     "password_same": N_("The new password must differ from the current one."),
@@ -147,6 +155,7 @@ FIELDS: dict[str, str] = {
     "name": N_("the name"),
     "mode": N_("the mode"),
     "reason": N_("the reason"),
+    "invitation_group": N_("the group of invitations"),
     "settings": N_("the door's settings"),
     "decision": N_("the decision"),
     "deny_entry": N_("the deny-list entry"),

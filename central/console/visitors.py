@@ -62,6 +62,11 @@ DONE = {
         "until then."
     ),
     "resent": N_("The invitation is sent again to %(name)s."),
+    "group_revoked": N_("%(count)s invitations of %(name)s revoked."),
+    "group_extended": N_(
+        "%(count)s invitations of %(name)s now end %(until)s: give each visitor the new QR "
+        "code (the old ones are revoked)."
+    ),
 }
 
 #: The pre-registration form's fields, in the form's order.

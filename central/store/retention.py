@@ -23,6 +23,28 @@ What a purge does, in one transaction, to what is older than the cutoff (now min
   recipient pseudonymised, ``last_error`` (it may quote the address) cleared; one still
   pending is given up (``failed``, "purged by retention").
 
+* **alarm notes**: an acknowledgement's note (``alarm_acks.note``) is free text that may name
+  a visitor ("let Ada out by the fire door"): it cannot be pseudonymised, so it is emptied
+  after ``retention_days`` like the visitors' data; who acknowledged, which alarm and when stay
+  for the technical log.
+
+**The technical log** (schema 9, 14 and 16: ``selftest_log``, ``alarm_acks``,
+``device_contact``, ``event_packs``) names no visitor: a device's self-test reports, who of
+the security office acknowledged which alarm, the quarter hours a device was heard in (its
+availability), the event packs made (an event's name, a device, the operator, a guest
+count, never the guests). It is kept longer, ``technical_log_days`` (default 400: last
+year's alarms and availability), then deleted (not pseudonymised: nothing in it is needed
+once old), by the same purge and in the same transaction:
+
+* ``selftest_log`` rows received before the technical cutoff (each device's latest report
+  stays in ``selftest_reports``);
+* ``alarm_acks`` acknowledged before it, except those of an alarm a device's latest
+  heartbeat still lists (the alarm would show as never acknowledged again);
+* ``device_contact`` quarters before it;
+* ``event_packs`` whose event ended (``not_after_ms``) before it, except the newest pack: the
+  next serial is the highest plus one, and a device refuses a pack whose serial is not above
+  the last it installed.
+
 Each purge that changed something (and each one run from the command line) appends one
 ``retention.purge`` row to the audit chain, in the same transaction: who (``system``,
 NULL operator), the cutoff and the counts, and each device's purged seq ranges.
@@ -46,7 +68,9 @@ from portier_common.encoding import canonical_json
 
 from .base import StoreBase, dumps
 from .db import Connection
+from .monitor import SAME_RAISE_MS
 from .operators import journal
+from .stats import QUARTER_MS
 from .visits import DRAFT_TTL_MS
 
 __all__ = [
@@ -152,8 +176,10 @@ class RetentionMixin(StoreBase):
         dry_run: bool = False,
         by: str = "system",
         record_empty: bool = False,
+        technical_log_days: int | None = None,
     ) -> dict[str, Any]:
-        """Pseudonymise what is older than *retention_days* (default: the setting).
+        """Pseudonymise what is older than *retention_days* (default: the setting), and
+        delete the technical log older than *technical_log_days* (default: the setting).
 
         Args:
             dry_run: count what would be purged; change nothing, record nothing.
@@ -162,18 +188,32 @@ class RetentionMixin(StoreBase):
 
         Returns:
             ``{"dry_run", "retention_days", "cutoff_ms", "events", "invitations",
-            "notifications", "devices": {device_id: [[first_seq, last_seq], ...]}}``.
+            "notifications", "devices": {device_id: [[first_seq, last_seq], ...]},
+            "technical_log_days", "technical_cutoff_ms", "technical": {"selftest_log",
+            "alarm_acks", "alarm_notes", "device_contact", "event_packs"}}`` (the rows
+            deleted, or the notes emptied).
         """
         days = self.settings.retention_days if retention_days is None else retention_days
         if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 36_500:
             raise ValueError(f"retention_days: {days!r} must be 1 to 36500 days")
+        tech_days = (
+            self.settings.technical_log_days if technical_log_days is None else technical_log_days
+        )
+        if (
+            isinstance(tech_days, bool)
+            or not isinstance(tech_days, int)
+            or not 1 <= tech_days <= 36_500
+        ):
+            raise ValueError(f"technical_log_days: {tech_days!r} must be 1 to 36500 days")
         now = self.now_ms()
         cutoff = now - days * _DAY_MS
+        tech_cutoff = now - tech_days * _DAY_MS
         with self._tx() as conn:
             key = pseudonym_key(conn, create=not dry_run) or secrets.token_bytes(32)
             events = self._purge_events(conn, key, cutoff, now, dry_run)
             invitations = self._purge_invitations(conn, key, cutoff, now, dry_run)
             notifications = self._purge_notifications(conn, key, cutoff, now, dry_run)
+            technical = self._purge_technical(conn, cutoff, tech_cutoff, dry_run)
             if not dry_run:  # a CSV upload never confirmed: its guest list goes after an hour
                 conn.execute(
                     "DELETE FROM import_drafts WHERE created_at_ms < ?", (now - DRAFT_TTL_MS,)
@@ -186,8 +226,11 @@ class RetentionMixin(StoreBase):
                 "invitations": invitations,
                 "notifications": notifications,
                 "devices": {device: _ranges(seqs) for device, seqs in sorted(events.items())},
+                "technical_log_days": tech_days,
+                "technical_cutoff_ms": tech_cutoff,
+                "technical": technical,
             }
-            changed = result["events"] or invitations or notifications
+            changed = result["events"] or invitations or notifications or any(technical.values())
             if not dry_run and (changed or record_empty):
                 detail = {k: v for k, v in result.items() if k != "dry_run"}
                 journal(conn, now, None, "retention.purge", {"by": by, **detail})
@@ -277,6 +320,75 @@ class RetentionMixin(StoreBase):
                 "AND i.purged_at_ms IS NULL)"
             )
         return len(rows)
+
+    @staticmethod
+    def _purge_technical(
+        conn: Connection, cutoff: int, tech_cutoff: int, dry_run: bool
+    ) -> dict[str, int]:
+        """The alarm notes older than the visitors' *cutoff* emptied; the technical log
+        older than *tech_cutoff* deleted (the module's docstring says what and why).
+        Returns the count of each."""
+        # The alarms still raised, by each device's latest heartbeat: their ack stays (matched
+        # as acknowledge_alarm matches them, within SAME_RAISE_MS).
+        raised: dict[tuple[str, str], list[int]] = {}
+        for device in conn.execute(
+            "SELECT device_id, last_heartbeat FROM devices WHERE last_heartbeat IS NOT NULL"
+        ).fetchall():
+            try:
+                alarms = json.loads(device["last_heartbeat"]).get("alarms") or []
+            except (ValueError, AttributeError):
+                continue
+            for alarm in alarms if isinstance(alarms, list) else []:
+                if isinstance(alarm, dict) and isinstance(alarm.get("since_ms"), int):
+                    key = (device["device_id"], str(alarm.get("code")))
+                    raised.setdefault(key, []).append(alarm["since_ms"])
+        old_acks = [
+            (row["device_id"], row["code"], row["since_ms"])
+            for row in conn.execute(
+                "SELECT device_id, code, since_ms FROM alarm_acks WHERE acked_at_ms < ?",
+                (tech_cutoff,),
+            ).fetchall()
+            if not any(
+                abs(since - row["since_ms"]) <= SAME_RAISE_MS
+                for since in raised.get((row["device_id"], row["code"]), [])
+            )
+        ]
+        counts = {
+            "selftest_log": "SELECT count(*) AS n FROM selftest_log WHERE received_at_ms < ?",
+            "alarm_notes": "SELECT count(*) AS n FROM alarm_acks WHERE acked_at_ms < ? "
+            "AND note <> ''",
+            "device_contact": "SELECT count(*) AS n FROM device_contact WHERE quarter < ?",
+            "event_packs": "SELECT count(*) AS n FROM event_packs WHERE not_after_ms < ? "
+            "AND serial < (SELECT max(serial) FROM event_packs)",
+        }
+        args = {
+            "selftest_log": tech_cutoff,
+            "alarm_notes": cutoff,
+            "device_contact": tech_cutoff // QUARTER_MS,
+            "event_packs": tech_cutoff,
+        }
+        result = {
+            name: int(conn.execute(sql, (args[name],)).fetchone()["n"])
+            for name, sql in counts.items()
+        }
+        result["alarm_acks"] = len(old_acks)
+        if dry_run:
+            return result
+        conn.execute(
+            "UPDATE alarm_acks SET note = '' WHERE acked_at_ms < ? AND note <> ''", (cutoff,)
+        )
+        for ack in old_acks:
+            conn.execute(
+                "DELETE FROM alarm_acks WHERE device_id = ? AND code = ? AND since_ms = ?", ack
+            )
+        conn.execute("DELETE FROM selftest_log WHERE received_at_ms < ?", (tech_cutoff,))
+        conn.execute("DELETE FROM device_contact WHERE quarter < ?", (tech_cutoff // QUARTER_MS,))
+        conn.execute(
+            "DELETE FROM event_packs WHERE not_after_ms < ? "
+            "AND serial < (SELECT max(serial) FROM event_packs)",
+            (tech_cutoff,),
+        )
+        return result
 
     @staticmethod
     def _purge_notifications(

@@ -46,6 +46,7 @@ from .devices import DevicesMixin
 from .doormodes import DoorModesMixin
 from .eventpacks import EventPacksMixin
 from .events import EventsMixin
+from .groups import GroupsMixin
 from .issuance import IssuanceMixin
 from .keys import KeysMixin
 from .monitor import MonitorMixin
@@ -101,6 +102,7 @@ class CentralStore(
     DoorModesMixin,
     ScreeningMixin,
     VisitsMixin,
+    GroupsMixin,
     StatsMixin,
     AccessMixin,
 ):

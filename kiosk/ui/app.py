@@ -109,6 +109,13 @@ class KioskApp(App):
     door_mode = StringProperty("normal")
     #: "close": the door is held or forced open now (visitors are asked to close it).
     door_notice = StringProperty("")
+    #: The off-site event of the installed event pack while it is on (the agent's status
+    #: ``event_pack`` with ``in_force``), else "": its name, the organiser's welcome line
+    #: and the language that line is written in (docs/kiosk.md, "Event packs on the
+    #: attract screen").
+    event_name = StringProperty("")
+    event_welcome = StringProperty("")
+    event_lang = StringProperty("")
 
     def __init__(
         self,
@@ -399,8 +406,21 @@ class KioskApp(App):
         opened = {a.get("alarm") for a in alarms if a.get("active")}
         self.door_notice = "close" if opened & {"held_open", "forced_open"} else ""
         self._follow_mode(str(door.get("mode") or "normal"))
+        self._follow_event(status.get("event_pack"))
         if self.sm is not None:
             self.screen.on_status(status)
+
+    def _follow_event(self, pack: object) -> None:
+        """The event of the installed pack while it is on (the agent decides ``in_force``
+        by its clock; the UI reads nothing else)."""
+        kiosk = pack.get("kiosk") if isinstance(pack, dict) else None
+        if not isinstance(pack, dict) or pack.get("in_force") is not True:
+            self.event_name = self.event_welcome = self.event_lang = ""
+            return
+        kiosk = kiosk if isinstance(kiosk, dict) else {}
+        self.event_name = str(pack.get("name") or "")
+        self.event_welcome = str(kiosk.get("welcome") or "")
+        self.event_lang = str(kiosk.get("language") or "")
 
     def _follow_mode(self, mode: str) -> None:
         """Show the evacuation screen as soon as the mode is ``emergency``; leave it after."""

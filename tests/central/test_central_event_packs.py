@@ -115,6 +115,7 @@ def test_the_kiosk_decides_offline_from_the_pack_and_its_journal_comes_back_once
         assert busy.returncode == 1 and "stop it first" in busy.stderr
         status = agent.status()
         assert status["online"] is False and status["event_pack"]["name"] == "Trade fair"
+        assert status["event_pack"]["in_force"] is True  # the kiosk shows the event now
         # The pack's bound (until the event's end + 1 h), not the door's 24 h.
         assert 3 * 3600 < status["cache"]["max_staleness_s"] <= 4 * 3600 + 5
         assert not status["cache"]["stale"]

@@ -460,3 +460,90 @@ def test_serve_purges_on_its_own(
     assert result["purged"] == [False, True, True, True]
     assert len(result["journal"]) == 1  # the empty runs before are not recorded
     assert json.loads(result["journal"][0]["detail"])["by"] == "system"
+
+
+def test_the_technical_log_is_kept_longer_then_deleted(store: CentralStore, clock: Clock) -> None:
+    from portier_common import eventpack
+    from portier_common.signing import b64url
+
+    token = store.create_enroll_token(door="hall")["enroll_token"]
+    key = b64url(eventpack.public_key_bytes(eventpack.generate_key()))
+    store.enroll({"enroll_token": token, "device_id": "kiosk-p", "event_pack_key": key})
+    now = clock.ms
+    store.heartbeat(
+        "dev-a", {"sent_at_ms": now, "alarms": [{"code": "tamper", "since_ms": now}]}, now
+    )
+    # kiosk-p's forced door is still raised when the log is old: its ack must stay.
+    store.heartbeat(
+        "kiosk-p", {"sent_at_ms": now, "alarms": [{"code": "forced_open", "since_ms": now}]}, now
+    )
+    store.put_selftest("dev-a", {"ok": True, "results": []}, now)
+    store.acknowledge_alarm("dev-a", "tamper", now, "sam", "let Ada Lovelace out by the side")
+    store.acknowledge_alarm("kiosk-p", "forced_open", now, "sam", "Grace Hopper's cart")
+    event = {"name": "Expo", "starts": now // 1000, "ends": now // 1000 + 3600}
+    first = store.create_event_pack({"device_id": "kiosk-p", "event": event}, by="paul")
+    newest = store.create_event_pack({"device_id": "kiosk-p", "event": event}, by="paul")
+    clock.advance_days(1)
+    store.heartbeat("dev-a", {"sent_at_ms": clock.ms, "alarms": []}, clock.ms)  # tamper over
+
+    # After the visitors' period: the notes (free text, may name a visitor) are emptied;
+    # the technical log stays.
+    clock.advance_days(90)
+    result = store.purge()
+    assert result["technical"] == {
+        "selftest_log": 0,
+        "alarm_acks": 0,
+        "alarm_notes": 2,
+        "device_contact": 0,
+        "event_packs": 0,
+    }
+    tech = dump(store, "alarm_acks", "selftest_log", "event_packs")
+    assert "Ada Lovelace" not in tech and "Grace Hopper" not in tech and "sam" in tech
+
+    # After technical_log_days (400): a dry run counts, then the purge deletes, in one
+    # transaction with its audit row.
+    clock.advance_days(400 - 91)
+    store.put_selftest("dev-a", {"ok": False, "results": []}, clock.ms)  # a recent report stays
+    clock.advance_days(2)  # day 402: day 1's heartbeat is older than 400 days too
+    counted = store.purge(dry_run=True)["technical"]
+    assert dump(store, "selftest_log").count("received_at_ms") == 2
+    result = store.purge()
+    assert result["technical"] == counted
+    assert result["technical_log_days"] == 400
+    assert counted["selftest_log"] == 1 and counted["alarm_acks"] == 1
+    assert counted["event_packs"] == 1 and counted["device_contact"] >= 2
+    with store._db.transaction() as conn:
+        logs = conn.execute("SELECT ok FROM selftest_log").fetchall()
+        acks = conn.execute("SELECT device_id FROM alarm_acks").fetchall()
+        packs = conn.execute("SELECT pack_id FROM event_packs").fetchall()
+        contact = conn.execute("SELECT count(*) AS n FROM device_contact").fetchone()["n"]
+    assert [row["ok"] for row in logs] == [0]
+    assert [row["device_id"] for row in acks] == ["kiosk-p"]  # still raised: still acked
+    assert [row["pack_id"] for row in packs] == [newest["pack_id"]] != [first["pack_id"]]
+    assert contact == 0
+    assert store.active_alarms()[0]["ack"] is not None
+    # The next pack's serial is still above every serial a device may hold.
+    assert (
+        store.create_event_pack(
+            {
+                "device_id": "kiosk-p",
+                "event": {
+                    "name": "Expo 2",
+                    "starts": clock.ms // 1000,
+                    "ends": clock.ms // 1000 + 60,
+                },
+            },
+            by="paul",
+        )["serial"]
+        == newest["serial"] + 1
+    )
+    row = [e for e in store.operator_journal() if e["action"] == "retention.purge"][-1]
+    assert json.loads(row["detail"])["technical"]["alarm_acks"] == 1
+
+
+def test_settings_name_a_bad_technical_log_period() -> None:
+    assert CentralSettings(data_dir=Path("/tmp/x")).technical_log_days == 400
+    for bad in (0, 36_501, "400", 2.5, False):
+        with pytest.raises(ConfigError, match="technical_log_days") as caught:
+            CentralSettings(data_dir=Path("/tmp/x"), technical_log_days=bad)  # type: ignore[arg-type]
+        assert caught.value.key == "technical_log_days"

@@ -243,3 +243,121 @@ def test_retention_forgets_a_group_label_and_old_drafts(
         with store.one_transaction() as conn:
             left = conn.execute("SELECT id FROM import_drafts").fetchall()
         assert [row["id"] for row in left] == [] and draft["id"]
+
+
+def test_a_whole_group_is_revoked_at_once(tmp_path: Path, central_db: Callable[[], str | None]):
+    with _store(tmp_path, central_db) as store:
+        names = [
+            _one("Ada"),
+            _one("Bob"),
+            _one("Cy"),
+            _one("Old", expires=NOW_S - 60, not_before=NOW_S - 3600),
+        ]
+        group = store.create_invitation_group({"label": "Team", "invitations": names})
+        ids = {m["invitation"]["visitor"]: m["invitation"]["id"] for m in group["invitations"]}
+        store.revoke_invitation(ids["Cy"])  # revoked already: not again
+        other = store.create_invitation(_one("Stranger"))["invitation"]
+        cursor = store.head_cursor()
+
+        with pytest.raises(BadRequest, match="reason"):
+            store.revoke_invitation_group(group["id"], {"reason": "  "})
+        with pytest.raises(BadRequest, match="unknown fields"):
+            store.revoke_invitation_group(group["id"], {"reason": "x", "expires": 1})
+        with pytest.raises(NotFound):
+            store.revoke_invitation_group("g-nothing", {"reason": "cancelled"})
+        assert store.deltas("hq", cursor)["revocations"] == []
+
+        done = store.revoke_invitation_group(group["id"], {"reason": " event\n cancelled "})
+        assert done["reason"] == "event cancelled" and done["id"] == group["id"]
+        assert sorted(done["revoked"]) == sorted([ids["Ada"], ids["Bob"]])
+        assert done["group"]["kind"] == "group" and done["held"] == []
+        # The doors learn both revocations in the same delta; the stranger is untouched.
+        page = store.deltas("hq", cursor)
+        assert sorted(r["id"] for r in page["revocations"]) == sorted(done["revoked"])
+        listed = {i["id"]: i for i in store.list_invitations()}
+        assert {listed[i]["status"] for i in done["revoked"]} == {"revoked"}
+        assert listed[ids["Old"]]["status"] == "expired"
+        assert listed[other["id"]]["status"] == "valid"
+        # Nothing left to revoke: said so, nothing done.
+        with pytest.raises(BadRequest, match="still valid"):
+            store.revoke_invitation_group(group["id"], {"reason": "again"})
+
+
+def test_a_whole_group_is_extended_all_or_none(
+    tmp_path: Path, central_db: Callable[[], str | None]
+):
+    with _store(tmp_path, central_db) as store:
+        names = [_one("Ada"), _one("Bob", expires=NOW_S + 7200), _one("Cy", single_use=True)]
+        group = store.create_invitation_group(
+            {"kind": "import", "label": "Gala", "invitations": names}
+        )
+        ids = {m["invitation"]["visitor"]: m["invitation"]["id"] for m in group["invitations"]}
+        cursor = store.head_cursor()
+        # Not after every current end (Bob's): refused, nothing minted nor revoked.
+        with pytest.raises(BadRequest, match="latest ends"):
+            store.extend_invitation_group(group["id"], {"expires": NOW_S + 5000})
+        assert store.deltas("hq", cursor)["invitations"] == []
+        assert store.deltas("hq", cursor)["revocations"] == []
+        with pytest.raises(BadRequest, match="expires"):
+            store.extend_invitation_group(group["id"], {})
+        with pytest.raises(NotFound):
+            store.extend_invitation_group("g-nothing", {"expires": NOW_S + 86400})
+
+        new_end = NOW_S + 86400
+        done = store.extend_invitation_group(group["id"], {"expires": new_end}, by="paul")
+        assert sorted(done["replaced"]) == sorted(ids.values())
+        assert len(done["invitations"]) == 3
+        for old_id, one in zip(done["replaced"], done["invitations"], strict=True):
+            claims = read_claims_unverified(one["token"])
+            assert claims.expires == new_end and claims.invitation_id != old_id
+            assert one["invitation"]["replaces"] == old_id
+        page = store.deltas("hq", cursor)
+        assert sorted(i["id"] for i in page["invitations"]) == sorted(
+            one["invitation"]["id"] for one in done["invitations"]
+        )
+        assert sorted(r["id"] for r in page["revocations"]) == sorted(ids.values())
+        listed = {i["id"]: i for i in store.list_invitations()}
+        assert {listed[i]["status"] for i in ids.values()} == {"replaced"}
+        assert {listed[one["invitation"]["id"]]["group"]["id"] for one in done["invitations"]} == {
+            group["id"]
+        }
+
+
+def test_a_recurring_visitors_days_are_revoked_not_extended(
+    tmp_path: Path, central_db: Callable[[], str | None]
+):
+    with _store(tmp_path, central_db) as store:
+        days = store.create_recurring_invitations(
+            {
+                "visitor": "Carl",
+                "doors": ["front"],
+                "first_day": "2027-03-23",
+                "last_day": "2027-03-25",
+                "start": "08:00",
+                "end": "17:00",
+            }
+        )
+        with pytest.raises(BadRequest, match="recurring"):
+            store.extend_invitation_group(days["id"], {"expires": NOW_S + 30 * 86400})
+        listed = {i["id"]: i for i in store.list_invitations()}
+        assert {listed[m["invitation"]["id"]]["status"] for m in days["invitations"]} == {
+            "upcoming"
+        }
+        done = store.revoke_invitation_group(days["id"], {"reason": "contract ended"})
+        assert len(done["revoked"]) == 3 and done["group"]["kind"] == "recurring"
+
+
+def test_a_group_revocation_leaves_the_held_ones_to_the_officer(
+    tmp_path: Path, central_db: Callable[[], str | None]
+):
+    with _store(tmp_path, central_db) as store:
+        store.add_deny_entry({"name": "Mallory Bad", "reason": "theft"}, by="sam")
+        group = store.create_invitation_group(
+            {"label": "Crew", "invitations": [_one("Ada"), _one("Mallory Bad")]}
+        )
+        held = [m["invitation"]["id"] for m in group["invitations"] if m["token"] is None]
+        assert len(held) == 1
+        done = store.revoke_invitation_group(group["id"], {"reason": "crew cancelled"})
+        assert done["held"] == held and held[0] not in done["revoked"]
+        listed = {i["id"]: i for i in store.list_invitations()}
+        assert listed[held[0]]["status"] == "pending_approval"

@@ -364,6 +364,45 @@ class AgentRig:
         self.prepare()
         self.start()
 
+    def install_event_pack(
+        self,
+        central_dir: Path,
+        *,
+        name: str = "Salon de l'innovation",
+        welcome: str = "Bienvenue au Salon de l'innovation, stand B12",
+        language: str = "fr",
+        starts: int | None = None,
+        ends: int | None = None,
+    ) -> dict:
+        """Install a real event pack (docs/sync.md, "Event packs"): enroll this agent with a
+        central of its own (in *central_dir*), have it make a pack for the agent, and install
+        it with the agent stopped, as ``edge-agent event-pack load`` does; the central is
+        stopped before the agent starts again (the kiosk has left the network). Default: on
+        from a minute ago for three hours. Returns the installed pack's summary."""
+        from central.testing import CentralProcess
+        from edge_agent.config import load_config
+        from edge_agent.enroll import enroll
+        from edge_agent.eventpack import install_pack
+
+        now = int(time.time())
+        self.stop()
+        with CentralProcess(Path(central_dir) / "data") as central:
+            text = self.config_path.read_text()
+            self.config_path.write_text(text + f'\n[central]\nurl = "{central.url}"\n')
+            config = load_config(self.config_path)
+            with central.admin() as admin:
+                enroll(config, admin.create_enroll_token(config.door.id)["enroll_token"])
+                made = admin.create_event_pack(
+                    config.device.id,
+                    name=name,
+                    starts=now - 60 if starts is None else starts,
+                    ends=now + 3 * 3600 if ends is None else ends,
+                    kiosk={"language": language, "welcome": welcome},
+                )
+        summary = install_pack(config, made["file"].encode())
+        self.start()
+        return summary
+
     def journal(self) -> list[dict]:
         """Every journaled event as ``{"type": ..., **payload}`` (read-only, from the database)."""
         from edge_agent.store import Store, StoreSettings
@@ -423,11 +462,15 @@ def running_rig() -> Iterator[AgentRig]:
 
 
 def _main() -> None:
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else short_tmpdir("portier-demo-")
+    args = [a for a in sys.argv[1:] if a != "--event-pack"]
+    target = Path(args[0]) if args else short_tmpdir("portier-demo-")
     # Stop the agent on Ctrl-C and on SIGTERM (a shell's background job ignores SIGINT).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with AgentRig(target) as running:
+        if "--event-pack" in sys.argv[1:]:  # the kiosk's event screenshots (docs/kiosk.md)
+            summary = running.install_event_pack(target / "central")
+            print(f"event pack installed: {summary['name']}")
         print(f"agent running: {running.config_path} (demo material in {target / 'demo'})")
         print(f"  kiosk --demo {target}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):

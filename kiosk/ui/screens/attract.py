@@ -3,6 +3,9 @@
 QR codes are decoded here too: a visitor who holds the invitation up
 without pressing anything goes straight to the check.
 
+While an event pack is in force (an off-site event, the agent's status ``event_pack``), the
+title names the event and the organiser's welcome line is shown under it.
+
 It follows the door's mode before anyone scans: in ``lockdown`` the entrance
 is closed (see the guard, no invitation to scan), in ``free_access`` the door
 is open and visitors still check in; while the door is held (or forced) open
@@ -31,13 +34,25 @@ class AttractScreen(KioskScreen):
     def on_idle(self) -> None:
         """Nothing to leave: this is where every timeout leads (the app reset the language)."""
 
-    def headline(self, mode: str, _: Any) -> str:
-        """Return the screen's title for the door's ``mode``, translated."""
+    def headline(self, mode: str, _: Any, event: str = "") -> str:
+        """Return the screen's title for the door's ``mode``, translated; with the name of
+        the off-site *event* of an event pack in force (the door's mode comes first)."""
         if mode == "lockdown":
             return _("Entrance closed")
         if mode == "free_access":
             return _("The door is open")
+        if event:
+            return _("Welcome to {event}").format(event=event)
         return _("Welcome")
+
+    def event_line(self, mode: str, lang: str, welcome: str, welcome_lang: str) -> str:
+        """The organiser's welcome line of the event pack in force, shown to a visitor
+        whose language is the one it is written in (the pack carries one line, in one
+        language: the kiosk shows no text in another language than the visitor's), and
+        not in lockdown (the entrance is closed)."""
+        if mode == "lockdown" or not welcome or lang != welcome_lang:
+            return ""
+        return welcome
 
     def subline(self, mode: str, _: Any) -> str:
         """Return what to do in the door's ``mode``, translated."""

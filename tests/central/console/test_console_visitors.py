@@ -486,3 +486,173 @@ def test_the_stores_refusals_come_out_in_french(client: ConsoleClient, console_c
     assert answer.status == 400
     assert "Un nom compte 1 à 64 caractères" in answer.text
     _no_english(answer.text)
+
+
+def _group_of(console_central, label: str) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
+    with _store(console_central) as store:
+        return [i for i in store.list_invitations() if i["group"] and i["group"]["label"] == label]
+
+
+def test_a_whole_group_revoked_and_extended(client: ConsoleClient, console_central):
+    csrf = _logged_in(client)
+    with _store(console_central) as store:
+        now = store.now_ms() // 1000
+        made = store.create_invitation_group(
+            {
+                "label": "Whole team",
+                "invitations": [
+                    {
+                        "visitor": n,
+                        "doors": ["front"],
+                        "not_before": now - 60,
+                        "expires": now + 3600,
+                    }
+                    for n in ("Gus One", "Gus Two")
+                ],
+            }
+        )
+    gid = made["id"]
+    page = client.request("/console/visitors")
+    assert f'action="/console/visitors/groups/{gid}/extend"' in page.text
+    assert f'action="/console/visitors/groups/{gid}/revoke"' in page.text
+    # Without the CSRF token: refused, nothing changed.
+    answer = client.request(
+        f"/console/visitors/groups/{gid}/extend", {"csrf": "", "expires": "2036-02-01T18:00"}
+    )
+    assert answer.status == 403
+    answer = client.request(
+        f"/console/visitors/groups/{gid}/extend", {"csrf": csrf, "expires": "2036-02-01T18:00"}
+    )
+    assert answer.status == 303, answer.text
+    page = client.request(answer.headers["Location"])
+    assert "2 invitations of Whole team now end 2036-02-01 18:00" in page.text
+    rows = _group_of(console_central, "Whole team")
+    old = {m["invitation"]["id"] for m in made["invitations"]}
+    assert {r["status"] for r in rows if r["id"] in old} == {"replaced"}
+    new = {r["id"] for r in rows if r["status"] == "valid"}
+    assert len(new) == 2
+    [entry] = _journal(console_central, "POST /admin/invitation-groups/{group_id}/extend")
+    assert entry["detail"]["via"] == "console" and entry["operator"] == "paul"
+    assert set(entry["detail"]["replaced"]) == old and set(entry["detail"]["invitations"]) == new
+    # An end before the current ones: refused with the store's reason, in words.
+    answer = client.request(
+        f"/console/visitors/groups/{gid}/extend", {"csrf": csrf, "expires": "2035-01-01T18:00"}
+    )
+    assert answer.status == 400
+    assert "the new end must be after the end of every invitation of the group" in answer.text
+
+    # Revoke: a reason is required; then every valid one at once, audited once.
+    answer = client.request(f"/console/visitors/groups/{gid}/revoke", {"csrf": csrf, "reason": ""})
+    assert answer.status == 400 and "Give a reason for the revocation." in answer.text
+    answer = client.request(
+        f"/console/visitors/groups/{gid}/revoke", {"csrf": csrf, "reason": "Audit postponed"}
+    )
+    assert answer.status == 303
+    page = client.request(answer.headers["Location"])
+    assert "2 invitations of Whole team revoked." in page.text
+    assert f'action="/console/visitors/groups/{gid}/revoke"' not in page.text  # nothing left
+    assert {r["status"] for r in _group_of(console_central, "Whole team")} == {
+        "replaced",
+        "revoked",
+    }
+    [entry] = _journal(console_central, "POST /admin/invitation-groups/{group_id}/revoke")
+    assert entry["detail"]["reason"] == "Audit postponed"
+    assert set(entry["detail"]["revoked"]) == new
+    answer = client.request(
+        "/console/visitors/groups/g-nobody/revoke", {"csrf": csrf, "reason": "x"}
+    )
+    assert answer.status == 404
+
+    # In French: the group's words and a refusal.
+    client.request("/console/lang/fr?next=/console/")
+    answer = client.request(
+        f"/console/visitors/groups/{gid}/revoke", {"csrf": csrf, "reason": "encore"}
+    )
+    assert answer.status == 400
+    assert "Aucune invitation du groupe n’est encore valide : rien à changer." in answer.text
+    client.request("/console/lang/en?next=/console/")
+
+
+def test_a_recurring_visitor_is_revoked_not_extended_from_the_page(
+    client: ConsoleClient, console_central
+):
+    csrf = _logged_in(client)
+    with _store(console_central) as store:
+        days = store.create_recurring_invitations(
+            {
+                "visitor": "Rita Daily",
+                "label": "Rita's weeks",
+                "doors": ["lab"],
+                "first_day": "2036-07-07",
+                "last_day": "2036-07-09",
+                "start": "09:00",
+                "end": "12:00",
+            }
+        )
+    gid = days["id"]
+    page = client.request("/console/visitors")
+    assert f'action="/console/visitors/groups/{gid}/revoke"' in page.text
+    assert f'action="/console/visitors/groups/{gid}/extend"' not in page.text
+    assert "A recurring visitor's days are extended one by one." in page.text
+    answer = client.request(
+        f"/console/visitors/groups/{gid}/extend", {"csrf": csrf, "expires": "2036-08-01T18:00"}
+    )
+    assert answer.status == 400 and "recurring visitor" in answer.text
+    assert {r["status"] for r in _group_of(console_central, "Rita's weeks")} == {"upcoming"}
+
+
+def test_an_auditor_may_not_revoke_a_group(client: ConsoleClient, console_central):
+    with _store(console_central) as store:
+        made = store.create_invitation_group(
+            {"label": "Kept", "invitations": [{"visitor": "Kim", "doors": ["front"]}]}
+        )
+    csrf = _logged_in(client, "ada")
+    answer = client.request(
+        f"/console/visitors/groups/{made['id']}/revoke", {"csrf": csrf, "reason": "no"}
+    )
+    assert answer.status == 403
+    assert {r["status"] for r in _group_of(console_central, "Kept")} == {"valid"}
+
+
+def test_the_group_admin_routes(console_central):
+    with console_central.admin() as admin:
+        made = admin.create_invitation_group(
+            "API whole",
+            [
+                {"visitor": "Api Three", "doors": ["front"]},
+                {"visitor": "Api Four", "doors": ["front"]},
+            ],
+        )
+        first = made["invitations"][0]["invitation"]
+        extended = admin.extend_invitation_group(made["id"], first["expires"] + 86400)
+        assert sorted(extended["replaced"]) == sorted(
+            m["invitation"]["id"] for m in made["invitations"]
+        )
+        with pytest.raises(BadRequest):
+            admin.extend_invitation_group(made["id"], 1)
+        with pytest.raises(BadRequest):
+            admin.revoke_invitation_group(made["id"], "")
+        revoked = admin.revoke_invitation_group(made["id"], "called off")
+        assert sorted(revoked["revoked"]) == sorted(
+            one["invitation"]["id"] for one in extended["invitations"]
+        )
+        journal = admin.operator_journal()
+    contract = ContractChecker()
+    contract.check_response("POST", "/admin/invitation-groups/{group_id}/extend", 201, extended)
+    contract.check_response("POST", "/admin/invitation-groups/{group_id}/revoke", 200, revoked)
+    details = [(e["action"], json.loads(e["detail"] or "{}")) for e in journal]
+    [extend_row] = [
+        d
+        for a, d in details
+        if a == "POST /admin/invitation-groups/{group_id}/extend" and d.get("id") == made["id"]
+    ]
+    assert sorted(extend_row["replaced"]) == sorted(extended["replaced"])
+    assert sorted(extend_row["invitations"]) == sorted(
+        one["invitation"]["id"] for one in extended["invitations"]
+    )
+    [revoke_row] = [
+        d
+        for a, d in details
+        if a == "POST /admin/invitation-groups/{group_id}/revoke" and d.get("id") == made["id"]
+    ]
+    assert revoke_row["reason"] == "called off" and revoke_row["revoked"] == revoked["revoked"]
