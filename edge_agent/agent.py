@@ -934,7 +934,8 @@ class Agent:
         reader with card + PIN the PIN typed after the card is the second factor
         (:class:`~edge_agent.cardpin.CardPin`: ``pin_required``, ``wrong_pin``,
         ``pin_timeout``, ``pin_locked_out``); the PIN itself is never journaled. A card
-        whose PIN a lockdown cut short (``pin_interrupted``) is refused ``lockdown``.
+        whose PIN a lockdown cut short (``pin_interrupted``) is refused ``lockdown``; one
+        cut short by the end of a lockdown or by another card, ``pin_interrupted``.
         """
         readers = self.devices.door_reader
         card = presented.card
@@ -956,7 +957,7 @@ class Agent:
                 card.uid.hex().upper(),
                 presented.pin,
                 presented.pin_timed_out,
-                presented.pin_interrupted,
+                presented.interrupted_by if presented.pin_interrupted else None,
             )
         result = self.present(
             Credential.badge(card.uid),
@@ -975,11 +976,16 @@ class Agent:
         return result
 
     def _card_pin(
-        self, uid_hex: str, pin: str | None, timed_out: bool, interrupted: bool, decision: Decision
+        self,
+        uid_hex: str,
+        pin: str | None,
+        timed_out: bool,
+        interrupted_by: str | None,
+        decision: Decision,
     ) -> PinOutcome:
         now_ms = int(self._wall() * 1000)
         return self.card_pin.check(
-            decision, uid_hex, pin, timed_out, now_ms, interrupted=interrupted
+            decision, uid_hex, pin, timed_out, now_ms, interrupted_by=interrupted_by
         )
 
     def _wall_reader_alarm(self, alarm: Any) -> None:

@@ -3,13 +3,15 @@ badge's PIN hash, with the guards' durable lock-out.
 
 A reader with ``require_pin`` (``[hardware.reader]`` / ``[[hardware.reader.peripherals]]``)
 presents a card with the PIN typed after it, with ``pin_timed_out``, or with
-``pin_interrupted`` (a lockdown came while the PIN was typed). The policy decides the card
-first, as for any badge; only a card it grants meets the second factor, so an unknown,
-revoked or out-of-hours badge keeps its own reason. Then, in order:
+``pin_interrupted`` (something ended the wait while the PIN was typed). The policy decides
+the card first, as for any badge; only a card it grants meets the second factor, so an
+unknown, revoked or out-of-hours badge keeps its own reason. Then, in order:
 
 - a lockdown cut the PIN short: ``lockdown`` (the policy says so itself once the door is
   in lockdown; this covers a decision taken while the new mode reaches the door), no
   failure counted;
+- the end of a lockdown (the reader back to rest) or another card at the same reader cut
+  it short: ``pin_interrupted``, no failure counted;
 - the badge is locked out (too many wrong PINs in a row): ``pin_locked_out``, the PIN is
   not checked;
 - the badge has no PIN hash: ``pin_required``;
@@ -72,14 +74,17 @@ class CardPin:
         timed_out: bool,
         now_ms: int,
         *,
-        interrupted: bool = False,
+        interrupted_by: str | None = None,
     ) -> PinOutcome:
         """The second factor over the policy's ``decision`` for the card ``uid_hex``
-        (``interrupted``: a lockdown came while its PIN was typed)."""
+        (``interrupted_by``: what ended the wait for its PIN, ``"lockdown"``, ``"idle"``
+        or ``"card"``; None if it was not cut short)."""
         if not decision.granted:
             return PinOutcome(decision)
-        if interrupted:
+        if interrupted_by == "lockdown":
             return PinOutcome(self._deny(decision, Reason.LOCKDOWN))
+        if interrupted_by is not None:
+            return PinOutcome(self._deny(decision, Reason.PIN_INTERRUPTED))
         lockouts = self._store.guard_lockouts
         ident = self.ident(uid_hex)
         state = lockouts.get(ident)

@@ -121,6 +121,10 @@ DENIAL: dict[str, Wording] = {
         N_("Too many wrong PINs"),
         N_("Your badge is blocked at this door for a while. Please ask the security office."),
     ),
+    "pin_interrupted": Wording(
+        N_("PIN cut short"),
+        N_("The reader stopped waiting for your PIN. Present your badge again, then type it."),
+    ),
 }
 
 #: Where a badge needs other words than an invitation (the rest are shared): a badge

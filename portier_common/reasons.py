@@ -39,6 +39,7 @@ class Reason(StrEnum):
     WRONG_PIN = "wrong_pin"
     PIN_TIMEOUT = "pin_timeout"
     PIN_LOCKED_OUT = "pin_locked_out"
+    PIN_INTERRUPTED = "pin_interrupted"
 
 
 #: One line of plain English per code, for logs, docs and the CLI. The kiosk
@@ -68,4 +69,7 @@ DESCRIPTIONS: dict[Reason, str] = {
     Reason.WRONG_PIN: "The PIN typed on the reader's keypad is wrong.",
     Reason.PIN_TIMEOUT: "The PIN was not typed on the reader's keypad in time.",
     Reason.PIN_LOCKED_OUT: "Too many wrong PINs in a row: the badge is locked out for a while.",
+    Reason.PIN_INTERRUPTED: (
+        "The PIN was cut short: another card at the reader, or the end of a lockdown."
+    ),
 }

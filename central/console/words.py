@@ -39,6 +39,7 @@ REASONS: dict[str, str] = {
     "wrong_pin": N_("wrong PIN"),
     "pin_timeout": N_("PIN not typed in time"),
     "pin_locked_out": N_("too many wrong PINs: badge locked out"),
+    "pin_interrupted": N_("PIN cut short (another card, or lockdown lifted)"),
 }
 
 #: Alarms: the door's (``alarm.raised``, heartbeat ``door.CODE``) and the sync's

@@ -144,15 +144,18 @@ class Presentation:
     """A card presented at a reader, with the PIN typed after it when that reader asks for
     one (``pin`` None: no PIN asked, or none finished in time). A PIN not finished within
     ``pin_timeout_s`` presents the card with ``pin_timed_out`` (the reader already showed
-    a deny), so the door can journal it. A card whose PIN was still being typed when the
-    door showed the lockdown on its reader is presented with ``pin_interrupted`` (no PIN,
-    the digits typed so far dropped), so the door journals its refusal instead of losing
-    it. ``repr`` never shows the PIN."""
+    a deny), so the door can journal it. A card whose PIN was still being typed when
+    something ended the wait is presented with ``pin_interrupted`` (no PIN, the digits
+    typed so far dropped) and ``interrupted_by`` saying what: ``"lockdown"`` (the door
+    showed the lockdown), ``"idle"`` (the door showed its resting state: a lockdown
+    lifted) or ``"card"`` (another card at the same reader), so the door journals its
+    refusal instead of losing it. ``repr`` never shows the PIN."""
 
     card: CardRead
     pin: str | None = field(default=None, repr=False)
     pin_timed_out: bool = False
     pin_interrupted: bool = False
+    interrupted_by: str = ""
 
     @property
     def reader(self) -> str:
@@ -174,6 +177,8 @@ class _PendingPin:
     card: CardRead
     digits: str = ""
     deadline: float = 0.0
+    #: When to show the PIN prompt again (an earlier card's outcome was shown over it).
+    reprompt: float | None = None
 
 
 class DoorReader(ABC):
@@ -188,6 +193,9 @@ class DoorReader(ABC):
 
     backend: ClassVar[str] = ""
     TICK_S: ClassVar[float] = 0.05
+    #: How long a grant or deny shows on a reader (LED) before a waiting PIN prompt
+    #: comes back.
+    OUTCOME_SHOWN_S: ClassVar[float] = 2.0
 
     def __init__(self, settings: ReaderSettings, *, on_alarm: AlarmCallback | None = None) -> None:
         self._settings = settings
@@ -262,7 +270,7 @@ class DoorReader(ABC):
         Reads refused by the reader layer (parity, unknown length) are presented too, with
         ``card.error`` set, so the door can journal and deny them; a card whose PIN never
         came is presented with ``pin_timed_out`` (after a deny on the reader), one cut
-        short by the lockdown with ``pin_interrupted``. Raises
+        short (lockdown, idle, another card) with ``pin_interrupted``. Raises
         :class:`ReaderClosed` if the reader is not open.
         """
         if not self._opened:
@@ -277,20 +285,36 @@ class DoorReader(ABC):
 
         Returns None; a reader that cannot show it (offline, no LED) is logged, never
         raised: feedback must not stop the door. Raises ValueError for an unknown reader
-        or feedback. Any feedback but ``pin`` ends the wait for a PIN on that reader; the
-        ``lockdown`` one presents the waiting card with ``pin_interrupted``.
+        or feedback. ``lockdown`` and ``idle`` end the wait for a PIN on that reader and
+        present the waiting card with ``pin_interrupted``; ``grant`` and ``deny`` (an
+        earlier card's outcome) leave it waiting, its prompt shown again after
+        :attr:`OUTCOME_SHOWN_S`.
         """
         feedback = Feedback(feedback)
         if reader not in self.reader_names():
             raise ValueError(f"no reader named {reader!r}")
-        if feedback is not Feedback.PIN:
+        if feedback in (Feedback.GRANT, Feedback.DENY):
+            # A card waits for its PIN, so this outcome is an earlier card's (a card is
+            # presented only once its PIN is in): the waiting card keeps its PIN and gets
+            # its prompt back once the outcome has been shown, with its time to type anew.
+            with self._lock:
+                pending = self._pins.get(reader)
+                if pending is not None:
+                    pending.reprompt = time.monotonic() + self.OUTCOME_SHOWN_S
+                    pending.deadline = max(
+                        pending.deadline, pending.reprompt + self._settings.pin_timeout_s
+                    )
+        elif feedback is not Feedback.PIN:
             with self._lock:
                 pending = self._pins.pop(reader, None)
-            if pending is not None and feedback is Feedback.LOCKDOWN:
-                # A lockdown while the PIN is typed: the card is refused, and the door
-                # must journal that, so it is presented (without the digits), not dropped.
-                log.info("reader %s: lockdown while a PIN was typed", reader)
-                self._presented.put(Presentation(pending.card, pin_interrupted=True))
+            if pending is not None:
+                # The lockdown, or the end of one (idle), while the PIN is typed: the card
+                # is refused, and the door must journal that, so it is presented (without
+                # the digits), not dropped.
+                log.info("reader %s: %s while a PIN was typed", reader, feedback.value)
+                self._presented.put(
+                    Presentation(pending.card, pin_interrupted=True, interrupted_by=feedback.value)
+                )
         try:
             self._send_feedback(reader, feedback)
         except (HardwareError, OSError, RuntimeError) as exc:
@@ -332,8 +356,16 @@ class DoorReader(ABC):
         """A card read on ``card.reader``: present it, or wait for its PIN."""
         if card.error is None and self._requires_pin(card.reader):
             with self._lock:
+                replaced = self._pins.get(card.reader)
                 self._pins[card.reader] = _PendingPin(
                     card, deadline=time.monotonic() + self._settings.pin_timeout_s
+                )
+            if replaced is not None:
+                # Another card before the first one's PIN: the first is refused, and the
+                # door journals that (presented without its digits), the new one waits.
+                log.info("reader %s: another card while a PIN was typed", card.reader)
+                self._presented.put(
+                    Presentation(replaced.card, pin_interrupted=True, interrupted_by="card")
                 )
             self.feedback(card.reader, Feedback.PIN)
             return
@@ -359,13 +391,26 @@ class DoorReader(ABC):
                     continue  # past the longest PIN: ignored until '#' or '*'
                 else:
                     log.debug("reader %s: key 0x%02x ignored", reader, key)
-            pending.deadline = time.monotonic() + self._settings.pin_timeout_s
+            # A key never shortens the time left (an earlier card's outcome may have
+            # lengthened it, see feedback).
+            pending.deadline = max(
+                pending.deadline, time.monotonic() + self._settings.pin_timeout_s
+            )
 
     def _expire_pins(self, now: float) -> None:
         with self._lock:
             late = [(name, p) for name, p in self._pins.items() if now >= p.deadline]
             for name, _ in late:
                 del self._pins[name]
+            prompts = [
+                name
+                for name, p in self._pins.items()
+                if p.reprompt is not None and now >= p.reprompt
+            ]
+            for name in prompts:
+                self._pins[name].reprompt = None
+        for name in prompts:
+            self.feedback(name, Feedback.PIN)
         for name, pending in late:
             log.info("reader %s: no PIN in time", name)
             self.feedback(name, Feedback.DENY)

@@ -380,12 +380,94 @@ def test_a_pin_cut_by_lockdown_is_refused_before_the_door_is_in_lockdown(
 
     assert pin_rig.agent.mode.value == "normal"
     card = CardRead.from_bits("entry", STAFF_CARD, 26, (H10301,))
-    result = pin_rig.agent.present_wall_card(Presentation(card, pin_interrupted=True))
+    result = pin_rig.agent.present_wall_card(
+        Presentation(card, pin_interrupted=True, interrupted_by="lockdown")
+    )
     assert result["granted"] is False and result["reason"] == "lockdown"
     [decision] = decisions(pin_rig, 1)
     assert decision["reason"] == "lockdown" and decision["source"] == "reader:entry"
     assert not pin_rig.devices.door_sim.relay_energised
     assert pin_rig.store.guard_lockouts.get(f"pin:{STAFF_UID}") is None
+
+
+def test_lockdown_lifted_while_the_pin_is_typed_is_journaled_pin_interrupted(
+    pin_rig: DoorRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The door back to rest (``idle``) between the card and its '#' refuses that card
+    ``pin_interrupted`` in the journal (it used to vanish: the idle signal dropped it)."""
+    pin_rig.agent.set_mode("lockdown", by="guard:g-7", why="drill")
+    card_then_pin(pin_rig, STAFF_CARD, STAFF_PIN[:3])  # the reader asks for the PIN anyway
+    time.sleep(0.2)
+    assert pin_rig.events("access.decision") == []
+    pin_rig.agent.set_mode("normal", by="guard:g-7", why="drill over")
+    [decision] = decisions(pin_rig, 1)
+    assert decision["granted"] is False and decision["reason"] == "pin_interrupted"
+    assert decision["source"] == "reader:entry" and decision["credential_id"] == STAFF_UID
+    assert not pin_rig.devices.door_sim.relay_energised
+    # The rest of the PIN belongs to no card: no grant, no late pin_timeout either.
+    pin_rig.reader.type_keys(STAFF_PIN[3:] + "#")
+    time.sleep(1.3)
+    assert len(pin_rig.events("access.decision")) == 1
+    assert not pin_rig.devices.door_sim.relay_energised
+    assert pin_rig.store.guard_lockouts.get(f"pin:{STAFF_UID}") is None  # not a guess
+    assert STAFF_PIN[:3] not in json.dumps(decision)
+    assert_pin_kept_secret(pin_rig, caplog)
+
+
+def test_another_card_before_the_pin_journals_the_first_pin_interrupted(
+    pin_rig: DoorRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A second card at the same reader while the first waits for its PIN: the first is
+    refused ``pin_interrupted`` in the journal (it used to be replaced silently), the
+    second waits for its own PIN."""
+    card_then_pin(pin_rig, NO_PIN_CARD, "12")
+    seen = card_then_pin(pin_rig, STAFF_CARD, None)  # the new card's prompt
+    [first] = decisions(pin_rig, 1)
+    assert first["granted"] is False and first["reason"] == "pin_interrupted"
+    assert first["credential_id"] == NO_PIN_UID and first["source"] == "reader:entry"
+    assert "12" not in json.dumps(first.get("extra", {}))
+    # The second card's PIN is its own: it opens, as if the first had never been.
+    pin_rig.reader.type_keys(STAFF_PIN + "#")
+    second = decisions(pin_rig, 2)[-1]
+    assert second["granted"] is True and second["credential_id"] == STAFF_UID
+    assert pin_rig.devices.door_sim.relay_energised
+    assert led_after(pin_rig, seen, GREEN) is not None
+    # The same card twice: the first presentation journaled, the second decides.
+    card_then_pin(pin_rig, STAFF_CARD, "000")
+    card_then_pin(pin_rig, STAFF_CARD, "111111#")
+    third, fourth = decisions(pin_rig, 4)[2:]
+    assert third["reason"] == "pin_interrupted" and third["credential_id"] == STAFF_UID
+    assert fourth["reason"] == "wrong_pin" and fourth["extra"]["pin_failures"] == 1
+    assert_pin_kept_secret(pin_rig, caplog)
+
+
+def test_an_earlier_cards_outcome_keeps_the_next_card_waiting(
+    pin_rig: DoorRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The grant of a card shown while the next card already waits for its PIN: the next
+    card stays waiting (it used to be dropped unjournaled), its prompt comes back after
+    the grant is shown, and its PIN is still taken."""
+    from hardware.reader import CardRead, Presentation
+
+    card_then_pin(pin_rig, NO_PIN_CARD, "12")  # the next card, read before the grant
+    # The earlier card (its '#' came just before) reaches the agent now.
+    earlier = CardRead.from_bits("entry", STAFF_CARD, 26, (H10301,))
+    seen = len(pin_rig.reader.commands())
+    result = pin_rig.agent.present_wall_card(Presentation(earlier, pin=STAFF_PIN))
+    assert result["granted"] is True and pin_rig.devices.door_sim.relay_energised
+    assert led_after(pin_rig, seen, GREEN) is not None  # the grant is shown
+    reprompt = pin_rig.reader.wait_for(
+        lambda c: c["command"] == LED and c.get("temporary") and c["on_color"] == AMBER,
+        timeout=3.0,
+        after=seen,
+    )
+    assert reprompt is not None  # then the waiting card's prompt again
+    assert len(pin_rig.events("access.decision")) == 1  # the next card not decided yet
+    pin_rig.reader.type_keys("34#")
+    second = decisions(pin_rig, 2)[-1]
+    assert second["credential_id"] == NO_PIN_UID and second["reason"] == "pin_required"
+    assert "1234" not in json.dumps(second)
+    assert_pin_kept_secret(pin_rig, caplog)
 
 
 def test_badge_without_a_pin_is_denied_pin_required(pin_rig: DoorRig) -> None:

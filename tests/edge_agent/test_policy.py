@@ -530,7 +530,13 @@ def test_every_deny_reason_is_covered_by_the_table():
     # verifier; here we only check the policy passes reasons through.
     # The card + PIN codes are the agent's, after the policy granted the card
     # (edge_agent/cardpin.py; tests/edge_agent/test_agent_wall_readers.py).
-    card_pin = {Reason.PIN_REQUIRED, Reason.WRONG_PIN, Reason.PIN_TIMEOUT, Reason.PIN_LOCKED_OUT}
+    card_pin = {
+        Reason.PIN_REQUIRED,
+        Reason.WRONG_PIN,
+        Reason.PIN_TIMEOUT,
+        Reason.PIN_LOCKED_OUT,
+        Reason.PIN_INTERRUPTED,
+    }
     missing = set(Reason) - covered - {Reason.BAD_ALGORITHM} - card_pin
     assert not missing, f"no policy table case for {sorted(missing)}"
 

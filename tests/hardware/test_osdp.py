@@ -394,6 +394,38 @@ def test_card_and_pin(tmp_path: Path, bus: EmulatedBus, stop_later: list) -> Non
     # Feedback for a reader waiting for no PIN presents nothing.
     readers.feedback("pin", Feedback.LOCKDOWN)
     assert readers.read(0.2) is None
+    assert cut.interrupted_by == "lockdown"
+
+    # Back to rest (a lockdown lifted) while a PIN is typed: presented interrupted, too.
+    emulated.present_card(H10301.encode(7, 77), 26)
+    emulated.type_keys("12")
+    assert readers.read(0.2) is None
+    readers.feedback("pin", Feedback.IDLE)
+    rest = readers.read(0.5)
+    assert rest is not None and rest.pin_interrupted and rest.interrupted_by == "idle"
+    assert rest.pin is None
+
+    # Another card before the first one's '#': the first is presented interrupted, the
+    # second waits for its own PIN.
+    emulated.present_card(H10301.encode(7, 77), 26)
+    emulated.type_keys("12")
+    assert readers.read(0.2) is None
+    emulated.present_card(H10301.encode(7, 78), 26)
+    first = readers.read(0.5)
+    assert first is not None and first.pin_interrupted and first.interrupted_by == "card"
+    assert first.pin is None and first.card.decoded is not None
+    assert first.card.decoded.number == 77
+    # An earlier card's outcome shown now does not end the second card's wait.
+    seen = len(emulated.commands())
+    readers.feedback("pin", Feedback.GRANT)
+    again = emulated.wait_for(
+        lambda c: c["command"] == LED and c["on_color"] == AMBER, timeout=3.0, after=seen
+    )
+    assert again is not None  # the prompt again after the grant was shown
+    emulated.type_keys("56#")
+    second = readers.read(1.0)
+    assert second is not None and second.pin == "56" and not second.pin_interrupted
+    assert second.card.decoded is not None and second.card.decoded.number == 78
 
 
 # -- alarms ------------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ BADGE_ONLY = {
     "wrong_pin",
     "pin_timeout",
     "pin_locked_out",
+    "pin_interrupted",
 }
 #: The reason code the agent answers for each demo panel invitation.
 PANEL_REASONS = {
