@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
 import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -35,7 +34,7 @@ from ..errors import BadRequest, CentralError, NotFound
 from ..rights import explain
 from ..settings import NAME_RE
 from ..store.validate import normalize_uid
-from .i18n import N_, translations
+from .i18n import N_, msg, translations
 from .refusals import refusal_message
 from .words import REASONS
 
@@ -85,14 +84,10 @@ _TIME_RE = re.compile(r"(?:[01]?[0-9]|2[0-3]):[0-5][0-9]\Z")
 
 def add_routes(console: Console, app: web.Application) -> None:
     """Put the access pages' routes on *app*."""
-    from .app import PREFIX, _change, _page
+    from .app import PREFIX
 
-    def page(name: str, fn: Callable[..., Any]) -> Any:
-        fn.__name__ = name
-        return functools.partial(_page(fn), console)
-
-    def change(name: str, fn: Callable[..., Any]) -> Any:
-        return functools.partial(_change(name)(fn), console)
+    page = console.page_route
+    change = console.change_route
 
     r = app.router
     r.add_get(f"{PREFIX}/badges", page("badges", _badges))
@@ -104,10 +99,6 @@ def add_routes(console: Console, app: web.Application) -> None:
     r.add_post(f"{PREFIX}/access/holidays", change("access", _save_holiday))
     r.add_post(f"{PREFIX}/access/holidays/{{date}}/delete", change("access", _del_holiday))
     r.add_get(f"{PREFIX}/rights", page("rights", _rights))
-
-
-def _msg(text: str, **args: Any) -> dict[str, Any]:
-    return {"text": text, "args": args}
 
 
 def _names(text: str) -> list[str]:
@@ -144,7 +135,7 @@ def parse_rules(text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         match = _RULE_RE.match(line.lower())
         if match is None:
             errors.append(
-                _msg(
+                msg(
                     N_("Line %(n)s: write the days, then the hours, like mon-fri 08:00-18:00."),
                     n=n,
                 )
@@ -163,7 +154,7 @@ def parse_rules(text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             days.extend(DAYS[d] for d in span)
         if bad_day is not None:
             errors.append(
-                _msg(
+                msg(
                     N_("Line %(n)s: %(day)s is not a day: use mon, tue, wed, thu, fri, sat, sun."),
                     n=n,
                     day=bad_day,
@@ -173,7 +164,7 @@ def parse_rules(text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         start, end = (t.zfill(5) for t in match.group(2, 3))
         if not _TIME_RE.match(start) or not (_TIME_RE.match(end) or end == "24:00"):
             errors.append(
-                _msg(
+                msg(
                     N_("Line %(n)s: a time is 00:00 to 23:59 (24:00 for the end of the day)."),
                     n=n,
                 )
@@ -181,7 +172,7 @@ def parse_rules(text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             continue
         if end <= start:
             errors.append(
-                _msg(
+                msg(
                     N_(
                         "Line %(n)s: the end must come after the start. For hours past "
                         "midnight, write two lines (22:00-24:00, then 00:00-06:00 the next day)."
@@ -214,7 +205,7 @@ async def _badges(console: Console, request: web.Request, operator: dict[str, An
     """GET /console/badges[?q=][&edit=UID]: search the badges, add or edit one."""
     done = request.query.get("done", "")
     message = (
-        _msg(BADGE_DONE[done], name=request.query.get("name", "")) if done in BADGE_DONE else None
+        msg(BADGE_DONE[done], name=request.query.get("name", "")) if done in BADGE_DONE else None
     )
     values = None
     edit = request.query.get("edit", "")
@@ -323,14 +314,14 @@ async def _save_badge(
     try:
         body["uid"] = normalize_uid(values["uid"])
     except BadRequest:
-        errors.append(_msg(N_("The UID is 4, 7 or 10 bytes in hexadecimal, like 04A1B2C3D4E5F6.")))
+        errors.append(msg(N_("The UID is 4, 7 or 10 bytes in hexadecimal, like 04A1B2C3D4E5F6.")))
     if "uid" in body and not values["editing"]:
         # Adding must not replace someone's badge (and a guard's PIN) by a typo: editing does.
         existing = await console._db(console.store.list_badges, body["uid"])
         if any(b["uid"] == body["uid"] for b in existing):
             holder = next(b["holder"] for b in existing if b["uid"] == body["uid"])
             errors.append(
-                _msg(
+                msg(
                     N_(
                         "A badge with UID %(uid)s exists already (%(holder)s): edit it from "
                         "the list."
@@ -340,16 +331,16 @@ async def _save_badge(
                 )
             )
     if not values["holder"]:
-        errors.append(_msg(N_("Give the holder's name.")))
+        errors.append(msg(N_("Give the holder's name.")))
     body["holder"] = values["holder"]
     body["kind"] = values["kind"] if values["kind"] in ("ntag424", "uid") else "ntag424"
     body["doors"], body["zones"] = _names(values["doors"]), _names(values["zones"])
     if not body["doors"] and not body["zones"]:
-        errors.append(_msg(N_("Give at least one door or one zone.")))
+        errors.append(msg(N_("Give at least one door or one zone.")))
     for name in [*body["doors"], *body["zones"]]:
         if not NAME_RE.match(name) and name != "*":
             errors.append(
-                _msg(
+                msg(
                     N_(
                         "%(name)s is not a door or zone name: 1 to 64 letters, digits and "
                         ". _ : - (no spaces)."
@@ -358,22 +349,22 @@ async def _save_badge(
                 )
             )
     if "*" in body["zones"]:
-        errors.append(_msg(N_("* (every door) goes in the doors, not the zones.")))
+        errors.append(msg(N_("* (every door) goes in the doors, not the zones.")))
     for field in ("not_before", "not_after"):
         if values[field]:
             parsed = console._parse_local(values[field])
             if parsed is None:
-                errors.append(_msg(N_("Give the validity as a date and a time.")))
+                errors.append(msg(N_("Give the validity as a date and a time.")))
             body[field] = parsed
         else:
             body[field] = None
     if body["not_before"] and body["not_after"] and body["not_after"] <= body["not_before"]:
-        errors.append(_msg(N_("The end of the validity must come after its start.")))
+        errors.append(msg(N_("The end of the validity must come after its start.")))
     schedules = {s["id"] for s in await console._db(console.store.list_schedules)}
     if values["schedule"]:
         if values["schedule"] not in schedules:
             errors.append(
-                _msg(
+                msg(
                     N_("No schedule is set for %(name)s: set it under Access levels first."),
                     name=values["schedule"],
                 )
@@ -385,16 +376,16 @@ async def _save_badge(
         if values["guard_id"]:
             if not NAME_RE.match(values["guard_id"]):
                 errors.append(
-                    _msg(N_("A guard id is 1 to 64 letters, digits and . _ : - (no spaces)."))
+                    msg(N_("A guard id is 1 to 64 letters, digits and . _ : - (no spaces)."))
                 )
             body["guard_id"] = values["guard_id"]
     elif values["guard_id"]:
-        errors.append(_msg(N_("A guard id is for a guard's badge only: tick Guard.")))
+        errors.append(msg(N_("A guard id is for a guard's badge only: tick Guard.")))
     # Any badge may have a PIN: a guard's console login, anyone's card + PIN wall readers.
     if pin:
         if not (pin.isascii() and pin.isdigit() and MIN_PIN_DIGITS <= len(pin) <= MAX_PIN_DIGITS):
             errors.append(
-                _msg(
+                msg(
                     N_("A PIN is %(low)s to %(high)s digits."),
                     low=MIN_PIN_DIGITS,
                     high=MAX_PIN_DIGITS,
@@ -405,7 +396,7 @@ async def _save_badge(
         kept = await console._db(console.store.badge_pin_hash, body["uid"])
         if kept is None and values["guard"]:
             errors.append(
-                _msg(
+                msg(
                     N_("A guard needs a PIN of %(low)s to %(high)s digits."),
                     low=MIN_PIN_DIGITS,
                     high=MAX_PIN_DIGITS,
@@ -472,7 +463,7 @@ async def _access(console: Console, request: web.Request, operator: dict[str, An
     """GET /console/access[?edit=ID]: the schedules of doors and zones, the holidays."""
     done = request.query.get("done", "")
     message = (
-        _msg(ACCESS_DONE[done], name=request.query.get("name", "")) if done in ACCESS_DONE else None
+        msg(ACCESS_DONE[done], name=request.query.get("name", "")) if done in ACCESS_DONE else None
     )
     values = None
     edit = request.query.get("edit", "")
@@ -560,7 +551,7 @@ async def _save_schedule(
     schedule_id = values["schedule_id"]
     if not NAME_RE.match(schedule_id):
         errors.append(
-            _msg(
+            msg(
                 N_(
                     "Give the door or zone the schedule is for (1 to 64 letters, digits and "
                     ". _ : -)."
@@ -571,7 +562,7 @@ async def _save_schedule(
         ZoneInfo(values["timezone"])
     except (ValueError, ZoneInfoNotFoundError):
         errors.append(
-            _msg(
+            msg(
                 N_("%(zone)s is not a time zone: write it like Europe/Brussels."),
                 zone=values["timezone"],
             )
@@ -579,7 +570,7 @@ async def _save_schedule(
     rules, rule_errors = parse_rules(values["rules"])
     errors.extend(rule_errors)
     if not rules and not rule_errors:
-        errors.append(_msg(N_("Give at least one line of hours, like mon-fri 08:00-18:00.")))
+        errors.append(msg(N_("Give at least one line of hours, like mon-fri 08:00-18:00.")))
     if errors:
         return await _access_page(
             console, request, operator, status=400, values=values, errors=errors
@@ -646,11 +637,11 @@ async def _save_holiday(
     try:
         dt.date.fromisoformat(holiday["date"])
     except ValueError:
-        errors.append(_msg(N_("Give the holiday's date.")))
+        errors.append(msg(N_("Give the holiday's date.")))
     if not holiday["name"]:
-        errors.append(_msg(N_("Give the holiday's name.")))
+        errors.append(msg(N_("Give the holiday's name.")))
     elif len(holiday["name"]) > 80:
-        errors.append(_msg(N_("A holiday's name is at most 80 characters.")))
+        errors.append(msg(N_("A holiday's name is at most 80 characters.")))
     if errors:
         return await _access_page(
             console, request, operator, status=400, holiday=holiday, errors=errors
@@ -727,10 +718,10 @@ async def _rights(console: Console, request: web.Request, operator: dict[str, An
         try:
             facts = await console._db(console.store.rights_facts, uid, door)
         except NotFound:
-            context["errors"] = [_msg(N_("No such badge."))]
+            context["errors"] = [msg(N_("No such badge."))]
             status = 404
         except BadRequest:
-            context["errors"] = [_msg(N_("Choose a badge and a door from the lists."))]
+            context["errors"] = [msg(N_("Choose a badge and a door from the lists."))]
             status = 400
         else:
             now_s = console.store.now_ms() // 1000
@@ -768,9 +759,9 @@ def _explained(
         "holiday": now.detail.partition(": ")[2],
     }
     if now.granted:
-        verdict = _msg(N_("%(holder)s may enter at %(door)s now."), **args)
+        verdict = msg(N_("%(holder)s may enter at %(door)s now."), **args)
     else:
-        verdict = _msg(N_("%(holder)s may not enter at %(door)s now."), **args)
+        verdict = msg(N_("%(holder)s may not enter at %(door)s now."), **args)
     reason = None
     if not now.granted:
         text = WHY_REFUSED.get(now.reason.value)
@@ -779,33 +770,31 @@ def _explained(
                 "The badge's schedule %(schedule)s is not set: the door refuses it "
                 "(it fails closed)."
             )
-        reason = (
-            _msg(text, **args) if text else _msg(REASONS.get(now.reason.value, now.reason.value))
-        )
+        reason = msg(text, **args) if text else msg(REASONS.get(now.reason.value, now.reason.value))
     later = None
     if not now.granted:
         upcoming = [span for span in result["spans"] if span.granted and span.end > now_s]
         if upcoming:
             moment = dt.datetime.fromtimestamp(max(upcoming[0].start, now_s), console.settings.zone)
-            later = _msg(
+            later = msg(
                 N_("Next time this week: %(day)s %(date)s at %(time)s."),
                 day=gettext(DAY_NAMES[moment.weekday()]),
                 date=moment.date().isoformat(),
                 time=moment.strftime("%H:%M"),
             )
         else:
-            later = _msg(N_("Not at all for the rest of this week."))
+            later = msg(N_("Not at all for the rest of this week."))
     why: list[dict[str, Any]] = []
     via = result["via"]
     if via["door"]:
-        why.append(_msg(N_("The badge names this door."), **args))
+        why.append(msg(N_("The badge names this door."), **args))
     for zone in via["zones"]:
         why.append(
-            _msg(N_("The badge names zone %(zone)s, and %(door)s is in it."), zone=zone, **args)
+            msg(N_("The badge names zone %(zone)s, and %(door)s is in it."), zone=zone, **args)
         )
     if not via["door"] and not via["zones"]:
         why.append(
-            _msg(
+            msg(
                 N_(
                     "The badge names doors %(doors)s and zones %(zones)s; %(door)s is in "
                     "zones %(door_zones)s."
@@ -817,21 +806,21 @@ def _explained(
             )
         )
     if facts["revoked"]:
-        why.append(_msg(N_("The badge is revoked.")))
+        why.append(msg(N_("The badge is revoked.")))
     elif not badge.get("enabled", True):
-        why.append(_msg(N_("The badge is disabled.")))
+        why.append(msg(N_("The badge is disabled.")))
     if args["from"] and args["until"]:
-        why.append(_msg(N_("Valid from %(from)s until %(until)s."), **args))
+        why.append(msg(N_("Valid from %(from)s until %(until)s."), **args))
     elif args["until"]:
-        why.append(_msg(N_("Valid until %(until)s."), **args))
+        why.append(msg(N_("Valid until %(until)s."), **args))
     elif args["from"]:
-        why.append(_msg(N_("Valid from %(from)s, with no end."), **args))
+        why.append(msg(N_("Valid from %(from)s, with no end."), **args))
     else:
-        why.append(_msg(N_("No validity limit.")))
+        why.append(msg(N_("No validity limit.")))
     schedule = facts["schedules"].get(badge.get("schedule") or "")
     if schedule is not None:
         why.append(
-            _msg(
+            msg(
                 N_("Hours: schedule %(schedule)s (%(zone)s): %(rules)s."),
                 zone=schedule["timezone"],
                 rules="; ".join(_rules_text(schedule["rules"]).splitlines()),
@@ -839,12 +828,12 @@ def _explained(
             )
         )
     elif badge.get("schedule"):
-        why.append(_msg(N_("Hours: schedule %(schedule)s, which is not set."), **args))
+        why.append(msg(N_("Hours: schedule %(schedule)s, which is not set."), **args))
     else:
-        why.append(_msg(N_("No schedule: at any hour.")))
+        why.append(msg(N_("No schedule: at any hour.")))
     for holiday in result["holidays"]:
         why.append(
-            _msg(
+            msg(
                 N_("Holiday this week: %(date)s, %(name)s."),
                 date=holiday["date"],
                 name=holiday["name"],
@@ -855,7 +844,7 @@ def _explained(
     mode = result["mode"]
     if mode_set.get("by"):
         why.append(
-            _msg(
+            msg(
                 N_("Door mode: %(mode)s, set by %(by)s: %(reason)s."),
                 mode=mode_labels.get(mode, mode),
                 by=mode_set["by"],
@@ -863,14 +852,14 @@ def _explained(
             )
         )
     else:
-        why.append(_msg(N_("Door mode: %(mode)s."), mode=mode_labels.get(mode, mode)))
+        why.append(msg(N_("Door mode: %(mode)s."), mode=mode_labels.get(mode, mode)))
     if badge.get("kind") == "uid":
         why.append(
-            _msg(N_("A UID-only badge: it opens only doors whose settings accept UID badges."))
+            msg(N_("A UID-only badge: it opens only doors whose settings accept UID badges."))
         )
     if not facts["door_known"]:
         why.append(
-            _msg(
+            msg(
                 N_(
                     "No device is enrolled at %(door)s: this is what a door of that name "
                     "would decide."

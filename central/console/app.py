@@ -46,7 +46,7 @@ from ..store import CentralStore
 from ..store.doormodes import CENTRAL_MODES
 from ..tls import is_trusted
 from . import access, eventpacks, groups, onsite, operators, screening, security, stats, visitors
-from .i18n import LANGUAGES, N_, pick_language, translations
+from .i18n import LANGUAGES, N_, msg, pick_language, translations
 from .live import BATCH, LiveHub
 from .refusals import refusal_message
 
@@ -266,6 +266,27 @@ class Console:
         return self._store()
 
     # -- wiring ---------------------------------------------------------------------
+
+    def page_route(
+        self,
+        name: str,
+        handler: Callable[[Console, web.Request, dict[str, Any]], Awaitable[web.StreamResponse]],
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """*handler* (``handler(console, request, operator)``) as the GET route of the
+        page *name* (of :data:`PAGES`): logged in, and the role may see that page."""
+        handler.__name__ = name  # _page finds the page by the handler's name
+        return partial(_page(handler), self)
+
+    def change_route(
+        self,
+        name: str,
+        handler: Callable[
+            [Console, web.Request, dict[str, Any], Any], Awaitable[web.StreamResponse]
+        ],
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """*handler* (``handler(console, request, operator, form)``) as a form's POST route
+        of the page *name*: logged in, Origin and CSRF checked, the role allowed."""
+        return partial(_change(name)(handler), self)
 
     def add_routes(self, app: web.Application) -> None:
         """Put the console's routes on *app*."""
@@ -650,7 +671,7 @@ class Console:
             current="home",
             summary=summary,
             site=self.settings.site,
-            message=_msg(DONE_MESSAGES["password"])
+            message=msg(DONE_MESSAGES["password"])
             if request.query.get("done") == "password"
             else None,
             visitors_page=_PAGE["visitors"].visible_to(operator["role"]),
@@ -663,7 +684,7 @@ class Console:
         message = None
         mode = request.query.get("mode", "")
         if request.query.get("done") == "mode" and mode in MODE_DONE:
-            message = _msg(MODE_DONE[mode], name=request.query.get("name", ""))
+            message = msg(MODE_DONE[mode], name=request.query.get("name", ""))
         return await self._doors_page(request, operator, message=message)
 
     async def _doors_page(
@@ -734,7 +755,7 @@ class Console:
             raise _Refused(400, N_("This form is not one the console made: reload it."))
         if not reason:
             return await self._doors_page(
-                request, operator, status=400, errors=[_msg(N_("Give a reason for the mode."))]
+                request, operator, status=400, errors=[msg(N_("Give a reason for the mode."))]
             )
         action = (
             "PUT /admin/doors/{door}/mode" if scope == "door" else "PUT /admin/zones/{zone}/mode"
@@ -764,7 +785,7 @@ class Console:
                 request,
                 operator,
                 status=404,
-                errors=[_msg(N_("No enrolled door is in zone %(name)s."), name=name)],
+                errors=[msg(N_("No enrolled door is in zone %(name)s."), name=name)],
             )
         except CentralError as exc:
             return await self._doors_page(
@@ -793,11 +814,6 @@ def _translate_nested(env: Any) -> None:
         return plain(context, text, **args)
 
     env.globals["gettext"] = env.globals["_"] = gettext
-
-
-def _msg(text: str, **args: Any) -> dict[str, Any]:
-    """A message for a template: a catalogue string and its ``%(name)s`` arguments."""
-    return {"text": text, "args": args}
 
 
 def _safe_next(url: str) -> str:

@@ -38,7 +38,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..store.credentials import LANGUAGES
-from .i18n import N_
+from .i18n import N_, msg
 
 __all__ = ["COLUMNS", "MAX_BYTES", "MAX_LINES", "Line", "Parsed", "decode", "parse"]
 
@@ -62,10 +62,6 @@ _SINGLE = ("single", "unique", "once", "1")
 _MULTIPLE = ("multiple", "multi", "")
 _FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%d/%m/%Y %H:%M", "%Y-%m-%d %H:%M:%S")
 _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
-
-
-def _msg(text: str, **args: Any) -> dict[str, Any]:
-    return {"text": text, "args": args}
 
 
 @dataclass
@@ -141,38 +137,38 @@ def parse(
     *lang* is the host e-mail's language when a line gives none; times are *zone*'s."""
     parsed = Parsed()
     if not text.strip():
-        parsed.errors.append(_msg(N_("The file is empty.")))
+        parsed.errors.append(msg(N_("The file is empty.")))
         return parsed
     if "\x00" in text:  # a binary file, or UTF-16 read as UTF-8
-        parsed.errors.append(_msg(N_("The file holds a NUL character: it is not text.")))
+        parsed.errors.append(msg(N_("The file holds a NUL character: it is not text.")))
         return parsed
     first = text.splitlines()[0]
     delimiter = ";" if first.count(";") > first.count(",") else ","
     try:
         rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     except csv.Error:  # a cell beyond the csv module's limit (128 KB): its words are English
-        parsed.errors.append(_msg(N_("The file is not CSV text: a cell is larger than 128 KB.")))
+        parsed.errors.append(msg(N_("The file is not CSV text: a cell is larger than 128 KB.")))
         return parsed
     header = [_key(cell) for cell in rows[0]]
     columns: list[str | None] = []
     for raw, key in zip(rows[0], header, strict=True):
         column = _ALIASES.get(key)
         if column is None and key:
-            parsed.errors.append(_msg(N_("Unknown column “%(name)s”."), name=raw.strip()))
+            parsed.errors.append(msg(N_("Unknown column “%(name)s”."), name=raw.strip()))
         if column is not None and column in columns:
-            parsed.errors.append(_msg(N_("Column “%(name)s” appears twice."), name=raw.strip()))
+            parsed.errors.append(msg(N_("Column “%(name)s” appears twice."), name=raw.strip()))
         columns.append(column)
     for needed in ("visitor", "from", "until"):
         if needed not in columns:
-            parsed.errors.append(_msg(N_("Column “%(name)s” is missing."), name=needed))
+            parsed.errors.append(msg(N_("Column “%(name)s” is missing."), name=needed))
     if "doors" not in columns and "zones" not in columns:
-        parsed.errors.append(_msg(N_("The file needs a “doors” or a “zones” column.")))
+        parsed.errors.append(msg(N_("The file needs a “doors” or a “zones” column.")))
     data = [(n, row) for n, row in enumerate(rows[1:], start=2) if any(c.strip() for c in row)]
     if not data and not parsed.errors:
-        parsed.errors.append(_msg(N_("The file has no line after its header.")))
+        parsed.errors.append(msg(N_("The file has no line after its header.")))
     if len(data) > MAX_LINES:
         parsed.errors.append(
-            _msg(
+            msg(
                 N_("The file has %(count)s lines: %(max)s at most."), count=len(data), max=MAX_LINES
             )
         )
@@ -198,43 +194,43 @@ def _line(
 ) -> Line:
     errors: list[dict[str, Any]] = []
     if len(row) > len(columns) and any(c.strip() for c in row[len(columns) :]):
-        errors.append(_msg(N_("More cells than columns.")))
+        errors.append(msg(N_("More cells than columns.")))
     cells = {col: cell.strip() for col, cell in zip(columns, row, strict=False) if col}
     visitor = cells.get("visitor", "")
     if not visitor:
-        errors.append(_msg(N_("The visitor's name is missing.")))
+        errors.append(msg(N_("The visitor's name is missing.")))
     starts = _when(cells.get("from", ""), zone)
     ends = _when(cells.get("until", ""), zone)
     for column, value, moment in (("from", "from", starts), ("until", "until", ends)):
         if moment is None:
             errors.append(
-                _msg(
+                msg(
                     N_("“%(value)s” in “%(column)s” is not a date and time like 2026-12-05 08:00."),
                     value=cells.get(value, ""),
                     column=named.get(column, column),
                 )
             )
     if starts is not None and ends is not None and ends <= starts:
-        errors.append(_msg(N_("The end of the validity must come after its start.")))
+        errors.append(msg(N_("The end of the validity must come after its start.")))
     doors = _names(cells.get("doors", ""))
     zones = _names(cells.get("zones", ""))
     if not doors and not zones:
-        errors.append(_msg(N_("Give at least one door or one zone.")))
+        errors.append(msg(N_("Give at least one door or one zone.")))
     for door in doors:
         if door not in known_doors:
-            errors.append(_msg(N_("Unknown door “%(name)s”."), name=door))
+            errors.append(msg(N_("Unknown door “%(name)s”."), name=door))
     for name in zones:
         if name not in known_zones:
-            errors.append(_msg(N_("Unknown zone “%(name)s”."), name=name))
+            errors.append(msg(N_("Unknown zone “%(name)s”."), name=name))
     email = cells.get("host_email", "")
     if email and not _EMAIL_RE.match(email):
-        errors.append(_msg(N_("“%(value)s” is not an e-mail address."), value=email))
+        errors.append(msg(N_("“%(value)s” is not an e-mail address."), value=email))
     lang = cells.get("lang", "").lower() or default_lang
     if lang not in LANGUAGES:
-        errors.append(_msg(N_("Language “%(value)s”: en or fr."), value=lang))
+        errors.append(msg(N_("Language “%(value)s”: en or fr."), value=lang))
     use = cells.get("use", "").lower()
     if use not in _SINGLE and use not in _MULTIPLE:
-        errors.append(_msg(N_("Use “%(value)s”: single or multiple."), value=use))
+        errors.append(msg(N_("Use “%(value)s”: single or multiple."), value=use))
     body: dict[str, Any] = {
         "visitor": visitor,
         "host": cells.get("host", ""),

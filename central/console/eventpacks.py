@@ -14,13 +14,12 @@ import datetime as dt
 import functools
 import json
 import re
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ..errors import BadRequest, Forbidden, NotConfigured, NotFound
-from .i18n import N_
+from .i18n import N_, msg
 from .refusals import REASONS, refusal_message
 
 if TYPE_CHECKING:
@@ -35,18 +34,14 @@ _IDS = re.compile(r"[\s,;]+")
 
 def add_routes(console: Console, app: web.Application) -> None:
     """Put the Event packs page's routes on *app*."""
-    from .app import PREFIX, _change, _page
+    from .app import PREFIX
 
-    def page(name: str, fn: Callable[..., Any]) -> Any:
-        fn.__name__ = name
-        return functools.partial(_page(fn), console)
+    page = console.page_route
 
     r = app.router
     r.add_get(f"{PREFIX}/event-packs", page("eventpacks", _packs))
-    r.add_post(f"{PREFIX}/event-packs", functools.partial(_change("eventpacks")(_make), console))
-    r.add_post(
-        f"{PREFIX}/event-packs/merge", functools.partial(_change("eventpacks")(_merge), console)
-    )
+    r.add_post(f"{PREFIX}/event-packs", console.change_route("eventpacks", _make))
+    r.add_post(f"{PREFIX}/event-packs/merge", console.change_route("eventpacks", _merge))
 
 
 def _when(console: Console, seconds: int) -> str:
@@ -110,7 +105,6 @@ async def _make(
     console: Console, request: web.Request, operator: dict[str, Any], form: Any
 ) -> web.StreamResponse:
     """POST /console/event-packs: make the pack and answer it as a file to download."""
-    from .app import _msg
 
     fields = ("device_id", "name", "starts", "ends", "invitations", "language", "welcome")
     values = {key: str(form.get(key, "")).strip() for key in fields}
@@ -118,11 +112,11 @@ async def _make(
     starts = console._parse_local(values["starts"])
     ends = console._parse_local(values["ends"])
     if not values["device_id"]:
-        errors.append(_msg(N_("Choose the kiosk the pack is for.")))
+        errors.append(msg(N_("Choose the kiosk the pack is for.")))
     if not values["name"]:
-        errors.append(_msg(N_("Give the event's name.")))
+        errors.append(msg(N_("Give the event's name.")))
     if starts is None or ends is None:
-        errors.append(_msg(N_("Give the event's start and end.")))
+        errors.append(msg(N_("Give the event's start and end.")))
     wanted = [i for i in _IDS.split(values["invitations"]) if i]
     if errors:
         return await _page_of(console, request, operator, status=400, errors=errors, values=values)
@@ -172,7 +166,6 @@ async def _merge(
     console: Console, request: web.Request, operator: dict[str, Any], form: Any
 ) -> web.StreamResponse:
     """POST /console/event-packs/merge: a journal export (multipart file) merged back."""
-    from .app import _msg
 
     upload = form.get("journal")
     raw = getattr(upload, "file", None)
@@ -183,7 +176,7 @@ async def _merge(
         export = json.loads(data)
     except ValueError:
         return await _page_of(
-            console, request, operator, status=400, errors=[_msg(REASONS["malformed"])]
+            console, request, operator, status=400, errors=[msg(REASONS["malformed"])]
         )
     try:
         result = await console._recorded(

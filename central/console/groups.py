@@ -10,16 +10,15 @@ API's action name, in the same transaction (``Console._recorded``).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from ..errors import CentralError, NotFound
-from .i18n import N_
+from .i18n import N_, msg
 from .refusals import refusal_message
-from .visitors import _msg, _page_view, _refused
+from .visitors import _page_view, _refused
 
 if TYPE_CHECKING:
     from .app import Console
@@ -29,10 +28,9 @@ __all__ = ["add_routes"]
 
 def add_routes(console: Console, app: web.Application) -> None:
     """Put the group actions' routes on *app* (the Visitors page's roles)."""
-    from .app import PREFIX, _change
+    from .app import PREFIX
 
-    def change(fn: Callable[..., Any]) -> Any:
-        return functools.partial(_change("visitors")(fn), console)
+    change = functools.partial(console.change_route, "visitors")
 
     r = app.router
     r.add_post(f"{PREFIX}/visitors/groups/{{group_id}}/revoke", change(_revoke_group))
@@ -66,7 +64,7 @@ async def _revoke_group(
             request,
             operator,
             status=400,
-            errors=[_msg(N_("Give a reason for the revocation."))],
+            errors=[msg(N_("Give a reason for the revocation."))],
         )
     try:
         done = await console._recorded(
@@ -112,7 +110,7 @@ async def _extend_group(
             request,
             operator,
             status=400,
-            errors=[_msg(N_("Give the new end as a date and a time."))],
+            errors=[msg(N_("Give the new end as a date and a time."))],
         )
     try:
         done = await console._recorded(

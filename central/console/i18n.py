@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gettext
 from pathlib import Path
+from typing import Any
 
 from portier_common.catalogues import Catalogues
 
@@ -25,6 +26,12 @@ LANGUAGES: tuple[str, ...] = ("en", "fr")
 def N_(message: str) -> str:  # noqa: N802 -- gettext's conventional name
     """Mark *message* for extraction without translating it now; return it unchanged."""
     return message
+
+
+def msg(text: str, **args: Any) -> dict[str, Any]:
+    """A message for a page: a catalogue string (marked with :func:`N_`) and its
+    ``%(name)s`` arguments, translated when the page is rendered (the templates' ``_``)."""
+    return {"text": text, "args": args}
 
 
 #: The console's catalogues (portier_common.catalogues: the kiosk's scheme too).

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -32,11 +31,9 @@ GUARD = N_("by a guard")
 
 def add_routes(console: Console, app: web.Application) -> None:
     """Put the on-site page and the muster list on *app*."""
-    from .app import PREFIX, _page
+    from .app import PREFIX
 
-    def page(fn: Callable[..., Any]) -> Any:
-        fn.__name__ = "onsite"
-        return functools.partial(_page(fn), console)
+    page = functools.partial(console.page_route, "onsite")
 
     app.router.add_get(f"{PREFIX}/onsite", page(_onsite))
     app.router.add_get(f"{PREFIX}/onsite/muster", page(_muster))

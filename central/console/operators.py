@@ -24,7 +24,7 @@ from aiohttp import web
 
 from ..errors import BadRequest, LastAdministrator, NotFound
 from ..store.operators import ROLES
-from .i18n import N_
+from .i18n import N_, msg
 from .refusals import refusal_message
 
 if TYPE_CHECKING:
@@ -43,14 +43,10 @@ DONE = {
 
 def add_routes(console: Console, app: web.Application) -> None:
     """Put the operators page's routes on *app*."""
-    from .app import PREFIX, _change, _page
+    from .app import PREFIX
 
-    def page(fn: Callable[..., Any]) -> Any:
-        fn.__name__ = "operators"
-        return functools.partial(_page(fn), console)
-
-    def change(fn: Callable[..., Any]) -> Any:
-        return functools.partial(_change("operators")(fn), console)
+    page = functools.partial(console.page_route, "operators")
+    change = functools.partial(console.change_route, "operators")
 
     r = app.router
     r.add_get(f"{PREFIX}/operators", page(_operators))
@@ -58,14 +54,10 @@ def add_routes(console: Console, app: web.Application) -> None:
     r.add_post(f"{PREFIX}/operators/{{name}}/{{action}}", change(_act))
 
 
-def _msg(text: str, **args: Any) -> dict[str, Any]:
-    return {"text": text, "args": args}
-
-
 async def _operators(console: Console, request: web.Request, operator: dict[str, Any]) -> Any:
     """GET /console/operators: every operator, their role and state, and the forms."""
     done = request.query.get("done", "")
-    message = _msg(DONE[done], name=request.query.get("name", "")) if done in DONE else None
+    message = msg(DONE[done], name=request.query.get("name", "")) if done in DONE else None
     return await _page_of(console, request, operator, message=message)
 
 
@@ -130,7 +122,7 @@ async def _add(
             request,
             operator,
             status=400,
-            errors=[_msg(N_("Give the new operator's name."))],
+            errors=[msg(N_("Give the new operator's name."))],
             values=values,
         )
     password = secrets.token_urlsafe(15)  # 120 bits, as a reset's
@@ -154,7 +146,7 @@ async def _add(
         console,
         request,
         operator,
-        message=_msg(N_("%(name)s can log in now."), name=name),
+        message=msg(N_("%(name)s can log in now."), name=name),
         password={"name": name, "password": password},
     )
 
@@ -190,7 +182,7 @@ async def _act(
             console,
             request,
             operator,
-            message=_msg(N_("%(name)s has a new password: their sessions ended."), name=name),
+            message=msg(N_("%(name)s has a new password: their sessions ended."), name=name),
             password={"name": name, "password": result["password"]},
         )
     if action == "logout" and name == operator["name"]:

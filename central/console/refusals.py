@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .i18n import N_
+from .i18n import N_, msg
 
 __all__ = ["FIELDS", "REASONS", "field_label", "refusal_message"]
 
@@ -185,17 +185,13 @@ LINE = N_("Line %(number)s: %(sentence)s")
 GENERIC = N_("The central refused it: check %(field)s.")
 
 
-def _msg(text: str, **args: Any) -> dict[str, Any]:
-    return {"text": text, "args": args}
-
-
 def field_label(field: object) -> dict[str, Any]:
     """The label of *field* (a message), its last dotted part's, or "a field"."""
     name = str(field or "")
     for key in (name, name.rpartition(".")[2]):
         if key in FIELDS:
-            return _msg(FIELDS[key])
-    return _msg(UNKNOWN_FIELD)
+            return msg(FIELDS[key])
+    return msg(UNKNOWN_FIELD)
 
 
 def refusal_message(exc: BaseException) -> dict[str, Any]:
@@ -206,15 +202,15 @@ def refusal_message(exc: BaseException) -> dict[str, Any]:
     label = field_label(extra.get("field"))
     text = REASONS.get(reason)
     if text is None:
-        return _msg(GENERIC, field=label)
+        return msg(GENERIC, field=label)
     args: dict[str, Any] = {"field": label}
     for key in ("max", "min", "name", "by"):
         value = extra.get(key)
         args[key] = "" if value is None else str(value)
     args["other"] = field_label(extra.get("other"))
-    sentence = _msg(text, **args)
+    sentence = msg(text, **args)
     index = extra.get("index")
     if isinstance(index, int) and not isinstance(index, bool):
         # A group's visitor, a schedule's line: which one, counted from 1 as people do.
-        return _msg(LINE, number=index + 1, sentence=sentence)
+        return msg(LINE, number=index + 1, sentence=sentence)
     return sentence

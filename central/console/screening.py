@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -22,7 +21,7 @@ from aiohttp import web
 
 from ..errors import BadRequest, CentralError, Forbidden, NotFound, NotIssued
 from ..invitations import pdf_response, render_pdf
-from .i18n import N_
+from .i18n import N_, msg
 from .refusals import refusal_message
 
 if TYPE_CHECKING:
@@ -46,14 +45,10 @@ NOT_ISSUED = N_(
 
 def add_routes(console: Console, app: web.Application) -> None:
     """Put the deny list's, the approvals' and the invitation delivery routes on *app*."""
-    from .app import PREFIX, _change, _page
+    from .app import PREFIX
 
-    def page(name: str, fn: Callable[..., Any]) -> Any:
-        fn.__name__ = name
-        return functools.partial(_page(fn), console)
-
-    def change(name: str, fn: Callable[..., Any]) -> Any:
-        return functools.partial(_change(name)(fn), console)
+    page = console.page_route
+    change = console.change_route
 
     r = app.router
     r.add_get(f"{PREFIX}/deny-list", page("deny_list", _deny_list))
@@ -65,13 +60,9 @@ def add_routes(console: Console, app: web.Application) -> None:
     r.add_post(f"{PREFIX}/visitors/{{invitation_id}}/resend", change("visitors", _resend))
 
 
-def _msg(text: str, **args: Any) -> dict[str, Any]:
-    return {"text": text, "args": args}
-
-
 def _done(request: web.Request) -> dict[str, Any] | None:
     done = request.query.get("done", "")
-    return _msg(DONE[done], name=request.query.get("name", "")) if done in DONE else None
+    return msg(DONE[done], name=request.query.get("name", "")) if done in DONE else None
 
 
 def _local(console: Console, ms: int) -> str:
@@ -122,9 +113,9 @@ async def _add_entry(
     values = {key: " ".join(str(form.get(key, "")).split()) for key in ("name", "reason")}
     errors = []
     if not values["name"]:
-        errors.append(_msg(N_("Give the person's name.")))
+        errors.append(msg(N_("Give the person's name.")))
     if not values["reason"]:
-        errors.append(_msg(N_("Give a reason.")))
+        errors.append(msg(N_("Give a reason.")))
     if not errors:
         try:
             entry = await console._recorded(
@@ -152,7 +143,7 @@ async def _remove_entry(
     reason = _reason(form)
     if not reason:
         return await _deny_page(
-            console, request, operator, status=400, errors=[_msg(N_("Give a reason."))]
+            console, request, operator, status=400, errors=[msg(N_("Give a reason."))]
         )
     try:
         removed = await console._recorded(
@@ -171,7 +162,7 @@ async def _remove_entry(
             request,
             operator,
             status=404,
-            errors=[_msg(N_("This entry is no longer on the deny list."))],
+            errors=[msg(N_("This entry is no longer on the deny list."))],
         )
     query = urlencode({"done": "removed", "name": removed["name"]})
     raise web.HTTPSeeOther(f"/console/deny-list?{query}")
@@ -232,11 +223,11 @@ async def _decide(
             request,
             operator,
             status=400,
-            errors=[_msg(N_("This form is not one the console made: reload it."))],
+            errors=[msg(N_("This form is not one the console made: reload it."))],
         )
     if not reason:
         return await _approvals_page(
-            console, request, operator, status=400, errors=[_msg(N_("Give a reason."))]
+            console, request, operator, status=400, errors=[msg(N_("Give a reason."))]
         )
     try:
         done = await console._recorded(
@@ -256,10 +247,10 @@ async def _decide(
         )
     except Forbidden:
         error = N_("You created this invitation: another security officer decides.")
-        return await _approvals_page(console, request, operator, status=403, errors=[_msg(error)])
+        return await _approvals_page(console, request, operator, status=403, errors=[msg(error)])
     except (NotFound, NotIssued):
         error = N_("This invitation awaits no decision (any more).")
-        return await _approvals_page(console, request, operator, status=409, errors=[_msg(error)])
+        return await _approvals_page(console, request, operator, status=409, errors=[msg(error)])
     console.wake_notifier()
     query = urlencode({"done": decision, "name": done["visitor"]})
     raise web.HTTPSeeOther(f"/console/approvals?{query}")

@@ -22,7 +22,7 @@ from aiohttp import web
 from ..errors import BadRequest, NotFound, Unauthorized
 from ..store.monitor import EVENT_GROUPS, event_in_group
 from ..store.operators import ADMIN_ROLE
-from .i18n import N_, translations
+from .i18n import N_, msg, translations
 from .words import alarm_label, describe
 
 if TYPE_CHECKING:
@@ -64,17 +64,15 @@ STATE_LABELS = {
 
 def add_routes(console: Console, app: web.Application) -> None:
     """Put the security pages' routes on *app*."""
-    from .app import PREFIX, _change, _page
+    from .app import PREFIX
 
-    def page(name: str, fn: Callable[..., Any]) -> Any:
-        fn.__name__ = name
-        return functools.partial(_page(fn), console)
+    page = console.page_route
 
     r = app.router
     r.add_get(f"{PREFIX}/live", page("live", _live))
     r.add_get(f"{PREFIX}/live/stream", functools.partial(_stream, console))
     r.add_get(f"{PREFIX}/alarms", page("alarms", _alarms))
-    r.add_post(f"{PREFIX}/alarms/acknowledge", functools.partial(_change("alarms")(_ack), console))
+    r.add_post(f"{PREFIX}/alarms/acknowledge", console.change_route("alarms", _ack))
     r.add_get(f"{PREFIX}/devices", page("devices", _devices))
     r.add_get(f"{PREFIX}/devices/log.csv", page("devices", _log_csv))
     r.add_get(f"{PREFIX}/devices/{{device_id}}", page("devices", _device))
@@ -317,7 +315,7 @@ async def _ack(
 ) -> web.StreamResponse:
     """POST /console/alarms/acknowledge: a security officer acknowledges an alarm with a
     note (``store.acknowledge_alarm``, and its audit row in the same transaction)."""
-    from .app import PREFIX, _msg, _Refused
+    from .app import PREFIX, _Refused
 
     if operator["role"] != ADMIN_ROLE:
         raise _Refused(403, N_("Only a security officer may acknowledge an alarm."))
@@ -334,7 +332,7 @@ async def _ack(
             request,
             operator,
             status=400,
-            error=_msg(N_("Say in a note what was done about the alarm.")),
+            error=msg(N_("Say in a note what was done about the alarm.")),
         )
     try:
         await console._recorded(
@@ -361,7 +359,7 @@ async def _ack(
             request,
             operator,
             status=404,
-            error=_msg(N_("This alarm is over or unknown: it cannot be acknowledged.")),
+            error=msg(N_("This alarm is over or unknown: it cannot be acknowledged.")),
         )
     except BadRequest:
         return await _alarms_page(
@@ -369,7 +367,7 @@ async def _ack(
             request,
             operator,
             status=400,
-            error=_msg(N_("This alarm is acknowledged already.")),
+            error=msg(N_("This alarm is acknowledged already.")),
         )
     raise web.HTTPSeeOther(f"{PREFIX}/alarms?done=acknowledged")
 

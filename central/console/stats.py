@@ -205,11 +205,9 @@ def _number(value: float) -> str:
 
 def add_routes(console: Console, app: web.Application) -> None:
     """Put the statistics page and its CSV exports on *app*."""
-    from .app import PREFIX, _page
+    from .app import PREFIX
 
-    def page(fn: Callable[..., Any]) -> Any:
-        fn.__name__ = "stats"
-        return functools.partial(_page(fn), console)
+    page = functools.partial(console.page_route, "stats")
 
     app.router.add_get(f"{PREFIX}/stats", page(_stats))
     app.router.add_get(f"{PREFIX}/stats/{{name}}.csv", page(_csv))

@@ -13,7 +13,7 @@ import datetime as dt
 import functools
 import hashlib
 import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -22,7 +22,7 @@ from aiohttp import web
 from ..errors import BadRequest, CentralError, NotFound
 from ..store.visits import MAX_OCCURRENCES, invitation_ids
 from . import csvimport
-from .i18n import LANGUAGES, N_
+from .i18n import LANGUAGES, N_, msg
 from .refusals import refusal_message
 
 if TYPE_CHECKING:
@@ -86,14 +86,10 @@ FIELDS = (
 
 def add_routes(console: Console, app: web.Application) -> None:
     """Put the Visitors page's routes on *app*."""
-    from .app import PREFIX, _change, _page
+    from .app import PREFIX
 
-    def page(fn: Callable[..., Any]) -> Any:
-        fn.__name__ = "visitors"
-        return functools.partial(_page(fn), console)
-
-    def change(fn: Callable[..., Any]) -> Any:
-        return functools.partial(_change("visitors")(fn), console)
+    page = functools.partial(console.page_route, "visitors")
+    change = functools.partial(console.change_route, "visitors")
 
     r = app.router
     r.add_get(f"{PREFIX}/visitors", page(_visitors))
@@ -110,11 +106,6 @@ def add_routes(console: Console, app: web.Application) -> None:
 
 
 # -- helpers ----------------------------------------------------------------------------
-
-
-def _msg(text: str, **args: Any) -> dict[str, Any]:
-    """A message for a template: a catalogue string and its ``%(name)s`` arguments."""
-    return {"text": text, "args": args}
 
 
 def _split_names(text: str) -> list[str]:
@@ -163,7 +154,7 @@ async def _visitors(console: Console, request: web.Request, operator: dict[str, 
     done = request.query.get("done")
     message = None
     if done in DONE:
-        message = _msg(
+        message = msg(
             DONE[done],
             name=request.query.get("name", ""),
             until=request.query.get("until", ""),
@@ -241,7 +232,7 @@ async def _create(
     errors: list[dict[str, Any]] = []
     body: dict[str, Any] = {"site": console.settings.site}
     if not values["visitor"]:
-        errors.append(_msg(N_("Give the visitor's name.")))
+        errors.append(msg(N_("Give the visitor's name.")))
     body["visitor"] = values["visitor"]
     body["host"] = values["host"]
     if values["host_email"]:
@@ -251,15 +242,15 @@ async def _create(
     not_before = console._parse_local(values["not_before"])
     expires = console._parse_local(values["expires"])
     if not_before is None or expires is None:
-        errors.append(_msg(N_("Give the validity as a date and a time.")))
+        errors.append(msg(N_("Give the validity as a date and a time.")))
     elif expires <= not_before:
-        errors.append(_msg(N_("The end of the validity must come after its start.")))
+        errors.append(msg(N_("The end of the validity must come after its start.")))
     else:
         body["not_before"], body["expires"] = not_before, expires
     body["doors"] = _split_names(values["doors"])
     body["zones"] = _split_names(values["zones"])
     if not body["doors"] and not body["zones"]:
-        errors.append(_msg(N_("Give at least one door or one zone.")))
+        errors.append(msg(N_("Give at least one door or one zone.")))
     body["single_use"] = values["use"] == "single"
     body["lang"] = values["lang"] if values["lang"] in LANGUAGES else LANGUAGES[0]
     if not errors:
@@ -300,7 +291,7 @@ async def _revoke(
             request,
             operator,
             status=400,
-            errors=[_msg(N_("Give a reason for the revocation."))],
+            errors=[msg(N_("Give a reason for the revocation."))],
         )
     try:
         await console._recorded(
@@ -337,7 +328,7 @@ async def _extend(
             request,
             operator,
             status=400,
-            errors=[_msg(N_("Give the new end as a date and a time."))],
+            errors=[msg(N_("Give the new end as a date and a time."))],
         )
     try:
         done = await console._recorded(
@@ -403,7 +394,7 @@ def _shared(
     body["doors"] = _split_names(values["doors"])
     body["zones"] = _split_names(values["zones"])
     if not body["doors"] and not body["zones"]:
-        errors.append(_msg(N_("Give at least one door or one zone.")))
+        errors.append(msg(N_("Give at least one door or one zone.")))
     body["single_use"] = values["use"] == "single"
     body["lang"] = values["lang"] if values["lang"] in LANGUAGES else LANGUAGES[0]
     return values, body
@@ -477,29 +468,29 @@ async def _create_recurring(
         values[key] = str(form.get(key, "")).strip()
     days = [day for day, _ in WEEKDAYS if day in form.getall("days", [])]
     if not values["visitor"]:
-        errors.append(_msg(N_("Give the visitor's name.")))
+        errors.append(msg(N_("Give the visitor's name.")))
     try:
         first = dt.date.fromisoformat(values["first_day"])
         last = dt.date.fromisoformat(values["last_day"])
         start = dt.time.fromisoformat(values["start"])
         end = dt.time.fromisoformat(values["end"])
     except ValueError:
-        errors.append(_msg(N_("Give the days as dates and the hours as times.")))
+        errors.append(msg(N_("Give the days as dates and the hours as times.")))
     else:
         if end <= start:
-            errors.append(_msg(N_("The hours must end after they start, the same day.")))
+            errors.append(msg(N_("The hours must end after they start, the same day.")))
         count = sum(
             1
             for n in range((last - first).days + 1)
             if WEEKDAYS[(first + dt.timedelta(days=n)).weekday()][0] in days
         )
         if last < first:
-            errors.append(_msg(N_("The last day must not come before the first.")))
+            errors.append(msg(N_("The last day must not come before the first.")))
         elif not days or count == 0:
-            errors.append(_msg(N_("None of the days chosen falls between the first and last.")))
+            errors.append(msg(N_("None of the days chosen falls between the first and last.")))
         elif count > MAX_OCCURRENCES:
             errors.append(
-                _msg(
+                msg(
                     N_("That makes %(count)s days: %(max)s at most."),
                     count=count,
                     max=MAX_OCCURRENCES,
@@ -561,19 +552,19 @@ async def _create_group(
         values[key] = str(form.get(key, "")).strip()
     names = [" ".join(line.split()) for line in values["names"].splitlines() if line.strip()]
     if not values["label"]:
-        errors.append(_msg(N_("Give the group a name.")))
+        errors.append(msg(N_("Give the group a name.")))
     if not names:
-        errors.append(_msg(N_("Give the visitors' names, one a line.")))
+        errors.append(msg(N_("Give the visitors' names, one a line.")))
     elif len(names) > csvimport.MAX_LINES:
         errors.append(
-            _msg(N_("%(count)s names: %(max)s at most."), count=len(names), max=csvimport.MAX_LINES)
+            msg(N_("%(count)s names: %(max)s at most."), count=len(names), max=csvimport.MAX_LINES)
         )
     not_before = console._parse_local(values["not_before"])
     expires = console._parse_local(values["expires"])
     if not_before is None or expires is None:
-        errors.append(_msg(N_("Give the validity as a date and a time.")))
+        errors.append(msg(N_("Give the validity as a date and a time.")))
     elif expires <= not_before:
-        errors.append(_msg(N_("The end of the validity must come after its start.")))
+        errors.append(msg(N_("The end of the validity must come after its start.")))
     if errors:
         return _series_page(
             console, request, operator, "group", status=400, values=values, errors=errors
@@ -693,18 +684,16 @@ async def _import_preview(
     upload = form.get("file")
     errors: list[dict[str, Any]] = []
     if not label:
-        errors.append(_msg(N_("Give the event's name.")))
+        errors.append(msg(N_("Give the event's name.")))
     data = upload.file.read(csvimport.MAX_BYTES + 1) if isinstance(upload, web.FileField) else b""
     if not data:
-        errors.append(_msg(N_("Choose the CSV file to import.")))
+        errors.append(msg(N_("Choose the CSV file to import.")))
     elif len(data) > csvimport.MAX_BYTES:
-        errors.append(
-            _msg(N_("The file is larger than %(kb)s KB."), kb=csvimport.MAX_BYTES // 1024)
-        )
+        errors.append(msg(N_("The file is larger than %(kb)s KB."), kb=csvimport.MAX_BYTES // 1024))
     text = csvimport.decode(data) if data else None
     if data and len(data) <= csvimport.MAX_BYTES and text is None:
         errors.append(
-            _msg(N_("The file is not UTF-8 text: in the spreadsheet, save it as “CSV UTF-8”."))
+            msg(N_("The file is not UTF-8 text: in the spreadsheet, save it as “CSV UTF-8”."))
         )
     if errors or text is None:
         return _import_page(console, request, operator, status=400, label=label, errors=errors)
@@ -743,7 +732,7 @@ async def _import_confirm(
             operator,
             status=400,
             errors=[
-                _msg(
+                msg(
                     N_(
                         "This import is no longer waiting (too old, done already, or "
                         "another session's): upload the file again."
