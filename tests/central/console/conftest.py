@@ -1,20 +1,30 @@
-"""The console's test set-up: operators with passwords on the module's central, and a small
-HTTP client that keeps cookies and does not follow redirects (the plain-HTTP tests)."""
+"""The console's test set-up: operators with passwords on the module's central, a small
+HTTP client that keeps cookies and does not follow redirects (the plain-HTTP tests), and
+the browser tests' Chromium (:data:`NEEDS_CHROMIUM`, the ``browser`` and ``fresh``
+fixtures, :func:`text`)."""
 
 from __future__ import annotations
 
 import http.cookiejar
+import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
     from central.testing import CentralProcess
+
+#: The browser tests' skip: Debian's chromium and chromium-driver (``tools/dev test``
+#: installs them).
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    shutil.which("chromium") is None or shutil.which("chromedriver") is None,
+    reason="needs chromium and chromium-driver (apt-get install chromium chromium-driver)",
+)
 
 #: Every test operator's password (12+ characters, as the store asks).
 PASSWORD = "correct horse battery"
@@ -94,3 +104,30 @@ class ConsoleClient:
 def client(console_central: CentralProcess) -> ConsoleClient:
     """A fresh cookie-keeping client of the module's central."""
     return ConsoleClient(console_central.url)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the module (Selenium, chromium-driver)."""
+    from central.console.screenshots import chromium
+
+    driver = chromium()
+    driver.implicitly_wait(5)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def fresh(browser: Any) -> Any:
+    """The module's browser with no cookie left from the test before."""
+    browser.delete_all_cookies()
+    return browser
+
+
+def text(browser: Any, css: str) -> str:
+    """The text of the first element *css* selects (waiting as the driver does)."""
+    from selenium.webdriver.common.by import By
+
+    return str(browser.find_element(By.CSS_SELECTOR, css).text)

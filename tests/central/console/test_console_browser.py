@@ -8,53 +8,23 @@ Skipped (with the command to fix it) where chromium or chromium-driver is missin
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from .conftest import PASSWORD
+from .conftest import NEEDS_CHROMIUM, PASSWORD, text
 
 pytestmark = [
     pytest.mark.processes,
-    pytest.mark.skipif(
-        shutil.which("chromium") is None or shutil.which("chromedriver") is None,
-        reason="needs chromium and chromium-driver (apt-get install chromium chromium-driver)",
-    ),
+    NEEDS_CHROMIUM,
 ]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from central.console.screenshots import chromium
-
-    driver = chromium()
-    driver.implicitly_wait(5)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-@pytest.fixture
-def fresh(browser: Any) -> Any:
-    """The module's browser with no cookie left from the test before."""
-    browser.delete_all_cookies()
-    return browser
-
-
-def _text(browser: Any, css: str) -> str:
-    from selenium.webdriver.common.by import By
-
-    return str(browser.find_element(By.CSS_SELECTOR, css).text)
 
 
 def test_wrong_password_shows_an_error(fresh: Any, console_central):
     from central.console.screenshots import log_in
 
     log_in(fresh, console_central.url, "paul", "not the password")
-    assert _text(fresh, "p.error") == "Wrong name or password."
+    assert text(fresh, "p.error") == "Wrong name or password."
     assert fresh.current_url.endswith("/console/login")
 
 
@@ -66,10 +36,10 @@ def test_pre_register_list_french_and_revoke(fresh: Any, console_central):
 
     base = console_central.url
     log_in(fresh, base, "paul", PASSWORD)
-    assert _text(fresh, ".who .name") == "paul"
-    assert _text(fresh, ".who .role") == "Pass Office"
+    assert text(fresh, ".who .name") == "paul"
+    assert text(fresh, ".who .role") == "Pass Office"
     follow(fresh, fresh.find_element(By.LINK_TEXT, "Visitors"))
-    assert _text(fresh, "h1") == "Visitors"
+    assert text(fresh, "h1") == "Visitors"
 
     form = fresh.find_element(By.CSS_SELECTOR, "form.grid")
     form.find_element(By.ID, "visitor").send_keys("Émilie du Châtelet")
@@ -80,7 +50,7 @@ def test_pre_register_list_french_and_revoke(fresh: Any, console_central):
     form.find_element(By.CSS_SELECTOR, "input[name=use][value=single]").click()
     follow(fresh, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
 
-    assert _text(fresh, "p.done") == "Invitation created for Émilie du Châtelet."
+    assert text(fresh, "p.done") == "Invitation created for Émilie du Châtelet."
     row = fresh.find_element(By.XPATH, "//tr[td[1][normalize-space()='Émilie du Châtelet']]")
     assert "Voltaire" in row.text and "Single" in row.text
     assert row.find_element(By.CSS_SELECTOR, ".status").text == "Valid"
@@ -88,18 +58,18 @@ def test_pre_register_list_french_and_revoke(fresh: Any, console_central):
 
     follow(fresh, fresh.find_element(By.CSS_SELECTOR, "a[hreflang=fr]"))
     assert fresh.find_element(By.TAG_NAME, "html").get_attribute("lang") == "fr"
-    assert _text(fresh, "h1") == "Visiteurs"
-    assert _text(fresh, ".who .role") == "Bureau des badges"
+    assert text(fresh, "h1") == "Visiteurs"
+    assert text(fresh, ".who .role") == "Bureau des badges"
     row = fresh.find_element(By.ID, row_id)
     assert row.find_element(By.CSS_SELECTOR, ".status").text == "Valide"
 
     row.find_element(By.NAME, "reason").send_keys("réunion annulée")
     follow(fresh, row.find_element(By.CSS_SELECTOR, "button.danger"))
-    assert _text(fresh, "p.done") == "Invitation révoquée."
+    assert text(fresh, "p.done") == "Invitation révoquée."
     row = fresh.find_element(By.ID, row_id)
     assert row.find_element(By.CSS_SELECTOR, ".status").text == "Révoquée"
     assert not row.find_elements(By.NAME, "reason")  # nothing left to revoke
 
     follow(fresh, fresh.find_element(By.CSS_SELECTOR, "form.logout button"))
     assert fresh.current_url.endswith("/console/login")
-    assert _text(fresh, "h1") == "Se connecter"  # the language stays after logout
+    assert text(fresh, "h1") == "Se connecter"  # the language stays after logout

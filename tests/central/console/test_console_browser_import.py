@@ -7,8 +7,6 @@ Skipped (with the command to fix it) where chromium or chromium-driver is missin
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +16,11 @@ from central.settings import CentralSettings
 from central.store import CentralStore
 from central.testing import enroll_device
 
-from .conftest import PASSWORD
+from .conftest import NEEDS_CHROMIUM, PASSWORD
 
 pytestmark = [
     pytest.mark.processes,
-    pytest.mark.skipif(
-        shutil.which("chromium") is None or shutil.which("chromedriver") is None,
-        reason="needs chromium and chromium-driver (apt-get install chromium chromium-driver)",
-    ),
+    NEEDS_CHROMIUM,
 ]
 
 #: Written as Excel in French writes a "CSV UTF-8" file: a byte-order mark, ";".
@@ -41,18 +36,6 @@ CORRECTED = (
     "Irène Joliot-Curie;05/12/2036 08:00;05/12/2036 18:00;hall-door;\n"
     "Pierre Curie;05/12/2036 08:00;05/12/2036 18:00;hall-door;\n"
 )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from central.console.screenshots import chromium
-
-    driver = chromium()
-    driver.implicitly_wait(5)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def _upload(browser: Any, path: Path, label: str) -> None:

@@ -5,7 +5,6 @@ CSP). Then the alarms page: acknowledge an alarm with a note."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from typing import Any
 
@@ -13,15 +12,11 @@ import pytest
 
 from central.testing import ChainBuilder, enroll_device
 
-from .conftest import PASSWORD
-from .test_console_browser import browser, fresh  # noqa: F401 -- the module's browser
+from .conftest import NEEDS_CHROMIUM, PASSWORD
 
 pytestmark = [
     pytest.mark.processes,
-    pytest.mark.skipif(
-        shutil.which("chromium") is None or shutil.which("chromedriver") is None,
-        reason="needs chromium and chromium-driver (apt-get install chromium chromium-driver)",
-    ),
+    NEEDS_CHROMIUM,
 ]
 
 
@@ -35,7 +30,7 @@ def _wait(predicate: Any, timeout_s: float = 15.0) -> bool:
 
 
 def test_a_check_in_appears_live_and_an_alarm_is_acknowledged(
-    fresh: Any,  # noqa: F811 -- the fixture imported above
+    fresh: Any,
     console_central,
 ):
     from selenium.webdriver.common.by import By

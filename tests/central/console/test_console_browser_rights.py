@@ -9,8 +9,6 @@ Skipped (with the command to fix it) where chromium or chromium-driver is missin
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-from collections.abc import Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,27 +16,12 @@ import pytest
 
 from central.testing import enroll_device
 
-from .conftest import PASSWORD
+from .conftest import NEEDS_CHROMIUM, PASSWORD
 
 pytestmark = [
     pytest.mark.processes,
-    pytest.mark.skipif(
-        shutil.which("chromium") is None or shutil.which("chromedriver") is None,
-        reason="needs chromium and chromium-driver (apt-get install chromium chromium-driver)",
-    ),
+    NEEDS_CHROMIUM,
 ]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from central.console.screenshots import chromium
-
-    driver = chromium()
-    driver.implicitly_wait(5)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def test_a_holiday_explained_by_the_doors_decision(browser: Any, console_central) -> None:

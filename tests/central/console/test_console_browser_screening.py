@@ -5,8 +5,6 @@ Approvals page (in French), and the Pass Office then has its PDF link and Resend
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,33 +12,12 @@ import pytest
 from central.settings import CentralSettings
 from central.store import CentralStore
 
-from .conftest import PASSWORD
+from .conftest import NEEDS_CHROMIUM, PASSWORD, text
 
 pytestmark = [
     pytest.mark.processes,
-    pytest.mark.skipif(
-        shutil.which("chromium") is None or shutil.which("chromedriver") is None,
-        reason="needs chromium and chromium-driver (apt-get install chromium chromium-driver)",
-    ),
+    NEEDS_CHROMIUM,
 ]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from central.console.screenshots import chromium
-
-    driver = chromium()
-    driver.implicitly_wait(5)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def _text(browser: Any, css: str) -> str:
-    from selenium.webdriver.common.by import By
-
-    return str(browser.find_element(By.CSS_SELECTOR, css).text)
 
 
 def _as(browser: Any, base: str, name: str) -> None:
@@ -65,8 +42,8 @@ def test_deny_list_hold_and_approval_in_the_browser(browser: Any, console_centra
     browser.find_element(By.ID, "name").send_keys("Voltaire François-Marie Arouet")
     browser.find_element(By.ID, "reason").send_keys("Banned from the site")
     follow(browser, browser.find_element(By.CSS_SELECTOR, "form.grid button[type=submit]"))
-    assert _text(browser, "p.done") == "Voltaire François-Marie Arouet is on the deny list."
-    assert "Banned from the site" in _text(browser, "#deny-list")
+    assert text(browser, "p.done") == "Voltaire François-Marie Arouet is on the deny list."
+    assert "Banned from the site" in text(browser, "#deny-list")
 
     _as(browser, base, "paul")
     assert not browser.find_elements(By.LINK_TEXT, "Deny list")
@@ -76,7 +53,7 @@ def test_deny_list_hold_and_approval_in_the_browser(browser: Any, console_centra
     form.find_element(By.ID, "visitor_email").send_keys("voltaire@example.com")
     form.find_element(By.ID, "doors").send_keys("front")
     follow(browser, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
-    assert "awaits a security officer's approval" in _text(browser, "p.done")
+    assert "awaits a security officer's approval" in text(browser, "p.done")
     xpath = "//tr[td[1][normalize-space()='AROUET francois marie VOLTAIRE']]"
     row = browser.find_element(By.XPATH, xpath)
     assert row.find_element(By.CSS_SELECTOR, ".status").text == "Awaiting approval"
@@ -90,8 +67,8 @@ def test_deny_list_hold_and_approval_in_the_browser(browser: Any, console_centra
     assert "Voltaire François-Marie Arouet" in pending.text and "paul" in pending.text
     pending.find_element(By.NAME, "reason").send_keys("Invité par la direction")
     follow(browser, pending.find_element(By.CSS_SELECTOR, "button[value=approve]"))
-    assert "est approuvée" in _text(browser, "p.done")
-    assert _text(browser, "#approvals tbody") == "Aucune invitation n'attend d'approbation."
+    assert "est approuvée" in text(browser, "p.done")
+    assert text(browser, "#approvals tbody") == "Aucune invitation n'attend d'approbation."
 
     _as(browser, base, "paul")
     browser.get(f"{base}/console/lang/en?next=/console/visitors")
@@ -99,4 +76,4 @@ def test_deny_list_hold_and_approval_in_the_browser(browser: Any, console_centra
     assert row.find_element(By.CSS_SELECTOR, ".status").text == "Valid"
     assert row.find_element(By.PARTIAL_LINK_TEXT, "PDF").get_attribute("href").endswith("/pdf")
     follow(browser, row.find_element(By.CSS_SELECTOR, "form.resend button"))
-    assert _text(browser, "p.done") == "The invitation is sent again to voltaire@example.com."
+    assert text(browser, "p.done") == "The invitation is sent again to voltaire@example.com."

@@ -24,14 +24,11 @@ import pytest
 
 from tests.support.sync_rig import make_config, running_agent, wait_until
 
-from .conftest import PASSWORD
+from .conftest import NEEDS_CHROMIUM, PASSWORD
 
 pytestmark = [
     pytest.mark.processes,
-    pytest.mark.skipif(
-        shutil.which("chromium") is None or shutil.which("chromedriver") is None,
-        reason="needs chromium and chromium-driver (apt-get install chromium chromium-driver)",
-    ),
+    NEEDS_CHROMIUM,
 ]
 
 DOOR = "gate-a"
