@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import shutil
 import time
 from pathlib import Path
@@ -36,33 +35,13 @@ VISITOR = "Hedy Lamarr"
 
 
 def _invitation_qr(data_dir: Path, invitation_id: str) -> str:
-    """The invitation's QR text as the central minted it: the same claims signed again with
-    the same key (Ed25519 signatures are deterministic, so it is the very token). What the
-    visitor's printable invitation carries (the Pass Office's PDF, #14's invitation part)."""
+    """The invitation's QR text, as its printable invitation and its e-mail carry it
+    (``store.invitation_token``: the stored claims signed again with the same key)."""
     from central.settings import CentralSettings
     from central.store import CentralStore
-    from portier_common.tokens import SigningKey
-    from portier_common.tokens.invitation import InvitationClaims, mint
 
-    with CentralStore(CentralSettings(data_dir=data_dir)) as store, store._read() as conn:
-        row = conn.execute("SELECT data FROM invitations WHERE id = ?", (invitation_id,)).fetchone()
-        data = json.loads(row["data"])
-        key_row = conn.execute(
-            "SELECT kid, private_key FROM signing_keys WHERE kid = ?", (data["kid"],)
-        ).fetchone()
-    key = SigningKey.from_private_bytes(key_row["kid"], key_row["private_key"])
-    claims = InvitationClaims(
-        invitation_id=data["id"],
-        visitor=data["visitor"],
-        site=data["site"],
-        not_before=data["not_before"],
-        expires=data["expires"],
-        single_use=data["single_use"],
-        doors=tuple(data["doors"]),
-        zones=tuple(data["zones"]),
-        host=data["host"],
-    )
-    return mint(claims, key)
+    with CentralStore(CentralSettings(data_dir=data_dir)) as store:
+        return str(store.invitation_token(invitation_id)["token"])
 
 
 def _live_rows(browser: Any) -> list[str]:
