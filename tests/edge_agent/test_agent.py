@@ -459,6 +459,7 @@ CARD_PIN_REASONS = {
     Reason.WRONG_PIN,
     Reason.PIN_TIMEOUT,
     Reason.PIN_LOCKED_OUT,
+    Reason.PIN_INTERRUPTED,
 }
 
 
