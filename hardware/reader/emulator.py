@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -118,7 +119,10 @@ class PtyEnd:
             return 0
 
     def flush(self) -> None:
-        pass
+        # libosdp flushes a channel to drop a half-received frame: discard what is
+        # waiting on this end, as the in-memory bus does.
+        with contextlib.suppress(OSError, termios.error):  # the line is gone: nothing to drop
+            termios.tcflush(self._fd, termios.TCIFLUSH)
 
     def close(self) -> None:
         """Close both ends. Idempotent."""
